@@ -1,0 +1,223 @@
+"""``amplink bench``: amplink's message path against a baseline measured in the same run.
+
+Two figures per transport, both between two real processes:
+
+* round-trip latency: a 64-byte message to an echo peer and back, ``--rounds`` times
+  after a warm-up, reported as p50 and p99;
+* one-way throughput: ``--messages`` messages of 496 bytes (the rpmsg MTU) to a sink
+  that counts them; the clock stops when the sink's count comes back.
+
+The baseline is ``multiprocessing.Pipe`` (``send_bytes``/``recv_bytes``, no pickling)
+with the same placement.  With two or more CPUs the host side is pinned to the first
+allowed CPU and the peer to another, because unpinned figures on a 2-vCPU machine jump
+with every scheduler decision; ``--no-pin`` measures unpinned.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import struct
+import time
+from dataclasses import asdict, dataclass
+from multiprocessing.connection import Connection
+from typing import Any
+
+from amplink.firmware import bench as fw
+from amplink.remoteproc import Rproc
+from amplink.rpmsg.core import Endpoint
+from amplink.stats import latency_summary_us
+
+RTT_SIZE = 64
+THROUGHPUT_SIZE = 496
+WARMUP = 1000
+
+
+@dataclass
+class Result:
+    name: str
+    rtt_p50_us: float
+    rtt_p99_us: float
+    msgs_per_s: float
+    mb_per_s: float
+
+
+@dataclass
+class Placement:
+    host_cpu: int | None
+    peer_cpu: int | None
+
+    @property
+    def pinned(self) -> bool:
+        return self.host_cpu is not None
+
+    def describe(self) -> str:
+        if not self.pinned:
+            return "not pinned (scheduler places both processes)"
+        return f"host pinned to CPU {self.host_cpu}, peer pinned to CPU {self.peer_cpu}"
+
+
+def choose_placement(pin: bool) -> Placement:
+    cpus = sorted(os.sched_getaffinity(0))
+    if not pin or len(cpus) < 2:
+        return Placement(None, None)
+    return Placement(cpus[0], cpus[1])
+
+
+# -- baseline: multiprocessing.Pipe ---------------------------------------------------
+def _pipe_peer(conn: Connection, cpu: int | None) -> None:
+    if cpu is not None:
+        os.sched_setaffinity(0, {cpu})
+    while True:
+        cmd = conn.recv_bytes()
+        if cmd == b"ECHO":
+            n = struct.unpack("=Q", conn.recv_bytes())[0]
+            for _ in range(n):
+                conn.send_bytes(conn.recv_bytes())
+        elif cmd == b"SINK":
+            n = struct.unpack("=Q", conn.recv_bytes())[0]
+            total = 0
+            for _ in range(n):
+                total += len(conn.recv_bytes())
+            conn.send_bytes(struct.pack("=QQ", n, total))
+        else:
+            return
+
+
+def bench_pipe(rounds: int, messages: int, placement: Placement) -> Result:
+    ctx = multiprocessing.get_context("spawn")
+    ours, theirs = ctx.Pipe()
+    peer = ctx.Process(target=_pipe_peer, args=(theirs, placement.peer_cpu), daemon=True)
+    peer.start()
+    theirs.close()
+    try:
+        ours.send_bytes(b"ECHO")
+        ours.send_bytes(struct.pack("=Q", rounds + WARMUP))
+        payload = bytes(RTT_SIZE)
+        samples = []
+        for i in range(rounds + WARMUP):
+            t = time.perf_counter_ns()
+            ours.send_bytes(payload)
+            ours.recv_bytes()
+            if i >= WARMUP:
+                samples.append(time.perf_counter_ns() - t)
+        ours.send_bytes(b"SINK")
+        ours.send_bytes(struct.pack("=Q", messages))
+        payload = bytes(THROUGHPUT_SIZE)
+        t0 = time.perf_counter()
+        for _ in range(messages):
+            ours.send_bytes(payload)
+        count, nbytes = struct.unpack("=QQ", ours.recv_bytes())
+        elapsed = time.perf_counter() - t0
+        ours.send_bytes(b"EXIT")
+    finally:
+        peer.join(5)
+        if peer.is_alive():
+            peer.kill()
+            peer.join()
+        ours.close()
+    return _result("multiprocessing.Pipe", samples, count, nbytes, elapsed, messages)
+
+
+# -- amplink --------------------------------------------------------------------------
+def _rtt(ept: Endpoint, rounds: int) -> list[int]:
+    payload = bytes(RTT_SIZE)
+    samples = []
+    for i in range(rounds + WARMUP):
+        t = time.perf_counter_ns()
+        ept.send(payload)
+        ept.recv(5.0)
+        if i >= WARMUP:
+            samples.append(time.perf_counter_ns() - t)
+    return samples
+
+
+def bench_amplink(rounds: int, messages: int, placement: Placement) -> Result:
+    with Rproc("bench0", "amplink.firmware.bench", cpu=placement.peer_cpu) as rp:
+        echo = rp.wait_channel(fw.ECHO).create_ept()
+        sink = rp.wait_channel(fw.SINK).create_ept()
+        samples = _rtt(echo, rounds)
+        payload = bytes(THROUGHPUT_SIZE)
+        t0 = time.perf_counter()
+        for _ in range(messages):
+            sink.send(payload)
+        sink.send(fw.DONE)
+        count, nbytes = fw.COUNTS.unpack(sink.recv(30.0).data)
+        elapsed = time.perf_counter() - t0
+    return _result("amplink rpmsg virtio", samples, count, nbytes, elapsed, messages)
+
+
+def _result(
+    name: str, samples: list[int], count: int, nbytes: int, elapsed: float, expected: int
+) -> Result:
+    if count != expected:
+        raise RuntimeError(f"{name}: the sink counted {count} messages, {expected} were sent")
+    p50, p99 = latency_summary_us(samples)
+    return Result(
+        name, round(p50, 2), round(p99, 2), round(count / elapsed), round(nbytes / elapsed / 1e6, 2)
+    )
+
+
+def run(rounds: int = 10_000, messages: int = 50_000, pin: bool = True) -> dict[str, Any]:
+    """Run every benchmark; returns the report that ``--json`` prints."""
+    placement = choose_placement(pin)
+    saved = os.sched_getaffinity(0)
+    if placement.host_cpu is not None:
+        os.sched_setaffinity(0, {placement.host_cpu})
+    try:
+        baseline = bench_pipe(rounds, messages, placement)
+        ours = bench_amplink(rounds, messages, placement)
+    finally:
+        os.sched_setaffinity(0, saved)
+    return {
+        "placement": {
+            "pinned": placement.pinned,
+            "host_cpu": placement.host_cpu,
+            "peer_cpu": placement.peer_cpu,
+            "cpus_online": os.cpu_count(),
+        },
+        "params": {
+            "rounds": rounds,
+            "rtt_size": RTT_SIZE,
+            "messages": messages,
+            "throughput_size": THROUGHPUT_SIZE,
+        },
+        "baseline": baseline.name,
+        "results": [asdict(baseline), asdict(ours)],
+        "ratios": {
+            "rtt_p50": round(ours.rtt_p50_us / baseline.rtt_p50_us, 3),
+            "msgs_per_s": round(ours.msgs_per_s / baseline.msgs_per_s, 3),
+        },
+    }
+
+
+def format_report(report: dict[str, Any]) -> str:
+    """The human-readable table of a report."""
+    p = report["placement"]
+    place = (
+        f"host pinned to CPU {p['host_cpu']}, peer pinned to CPU {p['peer_cpu']}"
+        if p["pinned"]
+        else "not pinned (scheduler places both processes)"
+    )
+    prm = report["params"]
+    lines = [
+        f"amplink bench: {place}",
+        f"round trip: {prm['rounds']} x {prm['rtt_size']} B; throughput: "
+        f"{prm['messages']} x {prm['throughput_size']} B one way",
+        "",
+        f"{'transport':<24}{'rtt p50 us':>12}{'rtt p99 us':>12}{'msgs/s':>12}{'MB/s':>9}",
+    ]
+    base = report["results"][0]
+    for r in report["results"]:
+        lines.append(
+            f"{r['name']:<24}{r['rtt_p50_us']:>12.1f}{r['rtt_p99_us']:>12.1f}"
+            f"{r['msgs_per_s']:>12,.0f}{r['mb_per_s']:>9.1f}"
+        )
+    for r in report["results"][1:]:
+        ratios = [r[k] / base[k] for k in ("rtt_p50_us", "rtt_p99_us", "msgs_per_s", "mb_per_s")]
+        lines.append(
+            f"{'  vs ' + base['name']:<24}{ratios[0]:>11.2f}x{ratios[1]:>11.2f}x"
+            f"{ratios[2]:>11.2f}x{ratios[3]:>8.2f}x"
+        )
+    lines.append("(latency: lower is better; throughput: higher is better)")
+    return "\n".join(lines)

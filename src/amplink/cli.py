@@ -1,0 +1,73 @@
+"""The ``amplink`` command.
+
+Exit codes: 0 success, 1 the operation failed (the message says why), 2 bad usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+
+from amplink import bench, demo
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    demo.run(firmware=args.firmware)
+    return 0
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    report = bench.run(rounds=args.rounds, messages=args.messages, pin=not args.no_pin)
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        print(bench.format_report(report))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="amplink",
+        description="The Linux AMP IPC stack (remoteproc, rpmsg, virtio) over real shared "
+        "memory between processes.",
+    )
+    p.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
+    sub = p.add_subparsers(dest="command", required=True)
+    d = sub.add_parser("demo", help="boot a remote core running echo firmware and talk to it")
+    d.add_argument(
+        "--firmware",
+        default="amplink.firmware.echo",
+        help="firmware module or .py file (default: the bundled echo)",
+    )
+    d.set_defaults(func=_cmd_demo)
+    b = sub.add_parser("bench", help="measure latency and throughput against a Pipe baseline")
+    b.add_argument("--rounds", type=int, default=10_000, help="round trips (default 10000)")
+    b.add_argument(
+        "--messages",
+        type=int,
+        default=50_000,
+        help="messages for the throughput run (default 50000)",
+    )
+    b.add_argument("--no-pin", action="store_true", help="do not pin processes to CPUs")
+    b.add_argument("--json", action="store_true", help="print one JSON object")
+    b.set_defaults(func=_cmd_bench)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    level = [logging.WARNING, logging.INFO, logging.DEBUG][min(args.verbose, 2)]
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args.func(args))
+    except KeyboardInterrupt:
+        return 130
+    except (OSError, RuntimeError) as exc:
+        print(f"amplink {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Firmware programs bundled with amplink (run inside remote core processes)."""

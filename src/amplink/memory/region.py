@@ -1,0 +1,98 @@
+"""A shared memory region that several processes map.
+
+Backed by ``memfd_create``: the memory has no name in ``/dev/shm`` and disappears when
+the last file descriptor and mapping are gone, so a crashed run leaves nothing behind.
+Another process maps it from an inherited file descriptor (``pass_fds``).
+
+Views into the mapping are handed out by :meth:`SharedRegion.view` and
+:meth:`SharedRegion.cast` and tracked, because an ``mmap`` cannot be closed while any
+``memoryview`` of it is alive; :meth:`close` releases them newest first.
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+from typing import Literal
+
+from amplink.errors import AddressError
+
+PAGE_SIZE = mmap.PAGESIZE
+
+
+class SharedRegion:
+    """A memfd-backed mapping of ``size`` bytes, readable and writable."""
+
+    def __init__(self, fd: int, size: int, name: str, *, owns_fd: bool = True) -> None:
+        self.fd = fd
+        self.size = size
+        self.name = name
+        self._owns_fd = owns_fd
+        self._mm: mmap.mmap | None = mmap.mmap(fd, size, mmap.MAP_SHARED)
+        self._views: list[memoryview] = []
+        self.mem = self.view(0, size)
+
+    @classmethod
+    def create(cls, size: int, name: str = "amplink") -> SharedRegion:
+        """Create a new zero-filled region of ``size`` bytes (rounded up to a page)."""
+        if size <= 0:
+            raise ValueError(f"region size must be positive, got {size}")
+        size = -(-size // PAGE_SIZE) * PAGE_SIZE
+        fd = os.memfd_create(name, os.MFD_CLOEXEC)
+        try:
+            os.ftruncate(fd, size)
+            return cls(fd, size, name)
+        except BaseException:
+            os.close(fd)
+            raise
+
+    @classmethod
+    def attach(cls, fd: int, name: str = "amplink") -> SharedRegion:
+        """Map a region from a file descriptor inherited from its creator."""
+        size = os.fstat(fd).st_size
+        return cls(fd, size, name)
+
+    @property
+    def closed(self) -> bool:
+        return self._mm is None
+
+    def _check(self, offset: int, length: int) -> mmap.mmap:
+        if self._mm is None:
+            raise ValueError(f"region {self.name!r} is closed")
+        if offset < 0 or length < 0 or offset + length > self.size:
+            raise AddressError(
+                f"range [{offset:#x}, {offset + length:#x}) is outside region "
+                f"{self.name!r} of {self.size:#x} bytes"
+            )
+        return self._mm
+
+    def view(self, offset: int, length: int) -> memoryview:
+        """A writable byte view of ``[offset, offset+length)``, released by :meth:`close`."""
+        mm = self._check(offset, length)
+        mv = memoryview(mm)[offset : offset + length]
+        self._views.append(mv)
+        return mv
+
+    def cast(self, offset: int, length: int, fmt: Literal["H", "I", "Q"]) -> memoryview:
+        """A typed view (``'H'``, ``'I'``, ``'Q'``...) in host-native order."""
+        mv = self.view(offset, length).cast(fmt)
+        self._views.append(mv)
+        return mv
+
+    def close(self) -> None:
+        """Release every view, unmap, and close the descriptor. Idempotent."""
+        if self._mm is None:
+            return
+        for mv in reversed(self._views):
+            mv.release()
+        self._views.clear()
+        self._mm.close()
+        self._mm = None
+        if self._owns_fd:
+            os.close(self.fd)
+
+    def __enter__(self) -> SharedRegion:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

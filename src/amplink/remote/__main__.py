@@ -1,0 +1,133 @@
+"""Entry point of a remote core process: ``python -m amplink.remote ...``.
+
+The host starts this with the shared region and two doorbells as inherited file
+descriptors.  It maps the region, parses the resource table the host loaded (trusting
+nothing in it), waits for the host's DRIVER_OK, brings up rpmsg in the virtio device
+role and runs the firmware's ``main(core)``.  It dies with its parent (PR_SET_PDEATHSIG)
+so that a host crash never leaves a core process behind.
+
+Exit codes: 0 after a requested stop, 2 for bad arguments or an unusable resource
+table, 3 when the host never set DRIVER_OK, 1 when the firmware raised.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import errno
+import importlib
+import importlib.util
+import logging
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable
+from types import ModuleType
+
+from amplink.errors import AmplinkError
+from amplink.memory.addrmap import AddressMap
+from amplink.memory.region import SharedRegion
+from amplink.remote.runtime import Core
+from amplink.rpmsg.virtio_link import VirtioRpmsgRemote
+from amplink.transport.doorbell import Doorbell
+from amplink.transport.spin import AdaptiveSpin
+from amplink.virtio.constants import VIRTIO_ID_RPMSG
+from amplink.virtio.vdev import VdevConfig
+from amplink.wire import rsc_table
+
+PR_SET_PDEATHSIG = 1
+EXIT_BAD_SETUP = 2
+EXIT_NO_DRIVER_OK = 3
+log = logging.getLogger("amplink.remote")
+
+
+def load_firmware(spec: str) -> Callable[[Core], object]:
+    """The ``main`` of a firmware given as a module name or a path to a .py file."""
+    module: ModuleType
+    if spec.endswith(".py") or os.sep in spec:
+        mod_spec = importlib.util.spec_from_file_location("amplink_firmware", spec)
+        if mod_spec is None or mod_spec.loader is None:
+            raise AmplinkError(errno.ENOENT, f"cannot load firmware file {spec!r}")
+        module = importlib.util.module_from_spec(mod_spec)
+        mod_spec.loader.exec_module(module)
+    else:
+        module = importlib.import_module(spec)
+    main = getattr(module, "main", None)
+    if not callable(main):
+        raise AmplinkError(errno.ENOEXEC, f"firmware {spec!r} has no main(core) function")
+    return main  # type: ignore[no-any-return]
+
+
+def _parse_args(argv: list[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m amplink.remote")
+    p.add_argument("--name", required=True)
+    p.add_argument("--firmware", required=True)
+    p.add_argument("--region-fd", type=int, required=True)
+    p.add_argument("--kick-in-fd", type=int, required=True)
+    p.add_argument("--kick-out-fd", type=int, required=True)
+    p.add_argument("--table-da", type=lambda s: int(s, 0), required=True)
+    p.add_argument("--table-len", type=int, required=True)
+    p.add_argument("--cpu", type=int, default=None)
+    p.add_argument("--no-spin", action="store_true", help="never busy-poll (the host decides)")
+    p.add_argument("--boot-timeout", type=float, default=10.0)
+    return p.parse_args(argv)
+
+
+def _die_with_parent(parent: int) -> None:
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent:  # the parent died before prctl took effect
+        os._exit(EXIT_BAD_SETUP)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parse_args(sys.argv[1:] if argv is None else argv)
+    logging.basicConfig(
+        level=os.environ.get("AMPLINK_REMOTE_LOG", "WARNING"),
+        format=f"[remote {args.name}] %(levelname)s %(name)s: %(message)s",
+    )
+    _die_with_parent(int(os.environ.get("AMPLINK_PARENT_PID", os.getppid())))
+    if args.cpu is not None:
+        os.sched_setaffinity(0, {args.cpu})
+    region = SharedRegion.attach(args.region_fd, f"{args.name}-shm")
+    kick_in = Doorbell(args.kick_in_fd)
+    kick_out = Doorbell(args.kick_out_fd)
+    core: Core | None = None
+    signal.signal(signal.SIGTERM, lambda *_: core.stop() if core else sys.exit(0))
+    try:
+        amap = AddressMap.identity(region.size)
+        try:
+            off = amap.translate(args.table_da, args.table_len)
+            table = rsc_table.parse(region.mem[off : off + args.table_len])
+            entry = next(v for v in table.vdevs() if v.id == VIRTIO_ID_RPMSG)
+        except (AmplinkError, StopIteration) as exc:
+            log.error("unusable resource table: %s", exc)
+            return EXIT_BAD_SETUP
+        vdev = VdevConfig(region, off, entry)
+        deadline = time.monotonic() + args.boot_timeout
+        while not vdev.driver_ok:
+            if time.monotonic() > deadline:
+                log.error("the host did not set DRIVER_OK within %ss", args.boot_timeout)
+                return EXIT_NO_DRIVER_OK
+            kick_in.wait(0.05)
+        spin = AdaptiveSpin(enabled=not args.no_spin)
+        link = VirtioRpmsgRemote(f"{args.name}.vdev0", region, amap, vdev, kick_out.ring, spin=spin)
+        core = Core(args.name, link, kick_in)
+        firmware = load_firmware(args.firmware)
+        try:
+            firmware(core)
+        except Exception:
+            log.exception("firmware %s crashed", args.firmware)
+            return 1
+        return 0
+    finally:
+        if core is not None:
+            core.close()
+        kick_in.close()
+        kick_out.close()
+        region.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,91 @@
+"""Laying out a remote core's shared memory: the loaded resource table, vrings, buffers.
+
+This is the part of the remoteproc boot sequence that turns a firmware's resource table
+into memory: copy the table into device memory (the "loaded" copy both sides use),
+give every vring memory and a notify id, and reserve the rpmsg buffer pool.
+"""
+
+from __future__ import annotations
+
+import errno
+from dataclasses import dataclass
+
+from amplink.errors import AmplinkError
+from amplink.memory.addrmap import AddressMap
+from amplink.memory.region import PAGE_SIZE, SharedRegion
+from amplink.rpmsg.virtio_link import MAX_RPMSG_NUM_BUFS, RPMSG_BUF_SIZE
+from amplink.virtio.constants import VIRTIO_ID_RPMSG, VIRTIO_RPMSG_F_NS
+from amplink.virtio.vdev import VdevConfig
+from amplink.wire import rsc_table as rt
+from amplink.wire.vring import VringLayout, align_up
+
+DEFAULT_VRING_NUM = 256
+DEFAULT_VRING_ALIGN = 4096
+
+
+def default_rsc_table(
+    num: int = DEFAULT_VRING_NUM, align: int = DEFAULT_VRING_ALIGN
+) -> rt.ResourceTable:
+    """The table of a firmware with one rpmsg vdev (name service on, host-placed vrings)."""
+    vrings = [rt.Vring(rt.FW_RSC_ADDR_ANY, align, num), rt.Vring(rt.FW_RSC_ADDR_ANY, align, num)]
+    return rt.ResourceTable(
+        [rt.Vdev(VIRTIO_ID_RPMSG, dfeatures=1 << VIRTIO_RPMSG_F_NS, vrings=vrings)]
+    )
+
+
+@dataclass(frozen=True)
+class RpmsgVdevLayout:
+    """Where one rpmsg vdev's pieces live after :func:`load_rpmsg_vdev`."""
+
+    table_da: int
+    table_len: int
+    vdev: VdevConfig
+    pool_da: int
+    buf_size: int
+
+
+def load_rpmsg_vdev(
+    region: SharedRegion,
+    amap: AddressMap,
+    table: rt.ResourceTable,
+    *,
+    buf_size: int = RPMSG_BUF_SIZE,
+) -> RpmsgVdevLayout:
+    """Load ``table`` at the start of the region and place its first rpmsg vdev.
+
+    Vrings with a fixed ``da`` must lie inside mapped memory; vrings at
+    ``FW_RSC_ADDR_ANY`` get page-aligned memory.  Notify ids are allocated from 0 in
+    table order, as the Linux core does.
+    """
+    raw = table.build()
+    table_da = amap.allocate(len(raw), PAGE_SIZE)
+    table_off = amap.translate(table_da, len(raw))
+    region.mem[table_off : table_off + len(raw)] = raw
+    loaded = rt.parse(region.mem[table_off : table_off + len(raw)])
+    entry = next((v for v in loaded.vdevs() if v.id == VIRTIO_ID_RPMSG), None)
+    if entry is None or len(entry.vrings) != 2:
+        raise AmplinkError(errno.EINVAL, "the resource table has no rpmsg vdev with two vrings")
+    vdev = VdevConfig(region, table_off, entry)
+    for j, vr in enumerate(entry.vrings):
+        size = align_up(VringLayout(vr.num, vr.align).size, PAGE_SIZE)
+        if vr.da == rt.FW_RSC_ADDR_ANY:
+            da = amap.allocate(size, PAGE_SIZE)
+        else:
+            da = vr.da
+            amap.reserve(da, size)
+        vdev.set_vring(j, da, j)
+    nbufs = min(entry.vrings[0].num, MAX_RPMSG_NUM_BUFS // 2) + min(
+        entry.vrings[1].num, MAX_RPMSG_NUM_BUFS // 2
+    )
+    pool_da = amap.allocate(nbufs * buf_size, PAGE_SIZE)
+    return RpmsgVdevLayout(table_da, len(raw), vdev, pool_da, buf_size)
+
+
+def region_size_for(table: rt.ResourceTable, buf_size: int = RPMSG_BUF_SIZE) -> int:
+    """A region size that holds the table, every vring and a full buffer pool."""
+    size = align_up(len(table.build()), PAGE_SIZE)
+    for vdev in table.vdevs():
+        for vr in vdev.vrings:
+            size += align_up(VringLayout(vr.num, vr.align).size, PAGE_SIZE)
+        size += MAX_RPMSG_NUM_BUFS * buf_size
+    return align_up(size, PAGE_SIZE)

@@ -1,0 +1,258 @@
+"""A remote processor run as an OS process, with rpmsg over shared memory.
+
+:class:`Rproc` does, for one core, what the remoteproc core and a platform driver do
+in Linux: lay out device memory from the firmware's resource table, start the core,
+bring up the rpmsg vdev as the virtio driver, and stop or notice the death of the core.
+Every resource a start creates (shared memory, eventfds, a pidfd, a thread, the child
+process) is released by :meth:`Rproc.stop`, and by a start that fails half-way.
+
+States follow ``/sys/class/remoteproc/*/state``: ``offline``, ``running``, ``crashed``.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import select
+import signal
+import subprocess
+import sys
+from collections.abc import Callable
+
+from amplink.errors import AmplinkError, RpmsgError
+from amplink.memory.addrmap import AddressMap
+from amplink.memory.region import SharedRegion
+from amplink.remoteproc.layout import default_rsc_table, load_rpmsg_vdev, region_size_for
+from amplink.rpmsg.core import RpmsgBus, RpmsgDevice
+from amplink.rpmsg.ns import NameService
+from amplink.rpmsg.virtio_link import DEFAULT_SEND_TIMEOUT, RPMSG_BUF_SIZE, VirtioRpmsgHost
+from amplink.transport.doorbell import Doorbell
+from amplink.transport.notify_thread import NotifyThread
+from amplink.transport.spin import AdaptiveSpin, spin_worthwhile
+from amplink.wire import rsc_table as rt
+
+log = logging.getLogger(__name__)
+
+OFFLINE = "offline"
+RUNNING = "running"
+CRASHED = "crashed"
+
+
+class Rproc:
+    """One remote core: a firmware program running in its own process."""
+
+    def __init__(
+        self,
+        name: str = "rproc0",
+        firmware: str = "amplink.firmware.echo",
+        *,
+        bus: RpmsgBus | None = None,
+        table: rt.ResourceTable | None = None,
+        buf_size: int = RPMSG_BUF_SIZE,
+        cpu: int | None = None,
+        spin: bool | None = None,
+        send_timeout: float = DEFAULT_SEND_TIMEOUT,
+        boot_timeout: float = 10.0,
+        stop_timeout: float = 5.0,
+    ) -> None:
+        self.name = name
+        self.firmware = firmware
+        self.bus = bus if bus is not None else RpmsgBus()
+        self.table = table if table is not None else default_rsc_table()
+        self.buf_size = buf_size
+        self.cpu = cpu
+        self.spin = spin
+        self.send_timeout = send_timeout
+        self.boot_timeout = boot_timeout
+        self.stop_timeout = stop_timeout
+        self.state = OFFLINE
+        self.exit_code: int | None = None
+        self.link: VirtioRpmsgHost | None = None
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._undo: list[Callable[[], None]] = []
+        self._stopping = False
+
+    def __repr__(self) -> str:
+        return f"<Rproc {self.name} {self.state} firmware={self.firmware}>"
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None else None
+
+    # -- start -----------------------------------------------------------------------
+    def start(self) -> None:
+        """Boot the core; on any failure, everything created so far is released."""
+        if self.state != OFFLINE:
+            raise AmplinkError(errno.EBUSY, f"{self.name} is {self.state}, not offline")
+        self._stopping = False
+        self.exit_code = None
+        try:
+            self._start()
+        except BaseException:
+            self._release()
+            raise
+        self.state = RUNNING
+
+    def _start(self) -> None:
+        region = SharedRegion.create(region_size_for(self.table, self.buf_size), self.name)
+        self._undo.append(region.close)
+        amap = AddressMap.identity(region.size)
+        layout = load_rpmsg_vdev(region, amap, self.table, buf_size=self.buf_size)
+        to_remote, to_host = Doorbell(), Doorbell()
+        self._undo += [to_remote.close, to_host.close]
+        self._proc = self._spawn(region, to_remote, to_host, layout.table_da, layout.table_len)
+        self._undo.append(self._reap)
+        pidfd = os.pidfd_open(self._proc.pid)
+        self._undo.append(lambda: os.close(pidfd))
+        spin = AdaptiveSpin(enabled=self._spin_enabled())
+        link = VirtioRpmsgHost(
+            f"{self.name}.vdev0",
+            region,
+            amap,
+            layout.vdev,
+            to_remote.ring,
+            pool_da=layout.pool_da,
+            buf_size=self.buf_size,
+            send_timeout=self.send_timeout,
+            spin=spin,
+        )
+        self.link = link
+        NameService(self.bus, link)
+        link.fail_listeners.append(lambda err: self.bus.remove_link(link, err))
+        self._undo.append(self._fail_link)
+        thread = NotifyThread(
+            f"amplink-{self.name}-kick",
+            to_host,
+            link.handle_notify,
+            pidfd=pidfd,
+            on_peer_exit=self._on_core_exit,
+        )
+        thread.start()
+        self._undo.append(thread.stop)
+
+    def _spawn(
+        self,
+        region: SharedRegion,
+        to_remote: Doorbell,
+        to_host: Doorbell,
+        table_da: int,
+        table_len: int,
+    ) -> subprocess.Popen[bytes]:
+        cmd = [
+            sys.executable, "-m", "amplink.remote",
+            "--name", self.name,
+            "--firmware", self.firmware,
+            "--region-fd", str(region.fd),
+            "--kick-in-fd", str(to_remote.fd),
+            "--kick-out-fd", str(to_host.fd),
+            "--table-da", hex(table_da),
+            "--table-len", str(table_len),
+            "--boot-timeout", str(self.boot_timeout),
+        ]  # fmt: skip
+        if self.cpu is not None:
+            cmd += ["--cpu", str(self.cpu)]
+        if not self._spin_enabled():
+            cmd.append("--no-spin")
+        env = dict(os.environ, AMPLINK_PARENT_PID=str(os.getpid()))
+        return subprocess.Popen(
+            cmd, pass_fds=(region.fd, to_remote.fd, to_host.fd), env=env, stdin=subprocess.DEVNULL
+        )
+
+    def _spin_enabled(self) -> bool:
+        if self.spin is not None:
+            return self.spin
+        return spin_worthwhile(None, None if self.cpu is None else {self.cpu})
+
+    # -- channels --------------------------------------------------------------------
+    def wait_channel(self, name: str, timeout: float | None = None) -> RpmsgDevice:
+        """The rpmsg channel ``name`` announced by this core (waits for it)."""
+        if self.link is None:
+            raise AmplinkError(errno.ENODEV, f"{self.name} is not running")
+        return self.bus.wait_for_device(
+            name, self.boot_timeout if timeout is None else timeout, link=self.link
+        )
+
+    # -- stop and death --------------------------------------------------------------
+    def _on_core_exit(self) -> None:
+        """The core process exited; unexpected unless we are stopping it."""
+        proc = self._proc
+        code = proc.wait() if proc is not None else None
+        self.exit_code = code
+        if self._stopping:
+            return
+        self.state = CRASHED
+        log.error(
+            "remote core %s exited unexpectedly (%s); its channels are gone. "
+            "Call stop() to release it, then start() again.",
+            self.name,
+            _describe_exit(code),
+        )
+        if self.link is not None:
+            self.link.fail(
+                RpmsgError(errno.EPIPE, f"remote core {self.name} died ({_describe_exit(code)})")
+            )
+
+    def stop(self) -> None:
+        """Stop the core (SIGTERM, then SIGKILL after ``stop_timeout``) and release all."""
+        if self.state == OFFLINE:
+            return
+        self._stopping = True
+        self._release()
+        self.state = OFFLINE
+
+    def _fail_link(self) -> None:
+        if self.link is not None:
+            self.link.fail(RpmsgError(errno.ESHUTDOWN, f"remote core {self.name} was stopped"))
+            self.link = None
+
+    def _reap(self) -> None:
+        proc = self._proc
+        if proc is None:
+            return
+        self._proc = None
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            if not _wait_exit(proc, self.stop_timeout):
+                log.warning(
+                    "remote core %s ignored SIGTERM for %ss; killing it",
+                    self.name,
+                    self.stop_timeout,
+                )
+                proc.kill()
+        self.exit_code = proc.wait()
+
+    def _release(self) -> None:
+        self._stopping = True
+        while self._undo:
+            undo = self._undo.pop()
+            try:
+                undo()
+            except Exception:
+                log.exception("%s: error while releasing resources", self.name)
+
+    def __enter__(self) -> Rproc:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def _wait_exit(proc: subprocess.Popen[bytes], timeout: float) -> bool:
+    """Wait for ``proc`` to exit, up to ``timeout`` s, without polling loops."""
+    fd = os.pidfd_open(proc.pid)
+    try:
+        p = select.poll()
+        p.register(fd, select.POLLIN)
+        return bool(p.poll(int(timeout * 1000)))
+    finally:
+        os.close(fd)
+
+
+def _describe_exit(code: int | None) -> str:
+    if code is None:
+        return "exit status unknown"
+    if code < 0:
+        return f"killed by {signal.Signals(-code).name}"
+    return f"exit code {code}"

@@ -1,0 +1,580 @@
+"""The rpmsg core: endpoints, devices (channels), drivers and the bus that matches them.
+
+This module knows nothing about virtio.  A backend ("link") implements :class:`RpmsgLink`
+— how to send a message and how long a message may be — and calls
+``link.endpoints.dispatch()`` for every message it receives.  Everything else (address
+allocation, driver matching, the name service, release notification, queue-mode
+receive) lives here and works over any backend, as Linux's ``rpmsg_core`` does over
+virtio, SMD and GLINK.
+
+Callbacks run in the backend's receive context (a notification thread, or a thread
+that is busy-polling in :meth:`Endpoint.recv`); they may send, but must not block
+waiting for another received message.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import threading
+import time
+from abc import ABC, abstractmethod
+from collections import deque
+from collections.abc import Callable, Iterator
+from typing import NamedTuple
+
+from amplink.errors import RpmsgError
+from amplink.wire.rpmsg import RPMSG_NAME_SIZE, NsMessage, encode_name
+
+log = logging.getLogger(__name__)
+
+RPMSG_ADDR_ANY = 0xFFFFFFFF
+RPMSG_NS_ADDR = 53
+RPMSG_RESERVED_ADDRESSES = 1024
+
+EndpointCallback = Callable[["Endpoint", bytes, int], object]
+
+
+class Message(NamedTuple):
+    """A received message: its payload and the sender's address."""
+
+    data: bytes
+    src: int
+
+
+class RpmsgLink(ABC):
+    """What a backend provides to the core (Linux's device ops + endpoint ops).
+
+    A link is one rpmsg "parent": a virtio-rpmsg device, a GLINK edge...  It owns an
+    :class:`EndpointTable` (addresses are per link) and reports its death to
+    ``fail_listeners`` so that the bus can remove its devices.
+    """
+
+    def __init__(self, name: str, *, ns_supported: bool) -> None:
+        self.name = name
+        self.ns_supported = ns_supported
+        self.endpoints = EndpointTable(self)
+        self.failure: OSError | None = None
+        self.fail_listeners: list[Callable[[OSError], None]] = []
+
+    @property
+    @abstractmethod
+    def mtu(self) -> int:
+        """Largest payload of one message."""
+
+    @abstractmethod
+    def send(self, src: int, dst: int, data: bytes, *, block: bool, timeout: float | None) -> None:
+        """Send one message; block for a send buffer up to ``timeout`` if ``block``."""
+
+    def can_send(self) -> bool:
+        """Whether a send would find a buffer right now (``rpmsg_poll``'s EPOLLOUT)."""
+        return self.failure is None
+
+    def busy_poll(self, ready: Callable[[], bool]) -> bool:
+        """Poll the receive path in the calling thread until ``ready()`` (optional)."""
+        return False
+
+    def in_rx_context(self) -> bool:
+        """True when called from inside this link's receive dispatch."""
+        return False
+
+    def fail(self, error: OSError) -> None:
+        """Declare the link dead: release every endpoint and tell the listeners. Idempotent."""
+        if self.failure is not None:
+            return
+        self.failure = error
+        level = logging.INFO if error.errno == errno.ESHUTDOWN else logging.WARNING
+        log.log(level, "rpmsg link %s is down: %s", self.name, error.strerror or error)
+        for listener in list(self.fail_listeners):
+            try:
+                listener(error)
+            except Exception:
+                log.exception("rpmsg link %s: failure listener raised", self.name)
+        for ept in self.endpoints.all():
+            ept.release(error)
+
+    def dead_error(self) -> RpmsgError:
+        reason = self.failure.strerror if self.failure is not None else "link closed"
+        return RpmsgError(errno.EPIPE, f"rpmsg link {self.name} is down ({reason})")
+
+
+class Endpoint:
+    """An rpmsg endpoint: a local address, a receive callback or queue, and send calls.
+
+    Without a callback the endpoint queues what it receives for :meth:`recv` (like
+    ``/dev/rpmsgN``).  ``learn_dst`` makes an endpoint without a destination adopt the
+    source of the first message it receives, as OpenAMP endpoints do.
+    """
+
+    def __init__(
+        self,
+        link: RpmsgLink,
+        addr: int,
+        callback: EndpointCallback | None,
+        *,
+        name: str = "",
+        dst: int = RPMSG_ADDR_ANY,
+        learn_dst: bool = False,
+        device: RpmsgDevice | None = None,
+    ) -> None:
+        self.link = link
+        self.addr = addr
+        self.callback = callback
+        self.name = name
+        self.dst = dst
+        self.learn_dst = learn_dst
+        self.device = device
+        self.released: OSError | None = None
+        self._queue: deque[Message] = deque()
+        self._cond = threading.Condition(threading.Lock())
+        self._waiters = 0
+        self._release_callbacks: list[Callable[[Endpoint, OSError], object]] = []
+
+    def __repr__(self) -> str:
+        return f"<Endpoint {self.name or '?'} addr={self.addr} dst={_fmt_addr(self.dst)}>"
+
+    # -- sending ---------------------------------------------------------------------
+    def _check_alive(self) -> None:
+        if self.released is not None:
+            raise RpmsgError(
+                errno.EPIPE, f"endpoint {self.addr} was released ({self.released.strerror})"
+            )
+
+    def send(self, data: bytes, timeout: float | None = None) -> None:
+        """Send to the endpoint's destination; wait up to ``timeout`` s for a buffer."""
+        self.sendto(data, self.dst, timeout)
+
+    def sendto(self, data: bytes, dst: int, timeout: float | None = None) -> None:
+        """Send to ``dst``; wait up to ``timeout`` s (backend default if None) for a buffer."""
+        if self.released is not None:
+            self._check_alive()
+        self.link.send(self.addr, dst, data, block=True, timeout=timeout)
+
+    def trysend(self, data: bytes) -> None:
+        """Send without waiting; ``ENOMEM`` (virtio) if no buffer is free."""
+        self.trysendto(data, self.dst)
+
+    def trysendto(self, data: bytes, dst: int) -> None:
+        if self.released is not None:
+            self._check_alive()
+        self.link.send(self.addr, dst, data, block=False, timeout=0)
+
+    def poll(self) -> bool:
+        """True if a send would not have to wait (the EPOLLOUT bit of ``rpmsg_poll``)."""
+        return self.released is None and self.link.can_send()
+
+    def get_mtu(self) -> int:
+        self._check_alive()
+        return self.link.mtu
+
+    # -- receiving -------------------------------------------------------------------
+    def deliver(self, data: bytes, src: int) -> None:
+        """Called by the backend's dispatch for each message addressed to this endpoint."""
+        if self.learn_dst and self.dst == RPMSG_ADDR_ANY:
+            self.dst = src
+        cb = self.callback
+        if cb is not None:
+            try:
+                cb(self, data, src)
+            except Exception:
+                log.exception("rpmsg endpoint %d: receive callback raised", self.addr)
+            return
+        with self._cond:
+            self._queue.append(Message(data, src))
+            if self._waiters:
+                self._cond.notify()
+
+    def _has_message(self) -> bool:
+        return bool(self._queue) or self.released is not None
+
+    def pending(self) -> int:
+        """Number of queued, unread messages."""
+        return len(self._queue)
+
+    def recv(self, timeout: float | None = None) -> Message:
+        """Next queued message; wait up to ``timeout`` s (forever if None).
+
+        Raises ``ETIMEDOUT`` on timeout and ``EPIPE`` once the endpoint is released and
+        its queue is empty.  While it waits, the calling thread may poll the receive
+        ring itself for a short adaptive time (see ``AdaptiveSpin``) before it sleeps.
+        """
+        q = self._queue
+        try:
+            return q.popleft()
+        except IndexError:
+            pass
+        if self.callback is not None:
+            raise RpmsgError(errno.EINVAL, "endpoint has a callback: messages are delivered there")
+        self._check_alive()
+        if self.link.in_rx_context():
+            raise RpmsgError(
+                errno.EDEADLK,
+                "recv() inside a receive callback would deadlock: reply from the callback "
+                "or receive on another thread",
+            )
+        if self.link.busy_poll(self._has_message) and q:
+            return q.popleft()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._cond:
+            self._waiters += 1
+            try:
+                while not q:
+                    self._check_alive()
+                    remaining = None if deadline is None else deadline - time.monotonic()
+                    if remaining is not None and remaining <= 0:
+                        raise RpmsgError(
+                            errno.ETIMEDOUT,
+                            f"no message for endpoint {self.addr} within {timeout}s",
+                        )
+                    self._cond.wait(remaining)
+                return q.popleft()
+            finally:
+                self._waiters -= 1
+
+    def __iter__(self) -> Iterator[Message]:
+        """Iterate over received messages until the endpoint is released."""
+        while True:
+            try:
+                yield self.recv()
+            except RpmsgError as exc:
+                if exc.errno == errno.EPIPE:
+                    return
+                raise
+
+    # -- lifetime --------------------------------------------------------------------
+    def on_release(self, fn: Callable[[Endpoint, OSError], object]) -> None:
+        """Call ``fn(ept, reason)`` when the endpoint is released (at once if it was)."""
+        if self.released is not None:
+            fn(self, self.released)
+        else:
+            self._release_callbacks.append(fn)
+
+    def release(self, reason: OSError) -> None:
+        """Unbind the address, wake waiters and notify release callbacks. Idempotent."""
+        if self.released is not None:
+            return
+        self.released = reason
+        self.link.endpoints.remove(self)
+        if self.device is not None:
+            self.device.forget(self)
+        with self._cond:
+            self._cond.notify_all()
+        for fn in self._release_callbacks:
+            try:
+                fn(self, reason)
+            except Exception:
+                log.exception("rpmsg endpoint %d: release callback raised", self.addr)
+        self._release_callbacks.clear()
+
+    def destroy(self) -> None:
+        """Destroy the endpoint (``rpmsg_destroy_ept``)."""
+        self.release(RpmsgError(errno.ESHUTDOWN, "endpoint destroyed by its owner"))
+
+    def __enter__(self) -> Endpoint:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.destroy()
+
+
+def _fmt_addr(addr: int) -> str:
+    return "ANY" if addr == RPMSG_ADDR_ANY else str(addr)
+
+
+class EndpointTable:
+    """The endpoints of one link by address; allocates addresses like the kernel's IDR.
+
+    Addresses below 1024 are reserved for fixed services (53 = name service) and are
+    only given when asked for explicitly; ``RPMSG_ADDR_ANY`` takes the lowest free
+    address from 1024 up.
+    """
+
+    def __init__(self, link: RpmsgLink) -> None:
+        self._link = link
+        self._by_addr: dict[int, Endpoint] = {}
+        self._lock = threading.Lock()
+        self._hint = RPMSG_RESERVED_ADDRESSES
+        self._unknown_dst_logged = 0
+
+    def create(
+        self,
+        callback: EndpointCallback | None,
+        addr: int = RPMSG_ADDR_ANY,
+        **kwargs: object,
+    ) -> Endpoint:
+        """Bind a new endpoint at ``addr`` (ANY: allocate); ``EADDRINUSE`` if taken."""
+        link = self._link
+        if link.failure is not None:
+            raise link.dead_error()
+        with self._lock:
+            if addr == RPMSG_ADDR_ANY:
+                addr = self._hint
+                while addr in self._by_addr:
+                    addr += 1
+                self._hint = addr + 1
+            elif not 0 <= addr < RPMSG_ADDR_ANY:
+                raise RpmsgError(errno.EINVAL, f"invalid rpmsg address {addr}")
+            elif addr in self._by_addr:
+                raise RpmsgError(errno.EADDRINUSE, f"rpmsg address {addr} is already bound")
+            ept = Endpoint(link, addr, callback, **kwargs)  # type: ignore[arg-type]
+            self._by_addr[addr] = ept
+        return ept
+
+    def remove(self, ept: Endpoint) -> None:
+        with self._lock:
+            if self._by_addr.get(ept.addr) is ept:
+                del self._by_addr[ept.addr]
+                if RPMSG_RESERVED_ADDRESSES <= ept.addr < self._hint:
+                    self._hint = ept.addr
+
+    def get(self, addr: int) -> Endpoint | None:
+        return self._by_addr.get(addr)
+
+    def all(self) -> list[Endpoint]:
+        with self._lock:
+            return list(self._by_addr.values())
+
+    def dispatch(self, src: int, dst: int, data: bytes) -> None:
+        """Deliver a received message to the endpoint bound at ``dst``."""
+        ept = self._by_addr.get(dst)
+        if ept is not None:
+            ept.deliver(data, src)
+            return
+        self._unknown_dst_logged += 1
+        if self._unknown_dst_logged <= 10 or self._unknown_dst_logged % 1000 == 0:
+            log.warning(
+                "rpmsg link %s: message from %d to %d has no recipient (dropped; %d so far)",
+                self._link.name,
+                src,
+                dst,
+                self._unknown_dst_logged,
+            )
+
+
+class RpmsgDevice:
+    """An rpmsg channel: a service name, local and remote addresses, a link.
+
+    Devices appear on a bus when the remote announces a service (or when created
+    locally) and are matched to drivers by name.  Endpoints created through a device
+    are released when the device is removed, so their users see ``EPIPE``.
+    """
+
+    def __init__(
+        self,
+        link: RpmsgLink,
+        name: str,
+        src: int = RPMSG_ADDR_ANY,
+        dst: int = RPMSG_ADDR_ANY,
+        *,
+        announce: bool = False,
+    ) -> None:
+        encode_name(name)
+        self.link = link
+        self.name = name
+        self.src = src
+        self.dst = dst
+        self.announce = announce
+        self.ept: Endpoint | None = None
+        self.driver: RpmsgDriver | None = None
+        self.removed = False
+        self._endpoints: list[Endpoint] = []
+
+    @property
+    def id(self) -> str:
+        """``<link>.<name>.<src>.<dst>`` with signed decimals, as Linux names devices."""
+        return f"{self.link.name}.{self.name}.{_signed(self.src)}.{_signed(self.dst)}"
+
+    def __repr__(self) -> str:
+        return f"<RpmsgDevice {self.id}>"
+
+    def create_ept(
+        self, callback: EndpointCallback | None = None, src: int = RPMSG_ADDR_ANY
+    ) -> Endpoint:
+        """A new endpoint that sends to this channel's remote address by default."""
+        if self.removed:
+            raise RpmsgError(errno.ENODEV, f"rpmsg device {self.id} was removed")
+        ept = self.link.endpoints.create(callback, src, name=self.name, dst=self.dst, device=self)
+        self._endpoints.append(ept)
+        return ept
+
+    def forget(self, ept: Endpoint) -> None:
+        if ept in self._endpoints:
+            self._endpoints.remove(ept)
+
+    def endpoints(self) -> list[Endpoint]:
+        return list(self._endpoints)
+
+
+def _signed(addr: int) -> int:
+    return addr - (1 << 32) if addr & 0x80000000 else addr
+
+
+DriverCallback = Callable[[RpmsgDevice, bytes, int], object]
+
+
+class RpmsgDriver:
+    """A driver bound to devices by service name.
+
+    Give functions to the constructor or override the methods.  If ``callback`` is set,
+    the bus creates the device's default endpoint (``rpdev.ept``) before ``probe`` and
+    routes its messages to ``callback(rpdev, data, src)``.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        id_table: tuple[str, ...] = (),
+        *,
+        probe: Callable[[RpmsgDevice], object] | None = None,
+        remove: Callable[[RpmsgDevice], object] | None = None,
+        callback: DriverCallback | None = None,
+    ) -> None:
+        self.name = name
+        self.id_table = id_table or (name,)
+        self._probe = probe
+        self._remove = remove
+        self.callback = callback
+
+    def matches(self, rpdev: RpmsgDevice) -> bool:
+        return rpdev.name[:RPMSG_NAME_SIZE] in self.id_table
+
+    def probe(self, rpdev: RpmsgDevice) -> None:
+        if self._probe is not None:
+            self._probe(rpdev)
+
+    def remove(self, rpdev: RpmsgDevice) -> None:
+        if self._remove is not None:
+            self._remove(rpdev)
+
+
+class RpmsgBus:
+    """Devices and drivers of one system, matched by service name."""
+
+    def __init__(self) -> None:
+        self._devices: list[RpmsgDevice] = []
+        self._drivers: list[RpmsgDriver] = []
+        self._cond = threading.Condition(threading.RLock())
+
+    def devices(self, name: str | None = None) -> list[RpmsgDevice]:
+        with self._cond:
+            return [d for d in self._devices if name is None or d.name == name]
+
+    def register_driver(self, drv: RpmsgDriver) -> None:
+        with self._cond:
+            self._drivers.append(drv)
+            for rpdev in self._devices:
+                if rpdev.driver is None and drv.matches(rpdev):
+                    self._probe(drv, rpdev)
+
+    def unregister_driver(self, drv: RpmsgDriver) -> None:
+        with self._cond:
+            if drv in self._drivers:
+                self._drivers.remove(drv)
+            for rpdev in self._devices:
+                if rpdev.driver is drv:
+                    self._unbind(rpdev, RpmsgError(errno.ESHUTDOWN, "driver unregistered"))
+
+    def add_device(self, rpdev: RpmsgDevice) -> RpmsgDevice:
+        """Add a channel and probe a matching driver; ``EEXIST`` for a duplicate."""
+        with self._cond:
+            for other in self._devices:
+                if (
+                    other.link is rpdev.link
+                    and other.name == rpdev.name
+                    and _addr_match(other.src, rpdev.src)
+                    and _addr_match(other.dst, rpdev.dst)
+                ):
+                    raise RpmsgError(errno.EEXIST, f"channel {rpdev.id} already exists")
+            self._devices.append(rpdev)
+            for drv in self._drivers:
+                if drv.matches(rpdev):
+                    self._probe(drv, rpdev)
+                    break
+            self._cond.notify_all()
+        return rpdev
+
+    def remove_device(self, rpdev: RpmsgDevice, reason: OSError | None = None) -> None:
+        """Remove a channel: announce its end, unbind the driver, release its endpoints."""
+        reason = reason or RpmsgError(errno.EPIPE, f"channel {rpdev.id} was removed")
+        with self._cond:
+            if rpdev not in self._devices:
+                return
+            self._devices.remove(rpdev)
+            rpdev.removed = True
+            self._unbind(rpdev, reason)
+            for ept in rpdev.endpoints():
+                ept.release(reason)
+            self._cond.notify_all()
+
+    def remove_link(self, link: RpmsgLink, reason: OSError) -> None:
+        """Remove every channel of ``link`` (its remote went away)."""
+        for rpdev in self.devices():
+            if rpdev.link is link:
+                self.remove_device(rpdev, reason)
+
+    def wait_for_device(
+        self, name: str, timeout: float | None = None, *, link: RpmsgLink | None = None
+    ) -> RpmsgDevice:
+        """Wait until a channel called ``name`` exists; ``ETIMEDOUT`` after ``timeout`` s."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._cond:
+            while True:
+                for d in self._devices:
+                    if d.name == name and (link is None or d.link is link):
+                        return d
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    raise RpmsgError(
+                        errno.ETIMEDOUT,
+                        f"no rpmsg channel {name!r} was announced within {timeout}s "
+                        "(is the firmware running and announcing it?)",
+                    )
+                self._cond.wait(remaining)
+
+    def _probe(self, drv: RpmsgDriver, rpdev: RpmsgDevice) -> None:
+        cb = drv.callback
+        if cb is not None:
+            ept = rpdev.create_ept(lambda _e, data, src: cb(rpdev, data, src), rpdev.src)
+            rpdev.ept = ept
+            rpdev.src = ept.addr
+        try:
+            drv.probe(rpdev)
+        except Exception:
+            log.exception("rpmsg driver %s failed to probe %s", drv.name, rpdev.id)
+            if rpdev.ept is not None:
+                rpdev.ept.destroy()
+                rpdev.ept = None
+            return
+        rpdev.driver = drv
+        if rpdev.announce and rpdev.ept is not None:
+            announce(rpdev.link, rpdev.name, rpdev.ept.addr, destroy=False)
+
+    def _unbind(self, rpdev: RpmsgDevice, reason: OSError) -> None:
+        drv = rpdev.driver
+        if drv is None:
+            return
+        if rpdev.announce and rpdev.ept is not None and rpdev.link.failure is None:
+            try:
+                announce(rpdev.link, rpdev.name, rpdev.ept.addr, destroy=True)
+            except OSError as exc:
+                log.warning("could not announce the end of %s: %s", rpdev.id, exc)
+        rpdev.driver = None
+        try:
+            drv.remove(rpdev)
+        except Exception:
+            log.exception("rpmsg driver %s failed to remove %s", drv.name, rpdev.id)
+        if rpdev.ept is not None:
+            rpdev.ept.release(reason)
+            rpdev.ept = None
+
+
+def _addr_match(a: int, b: int) -> bool:
+    return a == b or RPMSG_ADDR_ANY in (a, b)
+
+
+def announce(link: RpmsgLink, name: str, addr: int, *, destroy: bool) -> None:
+    """Send a name-service create/destroy for ``name`` at ``addr`` (if NS is negotiated)."""
+    if not link.ns_supported:
+        return
+    msg = NsMessage(name, addr, 1 if destroy else 0).pack()
+    link.send(addr, RPMSG_NS_ADDR, msg, block=True, timeout=None)

@@ -1,0 +1,509 @@
+"""rpmsg over virtio, in both roles.
+
+* :class:`VirtioRpmsgHost` is the virtio **driver** (Linux's ``virtio_rpmsg_bus``): it
+  owns the buffer pool, posts the first half as receive buffers on vring 0 and sends from
+  the second half on vring 1.
+* :class:`VirtioRpmsgRemote` is the virtio **device** (the firmware side, as OpenAMP's
+  ``rpmsg_virtio`` in device role): it sends by filling the host's receive buffers from
+  vring 0 and receives from vring 1.
+
+Both share :class:`VirtioRpmsgLink`: the send path (blocking with a timeout, or not),
+receive dispatch under one lock, and busy-polling.  How a notification reaches the peer
+is a ``notify`` callable given by the caller; how it arrives is the caller's business
+too: it calls :meth:`VirtioRpmsgLink.handle_notify`.
+
+Busy-polling follows virtio's suppression protocol: a thread that polls the receive ring
+first tells the peer not to notify (``disable_cb``/``disable_notify``), and before it
+stops polling it re-enables notifications, fences, and drains once more, so no message
+can slip between the two.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import threading
+import time
+from abc import abstractmethod
+from collections.abc import Callable
+
+from amplink.errors import RpmsgError, VirtqueueError
+from amplink.memory.addrmap import AddressMap
+from amplink.memory.region import SharedRegion
+from amplink.rpmsg.core import RPMSG_ADDR_ANY, RpmsgLink
+from amplink.transport.spin import AdaptiveSpin
+from amplink.virtio.constants import (
+    VIRTIO_CONFIG_S_ACKNOWLEDGE,
+    VIRTIO_CONFIG_S_DRIVER,
+    VIRTIO_CONFIG_S_DRIVER_OK,
+    VIRTIO_ID_RPMSG,
+    VIRTIO_RPMSG_F_NS,
+)
+from amplink.virtio.vdev import VdevConfig
+from amplink.virtio.virtqueue import VirtqueueDevice, VirtqueueDriver
+from amplink.wire.rpmsg import RPMSG_HDR, RPMSG_HDR_SIZE
+from amplink.wire.vring import VringLayout
+
+log = logging.getLogger(__name__)
+
+RPMSG_BUF_SIZE = 512
+MAX_RPMSG_NUM_BUFS = 512
+DEFAULT_SEND_TIMEOUT = 15.0  # Linux waits 15 s for a TX buffer
+SUPPORTED_FEATURES = 1 << VIRTIO_RPMSG_F_NS
+_HDR = RPMSG_HDR
+_HDR_SIZE = RPMSG_HDR_SIZE
+_MAX_TX_WAIT_SLICE = 0.01
+
+
+class VirtioRpmsgLink(RpmsgLink):
+    """What both roles share; the roles supply the ring-specific hooks."""
+
+    def __init__(
+        self,
+        name: str,
+        region: SharedRegion,
+        notify: Callable[[], None],
+        *,
+        ns_supported: bool,
+        mtu: int,
+        send_timeout: float = DEFAULT_SEND_TIMEOUT,
+        spin: AdaptiveSpin | None = None,
+    ) -> None:
+        super().__init__(name, ns_supported=ns_supported)
+        self._mem = region.mem
+        self._notify = notify
+        self._mtu = mtu
+        self.send_timeout = send_timeout
+        self.spin = spin if spin is not None else AdaptiveSpin()
+        self._tx_spin = AdaptiveSpin(self.spin.max_spin_ns, enabled=self.spin.enabled)
+        self._rx_lock = threading.Lock()
+        self._tx_cond = threading.Condition(threading.Lock())
+        self._tx_waiters = 0
+        self._rx_owner = 0
+        self.rx_count = 0
+        self.tx_count = 0
+
+    @property
+    def mtu(self) -> int:
+        return self._mtu
+
+    # -- role hooks ------------------------------------------------------------------
+    @abstractmethod
+    def _take_tx(self) -> tuple[int, int, int] | None:
+        """A free send buffer as ``(token, offset, capacity)``; tx lock held."""
+
+    @abstractmethod
+    def _commit_tx(self, token: int, nbytes: int) -> bool:
+        """Hand a filled send buffer to the peer; True if the peer wants a notification."""
+
+    @abstractmethod
+    def _tx_returning(self) -> bool:
+        """Whether a send buffer may have come back (cheap, lock-free peek)."""
+
+    @abstractmethod
+    def _tx_notifications(self, enable: bool) -> bool:
+        """Ask (or stop asking) to be notified when send buffers come back."""
+
+    @abstractmethod
+    def _drain_rx(self) -> int:
+        """Dispatch every received message; rx lock held. Returns how many."""
+
+    @abstractmethod
+    def rx_pending(self) -> bool:
+        """Whether received messages are waiting (lock-free peek)."""
+
+    @abstractmethod
+    def suppress_rx(self) -> None:
+        """Ask the peer not to notify us of new messages (we are polling)."""
+
+    @abstractmethod
+    def unsuppress_rx(self) -> bool:
+        """Ask for notifications again; True if messages arrived meanwhile."""
+
+    # -- sending ---------------------------------------------------------------------
+    def send(self, src: int, dst: int, data: bytes, *, block: bool, timeout: float | None) -> None:
+        n = len(data)
+        if n > self._mtu:
+            raise RpmsgError(
+                errno.EMSGSIZE,
+                f"message of {n} bytes exceeds the MTU of {self._mtu} bytes on {self.name}",
+            )
+        if RPMSG_ADDR_ANY in (src, dst):
+            raise RpmsgError(
+                errno.EINVAL,
+                "rpmsg send needs a source and a destination address (no broadcast): "
+                "use sendto() or wait for the remote to announce its channel",
+            )
+        if self.failure is not None:
+            raise self.dead_error()
+        with self._tx_cond:
+            kick = self._try_send(src, dst, data, n)
+        if kick is None:
+            if not block:
+                raise RpmsgError(
+                    errno.ENOMEM, f"no free TX buffer on {self.name} (the remote is behind)"
+                )
+            kick = self._send_waiting(src, dst, data, n, timeout)
+        if kick:
+            self._notify()
+
+    def _try_send(self, src: int, dst: int, data: bytes, n: int) -> bool | None:
+        try:
+            buf = self._take_tx()
+        except VirtqueueError as exc:
+            self.fail(exc)
+            raise
+        if buf is None:
+            return None
+        token, off, cap = buf
+        if _HDR_SIZE + n > cap:
+            self._commit_tx(token, 0)
+            raise RpmsgError(
+                errno.EMSGSIZE, f"the peer's buffer holds {cap - _HDR_SIZE} payload bytes, not {n}"
+            )
+        mem = self._mem
+        _HDR.pack_into(mem, off, src, dst, 0, n, 0)
+        mem[off + _HDR_SIZE : off + _HDR_SIZE + n] = data
+        self.tx_count += 1
+        return self._commit_tx(token, _HDR_SIZE + n)
+
+    def _send_waiting(self, src: int, dst: int, data: bytes, n: int, timeout: float | None) -> bool:
+        timeout = self.send_timeout if timeout is None else timeout
+        deadline = time.monotonic() + timeout
+        self._tx_spin.spin(self._tx_returning)
+        wait = 50e-6
+        cond = self._tx_cond
+        with cond:
+            self._tx_waiters += 1
+            try:
+                while True:
+                    if self.failure is not None:
+                        raise self.dead_error()
+                    kick = self._try_send(src, dst, data, n)
+                    if kick is not None:
+                        return kick
+                    if self._tx_notifications(True):
+                        continue
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        raise RpmsgError(
+                            errno.ETIMEDOUT,
+                            f"no TX buffer became free on {self.name} within {timeout}s: "
+                            "the remote is not consuming messages",
+                        )
+                    # Woken by handle_notify(); the growing slice also lets a sender that
+                    # runs inside the receive context (which nobody else will wake) poll.
+                    cond.wait(min(wait, remaining))
+                    wait = min(wait * 2, _MAX_TX_WAIT_SLICE)
+            finally:
+                self._tx_waiters -= 1
+                if self._tx_waiters == 0:
+                    self._tx_notifications(False)
+
+    # -- receiving -------------------------------------------------------------------
+    def handle_notify(self) -> None:
+        """The peer notified us: wake blocked senders and dispatch received messages."""
+        if self._tx_waiters:
+            with self._tx_cond:
+                self._tx_cond.notify_all()
+        self.poll_rx()
+
+    def poll_rx(self) -> int:
+        """Dispatch every received message now; returns how many were dispatched."""
+        with self._rx_lock:
+            return self._drain_locked()
+
+    def _drain_locked(self) -> int:
+        if self.failure is not None:
+            return 0
+        self._rx_owner = threading.get_ident()
+        try:
+            n = self._drain_rx()
+        except VirtqueueError as exc:
+            self.fail(exc)
+            return 0
+        finally:
+            self._rx_owner = 0
+        self.rx_count += n
+        return n
+
+    def in_rx_context(self) -> bool:
+        return self._rx_owner == threading.get_ident()
+
+    def _poll_once(self, ready: Callable[[], bool]) -> bool:
+        if self.rx_pending() and self._rx_lock.acquire(blocking=False):
+            try:
+                self._drain_locked()
+            finally:
+                self._rx_lock.release()
+        return ready()
+
+    def busy_poll(self, ready: Callable[[], bool]) -> bool:
+        if not self.spin.enabled or self.failure is not None:
+            return False
+        self.suppress_rx()
+        try:
+            return self.spin.spin(lambda: self._poll_once(ready))
+        finally:
+            if self.unsuppress_rx():
+                self.poll_rx()
+
+    def can_send(self) -> bool:
+        if self.failure is not None:
+            return False
+        with self._tx_cond:
+            buf = self._peek_tx()
+        return buf
+
+    @abstractmethod
+    def _peek_tx(self) -> bool:
+        """Whether a send buffer is free, without taking it; tx lock held."""
+
+
+class VirtioRpmsgHost(VirtioRpmsgLink):
+    """The virtio driver role: what Linux's ``virtio_rpmsg_bus`` does on the host."""
+
+    def __init__(
+        self,
+        name: str,
+        region: SharedRegion,
+        amap: AddressMap,
+        vdev: VdevConfig,
+        notify: Callable[[], None],
+        *,
+        pool_da: int,
+        buf_size: int = RPMSG_BUF_SIZE,
+        send_timeout: float = DEFAULT_SEND_TIMEOUT,
+        spin: AdaptiveSpin | None = None,
+    ) -> None:
+        """Set the vdev up as a driver: negotiate, init rings, post RX buffers, DRIVER_OK.
+
+        The vrings' addresses must already be in the table (``vdev.vring_da``), and
+        ``pool_da`` must hold ``2 * min(num, 256)`` buffers of ``buf_size`` bytes.
+        """
+        if vdev.vdev.id != VIRTIO_ID_RPMSG or len(vdev.vdev.vrings) != 2:
+            raise RpmsgError(errno.EINVAL, "vdev is not an rpmsg device with two vrings")
+        vdev.status = 0
+        vdev.status = VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER
+        features = vdev.negotiate(SUPPORTED_FEATURES)
+        super().__init__(
+            name,
+            region,
+            notify,
+            ns_supported=bool(features & SUPPORTED_FEATURES),
+            mtu=buf_size - _HDR_SIZE,
+            send_timeout=send_timeout,
+            spin=spin,
+        )
+        self.vdev = vdev
+        rx_vr, tx_vr = vdev.vdev.vrings
+        self._rx_vq = _driver_vq(region, amap, vdev, 0, rx_vr.num, rx_vr.align, f"{name}.rx")
+        self._tx_vq = _driver_vq(region, amap, vdev, 1, tx_vr.num, tx_vr.align, f"{name}.tx")
+        self._buf_size = buf_size
+        self._n_rx = min(rx_vr.num, MAX_RPMSG_NUM_BUFS // 2)
+        self._n_tx = min(tx_vr.num, MAX_RPMSG_NUM_BUFS // 2)
+        self._pool_da = pool_da
+        self._pool_off = amap.translate(pool_da, (self._n_rx + self._n_tx) * buf_size)
+        self._next_unused_tx = 0
+        self._rx_vq.reset_ring()
+        self._tx_vq.reset_ring()
+        for i in range(self._n_rx):
+            self._rx_vq.add(pool_da + i * buf_size, buf_size, True, i)
+        self._tx_vq.disable_cb()  # TX-complete callbacks only while a sender waits
+        vdev.status = (
+            VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER | VIRTIO_CONFIG_S_DRIVER_OK
+        )
+        notify()
+
+    def _take_tx(self) -> tuple[int, int, int] | None:
+        if self._next_unused_tx < self._n_tx:
+            token = self._n_rx + self._next_unused_tx
+            self._next_unused_tx += 1
+        else:
+            got = self._tx_vq.get()
+            if got is None:
+                return None
+            token = got[0]
+        return token, self._pool_off + token * self._buf_size, self._buf_size
+
+    def _commit_tx(self, token: int, nbytes: int) -> bool:
+        self._tx_vq.add(self._pool_da + token * self._buf_size, nbytes, False, token)
+        return self._tx_vq.kick_needed()
+
+    def _peek_tx(self) -> bool:
+        return self._next_unused_tx < self._n_tx or self._tx_vq.has_used()
+
+    def _tx_returning(self) -> bool:
+        return self._tx_vq.has_used()
+
+    def _tx_notifications(self, enable: bool) -> bool:
+        if enable:
+            return self._tx_vq.enable_cb()
+        self._tx_vq.disable_cb()
+        return False
+
+    def rx_pending(self) -> bool:
+        return self._rx_vq.has_used()
+
+    def suppress_rx(self) -> None:
+        self._rx_vq.disable_cb()
+
+    def unsuppress_rx(self) -> bool:
+        return self._rx_vq.enable_cb()
+
+    def _drain_rx(self) -> int:
+        vq = self._rx_vq
+        mem = self._mem
+        dispatch = self.endpoints.dispatch
+        base = self._pool_off
+        bs = self._buf_size
+        n = 0
+        while (got := vq.get()) is not None:
+            token, written = got
+            off = base + token * bs
+            if written >= _HDR_SIZE:
+                src, dst, _res, ln, _flags = _HDR.unpack_from(mem, off)
+                if ln <= written - _HDR_SIZE:
+                    dispatch(src, dst, bytes(mem[off + _HDR_SIZE : off + _HDR_SIZE + ln]))
+                else:
+                    _log_bad_len(self.name, ln, written)
+            elif written:
+                _log_bad_len(self.name, -1, written)
+            vq.add(self._pool_da + token * bs, bs, True, token)
+            n += 1
+        if n and vq.kick_needed():
+            self._notify()
+        return n
+
+
+def _log_bad_len(link: str, hdr_len: int, written: int) -> None:
+    log.error(
+        "%s: dropped a received buffer: header announces %d payload bytes but the peer "
+        "wrote %d bytes in all (a buggy or hostile remote)",
+        link,
+        hdr_len,
+        written,
+    )
+
+
+def _driver_vq(
+    region: SharedRegion,
+    amap: AddressMap,
+    vdev: VdevConfig,
+    index: int,
+    num: int,
+    align: int,
+    name: str,
+) -> VirtqueueDriver:
+    layout = VringLayout(num, align)
+    off = amap.translate(vdev.vring_da(index), layout.size)
+    return VirtqueueDriver(region, off, layout, name)
+
+
+class VirtioRpmsgRemote(VirtioRpmsgLink):
+    """The virtio device role: the firmware side of rpmsg-over-virtio.
+
+    Create it once the host has set ``DRIVER_OK`` (see :func:`wait_driver_ok`).  The MTU
+    follows the size of the receive buffers the host posted, as in OpenAMP.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        region: SharedRegion,
+        amap: AddressMap,
+        vdev: VdevConfig,
+        notify: Callable[[], None],
+        *,
+        send_timeout: float = DEFAULT_SEND_TIMEOUT,
+        spin: AdaptiveSpin | None = None,
+    ) -> None:
+        if not vdev.driver_ok:
+            raise RpmsgError(errno.EAGAIN, "the host has not set DRIVER_OK on the rpmsg vdev")
+        if vdev.vdev.id != VIRTIO_ID_RPMSG or len(vdev.vdev.vrings) != 2:
+            raise RpmsgError(errno.EINVAL, "vdev is not an rpmsg device with two vrings")
+        vrs = vdev.vdev.vrings
+        tx = _device_vq(region, amap, vdev, 0, vrs[0].num, vrs[0].align, f"{name}.tx", True)
+        rx = _device_vq(region, amap, vdev, 1, vrs[1].num, vrs[1].align, f"{name}.rx", False)
+        first = tx.peek_len()
+        mtu = min(first if first is not None else RPMSG_BUF_SIZE, RPMSG_BUF_SIZE) - _HDR_SIZE
+        super().__init__(
+            name,
+            region,
+            notify,
+            ns_supported=bool(vdev.features() & SUPPORTED_FEATURES),
+            mtu=max(mtu, 0),
+            send_timeout=send_timeout,
+            spin=spin,
+        )
+        self.vdev = vdev
+        self._tx_vq = tx
+        self._rx_vq = rx
+        tx.disable_notify()  # no kick when the host returns RX buffers, unless we wait
+
+    def _take_tx(self) -> tuple[int, int, int] | None:
+        got = self._tx_vq.get()
+        if got is None:
+            return None
+        return got
+
+    def _commit_tx(self, token: int, nbytes: int) -> bool:
+        self._tx_vq.put(token, nbytes)
+        return self._tx_vq.notify_needed()
+
+    def _peek_tx(self) -> bool:
+        return self._tx_vq.has_avail()
+
+    def _tx_returning(self) -> bool:
+        return self._tx_vq.has_avail()
+
+    def _tx_notifications(self, enable: bool) -> bool:
+        if enable:
+            return self._tx_vq.enable_notify()
+        self._tx_vq.disable_notify()
+        return False
+
+    def rx_pending(self) -> bool:
+        return self._rx_vq.has_avail()
+
+    def suppress_rx(self) -> None:
+        self._rx_vq.disable_notify()
+
+    def unsuppress_rx(self) -> bool:
+        return self._rx_vq.enable_notify()
+
+    def _drain_rx(self) -> int:
+        vq = self._rx_vq
+        mem = self._mem
+        dispatch = self.endpoints.dispatch
+        n = 0
+        while (got := vq.get()) is not None:
+            head, off, length = got
+            if length >= _HDR_SIZE:
+                src, dst, _res, ln, _flags = _HDR.unpack_from(mem, off)
+                if ln <= length - _HDR_SIZE:
+                    dispatch(src, dst, bytes(mem[off + _HDR_SIZE : off + _HDR_SIZE + ln]))
+                else:
+                    _log_bad_len(self.name, ln, length)
+            else:
+                _log_bad_len(self.name, -1, length)
+            vq.put(head, 0)
+            n += 1
+        if n and vq.notify_needed():
+            self._notify()
+        return n
+
+
+def _device_vq(
+    region: SharedRegion,
+    amap: AddressMap,
+    vdev: VdevConfig,
+    index: int,
+    num: int,
+    align: int,
+    name: str,
+    writable: bool,
+) -> VirtqueueDevice:
+    layout = VringLayout(num, align)
+    off = amap.translate(vdev.vring_da(index), layout.size)
+    return VirtqueueDevice(region, off, layout, name, amap.translate, writable=writable)

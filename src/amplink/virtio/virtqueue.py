@@ -1,0 +1,282 @@
+"""The two halves of a split virtqueue, as state machines over shared memory.
+
+:class:`VirtqueueDriver` is the side that owns the buffers (Linux's virtio driver, the
+host in remoteproc); :class:`VirtqueueDevice` is the side that consumes them (the
+remote firmware).  Neither knows what the buffers carry, how the memory was mapped, or
+how a notification travels: the driver gets buffer addresses from its caller, the device
+gets a ``translate(addr, len) -> offset`` function, and both only *answer* whether the
+peer wants a notification; sending it is the caller's business.
+
+The peer is not trusted.  Every index and descriptor it writes is checked before use:
+a value that cannot be right breaks the queue with a :class:`VirtqueueError` naming the
+value, and the queue stays broken.  Each half keeps private copies of what it needs
+(buffer lengths, which descriptors are outstanding) so that a peer rewriting shared
+memory after the fact changes nothing.
+
+Indices are free-running u16 values; the ring slot is ``idx & (num - 1)``.  Chained and
+indirect descriptors are not supported: rpmsg in Linux and OpenAMP uses one descriptor
+per buffer, and a device seeing a chain reports it as an error rather than guessing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Literal, Protocol
+
+from amplink.errors import AddressError, VirtqueueError
+from amplink.memory.barrier import full_fence
+from amplink.virtio.constants import (
+    VRING_AVAIL_F_NO_INTERRUPT,
+    VRING_DESC_F_INDIRECT,
+    VRING_DESC_F_NEXT,
+    VRING_DESC_F_WRITE,
+    VRING_USED_F_NO_NOTIFY,
+)
+from amplink.wire.vring import VRING_DESC_SIZE, VRING_USED_ELEM_SIZE, VringLayout
+
+_FREE = -1
+
+
+class Window(Protocol):
+    """Memory a vring lives in: typed views at byte offsets (e.g. a SharedRegion)."""
+
+    def view(self, offset: int, length: int) -> memoryview: ...
+    def cast(self, offset: int, length: int, fmt: Literal["H", "I", "Q"]) -> memoryview: ...
+
+
+class _Vring:
+    """Typed views over one vring's parts; shared by both halves."""
+
+    def __init__(self, window: Window, offset: int, layout: VringLayout, name: str) -> None:
+        n = layout.num
+        self.name = name
+        self.num = n
+        self.mask = n - 1
+        self.layout = layout
+        table = VRING_DESC_SIZE * n
+        self._window_view = window.view(offset, layout.size)
+        self._desc_q = window.cast(offset, table, "Q")  # addr = [2*i]
+        self._desc_i = window.cast(offset, table, "I")  # len = [4*i + 2]
+        self._desc_h = window.cast(offset, table, "H")  # flags = [8*i + 6], next = [8*i + 7]
+        # avail: flags [0], idx [1], ring[i] [2 + i], used_event [2 + num]
+        self._avail = window.cast(offset + layout.avail, 2 * (3 + n), "H")
+        # used: flags [0], idx [1]; elements: id [2*i], len [2*i + 1]; avail_event apart
+        self._used_h = window.cast(offset + layout.used, 4, "H")
+        self._used_e = window.cast(offset + layout.used + 4, VRING_USED_ELEM_SIZE * n, "I")
+        self.broken: VirtqueueError | None = None
+
+    def _break(self, message: str) -> VirtqueueError:
+        self.broken = VirtqueueError(self.name, message)
+        return self.broken
+
+    def _check(self) -> None:
+        if self.broken is not None:
+            raise self.broken
+
+
+class VirtqueueDriver(_Vring):
+    """The driver half: posts buffers on the avail ring, reclaims them from the used ring."""
+
+    def __init__(self, window: Window, offset: int, layout: VringLayout, name: str) -> None:
+        super().__init__(window, offset, layout, name)
+        self._free: list[int] = list(range(self.num - 1, -1, -1))
+        self._tokens: list[int] = [_FREE] * self.num
+        self._lens: list[int] = [0] * self.num
+        self._avail_idx = 0
+        self._last_used = 0
+
+    def reset_ring(self) -> None:
+        """Zero the whole vring; the driver does this before DRIVER_OK (fresh indices)."""
+        self._window_view[:] = bytes(len(self._window_view))
+
+    @property
+    def num_free(self) -> int:
+        return len(self._free)
+
+    def add(self, addr: int, length: int, writable: bool, token: int) -> None:
+        """Post one buffer; ``token`` (>= 0) comes back from :meth:`get` with it."""
+        if self.broken is not None:
+            raise self.broken
+        if not self._free:
+            raise VirtqueueError(self.name, "no free descriptor (ring full)")
+        d = self._free.pop()
+        self._desc_q[2 * d] = addr
+        self._desc_i[4 * d + 2] = length
+        self._desc_h[8 * d + 6] = VRING_DESC_F_WRITE if writable else 0
+        self._desc_h[8 * d + 7] = 0
+        self._tokens[d] = token
+        self._lens[d] = length
+        ai = self._avail_idx
+        self._avail[2 + (ai & self.mask)] = d
+        ai = (ai + 1) & 0xFFFF
+        self._avail_idx = ai
+        self._avail[1] = ai  # publish: the entry above is written first (x86 TSO)
+
+    def kick_needed(self) -> bool:
+        """Whether the device asked to be notified (``VRING_USED_F_NO_NOTIFY`` clear)."""
+        full_fence()
+        return not self._used_h[0] & VRING_USED_F_NO_NOTIFY
+
+    def has_used(self) -> bool:
+        return self._used_h[1] != self._last_used
+
+    def get(self) -> tuple[int, int] | None:
+        """Reclaim the next used buffer as ``(token, written_len)``, or None if none."""
+        if self.broken is not None:
+            raise self.broken
+        lu = self._last_used
+        ui = self._used_h[1]
+        if ui == lu:
+            return None
+        outstanding = self.num - len(self._free)
+        pending = (ui - lu) & 0xFFFF
+        if pending > outstanding:
+            raise self._break(
+                f"used index moved from {lu} to {ui} ({pending} entries) but only "
+                f"{outstanding} buffers are outstanding"
+            )
+        slot = 2 * (lu & self.mask)
+        d = self._used_e[slot]
+        written = self._used_e[slot + 1]
+        if d >= self.num:
+            raise self._break(f"used id {d} is out of range (num {self.num})")
+        token = self._tokens[d]
+        if token == _FREE:
+            raise self._break(f"device returned descriptor {d}, which was not outstanding")
+        if written > self._lens[d]:
+            raise self._break(
+                f"device wrote {written} bytes into descriptor {d} of {self._lens[d]} bytes"
+            )
+        self._tokens[d] = _FREE
+        self._free.append(d)
+        self._last_used = (lu + 1) & 0xFFFF
+        return token, written
+
+    def disable_cb(self) -> None:
+        """Ask the device not to interrupt us (``VRING_AVAIL_F_NO_INTERRUPT``)."""
+        self._avail[0] = VRING_AVAIL_F_NO_INTERRUPT
+
+    def enable_cb(self) -> bool:
+        """Ask for interrupts again; True if used buffers arrived meanwhile (check them)."""
+        self._avail[0] = 0
+        full_fence()
+        return self._used_h[1] != self._last_used
+
+
+class VirtqueueDevice(_Vring):
+    """The device half: takes buffers from the avail ring, returns them on the used ring."""
+
+    def __init__(
+        self,
+        window: Window,
+        offset: int,
+        layout: VringLayout,
+        name: str,
+        translate: Callable[[int, int], int],
+        *,
+        writable: bool,
+    ) -> None:
+        super().__init__(window, offset, layout, name)
+        self._translate = translate
+        self._want_write = VRING_DESC_F_WRITE if writable else 0
+        self._held = bytearray(self.num)
+        self._held_len = [0] * self.num
+        self._held_count = 0
+        self._last_avail = 0
+        self._used_idx = 0
+
+    def has_avail(self) -> bool:
+        return self._avail[1] != self._last_avail
+
+    def get(self) -> tuple[int, int, int] | None:
+        """Take the next buffer as ``(head, offset, length)``, or None.
+
+        ``offset`` is where the buffer lies in the window (already bounds-checked);
+        ``length`` is a private copy, immune to later rewrites of the descriptor.  Every
+        buffer of a queue goes one way (``writable`` at construction); a descriptor with
+        the other direction breaks the queue.
+        """
+        if self.broken is not None:
+            raise self.broken
+        la = self._last_avail
+        ai = self._avail[1]
+        if ai == la:
+            return None
+        pending = (ai - la) & 0xFFFF
+        if pending > self.num - self._held_count:
+            raise self._break(
+                f"avail index moved from {la} to {ai} ({pending} entries) but the driver "
+                f"can only have {self.num - self._held_count} buffers available"
+            )
+        head = self._avail[2 + (la & self.mask)]
+        if head >= self.num:
+            raise self._break(f"avail ring names descriptor {head}, out of range (num {self.num})")
+        if self._held[head]:
+            raise self._break(f"descriptor {head} made available again while the device holds it")
+        flags = self._desc_h[8 * head + 6]
+        if flags & (VRING_DESC_F_NEXT | VRING_DESC_F_INDIRECT):
+            raise self._break(
+                f"descriptor {head} has flags {flags:#x}: chained and indirect descriptors "
+                "are not supported"
+            )
+        if flags & VRING_DESC_F_WRITE != self._want_write:
+            got, want = (
+                ("writable", "readable") if self._want_write == 0 else ("readable", "writable")
+            )
+            raise self._break(
+                f"descriptor {head} is device-{got} but this queue carries device-{want} buffers"
+            )
+        addr = self._desc_q[2 * head]
+        length = self._desc_i[4 * head + 2]
+        try:
+            offset = self._translate(addr, length)
+        except AddressError as exc:
+            raise self._break(f"descriptor {head}: {exc.strerror}") from None
+        self._held[head] = 1
+        self._held_len[head] = length
+        self._held_count += 1
+        self._last_avail = (la + 1) & 0xFFFF
+        return head, offset, length
+
+    def put(self, head: int, written: int) -> None:
+        """Return buffer ``head`` to the driver, saying ``written`` bytes were written."""
+        if self.broken is not None:
+            raise self.broken
+        if not 0 <= head < self.num or not self._held[head]:
+            raise ValueError(f"descriptor {head} is not held by the device")
+        if not 0 <= written <= self._held_len[head]:
+            raise ValueError(f"written length {written} exceeds buffer {self._held_len[head]}")
+        ui = self._used_idx
+        slot = 2 * (ui & self.mask)
+        self._used_e[slot] = head
+        self._used_e[slot + 1] = written
+        self._held[head] = 0
+        self._held_count -= 1
+        ui = (ui + 1) & 0xFFFF
+        self._used_idx = ui
+        self._used_h[1] = ui  # publish after the element (x86 TSO)
+
+    def notify_needed(self) -> bool:
+        """Whether the driver wants an interrupt (``VRING_AVAIL_F_NO_INTERRUPT`` clear)."""
+        full_fence()
+        return not self._avail[0] & VRING_AVAIL_F_NO_INTERRUPT
+
+    def disable_notify(self) -> None:
+        """Ask the driver not to kick us (``VRING_USED_F_NO_NOTIFY``)."""
+        self._used_h[0] = VRING_USED_F_NO_NOTIFY
+
+    def enable_notify(self) -> bool:
+        """Ask for kicks again; True if buffers became available meanwhile (check them)."""
+        self._used_h[0] = 0
+        full_fence()
+        return self._avail[1] != self._last_avail
+
+    def peek_len(self) -> int | None:
+        """Length of the next available descriptor without taking it (None if none/invalid)."""
+        la = self._last_avail
+        if self._avail[1] == la:
+            return None
+        head = self._avail[2 + (la & self.mask)]
+        if head >= self.num:
+            return None
+        return int(self._desc_i[4 * head + 2])
