@@ -32,11 +32,12 @@ def pattern(size: int) -> bytes:
     return bytes((size * 7 + i * 13) & 0xFF for i in range(size))
 
 
-def run(out: TextIO = sys.stdout, firmware: str = "amplink.firmware.echo") -> DemoResult:
-    """Run the demo, printing progress to ``out``; raises on any mismatch or failure."""
+def run(out: TextIO | None = None, firmware: str = "amplink.firmware.echo") -> DemoResult:
+    """Run the demo, printing progress to ``out`` (stdout); raises on any failure."""
+    stream = out if out is not None else sys.stdout
 
     def say(msg: str) -> None:
-        print(msg, file=out, flush=True)
+        print(msg, file=stream, flush=True)
 
     rp = Rproc("rproc0", firmware)
     say(f"* starting remote core {rp.name} (firmware {firmware}) ...")

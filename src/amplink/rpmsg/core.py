@@ -511,17 +511,25 @@ class RpmsgBus:
         for rpdev in self.devices():
             if rpdev.link is link:
                 self.remove_device(rpdev, reason)
+        with self._cond:
+            self._cond.notify_all()  # wake wait_for_device() on this link
 
     def wait_for_device(
         self, name: str, timeout: float | None = None, *, link: RpmsgLink | None = None
     ) -> RpmsgDevice:
-        """Wait until a channel called ``name`` exists; ``ETIMEDOUT`` after ``timeout`` s."""
+        """Wait until a channel called ``name`` exists; ``ETIMEDOUT`` after ``timeout`` s.
+
+        With ``link``, only that link's channels count, and ``EPIPE`` comes at once if
+        the link goes down while waiting.
+        """
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._cond:
             while True:
                 for d in self._devices:
                     if d.name == name and (link is None or d.link is link):
                         return d
+                if link is not None and link.failure is not None:
+                    raise link.dead_error()
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     raise RpmsgError(

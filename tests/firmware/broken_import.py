@@ -1,0 +1,1 @@
+"""Firmware without a main() function."""

@@ -1,0 +1,69 @@
+"""The amplink command: demo and bench, run as a user runs them."""
+
+import json
+import subprocess
+import sys
+
+from amplink import cli
+from resources import snapshot
+
+
+def test_demo_exits_zero_and_reports(capsys):
+    before = snapshot()
+    assert cli.main(["demo"]) == 0
+    out = capsys.readouterr().out
+    assert "496 echoed, all identical" in out
+    assert "123,256 each way" in out
+    assert "offline (exit code 0)" in out
+    assert snapshot() == before
+
+
+def test_demo_failure_exit_code(tmp_path):
+    fw = tmp_path / "nothing.py"
+    fw.write_text("def main(core):\n    pass\n")
+    proc = subprocess.run(
+        [sys.executable, "-m", "amplink.cli", "demo", "--firmware", str(fw)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 1
+    assert "amplink demo: error:" in proc.stderr
+
+
+def test_bench_json(capsys):
+    assert cli.main(["bench", "--json", "--rounds", "300", "--messages", "3000"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    names = [r["name"] for r in report["results"]]
+    assert names == ["multiprocessing.Pipe", "amplink rpmsg virtio"]
+    for r in report["results"]:
+        assert r["rtt_p50_us"] > 0 and r["rtt_p99_us"] >= r["rtt_p50_us"]
+        assert r["msgs_per_s"] > 0 and r["mb_per_s"] > 0
+    assert set(report["placement"]) >= {"pinned", "host_cpu", "peer_cpu"}
+    assert report["params"]["rounds"] == 300
+
+
+def test_bench_table(capsys):
+    assert cli.main(["bench", "--rounds", "200", "--messages", "1000", "--no-pin"]) == 0
+    out = capsys.readouterr().out
+    assert "not pinned" in out and "vs multiprocessing.Pipe" in out
+
+
+def test_help_and_bad_usage():
+    proc = subprocess.run(
+        [sys.executable, "-m", "amplink.cli", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 0 and "demo" in proc.stdout and "bench" in proc.stdout
+    proc = subprocess.run(
+        [sys.executable, "-m", "amplink.cli", "nope"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 2

@@ -1,0 +1,299 @@
+"""The rpmsg core over the virtio backend, both roles in one process, pumped by hand."""
+
+import errno
+import logging
+import threading
+import time
+
+import pytest
+
+from amplink.errors import RpmsgError, VirtqueueError
+from amplink.rpmsg import RPMSG_ADDR_ANY, RpmsgDriver
+from amplink.rpmsg.core import announce
+from amplink.virtio.constants import VIRTIO_CONFIG_S_DRIVER_OK
+from amplink.wire.rpmsg import RPMSG_HDR
+from rpmsg_helpers import make_loop
+
+SERVICE = "rpmsg-openamp-demo-channel"
+
+
+@pytest.fixture
+def loop():
+    lp = make_loop()
+    yield lp
+    lp.close()
+
+
+def echo(ept, data, src):
+    ept.sendto(data, src)
+
+
+def test_handshake_status_features_and_mtu(loop):
+    vdev = loop.host.vdev
+    assert vdev.status & VIRTIO_CONFIG_S_DRIVER_OK
+    assert vdev.gfeatures == 1 and loop.host.ns_supported and loop.remote.ns_supported
+    assert loop.host.mtu == loop.remote.mtu == 496
+    assert loop.kicks["to_remote"] == 1  # DRIVER_OK
+
+
+def test_announce_creates_device_and_echo_works(loop):
+    loop.remote_ept(SERVICE, echo)
+    loop.pump()
+    (dev,) = loop.bus.devices(SERVICE)
+    assert dev.dst == 1024 and dev.src == RPMSG_ADDR_ANY
+    assert dev.id == "host.rpmsg-openamp-demo-channel.-1.1024"
+    ept = dev.create_ept()
+    assert ept.addr == 1024 and ept.dst == 1024
+    big = (bytes(range(256)) * 2)[:496]
+    for size in (0, 1, 100):
+        ept.send(bytes(size))
+    ept.send(big)
+    ept.trysend(b"last")
+    loop.pump()
+    got = [ept.recv(0) for _ in range(5)]
+    assert [len(m.data) for m in got] == [0, 1, 100, 496, 4]
+    assert got[3].data == big
+    assert {m.src for m in got} == {1024}
+    with pytest.raises(RpmsgError) as exc:
+        ept.recv(0)
+    assert exc.value.errno == errno.ETIMEDOUT
+
+
+def test_remote_learns_destination_from_first_message(loop):
+    seen = []
+    rept = loop.remote_ept(SERVICE, lambda e, d, s: seen.append((d, s)))
+    loop.pump()
+    dev = loop.bus.wait_for_device(SERVICE, 0)
+    host_ept = dev.create_ept()
+    host_ept.send(b"hi")
+    loop.pump()
+    assert seen == [(b"hi", host_ept.addr)]
+    rept.send(b"unsolicited")
+    loop.pump()
+    assert host_ept.recv(0) == (b"unsolicited", rept.addr)
+
+
+def test_driver_matched_by_name_gets_default_endpoint(loop):
+    got, probed = [], []
+    drv = RpmsgDriver(
+        "sample", (SERVICE,), probe=probed.append, callback=lambda d, data, src: got.append(data)
+    )
+    loop.bus.register_driver(drv)
+    rept = loop.remote_ept(SERVICE, echo)
+    loop.pump()
+    (dev,) = probed
+    assert dev.driver is drv and dev.ept is not None and dev.src == dev.ept.addr
+    dev.ept.send(b"ping")
+    loop.pump()
+    assert got == [b"ping"]
+    removed = []
+    drv._remove = removed.append
+    loop.bus.unregister_driver(drv)
+    assert removed == [dev] and dev.ept is None
+    assert rept.addr == 1024
+
+
+def test_driver_registered_after_device_probes_it(loop):
+    loop.remote_ept(SERVICE, echo)
+    loop.pump()
+    probed = []
+    loop.bus.register_driver(RpmsgDriver("late", (SERVICE,), probe=probed.append))
+    assert [d.name for d in probed] == [SERVICE]
+
+
+def test_other_names_do_not_match(loop):
+    probed = []
+    loop.bus.register_driver(RpmsgDriver("x", ("rpmsg-tty",), probe=probed.append))
+    loop.remote_ept(SERVICE, echo)
+    loop.pump()
+    assert probed == []
+
+
+def test_ns_destroy_removes_device_and_releases_endpoints(loop):
+    rept = loop.remote_ept(SERVICE, echo)
+    loop.pump()
+    dev = loop.bus.wait_for_device(SERVICE, 0)
+    ept = dev.create_ept()
+    released = []
+    ept.on_release(lambda e, why: released.append(why.errno))
+    announce(loop.remote, SERVICE, rept.addr, destroy=True)
+    loop.pump()
+    assert loop.bus.devices() == [] and dev.removed
+    assert released == [errno.EPIPE]
+    with pytest.raises(RpmsgError) as exc:
+        ept.recv(0)
+    assert exc.value.errno == errno.EPIPE
+    with pytest.raises(RpmsgError) as exc:
+        ept.send(b"x")
+    assert exc.value.errno == errno.EPIPE
+    assert loop.host.endpoints.get(ept.addr) is None
+
+
+def test_duplicate_announcement_ignored(loop, caplog):
+    rept = loop.remote_ept(SERVICE, echo)
+    announce(loop.remote, SERVICE, rept.addr, destroy=False)
+    with caplog.at_level(logging.WARNING):
+        loop.pump()
+    assert len(loop.bus.devices()) == 1
+    assert "already exists" in caplog.text
+
+
+def test_malformed_ns_message_ignored(loop, caplog):
+    loop.remote.send(1024, 53, bytes(39), block=False, timeout=0)
+    with caplog.at_level(logging.WARNING):
+        loop.pump()
+    assert "malformed name-service message" in caplog.text
+    assert loop.bus.devices() == []
+    loop.remote_ept(SERVICE, echo)
+    loop.pump()
+    assert len(loop.bus.devices()) == 1
+
+
+def test_message_without_recipient_logged(loop, caplog):
+    loop.remote.send(1024, 4321, b"nobody", block=False, timeout=0)
+    with caplog.at_level(logging.WARNING):
+        loop.pump()
+    assert "has no recipient" in caplog.text
+
+
+def test_address_allocation(loop):
+    table = loop.host.endpoints
+    a = table.create(None)
+    b = table.create(None)
+    assert (a.addr, b.addr) == (1024, 1025)
+    fixed = table.create(None, 77)
+    assert fixed.addr == 77
+    with pytest.raises(RpmsgError) as exc:
+        table.create(None, 53)  # the name service holds it
+    assert exc.value.errno == errno.EADDRINUSE
+    a.destroy()
+    assert table.create(None).addr == 1024  # lowest free again
+    assert table.create(None).addr == 1026
+
+
+def test_send_errors(loop):
+    ept = loop.host.endpoints.create(None)
+    with pytest.raises(RpmsgError) as exc:
+        ept.sendto(bytes(497), 1024)
+    assert exc.value.errno == errno.EMSGSIZE
+    with pytest.raises(RpmsgError) as exc:
+        ept.send(b"x")  # no destination
+    assert exc.value.errno == errno.EINVAL
+    assert ept.get_mtu() == 496
+
+
+def test_trysend_enomem_when_remote_is_behind_then_recovers(loop):
+    ept = loop.host.endpoints.create(None)
+    loop.remote.endpoints.create(None, 1024)
+    for i in range(16):
+        assert ept.poll()
+        ept.trysendto(bytes([i]), 1024)
+    assert not ept.poll()
+    with pytest.raises(RpmsgError) as exc:
+        ept.trysendto(b"x", 1024)
+    assert exc.value.errno == errno.ENOMEM
+    loop.pump()
+    assert ept.poll()
+    ept.trysendto(b"again", 1024)
+
+
+def test_blocking_send_times_out(loop):
+    ept = loop.host.endpoints.create(None)
+    for _ in range(16):
+        ept.trysendto(b"x", 1024)
+    with pytest.raises(RpmsgError) as exc:
+        ept.sendto(b"x", 1024, timeout=0.05)
+    assert exc.value.errno == errno.ETIMEDOUT
+    assert "not consuming" in str(exc.value)
+
+
+def test_blocking_send_waits_for_a_buffer(loop):
+    ept = loop.host.endpoints.create(None)
+    sink = loop.remote.endpoints.create(None, 1024)
+    for _ in range(16):
+        ept.trysendto(b"x", 1024)
+    result = []
+    t = threading.Thread(target=lambda: result.append(ept.sendto(b"late", 1024, timeout=10)))
+    t.start()
+    deadline = time.monotonic() + 10
+    while loop.host._tx_waiters == 0 and time.monotonic() < deadline:
+        time.sleep(0.001)
+    assert loop.host._tx_waiters == 1, "sender did not block"
+    loop.remote.poll_rx()
+    loop.host.handle_notify()
+    t.join(10)
+    assert result == [None]
+    loop.remote.poll_rx()
+    assert [sink.recv(0).data for _ in range(17)][-1] == b"late"
+
+
+def test_hostile_header_length_dropped_link_survives(loop, caplog):
+    host_ept = loop.host.endpoints.create(None)
+    vq = loop.remote._tx_vq
+    head, off, _ = vq.get()
+    RPMSG_HDR.pack_into(loop.region.mem, off, 1024, host_ept.addr, 0, 400, 0)
+    vq.put(head, 16 + 10)
+    with caplog.at_level(logging.ERROR):
+        loop.host.poll_rx()
+    assert "header announces 400 payload bytes" in caplog.text
+    assert host_ept.pending() == 0
+    loop.remote.send(1024, host_ept.addr, b"fine", block=False, timeout=0)
+    loop.host.poll_rx()
+    assert host_ept.recv(0).data == b"fine"
+
+
+def test_hostile_ring_fails_the_link_and_releases_everything(loop, caplog):
+    loop.remote_ept(SERVICE, echo)
+    loop.pump()
+    dev = loop.bus.wait_for_device(SERVICE, 0)
+    ept = dev.create_ept()
+    used_idx = loop.region.cast(loop.host._rx_vq.layout.used + _rx_base(loop), 4, "H")
+    used_idx[1] = (used_idx[1] + 500) & 0xFFFF
+    with caplog.at_level(logging.WARNING):
+        loop.host.poll_rx()
+    assert isinstance(loop.host.failure, VirtqueueError)
+    assert "used index moved" in caplog.text
+    assert loop.bus.devices() == []
+    with pytest.raises(RpmsgError) as exc:
+        ept.send(b"x")
+    assert exc.value.errno == errno.EPIPE
+    with pytest.raises(RpmsgError) as exc:
+        loop.bus.wait_for_device(SERVICE, 5, link=loop.host)
+    assert exc.value.errno == errno.EPIPE
+
+
+def _rx_base(loop):
+    return loop.host.vdev.vring_da(0)
+
+
+def test_recv_from_callback_refused(loop):
+    host_ept = loop.host.endpoints.create(None)
+    errors = []
+
+    def cb(e, data, src):
+        try:
+            host_ept.recv(0)
+        except RpmsgError as exc:
+            errors.append(exc.errno)
+
+    loop.host.endpoints.create(cb, 2000)
+    loop.remote.send(1024, 2000, b"x", block=False, timeout=0)
+    loop.host.poll_rx()
+    assert errors == [errno.EDEADLK]
+
+
+def test_send_from_receive_callback(loop):
+    loop.remote_ept(SERVICE, echo)
+    loop.pump()
+    dev = loop.bus.wait_for_device(SERVICE, 0)
+    replies = []
+
+    def bounce(e, data, src):
+        replies.append(data)
+        if len(replies) < 100:
+            e.sendto(data, src)
+
+    ept = dev.create_ept(bounce)
+    ept.send(b"ball")
+    loop.pump()
+    assert replies == [b"ball"] * 100

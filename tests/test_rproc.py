@@ -1,0 +1,138 @@
+"""Remote cores as real processes: boot, traffic, stop, death, and no leaks."""
+
+import errno
+import logging
+import os
+import signal
+import threading
+from pathlib import Path
+
+import pytest
+
+from amplink.errors import AmplinkError, RpmsgError
+from amplink.remoteproc import CRASHED, OFFLINE, RUNNING, Rproc
+from resources import children, snapshot
+
+SERVICE = "rpmsg-openamp-demo-channel"
+FW = Path(__file__).parent / "firmware"
+
+
+def test_echo_every_size_and_nothing_left_behind():
+    before = snapshot()
+    with Rproc("t0") as rp:
+        assert rp.state == RUNNING
+        assert rp.pid in children()
+        ept = rp.wait_channel(SERVICE, 10).create_ept()
+        for size in range(1, 497):
+            payload = os.urandom(size)
+            ept.send(payload)
+            assert ept.recv(10).data == payload
+    assert rp.state == OFFLINE and rp.exit_code == 0
+    assert snapshot() == before
+
+
+def test_start_stop_cycles_leave_nothing_behind():
+    before = snapshot()
+    rp = Rproc("cycle")
+    for i in range(5):
+        rp.start()
+        ept = rp.wait_channel(SERVICE, 10).create_ept()
+        ept.send(b"cycle %d" % i)
+        assert ept.recv(10).data == b"cycle %d" % i
+        rp.stop()
+        assert snapshot() == before
+    rp.stop()  # idempotent
+
+
+def test_start_twice_is_ebusy():
+    with Rproc("busy") as rp:
+        with pytest.raises(AmplinkError) as exc:
+            rp.start()
+        assert exc.value.errno == errno.EBUSY
+
+
+def test_remote_killed_mid_traffic_fails_promptly(caplog):
+    before = snapshot()
+    rp = Rproc("victim", send_timeout=60)
+    rp.start()
+    try:
+        ept = rp.wait_channel(SERVICE, 10).create_ept()
+        ept.send(b"before")
+        assert ept.recv(10).data == b"before"
+        released = []
+        ept.on_release(lambda e, why: released.append(why))
+        with caplog.at_level(logging.ERROR):
+            os.kill(rp.pid, signal.SIGKILL)
+            with pytest.raises(RpmsgError) as exc:
+                ept.recv(30)  # the release, not the timeout, must end this
+        assert exc.value.errno == errno.EPIPE
+        assert rp.state == CRASHED
+        assert "killed by SIGKILL" in str(released[0])
+        assert "exited unexpectedly" in caplog.text
+        with pytest.raises(RpmsgError) as exc:
+            ept.send(b"after")
+        assert exc.value.errno == errno.EPIPE
+        assert rp.bus.devices() == []
+    finally:
+        rp.stop()
+    assert snapshot() == before
+
+
+def test_blocked_sender_released_when_remote_dies():
+    rp = Rproc("stalled", str(FW / "stalled.py"), send_timeout=60)
+    with rp:
+        ept = rp.wait_channel(SERVICE, 10).create_ept()
+        for _ in range(256):
+            ept.trysend(b"x")  # fills every TX buffer: the remote never consumes
+        with pytest.raises(RpmsgError) as exc:
+            ept.trysend(b"x")
+        assert exc.value.errno == errno.ENOMEM
+        outcome = []
+
+        def blocked():
+            try:
+                ept.send(b"waiting")
+            except RpmsgError as e:
+                outcome.append(e.errno)
+
+        t = threading.Thread(target=blocked)
+        t.start()
+        os.kill(rp.pid, signal.SIGKILL)
+        t.join(30)
+        assert not t.is_alive() and outcome == [errno.EPIPE]
+
+
+def test_crashing_firmware_is_reported(caplog):
+    with Rproc("crashy", str(FW / "crashing.py")) as rp:
+        ept = rp.wait_channel(SERVICE, 10).create_ept()
+        with caplog.at_level(logging.ERROR):
+            ept.send(b"trigger")
+            with pytest.raises(RpmsgError):
+                ept.recv(30)
+        assert rp.state == CRASHED
+        assert rp.exit_code == 7
+        assert "exit code 7" in caplog.text
+
+
+def test_firmware_without_main_fails_wait_channel_at_once():
+    with Rproc("nomain", str(FW / "broken_import.py"), boot_timeout=60) as rp:
+        with pytest.raises(RpmsgError) as exc:
+            rp.wait_channel(SERVICE)  # would wait 60 s if death were not noticed
+        assert exc.value.errno == errno.EPIPE
+        assert rp.exit_code == 1
+
+
+def test_spinning_is_off_when_both_sides_share_one_cpu():
+    cpu = min(os.sched_getaffinity(0))
+    saved = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {cpu})
+    try:
+        with Rproc("samecpu", cpu=cpu) as rp:
+            assert rp.link is not None and not rp.link.spin.enabled
+            ept = rp.wait_channel(SERVICE, 10).create_ept()
+            for i in range(50):
+                ept.send(b"%d" % i)
+                assert ept.recv(10).data == b"%d" % i
+            assert rp.link.spin.hits == rp.link.spin.misses == 0
+    finally:
+        os.sched_setaffinity(0, saved)

@@ -1,0 +1,191 @@
+"""Virtqueue halves: normal flow, notification suppression, and hostile peers."""
+
+import struct
+
+import pytest
+
+from amplink.errors import VirtqueueError
+from amplink.virtio.constants import VRING_DESC_F_INDIRECT, VRING_DESC_F_NEXT
+from vq_helpers import BUF, make_pair
+
+
+@pytest.fixture
+def pair():
+    p = make_pair()
+    yield p
+    p.region.close()
+
+
+def test_buffer_goes_round(pair):
+    drv, dev = pair.driver, pair.device
+    assert dev.get() is None
+    drv.add(pair.buf_addr(3), BUF, True, token=33)
+    head, off, length = dev.get()
+    assert (off, length) == (pair.buf_addr(3), BUF)  # identity map
+    pair.region.mem[off : off + 5] = b"hello"
+    assert drv.get() is None
+    dev.put(head, 5)
+    assert drv.get() == (33, 5)
+    assert drv.get() is None
+    assert drv.num_free == 8
+
+
+def test_indices_are_free_running_past_65535(pair):
+    drv, dev = pair.driver, pair.device
+    for i in range(70000):
+        drv.add(pair.buf_addr(i % 8), BUF, True, token=i)
+        head, _, _ = dev.get()
+        dev.put(head, 1)
+        assert drv.get() == (i, 1)
+    assert drv._avail[1] == 70000 & 0xFFFF
+
+
+def test_suppression_flags(pair):
+    drv, dev = pair.driver, pair.device
+    assert drv.kick_needed() and dev.notify_needed()
+    dev.disable_notify()
+    drv.disable_cb()
+    assert not drv.kick_needed() and not dev.notify_needed()
+    assert dev.enable_notify() is False
+    drv.add(pair.buf_addr(0), BUF, True, 0)
+    dev.disable_notify()
+    assert dev.enable_notify() is True  # a buffer slipped in while suppressed
+    head, _, _ = dev.get()
+    dev.put(head, 0)
+    assert drv.enable_cb() is True
+
+
+def test_ring_full(pair):
+    for i in range(8):
+        pair.driver.add(pair.buf_addr(i), BUF, True, i)
+    with pytest.raises(VirtqueueError, match="ring full"):
+        pair.driver.add(pair.buf_addr(0), BUF, True, 9)
+
+
+# -- hostile device: the driver validates the used ring --------------------------------
+def used_elem(pair, slot):
+    return pair.region.cast(pair.layout.used + 4 + 8 * slot, 8, "I")
+
+
+def used_idx(pair):
+    return pair.region.cast(pair.layout.used, 4, "H")
+
+
+def assert_broken(fn, match):
+    with pytest.raises(VirtqueueError, match=match) as exc:
+        fn()
+    assert exc.value.errno == 5
+    with pytest.raises(VirtqueueError, match=match):
+        fn()  # stays broken
+    return exc.value
+
+
+def test_used_index_jump(pair):
+    pair.driver.add(pair.buf_addr(0), BUF, True, 0)
+    used_idx(pair)[1] = 5
+    assert_broken(pair.driver.get, "only 1 buffers are outstanding")
+
+
+def test_used_id_out_of_range(pair):
+    pair.driver.add(pair.buf_addr(0), BUF, True, 0)
+    used_elem(pair, 0)[0] = 1000
+    used_idx(pair)[1] = 1
+    assert_broken(pair.driver.get, "out of range")
+
+
+def test_used_id_not_outstanding(pair):
+    pair.driver.add(pair.buf_addr(0), BUF, True, 0)  # descriptor 0
+    used_elem(pair, 0)[0] = 5
+    used_idx(pair)[1] = 1
+    assert_broken(pair.driver.get, "not outstanding")
+
+
+def test_used_double_return(pair):
+    drv, dev = pair.driver, pair.device
+    drv.add(pair.buf_addr(0), BUF, True, 0)
+    drv.add(pair.buf_addr(1), BUF, True, 1)
+    head, _, _ = dev.get()
+    dev.put(head, 1)
+    assert drv.get() == (0, 1)
+    used_elem(pair, 1)[0] = head  # returns the same descriptor again
+    used_idx(pair)[1] = 2
+    assert_broken(drv.get, "not outstanding")
+
+
+def test_used_len_larger_than_buffer(pair):
+    pair.driver.add(pair.buf_addr(0), BUF, True, 0)
+    used_elem(pair, 0)[1] = BUF + 1
+    used_idx(pair)[1] = 1
+    assert_broken(pair.driver.get, "wrote 65 bytes")
+
+
+# -- hostile driver: the device validates the avail ring and descriptors ---------------
+def avail(pair):
+    return pair.region.cast(pair.layout.avail, 2 * (3 + 8), "H")
+
+
+def desc(pair, i, addr, length, flags):
+    struct.pack_into("=QIHH", pair.region.mem, 16 * i, addr, length, flags, 0)
+
+
+def test_avail_index_jump(pair):
+    avail(pair)[1] = 100
+    assert_broken(pair.device.get, "can only have 8")
+
+
+def test_avail_head_out_of_range(pair):
+    avail(pair)[2] = 8
+    avail(pair)[1] = 1
+    assert_broken(pair.device.get, "out of range")
+
+
+def test_avail_same_descriptor_twice(pair):
+    desc(pair, 2, pair.buf_addr(0), BUF, 2)
+    av = avail(pair)
+    av[2] = 2
+    av[3] = 2
+    av[1] = 2
+    pair.device.get()
+    assert_broken(pair.device.get, "again while the device holds it")
+
+
+@pytest.mark.parametrize("flags", [VRING_DESC_F_NEXT | 2, VRING_DESC_F_INDIRECT | 2])
+def test_chained_and_indirect_refused(pair, flags):
+    desc(pair, 0, pair.buf_addr(0), BUF, flags)
+    avail(pair)[1] = 1
+    assert_broken(pair.device.get, "not supported")
+
+
+def test_wrong_direction_refused(pair):
+    desc(pair, 0, pair.buf_addr(0), BUF, 0)  # device-readable on a device-writable queue
+    avail(pair)[1] = 1
+    assert_broken(pair.device.get, "device-readable but this queue carries device-writable")
+
+
+@pytest.mark.parametrize(("addr", "length"), [(1 << 40, 16), (0, 1 << 31), ("end", 1)])
+def test_descriptor_outside_window(pair, addr, length):
+    if addr == "end":
+        addr = pair.region.size
+    desc(pair, 0, addr, length, 2)
+    avail(pair)[1] = 1
+    err = assert_broken(pair.device.get, "not inside any mapped memory")
+    assert "test-dev" in str(err)
+
+
+def test_descriptor_rewritten_after_get_changes_nothing(pair):
+    drv, dev = pair.driver, pair.device
+    drv.add(pair.buf_addr(0), 16, True, 0)
+    head, off, length = dev.get()
+    desc(pair, head, 1 << 40, 1 << 30, 2)  # the driver scribbles over the descriptor
+    dev.put(head, 16)
+    assert (off, length) == (pair.buf_addr(0), 16)
+    assert drv.get() == (0, 16)
+
+
+def test_device_put_checks_its_own_arguments(pair):
+    pair.driver.add(pair.buf_addr(0), 16, True, 0)
+    head, _, _ = pair.device.get()
+    with pytest.raises(ValueError):
+        pair.device.put(head, 17)
+    with pytest.raises(ValueError):
+        pair.device.put(head + 1, 1)
