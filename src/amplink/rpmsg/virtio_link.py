@@ -227,6 +227,33 @@ class VirtioRpmsgLink(RpmsgLink):
         self.rx_count += n
         return n
 
+    def _dispatch_buffer(
+        self,
+        mem: memoryview,
+        off: int,
+        length: int,
+        dispatch: Callable[[int, int, bytes], None],
+    ) -> None:
+        """Decode the message in ``length`` valid bytes at ``off`` and dispatch it.
+
+        The header comes from the peer: a payload length that does not fit in what the
+        peer said it wrote drops that message (logged), never more.
+        """
+        if length >= _HDR_SIZE:
+            src, dst, _res, ln, _flags = _HDR.unpack_from(mem, off)
+            if ln <= length - _HDR_SIZE:
+                dispatch(src, dst, bytes(mem[off + _HDR_SIZE : off + _HDR_SIZE + ln]))
+                return
+        else:
+            ln = -1
+        log.error(
+            "%s: dropped a received buffer: header announces %d payload bytes but the peer "
+            "wrote %d bytes in all (a buggy or hostile remote)",
+            self.name,
+            ln,
+            length,
+        )
+
     def in_rx_context(self) -> bool:
         return self._rx_owner == threading.get_ident()
 
@@ -360,30 +387,13 @@ class VirtioRpmsgHost(VirtioRpmsgLink):
         n = 0
         while (got := vq.get()) is not None:
             token, written = got
-            off = base + token * bs
-            if written >= _HDR_SIZE:
-                src, dst, _res, ln, _flags = _HDR.unpack_from(mem, off)
-                if ln <= written - _HDR_SIZE:
-                    dispatch(src, dst, bytes(mem[off + _HDR_SIZE : off + _HDR_SIZE + ln]))
-                else:
-                    _log_bad_len(self.name, ln, written)
-            elif written:
-                _log_bad_len(self.name, -1, written)
+            if written:  # a zero-length buffer carries nothing (a device's refused send)
+                self._dispatch_buffer(mem, base + token * bs, written, dispatch)
             vq.add(self._pool_da + token * bs, bs, True, token)
             n += 1
         if n and vq.kick_needed():
             self._notify()
         return n
-
-
-def _log_bad_len(link: str, hdr_len: int, written: int) -> None:
-    log.error(
-        "%s: dropped a received buffer: header announces %d payload bytes but the peer "
-        "wrote %d bytes in all (a buggy or hostile remote)",
-        link,
-        hdr_len,
-        written,
-    )
 
 
 def _driver_vq(
@@ -479,14 +489,7 @@ class VirtioRpmsgRemote(VirtioRpmsgLink):
         n = 0
         while (got := vq.get()) is not None:
             head, off, length = got
-            if length >= _HDR_SIZE:
-                src, dst, _res, ln, _flags = _HDR.unpack_from(mem, off)
-                if ln <= length - _HDR_SIZE:
-                    dispatch(src, dst, bytes(mem[off + _HDR_SIZE : off + _HDR_SIZE + ln]))
-                else:
-                    _log_bad_len(self.name, ln, length)
-            else:
-                _log_bad_len(self.name, -1, length)
+            self._dispatch_buffer(mem, off, length, dispatch)
             vq.put(head, 0)
             n += 1
         if n and vq.notify_needed():

@@ -83,28 +83,19 @@ class Carveout:
     offset: int = field(default=-1, compare=False)
 
     TYPE = RSC_CARVEOUT
+    KIND = "carveout"
 
     def body(self) -> bytes:
-        name = _encode_rsc_name(self.name, "carveout")
+        name = _encode_rsc_name(self.name, self.KIND)
         return CARVEOUT_BODY.pack(self.da, self.pa, self.len, self.flags, 0, name)
 
 
 @dataclass(slots=True)
-class Devmem:
-    """A device memory region to map for the remote (``fw_rsc_devmem``)."""
-
-    da: int
-    pa: int
-    len: int
-    flags: int = 0
-    name: str = ""
-    offset: int = field(default=-1, compare=False)
+class Devmem(Carveout):
+    """A device memory region to map for the remote (``fw_rsc_devmem``); same layout."""
 
     TYPE = RSC_DEVMEM
-
-    def body(self) -> bytes:
-        name = _encode_rsc_name(self.name, "devmem")
-        return CARVEOUT_BODY.pack(self.da, self.pa, self.len, self.flags, 0, name)
+    KIND = "devmem"
 
 
 @dataclass(slots=True)
@@ -223,7 +214,7 @@ class ResourceTable:
         return [e for e in self.entries if isinstance(e, Trace)]
 
     def carveouts(self) -> list[Carveout]:
-        return [e for e in self.entries if isinstance(e, Carveout)]
+        return [e for e in self.entries if type(e) is Carveout]
 
 
 def _entry_type(entry: Entry) -> int:
@@ -270,12 +261,12 @@ def _parse_entry(
     buf: bytes, i: int, rtype: int, off: int, body: int, avail: int, nxt: int
 ) -> Entry:
     if rtype in (RSC_CARVEOUT, RSC_DEVMEM):
-        what = "carveout" if rtype == RSC_CARVEOUT else "devmem"
+        cls = Carveout if rtype == RSC_CARVEOUT else Devmem
+        what = cls.KIND
         _need(i, what, CARVEOUT_BODY.size, avail)
         da, pa, length, flags, reserved, name = CARVEOUT_BODY.unpack_from(buf, body)
         if reserved:
             raise _fail("reserved", f"entry {i} ({what}) reserved word is {reserved:#x}")
-        cls = Carveout if rtype == RSC_CARVEOUT else Devmem
         return cls(da, pa, length, flags, decode_name(name), offset=off)
     if rtype == RSC_TRACE:
         _need(i, "trace", TRACE_BODY.size, avail)
