@@ -43,8 +43,10 @@ class Loop:
         self.region.close()
 
 
-def make_loop(num: int = 16, send_timeout: float = 0.3) -> Loop:
-    table = default_rsc_table(num=num, align=16)
+def make_loop(
+    num: int = 16, send_timeout: float = 0.3, table: rsc_table.ResourceTable | None = None
+) -> Loop:
+    table = table if table is not None else default_rsc_table(num=num, align=16)
     region = SharedRegion.create(region_size_for(table))
     amap = AddressMap.identity(region.size)
     layout = load_rpmsg_vdev(region, amap, table)

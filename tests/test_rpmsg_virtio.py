@@ -13,6 +13,7 @@ from amplink.rpmsg.core import announce
 from amplink.virtio.constants import VIRTIO_CONFIG_S_DRIVER_OK
 from amplink.wire.rpmsg import RPMSG_HDR
 from rpmsg_helpers import make_loop
+from test_wire_rsc_table import openamp_table
 
 SERVICE = "rpmsg-openamp-demo-channel"
 
@@ -297,3 +298,31 @@ def test_send_from_receive_callback(loop):
     ept.send(b"ball")
     loop.pump()
     assert replies == [b"ball"] * 100
+
+
+def test_iterating_an_endpoint_ends_at_release(loop):
+    rept = loop.remote_ept(SERVICE, echo)
+    loop.pump()
+    ept = loop.bus.wait_for_device(SERVICE, 0).create_ept()
+    for word in (b"a", b"b"):
+        ept.send(word)
+    loop.pump()
+    announce(loop.remote, SERVICE, rept.addr, destroy=True)
+    loop.pump()
+    assert [m.data for m in ept] == [b"a", b"b"]  # queued messages, then the end
+
+
+def test_openamp_fixed_vring_addresses():
+    lp = make_loop(table=openamp_table())
+    try:
+        vdev = lp.host.vdev
+        assert (vdev.vring_da(0), vdev.vring_da(1)) == (0x4000, 0x8000)
+        assert lp.host.mtu == lp.remote.mtu == 496
+        lp.remote_ept(SERVICE, echo)
+        lp.pump()
+        ept = lp.bus.wait_for_device(SERVICE, 0).create_ept()
+        ept.send(b"fixed")
+        lp.pump()
+        assert ept.recv(0).data == b"fixed"
+    finally:
+        lp.close()

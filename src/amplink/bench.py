@@ -51,11 +51,6 @@ class Placement:
     def pinned(self) -> bool:
         return self.host_cpu is not None
 
-    def describe(self) -> str:
-        if not self.pinned:
-            return "not pinned (scheduler places both processes)"
-        return f"host pinned to CPU {self.host_cpu}, peer pinned to CPU {self.peer_cpu}"
-
 
 def choose_placement(pin: bool) -> Placement:
     cpus = sorted(os.sched_getaffinity(0))

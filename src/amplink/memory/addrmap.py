@@ -41,10 +41,6 @@ class AddressMap:
         """Device address == region offset for the whole region (OpenAMP linux layout)."""
         return cls([Mapping(0, size, 0, name)])
 
-    @property
-    def mappings(self) -> tuple[Mapping, ...]:
-        return tuple(self._maps)
-
     def add(self, m: Mapping) -> None:
         if m.size <= 0 or m.da < 0 or m.offset < 0:
             raise ValueError(f"invalid mapping {m}")

@@ -52,10 +52,6 @@ class SharedRegion:
         size = os.fstat(fd).st_size
         return cls(fd, size, name)
 
-    @property
-    def closed(self) -> bool:
-        return self._mm is None
-
     def _check(self, offset: int, length: int) -> mmap.mmap:
         if self._mm is None:
             raise ValueError(f"region {self.name!r} is closed")

@@ -82,10 +82,18 @@ def load_rpmsg_vdev(
 
 
 def region_size_for(table: rt.ResourceTable, buf_size: int = RPMSG_BUF_SIZE) -> int:
-    """A region size that holds the table, every vring and a full buffer pool."""
+    """A region size that holds the table, every vring and a full buffer pool.
+
+    Vrings the firmware placed at fixed addresses must fit where they are, and the
+    allocator places everything else after the highest of them.
+    """
     size = align_up(len(table.build()), PAGE_SIZE)
+    fixed_end = 0
     for vdev in table.vdevs():
         for vr in vdev.vrings:
-            size += align_up(VringLayout(vr.num, vr.align).size, PAGE_SIZE)
+            vsize = align_up(VringLayout(vr.num, vr.align).size, PAGE_SIZE)
+            size += vsize
+            if vr.da != rt.FW_RSC_ADDR_ANY:
+                fixed_end = max(fixed_end, vr.da + vsize)
         size += MAX_RPMSG_NUM_BUFS * buf_size
-    return align_up(size, PAGE_SIZE)
+    return align_up(fixed_end + size, PAGE_SIZE)

@@ -40,10 +40,6 @@ class NotifyThread:
         self._stop = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
 
-    @property
-    def ident(self) -> int | None:
-        return self._thread.ident
-
     def start(self) -> None:
         self._thread.start()
 

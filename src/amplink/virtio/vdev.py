@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import struct
 
-from amplink.virtio.constants import VIRTIO_CONFIG_S_DRIVER_OK, VIRTIO_CONFIG_S_FAILED
+from amplink.virtio.constants import VIRTIO_CONFIG_S_DRIVER_OK
 from amplink.virtio.virtqueue import Window
 from amplink.wire import rsc_table as rt
 
@@ -48,10 +48,6 @@ class VdevConfig:
         return bool(self.status & VIRTIO_CONFIG_S_DRIVER_OK)
 
     @property
-    def failed(self) -> bool:
-        return bool(self.status & VIRTIO_CONFIG_S_FAILED)
-
-    @property
     def dfeatures(self) -> int:
         return self._u32(rt.VDEV_DFEATURES_OFF)
 
@@ -83,6 +79,3 @@ class VdevConfig:
         """Host side: publish where vring ``index`` lives and its notify id."""
         self._set_u32(self._vring_field(index, rt.VRING_DA_OFF), da)
         self._set_u32(self._vring_field(index, rt.VRING_NOTIFYID_OFF), notifyid)
-
-    def vring_notifyid(self, index: int) -> int:
-        return self._u32(self._vring_field(index, rt.VRING_NOTIFYID_OFF))
