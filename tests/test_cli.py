@@ -8,6 +8,17 @@ from amplink import cli
 from resources import snapshot
 
 
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    """The amplink command in a fresh interpreter, as a user's shell would run it."""
+    return subprocess.run(
+        [sys.executable, "-m", "amplink.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
 def test_demo_exits_zero_and_reports(capsys):
     before = snapshot()
     assert cli.main(["demo"]) == 0
@@ -21,13 +32,7 @@ def test_demo_exits_zero_and_reports(capsys):
 def test_demo_failure_exit_code(tmp_path):
     fw = tmp_path / "nothing.py"
     fw.write_text("def main(core):\n    pass\n")
-    proc = subprocess.run(
-        [sys.executable, "-m", "amplink.cli", "demo", "--firmware", str(fw)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    proc = run_cli("demo", "--firmware", str(fw))
     assert proc.returncode == 1
     assert "amplink demo: error:" in proc.stderr
 
@@ -51,19 +56,6 @@ def test_bench_table(capsys):
 
 
 def test_help_and_bad_usage():
-    proc = subprocess.run(
-        [sys.executable, "-m", "amplink.cli", "--help"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    proc = run_cli("--help")
     assert proc.returncode == 0 and "demo" in proc.stdout and "bench" in proc.stdout
-    proc = subprocess.run(
-        [sys.executable, "-m", "amplink.cli", "nope"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert proc.returncode == 2
+    assert run_cli("nope").returncode == 2

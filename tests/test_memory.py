@@ -79,3 +79,15 @@ def test_allocate_and_reserve():
     assert amap.allocate(1, 1) == 0x8100
     with pytest.raises(AddressError):
         amap.allocate(0x10000, 1)
+
+
+def test_reserve_refuses_overlaps():
+    amap = AddressMap.identity(0x10000)
+    table = amap.allocate(0x100, 0x1000)
+    with pytest.raises(AddressError, match="overlaps"):
+        amap.reserve(table + 0x80, 0x100)
+    amap.reserve(0x8000, 0x1000)
+    amap.reserve(0x4000, 0x1000)  # below an earlier reservation, but disjoint: fine
+    with pytest.raises(AddressError, match="overlaps"):
+        amap.reserve(0x8800, 0x1000)
+    assert amap.allocate(0x10, 0x10) == 0x9000

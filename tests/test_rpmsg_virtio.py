@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from amplink.errors import RpmsgError, VirtqueueError
+from amplink.errors import AddressError, RpmsgError, VirtqueueError
 from amplink.rpmsg import RPMSG_ADDR_ANY, RpmsgDriver
 from amplink.rpmsg.core import announce
 from amplink.virtio.constants import VIRTIO_CONFIG_S_DRIVER_OK
@@ -326,3 +326,12 @@ def test_openamp_fixed_vring_addresses():
         assert ept.recv(0).data == b"fixed"
     finally:
         lp.close()
+
+
+@pytest.mark.parametrize("vring_da", [(0x0, 0x8000), (0x4000, 0x5000)])
+def test_firmware_vrings_overlapping_refused(vring_da):
+    table = openamp_table()
+    for vr, da in zip(table.vdevs()[0].vrings, vring_da, strict=True):
+        vr.da = da
+    with pytest.raises(AddressError, match="overlaps"):
+        make_loop(table=table)

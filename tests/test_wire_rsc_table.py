@@ -71,6 +71,7 @@ def test_build_then_parse_is_identical():
     again = rt.parse(raw)
     assert again == table
     assert again.build() == raw
+    assert [type(e) for e in again.carveouts()] == [rt.Carveout]  # a devmem is not one
 
 
 def test_parsed_offsets_point_at_type_words():

@@ -33,6 +33,7 @@ class AddressMap:
     def __init__(self, mappings: list[Mapping] | None = None) -> None:
         self._maps: list[Mapping] = []
         self._alloc_next: dict[str, int] = {}
+        self._used: list[tuple[int, int]] = []  # [start, end) of every reserved range
         for m in mappings or []:
             self.add(m)
 
@@ -79,6 +80,7 @@ class AddressMap:
             da = -(-nxt // align) * align
             if da + size <= m.da + m.size:
                 self._alloc_next[m.name] = da + size
+                self._used.append((da, da + size))
                 return da
         raise AddressError(
             f"no room for {size:#x} bytes aligned to {align:#x}"
@@ -86,8 +88,20 @@ class AddressMap:
         )
 
     def reserve(self, da: int, size: int) -> None:
-        """Mark ``[da, da+size)`` as used so :meth:`allocate` does not hand it out."""
+        """Mark ``[da, da+size)`` as used so :meth:`allocate` does not hand it out.
+
+        A range that overlaps one already allocated or reserved is refused: two things
+        placed on the same bytes (a firmware vring on top of the loaded resource table,
+        say) would silently corrupt each other.
+        """
         self.translate(da, size)
+        for start, end in self._used:
+            if da < end and start < da + size:
+                raise AddressError(
+                    f"range [{da:#x}, {da + size:#x}) overlaps [{start:#x}, {end:#x}), "
+                    "which is already in use"
+                )
+        self._used.append((da, da + size))
         for m in self._maps:
             if m.contains(da, size):
                 self._alloc_next[m.name] = max(self._alloc_next.get(m.name, m.da), da + size)

@@ -80,8 +80,7 @@ class VirtioRpmsgLink(RpmsgLink):
         self._tx_cond = threading.Condition(threading.Lock())
         self._tx_waiters = 0
         self._rx_owner = 0
-        self.rx_count = 0
-        self.tx_count = 0
+        self._dispatch = self.endpoints.dispatch  # bound once: no allocation per message
 
     @property
     def mtu(self) -> int:
@@ -164,7 +163,6 @@ class VirtioRpmsgLink(RpmsgLink):
         mem = self._mem
         _HDR.pack_into(mem, off, src, dst, 0, n, 0)
         mem[off + _HDR_SIZE : off + _HDR_SIZE + n] = data
-        self.tx_count += 1
         return self._commit_tx(token, _HDR_SIZE + n)
 
     def _send_waiting(self, src: int, dst: int, data: bytes, n: int, timeout: float | None) -> bool:
@@ -218,31 +216,26 @@ class VirtioRpmsgLink(RpmsgLink):
             return 0
         self._rx_owner = threading.get_ident()
         try:
-            n = self._drain_rx()
+            return self._drain_rx()
         except VirtqueueError as exc:
             self.fail(exc)
             return 0
         finally:
             self._rx_owner = 0
-        self.rx_count += n
-        return n
 
-    def _dispatch_buffer(
-        self,
-        mem: memoryview,
-        off: int,
-        length: int,
-        dispatch: Callable[[int, int, bytes], None],
-    ) -> None:
+    def _dispatch_buffer(self, off: int, length: int) -> None:
         """Decode the message in ``length`` valid bytes at ``off`` and dispatch it.
 
         The header comes from the peer: a payload length that does not fit in what the
         peer said it wrote drops that message (logged), never more.
         """
         if length >= _HDR_SIZE:
+            mem = self._mem
             src, dst, _res, ln, _flags = _HDR.unpack_from(mem, off)
             if ln <= length - _HDR_SIZE:
-                dispatch(src, dst, bytes(mem[off + _HDR_SIZE : off + _HDR_SIZE + ln]))
+                self.endpoints.dispatch(
+                    src, dst, bytes(mem[off + _HDR_SIZE : off + _HDR_SIZE + ln])
+                )
                 return
         else:
             ln = -1
@@ -380,15 +373,13 @@ class VirtioRpmsgHost(VirtioRpmsgLink):
 
     def _drain_rx(self) -> int:
         vq = self._rx_vq
-        mem = self._mem
-        dispatch = self.endpoints.dispatch
         base = self._pool_off
         bs = self._buf_size
         n = 0
         while (got := vq.get()) is not None:
             token, written = got
             if written:  # a zero-length buffer carries nothing (a device's refused send)
-                self._dispatch_buffer(mem, base + token * bs, written, dispatch)
+                self._dispatch_buffer(base + token * bs, written)
             vq.add(self._pool_da + token * bs, bs, True, token)
             n += 1
         if n and vq.kick_needed():
@@ -484,12 +475,10 @@ class VirtioRpmsgRemote(VirtioRpmsgLink):
 
     def _drain_rx(self) -> int:
         vq = self._rx_vq
-        mem = self._mem
-        dispatch = self.endpoints.dispatch
         n = 0
         while (got := vq.get()) is not None:
             head, off, length = got
-            self._dispatch_buffer(mem, off, length, dispatch)
+            self._dispatch_buffer(off, length)
             vq.put(head, 0)
             n += 1
         if n and vq.notify_needed():

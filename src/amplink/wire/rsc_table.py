@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import struct
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 from amplink.errors import ResourceTableError
 from amplink.wire.rpmsg import decode_name
@@ -72,8 +73,8 @@ def _encode_rsc_name(name: str, what: str) -> bytes:
 
 
 @dataclass(slots=True)
-class Carveout:
-    """Physically contiguous memory the remote needs (``fw_rsc_carveout``)."""
+class _MemoryEntry:
+    """The layout CARVEOUT and DEVMEM share: da, pa, len, flags, reserved, name[32]."""
 
     da: int
     pa: int
@@ -82,8 +83,8 @@ class Carveout:
     name: str = ""
     offset: int = field(default=-1, compare=False)
 
-    TYPE = RSC_CARVEOUT
-    KIND = "carveout"
+    TYPE: ClassVar[int]
+    KIND: ClassVar[str]
 
     def body(self) -> bytes:
         name = _encode_rsc_name(self.name, self.KIND)
@@ -91,8 +92,16 @@ class Carveout:
 
 
 @dataclass(slots=True)
-class Devmem(Carveout):
-    """A device memory region to map for the remote (``fw_rsc_devmem``); same layout."""
+class Carveout(_MemoryEntry):
+    """Physically contiguous memory the remote needs (``fw_rsc_carveout``)."""
+
+    TYPE = RSC_CARVEOUT
+    KIND = "carveout"
+
+
+@dataclass(slots=True)
+class Devmem(_MemoryEntry):
+    """A device memory region to map for the remote (``fw_rsc_devmem``)."""
 
     TYPE = RSC_DEVMEM
     KIND = "devmem"
@@ -214,7 +223,7 @@ class ResourceTable:
         return [e for e in self.entries if isinstance(e, Trace)]
 
     def carveouts(self) -> list[Carveout]:
-        return [e for e in self.entries if type(e) is Carveout]
+        return [e for e in self.entries if isinstance(e, Carveout)]
 
 
 def _entry_type(entry: Entry) -> int:
@@ -261,7 +270,7 @@ def _parse_entry(
     buf: bytes, i: int, rtype: int, off: int, body: int, avail: int, nxt: int
 ) -> Entry:
     if rtype in (RSC_CARVEOUT, RSC_DEVMEM):
-        cls = Carveout if rtype == RSC_CARVEOUT else Devmem
+        cls: type[Carveout] | type[Devmem] = Carveout if rtype == RSC_CARVEOUT else Devmem
         what = cls.KIND
         _need(i, what, CARVEOUT_BODY.size, avail)
         da, pa, length, flags, reserved, name = CARVEOUT_BODY.unpack_from(buf, body)
