@@ -8,8 +8,11 @@ import threading
 def children() -> set[int]:
     pids: set[int] = set()
     for path in glob.glob(f"/proc/{os.getpid()}/task/*/children"):
-        with open(path) as f:
-            pids.update(int(p) for p in f.read().split())
+        try:
+            with open(path) as f:
+                pids.update(int(p) for p in f.read().split())
+        except (FileNotFoundError, ProcessLookupError):
+            pass  # that thread exited meanwhile (it had no children of ours then)
     return pids
 
 

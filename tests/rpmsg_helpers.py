@@ -53,7 +53,8 @@ def make_loop(
     loop_kicks = {"to_remote": 0, "to_host": 0}
 
     def kick(key):
-        def f():
+        def f(index):
+            assert index in (0, 1)
             loop_kicks[key] += 1
 
         return f

@@ -38,7 +38,8 @@ def test_demo_failure_exit_code(tmp_path):
 
 
 def test_bench_json(capsys):
-    assert cli.main(["bench", "--json", "--rounds", "300", "--messages", "3000"]) == 0
+    args = ["bench", "--json", "--rounds", "300", "--messages", "3000", "--deliveries", "50"]
+    assert cli.main(args) == 0
     report = json.loads(capsys.readouterr().out)
     names = [r["name"] for r in report["results"]]
     assert names == ["multiprocessing.Pipe", "amplink rpmsg virtio"]
@@ -47,12 +48,25 @@ def test_bench_json(capsys):
         assert r["msgs_per_s"] > 0 and r["mb_per_s"] > 0
     assert set(report["placement"]) >= {"pinned", "host_cpu", "peer_cpu"}
     assert report["params"]["rounds"] == 300
+    assert report["mailbox"]["msgs_per_s"] > 0
+    assert report["mailbox"]["rtt_p99_us"] >= report["mailbox"]["rtt_p50_us"] > 0
+    combos = [(d["path"], d["load"]) for d in report["delivery"]]
+    assert combos == [
+        ("irq-thread", "idle"),
+        ("workqueue", "idle"),
+        ("irq-thread", "busy workqueue"),
+        ("workqueue", "busy workqueue"),
+    ]
+    for d in report["delivery"]:
+        assert 0 < d["p50_us"] <= d["p99_us"] <= d["max_us"]
 
 
 def test_bench_table(capsys):
-    assert cli.main(["bench", "--rounds", "200", "--messages", "1000", "--no-pin"]) == 0
+    args = ["bench", "--rounds", "200", "--messages", "1000", "--deliveries", "20", "--no-pin"]
+    assert cli.main(args) == 0
     out = capsys.readouterr().out
     assert "not pinned" in out and "vs multiprocessing.Pipe" in out
+    assert "amplink mailbox (MU+IRQ)" in out and "interrupt -> client callback" in out
 
 
 def test_help_and_bad_usage():

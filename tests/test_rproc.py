@@ -6,10 +6,13 @@ import os
 import signal
 import threading
 from pathlib import Path
+from queue import SimpleQueue
 
 import pytest
 
 from amplink.errors import AmplinkError, RpmsgError
+from amplink.firmware import bench as fw
+from amplink.mailbox import framework as mbox
 from amplink.remoteproc import CRASHED, OFFLINE, RUNNING, Rproc
 from resources import children, snapshot
 
@@ -136,3 +139,43 @@ def test_spinning_is_off_when_both_sides_share_one_cpu():
             assert rp.link.spin.hits == rp.link.spin.misses == 0
     finally:
         os.sched_setaffinity(0, saved)
+
+
+@pytest.mark.parametrize("delivery", ["thread", "workqueue"])
+def test_kicks_travel_through_the_mailbox_both_ways(delivery):
+    """Without spinning every message needs a kick: host -> MU -> core's interrupt,
+    core -> MU -> host's interrupt -> IRQ thread (or a workqueue) -> vrings."""
+    before = snapshot()
+    with Rproc(f"kick-{delivery}", spin=False, delivery=delivery) as rp:
+        path = rp.kick_path
+        names = {t.name for t in threading.enumerate()}
+        assert {f"irq/32-kick-{delivery}-mua_chan[0-0]", f"irq/33-kick-{delivery}-wdog"} <= names
+        assert (f"kworker/kick-{delivery}-rproc:0" in names) == (delivery == "workqueue")
+        ept = rp.wait_channel(SERVICE, 10).create_ept()
+        line = path.domain.line(32)
+        taken = line.count
+        for i in range(100):
+            ept.send(b"%d" % i)
+            assert ept.recv(10).data == b"%d" % i
+        assert path.kick_path.sent >= 100  # every send kicked the core
+        assert line.count - taken >= 100  # and every reply interrupted the host
+        assert line.threads_handled >= 100
+    assert snapshot() == before
+
+
+def test_mailbox_channels_beside_the_kick_channel_cross_processes():
+    """The bench firmware echoes words on MU data channel 1 from its interrupt handler."""
+    with Rproc("mbox", "amplink.firmware.bench") as rp:
+        rp.wait_channel(fw.ECHO, 10)
+        got = SimpleQueue()
+        cl = fw.mbox_echo_client(rp.kick_path.controller.dev, "t", lambda c, w: got.put(w))
+        tx = mbox.request_channel_byname(cl, "tx")
+        mbox.request_channel_byname(cl, "rx")
+        with pytest.raises(AmplinkError) as exc:  # the kick channel is taken
+            mbox.request_channel(
+                mbox.MboxClient("x", mboxes=((rp.kick_path.controller.dev, 0, 0),)), 0
+            )
+        assert exc.value.errno == errno.EBUSY
+        for word in (0, 1, 0xFFFF_FFFF, 12345):
+            mbox.send_message(tx, word)
+            assert got.get(timeout=10) == word

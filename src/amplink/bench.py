@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass
 from multiprocessing.connection import Connection
 from typing import Any
 
+from amplink import bench_mailbox
 from amplink.firmware import bench as fw
 from amplink.remoteproc import Rproc
 from amplink.rpmsg.core import Endpoint
@@ -127,8 +128,11 @@ def _rtt(ept: Endpoint, rounds: int) -> list[int]:
     return samples
 
 
-def bench_amplink(rounds: int, messages: int, placement: Placement) -> Result:
+def bench_amplink(
+    rounds: int, messages: int, placement: Placement
+) -> tuple[Result, bench_mailbox.MboxRtt]:
     with Rproc("bench0", "amplink.firmware.bench", cpu=placement.peer_cpu) as rp:
+        mbox = bench_mailbox.bench_mbox_rtt(rp, rounds)
         echo = rp.wait_channel(fw.ECHO).create_ept()
         sink = rp.wait_channel(fw.SINK).create_ept()
         samples = _rtt(echo, rounds)
@@ -139,7 +143,7 @@ def bench_amplink(rounds: int, messages: int, placement: Placement) -> Result:
         sink.send(fw.DONE)
         count, nbytes = fw.COUNTS.unpack(sink.recv(30.0).data)
         elapsed = time.perf_counter() - t0
-    return _result("amplink rpmsg virtio", samples, count, nbytes, elapsed, messages)
+    return _result("amplink rpmsg virtio", samples, count, nbytes, elapsed, messages), mbox
 
 
 def _result(
@@ -153,7 +157,9 @@ def _result(
     )
 
 
-def run(rounds: int = 10_000, messages: int = 50_000, pin: bool = True) -> dict[str, Any]:
+def run(
+    rounds: int = 10_000, messages: int = 50_000, pin: bool = True, deliveries: int = 2000
+) -> dict[str, Any]:
     """Run every benchmark; returns the report that ``--json`` prints."""
     placement = choose_placement(pin)
     saved = os.sched_getaffinity(0)
@@ -161,7 +167,8 @@ def run(rounds: int = 10_000, messages: int = 50_000, pin: bool = True) -> dict[
         os.sched_setaffinity(0, {placement.host_cpu})
     try:
         baseline = bench_pipe(rounds, messages, placement)
-        ours = bench_amplink(rounds, messages, placement)
+        ours, mbox = bench_amplink(rounds, messages, placement)
+        delivery = bench_mailbox.bench_deliveries(deliveries)
     finally:
         os.sched_setaffinity(0, saved)
     return {
@@ -176,6 +183,9 @@ def run(rounds: int = 10_000, messages: int = 50_000, pin: bool = True) -> dict[
             "rtt_size": RTT_SIZE,
             "messages": messages,
             "throughput_size": THROUGHPUT_SIZE,
+            "deliveries": deliveries,
+            "load_items": bench_mailbox.LOAD_ITEMS,
+            "load_item_us": bench_mailbox.LOAD_ITEM_S * 1e6,
         },
         "baseline": baseline.name,
         "results": [asdict(baseline), asdict(ours)],
@@ -183,6 +193,8 @@ def run(rounds: int = 10_000, messages: int = 50_000, pin: bool = True) -> dict[
             "rtt_p50": round(ours.rtt_p50_us / baseline.rtt_p50_us, 3),
             "msgs_per_s": round(ours.msgs_per_s / baseline.msgs_per_s, 3),
         },
+        "mailbox": asdict(mbox),
+        "delivery": [asdict(d) for d in delivery],
     }
 
 
@@ -215,4 +227,22 @@ def format_report(report: dict[str, Any]) -> str:
             f"{ratios[2]:>11.2f}x{ratios[3]:>8.2f}x"
         )
     lines.append("(latency: lower is better; throughput: higher is better)")
+    m = report["mailbox"]
+    lines += [
+        "",
+        f"mailbox round trip: {prm['rounds']} x one 32-bit word, host -> core -> host",
+        f"{'transport':<26}{'rtt p50 us':>12}{'rtt p99 us':>12}{'msgs/s':>12}",
+        f"{base['name']:<26}{base['rtt_p50_us']:>12.1f}{base['rtt_p99_us']:>12.1f}"
+        f"{1e6 / base['rtt_p50_us']:>12,.0f}  (1/rtt p50)",
+        f"{m['name']:<26}{m['rtt_p50_us']:>12.1f}{m['rtt_p99_us']:>12.1f}{m['msgs_per_s']:>12,.0f}",
+        "",
+        f"interrupt -> client callback: {prm['deliveries']} interrupts each; busy = "
+        f"{prm['load_items']} other items of {prm['load_item_us']:.0f} us kept queued",
+        f"{'delivery':<14}{'workqueue':<16}{'p50 us':>10}{'p99 us':>10}{'max us':>10}",
+    ]
+    for d in report["delivery"]:
+        lines.append(
+            f"{d['path']:<14}{d['load']:<16}{d['p50_us']:>10.1f}{d['p99_us']:>10.1f}"
+            f"{d['max_us']:>10.1f}"
+        )
     return "\n".join(lines)

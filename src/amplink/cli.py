@@ -19,7 +19,12 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
-    report = bench.run(rounds=args.rounds, messages=args.messages, pin=not args.no_pin)
+    report = bench.run(
+        rounds=args.rounds,
+        messages=args.messages,
+        pin=not args.no_pin,
+        deliveries=args.deliveries,
+    )
     if args.json:
         print(json.dumps(report, indent=2))
     else:
@@ -49,6 +54,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=50_000,
         help="messages for the throughput run (default 50000)",
+    )
+    b.add_argument(
+        "--deliveries",
+        type=int,
+        default=2000,
+        help="interrupts per callback-delivery measurement (default 2000)",
     )
     b.add_argument("--no-pin", action="store_true", help="do not pin processes to CPUs")
     b.add_argument("--json", action="store_true", help="print one JSON object")

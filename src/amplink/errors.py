@@ -57,3 +57,13 @@ class VirtqueueError(AmplinkError):
 
 class RpmsgError(AmplinkError):
     """An rpmsg operation failed; ``errno`` is what the kernel's rpmsg API returns."""
+
+
+class IrqError(AmplinkError):
+    """An interrupt request or line operation was refused (``EINVAL``, ``EBUSY``...)."""
+
+
+class MailboxError(AmplinkError):
+    """A mailbox operation failed; ``errno`` is what the kernel's mailbox API returns
+    (``ENOBUFS`` for a full TX queue, ``ETIME`` for a blocking send that timed out,
+    ``EBUSY`` for a channel another client holds, or the controller's own TX error)."""

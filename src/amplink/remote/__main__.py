@@ -1,9 +1,11 @@
 """Entry point of a remote core process: ``python -m amplink.remote ...``.
 
-The host starts this with the shared region and two doorbells as inherited file
-descriptors.  It maps the region, parses the resource table the host loaded (trusting
-nothing in it), waits for the host's DRIVER_OK, brings up rpmsg in the virtio device
-role and runs the firmware's ``main(core)``.  It dies with its parent (PR_SET_PDEATHSIG)
+The host starts this with inherited file descriptors: the shared region, the MU's
+state, and two interrupt lines (the core's own and the host's).  It maps the region,
+brings up its side of the MU (side B, classic hard-IRQ driver: the ISR only wakes the
+main loop), parses the resource table the host loaded (trusting nothing in it), waits
+for the host's DRIVER_OK, brings up rpmsg in the virtio device role and runs the
+firmware's ``main(core)``.  It dies with its parent (PR_SET_PDEATHSIG)
 so that a host crash never leaves a core process behind.
 
 Exit codes: 0 after a requested stop, 2 for bad arguments or an unusable resource
@@ -19,6 +21,7 @@ import importlib
 import importlib.util
 import logging
 import os
+import select
 import signal
 import sys
 import time
@@ -26,11 +29,12 @@ from collections.abc import Callable
 from types import ModuleType
 
 from amplink.errors import AmplinkError
+from amplink.irq.line import drain
+from amplink.mailbox.mu_path import MuKickPath
 from amplink.memory.addrmap import AddressMap
 from amplink.memory.region import SharedRegion
 from amplink.remote.runtime import Core
 from amplink.rpmsg.virtio_link import VirtioRpmsgRemote
-from amplink.transport.doorbell import Doorbell
 from amplink.transport.spin import AdaptiveSpin
 from amplink.virtio.constants import VIRTIO_ID_RPMSG
 from amplink.virtio.vdev import VdevConfig
@@ -64,8 +68,9 @@ def _parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--name", required=True)
     p.add_argument("--firmware", required=True)
     p.add_argument("--region-fd", type=int, required=True)
-    p.add_argument("--kick-in-fd", type=int, required=True)
-    p.add_argument("--kick-out-fd", type=int, required=True)
+    p.add_argument("--mmio-fd", type=int, required=True)
+    p.add_argument("--irq-fd", type=int, required=True)
+    p.add_argument("--peer-irq-fd", type=int, required=True)
     p.add_argument("--table-da", type=lambda s: int(s, 0), required=True)
     p.add_argument("--table-len", type=int, required=True)
     p.add_argument("--cpu", type=int, default=None)
@@ -91,11 +96,23 @@ def main(argv: list[str] | None = None) -> int:
     if args.cpu is not None:
         os.sched_setaffinity(0, {args.cpu})
     region = SharedRegion.attach(args.region_fd, f"{args.name}-shm")
-    kick_in = Doorbell(args.kick_in_fd)
-    kick_out = Doorbell(args.kick_out_fd)
+    mmio = SharedRegion.attach(args.mmio_fd, f"{args.name}-mu")
+    wake_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+    notifyids: set[int] = set()
+
+    def on_kick(notifyid: int) -> None:  # the mailbox ISR: wake the main loop, no more
+        if notifyid not in notifyids and notifyids:
+            log.warning("kick with unknown notify id %#x ignored", notifyid)
+            return
+        os.eventfd_write(wake_fd, 1)
+
     core: Core | None = None
+    path: MuKickPath | None = None
     signal.signal(signal.SIGTERM, lambda *_: core.stop() if core else sys.exit(0))
     try:
+        path = MuKickPath(
+            args.name, mmio, "b", args.irq_fd, args.peer_irq_fd, on_kick, threaded=False
+        )
         amap = AddressMap.identity(region.size)
         try:
             off = amap.translate(args.table_da, args.table_len)
@@ -110,10 +127,16 @@ def main(argv: list[str] | None = None) -> int:
             if time.monotonic() > deadline:
                 log.error("the host did not set DRIVER_OK within %ss", args.boot_timeout)
                 return EXIT_NO_DRIVER_OK
-            kick_in.wait(0.05)
+            _wait_readable(wake_fd, 0.05)
+        ids = (vdev.vring_notifyid(0), vdev.vring_notifyid(1))
+        notifyids.update(ids)
         spin = AdaptiveSpin(enabled=not args.no_spin)
-        link = VirtioRpmsgRemote(f"{args.name}.vdev0", region, amap, vdev, kick_out.ring, spin=spin)
-        core = Core(args.name, link, kick_in)
+        kick = path.kick
+        link = VirtioRpmsgRemote(
+            f"{args.name}.vdev0", region, amap, vdev, lambda i: kick(ids[i]), spin=spin
+        )
+        assert path.controller is not None
+        core = Core(args.name, link, wake_fd, mailbox=path.controller.dev)
         firmware = load_firmware(args.firmware)
         try:
             firmware(core)
@@ -124,9 +147,21 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if core is not None:
             core.close()
-        kick_in.close()
-        kick_out.close()
+        if path is not None:
+            path.close()
+        else:
+            os.close(args.irq_fd)
+            os.close(args.peer_irq_fd)
+        os.close(wake_fd)
+        mmio.close()
         region.close()
+
+
+def _wait_readable(fd: int, timeout: float) -> None:
+    p = select.poll()
+    p.register(fd, select.POLLIN)
+    if p.poll(int(timeout * 1000)):
+        drain(fd)
 
 
 if __name__ == "__main__":

@@ -2,8 +2,10 @@
 
 The loop is what OpenAMP firmware does in ``platform_poll()``, made polite: drain the
 receive ring, then spin on it for an adaptive while with host notifications suppressed,
-and only then block on the doorbell.  Endpoint callbacks run in this loop, so a
-firmware program is single-threaded unless it starts threads itself.
+and only then sleep until an interrupt says the host kicked (the core's mailbox ISR
+only sets a wake-up eventfd, which is all an ISR should do).  Endpoint callbacks
+run in this loop, so a firmware program is single-threaded unless it starts threads
+itself.
 """
 
 from __future__ import annotations
@@ -12,9 +14,9 @@ import logging
 import os
 import select
 
+from amplink.irq.line import drain
 from amplink.rpmsg.core import RPMSG_ADDR_ANY, Endpoint, EndpointCallback, announce
 from amplink.rpmsg.virtio_link import VirtioRpmsgRemote
-from amplink.transport.doorbell import Doorbell
 
 log = logging.getLogger("amplink.firmware")
 
@@ -22,15 +24,21 @@ log = logging.getLogger("amplink.firmware")
 class Core:
     """A remote core as its firmware sees it."""
 
-    def __init__(self, name: str, link: VirtioRpmsgRemote, doorbell: Doorbell) -> None:
+    def __init__(
+        self, name: str, link: VirtioRpmsgRemote, wake_fd: int, *, mailbox: str | None = None
+    ) -> None:
+        """``wake_fd`` is the eventfd the core's mailbox ISR writes on a host kick;
+        ``mailbox`` names the core's mailbox controller, whose channels other than the
+        kick channel (TX/RX index 0) firmware may request for its own use."""
         self.name = name
+        self.mailbox = mailbox
         self.link = link
         self.log = log
-        self._doorbell = doorbell
+        self._wake_fd = wake_fd
         self._stop_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
         self._stopping = False
         self._poller = select.poll()
-        self._poller.register(doorbell.fd, select.POLLIN)
+        self._poller.register(wake_fd, select.POLLIN)
         self._poller.register(self._stop_fd, select.POLLIN)
 
     @property
@@ -84,7 +92,7 @@ class Core:
             if link.unsuppress_rx():
                 continue
             self._poller.poll()
-            self._doorbell.clear()
+            drain(self._wake_fd)
 
     def close(self) -> None:
         if self._stop_fd >= 0:

@@ -3,7 +3,10 @@
 :class:`Rproc` does, for one core, what the remoteproc core and a platform driver do
 in Linux: lay out device memory from the firmware's resource table, start the core,
 bring up the rpmsg vdev as the virtio driver, and stop or notice the death of the core.
-Every resource a start creates (shared memory, eventfds, a pidfd, a thread, the child
+Vring kicks travel through an i.MX MU model in both directions (message = the vring's
+notify id), each side's MU output raising an interrupt line in its own process.  The
+core's death is an interrupt too: its pidfd feeds a watchdog-style line.
+Every resource a start creates (shared memory, eventfds, a pidfd, threads, the child
 process) is released by :meth:`Rproc.stop`, and by a start that fails half-way.
 
 States follow ``/sys/class/remoteproc/*/state``: ``offline``, ``running``, ``crashed``.
@@ -21,19 +24,21 @@ import sys
 from collections.abc import Callable
 
 from amplink.errors import AmplinkError, RpmsgError
+from amplink.irq.flags import IRQ_HANDLED, IRQF_ONESHOT, IRQF_TRIGGER_RISING
+from amplink.irq.line import new_line_fd
+from amplink.mailbox.mu_path import Delivery, MuKickPath, mmio_region
 from amplink.memory.addrmap import AddressMap
 from amplink.memory.region import SharedRegion
 from amplink.remoteproc.layout import default_rsc_table, load_rpmsg_vdev, region_size_for
 from amplink.rpmsg.core import RpmsgBus, RpmsgDevice
 from amplink.rpmsg.ns import NameService
 from amplink.rpmsg.virtio_link import DEFAULT_SEND_TIMEOUT, RPMSG_BUF_SIZE, VirtioRpmsgHost
-from amplink.transport.doorbell import Doorbell
-from amplink.transport.notify_thread import NotifyThread
 from amplink.transport.spin import AdaptiveSpin, spin_worthwhile
 from amplink.wire import rsc_table as rt
 
 log = logging.getLogger(__name__)
 
+WDOG_IRQ = 33
 OFFLINE = "offline"
 RUNNING = "running"
 CRASHED = "crashed"
@@ -55,7 +60,13 @@ class Rproc:
         send_timeout: float = DEFAULT_SEND_TIMEOUT,
         boot_timeout: float = 10.0,
         stop_timeout: float = 5.0,
+        delivery: Delivery = "thread",
+        rt_priority: int | None = None,
     ) -> None:
+        """``delivery`` is how a kick from the core reaches the vrings: straight from
+        the mailbox IRQ thread (``"thread"``, as the 2026 i.MX series does) or through a
+        workqueue (``"workqueue"``, the older imx_rproc way).  ``rt_priority`` runs the
+        host's IRQ threads SCHED_FIFO at that priority where the OS allows it."""
         self.name = name
         self.firmware = firmware
         self.bus = bus if bus is not None else RpmsgBus()
@@ -66,6 +77,10 @@ class Rproc:
         self.send_timeout = send_timeout
         self.boot_timeout = boot_timeout
         self.stop_timeout = stop_timeout
+        self.delivery: Delivery = delivery
+        self.rt_priority = rt_priority
+        self.kick_path: MuKickPath | None = None
+        self._notifyids: tuple[int, int] = (0, 1)
         self.state = OFFLINE
         self.exit_code: int | None = None
         self.link: VirtioRpmsgHost | None = None
@@ -99,19 +114,40 @@ class Rproc:
         self._undo.append(region.close)
         amap = AddressMap.identity(region.size)
         layout = load_rpmsg_vdev(region, amap, self.table, buf_size=self.buf_size)
-        to_remote, to_host = Doorbell(), Doorbell()
-        self._undo += [to_remote.close, to_host.close]
-        self._proc = self._spawn(region, to_remote, to_host, layout.table_da, layout.table_len)
+        mmio = mmio_region(self.name)
+        self._undo.append(mmio.close)
+        host_fd, core_fd = new_line_fd(), new_line_fd()
+        try:
+            self._proc = self._spawn(
+                region, mmio, core_fd, host_fd, layout.table_da, layout.table_len
+            )
+        except BaseException:
+            _close_fds(host_fd, core_fd)
+            raise
         self._undo.append(self._reap)
-        pidfd = os.pidfd_open(self._proc.pid)
-        self._undo.append(lambda: os.close(pidfd))
+        path = MuKickPath(  # owns both line fds from here on, even if it fails
+            self.name,
+            mmio,
+            "a",
+            host_fd,
+            core_fd,
+            self._on_kick,
+            delivery=self.delivery,
+            rt_priority=self.rt_priority,
+        )
+        self.kick_path = path
+        self._undo.append(self._close_kick_path)
+        vdev = layout.vdev
+        self._notifyids = (vdev.vring_notifyid(0), vdev.vring_notifyid(1))
+        kick = path.kick
+        notifyids = self._notifyids
         spin = AdaptiveSpin(enabled=self._spin_enabled())
         link = VirtioRpmsgHost(
             f"{self.name}.vdev0",
             region,
             amap,
-            layout.vdev,
-            to_remote.ring,
+            vdev,
+            lambda index: kick(notifyids[index]),
             pool_da=layout.pool_da,
             buf_size=self.buf_size,
             send_timeout=self.send_timeout,
@@ -121,21 +157,40 @@ class Rproc:
         NameService(self.bus, link)
         link.fail_listeners.append(lambda err: self.bus.remove_link(link, err))
         self._undo.append(self._fail_link)
-        thread = NotifyThread(
-            f"amplink-{self.name}-kick",
-            to_host,
-            link.handle_notify,
-            pidfd=pidfd,
-            on_peer_exit=self._on_core_exit,
+        pidfd = os.pidfd_open(self._proc.pid)
+        path.domain.add_line(WDOG_IRQ, trigger=IRQF_TRIGGER_RISING, fd=pidfd, counter=False)
+        path.domain.request_threaded_irq(
+            WDOG_IRQ, None, self._core_exit_irq, IRQF_ONESHOT, f"{self.name}-wdog", self
         )
-        thread.start()
-        self._undo.append(thread.stop)
+
+    def _on_kick(self, notifyid: int) -> None:
+        """A kick from the core: the mailbox client callback."""
+        link = self.link
+        if link is None:
+            return
+        if notifyid in self._notifyids:
+            link.handle_notify()
+        else:
+            log.warning("%s: kick with unknown notify id %#x ignored", self.name, notifyid)
+
+    def _close_kick_path(self) -> None:
+        if self.kick_path is not None:
+            self.kick_path.close()
+            self.kick_path = None
+
+    def _core_exit_irq(self, irq: int, dev_id: object) -> int:
+        """The watchdog line: the core process exited."""
+        if self.link is not None:
+            self.link.handle_notify()  # drain what it left in the rings first
+        self._on_core_exit()
+        return IRQ_HANDLED
 
     def _spawn(
         self,
         region: SharedRegion,
-        to_remote: Doorbell,
-        to_host: Doorbell,
+        mmio: SharedRegion,
+        core_fd: int,
+        host_fd: int,
         table_da: int,
         table_len: int,
     ) -> subprocess.Popen[bytes]:
@@ -144,8 +199,9 @@ class Rproc:
             "--name", self.name,
             "--firmware", self.firmware,
             "--region-fd", str(region.fd),
-            "--kick-in-fd", str(to_remote.fd),
-            "--kick-out-fd", str(to_host.fd),
+            "--mmio-fd", str(mmio.fd),
+            "--irq-fd", str(core_fd),
+            "--peer-irq-fd", str(host_fd),
             "--table-da", hex(table_da),
             "--table-len", str(table_len),
             "--boot-timeout", str(self.boot_timeout),
@@ -156,7 +212,10 @@ class Rproc:
             cmd.append("--no-spin")
         env = dict(os.environ, AMPLINK_PARENT_PID=str(os.getpid()))
         return subprocess.Popen(
-            cmd, pass_fds=(region.fd, to_remote.fd, to_host.fd), env=env, stdin=subprocess.DEVNULL
+            cmd,
+            pass_fds=(region.fd, mmio.fd, core_fd, host_fd),
+            env=env,
+            stdin=subprocess.DEVNULL,
         )
 
     def _spin_enabled(self) -> bool:
@@ -237,6 +296,11 @@ class Rproc:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def _close_fds(*fds: int) -> None:
+    for fd in fds:
+        os.close(fd)
 
 
 def _wait_exit(proc: subprocess.Popen[bytes], timeout: float) -> bool:

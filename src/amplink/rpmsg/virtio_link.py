@@ -9,8 +9,9 @@
 
 Both share :class:`VirtioRpmsgLink`: the send path (blocking with a timeout, or not),
 receive dispatch under one lock, and busy-polling.  How a notification reaches the peer
-is a ``notify`` callable given by the caller; how it arrives is the caller's business
-too: it calls :meth:`VirtioRpmsgLink.handle_notify`.
+is a ``notify(index)`` callable given by the caller, called with the index (0 or 1) of
+the vring that changed; how it arrives is the caller's business too: it calls
+:meth:`VirtioRpmsgLink.handle_notify`.
 
 Busy-polling follows virtio's suppression protocol: a thread that polls the receive ring
 first tells the peer not to notify (``disable_cb``/``disable_notify``), and before it
@@ -62,8 +63,9 @@ class VirtioRpmsgLink(RpmsgLink):
         self,
         name: str,
         region: SharedRegion,
-        notify: Callable[[], None],
+        notify: Callable[[int], None],
         *,
+        tx_index: int,
         ns_supported: bool,
         mtu: int,
         send_timeout: float = DEFAULT_SEND_TIMEOUT,
@@ -72,6 +74,8 @@ class VirtioRpmsgLink(RpmsgLink):
         super().__init__(name, ns_supported=ns_supported)
         self._mem = region.mem
         self._notify = notify
+        self._tx_index = tx_index
+        self._rx_index = 1 - tx_index
         self._mtu = mtu
         self.send_timeout = send_timeout
         self.spin = spin if spin is not None else AdaptiveSpin()
@@ -144,7 +148,7 @@ class VirtioRpmsgLink(RpmsgLink):
                 )
             kick = self._send_waiting(src, dst, data, n, timeout)
         if kick:
-            self._notify()
+            self._notify(self._tx_index)
 
     def _try_send(self, src: int, dst: int, data: bytes, n: int) -> bool | None:
         try:
@@ -289,7 +293,7 @@ class VirtioRpmsgHost(VirtioRpmsgLink):
         region: SharedRegion,
         amap: AddressMap,
         vdev: VdevConfig,
-        notify: Callable[[], None],
+        notify: Callable[[int], None],
         *,
         pool_da: int,
         buf_size: int = RPMSG_BUF_SIZE,
@@ -310,6 +314,7 @@ class VirtioRpmsgHost(VirtioRpmsgLink):
             name,
             region,
             notify,
+            tx_index=1,
             ns_supported=bool(features & SUPPORTED_FEATURES),
             mtu=buf_size - _HDR_SIZE,
             send_timeout=send_timeout,
@@ -333,7 +338,7 @@ class VirtioRpmsgHost(VirtioRpmsgLink):
         vdev.status = (
             VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER | VIRTIO_CONFIG_S_DRIVER_OK
         )
-        notify()
+        notify(0)  # the receive buffers are posted
 
     def _take_tx(self) -> tuple[int, int, int] | None:
         if self._next_unused_tx < self._n_tx:
@@ -383,7 +388,7 @@ class VirtioRpmsgHost(VirtioRpmsgLink):
             vq.add(self._pool_da + token * bs, bs, True, token)
             n += 1
         if n and vq.kick_needed():
-            self._notify()
+            self._notify(self._rx_index)
         return n
 
 
@@ -414,7 +419,7 @@ class VirtioRpmsgRemote(VirtioRpmsgLink):
         region: SharedRegion,
         amap: AddressMap,
         vdev: VdevConfig,
-        notify: Callable[[], None],
+        notify: Callable[[int], None],
         *,
         send_timeout: float = DEFAULT_SEND_TIMEOUT,
         spin: AdaptiveSpin | None = None,
@@ -432,6 +437,7 @@ class VirtioRpmsgRemote(VirtioRpmsgLink):
             name,
             region,
             notify,
+            tx_index=0,
             ns_supported=bool(vdev.features() & SUPPORTED_FEATURES),
             mtu=max(mtu, 0),
             send_timeout=send_timeout,
@@ -482,7 +488,7 @@ class VirtioRpmsgRemote(VirtioRpmsgLink):
             vq.put(head, 0)
             n += 1
         if n and vq.notify_needed():
-            self._notify()
+            self._notify(self._rx_index)
         return n
 
 

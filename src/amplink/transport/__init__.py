@@ -1,13 +1,10 @@
-"""How a virtqueue's notifications travel between processes.
+"""How a waiter waits: adaptive spin-then-block.
 
-A transport gives the layers above two things: a way to *ring* the peer and a way to
-*wait* for the peer's ring.  The native transport of this release is a pair of eventfd
-doorbells (one per direction); the mailbox/IRQ path replaces it on the kick path, and
-other transports (OpenAMP's UNIX-socket kick, vhost-user) plug in beside it.
+Notifications themselves travel through the mailbox and interrupt layers
+(:mod:`amplink.mailbox.mu_path`); this package holds the policy that decides when a
+waiter polls shared memory instead of waiting for one.
 """
 
-from amplink.transport.doorbell import Doorbell
-from amplink.transport.notify_thread import NotifyThread
-from amplink.transport.spin import AdaptiveSpin
+from amplink.transport.spin import AdaptiveSpin, spin_worthwhile
 
-__all__ = ["AdaptiveSpin", "Doorbell", "NotifyThread"]
+__all__ = ["AdaptiveSpin", "spin_worthwhile"]

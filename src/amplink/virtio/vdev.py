@@ -75,6 +75,9 @@ class VdevConfig:
     def vring_da(self, index: int) -> int:
         return self._u32(self._vring_field(index, rt.VRING_DA_OFF))
 
+    def vring_notifyid(self, index: int) -> int:
+        return self._u32(self._vring_field(index, rt.VRING_NOTIFYID_OFF))
+
     def set_vring(self, index: int, da: int, notifyid: int) -> None:
         """Host side: publish where vring ``index`` lives and its notify id."""
         self._set_u32(self._vring_field(index, rt.VRING_DA_OFF), da)

@@ -1,0 +1,200 @@
+"""An i.MX Messaging Unit (MU, v1 register layout) with its two sides in shared memory.
+
+Each side (A: the application core, B: the remote core) sees the same register map:
+
+====== ====== ====================================================================
+offset name   meaning
+====== ====== ====================================================================
+0x00   TR0-3  transmit data; writing TRn clears my TEn until the peer reads its RRn
+0x10   RR0-3  receive data; reading RRn clears my RFn (and sets the peer's TEn)
+0x20   SR     status: GIPn (bit 31-n, write 1 to clear), RFn (27-n), TEn (23-n)
+0x24   CR     control: GIEn (31-n), RIEn (27-n), TIEn (23-n) enables; GIRn (19-n)
+              writes request a general interrupt on the peer (reads back as 0)
+====== ====== ====================================================================
+
+Each side has one interrupt output, active while any ``status & enable`` pair is set
+(TEn&TIEn, RFn&RIEn, GIPn&GIEn).  Bit positions are those of Linux's MU v1 tables.
+
+State words (one writer each): per side, TR data, send counters, counters of the
+peer's sends it has read, general-interrupt request counters, counters of the peer's
+requests it has cleared, and CR.  See :mod:`amplink.hw.mmio` for why.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from amplink.hw.mmio import MASK32, MmioError, pulse
+from amplink.irq.line import IrqWire
+from amplink.memory.barrier import full_fence
+
+NUM_CHANS = 4
+MU_TR0 = 0x00
+MU_RR0 = 0x10
+MU_SR = 0x20
+MU_CR = 0x24
+
+
+def GIP(n: int) -> int:
+    return 1 << (28 + 3 - n)
+
+
+def RF(n: int) -> int:
+    return 1 << (24 + 3 - n)
+
+
+def TE(n: int) -> int:
+    return 1 << (20 + 3 - n)
+
+
+GIE = GIP
+RIE = RF
+TIE = TE
+
+
+def GIR(n: int) -> int:
+    return 1 << (16 + 3 - n)
+
+
+GIP_ALL = sum(GIP(n) for n in range(NUM_CHANS))
+GIR_ALL = sum(GIR(n) for n in range(NUM_CHANS))
+CR_ENABLES = sum(GIE(n) | RIE(n) | TIE(n) for n in range(NUM_CHANS))
+
+# state word indices within one side's block
+_DATA = 0
+_TXSEQ = 4
+_RXACK = 8
+_GIRSEQ = 12
+_GIPACK = 16
+_CR = 20
+SIDE_WORDS = 21
+SIZE = 2 * SIDE_WORDS * 4
+
+Side = Literal["a", "b"]
+
+
+class ImxMuSide:
+    """One side's view of the unit: MMIO access and its interrupt output."""
+
+    def __init__(
+        self,
+        name: str,
+        words: memoryview,
+        me: int,
+        peer: int,
+        wire: IrqWire | None,
+        peer_wire: IrqWire | None,
+    ) -> None:
+        self.name = name
+        self._w = words
+        self._me = me
+        self._peer = peer
+        self.wire = wire
+        self.peer_wire = peer_wire
+        self.peer_side: ImxMuSide | None = None
+
+    def __repr__(self) -> str:
+        return f"<ImxMuSide {self.name}>"
+
+    def status(self) -> int:
+        w, me, peer = self._w, self._me, self._peer
+        sr = 0
+        for n in range(NUM_CHANS):
+            if w[peer + _TXSEQ + n] != w[me + _RXACK + n]:
+                sr |= RF(n)
+            if w[me + _TXSEQ + n] == w[peer + _RXACK + n]:
+                sr |= TE(n)
+            if w[peer + _GIRSEQ + n] != w[me + _GIPACK + n]:
+                sr |= GIP(n)
+        return sr
+
+    def irq_active(self) -> bool:
+        """The level of this side's interrupt output."""
+        return bool(self.status() & self._w[self._me + _CR])
+
+    def _peer_changed(self) -> None:
+        full_fence()
+        peer = self.peer_side
+        if peer is not None and peer.irq_active():
+            pulse(self.peer_wire)
+
+    def _self_changed(self) -> None:
+        full_fence()
+        if self.irq_active():
+            pulse(self.wire)
+
+    def readl(self, offset: int) -> int:
+        w, me, peer = self._w, self._me, self._peer
+        if MU_RR0 <= offset < MU_RR0 + 4 * NUM_CHANS and offset % 4 == 0:
+            n = (offset - MU_RR0) // 4
+            seq = w[peer + _TXSEQ + n]
+            value = w[peer + _DATA + n]
+            if w[me + _RXACK + n] != seq:
+                w[me + _RXACK + n] = seq
+                self._peer_changed()
+            return value
+        if MU_TR0 <= offset < MU_TR0 + 4 * NUM_CHANS and offset % 4 == 0:
+            return w[me + _DATA + (offset - MU_TR0) // 4]
+        if offset == MU_SR:
+            return self.status()
+        if offset == MU_CR:
+            return w[me + _CR]
+        raise MmioError(self.name, offset, "readable")
+
+    def writel(self, offset: int, value: int) -> None:
+        w, me, peer = self._w, self._me, self._peer
+        value &= MASK32
+        if MU_TR0 <= offset < MU_TR0 + 4 * NUM_CHANS and offset % 4 == 0:
+            n = (offset - MU_TR0) // 4
+            w[me + _DATA + n] = value
+            w[me + _TXSEQ + n] = (w[me + _TXSEQ + n] + 1) & MASK32
+            self._peer_changed()
+        elif offset == MU_SR:
+            for n in range(NUM_CHANS):
+                if value & GIP(n):
+                    w[me + _GIPACK + n] = w[peer + _GIRSEQ + n]
+        elif offset == MU_CR:
+            w[me + _CR] = value & CR_ENABLES
+            requested = False
+            for n in range(NUM_CHANS):
+                if value & GIR(n):
+                    w[me + _GIRSEQ + n] = (w[me + _GIRSEQ + n] + 1) & MASK32
+                    requested = True
+            self._self_changed()
+            if requested:
+                self._peer_changed()
+        elif MU_RR0 <= offset < MU_RR0 + 4 * NUM_CHANS:
+            pass  # read-only: the write is ignored, as by the hardware
+        else:
+            raise MmioError(self.name, offset, "writable")
+
+    def cr_update(self, set_bits: int = 0, clear_bits: int = 0) -> None:
+        """Read-modify-write of CR (the caller serialises its own side's RMWs)."""
+        self.writel(MU_CR, (self._w[self._me + _CR] & ~clear_bits) | set_bits)
+
+
+class ImxMu:
+    """Both sides of one unit over ``words`` (a ``'I'`` view of :data:`SIZE` bytes).
+
+    ``wire_a``/``wire_b`` are the two interrupt outputs; a process passes the wires it
+    can reach (both, normally: its own to re-trigger itself, the peer's to signal it).
+    """
+
+    def __init__(
+        self,
+        name: str,
+        words: memoryview,
+        *,
+        wire_a: IrqWire | None = None,
+        wire_b: IrqWire | None = None,
+    ) -> None:
+        if len(words) < 2 * SIDE_WORDS:
+            raise ValueError(f"an MU needs {SIZE} bytes of state, got {len(words) * 4}")
+        self.name = name
+        self.a = ImxMuSide(f"{name}.a", words, 0, SIDE_WORDS, wire_a, wire_b)
+        self.b = ImxMuSide(f"{name}.b", words, SIDE_WORDS, 0, wire_b, wire_a)
+        self.a.peer_side = self.b
+        self.b.peer_side = self.a
+
+    def side(self, which: Side) -> ImxMuSide:
+        return self.a if which == "a" else self.b

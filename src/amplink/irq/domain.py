@@ -1,0 +1,599 @@
+"""An interrupt controller and the CPU that takes its interrupts, with Linux's
+``request_threaded_irq`` semantics.
+
+:class:`IrqDomain` owns lines and one *dispatcher* thread.  The dispatcher is "hard
+IRQ context": it waits on every line at once, and when one fires it runs the line's
+primary handlers, one after the other, and wakes the handler threads that asked for it.
+Each action with a thread function gets its own thread, ``irq/<n>-<name>``, which runs
+that function whenever its primary returned ``IRQ_WAKE_THREAD`` (wakes while it runs
+coalesce into one more run, as in Linux).
+
+ONESHOT: the line is masked before the primaries run and stays masked until every
+ONESHOT thread that was woken has finished; on a shared line all sharers wait for it.
+Without ONESHOT the line is unmasked as soon as the primaries return, so a primary
+that wakes a thread must first silence its device (the i.MX MU driver clears the
+event's enable bit), or the still-active level line fires again at once.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import logging
+import os
+import select
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from queue import SimpleQueue
+from typing import Any
+
+from amplink.errors import IrqError
+from amplink.irq.flags import (
+    IRQ_HANDLED,
+    IRQ_NONE,
+    IRQ_NOTCONNECTED,
+    IRQ_WAKE_THREAD,
+    IRQF_COND_ONESHOT,
+    IRQF_COND_SUSPEND,
+    IRQF_NO_AUTOEN,
+    IRQF_NO_DEBUG,
+    IRQF_NO_SUSPEND,
+    IRQF_ONESHOT,
+    IRQF_PERCPU,
+    IRQF_PROBE_SHARED,
+    IRQF_SHARED,
+    IRQF_TRIGGER_HIGH,
+    IRQF_TRIGGER_MASK,
+    is_edge,
+)
+from amplink.irq.line import IrqLine, drain, new_line_fd
+from amplink.irq.spurious import MAX_BOGUS_REPORTS, SpuriousPolicy
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[int, Any], int]
+PR_SET_NAME = 15
+MAX_ONESHOT_SHARERS = 64
+_VALID_RETURN = IRQ_HANDLED | IRQ_WAKE_THREAD
+
+
+def _default_primary(irq: int, dev_id: Any) -> int:
+    """Installed when a request has no primary: the thread does all the work."""
+    return IRQ_WAKE_THREAD
+
+
+@dataclass(eq=False)
+class IrqAction:
+    """One handler registered on a line (Linux's ``struct irqaction``)."""
+
+    line: IrqLine
+    handler: Handler
+    thread_fn: Handler | None
+    flags: int
+    name: str
+    dev_id: Any
+    thread_mask: int = 0
+    thread: _IrqThread | None = None
+    runthread: bool = False
+    warned_no_thread: bool = False
+    runs: int = field(default=0)
+
+
+class _IrqThread:
+    """The thread of one action: runs ``thread_fn`` each time the primary wakes it."""
+
+    def __init__(self, domain: IrqDomain, action: IrqAction) -> None:
+        self.domain = domain
+        self.action = action
+        self.name = f"irq/{action.line.irq}-{action.name}"
+        self._q: SimpleQueue[bool] = SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
+        self.native_id: int | None = None
+        self._started = threading.Event()
+
+    def start(self) -> None:
+        self._thread.start()
+        self._started.wait()
+
+    def wake(self) -> None:
+        self._q.put(True)
+
+    def stop(self, timeout: float) -> None:
+        self._q.put(False)
+        if threading.current_thread() is self._thread:
+            return
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            log.error("%s did not finish its handler within %.1fs", self.name, timeout)
+
+    def is_current(self) -> bool:
+        return threading.current_thread() is self._thread
+
+    def _run(self) -> None:
+        self.native_id = threading.get_native_id()
+        _set_os_thread_name(self.name)
+        self.domain._apply_rt_priority(self.name)
+        self._started.set()
+        action = self.action
+        line = action.line
+        fn = action.thread_fn
+        assert fn is not None
+        q = self._q
+        while q.get():
+            with line.lock:
+                action.runthread = False
+            try:
+                ret = fn(line.irq, action.dev_id)
+            except Exception:
+                log.exception("%s: thread handler raised", self.name)
+                ret = IRQ_NONE
+            action.runs += 1
+            self.domain._thread_done(action, ret)
+        with line.lock:  # a wake that will never run must not leave the line busy
+            if action.runthread:
+                action.runthread = False
+                line.threads_active -= 1
+                line.threads_oneshot &= ~action.thread_mask
+                line.cond.notify_all()
+
+
+def _set_os_thread_name(name: str) -> None:
+    """Show the Linux name (``irq/5-foo``) in ``ps -L`` / ``top -H`` too."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_NAME, name.encode()[:15], 0, 0, 0)
+    except (OSError, AttributeError):  # pragma: no cover - not glibc
+        pass
+
+
+class IrqDomain:
+    """An interrupt controller with its lines, handler threads and dispatcher."""
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        spurious: SpuriousPolicy | None = None,
+        rt_priority: int | None = None,
+        thread_stop_timeout: float = 5.0,
+    ) -> None:
+        self.name = name
+        self.spurious = spurious if spurious is not None else SpuriousPolicy()
+        self.rt_priority = rt_priority
+        self.thread_stop_timeout = thread_stop_timeout
+        self._lines: dict[int, IrqLine] = {}
+        self._by_fd: dict[int, IrqLine] = {}
+        self._lock = threading.Lock()
+        self._ctl = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+        self._replay: set[IrqLine] = set()
+        self._spent: set[int] = set()  # non-counter fds that fired (never readable again)
+        self._reconfigure = False
+        self._closing = False
+        self._dispatcher: threading.Thread | None = None
+        self._dispatcher_ident = 0
+        self._bogus_reports = 0
+        self._rt_warned = False
+
+    def __repr__(self) -> str:
+        return f"<IrqDomain {self.name} lines={sorted(self._lines)}>"
+
+    # -- lines -----------------------------------------------------------------------
+    def add_line(
+        self,
+        irq: int,
+        *,
+        trigger: int = IRQF_TRIGGER_HIGH,
+        fd: int | None = None,
+        counter: bool = True,
+    ) -> IrqLine:
+        """Create input ``irq``.  Without ``fd`` a new eventfd is made (and owned);
+        with one (e.g. inherited from the peer process) it is used and closed at
+        :meth:`close`.  ``counter=False`` is for fds that become readable once and
+        stay so (a pidfd); such lines must be edge-triggered."""
+        if irq in self._lines or irq == IRQ_NOTCONNECTED:
+            raise IrqError(errno.EEXIST, f"{self.name}: interrupt line {irq} already exists")
+        if not counter and not is_edge(trigger):
+            raise IrqError(errno.EINVAL, "a line fed by a non-counter fd must be edge-triggered")
+        line = IrqLine(irq, new_line_fd() if fd is None else fd, trigger=trigger, counter=counter)
+        with self._lock:
+            self._lines[irq] = line
+            self._by_fd[line.fd] = line
+            self._reconfigure = True
+        self._poke()
+        return line
+
+    def line(self, irq: int) -> IrqLine:
+        if irq == IRQ_NOTCONNECTED:
+            raise IrqError(errno.ENOTCONN, f"interrupt {irq:#x} is not connected")
+        try:
+            return self._lines[irq]
+        except KeyError:
+            raise IrqError(errno.EINVAL, f"{self.name} has no interrupt line {irq}") from None
+
+    @property
+    def lines(self) -> list[IrqLine]:
+        return list(self._lines.values())
+
+    # -- dispatcher ------------------------------------------------------------------
+    def start(self) -> None:
+        """Start taking interrupts (the dispatcher thread)."""
+        if self._dispatcher is not None:
+            return
+        t = threading.Thread(target=self._dispatch_loop, name=f"irq-{self.name}", daemon=True)
+        self._dispatcher = t
+        t.start()
+
+    def in_hardirq(self) -> bool:
+        """Whether the caller is running a primary handler of this domain."""
+        return threading.get_ident() == self._dispatcher_ident
+
+    def _poke(self) -> None:
+        os.eventfd_write(self._ctl, 1)
+
+    def _repoll(self, line: IrqLine) -> None:
+        """Make the dispatcher look at ``line`` again (after an unmask or enable)."""
+        with self._lock:
+            self._replay.add(line)
+        self._poke()
+
+    def _rebuild(self, poller: select.poll) -> None:
+        with self._lock:
+            self._reconfigure = False
+            fds = [fd for fd in self._by_fd if fd not in self._spent]
+        for fd in fds:
+            poller.register(fd, select.POLLIN)
+
+    def _dispatch_loop(self) -> None:
+        _set_os_thread_name(f"irq-{self.name}")
+        self._dispatcher_ident = threading.get_ident()
+        poller = select.poll()
+        poller.register(self._ctl, select.POLLIN)
+        self._rebuild(poller)
+        pending: dict[IrqLine, None] = {}
+        by_fd = self._by_fd
+        ctl = self._ctl
+        while True:
+            for fd, _ev in poller.poll(0 if pending else None):
+                if fd == ctl:
+                    drain(ctl)
+                    if self._closing:
+                        return
+                    with self._lock:
+                        replay, self._replay = self._replay, set()
+                    for line in replay:
+                        if line.edge:  # an edge is replayed only if one was missed
+                            with line.lock:
+                                missed, line.replay = line.replay, False
+                            if not missed:
+                                continue
+                        pending[line] = None
+                    if self._reconfigure:
+                        self._rebuild(poller)
+                    continue
+                fired = by_fd.get(fd)
+                if fired is None:  # a line removed since
+                    poller.unregister(fd)
+                    continue
+                if fired.counter:
+                    drain(fd)
+                else:  # readable once and for ever: take it as one edge
+                    poller.unregister(fd)
+                    self._spent.add(fd)
+                pending[fired] = None
+            for line in list(pending):
+                if not self._handle(line):
+                    del pending[line]
+
+    def _handle(self, line: IrqLine) -> bool:
+        """Take one interrupt on ``line``; True if it must be looked at again."""
+        with line.lock:
+            actions = line.actions
+            if not line.enabled or not actions:
+                if line.edge:
+                    line.replay = True
+                return False
+            if not line.edge and not line.active():
+                return False
+            oneshot = bool(actions[0].flags & IRQF_ONESHOT)
+            if oneshot:
+                line.masked = True
+            line.in_progress = True
+            line.count += 1
+        ret = 0
+        for action in actions:
+            try:
+                r = action.handler(line.irq, action.dev_id)
+            except Exception:
+                log.exception("irq %d (%s): primary handler raised", line.irq, action.name)
+                r = IRQ_NONE
+            if r & IRQ_WAKE_THREAD:
+                self._wake_thread(action)
+            ret |= r
+        stuck = False
+        if self.spurious.enabled and not (actions[0].flags & IRQF_NO_DEBUG):
+            if ret & ~_VALID_RETURN:
+                self._report_bogus(line, ret)
+            else:
+                stuck = line.spurious.note(ret, line.threads_handled, self.spurious)
+        with line.lock:
+            line.in_progress = False
+            if stuck:
+                self._disable_stuck(line)
+            if oneshot and line.masked and line.threads_oneshot == 0:
+                line.masked = False
+            line.cond.notify_all()
+            return not line.edge and line.enabled
+
+    def _wake_thread(self, action: IrqAction) -> None:
+        thread = action.thread
+        if thread is None:
+            if not action.warned_no_thread:
+                action.warned_no_thread = True
+                log.warning(
+                    "irq %d (%s): primary returned IRQ_WAKE_THREAD but there is no "
+                    "thread function; nothing will run",
+                    action.line.irq,
+                    action.name,
+                )
+            return
+        line = action.line
+        with line.lock:
+            if action.runthread:
+                return
+            action.runthread = True
+            line.threads_oneshot |= action.thread_mask
+            line.threads_active += 1
+        thread.wake()
+
+    def _thread_done(self, action: IrqAction, ret: int) -> None:
+        line = action.line
+        unmasked = False
+        with line.lock:
+            if ret == IRQ_HANDLED:
+                line.threads_handled += 1
+            if action.thread_mask and not action.runthread:
+                line.threads_oneshot &= ~action.thread_mask
+                if line.threads_oneshot == 0 and line.masked and not line.in_progress:
+                    line.masked = False
+                    unmasked = line.depth == 0
+            line.threads_active -= 1
+            line.cond.notify_all()
+        if unmasked:
+            self._repoll(line)
+
+    def _report_bogus(self, line: IrqLine, ret: int) -> None:
+        if self._bogus_reports >= MAX_BOGUS_REPORTS:
+            return
+        self._bogus_reports += 1
+        log.error(
+            "irq %d: bogus return value %#x from its handlers (%s); valid values are "
+            "IRQ_NONE, IRQ_HANDLED and IRQ_WAKE_THREAD",
+            line.irq,
+            ret,
+            ", ".join(a.name for a in line.actions),
+        )
+
+    def _disable_stuck(self, line: IrqLine) -> None:
+        line.spurious_disabled = True
+        line.depth += 1
+        policy = self.spurious
+        log.error(
+            "irq %d: nobody cared: more than %d of the last %d interrupts were not handled; "
+            "disabling irq %d. Handlers: %s. A device keeps this level-triggered line "
+            "active and no handler clears it: fix the driver that should acknowledge it.",
+            line.irq,
+            policy.threshold,
+            policy.window,
+            line.irq,
+            ", ".join(a.name for a in line.actions) or "none",
+        )
+
+    # -- requesting and freeing ------------------------------------------------------
+    def request_threaded_irq(
+        self,
+        irq: int,
+        handler: Handler | None,
+        thread_fn: Handler | None,
+        flags: int = 0,
+        name: str = "",
+        dev_id: Any = None,
+    ) -> IrqAction:
+        """Install a primary handler and/or a thread function on line ``irq``.
+
+        Refusals raise :class:`IrqError` with Linux's errno: ``EINVAL`` (no such line,
+        no handler at all, SHARED without ``dev_id``, a thread-only request without
+        ONESHOT), ``EBUSY`` (the line's other users disagree on SHARED, trigger type,
+        ONESHOT or PERCPU, or too many ONESHOT sharers), ``ENOTCONN``.
+        """
+        line = self.line(irq)
+        if flags & IRQF_SHARED and dev_id is None:
+            raise IrqError(errno.EINVAL, f"irq {irq}: a SHARED request needs a dev_id")
+        if flags & IRQF_SHARED and flags & IRQF_NO_AUTOEN:
+            raise IrqError(errno.EINVAL, f"irq {irq}: SHARED and NO_AUTOEN exclude each other")
+        if flags & IRQF_COND_SUSPEND and (not flags & IRQF_SHARED or flags & IRQF_NO_SUSPEND):
+            raise IrqError(errno.EINVAL, f"irq {irq}: COND_SUSPEND needs SHARED, not NO_SUSPEND")
+        if handler is None and thread_fn is None:
+            raise IrqError(errno.EINVAL, f"irq {irq}: neither a handler nor a thread function")
+        if handler is None:
+            if not flags & IRQF_ONESHOT:
+                log.error(
+                    "irq %d (%s): threaded irq requested with handler=None and without "
+                    "IRQF_ONESHOT: a level line would fire again as soon as it is unmasked",
+                    irq,
+                    name,
+                )
+                raise IrqError(
+                    errno.EINVAL,
+                    f"irq {irq}: a request without a primary handler needs IRQF_ONESHOT",
+                )
+            handler = _default_primary
+        trigger = flags & IRQF_TRIGGER_MASK or line.trigger
+        with line.lock:
+            if line.actions:
+                old = line.actions[0]
+                if old.flags & IRQF_ONESHOT and flags & IRQF_COND_ONESHOT:
+                    flags |= IRQF_ONESHOT
+                mismatch = (
+                    not (old.flags & flags & IRQF_SHARED)
+                    or trigger != line.trigger
+                    or (old.flags ^ flags) & (IRQF_ONESHOT | IRQF_PERCPU)
+                )
+                if mismatch:
+                    if not flags & IRQF_PROBE_SHARED:
+                        log.error(
+                            "flags mismatch irq %d. %08x (%s) vs. %08x (%s)",
+                            irq,
+                            flags,
+                            name,
+                            old.flags,
+                            old.name,
+                        )
+                    raise IrqError(
+                        errno.EBUSY,
+                        f"irq {irq} is in use by {old.name!r} with incompatible flags "
+                        f"({old.flags:#x} vs {flags:#x}); sharers must all be SHARED and "
+                        "agree on trigger type and ONESHOT",
+                    )
+            mask = 0
+            if flags & IRQF_ONESHOT:
+                used = 0
+                for a in line.actions:
+                    used |= a.thread_mask
+                if used == (1 << MAX_ONESHOT_SHARERS) - 1:
+                    raise IrqError(errno.EBUSY, f"irq {irq}: too many ONESHOT sharers")
+                mask = ~used & (used + 1)  # the lowest free bit
+            action = IrqAction(line, handler, thread_fn, flags, name, dev_id, thread_mask=mask)
+        if thread_fn is not None:
+            action.thread = _IrqThread(self, action)
+            action.thread.start()
+        with line.lock:
+            first = not line.actions
+            line.actions = (*line.actions, action)
+            line.trigger = trigger
+            line.spurious.reset()
+            if first:
+                line.masked = False
+                line.depth = 1 if flags & IRQF_NO_AUTOEN else 0
+                line.spurious_disabled = False
+            elif line.spurious_disabled:
+                line.spurious_disabled = False
+                line.depth -= 1
+        self._repoll(line)
+        return action
+
+    def request_irq(
+        self, irq: int, handler: Handler, flags: int = 0, name: str = "", dev_id: Any = None
+    ) -> IrqAction:
+        """A request without a thread (it adopts a sharer's ONESHOT, as in Linux)."""
+        return self.request_threaded_irq(
+            irq, handler, None, flags | IRQF_COND_ONESHOT, name, dev_id
+        )
+
+    def free_irq(self, irq: int, dev_id: Any) -> str | None:
+        """Remove the action of ``dev_id`` from ``irq``, wait for its handlers to finish
+        and stop its thread.  Returns the action's name (None if there was none)."""
+        line = self.line(irq)
+        self._refuse_in_irq(line, "free_irq")
+        with line.lock:
+            action = next((a for a in line.actions if a.dev_id is dev_id), None)
+            if action is None:
+                log.warning("trying to free already-free irq %d (dev_id %r)", irq, dev_id)
+                return None
+            line.actions = tuple(a for a in line.actions if a is not action)
+            if not line.actions:
+                line.spurious.reset()
+            line.cond.wait_for(lambda: not line.in_progress)
+        if action.thread is not None:
+            action.thread.stop(self.thread_stop_timeout)
+        return action.name
+
+    def _refuse_in_irq(self, line: IrqLine, what: str) -> None:
+        if self.in_hardirq() or any(
+            a.thread is not None and a.thread.is_current() for a in line.actions
+        ):
+            raise IrqError(
+                errno.EDEADLK,
+                f"{what}({line.irq}) called from that interrupt's own handler would wait "
+                "for itself; call it from process context",
+            )
+
+    def synchronize_irq(self, irq: int, timeout: float | None = None) -> bool:
+        """Wait until no primary or thread of ``irq`` is running; False on timeout."""
+        line = self.line(irq)
+        self._refuse_in_irq(line, "synchronize_irq")
+        with line.lock:
+            return line.cond.wait_for(
+                lambda: not line.in_progress and line.threads_active == 0, timeout
+            )
+
+    # -- enable, disable, mask -------------------------------------------------------
+    def disable_irq_nosync(self, irq: int) -> None:
+        """Stop delivering ``irq`` (nests); handlers already running may still run."""
+        line = self.line(irq)
+        with line.lock:
+            line.depth += 1
+
+    def disable_irq(self, irq: int) -> None:
+        """Stop delivering ``irq`` and wait for its running handlers to finish."""
+        self.disable_irq_nosync(irq)
+        self.synchronize_irq(irq)
+
+    def enable_irq(self, irq: int) -> None:
+        """Undo one disable; the line is delivered again when the count reaches zero."""
+        line = self.line(irq)
+        with line.lock:
+            if line.depth == 0:
+                log.warning("unbalanced enable for irq %d", irq)
+                return
+            line.depth -= 1
+            if line.depth == 0:
+                line.spurious_disabled = False
+        self._repoll(line)
+
+    def mask_irq(self, irq: int) -> None:
+        """Mask at the controller (what a ONESHOT flow does around the thread)."""
+        line = self.line(irq)
+        with line.lock:
+            line.masked = True
+
+    def unmask_irq(self, irq: int) -> None:
+        line = self.line(irq)
+        with line.lock:
+            line.masked = False
+        self._repoll(line)
+
+    # -- RT priority and teardown ----------------------------------------------------
+    def _apply_rt_priority(self, thread_name: str) -> None:
+        if self.rt_priority is None:
+            return
+        try:
+            os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(self.rt_priority))
+        except OSError as exc:
+            if not self._rt_warned:
+                self._rt_warned = True
+                log.warning(
+                    "%s: cannot run irq threads SCHED_FIFO priority %d (%s); they run "
+                    "SCHED_OTHER (needs CAP_SYS_NICE or an RLIMIT_RTPRIO)",
+                    self.name,
+                    self.rt_priority,
+                    exc.strerror or exc,
+                )
+
+    def close(self) -> None:
+        """Free every action, stop every thread and close the lines. Idempotent."""
+        if self._ctl < 0:
+            return
+        for line in list(self._lines.values()):
+            for action in line.actions:
+                self.free_irq(line.irq, action.dev_id)
+        self._closing = True
+        self._poke()
+        if self._dispatcher is not None and self._dispatcher is not threading.current_thread():
+            self._dispatcher.join(self.thread_stop_timeout)
+        for line in self._lines.values():
+            line.close()
+        self._lines.clear()
+        self._by_fd.clear()
+        os.close(self._ctl)
+        self._ctl = -1

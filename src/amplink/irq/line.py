@@ -1,0 +1,130 @@
+"""Interrupt lines: the wire from a device to an interrupt controller.
+
+A line crosses processes as an eventfd.  The device side (:class:`IrqWire`) pulses it
+when its interrupt output may have become active; the controller side
+(:class:`IrqLine`) waits on it.  Pulses coalesce, like edges arriving while the CPU is
+busy.
+
+What a pulse means depends on the trigger type:
+
+* **edge**: the pulse *is* the interrupt.  One that arrives while the line is masked
+  or disabled is remembered and replayed when it is unmasked (Linux's "pending").
+* **level**: the pulse only says "look".  The line is active while one of its
+  *sources* says so (a device model's output: status bits AND enable bits in its
+  registers), and is taken again and again for as long as it stays active and
+  unmasked.  That is what makes an interrupt storm out of a device nobody clears.
+
+A line can also be fed by a file descriptor that simply becomes readable once (a
+process's pidfd: a watchdog-style "the core died" input); such a line is edge-triggered.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from amplink.irq.flags import IRQF_TRIGGER_HIGH, is_edge
+from amplink.irq.spurious import SpuriousState
+
+if TYPE_CHECKING:
+    from amplink.irq.domain import IrqAction
+
+Source = Callable[[], bool]
+
+
+class IrqWire:
+    """The device end of a line: an eventfd the device pulses (any process)."""
+
+    __slots__ = ("fd",)
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+
+    def pulse(self) -> None:
+        os.eventfd_write(self.fd, 1)
+
+
+def drain(fd: int) -> bool:
+    """Consume an eventfd's pending count; True if there was any."""
+    try:
+        os.eventfd_read(fd)
+    except BlockingIOError:
+        return False
+    return True
+
+
+def new_line_fd() -> int:
+    """An eventfd suitable as a line (non-blocking, close-on-exec)."""
+    return os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+
+
+class IrqLine:
+    """One interrupt input of an :class:`~amplink.irq.domain.IrqDomain`.
+
+    ``depth`` counts :meth:`~amplink.irq.domain.IrqDomain.disable_irq` calls; ``masked``
+    is the controller-level mask that ONESHOT flows use.  The line is delivered only
+    while neither holds it.
+    """
+
+    def __init__(
+        self,
+        irq: int,
+        fd: int,
+        *,
+        trigger: int = IRQF_TRIGGER_HIGH,
+        owns_fd: bool = True,
+        counter: bool = True,
+    ) -> None:
+        self.irq = irq
+        self.fd = fd
+        self.trigger = trigger
+        self.owns_fd = owns_fd
+        self.counter = counter  # an eventfd whose count must be read to re-arm it
+        self.sources: list[Source] = []
+        self.actions: tuple[IrqAction, ...] = ()
+        self.lock = threading.Lock()
+        self.cond = threading.Condition(self.lock)
+        self.depth = 0
+        self.masked = False
+        self.replay = False
+        self.in_progress = False
+        self.threads_oneshot = 0
+        self.threads_active = 0
+        self.threads_handled = 0
+        self.spurious = SpuriousState()
+        self.spurious_disabled = False
+        self.count = 0  # hard interrupts taken (like a /proc/interrupts column)
+
+    def __repr__(self) -> str:
+        names = ",".join(a.name for a in self.actions)
+        return f"<IrqLine {self.irq} {'edge' if self.edge else 'level'} [{names}]>"
+
+    @property
+    def edge(self) -> bool:
+        return is_edge(self.trigger)
+
+    @property
+    def wire(self) -> IrqWire:
+        """The device end of this line, for a device model in this process."""
+        return IrqWire(self.fd)
+
+    def add_source(self, source: Source) -> None:
+        """Attach a device output; a level line is active while any source is."""
+        self.sources.append(source)
+
+    def active(self) -> bool:
+        """The level of the line (edge lines: always considered active when pulsed)."""
+        if self.edge:
+            return True
+        return any(src() for src in self.sources)
+
+    @property
+    def enabled(self) -> bool:
+        return self.depth == 0 and not self.masked
+
+    def close(self) -> None:
+        if self.owns_fd and self.fd >= 0:
+            os.close(self.fd)
+        self.fd = -1

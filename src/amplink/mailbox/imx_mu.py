@@ -1,0 +1,224 @@
+"""Controller driver for the i.MX MU model, in the two styles Linux has had.
+
+Channels are numbered ``type * 4 + index`` for a client specifier ``(type, index)``:
+TX 0 (data register TRn, done when the peer reads it), RX 1 (RRn), TXDB 2 (general
+interrupt request GIRn, no hardware acknowledgement) and RXDB 3 (general interrupt
+pending GIPn).  Every channel requests the unit's one interrupt line as a SHARED
+action of its own, named ``<dev>_chan[<type>-<index>]``.
+
+* ``threaded=True`` (the 2026 series): the primary handler only finds out whether its
+  channel's event is pending, **masks that event at the unit** (clears TIEn, RIEn or
+  GIEn) and returns ``IRQ_WAKE_THREAD``.  The thread does the work (txdone, reading
+  RRn, clearing GIPn), calls the client in preemptible context and re-enables the
+  event.  No ONESHOT: the line itself stays unmasked, so another device on the same
+  line keeps being served while this channel's thread runs.
+* ``threaded=False`` (the classic driver, and what bare-metal firmware does): the
+  primary handler does everything, calling the client in hard-IRQ context.
+
+Messages on TX/RX channels are 32-bit integers; doorbell channels carry ``None``.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+from amplink.errors import IrqError, MailboxError
+from amplink.hw.imx_mu import (
+    GIE,
+    GIP,
+    GIR,
+    MU_CR,
+    MU_RR0,
+    MU_SR,
+    MU_TR0,
+    RF,
+    RIE,
+    TE,
+    TIE,
+    ImxMuSide,
+)
+from amplink.irq.domain import IrqDomain
+from amplink.irq.flags import IRQ_HANDLED, IRQ_NONE, IRQ_WAKE_THREAD, IRQF_SHARED
+from amplink.irq.workqueue import Work, Workqueue
+from amplink.mailbox.framework import MboxChan, MboxController
+
+log = logging.getLogger(__name__)
+
+IMX_MU_TYPE_TX = 0
+IMX_MU_TYPE_RX = 1
+IMX_MU_TYPE_TXDB = 2
+IMX_MU_TYPE_RXDB = 3
+_TYPES = 4
+_PER_TYPE = 4
+
+
+@dataclass(eq=False)
+class _MuChan:
+    type: int
+    idx: int
+    name: str
+    shutting_down: bool = False
+    txdb_work: Work | None = None
+
+
+def _event_bits(cp: _MuChan) -> tuple[int, int]:
+    """(status bit, enable bit) of the event a channel's interrupt is about."""
+    if cp.type == IMX_MU_TYPE_TX:
+        return TE(cp.idx), TIE(cp.idx)
+    if cp.type == IMX_MU_TYPE_RX:
+        return RF(cp.idx), RIE(cp.idx)
+    if cp.type == IMX_MU_TYPE_RXDB:
+        return GIP(cp.idx), GIE(cp.idx)
+    return 0, 0
+
+
+class ImxMuController(MboxController):
+    """Drives one side of an :class:`~amplink.hw.imx_mu.ImxMu` on interrupt ``irq``."""
+
+    def __init__(
+        self,
+        dev: str,
+        side: ImxMuSide,
+        domain: IrqDomain,
+        irq: int,
+        *,
+        threaded: bool = True,
+    ) -> None:
+        super().__init__(dev, _TYPES * _PER_TYPE, txdone_irq=True)
+        self.side = side
+        self.domain = domain
+        self.irq = irq
+        self.threaded = threaded
+        self._xcr_lock = threading.Lock()
+        self._bh: Workqueue | None = None
+        for chan in self.chans:
+            t, i = divmod(chan.index, _PER_TYPE)
+            chan.con_priv = _MuChan(t, i, f"{dev}_chan[{t}-{i}]")
+
+    def of_xlate(self, spec: tuple[Any, ...]) -> MboxChan:
+        if len(spec) != 2 or not all(isinstance(v, int) for v in spec):
+            raise MailboxError(
+                errno.EINVAL, f"{self.dev}: specifier must be (type, index), not {spec!r}"
+            )
+        t, i = int(spec[0]), int(spec[1])
+        if not (0 <= t < _TYPES and 0 <= i < _PER_TYPE):
+            raise MailboxError(errno.EINVAL, f"{self.dev}: no channel of type {t} index {i}")
+        return self.chans[t * _PER_TYPE + i]
+
+    def _cr(self, set_bits: int = 0, clear_bits: int = 0) -> None:
+        with self._xcr_lock:
+            self.side.cr_update(set_bits, clear_bits)
+
+    # -- operations ------------------------------------------------------------------
+    def startup(self, chan: MboxChan) -> int:
+        cp: _MuChan = chan.con_priv
+        cp.shutting_down = False
+        try:
+            if self.threaded:
+                self.domain.request_threaded_irq(
+                    self.irq, self._isr, self._isr_thread, IRQF_SHARED, cp.name, chan
+                )
+            else:
+                self.domain.request_irq(self.irq, self._isr_hard, IRQF_SHARED, cp.name, chan)
+        except IrqError as exc:
+            log.error("%s: cannot request irq %d: %s", cp.name, self.irq, exc)
+            return -(exc.errno or errno.EINVAL)
+        if cp.type == IMX_MU_TYPE_TXDB:
+            if self._bh is None:
+                self._bh = Workqueue(f"{self.dev}-bh")
+            cp.txdb_work = Work(lambda: chan.txdone(0), f"{cp.name}-txdone")
+        _status, enable = _event_bits(cp)
+        if cp.type != IMX_MU_TYPE_TX and enable:
+            self._cr(set_bits=enable)
+        return 0
+
+    def shutdown(self, chan: MboxChan) -> None:
+        cp: _MuChan = chan.con_priv
+        cp.shutting_down = True
+        _status, enable = _event_bits(cp)
+        if enable:
+            self._cr(clear_bits=enable)
+        self.domain.free_irq(self.irq, chan)
+
+    def send_data(self, chan: MboxChan, data: Any) -> int:
+        cp: _MuChan = chan.con_priv
+        if cp.type == IMX_MU_TYPE_TX:
+            if not isinstance(data, int) or not 0 <= data <= 0xFFFF_FFFF:
+                log.error("%s: a TX message is a 32-bit integer, not %r", cp.name, data)
+                return -errno.EINVAL
+            if not self.side.readl(MU_SR) & TE(cp.idx):
+                return -errno.EBUSY  # the peer has not read the previous word yet
+            self.side.writel(MU_TR0 + 4 * cp.idx, data)
+            self._cr(set_bits=TIE(cp.idx))
+            return 0
+        if cp.type == IMX_MU_TYPE_TXDB:
+            self._cr(set_bits=GIR(cp.idx))
+            if self._bh is not None and cp.txdb_work is not None:
+                self._bh.queue_work(cp.txdb_work)  # no hardware ACK: done once rung
+            return 0
+        log.error("%s: cannot send on a receive channel", cp.name)
+        return -errno.EINVAL
+
+    def peek_data(self, chan: MboxChan) -> bool:
+        cp: _MuChan = chan.con_priv
+        if cp.type != IMX_MU_TYPE_RX or not self.side.readl(MU_SR) & RF(cp.idx):
+            return False
+        chan.received_data(self.side.readl(MU_RR0 + 4 * cp.idx))
+        return True
+
+    def unregister(self) -> None:
+        super().unregister()
+        if self._bh is not None:
+            self._bh.destroy()
+            self._bh = None
+
+    # -- interrupt handlers ----------------------------------------------------------
+    def _pending(self, cp: _MuChan) -> int:
+        """The enable bit of ``cp``'s event if it is pending and enabled, else 0."""
+        status, enable = _event_bits(cp)
+        if not enable:
+            return 0
+        side = self.side
+        if side.readl(MU_SR) & status and side.readl(MU_CR) & enable:
+            return enable
+        return 0
+
+    def _isr(self, irq: int, chan: MboxChan) -> int:
+        """Threaded style, hard part: silence the event at the unit, wake the thread."""
+        enable = self._pending(chan.con_priv)
+        if not enable:
+            return IRQ_NONE
+        self._cr(clear_bits=enable)
+        return IRQ_WAKE_THREAD
+
+    def _isr_thread(self, irq: int, chan: MboxChan) -> int:
+        cp: _MuChan = chan.con_priv
+        self._work(chan, cp)
+        if cp.type != IMX_MU_TYPE_TX and not cp.shutting_down:
+            self._cr(set_bits=_event_bits(cp)[1])  # TX is re-armed by the next send
+        return IRQ_HANDLED
+
+    def _isr_hard(self, irq: int, chan: MboxChan) -> int:
+        """Classic style: everything, including the client callback, in hard IRQ."""
+        cp: _MuChan = chan.con_priv
+        enable = self._pending(cp)
+        if not enable:
+            return IRQ_NONE
+        if cp.type == IMX_MU_TYPE_TX:
+            self._cr(clear_bits=enable)
+        self._work(chan, cp)
+        return IRQ_HANDLED
+
+    def _work(self, chan: MboxChan, cp: _MuChan) -> None:
+        side = self.side
+        if cp.type == IMX_MU_TYPE_TX:
+            chan.txdone(0)
+        elif cp.type == IMX_MU_TYPE_RX:
+            chan.received_data(side.readl(MU_RR0 + 4 * cp.idx))
+        elif cp.type == IMX_MU_TYPE_RXDB:
+            side.writel(MU_SR, GIP(cp.idx))
+            chan.received_data(None)

@@ -1,0 +1,300 @@
+"""The interrupt core: request rules, threads, ONESHOT, sharing, storms, the workqueue."""
+
+import errno
+import logging
+import os
+import threading
+from queue import SimpleQueue
+
+import pytest
+
+from amplink.errors import IrqError
+from amplink.irq import (
+    IRQ_HANDLED,
+    IRQ_NONE,
+    IRQ_NOTCONNECTED,
+    IRQ_WAKE_THREAD,
+    IRQF_ONESHOT,
+    IRQF_SHARED,
+    IRQF_TRIGGER_HIGH,
+    IRQF_TRIGGER_RISING,
+    SpuriousPolicy,
+    Work,
+    Workqueue,
+)
+from irq_helpers import LevelDevice, LogEvent, started
+from resources import snapshot
+
+QUICK = SpuriousPolicy(window=1000, threshold=990)
+
+
+@pytest.fixture
+def domain():
+    before = snapshot()
+    d = started(spurious=QUICK)
+    yield d
+    d.close()
+    assert snapshot() == before
+
+
+def _ack_handler(dev, calls):
+    def handler(irq, dev_id):
+        if not dev.asserted:
+            return IRQ_NONE
+        dev.ack()
+        calls.put((irq, dev_id, threading.current_thread().name))
+        return IRQ_HANDLED
+
+    return handler
+
+
+# -- request rules --------------------------------------------------------------------
+def test_request_errors(domain, caplog):
+    domain.add_line(1)
+    nop = lambda irq, dev: IRQ_HANDLED  # noqa: E731
+    cases = [
+        (dict(irq=99, handler=nop, thread_fn=None), errno.EINVAL),
+        (dict(irq=IRQ_NOTCONNECTED, handler=nop, thread_fn=None), errno.ENOTCONN),
+        (dict(irq=1, handler=None, thread_fn=None), errno.EINVAL),
+        (dict(irq=1, handler=nop, thread_fn=None, flags=IRQF_SHARED), errno.EINVAL),
+    ]
+    for kw, code in cases:
+        with pytest.raises(IrqError) as exc:
+            domain.request_threaded_irq(**kw)
+        assert exc.value.errno == code, kw
+    with caplog.at_level(logging.ERROR), pytest.raises(IrqError) as exc:
+        domain.request_threaded_irq(1, None, nop, 0, "nooneshot")
+    assert exc.value.errno == errno.EINVAL
+    assert "without IRQF_ONESHOT" in caplog.text
+    assert domain.line(1).actions == ()
+
+
+def test_sharing_rules(domain, caplog):
+    domain.add_line(1)
+    nop = lambda irq, dev: IRQ_NONE  # noqa: E731
+    domain.request_threaded_irq(1, nop, None, IRQF_SHARED, "first", "a")
+    for flags in (0, IRQF_SHARED | IRQF_ONESHOT, IRQF_SHARED | IRQF_TRIGGER_RISING):
+        with caplog.at_level(logging.ERROR), pytest.raises(IrqError) as exc:
+            domain.request_threaded_irq(1, nop, None, flags, "second", "b")
+        assert exc.value.errno == errno.EBUSY
+    assert "flags mismatch irq 1" in caplog.text
+    domain.request_threaded_irq(1, nop, None, IRQF_SHARED, "second", "b")
+    assert [a.name for a in domain.line(1).actions] == ["first", "second"]
+    # request_irq adopts a sharer's ONESHOT (IRQF_COND_ONESHOT)
+    domain.add_line(2)
+    domain.request_threaded_irq(2, None, nop, IRQF_SHARED | IRQF_ONESHOT, "t", "a")
+    action = domain.request_irq(2, nop, IRQF_SHARED, "plain", "b")
+    assert action.flags & IRQF_ONESHOT
+    assert domain.free_irq(1, "a") == "first"
+    assert domain.free_irq(1, "a") is None  # already free: a warning, not an error
+
+
+# -- delivery -------------------------------------------------------------------------
+def test_level_line_primary_and_thread_named_like_linux(domain):
+    dev = LevelDevice(domain.add_line(5))
+    calls = SimpleQueue()
+
+    def primary(irq, dev_id):
+        if not dev.asserted:
+            return IRQ_NONE
+        dev.ack()  # silence the device, then let the thread work
+        return IRQ_WAKE_THREAD
+
+    def thread_fn(irq, dev_id):
+        calls.put((irq, dev_id, threading.current_thread().name))
+        return IRQ_HANDLED
+
+    action = domain.request_threaded_irq(5, primary, thread_fn, 0, "mydev", "cookie")
+    assert "irq/5-mydev" in [t.name for t in threading.enumerate()]
+    with open(f"/proc/self/task/{action.thread.native_id}/comm") as f:
+        assert f.read().strip() == "irq/5-mydev"
+    for _ in range(3):
+        dev.fire()
+        assert calls.get(timeout=5) == (5, "cookie", "irq/5-mydev")
+    domain.free_irq(5, "cookie")
+    assert "irq/5-mydev" not in [t.name for t in threading.enumerate()]
+
+
+def test_oneshot_keeps_the_shared_line_masked_until_the_thread_is_done(domain):
+    line = domain.add_line(3)
+    slow, other = LevelDevice(line), LevelDevice(line)
+    release = threading.Event()
+    in_thread = threading.Event()
+    served = SimpleQueue()
+
+    def slow_primary(irq, dev_id):
+        if not slow.asserted:
+            return IRQ_NONE
+        slow.ack()
+        return IRQ_WAKE_THREAD
+
+    def slow_thread(irq, dev_id):
+        in_thread.set()
+        release.wait(10)
+        return IRQ_HANDLED
+
+    flags = IRQF_SHARED | IRQF_ONESHOT
+    domain.request_threaded_irq(3, slow_primary, slow_thread, flags, "slow", "slow")
+    domain.request_threaded_irq(3, _ack_handler(other, served), None, flags, "other", "other")
+    slow.fire()
+    assert in_thread.wait(5)
+    assert line.masked
+    other.fire()
+    # The other device is not served while the ONESHOT thread runs...
+    with pytest.raises(Exception):  # noqa: B017 - queue.Empty
+        served.get(timeout=0.2)
+    release.set()
+    # ...and is served as soon as it finishes and the line is unmasked.
+    assert served.get(timeout=5)[1] == "other"
+    assert domain.synchronize_irq(3, 5)
+    assert not line.masked
+
+
+def test_edge_while_disabled_is_replayed_and_disable_nests(domain, caplog):
+    line = domain.add_line(7, trigger=IRQF_TRIGGER_RISING)
+    calls = SimpleQueue()
+    domain.request_irq(7, lambda irq, d: calls.put(irq) or IRQ_HANDLED, 0, "edge", None)
+    domain.disable_irq(7)
+    domain.disable_irq(7)
+    line.wire.pulse()
+    domain.enable_irq(7)
+    with pytest.raises(Exception):  # noqa: B017 - still disabled once
+        calls.get(timeout=0.2)
+    domain.enable_irq(7)
+    assert calls.get(timeout=5) == 7  # the edge that came while disabled
+    with caplog.at_level(logging.WARNING):
+        domain.enable_irq(7)
+    assert "unbalanced enable for irq 7" in caplog.text
+    line.wire.pulse()
+    assert calls.get(timeout=5) == 7
+    domain.mask_irq(7)  # the controller-level mask behaves like a disable for edges
+    line.wire.pulse()
+    with pytest.raises(Exception):  # noqa: B017 - queue.Empty
+        calls.get(timeout=0.2)
+    domain.unmask_irq(7)
+    assert calls.get(timeout=5) == 7
+
+
+def test_synchronize_and_free_from_own_thread(domain):
+    dev = LevelDevice(domain.add_line(4))
+    release, running = threading.Event(), threading.Event()
+    errors = SimpleQueue()
+
+    def thread_fn(irq, dev_id):
+        running.set()
+        try:
+            domain.free_irq(4, "me")
+        except IrqError as exc:
+            errors.put(exc.errno)
+        release.wait(10)
+        return IRQ_HANDLED
+
+    def primary(irq, dev_id):
+        if not dev.asserted:
+            return IRQ_NONE
+        dev.ack()
+        return IRQ_WAKE_THREAD
+
+    domain.request_threaded_irq(4, primary, thread_fn, 0, "self", "me")
+    dev.fire()
+    assert running.wait(5)
+    assert errors.get(timeout=5) == errno.EDEADLK
+    assert not domain.synchronize_irq(4, 0.1)  # the thread is still running
+    release.set()
+    assert domain.synchronize_irq(4, 5)
+
+
+def test_rt_priority_and_fallback(caplog):
+    before = snapshot()
+    for prio, fifo in ((10, True), (1000, False)):
+        d = started("rt", rt_priority=prio)
+        d.add_line(1)
+        with caplog.at_level(logging.WARNING):
+            action = d.request_threaded_irq(1, None, lambda i, x: IRQ_HANDLED, IRQF_ONESHOT, "rt")
+        policy = os.sched_getscheduler(action.thread.native_id)
+        assert (policy == os.SCHED_FIFO) == fifo
+        d.close()
+    assert "cannot run irq threads SCHED_FIFO priority 1000" in caplog.text
+    assert snapshot() == before
+
+
+# -- storms ---------------------------------------------------------------------------
+def test_nobody_cared_disables_the_stuck_line_only(domain):
+    stuck = LevelDevice(domain.add_line(9))
+    ok = LevelDevice(domain.add_line(10))
+    served = SimpleQueue()
+    domain.request_irq(9, lambda irq, d: IRQ_NONE, 0, "deaf", None)  # never clears it
+    domain.request_irq(10, _ack_handler(ok, served), 0, "fine", None)
+    with LogEvent("nobody cared") as seen:
+        stuck.fire()
+        assert seen.event.wait(30)
+    assert "irq 9: nobody cared" in seen.messages[-1] and "deaf" in seen.messages[-1]
+    line = domain.line(9)
+    assert line.spurious_disabled and line.depth == 1
+    assert line.count >= QUICK.window
+    count = line.count
+    ok.fire()
+    assert served.get(timeout=5)[0] == 10  # the other line still works
+    assert domain.line(9).count == count  # and the stuck one is no longer taken
+
+
+def test_threaded_storm_is_judged_by_thread_results(domain):
+    """A primary that only wakes a thread which handles nothing is a storm too."""
+    dev = LevelDevice(domain.add_line(11))
+    domain.request_threaded_irq(11, None, lambda i, d: IRQ_NONE, IRQF_ONESHOT, "lazy", None)
+    with LogEvent("nobody cared") as seen:
+        dev.fire()
+        assert seen.event.wait(30)
+    assert domain.line(11).spurious_disabled
+
+
+def test_bogus_return_value_is_reported(domain):
+    dev = LevelDevice(domain.add_line(12))
+    served = SimpleQueue()
+
+    def handler(irq, dev_id):
+        dev.ack()
+        served.put(1)
+        return 7
+
+    domain.request_irq(12, handler, 0, "bogus", None)
+    with LogEvent("bogus return value") as seen:
+        dev.fire()
+        assert seen.event.wait(5)
+    assert served.get(timeout=5) == 1
+
+
+# -- workqueue ------------------------------------------------------------------------
+def test_workqueue_pending_flush_and_destroy():
+    before = snapshot()
+    wq = Workqueue("tq", max_active=2)
+    assert {"kworker/tq:0", "kworker/tq:1"} <= {t.name for t in threading.enumerate()}
+    gate = threading.Event()
+    ran = SimpleQueue()
+    blocker = Work(lambda: gate.wait(10), "blocker")
+    blocker2 = Work(lambda: gate.wait(10), "blocker2")
+    work = Work(lambda: ran.put(threading.current_thread().name), "w")
+    assert wq.queue_work(blocker) and wq.queue_work(blocker2)
+    assert wq.queue_work(work)
+    assert not wq.queue_work(work)  # already pending: not queued twice
+    assert not wq.flush(0.1)
+    gate.set()
+    assert wq.flush(5)
+    assert ran.get(timeout=1).startswith("kworker/tq:")
+    assert ran.empty()
+    wq.destroy()
+    with pytest.raises(RuntimeError):
+        wq.queue_work(work)
+    assert snapshot() == before
+
+
+def test_level_trigger_default_and_line_repr(domain):
+    line = domain.add_line(20)
+    assert line.trigger == IRQF_TRIGGER_HIGH and not line.edge
+    with pytest.raises(IrqError) as exc:
+        domain.add_line(20)
+    assert exc.value.errno == errno.EEXIST
+    fd = os.eventfd(0)
+    with pytest.raises(IrqError):
+        domain.add_line(21, fd=fd, counter=False)  # a fd readable for ever must be edge
+    os.close(fd)
