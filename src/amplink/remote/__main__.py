@@ -110,6 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     path: MuKickPath | None = None
     signal.signal(signal.SIGTERM, lambda *_: core.stop() if core else sys.exit(0))
     try:
+        # From here on the path owns both line fds, even if it fails.
         path = MuKickPath(
             args.name, mmio, "b", args.irq_fd, args.peer_irq_fd, on_kick, threaded=False
         )
@@ -149,9 +150,6 @@ def main(argv: list[str] | None = None) -> int:
             core.close()
         if path is not None:
             path.close()
-        else:
-            os.close(args.irq_fd)
-            os.close(args.peer_irq_fd)
         os.close(wake_fd)
         mmio.close()
         region.close()

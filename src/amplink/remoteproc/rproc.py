@@ -157,6 +157,7 @@ class Rproc:
         NameService(self.bus, link)
         link.fail_listeners.append(lambda err: self.bus.remove_link(link, err))
         self._undo.append(self._fail_link)
+        link.handle_notify()  # a kick that came before self.link was set was dropped
         pidfd = os.pidfd_open(self._proc.pid)
         path.domain.add_line(WDOG_IRQ, trigger=IRQF_TRIGGER_RISING, fd=pidfd, counter=False)
         path.domain.request_threaded_irq(
