@@ -11,6 +11,10 @@ import logging
 import sys
 
 from amplink import bench, demo
+from amplink.remoteproc.describe import describe_image
+from amplink.remoteproc.elf import FirmwareImage
+from amplink.remoteproc.fwpack import pack_python, program_source
+from amplink.remoteproc.layout import default_rsc_table
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -29,6 +33,22 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         print(json.dumps(report, indent=2))
     else:
         print(bench.format_report(report))
+    return 0
+
+
+def _cmd_fw_inspect(args: argparse.Namespace) -> int:
+    print(describe_image(FirmwareImage.from_file(args.file)))
+    return 0
+
+
+def _cmd_fw_pack(args: argparse.Namespace) -> int:
+    source, path = program_source(args.program)
+    compile(source, path, "exec")  # a syntax error is reported now, not at boot
+    image = pack_python(source, default_rsc_table(num=args.vring_num))
+    FirmwareImage.parse(image, args.output).require_table()  # what we wrote reads back
+    with open(args.output, "wb") as f:
+        f.write(image)
+    print(f"{args.output}: {len(image)} bytes, runs {path}")
     return 0
 
 
@@ -64,6 +84,18 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--no-pin", action="store_true", help="do not pin processes to CPUs")
     b.add_argument("--json", action="store_true", help="print one JSON object")
     b.set_defaults(func=_cmd_bench)
+    fw = sub.add_parser("fw", help="firmware images: inspect any ELF, pack a Python program")
+    fw_sub = fw.add_subparsers(dest="fw_command", required=True)
+    i = fw_sub.add_parser("inspect", help="ELF header, segments, sections and resource table")
+    i.add_argument("file", help="an ELF file")
+    i.set_defaults(func=_cmd_fw_inspect)
+    k = fw_sub.add_parser("pack", help="pack a Python firmware program into an ELF image")
+    k.add_argument("program", help="a .py file (or module name) defining main(core)")
+    k.add_argument("-o", "--output", required=True, help="the ELF file to write")
+    k.add_argument(
+        "--vring-num", type=int, default=256, help="buffers per vring in the table (default 256)"
+    )
+    k.set_defaults(func=_cmd_fw_pack)
     return p
 
 
@@ -75,6 +107,9 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args))
     except KeyboardInterrupt:
         return 130
+    except SyntaxError as exc:
+        print(f"amplink {args.command}: error: {exc}", file=sys.stderr)
+        return 1
     except (OSError, RuntimeError) as exc:
         print(f"amplink {args.command}: error: {exc}", file=sys.stderr)
         return 1

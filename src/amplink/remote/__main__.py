@@ -5,8 +5,9 @@ state, and two interrupt lines (the core's own and the host's).  It maps the reg
 brings up its side of the MU (side B, classic hard-IRQ driver: the ISR only wakes the
 main loop), parses the resource table the host loaded (trusting nothing in it), waits
 for the host's DRIVER_OK, brings up rpmsg in the virtio device role and runs the
-firmware's ``main(core)``.  It dies with its parent (PR_SET_PDEATHSIG)
-so that a host crash never leaves a core process behind.
+firmware program the host loaded into device memory at the boot address (``main(core)``
+of a packed Python program, see :mod:`amplink.remoteproc.fwpack`).  It dies with its
+parent (PR_SET_PDEATHSIG) so that a host crash never leaves a core process behind.
 
 Exit codes: 0 after a requested stop, 2 for bad arguments or an unusable resource
 table, 3 when the host never set DRIVER_OK, 1 when the firmware raised.
@@ -17,8 +18,6 @@ from __future__ import annotations
 import argparse
 import ctypes
 import errno
-import importlib
-import importlib.util
 import logging
 import os
 import select
@@ -34,6 +33,7 @@ from amplink.mailbox.mu_path import MuKickPath
 from amplink.memory.addrmap import AddressMap
 from amplink.memory.region import SharedRegion
 from amplink.remote.runtime import Core
+from amplink.remoteproc.fwpack import read_program
 from amplink.rpmsg.virtio_link import VirtioRpmsgRemote
 from amplink.transport.spin import AdaptiveSpin
 from amplink.virtio.constants import VIRTIO_ID_RPMSG
@@ -43,30 +43,27 @@ from amplink.wire import rsc_table
 PR_SET_PDEATHSIG = 1
 EXIT_BAD_SETUP = 2
 EXIT_NO_DRIVER_OK = 3
+FIRMWARE_MODULE = "amplink_firmware"
 log = logging.getLogger("amplink.remote")
 
 
-def load_firmware(spec: str) -> Callable[[Core], object]:
-    """The ``main`` of a firmware given as a module name or a path to a .py file."""
-    module: ModuleType
-    if spec.endswith(".py") or os.sep in spec:
-        mod_spec = importlib.util.spec_from_file_location("amplink_firmware", spec)
-        if mod_spec is None or mod_spec.loader is None:
-            raise AmplinkError(errno.ENOENT, f"cannot load firmware file {spec!r}")
-        module = importlib.util.module_from_spec(mod_spec)
-        mod_spec.loader.exec_module(module)
-    else:
-        module = importlib.import_module(spec)
+def load_program(source: str, filename: str) -> Callable[[Core], object]:
+    """Execute the firmware program's source as a module; return its ``main``."""
+    module = ModuleType(FIRMWARE_MODULE)
+    module.__file__ = filename
+    sys.modules[FIRMWARE_MODULE] = module  # dataclasses and pickling look modules up
+    exec(compile(source, filename, "exec"), module.__dict__)
     main = getattr(module, "main", None)
     if not callable(main):
-        raise AmplinkError(errno.ENOEXEC, f"firmware {spec!r} has no main(core) function")
+        raise AmplinkError(errno.ENOEXEC, f"firmware {filename!r} has no main(core) function")
     return main  # type: ignore[no-any-return]
 
 
 def _parse_args(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m amplink.remote")
     p.add_argument("--name", required=True)
-    p.add_argument("--firmware", required=True)
+    p.add_argument("--firmware", required=True, help="the firmware's name (for messages)")
+    p.add_argument("--boot-addr", type=lambda s: int(s, 0), required=True)
     p.add_argument("--region-fd", type=int, required=True)
     p.add_argument("--mmio-fd", type=int, required=True)
     p.add_argument("--irq-fd", type=int, required=True)
@@ -138,8 +135,8 @@ def main(argv: list[str] | None = None) -> int:
         )
         assert path.controller is not None
         core = Core(args.name, link, wake_fd, mailbox=path.controller.dev)
-        firmware = load_firmware(args.firmware)
         try:
+            firmware = load_program(read_program(region.mem, amap, args.boot_addr), args.firmware)
             firmware(core)
         except Exception:
             log.exception("firmware %s crashed", args.firmware)

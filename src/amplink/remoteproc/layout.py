@@ -1,8 +1,10 @@
-"""Laying out a remote core's shared memory: the loaded resource table, vrings, buffers.
+"""Laying out a remote core's device memory: firmware segments, the loaded resource
+table, vrings, buffers.
 
-This is the part of the remoteproc boot sequence that turns a firmware's resource table
-into memory: copy the table into device memory (the "loaded" copy both sides use),
-give every vring memory and a notify id, and reserve the rpmsg buffer pool.
+This is the part of the remoteproc boot sequence that turns a firmware image into
+memory: load its segments, copy the cached resource table over its loaded location
+(the copy both sides use from then on), give every vring memory and a notify id, and
+reserve the rpmsg buffer pool.
 """
 
 from __future__ import annotations
@@ -10,9 +12,10 @@ from __future__ import annotations
 import errno
 from dataclasses import dataclass
 
-from amplink.errors import AmplinkError
+from amplink.errors import AddressError, AmplinkError
 from amplink.memory.addrmap import AddressMap
 from amplink.memory.region import PAGE_SIZE, SharedRegion
+from amplink.remoteproc.elf import FirmwareError, FirmwareImage
 from amplink.rpmsg.virtio_link import MAX_RPMSG_NUM_BUFS, RPMSG_BUF_SIZE
 from amplink.virtio.constants import VIRTIO_ID_RPMSG, VIRTIO_RPMSG_F_NS
 from amplink.virtio.vdev import VdevConfig
@@ -51,17 +54,48 @@ def load_rpmsg_vdev(
     *,
     buf_size: int = RPMSG_BUF_SIZE,
 ) -> RpmsgVdevLayout:
-    """Load ``table`` at the start of the region and place its first rpmsg vdev.
+    """Load a bare ``table`` (no firmware image) at the start of the region and place its
+    first rpmsg vdev; for hosts and tests that have a table but no ELF."""
+    raw = table.build()
+    table_da = amap.allocate(len(raw), PAGE_SIZE)
+    table_off = amap.translate(table_da, len(raw))
+    region.mem[table_off : table_off + len(raw)] = raw
+    return _place_rpmsg_vdev(region, amap, table_da, len(raw), buf_size)
+
+
+def load_image(
+    region: SharedRegion, amap: AddressMap, image: FirmwareImage, *, buf_size: int = RPMSG_BUF_SIZE
+) -> RpmsgVdevLayout:
+    """Load a firmware image as Linux boots one: copy its segments to device memory,
+    copy the cached resource table over its loaded location (the ``.resource_table``
+    section's address), then place the rpmsg vdev in the memory that is left."""
+    image.require_table()
+    image.load(region, amap)
+    assert image.table_da is not None
+    size = len(image.table_bytes)
+    try:
+        table_off = amap.translate(image.table_da, size)
+    except AddressError:
+        raise FirmwareError(
+            "table-da",
+            f"{image.name}: the resource table's address {image.table_da:#x} is outside "
+            "device memory",
+        ) from None
+    region.mem[table_off : table_off + size] = image.table_bytes
+    return _place_rpmsg_vdev(region, amap, image.table_da, size, buf_size)
+
+
+def _place_rpmsg_vdev(
+    region: SharedRegion, amap: AddressMap, table_da: int, table_len: int, buf_size: int
+) -> RpmsgVdevLayout:
+    """Give the loaded table's first rpmsg vdev its vrings, notify ids and buffer pool.
 
     Vrings with a fixed ``da`` must lie inside mapped memory; vrings at
     ``FW_RSC_ADDR_ANY`` get page-aligned memory.  Notify ids are allocated from 0 in
     table order, as the Linux core does.
     """
-    raw = table.build()
-    table_da = amap.allocate(len(raw), PAGE_SIZE)
-    table_off = amap.translate(table_da, len(raw))
-    region.mem[table_off : table_off + len(raw)] = raw
-    loaded = rt.parse(region.mem[table_off : table_off + len(raw)])
+    table_off = amap.translate(table_da, table_len)
+    loaded = rt.parse(region.mem[table_off : table_off + table_len])
     entry = next((v for v in loaded.vdevs() if v.id == VIRTIO_ID_RPMSG), None)
     if entry is None or len(entry.vrings) != 2:
         raise AmplinkError(errno.EINVAL, "the resource table has no rpmsg vdev with two vrings")
@@ -78,7 +112,12 @@ def load_rpmsg_vdev(
         entry.vrings[1].num, MAX_RPMSG_NUM_BUFS // 2
     )
     pool_da = amap.allocate(nbufs * buf_size, PAGE_SIZE)
-    return RpmsgVdevLayout(table_da, len(raw), vdev, pool_da, buf_size)
+    return RpmsgVdevLayout(table_da, table_len, vdev, pool_da, buf_size)
+
+
+def image_region_size(image: FirmwareImage, buf_size: int = RPMSG_BUF_SIZE) -> int:
+    """Device memory for ``image``: its segments, then room for vrings and buffers."""
+    return align_up(image.extent(), PAGE_SIZE) + region_size_for(image.require_table(), buf_size)
 
 
 def region_size_for(table: rt.ResourceTable, buf_size: int = RPMSG_BUF_SIZE) -> int:

@@ -29,7 +29,14 @@ from amplink.irq.line import new_line_fd
 from amplink.mailbox.mu_path import Delivery, MuKickPath, mmio_region
 from amplink.memory.addrmap import AddressMap
 from amplink.memory.region import SharedRegion
-from amplink.remoteproc.layout import default_rsc_table, load_rpmsg_vdev, region_size_for
+from amplink.remoteproc.elf import ELF_MAGIC, FirmwareError, FirmwareImage
+from amplink.remoteproc.fwpack import pack_python, packed_python, program_source
+from amplink.remoteproc.layout import (
+    RpmsgVdevLayout,
+    default_rsc_table,
+    image_region_size,
+    load_image,
+)
 from amplink.rpmsg.core import RpmsgBus, RpmsgDevice
 from amplink.rpmsg.ns import NameService
 from amplink.rpmsg.virtio_link import DEFAULT_SEND_TIMEOUT, RPMSG_BUF_SIZE, VirtioRpmsgHost
@@ -39,6 +46,7 @@ from amplink.wire import rsc_table as rt
 log = logging.getLogger(__name__)
 
 WDOG_IRQ = 33
+DEFAULT_MEMORY_SIZE = 64 << 20
 OFFLINE = "offline"
 RUNNING = "running"
 CRASHED = "crashed"
@@ -62,15 +70,20 @@ class Rproc:
         stop_timeout: float = 5.0,
         delivery: Delivery = "thread",
         rt_priority: int | None = None,
+        memory_size: int = DEFAULT_MEMORY_SIZE,
     ) -> None:
         """``delivery`` is how a kick from the core reaches the vrings: straight from
         the mailbox IRQ thread (``"thread"``, as the 2026 i.MX series does) or through a
         workqueue (``"workqueue"``, the older imx_rproc way).  ``rt_priority`` runs the
-        host's IRQ threads SCHED_FIFO at that priority where the OS allows it."""
+        host's IRQ threads SCHED_FIFO at that priority where the OS allows it.
+        ``memory_size`` bounds the core's device memory (from da 0): firmware whose
+        segments, vrings and buffers do not fit is refused at start."""
         self.name = name
         self.firmware = firmware
         self.bus = bus if bus is not None else RpmsgBus()
+        self._table_given = table is not None
         self.table = table if table is not None else default_rsc_table()
+        self.image: FirmwareImage | None = None
         self.buf_size = buf_size
         self.cpu = cpu
         self.spin = spin
@@ -79,6 +92,7 @@ class Rproc:
         self.stop_timeout = stop_timeout
         self.delivery: Delivery = delivery
         self.rt_priority = rt_priority
+        self.memory_size = memory_size
         self.kick_path: MuKickPath | None = None
         self._notifyids: tuple[int, int] = (0, 1)
         self.state = OFFLINE
@@ -109,18 +123,49 @@ class Rproc:
             raise
         self.state = RUNNING
 
+    def _load_image(self) -> FirmwareImage:
+        """Read the firmware (an ELF file, or a Python program packed here) and check
+        that this platform can run it."""
+        if _is_elf_file(self.firmware):
+            if self._table_given:
+                raise AmplinkError(
+                    errno.EINVAL,
+                    f"{self.firmware} is an ELF image: its resource table comes from its "
+                    ".resource_table section, do not pass table=",
+                )
+            image = FirmwareImage.from_file(self.firmware)
+        else:
+            source, path = program_source(self.firmware)
+            image = FirmwareImage.parse(pack_python(source, self.table), path)
+        if not packed_python(image):
+            raise AmplinkError(
+                errno.ENOEXEC,
+                f"{self.name}: no executor for {image.name} ({image.machine_name}): amplink "
+                "loads and inspects any ELF, but runs only packed Python firmware "
+                "(amplink fw pack)",
+            )
+        image.require_table()
+        return image
+
     def _start(self) -> None:
-        region = SharedRegion.create(region_size_for(self.table, self.buf_size), self.name)
+        image = self.image = self._load_image()
+        self.table = image.require_table()
+        size = image_region_size(image, self.buf_size)
+        if size > self.memory_size:
+            raise FirmwareError(
+                "segment-da",
+                f"{image.name} needs {size:#x} bytes of device memory from da 0 (its highest "
+                f"segment ends at {image.extent():#x}); {self.name} has {self.memory_size:#x}",
+            )
+        region = SharedRegion.create(size, self.name)
         self._undo.append(region.close)
         amap = AddressMap.identity(region.size)
-        layout = load_rpmsg_vdev(region, amap, self.table, buf_size=self.buf_size)
+        layout = load_image(region, amap, image, buf_size=self.buf_size)
         mmio = mmio_region(self.name)
         self._undo.append(mmio.close)
         host_fd, core_fd = new_line_fd(), new_line_fd()
         try:
-            self._proc = self._spawn(
-                region, mmio, core_fd, host_fd, layout.table_da, layout.table_len
-            )
+            self._proc = self._spawn(region, mmio, core_fd, host_fd, layout, image.entry)
         except BaseException:
             _close_fds(host_fd, core_fd)
             raise
@@ -192,8 +237,8 @@ class Rproc:
         mmio: SharedRegion,
         core_fd: int,
         host_fd: int,
-        table_da: int,
-        table_len: int,
+        layout: RpmsgVdevLayout,
+        entry: int,
     ) -> subprocess.Popen[bytes]:
         cmd = [
             sys.executable, "-m", "amplink.remote",
@@ -203,8 +248,9 @@ class Rproc:
             "--mmio-fd", str(mmio.fd),
             "--irq-fd", str(core_fd),
             "--peer-irq-fd", str(host_fd),
-            "--table-da", hex(table_da),
-            "--table-len", str(table_len),
+            "--table-da", hex(layout.table_da),
+            "--table-len", str(layout.table_len),
+            "--boot-addr", hex(entry),
             "--boot-timeout", str(self.boot_timeout),
         ]  # fmt: skip
         if self.cpu is not None:
@@ -297,6 +343,14 @@ class Rproc:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def _is_elf_file(spec: str) -> bool:
+    try:
+        with open(spec, "rb") as f:
+            return f.read(4) == ELF_MAGIC
+    except OSError:
+        return False
 
 
 def _close_fds(*fds: int) -> None:

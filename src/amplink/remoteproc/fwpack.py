@@ -1,0 +1,112 @@
+"""Python firmware packed into an ELF image (``amplink fw pack``).
+
+The image is what a firmware build would produce for a real core, with a Python
+program where the machine code would be:
+
+* ``.resource_table`` (a PT_LOAD segment at device address 0): the table;
+* ``.text.python`` (a PT_LOAD segment at the next page, the entry point): a 24-byte
+  header (:data:`PY_MAGIC`, the source length, 4 reserved bytes) then the UTF-8 source.
+
+The machine type is ``EM_NONE``.  The core process runs what the host *loaded into its
+memory* at the entry point (:func:`read_program`), not the file, so what runs is what
+the loader put there.
+"""
+
+from __future__ import annotations
+
+import errno
+import importlib.util
+import os
+import struct
+
+from amplink.errors import AddressError
+from amplink.memory.addrmap import AddressMap
+from amplink.remoteproc.elf import FirmwareError, FirmwareImage
+from amplink.remoteproc.elf_writer import (
+    EM_NONE,
+    ET_EXEC,
+    PF_R,
+    PF_W,
+    PF_X,
+    SHF_ALLOC,
+    SHF_EXECINSTR,
+    SHF_WRITE,
+    OutSegment,
+    write_elf,
+)
+from amplink.wire import rsc_table as rt
+from amplink.wire.vring import align_up
+
+PY_MAGIC = b"AMPLINK-PYTHON\0\0"
+PY_HEADER = struct.Struct("<16sII")
+TABLE_DA = 0x0
+PAGE = 0x1000
+
+
+def pack_python(source: str, table: rt.ResourceTable) -> bytes:
+    """An ELF image that runs ``source`` (whose ``main(core)`` is the firmware)."""
+    raw_table = table.build()
+    program = source.encode()
+    entry = align_up(TABLE_DA + len(raw_table), PAGE)
+    return write_elf(
+        [
+            OutSegment(
+                TABLE_DA, raw_table, PF_R | PF_W, section=".resource_table",
+                section_flags=SHF_ALLOC | SHF_WRITE,
+            ),
+            OutSegment(
+                entry, PY_HEADER.pack(PY_MAGIC, len(program), 0) + program, PF_R | PF_X,
+                section=".text.python", section_flags=SHF_ALLOC | SHF_EXECINSTR,
+            ),
+        ],
+        elf_type=ET_EXEC,
+        entry=entry,
+    )  # fmt: skip
+
+
+def program_source(spec: str) -> tuple[str, str]:
+    """``(source, filename)`` of a firmware given as a ``.py`` path or a module name."""
+    if spec.endswith(".py") or os.sep in spec:
+        path = spec
+    else:
+        found = importlib.util.find_spec(spec)
+        if found is None or found.origin is None or not found.origin.endswith(".py"):
+            raise FirmwareError(
+                "missing", f"firmware module {spec!r} not found (or has no Python source)",
+                errno.ENOENT,
+            )  # fmt: skip
+        path = found.origin
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.read(), path
+    except OSError as exc:
+        raise FirmwareError(
+            "missing", f"cannot read firmware {path!r}: {exc.strerror}", exc.errno or errno.ENOENT
+        ) from None
+
+
+def packed_python(image: FirmwareImage) -> bool:
+    """Whether ``image`` carries a packed Python program at its entry point."""
+    if image.machine != EM_NONE:
+        return False
+    for seg in image.segments:
+        if seg.da <= image.entry < seg.da + seg.filesz:
+            start = image.entry - seg.da
+            return seg.data[start : start + len(PY_MAGIC)] == PY_MAGIC
+    return False
+
+
+def read_program(mem: memoryview, amap: AddressMap, entry: int) -> str:
+    """The Python source loaded at ``entry`` (what the core process executes)."""
+    try:
+        off = amap.translate(entry, PY_HEADER.size)
+        magic, length, _reserved = PY_HEADER.unpack_from(mem, off)
+        if magic != PY_MAGIC:
+            raise FirmwareError("entry", f"no packed Python program at the entry point {entry:#x}")
+        start = amap.translate(entry + PY_HEADER.size, length)
+    except AddressError:
+        raise FirmwareError("entry", f"the program at {entry:#x} runs past device memory") from None
+    try:
+        return bytes(mem[start : start + length]).decode()
+    except UnicodeDecodeError as exc:
+        raise FirmwareError("entry", f"the program at {entry:#x} is not UTF-8: {exc}") from None

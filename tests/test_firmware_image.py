@@ -1,0 +1,202 @@
+"""Firmware ELF images: packing, reading with pyelftools, every sanity rule, loading,
+booting from an ELF file, and refusing what cannot run here."""
+
+import errno
+import io
+import shutil
+import struct
+import subprocess
+
+import pytest
+from elftools.elf.elffile import ELFFile
+
+from amplink.errors import AmplinkError
+from amplink.memory import AddressMap, SharedRegion
+from amplink.remoteproc import OFFLINE, Rproc
+from amplink.remoteproc.describe import describe_image
+from amplink.remoteproc.elf import FirmwareError, FirmwareImage
+from amplink.remoteproc.elf_writer import ET_EXEC, PF_R, OutSegment, write_elf
+from amplink.remoteproc.fwpack import PY_HEADER, PY_MAGIC, pack_python, packed_python, read_program
+from amplink.remoteproc.layout import default_rsc_table
+from amplink.wire import rsc_table as rt
+from resources import snapshot
+from test_cli import run_cli
+
+PROGRAM = """\
+def main(core):
+    core.create_endpoint("shout", lambda ept, data, src: ept.sendto(data.upper(), src))
+    core.run()
+"""
+EM_ARM = 40
+
+
+def packed() -> bytes:
+    return pack_python(PROGRAM, default_rsc_table())
+
+
+def test_pack_reads_back_with_pyelftools_and_readelf(tmp_path):
+    data = packed()
+    elf = ELFFile(io.BytesIO(data))
+    assert elf.header["e_type"] == "ET_EXEC" and elf.header["e_machine"] == "EM_NONE"
+    sec = elf.get_section_by_name(".resource_table")
+    assert rt.parse(sec.data()) == default_rsc_table()
+    text = elf.get_section_by_name(".text.python")
+    assert text["sh_addr"] == elf.header["e_entry"] == 0x1000
+    assert text.data().startswith(PY_MAGIC) and PROGRAM.encode() in text.data()
+    image = FirmwareImage.parse(data, "fw.elf")
+    assert packed_python(image)
+    assert [(s.da, s.memsz) for s in image.segments] == [
+        (0, len(sec.data())),
+        (0x1000, len(text.data())),
+    ]
+    if shutil.which("readelf"):
+        path = tmp_path / "fw.elf"
+        path.write_bytes(data)
+        out = subprocess.run(
+            ["readelf", "-lSW", str(path)], capture_output=True, text=True, check=True
+        )
+        assert ".resource_table" in out.stdout and "LOAD" in out.stdout and not out.stderr
+
+
+def _patch(data: bytes, fmt: str, offset: int, value: int) -> bytes:
+    b = bytearray(data)
+    struct.pack_into(fmt, b, offset, value)
+    return bytes(b)
+
+
+E_PHOFF, E_SHOFF, E_PHNUM = 32, 40, 56
+PH0 = 64  # the first program header
+
+
+@pytest.mark.parametrize(
+    ("mutate", "rule"),
+    [
+        (lambda d: d[:40], "size"),
+        (lambda d: b"\x7fELG" + d[4:], "magic"),
+        (lambda d: d[:4] + b"\x03" + d[5:], "class"),
+        (lambda d: d[:4] + b"\x02" + d[5:60], "size"),  # ELF64 shorter than its header
+        (lambda d: d[:5] + b"\x02" + d[6:], "endian"),
+        (lambda d: _patch(d, "<Q", E_SHOFF, len(d)), "shoff"),
+        (lambda d: _patch(d, "<H", E_PHNUM, 0), "phnum"),
+        (lambda d: _patch(d, "<Q", E_PHOFF, len(d) + 1), "phoff"),
+        (lambda d: _patch(d, "<Q", PH0 + 40, 1), "segment-filesz"),  # memsz < filesz
+        (lambda d: _patch(d, "<Q", PH0 + 8, len(d) - 8), "segment-offset"),
+    ],
+)
+def test_every_sanity_rule(mutate, rule):
+    with pytest.raises(FirmwareError) as exc:
+        FirmwareImage.parse(mutate(packed()), "bad.elf")
+    assert exc.value.rule == rule, exc.value
+    assert exc.value.errno == errno.EINVAL
+    assert "bad.elf" in str(exc.value)
+
+
+def test_missing_or_invalid_resource_table():
+    seg = OutSegment(0x1000, b"code", PF_R, section=".text")
+    image = FirmwareImage.parse(write_elf([seg], elf_type=ET_EXEC), "notable.elf")
+    assert image.table is None and "no .resource_table section" in image.table_problem
+    with pytest.raises(FirmwareError) as exc:
+        image.require_table()
+    assert exc.value.rule == "no-table"
+    bad = bytearray(default_rsc_table().build())
+    bad[0] = 2  # version 2
+    tbl = OutSegment(0, bytes(bad), section=".resource_table")
+    image = FirmwareImage.parse(write_elf([tbl, seg], elf_type=ET_EXEC), "v2.elf")
+    assert image.table is None and "version" in image.table_problem
+    assert "No resource table found" in describe_image(image)
+
+
+def test_load_copies_segments_zero_fills_and_refuses_outside_memory():
+    data = write_elf(
+        [OutSegment(0x100, b"\xaa" * 8, memsz=32), OutSegment(0x10000, b"x")], elf_type=ET_EXEC
+    )
+    image = FirmwareImage.parse(data, "two.elf")
+    with SharedRegion.create(0x2000) as region:
+        region.mem[0x100:0x120] = b"\xff" * 32
+        with pytest.raises(FirmwareError) as exc:
+            image.load(region, AddressMap.identity(region.size))
+        assert exc.value.rule == "segment-da" and "0x10000" in str(exc.value)
+        assert bytes(region.mem[0x100:0x120]) == b"\xaa" * 8 + bytes(24)  # first one loaded
+
+
+def test_core_runs_the_program_loaded_into_its_memory():
+    with SharedRegion.create(0x3000) as region:
+        amap = AddressMap.identity(region.size)
+        FirmwareImage.parse(packed(), "fw").load(region, amap)
+        assert read_program(region.mem, amap, 0x1000) == PROGRAM
+        region.mem[0x1000] = 0
+        with pytest.raises(FirmwareError) as exc:
+            read_program(region.mem, amap, 0x1000)
+        assert exc.value.rule == "entry"
+
+
+def test_boot_from_an_elf_file(tmp_path):
+    path = tmp_path / "shout.elf"
+    path.write_bytes(packed())
+    before = snapshot()
+    with Rproc("elfcore", str(path)) as rp:
+        assert rp.image is not None and rp.image.entry == 0x1000
+        ept = rp.wait_channel("shout", 10).create_ept()
+        ept.send(b"from an elf")
+        assert ept.recv(10).data == b"FROM AN ELF"
+    assert snapshot() == before
+    with pytest.raises(AmplinkError) as exc:
+        Rproc("t", str(path), table=default_rsc_table()).start()
+    assert exc.value.errno == errno.EINVAL
+
+
+def test_foreign_machine_is_inspectable_but_refused_at_start(tmp_path):
+    table = OutSegment(0x0, default_rsc_table().build(), section=".resource_table")
+    code = OutSegment(0x1000, b"\x00\xbf" * 8, section=".text")  # Thumb NOPs
+    path = tmp_path / "m4.elf"
+    path.write_bytes(write_elf([table, code], elf_type=ET_EXEC, machine=EM_ARM, entry=0x1001))
+    text = describe_image(FirmwareImage.from_file(str(path)))
+    assert "EM_ARM (no executor in amplink)" in text and "vring1" in text
+    before = snapshot()
+    rp = Rproc("m4", str(path))
+    with pytest.raises(AmplinkError) as exc:
+        rp.start()
+    assert exc.value.errno == errno.ENOEXEC and "no executor for" in str(exc.value)
+    assert rp.state == OFFLINE and snapshot() == before
+
+
+def test_firmware_too_big_for_device_memory_is_refused(tmp_path):
+    program = PY_HEADER.pack(PY_MAGIC, len(PROGRAM), 0) + PROGRAM.encode()
+    data = write_elf(
+        [
+            OutSegment(0, default_rsc_table().build(), section=".resource_table"),
+            OutSegment(0x1000, program),
+            OutSegment(0x4000_0000, b"far away"),
+        ],
+        elf_type=ET_EXEC,
+        entry=0x1000,
+    )
+    image = FirmwareImage.parse(data, "far.elf")
+    assert image.extent() == 0x4000_0008
+    path = tmp_path / "far.elf"
+    path.write_bytes(data)
+    before = snapshot()
+    with pytest.raises(FirmwareError) as exc:
+        Rproc("far", str(path)).start()
+    assert exc.value.rule == "segment-da" and "0x40000008" in str(exc.value)
+    assert snapshot() == before
+
+
+def test_cli_pack_and_inspect(tmp_path):
+    prog = tmp_path / "prog.py"
+    prog.write_text(PROGRAM)
+    out = tmp_path / "prog.elf"
+    proc = run_cli("fw", "pack", str(prog), "-o", str(out), "--vring-num", "16")
+    assert proc.returncode == 0, proc.stderr
+    image = FirmwareImage.from_file(str(out))
+    assert [v.num for v in image.require_table().vdevs()[0].vrings] == [16, 16]
+    proc = run_cli("fw", "inspect", str(out))
+    assert proc.returncode == 0
+    assert "EM_NONE (packed Python firmware), entry 0x1000" in proc.stdout
+    assert "vdev (offset 0x14): id 7 (rpmsg)" in proc.stdout and "num 16" in proc.stdout
+    bad = tmp_path / "bad.py"
+    bad.write_text("def main(core)\n")
+    proc = run_cli("fw", "pack", str(bad), "-o", str(tmp_path / "bad.elf"))
+    assert proc.returncode == 1 and "error" in proc.stderr
+    proc = run_cli("fw", "inspect", str(prog))
+    assert proc.returncode == 1 and "not an ELF file" in proc.stderr
