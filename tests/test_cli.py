@@ -25,7 +25,7 @@ def test_demo_exits_zero_and_reports(capsys):
     out = capsys.readouterr().out
     assert "496 echoed, all identical" in out
     assert "123,256 each way" in out
-    assert "offline (exit code 0)" in out
+    assert "offline (stopped by graceful shutdown)" in out
     assert snapshot() == before
 
 

@@ -39,15 +39,20 @@ def test_pack_reads_back_with_pyelftools_and_readelf(tmp_path):
     elf = ELFFile(io.BytesIO(data))
     assert elf.header["e_type"] == "ET_EXEC" and elf.header["e_machine"] == "EM_NONE"
     sec = elf.get_section_by_name(".resource_table")
-    assert rt.parse(sec.data()) == default_rsc_table()
+    table = rt.parse(sec.data())
+    assert table.entries[:-1] == default_rsc_table().entries  # plus the trace buffer's
+    (trace,) = table.traces()
+    tseg = elf.get_section_by_name(".trace")
+    assert (tseg["sh_addr"], tseg["sh_size"]) == (trace.da, trace.len) == (0x2000, 0x1000)
     text = elf.get_section_by_name(".text.python")
     assert text["sh_addr"] == elf.header["e_entry"] == 0x1000
     assert text.data().startswith(PY_MAGIC) and PROGRAM.encode() in text.data()
     image = FirmwareImage.parse(data, "fw.elf")
     assert packed_python(image)
-    assert [(s.da, s.memsz) for s in image.segments] == [
-        (0, len(sec.data())),
-        (0x1000, len(text.data())),
+    assert [(s.da, s.memsz, s.filesz) for s in image.segments] == [
+        (0, len(sec.data()), len(sec.data())),
+        (0x1000, len(text.data()), len(text.data())),
+        (0x2000, 0x1000, 0),  # the trace buffer: zero-filled at load
     ]
     if shutil.which("readelf"):
         path = tmp_path / "fw.elf"
@@ -193,7 +198,8 @@ def test_cli_pack_and_inspect(tmp_path):
     proc = run_cli("fw", "inspect", str(out))
     assert proc.returncode == 0
     assert "EM_NONE (packed Python firmware), entry 0x1000" in proc.stdout
-    assert "vdev (offset 0x14): id 7 (rpmsg)" in proc.stdout and "num 16" in proc.stdout
+    assert "id 7 (rpmsg)" in proc.stdout and "num 16" in proc.stdout
+    assert "trace" in proc.stdout and "vendor type 128" in proc.stdout
     bad = tmp_path / "bad.py"
     bad.write_text("def main(core)\n")
     proc = run_cli("fw", "pack", str(bad), "-o", str(tmp_path / "bad.elf"))

@@ -72,5 +72,5 @@ def run(out: TextIO | None = None, firmware: str = "amplink.firmware.echo") -> D
     say(f"  messages     {result.messages} echoed, all identical")
     say(f"  bytes        {result.bytes_each_way:,} each way")
     say(f"  round trip   p50 {p50:.1f} us, p99 {p99:.1f} us")
-    say(f"  core state   {rp.state} (exit code {rp.exit_code})")
+    say(f"  core state   {rp.state} (stopped by {rp.last_stop})")
     return result

@@ -7,7 +7,7 @@ callback runs in the channel's IRQ thread, as in the 2026 i.MX series, or is def
 to a workqueue for comparison); the remote core on side B with the classic driver,
 whose handlers run in the core's interrupt context like a bare-metal ISR.
 
-The unit's state lives in ``mmio`` (a shared region both processes map); each side's
+The unit's state lives in ``mmio`` (the window of :mod:`amplink.hw.soc`); each side's
 interrupt output is an eventfd.  A process owns both eventfds it was given: its own
 line's (read by its :class:`~amplink.irq.domain.IrqDomain`) and the peer's (pulsed by
 the model when the peer's output becomes active).
@@ -19,11 +19,12 @@ import os
 from collections.abc import Callable
 from typing import Literal
 
-from amplink.hw.imx_mu import SIZE as MU_SIZE
 from amplink.hw.imx_mu import ImxMu
+from amplink.hw.soc import mu_words
 from amplink.irq.domain import IrqDomain
 from amplink.irq.line import IrqWire
 from amplink.irq.workqueue import Work, Workqueue
+from amplink.mailbox.framework import free_channel
 from amplink.mailbox.imx_mu import IMX_MU_TYPE_RX, IMX_MU_TYPE_TX, ImxMuController
 from amplink.mailbox.kick import MboxKick
 from amplink.memory.region import SharedRegion
@@ -32,11 +33,6 @@ MU_IRQ = 32
 KICK_CHANNEL = 0
 
 Delivery = Literal["thread", "workqueue"]
-
-
-def mmio_region(name: str) -> SharedRegion:
-    """A shared region holding one MU's state."""
-    return SharedRegion.create(MU_SIZE, f"{name}-mu")
 
 
 class MuKickPath:
@@ -73,7 +69,7 @@ class MuKickPath:
             wires = (IrqWire(own_fd), IrqWire(peer_fd))
             if side == "b":
                 wires = wires[::-1]
-            unit = ImxMu(f"{name}-mu", mmio.cast(0, MU_SIZE, "I"), wire_a=wires[0], wire_b=wires[1])
+            unit = ImxMu(f"{name}-mu", mu_words(mmio), wire_a=wires[0], wire_b=wires[1])
             mu_side = unit.side(side)
             line.add_source(mu_side.irq_active)
             self.domain.start()
@@ -95,6 +91,11 @@ class MuKickPath:
             self.close()
             raise
         self.kick = self.kick_path.kick
+
+    def stop_receiving(self) -> None:
+        """Free the RX kick channel: its interrupt is disabled, nothing more arrives."""
+        if self.kick_path is not None:
+            free_channel(self.kick_path.rx)
 
     def _deferred(self, on_notify: Callable[[int], None]) -> Callable[[int], None]:
         """Deliver through a workqueue (what imx_rproc did before 2026): the IRQ thread

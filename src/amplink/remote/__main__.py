@@ -23,17 +23,27 @@ import os
 import select
 import signal
 import sys
+import threading
 import time
 from collections.abc import Callable
 from types import ModuleType
 
 from amplink.errors import AmplinkError
+from amplink.hw.soc import core_control
 from amplink.irq.line import drain
 from amplink.mailbox.mu_path import MuKickPath
 from amplink.memory.addrmap import AddressMap
 from amplink.memory.region import SharedRegion
-from amplink.remote.runtime import Core
+from amplink.remote.runtime import Core, CoreHardware
 from amplink.remoteproc.fwpack import read_program
+from amplink.remoteproc.protocol import (
+    RP_MBOX_ECHO_REPLY,
+    RP_MBOX_ECHO_REQUEST,
+    RP_MBOX_READY,
+    RP_MBOX_SHUTDOWN,
+    Features,
+)
+from amplink.remoteproc.trace import TraceWriter
 from amplink.rpmsg.virtio_link import VirtioRpmsgRemote
 from amplink.transport.spin import AdaptiveSpin
 from amplink.virtio.constants import VIRTIO_ID_RPMSG
@@ -93,18 +103,27 @@ def main(argv: list[str] | None = None) -> int:
     if args.cpu is not None:
         os.sched_setaffinity(0, {args.cpu})
     region = SharedRegion.attach(args.region_fd, f"{args.name}-shm")
-    mmio = SharedRegion.attach(args.mmio_fd, f"{args.name}-mu")
+    mmio = SharedRegion.attach(args.mmio_fd, f"{args.name}-mmio")
+    control = core_control(mmio, args.name)
     wake_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
     notifyids: set[int] = set()
+    shutdown_requested = threading.Event()
+    core: Core | None = None
+    path: MuKickPath | None = None
 
-    def on_kick(notifyid: int) -> None:  # the mailbox ISR: wake the main loop, no more
-        if notifyid not in notifyids and notifyids:
-            log.warning("kick with unknown notify id %#x ignored", notifyid)
+    def on_kick(word: int) -> None:  # the mailbox ISR: note what came, wake the main loop
+        if word == RP_MBOX_SHUTDOWN:
+            shutdown_requested.set()
+        elif word == RP_MBOX_ECHO_REQUEST and path is not None:
+            path.kick(RP_MBOX_ECHO_REPLY)
+            return
+        elif word >= RP_MBOX_READY:
+            return  # other protocol words mean nothing to this core
+        elif notifyids and word not in notifyids:
+            log.warning("kick with unknown notify id %#x ignored", word)
             return
         os.eventfd_write(wake_fd, 1)
 
-    core: Core | None = None
-    path: MuKickPath | None = None
     signal.signal(signal.SIGTERM, lambda *_: core.stop() if core else sys.exit(0))
     try:
         # From here on the path owns both line fds, even if it fails.
@@ -116,6 +135,8 @@ def main(argv: list[str] | None = None) -> int:
             off = amap.translate(args.table_da, args.table_len)
             table = rsc_table.parse(region.mem[off : off + args.table_len])
             entry = next(v for v in table.vdevs() if v.id == VIRTIO_ID_RPMSG)
+            features = Features.of(table)
+            trace = _trace_writer(region, amap, table)
         except (AmplinkError, StopIteration) as exc:
             log.error("unusable resource table: %s", exc)
             return EXIT_BAD_SETUP
@@ -134,7 +155,10 @@ def main(argv: list[str] | None = None) -> int:
             f"{args.name}.vdev0", region, amap, vdev, lambda i: kick(ids[i]), spin=spin
         )
         assert path.controller is not None
-        core = Core(args.name, link, wake_fd, mailbox=path.controller.dev)
+        hw = CoreHardware(
+            control, kick, path.stop_receiving, shutdown_requested, trace, features.watchdog_ms
+        )
+        core = Core(args.name, link, wake_fd, hw, mailbox=path.controller.dev)
         try:
             firmware = load_program(read_program(region.mem, amap, args.boot_addr), args.firmware)
             firmware(core)
@@ -150,6 +174,17 @@ def main(argv: list[str] | None = None) -> int:
         os.close(wake_fd)
         mmio.close()
         region.close()
+
+
+def _trace_writer(
+    region: SharedRegion, amap: AddressMap, table: rsc_table.ResourceTable
+) -> TraceWriter | None:
+    """A writer for the table's first trace buffer (``trace0``), if it has one."""
+    traces = table.traces()
+    if not traces:
+        return None
+    off = amap.translate(traces[0].da, traces[0].len)
+    return TraceWriter(region.view(off, traces[0].len))
 
 
 def _wait_readable(fd: int, timeout: float) -> None:

@@ -6,6 +6,11 @@ and only then sleep until an interrupt says the host kicked (the core's mailbox 
 only sets a wake-up eventfd, which is all an ISR should do).  Endpoint callbacks
 run in this loop, so a firmware program is single-threaded unless it starts threads
 itself.
+
+The loop also does the firmware's part of the platform protocol (see
+:mod:`amplink.remoteproc.protocol`): it kicks the watchdog, and when the host asks for
+a graceful shutdown it runs the firmware's shutdown hooks, disables its mailbox
+interrupt, reports WFI, acknowledges, and waits to be reset.
 """
 
 from __future__ import annotations
@@ -13,19 +18,54 @@ from __future__ import annotations
 import logging
 import os
 import select
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
 
+from amplink.hw.core_ctrl import STATUS_BOOTED, STATUS_HALTED, STATUS_WFI, CoreControl
 from amplink.irq.line import drain
+from amplink.remoteproc.protocol import RP_MBOX_CRASH, RP_MBOX_SHUTDOWN_ACK
+from amplink.remoteproc.trace import TraceWriter
 from amplink.rpmsg.core import RPMSG_ADDR_ANY, Endpoint, EndpointCallback, announce
 from amplink.rpmsg.virtio_link import VirtioRpmsgRemote
 
 log = logging.getLogger("amplink.firmware")
 
 
+@dataclass
+class CoreHardware:
+    """What a core reaches besides rpmsg: its control block, a 32-bit word channel to
+    the host (the kick channel), a way to disable its mailbox receive interrupt, its
+    trace buffer, and the watchdog period it promised (0: none)."""
+
+    control: CoreControl
+    send_word: Callable[[int], None]
+    disable_rx: Callable[[], None]
+    shutdown_requested: threading.Event
+    trace: TraceWriter | None = None
+    watchdog_ms: int = 0
+
+
+class _TraceHandler(logging.Handler):
+    def __init__(self, trace: TraceWriter) -> None:
+        super().__init__()
+        self.trace = trace
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.trace.write(f"{record.levelname} {record.getMessage()}\n")
+
+
 class Core:
     """A remote core as its firmware sees it."""
 
     def __init__(
-        self, name: str, link: VirtioRpmsgRemote, wake_fd: int, *, mailbox: str | None = None
+        self,
+        name: str,
+        link: VirtioRpmsgRemote,
+        wake_fd: int,
+        hw: CoreHardware,
+        *,
+        mailbox: str | None = None,
     ) -> None:
         """``wake_fd`` is the eventfd the core's mailbox ISR writes on a host kick;
         ``mailbox`` names the core's mailbox controller, whose channels other than the
@@ -33,13 +73,20 @@ class Core:
         self.name = name
         self.mailbox = mailbox
         self.link = link
+        self.hw = hw
         self.log = log
         self._wake_fd = wake_fd
         self._stop_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
         self._stopping = False
+        self._shutdown_hooks: list[Callable[[], None]] = []
         self._poller = select.poll()
         self._poller.register(wake_fd, select.POLLIN)
         self._poller.register(self._stop_fd, select.POLLIN)
+        self._trace_handler: logging.Handler | None = None
+        if hw.trace is not None:
+            self._trace_handler = _TraceHandler(hw.trace)
+            log.addHandler(self._trace_handler)
+        hw.control.set_status(STATUS_BOOTED, STATUS_WFI | STATUS_HALTED)
 
     @property
     def mtu(self) -> int:
@@ -71,6 +118,26 @@ class Core:
             announce(self.link, ept.name, ept.addr, destroy=True)
         ept.destroy()
 
+    def trace(self, text: str) -> None:
+        """Append ``text`` to the trace buffer (the host reads it as ``trace0``)."""
+        if self.hw.trace is not None:
+            self.hw.trace.write(text)
+
+    def on_shutdown(self, hook: Callable[[], None]) -> None:
+        """Run ``hook`` when the host asks for a graceful shutdown, before the ACK."""
+        self._shutdown_hooks.append(hook)
+
+    def kick_watchdog(self) -> None:
+        """Tell the host's watchdog this core is alive (the loop does it by itself)."""
+        self.hw.control.heartbeat()
+
+    def report_crash(self, reason: str) -> None:
+        """A fatal error: tell the host (``RP_MBOX_CRASH``), halt, and wait for reset."""
+        log.error("fatal error, halting: %s", reason)
+        self.hw.control.set_status(STATUS_HALTED)
+        self.hw.send_word(RP_MBOX_CRASH)
+        self._wait_for_reset()
+
     def stop(self) -> None:
         """Make :meth:`run` return (safe from signal handlers and other threads)."""
         self._stopping = True
@@ -81,20 +148,51 @@ class Core:
         return self._stopping
 
     def run(self) -> None:
-        """Serve messages until :meth:`stop` is called or the link fails."""
+        """Serve messages until :meth:`stop` is called, the link fails, or the host
+        shuts the core down (then this waits for the reset and does not return)."""
         link = self.link
         spin = link.spin
+        hw = self.hw
+        timeout_ms = hw.watchdog_ms // 2 if hw.watchdog_ms else -1
         while not self._stopping and link.failure is None:
+            if hw.shutdown_requested.is_set():
+                self._graceful_shutdown()
+                return
+            if timeout_ms >= 0:
+                hw.control.heartbeat()
             link.poll_rx()
             link.suppress_rx()
             if spin.spin(link.rx_pending):
                 continue
             if link.unsuppress_rx():
                 continue
+            hw.control.set_status(STATUS_WFI)
+            self._poller.poll(timeout_ms)
+            hw.control.set_status(clear_bits=STATUS_WFI)
+            drain(self._wake_fd)
+
+    def _graceful_shutdown(self) -> None:
+        """The firmware half of the K3 handshake."""
+        for hook in self._shutdown_hooks:
+            try:
+                hook()
+            except Exception:
+                log.exception("shutdown hook %r failed", hook)
+        self.hw.disable_rx()
+        # WFI is reported before the ACK: after the ACK this core executes nothing.
+        self.hw.control.set_status(STATUS_WFI | STATUS_HALTED)
+        self.hw.send_word(RP_MBOX_SHUTDOWN_ACK)
+        self._wait_for_reset()
+
+    def _wait_for_reset(self) -> None:
+        while not self._stopping:
             self._poller.poll()
             drain(self._wake_fd)
 
     def close(self) -> None:
+        if self._trace_handler is not None:
+            log.removeHandler(self._trace_handler)
+            self._trace_handler = None
         if self._stop_fd >= 0:
             os.close(self._stop_fd)
             self._stop_fd = -1

@@ -22,6 +22,7 @@ PT_LOAD = 1
 PF_X, PF_W, PF_R = 1, 2, 4
 SHT_PROGBITS = 1
 SHT_STRTAB = 3
+SHT_NOBITS = 8
 SHF_WRITE, SHF_ALLOC, SHF_EXECINSTR = 1, 2, 4
 
 
@@ -83,9 +84,10 @@ def write_elf(
         out += bytes(SHDR.size)  # the null section
         for s, off in zip(segments, offsets, strict=True):
             if s.section:
+                nobits = not s.data and bool(s.memsz)  # like .bss: memory, no file bytes
                 out += SHDR.pack(
-                    name_off[s.section], SHT_PROGBITS, s.section_flags, s.da, off,
-                    len(s.data), 0, 0, 4, 0,
+                    name_off[s.section], SHT_NOBITS if nobits else SHT_PROGBITS,
+                    s.section_flags, s.da, off, s.memsz if nobits else len(s.data), 0, 0, 4, 0,
                 )  # fmt: skip
         out += SHDR.pack(shstrtab_name, SHT_STRTAB, 0, 0, shstr_off, len(shstrtab), 0, 0, 1, 0)
     return bytes(out)

@@ -41,27 +41,43 @@ PY_MAGIC = b"AMPLINK-PYTHON\0\0"
 PY_HEADER = struct.Struct("<16sII")
 TABLE_DA = 0x0
 PAGE = 0x1000
+TRACE_SIZE = 0x1000
 
 
-def pack_python(source: str, table: rt.ResourceTable) -> bytes:
-    """An ELF image that runs ``source`` (whose ``main(core)`` is the firmware)."""
-    raw_table = table.build()
+def pack_python(source: str, table: rt.ResourceTable, *, trace_size: int = TRACE_SIZE) -> bytes:
+    """An ELF image that runs ``source`` (whose ``main(core)`` is the firmware).
+
+    Unless ``table`` has a trace entry already or ``trace_size`` is 0, a ``.trace``
+    segment (zero-filled when loaded) follows the program, with a ``trace0`` entry
+    added to the table, which the core's log goes to."""
     program = source.encode()
+    text = PY_HEADER.pack(PY_MAGIC, len(program), 0) + program
+    ours = bool(trace_size) and not table.traces()
+    if ours:  # the entry's size does not depend on its address: place it, then fill it in
+        sized = rt.ResourceTable([*table.entries, rt.Trace(0, trace_size, "trace0")])
+        entry = align_up(TABLE_DA + len(sized.build()), PAGE)
+        trace = rt.Trace(align_up(entry + len(text), PAGE), trace_size, "trace0")
+        table = rt.ResourceTable([*table.entries, trace])
+    raw_table = table.build()
     entry = align_up(TABLE_DA + len(raw_table), PAGE)
-    return write_elf(
-        [
+    segments = [
+        OutSegment(
+            TABLE_DA, raw_table, PF_R | PF_W, section=".resource_table",
+            section_flags=SHF_ALLOC | SHF_WRITE,
+        ),
+        OutSegment(
+            entry, text, PF_R | PF_X, section=".text.python",
+            section_flags=SHF_ALLOC | SHF_EXECINSTR,
+        ),
+    ]  # fmt: skip
+    if ours:  # a table that has its own trace entries places their buffers itself
+        segments.append(
             OutSegment(
-                TABLE_DA, raw_table, PF_R | PF_W, section=".resource_table",
+                trace.da, b"", PF_R | PF_W, memsz=trace.len, section=".trace",
                 section_flags=SHF_ALLOC | SHF_WRITE,
-            ),
-            OutSegment(
-                entry, PY_HEADER.pack(PY_MAGIC, len(program), 0) + program, PF_R | PF_X,
-                section=".text.python", section_flags=SHF_ALLOC | SHF_EXECINSTR,
-            ),
-        ],
-        elf_type=ET_EXEC,
-        entry=entry,
-    )  # fmt: skip
+            )
+        )  # fmt: skip
+    return write_elf(segments, elf_type=ET_EXEC, entry=entry)
 
 
 def program_source(spec: str) -> tuple[str, str]:

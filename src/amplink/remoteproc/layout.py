@@ -16,6 +16,7 @@ from amplink.errors import AddressError, AmplinkError
 from amplink.memory.addrmap import AddressMap
 from amplink.memory.region import PAGE_SIZE, SharedRegion
 from amplink.remoteproc.elf import FirmwareError, FirmwareImage
+from amplink.remoteproc.protocol import Features
 from amplink.rpmsg.virtio_link import MAX_RPMSG_NUM_BUFS, RPMSG_BUF_SIZE
 from amplink.virtio.constants import VIRTIO_ID_RPMSG, VIRTIO_RPMSG_F_NS
 from amplink.virtio.vdev import VdevConfig
@@ -26,13 +27,23 @@ DEFAULT_VRING_NUM = 256
 DEFAULT_VRING_ALIGN = 4096
 
 
+DEFAULT_FEATURES = Features(graceful_shutdown=True)
+
+
 def default_rsc_table(
-    num: int = DEFAULT_VRING_NUM, align: int = DEFAULT_VRING_ALIGN
+    num: int = DEFAULT_VRING_NUM,
+    align: int = DEFAULT_VRING_ALIGN,
+    features: Features = DEFAULT_FEATURES,
 ) -> rt.ResourceTable:
-    """The table of a firmware with one rpmsg vdev (name service on, host-placed vrings)."""
+    """The table of a firmware with one rpmsg vdev (name service on, host-placed
+    vrings) and the amplink features entry (by default: graceful shutdown, the
+    handshake that :class:`~amplink.remote.Core`'s loop implements)."""
     vrings = [rt.Vring(rt.FW_RSC_ADDR_ANY, align, num), rt.Vring(rt.FW_RSC_ADDR_ANY, align, num)]
     return rt.ResourceTable(
-        [rt.Vdev(VIRTIO_ID_RPMSG, dfeatures=1 << VIRTIO_RPMSG_F_NS, vrings=vrings)]
+        [
+            features.entry(),
+            rt.Vdev(VIRTIO_ID_RPMSG, dfeatures=1 << VIRTIO_RPMSG_F_NS, vrings=vrings),
+        ]
     )
 
 

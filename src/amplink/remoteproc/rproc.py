@@ -1,42 +1,53 @@
-"""A remote processor run as an OS process, with rpmsg over shared memory.
+"""The remoteproc core for one remote processor: lifecycle, crashes and recovery.
 
-:class:`Rproc` does, for one core, what the remoteproc core and a platform driver do
-in Linux: lay out device memory from the firmware's resource table, start the core,
-bring up the rpmsg vdev as the virtio driver, and stop or notice the death of the core.
-Vring kicks travel through an i.MX MU model in both directions (message = the vring's
-notify id), each side's MU output raising an interrupt line in its own process.  The
-core's death is an interrupt too: its pidfd feeds a watchdog-style line.
-Every resource a start creates (shared memory, eventfds, a pidfd, threads, the child
-process) is released by :meth:`Rproc.stop`, and by a start that fails half-way.
+:class:`Rproc` runs the sequences of Linux's ``remoteproc_core.c`` over a core that is
+an OS process (:class:`~amplink.remoteproc.process_core.ProcessCore`):
 
-States follow ``/sys/class/remoteproc/*/state``: ``offline``, ``running``, ``crashed``.
+* **boot** (``rproc_boot``, refcounted): read the firmware (an ELF image, or a Python
+  program packed into one here), check it, load its segments into device memory, copy
+  the cached resource table over its loaded location, place vrings and buffers,
+  release the core, and bring up rpmsg as the virtio driver.  Its channels appear on
+  the host's rpmsg bus as the firmware announces them.
+* **shutdown** (``rproc_shutdown``): with firmware that supports it, TI K3's graceful
+  handshake (``EBUSY`` if there is no ACK: the core keeps running), then reset.
+  Channels disappear and host endpoints get their release notification.
+* **crash** (``rproc_report_crash``): the core process died, the firmware reported a
+  fatal error, its watchdog expired, it made the host touch memory outside its window
+  (an "mmufault"), or someone wrote to debugfs ``crash``.  Only the first crash of an
+  episode is handled, in a worker thread: the state becomes ``crashed``, and if
+  recovery is enabled the core is reset (no handshake), dumped, and booted again with
+  the same firmware.
+
+Every resource a boot creates is released by a shutdown, a crash, a failed boot and a
+failed recovery.  The control interface of ``/sys/class/remoteproc/remoteprocN`` and of
+debugfs is :attr:`Rproc.sysfs` and :attr:`Rproc.debugfs`.
 """
 
 from __future__ import annotations
 
+import collections
 import errno
 import logging
 import os
-import select
-import signal
-import subprocess
-import sys
-from collections.abc import Callable
+import threading
 
-from amplink.errors import AmplinkError, RpmsgError
-from amplink.irq.flags import IRQ_HANDLED, IRQF_ONESHOT, IRQF_TRIGGER_RISING
-from amplink.irq.line import new_line_fd
-from amplink.mailbox.mu_path import Delivery, MuKickPath, mmio_region
+from amplink.errors import AmplinkError, RpmsgError, VirtqueueError
+from amplink.mailbox.mu_path import Delivery, MuKickPath
 from amplink.memory.addrmap import AddressMap
 from amplink.memory.region import SharedRegion
+from amplink.remoteproc import coredump
+from amplink.remoteproc.control import Debugfs, Sysfs
 from amplink.remoteproc.elf import ELF_MAGIC, FirmwareError, FirmwareImage
 from amplink.remoteproc.fwpack import pack_python, packed_python, program_source
-from amplink.remoteproc.layout import (
-    RpmsgVdevLayout,
-    default_rsc_table,
-    image_region_size,
-    load_image,
+from amplink.remoteproc.layout import default_rsc_table, image_region_size, load_image
+from amplink.remoteproc.process_core import (
+    CRASH_MMUFAULT,
+    ProcessCore,
+    crash_name,
 )
+from amplink.remoteproc.protocol import RSC_AMPLINK_FEATURES, Features
+from amplink.remoteproc.states import ATTACHED, CRASHED, DELETED, OFFLINE, RUNNING
+from amplink.remoteproc.trace import read_trace
 from amplink.rpmsg.core import RpmsgBus, RpmsgDevice
 from amplink.rpmsg.ns import NameService
 from amplink.rpmsg.virtio_link import DEFAULT_SEND_TIMEOUT, RPMSG_BUF_SIZE, VirtioRpmsgHost
@@ -45,15 +56,16 @@ from amplink.wire import rsc_table as rt
 
 log = logging.getLogger(__name__)
 
-WDOG_IRQ = 33
 DEFAULT_MEMORY_SIZE = 64 << 20
-OFFLINE = "offline"
-RUNNING = "running"
-CRASHED = "crashed"
+SHUTDOWN_ACK_TIMEOUT = 5.0  # K3: 5000 ms for RP_MBOX_SHUTDOWN_ACK
+WFI_TIMEOUT = 0.002  # K3: poll for WFI up to 2 ms...
+WFI_POLL = 0.0002  # ...every 200 us
+INLINE_COREDUMP_TIMEOUT = 300.0  # devcoredump's 5 minutes
+KEPT_COREDUMPS = 8
 
 
 class Rproc:
-    """One remote core: a firmware program running in its own process."""
+    """One remote processor: a firmware program running in its own process."""
 
     def __init__(
         self,
@@ -67,65 +79,173 @@ class Rproc:
         spin: bool | None = None,
         send_timeout: float = DEFAULT_SEND_TIMEOUT,
         boot_timeout: float = 10.0,
-        stop_timeout: float = 5.0,
         delivery: Delivery = "thread",
         rt_priority: int | None = None,
         memory_size: int = DEFAULT_MEMORY_SIZE,
+        recovery: bool = True,
+        coredump_mode: str = coredump.DISABLED,
+        coredump_dir: str | None = None,
+        shutdown_timeout: float = SHUTDOWN_ACK_TIMEOUT,
+        wfi_timeout: float = WFI_TIMEOUT,
+        inline_coredump_timeout: float = INLINE_COREDUMP_TIMEOUT,
     ) -> None:
-        """``delivery`` is how a kick from the core reaches the vrings: straight from
-        the mailbox IRQ thread (``"thread"``, as the 2026 i.MX series does) or through a
-        workqueue (``"workqueue"``, the older imx_rproc way).  ``rt_priority`` runs the
-        host's IRQ threads SCHED_FIFO at that priority where the OS allows it.
-        ``memory_size`` bounds the core's device memory (from da 0): firmware whose
-        segments, vrings and buffers do not fit is refused at start."""
+        """``firmware``: an ELF file, or a Python firmware program (``.py`` file or
+        module) that is packed with ``table`` (default: one rpmsg vdev, graceful
+        shutdown supported).  ``delivery``: how a kick from the core reaches the
+        vrings, straight from the mailbox IRQ thread (``"thread"``, as the 2026 i.MX
+        series does) or through a workqueue (``"workqueue"``).  ``rt_priority`` runs
+        the host's IRQ threads SCHED_FIFO where the OS allows it.  ``memory_size``
+        bounds the core's device memory (from da 0).  ``recovery`` and
+        ``coredump_mode`` are the sysfs attributes' initial values; dumps are kept in
+        :attr:`coredumps` and, with ``coredump_dir``, written there."""
+        if coredump_mode not in coredump.MODES:
+            raise AmplinkError(
+                errno.EINVAL, f"coredump mode {coredump_mode!r} not in {coredump.MODES}"
+            )
         self.name = name
         self.firmware = firmware
         self.bus = bus if bus is not None else RpmsgBus()
         self._table_given = table is not None
         self.table = table if table is not None else default_rsc_table()
-        self.image: FirmwareImage | None = None
         self.buf_size = buf_size
         self.cpu = cpu
         self.spin = spin
         self.send_timeout = send_timeout
         self.boot_timeout = boot_timeout
-        self.stop_timeout = stop_timeout
         self.delivery: Delivery = delivery
         self.rt_priority = rt_priority
         self.memory_size = memory_size
-        self.kick_path: MuKickPath | None = None
-        self._notifyids: tuple[int, int] = (0, 1)
+        self.recovery = recovery
+        self.coredump_mode = coredump_mode
+        self.coredump_dir = coredump_dir
+        self.shutdown_timeout = shutdown_timeout
+        self.wfi_timeout = wfi_timeout
+        self.inline_coredump_timeout = inline_coredump_timeout
         self.state = OFFLINE
-        self.exit_code: int | None = None
+        self.power = 0
+        self.crash_count = 0
+        self.last_crash: tuple[str, str] | None = None
+        self._exit_code: int | None = None
+        self.last_stop = ""  # how the core last stopped: graceful shutdown, or reset
+        self.image: FirmwareImage | None = None
+        self.features = Features()
         self.link: VirtioRpmsgHost | None = None
-        self._proc: subprocess.Popen[bytes] | None = None
-        self._undo: list[Callable[[], None]] = []
-        self._stopping = False
+        self.coredumps: collections.deque[coredump.Coredump] = collections.deque(
+            maxlen=KEPT_COREDUMPS
+        )
+        self._platform: ProcessCore | None = None
+        self._region: SharedRegion | None = None
+        self._amap: AddressMap | None = None
+        self._notifyids: tuple[int, int] = (0, 1)
+        self._table_at: tuple[int, int] = (0, 0)
+        self._lock = threading.RLock()
+        self._crash_lock = threading.Lock()
+        self._crash_thread: threading.Thread | None = None
+        self.sysfs = Sysfs(self)
+        self.debugfs = Debugfs(self)
 
     def __repr__(self) -> str:
         return f"<Rproc {self.name} {self.state} firmware={self.firmware}>"
 
     @property
     def pid(self) -> int | None:
-        return self._proc.pid if self._proc is not None else None
+        return self._platform.pid if self._platform is not None else None
 
-    # -- start -----------------------------------------------------------------------
+    @property
+    def exit_code(self) -> int | None:
+        """How the core process last ended (negative: killed by that signal)."""
+        return self._platform.exit_code if self._platform is not None else self._exit_code
+
+    @property
+    def core_status(self) -> int:
+        """The core-control STATUS word (``hw.core_ctrl``: BOOTED, WFI, HALTED)."""
+        return self._platform.status() if self._platform is not None else 0
+
+    @property
+    def kick_path(self) -> MuKickPath | None:
+        """The host side of the MU kick path (its controller, domain and channels)."""
+        return self._platform.kick_path if self._platform is not None else None
+
+    # -- the kernel API: boot, shutdown, firmware ------------------------------------
+    def boot(self) -> None:
+        """``rproc_boot``: power up (refcounted: a second boot only counts)."""
+        with self._lock:
+            if self.state == DELETED:
+                raise AmplinkError(errno.ENODEV, f"{self.name} was deleted")
+            self.power += 1
+            if self.power > 1:
+                return
+            try:
+                self._boot_locked()
+            except BaseException:
+                self.power -= 1
+                raise
+
+    def shutdown(self) -> None:
+        """``rproc_shutdown``: drop one power reference; the last one stops the core,
+        gracefully if its firmware supports it.  ``EBUSY`` when the firmware does not
+        acknowledge (the core keeps running), ``ETIMEDOUT`` when it does not reach WFI."""
+        with self._lock:
+            if self.state not in (RUNNING, ATTACHED):
+                raise AmplinkError(errno.EINVAL, f"{self.name} is {self.state}, not running")
+            self.power -= 1
+            if self.power > 0:
+                return
+            try:
+                self._stop_locked(force=False)
+            except BaseException:
+                self.power += 1
+                raise
+
+    def set_firmware(self, name: str) -> None:
+        """``rproc_set_firmware``: only while offline (``EBUSY``); text after a newline
+        is dropped; empty is ``EINVAL``."""
+        name = name.split("\n", 1)[0]
+        if not name:
+            raise AmplinkError(errno.EINVAL, "empty firmware name")
+        with self._lock:
+            if self.state != OFFLINE:
+                raise AmplinkError(
+                    errno.EBUSY, f"{self.name} is {self.state}: change firmware while offline"
+                )
+            self.firmware = name
+
+    def delete(self) -> None:
+        """``rproc_del``: stop the core if it runs; then every boot is ``ENODEV``."""
+        self.stop()
+        with self._lock:
+            self.state = DELETED
+
+    # -- the convenient API: start, stop, context manager ----------------------------
     def start(self) -> None:
-        """Boot the core; on any failure, everything created so far is released."""
-        if self.state != OFFLINE:
-            raise AmplinkError(errno.EBUSY, f"{self.name} is {self.state}, not offline")
-        self._stopping = False
-        self.exit_code = None
-        try:
-            self._start()
-        except BaseException:
-            self._release()
-            raise
-        self.state = RUNNING
+        """Boot the core (sysfs ``state`` = ``start``): ``EBUSY`` if it runs already."""
+        with self._lock:
+            if self.state in (RUNNING, ATTACHED):
+                raise AmplinkError(errno.EBUSY, f"{self.name} is {self.state}, not offline")
+            self.boot()
 
+    def stop(self) -> None:
+        """Stop the core whatever its state and release everything. Idempotent.
+
+        Gracefully if the core runs firmware that supports it; if the handshake fails,
+        a warning is logged and the core is reset anyway.  Use :meth:`shutdown` to get
+        the kernel's errors instead."""
+        with self._lock:
+            if self.state in (RUNNING, CRASHED, ATTACHED):
+                self._stop_locked(force=True)
+            self.power = 0
+        self._join_crash_thread()
+
+    def __enter__(self) -> Rproc:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- boot ------------------------------------------------------------------------
     def _load_image(self) -> FirmwareImage:
-        """Read the firmware (an ELF file, or a Python program packed here) and check
-        that this platform can run it."""
+        """Read the firmware (``request_firmware``) and check that it can run here."""
         if _is_elf_file(self.firmware):
             if self._table_given:
                 raise AmplinkError(
@@ -147,9 +267,27 @@ class Rproc:
         image.require_table()
         return image
 
-    def _start(self) -> None:
+    def _boot_locked(self) -> None:
+        self._exit_code = None
+        try:
+            self._boot_steps()
+        except BaseException:
+            self._release_locked(crashed=False)
+            raise
+        self.state = RUNNING
+
+    def _boot_steps(self) -> None:
         image = self.image = self._load_image()
-        self.table = image.require_table()
+        table = self.table = image.require_table()
+        self.features = Features.of(table)
+        for entry in table.entries:
+            if isinstance(entry, rt.OpaqueEntry) and entry.type != RSC_AMPLINK_FEATURES:
+                log.warning(
+                    "%s: unsupported %s resource type %d ignored",
+                    self.name,
+                    "vendor" if entry.vendor else "unknown",
+                    entry.type,
+                )
         size = image_region_size(image, self.buf_size)
         if size > self.memory_size:
             raise FirmwareError(
@@ -157,36 +295,28 @@ class Rproc:
                 f"{image.name} needs {size:#x} bytes of device memory from da 0 (its highest "
                 f"segment ends at {image.extent():#x}); {self.name} has {self.memory_size:#x}",
             )
-        region = SharedRegion.create(size, self.name)
-        self._undo.append(region.close)
-        amap = AddressMap.identity(region.size)
+        region = self._region = SharedRegion.create(size, self.name)
+        amap = self._amap = AddressMap.identity(region.size)
         layout = load_image(region, amap, image, buf_size=self.buf_size)
-        mmio = mmio_region(self.name)
-        self._undo.append(mmio.close)
-        host_fd, core_fd = new_line_fd(), new_line_fd()
-        try:
-            self._proc = self._spawn(region, mmio, core_fd, host_fd, layout, image.entry)
-        except BaseException:
-            _close_fds(host_fd, core_fd)
-            raise
-        self._undo.append(self._reap)
-        path = MuKickPath(  # owns both line fds from here on, even if it fails
+        self._table_at = (layout.table_da, layout.table_len)
+        vdev = layout.vdev
+        notifyids = self._notifyids = (vdev.vring_notifyid(0), vdev.vring_notifyid(1))
+        spin = self._spin_enabled()
+        platform = self._platform = ProcessCore(
             self.name,
-            mmio,
-            "a",
-            host_fd,
-            core_fd,
-            self._on_kick,
+            self.firmware,
+            on_notify=self._on_notify,
+            on_crash=self.report_crash,
+            cpu=self.cpu,
+            spin=spin,
             delivery=self.delivery,
             rt_priority=self.rt_priority,
+            boot_timeout=self.boot_timeout,
         )
-        self.kick_path = path
-        self._undo.append(self._close_kick_path)
-        vdev = layout.vdev
-        self._notifyids = (vdev.vring_notifyid(0), vdev.vring_notifyid(1))
-        kick = path.kick
-        notifyids = self._notifyids
-        spin = AdaptiveSpin(enabled=self._spin_enabled())
+        platform.start(
+            region, layout.table_da, layout.table_len, image.entry, self.features.watchdog_ms
+        )
+        kick = platform.kick
         link = VirtioRpmsgHost(
             f"{self.name}.vdev0",
             region,
@@ -196,21 +326,77 @@ class Rproc:
             pool_da=layout.pool_da,
             buf_size=self.buf_size,
             send_timeout=self.send_timeout,
-            spin=spin,
+            spin=AdaptiveSpin(enabled=spin),
         )
         self.link = link
         NameService(self.bus, link)
         link.fail_listeners.append(lambda err: self.bus.remove_link(link, err))
-        self._undo.append(self._fail_link)
+        link.fail_listeners.append(self._on_link_failure)
         link.handle_notify()  # a kick that came before self.link was set was dropped
-        pidfd = os.pidfd_open(self._proc.pid)
-        path.domain.add_line(WDOG_IRQ, trigger=IRQF_TRIGGER_RISING, fd=pidfd, counter=False)
-        path.domain.request_threaded_irq(
-            WDOG_IRQ, None, self._core_exit_irq, IRQF_ONESHOT, f"{self.name}-wdog", self
-        )
 
-    def _on_kick(self, notifyid: int) -> None:
-        """A kick from the core: the mailbox client callback."""
+    def _spin_enabled(self) -> bool:
+        if self.spin is not None:
+            return self.spin
+        return spin_worthwhile(None, None if self.cpu is None else {self.cpu})
+
+    # -- stop ------------------------------------------------------------------------
+    def _stop_locked(self, *, force: bool) -> None:
+        platform = self._platform
+        self.last_stop = "reset"
+        if self.state == RUNNING and self.features.graceful_shutdown and platform is not None:
+            try:
+                platform.graceful_shutdown(self.shutdown_timeout, self.wfi_timeout, WFI_POLL)
+                self.last_stop = "graceful shutdown"
+            except AmplinkError as exc:
+                if not force:
+                    raise
+                log.warning("%s: %s; resetting it anyway", self.name, exc.strerror)
+        self._release_locked(crashed=self.state == CRASHED)
+        self.state = OFFLINE
+
+    def _release_locked(self, *, crashed: bool) -> None:
+        """Reset the core and release everything a boot created (dumping it first if
+        it crashed)."""
+        link = self.link
+        if link is not None:
+            link.fail(RpmsgError(errno.ESHUTDOWN, f"remote core {self.name} was stopped"))
+            self.link = None
+        platform = self._platform
+        if platform is not None:
+            platform.release()
+            self._exit_code = platform.exit_code
+            self._platform = None
+        region = self._region
+        if region is not None:
+            if crashed:
+                self._dump(region)
+            region.close()
+            self._region = None
+            self._amap = None
+
+    def _dump(self, region: SharedRegion) -> None:
+        image = self.image
+        dump = coredump.take(
+            self.name,
+            self.crash_count,
+            self.coredump_mode,
+            image.machine if image is not None else 0,
+            image.entry if image is not None else 0,
+            [(0, region.mem)],
+        )
+        if dump is None:
+            return
+        self.coredumps.append(dump)
+        if dump.mode == coredump.INLINE:
+            coredump.wait_inline(dump, self.inline_coredump_timeout)
+        if self.coredump_dir is not None and dump.data is not None:
+            path = os.path.join(self.coredump_dir, f"{self.name}-crash{dump.crash}.core")
+            dump.save(path)
+            log.info("%s: core dump written to %s", self.name, path)
+
+    # -- notifications from the core -------------------------------------------------
+    def _on_notify(self, notifyid: int) -> None:
+        """A vring kick from the core (in the mailbox RX IRQ thread)."""
         link = self.link
         if link is None:
             return
@@ -219,130 +405,108 @@ class Rproc:
         else:
             log.warning("%s: kick with unknown notify id %#x ignored", self.name, notifyid)
 
-    def _close_kick_path(self) -> None:
-        if self.kick_path is not None:
-            self.kick_path.close()
-            self.kick_path = None
+    def _on_link_failure(self, err: OSError) -> None:
+        if isinstance(err, VirtqueueError):  # the core made us touch what it must not
+            self.report_crash(CRASH_MMUFAULT, str(err))
 
-    def _core_exit_irq(self, irq: int, dev_id: object) -> int:
-        """The watchdog line: the core process exited."""
-        if self.link is not None:
-            self.link.handle_notify()  # drain what it left in the rings first
-        self._on_core_exit()
-        return IRQ_HANDLED
+    # -- crashes and recovery --------------------------------------------------------
+    def report_crash(self, kind: int, reason: str = "") -> None:
+        """``rproc_report_crash``: callable from any thread, including IRQ threads; the
+        crash is handled in a worker.  Only the first crash of an episode counts."""
+        with self._crash_lock:
+            t = self._crash_thread
+            if t is not None and t.is_alive():
+                return
+            t = threading.Thread(
+                target=self._crash_work,
+                args=(kind, reason),
+                name=f"rproc-{self.name}-crash",
+                daemon=True,
+            )
+            self._crash_thread = t
+            t.start()
 
-    def _spawn(
-        self,
-        region: SharedRegion,
-        mmio: SharedRegion,
-        core_fd: int,
-        host_fd: int,
-        layout: RpmsgVdevLayout,
-        entry: int,
-    ) -> subprocess.Popen[bytes]:
-        cmd = [
-            sys.executable, "-m", "amplink.remote",
-            "--name", self.name,
-            "--firmware", self.firmware,
-            "--region-fd", str(region.fd),
-            "--mmio-fd", str(mmio.fd),
-            "--irq-fd", str(core_fd),
-            "--peer-irq-fd", str(host_fd),
-            "--table-da", hex(layout.table_da),
-            "--table-len", str(layout.table_len),
-            "--boot-addr", hex(entry),
-            "--boot-timeout", str(self.boot_timeout),
-        ]  # fmt: skip
-        if self.cpu is not None:
-            cmd += ["--cpu", str(self.cpu)]
-        if not self._spin_enabled():
-            cmd.append("--no-spin")
-        env = dict(os.environ, AMPLINK_PARENT_PID=str(os.getpid()))
-        return subprocess.Popen(
-            cmd,
-            pass_fds=(region.fd, mmio.fd, core_fd, host_fd),
-            env=env,
-            stdin=subprocess.DEVNULL,
-        )
+    def _crash_work(self, kind: int, reason: str) -> None:
+        with self._lock:
+            if self.state != RUNNING:
+                return  # already crashed (this episode is being handled), or stopped
+            self.state = CRASHED
+            self.crash_count += 1
+            why = reason or crash_name(kind)
+            self.last_crash = (crash_name(kind), why)
+            log.error(
+                "crash detected in %s: type %s (%s); handling crash #%d",
+                self.name,
+                crash_name(kind),
+                why,
+                self.crash_count,
+            )
+            link = self.link
+            if link is not None:
+                link.handle_notify()  # deliver what the core managed to send
+                link.fail(RpmsgError(errno.EPIPE, f"remote core {self.name} crashed: {why}"))
+            if self.recovery:
+                self._recover_locked()
+            else:
+                log.error(
+                    "%s: recovery is disabled; it stays crashed until recovered "
+                    "(sysfs recovery = 'recover' or 'enabled')",
+                    self.name,
+                )
 
-    def _spin_enabled(self) -> bool:
-        if self.spin is not None:
-            return self.spin
-        return spin_worthwhile(None, None if self.cpu is None else {self.cpu})
+    def recover(self) -> None:
+        """Recover a crashed core now (sysfs ``recovery`` = ``recover``)."""
+        with self._lock:
+            self._recover_locked()
 
-    # -- channels --------------------------------------------------------------------
+    def _recover_locked(self) -> None:
+        if self.state != CRASHED:
+            return
+        log.info("%s: recovering (crash #%d)", self.name, self.crash_count)
+        self._release_locked(crashed=True)
+        self.state = OFFLINE
+        try:
+            self._boot_locked()
+        except Exception:
+            self.power = 0
+            log.exception("%s: recovery failed; the core is offline", self.name)
+
+    def _join_crash_thread(self) -> None:
+        t = self._crash_thread
+        if t is not None and t is not threading.current_thread():
+            t.join(30)
+
+    # -- channels and trace ----------------------------------------------------------
     def wait_channel(self, name: str, timeout: float | None = None) -> RpmsgDevice:
         """The rpmsg channel ``name`` announced by this core (waits for it)."""
-        if self.link is None:
+        link = self.link
+        if link is None:
             raise AmplinkError(errno.ENODEV, f"{self.name} is not running")
         return self.bus.wait_for_device(
-            name, self.boot_timeout if timeout is None else timeout, link=self.link
+            name, self.boot_timeout if timeout is None else timeout, link=link
         )
 
-    # -- stop and death --------------------------------------------------------------
-    def _on_core_exit(self) -> None:
-        """The core process exited; unexpected unless we are stopping it."""
-        proc = self._proc
-        code = proc.wait() if proc is not None else None
-        self.exit_code = code
-        if self._stopping:
-            return
-        self.state = CRASHED
-        log.error(
-            "remote core %s exited unexpectedly (%s); its channels are gone. "
-            "Call stop() to release it, then start() again.",
-            self.name,
-            _describe_exit(code),
-        )
-        if self.link is not None:
-            self.link.fail(
-                RpmsgError(errno.EPIPE, f"remote core {self.name} died ({_describe_exit(code)})")
-            )
+    def loaded_table(self) -> rt.ResourceTable | None:
+        """The table as it is in device memory now (vring addresses, notify ids,
+        negotiated features, status), or the cached one when the core is not running."""
+        with self._lock:
+            region, amap = self._region, self._amap
+            if region is None or amap is None:
+                return self.image.table if self.image is not None else None
+            da, size = self._table_at
+            off = amap.translate(da, size)
+            return rt.parse(region.mem[off : off + size])
 
-    def stop(self) -> None:
-        """Stop the core (SIGTERM, then SIGKILL after ``stop_timeout``) and release all."""
-        if self.state == OFFLINE:
-            return
-        self._stopping = True
-        self._release()
-        self.state = OFFLINE
-
-    def _fail_link(self) -> None:
-        if self.link is not None:
-            self.link.fail(RpmsgError(errno.ESHUTDOWN, f"remote core {self.name} was stopped"))
-            self.link = None
-
-    def _reap(self) -> None:
-        proc = self._proc
-        if proc is None:
-            return
-        self._proc = None
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            if not _wait_exit(proc, self.stop_timeout):
-                log.warning(
-                    "remote core %s ignored SIGTERM for %ss; killing it",
-                    self.name,
-                    self.stop_timeout,
-                )
-                proc.kill()
-        self.exit_code = proc.wait()
-
-    def _release(self) -> None:
-        self._stopping = True
-        while self._undo:
-            undo = self._undo.pop()
-            try:
-                undo()
-            except Exception:
-                log.exception("%s: error while releasing resources", self.name)
-
-    def __enter__(self) -> Rproc:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+    def trace(self, index: int = 0) -> str:
+        """The text in trace buffer ``index`` (debugfs ``trace<N>``)."""
+        with self._lock:
+            region, amap = self._region, self._amap
+            traces = self.table.traces()
+            if region is None or amap is None or not 0 <= index < len(traces):
+                raise AmplinkError(errno.ENODEV, f"{self.name}: trace{index} not available")
+            entry = traces[index]
+            off = amap.translate(entry.da, entry.len)
+            return read_trace(region.mem[off : off + entry.len])
 
 
 def _is_elf_file(spec: str) -> bool:
@@ -351,27 +515,3 @@ def _is_elf_file(spec: str) -> bool:
             return f.read(4) == ELF_MAGIC
     except OSError:
         return False
-
-
-def _close_fds(*fds: int) -> None:
-    for fd in fds:
-        os.close(fd)
-
-
-def _wait_exit(proc: subprocess.Popen[bytes], timeout: float) -> bool:
-    """Wait for ``proc`` to exit, up to ``timeout`` s, without polling loops."""
-    fd = os.pidfd_open(proc.pid)
-    try:
-        p = select.poll()
-        p.register(fd, select.POLLIN)
-        return bool(p.poll(int(timeout * 1000)))
-    finally:
-        os.close(fd)
-
-
-def _describe_exit(code: int | None) -> str:
-    if code is None:
-        return "exit status unknown"
-    if code < 0:
-        return f"killed by {signal.Signals(-code).name}"
-    return f"exit code {code}"

@@ -1,0 +1,127 @@
+"""The control interface of a remote processor, with sysfs and debugfs semantics.
+
+:class:`Sysfs` is ``/sys/class/remoteproc/remoteprocN/`` (``state``, ``firmware``,
+``recovery``, ``coredump``, ``name``) and :class:`Debugfs` is
+``/sys/kernel/debug/remoteproc/remoteprocN/`` (``crash``, ``resource_table``,
+``trace<N>``), as Python objects: reading an attribute gives the string the file
+would; assigning one does what writing the file does, with the same errors (a
+trailing newline is tolerated, as ``sysfs_streq`` does).
+"""
+
+from __future__ import annotations
+
+import errno
+from typing import TYPE_CHECKING
+
+from amplink.errors import AmplinkError
+from amplink.remoteproc import coredump
+from amplink.remoteproc.describe import describe_table
+from amplink.remoteproc.states import ATTACHED, CRASHED, RUNNING
+
+if TYPE_CHECKING:
+    from amplink.remoteproc.rproc import Rproc
+
+
+def _word(value: str) -> str:
+    return value[:-1] if value.endswith("\n") else value
+
+
+class Sysfs:
+    """``/sys/class/remoteproc/remoteprocN/`` of one :class:`Rproc`."""
+
+    def __init__(self, rproc: Rproc) -> None:
+        self._rp = rproc
+
+    @property
+    def name(self) -> str:
+        return self._rp.name
+
+    @property
+    def state(self) -> str:
+        return self._rp.state
+
+    @state.setter
+    def state(self, value: str) -> None:
+        rp, cmd = self._rp, _word(value)
+        if cmd == "start":
+            if rp.state in (RUNNING, ATTACHED):
+                raise AmplinkError(errno.EBUSY, f"{rp.name} is already {rp.state}")
+            rp.boot()
+        elif cmd == "stop":
+            if rp.state not in (RUNNING, ATTACHED):
+                raise AmplinkError(errno.EINVAL, f"{rp.name} is {rp.state}: nothing to stop")
+            rp.shutdown()
+        elif cmd == "detach":
+            # Only a core that was attached can be detached; a process core is booted.
+            raise AmplinkError(errno.EINVAL, f"{rp.name} was booted, not attached: cannot detach")
+        else:
+            raise AmplinkError(errno.EINVAL, f"state accepts start, stop or detach, not {cmd!r}")
+
+    @property
+    def firmware(self) -> str:
+        return "unknown" if self._rp.state == ATTACHED else self._rp.firmware
+
+    @firmware.setter
+    def firmware(self, value: str) -> None:
+        self._rp.set_firmware(value)
+
+    @property
+    def recovery(self) -> str:
+        return "enabled" if self._rp.recovery else "disabled"
+
+    @recovery.setter
+    def recovery(self, value: str) -> None:
+        rp, cmd = self._rp, _word(value)
+        if cmd == "enabled":
+            rp.recovery = True
+            rp.recover()
+        elif cmd == "disabled":
+            rp.recovery = False
+        elif cmd == "recover":
+            rp.recover()
+        else:
+            raise AmplinkError(
+                errno.EINVAL, f"recovery accepts enabled, disabled or recover, not {cmd!r}"
+            )
+
+    @property
+    def coredump(self) -> str:
+        return self._rp.coredump_mode
+
+    @coredump.setter
+    def coredump(self, value: str) -> None:
+        rp, mode = self._rp, _word(value)
+        if rp.state == CRASHED:
+            raise AmplinkError(errno.EBUSY, f"{rp.name} is crashed: change coredump later")
+        if mode not in coredump.MODES:
+            raise AmplinkError(
+                errno.EINVAL, f"coredump accepts {', '.join(coredump.MODES)}, not {mode!r}"
+            )
+        rp.coredump_mode = mode
+
+
+class Debugfs:
+    """``/sys/kernel/debug/remoteproc/remoteprocN/`` of one :class:`Rproc`."""
+
+    def __init__(self, rproc: Rproc) -> None:
+        self._rp = rproc
+
+    def crash(self, kind: int | str = 0) -> None:
+        """Write a crash type (0 mmufault, 1 watchdog, 2 fatal error) to ``crash``."""
+        try:
+            value = int(kind)
+        except ValueError:
+            raise AmplinkError(
+                errno.EINVAL, f"crash takes an unsigned integer, not {kind!r}"
+            ) from None
+        if value < 0:
+            raise AmplinkError(errno.EINVAL, f"crash takes an unsigned integer, not {value}")
+        self._rp.report_crash(value, "crash requested through debugfs")
+
+    @property
+    def resource_table(self) -> str:
+        table = self._rp.loaded_table()
+        return "No resource table found" if table is None else describe_table(table)
+
+    def trace(self, index: int = 0) -> str:
+        return self._rp.trace(index)

@@ -1,0 +1,305 @@
+"""The platform driver for a remote core that runs as an OS process.
+
+What ``ops->start``, ``ops->stop`` and ``ops->kick`` do for a real SoC, this does for a
+process: *start* spawns ``python -m amplink.remote`` with the device memory, the MMIO
+window (MU and core control) and two interrupt lines; *stop* is a reset (SIGKILL),
+preceded, when the firmware supports it, by TI K3's graceful-shutdown handshake;
+*kick* sends a vring notify id through the MU.  The core's death arrives as an
+interrupt (its pidfd on line :data:`WDOG_IRQ`); an optional watchdog timer checks the
+heartbeat the firmware writes into core control.
+
+Words from the core on the kick channel are sorted here: ``RP_MBOX_SHUTDOWN_ACK``
+completes the handshake, ``RP_MBOX_CRASH`` is a crash report, ``RP_MBOX_ECHO_REPLY`` is
+logged, other protocol words are ignored, and anything else is a notify id for the
+rproc core.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+
+from amplink.errors import AmplinkError
+from amplink.hw.core_ctrl import CC_BOOT_ADDR, CC_HEARTBEAT, CC_STATUS, STATUS_WFI, CoreControl
+from amplink.hw.soc import core_control, mmio_region
+from amplink.irq.flags import IRQ_HANDLED, IRQF_ONESHOT, IRQF_TRIGGER_RISING
+from amplink.irq.line import new_line_fd
+from amplink.mailbox.mu_path import Delivery, MuKickPath
+from amplink.memory.region import SharedRegion
+from amplink.remoteproc.protocol import (
+    RP_MBOX_CRASH,
+    RP_MBOX_ECHO_REPLY,
+    RP_MBOX_READY,
+    RP_MBOX_SHUTDOWN,
+    RP_MBOX_SHUTDOWN_ACK,
+)
+
+log = logging.getLogger(__name__)
+
+WDOG_IRQ = 33
+CRASH_MMUFAULT = 0
+CRASH_WATCHDOG = 1
+CRASH_FATAL_ERROR = 2
+CRASH_NAMES = {
+    CRASH_MMUFAULT: "mmufault",
+    CRASH_WATCHDOG: "watchdog",
+    CRASH_FATAL_ERROR: "fatal error",
+}
+
+
+def crash_name(kind: int) -> str:
+    return CRASH_NAMES.get(kind, "unknown")
+
+
+class ProcessCore:
+    """One core process and the hardware around it; created per start."""
+
+    def __init__(
+        self,
+        name: str,
+        firmware: str,
+        *,
+        on_notify: Callable[[int], None],
+        on_crash: Callable[[int, str], None],
+        cpu: int | None = None,
+        spin: bool = True,
+        delivery: Delivery = "thread",
+        rt_priority: int | None = None,
+        boot_timeout: float = 10.0,
+    ) -> None:
+        self.name = name
+        self.firmware = firmware
+        self.cpu = cpu
+        self.spin = spin
+        self.delivery: Delivery = delivery
+        self.rt_priority = rt_priority
+        self.boot_timeout = boot_timeout
+        self._on_notify = on_notify
+        self._on_crash = on_crash
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.kick_path: MuKickPath | None = None
+        self.control: CoreControl | None = None
+        self.exit_code: int | None = None
+        self._undo: list[Callable[[], None]] = []
+        self._ack = threading.Event()
+        self._resetting = False
+        self._watchdog: threading.Thread | None = None
+        self._watchdog_stop = threading.Event()
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc is not None else None
+
+    def status(self) -> int:
+        """The core-control STATUS word (BOOTED / WFI / HALTED)."""
+        return self.control.readl(CC_STATUS) if self.control is not None else 0
+
+    # -- start -----------------------------------------------------------------------
+    def start(
+        self, region: SharedRegion, table_da: int, table_len: int, entry: int, watchdog_ms: int
+    ) -> None:
+        """Release the core from reset: it boots at ``entry``.  On failure, everything
+        created so far is released before the error propagates."""
+        try:
+            self._start(region, table_da, table_len, entry, watchdog_ms)
+        except BaseException:
+            self.release()
+            raise
+
+    def _start(
+        self, region: SharedRegion, table_da: int, table_len: int, entry: int, watchdog_ms: int
+    ) -> None:
+        mmio = mmio_region(self.name)
+        self._undo.append(mmio.close)
+        self.control = core_control(mmio, self.name)
+        self.control.writel(CC_BOOT_ADDR, entry)
+        host_fd, core_fd = new_line_fd(), new_line_fd()
+        try:
+            self.proc = self._spawn(region, mmio, core_fd, host_fd, table_da, table_len, entry)
+        except BaseException:
+            os.close(host_fd)
+            os.close(core_fd)
+            raise
+        self._undo.append(self._reset)
+        path = MuKickPath(  # owns both line fds from here on, even if it fails
+            self.name,
+            mmio,
+            "a",
+            host_fd,
+            core_fd,
+            self._on_word,
+            delivery=self.delivery,
+            rt_priority=self.rt_priority,
+        )
+        self.kick_path = path
+        self._undo.append(self._close_path)
+        pidfd = os.pidfd_open(self.proc.pid)
+        path.domain.add_line(WDOG_IRQ, trigger=IRQF_TRIGGER_RISING, fd=pidfd, counter=False)
+        path.domain.request_threaded_irq(
+            WDOG_IRQ, None, self._exit_irq, IRQF_ONESHOT, f"{self.name}-wdog", self
+        )
+        if watchdog_ms:
+            self._start_watchdog(watchdog_ms / 1000)
+
+    def _spawn(
+        self,
+        region: SharedRegion,
+        mmio: SharedRegion,
+        core_fd: int,
+        host_fd: int,
+        table_da: int,
+        table_len: int,
+        entry: int,
+    ) -> subprocess.Popen[bytes]:
+        cmd = [
+            sys.executable, "-m", "amplink.remote",
+            "--name", self.name,
+            "--firmware", self.firmware,
+            "--region-fd", str(region.fd),
+            "--mmio-fd", str(mmio.fd),
+            "--irq-fd", str(core_fd),
+            "--peer-irq-fd", str(host_fd),
+            "--table-da", hex(table_da),
+            "--table-len", str(table_len),
+            "--boot-addr", hex(entry),
+            "--boot-timeout", str(self.boot_timeout),
+        ]  # fmt: skip
+        if self.cpu is not None:
+            cmd += ["--cpu", str(self.cpu)]
+        if not self.spin:
+            cmd.append("--no-spin")
+        env = dict(os.environ, AMPLINK_PARENT_PID=str(os.getpid()))
+        return subprocess.Popen(
+            cmd,
+            pass_fds=(region.fd, mmio.fd, core_fd, host_fd),
+            env=env,
+            stdin=subprocess.DEVNULL,
+        )
+
+    # -- words from the core ---------------------------------------------------------
+    def kick(self, word: int) -> None:
+        if self.kick_path is not None:
+            self.kick_path.kick(word)
+
+    def _on_word(self, word: int) -> None:
+        """The mailbox RX callback (in the RX channel's IRQ thread)."""
+        if word < RP_MBOX_READY:
+            self._on_notify(word)
+        elif word == RP_MBOX_SHUTDOWN_ACK:
+            self._ack.set()
+        elif word == RP_MBOX_CRASH:
+            self._on_crash(CRASH_FATAL_ERROR, "the firmware reported a fatal error")
+        elif word == RP_MBOX_ECHO_REPLY:
+            log.info("%s: echo reply", self.name)
+
+    def _exit_irq(self, irq: int, dev_id: object) -> int:
+        """The core process exited (its pidfd became readable)."""
+        proc = self.proc
+        code = proc.wait() if proc is not None else None
+        self.exit_code = code
+        self._ack.set()  # a graceful shutdown waiting for this core need not wait on
+        if not self._resetting:
+            self._on_crash(CRASH_FATAL_ERROR, f"the core process exited ({describe_exit(code)})")
+        return IRQ_HANDLED
+
+    # -- watchdog --------------------------------------------------------------------
+    def _start_watchdog(self, period: float) -> None:
+        control = self.control
+        assert control is not None
+        self._watchdog_stop.clear()
+
+        def watch() -> None:
+            last = control.readl(CC_HEARTBEAT)
+            while not self._watchdog_stop.wait(period):
+                beat = control.readl(CC_HEARTBEAT)
+                if beat == last:
+                    self._on_crash(
+                        CRASH_WATCHDOG, f"no heartbeat for {period * 1000:.0f} ms (watchdog)"
+                    )
+                    return
+                last = beat
+
+        self._watchdog = threading.Thread(target=watch, name=f"{self.name}-wdt", daemon=True)
+        self._watchdog.start()
+        self._undo.append(self._stop_watchdog)
+
+    def _stop_watchdog(self) -> None:
+        self._watchdog_stop.set()
+        if self._watchdog is not None and self._watchdog is not threading.current_thread():
+            self._watchdog.join(5)
+        self._watchdog = None
+
+    # -- stop ------------------------------------------------------------------------
+    def graceful_shutdown(self, ack_timeout: float, wfi_timeout: float, wfi_poll: float) -> None:
+        """TI K3's handshake: ``RP_MBOX_SHUTDOWN``, wait for the ACK (``EBUSY`` if it
+        does not come: the core keeps running), then poll core control for WFI
+        (``ETIMEDOUT``).  The caller resets the core afterwards."""
+        if self.proc is None or self.proc.poll() is not None:
+            return  # the core is not executing anything: nothing to hand shake with
+        self._ack.clear()
+        self.kick(RP_MBOX_SHUTDOWN)
+        if self._ack.wait(ack_timeout) and self.proc.poll() is not None:
+            return  # it exited instead of answering
+        if not self._ack.is_set():
+            log.error(
+                "%s: timeout waiting for the shutdown ACK (%.0f ms); the core keeps running",
+                self.name,
+                ack_timeout * 1000,
+            )
+            raise AmplinkError(
+                errno.EBUSY,
+                f"{self.name} did not acknowledge RP_MBOX_SHUTDOWN within {ack_timeout:g}s; "
+                "it is still running (its firmware must answer the handshake, or say in its "
+                "resource table that it does not support it)",
+            )
+        deadline = time.monotonic() + wfi_timeout
+        while not self.status() & STATUS_WFI:
+            if time.monotonic() > deadline:
+                raise AmplinkError(
+                    errno.ETIMEDOUT,
+                    f"{self.name} acknowledged the shutdown but did not enter WFI within "
+                    f"{wfi_timeout * 1000:g} ms",
+                )
+            time.sleep(wfi_poll)
+
+    def _reset(self) -> None:
+        """Hold the core in reset: the process is killed and reaped."""
+        proc = self.proc
+        if proc is None:
+            return
+        self._resetting = True
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+        self.exit_code = proc.wait()
+        self.proc = None
+
+    def _close_path(self) -> None:
+        if self.kick_path is not None:
+            self.kick_path.close()
+            self.kick_path = None
+
+    def release(self) -> None:
+        """Reset the core and release everything start created. Idempotent."""
+        self._resetting = True
+        while self._undo:
+            undo = self._undo.pop()
+            try:
+                undo()
+            except Exception:
+                log.exception("%s: error while releasing resources", self.name)
+        self.control = None
+
+
+def describe_exit(code: int | None) -> str:
+    if code is None:
+        return "exit status unknown"
+    if code < 0:
+        return f"killed by {signal.Signals(-code).name}"
+    return f"exit code {code}"
