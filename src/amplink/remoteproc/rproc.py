@@ -121,10 +121,14 @@ class Rproc:
         self.shutdown_timeout = shutdown_timeout
         self.wfi_timeout = wfi_timeout
         self.inline_coredump_timeout = inline_coredump_timeout
-        self.state = OFFLINE
+        self._lock = threading.RLock()
+        self._state_changed = threading.Condition()  # not _lock: readable during recovery
+        self._state = OFFLINE
         self.power = 0
         self.crash_count = 0
         self.last_crash: tuple[str, str] | None = None
+        self.dumps_taken = 0
+        self.undelivered: dict[int, int] = {}  # at the last crash: source address -> count
         self._exit_code: int | None = None
         self.last_stop = ""  # how the core last stopped: graceful shutdown, or reset
         self.image: FirmwareImage | None = None
@@ -138,7 +142,6 @@ class Rproc:
         self._amap: AddressMap | None = None
         self._notifyids: tuple[int, int] = (0, 1)
         self._table_at: tuple[int, int] = (0, 0)
-        self._lock = threading.RLock()
         self._crash_lock = threading.Lock()
         self._crash_thread: threading.Thread | None = None
         self.sysfs = Sysfs(self)
@@ -150,6 +153,28 @@ class Rproc:
     @property
     def pid(self) -> int | None:
         return self._platform.pid if self._platform is not None else None
+
+    @property
+    def state(self) -> str:
+        """``offline``, ``running``, ``crashed``, ... (sysfs ``state``)."""
+        return self._state
+
+    @state.setter
+    def state(self, value: str) -> None:
+        with self._state_changed:
+            self._state = value
+            self._state_changed.notify_all()
+
+    def wait_state(self, *states: str, timeout: float = 10.0) -> str:
+        """Wait until the state is one of ``states`` (e.g. ``running`` again after a
+        crash is recovered); ``ETIMEDOUT`` if it is not within ``timeout`` s."""
+        with self._state_changed:
+            if not self._state_changed.wait_for(lambda: self._state in states, timeout):
+                raise AmplinkError(
+                    errno.ETIMEDOUT,
+                    f"{self.name} is {self._state}, not {' or '.join(states)}, after {timeout}s",
+                )
+            return self._state
 
     @property
     def exit_code(self) -> int | None:
@@ -234,7 +259,7 @@ class Rproc:
             if self.state in (RUNNING, CRASHED, ATTACHED):
                 self._stop_locked(force=True)
             self.power = 0
-        self._join_crash_thread()
+        self.wait_crash_handled()
 
     def __enter__(self) -> Rproc:
         self.start()
@@ -386,7 +411,10 @@ class Rproc:
         )
         if dump is None:
             return
-        self.coredumps.append(dump)
+        with self._state_changed:
+            self.coredumps.append(dump)
+            self.dumps_taken += 1
+            self._state_changed.notify_all()
         if dump.mode == coredump.INLINE:
             coredump.wait_inline(dump, self.inline_coredump_timeout)
         if self.coredump_dir is not None and dump.data is not None:
@@ -430,8 +458,8 @@ class Rproc:
         with self._lock:
             if self.state != RUNNING:
                 return  # already crashed (this episode is being handled), or stopped
-            self.state = CRASHED
             self.crash_count += 1
+            self.state = CRASHED  # after the count: waiters on either see both
             why = reason or crash_name(kind)
             self.last_crash = (crash_name(kind), why)
             log.error(
@@ -444,6 +472,16 @@ class Rproc:
             link = self.link
             if link is not None:
                 link.handle_notify()  # deliver what the core managed to send
+                lost = self.undelivered = link.unconsumed()
+                if lost:
+                    log.error(
+                        "%s crashed before consuming %d sent messages (per source "
+                        "address: %s); their senders' endpoints are released with EPIPE",
+                        self.name,
+                        sum(lost.values()),
+                        lost,
+                    )
+                    why += f"; {sum(lost.values())} sent messages were never consumed"
                 link.fail(RpmsgError(errno.EPIPE, f"remote core {self.name} crashed: {why}"))
             if self.recovery:
                 self._recover_locked()
@@ -471,10 +509,28 @@ class Rproc:
             self.power = 0
             log.exception("%s: recovery failed; the core is offline", self.name)
 
-    def _join_crash_thread(self) -> None:
+    def wait_coredump(self, count: int = 1, timeout: float = 30.0) -> coredump.Coredump:
+        """Wait until ``count`` dumps have been taken; returns the newest.  For
+        ``inline`` dumps, recovery waits until it has been read."""
+        with self._state_changed:
+            if not self._state_changed.wait_for(lambda: self.dumps_taken >= count, timeout):
+                raise AmplinkError(errno.ETIMEDOUT, f"{self.name}: no core dump #{count}")
+            return self.coredumps[-1]
+
+    def wait_crash_handled(self, count: int | None = None, timeout: float = 30.0) -> None:
+        """Wait until crash number ``count`` (default: the one being handled now) has
+        been noticed and handled, recovery included; ``ETIMEDOUT`` otherwise."""
+        if count is not None:
+            with self._state_changed:
+                if not self._state_changed.wait_for(lambda: self.crash_count >= count, timeout):
+                    raise AmplinkError(
+                        errno.ETIMEDOUT, f"{self.name}: no crash #{count} within {timeout}s"
+                    )
         t = self._crash_thread
         if t is not None and t is not threading.current_thread():
-            t.join(30)
+            t.join(timeout)
+            if t.is_alive():
+                raise AmplinkError(errno.ETIMEDOUT, f"{self.name}: crash handling still runs")
 
     # -- channels and trace ----------------------------------------------------------
     def wait_channel(self, name: str, timeout: float | None = None) -> RpmsgDevice:

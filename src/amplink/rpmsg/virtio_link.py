@@ -340,6 +340,23 @@ class VirtioRpmsgHost(VirtioRpmsgLink):
         )
         notify(0)  # the receive buffers are posted
 
+    def unconsumed(self) -> dict[int, int]:
+        """Per source address, how many sent messages the device never consumed.
+
+        Meant for a dead peer: used buffers are reclaimed first (a broken used ring
+        stops that), and whatever is still outstanding was never taken."""
+        with self._tx_cond:
+            try:
+                while self._tx_vq.get() is not None:
+                    pass
+            except VirtqueueError:
+                pass
+            counts: dict[int, int] = {}
+            for token in self._tx_vq.outstanding_tokens():
+                src = _HDR.unpack_from(self._mem, self._pool_off + token * self._buf_size)[0]
+                counts[src] = counts.get(src, 0) + 1
+            return counts
+
     def _take_tx(self) -> tuple[int, int, int] | None:
         if self._next_unused_tx < self._n_tx:
             token = self._n_rx + self._next_unused_tx

@@ -152,6 +152,10 @@ class VirtqueueDriver(_Vring):
         self._last_used = (lu + 1) & 0xFFFF
         return token, written
 
+    def outstanding_tokens(self) -> list[int]:
+        """Tokens of buffers the device has not returned (reclaim used ones first)."""
+        return [t for t in self._tokens if t != _FREE]
+
     def disable_cb(self) -> None:
         """Ask the device not to interrupt us (``VRING_AVAIL_F_NO_INTERRUPT``)."""
         self._avail[0] = VRING_AVAIL_F_NO_INTERRUPT

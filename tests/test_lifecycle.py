@@ -1,0 +1,303 @@
+"""The remoteproc lifecycle: refcounts, the control interface, graceful shutdown,
+every way a core can crash, recovery, coredumps, trace buffers, and no leaks."""
+
+import errno
+import io
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import threading
+from pathlib import Path
+
+import pytest
+from elftools.elf.elffile import ELFFile
+
+from amplink.errors import AmplinkError, RpmsgError
+from amplink.hw.core_ctrl import STATUS_BOOTED, STATUS_HALTED, STATUS_WFI
+from amplink.remoteproc import CRASHED, DELETED, OFFLINE, RUNNING, Rproc
+from amplink.remoteproc.fwpack import PY_MAGIC
+from amplink.remoteproc.layout import default_rsc_table
+from amplink.remoteproc.protocol import Features
+from resources import snapshot
+
+SERVICE = "rpmsg-openamp-demo-channel"
+FW = Path(__file__).parent / "firmware"
+FAULTY = str(FW / "faulty.py")
+
+
+def echo_once(rp: Rproc, payload: bytes = b"ping") -> None:
+    ept = rp.wait_channel(SERVICE, 10).create_ept()
+    ept.send(payload)
+    assert ept.recv(10).data == payload
+    ept.destroy()
+
+
+# -- refcounts and the control interface ----------------------------------------------
+def test_boot_and_shutdown_are_refcounted():
+    before = snapshot()
+    rp = Rproc("refs")
+    rp.boot()
+    rp.boot()
+    assert rp.power == 2 and rp.state == RUNNING
+    rp.shutdown()
+    assert rp.state == RUNNING  # one reference left
+    echo_once(rp)
+    rp.shutdown()
+    assert rp.state == OFFLINE and rp.last_stop == "graceful shutdown"
+    with pytest.raises(AmplinkError) as exc:
+        rp.shutdown()
+    assert exc.value.errno == errno.EINVAL
+    rp.delete()
+    assert rp.state == DELETED
+    with pytest.raises(AmplinkError) as exc:
+        rp.boot()
+    assert exc.value.errno == errno.ENODEV
+    assert snapshot() == before
+
+
+def test_sysfs_semantics():
+    rp = Rproc("sysfs", recovery=False)
+    fs = rp.sysfs
+    assert (fs.name, fs.state, fs.recovery, fs.coredump) == (
+        "sysfs",
+        OFFLINE,
+        "disabled",
+        "disabled",
+    )
+    for attr, value, code in (
+        ("state", "stop", errno.EINVAL),
+        ("state", "detach", errno.EINVAL),
+        ("state", "reboot", errno.EINVAL),
+        ("recovery", "maybe", errno.EINVAL),
+        ("coredump", "default", errno.EINVAL),  # the old name; only "enabled" now
+        ("firmware", "\n", errno.EINVAL),
+    ):
+        with pytest.raises(AmplinkError) as exc:
+            setattr(fs, attr, value)
+        assert exc.value.errno == code, (attr, value)
+    fs.firmware = "amplink.firmware.echo\nignored"
+    assert fs.firmware == "amplink.firmware.echo"
+    fs.coredump = "enabled\n"
+    fs.state = "start\n"
+    try:
+        assert fs.state == RUNNING
+        with pytest.raises(AmplinkError) as exc:
+            fs.state = "start"
+        assert exc.value.errno == errno.EBUSY
+        with pytest.raises(AmplinkError) as exc:
+            fs.firmware = "other"
+        assert exc.value.errno == errno.EBUSY
+        table = rp.debugfs.resource_table
+        assert "vring0: da 0x" in table and "notifyid 0" in table  # the loaded copy
+        assert "status 0x7" in table  # ACKNOWLEDGE | DRIVER | DRIVER_OK, set by the host
+        rp.debugfs.crash(1)
+        assert rp.wait_state(CRASHED) == CRASHED
+        with pytest.raises(AmplinkError) as exc:
+            fs.coredump = "inline"
+        assert exc.value.errno == errno.EBUSY
+        with pytest.raises(AmplinkError) as exc:
+            fs.state = "stop"  # a crashed core is not stopped, it is recovered
+        assert exc.value.errno == errno.EINVAL
+        fs.recovery = "recover"
+        assert rp.wait_state(RUNNING) == RUNNING
+        assert rp.last_crash == ("watchdog", "crash requested through debugfs")
+        echo_once(rp)
+        fs.state = "stop"
+        assert fs.state == OFFLINE
+    finally:
+        rp.stop()
+
+
+# -- graceful shutdown ----------------------------------------------------------------
+def test_graceful_shutdown_reaches_wfi_before_the_reset():
+    with Rproc("k3") as rp:
+        echo_once(rp)
+        assert rp.core_status & STATUS_BOOTED
+        seen = []
+        platform = rp._platform
+        real_reset = platform._reset
+
+        def reset_and_record():
+            seen.append(platform.status())
+            real_reset()
+
+        platform._undo[platform._undo.index(real_reset)] = reset_and_record
+    assert rp.last_stop == "graceful shutdown"
+    assert seen and seen[0] & STATUS_WFI and seen[0] & STATUS_HALTED
+    assert rp.exit_code == -signal.SIGKILL  # stop = reset
+
+
+def test_no_ack_is_ebusy_and_the_core_keeps_running(caplog):
+    before = snapshot()
+    rp = Rproc("noack", str(FW / "stalled.py"), shutdown_timeout=0.3)
+    rp.start()
+    rp.wait_channel(SERVICE, 10)
+    with caplog.at_level(logging.ERROR), pytest.raises(AmplinkError) as exc:
+        rp.shutdown()
+    assert exc.value.errno == errno.EBUSY
+    assert "timeout waiting for the shutdown ACK" in caplog.text
+    assert rp.state == RUNNING and rp.power == 1
+    os.kill(rp.pid, 0)  # still alive
+    rp.stop()  # the convenient stop resets it anyway
+    assert rp.state == OFFLINE and rp.last_stop == "reset"
+    assert snapshot() == before
+
+
+def test_ack_without_wfi_is_etimedout():
+    rp = Rproc("nowfi", str(FW / "no_wfi.py"))
+    rp.start()
+    try:
+        rp.wait_channel(SERVICE, 10)
+        with pytest.raises(AmplinkError) as exc:
+            rp.shutdown()
+        assert exc.value.errno == errno.ETIMEDOUT and "WFI" in str(exc.value)
+        assert rp.state == RUNNING
+    finally:
+        rp.stop()
+
+
+def test_firmware_without_the_handshake_is_reset_at_once():
+    table = default_rsc_table(features=Features())
+    with Rproc("plain", table=table) as rp:
+        assert not rp.features.graceful_shutdown
+        echo_once(rp)
+    assert rp.last_stop == "reset"
+
+
+# -- crashes --------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("trigger", "kind"),
+    [("kill", "fatal error"), ("fatal", "fatal error"), ("corrupt", "mmufault")],
+)
+def test_each_crash_kind_is_detected_and_recovered(trigger, kind, caplog):
+    before = snapshot()
+    with Rproc(f"crash-{trigger}", FAULTY) as rp:
+        echo_once(rp)
+        ept = rp.wait_channel(SERVICE, 10).create_ept()
+        released = []
+        ept.on_release(lambda e, why: released.append(why))
+        with caplog.at_level(logging.ERROR):
+            if trigger == "kill":
+                os.kill(rp.pid, signal.SIGKILL)
+            else:
+                ept.send(trigger.encode())
+            with pytest.raises(RpmsgError):
+                ept.recv(30)  # released by the crash, not a timeout
+        assert released and released[0].errno in (errno.EPIPE, errno.EIO)
+        rp.wait_crash_handled(1)
+        assert rp.state == RUNNING  # recovered
+        assert rp.crash_count == 1 and rp.last_crash[0] == kind
+        assert f"type {kind}" in caplog.text
+        echo_once(rp, b"after recovery")  # the channel was announced again
+    assert snapshot() == before
+
+
+def test_watchdog_expiry_is_a_crash():
+    table = default_rsc_table(features=Features(graceful_shutdown=True, watchdog_ms=300))
+    with Rproc("wdt", FAULTY, table=table, recovery=False) as rp:
+        assert "wdt-wdt" in [t.name for t in threading.enumerate()]
+        echo_once(rp)
+        rp.wait_channel(SERVICE, 10).create_ept().send(b"hang")
+        assert rp.wait_state(CRASHED, timeout=30) == CRASHED
+        assert rp.last_crash[0] == "watchdog"
+
+
+def test_recovery_disabled_only_the_first_crash_counts():
+    with Rproc("once", recovery=False) as rp:
+        rp.wait_channel(SERVICE, 10)
+        rp.debugfs.crash(2)
+        rp.debugfs.crash(0)
+        rp.report_crash(1)
+        assert rp.wait_state(CRASHED) == CRASHED
+        rp.wait_crash_handled()
+        rp.debugfs.crash(0)  # a crashed core is not crashed again
+        rp.wait_crash_handled()
+        assert rp.crash_count == 1 and rp.last_crash[0] == "fatal error"
+        rp.sysfs.recovery = "enabled"  # enabling recovery recovers at once
+        assert rp.state == RUNNING
+        echo_once(rp)
+
+
+def test_messages_in_flight_are_delivered_or_reported(caplog):
+    """The core dies with host messages in its ring: they are counted and their
+    senders' endpoints released; what the core had sent is delivered first."""
+    with Rproc("inflight", str(FW / "stalled.py"), recovery=False, shutdown_timeout=0.2) as rp:
+        ept = rp.wait_channel(SERVICE, 10).create_ept()
+        for i in range(10):
+            ept.trysend(b"%d" % i)
+        with caplog.at_level(logging.ERROR):
+            os.kill(rp.pid, signal.SIGKILL)
+            assert rp.wait_state(CRASHED, timeout=30) == CRASHED
+        assert rp.undelivered == {ept.addr: 10}
+        assert "before consuming 10 sent messages" in caplog.text
+        with pytest.raises(RpmsgError) as exc:
+            ept.send(b"after")
+        assert exc.value.errno == errno.EPIPE
+
+
+# -- coredumps and traces -------------------------------------------------------------
+def test_coredump_enabled_is_an_elf_core_of_device_memory(tmp_path):
+    with Rproc("dumped", coredump_mode="enabled", coredump_dir=str(tmp_path)) as rp:
+        echo_once(rp)
+        rp.debugfs.crash(2)
+        rp.wait_crash_handled(1)
+        assert rp.state == RUNNING
+        (dump,) = rp.coredumps
+    elf = ELFFile(io.BytesIO(dump.data))
+    assert elf.header["e_type"] == "ET_CORE" and elf.header["e_entry"] == 0x1000
+    (seg,) = list(elf.iter_segments())
+    assert seg["p_paddr"] == seg["p_vaddr"] == 0 and seg["p_flags"] == 7
+    memory = seg.data()
+    assert memory[0x1000 : 0x1000 + len(PY_MAGIC)] == PY_MAGIC  # the loaded program
+    path = tmp_path / "dumped-crash1.core"
+    assert path.read_bytes() == dump.data
+    if shutil.which("readelf"):
+        out = subprocess.run(
+            ["readelf", "-h", str(path)], capture_output=True, text=True, check=True
+        )
+        assert "CORE (Core file)" in out.stdout and not out.stderr
+
+
+def test_inline_coredump_holds_recovery_until_read():
+    with Rproc("inline", coredump_mode="inline") as rp:
+        rp.wait_channel(SERVICE, 10)
+        rp.debugfs.crash(0)
+        dump = rp.wait_coredump()
+        assert rp.state == CRASHED and dump.data is None  # recovery waits for the reader
+        data = dump.read()
+        assert rp.wait_state(RUNNING, timeout=30) == RUNNING
+    assert ELFFile(io.BytesIO(data)).header["e_type"] == "ET_CORE"
+
+
+def test_trace_buffer_holds_what_the_firmware_wrote():
+    with Rproc("traced", FAULTY) as rp:
+        ept = rp.wait_channel(SERVICE, 10).create_ept()
+        ept.send(b"trace:hello from the core")
+        assert ept.recv(10).data == b"traced"
+        text = rp.debugfs.trace(0)
+        assert "hello from the core\n" in text
+        assert "WARNING logged hello from the core" in text
+    with pytest.raises(AmplinkError) as exc:
+        rp.trace(0)
+    assert exc.value.errno == errno.ENODEV
+
+
+# -- no leaks -------------------------------------------------------------------------
+def test_100_start_stop_and_50_crash_recover_cycles_leave_nothing_behind():
+    before = snapshot()
+    rp = Rproc("cycles", spin=False)
+    for i in range(100):
+        rp.start()
+        echo_once(rp, b"cycle %d" % i)
+        rp.stop()
+    assert snapshot() == before
+    rp.start()
+    for i in range(50):
+        os.kill(rp.pid, signal.SIGKILL)
+        rp.wait_crash_handled(i + 1)
+        assert rp.state == RUNNING and rp.crash_count == i + 1
+        echo_once(rp, b"recovered %d" % i)
+    rp.stop()
+    assert snapshot() == before
