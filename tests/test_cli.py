@@ -39,6 +39,7 @@ def test_demo_failure_exit_code(tmp_path):
 
 def test_bench_json(capsys):
     args = ["bench", "--json", "--rounds", "300", "--messages", "3000", "--deliveries", "50"]
+    args += ["--cycles", "3"]
     assert cli.main(args) == 0
     report = json.loads(capsys.readouterr().out)
     names = [r["name"] for r in report["results"]]
@@ -59,10 +60,14 @@ def test_bench_json(capsys):
     ]
     for d in report["delivery"]:
         assert 0 < d["p50_us"] <= d["p99_us"] <= d["max_us"]
+    phases = [t["name"] for t in report["lifecycle"]]
+    assert phases == ["spawn python -c pass", "boot to channel", "graceful stop", "reset stop"]
+    assert all(0 < t["p50_ms"] <= t["p99_ms"] for t in report["lifecycle"])
 
 
 def test_bench_table(capsys):
     args = ["bench", "--rounds", "200", "--messages", "1000", "--deliveries", "20", "--no-pin"]
+    args += ["--cycles", "2"]
     assert cli.main(args) == 0
     out = capsys.readouterr().out
     assert "not pinned" in out and "vs multiprocessing.Pipe" in out

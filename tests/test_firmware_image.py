@@ -10,15 +10,17 @@ import subprocess
 import pytest
 from elftools.elf.elffile import ELFFile
 
-from amplink.errors import AmplinkError
+from amplink.errors import AmplinkError, WireError
 from amplink.memory import AddressMap, SharedRegion
+from amplink.remote.__main__ import read_program
 from amplink.remoteproc import OFFLINE, Rproc
 from amplink.remoteproc.describe import describe_image
 from amplink.remoteproc.elf import FirmwareError, FirmwareImage
 from amplink.remoteproc.elf_writer import ET_EXEC, PF_R, OutSegment, write_elf
-from amplink.remoteproc.fwpack import PY_HEADER, PY_MAGIC, pack_python, packed_python, read_program
+from amplink.remoteproc.fwpack import pack_python, packed_python
 from amplink.remoteproc.layout import default_rsc_table
 from amplink.wire import rsc_table as rt
+from amplink.wire.pyprog import PY_MAGIC, encode_program
 from resources import snapshot
 from test_cli import run_cli
 
@@ -128,10 +130,10 @@ def test_core_runs_the_program_loaded_into_its_memory():
     with SharedRegion.create(0x3000) as region:
         amap = AddressMap.identity(region.size)
         FirmwareImage.parse(packed(), "fw").load(region, amap)
-        assert read_program(region.mem, amap, 0x1000) == PROGRAM
+        assert read_program(region, amap, 0x1000) == PROGRAM
         region.mem[0x1000] = 0
-        with pytest.raises(FirmwareError) as exc:
-            read_program(region.mem, amap, 0x1000)
+        with pytest.raises(WireError) as exc:
+            read_program(region, amap, 0x1000)
         assert exc.value.rule == "entry"
 
 
@@ -166,7 +168,7 @@ def test_foreign_machine_is_inspectable_but_refused_at_start(tmp_path):
 
 
 def test_firmware_too_big_for_device_memory_is_refused(tmp_path):
-    program = PY_HEADER.pack(PY_MAGIC, len(PROGRAM), 0) + PROGRAM.encode()
+    program = encode_program(PROGRAM)
     data = write_elf(
         [
             OutSegment(0, default_rsc_table().build(), section=".resource_table"),

@@ -17,9 +17,9 @@ from elftools.elf.elffile import ELFFile
 from amplink.errors import AmplinkError, RpmsgError
 from amplink.hw.core_ctrl import STATUS_BOOTED, STATUS_HALTED, STATUS_WFI
 from amplink.remoteproc import CRASHED, DELETED, OFFLINE, RUNNING, Rproc
-from amplink.remoteproc.fwpack import PY_MAGIC
 from amplink.remoteproc.layout import default_rsc_table
-from amplink.remoteproc.protocol import Features
+from amplink.wire.protocol import Features
+from amplink.wire.pyprog import PY_MAGIC
 from resources import snapshot
 
 SERVICE = "rpmsg-openamp-demo-channel"
@@ -229,7 +229,8 @@ def test_messages_in_flight_are_delivered_or_reported(caplog):
             ept.trysend(b"%d" % i)
         with caplog.at_level(logging.ERROR):
             os.kill(rp.pid, signal.SIGKILL)
-            assert rp.wait_state(CRASHED, timeout=30) == CRASHED
+            rp.wait_crash_handled(1)
+        assert rp.state == CRASHED
         assert rp.undelivered == {ept.addr: 10}
         assert "before consuming 10 sent messages" in caplog.text
         with pytest.raises(RpmsgError) as exc:

@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass
 from multiprocessing.connection import Connection
 from typing import Any
 
-from amplink import bench_mailbox
+from amplink import bench_lifecycle, bench_mailbox
 from amplink.firmware import bench as fw
 from amplink.remoteproc import Rproc
 from amplink.rpmsg.core import Endpoint
@@ -158,7 +158,11 @@ def _result(
 
 
 def run(
-    rounds: int = 10_000, messages: int = 50_000, pin: bool = True, deliveries: int = 2000
+    rounds: int = 10_000,
+    messages: int = 50_000,
+    pin: bool = True,
+    deliveries: int = 2000,
+    cycles: int = 20,
 ) -> dict[str, Any]:
     """Run every benchmark; returns the report that ``--json`` prints."""
     placement = choose_placement(pin)
@@ -169,6 +173,7 @@ def run(
         baseline = bench_pipe(rounds, messages, placement)
         ours, mbox = bench_amplink(rounds, messages, placement)
         delivery = bench_mailbox.bench_deliveries(deliveries)
+        lifecycle = bench_lifecycle.bench_lifecycle(cycles)
     finally:
         os.sched_setaffinity(0, saved)
     return {
@@ -186,6 +191,7 @@ def run(
             "deliveries": deliveries,
             "load_items": bench_mailbox.LOAD_ITEMS,
             "load_item_us": bench_mailbox.LOAD_ITEM_S * 1e6,
+            "cycles": cycles,
         },
         "baseline": baseline.name,
         "results": [asdict(baseline), asdict(ours)],
@@ -195,6 +201,7 @@ def run(
         },
         "mailbox": asdict(mbox),
         "delivery": [asdict(d) for d in delivery],
+        "lifecycle": [asdict(t) for t in lifecycle],
     }
 
 
@@ -245,4 +252,11 @@ def format_report(report: dict[str, Any]) -> str:
             f"{d['path']:<14}{d['load']:<16}{d['p50_us']:>10.1f}{d['p99_us']:>10.1f}"
             f"{d['max_us']:>10.1f}"
         )
+    lines += [
+        "",
+        f"lifecycle: {prm['cycles']} cycles each (baseline: the bare process spawn)",
+        f"{'phase':<26}{'p50 ms':>10}{'p99 ms':>10}",
+    ]
+    for t in report["lifecycle"]:
+        lines.append(f"{t['name']:<26}{t['p50_ms']:>10.1f}{t['p99_ms']:>10.1f}")
     return "\n".join(lines)

@@ -28,6 +28,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         messages=args.messages,
         pin=not args.no_pin,
         deliveries=args.deliveries,
+        cycles=args.cycles,
     )
     if args.json:
         print(json.dumps(report, indent=2))
@@ -80,6 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=2000,
         help="interrupts per callback-delivery measurement (default 2000)",
+    )
+    b.add_argument(
+        "--cycles", type=int, default=20, help="boot/stop cycles for the lifecycle figures"
     )
     b.add_argument("--no-pin", action="store_true", help="do not pin processes to CPUs")
     b.add_argument("--json", action="store_true", help="print one JSON object")

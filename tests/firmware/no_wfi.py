@@ -1,7 +1,7 @@
 """Firmware that acknowledges a shutdown request but never enters WFI."""
 
 from amplink.remote import Core
-from amplink.remoteproc.protocol import RP_MBOX_SHUTDOWN_ACK
+from amplink.wire.protocol import RP_MBOX_SHUTDOWN_ACK
 
 
 def main(core: Core) -> None:

@@ -35,20 +35,20 @@ from amplink.mailbox.mu_path import MuKickPath
 from amplink.memory.addrmap import AddressMap
 from amplink.memory.region import SharedRegion
 from amplink.remote.runtime import Core, CoreHardware
-from amplink.remoteproc.fwpack import read_program
-from amplink.remoteproc.protocol import (
+from amplink.rpmsg.virtio_link import VirtioRpmsgRemote
+from amplink.transport.spin import AdaptiveSpin
+from amplink.virtio.constants import VIRTIO_ID_RPMSG
+from amplink.virtio.vdev import VdevConfig
+from amplink.wire import rsc_table
+from amplink.wire.protocol import (
     RP_MBOX_ECHO_REPLY,
     RP_MBOX_ECHO_REQUEST,
     RP_MBOX_READY,
     RP_MBOX_SHUTDOWN,
     Features,
 )
-from amplink.remoteproc.trace import TraceWriter
-from amplink.rpmsg.virtio_link import VirtioRpmsgRemote
-from amplink.transport.spin import AdaptiveSpin
-from amplink.virtio.constants import VIRTIO_ID_RPMSG
-from amplink.virtio.vdev import VdevConfig
-from amplink.wire import rsc_table
+from amplink.wire.pyprog import PY_HEADER, decode_source, program_length
+from amplink.wire.trace import TraceWriter
 
 PR_SET_PDEATHSIG = 1
 EXIT_BAD_SETUP = 2
@@ -160,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         core = Core(args.name, link, wake_fd, hw, mailbox=path.controller.dev)
         try:
-            firmware = load_program(read_program(region.mem, amap, args.boot_addr), args.firmware)
+            firmware = load_program(read_program(region, amap, args.boot_addr), args.firmware)
             firmware(core)
         except Exception:
             log.exception("firmware %s crashed", args.firmware)
@@ -174,6 +174,14 @@ def main(argv: list[str] | None = None) -> int:
         os.close(wake_fd)
         mmio.close()
         region.close()
+
+
+def read_program(region: SharedRegion, amap: AddressMap, entry: int) -> str:
+    """The Python source the host loaded at ``entry`` (what this core executes)."""
+    off = amap.translate(entry, PY_HEADER.size)
+    length = program_length(bytes(region.mem[off : off + PY_HEADER.size]))
+    start = amap.translate(entry + PY_HEADER.size, length)
+    return decode_source(bytes(region.mem[start : start + length]))
 
 
 def _trace_writer(

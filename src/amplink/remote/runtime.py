@@ -8,7 +8,7 @@ run in this loop, so a firmware program is single-threaded unless it starts thre
 itself.
 
 The loop also does the firmware's part of the platform protocol (see
-:mod:`amplink.remoteproc.protocol`): it kicks the watchdog, and when the host asks for
+:mod:`amplink.wire.protocol`): it kicks the watchdog, and when the host asks for
 a graceful shutdown it runs the firmware's shutdown hooks, disables its mailbox
 interrupt, reports WFI, acknowledges, and waits to be reset.
 """
@@ -24,10 +24,10 @@ from dataclasses import dataclass
 
 from amplink.hw.core_ctrl import STATUS_BOOTED, STATUS_HALTED, STATUS_WFI, CoreControl
 from amplink.irq.line import drain
-from amplink.remoteproc.protocol import RP_MBOX_CRASH, RP_MBOX_SHUTDOWN_ACK
-from amplink.remoteproc.trace import TraceWriter
 from amplink.rpmsg.core import RPMSG_ADDR_ANY, Endpoint, EndpointCallback, announce
 from amplink.rpmsg.virtio_link import VirtioRpmsgRemote
+from amplink.wire.protocol import RP_MBOX_CRASH, RP_MBOX_SHUTDOWN_ACK
+from amplink.wire.trace import TraceWriter
 
 log = logging.getLogger("amplink.firmware")
 

@@ -8,8 +8,7 @@ program where the machine code would be:
   header (:data:`PY_MAGIC`, the source length, 4 reserved bytes) then the UTF-8 source.
 
 The machine type is ``EM_NONE``.  The core process runs what the host *loaded into its
-memory* at the entry point (:func:`read_program`), not the file, so what runs is what
-the loader put there.
+memory* at the entry point (format: :mod:`amplink.wire.pyprog`), not the file.
 """
 
 from __future__ import annotations
@@ -17,10 +16,7 @@ from __future__ import annotations
 import errno
 import importlib.util
 import os
-import struct
 
-from amplink.errors import AddressError
-from amplink.memory.addrmap import AddressMap
 from amplink.remoteproc.elf import FirmwareError, FirmwareImage
 from amplink.remoteproc.elf_writer import (
     EM_NONE,
@@ -35,10 +31,9 @@ from amplink.remoteproc.elf_writer import (
     write_elf,
 )
 from amplink.wire import rsc_table as rt
+from amplink.wire.pyprog import PY_MAGIC, encode_program
 from amplink.wire.vring import align_up
 
-PY_MAGIC = b"AMPLINK-PYTHON\0\0"
-PY_HEADER = struct.Struct("<16sII")
 TABLE_DA = 0x0
 PAGE = 0x1000
 TRACE_SIZE = 0x1000
@@ -50,8 +45,7 @@ def pack_python(source: str, table: rt.ResourceTable, *, trace_size: int = TRACE
     Unless ``table`` has a trace entry already or ``trace_size`` is 0, a ``.trace``
     segment (zero-filled when loaded) follows the program, with a ``trace0`` entry
     added to the table, which the core's log goes to."""
-    program = source.encode()
-    text = PY_HEADER.pack(PY_MAGIC, len(program), 0) + program
+    text = encode_program(source)
     ours = bool(trace_size) and not table.traces()
     if ours:  # the entry's size does not depend on its address: place it, then fill it in
         sized = rt.ResourceTable([*table.entries, rt.Trace(0, trace_size, "trace0")])
@@ -110,19 +104,3 @@ def packed_python(image: FirmwareImage) -> bool:
             start = image.entry - seg.da
             return seg.data[start : start + len(PY_MAGIC)] == PY_MAGIC
     return False
-
-
-def read_program(mem: memoryview, amap: AddressMap, entry: int) -> str:
-    """The Python source loaded at ``entry`` (what the core process executes)."""
-    try:
-        off = amap.translate(entry, PY_HEADER.size)
-        magic, length, _reserved = PY_HEADER.unpack_from(mem, off)
-        if magic != PY_MAGIC:
-            raise FirmwareError("entry", f"no packed Python program at the entry point {entry:#x}")
-        start = amap.translate(entry + PY_HEADER.size, length)
-    except AddressError:
-        raise FirmwareError("entry", f"the program at {entry:#x} runs past device memory") from None
-    try:
-        return bytes(mem[start : start + length]).decode()
-    except UnicodeDecodeError as exc:
-        raise FirmwareError("entry", f"the program at {entry:#x} is not UTF-8: {exc}") from None

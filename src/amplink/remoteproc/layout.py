@@ -16,11 +16,11 @@ from amplink.errors import AddressError, AmplinkError
 from amplink.memory.addrmap import AddressMap
 from amplink.memory.region import PAGE_SIZE, SharedRegion
 from amplink.remoteproc.elf import FirmwareError, FirmwareImage
-from amplink.remoteproc.protocol import Features
 from amplink.rpmsg.virtio_link import MAX_RPMSG_NUM_BUFS, RPMSG_BUF_SIZE
 from amplink.virtio.constants import VIRTIO_ID_RPMSG, VIRTIO_RPMSG_F_NS
 from amplink.virtio.vdev import VdevConfig
 from amplink.wire import rsc_table as rt
+from amplink.wire.protocol import Features
 from amplink.wire.vring import VringLayout, align_up
 
 DEFAULT_VRING_NUM = 256

@@ -33,7 +33,7 @@ from amplink.irq.flags import IRQ_HANDLED, IRQF_ONESHOT, IRQF_TRIGGER_RISING
 from amplink.irq.line import new_line_fd
 from amplink.mailbox.mu_path import Delivery, MuKickPath
 from amplink.memory.region import SharedRegion
-from amplink.remoteproc.protocol import (
+from amplink.wire.protocol import (
     RP_MBOX_CRASH,
     RP_MBOX_ECHO_REPLY,
     RP_MBOX_READY,

@@ -45,14 +45,14 @@ from amplink.remoteproc.process_core import (
     ProcessCore,
     crash_name,
 )
-from amplink.remoteproc.protocol import RSC_AMPLINK_FEATURES, Features
 from amplink.remoteproc.states import ATTACHED, CRASHED, DELETED, OFFLINE, RUNNING
-from amplink.remoteproc.trace import read_trace
 from amplink.rpmsg.core import RpmsgBus, RpmsgDevice
 from amplink.rpmsg.ns import NameService
 from amplink.rpmsg.virtio_link import DEFAULT_SEND_TIMEOUT, RPMSG_BUF_SIZE, VirtioRpmsgHost
 from amplink.transport.spin import AdaptiveSpin, spin_worthwhile
 from amplink.wire import rsc_table as rt
+from amplink.wire.protocol import RSC_AMPLINK_FEATURES, Features
+from amplink.wire.trace import read_trace
 
 log = logging.getLogger(__name__)
 
@@ -458,10 +458,10 @@ class Rproc:
         with self._lock:
             if self.state != RUNNING:
                 return  # already crashed (this episode is being handled), or stopped
-            self.crash_count += 1
-            self.state = CRASHED  # after the count: waiters on either see both
             why = reason or crash_name(kind)
             self.last_crash = (crash_name(kind), why)
+            self.crash_count += 1
+            self.state = CRASHED  # last: who waits for it sees the count and the cause
             log.error(
                 "crash detected in %s: type %s (%s); handling crash #%d",
                 self.name,

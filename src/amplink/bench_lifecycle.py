@@ -1,0 +1,67 @@
+"""The lifecycle figures of ``amplink bench``: how long a core takes to boot and to stop.
+
+* **boot**: ``start()`` until the firmware's channel is announced on the host's bus
+  (firmware packed and loaded, core process spawned, vdev up, name service message);
+* **graceful stop**: ``stop()`` of a core whose firmware answers TI K3's handshake
+  (``RP_MBOX_SHUTDOWN`` -> ACK -> WFI -> reset) and releases everything;
+* **reset stop**: ``stop()`` of a core whose resource table announces no handshake.
+
+The baseline is what any process-backed core costs at least: spawning
+``python -c pass`` and waiting for it to exit, measured in the same run.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+
+from amplink.firmware.echo import SERVICE
+from amplink.remoteproc import Rproc
+from amplink.remoteproc.layout import default_rsc_table
+from amplink.stats import percentile
+from amplink.wire.protocol import Features
+
+
+@dataclass
+class Timing:
+    name: str
+    p50_ms: float
+    p99_ms: float
+
+
+def _timing(name: str, samples: list[float]) -> Timing:
+    s = sorted(samples)
+    return Timing(name, round(percentile(s, 50) * 1000, 2), round(percentile(s, 99) * 1000, 2))
+
+
+def bench_lifecycle(cycles: int) -> list[Timing]:
+    spawn: list[float] = []
+    for _ in range(cycles):
+        t = time.perf_counter()
+        subprocess.run([sys.executable, "-c", "pass"], check=True)
+        spawn.append(time.perf_counter() - t)
+    boot: list[float] = []
+    stops: dict[str, list[float]] = {"graceful stop": [], "reset stop": []}
+    plain = default_rsc_table(features=Features())
+    for kind, rp in (
+        ("graceful stop", Rproc("bench-life")),
+        ("reset stop", Rproc("bench-life-reset", table=plain)),
+    ):
+        for _ in range(cycles):
+            t = time.perf_counter()
+            rp.start()
+            rp.wait_channel(SERVICE)
+            boot.append(time.perf_counter() - t)
+            t = time.perf_counter()
+            rp.stop()
+            stops[kind].append(time.perf_counter() - t)
+            if rp.last_stop != ("graceful shutdown" if kind == "graceful stop" else "reset"):
+                raise RuntimeError(f"{rp.name} stopped by {rp.last_stop}, not by a {kind}")
+    return [
+        _timing("spawn python -c pass", spawn),
+        _timing("boot to channel", boot),
+        _timing("graceful stop", stops["graceful stop"]),
+        _timing("reset stop", stops["reset stop"]),
+    ]
