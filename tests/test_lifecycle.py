@@ -18,6 +18,8 @@ from amplink.errors import AmplinkError, RpmsgError
 from amplink.hw.core_ctrl import STATUS_BOOTED, STATUS_HALTED, STATUS_WFI
 from amplink.remoteproc import CRASHED, DELETED, OFFLINE, RUNNING, Rproc
 from amplink.remoteproc.layout import default_rsc_table
+from amplink.remoteproc.resources import RSC_HANDLED, Memory
+from amplink.wire import rsc_table as rt
 from amplink.wire.protocol import Features
 from amplink.wire.pyprog import PY_MAGIC
 from resources import snapshot
@@ -301,4 +303,63 @@ def test_100_start_stop_and_50_crash_recover_cycles_leave_nothing_behind():
         assert rp.state == RUNNING and rp.crash_count == i + 1
         echo_once(rp, b"recovered %d" % i)
     rp.stop()
+    assert snapshot() == before
+
+
+# -- resources ------------------------------------------------------------------------
+def _table_with(*entries):
+    return rt.ResourceTable([*default_rsc_table().entries, *entries])
+
+
+def test_carveouts_are_placed_and_written_back_and_vendor_entries_reach_the_hook():
+    seen = []
+
+    def hook(entry):
+        seen.append((entry.type, bytes(entry.data)))
+        return RSC_HANDLED
+
+    table = _table_with(
+        rt.Carveout(rt.FW_RSC_ADDR_ANY, 0, 0x3000, name="heap"),
+        rt.Carveout(0x80000, 0, 0x1000, name="fixed"),
+        rt.Carveout(rt.FW_RSC_ADDR_ANY, 0, 0x800, name="tcm"),
+        rt.OpaqueEntry(300, b"vendor!\0"),
+    )
+    tcm = Memory("tcm", 0x100000, 0x10000)
+    with Rproc("mem", table=table, memories=[tcm], handle_rsc=hook) as rp:
+        echo_once(rp)
+        got = {m.name: m for m in rp.carveouts}
+        assert got["fixed"] == Memory("fixed", 0x80000, 0x1000)
+        assert got["tcm"] == Memory("tcm", 0x100000, 0x800)  # in the platform's memory
+        heap = got["heap"]
+        assert heap.da % 0x1000 == 0 and heap.da not in (0x80000, 0x100000)
+        loaded = {c.name: c for c in rp.loaded_table().carveouts()}
+        assert (loaded["heap"].da, loaded["heap"].pa, loaded["heap"].len) == (
+            heap.da,
+            heap.da,
+            0x3000,
+        )
+        assert seen == [(300, b"vendor!\0")]
+
+
+@pytest.mark.parametrize(
+    ("entry", "code", "words"),
+    [
+        (rt.Devmem(0x1000, 0x4000_0000, 0x1000, name="uart"), errno.EINVAL, "IOMMU"),
+        (rt.Carveout(0x90000, 0, 0x20000, name="tcm"), errno.ENOMEM, "outside the registered"),
+        (rt.Trace(0x7000_0000, 0x100, name="far"), errno.EINVAL, "not in device memory"),
+        (rt.OpaqueEntry(129, b"no"), errno.EPROTO, "vendor type 129"),
+    ],
+)
+def test_resource_errors_fail_the_boot_cleanly(entry, code, words):
+    before = snapshot()
+    rp = Rproc(
+        "bad-rsc",
+        table=_table_with(entry),
+        memories=[Memory("tcm", 0x100000, 0x10000)],
+        handle_rsc=lambda e: -errno.EPROTO,
+    )
+    with pytest.raises(AmplinkError) as exc:
+        rp.start()
+    assert exc.value.errno == code and words in str(exc.value)
+    assert rp.state == OFFLINE and rp.power == 0
     assert snapshot() == before

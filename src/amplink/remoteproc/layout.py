@@ -9,13 +9,23 @@ reserve the rpmsg buffer pool.
 
 from __future__ import annotations
 
+import dataclasses
 import errno
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from amplink.errors import AddressError, AmplinkError
 from amplink.memory.addrmap import AddressMap
 from amplink.memory.region import PAGE_SIZE, SharedRegion
 from amplink.remoteproc.elf import FirmwareError, FirmwareImage
+from amplink.remoteproc.resources import (
+    RSC_IGNORED,
+    Memory,
+    VendorHook,
+    handle_resources,
+    memory_needed,
+    reserve_platform_memories,
+)
 from amplink.rpmsg.virtio_link import MAX_RPMSG_NUM_BUFS, RPMSG_BUF_SIZE
 from amplink.virtio.constants import VIRTIO_ID_RPMSG, VIRTIO_RPMSG_F_NS
 from amplink.virtio.vdev import VdevConfig
@@ -56,6 +66,7 @@ class RpmsgVdevLayout:
     vdev: VdevConfig
     pool_da: int
     buf_size: int
+    carveouts: tuple[Memory, ...] = ()
 
 
 def load_rpmsg_vdev(
@@ -75,13 +86,23 @@ def load_rpmsg_vdev(
 
 
 def load_image(
-    region: SharedRegion, amap: AddressMap, image: FirmwareImage, *, buf_size: int = RPMSG_BUF_SIZE
+    region: SharedRegion,
+    amap: AddressMap,
+    image: FirmwareImage,
+    *,
+    buf_size: int = RPMSG_BUF_SIZE,
+    memories: Mapping[str, Memory] | None = None,
+    vendor: VendorHook = lambda entry: RSC_IGNORED,
 ) -> RpmsgVdevLayout:
     """Load a firmware image as Linux boots one: copy its segments to device memory,
     copy the cached resource table over its loaded location (the ``.resource_table``
-    section's address), then place the rpmsg vdev in the memory that is left."""
-    image.require_table()
+    section's address), handle its resources (carveouts, traces, vendor entries; the
+    platform's named ``memories`` are kept off the allocator), then place the rpmsg
+    vdev in the memory that is left."""
+    table = image.require_table()
+    memories = memories or {}
     image.load(region, amap)
+    reserve_platform_memories(amap, memories)
     assert image.table_da is not None
     size = len(image.table_bytes)
     try:
@@ -93,7 +114,9 @@ def load_image(
             "device memory",
         ) from None
     region.mem[table_off : table_off + size] = image.table_bytes
-    return _place_rpmsg_vdev(region, amap, image.table_da, size, buf_size)
+    given = handle_resources(region, amap, table_off, table, memories=memories, vendor=vendor)
+    layout = _place_rpmsg_vdev(region, amap, image.table_da, size, buf_size)
+    return dataclasses.replace(layout, carveouts=tuple(given))
 
 
 def _place_rpmsg_vdev(
@@ -126,9 +149,16 @@ def _place_rpmsg_vdev(
     return RpmsgVdevLayout(table_da, table_len, vdev, pool_da, buf_size)
 
 
-def image_region_size(image: FirmwareImage, buf_size: int = RPMSG_BUF_SIZE) -> int:
-    """Device memory for ``image``: its segments, then room for vrings and buffers."""
-    return align_up(image.extent(), PAGE_SIZE) + region_size_for(image.require_table(), buf_size)
+def image_region_size(
+    image: FirmwareImage,
+    buf_size: int = RPMSG_BUF_SIZE,
+    memories: Mapping[str, Memory] | None = None,
+) -> int:
+    """Device memory for ``image``: its segments and the platform's memories, then
+    room for carveouts, vrings and buffers."""
+    table = image.require_table()
+    top = max([image.extent(), *(m.da + m.len for m in (memories or {}).values())])
+    return align_up(top, PAGE_SIZE) + memory_needed(table) + region_size_for(table, buf_size)
 
 
 def region_size_for(table: rt.ResourceTable, buf_size: int = RPMSG_BUF_SIZE) -> int:

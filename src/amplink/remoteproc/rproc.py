@@ -30,6 +30,7 @@ import errno
 import logging
 import os
 import threading
+from collections.abc import Sequence
 
 from amplink.errors import AmplinkError, RpmsgError, VirtqueueError
 from amplink.mailbox.mu_path import Delivery, MuKickPath
@@ -45,6 +46,7 @@ from amplink.remoteproc.process_core import (
     ProcessCore,
     crash_name,
 )
+from amplink.remoteproc.resources import RSC_HANDLED, RSC_IGNORED, Memory, VendorHook
 from amplink.remoteproc.states import ATTACHED, CRASHED, DELETED, OFFLINE, RUNNING
 from amplink.rpmsg.core import RpmsgBus, RpmsgDevice
 from amplink.rpmsg.ns import NameService
@@ -88,6 +90,8 @@ class Rproc:
         shutdown_timeout: float = SHUTDOWN_ACK_TIMEOUT,
         wfi_timeout: float = WFI_TIMEOUT,
         inline_coredump_timeout: float = INLINE_COREDUMP_TIMEOUT,
+        memories: Sequence[Memory] = (),
+        handle_rsc: VendorHook | None = None,
     ) -> None:
         """``firmware``: an ELF file, or a Python firmware program (``.py`` file or
         module) that is packed with ``table`` (default: one rpmsg vdev, graceful
@@ -97,7 +101,10 @@ class Rproc:
         the host's IRQ threads SCHED_FIFO where the OS allows it.  ``memory_size``
         bounds the core's device memory (from da 0).  ``recovery`` and
         ``coredump_mode`` are the sysfs attributes' initial values; dumps are kept in
-        :attr:`coredumps` and, with ``coredump_dir``, written there."""
+        :attr:`coredumps` and, with ``coredump_dir``, written there.  ``memories`` are
+        the platform's named memories that the firmware's carveouts of the same name
+        use; ``handle_rsc`` handles vendor resource entries (``RSC_HANDLED``,
+        ``RSC_IGNORED`` or a negative errno that fails the boot)."""
         if coredump_mode not in coredump.MODES:
             raise AmplinkError(
                 errno.EINVAL, f"coredump mode {coredump_mode!r} not in {coredump.MODES}"
@@ -121,6 +128,9 @@ class Rproc:
         self.shutdown_timeout = shutdown_timeout
         self.wfi_timeout = wfi_timeout
         self.inline_coredump_timeout = inline_coredump_timeout
+        self.memories = {m.name: m for m in memories}
+        self.handle_rsc = handle_rsc
+        self.carveouts: tuple[Memory, ...] = ()  # what the running firmware's carveouts got
         self._lock = threading.RLock()
         self._state_changed = threading.Condition()  # not _lock: readable during recovery
         self._state = OFFLINE
@@ -305,15 +315,7 @@ class Rproc:
         image = self.image = self._load_image()
         table = self.table = image.require_table()
         self.features = Features.of(table)
-        for entry in table.entries:
-            if isinstance(entry, rt.OpaqueEntry) and entry.type != RSC_AMPLINK_FEATURES:
-                log.warning(
-                    "%s: unsupported %s resource type %d ignored",
-                    self.name,
-                    "vendor" if entry.vendor else "unknown",
-                    entry.type,
-                )
-        size = image_region_size(image, self.buf_size)
+        size = image_region_size(image, self.buf_size, self.memories)
         if size > self.memory_size:
             raise FirmwareError(
                 "segment-da",
@@ -322,7 +324,15 @@ class Rproc:
             )
         region = self._region = SharedRegion.create(size, self.name)
         amap = self._amap = AddressMap.identity(region.size)
-        layout = load_image(region, amap, image, buf_size=self.buf_size)
+        layout = load_image(
+            region,
+            amap,
+            image,
+            buf_size=self.buf_size,
+            memories=self.memories,
+            vendor=self._vendor_resource,
+        )
+        self.carveouts = layout.carveouts
         self._table_at = (layout.table_da, layout.table_len)
         vdev = layout.vdev
         notifyids = self._notifyids = (vdev.vring_notifyid(0), vdev.vring_notifyid(1))
@@ -358,6 +368,12 @@ class Rproc:
         link.fail_listeners.append(lambda err: self.bus.remove_link(link, err))
         link.fail_listeners.append(self._on_link_failure)
         link.handle_notify()  # a kick that came before self.link was set was dropped
+
+    def _vendor_resource(self, entry: rt.OpaqueEntry) -> int:
+        """The platform handles its features entry; the rest goes to ``handle_rsc``."""
+        if entry.type == RSC_AMPLINK_FEATURES:
+            return RSC_HANDLED
+        return self.handle_rsc(entry) if self.handle_rsc is not None else RSC_IGNORED
 
     def _spin_enabled(self) -> bool:
         if self.spin is not None:
