@@ -4,8 +4,11 @@ booting from an ELF file, and refusing what cannot run here."""
 import errno
 import io
 import shutil
+import signal
 import struct
 import subprocess
+import time
+from pathlib import Path
 
 import pytest
 from elftools.elf.elffile import ELFFile
@@ -30,6 +33,7 @@ def main(core):
     core.run()
 """
 EM_ARM = 40
+NATIVE = Path(__file__).parent / "native"
 
 
 def packed() -> bytes:
@@ -208,3 +212,41 @@ def test_cli_pack_and_inspect(tmp_path):
     assert proc.returncode == 1 and "error" in proc.stderr
     proc = run_cli("fw", "inspect", str(prog))
     assert proc.returncode == 1 and "not an ELF file" in proc.stderr
+
+
+@pytest.fixture
+def native_fw(tmp_path):
+    """The native firmware of tests/native, built for this machine."""
+    gcc = shutil.which("gcc")
+    if gcc is None:
+        pytest.skip("no C compiler on this machine to build the native firmware")
+    out = tmp_path / "trace_fw"
+    subprocess.run(
+        [
+            gcc, "-O1", "-no-pie", "-Wl,--section-start=.trace=0x800000",
+            str(NATIVE / "trace_fw.c"), "-o", str(out),
+        ],
+        check=True,
+    )  # fmt: skip
+    return out
+
+
+def test_a_native_executable_runs_as_the_core_process(native_fw):
+    image = FirmwareImage.from_file(str(native_fw))
+    assert image.native and "native executable" in describe_image(image)
+    before = snapshot()
+    with Rproc("native", str(native_fw)) as rp:
+        assert rp.link is None  # no rpmsg vdev in its table
+        with pytest.raises(AmplinkError) as exc:
+            rp.wait_channel("anything")
+        assert exc.value.errno == errno.ENODEV and "no rpmsg vdev" in str(exc.value)
+        deadline = time.monotonic() + 10
+        while rp.trace(0) != "native core up\n" and time.monotonic() < deadline:
+            time.sleep(0.01)  # the core writes its trace whenever it gets to run
+        assert rp.trace(0) == "native core up\n"
+    assert rp.last_stop == "reset" and rp.exit_code == -signal.SIGKILL
+    assert snapshot() == before
+    native_fw.chmod(0o644)
+    with pytest.raises(AmplinkError) as exc:
+        Rproc("noexec", str(native_fw)).start()
+    assert exc.value.errno == errno.EACCES

@@ -57,7 +57,13 @@ def _flags(flags: int) -> str:
 
 def describe_image(image: FirmwareImage) -> str:
     """ELF header summary, loadable segments, sections and the resource table."""
-    runs = "packed Python firmware" if packed_python(image) else "no executor in amplink"
+    runs = (
+        "packed Python firmware"
+        if packed_python(image)
+        else "native executable"
+        if image.native
+        else "no executor in amplink"
+    )
     lines = [
         f"{image.name}",
         f"  ELF{image.elfclass} {'little' if image.little_endian else 'big'}-endian, "

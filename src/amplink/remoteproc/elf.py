@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import errno
 import io
+import os
 import sys
 from dataclasses import dataclass, field
 
@@ -36,6 +37,9 @@ ELFDATA2LSB = 1
 ELFDATA2MSB = 2
 RSC_TABLE_SECTION = ".resource_table"
 _MACHINE_NAMES = {v: k for k, v in ENUM_E_MACHINE.items() if isinstance(v, int)}
+
+
+HOST_MACHINE = {"x86_64": "EM_X86_64", "aarch64": "EM_AARCH64"}.get(os.uname().machine, "?")
 
 
 class FirmwareError(WireError):
@@ -172,6 +176,11 @@ class FirmwareImage:
                 "no-table", f"{self.table_problem}; remoteproc needs one to boot this firmware"
             )
         return self.table
+
+    @property
+    def native(self) -> bool:
+        """Whether this is an executable for this machine (run as the core process)."""
+        return self.machine_name == HOST_MACHINE and self.elf_type in ("ET_EXEC", "ET_DYN")
 
     def extent(self) -> int:
         """One past the highest device address any segment occupies."""

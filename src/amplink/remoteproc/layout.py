@@ -9,7 +9,6 @@ reserve the rpmsg buffer pool.
 
 from __future__ import annotations
 
-import dataclasses
 import errno
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -66,7 +65,17 @@ class RpmsgVdevLayout:
     vdev: VdevConfig
     pool_da: int
     buf_size: int
-    carveouts: tuple[Memory, ...] = ()
+
+
+@dataclass(frozen=True)
+class LoadedImage:
+    """Where a booted image's table is, what its carveouts got, and its rpmsg vdev
+    (None when the firmware has none: a core without rpmsg, e.g. only a trace)."""
+
+    table_da: int
+    table_len: int
+    carveouts: tuple[Memory, ...]
+    rpmsg: RpmsgVdevLayout | None
 
 
 def load_rpmsg_vdev(
@@ -93,7 +102,7 @@ def load_image(
     buf_size: int = RPMSG_BUF_SIZE,
     memories: Mapping[str, Memory] | None = None,
     vendor: VendorHook = lambda entry: RSC_IGNORED,
-) -> RpmsgVdevLayout:
+) -> LoadedImage:
     """Load a firmware image as Linux boots one: copy its segments to device memory,
     copy the cached resource table over its loaded location (the ``.resource_table``
     section's address), handle its resources (carveouts, traces, vendor entries; the
@@ -115,8 +124,10 @@ def load_image(
         ) from None
     region.mem[table_off : table_off + size] = image.table_bytes
     given = handle_resources(region, amap, table_off, table, memories=memories, vendor=vendor)
-    layout = _place_rpmsg_vdev(region, amap, image.table_da, size, buf_size)
-    return dataclasses.replace(layout, carveouts=tuple(given))
+    rpmsg = None
+    if any(v.id == VIRTIO_ID_RPMSG for v in table.vdevs()):
+        rpmsg = _place_rpmsg_vdev(region, amap, image.table_da, size, buf_size)
+    return LoadedImage(image.table_da, size, tuple(given), rpmsg)
 
 
 def _place_rpmsg_vdev(

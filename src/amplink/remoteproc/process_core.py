@@ -73,8 +73,14 @@ class ProcessCore:
         delivery: Delivery = "thread",
         rt_priority: int | None = None,
         boot_timeout: float = 10.0,
+        native: bool = False,
     ) -> None:
+        """``native``: the firmware file is an executable for this machine and is run
+        as the core process itself (with the same arguments the Python core gets);
+        otherwise ``python -m amplink.remote`` runs the packed program it finds in
+        device memory."""
         self.name = name
+        self.native = native
         self.firmware = firmware
         self.cpu = cpu
         self.spin = spin
@@ -158,8 +164,9 @@ class ProcessCore:
         table_len: int,
         entry: int,
     ) -> subprocess.Popen[bytes]:
+        exe = [self.firmware] if self.native else [sys.executable, "-m", "amplink.remote"]
         cmd = [
-            sys.executable, "-m", "amplink.remote",
+            *exe,
             "--name", self.name,
             "--firmware", self.firmware,
             "--region-fd", str(region.fd),

@@ -38,7 +38,7 @@ from amplink.memory.addrmap import AddressMap
 from amplink.memory.region import SharedRegion
 from amplink.remoteproc import coredump
 from amplink.remoteproc.control import Debugfs, Sysfs
-from amplink.remoteproc.elf import ELF_MAGIC, FirmwareError, FirmwareImage
+from amplink.remoteproc.elf import ELF_MAGIC, HOST_MACHINE, FirmwareError, FirmwareImage
 from amplink.remoteproc.fwpack import pack_python, packed_python, program_source
 from amplink.remoteproc.layout import default_rsc_table, image_region_size, load_image
 from amplink.remoteproc.process_core import (
@@ -292,12 +292,19 @@ class Rproc:
         else:
             source, path = program_source(self.firmware)
             image = FirmwareImage.parse(pack_python(source, self.table), path)
-        if not packed_python(image):
+        if image.native and not os.access(self.firmware, os.X_OK):
+            raise AmplinkError(
+                errno.EACCES,
+                f"{self.name}: {self.firmware} is a native executable but not executable "
+                "by this user (chmod +x it)",
+            )
+        if not packed_python(image) and not image.native:
             raise AmplinkError(
                 errno.ENOEXEC,
-                f"{self.name}: no executor for {image.name} ({image.machine_name}): amplink "
-                "loads and inspects any ELF, but runs only packed Python firmware "
-                "(amplink fw pack)",
+                f"{self.name}: no executor for {image.name} ({image.machine_name}, "
+                f"{image.elf_type}): amplink loads and inspects any ELF, but runs only "
+                f"packed Python firmware (amplink fw pack) and executables for this "
+                f"machine ({HOST_MACHINE})",
             )
         image.require_table()
         return image
@@ -324,7 +331,7 @@ class Rproc:
             )
         region = self._region = SharedRegion.create(size, self.name)
         amap = self._amap = AddressMap.identity(region.size)
-        layout = load_image(
+        loaded = load_image(
             region,
             amap,
             image,
@@ -332,10 +339,8 @@ class Rproc:
             memories=self.memories,
             vendor=self._vendor_resource,
         )
-        self.carveouts = layout.carveouts
-        self._table_at = (layout.table_da, layout.table_len)
-        vdev = layout.vdev
-        notifyids = self._notifyids = (vdev.vring_notifyid(0), vdev.vring_notifyid(1))
+        self.carveouts = loaded.carveouts
+        self._table_at = (loaded.table_da, loaded.table_len)
         spin = self._spin_enabled()
         platform = self._platform = ProcessCore(
             self.name,
@@ -347,10 +352,16 @@ class Rproc:
             delivery=self.delivery,
             rt_priority=self.rt_priority,
             boot_timeout=self.boot_timeout,
+            native=image.native,
         )
         platform.start(
-            region, layout.table_da, layout.table_len, image.entry, self.features.watchdog_ms
+            region, loaded.table_da, loaded.table_len, image.entry, self.features.watchdog_ms
         )
+        rpmsg = loaded.rpmsg
+        if rpmsg is None:
+            return  # a core without rpmsg: nothing to bring up on the host
+        vdev = rpmsg.vdev
+        notifyids = self._notifyids = (vdev.vring_notifyid(0), vdev.vring_notifyid(1))
         kick = platform.kick
         link = VirtioRpmsgHost(
             f"{self.name}.vdev0",
@@ -358,7 +369,7 @@ class Rproc:
             amap,
             vdev,
             lambda index: kick(notifyids[index]),
-            pool_da=layout.pool_da,
+            pool_da=rpmsg.pool_da,
             buf_size=self.buf_size,
             send_timeout=self.send_timeout,
             spin=AdaptiveSpin(enabled=spin),
@@ -553,7 +564,8 @@ class Rproc:
         """The rpmsg channel ``name`` announced by this core (waits for it)."""
         link = self.link
         if link is None:
-            raise AmplinkError(errno.ENODEV, f"{self.name} is not running")
+            why = "has no rpmsg vdev" if self.state == RUNNING else "is not running"
+            raise AmplinkError(errno.ENODEV, f"{self.name} {why}")
         return self.bus.wait_for_device(
             name, self.boot_timeout if timeout is None else timeout, link=link
         )
