@@ -16,8 +16,9 @@ from elftools.elf.elffile import ELFFile
 
 from amplink.errors import AmplinkError, RpmsgError
 from amplink.hw.core_ctrl import STATUS_BOOTED, STATUS_HALTED, STATUS_WFI
-from amplink.remoteproc import CRASHED, DELETED, OFFLINE, RUNNING, Rproc
+from amplink.remoteproc import ATTACHED, CRASHED, DELETED, DETACHED, OFFLINE, RUNNING, Rproc
 from amplink.remoteproc.layout import default_rsc_table
+from amplink.remoteproc.loader import boot_core
 from amplink.remoteproc.resources import RSC_HANDLED, Memory
 from amplink.wire import rsc_table as rt
 from amplink.wire.protocol import Features
@@ -362,4 +363,48 @@ def test_resource_errors_fail_the_boot_cleanly(entry, code, words):
         rp.start()
     assert exc.value.errno == code and words in str(exc.value)
     assert rp.state == OFFLINE and rp.power == 0
+    assert snapshot() == before
+
+
+# -- attach and detach ----------------------------------------------------------------
+def test_attach_detach_attach_then_shutdown_and_boot():
+    before = snapshot()
+    booted = boot_core("preboot")
+    pid = booted.core.pid
+    rp = Rproc("preboot", attach=booted)
+    assert rp.state == DETACHED
+    rp.boot()  # from detached, booting is attaching
+    assert (rp.state, rp.pid, rp.sysfs.firmware) == (ATTACHED, pid, "unknown")
+    echo_once(rp)
+    rp.sysfs.state = "detach"
+    assert rp.state == DETACHED and rp.bus.devices() == []
+    os.kill(pid, 0)  # the core runs on without us
+    rp.sysfs.state = "start"
+    assert rp.state == ATTACHED and rp.pid == pid
+    echo_once(rp, b"attached again")  # the core saw the vdev reset and re-announced
+    with pytest.raises(AmplinkError) as exc:
+        rp.sysfs.firmware = "x"
+    assert exc.value.errno == errno.EBUSY
+    rp.sysfs.state = "stop"  # shutting down an attached core stops it
+    assert rp.state == OFFLINE and rp.last_stop == "graceful shutdown"
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+    rp.start()  # from offline, a normal firmware boot
+    assert rp.state == RUNNING and rp.pid != pid
+    echo_once(rp, b"booted")
+    with pytest.raises(AmplinkError) as exc:
+        rp.detach()
+    assert exc.value.errno == errno.EINVAL
+    rp.stop()
+    assert snapshot() == before
+
+
+def test_a_detached_core_is_reset_by_stop_and_a_booted_core_never_attached_is_released():
+    before = snapshot()
+    rp = Rproc("letgo", attach=boot_core("letgo"))
+    rp.boot()
+    rp.detach()
+    rp.stop()
+    assert rp.state == OFFLINE
+    boot_core("orphan").release()
     assert snapshot() == before

@@ -74,6 +74,8 @@ class MboxKick:
         except MailboxError as exc:
             with self._lock:
                 self._queued.discard(notifyid)
+            if self.tx.cl is None:
+                return  # closed meanwhile: the peer is going away, nothing to notify
             if exc.errno != errno.ENOBUFS:
                 raise
             log.debug("%s: TX queue full; kick %d coalesced with queued ones", self.dev, notifyid)

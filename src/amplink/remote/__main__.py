@@ -141,22 +141,38 @@ def main(argv: list[str] | None = None) -> int:
             log.error("unusable resource table: %s", exc)
             return EXIT_BAD_SETUP
         vdev = VdevConfig(region, off, entry)
-        deadline = time.monotonic() + args.boot_timeout
-        while not vdev.driver_ok:
-            if time.monotonic() > deadline:
-                log.error("the host did not set DRIVER_OK within %ss", args.boot_timeout)
-                return EXIT_NO_DRIVER_OK
-            _wait_readable(wake_fd, 0.05)
-        ids = (vdev.vring_notifyid(0), vdev.vring_notifyid(1))
-        notifyids.update(ids)
         spin = AdaptiveSpin(enabled=not args.no_spin)
         kick = path.kick
-        link = VirtioRpmsgRemote(
-            f"{args.name}.vdev0", region, amap, vdev, lambda i: kick(ids[i]), spin=spin
-        )
+
+        def make_link(deadline: float | None) -> VirtioRpmsgRemote | None:
+            """Wait for the host's DRIVER_OK (until ``deadline``, or until stopped),
+            then bring rpmsg up in the device role."""
+            while not vdev.driver_ok:
+                if deadline is not None and time.monotonic() > deadline:
+                    return None
+                if core is not None and core.stopping:
+                    return None
+                _wait_readable(wake_fd, 0.05)
+            ids = (vdev.vring_notifyid(0), vdev.vring_notifyid(1))
+            notifyids.clear()
+            notifyids.update(ids)
+            return VirtioRpmsgRemote(
+                f"{args.name}.vdev0", region, amap, vdev, lambda i: kick(ids[i]), spin=spin
+            )
+
+        link = make_link(time.monotonic() + args.boot_timeout)
+        if link is None:
+            log.error("the host did not set DRIVER_OK within %ss", args.boot_timeout)
+            return EXIT_NO_DRIVER_OK
         assert path.controller is not None
         hw = CoreHardware(
-            control, kick, path.stop_receiving, shutdown_requested, trace, features.watchdog_ms
+            control,
+            kick,
+            path.stop_receiving,
+            shutdown_requested,
+            lambda: make_link(None),
+            trace,
+            features.watchdog_ms,
         )
         core = Core(args.name, link, wake_fd, hw, mailbox=path.controller.dev)
         try:

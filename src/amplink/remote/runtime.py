@@ -15,6 +15,7 @@ interrupt, reports WFI, acknowledges, and waits to be reset.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import select
@@ -22,6 +23,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from amplink.errors import RpmsgError
 from amplink.hw.core_ctrl import STATUS_BOOTED, STATUS_HALTED, STATUS_WFI, CoreControl
 from amplink.irq.line import drain
 from amplink.rpmsg.core import RPMSG_ADDR_ANY, Endpoint, EndpointCallback, announce
@@ -35,13 +37,16 @@ log = logging.getLogger("amplink.firmware")
 @dataclass
 class CoreHardware:
     """What a core reaches besides rpmsg: its control block, a 32-bit word channel to
-    the host (the kick channel), a way to disable its mailbox receive interrupt, its
-    trace buffer, and the watchdog period it promised (0: none)."""
+    the host (the kick channel), a way to disable its mailbox receive interrupt, a way
+    to bring rpmsg up again after the host reset the vdev (waits for DRIVER_OK; None
+    if the core is stopped meanwhile), its trace buffer, and the watchdog period it
+    promised (0: none)."""
 
     control: CoreControl
     send_word: Callable[[int], None]
     disable_rx: Callable[[], None]
     shutdown_requested: threading.Event
+    relink: Callable[[], VirtioRpmsgRemote | None]
     trace: TraceWriter | None = None
     watchdog_ms: int = 0
 
@@ -79,6 +84,7 @@ class Core:
         self._stop_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
         self._stopping = False
         self._shutdown_hooks: list[Callable[[], None]] = []
+        self._announced: dict[int, tuple[str, EndpointCallback | None]] = {}
         self._poller = select.poll()
         self._poller.register(wake_fd, select.POLLIN)
         self._poller.register(self._stop_fd, select.POLLIN)
@@ -110,12 +116,14 @@ class Core:
         ept = self.link.endpoints.create(callback, addr, name=name or "", dst=dst, learn_dst=True)
         if name and dst == RPMSG_ADDR_ANY:
             announce(self.link, name, ept.addr, destroy=False)
+            self._announced[ept.addr] = (name, callback)
         return ept
 
     def destroy_endpoint(self, ept: Endpoint) -> None:
         """Withdraw a named endpoint's announcement and unbind it."""
         if ept.name and self.link.failure is None:
             announce(self.link, ept.name, ept.addr, destroy=True)
+        self._announced.pop(ept.addr, None)
         ept.destroy()
 
     def trace(self, text: str) -> None:
@@ -154,9 +162,17 @@ class Core:
         spin = link.spin
         hw = self.hw
         timeout_ms = hw.watchdog_ms // 2 if hw.watchdog_ms else -1
-        while not self._stopping and link.failure is None:
+        while not self._stopping:
             if hw.shutdown_requested.is_set():
                 self._graceful_shutdown()
+                return
+            if not link.vdev.driver_ok:  # the host reset the vdev: it detached
+                relinked = self._relink()
+                if relinked is None:
+                    return
+                link, spin = relinked, relinked.spin
+                continue
+            if link.failure is not None:
                 return
             if timeout_ms >= 0:
                 hw.control.heartbeat()
@@ -170,6 +186,20 @@ class Core:
             self._poller.poll(timeout_ms)
             hw.control.set_status(clear_bits=STATUS_WFI)
             drain(self._wake_fd)
+
+    def _relink(self) -> VirtioRpmsgRemote | None:
+        """Wait for a host to bring the vdev up again, then serve the same named
+        endpoints, at the same addresses, on the new link and announce them."""
+        self.link.fail(RpmsgError(errno.ESHUTDOWN, "the host reset the rpmsg vdev"))
+        log.info("the host reset the rpmsg vdev; waiting for it to come back")
+        link = self.hw.relink()
+        if link is None:
+            return None
+        self.link = link
+        for addr, (name, callback) in list(self._announced.items()):
+            ept = link.endpoints.create(callback, addr, name=name, learn_dst=True)
+            announce(link, name, ept.addr, destroy=False)
+        return link
 
     def _graceful_shutdown(self) -> None:
         """The firmware half of the K3 handshake."""

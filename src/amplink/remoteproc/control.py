@@ -52,8 +52,7 @@ class Sysfs:
                 raise AmplinkError(errno.EINVAL, f"{rp.name} is {rp.state}: nothing to stop")
             rp.shutdown()
         elif cmd == "detach":
-            # Only a core that was attached can be detached; a process core is booted.
-            raise AmplinkError(errno.EINVAL, f"{rp.name} was booted, not attached: cannot detach")
+            rp.detach()  # EINVAL unless attached
         else:
             raise AmplinkError(errno.EINVAL, f"state accepts start, stop or detach, not {cmd!r}")
 

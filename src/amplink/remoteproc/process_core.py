@@ -66,8 +66,8 @@ class ProcessCore:
         name: str,
         firmware: str,
         *,
-        on_notify: Callable[[int], None],
-        on_crash: Callable[[int, str], None],
+        on_notify: Callable[[int], None] = lambda notifyid: None,
+        on_crash: Callable[[int, str], None] = lambda kind, reason: None,
         cpu: int | None = None,
         spin: bool = True,
         delivery: Delivery = "thread",
@@ -87,13 +87,16 @@ class ProcessCore:
         self.delivery: Delivery = delivery
         self.rt_priority = rt_priority
         self.boot_timeout = boot_timeout
-        self._on_notify = on_notify
-        self._on_crash = on_crash
+        self.on_notify = on_notify  # vring kicks from the core
+        self.on_crash = on_crash  # crash reports (kind, reason)
         self.proc: subprocess.Popen[bytes] | None = None
         self.kick_path: MuKickPath | None = None
         self.control: CoreControl | None = None
         self.exit_code: int | None = None
-        self._undo: list[Callable[[], None]] = []
+        self._undo: list[Callable[[], None]] = []  # power-on steps
+        self._host_undo: list[Callable[[], None]] = []  # connect steps
+        self._mmio: SharedRegion | None = None
+        self._line_fds = (-1, -1)
         self._ack = threading.Event()
         self._resetting = False
         self._watchdog: threading.Thread | None = None
@@ -107,45 +110,51 @@ class ProcessCore:
         """The core-control STATUS word (BOOTED / WFI / HALTED)."""
         return self.control.readl(CC_STATUS) if self.control is not None else 0
 
-    # -- start -----------------------------------------------------------------------
+    # -- power on, connect -----------------------------------------------------------
     def start(
         self, region: SharedRegion, table_da: int, table_len: int, entry: int, watchdog_ms: int
     ) -> None:
-        """Release the core from reset: it boots at ``entry``.  On failure, everything
-        created so far is released before the error propagates."""
+        """Release the core from reset (it boots at ``entry``) and connect the host to
+        it.  On failure, everything created so far is released before the error
+        propagates."""
         try:
-            self._start(region, table_da, table_len, entry, watchdog_ms)
+            self.power_on(region, table_da, table_len, entry)
+            self.connect(watchdog_ms)
         except BaseException:
             self.release()
             raise
 
-    def _start(
-        self, region: SharedRegion, table_da: int, table_len: int, entry: int, watchdog_ms: int
-    ) -> None:
+    def power_on(self, region: SharedRegion, table_da: int, table_len: int, entry: int) -> None:
+        """What a boot loader does: the MMIO window, the interrupt lines, and the core
+        process, running from ``entry``.  The host side is :meth:`connect`."""
         mmio = mmio_region(self.name)
         self._undo.append(mmio.close)
         self.control = core_control(mmio, self.name)
         self.control.writel(CC_BOOT_ADDR, entry)
-        host_fd, core_fd = new_line_fd(), new_line_fd()
-        try:
-            self.proc = self._spawn(region, mmio, core_fd, host_fd, table_da, table_len, entry)
-        except BaseException:
-            os.close(host_fd)
-            os.close(core_fd)
-            raise
+        self._mmio = mmio
+        fds = self._line_fds = (new_line_fd(), new_line_fd())  # host's line, core's line
+        self._undo.append(lambda: _close(fds))
+        self.proc = self._spawn(region, mmio, fds[1], fds[0], table_da, table_len, entry)
         self._undo.append(self._reset)
-        path = MuKickPath(  # owns both line fds from here on, even if it fails
+
+    def connect(self, watchdog_ms: int) -> None:
+        """The host side: the MU kick path, the core's death as interrupt line
+        :data:`WDOG_IRQ`, and the watchdog.  Undone by :meth:`disconnect`, which leaves
+        the core running (a detach)."""
+        assert self.proc is not None and self._mmio is not None
+        self._resetting = False
+        path = MuKickPath(  # owns these duplicates, even if it fails
             self.name,
-            mmio,
+            self._mmio,
             "a",
-            host_fd,
-            core_fd,
+            os.dup(self._line_fds[0]),
+            os.dup(self._line_fds[1]),
             self._on_word,
             delivery=self.delivery,
             rt_priority=self.rt_priority,
         )
         self.kick_path = path
-        self._undo.append(self._close_path)
+        self._host_undo.append(self._close_path)
         pidfd = os.pidfd_open(self.proc.pid)
         path.domain.add_line(WDOG_IRQ, trigger=IRQF_TRIGGER_RISING, fd=pidfd, counter=False)
         path.domain.request_threaded_irq(
@@ -153,6 +162,10 @@ class ProcessCore:
         )
         if watchdog_ms:
             self._start_watchdog(watchdog_ms / 1000)
+
+    def disconnect(self) -> None:
+        """Release the host side only; the core keeps running. Idempotent."""
+        _unwind(self._host_undo, self.name)
 
     def _spawn(
         self,
@@ -198,11 +211,11 @@ class ProcessCore:
     def _on_word(self, word: int) -> None:
         """The mailbox RX callback (in the RX channel's IRQ thread)."""
         if word < RP_MBOX_READY:
-            self._on_notify(word)
+            self.on_notify(word)
         elif word == RP_MBOX_SHUTDOWN_ACK:
             self._ack.set()
         elif word == RP_MBOX_CRASH:
-            self._on_crash(CRASH_FATAL_ERROR, "the firmware reported a fatal error")
+            self.on_crash(CRASH_FATAL_ERROR, "the firmware reported a fatal error")
         elif word == RP_MBOX_ECHO_REPLY:
             log.info("%s: echo reply", self.name)
 
@@ -213,7 +226,7 @@ class ProcessCore:
         self.exit_code = code
         self._ack.set()  # a graceful shutdown waiting for this core need not wait on
         if not self._resetting:
-            self._on_crash(CRASH_FATAL_ERROR, f"the core process exited ({describe_exit(code)})")
+            self.on_crash(CRASH_FATAL_ERROR, f"the core process exited ({describe_exit(code)})")
         return IRQ_HANDLED
 
     # -- watchdog --------------------------------------------------------------------
@@ -227,7 +240,7 @@ class ProcessCore:
             while not self._watchdog_stop.wait(period):
                 beat = control.readl(CC_HEARTBEAT)
                 if beat == last:
-                    self._on_crash(
+                    self.on_crash(
                         CRASH_WATCHDOG, f"no heartbeat for {period * 1000:.0f} ms (watchdog)"
                     )
                     return
@@ -235,7 +248,7 @@ class ProcessCore:
 
         self._watchdog = threading.Thread(target=watch, name=f"{self.name}-wdt", daemon=True)
         self._watchdog.start()
-        self._undo.append(self._stop_watchdog)
+        self._host_undo.append(self._stop_watchdog)
 
     def _stop_watchdog(self) -> None:
         self._watchdog_stop.set()
@@ -295,13 +308,24 @@ class ProcessCore:
     def release(self) -> None:
         """Reset the core and release everything start created. Idempotent."""
         self._resetting = True
-        while self._undo:
-            undo = self._undo.pop()
-            try:
-                undo()
-            except Exception:
-                log.exception("%s: error while releasing resources", self.name)
+        self.disconnect()
+        _unwind(self._undo, self.name)
         self.control = None
+        self._mmio = None
+
+
+def _close(fds: tuple[int, ...]) -> None:
+    for fd in fds:
+        os.close(fd)
+
+
+def _unwind(undo: list[Callable[[], None]], name: str) -> None:
+    while undo:
+        step = undo.pop()
+        try:
+            step()
+        except Exception:
+            log.exception("%s: error while releasing resources", name)
 
 
 def describe_exit(code: int | None) -> str:

@@ -38,16 +38,22 @@ from amplink.memory.addrmap import AddressMap
 from amplink.memory.region import SharedRegion
 from amplink.remoteproc import coredump
 from amplink.remoteproc.control import Debugfs, Sysfs
-from amplink.remoteproc.elf import ELF_MAGIC, HOST_MACHINE, FirmwareError, FirmwareImage
-from amplink.remoteproc.fwpack import pack_python, packed_python, program_source
-from amplink.remoteproc.layout import default_rsc_table, image_region_size, load_image
+from amplink.remoteproc.elf import FirmwareImage
+from amplink.remoteproc.layout import default_rsc_table
+from amplink.remoteproc.loader import (
+    DEFAULT_MEMORY_SIZE,
+    BootedCore,
+    DeviceMemory,
+    place_image,
+    read_firmware,
+)
 from amplink.remoteproc.process_core import (
     CRASH_MMUFAULT,
     ProcessCore,
     crash_name,
 )
 from amplink.remoteproc.resources import RSC_HANDLED, RSC_IGNORED, Memory, VendorHook
-from amplink.remoteproc.states import ATTACHED, CRASHED, DELETED, OFFLINE, RUNNING
+from amplink.remoteproc.states import ATTACHED, CRASHED, DELETED, DETACHED, OFFLINE, RUNNING
 from amplink.rpmsg.core import RpmsgBus, RpmsgDevice
 from amplink.rpmsg.ns import NameService
 from amplink.rpmsg.virtio_link import DEFAULT_SEND_TIMEOUT, RPMSG_BUF_SIZE, VirtioRpmsgHost
@@ -58,7 +64,6 @@ from amplink.wire.trace import read_trace
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MEMORY_SIZE = 64 << 20
 SHUTDOWN_ACK_TIMEOUT = 5.0  # K3: 5000 ms for RP_MBOX_SHUTDOWN_ACK
 WFI_TIMEOUT = 0.002  # K3: poll for WFI up to 2 ms...
 WFI_POLL = 0.0002  # ...every 200 us
@@ -92,6 +97,7 @@ class Rproc:
         inline_coredump_timeout: float = INLINE_COREDUMP_TIMEOUT,
         memories: Sequence[Memory] = (),
         handle_rsc: VendorHook | None = None,
+        attach: BootedCore | None = None,
     ) -> None:
         """``firmware``: an ELF file, or a Python firmware program (``.py`` file or
         module) that is packed with ``table`` (default: one rpmsg vdev, graceful
@@ -104,7 +110,9 @@ class Rproc:
         :attr:`coredumps` and, with ``coredump_dir``, written there.  ``memories`` are
         the platform's named memories that the firmware's carveouts of the same name
         use; ``handle_rsc`` handles vendor resource entries (``RSC_HANDLED``,
-        ``RSC_IGNORED`` or a negative errno that fails the boot)."""
+        ``RSC_IGNORED`` or a negative errno that fails the boot).  ``attach`` is a
+        core a boot loader already started (:func:`~amplink.remoteproc.loader.boot_core`):
+        the processor starts ``detached`` and :meth:`boot` attaches to it."""
         if coredump_mode not in coredump.MODES:
             raise AmplinkError(
                 errno.EINVAL, f"coredump mode {coredump_mode!r} not in {coredump.MODES}"
@@ -154,6 +162,12 @@ class Rproc:
         self._table_at: tuple[int, int] = (0, 0)
         self._crash_lock = threading.Lock()
         self._crash_thread: threading.Thread | None = None
+        self._memory: DeviceMemory | None = None
+        self._booted = attach
+        self._clean_table: bytes | None = None
+        if attach is not None:
+            self.firmware = attach.firmware
+            self._state = DETACHED
         self.sysfs = Sysfs(self)
         self.debugfs = Debugfs(self)
 
@@ -211,7 +225,10 @@ class Rproc:
             if self.power > 1:
                 return
             try:
-                self._boot_locked()
+                if self.state == DETACHED:
+                    self._attach_locked()
+                else:
+                    self._boot_locked()
             except BaseException:
                 self.power -= 1
                 raise
@@ -268,6 +285,9 @@ class Rproc:
         with self._lock:
             if self.state in (RUNNING, CRASHED, ATTACHED):
                 self._stop_locked(force=True)
+            elif self.state == DETACHED:  # a core we let go: reset it now
+                self._release_locked(crashed=False)
+                self.state = OFFLINE
             self.power = 0
         self.wait_crash_handled()
 
@@ -279,36 +299,6 @@ class Rproc:
         self.stop()
 
     # -- boot ------------------------------------------------------------------------
-    def _load_image(self) -> FirmwareImage:
-        """Read the firmware (``request_firmware``) and check that it can run here."""
-        if _is_elf_file(self.firmware):
-            if self._table_given:
-                raise AmplinkError(
-                    errno.EINVAL,
-                    f"{self.firmware} is an ELF image: its resource table comes from its "
-                    ".resource_table section, do not pass table=",
-                )
-            image = FirmwareImage.from_file(self.firmware)
-        else:
-            source, path = program_source(self.firmware)
-            image = FirmwareImage.parse(pack_python(source, self.table), path)
-        if image.native and not os.access(self.firmware, os.X_OK):
-            raise AmplinkError(
-                errno.EACCES,
-                f"{self.name}: {self.firmware} is a native executable but not executable "
-                "by this user (chmod +x it)",
-            )
-        if not packed_python(image) and not image.native:
-            raise AmplinkError(
-                errno.ENOEXEC,
-                f"{self.name}: no executor for {image.name} ({image.machine_name}, "
-                f"{image.elf_type}): amplink loads and inspects any ELF, but runs only "
-                f"packed Python firmware (amplink fw pack) and executables for this "
-                f"machine ({HOST_MACHINE})",
-            )
-        image.require_table()
-        return image
-
     def _boot_locked(self) -> None:
         self._exit_code = None
         try:
@@ -319,66 +309,128 @@ class Rproc:
         self.state = RUNNING
 
     def _boot_steps(self) -> None:
-        image = self.image = self._load_image()
+        image = self.image = read_firmware(
+            self.name, self.firmware, self.table if self._table_given else None
+        )
         table = self.table = image.require_table()
         self.features = Features.of(table)
-        size = image_region_size(image, self.buf_size, self.memories)
-        if size > self.memory_size:
-            raise FirmwareError(
-                "segment-da",
-                f"{image.name} needs {size:#x} bytes of device memory from da 0 (its highest "
-                f"segment ends at {image.extent():#x}); {self.name} has {self.memory_size:#x}",
-            )
-        region = self._region = SharedRegion.create(size, self.name)
-        amap = self._amap = AddressMap.identity(region.size)
-        loaded = load_image(
-            region,
-            amap,
+        memory = place_image(
+            self.name,
             image,
             buf_size=self.buf_size,
+            memory_size=self.memory_size,
             memories=self.memories,
             vendor=self._vendor_resource,
         )
-        self.carveouts = loaded.carveouts
-        self._table_at = (loaded.table_da, loaded.table_len)
-        spin = self._spin_enabled()
+        self._adopt_memory(memory)
         platform = self._platform = ProcessCore(
             self.name,
             self.firmware,
-            on_notify=self._on_notify,
-            on_crash=self.report_crash,
             cpu=self.cpu,
-            spin=spin,
+            spin=self._spin_enabled(),
             delivery=self.delivery,
             rt_priority=self.rt_priority,
             boot_timeout=self.boot_timeout,
             native=image.native,
         )
+        self._wire_platform(platform)
+        loaded = memory.loaded
         platform.start(
-            region, loaded.table_da, loaded.table_len, image.entry, self.features.watchdog_ms
+            memory.region,
+            loaded.table_da,
+            loaded.table_len,
+            image.entry,
+            self.features.watchdog_ms,
         )
-        rpmsg = loaded.rpmsg
-        if rpmsg is None:
+        self._connect_link(memory)
+
+    def _adopt_memory(self, memory: DeviceMemory) -> None:
+        self._region, self._amap = memory.region, memory.amap
+        self.carveouts = memory.loaded.carveouts
+        self._table_at = (memory.loaded.table_da, memory.loaded.table_len)
+        self._memory = memory
+
+    def _wire_platform(self, platform: ProcessCore) -> None:
+        platform.on_notify = self._on_notify
+        platform.on_crash = self.report_crash
+
+    def _connect_link(self, memory: DeviceMemory) -> None:
+        """Bring up rpmsg as the virtio driver on the image's rpmsg vdev, if it has one."""
+        rpmsg = memory.loaded.rpmsg
+        platform = self._platform
+        if rpmsg is None or platform is None:
             return  # a core without rpmsg: nothing to bring up on the host
         vdev = rpmsg.vdev
         notifyids = self._notifyids = (vdev.vring_notifyid(0), vdev.vring_notifyid(1))
         kick = platform.kick
         link = VirtioRpmsgHost(
             f"{self.name}.vdev0",
-            region,
-            amap,
+            memory.region,
+            memory.amap,
             vdev,
             lambda index: kick(notifyids[index]),
             pool_da=rpmsg.pool_da,
             buf_size=self.buf_size,
             send_timeout=self.send_timeout,
-            spin=AdaptiveSpin(enabled=spin),
+            spin=AdaptiveSpin(enabled=platform.spin),
         )
         self.link = link
         NameService(self.bus, link)
         link.fail_listeners.append(lambda err: self.bus.remove_link(link, err))
         link.fail_listeners.append(self._on_link_failure)
         link.handle_notify()  # a kick that came before self.link was set was dropped
+
+    # -- attach and detach -----------------------------------------------------------
+    def _attach_locked(self) -> None:
+        """``rproc_attach``: take over a core a boot loader started."""
+        booted = self._booted
+        if booted is None:
+            raise AmplinkError(errno.EINVAL, f"{self.name} has no core to attach to")
+        self.image = booted.image
+        table = self.table = booted.image.require_table()
+        self.features = Features.of(table)
+        memory = booted.memory
+        self._adopt_memory(memory)
+        if self._clean_table is None:  # what detach puts back, as Linux keeps a clean copy
+            da, size = self._table_at
+            off = memory.amap.translate(da, size)
+            self._clean_table = bytes(memory.region.mem[off : off + size])
+        platform = self._platform = booted.core
+        self._wire_platform(platform)
+        try:
+            platform.connect(self.features.watchdog_ms)
+            self._connect_link(memory)
+        except BaseException:
+            self._disconnect_locked()
+            raise
+        self.state = ATTACHED
+
+    def detach(self) -> None:
+        """``rproc_detach``: hand the core back (it keeps running); ``EINVAL`` unless
+        attached.  Its channels disappear; a later :meth:`boot` attaches again."""
+        with self._lock:
+            if self.state != ATTACHED:
+                raise AmplinkError(errno.EINVAL, f"{self.name} is {self.state}, not attached")
+            self.power -= 1
+            if self.power > 0:
+                return
+            self._disconnect_locked()
+            self.state = DETACHED
+
+    def _disconnect_locked(self) -> None:
+        link = self.link
+        if link is not None:
+            link.fail(RpmsgError(errno.ESHUTDOWN, f"remote core {self.name} was detached"))
+            link.quiesce()
+            self.link = None
+        memory, platform = self._memory, self._platform
+        if memory is not None and self._clean_table is not None:
+            da, size = self._table_at
+            off = memory.amap.translate(da, size)
+            memory.region.mem[off : off + size] = self._clean_table  # status 0: a reset
+        if platform is not None:
+            platform.kick(self._notifyids[0])  # wake the core to see its vdev reset
+            platform.disconnect()
 
     def _vendor_resource(self, entry: rt.OpaqueEntry) -> int:
         """The platform handles its features entry; the rest goes to ``handle_rsc``."""
@@ -395,7 +447,11 @@ class Rproc:
     def _stop_locked(self, *, force: bool) -> None:
         platform = self._platform
         self.last_stop = "reset"
-        if self.state == RUNNING and self.features.graceful_shutdown and platform is not None:
+        if (
+            self.state in (RUNNING, ATTACHED)
+            and self.features.graceful_shutdown
+            and platform is not None
+        ):
             try:
                 platform.graceful_shutdown(self.shutdown_timeout, self.wfi_timeout, WFI_POLL)
                 self.last_stop = "graceful shutdown"
@@ -412,6 +468,8 @@ class Rproc:
         link = self.link
         if link is not None:
             link.fail(RpmsgError(errno.ESHUTDOWN, f"remote core {self.name} was stopped"))
+            if not link.quiesce():
+                log.error("%s: a thread still uses the rpmsg rings after 5 s", self.name)
             self.link = None
         platform = self._platform
         if platform is not None:
@@ -425,6 +483,9 @@ class Rproc:
             region.close()
             self._region = None
             self._amap = None
+            self._memory = None
+        self._booted = None
+        self._clean_table = None
 
     def _dump(self, region: SharedRegion) -> None:
         image = self.image
@@ -483,7 +544,7 @@ class Rproc:
 
     def _crash_work(self, kind: int, reason: str) -> None:
         with self._lock:
-            if self.state != RUNNING:
+            if self.state not in (RUNNING, ATTACHED):
                 return  # already crashed (this episode is being handled), or stopped
             why = reason or crash_name(kind)
             self.last_crash = (crash_name(kind), why)
@@ -591,11 +652,3 @@ class Rproc:
             entry = traces[index]
             off = amap.translate(entry.da, entry.len)
             return read_trace(region.mem[off : off + entry.len])
-
-
-def _is_elf_file(spec: str) -> bool:
-    try:
-        with open(spec, "rb") as f:
-            return f.read(4) == ELF_MAGIC
-    except OSError:
-        return False

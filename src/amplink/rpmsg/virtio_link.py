@@ -84,6 +84,8 @@ class VirtioRpmsgLink(RpmsgLink):
         self._tx_cond = threading.Condition(threading.Lock())
         self._tx_waiters = 0
         self._rx_owner = 0
+        self._users = 0  # busy-pollers touching the rings outside the locks
+        self._users_cond = threading.Condition(threading.Lock())
         self._dispatch = self.endpoints.dispatch  # bound once: no allocation per message
 
     @property
@@ -151,6 +153,8 @@ class VirtioRpmsgLink(RpmsgLink):
             self._notify(self._tx_index)
 
     def _try_send(self, src: int, dst: int, data: bytes, n: int) -> bool | None:
+        if self.failure is not None:  # checked under the TX lock: memory may be gone
+            raise self.dead_error()
         try:
             buf = self._take_tx()
         except VirtqueueError as exc:
@@ -199,7 +203,7 @@ class VirtioRpmsgLink(RpmsgLink):
                     wait = min(wait * 2, _MAX_TX_WAIT_SLICE)
             finally:
                 self._tx_waiters -= 1
-                if self._tx_waiters == 0:
+                if self._tx_waiters == 0 and self.failure is None:
                     self._tx_notifications(False)
 
     # -- receiving -------------------------------------------------------------------
@@ -255,6 +259,8 @@ class VirtioRpmsgLink(RpmsgLink):
         return self._rx_owner == threading.get_ident()
 
     def _poll_once(self, ready: Callable[[], bool]) -> bool:
+        if self.failure is not None:
+            return True  # stop spinning: the caller finds out why
         if self.rx_pending() and self._rx_lock.acquire(blocking=False):
             try:
                 self._drain_locked()
@@ -263,21 +269,36 @@ class VirtioRpmsgLink(RpmsgLink):
         return ready()
 
     def busy_poll(self, ready: Callable[[], bool]) -> bool:
-        if not self.spin.enabled or self.failure is not None:
+        if not self.spin.enabled:
             return False
-        self.suppress_rx()
+        with self._users_cond:  # counted, so that quiesce() waits for us
+            if self.failure is not None:
+                return False
+            self._users += 1
         try:
-            return self.spin.spin(lambda: self._poll_once(ready))
+            self.suppress_rx()
+            try:
+                return self.spin.spin(lambda: self._poll_once(ready))
+            finally:
+                if self.failure is None and self.unsuppress_rx():
+                    self.poll_rx()
         finally:
-            if self.unsuppress_rx():
-                self.poll_rx()
+            with self._users_cond:
+                self._users -= 1
+                self._users_cond.notify_all()
+
+    def quiesce(self, timeout: float = 5.0) -> bool:
+        """After :meth:`fail`: wait until no thread touches the shared memory any more,
+        so that it can be unmapped.  False if some thread did not let go in time."""
+        with self._users_cond:
+            done = self._users_cond.wait_for(lambda: self._users == 0, timeout)
+        with self._rx_lock, self._tx_cond:
+            pass  # whoever held them has checked the failure and let go
+        return done
 
     def can_send(self) -> bool:
-        if self.failure is not None:
-            return False
         with self._tx_cond:
-            buf = self._peek_tx()
-        return buf
+            return self.failure is None and self._peek_tx()
 
     @abstractmethod
     def _peek_tx(self) -> bool:
