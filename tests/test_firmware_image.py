@@ -250,3 +250,43 @@ def test_a_native_executable_runs_as_the_core_process(native_fw):
     with pytest.raises(AmplinkError) as exc:
         Rproc("noexec", str(native_fw)).start()
     assert exc.value.errno == errno.EACCES
+
+
+def elf32(table: bytes, code: bytes) -> bytes:
+    """A minimal little-endian ELF32 (EM_ARM) with a .resource_table, written by hand
+    here because amplink itself only writes ELF64."""
+    ehdr, phdr, shdr = (
+        struct.Struct("<16sHHIIIIIHHHHHH"),
+        struct.Struct("<8I"),
+        struct.Struct("<10I"),
+    )
+    shstr = b"\0.resource_table\0.text\0.shstrtab\0"
+    phoff = ehdr.size
+    t_off = phoff + 2 * phdr.size
+    c_off = t_off + len(table)
+    s_off = c_off + len(code)
+    sh_off = s_off + len(shstr)
+    out = ehdr.pack(b"\x7fELF\x01\x01\x01" + bytes(9), 2, EM_ARM, 1, 0x1001, phoff, sh_off, 0,
+                    ehdr.size, phdr.size, 2, shdr.size, 4, 3)  # fmt: skip
+    out += phdr.pack(1, t_off, 0, 0, len(table), len(table), 6, 4)
+    out += phdr.pack(1, c_off, 0x1000, 0x1000, len(code), len(code) + 64, 5, 4)
+    out += table + code + shstr
+    out += bytes(shdr.size)
+    out += shdr.pack(1, 1, 2, 0, t_off, len(table), 0, 0, 4, 0)
+    out += shdr.pack(17, 1, 6, 0x1000, c_off, len(code), 0, 0, 4, 0)
+    out += shdr.pack(23, 3, 0, 0, s_off, len(shstr), 0, 0, 1, 0)
+    return out
+
+
+def test_elf32_images_are_read_and_loaded():
+    image = FirmwareImage.parse(elf32(default_rsc_table().build(), b"\x00\xbf" * 4), "m4.elf")
+    assert (image.elfclass, image.machine_name, image.entry) == (32, "EM_ARM", 0x1001)
+    assert image.require_table() == default_rsc_table()
+    assert [(s.da, s.filesz, s.memsz) for s in image.segments] == [
+        (0, len(default_rsc_table().build()), len(default_rsc_table().build())),
+        (0x1000, 8, 72),
+    ]
+    with SharedRegion.create(0x2000) as region:
+        region.mem[0x1000:0x1048] = b"\xff" * 0x48
+        image.load(region, AddressMap.identity(region.size))
+        assert bytes(region.mem[0x1000:0x1048]) == b"\x00\xbf" * 4 + bytes(64)

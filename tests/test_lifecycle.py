@@ -17,6 +17,7 @@ from elftools.elf.elffile import ELFFile
 from amplink.errors import AmplinkError, RpmsgError
 from amplink.hw.core_ctrl import STATUS_BOOTED, STATUS_HALTED, STATUS_WFI
 from amplink.remoteproc import ATTACHED, CRASHED, DELETED, DETACHED, OFFLINE, RUNNING, Rproc
+from amplink.remoteproc.fwpack import pack_python
 from amplink.remoteproc.layout import default_rsc_table
 from amplink.remoteproc.loader import boot_core
 from amplink.remoteproc.resources import RSC_HANDLED, Memory
@@ -407,4 +408,27 @@ def test_a_detached_core_is_reset_by_stop_and_a_booted_core_never_attached_is_re
     rp.stop()
     assert rp.state == OFFLINE
     boot_core("orphan").release()
+    assert snapshot() == before
+
+
+def test_failed_recovery_leaves_the_core_offline_and_bootable(tmp_path, caplog):
+    """request_firmware runs again at recovery: a firmware file broken meanwhile makes
+    the recovery fail; the core is then offline, with nothing left behind."""
+    path = tmp_path / "fw.elf"
+    path.write_bytes(pack_python((FW / "faulty.py").read_text(), default_rsc_table()))
+    before = snapshot()
+    rp = Rproc("norecover", str(path))
+    rp.start()
+    echo_once(rp)
+    path.write_bytes(b"not an ELF image, but long enough for an ELF header" * 2)
+    with caplog.at_level(logging.ERROR):
+        rp.debugfs.crash(2)
+        rp.wait_crash_handled(1)
+    assert rp.state == OFFLINE and rp.power == 0
+    assert "recovery failed" in caplog.text and "not an ELF file" in caplog.text
+    assert snapshot() == before
+    path.write_bytes(pack_python((FW / "faulty.py").read_text(), default_rsc_table()))
+    rp.start()
+    echo_once(rp)
+    rp.stop()
     assert snapshot() == before
