@@ -17,13 +17,14 @@ from elftools.elf.elffile import ELFFile
 from amplink.errors import AmplinkError, RpmsgError
 from amplink.hw.core_ctrl import STATUS_BOOTED, STATUS_HALTED, STATUS_WFI
 from amplink.remoteproc import ATTACHED, CRASHED, DELETED, DETACHED, OFFLINE, RUNNING, Rproc
+from amplink.remoteproc.elf_writer import ET_EXEC, OutSegment, write_elf
 from amplink.remoteproc.fwpack import pack_python
 from amplink.remoteproc.layout import default_rsc_table
 from amplink.remoteproc.loader import boot_core
 from amplink.remoteproc.resources import RSC_HANDLED, Memory
 from amplink.wire import rsc_table as rt
 from amplink.wire.protocol import Features
-from amplink.wire.pyprog import PY_MAGIC
+from amplink.wire.pyprog import PY_MAGIC, encode_program
 from resources import snapshot
 
 SERVICE = "rpmsg-openamp-demo-channel"
@@ -432,3 +433,26 @@ def test_failed_recovery_leaves_the_core_offline_and_bootable(tmp_path, caplog):
     echo_once(rp)
     rp.stop()
     assert snapshot() == before
+
+
+def test_segments_load_into_a_core_local_memory(tmp_path):
+    """Firmware linked to run partly from a core-local memory (a TCM) the platform
+    registered: its segment lands there, and its carveout of that name is tied to it."""
+    table = _table_with(rt.Carveout(0x100000, 0, 0x10000, name="tcm"))
+    program = encode_program((FW / "faulty.py").read_text())
+    path = tmp_path / "tcm.elf"
+    path.write_bytes(
+        write_elf(
+            [
+                OutSegment(0, table.build(), section=".resource_table"),
+                OutSegment(0x1000, program, section=".text.python"),
+                OutSegment(0x100000, b"initialised data", memsz=0x2000, section=".data"),
+            ],
+            elf_type=ET_EXEC,
+            entry=0x1000,
+        )
+    )
+    with Rproc("tcm", str(path), memories=[Memory("tcm", 0x100000, 0x10000)]) as rp:
+        echo_once(rp)
+        assert rp.carveouts == (Memory("tcm", 0x100000, 0x10000),)
+        assert rp.core_memory(0x100000, 0x20) == b"initialised data" + bytes(16)

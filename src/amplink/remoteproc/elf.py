@@ -17,6 +17,7 @@ import errno
 import io
 import os
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from elftools.common.exceptions import ELFError
@@ -186,13 +187,21 @@ class FirmwareImage:
         """One past the highest device address any segment occupies."""
         return max((s.da + s.memsz for s in self.segments), default=0)
 
-    def load(self, region: SharedRegion, amap: AddressMap) -> None:
-        """Copy every segment to device memory and reserve its range in ``amap``."""
+    def load(
+        self,
+        region: SharedRegion,
+        amap: AddressMap,
+        reserved: Callable[[int, int], bool] = lambda da, size: False,
+    ) -> None:
+        """Copy every segment to device memory and reserve its range in ``amap``;
+        segments inside a range for which ``reserved(da, size)`` is true (a core-local
+        memory the platform reserved already) are copied without reserving."""
         mem = region.mem
         for seg in self.segments:
             try:
                 off = amap.translate(seg.da, seg.memsz)
-                amap.reserve(seg.da, seg.memsz)
+                if not reserved(seg.da, seg.memsz):
+                    amap.reserve(seg.da, seg.memsz)
             except AddressError as exc:
                 raise FirmwareError(
                     "segment-da",

@@ -110,8 +110,12 @@ def load_image(
     vdev in the memory that is left."""
     table = image.require_table()
     memories = memories or {}
-    image.load(region, amap)
-    reserve_platform_memories(amap, memories)
+    reserve_platform_memories(amap, memories)  # first: segments may load into them
+
+    def in_platform_memory(da: int, size: int) -> bool:
+        return any(m.da <= da and da + size <= m.da + m.len for m in memories.values())
+
+    image.load(region, amap, in_platform_memory)
     assert image.table_da is not None
     size = len(image.table_bytes)
     try:

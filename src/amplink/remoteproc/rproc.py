@@ -642,6 +642,16 @@ class Rproc:
             off = amap.translate(da, size)
             return rt.parse(region.mem[off : off + size])
 
+    def core_memory(self, da: int, size: int) -> bytes:
+        """A copy of ``size`` bytes of the core's device memory at ``da`` (like reading
+        it through a debugger); ``ENODEV`` when the core has no memory now."""
+        with self._lock:
+            region, amap = self._region, self._amap
+            if region is None or amap is None:
+                raise AmplinkError(errno.ENODEV, f"{self.name} has no device memory now")
+            off = amap.translate(da, size)
+            return bytes(region.mem[off : off + size])
+
     def trace(self, index: int = 0) -> str:
         """The text in trace buffer ``index`` (debugfs ``trace<N>``)."""
         with self._lock:
