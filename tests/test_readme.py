@@ -26,15 +26,22 @@ def run_script(directory: Path, name: str) -> str:
 
 
 def test_readme_host_and_firmware_examples_run(tmp_path):
-    host, firmware, _mailbox = python_blocks()
+    host, firmware, _console, _mailbox = python_blocks()
     assert "# hello_fw.py" in firmware
     (tmp_path / "hello_fw.py").write_text(firmware)
     (tmp_path / "host.py").write_text(host)
     assert run_script(tmp_path, "host.py") == "Message(data=b'PING', src=1024)"
 
 
+def test_readme_console_example_runs(tmp_path):
+    console = python_blocks()[2]
+    assert "# console.py" in console
+    (tmp_path / "console.py").write_text(console)
+    assert run_script(tmp_path, "console.py") == "True"
+
+
 def test_readme_mailbox_example_runs(tmp_path):
-    mailbox = python_blocks()[2]
+    mailbox = python_blocks()[3]
     assert "# mailbox.py" in mailbox
     (tmp_path / "mailbox.py").write_text(mailbox)
     assert run_script(tmp_path, "mailbox.py") == "0xc0ffee"
