@@ -70,6 +70,11 @@ class RpmsgLink(ABC):
         """Whether a send would find a buffer right now (``rpmsg_poll``'s EPOLLOUT)."""
         return self.failure is None
 
+    def when_can_send(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` once a send would not wait.  Backends without buffer
+        accounting call it at once."""
+        callback()
+
     def busy_poll(self, ready: Callable[[], bool]) -> bool:
         """Poll the receive path in the calling thread until ``ready()`` (optional)."""
         return False

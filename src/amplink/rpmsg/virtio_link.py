@@ -84,6 +84,8 @@ class VirtioRpmsgLink(RpmsgLink):
         self._tx_cond = threading.Condition(threading.Lock())
         self._tx_waiters = 0
         self._rx_owner = 0
+        self._space_waiters: list[Callable[[], None]] = []  # see when_can_send()
+        self.fail_listeners.append(self._wake_space_waiters)
         self._users = 0  # busy-pollers touching the rings outside the locks
         self._users_cond = threading.Condition(threading.Lock())
         self._dispatch = self.endpoints.dispatch  # bound once: no allocation per message
@@ -203,16 +205,42 @@ class VirtioRpmsgLink(RpmsgLink):
                     wait = min(wait * 2, _MAX_TX_WAIT_SLICE)
             finally:
                 self._tx_waiters -= 1
-                if self._tx_waiters == 0 and self.failure is None:
+                if self._tx_waiters == 0 and not self._space_waiters and self.failure is None:
                     self._tx_notifications(False)
 
     # -- receiving -------------------------------------------------------------------
     def handle_notify(self) -> None:
         """The peer notified us: wake blocked senders and dispatch received messages."""
-        if self._tx_waiters:
+        if self._tx_waiters or self._space_waiters:
+            callbacks: list[Callable[[], None]] = []
             with self._tx_cond:
                 self._tx_cond.notify_all()
+                if self._space_waiters and self.failure is None and self._peek_tx():
+                    callbacks, self._space_waiters = self._space_waiters, []
+                    if not self._tx_waiters:
+                        self._tx_notifications(False)
+            for cb in callbacks:
+                cb()
         self.poll_rx()
+
+    def when_can_send(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` once a send would not wait (now, if it would not now).
+
+        It runs in whatever thread notices: the caller's, or the receive context when
+        the peer returns a buffer; also when the link fails, so a waiter finds out."""
+        with self._tx_cond:
+            if self.failure is None and not self._peek_tx():
+                self._space_waiters.append(callback)
+                if not self._tx_notifications(True):
+                    return
+                self._space_waiters.remove(callback)  # buffers came back meanwhile
+        callback()
+
+    def _wake_space_waiters(self, error: OSError) -> None:
+        with self._tx_cond:
+            callbacks, self._space_waiters = self._space_waiters, []
+        for cb in callbacks:
+            cb()
 
     def poll_rx(self) -> int:
         """Dispatch every received message now; returns how many were dispatched."""

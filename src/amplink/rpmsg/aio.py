@@ -1,0 +1,78 @@
+"""asyncio for rpmsg endpoints: ``await ept.recv()``, ``await ept.send(data)``,
+``async for data in ept``.
+
+Built on :class:`~amplink.rpmsg.chardev.RpmsgEptFile`'s descriptors: a coroutine that
+has to wait registers the file's reader (or writer) descriptor with the event loop and
+sleeps until it is ready, so nothing spins and no thread is used.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+from collections.abc import AsyncIterator
+
+from amplink.errors import RpmsgError
+from amplink.rpmsg.chardev import RpmsgEptFile
+
+
+async def _ready(fd: int, reader: bool) -> None:
+    loop = asyncio.get_running_loop()
+    fut: asyncio.Future[None] = loop.create_future()
+
+    def wake() -> None:
+        if not fut.done():
+            fut.set_result(None)
+
+    if reader:
+        loop.add_reader(fd, wake)
+    else:
+        loop.add_writer(fd, wake)
+    try:
+        await fut
+    finally:
+        if reader:
+            loop.remove_reader(fd)
+        else:
+            loop.remove_writer(fd)
+
+
+class AsyncEndpoint:
+    """An endpoint file used from coroutines (it is switched to non-blocking mode)."""
+
+    def __init__(self, f: RpmsgEptFile) -> None:
+        f.nonblocking = True
+        self.file = f
+
+    async def recv(self) -> bytes:
+        """The next message; ``EPIPE`` once the endpoint is gone."""
+        while True:
+            try:
+                return self.file.read()
+            except RpmsgError as exc:
+                if exc.errno != errno.EAGAIN:
+                    raise
+            await _ready(self.file.fileno(), reader=True)
+
+    async def send(self, data: bytes) -> None:
+        """Send one message, waiting (without blocking the loop) for a free buffer."""
+        while True:
+            try:
+                self.file.write(data)
+                return
+            except RpmsgError as exc:
+                if exc.errno != errno.EAGAIN:
+                    raise
+            await _ready(self.file.writer_fileno(), reader=False)
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self._iterate()
+
+    async def _iterate(self) -> AsyncIterator[bytes]:
+        while True:
+            try:
+                yield await self.recv()
+            except RpmsgError as exc:
+                if exc.errno == errno.EPIPE:
+                    return
+                raise

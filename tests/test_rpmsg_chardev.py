@@ -1,0 +1,127 @@
+"""/dev/rpmsg_ctrlN and /dev/rpmsgN as objects: whole messages, blocking and not,
+real descriptors for select and asyncio, rpmsg-raw files, channels made from the host."""
+
+import asyncio
+import errno
+import select
+from pathlib import Path
+
+import pytest
+
+from amplink.errors import RpmsgError
+from amplink.remoteproc import Rproc
+from amplink.rpmsg import RpmsgBus
+from amplink.rpmsg.aio import AsyncEndpoint
+from amplink.rpmsg.chardev import RpmsgCharDriver, RpmsgCtrl
+from resources import snapshot
+
+PEER = str(Path(__file__).parent / "firmware" / "chardev_peer.py")
+
+
+def readable(fd: int, timeout: float) -> bool:
+    return bool(select.select([fd], [], [], timeout)[0])
+
+
+def writable(fd: int, timeout: float) -> bool:
+    return bool(select.select([], [fd], [], timeout)[1])
+
+
+@pytest.fixture
+def raw():
+    """A core with an rpmsg-raw channel, and the file the char driver gave it."""
+    before = snapshot()
+    bus = RpmsgBus()
+    driver = RpmsgCharDriver()
+    bus.register_driver(driver)
+    with Rproc("chardev", PEER, bus=bus) as rp:
+        yield rp, driver.wait_file()
+    assert driver.files == {}
+    assert snapshot() == before
+
+
+def test_rpmsg_raw_file_reads_and_writes_whole_messages(raw):
+    rp, f = raw
+    assert f.default and not readable(f.fileno(), 0)
+    assert f.write(b"ping") == 4
+    assert readable(f.fileno(), 10)
+    assert f.poll() & select.POLLIN
+    assert f.read() == b"ping"
+    assert not readable(f.fileno(), 0)
+    f.nonblocking = True
+    with pytest.raises(RpmsgError) as exc:
+        f.read()
+    assert exc.value.errno == errno.EAGAIN
+    with pytest.raises(RpmsgError) as exc:
+        f.write(bytes(497))
+    assert exc.value.errno == errno.EMSGSIZE
+    ctrl = RpmsgCtrl(rp.wait_channel("rpmsg-raw"), rp.bus)
+    with pytest.raises(RpmsgError) as exc:
+        ctrl.destroy_ept(f)
+    assert exc.value.errno == errno.EINVAL
+
+
+def test_writer_descriptor_follows_free_send_buffers(raw):
+    _rp, f = raw
+    f.write(b"stall")  # the core stops consuming for half a second
+    f.nonblocking = True
+    sent = 0
+    with pytest.raises(RpmsgError) as exc:
+        while True:
+            f.write(b"x")
+            sent += 1
+    assert exc.value.errno == errno.EAGAIN and sent == 255  # 256 buffers, "stall" has one
+    assert not writable(f.writer_fileno(), 0) and not f.poll() & select.POLLOUT
+    assert writable(f.writer_fileno(), 10)  # the core consumed again: a buffer came back
+    f.write(b"after")
+
+
+def test_ctrl_endpoints_and_channels_the_core_sees(raw):
+    rp, f = raw
+    chan = rp.wait_channel("rpmsg-raw")
+    ctrl = RpmsgCtrl(chan, rp.bus)
+    with ctrl.create_ept("mine", dst=chan.dst) as mine:
+        mine.write(b"via ctrl")
+        assert mine.read(timeout=10) == b"via ctrl"
+    dev = ctrl.create_dev("host-service")
+    ctrl.release_dev("host-service")
+    f.write(b"events")
+    assert f.read(timeout=10).decode().splitlines() == [
+        f"create host-service {dev.src}",
+        f"destroy host-service {dev.src}",
+    ]
+    with pytest.raises(RpmsgError) as exc:
+        ctrl.release_dev("host-service")
+    assert exc.value.errno == errno.EINVAL
+
+
+def test_asyncio_send_recv_and_iteration(raw):
+    _rp, f = raw
+
+    async def main():
+        ept = AsyncEndpoint(f)
+        await ept.send(b"stall")
+        for i in range(300):  # more than the 256 buffers: some sends must wait
+            await ept.send(b"%d" % i)
+        assert await ept.recv() == b"resumed"
+        got = []
+        async for data in ept:
+            got.append(data)
+            if len(got) == 300:
+                break
+        return got
+
+    assert asyncio.run(main()) == [b"%d" % i for i in range(300)]
+
+
+def test_a_file_reports_the_core_going_away():
+    rp = Rproc("gone", PEER)
+    rp.start()
+    ctrl = RpmsgCtrl(rp.wait_channel("rpmsg-raw"), rp.bus)
+    f = ctrl.create_ept("watch", dst=ctrl.rpdev.dst)
+    rp.stop()
+    assert readable(f.fileno(), 10) and writable(f.writer_fileno(), 0)
+    assert f.poll() & select.POLLERR
+    with pytest.raises(RpmsgError) as exc:
+        f.read()
+    assert exc.value.errno == errno.EPIPE
+    f.close()
