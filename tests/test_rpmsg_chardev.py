@@ -125,3 +125,14 @@ def test_a_file_reports_the_core_going_away():
         f.read()
     assert exc.value.errno == errno.EPIPE
     f.close()
+
+
+def test_flow_control_is_not_supported_over_virtio(raw):
+    _rp, f = raw
+    assert f.get_outgoing_flowcontrol() == 0
+    with pytest.raises(RpmsgError) as exc:
+        f.set_incoming_flowcontrol(2)
+    assert exc.value.errno == errno.EINVAL
+    with pytest.raises(RpmsgError) as exc:
+        f.set_incoming_flowcontrol(1)
+    assert exc.value.errno == errno.EOPNOTSUPP

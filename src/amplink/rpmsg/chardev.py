@@ -52,6 +52,7 @@ class RpmsgEptFile:
         self._rfd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
         self._wfd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
         self._tx_blocked = False
+        self.remote_paused = False  # set by backends that carry flow-control signals
         ept.callback = self._on_message
         ept.on_release(self._on_release)
 
@@ -137,6 +138,17 @@ class RpmsgEptFile:
             self.ept.link.when_can_send(self._writable)
             raise RpmsgError(errno.EAGAIN, "no free send buffer") from None
         return len(data)
+
+    def get_outgoing_flowcontrol(self) -> int:
+        """``RPMSG_GET_OUTGOING_FLOWCONTROL``: 1 if the remote asked us to pause."""
+        return 1 if self.remote_paused else 0
+
+    def set_incoming_flowcontrol(self, value: int) -> None:
+        """``RPMSG_SET_INCOMING_FLOWCONTROL``: 1 asks the remote to pause, 0 to resume
+        (``EINVAL`` otherwise; ``EOPNOTSUPP`` on backends without flow control)."""
+        if value not in (0, 1):
+            raise RpmsgError(errno.EINVAL, f"flow control is 0 or 1, not {value}")
+        self.ept.set_flow_control(bool(value), self.dst)
 
     def close(self) -> None:
         """Destroy the endpoint (unless it is a channel's default one) and drop what is

@@ -83,6 +83,11 @@ class RpmsgLink(ABC):
         """True when called from inside this link's receive dispatch."""
         return False
 
+    def set_flow_control(self, src: int, pause: bool, dst: int) -> None:
+        """Ask the remote to pause (or resume) sending to ``src`` (``EOPNOTSUPP`` for
+        backends without flow control, as virtio in Linux)."""
+        raise RpmsgError(errno.EOPNOTSUPP, f"{type(self).__name__} {self.name} has no flow control")
+
     def fail(self, error: OSError) -> None:
         """Declare the link dead: release every endpoint and tell the listeners. Idempotent."""
         if self.failure is not None:
@@ -171,6 +176,11 @@ class Endpoint:
     def get_mtu(self) -> int:
         self._check_alive()
         return self.link.mtu
+
+    def set_flow_control(self, pause: bool, dst: int = RPMSG_ADDR_ANY) -> None:
+        """``rpmsg_set_flow_control``: ask the remote to pause or resume sending here."""
+        self._check_alive()
+        self.link.set_flow_control(self.addr, pause, self.dst if dst == RPMSG_ADDR_ANY else dst)
 
     # -- receiving -------------------------------------------------------------------
     def deliver(self, data: bytes, src: int) -> None:
