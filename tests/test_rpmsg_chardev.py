@@ -13,6 +13,7 @@ from amplink.remoteproc import Rproc
 from amplink.rpmsg import RpmsgBus
 from amplink.rpmsg.aio import AsyncEndpoint
 from amplink.rpmsg.chardev import RpmsgCharDriver, RpmsgCtrl
+from amplink.rpmsg.virtio_link import RpmsgBuffers
 from resources import snapshot
 
 PEER = str(Path(__file__).parent / "firmware" / "chardev_peer.py")
@@ -136,3 +137,34 @@ def test_flow_control_is_not_supported_over_virtio(raw):
     with pytest.raises(RpmsgError) as exc:
         f.set_incoming_flowcontrol(1)
     assert exc.value.errno == errno.EOPNOTSUPP
+
+
+def test_buffer_sizes_and_counts_per_direction():
+    """Beyond Linux's fixed 512 B x 256: the host sends from 64 buffers of 1 KiB and
+    receives in 32 of 2 KiB; each side's MTU follows (the core learns its own from
+    the size of the buffers the host posts)."""
+    before = snapshot()
+    geometry = RpmsgBuffers(rx_size=2048, tx_size=1024, rx_count=32, tx_count=64)
+    with Rproc("sizes", PEER, buffers=geometry) as rp:
+        ctrl = RpmsgCtrl(rp.wait_channel("rpmsg-raw"), rp.bus)
+        with ctrl.create_ept("big", dst=ctrl.rpdev.dst) as f:
+            assert rp.link.mtu == 1008
+            f.write(bytes(1008))
+            assert len(f.read(timeout=10)) == 1008
+            with pytest.raises(RpmsgError) as exc:
+                f.write(bytes(1009))
+            assert exc.value.errno == errno.EMSGSIZE
+            f.write(b"big")
+            assert f.read(timeout=10) == b"B" * 2032  # the core's MTU: 2048 - 16
+            f.write(b"stall")
+            f.nonblocking = True
+            sent = 0
+            with pytest.raises(RpmsgError):
+                while True:
+                    f.write(b"x")
+                    sent += 1
+            assert sent == 63  # 64 send buffers, "stall" holds one
+    assert snapshot() == before
+    with pytest.raises(RpmsgError) as exc:
+        RpmsgBuffers(rx_size=16)
+    assert exc.value.errno == errno.EINVAL

@@ -3,6 +3,7 @@ and reports the name-service messages the host sent it.
 
 ``events``: reply with what the host announced (``create <name> <addr>`` lines).
 ``stall``: stop consuming for half a second, then reply ``resumed``.
+``big``: reply with one message as large as this core can send (its MTU).
 Anything else is echoed.
 """
 
@@ -24,6 +25,8 @@ def main(core: Core) -> None:
     def serve(ept, data, src):
         if data == b"events":
             ept.sendto("\n".join(events).encode(), src)
+        elif data == b"big":
+            ept.sendto(b"B" * core.mtu, src)
         elif data == b"stall":
             time.sleep(0.5)
             ept.sendto(b"resumed", src)

@@ -25,7 +25,7 @@ from amplink.remoteproc.resources import (
     memory_needed,
     reserve_platform_memories,
 )
-from amplink.rpmsg.virtio_link import MAX_RPMSG_NUM_BUFS, RPMSG_BUF_SIZE
+from amplink.rpmsg.virtio_link import DEFAULT_BUFFERS, RpmsgBuffers
 from amplink.virtio.constants import VIRTIO_ID_RPMSG, VIRTIO_RPMSG_F_NS
 from amplink.virtio.vdev import VdevConfig
 from amplink.wire import rsc_table as rt
@@ -64,7 +64,7 @@ class RpmsgVdevLayout:
     table_len: int
     vdev: VdevConfig
     pool_da: int
-    buf_size: int
+    buffers: RpmsgBuffers
 
 
 @dataclass(frozen=True)
@@ -83,7 +83,7 @@ def load_rpmsg_vdev(
     amap: AddressMap,
     table: rt.ResourceTable,
     *,
-    buf_size: int = RPMSG_BUF_SIZE,
+    buffers: RpmsgBuffers = DEFAULT_BUFFERS,
 ) -> RpmsgVdevLayout:
     """Load a bare ``table`` (no firmware image) at the start of the region and place its
     first rpmsg vdev; for hosts and tests that have a table but no ELF."""
@@ -91,7 +91,7 @@ def load_rpmsg_vdev(
     table_da = amap.allocate(len(raw), PAGE_SIZE)
     table_off = amap.translate(table_da, len(raw))
     region.mem[table_off : table_off + len(raw)] = raw
-    return _place_rpmsg_vdev(region, amap, table_da, len(raw), buf_size)
+    return _place_rpmsg_vdev(region, amap, table_da, len(raw), buffers)
 
 
 def load_image(
@@ -99,7 +99,7 @@ def load_image(
     amap: AddressMap,
     image: FirmwareImage,
     *,
-    buf_size: int = RPMSG_BUF_SIZE,
+    buffers: RpmsgBuffers = DEFAULT_BUFFERS,
     memories: Mapping[str, Memory] | None = None,
     vendor: VendorHook = lambda entry: RSC_IGNORED,
 ) -> LoadedImage:
@@ -130,12 +130,12 @@ def load_image(
     given = handle_resources(region, amap, table_off, table, memories=memories, vendor=vendor)
     rpmsg = None
     if any(v.id == VIRTIO_ID_RPMSG for v in table.vdevs()):
-        rpmsg = _place_rpmsg_vdev(region, amap, image.table_da, size, buf_size)
+        rpmsg = _place_rpmsg_vdev(region, amap, image.table_da, size, buffers)
     return LoadedImage(image.table_da, size, tuple(given), rpmsg)
 
 
 def _place_rpmsg_vdev(
-    region: SharedRegion, amap: AddressMap, table_da: int, table_len: int, buf_size: int
+    region: SharedRegion, amap: AddressMap, table_da: int, table_len: int, buffers: RpmsgBuffers
 ) -> RpmsgVdevLayout:
     """Give the loaded table's first rpmsg vdev its vrings, notify ids and buffer pool.
 
@@ -157,26 +157,24 @@ def _place_rpmsg_vdev(
             da = vr.da
             amap.reserve(da, size)
         vdev.set_vring(j, da, j)
-    nbufs = min(entry.vrings[0].num, MAX_RPMSG_NUM_BUFS // 2) + min(
-        entry.vrings[1].num, MAX_RPMSG_NUM_BUFS // 2
-    )
-    pool_da = amap.allocate(nbufs * buf_size, PAGE_SIZE)
-    return RpmsgVdevLayout(table_da, table_len, vdev, pool_da, buf_size)
+    pool = buffers.pool_bytes(entry.vrings[0].num, entry.vrings[1].num)
+    pool_da = amap.allocate(pool, PAGE_SIZE)
+    return RpmsgVdevLayout(table_da, table_len, vdev, pool_da, buffers)
 
 
 def image_region_size(
     image: FirmwareImage,
-    buf_size: int = RPMSG_BUF_SIZE,
+    buffers: RpmsgBuffers = DEFAULT_BUFFERS,
     memories: Mapping[str, Memory] | None = None,
 ) -> int:
     """Device memory for ``image``: its segments and the platform's memories, then
     room for carveouts, vrings and buffers."""
     table = image.require_table()
     top = max([image.extent(), *(m.da + m.len for m in (memories or {}).values())])
-    return align_up(top, PAGE_SIZE) + memory_needed(table) + region_size_for(table, buf_size)
+    return align_up(top, PAGE_SIZE) + memory_needed(table) + region_size_for(table, buffers)
 
 
-def region_size_for(table: rt.ResourceTable, buf_size: int = RPMSG_BUF_SIZE) -> int:
+def region_size_for(table: rt.ResourceTable, buffers: RpmsgBuffers = DEFAULT_BUFFERS) -> int:
     """A region size that holds the table, every vring and a full buffer pool.
 
     Vrings the firmware placed at fixed addresses must fit where they are, and the
@@ -190,5 +188,6 @@ def region_size_for(table: rt.ResourceTable, buf_size: int = RPMSG_BUF_SIZE) -> 
             size += vsize
             if vr.da != rt.FW_RSC_ADDR_ANY:
                 fixed_end = max(fixed_end, vr.da + vsize)
-        size += MAX_RPMSG_NUM_BUFS * buf_size
+        if vdev.id == VIRTIO_ID_RPMSG and len(vdev.vrings) == 2:
+            size += align_up(buffers.pool_bytes(vdev.vrings[0].num, vdev.vrings[1].num), PAGE_SIZE)
     return align_up(fixed_end + size, PAGE_SIZE)

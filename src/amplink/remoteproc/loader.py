@@ -23,7 +23,7 @@ from amplink.remoteproc.layout import (
 )
 from amplink.remoteproc.process_core import ProcessCore
 from amplink.remoteproc.resources import RSC_IGNORED, Memory, VendorHook
-from amplink.rpmsg.virtio_link import RPMSG_BUF_SIZE
+from amplink.rpmsg.virtio_link import DEFAULT_BUFFERS, RpmsgBuffers
 from amplink.wire import rsc_table as rt
 
 DEFAULT_MEMORY_SIZE = 64 << 20
@@ -73,14 +73,14 @@ def place_image(
     name: str,
     image: FirmwareImage,
     *,
-    buf_size: int = RPMSG_BUF_SIZE,
+    buffers: RpmsgBuffers = DEFAULT_BUFFERS,
     memory_size: int = DEFAULT_MEMORY_SIZE,
     memories: Mapping[str, Memory] | None = None,
     vendor: VendorHook = lambda entry: RSC_IGNORED,
 ) -> DeviceMemory:
     """Create device memory for ``image`` (at most ``memory_size`` bytes from da 0) and
     load it there; the region is closed again if loading fails."""
-    size = image_region_size(image, buf_size, memories)
+    size = image_region_size(image, buffers, memories)
     if size > memory_size:
         raise FirmwareError(
             "segment-da",
@@ -90,9 +90,7 @@ def place_image(
     region = SharedRegion.create(size, name)
     try:
         amap = AddressMap.identity(region.size)
-        loaded = load_image(
-            region, amap, image, buf_size=buf_size, memories=memories, vendor=vendor
-        )
+        loaded = load_image(region, amap, image, buffers=buffers, memories=memories, vendor=vendor)
     except BaseException:
         region.close()
         raise

@@ -56,7 +56,12 @@ from amplink.remoteproc.resources import RSC_HANDLED, RSC_IGNORED, Memory, Vendo
 from amplink.remoteproc.states import ATTACHED, CRASHED, DELETED, DETACHED, OFFLINE, RUNNING
 from amplink.rpmsg.core import RpmsgBus, RpmsgDevice
 from amplink.rpmsg.ns import NameService
-from amplink.rpmsg.virtio_link import DEFAULT_SEND_TIMEOUT, RPMSG_BUF_SIZE, VirtioRpmsgHost
+from amplink.rpmsg.virtio_link import (
+    DEFAULT_BUFFERS,
+    DEFAULT_SEND_TIMEOUT,
+    RpmsgBuffers,
+    VirtioRpmsgHost,
+)
 from amplink.transport.spin import AdaptiveSpin, spin_worthwhile
 from amplink.wire import rsc_table as rt
 from amplink.wire.protocol import RSC_AMPLINK_FEATURES, Features
@@ -81,7 +86,7 @@ class Rproc:
         *,
         bus: RpmsgBus | None = None,
         table: rt.ResourceTable | None = None,
-        buf_size: int = RPMSG_BUF_SIZE,
+        buffers: RpmsgBuffers = DEFAULT_BUFFERS,
         cpu: int | None = None,
         spin: bool | None = None,
         send_timeout: float = DEFAULT_SEND_TIMEOUT,
@@ -112,7 +117,8 @@ class Rproc:
         use; ``handle_rsc`` handles vendor resource entries (``RSC_HANDLED``,
         ``RSC_IGNORED`` or a negative errno that fails the boot).  ``attach`` is a
         core a boot loader already started (:func:`~amplink.remoteproc.loader.boot_core`):
-        the processor starts ``detached`` and :meth:`boot` attaches to it."""
+        the processor starts ``detached`` and :meth:`boot` attaches to it.
+        ``buffers`` sets the rpmsg buffer sizes and counts per direction."""
         if coredump_mode not in coredump.MODES:
             raise AmplinkError(
                 errno.EINVAL, f"coredump mode {coredump_mode!r} not in {coredump.MODES}"
@@ -122,7 +128,7 @@ class Rproc:
         self.bus = bus if bus is not None else RpmsgBus()
         self._table_given = table is not None
         self.table = table if table is not None else default_rsc_table()
-        self.buf_size = buf_size
+        self.buffers = buffers
         self.cpu = cpu
         self.spin = spin
         self.send_timeout = send_timeout
@@ -317,7 +323,7 @@ class Rproc:
         memory = place_image(
             self.name,
             image,
-            buf_size=self.buf_size,
+            buffers=self.buffers,
             memory_size=self.memory_size,
             memories=self.memories,
             vendor=self._vendor_resource,
@@ -370,7 +376,7 @@ class Rproc:
             vdev,
             lambda index: kick(notifyids[index]),
             pool_da=rpmsg.pool_da,
-            buf_size=self.buf_size,
+            buffers=self.buffers,
             send_timeout=self.send_timeout,
             spin=AdaptiveSpin(enabled=platform.spin),
         )

@@ -27,6 +27,7 @@ import threading
 import time
 from abc import abstractmethod
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from amplink.errors import RpmsgError, VirtqueueError
 from amplink.memory.addrmap import AddressMap
@@ -49,11 +50,55 @@ log = logging.getLogger(__name__)
 
 RPMSG_BUF_SIZE = 512
 MAX_RPMSG_NUM_BUFS = 512
+MAX_BUF_SIZE = 65536  # amplink's bound (Linux: 512)
 DEFAULT_SEND_TIMEOUT = 15.0  # Linux waits 15 s for a TX buffer
 SUPPORTED_FEATURES = 1 << VIRTIO_RPMSG_F_NS
 _HDR = RPMSG_HDR
 _HDR_SIZE = RPMSG_HDR_SIZE
 _MAX_TX_WAIT_SLICE = 0.01
+
+
+@dataclass(frozen=True)
+class RpmsgBuffers:
+    """The host's buffer geometry, per direction: Linux fixes 512-byte buffers and at
+    most 256 per direction (the interoperable default); amplink lets both be chosen.
+
+    ``rx_*`` are the buffers the host receives in (the remote sends into them, so the
+    remote's MTU is ``rx_size - 16``: a device learns it from the length of the buffers
+    the driver posts); ``tx_*`` the buffers the host sends from (the host's MTU is
+    ``tx_size - 16``).  A count of None means ``min(vring num, 256)``.
+    """
+
+    rx_size: int = RPMSG_BUF_SIZE
+    tx_size: int = RPMSG_BUF_SIZE
+    rx_count: int | None = None
+    tx_count: int | None = None
+
+    def __post_init__(self) -> None:
+        for what, size in (("rx_size", self.rx_size), ("tx_size", self.tx_size)):
+            if not _HDR_SIZE < size <= MAX_BUF_SIZE:
+                raise RpmsgError(
+                    errno.EINVAL, f"{what} {size} is not in ({_HDR_SIZE}, {MAX_BUF_SIZE}]"
+                )
+
+    def counts(self, rx_num: int, tx_num: int) -> tuple[int, int]:
+        """Buffers per direction for vrings of ``rx_num`` and ``tx_num`` entries."""
+        out = []
+        for what, count, num in (("rx", self.rx_count, rx_num), ("tx", self.tx_count, tx_num)):
+            n = min(num, MAX_RPMSG_NUM_BUFS // 2) if count is None else count
+            if not 0 < n <= num:
+                raise RpmsgError(
+                    errno.EINVAL, f"{n} {what} buffers do not fit a vring of {num} entries"
+                )
+            out.append(n)
+        return out[0], out[1]
+
+    def pool_bytes(self, rx_num: int, tx_num: int) -> int:
+        n_rx, n_tx = self.counts(rx_num, tx_num)
+        return n_rx * self.rx_size + n_tx * self.tx_size
+
+
+DEFAULT_BUFFERS = RpmsgBuffers()
 
 
 class VirtioRpmsgLink(RpmsgLink):
@@ -345,14 +390,15 @@ class VirtioRpmsgHost(VirtioRpmsgLink):
         notify: Callable[[int], None],
         *,
         pool_da: int,
-        buf_size: int = RPMSG_BUF_SIZE,
+        buffers: RpmsgBuffers = DEFAULT_BUFFERS,
         send_timeout: float = DEFAULT_SEND_TIMEOUT,
         spin: AdaptiveSpin | None = None,
     ) -> None:
         """Set the vdev up as a driver: negotiate, init rings, post RX buffers, DRIVER_OK.
 
         The vrings' addresses must already be in the table (``vdev.vring_da``), and
-        ``pool_da`` must hold ``2 * min(num, 256)`` buffers of ``buf_size`` bytes.
+        ``pool_da`` must hold ``buffers.pool_bytes(...)``: the receive buffers, then
+        the send buffers.
         """
         if vdev.vdev.id != VIRTIO_ID_RPMSG or len(vdev.vdev.vrings) != 2:
             raise RpmsgError(errno.EINVAL, "vdev is not an rpmsg device with two vrings")
@@ -365,24 +411,27 @@ class VirtioRpmsgHost(VirtioRpmsgLink):
             notify,
             tx_index=1,
             ns_supported=bool(features & SUPPORTED_FEATURES),
-            mtu=buf_size - _HDR_SIZE,
+            mtu=buffers.tx_size - _HDR_SIZE,
             send_timeout=send_timeout,
             spin=spin,
         )
         self.vdev = vdev
+        self.buffers = buffers
         rx_vr, tx_vr = vdev.vdev.vrings
         self._rx_vq = _driver_vq(region, amap, vdev, 0, rx_vr.num, rx_vr.align, f"{name}.rx")
         self._tx_vq = _driver_vq(region, amap, vdev, 1, tx_vr.num, tx_vr.align, f"{name}.tx")
-        self._buf_size = buf_size
-        self._n_rx = min(rx_vr.num, MAX_RPMSG_NUM_BUFS // 2)
-        self._n_tx = min(tx_vr.num, MAX_RPMSG_NUM_BUFS // 2)
+        self._rx_size = rx_size = buffers.rx_size
+        self._tx_size = buffers.tx_size
+        self._n_rx, self._n_tx = buffers.counts(rx_vr.num, tx_vr.num)
         self._pool_da = pool_da
-        self._pool_off = amap.translate(pool_da, (self._n_rx + self._n_tx) * buf_size)
+        self._pool_off = amap.translate(pool_da, buffers.pool_bytes(rx_vr.num, tx_vr.num))
+        # send buffers follow the receive buffers; token t >= n_rx is send buffer t - n_rx
+        self._tx_base = self._n_rx * rx_size - self._n_rx * self._tx_size
         self._next_unused_tx = 0
         self._rx_vq.reset_ring()
         self._tx_vq.reset_ring()
         for i in range(self._n_rx):
-            self._rx_vq.add(pool_da + i * buf_size, buf_size, True, i)
+            self._rx_vq.add(pool_da + i * rx_size, rx_size, True, i)
         self._tx_vq.disable_cb()  # TX-complete callbacks only while a sender waits
         vdev.status = (
             VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER | VIRTIO_CONFIG_S_DRIVER_OK
@@ -402,7 +451,7 @@ class VirtioRpmsgHost(VirtioRpmsgLink):
                 pass
             counts: dict[int, int] = {}
             for token in self._tx_vq.outstanding_tokens():
-                src = _HDR.unpack_from(self._mem, self._pool_off + token * self._buf_size)[0]
+                src = _HDR.unpack_from(self._mem, self._pool_off + self._tx_offset(token))[0]
                 counts[src] = counts.get(src, 0) + 1
             return counts
 
@@ -415,10 +464,14 @@ class VirtioRpmsgHost(VirtioRpmsgLink):
             if got is None:
                 return None
             token = got[0]
-        return token, self._pool_off + token * self._buf_size, self._buf_size
+        return token, self._pool_off + self._tx_offset(token), self._tx_size
+
+    def _tx_offset(self, token: int) -> int:
+        """Offset in the pool of send buffer ``token`` (tokens follow the receive ones)."""
+        return self._tx_base + token * self._tx_size
 
     def _commit_tx(self, token: int, nbytes: int) -> bool:
-        self._tx_vq.add(self._pool_da + token * self._buf_size, nbytes, False, token)
+        self._tx_vq.add(self._pool_da + self._tx_offset(token), nbytes, False, token)
         return self._tx_vq.kick_needed()
 
     def _peek_tx(self) -> bool:
@@ -445,7 +498,7 @@ class VirtioRpmsgHost(VirtioRpmsgLink):
     def _drain_rx(self) -> int:
         vq = self._rx_vq
         base = self._pool_off
-        bs = self._buf_size
+        bs = self._rx_size
         n = 0
         while (got := vq.get()) is not None:
             token, written = got
@@ -497,8 +550,8 @@ class VirtioRpmsgRemote(VirtioRpmsgLink):
         vrs = vdev.vdev.vrings
         tx = _device_vq(region, amap, vdev, 0, vrs[0].num, vrs[0].align, f"{name}.tx", True)
         rx = _device_vq(region, amap, vdev, 1, vrs[1].num, vrs[1].align, f"{name}.rx", False)
-        first = tx.peek_len()
-        mtu = min(first if first is not None else RPMSG_BUF_SIZE, RPMSG_BUF_SIZE) - _HDR_SIZE
+        first = tx.peek_len()  # the host's receive buffers tell how big a message can be
+        mtu = (first if first is not None else RPMSG_BUF_SIZE) - _HDR_SIZE
         super().__init__(
             name,
             region,
