@@ -63,7 +63,7 @@ def test_rpmsg_raw_file_reads_and_writes_whole_messages(raw):
 
 def test_writer_descriptor_follows_free_send_buffers(raw):
     _rp, f = raw
-    f.write(b"stall")  # the core stops consuming for half a second
+    f.write(b"stall")  # the core stops consuming for a second
     f.nonblocking = True
     sent = 0
     with pytest.raises(RpmsgError) as exc:

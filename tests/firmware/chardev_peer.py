@@ -2,7 +2,7 @@
 and reports the name-service messages the host sent it.
 
 ``events``: reply with what the host announced (``create <name> <addr>`` lines).
-``stall``: stop consuming for half a second, then reply ``resumed``.
+``stall``: stop consuming for a second, then reply ``resumed``.
 ``big``: reply with one message as large as this core can send (its MTU).
 Anything else is echoed.
 """
@@ -28,7 +28,7 @@ def main(core: Core) -> None:
         elif data == b"big":
             ept.sendto(b"B" * core.mtu, src)
         elif data == b"stall":
-            time.sleep(0.5)
+            time.sleep(1.0)
             ept.sendto(b"resumed", src)
         else:
             ept.sendto(data, src)
