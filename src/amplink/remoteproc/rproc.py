@@ -465,7 +465,7 @@ class Rproc:
                 if not force:
                     raise
                 log.warning("%s: %s; resetting it anyway", self.name, exc.strerror)
-        self._release_locked(crashed=self.state == CRASHED)
+        self._release_locked(crashed=False)  # dumps belong to recovery, not to a stop
         self.state = OFFLINE
 
     def _release_locked(self, *, crashed: bool) -> None:
