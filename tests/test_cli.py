@@ -50,6 +50,7 @@ def test_bench_json(capsys):
     assert set(report["placement"]) >= {"pinned", "host_cpu", "peer_cpu"}
     assert report["params"]["rounds"] == 300
     assert report["mailbox"]["msgs_per_s"] > 0
+    assert report["zero_copy"]["msgs_per_s"] > 0
     assert report["mailbox"]["rtt_p99_us"] >= report["mailbox"]["rtt_p50_us"] > 0
     combos = [(d["path"], d["load"]) for d in report["delivery"]]
     assert combos == [
@@ -72,6 +73,7 @@ def test_bench_table(capsys):
     out = capsys.readouterr().out
     assert "not pinned" in out and "vs multiprocessing.Pipe" in out
     assert "amplink mailbox (MU+IRQ)" in out and "interrupt -> client callback" in out
+    assert "zero-copy send" in out
 
 
 def test_help_and_bad_usage():

@@ -75,6 +75,13 @@ class SharedRegion:
         self._views.append(mv)
         return mv
 
+    def forget(self, view: memoryview) -> None:
+        """Stop tracking a view its user released (short-lived views lent out)."""
+        for i, v in enumerate(self._views):  # by identity: views compare by content
+            if v is view:
+                del self._views[i]
+                return
+
     def close(self) -> None:
         """Release every view, unmap, and close the descriptor. Idempotent."""
         if self._mm is None:

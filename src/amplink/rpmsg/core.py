@@ -21,7 +21,7 @@ import time
 from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Callable, Iterator
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from amplink.errors import RpmsgError
 from amplink.wire.rpmsg import RPMSG_NAME_SIZE, NsMessage, encode_name
@@ -113,7 +113,9 @@ class Endpoint:
 
     Without a callback the endpoint queues what it receives for :meth:`recv` (like
     ``/dev/rpmsgN``).  ``learn_dst`` makes an endpoint without a destination adopt the
-    source of the first message it receives, as OpenAMP endpoints do.
+    source of the first message it receives, as OpenAMP endpoints do.  A ``zero_copy``
+    endpoint's callback gets each message in place (a backend buffer with ``data``,
+    ``hold()`` and ``release()``) instead of a copy, on backends that lend buffers.
     """
 
     def __init__(
@@ -126,8 +128,10 @@ class Endpoint:
         dst: int = RPMSG_ADDR_ANY,
         learn_dst: bool = False,
         device: RpmsgDevice | None = None,
+        zero_copy: bool = False,
     ) -> None:
         self.link = link
+        self.zero_copy = zero_copy  # the callback gets buffers in place, not bytes
         self.addr = addr
         self.callback = callback
         self.name = name
@@ -176,6 +180,15 @@ class Endpoint:
     def get_mtu(self) -> int:
         self._check_alive()
         return self.link.mtu
+
+    def get_tx_buffer(self, timeout: float | None = None, *, block: bool = True) -> Any:
+        """Borrow a send buffer to fill in place (zero copy): write ``buf.data``, then
+        ``buf.send(length)``.  ``EOPNOTSUPP`` on backends that do not lend buffers."""
+        self._check_alive()
+        lend = getattr(self.link, "get_tx_buffer", None)
+        if lend is None:
+            raise RpmsgError(errno.EOPNOTSUPP, f"{self.link.name} does not lend send buffers")
+        return lend(self.addr, self.dst, block=block, timeout=timeout)
 
     def set_flow_control(self, pause: bool, dst: int = RPMSG_ADDR_ANY) -> None:
         """``rpmsg_set_flow_control``: ask the remote to pause or resume sending here."""
@@ -403,12 +416,18 @@ class RpmsgDevice:
         return f"<RpmsgDevice {self.id}>"
 
     def create_ept(
-        self, callback: EndpointCallback | None = None, src: int = RPMSG_ADDR_ANY
+        self,
+        callback: EndpointCallback | None = None,
+        src: int = RPMSG_ADDR_ANY,
+        *,
+        zero_copy: bool = False,
     ) -> Endpoint:
         """A new endpoint that sends to this channel's remote address by default."""
         if self.removed:
             raise RpmsgError(errno.ENODEV, f"rpmsg device {self.id} was removed")
-        ept = self.link.endpoints.create(callback, src, name=self.name, dst=self.dst, device=self)
+        ept = self.link.endpoints.create(
+            callback, src, name=self.name, dst=self.dst, device=self, zero_copy=zero_copy
+        )
         self._endpoints.append(ept)
         return ept
 

@@ -28,6 +28,7 @@ import time
 from abc import abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from amplink.errors import RpmsgError, VirtqueueError
 from amplink.memory.addrmap import AddressMap
@@ -99,6 +100,69 @@ class RpmsgBuffers:
 
 
 DEFAULT_BUFFERS = RpmsgBuffers()
+_T = TypeVar("_T")
+
+
+class TxBuffer:
+    """A send buffer lent for zero-copy sending: write the payload into :attr:`data`
+    (a view of shared memory), then :meth:`send`; or :meth:`discard` it."""
+
+    __slots__ = ("_done", "_link", "data", "dst", "off", "src", "token")
+
+    def __init__(
+        self, link: VirtioRpmsgLink, token: int, off: int, data: memoryview, src: int, dst: int
+    ) -> None:
+        self._link = link
+        self.token = token
+        self.off = off
+        self.data = data
+        self.src = src
+        self.dst = dst
+        self._done = False
+
+    def send(self, length: int) -> None:
+        """Send the first ``length`` bytes of :attr:`data` as one message."""
+        if self._done:
+            raise RpmsgError(errno.EINVAL, "this send buffer was already sent or discarded")
+        if not 0 <= length <= len(self.data):
+            raise RpmsgError(errno.EMSGSIZE, f"{length} bytes do not fit in {len(self.data)}")
+        self._done = True
+        self._link._lent_tx_done(self, length)
+
+    def discard(self) -> None:
+        """Give the buffer back unsent. Idempotent."""
+        if not self._done:
+            self._done = True
+            self._link._lent_tx_done(self, None)
+
+
+class RxBuffer:
+    """A received message in place (zero-copy endpoints): :attr:`data` is a view of
+    shared memory, valid during the callback, or until :meth:`release` if the callback
+    called :meth:`hold`."""
+
+    __slots__ = ("_link", "data", "held", "src", "token")
+
+    def __init__(self, link: VirtioRpmsgLink, token: int, data: memoryview, src: int) -> None:
+        self._link = link
+        self.token = token
+        self.data = data
+        self.src = src
+        self.held = False
+
+    def __bytes__(self) -> bytes:
+        return bytes(self.data)
+
+    def hold(self) -> RxBuffer:
+        """Keep the buffer past the callback (the peer cannot reuse it meanwhile)."""
+        self.held = True
+        return self
+
+    def release(self) -> None:
+        """Give a held buffer back to the peer. Idempotent."""
+        if self.held:
+            self.held = False
+            self._link._lent_rx_done(self)
 
 
 class VirtioRpmsgLink(RpmsgLink):
@@ -117,6 +181,7 @@ class VirtioRpmsgLink(RpmsgLink):
         spin: AdaptiveSpin | None = None,
     ) -> None:
         super().__init__(name, ns_supported=ns_supported)
+        self._region = region
         self._mem = region.mem
         self._notify = notify
         self._tx_index = tx_index
@@ -195,7 +260,7 @@ class VirtioRpmsgLink(RpmsgLink):
                 raise RpmsgError(
                     errno.ENOMEM, f"no free TX buffer on {self.name} (the remote is behind)"
                 )
-            kick = self._send_waiting(src, dst, data, n, timeout)
+            kick = self._send_waiting(lambda: self._try_send(src, dst, data, n), timeout)
         if kick:
             self._notify(self._tx_index)
 
@@ -211,7 +276,7 @@ class VirtioRpmsgLink(RpmsgLink):
             return None
         token, off, cap = buf
         if _HDR_SIZE + n > cap:
-            self._commit_tx(token, 0)
+            self._return_tx(token)
             raise RpmsgError(
                 errno.EMSGSIZE, f"the peer's buffer holds {cap - _HDR_SIZE} payload bytes, not {n}"
             )
@@ -220,7 +285,8 @@ class VirtioRpmsgLink(RpmsgLink):
         mem[off + _HDR_SIZE : off + _HDR_SIZE + n] = data
         return self._commit_tx(token, _HDR_SIZE + n)
 
-    def _send_waiting(self, src: int, dst: int, data: bytes, n: int, timeout: float | None) -> bool:
+    def _send_waiting(self, attempt: Callable[[], _T | None], timeout: float | None) -> _T:
+        """Retry ``attempt`` (under the TX lock) until it gets a buffer, or time out."""
         timeout = self.send_timeout if timeout is None else timeout
         deadline = time.monotonic() + timeout
         self._tx_spin.spin(self._tx_returning)
@@ -232,9 +298,9 @@ class VirtioRpmsgLink(RpmsgLink):
                 while True:
                     if self.failure is not None:
                         raise self.dead_error()
-                    kick = self._try_send(src, dst, data, n)
-                    if kick is not None:
-                        return kick
+                    got = attempt()
+                    if got is not None:
+                        return got
                     if self._tx_notifications(True):
                         continue
                     remaining = deadline - time.monotonic()
@@ -252,6 +318,69 @@ class VirtioRpmsgLink(RpmsgLink):
                 self._tx_waiters -= 1
                 if self._tx_waiters == 0 and not self._space_waiters and self.failure is None:
                     self._tx_notifications(False)
+
+    # -- zero copy -------------------------------------------------------------------
+    def get_tx_buffer(
+        self, src: int, dst: int, *, block: bool = True, timeout: float | None = None
+    ) -> TxBuffer:
+        """Lend a send buffer to fill in place (:class:`TxBuffer`); waits like send."""
+        if RPMSG_ADDR_ANY in (src, dst):
+            raise RpmsgError(errno.EINVAL, "a send buffer needs a source and a destination")
+        if self.failure is not None:
+            raise self.dead_error()
+        with self._tx_cond:
+            got = self._take_tx_alive()
+        if got is None:
+            if not block:
+                raise RpmsgError(errno.ENOMEM, f"no free TX buffer on {self.name}")
+            got = self._send_waiting(self._take_tx_alive, timeout)
+        token, off, cap = got
+        return TxBuffer(
+            self, token, off, self._region.view(off + _HDR_SIZE, cap - _HDR_SIZE), src, dst
+        )
+
+    def _take_tx_alive(self) -> tuple[int, int, int] | None:
+        if self.failure is not None:
+            raise self.dead_error()
+        try:
+            return self._take_tx()
+        except VirtqueueError as exc:
+            self.fail(exc)
+            raise
+
+    def _lent_tx_done(self, buf: TxBuffer, length: int | None) -> None:
+        """A lent send buffer comes back: sent with ``length`` payload bytes, or unused."""
+        self._region.forget(buf.data)
+        buf.data.release()
+        kick = False
+        with self._tx_cond:
+            if self.failure is not None:
+                if length is not None:
+                    raise self.dead_error()
+                return
+            if length is None:
+                self._return_tx(buf.token)
+            else:
+                _HDR.pack_into(self._mem, buf.off, buf.src, buf.dst, 0, length, 0)
+                kick = self._commit_tx(buf.token, _HDR_SIZE + length)
+        if kick:
+            self._notify(self._tx_index)
+
+    def _lent_rx_done(self, buf: RxBuffer) -> None:
+        """A held receive buffer is released: give it back to the peer."""
+        self._region.forget(buf.data)
+        buf.data.release()
+        with self._rx_lock:
+            if self.failure is None and self._return_rx(buf.token):
+                self._notify(self._rx_index)
+
+    @abstractmethod
+    def _return_tx(self, token: int) -> None:
+        """Give back a send buffer that was taken but not sent; tx lock held."""
+
+    @abstractmethod
+    def _return_rx(self, token: int) -> bool:
+        """Give a receive buffer back to the peer; True if the peer wants a kick."""
 
     # -- receiving -------------------------------------------------------------------
     def handle_notify(self) -> None:
@@ -304,8 +433,9 @@ class VirtioRpmsgLink(RpmsgLink):
         finally:
             self._rx_owner = 0
 
-    def _dispatch_buffer(self, off: int, length: int) -> None:
-        """Decode the message in ``length`` valid bytes at ``off`` and dispatch it.
+    def _dispatch_buffer(self, off: int, length: int, token: int) -> bool:
+        """Decode the message in ``length`` valid bytes at ``off`` and dispatch it;
+        True if a zero-copy receiver holds the buffer (it is given back later).
 
         The header comes from the peer: a payload length that does not fit in what the
         peer said it wrote drops that message (logged), never more.
@@ -314,10 +444,17 @@ class VirtioRpmsgLink(RpmsgLink):
             mem = self._mem
             src, dst, _res, ln, _flags = _HDR.unpack_from(mem, off)
             if ln <= length - _HDR_SIZE:
-                self.endpoints.dispatch(
-                    src, dst, bytes(mem[off + _HDR_SIZE : off + _HDR_SIZE + ln])
-                )
-                return
+                ept = self.endpoints.get(dst)
+                if ept is None or not ept.zero_copy:
+                    self._dispatch(src, dst, bytes(mem[off + _HDR_SIZE : off + _HDR_SIZE + ln]))
+                    return False
+                buf = RxBuffer(self, token, self._region.view(off + _HDR_SIZE, ln), src)
+                ept.deliver(buf, src)  # type: ignore[arg-type]
+                if buf.held:
+                    return True
+                self._region.forget(buf.data)
+                buf.data.release()
+                return False
         else:
             ln = -1
         log.error(
@@ -327,6 +464,7 @@ class VirtioRpmsgLink(RpmsgLink):
             ln,
             length,
         )
+        return False
 
     def in_rx_context(self) -> bool:
         return self._rx_owner == threading.get_ident()
@@ -428,6 +566,7 @@ class VirtioRpmsgHost(VirtioRpmsgLink):
         # send buffers follow the receive buffers; token t >= n_rx is send buffer t - n_rx
         self._tx_base = self._n_rx * rx_size - self._n_rx * self._tx_size
         self._next_unused_tx = 0
+        self._spare_tx: list[int] = []  # taken for zero copy, then not sent
         self._rx_vq.reset_ring()
         self._tx_vq.reset_ring()
         for i in range(self._n_rx):
@@ -456,6 +595,9 @@ class VirtioRpmsgHost(VirtioRpmsgLink):
             return counts
 
     def _take_tx(self) -> tuple[int, int, int] | None:
+        if self._spare_tx:
+            token = self._spare_tx.pop()
+            return token, self._pool_off + self._tx_offset(token), self._tx_size
         if self._next_unused_tx < self._n_tx:
             token = self._n_rx + self._next_unused_tx
             self._next_unused_tx += 1
@@ -470,12 +612,20 @@ class VirtioRpmsgHost(VirtioRpmsgLink):
         """Offset in the pool of send buffer ``token`` (tokens follow the receive ones)."""
         return self._tx_base + token * self._tx_size
 
+    def _return_tx(self, token: int) -> None:
+        self._spare_tx.append(token)
+
+    def _return_rx(self, token: int) -> bool:
+        bs = self._rx_size
+        self._rx_vq.add(self._pool_da + token * bs, bs, True, token)
+        return self._rx_vq.kick_needed()
+
     def _commit_tx(self, token: int, nbytes: int) -> bool:
         self._tx_vq.add(self._pool_da + self._tx_offset(token), nbytes, False, token)
         return self._tx_vq.kick_needed()
 
     def _peek_tx(self) -> bool:
-        return self._next_unused_tx < self._n_tx or self._tx_vq.has_used()
+        return bool(self._spare_tx) or self._next_unused_tx < self._n_tx or self._tx_vq.has_used()
 
     def _tx_returning(self) -> bool:
         return self._tx_vq.has_used()
@@ -502,10 +652,11 @@ class VirtioRpmsgHost(VirtioRpmsgLink):
         n = 0
         while (got := vq.get()) is not None:
             token, written = got
-            if written:  # a zero-length buffer carries nothing (a device's refused send)
-                self._dispatch_buffer(base + token * bs, written)
-            vq.add(self._pool_da + token * bs, bs, True, token)
             n += 1
+            # a zero-length buffer carries nothing (a device's refused send)
+            if written and self._dispatch_buffer(base + token * bs, written, token):
+                continue  # held by a zero-copy receiver: posted again on release
+            vq.add(self._pool_da + token * bs, bs, True, token)
         if n and vq.kick_needed():
             self._notify(self._rx_index)
         return n
@@ -577,6 +728,13 @@ class VirtioRpmsgRemote(VirtioRpmsgLink):
         self._tx_vq.put(token, nbytes)
         return self._tx_vq.notify_needed()
 
+    def _return_tx(self, token: int) -> None:
+        self._tx_vq.put(token, 0)  # the host reposts a buffer that carries nothing
+
+    def _return_rx(self, token: int) -> bool:
+        self._rx_vq.put(token, 0)
+        return self._rx_vq.notify_needed()
+
     def _peek_tx(self) -> bool:
         return self._tx_vq.has_avail()
 
@@ -603,9 +761,9 @@ class VirtioRpmsgRemote(VirtioRpmsgLink):
         n = 0
         while (got := vq.get()) is not None:
             head, off, length = got
-            self._dispatch_buffer(off, length)
-            vq.put(head, 0)
             n += 1
+            if not self._dispatch_buffer(off, length, head):
+                vq.put(head, 0)
         if n and vq.notify_needed():
             self._notify(self._rx_index)
         return n
