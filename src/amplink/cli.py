@@ -15,10 +15,20 @@ from amplink.remoteproc.describe import describe_image
 from amplink.remoteproc.elf import FirmwareImage
 from amplink.remoteproc.fwpack import pack_python, program_source
 from amplink.remoteproc.layout import default_rsc_table
+from amplink.tracing import TRACER
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    demo.run(firmware=args.firmware)
+    if args.trace is None:
+        demo.run(firmware=args.firmware)
+        return 0
+    TRACER.start()
+    try:
+        demo.run(firmware=args.firmware)
+        count = TRACER.export(args.trace)
+    finally:
+        TRACER.stop()
+    print(f"trace: {count} events in {args.trace} (open it in https://ui.perfetto.dev)")
     return 0
 
 
@@ -66,6 +76,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--firmware",
         default="amplink.firmware.echo",
         help="firmware module or .py file (default: the bundled echo)",
+    )
+    d.add_argument(
+        "--trace",
+        metavar="FILE.json",
+        help="record every layer's events and write a Chrome/Perfetto timeline",
     )
     d.set_defaults(func=_cmd_demo)
     b = sub.add_parser("bench", help="measure latency and throughput against a Pipe baseline")

@@ -49,6 +49,7 @@ from amplink.irq.flags import (
 )
 from amplink.irq.line import IrqLine, drain, new_line_fd
 from amplink.irq.spurious import MAX_BOGUS_REPORTS, SpuriousPolicy
+from amplink.tracing import TRACER
 
 log = logging.getLogger(__name__)
 
@@ -123,6 +124,8 @@ class _IrqThread:
         while q.get():
             with line.lock:
                 action.runthread = False
+            if TRACER.enabled:
+                TRACER.event("irq", "thread", irq=line.irq, action=action.name)
             try:
                 ret = fn(line.irq, action.dev_id)
             except Exception:
@@ -310,6 +313,8 @@ class IrqDomain:
             if r & IRQ_WAKE_THREAD:
                 self._wake_thread(action)
             ret |= r
+        if TRACER.enabled:
+            TRACER.event("irq", "handled", irq=line.irq, ret=ret)
         stuck = False
         if self.spurious.enabled and not (actions[0].flags & IRQF_NO_DEBUG):
             if ret & ~_VALID_RETURN:

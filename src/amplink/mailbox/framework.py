@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from amplink.errors import MailboxError
+from amplink.tracing import TRACER
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +112,8 @@ class MboxChan:
     # -- called by controller drivers ------------------------------------------------
     def received_data(self, msg: Any) -> None:
         """Deliver received data to the client (``mbox_chan_received_data``)."""
+        if TRACER.enabled:
+            TRACER.event("mailbox", "rx", chan=repr(self), msg=msg)
         cl = self.cl
         if cl is not None and cl.rx_callback is not None:
             cl.rx_callback(cl, msg)
@@ -160,6 +163,8 @@ class MboxChan:
         self._submit()
         if slot is None:
             return False
+        if TRACER.enabled:
+            TRACER.event("mailbox", "txdone", chan=repr(self), msg=slot.data, r=r)
         cl = self.cl
         if cl is not None and cl.tx_done is not None:
             cl.tx_done(cl, slot.data, r)
@@ -416,6 +421,8 @@ def send_message(chan: MboxChan, msg: Any) -> int:
         raise MailboxError(errno.EINVAL, "send on a channel that no client holds")
     if msg is MBOX_NO_MSG:
         raise MailboxError(errno.EINVAL, "MBOX_NO_MSG is not a message")
+    if TRACER.enabled:
+        TRACER.event("mailbox", "send", chan=repr(chan), msg=msg)
     slot = _Slot(msg, threading.Event() if cl.tx_block else None)
     with chan.lock:
         if chan.msg_count >= MBOX_TX_QUEUE_LEN:

@@ -28,6 +28,7 @@ from amplink.mailbox.framework import (
     request_channel_byname,
     send_message,
 )
+from amplink.tracing import TRACER
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +65,8 @@ class MboxKick:
 
     def kick(self, notifyid: int) -> None:
         """Notify the peer that vring ``notifyid`` changed."""
+        if TRACER.enabled:
+            TRACER.event("mailbox", "kick", dev=self.dev, notifyid=notifyid)
         with self._lock:
             if notifyid in self._queued:
                 self.coalesced += 1

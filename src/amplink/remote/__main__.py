@@ -36,6 +36,7 @@ from amplink.memory.addrmap import AddressMap
 from amplink.memory.region import SharedRegion
 from amplink.remote.runtime import Core, CoreHardware
 from amplink.rpmsg.virtio_link import VirtioRpmsgRemote
+from amplink.tracing import start_from_environment
 from amplink.transport.spin import AdaptiveSpin
 from amplink.virtio.constants import VIRTIO_ID_RPMSG
 from amplink.virtio.vdev import VdevConfig
@@ -100,6 +101,7 @@ def main(argv: list[str] | None = None) -> int:
         format=f"[remote {args.name}] %(levelname)s %(name)s: %(message)s",
     )
     _die_with_parent(int(os.environ.get("AMPLINK_PARENT_PID", os.getppid())))
+    start_from_environment()
     if args.cpu is not None:
         os.sched_setaffinity(0, {args.cpu})
     region = SharedRegion.attach(args.region_fd, f"{args.name}-shm")

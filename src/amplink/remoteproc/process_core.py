@@ -33,6 +33,7 @@ from amplink.irq.flags import IRQ_HANDLED, IRQF_ONESHOT, IRQF_TRIGGER_RISING
 from amplink.irq.line import new_line_fd
 from amplink.mailbox.mu_path import Delivery, MuKickPath
 from amplink.memory.region import SharedRegion
+from amplink.tracing import ENV_VAR, TRACER
 from amplink.wire.protocol import (
     RP_MBOX_CRASH,
     RP_MBOX_ECHO_REPLY,
@@ -196,6 +197,9 @@ class ProcessCore:
         if not self.spin:
             cmd.append("--no-spin")
         env = dict(os.environ, AMPLINK_PARENT_PID=str(os.getpid()))
+        if TRACER.enabled:  # the core appends its events to a file the export merges
+            env[ENV_VAR] = TRACER.core_file(self.name)
+            env["AMPLINK_CORE_NAME"] = f"core {self.name}"
         return subprocess.Popen(
             cmd,
             pass_fds=(region.fd, mmio.fd, core_fd, host_fd),

@@ -62,6 +62,7 @@ from amplink.rpmsg.virtio_link import (
     RpmsgBuffers,
     VirtioRpmsgHost,
 )
+from amplink.tracing import TRACER
 from amplink.transport.spin import AdaptiveSpin, spin_worthwhile
 from amplink.wire import rsc_table as rt
 from amplink.wire.protocol import RSC_AMPLINK_FEATURES, Features
@@ -194,6 +195,8 @@ class Rproc:
         with self._state_changed:
             self._state = value
             self._state_changed.notify_all()
+        if TRACER.enabled:
+            TRACER.event("remoteproc", "state", rproc=self.name, state=value)
 
     def wait_state(self, *states: str, timeout: float = 10.0) -> str:
         """Wait until the state is one of ``states`` (e.g. ``running`` again after a
@@ -555,6 +558,8 @@ class Rproc:
             why = reason or crash_name(kind)
             self.last_crash = (crash_name(kind), why)
             self.crash_count += 1
+            if TRACER.enabled:
+                TRACER.event("remoteproc", "crash", rproc=self.name, kind=crash_name(kind), why=why)
             self.state = CRASHED  # last: who waits for it sees the count and the cause
             log.error(
                 "crash detected in %s: type %s (%s); handling crash #%d",

@@ -34,6 +34,7 @@ from amplink.errors import RpmsgError, VirtqueueError
 from amplink.memory.addrmap import AddressMap
 from amplink.memory.region import SharedRegion
 from amplink.rpmsg.core import RPMSG_ADDR_ANY, RpmsgLink
+from amplink.tracing import TRACER
 from amplink.transport.spin import AdaptiveSpin
 from amplink.virtio.constants import (
     VIRTIO_CONFIG_S_ACKNOWLEDGE,
@@ -253,6 +254,8 @@ class VirtioRpmsgLink(RpmsgLink):
             )
         if self.failure is not None:
             raise self.dead_error()
+        if TRACER.enabled:
+            TRACER.event("rpmsg", "send", link=self.name, src=src, dst=dst, len=n)
         with self._tx_cond:
             kick = self._try_send(src, dst, data, n)
         if kick is None:
@@ -444,6 +447,8 @@ class VirtioRpmsgLink(RpmsgLink):
             mem = self._mem
             src, dst, _res, ln, _flags = _HDR.unpack_from(mem, off)
             if ln <= length - _HDR_SIZE:
+                if TRACER.enabled:
+                    TRACER.event("rpmsg", "receive", link=self.name, src=src, dst=dst, len=ln)
                 ept = self.endpoints.get(dst)
                 if ept is None or not ept.zero_copy:
                     self._dispatch(src, dst, bytes(mem[off + _HDR_SIZE : off + _HDR_SIZE + ln]))

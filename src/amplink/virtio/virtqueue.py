@@ -25,6 +25,7 @@ from typing import Literal, Protocol
 
 from amplink.errors import AddressError, VirtqueueError
 from amplink.memory.barrier import full_fence
+from amplink.tracing import TRACER
 from amplink.virtio.constants import (
     VRING_AVAIL_F_NO_INTERRUPT,
     VRING_DESC_F_INDIRECT,
@@ -111,6 +112,8 @@ class VirtqueueDriver(_Vring):
         ai = (ai + 1) & 0xFFFF
         self._avail_idx = ai
         self._avail[1] = ai  # publish: the entry above is written first (x86 TSO)
+        if TRACER.enabled:
+            TRACER.event("virtio", "add", vq=self.name, desc=d, len=length)
 
     def kick_needed(self) -> bool:
         """Whether the device asked to be notified (``VRING_USED_F_NO_NOTIFY`` clear)."""
@@ -150,6 +153,8 @@ class VirtqueueDriver(_Vring):
         self._tokens[d] = _FREE
         self._free.append(d)
         self._last_used = (lu + 1) & 0xFFFF
+        if TRACER.enabled:
+            TRACER.event("virtio", "get", vq=self.name, desc=d, len=written)
         return token, written
 
     def outstanding_tokens(self) -> list[int]:
@@ -240,6 +245,8 @@ class VirtqueueDevice(_Vring):
         self._held_len[head] = length
         self._held_count += 1
         self._last_avail = (la + 1) & 0xFFFF
+        if TRACER.enabled:
+            TRACER.event("virtio", "get", vq=self.name, desc=head, len=length)
         return head, offset, length
 
     def put(self, head: int, written: int) -> None:
@@ -259,6 +266,8 @@ class VirtqueueDevice(_Vring):
         ui = (ui + 1) & 0xFFFF
         self._used_idx = ui
         self._used_h[1] = ui  # publish after the element (x86 TSO)
+        if TRACER.enabled:
+            TRACER.event("virtio", "put", vq=self.name, desc=head, len=written)
 
     def notify_needed(self) -> bool:
         """Whether the driver wants an interrupt (``VRING_AVAIL_F_NO_INTERRUPT`` clear)."""

@@ -1,0 +1,175 @@
+"""One tracer that every layer reports to, and its export as a Chrome/Perfetto timeline.
+
+Off by default.  Each report point is written ``if TRACER.enabled: TRACER.event(...)``,
+so when tracing is off a report costs one attribute test.  When it is on, events are
+``(time, pid, tid, category, name, args)`` with ``time.perf_counter_ns()``, which is
+CLOCK_MONOTONIC and therefore comparable across the processes of one machine.
+
+A host that traces tells the core processes it starts (environment variable
+:data:`ENV_VAR`) to append their events, one JSON line each, to a file; the export
+merges them.  A core is reset with SIGKILL, so it writes each event at once rather
+than at exit.
+
+:func:`export_chrome` writes the Trace Event Format that Perfetto and
+``chrome://tracing`` open: one process track per process (the host, each core), one
+thread track per thread (the IRQ dispatcher, each ``irq/<n>-<name>`` thread, the core's
+main loop...), instant events with their arguments.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import threading
+import time
+from typing import Any
+
+ENV_VAR = "AMPLINK_TRACE_FILE"
+
+
+class Tracer:
+    """Collects events of this process (in memory, or appended to a file)."""
+
+    def __init__(self) -> None:
+        self.enabled = False
+        self.process_name = "host"
+        self._events: list[tuple[int, int, int, str, str, dict[str, Any]]] = []
+        self._threads: dict[int, str] = {}
+        self._lock = threading.Lock()
+        self._file: Any = None
+        self._dir: str | None = None
+        self._core_files: list[str] = []
+
+    def start(self, process_name: str = "host", path: str | None = None) -> None:
+        """Record from now on; with ``path``, append each event to that file."""
+        with self._lock:
+            self.process_name = process_name
+            self._events = []
+            self._threads = {}
+            if path is not None:
+                self._file = open(path, "a", buffering=1)  # noqa: SIM115 - lives while tracing
+            self.enabled = True
+        self.event("process", "start", name=process_name)
+
+    def stop(self) -> None:
+        """Stop recording and forget what was recorded (export first)."""
+        with self._lock:
+            self.enabled = False
+            self._events = []
+            self._threads = {}
+            if self._file is not None:
+                self._file.close()
+                self._file = None
+            if self._dir is not None:
+                shutil.rmtree(self._dir, ignore_errors=True)
+                self._dir = None
+            self._core_files = []
+
+    def core_file(self, core: str) -> str:
+        """Where a core process started now appends its events."""
+        with self._lock:
+            if self._dir is None:
+                self._dir = tempfile.mkdtemp(prefix="amplink-trace-")
+            path = os.path.join(self._dir, f"{core}-{len(self._core_files)}.jsonl")
+            self._core_files.append(path)
+            return path
+
+    def export(self, path: str) -> int:
+        """Write this process's and its cores' events to ``path`` (Chrome trace JSON);
+        returns how many events it holds."""
+        records = self.records()
+        with self._lock:
+            files = list(self._core_files)
+        for f in files:
+            records += read_records(f)
+        return export_chrome(path, records)
+
+    def event(self, category: str, what: str, **args: Any) -> None:
+        """Record one instant event in the calling thread."""
+        ts = time.perf_counter_ns()
+        tid = threading.get_native_id()
+        pid = os.getpid()
+        with self._lock:
+            if not self.enabled:
+                return
+            if tid not in self._threads:
+                self._threads[tid] = threading.current_thread().name
+                self._write(("thread", pid, tid, self._threads[tid], self.process_name))
+            self._events.append((ts, pid, tid, category, what, args))
+            self._write(("event", ts, pid, tid, category, what, args))
+
+    def _write(self, record: tuple[Any, ...]) -> None:
+        if self._file is not None:
+            self._file.write(json.dumps(record, default=str) + "\n")
+
+    def records(self) -> list[tuple[Any, ...]]:
+        """What this process recorded, in the file format (for :func:`export_chrome`)."""
+        with self._lock:
+            pid = os.getpid()
+            out: list[tuple[Any, ...]] = [
+                ("thread", pid, tid, name, self.process_name) for tid, name in self._threads.items()
+            ]
+            out += [("event", *e) for e in self._events]
+            return out
+
+
+TRACER = Tracer()
+
+
+def start_from_environment() -> None:
+    """In a core process: trace into the file the host named, if it named one."""
+    path = os.environ.get(ENV_VAR)
+    if path:
+        TRACER.start(process_name=os.environ.get("AMPLINK_CORE_NAME", "core"), path=path)
+
+
+def read_records(path: str) -> list[tuple[Any, ...]]:
+    """The records a core appended to ``path`` (a torn last line is ignored)."""
+    out = []
+    try:
+        with open(path) as f:
+            for line in f:
+                try:
+                    out.append(tuple(json.loads(line)))
+                except json.JSONDecodeError:
+                    break  # the core was reset in the middle of writing this one
+    except FileNotFoundError:
+        pass
+    return out
+
+
+def export_chrome(path: str, records: list[tuple[Any, ...]]) -> int:
+    """Write ``records`` (of every process) as a Trace Event Format file; returns how
+    many events it holds."""
+    events: list[dict[str, Any]] = []
+    processes: dict[int, str] = {}
+    for rec in records:
+        if rec[0] == "thread":
+            _, pid, tid, tname, pname = rec
+            processes[pid] = pname
+            events.append(
+                {"ph": "M", "name": "thread_name", "pid": pid, "tid": tid, "args": {"name": tname}}
+            )
+    for pid, pname in processes.items():
+        events.append({"ph": "M", "name": "process_name", "pid": pid, "args": {"name": pname}})
+    count = 0
+    for rec in sorted((r for r in records if r[0] == "event"), key=lambda r: r[1]):
+        _, ts, pid, tid, cat, name, args = rec
+        events.append(
+            {
+                "ph": "i",
+                "s": "t",
+                "name": name,
+                "cat": cat,
+                "ts": ts / 1000,
+                "pid": pid,
+                "tid": tid,
+                "args": args,
+            }
+        )
+        count += 1
+    with open(path, "w") as f:
+        json.dump({"traceEvents": events, "displayTimeUnit": "ns"}, f)
+    return count
