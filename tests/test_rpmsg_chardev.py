@@ -163,7 +163,9 @@ def test_buffer_sizes_and_counts_per_direction():
                 while True:
                     f.write(b"x")
                     sent += 1
-            assert sent == 63  # 64 send buffers, "stall" holds one
+            # 64 send buffers (not Linux's 256): "stall" holds one, and the core may not
+            # have handed back the buffer of the message it answered just before.
+            assert 62 <= sent <= 63
     assert snapshot() == before
     with pytest.raises(RpmsgError) as exc:
         RpmsgBuffers(rx_size=16)
