@@ -24,14 +24,8 @@ from collections import deque
 
 from amplink.errors import RpmsgError
 from amplink.irq.line import drain
-from amplink.rpmsg.core import (
-    RPMSG_ADDR_ANY,
-    Endpoint,
-    RpmsgBus,
-    RpmsgDevice,
-    RpmsgDriver,
-    announce,
-)
+from amplink.rpmsg.core import RPMSG_ADDR_ANY, Endpoint, RpmsgBus, RpmsgDevice, announce
+from amplink.rpmsg.per_device import PerDeviceDriver
 
 RPMSG_RAW_SERVICE = "rpmsg-raw"
 _NOT_WRITABLE = 0xFFFF_FFFF_FFFF_FFFE  # an eventfd at its maximum is not writable
@@ -214,30 +208,23 @@ class RpmsgCtrl:
         raise RpmsgError(errno.EINVAL, f"no local channel {name!r} to release")
 
 
-class RpmsgCharDriver(RpmsgDriver):
+class RpmsgCharDriver(PerDeviceDriver[RpmsgEptFile]):
     """Gives every ``rpmsg-raw`` channel an endpoint file on its default endpoint."""
 
     def __init__(self) -> None:
         super().__init__("rpmsg_chrdev", (RPMSG_RAW_SERVICE,), callback=lambda *a: None)
-        self.files: dict[str, RpmsgEptFile] = {}
-        self._changed = threading.Condition()
 
-    def probe(self, rpdev: RpmsgDevice) -> None:
+    @property
+    def files(self) -> dict[str, RpmsgEptFile]:
+        return self.instances
+
+    def create(self, rpdev: RpmsgDevice) -> RpmsgEptFile:
         assert rpdev.ept is not None  # the bus made the default endpoint (callback set)
-        f = RpmsgEptFile(rpdev.ept, rpdev.dst, default=True)
-        with self._changed:
-            self.files[rpdev.id] = f
-            self._changed.notify_all()
+        return RpmsgEptFile(rpdev.ept, rpdev.dst, default=True)
 
-    def remove(self, rpdev: RpmsgDevice) -> None:
-        with self._changed:
-            f = self.files.pop(rpdev.id, None)
-        if f is not None:
-            f.close()
+    def destroy(self, obj: RpmsgEptFile) -> None:
+        obj.close()
 
     def wait_file(self, timeout: float = 10.0) -> RpmsgEptFile:
         """The first endpoint file this driver made (waits for an rpmsg-raw channel)."""
-        with self._changed:
-            if not self._changed.wait_for(lambda: bool(self.files), timeout):
-                raise RpmsgError(errno.ETIMEDOUT, f"no {RPMSG_RAW_SERVICE} channel in {timeout}s")
-            return next(iter(self.files.values()))
+        return self.wait_first(timeout)

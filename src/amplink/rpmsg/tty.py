@@ -23,7 +23,8 @@ import threading
 import tty
 
 from amplink.errors import RpmsgError
-from amplink.rpmsg.core import Endpoint, RpmsgDevice, RpmsgDriver
+from amplink.rpmsg.core import Endpoint, RpmsgDevice
+from amplink.rpmsg.per_device import PerDeviceDriver
 
 log = logging.getLogger(__name__)
 
@@ -125,32 +126,24 @@ class RpmsgTty:
         self._master = self._slave = self._stop = -1
 
 
-class RpmsgTtyDriver(RpmsgDriver):
+class RpmsgTtyDriver(PerDeviceDriver[RpmsgTty]):
     """Binds every ``rpmsg-tty`` channel on the bus to a pty; :attr:`ttys` by device."""
 
     def __init__(self) -> None:
         super().__init__("rpmsg_tty", (RPMSG_TTY_SERVICE,))
-        self.ttys: dict[str, RpmsgTty] = {}
-        self._changed = threading.Condition()
 
-    def probe(self, rpdev: RpmsgDevice) -> None:
+    @property
+    def ttys(self) -> dict[str, RpmsgTty]:
+        return self.instances
+
+    def create(self, rpdev: RpmsgDevice) -> RpmsgTty:
         t = RpmsgTty(rpdev)
-        with self._changed:
-            self.ttys[rpdev.id] = t
-            self._changed.notify_all()
         log.info("%s: %s is %s", rpdev.id, RPMSG_TTY_SERVICE, t.path)
+        return t
 
-    def remove(self, rpdev: RpmsgDevice) -> None:
-        with self._changed:
-            t = self.ttys.pop(rpdev.id, None)
-        if t is not None:
-            t.close()
+    def destroy(self, obj: RpmsgTty) -> None:
+        obj.close()
 
     def wait_tty(self, timeout: float = 10.0) -> RpmsgTty:
         """The first pty this driver created (waits for a channel to appear)."""
-        with self._changed:
-            if not self._changed.wait_for(lambda: bool(self.ttys), timeout):
-                raise RpmsgError(
-                    errno.ETIMEDOUT, f"no {RPMSG_TTY_SERVICE} channel within {timeout}s"
-                )
-            return next(iter(self.ttys.values()))
+        return self.wait_first(timeout)

@@ -1,0 +1,51 @@
+"""A driver that makes one object per channel it binds (a pty, an endpoint file...)."""
+
+from __future__ import annotations
+
+import errno
+import threading
+from typing import Generic, TypeVar
+
+from amplink.errors import RpmsgError
+from amplink.rpmsg.core import DriverCallback, RpmsgDevice, RpmsgDriver
+
+T = TypeVar("T")
+
+
+class PerDeviceDriver(RpmsgDriver, Generic[T]):
+    """Subclasses say how to :meth:`create` and :meth:`destroy` the object of one
+    channel; :attr:`instances` holds them by device id while the channels exist."""
+
+    def __init__(
+        self, name: str, id_table: tuple[str, ...], *, callback: DriverCallback | None = None
+    ) -> None:
+        super().__init__(name, id_table, callback=callback)
+        self.instances: dict[str, T] = {}
+        self._changed = threading.Condition()
+
+    def create(self, rpdev: RpmsgDevice) -> T:
+        raise NotImplementedError
+
+    def destroy(self, obj: T) -> None:
+        raise NotImplementedError
+
+    def probe(self, rpdev: RpmsgDevice) -> None:
+        obj = self.create(rpdev)
+        with self._changed:
+            self.instances[rpdev.id] = obj
+            self._changed.notify_all()
+
+    def remove(self, rpdev: RpmsgDevice) -> None:
+        with self._changed:
+            obj = self.instances.pop(rpdev.id, None)
+        if obj is not None:
+            self.destroy(obj)
+
+    def wait_first(self, timeout: float = 10.0) -> T:
+        """The first object made (waits for a matching channel to appear)."""
+        with self._changed:
+            if not self._changed.wait_for(lambda: bool(self.instances), timeout):
+                raise RpmsgError(
+                    errno.ETIMEDOUT, f"no {'/'.join(self.id_table)} channel within {timeout}s"
+                )
+            return next(iter(self.instances.values()))
