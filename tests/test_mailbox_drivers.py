@@ -73,6 +73,7 @@ def test_mu_data_both_ways_callbacks_in_the_right_context():
         mbox.send_message(tx_b, 0xFFFF_FFFF)
         assert got_a.get(timeout=5) == (0xFFFF_FFFF, "irq/1-mu-a_chan[1-2]")  # threaded
         assert mbox.send_message(tx_a, "not a word") >= 0  # queued, refused by send_data...
+        assert tx_a.active is None and tx_a.msg_count == 1  # ...and stays at the head
         with pytest.raises(Empty):
             got_b.get(timeout=0.2)  # ...so it is never transmitted
 
@@ -178,6 +179,7 @@ def test_rockchip_request_response():
             assert replies.get(timeout=5) == RockchipMsg(i + 1, 6)
             assert done.get(timeout=5) == 0  # the poller saw the MCU clear A2B_STATUS
         assert mbox.send_message(chan, RockchipMsg(1, 0x1000)) >= 0  # rx_size too big
+        assert chan.active is None and chan.msg_count == 1  # refused: still queued
         with pytest.raises(Empty):
             replies.get(timeout=0.2)  # refused by send_data, never sent
 

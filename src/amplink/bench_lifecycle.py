@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from amplink.firmware.echo import SERVICE
 from amplink.remoteproc import Rproc
 from amplink.remoteproc.layout import default_rsc_table
-from amplink.stats import percentile
+from amplink.stats import latency_summary_us
 from amplink.wire.protocol import Features
 
 
@@ -31,32 +31,32 @@ class Timing:
     p99_ms: float
 
 
-def _timing(name: str, samples: list[float]) -> Timing:
-    s = sorted(samples)
-    return Timing(name, round(percentile(s, 50) * 1000, 2), round(percentile(s, 99) * 1000, 2))
+def _timing(name: str, samples_ns: list[int]) -> Timing:
+    p50_us, p99_us = latency_summary_us(samples_ns)
+    return Timing(name, round(p50_us / 1000, 2), round(p99_us / 1000, 2))
 
 
 def bench_lifecycle(cycles: int) -> list[Timing]:
-    spawn: list[float] = []
+    spawn: list[int] = []
     for _ in range(cycles):
-        t = time.perf_counter()
+        t = time.perf_counter_ns()
         subprocess.run([sys.executable, "-c", "pass"], check=True)
-        spawn.append(time.perf_counter() - t)
-    boot: list[float] = []
-    stops: dict[str, list[float]] = {"graceful stop": [], "reset stop": []}
+        spawn.append(time.perf_counter_ns() - t)
+    boot: list[int] = []
+    stops: dict[str, list[int]] = {"graceful stop": [], "reset stop": []}
     plain = default_rsc_table(features=Features())
     for kind, rp in (
         ("graceful stop", Rproc("bench-life")),
         ("reset stop", Rproc("bench-life-reset", table=plain)),
     ):
         for _ in range(cycles):
-            t = time.perf_counter()
+            t = time.perf_counter_ns()
             rp.start()
             rp.wait_channel(SERVICE)
-            boot.append(time.perf_counter() - t)
-            t = time.perf_counter()
+            boot.append(time.perf_counter_ns() - t)
+            t = time.perf_counter_ns()
             rp.stop()
-            stops[kind].append(time.perf_counter() - t)
+            stops[kind].append(time.perf_counter_ns() - t)
             if rp.last_stop != ("graceful shutdown" if kind == "graceful stop" else "reset"):
                 raise RuntimeError(f"{rp.name} stopped by {rp.last_stop}, not by a {kind}")
     return [

@@ -35,7 +35,7 @@ from amplink.mailbox.framework import (
 from amplink.mailbox.imx_mu import IMX_MU_TYPE_RX, ImxMuController
 from amplink.memory.region import SharedRegion
 from amplink.remoteproc import Rproc
-from amplink.stats import percentile
+from amplink.stats import latency_summary_us
 
 WARMUP = 200
 LOAD_ITEMS = 4  # work items kept queued on the busy workqueue
@@ -84,12 +84,9 @@ def bench_mbox_rtt(rp: Rproc, rounds: int) -> MboxRtt:
     finally:
         free_channel(rx)
         free_channel(tx)
-    s = sorted(samples)
+    p50, p99 = latency_summary_us(samples)
     return MboxRtt(
-        "amplink mailbox (MU+IRQ)",
-        round(percentile(s, 50) / 1000, 2),
-        round(percentile(s, 99) / 1000, 2),
-        round(rounds / elapsed),
+        "amplink mailbox (MU+IRQ)", round(p50, 2), round(p99, 2), round(rounds / elapsed)
     )
 
 
@@ -160,14 +157,9 @@ def bench_delivery(path: Literal["irq-thread", "workqueue"], busy: bool, samples
         wq.destroy()
         domain.close()
         mmio.close()
-    s = sorted(out)
-    return Delivery(
-        path,
-        "busy workqueue" if busy else "idle",
-        round(percentile(s, 50) / 1000, 2),
-        round(percentile(s, 99) / 1000, 2),
-        round(s[-1] / 1000, 2),
-    )
+    p50, p99 = latency_summary_us(out)
+    load = "busy workqueue" if busy else "idle"
+    return Delivery(path, load, round(p50, 2), round(p99, 2), round(max(out) / 1000, 2))
 
 
 def bench_deliveries(samples: int) -> list[Delivery]:

@@ -24,7 +24,7 @@ import os
 import select
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from queue import SimpleQueue
 from typing import Any
 
@@ -78,7 +78,6 @@ class IrqAction:
     thread: _IrqThread | None = None
     runthread: bool = False
     warned_no_thread: bool = False
-    runs: int = field(default=0)
 
 
 class _IrqThread:
@@ -131,7 +130,6 @@ class _IrqThread:
             except Exception:
                 log.exception("%s: thread handler raised", self.name)
                 ret = IRQ_NONE
-            action.runs += 1
             self.domain._thread_done(action, ret)
         with line.lock:  # a wake that will never run must not leave the line busy
             if action.runthread:

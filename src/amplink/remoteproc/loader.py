@@ -68,6 +68,19 @@ class DeviceMemory:
     amap: AddressMap
     loaded: LoadedImage
 
+    def read(self, da: int, size: int) -> bytes:
+        """A copy of ``size`` bytes at device address ``da`` (bounds-checked)."""
+        off = self.amap.translate(da, size)
+        return bytes(self.region.mem[off : off + size])
+
+    def write(self, da: int, data: bytes) -> None:
+        off = self.amap.translate(da, len(data))
+        self.region.mem[off : off + len(data)] = data
+
+    def table(self) -> bytes:
+        """The loaded resource table as it is now."""
+        return self.read(self.loaded.table_da, self.loaded.table_len)
+
 
 def place_image(
     name: str,

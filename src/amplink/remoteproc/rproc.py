@@ -30,11 +30,10 @@ import errno
 import logging
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from amplink.errors import AmplinkError, RpmsgError, VirtqueueError
 from amplink.mailbox.mu_path import Delivery, MuKickPath
-from amplink.memory.addrmap import AddressMap
 from amplink.memory.region import SharedRegion
 from amplink.remoteproc import coredump
 from amplink.remoteproc.control import Debugfs, Sysfs
@@ -163,10 +162,7 @@ class Rproc:
             maxlen=KEPT_COREDUMPS
         )
         self._platform: ProcessCore | None = None
-        self._region: SharedRegion | None = None
-        self._amap: AddressMap | None = None
         self._notifyids: tuple[int, int] = (0, 1)
-        self._table_at: tuple[int, int] = (0, 0)
         self._crash_lock = threading.Lock()
         self._crash_thread: threading.Thread | None = None
         self._memory: DeviceMemory | None = None
@@ -201,13 +197,12 @@ class Rproc:
     def wait_state(self, *states: str, timeout: float = 10.0) -> str:
         """Wait until the state is one of ``states`` (e.g. ``running`` again after a
         crash is recovered); ``ETIMEDOUT`` if it is not within ``timeout`` s."""
-        with self._state_changed:
-            if not self._state_changed.wait_for(lambda: self._state in states, timeout):
-                raise AmplinkError(
-                    errno.ETIMEDOUT,
-                    f"{self.name} is {self._state}, not {' or '.join(states)}, after {timeout}s",
-                )
-            return self._state
+        self._wait_until(
+            lambda: self._state in states,
+            timeout,
+            f"still {self._state}, not {' or '.join(states)}",
+        )
+        return self._state
 
     @property
     def exit_code(self) -> int | None:
@@ -354,10 +349,8 @@ class Rproc:
         self._connect_link(memory)
 
     def _adopt_memory(self, memory: DeviceMemory) -> None:
-        self._region, self._amap = memory.region, memory.amap
-        self.carveouts = memory.loaded.carveouts
-        self._table_at = (memory.loaded.table_da, memory.loaded.table_len)
         self._memory = memory
+        self.carveouts = memory.loaded.carveouts
 
     def _wire_platform(self, platform: ProcessCore) -> None:
         platform.on_notify = self._on_notify
@@ -401,9 +394,7 @@ class Rproc:
         memory = booted.memory
         self._adopt_memory(memory)
         if self._clean_table is None:  # what detach puts back, as Linux keeps a clean copy
-            da, size = self._table_at
-            off = memory.amap.translate(da, size)
-            self._clean_table = bytes(memory.region.mem[off : off + size])
+            self._clean_table = memory.table()
         platform = self._platform = booted.core
         self._wire_platform(platform)
         try:
@@ -434,9 +425,7 @@ class Rproc:
             self.link = None
         memory, platform = self._memory, self._platform
         if memory is not None and self._clean_table is not None:
-            da, size = self._table_at
-            off = memory.amap.translate(da, size)
-            memory.region.mem[off : off + size] = self._clean_table  # status 0: a reset
+            memory.write(memory.loaded.table_da, self._clean_table)  # status 0: a reset
         if platform is not None:
             platform.kick(self._notifyids[0])  # wake the core to see its vdev reset
             platform.disconnect()
@@ -485,13 +474,11 @@ class Rproc:
             platform.release()
             self._exit_code = platform.exit_code
             self._platform = None
-        region = self._region
-        if region is not None:
+        memory = self._memory
+        if memory is not None:
             if crashed:
-                self._dump(region)
-            region.close()
-            self._region = None
-            self._amap = None
+                self._dump(memory.region)
+            memory.region.close()
             self._memory = None
         self._booted = None
         self._clean_table = None
@@ -608,23 +595,23 @@ class Rproc:
             self.power = 0
             log.exception("%s: recovery failed; the core is offline", self.name)
 
+    def _wait_until(self, done: Callable[[], bool], timeout: float, what: str) -> None:
+        """Wait for ``done()`` (re-checked at every state change); ``ETIMEDOUT``."""
+        with self._state_changed:
+            if not self._state_changed.wait_for(done, timeout):
+                raise AmplinkError(errno.ETIMEDOUT, f"{self.name}: {what} within {timeout}s")
+
     def wait_coredump(self, count: int = 1, timeout: float = 30.0) -> coredump.Coredump:
         """Wait until ``count`` dumps have been taken; returns the newest.  For
         ``inline`` dumps, recovery waits until it has been read."""
-        with self._state_changed:
-            if not self._state_changed.wait_for(lambda: self.dumps_taken >= count, timeout):
-                raise AmplinkError(errno.ETIMEDOUT, f"{self.name}: no core dump #{count}")
-            return self.coredumps[-1]
+        self._wait_until(lambda: self.dumps_taken >= count, timeout, f"no core dump #{count}")
+        return self.coredumps[-1]
 
     def wait_crash_handled(self, count: int | None = None, timeout: float = 30.0) -> None:
         """Wait until crash number ``count`` (default: the one being handled now) has
         been noticed and handled, recovery included; ``ETIMEDOUT`` otherwise."""
         if count is not None:
-            with self._state_changed:
-                if not self._state_changed.wait_for(lambda: self.crash_count >= count, timeout):
-                    raise AmplinkError(
-                        errno.ETIMEDOUT, f"{self.name}: no crash #{count} within {timeout}s"
-                    )
+            self._wait_until(lambda: self.crash_count >= count, timeout, f"no crash #{count}")
         t = self._crash_thread
         if t is not None and t is not threading.current_thread():
             t.join(timeout)
@@ -646,30 +633,22 @@ class Rproc:
         """The table as it is in device memory now (vring addresses, notify ids,
         negotiated features, status), or the cached one when the core is not running."""
         with self._lock:
-            region, amap = self._region, self._amap
-            if region is None or amap is None:
+            if self._memory is None:
                 return self.image.table if self.image is not None else None
-            da, size = self._table_at
-            off = amap.translate(da, size)
-            return rt.parse(region.mem[off : off + size])
+            return rt.parse(self._memory.table())
 
     def core_memory(self, da: int, size: int) -> bytes:
         """A copy of ``size`` bytes of the core's device memory at ``da`` (like reading
         it through a debugger); ``ENODEV`` when the core has no memory now."""
         with self._lock:
-            region, amap = self._region, self._amap
-            if region is None or amap is None:
+            if self._memory is None:
                 raise AmplinkError(errno.ENODEV, f"{self.name} has no device memory now")
-            off = amap.translate(da, size)
-            return bytes(region.mem[off : off + size])
+            return self._memory.read(da, size)
 
     def trace(self, index: int = 0) -> str:
         """The text in trace buffer ``index`` (debugfs ``trace<N>``)."""
         with self._lock:
-            region, amap = self._region, self._amap
             traces = self.table.traces()
-            if region is None or amap is None or not 0 <= index < len(traces):
+            if self._memory is None or not 0 <= index < len(traces):
                 raise AmplinkError(errno.ENODEV, f"{self.name}: trace{index} not available")
-            entry = traces[index]
-            off = amap.translate(entry.da, entry.len)
-            return read_trace(region.mem[off : off + entry.len])
+            return read_trace(self._memory.read(traces[index].da, traces[index].len))

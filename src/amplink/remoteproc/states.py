@@ -1,7 +1,6 @@
 """Remote processor states, with the strings of ``/sys/class/remoteproc/*/state``."""
 
 OFFLINE = "offline"
-SUSPENDED = "suspended"  # defined by Linux, never entered
 RUNNING = "running"
 CRASHED = "crashed"
 DELETED = "deleted"

@@ -46,7 +46,6 @@ class RpmsgEptFile:
         self._rfd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
         self._wfd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
         self._tx_blocked = False
-        self.remote_paused = False  # set by backends that carry flow-control signals
         ept.callback = self._on_message
         ept.on_release(self._on_release)
 
@@ -134,8 +133,9 @@ class RpmsgEptFile:
         return len(data)
 
     def get_outgoing_flowcontrol(self) -> int:
-        """``RPMSG_GET_OUTGOING_FLOWCONTROL``: 1 if the remote asked us to pause."""
-        return 1 if self.remote_paused else 0
+        """``RPMSG_GET_OUTGOING_FLOWCONTROL``: 1 if the remote asked us to pause.  No
+        backend here carries flow-control signals yet, so the remote never has."""
+        return 0
 
     def set_incoming_flowcontrol(self, value: int) -> None:
         """``RPMSG_SET_INCOMING_FLOWCONTROL``: 1 asks the remote to pause, 0 to resume

@@ -368,6 +368,10 @@ class EndpointTable:
         if ept is not None:
             ept.deliver(data, src)
             return
+        self.no_recipient(src, dst)
+
+    def no_recipient(self, src: int, dst: int) -> None:
+        """A message for an address nobody is bound to: dropped, and logged (rate-limited)."""
         self._unknown_dst_logged += 1
         if self._unknown_dst_logged <= 10 or self._unknown_dst_logged % 1000 == 0:
             log.warning(

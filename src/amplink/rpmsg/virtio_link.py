@@ -199,7 +199,7 @@ class VirtioRpmsgLink(RpmsgLink):
         self.fail_listeners.append(self._wake_space_waiters)
         self._users = 0  # busy-pollers touching the rings outside the locks
         self._users_cond = threading.Condition(threading.Lock())
-        self._dispatch = self.endpoints.dispatch  # bound once: no allocation per message
+        self._lookup = self.endpoints.get  # bound once: no allocation per message
 
     @property
     def mtu(self) -> int:
@@ -449,9 +449,12 @@ class VirtioRpmsgLink(RpmsgLink):
             if ln <= length - _HDR_SIZE:
                 if TRACER.enabled:
                     TRACER.event("rpmsg", "receive", link=self.name, src=src, dst=dst, len=ln)
-                ept = self.endpoints.get(dst)
-                if ept is None or not ept.zero_copy:
-                    self._dispatch(src, dst, bytes(mem[off + _HDR_SIZE : off + _HDR_SIZE + ln]))
+                ept = self._lookup(dst)
+                if ept is None:
+                    self.endpoints.no_recipient(src, dst)
+                    return False
+                if not ept.zero_copy:
+                    ept.deliver(bytes(mem[off + _HDR_SIZE : off + _HDR_SIZE + ln]), src)
                     return False
                 buf = RxBuffer(self, token, self._region.view(off + _HDR_SIZE, ln), src)
                 ept.deliver(buf, src)  # type: ignore[arg-type]

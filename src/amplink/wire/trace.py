@@ -9,7 +9,7 @@ fills up), so the host always reads a prefix of what was written.
 from __future__ import annotations
 
 
-def read_trace(mem: memoryview) -> str:
+def read_trace(mem: bytes | memoryview) -> str:
     """The text in a trace buffer: up to the first NUL, undecodable bytes replaced."""
     raw = bytes(mem)
     end = raw.find(b"\0")
