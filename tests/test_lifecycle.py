@@ -23,6 +23,7 @@ from amplink.remoteproc.layout import default_rsc_table
 from amplink.remoteproc.loader import boot_core
 from amplink.remoteproc.resources import RSC_HANDLED, Memory
 from amplink.wire import rsc_table as rt
+from amplink.wire.glink import EDGE_BODY
 from amplink.wire.protocol import Features
 from amplink.wire.pyprog import PY_MAGIC, encode_program
 from resources import snapshot
@@ -350,7 +351,10 @@ def test_carveouts_are_placed_and_written_back_and_vendor_entries_reach_the_hook
         (rt.Devmem(0x1000, 0x4000_0000, 0x1000, name="uart"), errno.EINVAL, "IOMMU"),
         (rt.Carveout(0x90000, 0, 0x20000, name="tcm"), errno.ENOMEM, "outside the registered"),
         (rt.Trace(0x7000_0000, 0x100, name="far"), errno.EINVAL, "not in device memory"),
-        (rt.OpaqueEntry(129, b"no"), errno.EPROTO, "vendor type 129"),
+        (rt.OpaqueEntry(140, b"no"), errno.EPROTO, "vendor type 140"),
+        (rt.OpaqueEntry(129, b"no"), errno.EINVAL, "GLINK edge entry: 2 of 16 bytes"),
+        (rt.OpaqueEntry(129, bytes(16)), errno.EINVAL, "version 0"),
+        (rt.OpaqueEntry(129, EDGE_BODY.pack(1, ~0 & 0xFFFFFFFF, 3000, 1)), errno.EINVAL, "3000"),
     ],
 )
 def test_resource_errors_fail_the_boot_cleanly(entry, code, words):

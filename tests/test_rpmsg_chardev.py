@@ -14,6 +14,8 @@ from amplink.rpmsg import RpmsgBus
 from amplink.rpmsg.aio import AsyncEndpoint
 from amplink.rpmsg.chardev import RpmsgCharDriver, RpmsgCtrl
 from amplink.rpmsg.virtio_link import RpmsgBuffers
+from amplink.rpmsg.core import RPMSG_ADDR_ANY
+from backends import backend, table_for  # noqa: F401 (a fixture)
 from resources import snapshot
 
 PEER = str(Path(__file__).parent / "firmware" / "chardev_peer.py")
@@ -28,13 +30,13 @@ def writable(fd: int, timeout: float) -> bool:
 
 
 @pytest.fixture
-def raw():
+def raw(backend):
     """A core with an rpmsg-raw channel, and the file the char driver gave it."""
     before = snapshot()
     bus = RpmsgBus()
     driver = RpmsgCharDriver()
     bus.register_driver(driver)
-    with Rproc("chardev", PEER, bus=bus) as rp:
+    with Rproc("chardev", PEER, bus=bus, table=table_for(backend)) as rp:
         yield rp, driver.wait_file()
     assert driver.files == {}
     assert snapshot() == before
@@ -53,7 +55,7 @@ def test_rpmsg_raw_file_reads_and_writes_whole_messages(raw):
         f.read()
     assert exc.value.errno == errno.EAGAIN
     with pytest.raises(RpmsgError) as exc:
-        f.write(bytes(497))
+        f.write(bytes(rp.link.mtu + 1))  # virtio: 497 bytes; GLINK: 65537
     assert exc.value.errno == errno.EMSGSIZE
     ctrl = RpmsgCtrl(rp.wait_channel("rpmsg-raw"), rp.bus)
     with pytest.raises(RpmsgError) as exc:
@@ -62,7 +64,7 @@ def test_rpmsg_raw_file_reads_and_writes_whole_messages(raw):
 
 
 def test_writer_descriptor_follows_free_send_buffers(raw):
-    _rp, f = raw
+    rp, f = raw
     f.write(b"stall")  # the core stops consuming for a second
     f.nonblocking = True
     sent = 0
@@ -70,7 +72,11 @@ def test_writer_descriptor_follows_free_send_buffers(raw):
         while True:
             f.write(b"x")
             sent += 1
-    assert exc.value.errno == errno.EAGAIN and sent == 255  # 256 buffers, "stall" has one
+    assert exc.value.errno == errno.EAGAIN
+    if rp.table.vdevs():
+        assert sent == 255  # 256 buffers, and "stall" has one
+    else:  # GLINK: 5 intents; the core gave back the one of "stall" before stalling,
+        assert sent in (4, 5)  # and this host may or may not have seen that yet
     assert not writable(f.writer_fileno(), 0) and not f.poll() & select.POLLOUT
     assert writable(f.writer_fileno(), 10)  # the core consumed again: a buffer came back
     f.write(b"after")
@@ -85,11 +91,10 @@ def test_ctrl_endpoints_and_channels_the_core_sees(raw):
         assert mine.read(timeout=10) == b"via ctrl"
     dev = ctrl.create_dev("host-service")
     ctrl.release_dev("host-service")
+    addr = dev.src if rp.link.ns_supported else RPMSG_ADDR_ANY  # GLINK: channels by name
     f.write(b"events")
-    assert f.read(timeout=10).decode().splitlines() == [
-        f"create host-service {dev.src}",
-        f"destroy host-service {dev.src}",
-    ]
+    events = [e for e in f.read(timeout=10).decode().splitlines() if "host-service" in e]
+    assert events == [f"create host-service {addr}", f"destroy host-service {addr}"]
     with pytest.raises(RpmsgError) as exc:
         ctrl.release_dev("host-service")
     assert exc.value.errno == errno.EINVAL
@@ -114,8 +119,8 @@ def test_asyncio_send_recv_and_iteration(raw):
     assert asyncio.run(main()) == [b"%d" % i for i in range(300)]
 
 
-def test_a_file_reports_the_core_going_away():
-    rp = Rproc("gone", PEER)
+def test_a_file_reports_the_core_going_away(backend):
+    rp = Rproc("gone", PEER, table=table_for(backend))
     rp.start()
     ctrl = RpmsgCtrl(rp.wait_channel("rpmsg-raw"), rp.bus)
     f = ctrl.create_ept("watch", dst=ctrl.rpdev.dst)
@@ -128,15 +133,33 @@ def test_a_file_reports_the_core_going_away():
     f.close()
 
 
-def test_flow_control_is_not_supported_over_virtio(raw):
-    _rp, f = raw
+def test_flow_control_signals(raw):
+    """GLINK carries flow control both ways (SIGNALS); virtio refuses it, as in Linux."""
+    rp, f = raw
     assert f.get_outgoing_flowcontrol() == 0
     with pytest.raises(RpmsgError) as exc:
         f.set_incoming_flowcontrol(2)
     assert exc.value.errno == errno.EINVAL
-    with pytest.raises(RpmsgError) as exc:
-        f.set_incoming_flowcontrol(1)
-    assert exc.value.errno == errno.EOPNOTSUPP
+    if rp.link.ns_supported:  # virtio
+        with pytest.raises(RpmsgError) as exc:
+            f.set_incoming_flowcontrol(1)
+        assert exc.value.errno == errno.EOPNOTSUPP
+        return
+    f.set_incoming_flowcontrol(1)  # the core's endpoint learns we want it to pause
+    f.write(b"flow")
+    assert f.read(timeout=10) == b"paused"
+    f.set_incoming_flowcontrol(0)
+    f.write(b"flow")
+    assert f.read(timeout=10) == b"running"
+    assert not f.poll() & select.POLLPRI
+    f.write(b"pause")  # the core asks us to pause: POLLPRI, and the flag reads 1
+    assert readable(f.fileno(), 10)
+    assert f.poll() & select.POLLPRI
+    assert f.get_outgoing_flowcontrol() == 1
+    assert not f.poll() & select.POLLPRI  # reading it cleared the event
+    f.write(b"resume")
+    assert readable(f.fileno(), 10)
+    assert f.get_outgoing_flowcontrol() == 0
 
 
 def test_buffer_sizes_and_counts_per_direction():

@@ -55,6 +55,16 @@ class VirtqueueError(AmplinkError):
         self.queue = queue
 
 
+class FifoError(AmplinkError):
+    """A GLINK FIFO was broken by what its peer wrote: an index outside the FIFO, or a
+    command that cannot be framed.  The byte stream cannot be resynchronised, so the
+    edge fails; other edges and the process are unaffected."""
+
+    def __init__(self, fifo: str, message: str) -> None:
+        super().__init__(_errno.EPROTO, f"GLINK FIFO {fifo!r} is broken: {message}")
+        self.fifo = fifo
+
+
 class RpmsgError(AmplinkError):
     """An rpmsg operation failed; ``errno`` is what the kernel's rpmsg API returns."""
 

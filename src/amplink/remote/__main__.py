@@ -3,11 +3,14 @@
 The host starts this with inherited file descriptors: the shared region, the MU's
 state, and two interrupt lines (the core's own and the host's).  It maps the region,
 brings up its side of the MU (side B, classic hard-IRQ driver: the ISR only wakes the
-main loop), parses the resource table the host loaded (trusting nothing in it), waits
-for the host's DRIVER_OK, brings up rpmsg in the virtio device role and runs the
+main loop), parses the resource table the host loaded (trusting nothing in it), brings
+up rpmsg — over the GLINK edge if the table has one, else in the virtio device role
+once the host has set DRIVER_OK — and runs the
 firmware program the host loaded into device memory at the boot address (``main(core)``
 of a packed Python program, see :mod:`amplink.remoteproc.fwpack`).  It dies with its
 parent (PR_SET_PDEATHSIG) so that a host crash never leaves a core process behind.
+
+``kill -USR2 <pid>`` prints every thread's stack to stderr (where a firmware is stuck).
 
 Exit codes: 0 after a requested stop, 2 for bad arguments or an unusable resource
 table, 3 when the host never set DRIVER_OK, 1 when the firmware raised.
@@ -18,6 +21,7 @@ from __future__ import annotations
 import argparse
 import ctypes
 import errno
+import faulthandler
 import logging
 import os
 import select
@@ -35,12 +39,15 @@ from amplink.mailbox.mu_path import MuKickPath
 from amplink.memory.addrmap import AddressMap
 from amplink.memory.region import SharedRegion
 from amplink.remote.runtime import Core, CoreHardware
+from amplink.rpmsg.glink_link import GLINK_NOTIFYID, GlinkLink
+from amplink.rpmsg.polled import PolledLink
 from amplink.rpmsg.virtio_link import VirtioRpmsgRemote
 from amplink.tracing import start_from_environment
 from amplink.transport.spin import AdaptiveSpin
 from amplink.virtio.constants import VIRTIO_ID_RPMSG
 from amplink.virtio.vdev import VdevConfig
 from amplink.wire import rsc_table
+from amplink.wire.glink import GlinkEdgeSpec
 from amplink.wire.protocol import (
     RP_MBOX_ECHO_REPLY,
     RP_MBOX_ECHO_REQUEST,
@@ -102,6 +109,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     _die_with_parent(int(os.environ.get("AMPLINK_PARENT_PID", os.getppid())))
     start_from_environment()
+
+    faulthandler.register(signal.SIGUSR2, all_threads=True)
     if args.cpu is not None:
         os.sched_setaffinity(0, {args.cpu})
     region = SharedRegion.attach(args.region_fd, f"{args.name}-shm")
@@ -133,22 +142,28 @@ def main(argv: list[str] | None = None) -> int:
             args.name, mmio, "b", args.irq_fd, args.peer_irq_fd, on_kick, threaded=False
         )
         amap = AddressMap.identity(region.size)
+        spin = AdaptiveSpin(enabled=not args.no_spin)
+        kick = path.kick
+        link: PolledLink | None = None
         try:
             off = amap.translate(args.table_da, args.table_len)
             table = rsc_table.parse(region.mem[off : off + args.table_len])
-            entry = next(v for v in table.vdevs() if v.id == VIRTIO_ID_RPMSG)
             features = Features.of(table)
             trace = _trace_writer(region, amap, table)
+            edge = GlinkEdgeSpec.of(table)
+            if edge is not None:
+                link = _glink(args.name, region, amap, edge[1], kick, spin)
+                notifyids.add(GLINK_NOTIFYID)
+            else:
+                entry = next(v for v in table.vdevs() if v.id == VIRTIO_ID_RPMSG)
         except (AmplinkError, StopIteration) as exc:
             log.error("unusable resource table: %s", exc)
             return EXIT_BAD_SETUP
-        vdev = VdevConfig(region, off, entry)
-        spin = AdaptiveSpin(enabled=not args.no_spin)
-        kick = path.kick
 
-        def make_link(deadline: float | None) -> VirtioRpmsgRemote | None:
+        def make_link(deadline: float | None) -> PolledLink | None:
             """Wait for the host's DRIVER_OK (until ``deadline``, or until stopped),
-            then bring rpmsg up in the device role."""
+            then bring rpmsg up in the virtio device role."""
+            vdev = VdevConfig(region, off, entry)
             while not vdev.driver_ok:
                 if deadline is not None and time.monotonic() > deadline:
                     return None
@@ -162,7 +177,8 @@ def main(argv: list[str] | None = None) -> int:
                 f"{args.name}.vdev0", region, amap, vdev, lambda i: kick(ids[i]), spin=spin
             )
 
-        link = make_link(time.monotonic() + args.boot_timeout)
+        if edge is None:
+            link = make_link(time.monotonic() + args.boot_timeout)
         if link is None:
             log.error("the host did not set DRIVER_OK within %ss", args.boot_timeout)
             return EXIT_NO_DRIVER_OK
@@ -192,6 +208,23 @@ def main(argv: list[str] | None = None) -> int:
         os.close(wake_fd)
         mmio.close()
         region.close()
+
+
+def _glink(
+    name: str,
+    region: SharedRegion,
+    amap: AddressMap,
+    spec: GlinkEdgeSpec,
+    kick: Callable[[int], None],
+    spin: AdaptiveSpin,
+) -> GlinkLink:
+    """rpmsg over the GLINK edge the host placed (its address is in the loaded table)."""
+    if spec.da == rsc_table.FW_RSC_ADDR_ANY:
+        raise AmplinkError(errno.EINVAL, "the host did not place the GLINK edge")
+    off = amap.translate(spec.da, spec.size)
+    return GlinkLink(
+        f"{name}.glink", region, off, spec, "remote", lambda: kick(GLINK_NOTIFYID), spin=spin
+    )
 
 
 def read_program(region: SharedRegion, amap: AddressMap, entry: int) -> str:

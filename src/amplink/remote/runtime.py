@@ -23,12 +23,14 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from amplink.errors import RpmsgError
+from amplink.errors import RpmsgError, WireError
 from amplink.hw.core_ctrl import STATUS_BOOTED, STATUS_HALTED, STATUS_WFI, CoreControl
 from amplink.irq.line import drain
-from amplink.rpmsg.core import RPMSG_ADDR_ANY, Endpoint, EndpointCallback, announce
-from amplink.rpmsg.virtio_link import VirtioRpmsgRemote
+from amplink.rpmsg.core import RPMSG_ADDR_ANY, RPMSG_NS_ADDR, Endpoint, EndpointCallback, announce
+from amplink.rpmsg.glink_link import GlinkLink
+from amplink.rpmsg.polled import PolledLink
 from amplink.wire.protocol import RP_MBOX_CRASH, RP_MBOX_SHUTDOWN_ACK
+from amplink.wire.rpmsg import NsMessage
 from amplink.wire.trace import TraceWriter
 
 log = logging.getLogger("amplink.firmware")
@@ -46,7 +48,7 @@ class CoreHardware:
     send_word: Callable[[int], None]
     disable_rx: Callable[[], None]
     shutdown_requested: threading.Event
-    relink: Callable[[], VirtioRpmsgRemote | None]
+    relink: Callable[[], PolledLink | None]
     trace: TraceWriter | None = None
     watchdog_ms: int = 0
 
@@ -66,7 +68,7 @@ class Core:
     def __init__(
         self,
         name: str,
-        link: VirtioRpmsgRemote,
+        link: PolledLink,
         wake_fd: int,
         hw: CoreHardware,
         *,
@@ -126,6 +128,28 @@ class Core:
         self._announced.pop(ept.addr, None)
         ept.destroy()
 
+    def on_announcement(self, callback: Callable[[str, int, bool], None]) -> None:
+        """Call ``callback(name, addr, created)`` when the host creates or withdraws a
+        channel: a name-service message over virtio (``addr``: the host endpoint), a
+        channel the host opens or closes over GLINK (``addr``: ``RPMSG_ADDR_ANY``).
+        Call it before :meth:`run`."""
+        link = self.link
+        if isinstance(link, GlinkLink):
+            link.channel_listeners.append(
+                lambda name, opened, _bound: callback(name, RPMSG_ADDR_ANY, opened)
+            )
+            return
+
+        def name_service(_ept: Endpoint, data: bytes, src: int) -> None:
+            try:
+                msg = NsMessage.unpack(data)
+            except WireError as exc:
+                log.warning("malformed name-service message from %d ignored: %s", src, exc)
+                return
+            callback(msg.name, msg.addr, not msg.destroy)
+
+        link.endpoints.create(name_service, RPMSG_NS_ADDR, name="rpmsg_ns")
+
     def trace(self, text: str) -> None:
         """Append ``text`` to the trace buffer (the host reads it as ``trace0``)."""
         if self.hw.trace is not None:
@@ -166,7 +190,7 @@ class Core:
             if hw.shutdown_requested.is_set():
                 self._graceful_shutdown()
                 return
-            if not link.vdev.driver_ok:  # the host reset the vdev: it detached
+            if link.peer_reset():  # the host reset the vdev: it detached
                 relinked = self._relink()
                 if relinked is None:
                     return
@@ -187,7 +211,7 @@ class Core:
             hw.control.set_status(clear_bits=STATUS_WFI)
             drain(self._wake_fd)
 
-    def _relink(self) -> VirtioRpmsgRemote | None:
+    def _relink(self) -> PolledLink | None:
         """Wait for a host to bring the vdev up again, then serve the same named
         endpoints, at the same addresses, on the new link and announce them."""
         self.link.fail(RpmsgError(errno.ESHUTDOWN, "the host reset the rpmsg vdev"))

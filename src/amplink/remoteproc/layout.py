@@ -10,6 +10,7 @@ reserve the rpmsg buffer pool.
 from __future__ import annotations
 
 import errno
+import struct
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -18,6 +19,7 @@ from amplink.memory.addrmap import AddressMap
 from amplink.memory.region import PAGE_SIZE, SharedRegion
 from amplink.remoteproc.elf import FirmwareError, FirmwareImage
 from amplink.remoteproc.resources import (
+    RSC_HANDLED,
     RSC_IGNORED,
     Memory,
     VendorHook,
@@ -29,6 +31,7 @@ from amplink.rpmsg.virtio_link import DEFAULT_BUFFERS, RpmsgBuffers
 from amplink.virtio.constants import VIRTIO_ID_RPMSG, VIRTIO_RPMSG_F_NS
 from amplink.virtio.vdev import VdevConfig
 from amplink.wire import rsc_table as rt
+from amplink.wire.glink import EDGE_DA_OFF, RSC_AMPLINK_GLINK, GlinkEdgeSpec
 from amplink.wire.protocol import Features
 from amplink.wire.vring import VringLayout, align_up
 
@@ -37,6 +40,7 @@ DEFAULT_VRING_ALIGN = 4096
 
 
 DEFAULT_FEATURES = Features(graceful_shutdown=True)
+DEFAULT_EDGE = GlinkEdgeSpec()
 
 
 def default_rsc_table(
@@ -54,6 +58,23 @@ def default_rsc_table(
             rt.Vdev(VIRTIO_ID_RPMSG, dfeatures=1 << VIRTIO_RPMSG_F_NS, vrings=vrings),
         ]
     )
+
+
+def glink_rsc_table(
+    edge: GlinkEdgeSpec = DEFAULT_EDGE, features: Features = DEFAULT_FEATURES
+) -> rt.ResourceTable:
+    """The table of a firmware that speaks rpmsg over a GLINK edge instead of virtio
+    (the amplink edge entry, see :mod:`amplink.wire.glink`), with the features entry."""
+    return rt.ResourceTable([features.entry(), edge.entry()])
+
+
+@dataclass(frozen=True)
+class GlinkEdgeLayout:
+    """Where a booted image's GLINK edge is: its address and what it is."""
+
+    da: int
+    offset: int  # in the region
+    spec: GlinkEdgeSpec
 
 
 @dataclass(frozen=True)
@@ -76,6 +97,7 @@ class LoadedImage:
     table_len: int
     carveouts: tuple[Memory, ...]
     rpmsg: RpmsgVdevLayout | None
+    glink: GlinkEdgeLayout | None = None
 
 
 def load_rpmsg_vdev(
@@ -127,11 +149,38 @@ def load_image(
             "device memory",
         ) from None
     region.mem[table_off : table_off + size] = image.table_bytes
-    given = handle_resources(region, amap, table_off, table, memories=memories, vendor=vendor)
+
+    def vendor_or_edge(entry: rt.OpaqueEntry) -> int:
+        return RSC_HANDLED if entry.type == RSC_AMPLINK_GLINK else vendor(entry)
+
+    given = handle_resources(
+        region, amap, table_off, table, memories=memories, vendor=vendor_or_edge
+    )
     rpmsg = None
     if any(v.id == VIRTIO_ID_RPMSG for v in table.vdevs()):
         rpmsg = _place_rpmsg_vdev(region, amap, image.table_da, size, buffers)
-    return LoadedImage(image.table_da, size, tuple(given), rpmsg)
+    glink = _place_glink_edge(region, amap, table_off, table)
+    return LoadedImage(image.table_da, size, tuple(given), rpmsg, glink)
+
+
+def _place_glink_edge(
+    region: SharedRegion, amap: AddressMap, table_off: int, table: rt.ResourceTable
+) -> GlinkEdgeLayout | None:
+    """Give the table's GLINK edge zeroed memory and write its address into the loaded
+    table, where the core reads it."""
+    found = GlinkEdgeSpec.of(table)
+    if found is None:
+        return None
+    entry, spec = found
+    if spec.da == rt.FW_RSC_ADDR_ANY:
+        da = amap.allocate(spec.size, PAGE_SIZE)
+    else:
+        da = spec.da
+        amap.reserve(da, spec.size)
+    off = amap.translate(da, spec.size)
+    region.mem[off : off + spec.size] = bytes(spec.size)
+    struct.pack_into("<I", region.mem, table_off + entry.offset + EDGE_DA_OFF, da)
+    return GlinkEdgeLayout(da, off, spec)
 
 
 def _place_rpmsg_vdev(
@@ -190,4 +239,9 @@ def region_size_for(table: rt.ResourceTable, buffers: RpmsgBuffers = DEFAULT_BUF
                 fixed_end = max(fixed_end, vr.da + vsize)
         if vdev.id == VIRTIO_ID_RPMSG and len(vdev.vrings) == 2:
             size += align_up(buffers.pool_bytes(vdev.vrings[0].num, vdev.vrings[1].num), PAGE_SIZE)
+    edge = GlinkEdgeSpec.of(table)
+    if edge is not None:
+        size += align_up(edge[1].size, PAGE_SIZE)
+        if edge[1].da != rt.FW_RSC_ADDR_ANY:
+            fixed_end = max(fixed_end, edge[1].da + edge[1].size)
     return align_up(fixed_end + size, PAGE_SIZE)

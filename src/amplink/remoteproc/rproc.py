@@ -32,13 +32,13 @@ import os
 import threading
 from collections.abc import Callable, Sequence
 
-from amplink.errors import AmplinkError, RpmsgError, VirtqueueError
+from amplink.errors import AmplinkError, RpmsgError
 from amplink.mailbox.mu_path import Delivery, MuKickPath
 from amplink.memory.region import SharedRegion
 from amplink.remoteproc import coredump
 from amplink.remoteproc.control import Debugfs, Sysfs
 from amplink.remoteproc.elf import FirmwareImage
-from amplink.remoteproc.layout import default_rsc_table
+from amplink.remoteproc.layout import GlinkEdgeLayout, default_rsc_table
 from amplink.remoteproc.loader import (
     DEFAULT_MEMORY_SIZE,
     BootedCore,
@@ -54,7 +54,9 @@ from amplink.remoteproc.process_core import (
 from amplink.remoteproc.resources import RSC_HANDLED, RSC_IGNORED, Memory, VendorHook
 from amplink.remoteproc.states import ATTACHED, CRASHED, DELETED, DETACHED, OFFLINE, RUNNING
 from amplink.rpmsg.core import RpmsgBus, RpmsgDevice
+from amplink.rpmsg.glink_link import GLINK_NOTIFYID, GlinkChannels, GlinkLink
 from amplink.rpmsg.ns import NameService
+from amplink.rpmsg.polled import PolledLink
 from amplink.rpmsg.virtio_link import (
     DEFAULT_BUFFERS,
     DEFAULT_SEND_TIMEOUT,
@@ -157,12 +159,12 @@ class Rproc:
         self.last_stop = ""  # how the core last stopped: graceful shutdown, or reset
         self.image: FirmwareImage | None = None
         self.features = Features()
-        self.link: VirtioRpmsgHost | None = None
+        self.link: VirtioRpmsgHost | GlinkLink | None = None
         self.coredumps: collections.deque[coredump.Coredump] = collections.deque(
             maxlen=KEPT_COREDUMPS
         )
         self._platform: ProcessCore | None = None
-        self._notifyids: tuple[int, int] = (0, 1)
+        self._notifyids: tuple[int, ...] = (0, 1)
         self._crash_lock = threading.Lock()
         self._crash_thread: threading.Thread | None = None
         self._memory: DeviceMemory | None = None
@@ -357,9 +359,13 @@ class Rproc:
         platform.on_crash = self.report_crash
 
     def _connect_link(self, memory: DeviceMemory) -> None:
-        """Bring up rpmsg as the virtio driver on the image's rpmsg vdev, if it has one."""
+        """Bring up rpmsg: as the virtio driver on the image's rpmsg vdev, or over its
+        GLINK edge; a core with neither has no rpmsg."""
         rpmsg = memory.loaded.rpmsg
         platform = self._platform
+        if platform is not None and memory.loaded.glink is not None:
+            self._connect_glink(memory.region, memory.loaded.glink, platform)
+            return
         if rpmsg is None or platform is None:
             return  # a core without rpmsg: nothing to bring up on the host
         vdev = rpmsg.vdev
@@ -376,8 +382,29 @@ class Rproc:
             send_timeout=self.send_timeout,
             spin=AdaptiveSpin(enabled=platform.spin),
         )
-        self.link = link
         NameService(self.bus, link)
+        self._adopt_link(link)
+
+    def _connect_glink(
+        self, region: SharedRegion, edge: GlinkEdgeLayout, platform: ProcessCore
+    ) -> None:
+        self._notifyids = (GLINK_NOTIFYID,)
+        kick = platform.kick
+        link = GlinkLink(
+            f"{self.name}.glink",
+            region,
+            edge.offset,
+            edge.spec,
+            "host",
+            lambda: kick(GLINK_NOTIFYID),
+            send_timeout=self.send_timeout,
+            spin=AdaptiveSpin(enabled=platform.spin),
+        )
+        GlinkChannels(self.bus, link)
+        self._adopt_link(link)
+
+    def _adopt_link(self, link: VirtioRpmsgHost | GlinkLink) -> None:
+        self.link = link
         link.fail_listeners.append(lambda err: self.bus.remove_link(link, err))
         link.fail_listeners.append(self._on_link_failure)
         link.handle_notify()  # a kick that came before self.link was set was dropped
@@ -411,6 +438,12 @@ class Rproc:
         with self._lock:
             if self.state != ATTACHED:
                 raise AmplinkError(errno.EINVAL, f"{self.name} is {self.state}, not attached")
+            if isinstance(self.link, GlinkLink):
+                raise AmplinkError(
+                    errno.EOPNOTSUPP,
+                    f"{self.name}: detach needs the virtio reset protocol; a GLINK edge has "
+                    "no way to tell the core that the host went away",
+                )
             self.power -= 1
             if self.power > 0:
                 return
@@ -518,7 +551,7 @@ class Rproc:
             log.warning("%s: kick with unknown notify id %#x ignored", self.name, notifyid)
 
     def _on_link_failure(self, err: OSError) -> None:
-        if isinstance(err, VirtqueueError):  # the core made us touch what it must not
+        if isinstance(err, PolledLink.broken_by_peer):  # the core broke shared memory
             self.report_crash(CRASH_MMUFAULT, str(err))
 
     # -- crashes and recovery --------------------------------------------------------

@@ -29,6 +29,9 @@ from amplink.rpmsg.per_device import PerDeviceDriver
 
 RPMSG_RAW_SERVICE = "rpmsg-raw"
 _NOT_WRITABLE = 0xFFFF_FFFF_FFFF_FFFE  # an eventfd at its maximum is not writable
+# What a non-blocking send raises when it would wait: virtio has no free buffer, GLINK
+# no free intent from the remote, or no room in its FIFO.
+_NO_BUFFER = (errno.ENOMEM, errno.EBUSY, errno.EAGAIN)
 
 
 class RpmsgEptFile:
@@ -46,15 +49,18 @@ class RpmsgEptFile:
         self._rfd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
         self._wfd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
         self._tx_blocked = False
+        self._flow_updated = False  # the remote's flow control changed: POLLPRI
         ept.callback = self._on_message
         ept.on_release(self._on_release)
+        ept.on_flow(self._on_flow)
 
     def __repr__(self) -> str:
         return f"<RpmsgEptFile {self.ept.name} src={self.ept.addr} dst={self.dst}>"
 
     # -- descriptors -----------------------------------------------------------------
     def fileno(self) -> int:
-        """Readable while a message is queued (or the endpoint is gone)."""
+        """Readable while a message is queued, the remote's flow control changed, or
+        the endpoint is gone."""
         return self._rfd
 
     def writer_fileno(self) -> int:
@@ -62,10 +68,12 @@ class RpmsgEptFile:
         return self._wfd
 
     def poll(self) -> int:
-        """``POLLIN`` / ``POLLOUT`` / ``POLLERR`` as ``rpmsg_char``'s poll reports them."""
+        """``POLLIN`` / ``POLLOUT`` / ``POLLPRI`` (flow control changed) / ``POLLERR``
+        as ``rpmsg_char``'s poll reports them."""
         if self.ept.released is not None:
             return select.POLLERR | (select.POLLIN if self._queue else 0)
         mask = select.POLLIN | select.POLLRDNORM if self._queue else 0
+        mask |= select.POLLPRI if self._flow_updated else 0
         return mask | (select.POLLOUT if self.ept.poll() else 0)
 
     def _on_message(self, ept: Endpoint, data: bytes, src: int) -> None:
@@ -122,20 +130,32 @@ class RpmsgEptFile:
         try:
             self.ept.trysendto(data, self.dst)
         except RpmsgError as exc:
-            if exc.errno != errno.ENOMEM:
+            if exc.errno not in _NO_BUFFER:
                 raise
             with self._lock:
                 if not self._tx_blocked and self._wfd >= 0:
                     self._tx_blocked = True
                     os.eventfd_write(self._wfd, _NOT_WRITABLE)
-            self.ept.link.when_can_send(self._writable)
+            self.ept.link.when_can_send(self.ept.addr, self._writable)
             raise RpmsgError(errno.EAGAIN, "no free send buffer") from None
         return len(data)
 
+    def _on_flow(self, ept: Endpoint, paused: bool) -> None:
+        with self._lock:
+            self._flow_updated = True
+            if self._rfd >= 0:
+                os.eventfd_write(self._rfd, 1)
+            self._lock.notify_all()
+
     def get_outgoing_flowcontrol(self) -> int:
-        """``RPMSG_GET_OUTGOING_FLOWCONTROL``: 1 if the remote asked us to pause.  No
-        backend here carries flow-control signals yet, so the remote never has."""
-        return 0
+        """``RPMSG_GET_OUTGOING_FLOWCONTROL``: 1 if the remote asked us to pause (GLINK
+        signals; never over virtio).  Clears the ``POLLPRI`` its change raised.  As in
+        Linux, writes are not refused while paused: honouring it is the writer's job."""
+        with self._lock:
+            self._flow_updated = False
+            if not self._queue and self.ept.released is None and self._rfd >= 0:
+                drain(self._rfd)
+        return int(self.ept.remote_paused)
 
     def set_incoming_flowcontrol(self, value: int) -> None:
         """``RPMSG_SET_INCOMING_FLOWCONTROL``: 1 asks the remote to pause, 0 to resume

@@ -66,14 +66,21 @@ class RpmsgLink(ABC):
     def send(self, src: int, dst: int, data: bytes, *, block: bool, timeout: float | None) -> None:
         """Send one message; block for a send buffer up to ``timeout`` if ``block``."""
 
-    def can_send(self) -> bool:
-        """Whether a send would find a buffer right now (``rpmsg_poll``'s EPOLLOUT)."""
+    def can_send(self, src: int) -> bool:
+        """Whether a send from ``src`` would find a buffer now (``rpmsg_poll``'s EPOLLOUT)."""
         return self.failure is None
 
-    def when_can_send(self, callback: Callable[[], None]) -> None:
-        """Call ``callback`` once a send would not wait.  Backends without buffer
-        accounting call it at once."""
+    def when_can_send(self, src: int, callback: Callable[[], None]) -> None:
+        """Call ``callback`` once a send from ``src`` would not wait.  Backends without
+        buffer accounting call it at once."""
         callback()
+
+    def bind(self, ept: Endpoint) -> None:  # noqa: B027 (a hook)
+        """A new endpoint was bound (Linux's ``create_ept`` op).  Backends whose
+        endpoints are channels opened by name (GLINK) open the channel here."""
+
+    def unbind(self, ept: Endpoint) -> None:  # noqa: B027
+        """An endpoint was unbound (``destroy_ept``): close what :meth:`bind` opened."""
 
     def busy_poll(self, ready: Callable[[], bool]) -> bool:
         """Poll the receive path in the calling thread until ``ready()`` (optional)."""
@@ -143,6 +150,8 @@ class Endpoint:
         self._cond = threading.Condition(threading.Lock())
         self._waiters = 0
         self._release_callbacks: list[Callable[[Endpoint, OSError], object]] = []
+        self.remote_paused = False  # the remote asked us to stop sending (flow control)
+        self._flow_callbacks: list[Callable[[Endpoint, bool], object]] = []
 
     def __repr__(self) -> str:
         return f"<Endpoint {self.name or '?'} addr={self.addr} dst={_fmt_addr(self.dst)}>"
@@ -175,7 +184,7 @@ class Endpoint:
 
     def poll(self) -> bool:
         """True if a send would not have to wait (the EPOLLOUT bit of ``rpmsg_poll``)."""
-        return self.released is None and self.link.can_send()
+        return self.released is None and self.link.can_send(self.addr)
 
     def get_mtu(self) -> int:
         self._check_alive()
@@ -194,6 +203,20 @@ class Endpoint:
         """``rpmsg_set_flow_control``: ask the remote to pause or resume sending here."""
         self._check_alive()
         self.link.set_flow_control(self.addr, pause, self.dst if dst == RPMSG_ADDR_ANY else dst)
+
+    def on_flow(self, fn: Callable[[Endpoint, bool], object]) -> None:
+        """Call ``fn(ept, paused)`` when the remote asks us to pause or resume (the
+        ``flow_cb`` of an rpmsg driver; only backends with flow control call it)."""
+        self._flow_callbacks.append(fn)
+
+    def flow_changed(self, paused: bool) -> None:
+        """Called by the backend when the remote's flow-control signals change."""
+        self.remote_paused = paused
+        for fn in list(self._flow_callbacks):
+            try:
+                fn(self, paused)
+            except Exception:
+                log.exception("rpmsg endpoint %d: flow callback raised", self.addr)
 
     # -- receiving -------------------------------------------------------------------
     def deliver(self, data: bytes, src: int) -> None:
@@ -346,14 +369,25 @@ class EndpointTable:
                 raise RpmsgError(errno.EADDRINUSE, f"rpmsg address {addr} is already bound")
             ept = Endpoint(link, addr, callback, **kwargs)  # type: ignore[arg-type]
             self._by_addr[addr] = ept
+        try:
+            link.bind(ept)
+        except BaseException:
+            self._unlist(ept)
+            raise
         return ept
 
     def remove(self, ept: Endpoint) -> None:
+        if self._unlist(ept):
+            self._link.unbind(ept)
+
+    def _unlist(self, ept: Endpoint) -> bool:
         with self._lock:
-            if self._by_addr.get(ept.addr) is ept:
-                del self._by_addr[ept.addr]
-                if RPMSG_RESERVED_ADDRESSES <= ept.addr < self._hint:
-                    self._hint = ept.addr
+            if self._by_addr.get(ept.addr) is not ept:
+                return False
+            del self._by_addr[ept.addr]
+            if RPMSG_RESERVED_ADDRESSES <= ept.addr < self._hint:
+                self._hint = ept.addr
+            return True
 
     def get(self, addr: int) -> Endpoint | None:
         return self._by_addr.get(addr)

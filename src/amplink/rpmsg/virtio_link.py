@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import errno
 import logging
-import threading
 import time
 from abc import abstractmethod
 from collections.abc import Callable
@@ -33,7 +32,8 @@ from typing import TypeVar
 from amplink.errors import RpmsgError, VirtqueueError
 from amplink.memory.addrmap import AddressMap
 from amplink.memory.region import SharedRegion
-from amplink.rpmsg.core import RPMSG_ADDR_ANY, RpmsgLink
+from amplink.rpmsg.core import RPMSG_ADDR_ANY
+from amplink.rpmsg.polled import PolledLink
 from amplink.tracing import TRACER
 from amplink.transport.spin import AdaptiveSpin
 from amplink.virtio.constants import (
@@ -166,7 +166,7 @@ class RxBuffer:
             self._link._lent_rx_done(self)
 
 
-class VirtioRpmsgLink(RpmsgLink):
+class VirtioRpmsgLink(PolledLink):
     """What both roles share; the roles supply the ring-specific hooks."""
 
     def __init__(
@@ -181,7 +181,7 @@ class VirtioRpmsgLink(RpmsgLink):
         send_timeout: float = DEFAULT_SEND_TIMEOUT,
         spin: AdaptiveSpin | None = None,
     ) -> None:
-        super().__init__(name, ns_supported=ns_supported)
+        super().__init__(name, ns_supported=ns_supported, spin=spin)
         self._region = region
         self._mem = region.mem
         self._notify = notify
@@ -189,16 +189,10 @@ class VirtioRpmsgLink(RpmsgLink):
         self._rx_index = 1 - tx_index
         self._mtu = mtu
         self.send_timeout = send_timeout
-        self.spin = spin if spin is not None else AdaptiveSpin()
         self._tx_spin = AdaptiveSpin(self.spin.max_spin_ns, enabled=self.spin.enabled)
-        self._rx_lock = threading.Lock()
-        self._tx_cond = threading.Condition(threading.Lock())
         self._tx_waiters = 0
-        self._rx_owner = 0
         self._space_waiters: list[Callable[[], None]] = []  # see when_can_send()
         self.fail_listeners.append(self._wake_space_waiters)
-        self._users = 0  # busy-pollers touching the rings outside the locks
-        self._users_cond = threading.Condition(threading.Lock())
         self._lookup = self.endpoints.get  # bound once: no allocation per message
 
     @property
@@ -221,22 +215,6 @@ class VirtioRpmsgLink(RpmsgLink):
     @abstractmethod
     def _tx_notifications(self, enable: bool) -> bool:
         """Ask (or stop asking) to be notified when send buffers come back."""
-
-    @abstractmethod
-    def _drain_rx(self) -> int:
-        """Dispatch every received message; rx lock held. Returns how many."""
-
-    @abstractmethod
-    def rx_pending(self) -> bool:
-        """Whether received messages are waiting (lock-free peek)."""
-
-    @abstractmethod
-    def suppress_rx(self) -> None:
-        """Ask the peer not to notify us of new messages (we are polling)."""
-
-    @abstractmethod
-    def unsuppress_rx(self) -> bool:
-        """Ask for notifications again; True if messages arrived meanwhile."""
 
     # -- sending ---------------------------------------------------------------------
     def send(self, src: int, dst: int, data: bytes, *, block: bool, timeout: float | None) -> None:
@@ -400,7 +378,7 @@ class VirtioRpmsgLink(RpmsgLink):
                 cb()
         self.poll_rx()
 
-    def when_can_send(self, callback: Callable[[], None]) -> None:
+    def when_can_send(self, src: int, callback: Callable[[], None]) -> None:
         """Call ``callback`` once a send would not wait (now, if it would not now).
 
         It runs in whatever thread notices: the caller's, or the receive context when
@@ -418,23 +396,6 @@ class VirtioRpmsgLink(RpmsgLink):
             callbacks, self._space_waiters = self._space_waiters, []
         for cb in callbacks:
             cb()
-
-    def poll_rx(self) -> int:
-        """Dispatch every received message now; returns how many were dispatched."""
-        with self._rx_lock:
-            return self._drain_locked()
-
-    def _drain_locked(self) -> int:
-        if self.failure is not None:
-            return 0
-        self._rx_owner = threading.get_ident()
-        try:
-            return self._drain_rx()
-        except VirtqueueError as exc:
-            self.fail(exc)
-            return 0
-        finally:
-            self._rx_owner = 0
 
     def _dispatch_buffer(self, off: int, length: int, token: int) -> bool:
         """Decode the message in ``length`` valid bytes at ``off`` and dispatch it;
@@ -474,48 +435,7 @@ class VirtioRpmsgLink(RpmsgLink):
         )
         return False
 
-    def in_rx_context(self) -> bool:
-        return self._rx_owner == threading.get_ident()
-
-    def _poll_once(self, ready: Callable[[], bool]) -> bool:
-        if self.failure is not None:
-            return True  # stop spinning: the caller finds out why
-        if self.rx_pending() and self._rx_lock.acquire(blocking=False):
-            try:
-                self._drain_locked()
-            finally:
-                self._rx_lock.release()
-        return ready()
-
-    def busy_poll(self, ready: Callable[[], bool]) -> bool:
-        if not self.spin.enabled:
-            return False
-        with self._users_cond:  # counted, so that quiesce() waits for us
-            if self.failure is not None:
-                return False
-            self._users += 1
-        try:
-            self.suppress_rx()
-            try:
-                return self.spin.spin(lambda: self._poll_once(ready))
-            finally:
-                if self.failure is None and self.unsuppress_rx():
-                    self.poll_rx()
-        finally:
-            with self._users_cond:
-                self._users -= 1
-                self._users_cond.notify_all()
-
-    def quiesce(self, timeout: float = 5.0) -> bool:
-        """After :meth:`fail`: wait until no thread touches the shared memory any more,
-        so that it can be unmapped.  False if some thread did not let go in time."""
-        with self._users_cond:
-            done = self._users_cond.wait_for(lambda: self._users == 0, timeout)
-        with self._rx_lock, self._tx_cond:
-            pass  # whoever held them has checked the failure and let go
-        return done
-
-    def can_send(self) -> bool:
+    def can_send(self, src: int) -> bool:
         with self._tx_cond:
             return self.failure is None and self._peek_tx()
 
@@ -754,6 +674,9 @@ class VirtioRpmsgRemote(VirtioRpmsgLink):
             return self._tx_vq.enable_notify()
         self._tx_vq.disable_notify()
         return False
+
+    def peer_reset(self) -> bool:
+        return not self.vdev.driver_ok
 
     def rx_pending(self) -> bool:
         return self._rx_vq.has_avail()

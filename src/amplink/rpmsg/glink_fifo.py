@@ -1,0 +1,160 @@
+"""The two byte FIFOs of a GLINK edge in shared memory (layout in :mod:`amplink.wire.glink`).
+
+A FIFO is a ring of ``size`` bytes (a power of two) with a head (the next byte the
+writer fills, written only by the writer) and a tail (the next byte the reader takes,
+written only by the reader); one byte always stays free, so head == tail means empty.
+Each side keeps its own index in a local variable and only publishes it, so a peer that
+scribbles over our word cannot confuse us; the peer's index is read from shared memory
+and checked on every read, because a hostile peer can write anything there.
+
+Ordering: a writer copies the bytes, fences, then publishes the head; a reader reads
+the head, fences, then the bytes, and publishes the tail after it has copied them out.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Literal
+
+from amplink.errors import FifoError
+from amplink.memory.barrier import full_fence
+from amplink.wire.glink import EDGE_HEADER_SIZE, HOST_WORDS, REMOTE_WORDS
+
+_U32 = struct.Struct("<I")
+_HEAD, _TAIL, _POLLING = 0, 4, 8  # within each side's words (see the edge layout)
+
+
+class FifoWriter:
+    """The producing end of one FIFO."""
+
+    def __init__(
+        self, name: str, mem: memoryview, base: int, size: int, head_at: int, tail_at: int
+    ):
+        self.name = name
+        self._mem = mem
+        self._base = base
+        self._size = size
+        self._mask = size - 1
+        self._head_at = head_at
+        self._tail_at = tail_at
+        self._head = 0
+        _U32.pack_into(mem, head_at, 0)
+
+    def _tail(self) -> int:
+        tail: int = _U32.unpack_from(self._mem, self._tail_at)[0]
+        if tail > self._mask:
+            raise FifoError(
+                self.name, f"the reader's tail {tail} is outside the {self._size}-byte FIFO"
+            )
+        return tail
+
+    def free(self) -> int:
+        """Bytes that can be written now."""
+        return (self._tail() - self._head - 1) & self._mask
+
+    def used(self) -> int:
+        """Bytes written and not yet taken by the reader."""
+        return (self._head - self._tail()) & self._mask
+
+    def write(self, *parts: bytes | memoryview) -> None:
+        """Append ``parts`` and publish them together; the caller checked :meth:`free`."""
+        mem, base, size = self._mem, self._base, self._size
+        pos = self._head
+        for part in parts:
+            n = len(part)
+            first = min(n, size - pos)
+            mem[base + pos : base + pos + first] = part[:first]
+            if first < n:
+                mem[base : base + n - first] = part[first:]
+            pos = (pos + n) & self._mask
+        full_fence()
+        self._head = pos
+        _U32.pack_into(mem, self._head_at, pos)
+
+    @property
+    def head(self) -> int:
+        return self._head
+
+    def read_past(self, mark: int) -> bool:
+        """Whether the reader has taken everything written before head was ``mark``."""
+        return (self._head - mark) & self._mask >= self.used()
+
+    def unread(self) -> bytes:
+        """What the reader has not taken yet (for counting what a dead peer never read)."""
+        tail = self._tail()
+        return self._copy(tail, (self._head - tail) & self._mask)
+
+    def _copy(self, pos: int, n: int) -> bytes:
+        return _copy(self._mem, self._base, self._size, pos, n)
+
+
+class FifoReader:
+    """The consuming end of one FIFO."""
+
+    def __init__(
+        self, name: str, mem: memoryview, base: int, size: int, head_at: int, tail_at: int
+    ):
+        self.name = name
+        self._mem = mem
+        self._base = base
+        self._size = size
+        self._mask = size - 1
+        self._head_at = head_at
+        self._tail_at = tail_at
+        self._tail = 0
+        _U32.pack_into(mem, tail_at, 0)
+
+    def available(self) -> int:
+        """Bytes written by the peer and not yet taken."""
+        head: int = _U32.unpack_from(self._mem, self._head_at)[0]
+        if head > self._mask:
+            raise FifoError(
+                self.name, f"the writer's head {head} is outside the {self._size}-byte FIFO"
+            )
+        full_fence()
+        return (head - self._tail) & self._mask
+
+    def peek(self, n: int, at: int = 0) -> bytes:
+        """``n`` bytes starting ``at`` bytes past the tail (the caller checked they exist)."""
+        return _copy(self._mem, self._base, self._size, (self._tail + at) & self._mask, n)
+
+    def advance(self, n: int) -> None:
+        """Give ``n`` bytes back to the writer."""
+        self._tail = (self._tail + n) & self._mask
+        _U32.pack_into(self._mem, self._tail_at, self._tail)
+
+
+def _copy(mem: memoryview, base: int, size: int, pos: int, n: int) -> bytes:
+    first = min(n, size - pos)
+    if first == n:
+        return bytes(mem[base + pos : base + pos + n])
+    return bytes(mem[base + pos : base + size]) + bytes(mem[base : base + n - first])
+
+
+class EdgeFifos:
+    """One side's view of an edge at offset ``base``: its FIFO to write and its FIFO to
+    read, and the "I am polling, do not kick me" words of both sides."""
+
+    def __init__(
+        self, name: str, mem: memoryview, base: int, fifo_size: int, role: Literal["host", "remote"]
+    ):
+        h2r = base + EDGE_HEADER_SIZE
+        r2h = h2r + fifo_size
+        host, remote = base + HOST_WORDS, base + REMOTE_WORDS
+        mine, theirs = (host, remote) if role == "host" else (remote, host)
+        tx_fifo, rx_fifo = (h2r, r2h) if role == "host" else (r2h, h2r)
+        self.tx = FifoWriter(f"{name}.tx", mem, tx_fifo, fifo_size, mine + _HEAD, theirs + _TAIL)
+        self.rx = FifoReader(f"{name}.rx", mem, rx_fifo, fifo_size, theirs + _HEAD, mine + _TAIL)
+        self._mem = mem
+        self._my_polling = mine + _POLLING
+        self._peer_polling = theirs + _POLLING
+        _U32.pack_into(mem, self._my_polling, 0)
+
+    def set_polling(self, polling: bool) -> None:
+        """Tell the peer whether to skip its kick after writing (we are polling)."""
+        _U32.pack_into(self._mem, self._my_polling, int(polling))
+        full_fence()
+
+    def peer_polling(self) -> bool:
+        full_fence()
+        return bool(_U32.unpack_from(self._mem, self._peer_polling)[0])

@@ -1,0 +1,122 @@
+"""What every shared-memory backend does around its receive path, whatever its rings.
+
+A backend's receive side runs in one *receive context* at a time (the rx lock): the
+thread that handles the peer's notification, a thread polling explicitly
+(:meth:`PolledLink.poll_rx`), or a thread busy-polling while it waits in
+:meth:`~amplink.rpmsg.core.Endpoint.recv`.  Callbacks run there and may send.
+
+Busy-polling follows the suppression protocol both backends share: tell the peer not
+to notify (:meth:`~PolledLink.suppress_rx`), poll, then ask for notifications again and
+drain once more if something slipped in between (:meth:`~PolledLink.unsuppress_rx`).
+A backend whose memory the peer broke raises one of ``broken_by_peer`` from its drain;
+that fails the link (its users see ``EPIPE``), never the process.
+"""
+
+from __future__ import annotations
+
+import threading
+from abc import abstractmethod
+from collections.abc import Callable
+from typing import ClassVar
+
+from amplink.errors import FifoError, VirtqueueError
+from amplink.rpmsg.core import RpmsgLink
+from amplink.transport.spin import AdaptiveSpin
+
+
+class PolledLink(RpmsgLink):
+    """An :class:`RpmsgLink` with a receive path that can be notified or polled."""
+
+    broken_by_peer: ClassVar[tuple[type[Exception], ...]] = (VirtqueueError, FifoError)
+
+    def __init__(self, name: str, *, ns_supported: bool, spin: AdaptiveSpin | None) -> None:
+        super().__init__(name, ns_supported=ns_supported)
+        self.spin = spin if spin is not None else AdaptiveSpin()
+        self._rx_lock = threading.Lock()
+        self._tx_cond = threading.Condition(threading.Lock())
+        self._rx_owner = 0
+        self._users = 0  # busy-pollers touching shared memory outside the locks
+        self._users_cond = threading.Condition(threading.Lock())
+
+    @abstractmethod
+    def _drain_rx(self) -> int:
+        """Dispatch every received message; rx lock held. Returns how many."""
+
+    @abstractmethod
+    def rx_pending(self) -> bool:
+        """Whether received messages are waiting (lock-free peek)."""
+
+    @abstractmethod
+    def suppress_rx(self) -> None:
+        """Ask the peer not to notify us of new messages (we are polling)."""
+
+    @abstractmethod
+    def unsuppress_rx(self) -> bool:
+        """Ask for notifications again; True if messages arrived meanwhile."""
+
+    @abstractmethod
+    def handle_notify(self) -> None:
+        """The peer notified us: wake waiting senders and dispatch what arrived."""
+
+    def peer_reset(self) -> bool:
+        """True when the peer reset the link and a new one must be brought up (the
+        virtio device role sees its driver clear ``DRIVER_OK``)."""
+        return False
+
+    def poll_rx(self) -> int:
+        """Dispatch every received message now; returns how many were dispatched."""
+        with self._rx_lock:
+            return self._drain_locked()
+
+    def _drain_locked(self) -> int:
+        if self.failure is not None:
+            return 0
+        self._rx_owner = threading.get_ident()
+        try:
+            return self._drain_rx()
+        except self.broken_by_peer as exc:
+            self.fail(exc)  # type: ignore[arg-type]
+            return 0
+        finally:
+            self._rx_owner = 0
+
+    def in_rx_context(self) -> bool:
+        return self._rx_owner == threading.get_ident()
+
+    def _poll_once(self, ready: Callable[[], bool]) -> bool:
+        if self.failure is not None:
+            return True  # stop spinning: the caller finds out why
+        if self.rx_pending() and self._rx_lock.acquire(blocking=False):
+            try:
+                self._drain_locked()
+            finally:
+                self._rx_lock.release()
+        return ready()
+
+    def busy_poll(self, ready: Callable[[], bool]) -> bool:
+        if not self.spin.enabled:
+            return False
+        with self._users_cond:  # counted, so that quiesce() waits for us
+            if self.failure is not None:
+                return False
+            self._users += 1
+        try:
+            self.suppress_rx()
+            try:
+                return self.spin.spin(lambda: self._poll_once(ready))
+            finally:
+                if self.failure is None and self.unsuppress_rx():
+                    self.poll_rx()
+        finally:
+            with self._users_cond:
+                self._users -= 1
+                self._users_cond.notify_all()
+
+    def quiesce(self, timeout: float = 5.0) -> bool:
+        """After :meth:`fail`: wait until no thread touches the shared memory any more,
+        so that it can be unmapped.  False if some thread did not let go in time."""
+        with self._users_cond:
+            done = self._users_cond.wait_for(lambda: self._users == 0, timeout)
+        with self._rx_lock, self._tx_cond:
+            pass  # whoever held them has checked the failure and let go
+        return done
