@@ -1,8 +1,6 @@
 """The two rpmsg backends the process-level rpmsg tests run over: firmware tables that
 ask for a virtio rpmsg vdev (amplink's default) or for a GLINK edge."""
 
-import pytest
-
 from amplink.remoteproc.layout import glink_rsc_table
 
 BACKENDS = ("virtio", "glink")
@@ -11,6 +9,3 @@ BACKENDS = ("virtio", "glink")
 def table_for(backend: str):
     """The resource table a Python firmware is packed with for ``backend``."""
     return glink_rsc_table() if backend == "glink" else None
-
-
-backend = pytest.fixture(params=BACKENDS)(lambda request: request.param)

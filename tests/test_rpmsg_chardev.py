@@ -13,9 +13,9 @@ from amplink.remoteproc import Rproc
 from amplink.rpmsg import RpmsgBus
 from amplink.rpmsg.aio import AsyncEndpoint
 from amplink.rpmsg.chardev import RpmsgCharDriver, RpmsgCtrl
-from amplink.rpmsg.virtio_link import RpmsgBuffers
 from amplink.rpmsg.core import RPMSG_ADDR_ANY
-from backends import backend, table_for  # noqa: F401 (a fixture)
+from amplink.rpmsg.virtio_link import RpmsgBuffers
+from backends import table_for
 from resources import snapshot
 
 PEER = str(Path(__file__).parent / "firmware" / "chardev_peer.py")

@@ -5,7 +5,7 @@ import threading
 import time
 
 from amplink.remoteproc import Rproc
-from backends import backend, table_for  # noqa: F401 (a fixture)
+from backends import table_for
 
 SERVICE = "rpmsg-openamp-demo-channel"
 TOTAL = 100_000

@@ -8,7 +8,7 @@ import time
 
 from amplink.remoteproc import Rproc
 from amplink.rpmsg.tty import RpmsgTtyDriver
-from backends import backend, table_for  # noqa: F401 (a fixture)
+from backends import table_for
 from resources import snapshot
 
 
