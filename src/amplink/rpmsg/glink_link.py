@@ -448,6 +448,8 @@ class GlinkLink(PolledLink):
         self.poll_rx()
 
     def rx_pending(self) -> bool:
+        if self.failure is not None:
+            return False  # nothing will be dispatched any more
         try:
             return self._rx.available() > 0
         except FifoError:

@@ -1,0 +1,234 @@
+"""The GLINK edge in one process, both sides over one real shared region, pumped by
+hand: the wire format, chunking through a small FIFO, intents, and hostile peers."""
+
+import errno
+import logging
+import struct
+
+import pytest
+
+from amplink.errors import FifoError, RpmsgError
+from amplink.memory import SharedRegion
+from amplink.rpmsg import RpmsgBus
+from amplink.rpmsg.glink_link import MAX_INTENTS, GlinkChannels, GlinkLink
+from amplink.transport.spin import AdaptiveSpin
+from amplink.wire import glink as g
+
+NAME = "svc"
+
+
+class Edge:
+    def __init__(self, fifo_size=1024, max_message=65536):
+        self.spec = g.GlinkEdgeSpec(fifo_size=fifo_size, max_message=max_message)
+        self.region = SharedRegion.create(self.spec.size + 4096)
+        self.kicks = {"host": 0, "remote": 0}
+        self.host = self._side("host")
+        self.remote = self._side("remote")
+        self.bus = RpmsgBus()
+        GlinkChannels(self.bus, self.host)
+
+    def _side(self, role):
+        peer = "remote" if role == "host" else "host"
+
+        def kick():
+            self.kicks[peer] += 1
+
+        return GlinkLink(
+            role,
+            self.region,
+            0,
+            self.spec,
+            role,
+            kick,
+            send_timeout=0.2,
+            spin=AdaptiveSpin(enabled=False),
+        )
+
+    def pump(self):
+        total = 0
+        while True:
+            n = self.remote.poll_rx() + self.host.poll_rx()
+            total += n
+            if not n and not (self.remote.rx_pending() or self.host.rx_pending()):
+                return total
+
+    def channel(self):
+        """A channel the remote opens and echoes on, and the host's endpoint on it."""
+        self.remote.endpoints.create(lambda e, d, s: e.trysend(d), name=NAME)
+        self.pump()
+        (dev,) = self.bus.devices(NAME)
+        ept = dev.create_ept()
+        self.pump()
+        return ept
+
+    def close(self):
+        self.region.close()
+
+
+@pytest.fixture
+def edge():
+    e = Edge()
+    yield e
+    e.close()
+
+
+def test_version_open_intents_and_echo(edge):
+    ept = edge.channel()
+    assert edge.host.peer_version == edge.remote.peer_version == g.GLINK_VERSION
+    assert edge.host.channels() == edge.remote.channels() == {NAME: (True, True)}
+    ept.send(b"hello")
+    edge.pump()
+    msg = ept.recv(0)
+    assert msg.data == b"hello" and msg.src == 0xFFFFFFFF  # GLINK has no addresses
+    assert edge.kicks["host"] and edge.kicks["remote"]
+
+
+def test_commands_on_the_wire():
+    assert g.command(g.RX_DONE, 3, 9) == struct.pack("<HHI", 6, 3, 9)
+    opened = g.open_command(2, "abc")
+    assert opened[:8] == struct.pack("<HHI", 2, 2, 4) and opened[8:12] == b"abc\0"
+    assert len(opened) == 16  # padded to 8 bytes
+    assert len(g.intent_command(1, [(1024, 1), (512, 2)])) == 8 + 16
+    assert g.data_header(g.TX_DATA, 1, 7, 100, 50) == struct.pack("<HHIII", 9, 1, 7, 100, 50)
+    with pytest.raises(ValueError):
+        g.open_command(1, "x" * 32)
+
+
+def test_a_message_many_times_the_fifo_is_chunked_through_it():
+    """A 1 KiB FIFO carries a 20 KB message in 496-byte chunks (TX_DATA, then
+    TX_DATA_CONT), with READ_NOTIF when it fills; the receiver grants a bigger intent."""
+    import threading  # noqa: PLC0415
+
+    edge = Edge(fifo_size=1024)
+    try:
+        got = []
+        edge.remote.endpoints.create(lambda e, d, s: got.append(d), name=NAME)
+        edge.pump()
+        ept = edge.bus.devices(NAME)[0].create_ept()
+        edge.pump()
+        big = bytes(range(256)) * 80
+        with pytest.raises(RpmsgError) as exc:
+            ept.trysend(big)  # no intent that large, and trysend does not ask
+        assert exc.value.errno == errno.EBUSY
+        stop = threading.Event()
+
+        def remote_side():
+            while not stop.is_set():
+                edge.remote.poll_rx()
+
+        t = threading.Thread(target=remote_side)
+        t.start()
+        try:
+            ept.send(big, timeout=10)  # asks for an intent, then chunks; pumps itself
+        finally:
+            stop.set()
+            t.join()
+        edge.pump()
+        assert got == [big]
+    finally:
+        edge.close()
+
+
+def test_trysend_of_a_message_that_cannot_fit_the_fifo_is_einval():
+    """1024 bytes fit an intent, but their three chunks (1072 bytes with headers) can
+    never be in a 1 KiB FIFO at once: without blocking that is EINVAL, not EAGAIN."""
+    edge = Edge(fifo_size=1024)
+    try:
+        ept = edge.channel()
+        with pytest.raises(RpmsgError) as exc:
+            ept.trysend(bytes(1024))
+        assert exc.value.errno == errno.EINVAL and "use send()" in exc.value.strerror
+        ept.trysend(bytes(400))  # what fits still goes, and the intent was given back
+        edge.pump()
+        assert len(ept.recv(0).data) == 400
+        assert len(edge.host._channels[NAME].free_intents) == 5
+    finally:
+        edge.close()
+
+
+def test_intents_beyond_the_limit_are_refused(edge):
+    ept = edge.channel()
+    ch = edge.remote._channels[NAME]
+    for i in range(MAX_INTENTS - len(ch.local_intents)):
+        ch.local_intents[10_000 + i] = 1
+    with pytest.raises(RpmsgError) as exc:
+        ept.send(bytes(2000), timeout=0.5)  # the host pumps the remote itself: no
+    assert exc.value.errno in (errno.EAGAIN, errno.ETIMEDOUT)  # remote thread here
+
+
+def test_data_for_an_intent_never_given_is_dropped_and_the_link_survives(edge, caplog):
+    ept = edge.channel()
+    lcid = edge.host._channels[NAME].lcid
+    with edge.host._tx_cond:
+        edge.host._tx.write(g.data_header(g.TX_DATA, lcid, 999, 8, 0), b"intruder")
+    edge.pump()
+    assert "never given" in caplog.text
+    ept.send(b"still fine")
+    edge.pump()
+    assert ept.recv(0).data == b"still fine"
+
+
+def test_a_message_overflowing_its_intent_is_dropped(edge, caplog):
+    ept = edge.channel()
+    host = edge.host
+    ch = host._channels[NAME]
+    iid, size = next(iter(ch.free_intents.items()))
+    with host._tx_cond:
+        host._tx.write(g.data_header(g.TX_DATA, ch.lcid, iid, 8, size), b"too long")
+    edge.pump()
+    assert "overflows" in caplog.text
+    ept.send(b"after")
+    edge.pump()
+    assert ept.recv(0).data == b"after"
+
+
+@pytest.mark.parametrize(
+    "garbage",
+    [
+        g.command(77),  # an unknown command: the stream cannot be framed any more
+        g.command(g.OPEN, 5, 200) + bytes(200),  # a name longer than any channel name
+    ],
+)
+def test_an_unframeable_stream_fails_the_link_not_the_process(edge, garbage, caplog):
+    ept = edge.channel()
+    with edge.host._tx_cond:
+        edge.host._tx.write(garbage)
+    caplog.set_level(logging.WARNING)
+    edge.pump()
+    assert isinstance(edge.remote.failure, FifoError) and edge.remote.failure.errno == errno.EPROTO
+    assert "is down" in caplog.text
+    assert edge.host.failure is None  # the other side is untouched
+    assert ept.released is None
+
+
+def test_a_head_index_outside_the_fifo_fails_the_link(edge):
+    ept = edge.channel()
+    struct.pack_into("<I", edge.region.mem, 0, edge.spec.fifo_size + 8)  # host->remote head
+    edge.remote.handle_notify()
+    assert isinstance(edge.remote.failure, FifoError)
+    assert "outside" in str(edge.remote.failure)
+    with pytest.raises(RpmsgError) as exc:
+        edge.remote.endpoints.create(None, name="late")
+    assert exc.value.errno == errno.EPIPE
+    assert ept.released is None  # the host side is another link
+
+
+def test_closing_from_the_host_keeps_the_remote_endpoint(edge):
+    ept = edge.channel()
+    ept.destroy()
+    edge.pump()
+    assert edge.remote.channels() == {NAME: (True, False)}  # open here, closed there
+    assert edge.host.channels() == {NAME: (False, True)}  # the mirror image
+    (dev,) = edge.bus.devices(NAME)
+    again = dev.create_ept()  # the device stays; opening again works
+    edge.pump()
+    again.send(b"back")
+    edge.pump()
+    assert again.recv(0).data == b"back"
+
+
+def test_unconsumed_counts_messages_the_peer_never_read(edge):
+    ept = edge.channel()
+    for _ in range(3):
+        ept.trysend(b"lost")
+    assert edge.host.unconsumed() == {ept.addr: 3}

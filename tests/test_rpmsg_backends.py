@@ -1,0 +1,134 @@
+"""The rpmsg framework over both backends, between two processes: the same test, the
+same firmware, once over virtio and once over GLINK.  Where a backend cannot do
+something, the test shows its specific error."""
+
+import errno
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from amplink.errors import RpmsgError
+from amplink.remoteproc import Rproc
+from amplink.rpmsg import RpmsgDriver
+from backends import table_for
+from resources import snapshot
+
+PEER = str(Path(__file__).parent / "firmware" / "channels_peer.py")
+ECHO = "rpmsg-openamp-demo-channel"
+
+
+@pytest.fixture
+def rp(backend):
+    before = snapshot()
+    with Rproc(f"suite-{backend}", PEER, table=table_for(backend), send_timeout=0.5) as rp:
+        yield rp
+    assert snapshot() == before
+
+
+def control(rp, command: str) -> None:
+    ept = rp.wait_channel("control", 10).create_ept()
+    ept.send(command.encode())
+    assert ept.recv(10).data == b"done " + command.encode()
+    ept.destroy()
+
+
+def test_echo_of_every_size_up_to_the_mtu_and_the_error_above(rp):
+    ept = rp.wait_channel(ECHO, 10).create_ept()
+    mtu = rp.link.mtu
+    assert mtu == (496 if rp.link.ns_supported else 65536)
+    sizes = [*range(0, 497, 31), 496, *([1024, 8176, 8177, 30000, mtu] if mtu > 496 else [])]
+    for size in sizes:
+        payload = bytes((i * 7 + size) & 0xFF for i in range(size))
+        ept.send(payload)
+        assert ept.recv(10).data == payload
+    with pytest.raises(RpmsgError) as exc:
+        ept.send(bytes(mtu + 1))
+    assert exc.value.errno == errno.EMSGSIZE
+
+
+def test_drivers_are_matched_by_service_name(rp):
+    got, probed = [], []
+    rp.wait_channel(ECHO, 10)
+    drv = RpmsgDriver(
+        "sample", (ECHO,), probe=probed.append, callback=lambda d, m, s: got.append(m)
+    )
+    rp.bus.register_driver(drv)
+    (dev,) = probed
+    assert dev.name == ECHO and dev.driver is drv and dev.ept is not None
+    dev.ept.send(b"to the driver")
+    end = time.monotonic() + 10
+    while not got and time.monotonic() < end:
+        time.sleep(0.001)
+    assert got == [b"to the driver"]
+    other = RpmsgDriver("other", ("no-such-service",), probe=probed.append)
+    rp.bus.register_driver(other)
+    assert len(probed) == 1
+
+
+def test_trysend_never_blocks_send_waits_then_times_out(rp):
+    """With the core stopped from consuming (SIGSTOP), trysend fails at once with the
+    backend's error and send gives up after its timeout."""
+    ept = rp.wait_channel(ECHO, 10).create_ept()
+    ept.send(b"warm")
+    assert ept.recv(10).data == b"warm"
+    os.kill(rp.pid, signal.SIGSTOP)
+    try:
+        sent = 0
+        with pytest.raises(RpmsgError) as exc:
+            while True:
+                ept.trysend(b"x")
+                sent += 1
+        # virtio: no free buffer (ENOMEM) after 256; GLINK: no free intent (EBUSY)
+        assert exc.value.errno == (errno.ENOMEM if rp.link.ns_supported else errno.EBUSY)
+        assert sent == (256 if rp.link.ns_supported else 5)
+        assert not ept.poll()
+        with pytest.raises(RpmsgError) as exc:
+            ept.send(b"y", timeout=0.2)
+        assert exc.value.errno == errno.ETIMEDOUT
+    finally:
+        os.kill(rp.pid, signal.SIGCONT)
+    for _ in range(sent):
+        assert ept.recv(10).data == b"x"
+
+
+def test_channels_opened_and_closed_by_the_core(rp):
+    control(rp, "open extra")
+    ept = rp.wait_channel("extra", 10).create_ept()
+    ept.send(b"on extra")
+    assert ept.recv(10).data == b"on extra"
+    control(rp, "close extra")
+    with pytest.raises(RpmsgError) as exc:
+        ept.recv(10)  # the channel went away: the endpoint is released
+    assert exc.value.errno == errno.EPIPE
+    assert rp.bus.devices("extra") == []
+    control(rp, "open extra")  # and it can come back
+    ept = rp.wait_channel("extra", 10).create_ept()
+    ept.send(b"again")
+    assert ept.recv(10).data == b"again"
+
+
+def test_a_sender_waiting_on_a_core_that_dies_gets_epipe_not_the_timeout(rp):
+    ept = rp.wait_channel(ECHO, 10).create_ept()
+    rp.recovery = False
+    os.kill(rp.pid, signal.SIGSTOP)  # it stops consuming: the sender must wait
+    with pytest.raises(RpmsgError):
+        while True:
+            ept.trysend(b"x")
+    outcome = []
+
+    def sender():
+        try:
+            ept.send(b"waiting", timeout=60)
+        except RpmsgError as exc:
+            outcome.append(exc.errno)
+
+    t = threading.Thread(target=sender)
+    t.start()
+    os.kill(rp.pid, signal.SIGKILL)
+    t.join(30)
+    assert not t.is_alive() and outcome == [errno.EPIPE]  # not ETIMEDOUT after 60 s
+    assert rp.wait_state("crashed", timeout=10) == "crashed"
