@@ -43,7 +43,12 @@ def test_bench_json(capsys):
     assert cli.main(args) == 0
     report = json.loads(capsys.readouterr().out)
     names = [r["name"] for r in report["results"]]
-    assert names == ["multiprocessing.Pipe", "amplink rpmsg virtio"]
+    assert names == ["multiprocessing.Pipe", "amplink rpmsg virtio", "amplink rpmsg glink"]
+    assert [(b["name"], b["size"]) for b in report["largest"]] == [
+        ("amplink rpmsg virtio", 496),
+        ("amplink rpmsg glink", 65536),
+    ]
+    assert all(b["mb_per_s"] > 0 for b in report["largest"])
     for r in report["results"]:
         assert r["rtt_p50_us"] > 0 and r["rtt_p99_us"] >= r["rtt_p50_us"]
         assert r["msgs_per_s"] > 0 and r["mb_per_s"] > 0

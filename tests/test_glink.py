@@ -4,6 +4,7 @@ hand: the wire format, chunking through a small FIFO, intents, and hostile peers
 import errno
 import logging
 import struct
+import threading
 
 import pytest
 
@@ -22,6 +23,7 @@ class Edge:
         self.spec = g.GlinkEdgeSpec(fifo_size=fifo_size, max_message=max_message)
         self.region = SharedRegion.create(self.spec.size + 4096)
         self.kicks = {"host": 0, "remote": 0}
+        self.kicked = {"host": threading.Event(), "remote": threading.Event()}
         self.host = self._side("host")
         self.remote = self._side("remote")
         self.bus = RpmsgBus()
@@ -32,6 +34,7 @@ class Edge:
 
         def kick():
             self.kicks[peer] += 1
+            self.kicked[peer].set()
 
         return GlinkLink(
             role,
@@ -96,9 +99,8 @@ def test_commands_on_the_wire():
 
 def test_a_message_many_times_the_fifo_is_chunked_through_it():
     """A 1 KiB FIFO carries a 20 KB message in 496-byte chunks (TX_DATA, then
-    TX_DATA_CONT), with READ_NOTIF when it fills; the receiver grants a bigger intent."""
-    import threading  # noqa: PLC0415
-
+    TX_DATA_CONT), with READ_NOTIF when it fills; the receiver grants a bigger intent.
+    The remote only reads when kicked, so a kick the sender forgets hangs the test."""
     edge = Edge(fifo_size=1024)
     try:
         got = []
@@ -114,17 +116,20 @@ def test_a_message_many_times_the_fifo_is_chunked_through_it():
 
         def remote_side():
             while not stop.is_set():
-                edge.remote.poll_rx()
+                if edge.kicked["remote"].wait(0.05):
+                    edge.kicked["remote"].clear()
+                    edge.remote.handle_notify()
 
         t = threading.Thread(target=remote_side)
         t.start()
         try:
-            ept.send(big, timeout=10)  # asks for an intent, then chunks; pumps itself
+            for _ in range(3):  # many laps of the ring
+                ept.send(big, timeout=10)  # asks for an intent, then chunks
         finally:
             stop.set()
             t.join()
         edge.pump()
-        assert got == [big]
+        assert got == [big] * 3
     finally:
         edge.close()
 

@@ -1,11 +1,13 @@
 """``amplink bench``: amplink's message path against a baseline measured in the same run.
 
-Two figures per transport, both between two real processes:
+Two figures per transport (``multiprocessing.Pipe``, then rpmsg over each backend:
+virtio and GLINK), both between two real processes:
 
 * round-trip latency: a 64-byte message to an echo peer and back, ``--rounds`` times
   after a warm-up, reported as p50 and p99;
 * one-way throughput: ``--messages`` messages of 496 bytes (the rpmsg MTU) to a sink
-  that counts them; the clock stops when the sink's count comes back.
+  that counts them; the clock stops when the sink's count comes back; and the same at
+  the largest message each rpmsg backend carries (virtio 496 B, GLINK 64 KiB).
 
 The baseline is ``multiprocessing.Pipe`` (``send_bytes``/``recv_bytes``, no pickling)
 with the same placement.  With two or more CPUs the host side is pinned to the first
@@ -26,6 +28,7 @@ from typing import Any
 from amplink import bench_lifecycle, bench_mailbox
 from amplink.firmware import bench as fw
 from amplink.remoteproc import Rproc
+from amplink.remoteproc.layout import glink_rsc_table
 from amplink.rpmsg.core import Endpoint
 from amplink.stats import latency_summary_us
 
@@ -128,15 +131,18 @@ def _rtt(ept: Endpoint, rounds: int) -> list[int]:
     return samples
 
 
-def _sink_run(sink: Endpoint, messages: int, zero_copy: bool) -> tuple[int, int, float]:
-    """``messages`` of 496 B to the sink, copied in by ``send`` or written in place."""
-    payload = bytes(THROUGHPUT_SIZE)
+def _sink_run(
+    sink: Endpoint, messages: int, zero_copy: bool, size: int = THROUGHPUT_SIZE
+) -> tuple[int, int, float]:
+    """``messages`` of ``size`` bytes to the sink, copied in by ``send`` or written in
+    place."""
+    payload = bytes(size)
     t0 = time.perf_counter()
     if zero_copy:
         for _ in range(messages):
             buf = sink.get_tx_buffer()
-            buf.data[:THROUGHPUT_SIZE] = payload
-            buf.send(THROUGHPUT_SIZE)
+            buf.data[:size] = payload
+            buf.send(size)
     else:
         for _ in range(messages):
             sink.send(payload)
@@ -145,21 +151,47 @@ def _sink_run(sink: Endpoint, messages: int, zero_copy: bool) -> tuple[int, int,
     return count, nbytes, time.perf_counter() - t0
 
 
+@dataclass
+class Largest:
+    """Throughput at the largest message a backend carries."""
+
+    name: str
+    size: int
+    msgs_per_s: float
+    mb_per_s: float
+
+
 def bench_amplink(
     rounds: int, messages: int, placement: Placement
-) -> tuple[Result, bench_mailbox.MboxRtt, float]:
-    """rpmsg figures, the mailbox round trip, and zero-copy messages/s."""
-    with Rproc("bench0", "amplink.firmware.bench", cpu=placement.peer_cpu) as rp:
-        mbox = bench_mailbox.bench_mbox_rtt(rp, rounds)
-        echo = rp.wait_channel(fw.ECHO).create_ept()
-        sink = rp.wait_channel(fw.SINK).create_ept()
-        samples = _rtt(echo, rounds)
-        count, nbytes, elapsed = _sink_run(sink, messages, zero_copy=False)
-        zc_count, _, zc_elapsed = _sink_run(sink, messages, zero_copy=True)
-    if zc_count != messages:
-        raise RuntimeError(f"zero copy: the sink counted {zc_count} of {messages} messages")
-    result = _result("amplink rpmsg virtio", samples, count, nbytes, elapsed, messages)
-    return result, mbox, round(messages / zc_elapsed)
+) -> tuple[list[Result], list[Largest], bench_mailbox.MboxRtt, float]:
+    """rpmsg figures per backend, the mailbox round trip, and zero-copy messages/s."""
+    results, largest = [], []
+    zero_copy = 0.0
+    mbox = None
+    for backend, table in (("virtio", None), ("glink", glink_rsc_table())):
+        name = f"amplink rpmsg {backend}"
+        with Rproc(
+            f"bench-{backend}", "amplink.firmware.bench", cpu=placement.peer_cpu, table=table
+        ) as rp:
+            if mbox is None:
+                mbox = bench_mailbox.bench_mbox_rtt(rp, rounds)
+            echo = rp.wait_channel(fw.ECHO).create_ept()
+            sink = rp.wait_channel(fw.SINK).create_ept()
+            samples = _rtt(echo, rounds)
+            count, nbytes, elapsed = _sink_run(sink, messages, zero_copy=False)
+            results.append(_result(name, samples, count, nbytes, elapsed, messages))
+            mtu = sink.get_mtu()
+            few = max(messages * THROUGHPUT_SIZE // mtu // 4, 10)
+            count, nbytes, elapsed = _sink_run(sink, few, zero_copy=False, size=mtu)
+            big = _result(name, [0], count, nbytes, elapsed, few)
+            largest.append(Largest(name, mtu, big.msgs_per_s, big.mb_per_s))
+            if backend == "virtio":
+                zc_count, _, zc_elapsed = _sink_run(sink, messages, zero_copy=True)
+                if zc_count != messages:
+                    raise RuntimeError(f"zero copy: the sink counted {zc_count} of {messages}")
+                zero_copy = round(messages / zc_elapsed)
+    assert mbox is not None
+    return results, largest, mbox, zero_copy
 
 
 def _result(
@@ -187,7 +219,7 @@ def run(
         os.sched_setaffinity(0, {placement.host_cpu})
     try:
         baseline = bench_pipe(rounds, messages, placement)
-        ours, mbox, zero_copy = bench_amplink(rounds, messages, placement)
+        ours, largest, mbox, zero_copy = bench_amplink(rounds, messages, placement)
         delivery = bench_mailbox.bench_deliveries(deliveries)
         lifecycle = bench_lifecycle.bench_lifecycle(cycles)
     finally:
@@ -210,12 +242,16 @@ def run(
             "cycles": cycles,
         },
         "baseline": baseline.name,
-        "results": [asdict(baseline), asdict(ours)],
+        "results": [asdict(baseline), *(asdict(r) for r in ours)],
         "ratios": {
-            "rtt_p50": round(ours.rtt_p50_us / baseline.rtt_p50_us, 3),
-            "msgs_per_s": round(ours.msgs_per_s / baseline.msgs_per_s, 3),
+            r.name: {
+                "rtt_p50": round(r.rtt_p50_us / baseline.rtt_p50_us, 3),
+                "msgs_per_s": round(r.msgs_per_s / baseline.msgs_per_s, 3),
+            }
+            for r in ours
         },
-        "zero_copy": {"msgs_per_s": zero_copy, "copy_msgs_per_s": ours.msgs_per_s},
+        "largest": [asdict(big) for big in largest],
+        "zero_copy": {"msgs_per_s": zero_copy, "copy_msgs_per_s": ours[0].msgs_per_s},
         "mailbox": asdict(mbox),
         "delivery": [asdict(d) for d in delivery],
         "lifecycle": [asdict(t) for t in lifecycle],
@@ -233,6 +269,7 @@ def format_report(report: dict[str, Any]) -> str:
     prm = report["params"]
     lines = [
         f"amplink bench: {place}",
+        "rpmsg over both backends: virtio (vrings, 512 B buffers) and GLINK (FIFOs, intents)",
         f"round trip: {prm['rounds']} x {prm['rtt_size']} B; throughput: "
         f"{prm['messages']} x {prm['throughput_size']} B one way",
         "",
@@ -251,11 +288,17 @@ def format_report(report: dict[str, Any]) -> str:
             f"{ratios[2]:>11.2f}x{ratios[3]:>8.2f}x"
         )
     lines.append("(latency: lower is better; throughput: higher is better)")
+    for big in report["largest"]:
+        lines.append(
+            f"{big['name']} at its largest message ({big['size']:,} B): "
+            f"{big['msgs_per_s']:,.0f} msgs/s, {big['mb_per_s']:,.1f} MB/s"
+        )
     z = report["zero_copy"]
     ratio = z["msgs_per_s"] / z["copy_msgs_per_s"]
     lines.append(
-        f"zero-copy send (buffer filled in place): {z['msgs_per_s']:,.0f} msgs/s "
-        f"vs {z['copy_msgs_per_s']:,.0f} with send() ({ratio:.2f}x)"
+        f"zero-copy send over virtio (buffer filled in place): {z['msgs_per_s']:,.0f} "
+        f"msgs/s vs {z['copy_msgs_per_s']:,.0f} with send() ({ratio:.2f}x); GLINK lends "
+        "no buffers (data goes through its FIFO, as in Linux)"
     )
     m = report["mailbox"]
     lines += [

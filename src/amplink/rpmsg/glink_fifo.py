@@ -38,6 +38,7 @@ class FifoWriter:
         self._head_at = head_at
         self._tail_at = tail_at
         self._head = 0
+        self.written = 0  # bytes ever written: positions that do not wrap
         _U32.pack_into(mem, head_at, 0)
 
     def _tail(self) -> int:
@@ -67,17 +68,15 @@ class FifoWriter:
             if first < n:
                 mem[base : base + n - first] = part[first:]
             pos = (pos + n) & self._mask
+            self.written += n
         full_fence()
         self._head = pos
         _U32.pack_into(mem, self._head_at, pos)
 
-    @property
-    def head(self) -> int:
-        return self._head
-
     def read_past(self, mark: int) -> bool:
-        """Whether the reader has taken everything written before head was ``mark``."""
-        return (self._head - mark) & self._mask >= self.used()
+        """Whether the reader has taken the first ``mark`` bytes ever written (a
+        :attr:`written` value, so that it means the same after the ring wraps)."""
+        return self.written - mark >= self.used()
 
     def unread(self) -> bytes:
         """What the reader has not taken yet (for counting what a dead peer never read)."""

@@ -304,6 +304,8 @@ class GlinkLink(PolledLink):
         at, cmd = 0, g.TX_DATA
         for size, total in zip(sizes, need, strict=True):
             if not self._room(total):
+                if at:
+                    self._kick()  # the chunks so far: the reader can start on them
                 self._wait(partial(self._room_or_none, total), deadline, ch, "room")
             left = n - at - size
             self._tx.write(
@@ -381,7 +383,7 @@ class GlinkLink(PolledLink):
         mark = self._read_notif_mark
         if (mark is None or self._tx.read_past(mark)) and self._tx.free() >= _RESERVE:
             self._tx.write(_READ_NOTIF)
-            self._read_notif_mark = self._tx.head
+            self._read_notif_mark = self._tx.written
             self._notify()
 
     def _queue(self, cmd: bytes) -> None:
