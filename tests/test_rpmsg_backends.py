@@ -132,3 +132,16 @@ def test_a_sender_waiting_on_a_core_that_dies_gets_epipe_not_the_timeout(rp):
     t.join(30)
     assert not t.is_alive() and outcome == [errno.EPIPE]  # not ETIMEDOUT after 60 s
     assert rp.wait_state("crashed", timeout=10) == "crashed"
+
+
+def test_a_sender_far_ahead_of_its_peer_waits_and_loses_nothing(rp):
+    """3000 messages sent back to back: more than any buffer or intent budget, so the
+    sender waits for returned buffers (GLINK: it stops asking for intents once 64 are
+    in flight, rather than being refused once the remote's limit is reached)."""
+    ept = rp.wait_channel(ECHO, 10).create_ept()
+    for i in range(3000):
+        ept.send(b"%d" % i, timeout=10)
+    assert [ept.recv(10).data for _ in range(3000)] == [b"%d" % i for i in range(3000)]
+    if not rp.link.ns_supported:
+        (ch,) = [c for n, c in rp.link._channels.items() if n == ECHO]
+        assert len(ch.free_intents) + len(ch.used_intents) <= 64 + 5

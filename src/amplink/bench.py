@@ -284,7 +284,7 @@ def format_report(report: dict[str, Any]) -> str:
     for r in report["results"][1:]:
         ratios = [r[k] / base[k] for k in ("rtt_p50_us", "rtt_p99_us", "msgs_per_s", "mb_per_s")]
         lines.append(
-            f"{'  vs ' + base['name']:<24}{ratios[0]:>11.2f}x{ratios[1]:>11.2f}x"
+            f"{'  ' + r['name'].split()[-1] + ' / Pipe':<24}{ratios[0]:>11.2f}x{ratios[1]:>11.2f}x"
             f"{ratios[2]:>11.2f}x{ratios[3]:>8.2f}x"
         )
     lines.append("(latency: lower is better; throughput: higher is better)")

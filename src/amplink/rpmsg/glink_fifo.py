@@ -9,40 +9,50 @@ and checked on every read, because a hostile peer can write anything there.
 
 Ordering: a writer copies the bytes, fences, then publishes the head; a reader reads
 the head, fences, then the bytes, and publishes the tail after it has copied them out.
+Indices are read and written through a ``u32`` view of the header, one aligned 4-byte
+access each: ``struct.pack_into`` may copy byte by byte, and a peer on another CPU could
+then read half an old index and half a new one.
 """
 
 from __future__ import annotations
 
-import struct
 from typing import Literal
 
 from amplink.errors import FifoError
 from amplink.memory.barrier import full_fence
+from amplink.memory.region import SharedRegion
 from amplink.wire.glink import EDGE_HEADER_SIZE, HOST_WORDS, REMOTE_WORDS
 
-_U32 = struct.Struct("<I")
-_HEAD, _TAIL, _POLLING = 0, 4, 8  # within each side's words (see the edge layout)
+_HEAD, _TAIL, _POLLING = 0, 1, 2  # u32 words within each side's line (see the layout)
 
 
 class FifoWriter:
     """The producing end of one FIFO."""
 
     def __init__(
-        self, name: str, mem: memoryview, base: int, size: int, head_at: int, tail_at: int
+        self,
+        name: str,
+        mem: memoryview,
+        base: int,
+        size: int,
+        words: memoryview,
+        head_at: int,
+        tail_at: int,
     ):
         self.name = name
         self._mem = mem
         self._base = base
         self._size = size
         self._mask = size - 1
+        self._words = words
         self._head_at = head_at
         self._tail_at = tail_at
         self._head = 0
         self.written = 0  # bytes ever written: positions that do not wrap
-        _U32.pack_into(mem, head_at, 0)
+        words[head_at] = 0
 
     def _tail(self) -> int:
-        tail: int = _U32.unpack_from(self._mem, self._tail_at)[0]
+        tail: int = self._words[self._tail_at]
         if tail > self._mask:
             raise FifoError(
                 self.name, f"the reader's tail {tail} is outside the {self._size}-byte FIFO"
@@ -71,7 +81,7 @@ class FifoWriter:
             self.written += n
         full_fence()
         self._head = pos
-        _U32.pack_into(mem, self._head_at, pos)
+        self._words[self._head_at] = pos
 
     def read_past(self, mark: int) -> bool:
         """Whether the reader has taken the first ``mark`` bytes ever written (a
@@ -91,21 +101,29 @@ class FifoReader:
     """The consuming end of one FIFO."""
 
     def __init__(
-        self, name: str, mem: memoryview, base: int, size: int, head_at: int, tail_at: int
+        self,
+        name: str,
+        mem: memoryview,
+        base: int,
+        size: int,
+        words: memoryview,
+        head_at: int,
+        tail_at: int,
     ):
         self.name = name
         self._mem = mem
         self._base = base
         self._size = size
         self._mask = size - 1
+        self._words = words
         self._head_at = head_at
         self._tail_at = tail_at
         self._tail = 0
-        _U32.pack_into(mem, tail_at, 0)
+        words[tail_at] = 0
 
     def available(self) -> int:
         """Bytes written by the peer and not yet taken."""
-        head: int = _U32.unpack_from(self._mem, self._head_at)[0]
+        head: int = self._words[self._head_at]
         if head > self._mask:
             raise FifoError(
                 self.name, f"the writer's head {head} is outside the {self._size}-byte FIFO"
@@ -120,7 +138,7 @@ class FifoReader:
     def advance(self, n: int) -> None:
         """Give ``n`` bytes back to the writer."""
         self._tail = (self._tail + n) & self._mask
-        _U32.pack_into(self._mem, self._tail_at, self._tail)
+        self._words[self._tail_at] = self._tail
 
 
 def _copy(mem: memoryview, base: int, size: int, pos: int, n: int) -> bytes:
@@ -131,29 +149,39 @@ def _copy(mem: memoryview, base: int, size: int, pos: int, n: int) -> bytes:
 
 
 class EdgeFifos:
-    """One side's view of an edge at offset ``base``: its FIFO to write and its FIFO to
-    read, and the "I am polling, do not kick me" words of both sides."""
+    """One side's view of the edge at ``base`` in ``region``: its FIFO to write and its
+    FIFO to read, and the "I am polling, do not kick me" words of both sides."""
 
     def __init__(
-        self, name: str, mem: memoryview, base: int, fifo_size: int, role: Literal["host", "remote"]
+        self,
+        name: str,
+        region: SharedRegion,
+        base: int,
+        fifo_size: int,
+        role: Literal["host", "remote"],
     ):
+        mem = region.mem
+        words = self._words = region.cast(base, EDGE_HEADER_SIZE, "I")
         h2r = base + EDGE_HEADER_SIZE
         r2h = h2r + fifo_size
-        host, remote = base + HOST_WORDS, base + REMOTE_WORDS
+        host, remote = HOST_WORDS // 4, REMOTE_WORDS // 4
         mine, theirs = (host, remote) if role == "host" else (remote, host)
         tx_fifo, rx_fifo = (h2r, r2h) if role == "host" else (r2h, h2r)
-        self.tx = FifoWriter(f"{name}.tx", mem, tx_fifo, fifo_size, mine + _HEAD, theirs + _TAIL)
-        self.rx = FifoReader(f"{name}.rx", mem, rx_fifo, fifo_size, theirs + _HEAD, mine + _TAIL)
-        self._mem = mem
+        self.tx = FifoWriter(
+            f"{name}.tx", mem, tx_fifo, fifo_size, words, mine + _HEAD, theirs + _TAIL
+        )
+        self.rx = FifoReader(
+            f"{name}.rx", mem, rx_fifo, fifo_size, words, theirs + _HEAD, mine + _TAIL
+        )
         self._my_polling = mine + _POLLING
         self._peer_polling = theirs + _POLLING
-        _U32.pack_into(mem, self._my_polling, 0)
+        words[self._my_polling] = 0
 
     def set_polling(self, polling: bool) -> None:
         """Tell the peer whether to skip its kick after writing (we are polling)."""
-        _U32.pack_into(self._mem, self._my_polling, int(polling))
+        self._words[self._my_polling] = int(polling)
         full_fence()
 
     def peer_polling(self) -> bool:
         full_fence()
-        return bool(_U32.unpack_from(self._mem, self._peer_polling)[0])
+        return bool(self._words[self._peer_polling])

@@ -15,7 +15,9 @@ How rpmsg maps onto it, as in Linux's ``qcom_glink_native``:
 * **Intents** are receive buffers the receiver advertises: 5 of 1 KiB per channel when
   it opens (``intents=`` changes that).  A send takes the smallest free intent that
   fits; with none, :meth:`send` without blocking raises ``EBUSY``, and a blocking send
-  asks for one (``RX_INTENT_REQ``) and waits (``ETIMEDOUT``; ``EAGAIN`` if refused).
+  asks for one (``RX_INTENT_REQ``) and waits (``ETIMEDOUT``; ``EAGAIN`` if refused and
+  none that fits is in use).  Senders ask for more until :data:`INTENTS_WANTED` are in
+  flight, then wait for the ones in use to come back.
   Receivers grant intents up to ``max_message`` bytes and :data:`MAX_INTENTS` per
   channel, and give each back with ``RX_DONE_W_REUSE`` once the message is copied out.
 * **Chunking.**  Messages larger than a chunk (8 KiB, or half the FIFO if smaller) go as
@@ -60,6 +62,7 @@ log = logging.getLogger(__name__)
 GLINK_NOTIFYID = 0  # the mailbox word that means "look at the edge"
 DEFAULT_INTENTS = ((1024, 5),)  # (size, count) pairs advertised when a channel opens
 MAX_INTENTS = 256  # per channel: requests beyond this are refused
+INTENTS_WANTED = 64  # a sender asks for intents until it has this many in flight
 DEFAULT_SEND_TIMEOUT = 10.0  # Linux waits 10 s for an intent
 _READ_NOTIF = g.command(g.READ_NOTIF)
 _RESERVE = len(_READ_NOTIF)  # always free in the FIFO, for READ_NOTIF
@@ -80,6 +83,7 @@ class _Channel:
     local_intents: dict[int, int] = field(default_factory=dict)  # ours: iid -> size
     rx: dict[int, bytearray] = field(default_factory=dict)  # partial messages, per iid
     intent_request: bool | None = None  # None: none pending; then granted or not
+    grow: bool = True  # ask for more intents than the remote gave (until it refuses)
 
 
 class GlinkLink(PolledLink):
@@ -101,7 +105,7 @@ class GlinkLink(PolledLink):
         super().__init__(name, ns_supported=False, spin=spin)
         self.role = role
         self.spec = spec
-        self._fifos = EdgeFifos(name, region.mem, edge_offset, spec.fifo_size, role)
+        self._fifos = EdgeFifos(name, region, edge_offset, spec.fifo_size, role)
         self._tx = self._fifos.tx
         self._rx = self._fifos.rx
         self._notify = notify
@@ -271,13 +275,22 @@ class GlinkLink(PolledLink):
         iid = self._take_intent(ch, n)
         if iid is not None:
             return iid
-        if ch.intent_request is False:
+        coming_back = any(size >= n for size in ch.used_intents.values())
+        if ch.intent_request is False:  # refused: wait for one in use, if any fits
             ch.intent_request = None
-            raise RpmsgError(
-                errno.EAGAIN, f"the remote refused an intent of {n} bytes on {ch.name!r}"
-            )
-        if ch.intent_request is None and ch.rcid:  # else one is pending, or the peer is
-            ch.intent_request = True  # not open yet (its INTENTs come when it opens)
+            ch.grow = False
+            if not coming_back:
+                raise RpmsgError(
+                    errno.EAGAIN, f"the remote refused an intent of {n} bytes on {ch.name!r}"
+                )
+        # Ask for one when none that fits will come back, or to grow the pipeline up
+        # to INTENTS_WANTED while the remote grants them.  Not before the remote has
+        # opened: its INTENTs come when it does.
+        wanted = not coming_back or (
+            ch.grow and len(ch.used_intents) + len(ch.free_intents) < INTENTS_WANTED
+        )
+        if ch.intent_request is None and ch.rcid and wanted:
+            ch.intent_request = True
             self._queue(g.command(g.RX_INTENT_REQ, ch.lcid, n))
             self._flush()
         return None
