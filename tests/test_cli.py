@@ -76,7 +76,8 @@ def test_bench_table(capsys):
     args += ["--cycles", "2"]
     assert cli.main(args) == 0
     out = capsys.readouterr().out
-    assert "not pinned" in out and "vs multiprocessing.Pipe" in out
+    assert "not pinned" in out and "virtio / Pipe" in out and "glink / Pipe" in out
+    assert "amplink rpmsg glink at its largest message (65,536 B)" in out
     assert "amplink mailbox (MU+IRQ)" in out and "interrupt -> client callback" in out
     assert "zero-copy send" in out
 

@@ -12,6 +12,12 @@ def python_blocks() -> list[str]:
     return re.findall(r"```python\n(.*?)```", README.read_text(), re.S)
 
 
+def block(marker: str) -> str:
+    """The README's python block whose first line is ``# <marker>``."""
+    (found,) = [b for b in python_blocks() if b.startswith(f"# {marker}")]
+    return found
+
+
 def run_script(directory: Path, name: str) -> str:
     proc = subprocess.run(
         [sys.executable, name],
@@ -26,22 +32,24 @@ def run_script(directory: Path, name: str) -> str:
 
 
 def test_readme_host_and_firmware_examples_run(tmp_path):
-    host, firmware, _console, _mailbox = python_blocks()
-    assert "# hello_fw.py" in firmware
+    host, firmware = block("host.py"), block("hello_fw.py")
     (tmp_path / "hello_fw.py").write_text(firmware)
     (tmp_path / "host.py").write_text(host)
     assert run_script(tmp_path, "host.py") == "Message(data=b'PING', src=1024)"
 
 
 def test_readme_console_example_runs(tmp_path):
-    console = python_blocks()[2]
-    assert "# console.py" in console
+    console = block("console.py")
     (tmp_path / "console.py").write_text(console)
     assert run_script(tmp_path, "console.py") == "True"
 
 
 def test_readme_mailbox_example_runs(tmp_path):
-    mailbox = python_blocks()[3]
-    assert "# mailbox.py" in mailbox
+    mailbox = block("mailbox.py")
     (tmp_path / "mailbox.py").write_text(mailbox)
     assert run_script(tmp_path, "mailbox.py") == "0xc0ffee"
+
+
+def test_readme_glink_example_runs(tmp_path):
+    (tmp_path / "glink.py").write_text(block("glink.py"))
+    assert run_script(tmp_path, "glink.py") == "20000"
