@@ -26,8 +26,9 @@ from amplink.wire.glink import EDGE_HEADER_SIZE, HOST_WORDS, REMOTE_WORDS
 _HEAD, _TAIL, _POLLING = 0, 1, 2  # u32 words within each side's line (see the layout)
 
 
-class FifoWriter:
-    """The producing end of one FIFO."""
+class _FifoEnd:
+    """What both ends share: the ring, our own index (kept locally and published) and
+    the peer's (read from shared memory and checked every time)."""
 
     def __init__(
         self,
@@ -36,8 +37,8 @@ class FifoWriter:
         base: int,
         size: int,
         words: memoryview,
-        head_at: int,
-        tail_at: int,
+        mine_at: int,
+        peer_at: int,
     ):
         self.name = name
         self._mem = mem
@@ -45,32 +46,49 @@ class FifoWriter:
         self._size = size
         self._mask = size - 1
         self._words = words
-        self._head_at = head_at
-        self._tail_at = tail_at
-        self._head = 0
-        self.written = 0  # bytes ever written: positions that do not wrap
-        words[head_at] = 0
+        self._mine_at = mine_at
+        self._peer_at = peer_at
+        self._pos = 0
+        self.total = 0  # bytes this end ever wrote or took: positions that do not wrap
+        words[mine_at] = 0
 
-    def _tail(self) -> int:
-        tail: int = self._words[self._tail_at]
-        if tail > self._mask:
+    def _peer(self) -> int:
+        index: int = self._words[self._peer_at]
+        if index > self._mask:
             raise FifoError(
-                self.name, f"the reader's tail {tail} is outside the {self._size}-byte FIFO"
+                self.name, f"the peer's index {index} is outside the {self._size}-byte FIFO"
             )
-        return tail
+        return index
+
+    def _publish(self, pos: int, moved: int) -> None:
+        self._pos = pos
+        self.total += moved
+        self._words[self._mine_at] = pos
+
+    def _copy(self, pos: int, n: int) -> bytes:
+        mem, base = self._mem, self._base
+        first = min(n, self._size - pos)
+        if first == n:
+            return bytes(mem[base + pos : base + pos + n])
+        return bytes(mem[base + pos : base + self._size]) + bytes(mem[base : base + n - first])
+
+
+class FifoWriter(_FifoEnd):
+    """The producing end of one FIFO: its index is the head, the peer's the tail."""
 
     def free(self) -> int:
         """Bytes that can be written now."""
-        return (self._tail() - self._head - 1) & self._mask
+        return (self._peer() - self._pos - 1) & self._mask
 
     def used(self) -> int:
         """Bytes written and not yet taken by the reader."""
-        return (self._head - self._tail()) & self._mask
+        return (self._pos - self._peer()) & self._mask
 
     def write(self, *parts: bytes | memoryview) -> None:
         """Append ``parts`` and publish them together; the caller checked :meth:`free`."""
         mem, base, size = self._mem, self._base, self._size
-        pos = self._head
+        pos = self._pos
+        moved = 0
         for part in parts:
             n = len(part)
             first = min(n, size - pos)
@@ -78,74 +96,37 @@ class FifoWriter:
             if first < n:
                 mem[base : base + n - first] = part[first:]
             pos = (pos + n) & self._mask
-            self.written += n
+            moved += n
         full_fence()
-        self._head = pos
-        self._words[self._head_at] = pos
+        self._publish(pos, moved)
 
     def read_past(self, mark: int) -> bool:
         """Whether the reader has taken the first ``mark`` bytes ever written (a
-        :attr:`written` value, so that it means the same after the ring wraps)."""
-        return self.written - mark >= self.used()
+        :attr:`total` value, so that it means the same after the ring wraps)."""
+        return self.total - mark >= self.used()
 
     def unread(self) -> bytes:
         """What the reader has not taken yet (for counting what a dead peer never read)."""
-        tail = self._tail()
-        return self._copy(tail, (self._head - tail) & self._mask)
-
-    def _copy(self, pos: int, n: int) -> bytes:
-        return _copy(self._mem, self._base, self._size, pos, n)
+        tail = self._peer()
+        return self._copy(tail, (self._pos - tail) & self._mask)
 
 
-class FifoReader:
-    """The consuming end of one FIFO."""
-
-    def __init__(
-        self,
-        name: str,
-        mem: memoryview,
-        base: int,
-        size: int,
-        words: memoryview,
-        head_at: int,
-        tail_at: int,
-    ):
-        self.name = name
-        self._mem = mem
-        self._base = base
-        self._size = size
-        self._mask = size - 1
-        self._words = words
-        self._head_at = head_at
-        self._tail_at = tail_at
-        self._tail = 0
-        words[tail_at] = 0
+class FifoReader(_FifoEnd):
+    """The consuming end of one FIFO: its index is the tail, the peer's the head."""
 
     def available(self) -> int:
         """Bytes written by the peer and not yet taken."""
-        head: int = self._words[self._head_at]
-        if head > self._mask:
-            raise FifoError(
-                self.name, f"the writer's head {head} is outside the {self._size}-byte FIFO"
-            )
+        head = self._peer()
         full_fence()
-        return (head - self._tail) & self._mask
+        return (head - self._pos) & self._mask
 
     def peek(self, n: int, at: int = 0) -> bytes:
         """``n`` bytes starting ``at`` bytes past the tail (the caller checked they exist)."""
-        return _copy(self._mem, self._base, self._size, (self._tail + at) & self._mask, n)
+        return self._copy((self._pos + at) & self._mask, n)
 
     def advance(self, n: int) -> None:
         """Give ``n`` bytes back to the writer."""
-        self._tail = (self._tail + n) & self._mask
-        self._words[self._tail_at] = self._tail
-
-
-def _copy(mem: memoryview, base: int, size: int, pos: int, n: int) -> bytes:
-    first = min(n, size - pos)
-    if first == n:
-        return bytes(mem[base + pos : base + pos + n])
-    return bytes(mem[base + pos : base + size]) + bytes(mem[base : base + n - first])
+        self._publish((self._pos + n) & self._mask, n)
 
 
 class EdgeFifos:
@@ -171,7 +152,7 @@ class EdgeFifos:
             f"{name}.tx", mem, tx_fifo, fifo_size, words, mine + _HEAD, theirs + _TAIL
         )
         self.rx = FifoReader(
-            f"{name}.rx", mem, rx_fifo, fifo_size, words, theirs + _HEAD, mine + _TAIL
+            f"{name}.rx", mem, rx_fifo, fifo_size, words, mine + _TAIL, theirs + _HEAD
         )
         self._my_polling = mine + _POLLING
         self._peer_polling = theirs + _POLLING

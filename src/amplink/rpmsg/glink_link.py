@@ -348,11 +348,12 @@ class GlinkLink(PolledLink):
     def _wait(
         self, attempt: Callable[[], int | None], deadline: float, ch: _Channel, what: str
     ) -> int:
-        """Retry ``attempt`` (tx lock held) until it gives a result.  Between tries,
-        read the peer's commands if this thread may (it is the receive context, or the
-        receive context is free), else sleep until the receive context wakes us."""
+        """Retry ``attempt`` (tx lock held) until it gives a result.  After a failed try
+        this thread reads the peer's commands itself if it may (it is the receive
+        context, or the receive context is free) and tries again; otherwise, or if
+        that did not help, it sleeps until the receive context wakes it."""
         wait = 50e-6
-        cond = self._tx_cond
+        read_peer = True
         self._tx_waiters += 1
         try:
             while True:
@@ -360,25 +361,10 @@ class GlinkLink(PolledLink):
                 got = attempt()
                 if got is not None:
                     return got
-                if self.in_rx_context():
-                    self._pump_locked()
-                elif self._rx_lock.acquire(blocking=False):
-                    cond.release()
-                    try:
-                        self._drain_locked()
-                    finally:
-                        self._rx_lock.release()
-                        cond.acquire()
-                else:
-                    remaining = deadline - time.monotonic()
-                    if remaining > 0:
-                        cond.wait(min(wait, remaining))
-                        wait = min(wait * 2, _MAX_WAIT_SLICE)
+                if read_peer and self._read_peer():
+                    read_peer = False
                     continue
-                self._check_open(ch)
-                got = attempt()
-                if got is not None:
-                    return got
+                read_peer = True
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     raise RpmsgError(
@@ -386,17 +372,33 @@ class GlinkLink(PolledLink):
                         f"no {what} on GLINK channel {ch.name!r} of {self.name} in time: "
                         "the remote is not consuming messages",
                     )
-                cond.wait(min(wait, remaining))
+                self._tx_cond.wait(min(wait, remaining))
                 wait = min(wait * 2, _MAX_WAIT_SLICE)
         finally:
             self._tx_waiters -= 1
+
+    def _read_peer(self) -> bool:
+        """Read the peer's commands from a waiting sender (tx lock held); False if the
+        receive context is busy in another thread."""
+        if self.in_rx_context():
+            self._pump_locked()
+            return True
+        if not self._rx_lock.acquire(blocking=False):
+            return False
+        self._tx_cond.release()
+        try:
+            self._drain_locked()
+        finally:
+            self._rx_lock.release()
+            self._tx_cond.acquire()
+        return True
 
     def _ask_read_notif(self) -> None:
         """Send ``READ_NOTIF`` (and kick) unless the last one is still unread."""
         mark = self._read_notif_mark
         if (mark is None or self._tx.read_past(mark)) and self._tx.free() >= _RESERVE:
             self._tx.write(_READ_NOTIF)
-            self._read_notif_mark = self._tx.written
+            self._read_notif_mark = self._tx.total
             self._notify()
 
     def _queue(self, cmd: bytes) -> None:
