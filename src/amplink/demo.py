@@ -1,30 +1,61 @@
-"""``amplink demo``: boot a remote core, talk to it, stop it, and leave nothing behind.
+"""``amplink demo [BOARD]``: the main job, on the built-in default board or a board file.
 
-The remote runs the bundled echo firmware in its own process; the host waits for its
-``rpmsg-openamp-demo-channel`` announcement, sends one message of every size from 1 to
-the MTU (496 bytes) with distinct contents, checks every echo byte for byte, and stops
-the core.
+It boots every core of the board (with a progress display), then on each core that
+offers it echoes one message of every size from 1 to the MTU with distinct contents
+and checks every byte; it types a command on a core's ``rpmsg-tty`` console through its
+real pty and reads the answer, and sends a message on its ``rpmsg-raw`` channel through
+the channel's endpoint file.  Then it shows the two ways a core goes away: one core is
+stopped gracefully (TI K3's handshake, on a core whose platform does it) and another is
+crashed and recovered by remoteproc, after which its echo works again.  A summary table
+ends it; every core is stopped and nothing is left behind.
 """
 
 from __future__ import annotations
 
+import errno
+import os
+import select
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TextIO
 
-from amplink.firmware.echo import SERVICE
+from amplink.board import Board, BoardSpec
+from amplink.errors import AmplinkError
+from amplink.firmware.demo import ECHO_SERVICE, RAW_SERVICE
 from amplink.remoteproc import Rproc
+from amplink.rpmsg.tty import RPMSG_TTY_SERVICE
 from amplink.stats import latency_summary_us
+from amplink.terminal import Steps, table
+
+CONSOLE_COMMAND = "echo hello from the host"
+RAW_MESSAGE = b"hello, raw channel"
+TIMEOUT = 10.0
+
+
+@dataclass
+class CoreResult:
+    """What the demo did with one core."""
+
+    name: str
+    personality: str
+    boot_ms: float = 0.0
+    messages: int = 0
+    bytes_each_way: int = 0
+    rtt_p50_us: float = 0.0
+    rtt_p99_us: float = 0.0
+    shown: str = ""  # what the demo showed with it: a graceful stop, a crash...
+    final: str = ""
 
 
 @dataclass
 class DemoResult:
-    messages: int
-    bytes_each_way: int
-    rtt_p50_us: float
-    rtt_p99_us: float
-    boot_ms: float
+    """Everything the demo measured, per core."""
+
+    board: str
+    cores: list[CoreResult] = field(default_factory=list)
+    console: str = ""  # the console's answer to CONSOLE_COMMAND
+    raw_reply: bytes = b""
 
 
 def pattern(size: int) -> bytes:
@@ -32,45 +63,211 @@ def pattern(size: int) -> bytes:
     return bytes((size * 7 + i * 13) & 0xFF for i in range(size))
 
 
-def run(out: TextIO | None = None, firmware: str = "amplink.firmware.echo") -> DemoResult:
-    """Run the demo, printing progress to ``out`` (stdout); raises on any failure."""
-    stream = out if out is not None else sys.stdout
-
-    def say(msg: str) -> None:
-        print(msg, file=stream, flush=True)
-
-    rp = Rproc("rproc0", firmware)
-    say(f"* starting remote core {rp.name} (firmware {firmware}) ...")
-    t0 = time.perf_counter()
-    with rp:
-        chan = rp.wait_channel(SERVICE)
-        boot_ms = (time.perf_counter() - t0) * 1000
-        say(
-            f"  running as pid {rp.pid}; channel {chan.name!r} announced at remote "
-            f"address {chan.dst} after {boot_ms:.0f} ms"
+def run(spec: BoardSpec, out: TextIO | None = None) -> DemoResult:
+    """Run the demo on ``spec``, printing progress to ``out`` (stdout); raises on any
+    failure, after stopping every core."""
+    ui = Steps(out if out is not None else sys.stdout)
+    ui.say(f"board {spec.name}: {spec.description or spec.source}")
+    for c in spec.cores:
+        ui.say(
+            f"  {c.name:<8} {c.personality} personality, {c.mailbox.model} {c.mailbox.name} "
+            f"(tx {c.tx}, rx {c.rx}, irq {c.mailbox.host_irq}), rpmsg over {c.rpmsg}, "
+            f"firmware {c.firmware}"
         )
-        ept = chan.create_ept()
-        mtu = ept.get_mtu()
-        say(f"* echo of one message of every size 1..{mtu} bytes, contents checked ...")
+    ui.say()
+    result = DemoResult(spec.name, [CoreResult(c.name, c.personality) for c in spec.cores])
+    board = Board(spec)
+    try:
+        _run(board, ui, result)
+        for cr in result.cores:
+            cr.final = board.core(cr.name).state
+        with ui.step("stop the board"):
+            board.stop()
+    finally:
+        board.stop()
+    ui.say()
+    ui.say(
+        table(
+            [
+                "core",
+                "personality",
+                "boot ms",
+                "echoed",
+                "bytes",
+                "rtt p50 us",
+                "rtt p99 us",
+                "shown",
+                "state then",
+            ],
+            [
+                [
+                    r.name,
+                    r.personality,
+                    r.boot_ms,
+                    r.messages,
+                    r.bytes_each_way,
+                    r.rtt_p50_us,
+                    r.rtt_p99_us,
+                    r.shown or "-",
+                    r.final,
+                ]
+                for r in result.cores
+            ],
+        )
+    )
+    ui.say()
+    ui.say("every core stopped; every process, thread, fd and shared memory released")
+    return result
+
+
+def _run(board: Board, ui: Steps, result: DemoResult) -> None:
+    results = {r.name: r for r in result.cores}
+    board.start(ui.step)
+    for name, rp in board.cores.items():
+        if rp.state != "running":
+            continue
+        results[name].boot_ms = board.boot_ms[name]
+        with ui.step(f"channels of {name}") as st:
+            services = _offered(board, name)
+            st.result = ", ".join(services) or "none"
+    for name in board.cores:
+        if ECHO_SERVICE in board.channels(name):
+            with ui.step(f"echo on {name}, every size 1..MTU, every byte checked") as st:
+                _echo(board.core(name), results[name])
+                r = results[name]
+                st.result = f"{r.messages} messages, rtt p50 {r.rtt_p50_us:.1f} us"
+    console = next((n for n in board.cores if board.tty(n) is not None), None)
+    if console is not None:
+        with ui.step(f"console on {name_tty(board, console)}: type {CONSOLE_COMMAND!r}") as st:
+            result.console = _console(board, console)
+            st.result = f"answered {result.console!r}"
+    raw = next((n for n in board.cores if RAW_SERVICE in board.channels(n)), None)
+    if raw is not None:
+        with ui.step(f"rpmsg-raw on {raw}: send {RAW_MESSAGE.decode()!r}") as st:
+            result.raw_reply = _raw(board, raw)
+            st.result = f"got {result.raw_reply.decode(errors='replace')!r}"
+    graceful, crash = _roles(board)
+    if crash is not None:
+        with ui.step(f"crash {crash} and let remoteproc recover it") as st:
+            st.result = _crash_and_recover(board, crash)
+            results[crash].shown = "crash, recovered"
+    if graceful is not None:
+        rp = board.core(graceful)
+        with ui.step(f"stop {graceful}") as st:
+            rp.shutdown()
+            st.result = f"{rp.last_stop}, now {rp.state}"
+            results[graceful].shown = f"stop: {rp.last_stop}"
+
+
+def name_tty(board: Board, name: str) -> str:
+    """``core (pty path)`` for messages."""
+    t = board.tty(name)
+    return f"{name} ({t.path})" if t is not None else name
+
+
+def _offered(board: Board, name: str) -> list[str]:
+    """Wait for the demo firmware's channels (a short wait for other firmware)."""
+    rp = board.core(name)
+    wanted = (ECHO_SERVICE, RPMSG_TTY_SERVICE, RAW_SERVICE)
+    try:
+        board.wait_channels(name, wanted, TIMEOUT if _is_demo(rp) else 1.0)
+    except AmplinkError as exc:
+        if exc.errno != errno.ETIMEDOUT or _is_demo(rp):
+            raise
+    return list(board.channels(name))
+
+
+def _is_demo(rp: Rproc) -> bool:
+    return rp.firmware == "amplink.firmware.demo"
+
+
+def _echo(rp: Rproc, r: CoreResult) -> None:
+    chan = rp.wait_channel(ECHO_SERVICE, TIMEOUT)
+    with chan.create_ept() as ept:
         samples = []
-        total = 0
-        for size in range(1, mtu + 1):
+        for size in range(1, ept.get_mtu() + 1):
             payload = pattern(size)
             t = time.perf_counter_ns()
             ept.send(payload)
-            reply = ept.recv(5.0)
+            reply = ept.recv(TIMEOUT)
             samples.append(time.perf_counter_ns() - t)
             if reply.data != payload:
-                raise RuntimeError(f"echo of {size} bytes came back different")
+                raise AmplinkError(errno.EIO, f"{rp.name}: the echo of {size} bytes differs")
             if reply.src != chan.dst:
-                raise RuntimeError(f"echo came from address {reply.src}, not {chan.dst}")
-            total += size
-        say(f"* stopping {rp.name} ...")
-    p50, p99 = latency_summary_us(samples)
-    result = DemoResult(len(samples), total, p50, p99, boot_ms)
-    say("")
-    say(f"  messages     {result.messages} echoed, all identical")
-    say(f"  bytes        {result.bytes_each_way:,} each way")
-    say(f"  round trip   p50 {p50:.1f} us, p99 {p99:.1f} us")
-    say(f"  core state   {rp.state} (stopped by {rp.last_stop})")
-    return result
+                raise AmplinkError(
+                    errno.EIO, f"{rp.name}: echo came from address {reply.src}, not {chan.dst}"
+                )
+            r.bytes_each_way += size
+    r.messages = len(samples)
+    r.rtt_p50_us, r.rtt_p99_us = latency_summary_us(samples)
+
+
+def _console(board: Board, name: str) -> str:
+    """Type a command on the core's pty and return the line it answered."""
+    tty = board.tty(name)
+    assert tty is not None
+    fd = os.open(tty.path, os.O_RDWR | os.O_NOCTTY)
+    try:
+        os.write(fd, CONSOLE_COMMAND.encode() + b"\r")
+        prompt = f"{name}> ".encode()
+        seen = read_until(fd, b"\r\n" + prompt, TIMEOUT)
+    finally:
+        os.close(fd)
+    lines = seen.split(b"\r\n")
+    if len(lines) < 3 or lines[0] != CONSOLE_COMMAND.encode():
+        raise AmplinkError(errno.EIO, f"{name}: the console answered {seen!r}")
+    return lines[1].decode(errors="replace")
+
+
+def read_until(fd: int, end: bytes, timeout: float) -> bytes:
+    """Read ``fd`` until what was read ends with ``end``; ``ETIMEDOUT`` after
+    ``timeout`` s, saying what did come."""
+    seen = b""
+    deadline = time.monotonic() + timeout
+    while not seen.endswith(end):
+        left = deadline - time.monotonic()
+        if left <= 0 or not select.select([fd], [], [], left)[0]:
+            raise AmplinkError(errno.ETIMEDOUT, f"waited {timeout}s for {end!r}; got {seen!r}")
+        seen += os.read(fd, 4096)
+    return seen
+
+
+def _raw(board: Board, name: str) -> bytes:
+    """One message through the core's ``rpmsg-raw`` endpoint file and its answer."""
+    link = board.core(name).link
+    files = [f for f in board.files.files.values() if f.ept.link is link]
+    if not files:
+        raise AmplinkError(errno.ENODEV, f"{name}: no endpoint file for {RAW_SERVICE}")
+    f = files[0]
+    f.write(RAW_MESSAGE)
+    return f.read(timeout=TIMEOUT)
+
+
+def _roles(board: Board) -> tuple[str | None, str | None]:
+    """Which core to stop gracefully and which to crash: a core with the shutdown
+    handshake to stop, another with recovery enabled to crash."""
+    names = list(board.cores)
+    graceful = next((n for n in names if board.core(n).graceful_shutdown), None)
+    crash = next((n for n in names if n != graceful and board.core(n).recovery), None)
+    if graceful is None and len(names) > 1:
+        graceful = next(n for n in names if n != crash)
+    return graceful, crash
+
+
+def _crash_and_recover(board: Board, name: str) -> str:
+    rp = board.core(name)
+    check_echo = ECHO_SERVICE in board.channels(name)
+    before = rp.crash_count
+    rp.debugfs.crash(1)  # a watchdog crash, as if the core stopped responding
+    rp.wait_crash_handled(before + 1, TIMEOUT)
+    rp.wait_state("running", timeout=TIMEOUT)
+    kind, _ = rp.last_crash or ("?", "")
+    done = f"crash #{rp.crash_count} ({kind}) handled, running again as pid {rp.pid}"
+    if not check_echo:
+        return done
+    chan = rp.wait_channel(ECHO_SERVICE, TIMEOUT)
+    with chan.create_ept() as ept:
+        ept.send(b"still there?")
+        if ept.recv(TIMEOUT).data != b"still there?":
+            raise AmplinkError(errno.EIO, f"{name}: the echo after recovery differs")
+    return done + ", echo works"

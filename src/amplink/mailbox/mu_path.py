@@ -1,6 +1,7 @@
 """One side of the kick path between a host and a remote core: an i.MX MU model, the
 interrupt controller its output is wired to, the controller driver, and the kick
-channels (TX data register 0 out, RX data register 0 in).
+channels (by default TX data register 0 out, RX data register 0 in; a board chooses
+others with :class:`MuWiring`).
 
 Both processes build one: the host on side A with the threaded driver (the client
 callback runs in the channel's IRQ thread, as in the 2026 i.MX series, or is deferred
@@ -15,10 +16,13 @@ the model when the peer's output becomes active).
 
 from __future__ import annotations
 
+import errno
 import os
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Literal
 
+from amplink.errors import AmplinkError
 from amplink.hw.imx_mu import ImxMu
 from amplink.hw.soc import mu_words
 from amplink.irq.domain import IrqDomain
@@ -31,8 +35,36 @@ from amplink.memory.region import SharedRegion
 
 MU_IRQ = 32
 KICK_CHANNEL = 0
+MU_CHANNELS = 4  # an MU has four TX and four RX data registers
 
 Delivery = Literal["thread", "workqueue"]
+
+
+@dataclass(frozen=True)
+class MuWiring:
+    """How one MU connects a host and a core, seen from the host (side A).
+
+    ``tx`` is the data register the host writes kicks to (the core reads the RX
+    register of the same index); ``rx`` the one the core answers on.  ``host_irq`` and
+    ``core_irq`` are the interrupt lines the unit drives on each side.
+    """
+
+    unit: str = "mu"
+    tx: int = KICK_CHANNEL
+    rx: int = KICK_CHANNEL
+    host_irq: int = MU_IRQ
+    core_irq: int = MU_IRQ
+
+    def __post_init__(self) -> None:
+        for what, index in (("tx", self.tx), ("rx", self.rx)):
+            if not 0 <= index < MU_CHANNELS:
+                raise AmplinkError(
+                    errno.EINVAL,
+                    f"MU {self.unit}: {what} channel {index} does not exist (0..{MU_CHANNELS - 1})",
+                )
+
+
+DEFAULT_WIRING = MuWiring()  # channel 0 both ways, line 32 on both sides
 
 
 class MuKickPath:
@@ -55,7 +87,11 @@ class MuKickPath:
         threaded: bool = True,
         delivery: Delivery = "thread",
         rt_priority: int | None = None,
+        wiring: MuWiring | None = None,
     ) -> None:
+        """``wiring`` is seen from this process: ``tx`` out, ``rx`` in, ``host_irq``
+        this process's line (the core's process passes its own view)."""
+        wiring = wiring if wiring is not None else DEFAULT_WIRING
         self.name = name
         self._peer_fd = peer_fd
         self._own_fd = own_fd
@@ -64,17 +100,18 @@ class MuKickPath:
         self.controller: ImxMuController | None = None
         self.kick_path: MboxKick | None = None
         try:
-            line = self.domain.add_line(MU_IRQ, fd=own_fd)
+            irq = wiring.host_irq
+            line = self.domain.add_line(irq, fd=own_fd)
             self._own_fd = -1  # the domain owns it now
             wires = (IrqWire(own_fd), IrqWire(peer_fd))
             if side == "b":
                 wires = wires[::-1]
-            unit = ImxMu(f"{name}-mu", mu_words(mmio), wire_a=wires[0], wire_b=wires[1])
+            unit = ImxMu(f"{name}-{wiring.unit}", mu_words(mmio), wire_a=wires[0], wire_b=wires[1])
             mu_side = unit.side(side)
             line.add_source(mu_side.irq_active)
             self.domain.start()
             self.controller = ImxMuController(
-                f"{name}-mu{side}", mu_side, self.domain, MU_IRQ, threaded=threaded
+                f"{name}-{wiring.unit}{side}", mu_side, self.domain, irq, threaded=threaded
             )
             self.controller.register()
             deliver = on_notify
@@ -83,8 +120,8 @@ class MuKickPath:
             dev = self.controller.dev
             self.kick_path = MboxKick(
                 f"{name}-kick",
-                (dev, IMX_MU_TYPE_TX, KICK_CHANNEL),
-                (dev, IMX_MU_TYPE_RX, KICK_CHANNEL),
+                (dev, IMX_MU_TYPE_TX, wiring.tx),
+                (dev, IMX_MU_TYPE_RX, wiring.rx),
                 deliver,
             )
         except BaseException:

@@ -35,7 +35,7 @@ from types import ModuleType
 from amplink.errors import AmplinkError
 from amplink.hw.soc import core_control
 from amplink.irq.line import drain
-from amplink.mailbox.mu_path import MuKickPath
+from amplink.mailbox.mu_path import MU_IRQ, MuKickPath, MuWiring
 from amplink.memory.addrmap import AddressMap
 from amplink.memory.region import SharedRegion
 from amplink.remote.runtime import Core, CoreHardware
@@ -91,6 +91,10 @@ def _parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--cpu", type=int, default=None)
     p.add_argument("--no-spin", action="store_true", help="never busy-poll (the host decides)")
     p.add_argument("--boot-timeout", type=float, default=10.0)
+    p.add_argument("--mu", default="mu", help="the MU's name")
+    p.add_argument("--mu-tx", type=int, default=0, help="MU data channel this core kicks on")
+    p.add_argument("--mu-rx", type=int, default=0, help="MU data channel the host kicks on")
+    p.add_argument("--mu-irq", type=int, default=MU_IRQ, help="this core's MU interrupt line")
     return p.parse_args(argv)
 
 
@@ -138,8 +142,16 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: core.stop() if core else sys.exit(0))
     try:
         # From here on the path owns both line fds, even if it fails.
+        wiring = MuWiring(args.mu, args.mu_tx, args.mu_rx, args.mu_irq, args.mu_irq)
         path = MuKickPath(
-            args.name, mmio, "b", args.irq_fd, args.peer_irq_fd, on_kick, threaded=False
+            args.name,
+            mmio,
+            "b",
+            args.irq_fd,
+            args.peer_irq_fd,
+            on_kick,
+            threaded=False,
+            wiring=wiring,
         )
         amap = AddressMap.identity(region.size)
         spin = AdaptiveSpin(enabled=not args.no_spin)

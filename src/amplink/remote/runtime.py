@@ -76,7 +76,8 @@ class Core:
     ) -> None:
         """``wake_fd`` is the eventfd the core's mailbox ISR writes on a host kick;
         ``mailbox`` names the core's mailbox controller, whose channels other than the
-        kick channel (TX/RX index 0) firmware may request for its own use."""
+        kick channels (index 0 unless the board wires others) firmware may request
+        for its own use."""
         self.name = name
         self.mailbox = mailbox
         self.link = link

@@ -31,7 +31,7 @@ from amplink.hw.core_ctrl import CC_BOOT_ADDR, CC_HEARTBEAT, CC_STATUS, STATUS_W
 from amplink.hw.soc import core_control, mmio_region
 from amplink.irq.flags import IRQ_HANDLED, IRQF_ONESHOT, IRQF_TRIGGER_RISING
 from amplink.irq.line import new_line_fd
-from amplink.mailbox.mu_path import Delivery, MuKickPath
+from amplink.mailbox.mu_path import DEFAULT_WIRING, Delivery, MuKickPath, MuWiring
 from amplink.memory.region import SharedRegion
 from amplink.tracing import ENV_VAR, TRACER
 from amplink.wire.protocol import (
@@ -75,12 +75,20 @@ class ProcessCore:
         rt_priority: int | None = None,
         boot_timeout: float = 10.0,
         native: bool = False,
+        mailbox: MuWiring = DEFAULT_WIRING,
     ) -> None:
         """``native``: the firmware file is an executable for this machine and is run
         as the core process itself (with the same arguments the Python core gets);
         otherwise ``python -m amplink.remote`` runs the packed program it finds in
-        device memory."""
+        device memory.  ``mailbox``: the MU channels and interrupt lines of the kick
+        path (the host's line must not be :data:`WDOG_IRQ`, the core-exit line)."""
+        if mailbox.host_irq == WDOG_IRQ:
+            raise AmplinkError(
+                errno.EINVAL,
+                f"{name}: interrupt {WDOG_IRQ} is the core-exit line; wire the MU to another",
+            )
         self.name = name
+        self.mailbox = mailbox
         self.native = native
         self.firmware = firmware
         self.cpu = cpu
@@ -153,6 +161,7 @@ class ProcessCore:
             self._on_word,
             delivery=self.delivery,
             rt_priority=self.rt_priority,
+            wiring=self.mailbox,
         )
         self.kick_path = path
         self._host_undo.append(self._close_path)
@@ -191,6 +200,10 @@ class ProcessCore:
             "--table-len", str(table_len),
             "--boot-addr", hex(entry),
             "--boot-timeout", str(self.boot_timeout),
+            "--mu", self.mailbox.unit,
+            "--mu-tx", str(self.mailbox.rx),  # the core's side: what the host receives
+            "--mu-rx", str(self.mailbox.tx),
+            "--mu-irq", str(self.mailbox.core_irq),
         ]  # fmt: skip
         if self.cpu is not None:
             cmd += ["--cpu", str(self.cpu)]

@@ -33,7 +33,7 @@ import threading
 from collections.abc import Callable, Sequence
 
 from amplink.errors import AmplinkError, RpmsgError
-from amplink.mailbox.mu_path import Delivery, MuKickPath
+from amplink.mailbox.mu_path import DEFAULT_WIRING, Delivery, MuKickPath, MuWiring
 from amplink.memory.region import SharedRegion
 from amplink.remoteproc import coredump
 from amplink.remoteproc.control import Debugfs, Sysfs
@@ -99,12 +99,14 @@ class Rproc:
         recovery: bool = True,
         coredump_mode: str = coredump.DISABLED,
         coredump_dir: str | None = None,
+        graceful_shutdown: bool = True,
         shutdown_timeout: float = SHUTDOWN_ACK_TIMEOUT,
         wfi_timeout: float = WFI_TIMEOUT,
         inline_coredump_timeout: float = INLINE_COREDUMP_TIMEOUT,
         memories: Sequence[Memory] = (),
         handle_rsc: VendorHook | None = None,
         attach: BootedCore | None = None,
+        mailbox: MuWiring = DEFAULT_WIRING,
     ) -> None:
         """``firmware``: an ELF file, or a Python firmware program (``.py`` file or
         module) that is packed with ``table`` (default: one rpmsg vdev, graceful
@@ -120,7 +122,10 @@ class Rproc:
         ``RSC_IGNORED`` or a negative errno that fails the boot).  ``attach`` is a
         core a boot loader already started (:func:`~amplink.remoteproc.loader.boot_core`):
         the processor starts ``detached`` and :meth:`boot` attaches to it.
-        ``buffers`` sets the rpmsg buffer sizes and counts per direction."""
+        ``buffers`` sets the rpmsg buffer sizes and counts per direction.
+        ``graceful_shutdown``: whether the platform does TI K3's shutdown handshake
+        with firmware that announces it (False: a stop is always a reset, as i.MX).
+        ``mailbox``: the MU channels and interrupt lines of the kick path."""
         if coredump_mode not in coredump.MODES:
             raise AmplinkError(
                 errno.EINVAL, f"coredump mode {coredump_mode!r} not in {coredump.MODES}"
@@ -141,6 +146,8 @@ class Rproc:
         self.recovery = recovery
         self.coredump_mode = coredump_mode
         self.coredump_dir = coredump_dir
+        self.graceful_shutdown = graceful_shutdown
+        self.mailbox = mailbox
         self.shutdown_timeout = shutdown_timeout
         self.wfi_timeout = wfi_timeout
         self.inline_coredump_timeout = inline_coredump_timeout
@@ -338,6 +345,7 @@ class Rproc:
             rt_priority=self.rt_priority,
             boot_timeout=self.boot_timeout,
             native=image.native,
+            mailbox=self.mailbox,
         )
         self._wire_platform(platform)
         loaded = memory.loaded
@@ -480,6 +488,7 @@ class Rproc:
         self.last_stop = "reset"
         if (
             self.state in (RUNNING, ATTACHED)
+            and self.graceful_shutdown
             and self.features.graceful_shutdown
             and platform is not None
         ):

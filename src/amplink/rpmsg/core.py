@@ -56,6 +56,10 @@ class RpmsgLink(ABC):
         self.endpoints = EndpointTable(self)
         self.failure: OSError | None = None
         self.fail_listeners: list[Callable[[OSError], None]] = []
+        # Messages delivered to and sent from this link's endpoints (a status view's
+        # counters: not locked, so concurrent senders may very rarely lose a count).
+        self.messages_in = 0
+        self.messages_out = 0
 
     @property
     @abstractmethod
@@ -171,16 +175,21 @@ class Endpoint:
         """Send to ``dst``; wait up to ``timeout`` s (backend default if None) for a buffer."""
         if self.released is not None:
             self._check_alive()
-        self.link.send(self.addr, dst, data, block=True, timeout=timeout)
+        link = self.link
+        link.send(self.addr, dst, data, block=True, timeout=timeout)
+        link.messages_out += 1
 
     def trysend(self, data: bytes) -> None:
         """Send without waiting; ``ENOMEM`` (virtio) if no buffer is free."""
         self.trysendto(data, self.dst)
 
     def trysendto(self, data: bytes, dst: int) -> None:
+        """Send to ``dst`` without waiting (see :meth:`trysend`)."""
         if self.released is not None:
             self._check_alive()
-        self.link.send(self.addr, dst, data, block=False, timeout=0)
+        link = self.link
+        link.send(self.addr, dst, data, block=False, timeout=0)
+        link.messages_out += 1
 
     def poll(self) -> bool:
         """True if a send would not have to wait (the EPOLLOUT bit of ``rpmsg_poll``)."""
@@ -221,6 +230,7 @@ class Endpoint:
     # -- receiving -------------------------------------------------------------------
     def deliver(self, data: bytes, src: int) -> None:
         """Called by the backend's dispatch for each message addressed to this endpoint."""
+        self.link.messages_in += 1
         if self.learn_dst and self.dst == RPMSG_ADDR_ANY:
             self.dst = src
         cb = self.callback

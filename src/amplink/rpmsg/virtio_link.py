@@ -129,6 +129,7 @@ class TxBuffer:
             raise RpmsgError(errno.EMSGSIZE, f"{length} bytes do not fit in {len(self.data)}")
         self._done = True
         self._link._lent_tx_done(self, length)
+        self._link.messages_out += 1
 
     def discard(self) -> None:
         """Give the buffer back unsent. Idempotent."""

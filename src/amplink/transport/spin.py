@@ -18,7 +18,11 @@ microsecond we spin is one it cannot run.  Two mechanisms protect against that:
 
 The budget deliberately does *not* shrink after a single miss: when one side stops
 spinning, the other side's waits get longer, which would make it stop too, and both
-would settle in the slow, blocking equilibrium.
+would settle in the slow, blocking equilibrium.  For the same reason a miss followed
+by a long wait (the next spin starts more than :data:`IDLE_NS` later) is not counted:
+the peer was idle, not slow, and an idle stretch (a core that waits while another
+boots, a watchdog tick) must not leave both sides blocking when traffic resumes.  Such
+waits cost one budget of spinning each, at most 100 us in 10 ms.
 """
 
 from __future__ import annotations
@@ -27,9 +31,12 @@ import os
 import time
 from collections.abc import Callable
 
+yield_cpu = os.sched_yield
+
 DEFAULT_MAX_SPIN_NS = 100_000
 MIN_USEFUL_SPIN_NS = 2_000
 WINDOW = 16
+IDLE_NS = 10_000_000  # a wait this long after a missed spin: the peer was idle
 
 
 def spin_worthwhile(mine: set[int] | None = None, peer: set[int] | None = None) -> bool:
@@ -62,11 +69,14 @@ class AdaptiveSpin:
         self._since_probe = 0
         self._window_hits = 0
         self._window_total = 0
+        self._missed_at = 0  # when the last miss ended, until it is counted or forgiven
         self.hits = 0
         self.misses = 0
 
     def spin(self, ready: Callable[[], bool]) -> bool:
         """Call ``ready`` until it returns True (-> True) or the budget runs out (-> False)."""
+        if self._missed_at:
+            self._count_miss()
         budget = self.budget_ns
         probing = False
         if budget == 0:
@@ -89,16 +99,24 @@ class AdaptiveSpin:
             else:
                 if now() >= deadline:
                     break
-        if hit:
-            self.hits += 1
-            if probing:
-                self.budget_ns = self.max_spin_ns
-                self._window_hits = self._window_total = 0
-                return True
-        else:
+                yield_cpu()  # lets a peer that shares our CPU run now
+        if not hit:
             self.misses += 1
-        self._account(hit)
-        return hit
+            self._missed_at = now()  # counted at the next spin, unless that is much later
+            return False
+        self.hits += 1
+        if probing:
+            self.budget_ns = self.max_spin_ns
+            self._window_hits = self._window_total = 0
+            return True
+        self._account(True)
+        return True
+
+    def _count_miss(self) -> None:
+        """Count the last miss, unless the wait that followed it was an idle one."""
+        if time.perf_counter_ns() - self._missed_at < IDLE_NS:
+            self._account(False)
+        self._missed_at = 0
 
     def _account(self, hit: bool) -> None:
         self._window_hits += hit

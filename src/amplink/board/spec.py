@@ -1,0 +1,419 @@
+"""Board descriptions: a TOML file that says what a system has, checked before use.
+
+A board has named memories, mailbox units and remote cores (see ``default.toml`` in
+this package for an annotated example, and ``docs/guide.md`` for every key).  Parsing
+is strict: a key that is unknown, of the wrong type, out of range, or that names
+something not defined is a :class:`BoardError` that names the key (``core 'm4'.tx``)
+and says what is expected, so that a typo never silently becomes a default.
+"""
+
+from __future__ import annotations
+
+import difflib
+import errno
+import itertools
+import re
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, TypeVar
+
+from amplink.errors import AmplinkError
+from amplink.mailbox.mu_path import MU_CHANNELS, MU_IRQ, MuWiring
+from amplink.remoteproc import coredump
+from amplink.remoteproc.loader import DEFAULT_MEMORY_SIZE
+from amplink.remoteproc.process_core import WDOG_IRQ
+from amplink.remoteproc.resources import Memory
+
+DEFAULT_BOARD = "default.toml"
+MAILBOX_MODELS = ("imx-mu",)  # what the process platform can wire between two processes
+PERSONALITIES = ("imx", "k3")
+DELIVERIES = ("thread", "workqueue")
+BACKENDS = ("virtio", "glink")
+RECOVERY = ("enabled", "disabled")
+_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.-]{0,31}\Z")
+_T = TypeVar("_T")
+
+
+class BoardError(AmplinkError):
+    """A board description that cannot be used; ``key`` is where, as written in the
+    file (``core 'm4'.mailbox``), ``source`` the file."""
+
+    def __init__(self, source: str, key: str, message: str) -> None:
+        super().__init__(errno.EINVAL, f"{source}: {key}: {message}")
+        self.source = source
+        self.key = key
+
+
+@dataclass(frozen=True)
+class MemorySpec:
+    """A named range of a core's device memory that its firmware's carveout of the
+    same name uses (``base`` is the device address)."""
+
+    name: str
+    base: int
+    size: int
+
+    def memory(self) -> Memory:
+        """The remoteproc platform memory this describes."""
+        return Memory(self.name, self.base, self.size)
+
+
+@dataclass(frozen=True)
+class MailboxSpec:
+    """A mailbox unit between the host and one core, and its interrupt lines."""
+
+    name: str
+    model: str = "imx-mu"
+    host_irq: int = MU_IRQ
+    core_irq: int = MU_IRQ
+
+
+@dataclass(frozen=True)
+class CoreSpec:
+    """A remote core: its platform personality, wiring, firmware and policies."""
+
+    name: str
+    firmware: str
+    mailbox: MailboxSpec
+    personality: str = "imx"
+    tx: int = 0
+    rx: int = 0
+    memories: tuple[MemorySpec, ...] = ()
+    memory_size: int = DEFAULT_MEMORY_SIZE
+    auto_boot: bool = True
+    graceful_shutdown: bool = False
+    delivery: str = "thread"
+    rpmsg: str = "virtio"
+    recovery: str = "enabled"
+    coredump: str = coredump.DISABLED
+    cpu: int | None = None
+
+    def wiring(self) -> MuWiring:
+        """The MU wiring of this core's kick path."""
+        mb = self.mailbox
+        return MuWiring(mb.name, self.tx, self.rx, mb.host_irq, mb.core_irq)
+
+
+@dataclass(frozen=True)
+class BoardSpec:
+    """A whole system: what :class:`~amplink.board.system.Board` boots."""
+
+    name: str
+    source: str
+    description: str = ""
+    cores: tuple[CoreSpec, ...] = ()
+    coredump_dir: str | None = None
+    memories: tuple[MemorySpec, ...] = field(default=(), repr=False)
+    mailboxes: tuple[MailboxSpec, ...] = field(default=(), repr=False)
+
+    def core(self, name: str) -> CoreSpec:
+        """The core called ``name``; ``ENODEV`` naming the cores there are."""
+        for c in self.cores:
+            if c.name == name:
+                return c
+        raise AmplinkError(
+            errno.ENODEV,
+            f"board {self.name} has no core {name!r} (cores: {', '.join(self.names())})",
+        )
+
+    def names(self) -> list[str]:
+        """The cores' names, in the file's order."""
+        return [c.name for c in self.cores]
+
+
+def load_board(path: str | Path | None = None) -> BoardSpec:
+    """Read and check a board file; the built-in default board without ``path``."""
+    if path is None:
+        ref = resources.files("amplink.board").joinpath(DEFAULT_BOARD)
+        return parse_board(ref.read_text(encoding="utf-8"), "<built-in default board>")
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise AmplinkError(
+            exc.errno or errno.ENOENT, f"cannot read board file {p}: {exc.strerror}"
+        ) from None
+    return parse_board(text, str(p))
+
+
+def parse_board(text: str, source: str = "<board>") -> BoardSpec:
+    """Parse and check a board description given as TOML text."""
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise BoardError(source, "TOML", str(exc)) from None
+    return _Parser(source).board(doc)
+
+
+class _Parser:
+    """The checks, with the file name for every error."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+
+    def fail(self, key: str, message: str) -> BoardError:
+        return BoardError(self.source, key, message)
+
+    def table(self, where: str, value: object, known: tuple[str, ...]) -> dict[str, Any]:
+        if not isinstance(value, dict):
+            raise self.fail(where, f"expected a table, got {_show(value)}")
+        for key in value:
+            if key not in known:
+                close = difflib.get_close_matches(key, known, 1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                raise self.fail(
+                    f"{where}.{key}", f"unknown key{hint}; known keys: {', '.join(known)}"
+                )
+        return value
+
+    def get(
+        self,
+        where: str,
+        tbl: Mapping[str, Any],
+        key: str,
+        kind: type[_T],
+        default: _T | None = None,
+        *,
+        check: Callable[[_T], str | None] = lambda v: None,
+    ) -> _T:
+        """``tbl[key]`` of type ``kind`` (required when ``default`` is None)."""
+        if key not in tbl:
+            if default is None:
+                raise self.fail(f"{where}.{key}", f"required key is missing ({_what(kind)})")
+            return default
+        value = tbl[key]
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            raise self.fail(f"{where}.{key}", f"expected {_what(kind)}, got {_show(value)}")
+        problem = check(value)
+        if problem is not None:
+            raise self.fail(f"{where}.{key}", problem)
+        return value
+
+    def choice(self, where: str, tbl: Mapping[str, Any], key: str, options: tuple[str, ...],
+               default: str) -> str:  # fmt: skip
+        return self.get(where, tbl, key, str, default, check=_one_of(options))
+
+    def name(self, where: str, tbl: Mapping[str, Any]) -> str:
+        return self.get(where, tbl, "name", str, check=_valid_name)
+
+    def board(self, doc: dict[str, Any]) -> BoardSpec:
+        self.table("<file>", doc, ("board", "memory", "mailbox", "core"))
+        head = self.table("board", doc.get("board", {}), ("name", "description", "coredump_dir"))
+        name = self.get("board", head, "name", str, check=_valid_name)
+        description = self.get("board", head, "description", str, "")
+        dump_dir = head.get("coredump_dir")
+        if dump_dir is not None:
+            dump_dir = self.get("board", head, "coredump_dir", str)
+        memories = self.named("memory", doc, self.memory)
+        mailboxes = self.named("mailbox", doc, self.mailbox)
+        cores = self.named(
+            "core", doc, lambda where, tbl: self.core(where, tbl, memories, mailboxes)
+        )
+        if not cores:
+            raise self.fail("core", "a board needs at least one [[core]]")
+        self.check_sharing(cores)
+        return BoardSpec(
+            name,
+            self.source,
+            description,
+            tuple(cores.values()),
+            dump_dir,
+            tuple(memories.values()),
+            tuple(mailboxes.values()),
+        )
+
+    def named(
+        self, kind: str, doc: Mapping[str, Any], make: Callable[[str, dict[str, Any]], _T]
+    ) -> dict[str, _T]:
+        """An array of tables (``[[kind]]``) whose items have unique names."""
+        items = doc.get(kind, [])
+        if not isinstance(items, list):
+            raise self.fail(kind, f"expected an array of tables ([[{kind}]]), got {_show(items)}")
+        out: dict[str, _T] = {}
+        for i, item in enumerate(items):
+            label = f"{kind}[{i}]"
+            if isinstance(item, dict) and isinstance(item.get("name"), str):
+                label = f"{kind} {item['name']!r}"
+            if not isinstance(item, dict):
+                raise self.fail(label, f"expected a table, got {_show(item)}")
+            name = self.name(label, item)
+            if name in out:
+                raise self.fail(f"{label}.name", f"{kind} {name!r} is defined twice")
+            out[name] = make(label, item)
+        return out
+
+    def memory(self, where: str, tbl: dict[str, Any]) -> MemorySpec:
+        self.table(where, tbl, ("name", "base", "size"))
+        base = self.get(where, tbl, "base", int, check=_at_least(0))
+        size = self.get(where, tbl, "size", int, check=_at_least(1))
+        return MemorySpec(tbl["name"], base, size)
+
+    def mailbox(self, where: str, tbl: dict[str, Any]) -> MailboxSpec:
+        self.table(where, tbl, ("name", "model", "channels", "host_irq", "core_irq"))
+        model = self.choice(where, tbl, "model", MAILBOX_MODELS, "imx-mu")
+        self.get(where, tbl, "channels", int, MU_CHANNELS, check=_exactly(MU_CHANNELS, model))
+        host_irq = self.get(where, tbl, "host_irq", int, MU_IRQ, check=_irq_line(host=True))
+        core_irq = self.get(where, tbl, "core_irq", int, MU_IRQ, check=_irq_line(host=False))
+        return MailboxSpec(tbl["name"], model, host_irq, core_irq)
+
+    def core(
+        self,
+        where: str,
+        tbl: dict[str, Any],
+        memories: Mapping[str, MemorySpec],
+        mailboxes: Mapping[str, MailboxSpec],
+    ) -> CoreSpec:
+        self.table(where, tbl, _CORE_KEYS)
+        personality = self.choice(where, tbl, "personality", PERSONALITIES, "imx")
+        mb_name = self.get(where, tbl, "mailbox", str, check=_defined("mailbox", mailboxes))
+        channel = _at_most(MU_CHANNELS - 1, at_least=0)
+        size = self.get(where, tbl, "memory_size", int, DEFAULT_MEMORY_SIZE, check=_at_least(1))
+        mems = []
+        for i, mem_name in enumerate(self.get(where, tbl, "memories", list, [])):
+            key = f"{where}.memories[{i}]"
+            if not isinstance(mem_name, str):
+                raise self.fail(key, f"expected a memory's name, got {_show(mem_name)}")
+            problem = _defined("memory", memories)(mem_name)
+            if problem is not None:
+                raise self.fail(key, problem)
+            mem = memories[mem_name]
+            if mem.base + mem.size > size:
+                raise self.fail(
+                    key,
+                    f"memory {mem_name!r} ends at {mem.base + mem.size:#x}, beyond the core's "
+                    f"memory_size {size:#x}",
+                )
+            mems.append(mem)
+        self.check_disjoint(f"{where}.memories", mems)
+        cpu = tbl.get("cpu")
+        if cpu is not None:
+            cpu = self.get(where, tbl, "cpu", int, check=_at_least(0))
+        return CoreSpec(
+            name=tbl["name"],
+            firmware=self.get(where, tbl, "firmware", str, check=_not_empty),
+            mailbox=mailboxes[mb_name],
+            personality=personality,
+            tx=self.get(where, tbl, "tx", int, 0, check=channel),
+            rx=self.get(where, tbl, "rx", int, 0, check=channel),
+            memories=tuple(mems),
+            memory_size=size,
+            auto_boot=self.get(where, tbl, "auto_boot", bool, True),
+            graceful_shutdown=self.get(where, tbl, "graceful_shutdown", bool, personality == "k3"),
+            delivery=self.choice(where, tbl, "delivery", DELIVERIES, "thread"),
+            rpmsg=self.choice(where, tbl, "rpmsg", BACKENDS, "virtio"),
+            recovery=self.choice(where, tbl, "recovery", RECOVERY, "enabled"),
+            coredump=self.choice(where, tbl, "coredump", coredump.MODES, coredump.DISABLED),
+            cpu=cpu,
+        )
+
+    def check_disjoint(self, key: str, mems: list[MemorySpec]) -> None:
+        ordered = sorted(mems, key=lambda m: m.base)
+        for a, b in itertools.pairwise(ordered):
+            if a.base + a.size > b.base:
+                raise self.fail(key, f"memories {a.name!r} and {b.name!r} overlap")
+
+    def check_sharing(self, cores: Mapping[str, CoreSpec]) -> None:
+        """Each mailbox unit and each memory belongs to one core: the process platform
+        gives every core its own MU and its own device memory."""
+        owner: dict[tuple[str, str], str] = {}
+        for core in cores.values():
+            things = [("mailbox", core.mailbox.name)] + [("memory", m.name) for m in core.memories]
+            for kind, name in things:
+                first = owner.setdefault((kind, name), core.name)
+                if first != core.name:
+                    raise self.fail(
+                        f"core {core.name!r}.{'mailbox' if kind == 'mailbox' else 'memories'}",
+                        f"{kind} {name!r} is already used by core {first!r}; each core needs "
+                        f"its own {kind} here",
+                    )
+
+
+_CORE_KEYS = (
+    "name",
+    "personality",
+    "firmware",
+    "mailbox",
+    "tx",
+    "rx",
+    "memories",
+    "memory_size",
+    "auto_boot",
+    "graceful_shutdown",
+    "delivery",
+    "rpmsg",
+    "recovery",
+    "coredump",
+    "cpu",
+)
+
+
+def _what(kind: type) -> str:
+    return {
+        int: "an integer",
+        str: "a string",
+        bool: "true or false",
+        list: "an array",
+    }.get(kind, kind.__name__)
+
+
+def _show(value: object) -> str:
+    kind = {dict: "a table", list: "an array", bool: "a boolean", int: "an integer",
+            float: "a float", str: "a string"}.get(type(value), type(value).__name__)  # fmt: skip
+    return f"{kind} ({value!r})" if not isinstance(value, dict | list) else kind
+
+
+def _valid_name(name: str) -> str | None:
+    if _NAME.match(name):
+        return None
+    return (
+        f"{name!r} is not a usable name (a letter, then up to 31 letters, digits, '_', '.' or '-')"
+    )
+
+
+def _not_empty(value: str) -> str | None:
+    return None if value.strip() else "must not be empty"
+
+
+def _one_of(options: tuple[str, ...]) -> Callable[[str], str | None]:
+    def check(value: str) -> str | None:
+        if value in options:
+            return None
+        return f"expected one of {', '.join(repr(o) for o in options)}, got {value!r}"
+
+    return check
+
+
+def _at_least(low: int) -> Callable[[int], str | None]:
+    return lambda v: None if v >= low else f"must be at least {low}, got {v}"
+
+
+def _at_most(high: int, *, at_least: int) -> Callable[[int], str | None]:
+    return lambda v: None if at_least <= v <= high else f"expected {at_least}..{high}, got {v}"
+
+
+def _exactly(count: int, model: str) -> Callable[[int], str | None]:
+    return lambda v: None if v == count else f"an {model} has {count} channels, not {v}"
+
+
+def _irq_line(*, host: bool) -> Callable[[int], str | None]:
+    def check(v: int) -> str | None:
+        if not 0 <= v < 1020:
+            return f"expected an interrupt number 0..1019, got {v}"
+        if host and v == WDOG_IRQ:
+            return f"line {WDOG_IRQ} is the host's core-exit line; choose another"
+        return None
+
+    return check
+
+
+def _defined(kind: str, known: Mapping[str, object]) -> Callable[[str], str | None]:
+    def check(name: str) -> str | None:
+        if name in known:
+            return None
+        have = ", ".join(known) or "none"
+        return f"{kind} {name!r} is not defined (defined: {have})"
+
+    return check

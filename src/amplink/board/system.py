@@ -1,0 +1,185 @@
+"""A running board: one rpmsg bus, one remote processor per core, and the host drivers.
+
+The bus is shared, as a Linux host has one rpmsg bus for all its remote processors;
+every ``rpmsg-tty`` channel gets a pty and every ``rpmsg-raw`` channel an endpoint
+file, whichever core announced it.  :meth:`Board.stop` (also on leaving a ``with``
+block, and when a start fails half way) stops every core and releases everything.
+"""
+
+from __future__ import annotations
+
+import errno
+import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass
+
+from amplink.board.spec import BoardSpec, CoreSpec
+from amplink.errors import AmplinkError
+from amplink.mailbox.mu_path import Delivery
+from amplink.remoteproc import Rproc
+from amplink.remoteproc.layout import glink_rsc_table
+from amplink.rpmsg.chardev import RpmsgCharDriver
+from amplink.rpmsg.core import RpmsgBus
+from amplink.rpmsg.tty import RpmsgTty, RpmsgTtyDriver
+
+StepFactory = Callable[[str], AbstractContextManager[object]]
+
+
+@dataclass(frozen=True)
+class CoreStatus:
+    """One core at one moment: what ``amplink status`` shows."""
+
+    name: str
+    personality: str
+    state: str
+    firmware: str
+    pid: int | None
+    channels: tuple[str, ...]
+    messages_in: int  # rpmsg messages delivered to host endpoints since the last boot
+    messages_out: int  # and sent by them
+    crashes: int
+    last_crash: str
+    tty: str | None
+    recovery: str
+    coredump: str
+    coredumps: int
+
+
+def make_rproc(spec: CoreSpec, bus: RpmsgBus, coredump_dir: str | None = None) -> Rproc:
+    """The remote processor a core description stands for."""
+    delivery: Delivery = "workqueue" if spec.delivery == "workqueue" else "thread"
+    return Rproc(
+        spec.name,
+        spec.firmware,
+        bus=bus,
+        table=glink_rsc_table() if spec.rpmsg == "glink" else None,
+        cpu=spec.cpu,
+        delivery=delivery,
+        memory_size=spec.memory_size,
+        memories=[m.memory() for m in spec.memories],
+        recovery=spec.recovery == "enabled",
+        coredump_mode=spec.coredump,
+        coredump_dir=coredump_dir,
+        graceful_shutdown=spec.graceful_shutdown,
+        mailbox=spec.wiring(),
+    )
+
+
+class Board:
+    """The system a :class:`~amplink.board.spec.BoardSpec` describes, ready to boot."""
+
+    def __init__(self, spec: BoardSpec, *, coredump_dir: str | None = None) -> None:
+        """``coredump_dir`` overrides the board's own (where dumps are written)."""
+        self.spec = spec
+        self.bus = RpmsgBus()
+        self.ttys = RpmsgTtyDriver()
+        self.files = RpmsgCharDriver()
+        self.bus.register_driver(self.ttys)
+        self.bus.register_driver(self.files)
+        dump_dir = coredump_dir if coredump_dir is not None else spec.coredump_dir
+        self.cores: dict[str, Rproc] = {
+            c.name: make_rproc(c, self.bus, dump_dir) for c in spec.cores
+        }
+        self.boot_ms: dict[str, float] = {}  # how long each core's last start took
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"<Board {self.spec.name} cores={list(self.cores)}>"
+
+    def core(self, name: str) -> Rproc:
+        """The remote processor called ``name``; ``ENODEV`` naming the cores there are."""
+        rp = self.cores.get(name)
+        if rp is None:
+            self.spec.core(name)  # raises, listing the cores
+            raise AssertionError(name)
+        return rp
+
+    def start(self, step: StepFactory | None = None) -> None:
+        """Boot every ``auto_boot`` core, in the file's order, each inside
+        ``step(label)`` (a progress display's context manager).  If one fails, the
+        cores already started are stopped and the error propagates."""
+        if self._closed:
+            raise AmplinkError(errno.EINVAL, f"board {self.spec.name} was stopped; make a new one")
+        around = step if step is not None else (lambda label: nullcontext())
+        try:
+            for spec in self.spec.cores:
+                if spec.auto_boot:
+                    with around(f"boot {spec.name} ({spec.firmware})"):
+                        t0 = time.perf_counter()
+                        self.cores[spec.name].start()
+                        self.boot_ms[spec.name] = (time.perf_counter() - t0) * 1000
+        except BaseException:
+            self.stop()
+            raise
+
+    def wait_channels(self, name: str, services: tuple[str, ...], timeout: float = 10.0) -> None:
+        """Wait until core ``name`` has announced every one of ``services``."""
+        rp = self.core(name)
+        deadline = time.monotonic() + timeout
+        for service in services:
+            rp.wait_channel(service, max(0.0, deadline - time.monotonic()))
+
+    def channels(self, name: str) -> tuple[str, ...]:
+        """The names of the channels core ``name`` has on the bus now."""
+        link = self.core(name).link
+        if link is None:
+            return ()
+        return tuple(sorted(d.name for d in self.bus.devices() if d.link is link))
+
+    def tty(self, name: str) -> RpmsgTty | None:
+        """The pty of core ``name``'s ``rpmsg-tty`` channel, if it has one now."""
+        link = self.core(name).link
+        for t in list(self.ttys.ttys.values()):
+            if link is not None and t.rpdev.link is link:
+                return t
+        return None
+
+    def status(self) -> list[CoreStatus]:
+        """Every core's state, channels and counters."""
+        out = []
+        for name, rp in self.cores.items():
+            link = rp.link
+            tty = self.tty(name)
+            out.append(
+                CoreStatus(
+                    name=name,
+                    personality=self.spec.core(name).personality,
+                    state=rp.state,
+                    firmware=rp.firmware,
+                    pid=rp.pid,
+                    channels=self.channels(name),
+                    messages_in=link.messages_in if link is not None else 0,
+                    messages_out=link.messages_out if link is not None else 0,
+                    crashes=rp.crash_count,
+                    last_crash=rp.last_crash[1] if rp.last_crash else "",
+                    tty=tty.path if tty is not None else None,
+                    recovery=rp.sysfs.recovery,
+                    coredump=rp.sysfs.coredump,
+                    coredumps=rp.dumps_taken,
+                )
+            )
+        return out
+
+    def stop(self) -> None:
+        """Stop every core and release the drivers. Idempotent; the board cannot be
+        started again afterwards (make a new one)."""
+        errors = []
+        for rp in self.cores.values():
+            try:
+                rp.stop()
+            except Exception as exc:  # stop the others anyway
+                errors.append(f"{rp.name}: {exc}")
+        if not self._closed:
+            self._closed = True
+            self.bus.unregister_driver(self.ttys)
+            self.bus.unregister_driver(self.files)
+        if errors:
+            raise AmplinkError(errno.EIO, "stopping the board: " + "; ".join(errors))
+
+    def __enter__(self) -> Board:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

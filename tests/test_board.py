@@ -1,0 +1,173 @@
+"""Board descriptions: parsing with errors that name the key, and the running board."""
+
+import errno
+import threading
+
+import pytest
+
+from amplink.board import Board, BoardError, load_board, parse_board
+from amplink.errors import AmplinkError
+from amplink.firmware.demo import ECHO_SERVICE, RAW_SERVICE, SERVICES
+from amplink.remoteproc.resources import Memory
+from resources import snapshot
+
+MINIMAL = """
+[board]
+name = "mini"
+[[mailbox]]
+name = "mu"
+[[core]]
+name = "m4"
+firmware = "amplink.firmware.demo"
+mailbox = "mu"
+"""
+
+
+def test_default_board_has_an_imx_core_and_a_k3_core():
+    spec = load_board()
+    assert spec.name == "amplink-default" and spec.names() == ["m4", "r5f"]
+    m4, r5f = spec.cores
+    assert (m4.personality, m4.graceful_shutdown, m4.delivery) == ("imx", False, "thread")
+    assert (r5f.personality, r5f.graceful_shutdown) == ("k3", True)
+    assert m4.firmware == r5f.firmware == "amplink.firmware.demo"
+    assert r5f.wiring().tx == 1 and r5f.wiring().host_irq == 34
+    assert m4.memories[0].memory() == Memory("m4-dma", 0x0100_0000, 0x0010_0000)
+
+
+def test_minimal_board_takes_the_documented_defaults():
+    core = parse_board(MINIMAL).core("m4")
+    assert (core.personality, core.tx, core.rx, core.rpmsg, core.recovery) == (
+        "imx",
+        0,
+        0,
+        "virtio",
+        "enabled",
+    )
+    assert core.auto_boot and core.coredump == "disabled" and core.cpu is None
+
+
+def _with_core_line(line: str) -> str:
+    return MINIMAL + line + "\n"
+
+
+@pytest.mark.parametrize(
+    ("text", "key", "says"),
+    [
+        (_with_core_line('firmwre = "x"'), "core 'm4'.firmwre", "did you mean 'firmware'"),
+        (_with_core_line('tx = "0"'), "core 'm4'.tx", "expected an integer, got a string ('0')"),
+        (_with_core_line("tx = 4"), "core 'm4'.tx", "expected 0..3, got 4"),
+        (_with_core_line("auto_boot = 1"), "core 'm4'.auto_boot", "expected true or false"),
+        (_with_core_line('personality = "omap"'), "core 'm4'.personality", "one of 'imx', 'k3'"),
+        (_with_core_line('rpmsg = "smd"'), "core 'm4'.rpmsg", "'virtio', 'glink'"),
+        (_with_core_line('coredump = "yes"'), "core 'm4'.coredump", "'inline'"),
+        (_with_core_line('memories = ["nope"]'), "core 'm4'.memories[0]", "'nope' is not defined"),
+        (MINIMAL.replace('mailbox = "mu"\n', 'mailbox = "mu9"\n'), "core 'm4'.mailbox",
+         "mailbox 'mu9' is not defined (defined: mu)"),
+        (MINIMAL.replace('firmware = "amplink.firmware.demo"\n', ""), "core 'm4'.firmware",
+         "required key is missing"),
+        (MINIMAL.replace('name = "mini"', 'name = "2fast"'), "board.name", "not a usable name"),
+        (MINIMAL + '[[core]]\nname = "m4"\nfirmware = "x"\nmailbox = "mu"\n', "core 'm4'.name",
+         "defined twice"),
+        (MINIMAL + '[[core]]\nname = "a53"\nfirmware = "x"\nmailbox = "mu"\n',
+         "core 'a53'.mailbox", "mailbox 'mu' is already used by core 'm4'"),
+        (MINIMAL.replace('name = "mu"', 'name = "mu"\nhost_irq = 33'), "mailbox 'mu'.host_irq",
+         "core-exit line"),
+        (MINIMAL.replace('name = "mu"', 'name = "mu"\nmodel = "rockchip"'),
+         "mailbox 'mu'.model", "expected one of 'imx-mu'"),
+        (MINIMAL.replace('name = "mu"', 'name = "mu"\nchannels = 2'), "mailbox 'mu'.channels",
+         "an imx-mu has 4 channels, not 2"),
+        (MINIMAL + '[[memory]]\nname = "big"\nbase = 0x3000000\nsize = 0x200000\n'
+         + '[[memory]]\nname = "b2"\nbase = 0x3100000\nsize = 0x1000\n',
+         "core 'm4'.memories", "overlap"),
+        (MINIMAL + "[extra]\n", "<file>.extra", "unknown key"),
+        ("[board]\nname = 'x'\n", "core", "at least one [[core]]"),
+        ("[board\n", "TOML", "Expected ']'"),
+    ],
+)  # fmt: skip
+def test_errors_name_the_key_and_what_is_expected(text, key, says):
+    if "overlap" in says:
+        text = text.replace('mailbox = "mu"\n', 'mailbox = "mu"\nmemories = ["big", "b2"]\n', 1)
+    with pytest.raises(BoardError) as info:
+        parse_board(text, "b.toml")
+    assert info.value.errno == errno.EINVAL
+    assert info.value.key == key, str(info.value)
+    assert says in info.value.strerror and info.value.strerror.startswith("b.toml: ")
+
+
+def test_memory_must_fit_the_cores_memory():
+    text = MINIMAL.replace('mailbox = "mu"\n', 'mailbox = "mu"\nmemories = ["m"]\n')
+    text += "memory_size = 0x100000\n[[memory]]\nname = 'm'\nbase = 0xff000\nsize = 0x2000\n"
+    with pytest.raises(BoardError, match=r"ends at 0x101000, beyond the core's memory_size"):
+        parse_board(text)
+
+
+def test_missing_board_file_is_a_clear_error(tmp_path):
+    with pytest.raises(AmplinkError) as info:
+        load_board(tmp_path / "nope.toml")
+    assert info.value.errno == errno.ENOENT and "nope.toml" in str(info.value)
+
+
+def test_default_board_runs_and_releases_everything():
+    before = snapshot()
+    board = Board(load_board())
+    for rp in board.cores.values():
+        rp.spin = False  # every message needs its kick: the wiring must be right
+    board.start()
+    try:
+        for name in board.cores:
+            board.wait_channels(name, SERVICES)
+        names = {t.name for t in threading.enumerate()}
+        # m4 on MU channel 0 and line 32; r5f on channel 1 and line 34, as the file says
+        assert "irq/32-m4-mu-m4a_chan[1-0]" in names
+        assert "irq/34-r5f-mu-r5fa_chan[1-1]" in names
+        for name in board.cores:
+            with board.core(name).wait_channel(ECHO_SERVICE, 10).create_ept() as ept:
+                for i in range(20):
+                    ept.send(b"%d" % i)
+                    assert ept.recv(10).data == b"%d" % i
+        m4 = {s.name: s for s in board.status()}["m4"]
+        assert m4.state == "running" and m4.channels == tuple(sorted(SERVICES))
+        assert m4.messages_out >= 20 and m4.messages_in >= 20 + len(SERVICES)
+        assert m4.tty is not None and m4.tty.startswith("/dev/pts/")
+        raw = [f for f in board.files.files.values() if f.ept.link is board.core("r5f").link]
+        raw[0].write(b"abc")
+        assert raw[0].read(timeout=10) == b"ABC"
+        board.core("r5f").shutdown()
+        board.core("m4").shutdown()
+        assert board.core("r5f").last_stop == "graceful shutdown"  # k3: the handshake
+        assert board.core("m4").last_stop == "reset"  # imx: no handshake on this platform
+    finally:
+        board.stop()
+    assert snapshot() == before
+    with pytest.raises(AmplinkError, match="was stopped"):
+        board.start()
+
+
+def test_failed_start_stops_the_cores_already_running(tmp_path):
+    bad = tmp_path / "missing.elf"
+    text = MINIMAL + f'[[mailbox]]\nname = "mu2"\n[[core]]\nname = "r5"\nfirmware = "{bad}"\n'
+    text += 'mailbox = "mu2"\n'
+    before = snapshot()
+    board = Board(parse_board(text))
+    with pytest.raises(AmplinkError):
+        board.start()
+    assert board.core("m4").state == "offline"
+    assert snapshot() == before
+
+
+def test_unknown_core_lists_the_cores():
+    board = Board(load_board())
+    try:
+        with pytest.raises(AmplinkError, match=r"no core 'x' \(cores: m4, r5f\)"):
+            board.core("x")
+    finally:
+        board.stop()
+
+
+def test_auto_boot_false_leaves_a_core_offline():
+    text = MINIMAL + "auto_boot = false\n"
+    with Board(parse_board(text)) as board:
+        assert board.core("m4").state == "offline"
+        assert board.status()[0].channels == ()
+        board.core("m4").start()
+        board.wait_channels("m4", (RAW_SERVICE,))
