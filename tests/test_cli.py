@@ -4,6 +4,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from amplink import cli
 from resources import snapshot
 
@@ -23,18 +25,56 @@ def test_demo_exits_zero_and_reports(capsys):
     before = snapshot()
     assert cli.main(["demo"]) == 0
     out = capsys.readouterr().out
-    assert "496 echoed, all identical" in out
-    assert "123,256 each way" in out
-    assert "offline (stopped by graceful shutdown)" in out
+    assert "board amplink-default" in out
+    for core in ("m4", "r5f"):
+        assert f"ok  boot {core} (amplink.firmware.demo)" in out
+        assert f"echo on {core}, sizes 1..496 and up, every byte checked: 496 messages" in out
+    assert "answered 'hello from the host'" in out
+    assert "got 'HELLO, RAW CHANNEL'" in out
+    assert "crash m4 and let remoteproc recover it: crash #1 (watchdog) handled" in out
+    assert "echo works" in out
+    assert "stop r5f: graceful shutdown, now offline" in out
+    rows = {line.split()[0]: line for line in out.splitlines() if line.startswith(("m4 ", "r5f "))}
+    assert "123,256" in rows["m4"] and "crash, recovered" in rows["m4"]
+    assert rows["r5f"].rstrip().endswith("offline") and "stop: graceful shutdown" in rows["r5f"]
     assert snapshot() == before
 
 
-def test_demo_failure_exit_code(tmp_path):
-    fw = tmp_path / "nothing.py"
-    fw.write_text("def main(core):\n    pass\n")
-    proc = run_cli("demo", "--firmware", str(fw))
+def test_demo_on_a_board_file(tmp_path, capsys):
+    board = tmp_path / "one.toml"
+    board.write_text(
+        '[board]\nname = "solo"\n[[mailbox]]\nname = "mu"\n[[core]]\nname = "dsp"\n'
+        'firmware = "amplink.firmware.demo"\nmailbox = "mu"\nrpmsg = "glink"\n'
+    )
+    assert cli.main(["demo", str(board)]) == 0
+    out = capsys.readouterr().out
+    assert "rpmsg over glink" in out and "echo on dsp" in out and "503 messages" in out
+    assert "crash dsp and let remoteproc recover it" in out  # one core: crashed, not stopped
+
+
+def test_demo_failure_exit_codes(tmp_path):
+    board = tmp_path / "bad.toml"
+    board.write_text('[board]\nname = "x"\n[[core]]\nname = "m4"\nfirmware = "f"\n')
+    proc = run_cli("demo", str(board))
     assert proc.returncode == 1
-    assert "amplink demo: error:" in proc.stderr
+    assert f"amplink demo: error: {board}: core 'm4'.mailbox: required key is missing" in (
+        proc.stderr
+    )
+    proc = run_cli("board", "check", str(board))
+    assert proc.returncode == 1 and "core 'm4'.mailbox" in proc.stderr
+    board.write_text(
+        '[board]\nname = "x"\n[[mailbox]]\nname = "mu"\n[[core]]\nname = "m4"\n'
+        f'firmware = "{tmp_path}/absent.elf"\nmailbox = "mu"\n'
+    )
+    proc = run_cli("demo", str(board))
+    assert proc.returncode == 1 and "absent.elf" in proc.stderr
+
+
+def test_board_check_summarizes():
+    proc = run_cli("board", "check")
+    assert proc.returncode == 0, proc.stderr
+    assert "board amplink-default, 2 cores, valid" in proc.stdout
+    assert "r5f: k3, imx-mu mu-r5f tx 1 rx 1" in proc.stdout
 
 
 def test_bench_json(capsys):
@@ -86,3 +126,10 @@ def test_help_and_bad_usage():
     proc = run_cli("--help")
     assert proc.returncode == 0 and "demo" in proc.stdout and "bench" in proc.stdout
     assert run_cli("nope").returncode == 2
+    commands = ["demo", "up", "board", "status", "start", "stop", "crash", "recovery",
+                "coredump", "firmware", "send", "listen", "tty", "trace", "fw", "bench"]  # fmt: skip
+    for command in commands:
+        with pytest.raises(SystemExit) as info:
+            cli.main([command, "--help"])
+        assert info.value.code == 0
+    assert run_cli("recovery", "m4", "maybe").returncode == 2

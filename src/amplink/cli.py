@@ -115,7 +115,9 @@ def _payload(args: argparse.Namespace) -> bytes:
 
 def _show_message(event: dict[str, Any]) -> str:
     text = event.get("text")
-    return str(text) if text is not None and text.isprintable() else f"hex {event['data_hex']}"
+    if text is not None and "".join(text.split()).isprintable():  # text, line breaks allowed
+        return str(text)
+    return f"hex {event['data_hex']}"
 
 
 def _cmd_send(args: argparse.Namespace) -> int:

@@ -1,8 +1,9 @@
 """``amplink demo [BOARD]``: the main job, on the built-in default board or a board file.
 
 It boots every core of the board (with a progress display), then on each core that
-offers it echoes one message of every size from 1 to the MTU with distinct contents
-and checks every byte; it types a command on a core's ``rpmsg-tty`` console through its
+offers it echoes one message of every size from 1 to 496 bytes (and powers of two up
+to the MTU where that is larger, as over GLINK) with distinct contents and checks
+every byte; it types a command on a core's ``rpmsg-tty`` console through its
 real pty and reads the answer, and sends a message on its ``rpmsg-raw`` channel through
 the channel's endpoint file.  Then it shows the two ways a core goes away: one core is
 stopped gracefully (TI K3's handshake, on a core whose platform does it) and another is
@@ -31,6 +32,7 @@ from amplink.terminal import Steps, table
 CONSOLE_COMMAND = "echo hello from the host"
 RAW_MESSAGE = b"hello, raw channel"
 TIMEOUT = 10.0
+VIRTIO_MTU = 496
 
 
 @dataclass
@@ -132,7 +134,7 @@ def _run(board: Board, ui: Steps, result: DemoResult) -> None:
             st.result = ", ".join(services) or "none"
     for name in board.cores:
         if ECHO_SERVICE in board.channels(name):
-            with ui.step(f"echo on {name}, every size 1..MTU, every byte checked") as st:
+            with ui.step(f"echo on {name}, sizes 1..{VIRTIO_MTU} and up, every byte checked") as st:
                 _echo(board.core(name), results[name])
                 r = results[name]
                 st.result = f"{r.messages} messages, rtt p50 {r.rtt_p50_us:.1f} us"
@@ -181,11 +183,22 @@ def _is_demo(rp: Rproc) -> bool:
     return rp.firmware == "amplink.firmware.demo"
 
 
+def echo_sizes(mtu: int) -> list[int]:
+    """Every size from 1 to virtio's MTU (496), then powers of two up to ``mtu`` (GLINK
+    carries up to 64 KiB)."""
+    sizes = list(range(1, min(mtu, VIRTIO_MTU) + 1))
+    big = 1024
+    while big <= mtu:
+        sizes.append(big)
+        big *= 2
+    return sizes
+
+
 def _echo(rp: Rproc, r: CoreResult) -> None:
     chan = rp.wait_channel(ECHO_SERVICE, TIMEOUT)
     with chan.create_ept() as ept:
         samples = []
-        for size in range(1, ept.get_mtu() + 1):
+        for size in echo_sizes(ept.get_mtu()):
             payload = pattern(size)
             t = time.perf_counter_ns()
             ept.send(payload)

@@ -46,7 +46,7 @@ def status_table(rows: Sequence[CoreStatus]) -> str:
                 s.name,
                 s.personality,
                 s.state,
-                s.pid,
+                str(s.pid or "-"),
                 s.firmware,
                 ", ".join(s.channels) or "-",
                 s.messages_in,

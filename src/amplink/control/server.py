@@ -26,6 +26,7 @@ from amplink.board import Board
 from amplink.control.protocol import NotRunning, decode, encode, read_line, request
 from amplink.errors import AmplinkError
 from amplink.rpmsg.core import Endpoint, RpmsgDevice
+from amplink.rpmsg.tty import RPMSG_TTY_SERVICE
 
 log = logging.getLogger(__name__)
 
@@ -227,6 +228,7 @@ class ControlServer:
 
     def _tty(self, req: dict[str, Any]) -> dict[str, Any]:
         name = _arg(req, "core")
+        self.board.core(name).wait_channel(RPMSG_TTY_SERVICE, CHANNEL_TIMEOUT)  # probed then
         tty = self.board.tty(name)
         if tty is None:
             raise AmplinkError(errno.ENODEV, f"{name} has no rpmsg-tty channel now")

@@ -663,6 +663,9 @@ class GlinkLink(PolledLink):
             return
         granted = size <= self._mtu and len(ch.local_intents) < MAX_INTENTS
         if granted:
+            # Rounded up to a power of two: a sender whose messages keep growing by a
+            # few bytes then asks log2 times, not once per size (and never hits the limit).
+            size = min(self._mtu, 1 << max(0, size - 1).bit_length())
             iid = next(self._iids)
             ch.local_intents[iid] = size
             self._queue(g.intent_command(ch.lcid, [(size, iid)]))

@@ -1,0 +1,265 @@
+"""`amplink up` and the commands that reach it through its control socket.
+
+`up` runs as a real process, as a user runs it; the client commands run in this
+process through `cli.main` (and a few as processes, for exit codes and streams).
+"""
+
+import io
+import json
+import re
+import os
+import select
+import signal
+import socket
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+from amplink import cli, up
+from amplink.board import load_board
+from amplink.control.protocol import request
+from resources import snapshot
+
+READY_TIMEOUT = 60.0
+
+
+def read_line_within(stream, timeout: float) -> str:
+    """One line from a child's pipe, or fail after ``timeout`` s (never hangs)."""
+    ready, _, _ = select.select([stream], [], [], timeout)
+    assert ready, f"no line within {timeout}s"
+    return stream.readline()
+
+
+class Up:
+    """An `amplink up` process on a private socket."""
+
+    def __init__(self, socket_path, *args: str) -> None:
+        self.socket = str(socket_path)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "amplink.cli", "up", "--socket", self.socket, *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self.lines: list[str] = []
+        while True:
+            line = read_line_within(self.proc.stdout, READY_TIMEOUT)
+            assert line, f"up exited: {self.proc.stderr.read()}"
+            self.lines.append(line)
+            if line.startswith(up.READY):
+                return
+
+    def cli(self, *args: str) -> int:
+        return cli.main([args[0], "--socket", self.socket, *args[1:]])
+
+    def stop(self) -> tuple[int, str]:
+        self.proc.send_signal(signal.SIGINT)
+        out, _err = self.proc.communicate(timeout=60)
+        return self.proc.returncode, out
+
+
+@pytest.fixture
+def board_up(tmp_path):
+    u = Up(tmp_path / "ctl.sock")
+    yield u
+    if u.proc.poll() is None:
+        u.proc.kill()
+        u.proc.wait()
+
+
+def status(u: Up) -> dict:
+    return {c["name"]: c for c in request(Path(u.socket), "status")["cores"]}
+
+
+def test_up_serves_the_board_and_stops_cleanly_on_ctrl_c(board_up, capsys):
+    u = board_up
+    assert any("ok  boot m4" in line for line in u.lines)
+    # send waits for the channel; rpmsg-raw is the demo firmware's last announcement
+    assert u.cli("send", "m4", "rpmsg-openamp-demo-channel", "hello") == 0
+    assert capsys.readouterr().out == "hello\n"
+    assert u.cli("send", "r5f", "rpmsg-raw", "--hex", "616263") == 0
+    assert capsys.readouterr().out == "ABC\n"
+    assert u.cli("send", "m4", "rpmsg-raw", "x", "--no-reply") == 0
+    assert capsys.readouterr().out == "sent 1 bytes\n"
+
+    assert u.cli("status", "--json") == 0
+    st = json.loads(capsys.readouterr().out)
+    assert st["board"] == "amplink-default" and st["socket"] == u.socket
+    cores = {c["name"]: c for c in st["cores"]}
+    assert cores["m4"]["state"] == cores["r5f"]["state"] == "running"
+    assert cores["m4"]["channels"] == ["rpmsg-openamp-demo-channel", "rpmsg-raw", "rpmsg-tty"]
+    assert cores["m4"]["messages_out"] >= 2 and cores["m4"]["messages_in"] >= 4
+    pids = [cores["m4"]["pid"], cores["r5f"]["pid"]]
+
+    assert u.cli("status") == 0
+    table = capsys.readouterr().out
+    assert "board amplink-default" in table and "r5f" in table and "msgs in" in table
+
+    code, out = u.stop()
+    assert code == 0
+    assert "ok  stop the board" in out
+    assert not os.path.exists(u.socket)
+    for pid in pids:  # the cores are gone with it
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+
+
+def test_lifecycle_commands(board_up, capsys):
+    u = board_up
+    assert u.cli("stop", "r5f") == 0
+    assert "r5f, state offline" in capsys.readouterr().out
+    assert status(u)["r5f"]["state"] == "offline"
+    assert u.cli("stop", "r5f") == 1
+    assert "r5f is offline: nothing to stop" in capsys.readouterr().err
+
+    assert u.cli("firmware", "r5f", "amplink.firmware.echo") == 0
+    assert u.cli("start", "r5f") == 0
+    capsys.readouterr()
+    assert u.cli("firmware", "r5f", "amplink.firmware.demo") == 1
+    assert "change firmware while offline" in capsys.readouterr().err
+    st = status(u)["r5f"]
+    assert st["firmware"] == "amplink.firmware.echo" and st["state"] == "running"
+
+    assert u.cli("crash", "m4") == 0
+    assert capsys.readouterr().out == "m4: crash #1 handled, now running\n"
+    assert u.cli("recovery", "m4", "disabled") == 0
+    assert u.cli("crash", "m4", "--kind", "fatal") == 0
+    assert "crash #2 handled, now crashed" in capsys.readouterr().out
+    assert status(u)["m4"]["last_crash"] == "crash requested through debugfs"
+    assert u.cli("recovery", "m4", "recover") == 0
+    assert status(u)["m4"]["state"] == "running"
+    assert u.cli("coredump", "m4", "enabled") == 0
+    assert status(u)["m4"]["coredump"] == "enabled"
+
+    assert u.cli("stop", "nosuch") == 1
+    assert "has no core 'nosuch' (cores: m4, r5f)" in capsys.readouterr().err
+
+
+def test_tty_trace_and_listen(board_up, capsys):
+    u = board_up
+    assert u.cli("tty", "m4") == 0
+    path = capsys.readouterr().out.strip()
+    assert path.startswith("/dev/pts/") and os.path.exists(path)
+
+    listener = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "amplink.cli",
+            "listen",
+            "m4",
+            "rpmsg-tty",
+            "--count",
+            "1",
+            "--json",
+            "--socket",
+            u.socket,
+        ],  # fmt: skip
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert "listening on m4 rpmsg-tty" in read_line_within(listener.stderr, READY_TIMEOUT)
+    assert u.cli("send", "m4", "rpmsg-tty", "uptime\r") == 0  # the console runs a command
+    out, _ = listener.communicate(timeout=30)
+    assert listener.returncode == 0
+    (event,) = [json.loads(line) for line in out.splitlines()]
+    assert event["event"] == "message"
+    assert re.fullmatch(r"uptime\r\nm4 up \d+\.\d s\r\nm4> ", event["text"])
+    assert bytes.fromhex(event["data_hex"]).decode() == event["text"]
+    assert re.fullmatch(r"uptime\r?\nm4 up \d+\.\d s\r?\nm4> \n", capsys.readouterr().out)
+    assert u.cli("trace", "m4") == 0
+    assert "console:" in capsys.readouterr().out  # the firmware logged the command
+
+
+def test_listen_ends_when_the_core_goes_away(board_up, capsys):
+    u = board_up
+    listener = subprocess.Popen(
+        [sys.executable, "-m", "amplink.cli", "listen", "r5f", "rpmsg-raw", "--socket", u.socket],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert "listening on r5f" in read_line_within(listener.stderr, READY_TIMEOUT)
+    assert u.cli("stop", "r5f") == 0
+    _out, err = listener.communicate(timeout=30)
+    assert listener.returncode == 1
+    assert "the channel went away" in err and "stopped" in err
+
+
+def test_without_up_and_with_a_second_up(tmp_path, board_up):
+    proc = subprocess.run(
+        [sys.executable, "-m", "amplink.cli", "status", "--socket", str(tmp_path / "none")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == cli.EXIT_NOT_RUNNING
+    assert "no amplink up is running" in proc.stderr
+    second = subprocess.run(
+        [sys.executable, "-m", "amplink.cli", "up", "--socket", board_up.socket],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert second.returncode == 1
+    assert "another amplink up is running" in second.stderr
+    assert os.path.exists(board_up.socket)  # the first one still serves
+    assert board_up.cli("status") == 0
+
+
+def test_a_stale_socket_file_is_replaced(tmp_path):
+    stale = tmp_path / "ctl.sock"
+    s = socket.socket(socket.AF_UNIX)
+    s.bind(str(stale))
+    s.close()  # the file stays, nobody listens: as after a crash of amplink up
+    u = Up(stale)
+    try:
+        assert u.cli("status") == 0
+    finally:
+        assert u.stop()[0] == 0
+
+
+class Recorder(io.StringIO):
+    """A text stream whose writers can be waited for."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.changed = threading.Condition()
+
+    def write(self, text: str) -> int:
+        with self.changed:
+            n = super().write(text)
+            self.changed.notify_all()
+        return n
+
+    def wait_for(self, predicate, timeout: float) -> bool:
+        with self.changed:
+            return self.changed.wait_for(lambda: predicate(self.getvalue()), timeout)
+
+
+def test_live_view_redraws_in_place(tmp_path):
+    before = snapshot()
+    out = Recorder()
+    stop = threading.Event()
+    t = threading.Thread(
+        target=up.run,
+        args=(load_board(), tmp_path / "s.sock", out),
+        kwargs={"live": True, "stop": stop},
+    )
+    t.start()
+    try:
+        # a second frame moves the cursor back up over the first one and redraws it
+        redrawn = out.wait_for(lambda text: re.search(r"\033\[4F", text), READY_TIMEOUT)
+    finally:
+        stop.set()
+        t.join(60)
+    assert redrawn, out.getvalue()
+    frame = out.getvalue().rsplit("\033[4F", 1)[1]  # the header, a rule and two cores
+    assert "msgs out" in frame and frame.count("running") == 2 and "\033[K" in frame
+    assert snapshot() == before
