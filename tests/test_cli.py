@@ -126,8 +126,24 @@ def test_help_and_bad_usage():
     proc = run_cli("--help")
     assert proc.returncode == 0 and "demo" in proc.stdout and "bench" in proc.stdout
     assert run_cli("nope").returncode == 2
-    commands = ["demo", "up", "board", "status", "start", "stop", "crash", "recovery",
-                "coredump", "firmware", "send", "listen", "tty", "trace", "fw", "bench"]  # fmt: skip
+    commands = [
+        "demo",
+        "up",
+        "board",
+        "status",
+        "start",
+        "stop",
+        "crash",
+        "recovery",
+        "coredump",
+        "firmware",
+        "send",
+        "listen",
+        "tty",
+        "trace",
+        "fw",
+        "bench",
+    ]
     for command in commands:
         with pytest.raises(SystemExit) as info:
             cli.main([command, "--help"])

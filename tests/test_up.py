@@ -6,8 +6,8 @@ process through `cli.main` (and a few as processes, for exit codes and streams).
 
 import io
 import json
-import re
 import os
+import re
 import select
 import signal
 import socket
@@ -157,7 +157,7 @@ def test_tty_trace_and_listen(board_up, capsys):
             "--json",
             "--socket",
             u.socket,
-        ],  # fmt: skip
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
