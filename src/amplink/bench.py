@@ -39,6 +39,8 @@ WARMUP = 1000
 
 @dataclass
 class Result:
+    """One transport's figures: round trip and throughput."""
+
     name: str
     rtt_p50_us: float
     rtt_p99_us: float
@@ -48,15 +50,20 @@ class Result:
 
 @dataclass
 class Placement:
+    """Which CPU the host and the peer are pinned to (None: not pinned)."""
+
     host_cpu: int | None
     peer_cpu: int | None
 
     @property
     def pinned(self) -> bool:
+        """True when the host and the peer each have a CPU of their own."""
         return self.host_cpu is not None
 
 
 def choose_placement(pin: bool) -> Placement:
+    """Where the host and the peer run: on two different CPUs when ``pin`` and the machine has
+    two."""
     cpus = sorted(os.sched_getaffinity(0))
     if not pin or len(cpus) < 2:
         return Placement(None, None)
@@ -84,6 +91,7 @@ def _pipe_peer(conn: Connection, cpu: int | None) -> None:
 
 
 def bench_pipe(rounds: int, messages: int, placement: Placement) -> Result:
+    """The baseline: the same round trips and throughput over a ``multiprocessing.Pipe``."""
     ctx = multiprocessing.get_context("spawn")
     ours, theirs = ctx.Pipe()
     peer = ctx.Process(target=_pipe_peer, args=(theirs, placement.peer_cpu), daemon=True)

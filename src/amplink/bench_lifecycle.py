@@ -26,6 +26,8 @@ from amplink.wire.protocol import Features
 
 @dataclass
 class Timing:
+    """One lifecycle phase's p50 and p99."""
+
     name: str
     p50_ms: float
     p99_ms: float
@@ -37,6 +39,8 @@ def _timing(name: str, samples_ns: list[int]) -> Timing:
 
 
 def bench_lifecycle(cycles: int) -> list[Timing]:
+    """Boot, graceful stop and reset stop, ``cycles`` times each, next to spawning ``python -c
+    pass``."""
     spawn: list[int] = []
     for _ in range(cycles):
         t = time.perf_counter_ns()

@@ -44,6 +44,8 @@ LOAD_ITEM_S = 0.0005  # each one sleeps this long (it occupies a worker, not the
 
 @dataclass
 class MboxRtt:
+    """The mailbox round trip of one word."""
+
     name: str
     rtt_p50_us: float
     rtt_p99_us: float
@@ -52,6 +54,8 @@ class MboxRtt:
 
 @dataclass
 class Delivery:
+    """Interrupt-to-callback latency for one delivery path and load."""
+
     path: str
     load: str
     p50_us: float
@@ -163,5 +167,6 @@ def bench_delivery(path: Literal["irq-thread", "workqueue"], busy: bool, samples
 
 
 def bench_deliveries(samples: int) -> list[Delivery]:
+    """Interrupt-to-callback latency from the IRQ thread and through a workqueue, idle and busy."""
     paths: tuple[Literal["irq-thread", "workqueue"], ...] = ("irq-thread", "workqueue")
     return [bench_delivery(path, busy, samples) for busy in (False, True) for path in paths]

@@ -193,6 +193,7 @@ def _cmd_fw_pack(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every ``amplink`` command."""
     p = argparse.ArgumentParser(
         prog="amplink",
         description="The Linux AMP IPC stack (remoteproc, rpmsg, virtio) over real shared "
@@ -319,6 +320,7 @@ def _control_commands(sub: Any) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one ``amplink`` command; returns its exit code (see the module docstring)."""
     args = build_parser().parse_args(argv)
     level = [logging.WARNING, logging.INFO, logging.DEBUG][min(args.verbose, 2)]
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import difflib
 import errno
+import os
 import itertools
 import re
 import tomllib
@@ -136,23 +137,33 @@ def load_board(path: str | Path | None = None) -> BoardSpec:
         raise AmplinkError(
             exc.errno or errno.ENOENT, f"cannot read board file {p}: {exc.strerror}"
         ) from None
-    return parse_board(text, str(p))
+    return parse_board(text, str(p), base=p.parent)
 
 
-def parse_board(text: str, source: str = "<board>") -> BoardSpec:
-    """Parse and check a board description given as TOML text."""
+def parse_board(text: str, source: str = "<board>", base: Path | None = None) -> BoardSpec:
+    """Parse and check a board description given as TOML text.  Firmware given as a
+    relative path (``fw/echo.elf``, ``sensor_fw.py``) is relative to ``base``, the board
+    file's folder; a module name (``amplink.firmware.demo``) stays as it is."""
     try:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise BoardError(source, "TOML", str(exc)) from None
-    return _Parser(source).board(doc)
+    return _Parser(source, base).board(doc)
+
+
+def _firmware_path(firmware: str, base: Path | None) -> str:
+    is_path = "/" in firmware or firmware.endswith((".py", ".elf"))
+    if base is None or not is_path or os.path.isabs(firmware):
+        return firmware
+    return str(base / firmware)
 
 
 class _Parser:
     """The checks, with the file name for every error."""
 
-    def __init__(self, source: str) -> None:
+    def __init__(self, source: str, base: Path | None = None) -> None:
         self.source = source
+        self.base = base
 
     def fail(self, key: str, message: str) -> BoardError:
         return BoardError(self.source, key, message)
@@ -293,7 +304,9 @@ class _Parser:
             cpu = self.get(where, tbl, "cpu", int, check=_at_least(0))
         return CoreSpec(
             name=tbl["name"],
-            firmware=self.get(where, tbl, "firmware", str, check=_not_empty),
+            firmware=_firmware_path(
+                self.get(where, tbl, "firmware", str, check=_not_empty), self.base
+            ),
             mailbox=mailboxes[mb_name],
             personality=personality,
             tx=self.get(where, tbl, "tx", int, 0, check=channel),

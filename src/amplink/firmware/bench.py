@@ -49,6 +49,7 @@ def _start_mbox_echo(controller: str) -> None:
 
 
 def main(core: Core) -> None:
+    """Serve the echo and sink services (and the mailbox echo) until stopped."""
     counts = [0, 0]
 
     def echo(ept: Endpoint, data: bytes, src: int) -> None:

@@ -14,6 +14,8 @@ from amplink.rpmsg.tty import RPMSG_TTY_SERVICE
 
 
 def main(core: Core) -> None:
+    """Serve the echoing ``rpmsg-tty`` console until stopped."""
+
     def echo(ept: Endpoint, data: bytes, src: int) -> None:
         core.trace(f"rx {len(data)}\n")
         ept.sendto(data, src)

@@ -13,6 +13,8 @@ SERVICE = "rpmsg-openamp-demo-channel"
 
 
 def main(core: Core) -> None:
+    """Serve the echo service until stopped."""
+
     def echo(ept: Endpoint, data: bytes, src: int) -> None:
         ept.sendto(data, src)
 

@@ -36,12 +36,14 @@ class CoreControl:
         self._w = words
 
     def readl(self, offset: int) -> int:
+        """Read the register at ``offset``."""
         try:
             return self._w[_WORDS[offset]]
         except KeyError:
             raise MmioError(self.name, offset, "readable") from None
 
     def writel(self, offset: int, value: int) -> None:
+        """Write ``value`` to the register at ``offset``."""
         try:
             self._w[_WORDS[offset]] = value & MASK32
         except KeyError:

@@ -36,14 +36,17 @@ MU_CR = 0x24
 
 
 def GIP(n: int) -> int:
+    """SR bit: general-purpose interrupt ``n`` pending (its CR enable bit has the same position)."""
     return 1 << (28 + 3 - n)
 
 
 def RF(n: int) -> int:
+    """SR bit: receive register ``n`` full (its CR enable bit has the same position)."""
     return 1 << (24 + 3 - n)
 
 
 def TE(n: int) -> int:
+    """SR bit: transmit register ``n`` empty (its CR enable bit has the same position)."""
     return 1 << (20 + 3 - n)
 
 
@@ -53,6 +56,7 @@ TIE = TE
 
 
 def GIR(n: int) -> int:
+    """CR bit: request general-purpose interrupt ``n`` on the other side."""
     return 1 << (16 + 3 - n)
 
 
@@ -97,6 +101,7 @@ class ImxMuSide:
         return f"<ImxMuSide {self.name}>"
 
     def status(self) -> int:
+        """The SR word this side reads now."""
         w, me, peer = self._w, self._me, self._peer
         sr = 0
         for n in range(NUM_CHANS):
@@ -124,6 +129,7 @@ class ImxMuSide:
             pulse(self.wire)
 
     def readl(self, offset: int) -> int:
+        """Read a register of this side (reading RRn empties it and may raise TE on the peer)."""
         w, me, peer = self._w, self._me, self._peer
         if MU_RR0 <= offset < MU_RR0 + 4 * NUM_CHANS and offset % 4 == 0:
             n = (offset - MU_RR0) // 4
@@ -142,6 +148,7 @@ class ImxMuSide:
         raise MmioError(self.name, offset, "readable")
 
     def writel(self, offset: int, value: int) -> None:
+        """Write a register of this side (writing TRn fills the peer's RRn)."""
         w, me, peer = self._w, self._me, self._peer
         value &= MASK32
         if MU_TR0 <= offset < MU_TR0 + 4 * NUM_CHANS and offset % 4 == 0:
@@ -197,4 +204,5 @@ class ImxMu:
         self.b.peer_side = self.a
 
     def side(self, which: Side) -> ImxMuSide:
+        """Side ``a`` or ``b`` of the unit."""
         return self.a if which == "a" else self.b

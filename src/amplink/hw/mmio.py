@@ -35,5 +35,6 @@ class MmioError(AmplinkError):
 
 
 def pulse(wire: IrqWire | None) -> None:
+    """Raise an interrupt on ``wire`` if the device model has one."""
     if wire is not None:
         wire.pulse()

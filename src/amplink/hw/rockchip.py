@@ -41,18 +41,22 @@ _DIR_BASE = (0x00, 0x28)
 
 
 def A2B_CMD(x: int) -> int:
+    """Offset of the A-to-B command register of channel ``x``."""
     return 0x08 + 8 * x
 
 
 def A2B_DAT(x: int) -> int:
+    """Offset of the A-to-B data register of channel ``x``."""
     return 0x0C + 8 * x
 
 
 def B2A_CMD(x: int) -> int:
+    """Offset of the B-to-A command register of channel ``x``."""
     return 0x30 + 8 * x
 
 
 def B2A_DAT(x: int) -> int:
+    """Offset of the B-to-A data register of channel ``x``."""
     return 0x34 + 8 * x
 
 
@@ -99,6 +103,7 @@ class RockchipMailbox:
         raise MmioError(self.name, offset, "")
 
     def status(self, d: int) -> int:
+        """The status word of direction ``d`` (pending channels)."""
         w = self._w
         b = d * DIR_WORDS
         return sum(1 << x for x in range(NUM_CHANS) if w[b + _SEQ + x] != w[b + _ACK + x])
@@ -114,12 +119,14 @@ class RockchipMailbox:
                 pulse(self.wires[d][x])
 
     def readl(self, offset: int) -> int:
+        """Read the register at ``offset``."""
         d, kind, x = self._decode(offset)
         if kind < 0:
             return self.status(d)
         return self._w[d * DIR_WORDS + kind + (x if kind != _INTEN else 0)]
 
     def writel(self, offset: int, value: int) -> None:
+        """Write the register at ``offset`` (status is write-one-to-clear)."""
         d, kind, x = self._decode(offset)
         w = self._w
         b = d * DIR_WORDS

@@ -28,8 +28,10 @@ def mmio_region(name: str) -> SharedRegion:
 
 
 def mu_words(mmio: SharedRegion) -> memoryview:
+    """The MU's registers in the MMIO window, as 32-bit words."""
     return mmio.cast(MU_OFFSET, imx_mu.SIZE, "I")
 
 
 def core_control(mmio: SharedRegion, name: str) -> CoreControl:
+    """The core-control block in the MMIO window."""
     return CoreControl(f"{name}-ctrl", mmio.cast(CORE_CTRL_OFFSET, core_ctrl.SIZE, "I"))

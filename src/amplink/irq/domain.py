@@ -205,6 +205,7 @@ class IrqDomain:
         return line
 
     def line(self, irq: int) -> IrqLine:
+        """The line numbered ``irq``; ``EINVAL`` if there is none."""
         if irq == IRQ_NOTCONNECTED:
             raise IrqError(errno.ENOTCONN, f"interrupt {irq:#x} is not connected")
         try:
@@ -214,6 +215,7 @@ class IrqDomain:
 
     @property
     def lines(self) -> list[IrqLine]:
+        """Every line of the domain."""
         return list(self._lines.values())
 
     # -- dispatcher ------------------------------------------------------------------
@@ -561,6 +563,7 @@ class IrqDomain:
             line.masked = True
 
     def unmask_irq(self, irq: int) -> None:
+        """Unmask line ``irq`` at the controller (after a ONESHOT thread ran)."""
         line = self.line(irq)
         with line.lock:
             line.masked = False

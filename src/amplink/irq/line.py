@@ -43,6 +43,7 @@ class IrqWire:
         self.fd = fd
 
     def pulse(self) -> None:
+        """Signal the line (one eventfd write)."""
         os.eventfd_write(self.fd, 1)
 
 
@@ -103,6 +104,7 @@ class IrqLine:
 
     @property
     def edge(self) -> bool:
+        """True for an edge-triggered line."""
         return is_edge(self.trigger)
 
     @property
@@ -122,9 +124,11 @@ class IrqLine:
 
     @property
     def enabled(self) -> bool:
+        """False while the line is disabled (``disable_irq`` depth above zero)."""
         return self.depth == 0 and not self.masked
 
     def close(self) -> None:
+        """Close the line's eventfd if the line owns it. Idempotent."""
         if self.owns_fd and self.fd >= 0:
             os.close(self.fd)
         self.fd = -1

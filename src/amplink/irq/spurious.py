@@ -51,6 +51,7 @@ class SpuriousState:
         self.reset()
 
     def reset(self) -> None:
+        """Start counting afresh (a new handler was installed)."""
         self.irq_count = 0
         self.unhandled = 0
         self.last_unhandled = 0.0

@@ -24,6 +24,7 @@ class Mapping:
     name: str = ""
 
     def contains(self, da: int, length: int) -> bool:
+        """True if ``[da, da + length)`` lies inside this mapping."""
         return self.da <= da and da + length <= self.da + self.size
 
 
@@ -43,6 +44,7 @@ class AddressMap:
         return cls([Mapping(0, size, 0, name)])
 
     def add(self, m: Mapping) -> None:
+        """Add a mapping; ``ValueError`` if it is empty, negative, or overlaps another."""
         if m.size <= 0 or m.da < 0 or m.offset < 0:
             raise ValueError(f"invalid mapping {m}")
         for other in self._maps:

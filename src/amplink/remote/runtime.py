@@ -178,6 +178,7 @@ class Core:
 
     @property
     def stopping(self) -> bool:
+        """True once :meth:`stop` was called."""
         return self._stopping
 
     def run(self) -> None:
@@ -245,6 +246,7 @@ class Core:
             drain(self._wake_fd)
 
     def close(self) -> None:
+        """Release the trace log handler and the stop eventfd. Idempotent."""
         if self._trace_handler is not None:
             log.removeHandler(self._trace_handler)
             self._trace_handler = None

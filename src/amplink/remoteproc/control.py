@@ -34,10 +34,12 @@ class Sysfs:
 
     @property
     def name(self) -> str:
+        """The processor's name (``name``)."""
         return self._rp.name
 
     @property
     def state(self) -> str:
+        """The state (``state``); write ``start``, ``stop`` or ``detach``."""
         return self._rp.state
 
     @state.setter
@@ -58,6 +60,7 @@ class Sysfs:
 
     @property
     def firmware(self) -> str:
+        """The firmware name (``firmware``); writable while offline."""
         return "unknown" if self._rp.state == ATTACHED else self._rp.firmware
 
     @firmware.setter
@@ -66,6 +69,7 @@ class Sysfs:
 
     @property
     def recovery(self) -> str:
+        """``enabled`` or ``disabled``; write ``recover`` to recover a crashed core now."""
         return "enabled" if self._rp.recovery else "disabled"
 
     @recovery.setter
@@ -85,6 +89,7 @@ class Sysfs:
 
     @property
     def coredump(self) -> str:
+        """The dump mode: ``disabled``, ``enabled`` or ``inline``."""
         return self._rp.coredump_mode
 
     @coredump.setter
@@ -119,8 +124,10 @@ class Debugfs:
 
     @property
     def resource_table(self) -> str:
+        """The loaded resource table, decoded as the kernel prints it."""
         table = self._rp.loaded_table()
         return "No resource table found" if table is None else describe_table(table)
 
     def trace(self, index: int = 0) -> str:
+        """The text in trace buffer ``index`` (``trace<N>``)."""
         return self._rp.trace(index)

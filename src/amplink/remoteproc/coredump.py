@@ -52,6 +52,7 @@ class Coredump:
         return self.data
 
     def save(self, path: str) -> None:
+        """Write the dump, an ELF core file, to ``path``."""
         with open(path, "wb") as f:
             f.write(self.read())
 

@@ -62,6 +62,7 @@ class Segment:
 
     @property
     def filesz(self) -> int:
+        """Bytes of the segment stored in the file (the rest up to memsz is zero)."""
         return len(self.data)
 
 
@@ -85,10 +86,12 @@ class FirmwareImage:
 
     @property
     def machine_name(self) -> str:
+        """The ELF machine as a name (``EM_ARM``, ``EM_X86_64``...)."""
         return _MACHINE_NAMES.get(self.machine, f"machine {self.machine}")
 
     @classmethod
     def from_file(cls, path: str) -> FirmwareImage:
+        """Read and check the ELF file at ``path``."""
         try:
             with open(path, "rb") as f:
                 data = f.read()

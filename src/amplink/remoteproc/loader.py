@@ -74,6 +74,7 @@ class DeviceMemory:
         return bytes(self.region.mem[off : off + size])
 
     def write(self, da: int, data: bytes) -> None:
+        """Write ``data`` at device address ``da`` (bounds-checked)."""
         off = self.amap.translate(da, len(data))
         self.region.mem[off : off + len(data)] = data
 
@@ -123,6 +124,7 @@ class BootedCore:
     core: ProcessCore
 
     def release(self) -> None:
+        """Reset the core and release its memory."""
         self.core.release()
         self.memory.region.close()
 

@@ -56,6 +56,7 @@ CRASH_NAMES = {
 
 
 def crash_name(kind: int) -> str:
+    """The crash type's name, as sysfs shows it (``mmufault``, ``watchdog``, ``fatal error``)."""
     return CRASH_NAMES.get(kind, "unknown")
 
 
@@ -113,6 +114,7 @@ class ProcessCore:
 
     @property
     def pid(self) -> int | None:
+        """The core process's pid while it runs."""
         return self.proc.pid if self.proc is not None else None
 
     def status(self) -> int:
@@ -222,6 +224,7 @@ class ProcessCore:
 
     # -- words from the core ---------------------------------------------------------
     def kick(self, word: int) -> None:
+        """Send ``word`` to the core through the MU (a notify id or a protocol word)."""
         if self.kick_path is not None:
             self.kick_path.kick(word)
 
@@ -346,6 +349,7 @@ def _unwind(undo: list[Callable[[], None]], name: str) -> None:
 
 
 def describe_exit(code: int | None) -> str:
+    """How a process ended, in words (``killed by SIGKILL``, ``exit code 1``)."""
     if code is None:
         return "exit status unknown"
     if code < 0:

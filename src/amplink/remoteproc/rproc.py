@@ -188,6 +188,7 @@ class Rproc:
 
     @property
     def pid(self) -> int | None:
+        """The core process's pid while it runs, else None."""
         return self._platform.pid if self._platform is not None else None
 
     @property

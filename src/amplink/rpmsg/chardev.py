@@ -236,13 +236,16 @@ class RpmsgCharDriver(PerDeviceDriver[RpmsgEptFile]):
 
     @property
     def files(self) -> dict[str, RpmsgEptFile]:
+        """The endpoint files by channel id."""
         return self.instances
 
     def create(self, rpdev: RpmsgDevice) -> RpmsgEptFile:
+        """An endpoint file on the channel's default endpoint."""
         assert rpdev.ept is not None  # the bus made the default endpoint (callback set)
         return RpmsgEptFile(rpdev.ept, rpdev.dst, default=True)
 
     def destroy(self, obj: RpmsgEptFile) -> None:
+        """Close the channel's endpoint file."""
         obj.close()
 
     def wait_file(self, timeout: float = 10.0) -> RpmsgEptFile:

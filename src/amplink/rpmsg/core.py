@@ -115,6 +115,7 @@ class RpmsgLink(ABC):
             ept.release(error)
 
     def dead_error(self) -> RpmsgError:
+        """The ``EPIPE`` error a send on a dead link raises."""
         reason = self.failure.strerror if self.failure is not None else "link closed"
         return RpmsgError(errno.EPIPE, f"rpmsg link {self.name} is down ({reason})")
 
@@ -196,6 +197,7 @@ class Endpoint:
         return self.released is None and self.link.can_send(self.addr)
 
     def get_mtu(self) -> int:
+        """The largest payload one message can carry (``rpmsg_get_mtu``)."""
         self._check_alive()
         return self.link.mtu
 
@@ -387,6 +389,7 @@ class EndpointTable:
         return ept
 
     def remove(self, ept: Endpoint) -> None:
+        """Unbind ``ept`` and free its address."""
         if self._unlist(ept):
             self._link.unbind(ept)
 
@@ -400,9 +403,11 @@ class EndpointTable:
             return True
 
     def get(self, addr: int) -> Endpoint | None:
+        """The endpoint bound at ``addr``, if any."""
         return self._by_addr.get(addr)
 
     def all(self) -> list[Endpoint]:
+        """Every bound endpoint."""
         with self._lock:
             return list(self._by_addr.values())
 
@@ -480,10 +485,12 @@ class RpmsgDevice:
         return ept
 
     def forget(self, ept: Endpoint) -> None:
+        """Stop tracking ``ept`` (it was destroyed)."""
         if ept in self._endpoints:
             self._endpoints.remove(ept)
 
     def endpoints(self) -> list[Endpoint]:
+        """The endpoints created through this channel and not destroyed."""
         return list(self._endpoints)
 
 
@@ -518,13 +525,16 @@ class RpmsgDriver:
         self.callback = callback
 
     def matches(self, rpdev: RpmsgDevice) -> bool:
+        """True if the channel's name is in the driver's id table."""
         return rpdev.name[:RPMSG_NAME_SIZE] in self.id_table
 
     def probe(self, rpdev: RpmsgDevice) -> None:
+        """Bind the driver to a matching channel."""
         if self._probe is not None:
             self._probe(rpdev)
 
     def remove(self, rpdev: RpmsgDevice) -> None:
+        """Unbind the driver from a channel that goes away."""
         if self._remove is not None:
             self._remove(rpdev)
 
@@ -538,10 +548,12 @@ class RpmsgBus:
         self._cond = threading.Condition(threading.RLock())
 
     def devices(self, name: str | None = None) -> list[RpmsgDevice]:
+        """The channels on the bus (those named ``name`` if given)."""
         with self._cond:
             return [d for d in self._devices if name is None or d.name == name]
 
     def register_driver(self, drv: RpmsgDriver) -> None:
+        """Add a driver and probe it on every matching channel."""
         with self._cond:
             self._drivers.append(drv)
             for rpdev in self._devices:
@@ -549,6 +561,7 @@ class RpmsgBus:
                     self._probe(drv, rpdev)
 
     def unregister_driver(self, drv: RpmsgDriver) -> None:
+        """Remove a driver, unbinding it from its channels."""
         with self._cond:
             if drv in self._drivers:
                 self._drivers.remove(drv)

@@ -164,5 +164,6 @@ class EdgeFifos:
         full_fence()
 
     def peer_polling(self) -> bool:
+        """True while the peer polls its FIFO (a kick would be wasted)."""
         full_fence()
         return bool(self._words[self._peer_polling])

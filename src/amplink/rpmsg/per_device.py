@@ -24,18 +24,22 @@ class PerDeviceDriver(RpmsgDriver, Generic[T]):
         self._changed = threading.Condition()
 
     def create(self, rpdev: RpmsgDevice) -> T:
+        """Make the object for one channel (subclasses say how)."""
         raise NotImplementedError
 
     def destroy(self, obj: T) -> None:
+        """Release the object of a channel that went away."""
         raise NotImplementedError
 
     def probe(self, rpdev: RpmsgDevice) -> None:
+        """Make the channel's object and keep it in :attr:`instances`."""
         obj = self.create(rpdev)
         with self._changed:
             self.instances[rpdev.id] = obj
             self._changed.notify_all()
 
     def remove(self, rpdev: RpmsgDevice) -> None:
+        """Forget the channel's object and destroy it."""
         with self._changed:
             obj = self.instances.pop(rpdev.id, None)
         if obj is not None:

@@ -134,14 +134,17 @@ class RpmsgTtyDriver(PerDeviceDriver[RpmsgTty]):
 
     @property
     def ttys(self) -> dict[str, RpmsgTty]:
+        """The ptys by channel id."""
         return self.instances
 
     def create(self, rpdev: RpmsgDevice) -> RpmsgTty:
+        """A pty for a new ``rpmsg-tty`` channel."""
         t = RpmsgTty(rpdev)
         log.info("%s: %s is %s", rpdev.id, RPMSG_TTY_SERVICE, t.path)
         return t
 
     def destroy(self, obj: RpmsgTty) -> None:
+        """Close the pty of a channel that went away."""
         obj.close()
 
     def wait_tty(self, timeout: float = 10.0) -> RpmsgTty:

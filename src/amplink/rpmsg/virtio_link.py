@@ -96,6 +96,7 @@ class RpmsgBuffers:
         return out[0], out[1]
 
     def pool_bytes(self, rx_num: int, tx_num: int) -> int:
+        """Bytes of shared memory the buffer pool needs for vrings of these sizes."""
         n_rx, n_tx = self.counts(rx_num, tx_num)
         return n_rx * self.rx_size + n_tx * self.tx_size
 

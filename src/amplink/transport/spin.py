@@ -59,7 +59,9 @@ class AdaptiveSpin:
         *,
         enabled: bool | None = None,
         probe_every: int = 64,
+        clock: Callable[[], int] = time.perf_counter_ns,
     ) -> None:
+        """``clock`` (ns) is only replaced by tests that play with time."""
         if enabled is None:
             enabled = spin_worthwhile()
         self.enabled = enabled and max_spin_ns > 0
@@ -69,6 +71,7 @@ class AdaptiveSpin:
         self._since_probe = 0
         self._window_hits = 0
         self._window_total = 0
+        self._clock = clock
         self._missed_at = 0  # when the last miss ended, until it is counted or forgiven
         self.hits = 0
         self.misses = 0
@@ -88,7 +91,7 @@ class AdaptiveSpin:
             self._since_probe = 0
             budget = self.max_spin_ns
             probing = True
-        now = time.perf_counter_ns
+        now = self._clock
         deadline = now() + budget
         hit = False
         while not hit:
@@ -114,7 +117,7 @@ class AdaptiveSpin:
 
     def _count_miss(self) -> None:
         """Count the last miss, unless the wait that followed it was an idle one."""
-        if time.perf_counter_ns() - self._missed_at < IDLE_NS:
+        if self._clock() - self._missed_at < IDLE_NS:
             self._account(False)
         self._missed_at = 0
 

@@ -37,6 +37,7 @@ class VdevConfig:
 
     @property
     def status(self) -> int:
+        """The vdev status byte (ACKNOWLEDGE, DRIVER, DRIVER_OK...)."""
         return int(self._mem[rt.VDEV_STATUS_OFF])
 
     @status.setter
@@ -45,14 +46,17 @@ class VdevConfig:
 
     @property
     def driver_ok(self) -> bool:
+        """True once the driver set DRIVER_OK."""
         return bool(self.status & VIRTIO_CONFIG_S_DRIVER_OK)
 
     @property
     def dfeatures(self) -> int:
+        """The features the device offers."""
         return self._u32(rt.VDEV_DFEATURES_OFF)
 
     @property
     def gfeatures(self) -> int:
+        """The features the driver accepted."""
         return self._u32(rt.VDEV_GFEATURES_OFF)
 
     @gfeatures.setter
@@ -73,9 +77,11 @@ class VdevConfig:
         return rt.VDEV_VRINGS_OFF + rt.VRING.size * index + field_off
 
     def vring_da(self, index: int) -> int:
+        """The device address of vring ``index``."""
         return self._u32(self._vring_field(index, rt.VRING_DA_OFF))
 
     def vring_notifyid(self, index: int) -> int:
+        """The notify id of vring ``index``."""
         return self._u32(self._vring_field(index, rt.VRING_NOTIFYID_OFF))
 
     def set_vring(self, index: int, da: int, notifyid: int) -> None:

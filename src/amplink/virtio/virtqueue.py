@@ -41,8 +41,11 @@ _FREE = -1
 class Window(Protocol):
     """Memory a vring lives in: typed views at byte offsets (e.g. a SharedRegion)."""
 
-    def view(self, offset: int, length: int) -> memoryview: ...
-    def cast(self, offset: int, length: int, fmt: Literal["H", "I", "Q"]) -> memoryview: ...
+    def view(self, offset: int, length: int) -> memoryview:
+        """Bytes ``[offset, offset + length)`` of the window."""
+
+    def cast(self, offset: int, length: int, fmt: Literal["H", "I", "Q"]) -> memoryview:
+        """The same bytes as 16-, 32- or 64-bit words."""
 
 
 class _Vring:
@@ -92,6 +95,7 @@ class VirtqueueDriver(_Vring):
 
     @property
     def num_free(self) -> int:
+        """Descriptors not in use."""
         return len(self._free)
 
     def add(self, addr: int, length: int, writable: bool, token: int) -> None:
@@ -121,6 +125,7 @@ class VirtqueueDriver(_Vring):
         return not self._used_h[0] & VRING_USED_F_NO_NOTIFY
 
     def has_used(self) -> bool:
+        """True if the device returned a buffer not yet taken."""
         return self._used_h[1] != self._last_used
 
     def get(self) -> tuple[int, int] | None:
@@ -195,6 +200,7 @@ class VirtqueueDevice(_Vring):
         self._used_idx = 0
 
     def has_avail(self) -> bool:
+        """True if the driver made a buffer available not yet taken."""
         return self._avail[1] != self._last_avail
 
     def get(self) -> tuple[int, int, int] | None:

@@ -107,6 +107,7 @@ NAME_MAX = 32  # with its NUL, as rpmsg channel names
 
 
 def pad8(n: int) -> int:
+    """``n`` rounded up to a multiple of 8 (GLINK pads every command)."""
     return (n + 7) & ~7
 
 
@@ -117,6 +118,7 @@ def command(cmd: int, param1: int = 0, param2: int = 0, body: bytes = b"") -> by
 
 
 def open_command(lcid: int, name: str) -> bytes:
+    """An OPEN command for channel ``lcid`` named ``name`` (padded)."""
     encoded = name.encode() + b"\0"
     if len(encoded) > NAME_MAX:
         raise ValueError(f"GLINK channel name {name!r} is longer than {NAME_MAX - 1} bytes")
@@ -130,6 +132,7 @@ def intent_command(lcid: int, intents: list[tuple[int, int]]) -> bytes:
 
 
 def data_header(cmd: int, lcid: int, iid: int, chunk: int, left: int) -> bytes:
+    """The 16-byte header of a TX_DATA or TX_DATA_CONT command."""
     return DATA_HDR.pack(cmd, lcid, iid, chunk, left)
 
 
@@ -174,6 +177,7 @@ class GlinkEdgeSpec:
         return EDGE_HEADER_SIZE + 2 * self.fifo_size
 
     def entry(self) -> rt.OpaqueEntry:
+        """This edge as a vendor resource-table entry."""
         return rt.OpaqueEntry(
             RSC_AMPLINK_GLINK,
             EDGE_BODY.pack(EDGE_VERSION, self.da, self.fifo_size, self.max_message),
@@ -181,6 +185,7 @@ class GlinkEdgeSpec:
 
     @classmethod
     def from_entry(cls, entry: rt.OpaqueEntry) -> GlinkEdgeSpec:
+        """Decode and check a vendor entry of type 129."""
         if len(entry.data) < EDGE_BODY.size:
             raise ResourceTableError(
                 "truncated", f"GLINK edge entry: {len(entry.data)} of {EDGE_BODY.size} bytes"

@@ -67,6 +67,7 @@ class Features:
 
     @classmethod
     def from_entry(cls, entry: rt.OpaqueEntry) -> Features:
+        """Decode and check amplink's features entry."""
         if len(entry.data) < FEATURES_BODY.size:
             raise ResourceTableError(
                 "truncated", f"amplink features entry: {len(entry.data)} of 16 bytes"

@@ -16,6 +16,7 @@ PY_HEADER = struct.Struct("<16sII")
 
 
 def encode_program(source: str) -> bytes:
+    """A Python program as loaded at the entry point: a header, then the UTF-8 source."""
     program = source.encode()
     return PY_HEADER.pack(PY_MAGIC, len(program), 0) + program
 
@@ -31,6 +32,7 @@ def program_length(header: bytes | memoryview) -> int:
 
 
 def decode_source(body: bytes | memoryview) -> str:
+    """The source text of a program body; ``EINVAL`` if it is not UTF-8."""
     try:
         return bytes(body).decode()
     except UnicodeDecodeError as exc:

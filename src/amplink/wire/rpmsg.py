@@ -32,6 +32,7 @@ class RpmsgHeader:
     reserved: int = 0
 
     def pack(self) -> bytes:
+        """The 16-byte header in wire order."""
         return RPMSG_HDR.pack(self.src, self.dst, self.reserved, self.length, self.flags)
 
     @classmethod
@@ -84,9 +85,11 @@ class NsMessage:
 
     @property
     def destroy(self) -> bool:
+        """True for a destroy announcement (flags = RPMSG_NS_DESTROY)."""
         return bool(self.flags & RPMSG_NS_DESTROY)
 
     def pack(self) -> bytes:
+        """The 40-byte name-service message."""
         return RPMSG_NS_MSG.pack(encode_name(self.name), self.addr, self.flags)
 
     @classmethod

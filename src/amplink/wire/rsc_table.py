@@ -119,6 +119,7 @@ class Trace:
     TYPE = RSC_TRACE
 
     def body(self) -> bytes:
+        """The entry's body in wire order."""
         return TRACE_BODY.pack(self.da, self.len, 0, _encode_rsc_name(self.name, "trace"))
 
 
@@ -133,6 +134,7 @@ class Vring:
     pa: int = 0
 
     def pack(self) -> bytes:
+        """The 20-byte vring descriptor of a vdev entry."""
         return VRING.pack(self.da, self.align, self.num, self.notifyid, self.pa)
 
 
@@ -152,6 +154,7 @@ class Vdev:
     TYPE = RSC_VDEV
 
     def body(self) -> bytes:
+        """The entry's body in wire order (with its vrings and config space)."""
         if len(self.vrings) > RVDEV_NUM_VRINGS:
             raise _fail("vrings", f"a vdev has at most {RVDEV_NUM_VRINGS} vrings")
         head = VDEV_BODY.pack(
@@ -186,9 +189,11 @@ class OpaqueEntry:
 
     @property
     def vendor(self) -> bool:
+        """True for a vendor-specific type (128..512)."""
         return RSC_VENDOR_START <= self.type <= RSC_VENDOR_END
 
     def body(self) -> bytes:
+        """The entry's body, as read."""
         return self.data
 
 
@@ -217,12 +222,15 @@ class ResourceTable:
         return bytes(out)
 
     def vdevs(self) -> list[Vdev]:
+        """The vdev entries, in table order."""
         return [e for e in self.entries if isinstance(e, Vdev)]
 
     def traces(self) -> list[Trace]:
+        """The trace entries, in table order."""
         return [e for e in self.entries if isinstance(e, Trace)]
 
     def carveouts(self) -> list[Carveout]:
+        """The carveout entries, in table order."""
         return [e for e in self.entries if isinstance(e, Carveout)]
 
 

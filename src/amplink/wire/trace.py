@@ -27,6 +27,7 @@ class TraceWriter:
             mem[0] = 0
 
     def write(self, text: str) -> None:
+        """Append ``text``, wrapping around the buffer (NUL bytes become ``?``)."""
         data = text.encode(errors="replace").replace(b"\0", b"?")
         room = len(self._mem) - 1 - self._pos
         if room <= 0:

@@ -39,10 +39,12 @@ class VringLayout:
 
     @property
     def desc(self) -> int:
+        """Offset of the descriptor table."""
         return 0
 
     @property
     def avail(self) -> int:
+        """Offset of the available ring."""
         return VRING_DESC_SIZE * self.num
 
     @property
@@ -52,6 +54,7 @@ class VringLayout:
 
     @property
     def used(self) -> int:
+        """Offset of the used ring (aligned)."""
         return align_up(self.avail + 2 * (3 + self.num), self.align)
 
     @property
