@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import difflib
 import errno
-import os
 import itertools
+import os
 import re
 import tomllib
 from collections.abc import Callable, Mapping
