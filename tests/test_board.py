@@ -1,10 +1,14 @@
 """Board descriptions: parsing with errors that name the key, and the running board."""
 
 import errno
+import sys
 import threading
+from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
+from amplink import demo
 from amplink.board import Board, BoardError, load_board, parse_board
 from amplink.errors import AmplinkError
 from amplink.firmware.demo import ECHO_SERVICE, RAW_SERVICE, SERVICES
@@ -171,3 +175,42 @@ def test_auto_boot_false_leaves_a_core_offline():
         assert board.status()[0].channels == ()
         board.core("m4").start()
         board.wait_channels("m4", (RAW_SERVICE,))
+
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+def test_examples_default_board_is_the_built_in_one():
+    example = load_board(EXAMPLES / "default.toml")
+    assert replace(example, source="") == replace(load_board(), source="")
+
+
+def test_four_core_example_runs_the_demo(capsys):
+    spec = load_board(EXAMPLES / "four-cores.toml")
+    assert [(c.name, c.personality, c.rpmsg, c.delivery) for c in spec.cores] == [
+        ("m7", "imx", "virtio", "thread"),
+        ("m4", "imx", "virtio", "workqueue"),
+        ("r5f", "k3", "virtio", "thread"),
+        ("dsp", "k3", "glink", "thread"),
+    ]
+    before = snapshot()
+    result = demo.run(spec)
+    assert [r.messages for r in result.cores] == [496, 496, 496, 503]
+    shown = {r.name: (r.shown, r.final) for r in result.cores}
+    assert shown["r5f"] == ("stop: graceful shutdown", "offline")
+    assert shown["m7"] == ("crash, recovered", "running")
+    assert snapshot() == before
+
+
+def test_sensor_firmware_example():
+    sys.path.insert(0, str(EXAMPLES))
+    try:
+        import sensor_fw  # noqa: PLC0415
+        import sensor_host  # noqa: PLC0415
+    finally:
+        sys.path.remove(str(EXAMPLES))
+    samples = sensor_host.main()
+    assert [seq for seq, _ in samples] == [1, 2, 3, 4, 5, 6]  # one read, then a stream of 5
+    assert [sensor_fw.SAMPLE.pack(*s) for s in samples] == [
+        sensor_fw.sample(i) for i in range(1, 7)
+    ]

@@ -1,0 +1,52 @@
+"""The user guide's examples run as written and print what the guide says.
+
+Every ``python`` or ``toml`` block whose first line is ``# <file>`` is written to a
+folder under that name; every ``python`` block followed directly by a ``text`` block is
+run there, and its output must be that text.
+"""
+
+import itertools
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+GUIDE = Path(__file__).parent.parent / "docs" / "guide.md"
+BLOCK = re.compile(r"```(\w+)\n(.*?)```", re.S)
+
+
+def blocks() -> list[tuple[str, str]]:
+    return BLOCK.findall(GUIDE.read_text())
+
+
+def runnable() -> list[tuple[str, str]]:
+    found = blocks()
+    return [
+        (body.split("\n", 1)[0][2:].split(":")[0], expected)
+        for (lang, body), (next_lang, expected) in itertools.pairwise(found)
+        if lang == "python" and next_lang == "text"
+    ]
+
+
+def test_the_guide_has_runnable_examples():
+    assert [name for name, _ in runnable()] == ["twin_host.py", "upper_host.py"]
+
+
+@pytest.mark.parametrize(("script", "expected"), runnable())
+def test_guide_example_runs(tmp_path, script, expected):
+    for lang, body in blocks():
+        first = body.split("\n", 1)[0]
+        if lang in ("python", "toml") and first.startswith("# "):
+            (tmp_path / first[2:].split(":")[0].strip()).write_text(body)
+    proc = subprocess.run(
+        [sys.executable, script],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == expected
