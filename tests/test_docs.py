@@ -7,11 +7,11 @@ run there, and its output must be that text.
 
 import itertools
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from test_readme import run_script
 
 GUIDE = Path(__file__).parent.parent / "docs" / "guide.md"
 BLOCK = re.compile(r"```(\w+)\n(.*?)```", re.S)
@@ -40,13 +40,4 @@ def test_guide_example_runs(tmp_path, script, expected):
         first = body.split("\n", 1)[0]
         if lang in ("python", "toml") and first.startswith("# "):
             (tmp_path / first[2:].split(":")[0].strip()).write_text(body)
-    proc = subprocess.run(
-        [sys.executable, script],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stdout == expected
+    assert run_script(tmp_path, script) == expected.strip()

@@ -19,8 +19,10 @@ from pathlib import Path
 import pytest
 
 from amplink import cli, up
-from amplink.board import load_board
+from amplink.board import Board, load_board
 from amplink.control.protocol import request
+from amplink.control.server import ControlServer
+from amplink.errors import AmplinkError
 from resources import snapshot
 
 READY_TIMEOUT = 60.0
@@ -263,3 +265,20 @@ def test_live_view_redraws_in_place(tmp_path):
     frame = out.getvalue().rsplit("\033[4F", 1)[1]  # the header, a rule and two cores
     assert "msgs out" in frame and frame.count("running") == 2 and "\033[K" in frame
     assert snapshot() == before
+
+
+def test_the_socket_must_be_a_socket_in_a_private_folder(tmp_path):
+    board = Board(load_board())
+    try:
+        regular = tmp_path / "notes.txt"
+        regular.write_text("keep me")
+        with pytest.raises(AmplinkError, match="is not a socket"):
+            ControlServer(board, regular)
+        assert regular.read_text() == "keep me"
+        public = tmp_path / "public"
+        public.mkdir(mode=0o755)
+        public.chmod(0o755)
+        with pytest.raises(AmplinkError, match="must belong to you and be private"):
+            ControlServer(board, public / "ctl.sock")
+    finally:
+        board.stop()

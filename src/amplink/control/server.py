@@ -16,6 +16,7 @@ import logging
 import os
 import queue
 import socket
+import stat
 import threading
 from collections.abc import Callable
 from dataclasses import asdict
@@ -100,8 +101,12 @@ class ControlServer:
 
     @staticmethod
     def _bind(path: Path) -> socket.socket:
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        _private_folder(path.parent)
         if path.exists() or path.is_symlink():
+            if not stat.S_ISSOCK(path.lstat().st_mode):
+                raise AmplinkError(
+                    errno.EEXIST, f"{path} exists and is not a socket; choose another --socket"
+                )
             try:
                 request(path, "ping", timeout=2.0)
             except NotRunning:
@@ -315,6 +320,19 @@ class ControlServer:
             with contextlib.suppress(OSError):
                 conn.shutdown(socket.SHUT_RDWR)  # ends the watcher's recv
             watcher.join(5)
+
+
+def _private_folder(folder: Path) -> None:
+    """Make ``folder`` (mode 0700) or check that an existing one is ours and private:
+    anyone who can reach the socket can stop and crash the cores."""
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    st = folder.stat()
+    if st.st_uid != os.getuid() or st.st_mode & 0o077:
+        raise AmplinkError(
+            errno.EPERM,
+            f"{folder} must belong to you and be private (mode 0700) to hold the control "
+            "socket; fix it or choose another --socket",
+        )
 
 
 def _hangup_watch(conn: socket.socket, q: queue.SimpleQueue[Event]) -> None:
