@@ -139,6 +139,10 @@ def test_lifecycle_commands(board_up, capsys):
     assert u.cli("stop", "nosuch") == 1
     assert "has no core 'nosuch' (cores: m4, r5f)" in capsys.readouterr().err
 
+    code, out = u.stop()  # on a pipe, up reported the changes it saw, one line each
+    assert code == 0
+    assert re.search(r"^m4: .*crash #[12]: crash requested through debugfs", out, re.M), out
+
 
 def test_tty_trace_and_listen(board_up, capsys):
     u = board_up

@@ -57,11 +57,7 @@ def _cmd_board_check(args: argparse.Namespace) -> int:
     spec = _board(args)
     print(f"{spec.source}: board {spec.name}, {len(spec.cores)} cores, valid")
     for c in spec.cores:
-        print(
-            f"  {c.name}: {c.personality}, {c.mailbox.model} {c.mailbox.name} tx {c.tx} rx {c.rx}, "
-            f"rpmsg over {c.rpmsg}, firmware {c.firmware}"
-            + ("" if c.auto_boot else ", not booted automatically")
-        )
+        print(f"  {c.describe()}")
     return 0
 
 

@@ -71,11 +71,7 @@ def run(spec: BoardSpec, out: TextIO | None = None) -> DemoResult:
     ui = Steps(out if out is not None else sys.stdout)
     ui.say(f"board {spec.name}: {spec.description or spec.source}")
     for c in spec.cores:
-        ui.say(
-            f"  {c.name:<8} {c.personality} personality, {c.mailbox.model} {c.mailbox.name} "
-            f"(tx {c.tx}, rx {c.rx}, irq {c.mailbox.host_irq}), rpmsg over {c.rpmsg}, "
-            f"firmware {c.firmware}"
-        )
+        ui.say(f"  {c.describe()}")
     ui.say()
     result = DemoResult(spec.name, [CoreResult(c.name, c.personality) for c in spec.cores])
     board = Board(spec)
@@ -140,7 +136,7 @@ def _run(board: Board, ui: Steps, result: DemoResult) -> None:
                 st.result = f"{r.messages} messages, rtt p50 {r.rtt_p50_us:.1f} us"
     console = next((n for n in board.cores if board.tty(n) is not None), None)
     if console is not None:
-        with ui.step(f"console on {name_tty(board, console)}: type {CONSOLE_COMMAND!r}") as st:
+        with ui.step(f"console on {_tty_label(board, console)}: type {CONSOLE_COMMAND!r}") as st:
             result.console = _console(board, console)
             st.result = f"answered {result.console!r}"
     raw = next((n for n in board.cores if RAW_SERVICE in board.channels(n)), None)
@@ -161,7 +157,7 @@ def _run(board: Board, ui: Steps, result: DemoResult) -> None:
             results[graceful].shown = f"stop: {rp.last_stop}"
 
 
-def name_tty(board: Board, name: str) -> str:
+def _tty_label(board: Board, name: str) -> str:
     """``core (pty path)`` for messages."""
     t = board.tty(name)
     return f"{name} ({t.path})" if t is not None else name

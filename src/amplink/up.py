@@ -105,23 +105,32 @@ def run(
 
 
 def _watch(board: Board, ui: Steps, live: bool, stop: threading.Event) -> None:
-    last = board.status()
     if live:
-        drawn = 0
-        while True:
-            text = status_table(board.status())
-            up = f"\033[{drawn}F" if drawn else ""
-            ui.out.write(up + "".join(f"\033[K{line}\n" for line in text.split("\n")))
-            ui.out.flush()
-            drawn = text.count("\n") + 1
-            if stop.wait(REFRESH):
-                return
+        _redraw(board, ui, stop)
+        return
+    last = board.status()
     ui.say(status_table(last))
-    while not stop.wait(REFRESH):
+    while True:
+        stopping = stop.wait(REFRESH)
         now = board.status()
-        for line in changes(last, now):
+        for line in changes(last, now):  # a last look after the stop: nothing goes unsaid
             ui.say(line)
         last = now
+        if stopping:
+            return
+
+
+def _redraw(board: Board, ui: Steps, stop: threading.Event) -> None:
+    """Draw the table over the previous frame until ``stop``."""
+    drawn = 0
+    while True:
+        text = status_table(board.status())
+        up = f"\033[{drawn}F" if drawn else ""
+        ui.out.write(up + "".join(f"\033[K{line}\n" for line in text.split("\n")))
+        ui.out.flush()
+        drawn = text.count("\n") + 1
+        if stop.wait(REFRESH):
+            return
 
 
 def _stop_on_signals() -> threading.Event:

@@ -92,6 +92,15 @@ class CoreSpec:
     coredump: str = coredump.DISABLED
     cpu: int | None = None
 
+    def describe(self) -> str:
+        """One line: personality, mailbox wiring, backend and firmware."""
+        mb = self.mailbox
+        return (
+            f"{self.name}: {self.personality}, {mb.model} {mb.name} tx {self.tx} rx {self.rx} "
+            f"irq {mb.host_irq}, rpmsg over {self.rpmsg}, firmware {self.firmware}"
+            + ("" if self.auto_boot else ", not booted automatically")
+        )
+
     def wiring(self) -> MuWiring:
         """The MU wiring of this core's kick path."""
         mb = self.mailbox
@@ -115,7 +124,11 @@ class BoardSpec:
         for c in self.cores:
             if c.name == name:
                 return c
-        raise AmplinkError(
+        raise self.unknown_core(name)
+
+    def unknown_core(self, name: str) -> AmplinkError:
+        """The ``ENODEV`` error for a core the board does not have, listing those it has."""
+        return AmplinkError(
             errno.ENODEV,
             f"board {self.name} has no core {name!r} (cores: {', '.join(self.names())})",
         )

@@ -91,8 +91,7 @@ class Board:
         """The remote processor called ``name``; ``ENODEV`` naming the cores there are."""
         rp = self.cores.get(name)
         if rp is None:
-            self.spec.core(name)  # raises, listing the cores
-            raise AssertionError(name)
+            raise self.spec.unknown_core(name)
         return rp
 
     def start(self, step: StepFactory | None = None) -> None:

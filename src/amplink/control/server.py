@@ -95,6 +95,7 @@ class ControlServer:
         self._conns_lock = threading.Lock()
         self._threads: list[threading.Thread] = []
         self._closing = False
+        self._handlers = self._make_handlers()
         self._sock = self._bind(path)
         self._accepter = threading.Thread(target=self._accept, name="amplink-control", daemon=True)
         self._accepter.start()
@@ -157,7 +158,7 @@ class ControlServer:
                 if cmd == "listen":
                     self._listen(conn, req)
                     return
-                handler = self._handlers().get(cmd)
+                handler = self._handlers.get(cmd)
                 if handler is None:
                     raise AmplinkError(errno.EINVAL, f"unknown command {cmd!r}")
                 conn.sendall(encode({"ok": True, "result": handler(req)}))
@@ -194,7 +195,7 @@ class ControlServer:
             self.path.unlink()
 
     # -- requests --------------------------------------------------------------------
-    def _handlers(self) -> dict[str, Callable[[dict[str, Any]], Any]]:
+    def _make_handlers(self) -> dict[str, Callable[[dict[str, Any]], Any]]:
         return {
             "ping": lambda req: "pong",
             "status": self._status,

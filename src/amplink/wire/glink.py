@@ -186,11 +186,7 @@ class GlinkEdgeSpec:
     @classmethod
     def from_entry(cls, entry: rt.OpaqueEntry) -> GlinkEdgeSpec:
         """Decode and check a vendor entry of type 129."""
-        if len(entry.data) < EDGE_BODY.size:
-            raise ResourceTableError(
-                "truncated", f"GLINK edge entry: {len(entry.data)} of {EDGE_BODY.size} bytes"
-            )
-        version, da, fifo_size, max_message = EDGE_BODY.unpack_from(entry.data)
+        version, da, fifo_size, max_message = entry.unpack(EDGE_BODY, "GLINK edge entry")
         if version != EDGE_VERSION:
             raise ResourceTableError(
                 "version",

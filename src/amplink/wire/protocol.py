@@ -68,11 +68,7 @@ class Features:
     @classmethod
     def from_entry(cls, entry: rt.OpaqueEntry) -> Features:
         """Decode and check amplink's features entry."""
-        if len(entry.data) < FEATURES_BODY.size:
-            raise ResourceTableError(
-                "truncated", f"amplink features entry: {len(entry.data)} of 16 bytes"
-            )
-        version, bits, watchdog_ms, reserved = FEATURES_BODY.unpack_from(entry.data)
+        version, bits, watchdog_ms, reserved = entry.unpack(FEATURES_BODY, "amplink features entry")
         if version != FEATURES_VERSION or reserved:
             raise ResourceTableError(
                 "version",

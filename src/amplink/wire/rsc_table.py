@@ -196,6 +196,14 @@ class OpaqueEntry:
         """The entry's body, as read."""
         return self.data
 
+    def unpack(self, layout: struct.Struct, what: str) -> tuple[int, ...]:
+        """The body decoded with ``layout``; ``truncated`` if it is shorter."""
+        if len(self.data) < layout.size:
+            raise ResourceTableError(
+                "truncated", f"{what}: {len(self.data)} of {layout.size} bytes"
+            )
+        return layout.unpack_from(self.data)
+
 
 Entry = Carveout | Devmem | Trace | Vdev | OpaqueEntry
 
