@@ -72,7 +72,7 @@ def make_loop(
     off = amap.translate(layout.table_da, layout.table_len)
     parsed = rsc_table.parse(region.mem[off : off + layout.table_len])
     remote_vdev = VdevConfig(region, off, parsed.vdevs()[0])
-    remote = VirtioRpmsgRemote(
+    remote = VirtioRpmsgRemote.over_vdev(
         "remote",
         region,
         amap,

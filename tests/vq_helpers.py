@@ -26,7 +26,7 @@ def make_pair(num: int = 8, align: int = 16, writable: bool = True) -> Pair:
     pool = (layout.size + 63) // 64 * 64
     region = SharedRegion.create(pool + num * BUF)
     amap = AddressMap.identity(region.size)
-    drv = VirtqueueDriver(region, 0, layout, "test-drv")
+    drv = VirtqueueDriver(region, layout.at(0), "test-drv")
     drv.reset_ring()
-    dev = VirtqueueDevice(region, 0, layout, "test-dev", amap.translate, writable=writable)
+    dev = VirtqueueDevice(region, layout.at(0), "test-dev", amap.translate, writable=writable)
     return Pair(region, drv, dev, layout, pool)

@@ -172,6 +172,21 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_serve_linux(args: argparse.Namespace) -> int:
+    from amplink.remote.vhost import serve_linux  # noqa: PLC0415 (only this command needs it)
+
+    def listening(path: str) -> None:
+        print(
+            f"serving {args.firmware} on {path}: boot a Linux guest with "
+            f"virtio_uml.device={path}:7 (Ctrl-C stops)",
+            flush=True,
+        )
+
+    return serve_linux(
+        args.firmware, args.socket, once=args.once, spin=not args.no_spin, on_listening=listening
+    )
+
+
 def _cmd_fw_inspect(args: argparse.Namespace) -> int:
     print(describe_image(FirmwareImage.from_file(args.file)))
     return 0
@@ -249,6 +264,19 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--no-pin", action="store_true", help="do not pin processes to CPUs")
     b.add_argument("--json", action="store_true", help="print one JSON object")
     b.set_defaults(func=_cmd_bench)
+    sl = sub.add_parser(
+        "serve-linux",
+        help="run a firmware as the virtio-rpmsg device of a Linux guest (vhost-user)",
+        description="Serve FIRMWARE as a virtio-rpmsg device over vhost-user on SOCKET, so "
+        "that a real Linux kernel (User-Mode Linux with virtio_uml.device=SOCKET:7, or QEMU) "
+        "runs its rpmsg stack against it: the firmware's channels appear in the guest as "
+        "/dev/rpmsgN and /dev/ttyRPMSGN. Guests may come and go; Ctrl-C stops.",
+    )
+    sl.add_argument("firmware", help="an ELF image (amplink fw pack), a .py file or a module")
+    sl.add_argument("--socket", required=True, help="the vhost-user socket to listen on")
+    sl.add_argument("--once", action="store_true", help="exit when the first guest leaves")
+    sl.add_argument("--no-spin", action="store_true", help="never busy-poll the guest's rings")
+    sl.set_defaults(func=_cmd_serve_linux)
     fw = sub.add_parser("fw", help="firmware images: inspect any ELF, pack a Python program")
     fw_sub = fw.add_subparsers(dest="fw_command", required=True)
     i = fw_sub.add_parser("inspect", help="ELF header, segments, sections and resource table")

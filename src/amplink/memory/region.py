@@ -21,14 +21,17 @@ PAGE_SIZE = mmap.PAGESIZE
 
 
 class SharedRegion:
-    """A memfd-backed mapping of ``size`` bytes, readable and writable."""
+    """A mapping of ``size`` bytes of a file (a memfd here, a guest's memory file for
+    vhost-user) from ``offset`` on, readable and writable."""
 
-    def __init__(self, fd: int, size: int, name: str, *, owns_fd: bool = True) -> None:
+    def __init__(
+        self, fd: int, size: int, name: str, *, owns_fd: bool = True, offset: int = 0
+    ) -> None:
         self.fd = fd
         self.size = size
         self.name = name
         self._owns_fd = owns_fd
-        self._mm: mmap.mmap | None = mmap.mmap(fd, size, mmap.MAP_SHARED)
+        self._mm: mmap.mmap | None = mmap.mmap(fd, size, mmap.MAP_SHARED, offset=offset)
         self._views: list[memoryview] = []
         self.mem = self.view(0, size)
 

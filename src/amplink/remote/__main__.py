@@ -185,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
             ids = (vdev.vring_notifyid(0), vdev.vring_notifyid(1))
             notifyids.clear()
             notifyids.update(ids)
-            return VirtioRpmsgRemote(
+            return VirtioRpmsgRemote.over_vdev(
                 f"{args.name}.vdev0", region, amap, vdev, lambda i: kick(ids[i]), spin=spin
             )
 
@@ -195,16 +195,21 @@ def main(argv: list[str] | None = None) -> int:
             log.error("the host did not set DRIVER_OK within %ss", args.boot_timeout)
             return EXIT_NO_DRIVER_OK
         assert path.controller is not None
+
+        def relink() -> tuple[PolledLink, list[int]] | None:
+            new = make_link(None)
+            return None if new is None else (new, [wake_fd])
+
         hw = CoreHardware(
-            control,
-            kick,
-            path.stop_receiving,
-            shutdown_requested,
-            lambda: make_link(None),
-            trace,
-            features.watchdog_ms,
+            relink,
+            control=control,
+            send_word=kick,
+            disable_rx=path.stop_receiving,
+            shutdown_requested=shutdown_requested,
+            trace=trace,
+            watchdog_ms=features.watchdog_ms,
         )
-        core = Core(args.name, link, wake_fd, hw, mailbox=path.controller.dev)
+        core = Core(args.name, link, [wake_fd], hw, mailbox=path.controller.dev)
         try:
             firmware = load_program(read_program(region, amap, args.boot_addr), args.firmware)
             firmware(core)

@@ -20,8 +20,8 @@ import logging
 import os
 import select
 import threading
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 
 from amplink.errors import RpmsgError, WireError
 from amplink.hw.core_ctrl import STATUS_BOOTED, STATUS_HALTED, STATUS_WFI, CoreControl
@@ -36,21 +36,34 @@ from amplink.wire.trace import TraceWriter
 log = logging.getLogger("amplink.firmware")
 
 
+Relinked = tuple[PolledLink, Sequence[int]]
+
+
 @dataclass
 class CoreHardware:
-    """What a core reaches besides rpmsg: its control block, a 32-bit word channel to
-    the host (the kick channel), a way to disable its mailbox receive interrupt, a way
-    to bring rpmsg up again after the host reset the vdev (waits for DRIVER_OK; None
-    if the core is stopped meanwhile), its trace buffer, and the watchdog period it
-    promised (0: none)."""
+    """What a core reaches besides rpmsg.
 
-    control: CoreControl
-    send_word: Callable[[int], None]
-    disable_rx: Callable[[], None]
-    shutdown_requested: threading.Event
-    relink: Callable[[], PolledLink | None]
+    ``relink`` brings rpmsg up again after the host reset the vdev (or a vhost-user
+    front end went away): it waits for the new link and returns it with the fds that
+    signal its notifications (None if the core is stopped meanwhile).  The rest is a
+    remoteproc platform's, and absent when no remoteproc host drives the core (a
+    device served over vhost-user): the control block with its status bits, a 32-bit
+    word channel to the host (the kick channel), a way to disable the mailbox receive
+    interrupt, the host's shutdown request, the trace buffer, and the watchdog period
+    the firmware promised (0: none)."""
+
+    relink: Callable[[], Relinked | None]
+    control: CoreControl | None = None
+    send_word: Callable[[int], None] | None = None
+    disable_rx: Callable[[], None] | None = None
+    shutdown_requested: threading.Event = field(default_factory=threading.Event)
     trace: TraceWriter | None = None
     watchdog_ms: int = 0
+
+    def set_status(self, set_bits: int = 0, clear_bits: int = 0) -> None:
+        """Update the control block's status bits, if there is one."""
+        if self.control is not None:
+            self.control.set_status(set_bits, clear_bits)
 
 
 class _TraceHandler(logging.Handler):
@@ -69,12 +82,13 @@ class Core:
         self,
         name: str,
         link: PolledLink,
-        wake_fd: int,
+        wake_fds: Sequence[int],
         hw: CoreHardware,
         *,
         mailbox: str | None = None,
     ) -> None:
-        """``wake_fd`` is the eventfd the core's mailbox ISR writes on a host kick;
+        """``wake_fds`` are what a host notification makes readable: the eventfd the
+        core's mailbox ISR writes, or a vhost-user front end's kick eventfds;
         ``mailbox`` names the core's mailbox controller, whose channels other than the
         kick channels (index 0 unless the board wires others) firmware may request
         for its own use."""
@@ -83,19 +97,30 @@ class Core:
         self.link = link
         self.hw = hw
         self.log = log
-        self._wake_fd = wake_fd
         self._stop_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
         self._stopping = False
         self._shutdown_hooks: list[Callable[[], None]] = []
         self._announced: dict[int, tuple[str, EndpointCallback | None]] = {}
         self._poller = select.poll()
-        self._poller.register(wake_fd, select.POLLIN)
         self._poller.register(self._stop_fd, select.POLLIN)
+        self._wake_fds: Sequence[int] = ()
+        self._watch(wake_fds)
         self._trace_handler: logging.Handler | None = None
         if hw.trace is not None:
             self._trace_handler = _TraceHandler(hw.trace)
             log.addHandler(self._trace_handler)
-        hw.control.set_status(STATUS_BOOTED, STATUS_WFI | STATUS_HALTED)
+        hw.set_status(STATUS_BOOTED, STATUS_WFI | STATUS_HALTED)
+
+    def _watch(self, wake_fds: Sequence[int]) -> None:
+        for fd in self._wake_fds:
+            self._poller.unregister(fd)
+        for fd in wake_fds:
+            self._poller.register(fd, select.POLLIN)
+        self._wake_fds = wake_fds
+
+    def _drain_wakes(self) -> None:
+        for fd in self._wake_fds:
+            drain(fd)
 
     @property
     def mtu(self) -> int:
@@ -162,13 +187,15 @@ class Core:
 
     def kick_watchdog(self) -> None:
         """Tell the host's watchdog this core is alive (the loop does it by itself)."""
-        self.hw.control.heartbeat()
+        if self.hw.control is not None:
+            self.hw.control.heartbeat()
 
     def report_crash(self, reason: str) -> None:
         """A fatal error: tell the host (``RP_MBOX_CRASH``), halt, and wait for reset."""
         log.error("fatal error, halting: %s", reason)
-        self.hw.control.set_status(STATUS_HALTED)
-        self.hw.send_word(RP_MBOX_CRASH)
+        self.hw.set_status(STATUS_HALTED)
+        if self.hw.send_word is not None:
+            self.hw.send_word(RP_MBOX_CRASH)
         self._wait_for_reset()
 
     def stop(self) -> None:
@@ -201,27 +228,29 @@ class Core:
             if link.failure is not None:
                 return
             if timeout_ms >= 0:
-                hw.control.heartbeat()
+                self.kick_watchdog()
             link.poll_rx()
             link.suppress_rx()
             if spin.spin(link.rx_pending):
                 continue
             if link.unsuppress_rx():
                 continue
-            hw.control.set_status(STATUS_WFI)
+            hw.set_status(STATUS_WFI)
             self._poller.poll(timeout_ms)
-            hw.control.set_status(clear_bits=STATUS_WFI)
-            drain(self._wake_fd)
+            hw.set_status(clear_bits=STATUS_WFI)
+            self._drain_wakes()
 
     def _relink(self) -> PolledLink | None:
         """Wait for a host to bring the vdev up again, then serve the same named
         endpoints, at the same addresses, on the new link and announce them."""
         self.link.fail(RpmsgError(errno.ESHUTDOWN, "the host reset the rpmsg vdev"))
         log.info("the host reset the rpmsg vdev; waiting for it to come back")
-        link = self.hw.relink()
-        if link is None:
+        relinked = self.hw.relink()
+        if relinked is None:
             return None
+        link, wake_fds = relinked
         self.link = link
+        self._watch(wake_fds)
         for addr, (name, callback) in list(self._announced.items()):
             ept = link.endpoints.create(callback, addr, name=name, learn_dst=True)
             announce(link, name, ept.addr, destroy=False)
@@ -234,16 +263,19 @@ class Core:
                 hook()
             except Exception:
                 log.exception("shutdown hook %r failed", hook)
-        self.hw.disable_rx()
+        hw = self.hw
+        if hw.disable_rx is not None:
+            hw.disable_rx()
         # WFI is reported before the ACK: after the ACK this core executes nothing.
-        self.hw.control.set_status(STATUS_WFI | STATUS_HALTED)
-        self.hw.send_word(RP_MBOX_SHUTDOWN_ACK)
+        hw.set_status(STATUS_WFI | STATUS_HALTED)
+        if hw.send_word is not None:
+            hw.send_word(RP_MBOX_SHUTDOWN_ACK)
         self._wait_for_reset()
 
     def _wait_for_reset(self) -> None:
         while not self._stopping:
             self._poller.poll()
-            drain(self._wake_fd)
+            self._drain_wakes()
 
     def close(self) -> None:
         """Release the trace log handler and the stop eventfd. Idempotent."""

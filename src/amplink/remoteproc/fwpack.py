@@ -31,7 +31,7 @@ from amplink.remoteproc.elf_writer import (
     write_elf,
 )
 from amplink.wire import rsc_table as rt
-from amplink.wire.pyprog import PY_MAGIC, encode_program
+from amplink.wire.pyprog import PY_HEADER, PY_MAGIC, decode_source, encode_program, program_length
 from amplink.wire.vring import align_up
 
 TABLE_DA = 0x0
@@ -95,12 +95,31 @@ def program_source(spec: str) -> tuple[str, str]:
         ) from None
 
 
+def _entry_bytes(image: FirmwareImage) -> bytes:
+    """The file bytes of the segment holding the entry point, from the entry on."""
+    if image.machine == EM_NONE:
+        for seg in image.segments:
+            if seg.da <= image.entry < seg.da + seg.filesz:
+                return bytes(seg.data[image.entry - seg.da : seg.filesz])
+    return b""
+
+
 def packed_python(image: FirmwareImage) -> bool:
     """Whether ``image`` carries a packed Python program at its entry point."""
-    if image.machine != EM_NONE:
-        return False
-    for seg in image.segments:
-        if seg.da <= image.entry < seg.da + seg.filesz:
-            start = image.entry - seg.da
-            return seg.data[start : start + len(PY_MAGIC)] == PY_MAGIC
-    return False
+    return _entry_bytes(image)[: len(PY_MAGIC)] == PY_MAGIC
+
+
+def image_program(image: FirmwareImage) -> str:
+    """The source of the packed Python program at ``image``'s entry point
+    (``ENOEXEC`` if there is none)."""
+    data = _entry_bytes(image)
+    if data[: len(PY_MAGIC)] != PY_MAGIC:
+        raise FirmwareError(
+            "entry", f"{image.name} has no packed Python program at its entry point",
+            errno.ENOEXEC,
+        )  # fmt: skip
+    length = program_length(data)
+    body = data[PY_HEADER.size : PY_HEADER.size + length]
+    if len(body) != length:
+        raise FirmwareError("entry", f"{image.name}: the packed program is truncated")
+    return decode_source(body)

@@ -33,7 +33,7 @@ def read_firmware(name: str, spec: str, table: rt.ResourceTable | None) -> Firmw
     """The image to boot (``request_firmware``): an ELF file, or a Python program
     packed here with ``table`` (default: :func:`default_rsc_table`).  Refuses what no
     executor here can run (``ENOEXEC``, ``EACCES``)."""
-    if _is_image_file(spec):
+    if is_image_file(spec):
         if table is not None:
             raise AmplinkError(
                 errno.EINVAL,
@@ -156,7 +156,7 @@ def boot_core(
     return BootedCore(name, firmware, image, memory, core)
 
 
-def _is_image_file(spec: str) -> bool:
+def is_image_file(spec: str) -> bool:
     """An ELF image file, or a file meant as one (it then fails the magic check), as
     opposed to a Python program (``.py``) or a module name."""
     if spec.endswith(".py"):

@@ -11,9 +11,9 @@ from __future__ import annotations
 import asyncio
 import errno
 from collections.abc import AsyncIterator
+from typing import Protocol
 
 from amplink.errors import RpmsgError
-from amplink.rpmsg.chardev import RpmsgEptFile
 
 
 async def _ready(fd: int, reader: bool) -> None:
@@ -37,10 +37,33 @@ async def _ready(fd: int, reader: bool) -> None:
             loop.remove_writer(fd)
 
 
+class EptFile(Protocol):
+    """What :class:`AsyncEndpoint` needs of an endpoint file: amplink's
+    :class:`~amplink.rpmsg.chardev.RpmsgEptFile` or a kernel's ``/dev/rpmsgN``
+    (:class:`amplink.linux.LinuxEptFile`)."""
+
+    nonblocking: bool
+
+    def read(self, timeout: float | None = None) -> bytes:
+        """The next message (``EAGAIN`` when none and non-blocking)."""
+
+    def write(self, data: bytes, timeout: float | None = None) -> int:
+        """Send one message (``EAGAIN`` when it would wait and non-blocking)."""
+
+    def fileno(self) -> int:
+        """Readable when a message is queued."""
+
+    def writer_fileno(self) -> int:
+        """Writable when a send would not wait."""
+
+    def close(self) -> None:
+        """Release the file."""
+
+
 class AsyncEndpoint:
     """An endpoint file used from coroutines (it is switched to non-blocking mode)."""
 
-    def __init__(self, f: RpmsgEptFile) -> None:
+    def __init__(self, f: EptFile) -> None:
         f.nonblocking = True
         self.file = f
 

@@ -603,18 +603,53 @@ def _driver_vq(
 ) -> VirtqueueDriver:
     layout = VringLayout(num, align)
     off = amap.translate(vdev.vring_da(index), layout.size)
-    return VirtqueueDriver(region, off, layout, name)
+    return VirtqueueDriver(region, layout.at(off), name)
 
 
 class VirtioRpmsgRemote(VirtioRpmsgLink):
     """The virtio device role: the firmware side of rpmsg-over-virtio.
 
-    Create it once the host has set ``DRIVER_OK`` (see :func:`wait_driver_ok`).  The MTU
-    follows the size of the receive buffers the host posted, as in OpenAMP.
+    It gets its two queues from a transport: a remoteproc vdev (:meth:`over_vdev`, once
+    the host has set ``DRIVER_OK``) or a vhost-user front end
+    (:mod:`amplink.transport.vhost_user`).  ``tx`` is vring 0, the host's receive
+    buffers (device-writable); ``rx`` is vring 1, what the host sends.  The MTU follows
+    the size of the receive buffers the host posted, as in OpenAMP.  ``peer_reset``
+    says when the driver has gone (the vdev was reset, the front end disconnected).
     """
 
     def __init__(
         self,
+        name: str,
+        region: SharedRegion,
+        tx: VirtqueueDevice,
+        rx: VirtqueueDevice,
+        notify: Callable[[int], None],
+        *,
+        ns_supported: bool,
+        peer_reset: Callable[[], bool],
+        send_timeout: float = DEFAULT_SEND_TIMEOUT,
+        spin: AdaptiveSpin | None = None,
+    ) -> None:
+        first = tx.peek_len()  # the host's receive buffers tell how big a message can be
+        mtu = (first if first is not None else RPMSG_BUF_SIZE) - _HDR_SIZE
+        super().__init__(
+            name,
+            region,
+            notify,
+            tx_index=0,
+            ns_supported=ns_supported,
+            mtu=max(mtu, 0),
+            send_timeout=send_timeout,
+            spin=spin,
+        )
+        self._peer_reset = peer_reset
+        self._tx_vq = tx
+        self._rx_vq = rx
+        tx.disable_notify()  # no kick when the host returns RX buffers, unless we wait
+
+    @classmethod
+    def over_vdev(
+        cls,
         name: str,
         region: SharedRegion,
         amap: AddressMap,
@@ -623,7 +658,9 @@ class VirtioRpmsgRemote(VirtioRpmsgLink):
         *,
         send_timeout: float = DEFAULT_SEND_TIMEOUT,
         spin: AdaptiveSpin | None = None,
-    ) -> None:
+    ) -> VirtioRpmsgRemote:
+        """The device role of a remoteproc vdev, whose vrings the loaded resource table
+        places; the host must have set ``DRIVER_OK``."""
         if not vdev.driver_ok:
             raise RpmsgError(errno.EAGAIN, "the host has not set DRIVER_OK on the rpmsg vdev")
         if vdev.vdev.id != VIRTIO_ID_RPMSG or len(vdev.vdev.vrings) != 2:
@@ -631,22 +668,17 @@ class VirtioRpmsgRemote(VirtioRpmsgLink):
         vrs = vdev.vdev.vrings
         tx = _device_vq(region, amap, vdev, 0, vrs[0].num, vrs[0].align, f"{name}.tx", True)
         rx = _device_vq(region, amap, vdev, 1, vrs[1].num, vrs[1].align, f"{name}.rx", False)
-        first = tx.peek_len()  # the host's receive buffers tell how big a message can be
-        mtu = (first if first is not None else RPMSG_BUF_SIZE) - _HDR_SIZE
-        super().__init__(
+        return cls(
             name,
             region,
+            tx,
+            rx,
             notify,
-            tx_index=0,
             ns_supported=bool(vdev.features() & SUPPORTED_FEATURES),
-            mtu=max(mtu, 0),
+            peer_reset=lambda: not vdev.driver_ok,
             send_timeout=send_timeout,
             spin=spin,
         )
-        self.vdev = vdev
-        self._tx_vq = tx
-        self._rx_vq = rx
-        tx.disable_notify()  # no kick when the host returns RX buffers, unless we wait
 
     def _take_tx(self) -> tuple[int, int, int] | None:
         got = self._tx_vq.get()
@@ -678,7 +710,7 @@ class VirtioRpmsgRemote(VirtioRpmsgLink):
         return False
 
     def peer_reset(self) -> bool:
-        return not self.vdev.driver_ok
+        return self._peer_reset()
 
     def rx_pending(self) -> bool:
         return self._rx_vq.has_avail()
@@ -714,4 +746,4 @@ def _device_vq(
 ) -> VirtqueueDevice:
     layout = VringLayout(num, align)
     off = amap.translate(vdev.vring_da(index), layout.size)
-    return VirtqueueDevice(region, off, layout, name, amap.translate, writable=writable)
+    return VirtqueueDevice(region, layout.at(off), name, amap.translate, writable=writable)

@@ -19,3 +19,4 @@ VIRTIO_CONFIG_S_FAILED = 0x80
 
 VIRTIO_ID_RPMSG = 7
 VIRTIO_RPMSG_F_NS = 0
+VIRTIO_F_VERSION_1 = 32  # modern virtio: little-endian rings (vhost-user guests; never remoteproc)

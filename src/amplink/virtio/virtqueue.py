@@ -33,7 +33,7 @@ from amplink.virtio.constants import (
     VRING_DESC_F_WRITE,
     VRING_USED_F_NO_NOTIFY,
 )
-from amplink.wire.vring import VRING_DESC_SIZE, VRING_USED_ELEM_SIZE, VringLayout
+from amplink.wire.vring import VringParts
 
 _FREE = -1
 
@@ -51,22 +51,21 @@ class Window(Protocol):
 class _Vring:
     """Typed views over one vring's parts; shared by both halves."""
 
-    def __init__(self, window: Window, offset: int, layout: VringLayout, name: str) -> None:
-        n = layout.num
+    def __init__(self, window: Window, parts: VringParts, name: str) -> None:
+        n = parts.num
         self.name = name
         self.num = n
         self.mask = n - 1
-        self.layout = layout
-        table = VRING_DESC_SIZE * n
-        self._window_view = window.view(offset, layout.size)
-        self._desc_q = window.cast(offset, table, "Q")  # addr = [2*i]
-        self._desc_i = window.cast(offset, table, "I")  # len = [4*i + 2]
-        self._desc_h = window.cast(offset, table, "H")  # flags = [8*i + 6], next = [8*i + 7]
+        self.parts = parts
+        table = parts.desc_size
+        self._desc_q = window.cast(parts.desc, table, "Q")  # addr = [2*i]
+        self._desc_i = window.cast(parts.desc, table, "I")  # len = [4*i + 2]
+        self._desc_h = window.cast(parts.desc, table, "H")  # flags = [8*i + 6], next = [8*i + 7]
         # avail: flags [0], idx [1], ring[i] [2 + i], used_event [2 + num]
-        self._avail = window.cast(offset + layout.avail, 2 * (3 + n), "H")
+        self._avail = window.cast(parts.avail, parts.avail_size, "H")
         # used: flags [0], idx [1]; elements: id [2*i], len [2*i + 1]; avail_event apart
-        self._used_h = window.cast(offset + layout.used, 4, "H")
-        self._used_e = window.cast(offset + layout.used + 4, VRING_USED_ELEM_SIZE * n, "I")
+        self._used_h = window.cast(parts.used, 4, "H")
+        self._used_e = window.cast(parts.used + 4, parts.used_size - 6, "I")
         self.broken: VirtqueueError | None = None
 
     def _break(self, message: str) -> VirtqueueError:
@@ -81,8 +80,8 @@ class _Vring:
 class VirtqueueDriver(_Vring):
     """The driver half: posts buffers on the avail ring, reclaims them from the used ring."""
 
-    def __init__(self, window: Window, offset: int, layout: VringLayout, name: str) -> None:
-        super().__init__(window, offset, layout, name)
+    def __init__(self, window: Window, parts: VringParts, name: str) -> None:
+        super().__init__(window, parts, name)
         self._free: list[int] = list(range(self.num - 1, -1, -1))
         self._tokens: list[int] = [_FREE] * self.num
         self._lens: list[int] = [0] * self.num
@@ -91,7 +90,9 @@ class VirtqueueDriver(_Vring):
 
     def reset_ring(self) -> None:
         """Zero the whole vring; the driver does this before DRIVER_OK (fresh indices)."""
-        self._window_view[:] = bytes(len(self._window_view))
+        for view in (self._desc_q, self._avail, self._used_h, self._used_e):
+            with view.cast("B") as raw:
+                raw[:] = bytes(raw.nbytes)
 
     @property
     def num_free(self) -> int:
@@ -183,14 +184,13 @@ class VirtqueueDevice(_Vring):
     def __init__(
         self,
         window: Window,
-        offset: int,
-        layout: VringLayout,
+        parts: VringParts,
         name: str,
         translate: Callable[[int, int], int],
         *,
         writable: bool,
     ) -> None:
-        super().__init__(window, offset, layout, name)
+        super().__init__(window, parts, name)
         self._translate = translate
         self._want_write = VRING_DESC_F_WRITE if writable else 0
         self._held = bytearray(self.num)

@@ -66,3 +66,39 @@ class VringLayout:
     def size(self) -> int:
         """Total bytes, as the kernel's ``vring_size(num, align)``."""
         return self.used + 6 + VRING_USED_ELEM_SIZE * self.num
+
+    def at(self, offset: int) -> VringParts:
+        """The parts of this vring placed at ``offset`` of a window."""
+        return VringParts(self.num, offset + self.desc, offset + self.avail, offset + self.used)
+
+
+@dataclass(frozen=True, slots=True)
+class VringParts:
+    """Where the three parts of a vring of ``num`` entries lie in a window (offsets).
+
+    A remoteproc vring is one block (:meth:`VringLayout.at`); a vhost-user front end
+    gives each part its own address, so the parts may be anywhere.
+    """
+
+    num: int
+    desc: int
+    avail: int
+    used: int
+
+    def __post_init__(self) -> None:
+        VringLayout(self.num, 1)  # the same rule on num
+
+    @property
+    def desc_size(self) -> int:
+        """Bytes of the descriptor table."""
+        return VRING_DESC_SIZE * self.num
+
+    @property
+    def avail_size(self) -> int:
+        """Bytes of the avail ring, ``used_event`` included."""
+        return 2 * (3 + self.num)
+
+    @property
+    def used_size(self) -> int:
+        """Bytes of the used ring, ``avail_event`` included."""
+        return 6 + VRING_USED_ELEM_SIZE * self.num

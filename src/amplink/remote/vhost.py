@@ -1,0 +1,146 @@
+"""A firmware program served as the virtio-rpmsg device of a Linux guest, over
+vhost-user (``amplink serve-linux``).
+
+The program is the same one a core process runs under amplink's own host: here its
+:class:`~amplink.remote.runtime.Core` gets a :class:`VirtioRpmsgRemote` over the rings a
+vhost-user front end (User-Mode Linux's ``virtio_uml``, QEMU) shares, and waits on the
+guest's kick eventfds instead of a mailbox interrupt.  No remoteproc host drives this
+core: there is no control block, no shutdown handshake and no watchdog.  When the guest
+goes away (it powered off or reset its driver), the core waits for the next guest on
+the same socket and announces its channels again, unless ``once`` is set.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+from collections.abc import Callable
+from types import FrameType
+
+from amplink.remote.__main__ import load_program
+from amplink.remote.runtime import Core, CoreHardware
+from amplink.remoteproc.elf import FirmwareImage
+from amplink.remoteproc.fwpack import image_program, program_source
+from amplink.remoteproc.loader import is_image_file
+from amplink.rpmsg.virtio_link import VirtioRpmsgRemote
+from amplink.transport.spin import AdaptiveSpin
+from amplink.transport.vhost_user import VhostUserServer, VhostUserSession
+from amplink.virtio.constants import VIRTIO_RPMSG_F_NS
+
+log = logging.getLogger(__name__)
+
+
+def firmware_program(spec: str) -> tuple[str, str]:
+    """``(source, filename)`` of a firmware: a packed ELF image (``amplink fw pack``),
+    a ``.py`` file or a module name."""
+    if is_image_file(spec):
+        return image_program(FirmwareImage.from_file(spec)), spec
+    return program_source(spec)
+
+
+class LinuxGuestDevice:
+    """Serves one firmware program to the Linux guests that connect to ``socket_path``,
+    one at a time."""
+
+    def __init__(
+        self, socket_path: str, *, name: str = "linux", once: bool = False, spin: bool = True
+    ) -> None:
+        self.name = name
+        self.once = once
+        self.server = VhostUserServer(socket_path, f"{name}-vhost")
+        self.spin = AdaptiveSpin(enabled=spin)
+        self._session: VhostUserSession | None = None
+        self._core: Core | None = None
+        self.guests = 0
+
+    def stop(self) -> None:
+        """Make :meth:`run` return (safe from signal handlers and other threads)."""
+        self.server.stop()
+        if self._core is not None:
+            self._core.stop()
+
+    def _next_link(self) -> tuple[VirtioRpmsgRemote, list[int]] | None:
+        """Wait for a guest whose driver is up and give the rpmsg link over its rings."""
+        while not self.server.stopped:
+            session = self._session
+            if session is not None and session.closed:
+                session.close()
+                self._session = session = None
+                if self.once:
+                    return None
+            if session is None:
+                session = self._session = self.server.accept()
+                if session is None:
+                    return None
+                log.info("%s: a guest connected (%s)", self.name, session.name)
+            if not session.wait_ready(self.server.stop_fd):
+                continue
+            queues = session.queues(f"{self.name}.vdev0")
+            self.guests += 1
+            log.info("%s: the guest's rpmsg driver is up", self.name)
+            link = VirtioRpmsgRemote(
+                f"{self.name}.vdev0",
+                queues.window,
+                queues.tx,
+                queues.rx,
+                queues.notify,
+                ns_supported=bool(queues.features & (1 << VIRTIO_RPMSG_F_NS)),
+                peer_reset=queues.gone,
+                spin=self.spin,
+            )
+            return link, session.wake_fds
+        return None
+
+    def run(self, main: Callable[[Core], object]) -> int:
+        """Serve until stopped (or, with ``once``, until the first guest leaves): 0, or
+        1 if the firmware raised."""
+        try:
+            first = self._next_link()
+            if first is None:
+                return 0
+            link, kicks = first
+            core = self._core = Core(self.name, link, kicks, CoreHardware(self._next_link))
+            try:
+                main(core)
+            except Exception:
+                log.exception("firmware crashed")
+                return 1
+            finally:
+                core.close()
+            return 0
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        """Release the session and the socket. Idempotent."""
+        if self._session is not None:
+            self._session.close()
+            self._session = None
+        self.server.close()
+
+
+def serve_linux(
+    spec: str,
+    socket_path: str,
+    *,
+    once: bool = False,
+    spin: bool = True,
+    on_listening: Callable[[str], None] | None = None,
+) -> int:
+    """Run firmware ``spec`` as the rpmsg device for Linux guests connecting to
+    ``socket_path``; SIGINT and SIGTERM stop it.  Returns the exit status."""
+    source, filename = firmware_program(spec)
+    main = load_program(source, filename)
+    device = LinuxGuestDevice(socket_path, once=once, spin=spin)
+
+    def on_signal(_sig: int, _frame: FrameType | None) -> None:
+        device.stop()
+
+    old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        if on_listening is not None:
+            on_listening(socket_path)
+        return device.run(main)
+    finally:
+        for s, handler in old.items():
+            signal.signal(s, handler)

@@ -1,0 +1,168 @@
+"""Checks that run inside the UML guest, against Linux's rpmsg stack served by
+amplink's device side with ``fw_conformance.py``, through ``amplink.linux``.
+
+Collected only when named explicitly (``tests/linux/test_linux_guest.py`` boots the
+guest with ``pytest`` on this file).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parents[1]))
+
+from fw_conformance import BIND, CONTROL, ECHO, GREETING, RUNTIME  # noqa: E402
+
+from amplink.errors import RpmsgError  # noqa: E402
+from amplink.linux import (  # noqa: E402
+    LinuxCtrl,
+    LinuxEptFile,
+    LinuxRpmsgChar,
+    bind_chrdev,
+    channels,
+    open_tty,
+)
+from amplink.linux.rpmsg import ept_devices, wait_path  # noqa: E402
+from amplink.rpmsg.aio import AsyncEndpoint  # noqa: E402
+
+MTU = 496
+TIMEOUT = 10.0
+
+
+def node_for(dst: int, timeout: float = TIMEOUT) -> LinuxEptFile:
+    """Open the endpoint device talking to the firmware's address ``dst``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = [d for d in ept_devices() if d.dst == dst]
+        if found:
+            path = Path("/dev", found[0].node)
+            wait_path(path, timeout)
+            return LinuxEptFile(str(path))
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no endpoint device for {dst:#x}: {ept_devices()}")
+        time.sleep(0.02)
+
+
+def control(command: str) -> bytes:
+    with node_for(CONTROL) as f:
+        f.write(command.encode())
+        return f.read(TIMEOUT)
+
+
+def test_announced_channels_appear_as_nodes():
+    assert Path("/dev/rpmsg_ctrl0").exists()
+    names = {(c.name, c.dst) for c in channels()}
+    assert {("rpmsg-raw", ECHO), ("rpmsg-raw", CONTROL), ("rpmsg-tty", 0x401)} <= names
+    raw = LinuxRpmsgChar().nodes()
+    assert {ECHO, CONTROL} <= {d.dst for d in raw}
+    wait_path(Path("/dev/ttyRPMSG0"))
+
+
+def test_echo_every_size_is_byte_exact_and_497_is_emsgsize():
+    with node_for(ECHO) as f:
+        for size in range(1, MTU + 1):
+            payload = os.urandom(size)
+            assert f.write(payload) == size
+            assert f.read(TIMEOUT) == payload, size
+        with pytest.raises(RpmsgError) as exc:
+            f.write(bytes(MTU + 1))
+        assert exc.value.errno == errno.EMSGSIZE
+
+
+def test_ten_thousand_round_trips():
+    with node_for(ECHO) as f:
+        for i in range(10_000):
+            payload = i.to_bytes(4, "little") * 16
+            f.write(payload)
+            assert f.read(TIMEOUT) == payload
+
+
+def test_tty_echo():
+    fd = open_tty(0)
+    try:
+        os.write(fd, b"hello over ttyRPMSG")
+        got = b""
+        while len(got) < 19:
+            got += os.read(fd, 64)
+        assert got == b"hello over ttyRPMSG"
+    finally:
+        os.close(fd)
+
+
+def test_ctrl_create_ept_and_destroy():
+    with LinuxCtrl() as ctrl:
+        f = ctrl.create_ept("guest-ept", 0x600, ECHO)
+        node = Path(f.path)
+        f.write(b"through a created endpoint")
+        assert f.read(TIMEOUT) == b"through a created endpoint"
+        f.destroy()
+        wait_path(node, gone=True)
+
+
+def test_ctrl_create_and_release_dev_reach_the_remote_which_writes_first():
+    with LinuxCtrl() as ctrl:
+        ctrl.create_dev("rpmsg-raw", 0x500)
+        f = node_for_src(0x500)
+        assert f.read(TIMEOUT) == GREETING  # the remote spoke first
+        f.close()
+        ctrl.release_dev("rpmsg-raw", 0x500)
+    events = json.loads(control("events"))
+    assert ["rpmsg-raw", 0x500, True] in events
+    assert ["rpmsg-raw", 0x500, False] in events
+
+
+def node_for_src(src: int) -> LinuxEptFile:
+    deadline = time.monotonic() + TIMEOUT
+    while not (found := [d for d in ept_devices() if d.src == src]):
+        assert time.monotonic() < deadline, ept_devices()
+        time.sleep(0.02)
+    path = Path("/dev", found[0].node)
+    wait_path(path)
+    return LinuxEptFile(str(path))
+
+
+def test_runtime_announce_and_destroy():
+    assert control("announce") == b"ok announce"
+    f = node_for(RUNTIME)
+    node = Path(f.path)
+    f.write(b"new channel")
+    assert f.read(TIMEOUT) == b"new channel"
+    assert control("destroy") == b"ok destroy"
+    wait_path(node, gone=True)
+    with pytest.raises(RpmsgError) as exc:
+        f.write(b"stale")
+    assert exc.value.errno == errno.EPIPE
+    f.close()
+
+
+def test_bind_a_channel_to_rpmsg_chrdev_with_driver_override():
+    (chan,) = [c for c in channels() if c.name == "guest-bind"]
+    assert chan.driver is None
+    bind_chrdev(chan)
+    with node_for(BIND) as f:
+        f.write(b"bound")
+        assert f.read(TIMEOUT) == b"bound"
+    assert [c for c in channels() if c.name == "guest-bind"][0].driver == "rpmsg_chrdev"
+
+
+def test_asyncio_over_the_kernel_file():
+    async def talk() -> list[bytes]:
+        ept = AsyncEndpoint(node_for(ECHO))
+        try:
+            out = []
+            for i in range(50):
+                await ept.send(b"async %d" % i)
+                out.append(await ept.recv())
+            return out
+        finally:
+            ept.file.close()
+
+    assert asyncio.run(talk()) == [b"async %d" % i for i in range(50)]

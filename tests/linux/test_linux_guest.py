@@ -1,0 +1,133 @@
+"""The real Linux kernel as amplink's peer: User-Mode Linux runs the unmodified
+``virtio_rpmsg_bus``, ``rpmsg_ns``, ``rpmsg_char``, ``rpmsg_ctrl`` and ``rpmsg_tty``
+against firmware that ``amplink serve-linux`` serves over vhost-user.
+
+Run with ``make test-linux`` (``pytest --linux``), which builds the kernel first when
+the cache is empty.  Each test boots a guest (a few seconds) and bounds it with a
+timeout.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from amplink.uml.boot import GuestRun, boot, find_kernel
+
+pytestmark = [pytest.mark.linux, pytest.mark.timeout(600)]
+ROOT = Path(__file__).resolve().parents[2]
+HERE = Path(__file__).resolve().parent
+BUILD = ROOT / "tools/uml/build-kernel.sh"
+# The one warning Linux 6.1 prints under UML when rpmsg_chrdev binds from the IRQ
+# handler (UML runs virtio callbacks in hard-IRQ context); it is not an rpmsg bug.
+KNOWN_WARNING = re.compile(r"irq \d+ handler vu_interrupt\+\S+ enabled interrupts")
+GUEST_PYTEST = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-p", "no:hypothesispytest"]
+
+
+@pytest.fixture(scope="session")
+def kernel() -> Path:
+    found = find_kernel()
+    if found is None:
+        subprocess.run(["bash", str(BUILD)], check=True, stdout=subprocess.DEVNULL)
+        found = find_kernel()
+    assert found is not None, "tools/uml/build-kernel.sh built no kernel"
+    return found
+
+
+class Served:
+    """``amplink serve-linux`` running in a subprocess, its log collected."""
+
+    def __init__(self, firmware: str, socket: str, log: Path) -> None:
+        self.socket = socket
+        self.log_path = log
+        self._log = open(log, "w")  # noqa: SIM115 (closed in stop)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "amplink.cli", "-v", "serve-linux", firmware,
+             "--socket", socket],
+            stdout=subprocess.PIPE, stderr=self._log, text=True,
+        )  # fmt: skip
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()  # blocks until it listens (or dies)
+        assert line.startswith("serving"), f"serve-linux did not start: {line!r} {self.log()}"
+
+    def log(self) -> str:
+        self._log.flush()
+        return self.log_path.read_text()
+
+    def stop(self) -> int:
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            code = self.proc.wait(15)
+        finally:
+            if self.proc.poll() is None:
+                self.proc.kill()
+                self.proc.wait()
+            assert self.proc.stdout is not None
+            self.proc.stdout.close()
+            self._log.close()
+        return code
+
+
+@pytest.fixture
+def serve(tmp_path: Path) -> Iterator[object]:
+    started: list[Served] = []
+
+    def start(firmware: str) -> Served:
+        s = Served(firmware, str(tmp_path / "rpmsg.sock"), tmp_path / "serve.log")
+        started.append(s)
+        return s
+
+    yield start
+    for s in started:
+        assert s.stop() == 0, s.log()
+        assert not os.path.exists(s.socket), "serve-linux left its socket behind"
+
+
+def kernel_problems(run: GuestRun) -> list[str]:
+    """BUG/Oops/scheduling-while-atomic lines, and any warning but the known one."""
+    problems = run.kernel_problems()
+    warnings = run.kernel_log.count("WARNING:")
+    if warnings > 1 or (warnings and not KNOWN_WARNING.search(run.kernel_log)):
+        problems.append(f"{warnings} kernel warnings")
+    return problems
+
+
+def run_guest(kernel: Path, served: Served, argv: list[str], timeout: float = 240) -> GuestRun:
+    run = boot(argv, socket=served.socket, kernel=kernel, timeout=timeout, cwd=str(ROOT))
+    assert run.status == 0, run.describe() + "\n--- serve-linux ---\n" + served.log()
+    assert not kernel_problems(run), run.kernel_log
+    assert "ERROR" not in served.log(), served.log()
+    return run
+
+
+def test_conformance_inside_the_guest(kernel: Path, serve) -> None:
+    served = serve(str(HERE / "fw_conformance.py"))
+    run = run_guest(
+        kernel,
+        served,
+        [*GUEST_PYTEST, "-q", str(HERE / "guest/guest_checks.py")],
+    )
+    assert re.search(r"\b9 passed\b", run.output), run.output
+    assert "creating channel rpmsg-raw addr 0x400" in run.kernel_log
+    assert "the guest's rpmsg driver is up" in served.log()
+
+
+def test_the_same_application_runs_on_the_kernel_backend(kernel: Path, serve) -> None:
+    served = serve("amplink.firmware.demo")
+    run = run_guest(kernel, served, [sys.executable, str(ROOT / "examples/raw_client.py"), "--linux"])
+    assert run.output.splitlines()[-1] == "HELLO, RPMSG | SAME CODE ON BOTH STACKS"
+
+
+def test_a_server_serves_guest_after_guest(kernel: Path, serve) -> None:
+    served = serve("amplink.firmware.demo")
+    for _ in range(2):
+        run = run_guest(kernel, served, [sys.executable, str(ROOT / "examples/raw_client.py"), "--linux"])
+        assert "SAME CODE" in run.output
+    assert served.log().count("the guest's rpmsg driver is up") == 2
