@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test test-linux lint bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,3 +29,9 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache .mypy_cache .ruff_cache
+
+# The conformance tests against a real Linux kernel (User-Mode Linux); builds the
+# kernel into ~/.cache/amplink-uml first when it is not there (several minutes).
+test-linux: $(STAMP)
+	bash tools/uml/build-kernel.sh >/dev/null
+	$(BIN)/pytest --linux

@@ -13,6 +13,8 @@ from __future__ import annotations
 import sys
 from typing import Protocol
 
+from amplink.board import Board, load_board
+from amplink.linux import LinuxRpmsgChar
 from amplink.rpmsg.aio import EptFile
 
 WORDS = (b"hello, rpmsg", b"same code on both stacks")
@@ -41,12 +43,8 @@ def talk(files: Files) -> str:
 def main(argv: list[str]) -> str:
     """Run :func:`talk` on the stack ``argv`` asks for; print and return the result."""
     if "--linux" in argv:
-        from amplink.linux import LinuxRpmsgChar
-
         result = talk(LinuxRpmsgChar())  # the one line that differs
     else:
-        from amplink.board import Board, load_board
-
         with Board(load_board()) as board:
             result = talk(board.files)  # the one line that differs
     print(result)

@@ -28,7 +28,15 @@ BUILD = ROOT / "tools/uml/build-kernel.sh"
 # The one warning Linux 6.1 prints under UML when rpmsg_chrdev binds from the IRQ
 # handler (UML runs virtio callbacks in hard-IRQ context); it is not an rpmsg bug.
 KNOWN_WARNING = re.compile(r"irq \d+ handler vu_interrupt\+\S+ enabled interrupts")
-GUEST_PYTEST = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-p", "no:hypothesispytest"]
+GUEST_PYTEST = [
+    sys.executable,
+    "-m",
+    "pytest",
+    "-p",
+    "no:cacheprovider",
+    "-p",
+    "no:hypothesispytest",
+]
 
 
 @pytest.fixture(scope="session")
@@ -121,13 +129,17 @@ def test_conformance_inside_the_guest(kernel: Path, serve) -> None:
 
 def test_the_same_application_runs_on_the_kernel_backend(kernel: Path, serve) -> None:
     served = serve("amplink.firmware.demo")
-    run = run_guest(kernel, served, [sys.executable, str(ROOT / "examples/raw_client.py"), "--linux"])
+    run = run_guest(
+        kernel, served, [sys.executable, str(ROOT / "examples/raw_client.py"), "--linux"]
+    )
     assert run.output.splitlines()[-1] == "HELLO, RPMSG | SAME CODE ON BOTH STACKS"
 
 
 def test_a_server_serves_guest_after_guest(kernel: Path, serve) -> None:
     served = serve("amplink.firmware.demo")
     for _ in range(2):
-        run = run_guest(kernel, served, [sys.executable, str(ROOT / "examples/raw_client.py"), "--linux"])
+        run = run_guest(
+            kernel, served, [sys.executable, str(ROOT / "examples/raw_client.py"), "--linux"]
+        )
         assert "SAME CODE" in run.output
     assert served.log().count("the guest's rpmsg driver is up") == 2

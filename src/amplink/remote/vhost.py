@@ -51,7 +51,16 @@ class LinuxGuestDevice:
         self.spin = AdaptiveSpin(enabled=spin)
         self._session: VhostUserSession | None = None
         self._core: Core | None = None
+        self._link: VirtioRpmsgRemote | None = None
         self.guests = 0
+
+    def _peer_gone(self, gone: Callable[[], bool]) -> Callable[[], bool]:
+        """When the link must be brought up again: the guest left, or broke its rings."""
+        return lambda: gone() or self._broken()
+
+    def _broken(self) -> bool:
+        """The current guest broke its rings: it is dropped and the next one served."""
+        return self._link is not None and self._link.failure is not None
 
     def stop(self) -> None:
         """Make :meth:`run` return (safe from signal handlers and other threads)."""
@@ -61,6 +70,14 @@ class LinuxGuestDevice:
 
     def _next_link(self) -> tuple[VirtioRpmsgRemote, list[int]] | None:
         """Wait for a guest whose driver is up and give the rpmsg link over its rings."""
+        if self._broken() and self._session is not None and not self._session.closed:
+            assert self._link is not None
+            log.error(
+                "%s: the guest broke its rings (%s); closing its connection",
+                self.name,
+                self._link.failure,
+            )
+            self._session.close()
         while not self.server.stopped:
             session = self._session
             if session is not None and session.closed:
@@ -78,14 +95,14 @@ class LinuxGuestDevice:
             queues = session.queues(f"{self.name}.vdev0")
             self.guests += 1
             log.info("%s: the guest's rpmsg driver is up", self.name)
-            link = VirtioRpmsgRemote(
+            link = self._link = VirtioRpmsgRemote(
                 f"{self.name}.vdev0",
                 queues.window,
                 queues.tx,
                 queues.rx,
                 queues.notify,
                 ns_supported=bool(queues.features & (1 << VIRTIO_RPMSG_F_NS)),
-                peer_reset=queues.gone,
+                peer_reset=self._peer_gone(queues.gone),
                 spin=self.spin,
             )
             return link, session.wake_fds

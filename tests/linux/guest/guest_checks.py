@@ -19,10 +19,10 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parents[1]))
 
-from fw_conformance import BIND, CONTROL, ECHO, GREETING, RUNTIME  # noqa: E402
+from fw_conformance import BIND, CONTROL, ECHO, GREETING, RUNTIME
 
-from amplink.errors import RpmsgError  # noqa: E402
-from amplink.linux import (  # noqa: E402
+from amplink.errors import RpmsgError
+from amplink.linux import (
     LinuxCtrl,
     LinuxEptFile,
     LinuxRpmsgChar,
@@ -30,8 +30,8 @@ from amplink.linux import (  # noqa: E402
     channels,
     open_tty,
 )
-from amplink.linux.rpmsg import ept_devices, wait_path  # noqa: E402
-from amplink.rpmsg.aio import AsyncEndpoint  # noqa: E402
+from amplink.linux.rpmsg import ept_devices, wait_path
+from amplink.rpmsg.aio import AsyncEndpoint
 
 MTU = 496
 TIMEOUT = 10.0
@@ -150,7 +150,7 @@ def test_bind_a_channel_to_rpmsg_chrdev_with_driver_override():
     with node_for(BIND) as f:
         f.write(b"bound")
         assert f.read(TIMEOUT) == b"bound"
-    assert [c for c in channels() if c.name == "guest-bind"][0].driver == "rpmsg_chrdev"
+    assert next(c for c in channels() if c.name == "guest-bind").driver == "rpmsg_chrdev"
 
 
 def test_asyncio_over_the_kernel_file():
