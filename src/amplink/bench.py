@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass
 from multiprocessing.connection import Connection
 from typing import Any
 
-from amplink import bench_lifecycle, bench_mailbox
+from amplink import bench_lifecycle, bench_linux, bench_mailbox
 from amplink.firmware import bench as fw
 from amplink.remoteproc import Rproc
 from amplink.remoteproc.layout import glink_rsc_table
@@ -219,8 +219,10 @@ def run(
     pin: bool = True,
     deliveries: int = 2000,
     cycles: int = 20,
+    linux_rounds: int = 2000,
 ) -> dict[str, Any]:
-    """Run every benchmark; returns the report that ``--json`` prints."""
+    """Run every benchmark; returns the report that ``--json`` prints.  The Linux
+    guest figures are taken when a UML kernel is available (``linux_rounds`` 0: never)."""
     placement = choose_placement(pin)
     saved = os.sched_getaffinity(0)
     if placement.host_cpu is not None:
@@ -232,6 +234,7 @@ def run(
         lifecycle = bench_lifecycle.bench_lifecycle(cycles)
     finally:
         os.sched_setaffinity(0, saved)
+    linux = bench_linux.bench_linux(linux_rounds) if linux_rounds else None
     return {
         "placement": {
             "pinned": placement.pinned,
@@ -248,6 +251,7 @@ def run(
             "load_items": bench_mailbox.LOAD_ITEMS,
             "load_item_us": bench_mailbox.LOAD_ITEM_S * 1e6,
             "cycles": cycles,
+            "linux_rounds": linux_rounds,
         },
         "baseline": baseline.name,
         "results": [asdict(baseline), *(asdict(r) for r in ours)],
@@ -263,6 +267,7 @@ def run(
         "mailbox": asdict(mbox),
         "delivery": [asdict(d) for d in delivery],
         "lifecycle": [asdict(t) for t in lifecycle],
+        "linux": linux,
     }
 
 
@@ -333,4 +338,5 @@ def format_report(report: dict[str, Any]) -> str:
     ]
     for t in report["lifecycle"]:
         lines.append(f"{t['name']:<26}{t['p50_ms']:>10.1f}{t['p99_ms']:>10.1f}")
+    lines += bench_linux.format_linux(report["linux"], prm["linux_rounds"])
     return "\n".join(lines)

@@ -164,6 +164,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         pin=not args.no_pin,
         deliveries=args.deliveries,
         cycles=args.cycles,
+        linux_rounds=args.linux_rounds,
     )
     if args.json:
         print(json.dumps(report, indent=2))
@@ -260,6 +261,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     b.add_argument(
         "--cycles", type=int, default=20, help="boot/stop cycles for the lifecycle figures"
+    )
+    b.add_argument(
+        "--linux-rounds",
+        type=int,
+        default=2000,
+        help="round trips per size against a UML Linux guest, when its kernel is built "
+        "(default 2000; 0 skips)",
     )
     b.add_argument("--no-pin", action="store_true", help="do not pin processes to CPUs")
     b.add_argument("--json", action="store_true", help="print one JSON object")

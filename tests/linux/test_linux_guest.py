@@ -143,3 +143,19 @@ def test_a_server_serves_guest_after_guest(kernel: Path, serve) -> None:
         )
         assert "SAME CODE" in run.output
     assert served.log().count("the guest's rpmsg driver is up") == 2
+
+
+def test_bench_reports_guest_round_trips(kernel: Path) -> None:
+    from amplink import bench_linux
+
+    results = bench_linux.bench_linux(300)
+    assert results is not None
+    assert [(r["name"], r["size"]) for r in results] == [
+        ("guest pipe (baseline)", 64),
+        ("guest pipe (baseline)", 496),
+        ("guest /dev/rpmsgN", 64),
+        ("guest /dev/rpmsgN", 496),
+    ]
+    assert all(0 < r["p50_us"] <= r["p99_us"] for r in results)
+    table = "\n".join(bench_linux.format_linux(results, 300))
+    assert "guest /dev/rpmsgN" in table and "300 round trips per size" in table

@@ -60,7 +60,8 @@ class LinuxGuestDevice:
 
     def _broken(self) -> bool:
         """The current guest broke its rings: it is dropped and the next one served."""
-        return self._link is not None and self._link.failure is not None
+        link = self._link
+        return link is not None and isinstance(link.failure, VirtioRpmsgRemote.broken_by_peer)
 
     def stop(self) -> None:
         """Make :meth:`run` return (safe from signal handlers and other threads)."""
