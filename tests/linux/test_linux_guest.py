@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from amplink import bench_linux
 from amplink.uml.boot import GuestRun, boot, find_kernel
 
 pytestmark = [pytest.mark.linux, pytest.mark.timeout(600)]
@@ -146,8 +147,6 @@ def test_a_server_serves_guest_after_guest(kernel: Path, serve) -> None:
 
 
 def test_bench_reports_guest_round_trips(kernel: Path) -> None:
-    from amplink import bench_linux
-
     results = bench_linux.bench_linux(300)
     assert results is not None
     assert [(r["name"], r["size"]) for r in results] == [
