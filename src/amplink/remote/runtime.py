@@ -201,7 +201,8 @@ class Core:
     def stop(self) -> None:
         """Make :meth:`run` return (safe from signal handlers and other threads)."""
         self._stopping = True
-        os.eventfd_write(self._stop_fd, 1)
+        if self._stop_fd >= 0:  # a stop after close() has nothing to wake
+            os.eventfd_write(self._stop_fd, 1)
 
     @property
     def stopping(self) -> bool:
