@@ -11,8 +11,9 @@ import time
 import pytest
 
 from amplink.errors import WireError
-from amplink.remote.__main__ import load_program
-from amplink.remote.vhost import LinuxGuestDevice, firmware_program
+from amplink.remote.program import load_program
+from amplink.remote.vhost import LinuxGuestDevice
+from amplink.remoteproc.fwpack import firmware_program
 from amplink.wire import vhost_user as vu
 from resources import snapshot
 from vhost_frontend import GUEST_BASE, NUM, FrontEnd

@@ -10,13 +10,11 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import subprocess
 import sys
 import tempfile
 from typing import Any
 
-from amplink.uml.boot import boot, find_kernel
+from amplink.uml.boot import boot, find_kernel, serving
 
 SIZES = (64, 496)
 
@@ -28,24 +26,12 @@ def bench_linux(rounds: int) -> list[dict[str, Any]] | None:
         return None
     with tempfile.TemporaryDirectory(prefix="amplink-bench-") as tmp:
         sock = os.path.join(tmp, "rpmsg.sock")
-        device = subprocess.Popen(
-            [sys.executable, "-m", "amplink.cli", "serve-linux", "amplink.firmware.echo",
-             "--socket", sock],
-            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-        )  # fmt: skip
-        try:
-            assert device.stdout is not None
-            device.stdout.readline()  # "serving ..." once it listens
+        with serving("amplink.firmware.echo", sock):
             run = boot(
                 [sys.executable, "-m", "amplink.uml.guest_bench", str(rounds),
                  *(str(s) for s in SIZES)],
                 socket=sock, kernel=kernel, timeout=300,
             )  # fmt: skip
-        finally:
-            device.send_signal(signal.SIGTERM)
-            device.wait(15)
-            if device.stdout is not None:
-                device.stdout.close()
     if run.status != 0:
         raise RuntimeError(f"the Linux benchmark guest failed:\n{run.describe()}")
     results: list[dict[str, Any]] = json.loads(run.output.strip().splitlines()[-1])

@@ -21,7 +21,7 @@ from amplink.control.protocol import NotRunning, default_socket, request, stream
 from amplink.errors import AmplinkError
 from amplink.remoteproc.describe import describe_image
 from amplink.remoteproc.elf import FirmwareImage
-from amplink.remoteproc.fwpack import pack_python, program_source
+from amplink.remoteproc.fwpack import firmware_program, pack_python, program_source
 from amplink.remoteproc.layout import default_rsc_table
 from amplink.tracing import TRACER
 
@@ -174,7 +174,8 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
 
 def _cmd_serve_linux(args: argparse.Namespace) -> int:
-    from amplink.remote.vhost import serve_linux  # noqa: PLC0415 (only this command needs it)
+    from amplink.remote.program import load_program  # noqa: PLC0415 (only here)
+    from amplink.remote.vhost import serve_linux  # noqa: PLC0415
 
     def listening(path: str) -> None:
         print(
@@ -183,8 +184,9 @@ def _cmd_serve_linux(args: argparse.Namespace) -> int:
             flush=True,
         )
 
+    main = load_program(*firmware_program(args.firmware))
     return serve_linux(
-        args.firmware, args.socket, once=args.once, spin=not args.no_spin, on_listening=listening
+        main, args.socket, once=args.once, spin=not args.no_spin, on_listening=listening
     )
 
 

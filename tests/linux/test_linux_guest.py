@@ -11,16 +11,16 @@ from __future__ import annotations
 
 import os
 import re
-import signal
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
 
 from amplink import bench_linux
-from amplink.uml.boot import GuestRun, boot, find_kernel
+from amplink.uml.boot import GuestRun, boot, find_kernel, serving
 
 pytestmark = [pytest.mark.linux, pytest.mark.timeout(600)]
 ROOT = Path(__file__).resolve().parents[2]
@@ -53,49 +53,29 @@ def kernel() -> Path:
 class Served:
     """``amplink serve-linux`` running in a subprocess, its log collected."""
 
-    def __init__(self, firmware: str, socket: str, log: Path) -> None:
+    def __init__(self, stack: ExitStack, firmware: str, socket: str, log: Path) -> None:
         self.socket = socket
         self.log_path = log
-        self._log = open(log, "w")  # noqa: SIM115 (closed in stop)
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "amplink.cli", "-v", "serve-linux", firmware,
-             "--socket", socket],
-            stdout=subprocess.PIPE, stderr=self._log, text=True,
-        )  # fmt: skip
-        assert self.proc.stdout is not None
-        line = self.proc.stdout.readline()  # blocks until it listens (or dies)
-        assert line.startswith("serving"), f"serve-linux did not start: {line!r} {self.log()}"
+        log_file = stack.enter_context(open(log, "w"))  # noqa: SIM115 (the stack closes it)
+        self.proc = stack.enter_context(serving(firmware, socket, log_file))
 
     def log(self) -> str:
-        self._log.flush()
         return self.log_path.read_text()
-
-    def stop(self) -> int:
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            code = self.proc.wait(15)
-        finally:
-            if self.proc.poll() is None:
-                self.proc.kill()
-                self.proc.wait()
-            assert self.proc.stdout is not None
-            self.proc.stdout.close()
-            self._log.close()
-        return code
 
 
 @pytest.fixture
 def serve(tmp_path: Path) -> Iterator[object]:
     started: list[Served] = []
+    with ExitStack() as stack:
 
-    def start(firmware: str) -> Served:
-        s = Served(firmware, str(tmp_path / "rpmsg.sock"), tmp_path / "serve.log")
-        started.append(s)
-        return s
+        def start(firmware: str) -> Served:
+            s = Served(stack, firmware, str(tmp_path / "rpmsg.sock"), tmp_path / "serve.log")
+            started.append(s)
+            return s
 
-    yield start
+        yield start
     for s in started:
-        assert s.stop() == 0, s.log()
+        assert s.proc.returncode == 0, s.log()
         assert not os.path.exists(s.socket), "serve-linux left its socket behind"
 
 

@@ -24,6 +24,28 @@ COREDUMP = ("disabled", "enabled", "inline")
 STATE_WRITES = ("start", "stop", "detach")
 
 
+class _Attr:
+    """A read-write sysfs attribute of a remote processor; a write is checked against
+    the words the kernel accepts (any single-line name when ``allowed`` is empty)."""
+
+    def __init__(self, attr: str, doc: str, allowed: tuple[str, ...] = ()) -> None:
+        self.attr = attr
+        self.allowed = allowed
+        self.__doc__ = doc
+
+    def __get__(self, rp: RemoteProc, owner: type | None = None) -> str:
+        return rp._read(rp.dir, self.attr)
+
+    def __set__(self, rp: RemoteProc, value: str) -> None:
+        if self.allowed and value not in self.allowed:
+            raise AmplinkError(
+                errno.EINVAL, f"{self.attr} is one of {', '.join(self.allowed)}, not {value!r}"
+            )
+        if not value or "\n" in value:
+            raise AmplinkError(errno.EINVAL, f"invalid {self.attr} {value!r}")
+        rp._write(rp.dir, self.attr, value)
+
+
 class RemoteProc:
     """One remote processor (``remoteprocN``)."""
 
@@ -85,36 +107,13 @@ class RemoteProc:
         """Detach from a processor the kernel attached to (``state`` = detach)."""
         self._write(self.dir, "state", "detach")
 
-    @property
-    def firmware(self) -> str:
-        """The firmware file name (``unknown`` when attached)."""
-        return self._read(self.dir, "firmware")
-
-    @firmware.setter
-    def firmware(self, name: str) -> None:
-        if not name or "\n" in name:
-            raise AmplinkError(errno.EINVAL, f"invalid firmware name {name!r}")
-        self._write(self.dir, "firmware", name)
-
-    @property
-    def recovery(self) -> str:
-        """``enabled`` or ``disabled``; set ``recover`` to recover a crashed one now."""
-        return self._read(self.dir, "recovery")
-
-    @recovery.setter
-    def recovery(self, value: str) -> None:
-        self._check(value, RECOVERY, "recovery")
-        self._write(self.dir, "recovery", value)
-
-    @property
-    def coredump(self) -> str:
-        """``disabled``, ``enabled`` or ``inline``."""
-        return self._read(self.dir, "coredump")
-
-    @coredump.setter
-    def coredump(self, value: str) -> None:
-        self._check(value, COREDUMP, "coredump")
-        self._write(self.dir, "coredump", value)
+    firmware = _Attr("firmware", "The firmware file name (``unknown`` when attached).")
+    recovery = _Attr(
+        "recovery",
+        "``enabled`` or ``disabled``; set ``recover`` to recover a crashed one now.",
+        RECOVERY,
+    )
+    coredump = _Attr("coredump", "``disabled``, ``enabled`` or ``inline``.", COREDUMP)
 
     def trace(self, index: int = 0) -> str:
         """The firmware's trace buffer ``traceN`` (debugfs must be mounted)."""

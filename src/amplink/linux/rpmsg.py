@@ -24,8 +24,10 @@ import struct
 import termios
 import time
 import tty
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Self, TypeVar
 
 from amplink.errors import RpmsgError
 
@@ -57,18 +59,25 @@ def endpoint_info(name: str, src: int = RPMSG_ADDR_ANY, dst: int = RPMSG_ADDR_AN
     return ENDPOINT_INFO.pack(raw, src, dst)
 
 
+_T = TypeVar("_T")
+
+
+def wait_until(found: Callable[[], _T | None], what: str, timeout: float = NODE_TIMEOUT) -> _T:
+    """Poll ``found`` until it gives something truthy (returned); ``ETIMEDOUT`` after
+    ``timeout`` s saying ``what`` was awaited.  Nodes and sysfs entries give no event
+    to wait on without udev, so this is a bounded poll."""
+    deadline = time.monotonic() + timeout
+    while not (value := found()):
+        if time.monotonic() > deadline:
+            raise RpmsgError(errno.ETIMEDOUT, f"{what} within {timeout}s")
+        time.sleep(_POLL_STEP)
+    return value
+
+
 def wait_path(path: Path, timeout: float = NODE_TIMEOUT, *, gone: bool = False) -> None:
     """Wait until ``path`` exists (or, with ``gone``, no longer exists); ``ETIMEDOUT``."""
-    deadline = time.monotonic() + timeout
-    while path.exists() == gone:
-        if time.monotonic() > deadline:
-            state = "still exists" if gone else "did not appear"
-            raise RpmsgError(errno.ETIMEDOUT, f"{path} {state} within {timeout}s")
-        time.sleep(_POLL_STEP)
-
-
-def _read_attr(path: Path) -> str:
-    return path.read_text().strip()
+    state = "still exists" if gone else "did not appear"
+    wait_until(lambda: path.exists() != gone, f"{path} {state}", timeout)
 
 
 @dataclass(frozen=True)
@@ -151,16 +160,42 @@ def bind_chrdev(channel: Channel, sysfs: str = "/sys") -> None:
         raise _error(exc, f"binding {channel.id} to {CHRDEV_DRIVER}") from None
 
 
-class LinuxEptFile:
-    """``/dev/rpmsgN`` opened: one message per read and per write."""
+class _KernelFile:
+    """An open character device; the kernel's errors become ``RpmsgError``."""
 
-    def __init__(self, path: str, *, nonblocking: bool = False) -> None:
+    def __init__(self, path: str, flags: int) -> None:
         self.path = path
-        self._nonblocking = nonblocking
         try:
-            self._fd = os.open(path, os.O_RDWR | os.O_CLOEXEC | os.O_NONBLOCK)
+            self._fd = os.open(path, os.O_RDWR | os.O_CLOEXEC | flags)
         except OSError as exc:
             raise _error(exc, f"open {path}") from None
+
+    def _ioctl(self, request: int, arg: int | bytes, what: str) -> None:
+        try:
+            fcntl.ioctl(self._fd, request, arg)
+        except OSError as exc:
+            raise _error(exc, what) from None
+
+    def close(self) -> None:
+        """Close the file. Idempotent."""
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class LinuxEptFile(_KernelFile):
+    """``/dev/rpmsgN`` opened: one message per read and per write (closing it makes
+    the kernel destroy a non-default endpoint)."""
+
+    def __init__(self, path: str, *, nonblocking: bool = False) -> None:
+        super().__init__(path, os.O_NONBLOCK)
+        self._nonblocking = nonblocking
 
     def __repr__(self) -> str:
         return f"<LinuxEptFile {self.path}>"
@@ -232,51 +267,28 @@ class LinuxEptFile:
 
     def set_incoming_flowcontrol(self, value: int) -> None:
         """``RPMSG_SET_INCOMING_FLOWCONTROL`` (``EOPNOTSUPP`` over virtio)."""
-        try:
-            fcntl.ioctl(self._fd, RPMSG_SET_INCOMING_FLOWCONTROL, value)
-        except OSError as exc:
-            raise _error(exc, "RPMSG_SET_INCOMING_FLOWCONTROL") from None
+        self._ioctl(RPMSG_SET_INCOMING_FLOWCONTROL, value, "RPMSG_SET_INCOMING_FLOWCONTROL")
 
     def destroy(self) -> None:
         """``RPMSG_DESTROY_EPT_IOCTL``: remove this endpoint device (``EINVAL`` for a
         channel's default endpoint), then close."""
-        try:
-            fcntl.ioctl(self._fd, RPMSG_DESTROY_EPT_IOCTL)
-        except OSError as exc:
-            raise _error(exc, "RPMSG_DESTROY_EPT_IOCTL") from None
-        self.close()
-
-    def close(self) -> None:
-        """Close the file (the kernel destroys a non-default endpoint). Idempotent."""
-        if self._fd >= 0:
-            os.close(self._fd)
-            self._fd = -1
-
-    def __enter__(self) -> LinuxEptFile:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
+        self._ioctl(RPMSG_DESTROY_EPT_IOCTL, 0, "RPMSG_DESTROY_EPT_IOCTL")
         self.close()
 
 
-class LinuxCtrl:
+class LinuxCtrl(_KernelFile):
     """``/dev/rpmsg_ctrlN``: endpoint devices and channels on demand."""
 
     def __init__(self, index: int = 0, *, dev: str = "/dev", sysfs: str = "/sys") -> None:
-        self.path = f"{dev}/rpmsg_ctrl{index}"
+        path = Path(dev, f"rpmsg_ctrl{index}")
+        wait_path(path)
+        super().__init__(str(path), 0)
         self._dev = dev
         self._sysfs = sysfs
-        wait_path(Path(self.path))
-        try:
-            self._fd = os.open(self.path, os.O_RDWR | os.O_CLOEXEC)
-        except OSError as exc:
-            raise _error(exc, f"open {self.path}") from None
 
-    def _ioctl(self, request: int, name: str, what: str, src: int, dst: int) -> None:
-        try:
-            fcntl.ioctl(self._fd, request, endpoint_info(name, src, dst))
-        except OSError as exc:
-            raise _error(exc, f"{what} {name!r} src {src:#x} dst {dst:#x}") from None
+    def _info_ioctl(self, request: int, what: str, name: str, src: int, dst: int) -> None:
+        info = endpoint_info(name, src, dst)
+        self._ioctl(request, info, f"{what} {name!r} src {src:#x} dst {dst:#x}")
 
     def create_ept(
         self,
@@ -290,41 +302,24 @@ class LinuxCtrl:
         """``RPMSG_CREATE_EPT_IOCTL``: a new ``/dev/rpmsgN`` bound to (name, src, dst),
         opened (its endpoint is created at open)."""
         before = {d.node for d in ept_devices(self._sysfs)}
-        self._ioctl(RPMSG_CREATE_EPT_IOCTL, name, "RPMSG_CREATE_EPT_IOCTL", src, dst)
-        node = self._new_ept_node(before, name, timeout)
-        return LinuxEptFile(f"{self._dev}/{node}", nonblocking=nonblocking)
-
-    def _new_ept_node(self, before: set[str], name: str, timeout: float) -> str:
-        deadline = time.monotonic() + timeout
-        while True:
-            for d in ept_devices(self._sysfs):
-                if d.node not in before and d.name == name:
-                    wait_path(Path(self._dev, d.node), max(deadline - time.monotonic(), 0))
-                    return d.node
-            if time.monotonic() > deadline:
-                raise RpmsgError(errno.ETIMEDOUT, f"no endpoint device for {name!r} appeared")
-            time.sleep(_POLL_STEP)
+        self._info_ioctl(RPMSG_CREATE_EPT_IOCTL, "RPMSG_CREATE_EPT_IOCTL", name, src, dst)
+        return open_ept(
+            lambda d: d.node not in before and d.name == name,
+            f"no endpoint device for {name!r} appeared",
+            timeout,
+            nonblocking=nonblocking,
+            dev=self._dev,
+            sysfs=self._sysfs,
+        )
 
     def create_dev(self, name: str, src: int = RPMSG_ADDR_ANY, dst: int = RPMSG_ADDR_ANY) -> None:
         """``RPMSG_CREATE_DEV_IOCTL``: a local channel, announced to the remote."""
-        self._ioctl(RPMSG_CREATE_DEV_IOCTL, name, "RPMSG_CREATE_DEV_IOCTL", src, dst)
+        self._info_ioctl(RPMSG_CREATE_DEV_IOCTL, "RPMSG_CREATE_DEV_IOCTL", name, src, dst)
 
     def release_dev(self, name: str, src: int = RPMSG_ADDR_ANY, dst: int = RPMSG_ADDR_ANY) -> None:
         """``RPMSG_RELEASE_DEV_IOCTL``: withdraw a local channel (the remote sees the
         name-service destroy)."""
-        self._ioctl(RPMSG_RELEASE_DEV_IOCTL, name, "RPMSG_RELEASE_DEV_IOCTL", src, dst)
-
-    def close(self) -> None:
-        """Close the control file. Idempotent."""
-        if self._fd >= 0:
-            os.close(self._fd)
-            self._fd = -1
-
-    def __enter__(self) -> LinuxCtrl:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+        self._info_ioctl(RPMSG_RELEASE_DEV_IOCTL, "RPMSG_RELEASE_DEV_IOCTL", name, src, dst)
 
 
 class LinuxRpmsgChar:
@@ -340,14 +335,13 @@ class LinuxRpmsgChar:
 
     def wait_file(self, timeout: float = NODE_TIMEOUT, name: str = RAW_SERVICE) -> LinuxEptFile:
         """Open the first endpoint device of a ``name`` channel (waits for one)."""
-        deadline = time.monotonic() + timeout
-        while not (found := self.nodes(name)):
-            if time.monotonic() > deadline:
-                raise RpmsgError(errno.ETIMEDOUT, f"no {name} channel within {timeout}s")
-            time.sleep(_POLL_STEP)
-        path = Path(self._dev, found[0].node)
-        wait_path(path, max(deadline - time.monotonic(), 0))
-        return LinuxEptFile(str(path))
+        return open_ept(
+            lambda d: d.name == name,
+            f"no {name} channel",
+            timeout,
+            dev=self._dev,
+            sysfs=self._sysfs,
+        )
 
 
 def open_tty(index: int = 0, *, dev: str = "/dev", timeout: float = NODE_TIMEOUT) -> int:
@@ -364,3 +358,24 @@ def open_tty(index: int = 0, *, dev: str = "/dev", timeout: float = NODE_TIMEOUT
         os.close(fd)
         raise RpmsgError(errno.ENOTTY, f"{path} is not a terminal: {exc}") from None
     return fd
+
+
+def open_ept(
+    match: Callable[[EptDev], bool],
+    what: str,
+    timeout: float = NODE_TIMEOUT,
+    *,
+    nonblocking: bool = False,
+    dev: str = "/dev",
+    sysfs: str = "/sys",
+) -> LinuxEptFile:
+    """Open the first endpoint device ``match`` accepts, once it and its node exist;
+    ``ETIMEDOUT`` (saying ``what`` did not appear) otherwise."""
+    found = wait_until(lambda: [d for d in ept_devices(sysfs) if match(d)], what, timeout)
+    path = Path(dev, found[0].node)
+    wait_path(path, timeout)
+    return LinuxEptFile(str(path), nonblocking=nonblocking)
+
+
+def _read_attr(path: Path) -> str:
+    return path.read_text().strip()

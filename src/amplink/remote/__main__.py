@@ -30,7 +30,6 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from types import ModuleType
 
 from amplink.errors import AmplinkError
 from amplink.hw.soc import core_control
@@ -38,6 +37,7 @@ from amplink.irq.line import drain
 from amplink.mailbox.mu_path import MU_IRQ, MuKickPath, MuWiring
 from amplink.memory.addrmap import AddressMap
 from amplink.memory.region import SharedRegion
+from amplink.remote.program import load_program
 from amplink.remote.runtime import Core, CoreHardware
 from amplink.rpmsg.glink_link import GLINK_NOTIFYID, GlinkLink
 from amplink.rpmsg.polled import PolledLink
@@ -61,20 +61,7 @@ from amplink.wire.trace import TraceWriter
 PR_SET_PDEATHSIG = 1
 EXIT_BAD_SETUP = 2
 EXIT_NO_DRIVER_OK = 3
-FIRMWARE_MODULE = "amplink_firmware"
 log = logging.getLogger("amplink.remote")
-
-
-def load_program(source: str, filename: str) -> Callable[[Core], object]:
-    """Execute the firmware program's source as a module; return its ``main``."""
-    module = ModuleType(FIRMWARE_MODULE)
-    module.__file__ = filename
-    sys.modules[FIRMWARE_MODULE] = module  # dataclasses and pickling look modules up
-    exec(compile(source, filename, "exec"), module.__dict__)
-    main = getattr(module, "main", None)
-    if not callable(main):
-        raise AmplinkError(errno.ENOEXEC, f"firmware {filename!r} has no main(core) function")
-    return main  # type: ignore[no-any-return]
 
 
 def _parse_args(argv: list[str]) -> argparse.Namespace:

@@ -17,25 +17,13 @@ import signal
 from collections.abc import Callable
 from types import FrameType
 
-from amplink.remote.__main__ import load_program
 from amplink.remote.runtime import Core, CoreHardware
-from amplink.remoteproc.elf import FirmwareImage
-from amplink.remoteproc.fwpack import image_program, program_source
-from amplink.remoteproc.loader import is_image_file
 from amplink.rpmsg.virtio_link import VirtioRpmsgRemote
 from amplink.transport.spin import AdaptiveSpin
 from amplink.transport.vhost_user import VhostUserServer, VhostUserSession
 from amplink.virtio.constants import VIRTIO_RPMSG_F_NS
 
 log = logging.getLogger(__name__)
-
-
-def firmware_program(spec: str) -> tuple[str, str]:
-    """``(source, filename)`` of a firmware: a packed ELF image (``amplink fw pack``),
-    a ``.py`` file or a module name."""
-    if is_image_file(spec):
-        return image_program(FirmwareImage.from_file(spec)), spec
-    return program_source(spec)
 
 
 class LinuxGuestDevice:
@@ -138,17 +126,15 @@ class LinuxGuestDevice:
 
 
 def serve_linux(
-    spec: str,
+    main: Callable[[Core], object],
     socket_path: str,
     *,
     once: bool = False,
     spin: bool = True,
     on_listening: Callable[[str], None] | None = None,
 ) -> int:
-    """Run firmware ``spec`` as the rpmsg device for Linux guests connecting to
+    """Run a firmware's ``main`` as the rpmsg device for Linux guests connecting to
     ``socket_path``; SIGINT and SIGTERM stop it.  Returns the exit status."""
-    source, filename = firmware_program(spec)
-    main = load_program(source, filename)
     device = LinuxGuestDevice(socket_path, once=once, spin=spin)
 
     def on_signal(_sig: int, _frame: FrameType | None) -> None:

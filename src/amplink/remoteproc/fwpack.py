@@ -17,7 +17,7 @@ import errno
 import importlib.util
 import os
 
-from amplink.remoteproc.elf import FirmwareError, FirmwareImage
+from amplink.remoteproc.elf import ELF_MAGIC, FirmwareError, FirmwareImage
 from amplink.remoteproc.elf_writer import (
     EM_NONE,
     ET_EXEC,
@@ -102,6 +102,26 @@ def _entry_bytes(image: FirmwareImage) -> bytes:
             if seg.da <= image.entry < seg.da + seg.filesz:
                 return bytes(seg.data[image.entry - seg.da : seg.filesz])
     return b""
+
+
+def is_image_file(spec: str) -> bool:
+    """An ELF image file, or a file meant as one (it then fails the magic check), as
+    opposed to a Python program (``.py``) or a module name."""
+    if spec.endswith(".py"):
+        return False
+    try:
+        with open(spec, "rb") as f:
+            return f.read(4) == ELF_MAGIC or os.sep in spec or spec.endswith(".elf")
+    except OSError:
+        return os.sep in spec  # a missing path: report it as a missing image
+
+
+def firmware_program(spec: str) -> tuple[str, str]:
+    """``(source, filename)`` of the Python program a firmware names: a packed ELF
+    image (``amplink fw pack``), a ``.py`` file or a module name."""
+    if is_image_file(spec):
+        return image_program(FirmwareImage.from_file(spec)), spec
+    return program_source(spec)
 
 
 def packed_python(image: FirmwareImage) -> bool:

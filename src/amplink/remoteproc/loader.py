@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from amplink.errors import AmplinkError
 from amplink.memory.addrmap import AddressMap
 from amplink.memory.region import SharedRegion
-from amplink.remoteproc.elf import ELF_MAGIC, HOST_MACHINE, FirmwareError, FirmwareImage
-from amplink.remoteproc.fwpack import pack_python, packed_python, program_source
+from amplink.remoteproc.elf import HOST_MACHINE, FirmwareError, FirmwareImage
+from amplink.remoteproc.fwpack import is_image_file, pack_python, packed_python, program_source
 from amplink.remoteproc.layout import (
     LoadedImage,
     default_rsc_table,
@@ -154,15 +154,3 @@ def boot_core(
         memory.region.close()
         raise
     return BootedCore(name, firmware, image, memory, core)
-
-
-def is_image_file(spec: str) -> bool:
-    """An ELF image file, or a file meant as one (it then fails the magic check), as
-    opposed to a Python program (``.py``) or a module name."""
-    if spec.endswith(".py"):
-        return False
-    try:
-        with open(spec, "rb") as f:
-            return f.read(4) == ELF_MAGIC or os.sep in spec or spec.endswith(".elf")
-    except OSError:
-        return os.sep in spec  # a missing path: report it as a missing image

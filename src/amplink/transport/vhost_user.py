@@ -418,11 +418,13 @@ class VhostUserSession:
                 vqs.append(VirtqueueDevice(window, parts, label, translate, writable=writable))
             calls = [q.call_fd for q in qs]
 
-        def notify(index: int) -> None:
+        def notify(index: int) -> None:  # on the message path: no context manager
             fd = calls[index]
             if fd >= 0:
-                with contextlib.suppress(BlockingIOError, BrokenPipeError, ConnectionError):
+                try:
                     os.write(fd, _CALL)
+                except (BlockingIOError, ConnectionError):  # full, or the guest is gone
+                    return
 
         return DeviceQueues(
             window,

@@ -20,8 +20,10 @@ import signal
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 import amplink
 
@@ -157,6 +159,35 @@ def boot(
         )
     finally:
         shutil.rmtree(run_dir, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def serving(
+    firmware: str, socket: str, log: IO[str] | int = subprocess.DEVNULL
+) -> Iterator[subprocess.Popen[str]]:
+    """``amplink serve-linux FIRMWARE`` in a subprocess (its log, verbose, to ``log``)
+    from when it listens on ``socket`` until the block ends: then SIGTERM, and a kill
+    if it has not exited within 15 s.  Its exit status is the process's returncode."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "amplink.cli", "-v", "serve-linux", firmware, "--socket", socket],
+        stdout=subprocess.PIPE,
+        stderr=log,
+        text=True,
+    )
+    assert proc.stdout is not None
+    try:
+        line = proc.stdout.readline()  # blocks until it listens, or dies
+        if not line.startswith("serving"):
+            raise RuntimeError(f"amplink serve-linux {firmware} did not start: {line!r}")
+        yield proc
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        proc.stdout.close()
 
 
 def _read(folder: str, name: str) -> str:

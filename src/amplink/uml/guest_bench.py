@@ -14,16 +14,14 @@ import sys
 import time
 
 from amplink.firmware.echo import SERVICE
-from amplink.linux.rpmsg import LinuxCtrl, channels
+from amplink.linux.rpmsg import LinuxCtrl, channels, wait_until
 from amplink.stats import latency_summary_us
 
 
 def _rpmsg(rounds: int, size: int) -> list[int]:
-    deadline = time.monotonic() + 10
-    while not (found := [c.dst for c in channels() if c.name == SERVICE]):
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"the firmware's {SERVICE} channel did not appear")
-        time.sleep(0.02)
+    found = wait_until(
+        lambda: [c.dst for c in channels() if c.name == SERVICE], f"no {SERVICE} channel"
+    )
     dst = found[0]
     with LinuxCtrl() as ctrl, ctrl.create_ept("amplink-bench", dst=dst) as f:
         payload = bytes(size)

@@ -12,7 +12,6 @@ import errno
 import json
 import os
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -30,25 +29,16 @@ from amplink.linux import (
     channels,
     open_tty,
 )
-from amplink.linux.rpmsg import ept_devices, wait_path
+from amplink.linux.rpmsg import open_ept, wait_path
 from amplink.rpmsg.aio import AsyncEndpoint
 
 MTU = 496
 TIMEOUT = 10.0
 
 
-def node_for(dst: int, timeout: float = TIMEOUT) -> LinuxEptFile:
+def node_for(dst: int) -> LinuxEptFile:
     """Open the endpoint device talking to the firmware's address ``dst``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        found = [d for d in ept_devices() if d.dst == dst]
-        if found:
-            path = Path("/dev", found[0].node)
-            wait_path(path, timeout)
-            return LinuxEptFile(str(path))
-        if time.monotonic() > deadline:
-            raise AssertionError(f"no endpoint device for {dst:#x}: {ept_devices()}")
-        time.sleep(0.02)
+    return open_ept(lambda d: d.dst == dst, f"no endpoint device for {dst:#x}", TIMEOUT)
 
 
 def control(command: str) -> bytes:
@@ -110,23 +100,13 @@ def test_ctrl_create_ept_and_destroy():
 def test_ctrl_create_and_release_dev_reach_the_remote_which_writes_first():
     with LinuxCtrl() as ctrl:
         ctrl.create_dev("rpmsg-raw", 0x500)
-        f = node_for_src(0x500)
+        f = open_ept(lambda d: d.src == 0x500, "no endpoint device at 0x500", TIMEOUT)
         assert f.read(TIMEOUT) == GREETING  # the remote spoke first
         f.close()
         ctrl.release_dev("rpmsg-raw", 0x500)
     events = json.loads(control("events"))
     assert ["rpmsg-raw", 0x500, True] in events
     assert ["rpmsg-raw", 0x500, False] in events
-
-
-def node_for_src(src: int) -> LinuxEptFile:
-    deadline = time.monotonic() + TIMEOUT
-    while not (found := [d for d in ept_devices() if d.src == src]):
-        assert time.monotonic() < deadline, ept_devices()
-        time.sleep(0.02)
-    path = Path("/dev", found[0].node)
-    wait_path(path)
-    return LinuxEptFile(str(path))
 
 
 def test_runtime_announce_and_destroy():
