@@ -102,7 +102,6 @@ def boot(
         package_root = str(Path(amplink.__file__).resolve().parents[1])
         guest_env = {
             "PATH": "/usr/local/bin:/usr/bin:/bin",
-            "HOME": "/tmp",
             "PYTHONPATH": package_root,
             "PYTHONDONTWRITEBYTECODE": "1",
             **(env or {}),

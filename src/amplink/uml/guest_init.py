@@ -2,7 +2,8 @@
 command, save what it printed, its exit status and the kernel log, and power off.
 
 The guest's root is the host's ``/``, read-only (hostfs), so the guest runs the host's
-Python and amplink.  Writable places are tmpfs mounts (``/dev``, ``/tmp``) and the run
+Python and amplink.  Writable places are tmpfs mounts (``/dev``, ``/run``; the
+command's ``TMPDIR`` and ``HOME`` are ``/run/tmp``) and the run
 folder, the host folder the boot helper shares (``AMPLINK_GUEST_DIR``, mounted at the
 same path): ``command.json`` in, ``output.txt``, ``status`` and ``kernel.log`` out.
 
@@ -23,10 +24,12 @@ import stat
 import subprocess
 import sys
 import threading
+import traceback
 from pathlib import Path
 
 NETLINK_KOBJECT_UEVENT = 15
 LINUX_REBOOT_CMD_POWER_OFF = 0x4321FEDC
+SCRATCH = "/run/tmp"
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
@@ -100,8 +103,10 @@ def main() -> None:
         _mount("proc", "/proc", "proc")
         _mount("sysfs", "/sys", "sysfs")
         _mount("tmpfs", "/dev", "tmpfs")
-        _mount("tmpfs", "/tmp", "tmpfs")
+        # Not over /tmp: the host's project or Python may live there, and a tmpfs on
+        # top would hide them from the guest.  Scratch space is /run/tmp (TMPDIR).
         _mount("tmpfs", "/run", "tmpfs")
+        os.makedirs(SCRATCH)
         _mount("hostfs", run_dir, "hostfs", run_dir)
         for name, major, minor in (("null", 1, 3), ("zero", 1, 5), ("kmsg", 1, 11)):
             _make_node(name, major, minor)
@@ -114,15 +119,18 @@ def main() -> None:
             proc = subprocess.run(
                 spec["argv"],
                 cwd=spec["cwd"],
-                env={**spec["env"], "AMPLINK_IN_GUEST": "1"},
+                env={**spec["env"], "TMPDIR": SCRATCH, "HOME": SCRATCH, "AMPLINK_IN_GUEST": "1"},
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 check=False,
             )
         status = str(proc.returncode)
-    except BaseException as exc:  # PID 1 must not exit: report and power off
-        print(f"amplink guest init: {exc!r}", file=sys.stderr, flush=True)
+    except BaseException:  # PID 1 must not exit: report (in the output) and power off
+        report = f"amplink guest init failed:\n{traceback.format_exc()}"
+        print(report, file=sys.stderr, flush=True)
+        with contextlib.suppress(Exception), open(Path(run_dir, "output.txt"), "a") as out:
+            out.write(report)
     finally:
         with contextlib.suppress(Exception):
             Path(run_dir, "kernel.log").write_text(_kernel_log())
