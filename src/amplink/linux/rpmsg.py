@@ -230,31 +230,32 @@ class LinuxEptFile(_KernelFile):
         if not p.poll(-1 if timeout is None else int(timeout * 1000)):
             raise RpmsgError(errno.ETIMEDOUT, f"{self.path}: nothing within {timeout}s")
 
+    def _io(
+        self, op: Callable[[], _T], event: int, what: str, busy: str, timeout: float | None
+    ) -> _T:
+        """Run ``op`` until it does not would-block: ``EAGAIN`` (saying ``busy``) when
+        non-blocking, else wait for ``event`` (``ETIMEDOUT`` after ``timeout`` s)."""
+        while True:
+            try:
+                return op()
+            except BlockingIOError:
+                if self._nonblocking:
+                    raise RpmsgError(errno.EAGAIN, busy) from None
+            except OSError as exc:
+                raise _error(exc, f"{what} {self.path}") from None
+            self._wait(event, timeout)
+
     def read(self, timeout: float | None = None) -> bytes:
         """The next message: ``EAGAIN`` if none and non-blocking, ``ETIMEDOUT`` after
         ``timeout`` s, ``EPIPE`` once the endpoint is gone."""
-        while True:
-            try:
-                return os.read(self._fd, MAX_MESSAGE)
-            except BlockingIOError:
-                if self._nonblocking:
-                    raise RpmsgError(errno.EAGAIN, "no message queued") from None
-            except OSError as exc:
-                raise _error(exc, f"read {self.path}") from None
-            self._wait(select.POLLIN, timeout)
+        op = lambda: os.read(self._fd, MAX_MESSAGE)  # noqa: E731
+        return self._io(op, select.POLLIN, "read", "no message queued", timeout)
 
     def write(self, data: bytes, timeout: float | None = None) -> int:
         """Send ``data`` as one message; ``EMSGSIZE`` above the MTU, ``EAGAIN`` when
         non-blocking and no send buffer is free, ``EPIPE`` once the endpoint is gone."""
-        while True:
-            try:
-                return os.write(self._fd, data)
-            except BlockingIOError:
-                if self._nonblocking:
-                    raise RpmsgError(errno.EAGAIN, "no free send buffer") from None
-            except OSError as exc:
-                raise _error(exc, f"write {self.path}") from None
-            self._wait(select.POLLOUT, timeout)
+        op = lambda: os.write(self._fd, data)  # noqa: E731
+        return self._io(op, select.POLLOUT, "write", "no free send buffer", timeout)
 
     def get_outgoing_flowcontrol(self) -> int:
         """``RPMSG_GET_OUTGOING_FLOWCONTROL``: 1 if the remote asked us to pause."""
