@@ -24,7 +24,7 @@ ECHO = "rpmsg-openamp-demo-channel"
 @pytest.fixture
 def rp(backend):
     before = snapshot()
-    with Rproc(f"suite-{backend}", PEER, table=table_for(backend), send_timeout=0.5) as rp:
+    with Rproc(f"suite-{backend}", PEER, table=table_for(backend)) as rp:
         yield rp
     assert snapshot() == before
 

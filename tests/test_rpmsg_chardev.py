@@ -3,7 +3,10 @@ real descriptors for select and asyncio, rpmsg-raw files, channels made from the
 
 import asyncio
 import errno
+import os
 import select
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -14,6 +17,7 @@ from amplink.rpmsg import RpmsgBus
 from amplink.rpmsg.aio import AsyncEndpoint
 from amplink.rpmsg.chardev import RpmsgCharDriver, RpmsgCtrl
 from amplink.rpmsg.core import RPMSG_ADDR_ANY
+from amplink.rpmsg.glink_link import DEFAULT_INTENTS
 from amplink.rpmsg.virtio_link import RpmsgBuffers
 from backends import table_for
 from resources import snapshot
@@ -27,6 +31,22 @@ def readable(fd: int, timeout: float) -> bool:
 
 def writable(fd: int, timeout: float) -> bool:
     return bool(select.select([], [fd], [], timeout)[1])
+
+
+@contextmanager
+def stalled(f, where: Path) -> Iterator[None]:
+    """The core stops consuming (it holds the buffer of ``stall``) until the block ends:
+    it waits on a FIFO the host holds open, and says ``stalled`` once it does."""
+    gate = where / "gate"
+    os.mkfifo(gate)
+    fd = os.open(gate, os.O_RDWR | os.O_NONBLOCK)
+    try:
+        f.write(b"stall " + os.fsencode(gate))
+        assert f.read(timeout=10) == b"stalled"
+        yield
+        os.write(fd, b"go")
+    finally:
+        os.close(fd)  # the core also resumes when the last writer goes
 
 
 @pytest.fixture
@@ -63,32 +83,20 @@ def test_rpmsg_raw_file_reads_and_writes_whole_messages(raw):
     assert exc.value.errno == errno.EINVAL
 
 
-def test_writer_descriptor_follows_free_send_buffers(raw):
+def test_writer_descriptor_follows_free_send_buffers(raw, tmp_path):
     rp, f = raw
-    f.write(b"stall")  # the core stops consuming for a second
-    f.nonblocking = True
-
-    def fill() -> int:
+    with stalled(f, tmp_path):
+        f.nonblocking = True
         sent = 0
         with pytest.raises(RpmsgError) as exc:
             while True:
                 f.write(b"x")
                 sent += 1
         assert exc.value.errno == errno.EAGAIN
-        return sent
-
-    sent = fill()
-    if rp.table.vdevs():
-        assert sent == 255  # 256 buffers, and "stall" has one
-    else:  # GLINK: 5 intents; the core gave back the one of "stall" before stalling,
-        assert sent in (4, 5)  # and this host may or may not have seen that yet
-    # Full now; if the intent of "stall" came back only after that, it can be used once.
-    for _ in range(2):
-        if not writable(f.writer_fileno(), 0) and not f.poll() & select.POLLOUT:
-            break
-        assert fill() == 1 and sent == 4
-    else:
-        pytest.fail("the writer descriptor stays writable while no send buffer is free")
+        # virtio: 256 buffers, "stall" holds one. GLINK: the core's 5 intents; it gave
+        # the one of "stall" back before it said "stalled".
+        assert sent == (255 if rp.table.vdevs() else DEFAULT_INTENTS[0][1])
+        assert not writable(f.writer_fileno(), 0) and not f.poll() & select.POLLOUT
     assert writable(f.writer_fileno(), 10)  # the core consumed again: a buffer came back
     f.write(b"after")
 
@@ -111,14 +119,16 @@ def test_ctrl_endpoints_and_channels_the_core_sees(raw):
     assert exc.value.errno == errno.EINVAL
 
 
-def test_asyncio_send_recv_and_iteration(raw):
+def test_asyncio_send_recv_and_iteration(raw, tmp_path):
     _rp, f = raw
 
     async def main():
-        ept = AsyncEndpoint(f)
-        await ept.send(b"stall")
-        for i in range(300):  # more than the 256 buffers: some sends must wait
-            await ept.send(b"%d" % i)
+        with stalled(f, tmp_path):
+            ept = AsyncEndpoint(f)
+            sender = asyncio.create_task(send_all(ept))
+            await asyncio.sleep(0)  # the sender runs until it has to wait
+            assert not sender.done()  # more than the 256 buffers (or 5 intents)
+        await asyncio.wait_for(sender, 10)
         assert await ept.recv() == b"resumed"
         got = []
         async for data in ept:
@@ -126,6 +136,10 @@ def test_asyncio_send_recv_and_iteration(raw):
             if len(got) == 300:
                 break
         return got
+
+    async def send_all(ept):
+        for i in range(300):
+            await ept.send(b"%d" % i)
 
     assert asyncio.run(main()) == [b"%d" % i for i in range(300)]
 
@@ -173,7 +187,7 @@ def test_flow_control_signals(raw):
     assert f.get_outgoing_flowcontrol() == 0
 
 
-def test_buffer_sizes_and_counts_per_direction():
+def test_buffer_sizes_and_counts_per_direction(tmp_path):
     """Beyond Linux's fixed 512 B x 256: the host sends from 64 buffers of 1 KiB and
     receives in 32 of 2 KiB; each side's MTU follows (the core learns its own from
     the size of the buffers the host posts)."""
@@ -190,16 +204,14 @@ def test_buffer_sizes_and_counts_per_direction():
             assert exc.value.errno == errno.EMSGSIZE
             f.write(b"big")
             assert f.read(timeout=10) == b"B" * 2032  # the core's MTU: 2048 - 16
-            f.write(b"stall")
-            f.nonblocking = True
-            sent = 0
-            with pytest.raises(RpmsgError):
-                while True:
-                    f.write(b"x")
-                    sent += 1
-            # 64 send buffers (not Linux's 256): "stall" holds one, and the core may not
-            # have handed back the buffer of the message it answered just before.
-            assert 62 <= sent <= 63
+            with stalled(f, tmp_path):
+                f.nonblocking = True
+                sent = 0
+                with pytest.raises(RpmsgError):
+                    while True:
+                        f.write(b"x")
+                        sent += 1
+            assert sent == 63  # 64 send buffers (not Linux's 256): "stall" holds one
     assert snapshot() == before
     with pytest.raises(RpmsgError) as exc:
         RpmsgBuffers(rx_size=16)

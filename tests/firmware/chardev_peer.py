@@ -2,7 +2,9 @@
 and reports the channels the host created and withdrew.
 
 ``events``: reply with what the host announced (``create|destroy <name> <addr>``).
-``stall``: stop consuming for a second, then reply ``resumed``.
+``stall <fifo>``: reply ``stalled``, then stop consuming until the host writes to (or
+closes) the FIFO at that path, then reply ``resumed``. The host decides when the core
+stops and resumes, so a test of full queues does not depend on how fast anything runs.
 ``big``: reply with one message as large as this core can send (its MTU).
 ``pause`` / ``resume``: ask the host to stop / resume sending (flow control).
 ``flow``: reply ``paused`` or ``running``: what the host last asked of this endpoint.
@@ -13,9 +15,12 @@ this core opens (and echoes on) every channel the host opens, and closes it afte
 host.
 """
 
-import time
+import os
+import select
 
 from amplink.remote import Core
+
+STALL_LIMIT = 60.0  # a host that never releases the core: resume anyway
 
 
 def main(core: Core) -> None:
@@ -39,8 +44,13 @@ def main(core: Core) -> None:
             ept.sendto("\n".join(events).encode(), src)
         elif data == b"big":
             ept.sendto(b"B" * core.mtu, src)
-        elif data == b"stall":
-            time.sleep(1.0)
+        elif data.startswith(b"stall "):
+            gate = os.open(data[6:], os.O_RDONLY | os.O_NONBLOCK)
+            try:
+                ept.sendto(b"stalled", src)  # the gate is open: the host may let go of it
+                select.select([gate], [], [], STALL_LIMIT)
+            finally:
+                os.close(gate)
             ept.sendto(b"resumed", src)
         elif data in (b"pause", b"resume"):
             ept.set_flow_control(data == b"pause")
