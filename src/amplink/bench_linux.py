@@ -2,8 +2,10 @@
 ``/dev/rpmsgN`` (in a User-Mode Linux guest) and amplink's device side over
 vhost-user, next to a pipe round trip measured in the same guest.
 
-Taken only when a UML kernel is in the cache (``tools/uml/build-kernel.sh``); the
-guest and the device are not pinned (UML is a tree of processes).
+Taken only when a UML kernel is in the cache (``tools/uml/build-kernel.sh``).  The
+guest and the device are not pinned: a guest pinned to one CPU makes the rpmsg path's
+p99 worse by an order of magnitude (UML's interrupt delivery is a host process of its
+own that then waits for the guest kernel's CPU; the README has the figures).
 """
 
 from __future__ import annotations
