@@ -10,6 +10,7 @@ import pytest
 from amplink.errors import AddressError, RpmsgError, VirtqueueError
 from amplink.rpmsg import RPMSG_ADDR_ANY, RpmsgDriver
 from amplink.rpmsg.core import announce
+from amplink.transport.spin import AdaptiveSpin
 from amplink.virtio.constants import VIRTIO_CONFIG_S_DRIVER_OK
 from amplink.wire.rpmsg import RPMSG_HDR
 from rpmsg_helpers import make_loop
@@ -226,6 +227,35 @@ def test_blocking_send_waits_for_a_buffer(loop):
     assert result == [None]
     loop.remote.poll_rx()
     assert [sink.recv(0).data for _ in range(17)][-1] == b"late"
+
+
+def test_a_spinning_sender_holds_off_unmapping_until_it_lets_go(loop):
+    """A sender spinning for a free buffer reads the used ring without a lock. When the
+    core dies, quiesce() (after which the memory is unmapped) must wait for it, and the
+    sender must get EPIPE, not a read of unmapped memory."""
+    host = loop.host
+    host._tx_spin = AdaptiveSpin(10**10, enabled=True)  # spins (10 s at most) for a buffer
+    ept = host.endpoints.create(None)
+    for _ in range(16):
+        ept.trysendto(b"x", 1024)
+    outcome = []
+
+    def send():
+        try:
+            ept.sendto(b"late", 1024, timeout=30)
+        except RpmsgError as exc:
+            outcome.append(exc.errno)
+
+    t = threading.Thread(target=send)
+    t.start()
+    deadline = time.monotonic() + 10
+    while host._users == 0 and time.monotonic() < deadline:
+        time.sleep(0.001)
+    assert host._users == 1, "the spinning sender is not counted as using the memory"
+    host.fail(RpmsgError(errno.EPIPE, "the core died"))
+    assert host.quiesce(10) and host._users == 0
+    t.join(10)
+    assert not t.is_alive() and outcome == [errno.EPIPE]
 
 
 def test_hostile_header_length_dropped_link_survives(loop, caplog):

@@ -35,7 +35,7 @@ class PolledLink(RpmsgLink):
         self._rx_lock = threading.Lock()
         self._tx_cond = threading.Condition(threading.Lock())
         self._rx_owner = 0
-        self._users = 0  # busy-pollers touching shared memory outside the locks
+        self._users = 0  # spinning waiters reading shared memory outside the locks
         self._users_cond = threading.Condition(threading.Lock())
 
     @abstractmethod
@@ -94,12 +94,8 @@ class PolledLink(RpmsgLink):
         return ready()
 
     def busy_poll(self, ready: Callable[[], bool]) -> bool:
-        if not self.spin.enabled:
+        if not self.spin.enabled or not self._enter_memory():
             return False
-        with self._users_cond:  # counted, so that quiesce() waits for us
-            if self.failure is not None:
-                return False
-            self._users += 1
         try:
             self.suppress_rx()
             try:
@@ -108,9 +104,22 @@ class PolledLink(RpmsgLink):
                 if self.failure is None and self.unsuppress_rx():
                     self.poll_rx()
         finally:
-            with self._users_cond:
-                self._users -= 1
-                self._users_cond.notify_all()
+            self._leave_memory()
+
+    def _enter_memory(self) -> bool:
+        """Count this thread as reading shared memory outside the locks (a spinning
+        waiter), so that :meth:`quiesce` waits for it; False once the link has failed
+        (then nothing is counted and the memory must not be touched)."""
+        with self._users_cond:
+            if self.failure is not None:
+                return False
+            self._users += 1
+            return True
+
+    def _leave_memory(self) -> None:
+        with self._users_cond:
+            self._users -= 1
+            self._users_cond.notify_all()
 
     def quiesce(self, timeout: float = 5.0) -> bool:
         """After :meth:`fail`: wait until no thread touches the shared memory any more,

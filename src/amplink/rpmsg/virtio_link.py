@@ -272,7 +272,11 @@ class VirtioRpmsgLink(PolledLink):
         """Retry ``attempt`` (under the TX lock) until it gets a buffer, or time out."""
         timeout = self.send_timeout if timeout is None else timeout
         deadline = time.monotonic() + timeout
-        self._tx_spin.spin(self._tx_returning)
+        if self._enter_memory():  # a spinning sender reads the used ring without a lock
+            try:
+                self._tx_spin.spin(self._tx_returning)
+            finally:
+                self._leave_memory()
         wait = 50e-6
         cond = self._tx_cond
         with cond:
@@ -558,7 +562,7 @@ class VirtioRpmsgHost(VirtioRpmsgLink):
         return bool(self._spare_tx) or self._next_unused_tx < self._n_tx or self._tx_vq.has_used()
 
     def _tx_returning(self) -> bool:
-        return self._tx_vq.has_used()
+        return self.failure is not None or self._tx_vq.has_used()  # failed: stop spinning
 
     def _tx_notifications(self, enable: bool) -> bool:
         if enable:
