@@ -571,7 +571,8 @@ class VirtioRpmsgHost(VirtioRpmsgLink):
         return False
 
     def rx_pending(self) -> bool:
-        return self._rx_vq.has_used()
+        # Failed: nothing will be dispatched any more, and the memory may be unmapped.
+        return self.failure is None and self._rx_vq.has_used()
 
     def suppress_rx(self) -> None:
         self._rx_vq.disable_cb()
