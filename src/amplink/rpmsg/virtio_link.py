@@ -272,9 +272,9 @@ class VirtioRpmsgLink(PolledLink):
         """Retry ``attempt`` (under the TX lock) until it gets a buffer, or time out."""
         timeout = self.send_timeout if timeout is None else timeout
         deadline = time.monotonic() + timeout
-        if self._enter_memory():  # a spinning sender reads the used ring without a lock
+        if self._enter_memory():  # a spinning sender reads the ring without a lock
             try:
-                self._tx_spin.spin(self._tx_returning)
+                self._tx_spin.spin(lambda: self.failure is not None or self._tx_returning())
             finally:
                 self._leave_memory()
         wait = 50e-6
@@ -562,7 +562,7 @@ class VirtioRpmsgHost(VirtioRpmsgLink):
         return bool(self._spare_tx) or self._next_unused_tx < self._n_tx or self._tx_vq.has_used()
 
     def _tx_returning(self) -> bool:
-        return self.failure is not None or self._tx_vq.has_used()  # failed: stop spinning
+        return self._tx_vq.has_used()
 
     def _tx_notifications(self, enable: bool) -> bool:
         if enable:
@@ -718,7 +718,7 @@ class VirtioRpmsgRemote(VirtioRpmsgLink):
         return self._peer_reset()
 
     def rx_pending(self) -> bool:
-        return self._rx_vq.has_avail()
+        return self.failure is None and self._rx_vq.has_avail()  # as the host's
 
     def suppress_rx(self) -> None:
         self._rx_vq.disable_notify()
