@@ -4,8 +4,11 @@ Notifications are only counted; the tests pump the receive paths explicitly
 (:meth:`Loop.pump`), so every exchange is deterministic and needs no thread.
 """
 
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from amplink.errors import RpmsgError
 from amplink.memory import AddressMap, SharedRegion
 from amplink.remoteproc.layout import default_rsc_table, load_rpmsg_vdev, region_size_for
 from amplink.rpmsg import NameService, RpmsgBus
@@ -85,3 +88,19 @@ def make_loop(
     ns = NameService(bus, host)
     host.fail_listeners.append(lambda err: bus.remove_link(host, err))
     return Loop(region, host, remote, bus, ns, loop_kicks)
+
+
+def send_in_thread(send: Callable[[], object]) -> tuple[threading.Thread, list[int]]:
+    """Start ``send`` (a blocking send) in a thread; the list gets the errno it fails
+    with, if it does."""
+    outcome: list[int] = []
+
+    def run() -> None:
+        try:
+            send()
+        except RpmsgError as exc:
+            outcome.append(exc.errno)
+
+    t = threading.Thread(target=run)
+    t.start()
+    return t, outcome

@@ -5,7 +5,6 @@ something, the test shows its specific error."""
 import errno
 import os
 import signal
-import threading
 import time
 from pathlib import Path
 
@@ -16,6 +15,7 @@ from amplink.remoteproc import Rproc
 from amplink.rpmsg import RpmsgDriver
 from backends import table_for
 from resources import snapshot
+from rpmsg_helpers import send_in_thread
 
 PEER = str(Path(__file__).parent / "firmware" / "channels_peer.py")
 ECHO = "rpmsg-openamp-demo-channel"
@@ -118,16 +118,7 @@ def test_a_sender_waiting_on_a_core_that_dies_gets_epipe_not_the_timeout(rp):
     with pytest.raises(RpmsgError):
         while True:
             ept.trysend(b"x")
-    outcome = []
-
-    def sender():
-        try:
-            ept.send(b"waiting", timeout=60)
-        except RpmsgError as exc:
-            outcome.append(exc.errno)
-
-    t = threading.Thread(target=sender)
-    t.start()
+    t, outcome = send_in_thread(lambda: ept.send(b"waiting", timeout=60))
     os.kill(rp.pid, signal.SIGKILL)
     t.join(30)
     assert not t.is_alive() and outcome == [errno.EPIPE]  # not ETIMEDOUT after 60 s

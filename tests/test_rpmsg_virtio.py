@@ -13,7 +13,7 @@ from amplink.rpmsg.core import announce
 from amplink.transport.spin import AdaptiveSpin
 from amplink.virtio.constants import VIRTIO_CONFIG_S_DRIVER_OK
 from amplink.wire.rpmsg import RPMSG_HDR
-from rpmsg_helpers import make_loop
+from rpmsg_helpers import make_loop, send_in_thread
 from test_wire_rsc_table import openamp_table
 
 SERVICE = "rpmsg-openamp-demo-channel"
@@ -238,16 +238,7 @@ def test_a_spinning_sender_holds_off_unmapping_until_it_lets_go(loop):
     ept = host.endpoints.create(None)
     for _ in range(16):
         ept.trysendto(b"x", 1024)
-    outcome = []
-
-    def send():
-        try:
-            ept.sendto(b"late", 1024, timeout=30)
-        except RpmsgError as exc:
-            outcome.append(exc.errno)
-
-    t = threading.Thread(target=send)
-    t.start()
+    t, outcome = send_in_thread(lambda: ept.sendto(b"late", 1024, timeout=30))
     deadline = time.monotonic() + 10
     while host._users == 0 and time.monotonic() < deadline:
         time.sleep(0.001)

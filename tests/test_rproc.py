@@ -15,6 +15,7 @@ from amplink.firmware import bench as fw
 from amplink.mailbox import framework as mbox
 from amplink.remoteproc import CRASHED, OFFLINE, RUNNING, Rproc
 from resources import children, snapshot
+from rpmsg_helpers import send_in_thread
 
 SERVICE = "rpmsg-openamp-demo-channel"
 FW = Path(__file__).parent / "firmware"
@@ -90,16 +91,7 @@ def test_blocked_sender_released_when_remote_dies():
         with pytest.raises(RpmsgError) as exc:
             ept.trysend(b"x")
         assert exc.value.errno == errno.ENOMEM
-        outcome = []
-
-        def blocked():
-            try:
-                ept.send(b"waiting")
-            except RpmsgError as e:
-                outcome.append(e.errno)
-
-        t = threading.Thread(target=blocked)
-        t.start()
+        t, outcome = send_in_thread(lambda: ept.send(b"waiting"))
         os.kill(rp.pid, signal.SIGKILL)
         t.join(30)
         assert not t.is_alive() and outcome == [errno.EPIPE]
