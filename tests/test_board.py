@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from amplink import demo
+from amplink.app import demo
 from amplink.board import Board, BoardError, load_board, parse_board
 from amplink.errors import AmplinkError
 from amplink.firmware.demo import ECHO_SERVICE, RAW_SERVICE, SERVICES

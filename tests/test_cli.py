@@ -6,14 +6,14 @@ import sys
 
 import pytest
 
-from amplink import cli
+from amplink.app import cli
 from resources import snapshot
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
     """The amplink command in a fresh interpreter, as a user's shell would run it."""
     return subprocess.run(
-        [sys.executable, "-m", "amplink.cli", *args],
+        [sys.executable, "-m", "amplink.app.cli", *args],
         capture_output=True,
         text=True,
         timeout=120,

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from amplink import cli, up
+from amplink.app import cli, up
 from amplink.board import Board, load_board
 from amplink.control.protocol import request
 from amplink.control.server import ControlServer
@@ -41,7 +41,7 @@ class Up:
     def __init__(self, socket_path, *args: str) -> None:
         self.socket = str(socket_path)
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "amplink.cli", "up", "--socket", self.socket, *args],
+            [sys.executable, "-m", "amplink.app.cli", "up", "--socket", self.socket, *args],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -154,7 +154,7 @@ def test_tty_trace_and_listen(board_up, capsys):
         [
             sys.executable,
             "-m",
-            "amplink.cli",
+            "amplink.app.cli",
             "listen",
             "m4",
             "rpmsg-tty",
@@ -184,7 +184,16 @@ def test_tty_trace_and_listen(board_up, capsys):
 def test_listen_ends_when_the_core_goes_away(board_up, capsys):
     u = board_up
     listener = subprocess.Popen(
-        [sys.executable, "-m", "amplink.cli", "listen", "r5f", "rpmsg-raw", "--socket", u.socket],
+        [
+            sys.executable,
+            "-m",
+            "amplink.app.cli",
+            "listen",
+            "r5f",
+            "rpmsg-raw",
+            "--socket",
+            u.socket,
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -198,7 +207,7 @@ def test_listen_ends_when_the_core_goes_away(board_up, capsys):
 
 def test_without_up_and_with_a_second_up(tmp_path, board_up):
     proc = subprocess.run(
-        [sys.executable, "-m", "amplink.cli", "status", "--socket", str(tmp_path / "none")],
+        [sys.executable, "-m", "amplink.app.cli", "status", "--socket", str(tmp_path / "none")],
         capture_output=True,
         text=True,
         timeout=60,
@@ -207,7 +216,7 @@ def test_without_up_and_with_a_second_up(tmp_path, board_up):
     assert proc.returncode == cli.EXIT_NOT_RUNNING
     assert "no amplink up is running" in proc.stderr
     second = subprocess.run(
-        [sys.executable, "-m", "amplink.cli", "up", "--socket", board_up.socket],
+        [sys.executable, "-m", "amplink.app.cli", "up", "--socket", board_up.socket],
         capture_output=True,
         text=True,
         timeout=60,

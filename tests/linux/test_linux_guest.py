@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from amplink import bench_linux
+from amplink.app.bench import linux as bench_linux
 from amplink.uml.boot import GuestRun, boot, find_kernel, serving
 
 pytestmark = [pytest.mark.linux, pytest.mark.timeout(600)]

@@ -15,7 +15,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from amplink import bench, demo, up
+from amplink.app import demo, up
+from amplink.app.bench import main as bench
 from amplink.board import BoardSpec, CoreStatus, load_board
 from amplink.control.protocol import NotRunning, default_socket, request, stream
 from amplink.errors import AmplinkError

@@ -21,13 +21,13 @@ import time
 from dataclasses import dataclass, field
 from typing import TextIO
 
+from amplink.app.stats import latency_summary_us
+from amplink.app.terminal import Steps, table
 from amplink.board import Board, BoardSpec
 from amplink.errors import AmplinkError
 from amplink.firmware.demo import ECHO_SERVICE, RAW_SERVICE
 from amplink.remoteproc import Rproc
 from amplink.rpmsg.tty import RPMSG_TTY_SERVICE
-from amplink.stats import latency_summary_us
-from amplink.terminal import Steps, table
 
 CONSOLE_COMMAND = "echo hello from the host"
 RAW_MESSAGE = b"hello, raw channel"

@@ -18,9 +18,9 @@ from pathlib import Path
 from types import FrameType
 from typing import TextIO
 
+from amplink.app.terminal import Steps, table
 from amplink.board import Board, BoardSpec, CoreStatus
 from amplink.control.server import ControlServer
-from amplink.terminal import Steps, table
 
 REFRESH = 0.5  # seconds between looks at the board
 READY = "ready:"  # the line a script waits for before using the socket

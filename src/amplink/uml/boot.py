@@ -168,7 +168,16 @@ def serving(
     from when it listens on ``socket`` until the block ends: then SIGTERM, and a kill
     if it has not exited within 15 s.  Its exit status is the process's returncode."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "amplink.cli", "-v", "serve-linux", firmware, "--socket", socket],
+        [
+            sys.executable,
+            "-m",
+            "amplink.app.cli",
+            "-v",
+            "serve-linux",
+            firmware,
+            "--socket",
+            socket,
+        ],
         stdout=subprocess.PIPE,
         stderr=log,
         text=True,

@@ -3,7 +3,7 @@
 for, and, as the baseline measured in the same guest, a pipe round trip between two
 guest processes (what a kernel wake-up costs under UML).  Prints one JSON object.
 
-Usage (in the guest): ``python -m amplink.uml.guest_bench ROUNDS SIZE...``
+Usage (in the guest): ``python -m amplink.app.bench.guest ROUNDS SIZE...``
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ import os
 import sys
 import time
 
+from amplink.app.stats import latency_summary_us
 from amplink.firmware.echo import SERVICE
 from amplink.linux.rpmsg import LinuxCtrl, channels, wait_until
-from amplink.stats import latency_summary_us
 
 
 def _rpmsg(rounds: int, size: int) -> list[int]:

@@ -17,10 +17,10 @@ import sys
 import time
 from dataclasses import dataclass
 
+from amplink.app.stats import latency_summary_us
 from amplink.firmware.echo import SERVICE
 from amplink.remoteproc import Rproc
 from amplink.remoteproc.layout import default_rsc_table
-from amplink.stats import latency_summary_us
 from amplink.wire.protocol import Features
 
 

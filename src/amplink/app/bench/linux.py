@@ -30,7 +30,7 @@ def bench_linux(rounds: int) -> list[dict[str, Any]] | None:
         sock = os.path.join(tmp, "rpmsg.sock")
         with serving("amplink.firmware.echo", sock):
             run = boot(
-                [sys.executable, "-m", "amplink.uml.guest_bench", str(rounds),
+                [sys.executable, "-m", "amplink.app.bench.guest", str(rounds),
                  *(str(s) for s in SIZES)],
                 socket=sock, kernel=kernel, timeout=300,
             )  # fmt: skip

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from queue import Empty, SimpleQueue
 from typing import Literal
 
+from amplink.app.stats import latency_summary_us
 from amplink.firmware import bench as fw
 from amplink.hw.imx_mu import MU_TR0, ImxMu
 from amplink.hw.imx_mu import SIZE as MU_SIZE
@@ -35,7 +36,6 @@ from amplink.mailbox.framework import (
 from amplink.mailbox.imx_mu import IMX_MU_TYPE_RX, ImxMuController
 from amplink.memory.region import SharedRegion
 from amplink.remoteproc import Rproc
-from amplink.stats import latency_summary_us
 
 WARMUP = 200
 LOAD_ITEMS = 4  # work items kept queued on the busy workqueue

@@ -25,12 +25,14 @@ from dataclasses import asdict, dataclass
 from multiprocessing.connection import Connection
 from typing import Any
 
-from amplink import bench_lifecycle, bench_linux, bench_mailbox
+from amplink.app.bench import lifecycle as bench_lifecycle
+from amplink.app.bench import linux as bench_linux
+from amplink.app.bench import mailbox as bench_mailbox
+from amplink.app.stats import latency_summary_us
 from amplink.firmware import bench as fw
 from amplink.remoteproc import Rproc
 from amplink.remoteproc.layout import glink_rsc_table
 from amplink.rpmsg.core import Endpoint
-from amplink.stats import latency_summary_us
 
 RTT_SIZE = 64
 THROUGHPUT_SIZE = 496
