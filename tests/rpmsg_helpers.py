@@ -14,8 +14,8 @@ from amplink.remoteproc.layout import default_rsc_table, load_rpmsg_vdev, region
 from amplink.rpmsg import NameService, RpmsgBus
 from amplink.rpmsg.core import announce
 from amplink.rpmsg.virtio_link import VirtioRpmsgHost, VirtioRpmsgRemote
-from amplink.transport.spin import AdaptiveSpin
 from amplink.virtio.vdev import VdevConfig
+from amplink.wait import AdaptiveSpin
 from amplink.wire import rsc_table
 
 

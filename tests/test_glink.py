@@ -13,7 +13,7 @@ from amplink.errors import FifoError, RpmsgError
 from amplink.memory import SharedRegion
 from amplink.rpmsg import RpmsgBus
 from amplink.rpmsg.glink_link import MAX_INTENTS, GlinkChannels, GlinkLink
-from amplink.transport.spin import AdaptiveSpin
+from amplink.wait import AdaptiveSpin
 from amplink.wire import glink as g
 
 NAME = "svc"

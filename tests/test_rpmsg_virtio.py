@@ -10,8 +10,8 @@ import pytest
 from amplink.errors import AddressError, RpmsgError, VirtqueueError
 from amplink.rpmsg import RPMSG_ADDR_ANY, RpmsgDriver
 from amplink.rpmsg.core import announce
-from amplink.transport.spin import AdaptiveSpin
 from amplink.virtio.constants import VIRTIO_CONFIG_S_DRIVER_OK
+from amplink.wait import AdaptiveSpin
 from amplink.wire.rpmsg import RPMSG_HDR
 from rpmsg_helpers import make_loop, send_in_thread
 from test_wire_rsc_table import openamp_table

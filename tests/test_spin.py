@@ -1,6 +1,6 @@
 """Adaptive spinning: the budget logic, independent of timing."""
 
-from amplink.transport.spin import IDLE_NS, WINDOW, AdaptiveSpin, spin_worthwhile
+from amplink.wait import IDLE_NS, WINDOW, AdaptiveSpin, spin_worthwhile
 
 
 def test_hits_keep_full_budget():

@@ -43,9 +43,9 @@ from amplink.rpmsg.glink_link import GLINK_NOTIFYID, GlinkLink
 from amplink.rpmsg.polled import PolledLink
 from amplink.rpmsg.virtio_link import VirtioRpmsgRemote
 from amplink.tracing import start_from_environment
-from amplink.transport.spin import AdaptiveSpin
 from amplink.virtio.constants import VIRTIO_ID_RPMSG
 from amplink.virtio.vdev import VdevConfig
+from amplink.wait import AdaptiveSpin
 from amplink.wire import rsc_table
 from amplink.wire.glink import GlinkEdgeSpec
 from amplink.wire.protocol import (

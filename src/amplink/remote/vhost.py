@@ -19,9 +19,9 @@ from types import FrameType
 
 from amplink.remote.runtime import Core, CoreHardware
 from amplink.rpmsg.virtio_link import VirtioRpmsgRemote
-from amplink.transport.spin import AdaptiveSpin
 from amplink.transport.vhost_user import VhostUserServer, VhostUserSession
 from amplink.virtio.constants import VIRTIO_RPMSG_F_NS
+from amplink.wait import AdaptiveSpin
 
 log = logging.getLogger(__name__)
 

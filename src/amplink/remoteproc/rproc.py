@@ -64,7 +64,7 @@ from amplink.rpmsg.virtio_link import (
     VirtioRpmsgHost,
 )
 from amplink.tracing import TRACER
-from amplink.transport.spin import AdaptiveSpin, spin_worthwhile
+from amplink.wait import AdaptiveSpin, spin_worthwhile
 from amplink.wire import rsc_table as rt
 from amplink.wire.protocol import RSC_AMPLINK_FEATURES, Features
 from amplink.wire.trace import read_trace

@@ -54,7 +54,7 @@ from amplink.rpmsg.core import RPMSG_ADDR_ANY, Endpoint, RpmsgBus, RpmsgDevice
 from amplink.rpmsg.glink_fifo import EdgeFifos
 from amplink.rpmsg.polled import PolledLink
 from amplink.tracing import TRACER
-from amplink.transport.spin import AdaptiveSpin
+from amplink.wait import AdaptiveSpin
 from amplink.wire import glink as g
 
 log = logging.getLogger(__name__)

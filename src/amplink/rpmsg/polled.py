@@ -21,7 +21,7 @@ from typing import ClassVar
 
 from amplink.errors import FifoError, VirtqueueError
 from amplink.rpmsg.core import RpmsgLink
-from amplink.transport.spin import AdaptiveSpin
+from amplink.wait import AdaptiveSpin
 
 
 class PolledLink(RpmsgLink):

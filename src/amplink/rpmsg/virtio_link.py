@@ -35,7 +35,6 @@ from amplink.memory.region import SharedRegion
 from amplink.rpmsg.core import RPMSG_ADDR_ANY
 from amplink.rpmsg.polled import PolledLink
 from amplink.tracing import TRACER
-from amplink.transport.spin import AdaptiveSpin
 from amplink.virtio.constants import (
     VIRTIO_CONFIG_S_ACKNOWLEDGE,
     VIRTIO_CONFIG_S_DRIVER,
@@ -45,6 +44,7 @@ from amplink.virtio.constants import (
 )
 from amplink.virtio.vdev import VdevConfig
 from amplink.virtio.virtqueue import VirtqueueDevice, VirtqueueDriver
+from amplink.wait import AdaptiveSpin
 from amplink.wire.rpmsg import RPMSG_HDR, RPMSG_HDR_SIZE
 from amplink.wire.vring import VringLayout
 

@@ -1,10 +1,8 @@
-"""How a waiter waits: adaptive spin-then-block.
+"""Transports beside the native one: what gives a virtio device its memory window and
+its notify path when the peer is not an amplink core behind a mailbox.
 
-Notifications themselves travel through the mailbox and interrupt layers
-(:mod:`amplink.mailbox.mu_path`); this package holds the policy that decides when a
-waiter polls shared memory instead of waiting for one.
+:mod:`amplink.transport.vhost_user` serves the device role to a vhost-user front end
+(a Linux guest under User-Mode Linux or QEMU).  The native transport is the
+remoteproc vdev (:mod:`amplink.remoteproc.vdev`) kicked through the mailbox
+(:mod:`amplink.mailbox.mu_path`).
 """
-
-from amplink.transport.spin import AdaptiveSpin, spin_worthwhile
-
-__all__ = ["AdaptiveSpin", "spin_worthwhile"]
