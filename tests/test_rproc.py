@@ -149,7 +149,7 @@ def test_kicks_travel_through_the_mailbox_both_ways(delivery):
         for i in range(100):
             ept.send(b"%d" % i)
             assert ept.recv(10).data == b"%d" % i
-        kicks = path.kick_path
+        kicks = path.kicks
         # Every send asked for a kick; one that found a kick for the same vring still
         # queued (not yet on the MU) was merged into it, which is correct and rare.
         assert kicks.sent + kicks.coalesced >= 100 and kicks.sent > 0

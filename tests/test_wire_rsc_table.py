@@ -6,6 +6,7 @@ import struct
 import pytest
 
 from amplink.errors import ResourceTableError
+from amplink.virtio.constants import VIRTIO_ID_RPMSG
 from amplink.wire import rsc_table as rt
 
 OPENAMP_HEX = """
@@ -20,7 +21,7 @@ def openamp_table() -> rt.ResourceTable:
     return rt.ResourceTable(
         [
             rt.Vdev(
-                rt.VIRTIO_ID_RPMSG,
+                VIRTIO_ID_RPMSG,
                 notifyid=0,
                 dfeatures=1,
                 vrings=[rt.Vring(0x4000, 0x1000, 256, 1), rt.Vring(0x8000, 0x1000, 256, 2)],
@@ -54,7 +55,7 @@ def full_table() -> rt.ResourceTable:
             rt.Devmem(0x2000_0000, 0x4000_0000, 0x1000, 3, "uart"),
             rt.Trace(0x1010_0000, 0x1000, "trace0"),
             rt.Vdev(
-                rt.VIRTIO_ID_RPMSG,
+                VIRTIO_ID_RPMSG,
                 dfeatures=1,
                 vrings=[rt.Vring(rt.FW_RSC_ADDR_ANY, 16, 64), rt.Vring(rt.FW_RSC_ADDR_ANY, 16, 64)],
                 config=b"\x01\x02\x03\x04",

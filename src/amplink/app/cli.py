@@ -20,6 +20,7 @@ from amplink.app.bench import main as bench
 from amplink.board import BoardSpec, CoreStatus, load_board
 from amplink.control.protocol import NotRunning, default_socket, request, stream
 from amplink.errors import AmplinkError
+from amplink.remoteproc.crash import crash_type, crash_words
 from amplink.remoteproc.describe import describe_image
 from amplink.remoteproc.elf import FirmwareImage
 from amplink.remoteproc.fwpack import firmware_program, pack_python, program_source
@@ -27,7 +28,6 @@ from amplink.remoteproc.layout import default_rsc_table
 from amplink.tracing import TRACER
 
 EXIT_NOT_RUNNING = 3
-CRASH_KINDS = {"mmufault": 0, "watchdog": 1, "fatal": 2}
 
 
 def _board(args: argparse.Namespace) -> BoardSpec:
@@ -96,7 +96,7 @@ def _cmd_sysfs(args: argparse.Namespace) -> int:
 
 
 def _cmd_crash(args: argparse.Namespace) -> int:
-    r = _ask(args, "crash", core=args.core, kind=CRASH_KINDS[args.kind])
+    r = _ask(args, "crash", core=args.core, kind=crash_type(args.kind))
     print(f"{r['core']}: crash #{r['crashes']} handled, now {r['state']}")
     return 0
 
@@ -328,7 +328,7 @@ def _control_commands(sub: Any) -> None:
     c = command("crash", "make a core crash (debugfs crash); waits until handled", _cmd_crash)
     c.add_argument(
         "--kind",
-        choices=sorted(CRASH_KINDS),
+        choices=sorted(crash_words()),
         default="watchdog",
         help="the crash type reported (default watchdog)",
     )

@@ -98,7 +98,7 @@ class MuKickPath:
         self.domain = IrqDomain(f"{name}-gic", rt_priority=rt_priority)
         self.workqueue: Workqueue | None = None
         self.controller: ImxMuController | None = None
-        self.kick_path: MboxKick | None = None
+        self.kicks: MboxKick | None = None
         try:
             irq = wiring.host_irq
             line = self.domain.add_line(irq, fd=own_fd)
@@ -118,7 +118,7 @@ class MuKickPath:
             if delivery == "workqueue":
                 deliver = self._deferred(on_notify)
             dev = self.controller.dev
-            self.kick_path = MboxKick(
+            self.kicks = MboxKick(
                 f"{name}-kick",
                 (dev, IMX_MU_TYPE_TX, wiring.tx),
                 (dev, IMX_MU_TYPE_RX, wiring.rx),
@@ -127,12 +127,12 @@ class MuKickPath:
         except BaseException:
             self.close()
             raise
-        self.kick = self.kick_path.kick
+        self.kick = self.kicks.kick
 
     def stop_receiving(self) -> None:
         """Free the RX kick channel: its interrupt is disabled, nothing more arrives."""
-        if self.kick_path is not None:
-            free_channel(self.kick_path.rx)
+        if self.kicks is not None:
+            free_channel(self.kicks.rx)
 
     def _deferred(self, on_notify: Callable[[int], None]) -> Callable[[int], None]:
         """Deliver through a workqueue (what imx_rproc did before 2026): the IRQ thread
@@ -154,9 +154,9 @@ class MuKickPath:
 
     def close(self) -> None:
         """Free channels, stop interrupt handling, close both eventfds. Idempotent."""
-        if self.kick_path is not None:
-            self.kick_path.close()
-            self.kick_path = None
+        if self.kicks is not None:
+            self.kicks.close()
+            self.kicks = None
         if self.controller is not None:
             self.controller.unregister()
             self.controller = None

@@ -23,14 +23,14 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from amplink.errors import RpmsgError, WireError
+from amplink.errors import RpmsgError
 from amplink.hw.core_ctrl import STATUS_BOOTED, STATUS_HALTED, STATUS_WFI, CoreControl
 from amplink.irq.line import drain
-from amplink.rpmsg.core import RPMSG_ADDR_ANY, RPMSG_NS_ADDR, Endpoint, EndpointCallback, announce
+from amplink.rpmsg.core import RPMSG_ADDR_ANY, Endpoint, EndpointCallback, announce
 from amplink.rpmsg.glink_link import GlinkLink
+from amplink.rpmsg.ns import bind_name_service
 from amplink.rpmsg.polled import PolledLink
 from amplink.wire.protocol import RP_MBOX_CRASH, RP_MBOX_SHUTDOWN_ACK
-from amplink.wire.rpmsg import NsMessage
 from amplink.wire.trace import TraceWriter
 
 log = logging.getLogger("amplink.firmware")
@@ -166,15 +166,7 @@ class Core:
             )
             return
 
-        def name_service(_ept: Endpoint, data: bytes, src: int) -> None:
-            try:
-                msg = NsMessage.unpack(data)
-            except WireError as exc:
-                log.warning("malformed name-service message from %d ignored: %s", src, exc)
-                return
-            callback(msg.name, msg.addr, not msg.destroy)
-
-        link.endpoints.create(name_service, RPMSG_NS_ADDR, name="rpmsg_ns")
+        bind_name_service(link, lambda msg: callback(msg.name, msg.addr, not msg.destroy))
 
     def trace(self, text: str) -> None:
         """Append ``text`` to the trace buffer (the host reads it as ``trace0``)."""

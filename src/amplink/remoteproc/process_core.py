@@ -33,6 +33,7 @@ from amplink.irq.flags import IRQ_HANDLED, IRQF_ONESHOT, IRQF_TRIGGER_RISING
 from amplink.irq.line import new_line_fd
 from amplink.mailbox.mu_path import DEFAULT_WIRING, Delivery, MuKickPath, MuWiring
 from amplink.memory.region import SharedRegion
+from amplink.remoteproc.crash import CRASH_FATAL_ERROR, CRASH_WATCHDOG
 from amplink.tracing import ENV_VAR, TRACER
 from amplink.wire.protocol import (
     RP_MBOX_CRASH,
@@ -45,19 +46,6 @@ from amplink.wire.protocol import (
 log = logging.getLogger(__name__)
 
 WDOG_IRQ = 33
-CRASH_MMUFAULT = 0
-CRASH_WATCHDOG = 1
-CRASH_FATAL_ERROR = 2
-CRASH_NAMES = {
-    CRASH_MMUFAULT: "mmufault",
-    CRASH_WATCHDOG: "watchdog",
-    CRASH_FATAL_ERROR: "fatal error",
-}
-
-
-def crash_name(kind: int) -> str:
-    """The crash type's name, as sysfs shows it (``mmufault``, ``watchdog``, ``fatal error``)."""
-    return CRASH_NAMES.get(kind, "unknown")
 
 
 class ProcessCore:

@@ -37,6 +37,7 @@ from amplink.mailbox.mu_path import DEFAULT_WIRING, Delivery, MuKickPath, MuWiri
 from amplink.memory.region import SharedRegion
 from amplink.remoteproc import coredump
 from amplink.remoteproc.control import Debugfs, Sysfs
+from amplink.remoteproc.crash import CRASH_MMUFAULT, crash_name
 from amplink.remoteproc.elf import FirmwareImage
 from amplink.remoteproc.layout import GlinkEdgeLayout, default_rsc_table
 from amplink.remoteproc.loader import (
@@ -46,11 +47,7 @@ from amplink.remoteproc.loader import (
     place_image,
     read_firmware,
 )
-from amplink.remoteproc.process_core import (
-    CRASH_MMUFAULT,
-    ProcessCore,
-    crash_name,
-)
+from amplink.remoteproc.process_core import ProcessCore
 from amplink.remoteproc.resources import RSC_HANDLED, RSC_IGNORED, Memory, VendorHook
 from amplink.remoteproc.states import ATTACHED, CRASHED, DELETED, DETACHED, OFFLINE, RUNNING
 from amplink.rpmsg.core import RpmsgBus, RpmsgDevice

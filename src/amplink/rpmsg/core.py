@@ -1,11 +1,12 @@
 """The rpmsg core: endpoints, devices (channels), drivers and the bus that matches them.
 
-This module knows nothing about virtio.  A backend ("link") implements :class:`RpmsgLink`
-— how to send a message and how long a message may be — and calls
-``link.endpoints.dispatch()`` for every message it receives.  Everything else (address
-allocation, driver matching, the name service, release notification, queue-mode
-receive) lives here and works over any backend, as Linux's ``rpmsg_core`` does over
-virtio, SMD and GLINK.
+This module knows nothing about virtio or GLINK.  A backend ("link") implements
+:class:`RpmsgLink` (how to send a message, how long a message may be) and hands every
+message it receives to the endpoint bound at its destination (``link.endpoints.get(dst)``,
+then :meth:`Endpoint.deliver`; :meth:`EndpointTable.no_recipient` when nobody is bound
+there).  Everything else (address allocation, driver matching, the name service, release
+notification, queue-mode receive) lives here and works over any backend, as Linux's
+``rpmsg_core`` does over virtio, SMD and GLINK.
 
 Callbacks run in the backend's receive context (a notification thread, or a thread
 that is busy-polling in :meth:`Endpoint.recv`); they may send, but must not block
@@ -410,14 +411,6 @@ class EndpointTable:
         """Every bound endpoint."""
         with self._lock:
             return list(self._by_addr.values())
-
-    def dispatch(self, src: int, dst: int, data: bytes) -> None:
-        """Deliver a received message to the endpoint bound at ``dst``."""
-        ept = self._by_addr.get(dst)
-        if ept is not None:
-            ept.deliver(data, src)
-            return
-        self.no_recipient(src, dst)
 
     def no_recipient(self, src: int, dst: int) -> None:
         """A message for an address nobody is bound to: dropped, and logged (rate-limited)."""

@@ -1,15 +1,19 @@
-"""The name service: rpmsg channels announced by the remote become devices on the bus.
+"""The name service: the endpoint at the fixed address 53 that hears announcements.
 
-Bound at the fixed address 53 of a link.  A create announcement adds a device
-``(name, src=ANY, dst=addr)`` and probes a driver for it; a destroy announcement removes
-the matching device, which releases its endpoints.  Malformed announcements (not 40
-bytes) are logged and ignored: a bad remote loses its own announcement, nothing else.
+:func:`bind_name_service` binds it on a link and decodes what arrives; malformed
+announcements (not 40 bytes) are logged and ignored: a bad peer loses its own
+announcement, nothing else.  On the host, :class:`NameService` turns them into devices on
+a bus: a create announcement adds a device ``(name, src=ANY, dst=addr)`` and probes a
+driver for it; a destroy announcement removes the matching device, which releases its
+endpoints.  Firmware hears the host's announcements through the same function
+(:meth:`amplink.remote.Core.on_announcement`).
 """
 
 from __future__ import annotations
 
 import errno
 import logging
+from collections.abc import Callable
 
 from amplink.errors import RpmsgError, WireError
 from amplink.rpmsg.core import (
@@ -25,26 +29,36 @@ from amplink.wire.rpmsg import NsMessage
 log = logging.getLogger(__name__)
 
 
+def bind_name_service(link: RpmsgLink, handle: Callable[[NsMessage], None]) -> Endpoint:
+    """Bind the ``rpmsg_ns`` endpoint (address 53) on ``link``: every well-formed
+    announcement goes to ``handle``; ``EADDRINUSE`` if 53 is taken."""
+
+    def on_message(_ept: Endpoint, data: bytes, src: int) -> None:
+        try:
+            msg = NsMessage.unpack(data)
+        except WireError as exc:
+            log.warning(
+                "%s: malformed name-service message from %d ignored: %s",
+                link.name,
+                src,
+                exc.strerror,
+            )
+            return
+        handle(msg)
+
+    return link.endpoints.create(on_message, RPMSG_NS_ADDR, name="rpmsg_ns")
+
+
 class NameService:
     """The ``rpmsg_ns`` endpoint of one link, feeding one bus."""
 
     def __init__(self, bus: RpmsgBus, link: RpmsgLink) -> None:
         self.bus = bus
         self.link = link
-        self.ept = link.endpoints.create(self._on_message, RPMSG_NS_ADDR, name="rpmsg_ns")
         self.announcements = 0
+        self.ept = bind_name_service(link, self._announced)
 
-    def _on_message(self, _ept: Endpoint, data: bytes, src: int) -> None:
-        try:
-            msg = NsMessage.unpack(data)
-        except WireError as exc:
-            log.warning(
-                "%s: malformed name-service message from %d ignored: %s",
-                self.link.name,
-                src,
-                exc.strerror,
-            )
-            return
+    def _announced(self, msg: NsMessage) -> None:
         self.announcements += 1
         if msg.destroy:
             for rpdev in self.bus.devices(msg.name):

@@ -26,8 +26,8 @@ from pathlib import Path
 from typing import IO
 
 import amplink
+from amplink.virtio.constants import VIRTIO_ID_RPMSG
 
-VIRTIO_ID_RPMSG = 7
 KERNEL_PROBLEMS = re.compile(
     r"\bBUG\b|\bOops\b|scheduling while atomic|Kernel panic|general protection fault"
 )

@@ -36,7 +36,6 @@ RSC_VENDOR_START = 128
 RSC_VENDOR_END = 512
 FW_RSC_ADDR_ANY = 0xFFFFFFFF
 RVDEV_NUM_VRINGS = 2
-VIRTIO_ID_RPMSG = 7
 
 RSC_NAME_SIZE = 32
 HEADER = struct.Struct("=IIII")
@@ -169,10 +168,6 @@ class Vdev:
             0,
         )
         return head + b"".join(v.pack() for v in self.vrings) + self.config
-
-    def vring_offset(self, index: int) -> int:
-        """Offset in the table of vring ``index``'s descriptor (needs a parsed entry)."""
-        return self.offset + VDEV_VRINGS_OFF + VRING.size * index
 
 
 @dataclass(slots=True)
