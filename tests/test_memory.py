@@ -1,13 +1,16 @@
 """Shared regions (really shared with another process) and address maps."""
 
+import errno
 import os
+import platform
 import subprocess
 import sys
+import threading
 
 import pytest
 
-from amplink.errors import AddressError
-from amplink.memory import AddressMap, Mapping, SharedRegion
+from amplink.errors import AddressError, AmplinkError
+from amplink.memory import AddressMap, Mapping, SharedRegion, barrier
 
 CHILD = """
 import os, sys
@@ -91,3 +94,47 @@ def test_reserve_refuses_overlaps():
     with pytest.raises(AddressError, match="overlaps"):
         amap.reserve(0x8800, 0x1000)
     assert amap.allocate(0x10, 0x10) == 0x9000
+
+
+def test_a_fence_never_waits_for_another_thread():
+    """Each thread fences on a lock of its own: a thread stuck inside its fence (here:
+    holding its lock) does not hold up another thread's fence."""
+    holding, release = threading.Event(), threading.Event()
+
+    def stuck_in_its_fence() -> None:
+        with barrier._fences.lock:
+            holding.set()
+            release.wait(10)
+
+    stuck = threading.Thread(target=stuck_in_its_fence)
+    stuck.start()
+    try:
+        assert holding.wait(10)
+        fenced = threading.Event()
+        other = threading.Thread(target=lambda: (barrier.full_fence(), fenced.set()))
+        other.start()
+        assert fenced.wait(5)  # with one lock for the process this would wait for `stuck`
+        other.join(5)
+        barrier.full_fence()  # and so does this thread's
+    finally:
+        release.set()
+        stuck.join(10)
+
+
+@pytest.mark.parametrize("machine", ["aarch64", "armv7l", "riscv64", "ppc64le", ""])
+def test_hosts_without_store_ordering_are_refused(machine):
+    with pytest.raises(AmplinkError) as exc:
+        barrier.require_memory_model(machine)
+    assert exc.value.errno == errno.EOPNOTSUPP
+    assert "x86-64" in exc.value.strerror and "refuses to run" in exc.value.strerror
+
+
+def test_no_shared_memory_is_mapped_on_such_a_host(monkeypatch):
+    fds = sorted(os.listdir("/proc/self/fd"))
+    monkeypatch.setattr(platform, "machine", lambda: "aarch64")
+    with pytest.raises(AmplinkError) as exc:
+        SharedRegion.create(4096, "refused")
+    assert exc.value.errno == errno.EOPNOTSUPP
+    assert sorted(os.listdir("/proc/self/fd")) == fds  # its memfd was closed again
+    monkeypatch.undo()
+    barrier.require_memory_model()  # this host (the test machine is x86-64)

@@ -4,6 +4,9 @@ Backed by ``memfd_create``: the memory has no name in ``/dev/shm`` and disappear
 the last file descriptor and mapping are gone, so a crashed run leaves nothing behind.
 Another process maps it from an inherited file descriptor (``pass_fds``).
 
+Mapping one checks the host first (:func:`~amplink.memory.barrier.require_memory_model`):
+what amplink puts in shared memory is only correct under x86-64's memory model.
+
 Views into the mapping are handed out by :meth:`SharedRegion.view` and
 :meth:`SharedRegion.cast` and tracked, because an ``mmap`` cannot be closed while any
 ``memoryview`` of it is alive; :meth:`close` releases them newest first.
@@ -16,6 +19,7 @@ import os
 from typing import Literal
 
 from amplink.errors import AddressError
+from amplink.memory.barrier import require_memory_model
 
 PAGE_SIZE = mmap.PAGESIZE
 
@@ -27,6 +31,7 @@ class SharedRegion:
     def __init__(
         self, fd: int, size: int, name: str, *, owns_fd: bool = True, offset: int = 0
     ) -> None:
+        require_memory_model()
         self.fd = fd
         self.size = size
         self.name = name
