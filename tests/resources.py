@@ -1,4 +1,9 @@
-"""What a process holds: to check that a start/stop leaves nothing behind."""
+"""What a process holds: to check that a start/stop leaves nothing behind.
+
+Only what the code under test could have created counts: this process's fds, threads
+and children, and the shared memory it maps (amplink's regions are memfds, which have
+no name; other programs on the machine create and remove ``/dev/shm`` objects at any
+time, so the folder's listing is no measure)."""
 
 import glob
 import os
@@ -16,10 +21,17 @@ def children() -> set[int]:
     return pids
 
 
+def mapped_shared_memory() -> list[str]:
+    """The shared memory objects (memfds, ``/dev/shm`` files) this process maps."""
+    with open("/proc/self/maps") as f:
+        paths = {line.split(maxsplit=5)[5].strip() for line in f if len(line.split()) >= 6}
+    return sorted(p for p in paths if p.startswith(("/memfd:", "/dev/shm/")))
+
+
 def snapshot() -> dict:
     return {
         "fds": sorted(os.listdir("/proc/self/fd")),
         "threads": sorted(t.name for t in threading.enumerate()),
         "children": children(),
-        "shm": sorted(os.listdir("/dev/shm")),
+        "shm": mapped_shared_memory(),
     }

@@ -1,21 +1,32 @@
-"""Both rpmsg-over-virtio roles over one real shared region, in one process.
+"""Both sides of rpmsg over virtio over one real shared region, in one process: the
+host's side made as a remoteproc host makes it (the table's vdev handled, its driver
+bound), the firmware's as a core process makes it (a device-side vdev over the same
+table, the same driver).
 
 Notifications are only counted; the tests pump the receive paths explicitly
 (:meth:`Loop.pump`), so every exchange is deterministic and needs no thread.
 """
 
+import itertools
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from amplink.bindings import host_drivers
 from amplink.errors import RpmsgError
 from amplink.memory import AddressMap, SharedRegion
-from amplink.remoteproc.layout import default_rsc_table, load_rpmsg_vdev, region_size_for
-from amplink.rpmsg import NameService, RpmsgBus
-from amplink.rpmsg.core import announce
+from amplink.memory.region import PAGE_SIZE
+from amplink.remoteproc.devmem import DeviceMemory
+from amplink.remoteproc.layout import default_rsc_table, region_size_for
+from amplink.remoteproc.resources import handle_resources
+from amplink.remoteproc.subdev import ResourceContext
+from amplink.remoteproc.vdev import RprocVdev
+from amplink.rpmsg import RpmsgBus
+from amplink.rpmsg.config import RpmsgConfig
+from amplink.rpmsg.core import RpmsgLinks, announce
+from amplink.rpmsg.virtio_driver import RpmsgVirtioDriver
 from amplink.rpmsg.virtio_link import VirtioRpmsgHost, VirtioRpmsgRemote
-from amplink.virtio.vdev import VdevConfig
-from amplink.wait import AdaptiveSpin
+from amplink.virtio.device import DEVICE
 from amplink.wire import rsc_table
 
 
@@ -25,7 +36,6 @@ class Loop:
     host: VirtioRpmsgHost
     remote: VirtioRpmsgRemote
     bus: RpmsgBus
-    ns: NameService
     kicks: dict = field(default_factory=lambda: {"to_remote": 0, "to_host": 0})
 
     def pump(self) -> int:
@@ -50,44 +60,47 @@ def make_loop(
     num: int = 16, send_timeout: float = 0.3, table: rsc_table.ResourceTable | None = None
 ) -> Loop:
     table = table if table is not None else default_rsc_table(num=num, align=16)
-    region = SharedRegion.create(region_size_for(table))
+    bus = RpmsgBus()
+    config = RpmsgConfig(send_timeout=send_timeout)
+    drivers = host_drivers((), RpmsgLinks(bus), config)
+    region = SharedRegion.create(region_size_for(table, drivers))
     amap = AddressMap.identity(region.size)
-    layout = load_rpmsg_vdev(region, amap, table)
+    raw = table.build()
+    memory = DeviceMemory(region, amap, amap.allocate(len(raw), PAGE_SIZE), len(raw))
+    memory.write(memory.table_da, raw)
     loop_kicks = {"to_remote": 0, "to_host": 0}
 
     def kick(key):
-        def f(index):
-            assert index in (0, 1)
+        def f(notifyid):
+            assert notifyid in (0, 1)
             loop_kicks[key] += 1
 
         return f
 
-    host = VirtioRpmsgHost(
+    ctx = ResourceContext(
         "host",
-        region,
-        amap,
-        layout.vdev,
-        kick("to_remote"),
-        pool_da=layout.pool_da,
-        send_timeout=send_timeout,
-        spin=AdaptiveSpin(enabled=False),
+        memory,
+        placing=True,
+        kick=kick("to_remote"),
+        route=lambda notifyid, handler: None,
+        next_notifyid=itertools.count().__next__,
+        spin=False,
+        report_crash=lambda kind, reason: None,
     )
-    off = amap.translate(layout.table_da, layout.table_len)
-    parsed = rsc_table.parse(region.mem[off : off + layout.table_len])
-    remote_vdev = VdevConfig(region, off, parsed.vdevs()[0])
-    remote = VirtioRpmsgRemote.over_vdev(
-        "remote",
-        region,
-        amap,
-        remote_vdev,
-        kick("to_host"),
-        send_timeout=send_timeout,
-        spin=AdaptiveSpin(enabled=False),
+    parsed = rsc_table.parse(memory.table())
+    subdevs = handle_resources(
+        parsed, ctx, virtio=drivers.virtio, handlers=drivers.resources, memories={}, vendor=None
     )
-    bus = RpmsgBus()
-    ns = NameService(bus, host)
-    host.fail_listeners.append(lambda err: bus.remove_link(host, err))
-    return Loop(region, host, remote, bus, ns, loop_kicks)
+    (host_vdev,) = [s for s in subdevs if isinstance(s, RprocVdev)]
+    host_vdev.start()  # the host's driver binds: DRIVER_OK
+    assert isinstance(host_vdev.binding, VirtioRpmsgHost)
+    remote_vdev = RprocVdev(
+        "remote", region, amap, memory.table_offset, parsed.vdevs()[0], DEVICE, kick("to_host"),
+        spin=False,
+    )  # fmt: skip
+    remote = remote_vdev.bind(RpmsgVirtioDriver(None, config))
+    assert isinstance(remote, VirtioRpmsgRemote)
+    return Loop(region, host_vdev.binding, remote, bus, loop_kicks)
 
 
 def send_in_thread(send: Callable[[], object]) -> tuple[threading.Thread, list[int]]:

@@ -14,14 +14,15 @@ import pytest
 from elftools.elf.elffile import ELFFile
 
 from amplink.errors import AmplinkError, WireError
+from amplink.host import Rproc
 from amplink.memory import AddressMap, SharedRegion
 from amplink.remote.__main__ import read_program
-from amplink.remoteproc import OFFLINE, Rproc
 from amplink.remoteproc.describe import describe_image
 from amplink.remoteproc.elf import FirmwareError, FirmwareImage
 from amplink.remoteproc.elf_writer import ET_EXEC, PF_R, OutSegment, write_elf
 from amplink.remoteproc.fwpack import pack_python, packed_python
 from amplink.remoteproc.layout import default_rsc_table
+from amplink.remoteproc.states import OFFLINE
 from amplink.wire import rsc_table as rt
 from amplink.wire.pyprog import PY_MAGIC, encode_program
 from resources import snapshot
@@ -167,7 +168,7 @@ def test_foreign_machine_is_inspectable_but_refused_at_start(tmp_path):
     rp = Rproc("m4", str(path))
     with pytest.raises(AmplinkError) as exc:
         rp.start()
-    assert exc.value.errno == errno.ENOEXEC and "no executor for" in str(exc.value)
+    assert exc.value.errno == errno.ENOEXEC and "no platform runs" in str(exc.value)
     assert rp.state == OFFLINE and snapshot() == before
 
 

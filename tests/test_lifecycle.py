@@ -15,13 +15,13 @@ import pytest
 from elftools.elf.elffile import ELFFile
 
 from amplink.errors import AmplinkError, RpmsgError
+from amplink.host import Rproc, RprocConfig, boot_core
 from amplink.hw.core_ctrl import STATUS_BOOTED, STATUS_HALTED, STATUS_WFI
-from amplink.remoteproc import ATTACHED, CRASHED, DELETED, DETACHED, OFFLINE, RUNNING, Rproc
 from amplink.remoteproc.elf_writer import ET_EXEC, OutSegment, write_elf
 from amplink.remoteproc.fwpack import pack_python
 from amplink.remoteproc.layout import default_rsc_table
-from amplink.remoteproc.loader import boot_core
 from amplink.remoteproc.resources import RSC_HANDLED, Memory
+from amplink.remoteproc.states import ATTACHED, CRASHED, DELETED, DETACHED, OFFLINE, RUNNING
 from amplink.wire import rsc_table as rt
 from amplink.wire.glink import EDGE_BODY
 from amplink.wire.protocol import Features
@@ -64,7 +64,7 @@ def test_boot_and_shutdown_are_refcounted():
 
 
 def test_sysfs_semantics():
-    rp = Rproc("sysfs", recovery=False)
+    rp = Rproc("sysfs", config=RprocConfig(recovery=False))
     fs = rp.sysfs
     assert (fs.name, fs.state, fs.recovery, fs.coredump) == (
         "sysfs",
@@ -122,7 +122,7 @@ def test_graceful_shutdown_reaches_wfi_before_the_reset():
         echo_once(rp)
         assert rp.core_status & STATUS_BOOTED
         seen = []
-        platform = rp._platform
+        platform = rp.platform
         real_reset = platform._reset
 
         def reset_and_record():
@@ -137,7 +137,7 @@ def test_graceful_shutdown_reaches_wfi_before_the_reset():
 
 def test_no_ack_is_ebusy_and_the_core_keeps_running(caplog):
     before = snapshot()
-    rp = Rproc("noack", str(FW / "stalled.py"), shutdown_timeout=0.3)
+    rp = Rproc("noack", str(FW / "stalled.py"), config=RprocConfig(shutdown_timeout=0.3))
     rp.start()
     rp.wait_channel(SERVICE, 10)
     with caplog.at_level(logging.ERROR), pytest.raises(AmplinkError) as exc:
@@ -202,7 +202,7 @@ def test_each_crash_kind_is_detected_and_recovered(trigger, kind, caplog):
 
 def test_watchdog_expiry_is_a_crash():
     table = default_rsc_table(features=Features(graceful_shutdown=True, watchdog_ms=300))
-    with Rproc("wdt", FAULTY, table=table, recovery=False) as rp:
+    with Rproc("wdt", FAULTY, table=table, config=RprocConfig(recovery=False)) as rp:
         assert "wdt-wdt" in [t.name for t in threading.enumerate()]
         echo_once(rp)
         rp.wait_channel(SERVICE, 10).create_ept().send(b"hang")
@@ -211,7 +211,7 @@ def test_watchdog_expiry_is_a_crash():
 
 
 def test_recovery_disabled_only_the_first_crash_counts():
-    with Rproc("once", recovery=False) as rp:
+    with Rproc("once", config=RprocConfig(recovery=False)) as rp:
         rp.wait_channel(SERVICE, 10)
         rp.debugfs.crash(2)
         rp.debugfs.crash(0)
@@ -229,7 +229,9 @@ def test_recovery_disabled_only_the_first_crash_counts():
 def test_messages_in_flight_are_delivered_or_reported(caplog):
     """The core dies with host messages in its ring: they are counted and their
     senders' endpoints released; what the core had sent is delivered first."""
-    with Rproc("inflight", str(FW / "stalled.py"), recovery=False, shutdown_timeout=0.2) as rp:
+    with Rproc(
+        "inflight", str(FW / "stalled.py"), config=RprocConfig(recovery=False, shutdown_timeout=0.2)
+    ) as rp:
         ept = rp.wait_channel(SERVICE, 10).create_ept()
         for i in range(10):
             ept.trysend(b"%d" % i)
@@ -246,7 +248,9 @@ def test_messages_in_flight_are_delivered_or_reported(caplog):
 
 # -- coredumps and traces -------------------------------------------------------------
 def test_coredump_enabled_is_an_elf_core_of_device_memory(tmp_path):
-    with Rproc("dumped", coredump_mode="enabled", coredump_dir=str(tmp_path)) as rp:
+    with Rproc(
+        "dumped", config=RprocConfig(coredump_mode="enabled", coredump_dir=str(tmp_path))
+    ) as rp:
         echo_once(rp)
         rp.debugfs.crash(2)
         rp.wait_crash_handled(1)
@@ -268,7 +272,7 @@ def test_coredump_enabled_is_an_elf_core_of_device_memory(tmp_path):
 
 
 def test_inline_coredump_holds_recovery_until_read():
-    with Rproc("inline", coredump_mode="inline") as rp:
+    with Rproc("inline", config=RprocConfig(coredump_mode="inline")) as rp:
         rp.wait_channel(SERVICE, 10)
         rp.debugfs.crash(0)
         dump = rp.wait_coredump()
@@ -294,7 +298,7 @@ def test_trace_buffer_holds_what_the_firmware_wrote():
 # -- no leaks -------------------------------------------------------------------------
 def test_100_start_stop_and_50_crash_recover_cycles_leave_nothing_behind():
     before = snapshot()
-    rp = Rproc("cycles", spin=False)
+    rp = Rproc("cycles", config=RprocConfig(spin=False))
     for i in range(100):
         rp.start()
         echo_once(rp, b"cycle %d" % i)
@@ -329,7 +333,7 @@ def test_carveouts_are_placed_and_written_back_and_vendor_entries_reach_the_hook
         rt.OpaqueEntry(300, b"vendor!\0"),
     )
     tcm = Memory("tcm", 0x100000, 0x10000)
-    with Rproc("mem", table=table, memories=[tcm], handle_rsc=hook) as rp:
+    with Rproc("mem", table=table, config=RprocConfig(memories=[tcm], handle_rsc=hook)) as rp:
         echo_once(rp)
         got = {m.name: m for m in rp.carveouts}
         assert got["fixed"] == Memory("fixed", 0x80000, 0x1000)
@@ -359,12 +363,10 @@ def test_carveouts_are_placed_and_written_back_and_vendor_entries_reach_the_hook
 )
 def test_resource_errors_fail_the_boot_cleanly(entry, code, words):
     before = snapshot()
-    rp = Rproc(
-        "bad-rsc",
-        table=_table_with(entry),
-        memories=[Memory("tcm", 0x100000, 0x10000)],
-        handle_rsc=lambda e: -errno.EPROTO,
+    config = RprocConfig(
+        memories=[Memory("tcm", 0x100000, 0x10000)], handle_rsc=lambda e: -errno.EPROTO
     )
+    rp = Rproc("bad-rsc", table=_table_with(entry), config=config)
     with pytest.raises(AmplinkError) as exc:
         rp.start()
     assert exc.value.errno == code and words in str(exc.value)
@@ -376,7 +378,7 @@ def test_resource_errors_fail_the_boot_cleanly(entry, code, words):
 def test_attach_detach_attach_then_shutdown_and_boot():
     before = snapshot()
     booted = boot_core("preboot")
-    pid = booted.core.pid
+    pid = booted.platform.pid
     rp = Rproc("preboot", attach=booted)
     assert rp.state == DETACHED
     rp.boot()  # from detached, booting is attaching
@@ -456,7 +458,9 @@ def test_segments_load_into_a_core_local_memory(tmp_path):
             entry=0x1000,
         )
     )
-    with Rproc("tcm", str(path), memories=[Memory("tcm", 0x100000, 0x10000)]) as rp:
+    with Rproc(
+        "tcm", str(path), config=RprocConfig(memories=[Memory("tcm", 0x100000, 0x10000)])
+    ) as rp:
         echo_once(rp)
         assert rp.carveouts == (Memory("tcm", 0x100000, 0x10000),)
         assert rp.core_memory(0x100000, 0x20) == b"initialised data" + bytes(16)

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from amplink.errors import RpmsgError
-from amplink.remoteproc import Rproc
+from amplink.host import Rproc
 from amplink.rpmsg import RpmsgDriver
 from backends import table_for
 from resources import snapshot

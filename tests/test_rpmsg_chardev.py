@@ -12,13 +12,13 @@ from pathlib import Path
 import pytest
 
 from amplink.errors import RpmsgError
-from amplink.remoteproc import Rproc
+from amplink.host import RpmsgConfig, Rproc
 from amplink.rpmsg import RpmsgBus
 from amplink.rpmsg.aio import AsyncEndpoint
 from amplink.rpmsg.chardev import RpmsgCharDriver, RpmsgCtrl
+from amplink.rpmsg.config import RpmsgBuffers
 from amplink.rpmsg.core import RPMSG_ADDR_ANY
 from amplink.rpmsg.glink_link import DEFAULT_INTENTS
-from amplink.rpmsg.virtio_link import RpmsgBuffers
 from backends import table_for
 from resources import snapshot
 
@@ -193,7 +193,7 @@ def test_buffer_sizes_and_counts_per_direction(tmp_path):
     the size of the buffers the host posts)."""
     before = snapshot()
     geometry = RpmsgBuffers(rx_size=2048, tx_size=1024, rx_count=32, tx_count=64)
-    with Rproc("sizes", PEER, buffers=geometry) as rp:
+    with Rproc("sizes", PEER, rpmsg=RpmsgConfig(buffers=geometry)) as rp:
         ctrl = RpmsgCtrl(rp.wait_channel("rpmsg-raw"), rp.bus)
         with ctrl.create_ept("big", dst=ctrl.rpdev.dst) as f:
             assert rp.link.mtu == 1008

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from amplink.remoteproc import Rproc
+from amplink.host import Rproc, RprocConfig
 from backends import table_for
 
 SERVICE = "rpmsg-openamp-demo-channel"
@@ -21,7 +21,7 @@ def test_100k_messages_sent_from_receive_callbacks_do_not_deadlock(backend):
     and sends all others and any reordering by the transport shows."""
     done = threading.Event()
     state = {"sent": 1, "received": 0, "bad": 0}
-    with Rproc("pingpong", spin=True, table=table_for(backend)) as rp:
+    with Rproc("pingpong", config=RprocConfig(spin=True), table=table_for(backend)) as rp:
         chan = rp.wait_channel(SERVICE, 10)
 
         def on_reply(ept, data, src):
@@ -47,7 +47,7 @@ def test_polling_mode_drains_with_notifications_off(backend):
     A notification the core sent before it saw the request (while the channel was
     being set up) can still be on its way and drain the ring once, late; so a message
     taken that way is sent again. A core that kept notifying would fail every try."""
-    with Rproc("polled", spin=False, table=table_for(backend)) as rp:
+    with Rproc("polled", config=RprocConfig(spin=False), table=table_for(backend)) as rp:
         ept = rp.wait_channel(SERVICE, 10).create_ept()
         link = rp.link
         link.suppress_rx()  # the core's notifications are off

@@ -6,7 +6,7 @@ import select
 import termios
 import time
 
-from amplink.remoteproc import Rproc
+from amplink.host import Rproc
 from amplink.rpmsg.tty import RpmsgTtyDriver
 from backends import table_for
 from resources import snapshot

@@ -33,7 +33,7 @@ def echo(ept, data, src):
 def test_handshake_status_features_and_mtu(loop):
     vdev = loop.host.vdev
     assert vdev.status & VIRTIO_CONFIG_S_DRIVER_OK
-    assert vdev.gfeatures == 1 and loop.host.ns_supported and loop.remote.ns_supported
+    assert vdev.config.gfeatures == 1 and loop.host.ns_supported and loop.remote.ns_supported
     assert loop.host.mtu == loop.remote.mtu == 496
     assert loop.kicks["to_remote"] == 1  # DRIVER_OK
 
@@ -43,7 +43,7 @@ def test_announce_creates_device_and_echo_works(loop):
     loop.pump()
     (dev,) = loop.bus.devices(SERVICE)
     assert dev.dst == 1024 and dev.src == RPMSG_ADDR_ANY
-    assert dev.id == "host.rpmsg-openamp-demo-channel.-1.1024"
+    assert dev.id == "host.vdev0.rpmsg-openamp-demo-channel.-1.1024"
     ept = dev.create_ept()
     assert ept.addr == 1024 and ept.dst == 1024
     big = (bytes(range(256)) * 2)[:496]
@@ -336,7 +336,7 @@ def test_openamp_fixed_vring_addresses():
     lp = make_loop(table=openamp_table())
     try:
         vdev = lp.host.vdev
-        assert (vdev.vring_da(0), vdev.vring_da(1)) == (0x4000, 0x8000)
+        assert (vdev.config.vring_da(0), vdev.config.vring_da(1)) == (0x4000, 0x8000)
         assert lp.host.mtu == lp.remote.mtu == 496
         lp.remote_ept(SERVICE, echo)
         lp.pump()

@@ -12,8 +12,9 @@ import pytest
 
 from amplink.errors import AmplinkError, RpmsgError
 from amplink.firmware import bench as fw
+from amplink.host import RpmsgConfig, Rproc, RprocConfig
 from amplink.mailbox import framework as mbox
-from amplink.remoteproc import CRASHED, OFFLINE, RUNNING, Rproc
+from amplink.remoteproc.states import CRASHED, OFFLINE, RUNNING
 from resources import children, snapshot
 from rpmsg_helpers import send_in_thread
 
@@ -57,7 +58,7 @@ def test_start_twice_is_ebusy():
 
 def test_remote_killed_mid_traffic_fails_promptly(caplog):
     before = snapshot()
-    rp = Rproc("victim", send_timeout=60, recovery=False)
+    rp = Rproc("victim", config=RprocConfig(recovery=False), rpmsg=RpmsgConfig(send_timeout=60))
     rp.start()
     try:
         ept = rp.wait_channel(SERVICE, 10).create_ept()
@@ -83,7 +84,12 @@ def test_remote_killed_mid_traffic_fails_promptly(caplog):
 
 
 def test_blocked_sender_released_when_remote_dies():
-    rp = Rproc("stalled", str(FW / "stalled.py"), send_timeout=60, shutdown_timeout=0.2)
+    rp = Rproc(
+        "stalled",
+        str(FW / "stalled.py"),
+        config=RprocConfig(shutdown_timeout=0.2),
+        rpmsg=RpmsgConfig(send_timeout=60),
+    )
     with rp:
         ept = rp.wait_channel(SERVICE, 10).create_ept()
         for _ in range(256):
@@ -98,7 +104,7 @@ def test_blocked_sender_released_when_remote_dies():
 
 
 def test_crashing_firmware_is_reported(caplog):
-    with Rproc("crashy", str(FW / "crashing.py"), recovery=False) as rp:
+    with Rproc("crashy", str(FW / "crashing.py"), config=RprocConfig(recovery=False)) as rp:
         ept = rp.wait_channel(SERVICE, 10).create_ept()
         with caplog.at_level(logging.ERROR):
             ept.send(b"trigger")
@@ -110,7 +116,9 @@ def test_crashing_firmware_is_reported(caplog):
 
 
 def test_firmware_without_main_fails_wait_channel_at_once():
-    with Rproc("nomain", str(FW / "broken_import.py"), boot_timeout=60, recovery=False) as rp:
+    with Rproc(
+        "nomain", str(FW / "broken_import.py"), config=RprocConfig(boot_timeout=60, recovery=False)
+    ) as rp:
         with pytest.raises(RpmsgError) as exc:
             rp.wait_channel(SERVICE)  # would wait 60 s if death were not noticed
         assert exc.value.errno == errno.EPIPE
@@ -122,7 +130,7 @@ def test_spinning_is_off_when_both_sides_share_one_cpu():
     saved = os.sched_getaffinity(0)
     os.sched_setaffinity(0, {cpu})
     try:
-        with Rproc("samecpu", cpu=cpu) as rp:
+        with Rproc("samecpu", config=RprocConfig(cpu=cpu)) as rp:
             assert rp.link is not None and not rp.link.spin.enabled
             ept = rp.wait_channel(SERVICE, 10).create_ept()
             for i in range(50):
@@ -138,8 +146,8 @@ def test_kicks_travel_through_the_mailbox_both_ways(delivery):
     """Without spinning every message needs a kick: host -> MU -> core's interrupt,
     core -> MU -> host's interrupt -> IRQ thread (or a workqueue) -> vrings."""
     before = snapshot()
-    with Rproc(f"kick-{delivery}", spin=False, delivery=delivery) as rp:
-        path = rp.kick_path
+    with Rproc(f"kick-{delivery}", config=RprocConfig(spin=False, delivery=delivery)) as rp:
+        path = rp.platform.kick_path
         names = {t.name for t in threading.enumerate()}
         assert {f"irq/32-kick-{delivery}-mua_chan[0-0]", f"irq/33-kick-{delivery}-wdog"} <= names
         assert (f"kworker/kick-{delivery}-rproc:0" in names) == (delivery == "workqueue")
@@ -163,12 +171,12 @@ def test_mailbox_channels_beside_the_kick_channel_cross_processes():
     with Rproc("mbox", "amplink.firmware.bench") as rp:
         rp.wait_channel(fw.ECHO, 10)
         got = SimpleQueue()
-        cl = fw.mbox_echo_client(rp.kick_path.controller.dev, "t", lambda c, w: got.put(w))
+        cl = fw.mbox_echo_client(rp.platform.kick_path.controller.dev, "t", lambda c, w: got.put(w))
         tx = mbox.request_channel_byname(cl, "tx")
         mbox.request_channel_byname(cl, "rx")
         with pytest.raises(AmplinkError) as exc:  # the kick channel is taken
             mbox.request_channel(
-                mbox.MboxClient("x", mboxes=((rp.kick_path.controller.dev, 0, 0),)), 0
+                mbox.MboxClient("x", mboxes=((rp.platform.kick_path.controller.dev, 0, 0),)), 0
             )
         assert exc.value.errno == errno.EBUSY
         for word in (0, 1, 0xFFFF_FFFF, 12345):

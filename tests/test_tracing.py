@@ -4,7 +4,7 @@ timeline in which one message's journey is in causal order."""
 import json
 import os
 
-from amplink.remoteproc import Rproc
+from amplink.host import Rproc, RprocConfig
 from amplink.tracing import TRACER
 from test_cli import run_cli
 
@@ -25,7 +25,7 @@ def test_one_message_crosses_the_system_in_causal_order(tmp_path):
     out = tmp_path / "trace.json"
     TRACER.start()
     try:
-        with Rproc("traced", spin=False) as rp:
+        with Rproc("traced", config=RprocConfig(spin=False)) as rp:
             ept = rp.wait_channel(SERVICE, 10).create_ept()
             ept.send(PAYLOAD)
             assert ept.recv(10).data == PAYLOAD

@@ -26,7 +26,7 @@ from amplink.app.terminal import Steps, table
 from amplink.board import Board, BoardSpec
 from amplink.errors import AmplinkError
 from amplink.firmware.demo import ECHO_SERVICE, RAW_SERVICE
-from amplink.remoteproc import Rproc
+from amplink.host import Rproc
 from amplink.rpmsg.tty import RPMSG_TTY_SERVICE
 
 CONSOLE_COMMAND = "echo hello from the host"
@@ -256,7 +256,7 @@ def _roles(board: Board) -> tuple[str | None, str | None]:
     """Which core to stop gracefully and which to crash: a core with the shutdown
     handshake to stop, another with recovery enabled to crash."""
     names = list(board.cores)
-    graceful = next((n for n in names if board.core(n).graceful_shutdown), None)
+    graceful = next((n for n in names if board.core(n).config.graceful_shutdown), None)
     crash = next((n for n in names if n != graceful and board.core(n).recovery), None)
     if graceful is None and len(names) > 1:
         graceful = next(n for n in names if n != crash)

@@ -24,14 +24,14 @@ from typing import Any, TypeVar
 from amplink.errors import AmplinkError
 from amplink.mailbox.mu_path import MU_CHANNELS, MU_IRQ, MuWiring
 from amplink.remoteproc import coredump
-from amplink.remoteproc.loader import DEFAULT_MEMORY_SIZE
-from amplink.remoteproc.process_core import WDOG_IRQ
-from amplink.remoteproc.resources import Memory
+from amplink.remoteproc.config import DEFAULT_MEMORY_SIZE, DELIVERIES, RprocConfig
+from amplink.remoteproc.devmem import Memory
+from amplink.remoteproc.process import WDOG_IRQ
 
 DEFAULT_BOARD = "default.toml"
 MAILBOX_MODELS = ("imx-mu",)  # what the process platform can wire between two processes
 PERSONALITIES = ("imx", "k3")
-DELIVERIES = ("thread", "workqueue")
+
 BACKENDS = ("virtio", "glink")
 RECOVERY = ("enabled", "disabled")
 _NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.-]{0,31}\Z")
@@ -105,6 +105,21 @@ class CoreSpec:
         """The MU wiring of this core's kick path."""
         mb = self.mailbox
         return MuWiring(mb.name, self.tx, self.rx, mb.host_irq, mb.core_irq)
+
+    def rproc_config(self, coredump_dir: str | None = None) -> RprocConfig:
+        """The remote processor's settings this description stands for (dumps are
+        written to ``coredump_dir``)."""
+        return RprocConfig(
+            recovery=self.recovery == "enabled",
+            coredump_mode=self.coredump,
+            coredump_dir=coredump_dir,
+            graceful_shutdown=self.graceful_shutdown,
+            memory_size=self.memory_size,
+            memories=[m.memory() for m in self.memories],
+            cpu=self.cpu,
+            delivery="workqueue" if self.delivery == "workqueue" else "thread",
+            mailbox=self.wiring(),
+        )
 
 
 @dataclass(frozen=True)

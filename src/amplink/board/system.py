@@ -16,8 +16,7 @@ from dataclasses import dataclass
 
 from amplink.board.spec import BoardSpec, CoreSpec
 from amplink.errors import AmplinkError
-from amplink.mailbox.mu_path import Delivery
-from amplink.remoteproc import Rproc
+from amplink.host import Rproc
 from amplink.remoteproc.layout import glink_rsc_table
 from amplink.rpmsg.chardev import RpmsgCharDriver
 from amplink.rpmsg.core import RpmsgBus
@@ -48,21 +47,12 @@ class CoreStatus:
 
 def make_rproc(spec: CoreSpec, bus: RpmsgBus, coredump_dir: str | None = None) -> Rproc:
     """The remote processor a core description stands for."""
-    delivery: Delivery = "workqueue" if spec.delivery == "workqueue" else "thread"
     return Rproc(
         spec.name,
         spec.firmware,
+        config=spec.rproc_config(coredump_dir),
         bus=bus,
         table=glink_rsc_table() if spec.rpmsg == "glink" else None,
-        cpu=spec.cpu,
-        delivery=delivery,
-        memory_size=spec.memory_size,
-        memories=[m.memory() for m in spec.memories],
-        recovery=spec.recovery == "enabled",
-        coredump_mode=spec.coredump,
-        coredump_dir=coredump_dir,
-        graceful_shutdown=spec.graceful_shutdown,
-        mailbox=spec.wiring(),
     )
 
 
@@ -121,16 +111,14 @@ class Board:
 
     def channels(self, name: str) -> tuple[str, ...]:
         """The names of the channels core ``name`` has on the bus now."""
-        link = self.core(name).link
-        if link is None:
-            return ()
-        return tuple(sorted(d.name for d in self.bus.devices() if d.link is link))
+        links = self.core(name).links
+        return tuple(sorted(d.name for d in self.bus.devices() if d.link in links))
 
     def tty(self, name: str) -> RpmsgTty | None:
         """The pty of core ``name``'s ``rpmsg-tty`` channel, if it has one now."""
-        link = self.core(name).link
+        links = self.core(name).links
         for t in list(self.ttys.ttys.values()):
-            if link is not None and t.rpdev.link is link:
+            if t.rpdev.link in links:
                 return t
         return None
 
@@ -138,7 +126,7 @@ class Board:
         """Every core's state, channels and counters."""
         out = []
         for name, rp in self.cores.items():
-            link = rp.link
+            links = rp.links
             tty = self.tty(name)
             out.append(
                 CoreStatus(
@@ -148,8 +136,8 @@ class Board:
                     firmware=rp.firmware,
                     pid=rp.pid,
                     channels=self.channels(name),
-                    messages_in=link.messages_in if link is not None else 0,
-                    messages_out=link.messages_out if link is not None else 0,
+                    messages_in=sum(link.messages_in for link in links),
+                    messages_out=sum(link.messages_out for link in links),
                     crashes=rp.crash_count,
                     last_crash=rp.last_crash[1] if rp.last_crash else "",
                     tty=tty.path if tty is not None else None,

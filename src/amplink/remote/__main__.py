@@ -4,8 +4,9 @@ The host starts this with inherited file descriptors: the shared region, the MU'
 state, and two interrupt lines (the core's own and the host's).  It maps the region,
 brings up its side of the MU (side B, classic hard-IRQ driver: the ISR only wakes the
 main loop), parses the resource table the host loaded (trusting nothing in it), brings
-up rpmsg — over the GLINK edge if the table has one, else in the virtio device role
-once the host has set DRIVER_OK — and runs the
+up rpmsg over the first entry the drivers of :mod:`amplink.bindings` make rpmsg of (a
+GLINK edge at once; an rpmsg vdev in the virtio device role once the host has set
+DRIVER_OK) and runs the
 firmware program the host loaded into device memory at the boot address (``main(core)``
 of a packed Python program, see :mod:`amplink.remoteproc.fwpack`).  It dies with its
 parent (PR_SET_PDEATHSIG) so that a host crash never leaves a core process behind.
@@ -29,8 +30,8 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable
 
+from amplink.bindings import firmware_rpmsg
 from amplink.errors import AmplinkError
 from amplink.hw.soc import core_control
 from amplink.irq.line import drain
@@ -39,15 +40,9 @@ from amplink.memory.addrmap import AddressMap
 from amplink.memory.region import SharedRegion
 from amplink.remote.program import load_program
 from amplink.remote.runtime import Core, CoreHardware
-from amplink.rpmsg.glink_link import GLINK_NOTIFYID, GlinkLink
 from amplink.rpmsg.polled import PolledLink
-from amplink.rpmsg.virtio_link import VirtioRpmsgRemote
 from amplink.tracing import start_from_environment
-from amplink.virtio.constants import VIRTIO_ID_RPMSG
-from amplink.virtio.vdev import VdevConfig
-from amplink.wait import AdaptiveSpin
 from amplink.wire import rsc_table
-from amplink.wire.glink import GlinkEdgeSpec
 from amplink.wire.protocol import (
     RP_MBOX_ECHO_REPLY,
     RP_MBOX_ECHO_REQUEST,
@@ -141,43 +136,40 @@ def main(argv: list[str] | None = None) -> int:
             wiring=wiring,
         )
         amap = AddressMap.identity(region.size)
-        spin = AdaptiveSpin(enabled=not args.no_spin)
         kick = path.kick
-        link: PolledLink | None = None
         try:
             off = amap.translate(args.table_da, args.table_len)
             table = rsc_table.parse(region.mem[off : off + args.table_len])
             features = Features.of(table)
             trace = _trace_writer(region, amap, table)
-            edge = GlinkEdgeSpec.of(table)
-            if edge is not None:
-                link = _glink(args.name, region, amap, edge[1], kick, spin)
-                notifyids.add(GLINK_NOTIFYID)
-            else:
-                entry = next(v for v in table.vdevs() if v.id == VIRTIO_ID_RPMSG)
-        except (AmplinkError, StopIteration) as exc:
+            rpmsg = firmware_rpmsg(args.name, region, amap, off, table, kick, not args.no_spin)
+            if rpmsg is None:
+                raise AmplinkError(errno.EINVAL, "it has neither an rpmsg vdev nor a GLINK edge")
+            notifyids.update(rpmsg.notifyids)
+        except AmplinkError as exc:
             log.error("unusable resource table: %s", exc)
             return EXIT_BAD_SETUP
+        up = rpmsg
 
         def make_link(deadline: float | None) -> PolledLink | None:
-            """Wait for the host's DRIVER_OK (until ``deadline``, or until stopped),
-            then bring rpmsg up in the virtio device role."""
-            vdev = VdevConfig(region, off, entry)
-            while not vdev.driver_ok:
+            """Wait for the host to bring its side up (until ``deadline``, or until
+            stopped), then bring up the firmware's side of rpmsg."""
+            while not up.ready():
                 if deadline is not None and time.monotonic() > deadline:
                     return None
                 if core is not None and core.stopping:
                     return None
                 _wait_readable(wake_fd, 0.05)
-            ids = (vdev.vring_notifyid(0), vdev.vring_notifyid(1))
+            link = up.probe()
             notifyids.clear()
-            notifyids.update(ids)
-            return VirtioRpmsgRemote.over_vdev(
-                f"{args.name}.vdev0", region, amap, vdev, lambda i: kick(ids[i]), spin=spin
-            )
+            notifyids.update(up.notifyids)
+            return link
 
-        if edge is None:
+        try:
             link = make_link(time.monotonic() + args.boot_timeout)
+        except AmplinkError as exc:
+            log.error("cannot bring rpmsg up: %s", exc)
+            return EXIT_BAD_SETUP
         if link is None:
             log.error("the host did not set DRIVER_OK within %ss", args.boot_timeout)
             return EXIT_NO_DRIVER_OK
@@ -212,23 +204,6 @@ def main(argv: list[str] | None = None) -> int:
         os.close(wake_fd)
         mmio.close()
         region.close()
-
-
-def _glink(
-    name: str,
-    region: SharedRegion,
-    amap: AddressMap,
-    spec: GlinkEdgeSpec,
-    kick: Callable[[int], None],
-    spin: AdaptiveSpin,
-) -> GlinkLink:
-    """rpmsg over the GLINK edge the host placed (its address is in the loaded table)."""
-    if spec.da == rsc_table.FW_RSC_ADDR_ANY:
-        raise AmplinkError(errno.EINVAL, "the host did not place the GLINK edge")
-    off = amap.translate(spec.da, spec.size)
-    return GlinkLink(
-        f"{name}.glink", region, off, spec, "remote", lambda: kick(GLINK_NOTIFYID), spin=spin
-    )
 
 
 def read_program(region: SharedRegion, amap: AddressMap, entry: int) -> str:

@@ -2,9 +2,10 @@
 vhost-user (``amplink serve-linux``).
 
 The program is the same one a core process runs under amplink's own host: here its
-:class:`~amplink.remote.runtime.Core` gets a :class:`VirtioRpmsgRemote` over the rings a
-vhost-user front end (User-Mode Linux's ``virtio_uml``, QEMU) shares, and waits on the
-guest's kick eventfds instead of a mailbox interrupt.  No remoteproc host drives this
+:class:`~amplink.remote.runtime.Core` gets the link the same virtio driver
+(:func:`amplink.bindings.virtio_drivers`) makes over the device a vhost-user front end
+(User-Mode Linux's ``virtio_uml``, QEMU) sets up, and waits on the guest's kick eventfds
+instead of a mailbox interrupt.  No remoteproc host drives this
 core: there is no control block, no shutdown handshake and no watchdog.  When the guest
 goes away (it powered off or reset its driver), the core waits for the next guest on
 the same socket and announces its channels again, unless ``once`` is set.
@@ -17,11 +18,10 @@ import signal
 from collections.abc import Callable
 from types import FrameType
 
+from amplink.bindings import virtio_drivers
 from amplink.remote.runtime import Core, CoreHardware
-from amplink.rpmsg.virtio_link import VirtioRpmsgRemote
+from amplink.rpmsg.polled import PolledLink
 from amplink.transport.vhost_user import VhostUserServer, VhostUserSession
-from amplink.virtio.constants import VIRTIO_RPMSG_F_NS
-from amplink.wait import AdaptiveSpin
 
 log = logging.getLogger(__name__)
 
@@ -36,20 +36,17 @@ class LinuxGuestDevice:
         self.name = name
         self.once = once
         self.server = VhostUserServer(socket_path, f"{name}-vhost")
-        self.spin = AdaptiveSpin(enabled=spin)
+        self.spin = spin
+        self._drivers = virtio_drivers(None)
         self._session: VhostUserSession | None = None
         self._core: Core | None = None
-        self._link: VirtioRpmsgRemote | None = None
+        self._link: PolledLink | None = None
         self.guests = 0
-
-    def _peer_gone(self, gone: Callable[[], bool]) -> Callable[[], bool]:
-        """When the link must be brought up again: the guest left, or broke its rings."""
-        return lambda: gone() or self._broken()
 
     def _broken(self) -> bool:
         """The current guest broke its rings: it is dropped and the next one served."""
         link = self._link
-        return link is not None and isinstance(link.failure, VirtioRpmsgRemote.broken_by_peer)
+        return link is not None and isinstance(link.failure, link.broken_by_peer)
 
     def stop(self) -> None:
         """Make :meth:`run` return (safe from signal handlers and other threads)."""
@@ -57,7 +54,7 @@ class LinuxGuestDevice:
         if self._core is not None:
             self._core.stop()
 
-    def _next_link(self) -> tuple[VirtioRpmsgRemote, list[int]] | None:
+    def _next_link(self) -> tuple[PolledLink, list[int]] | None:
         """Wait for a guest whose driver is up and give the rpmsg link over its rings."""
         if self._broken() and self._session is not None and not self._session.closed:
             assert self._link is not None
@@ -81,19 +78,14 @@ class LinuxGuestDevice:
                 log.info("%s: a guest connected (%s)", self.name, session.name)
             if not session.wait_ready(self.server.stop_fd):
                 continue
-            queues = session.queues(f"{self.name}.vdev0")
+            device = session.device(f"{self.name}.vdev0", spin=self.spin)
+            driver = self._drivers.driver_for(device.device_id)
+            assert driver is not None
             self.guests += 1
             log.info("%s: the guest's rpmsg driver is up", self.name)
-            link = self._link = VirtioRpmsgRemote(
-                f"{self.name}.vdev0",
-                queues.window,
-                queues.tx,
-                queues.rx,
-                queues.notify,
-                ns_supported=bool(queues.features & (1 << VIRTIO_RPMSG_F_NS)),
-                peer_reset=self._peer_gone(queues.gone),
-                spin=self.spin,
-            )
+            link = driver.probe(device)
+            assert isinstance(link, PolledLink)
+            self._link = link
             return link, session.wake_fds
         return None
 

@@ -1,19 +1,7 @@
 """remoteproc: the remote processor lifecycle, firmware images, resource tables,
-crashes and recovery, and the platform driver for cores that run as processes."""
+crashes and recovery, platform drivers, and the virtio devices and subdevices a core
+carries.  It never names rpmsg: which drivers bind to a core's vdevs and subdevices is
+decided above it (:mod:`amplink.bindings`); the host's API is :mod:`amplink.host`.
 
-from amplink.remoteproc.crash import CRASH_FATAL_ERROR, CRASH_MMUFAULT, CRASH_WATCHDOG
-from amplink.remoteproc.rproc import Rproc
-from amplink.remoteproc.states import ATTACHED, CRASHED, DELETED, DETACHED, OFFLINE, RUNNING
-
-__all__ = [
-    "ATTACHED",
-    "CRASHED",
-    "CRASH_FATAL_ERROR",
-    "CRASH_MMUFAULT",
-    "CRASH_WATCHDOG",
-    "DELETED",
-    "DETACHED",
-    "OFFLINE",
-    "RUNNING",
-    "Rproc",
-]
+This package face imports nothing, so that a core process can use
+:mod:`amplink.remoteproc.vdev` without loading the ELF reader."""

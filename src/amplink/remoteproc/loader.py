@@ -1,38 +1,33 @@
-"""Getting firmware into a core: read and check the image, lay out device memory, and
-(for :func:`boot_core`) start the core the way a boot loader does, before any host
-remoteproc exists, so that :class:`~amplink.remoteproc.rproc.Rproc` can *attach* to it.
+"""Getting firmware into a core: read and check the image, create its device memory and
+load it there, and (for :func:`boot_core`) start the core the way a boot loader does,
+before any host remoteproc exists, so that an ``Rproc`` can *attach* to it.
 """
 
 from __future__ import annotations
 
 import errno
-import os
-from collections.abc import Mapping
+import itertools
 from dataclasses import dataclass
 
-from amplink.errors import AmplinkError
+from amplink.errors import AddressError, AmplinkError
 from amplink.memory.addrmap import AddressMap
 from amplink.memory.region import SharedRegion
-from amplink.remoteproc.elf import HOST_MACHINE, FirmwareError, FirmwareImage
-from amplink.remoteproc.fwpack import is_image_file, pack_python, packed_python, program_source
-from amplink.remoteproc.layout import (
-    LoadedImage,
-    default_rsc_table,
-    image_region_size,
-    load_image,
-)
-from amplink.remoteproc.process_core import ProcessCore
-from amplink.remoteproc.resources import RSC_IGNORED, Memory, VendorHook
-from amplink.rpmsg.virtio_link import DEFAULT_BUFFERS, RpmsgBuffers
+from amplink.remoteproc.config import RprocConfig
+from amplink.remoteproc.devmem import DeviceMemory
+from amplink.remoteproc.drivers import RprocDrivers
+from amplink.remoteproc.elf import FirmwareError, FirmwareImage
+from amplink.remoteproc.fwpack import is_image_file, pack_python, program_source
+from amplink.remoteproc.layout import default_rsc_table, image_region_size
+from amplink.remoteproc.platform import RprocPlatform, choose_platform
+from amplink.remoteproc.resources import handle_resources, reserve_platform_memories
+from amplink.remoteproc.subdev import ResourceContext
 from amplink.wire import rsc_table as rt
-
-DEFAULT_MEMORY_SIZE = 64 << 20
 
 
 def read_firmware(name: str, spec: str, table: rt.ResourceTable | None) -> FirmwareImage:
     """The image to boot (``request_firmware``): an ELF file, or a Python program
-    packed here with ``table`` (default: :func:`default_rsc_table`).  Refuses what no
-    executor here can run (``ENOEXEC``, ``EACCES``)."""
+    packed here with ``table`` (default: :func:`default_rsc_table`); it must have a
+    resource table.  Which platform runs it is chosen later (``ENOEXEC`` if none)."""
     if is_image_file(spec):
         if table is not None:
             raise AmplinkError(
@@ -44,76 +39,54 @@ def read_firmware(name: str, spec: str, table: rt.ResourceTable | None) -> Firmw
     else:
         source, path = program_source(spec)
         image = FirmwareImage.parse(pack_python(source, table or default_rsc_table()), path)
-    if image.native and not os.access(spec, os.X_OK):
-        raise AmplinkError(
-            errno.EACCES,
-            f"{name}: {spec} is a native executable but not executable by this user (chmod +x it)",
-        )
-    if not packed_python(image) and not image.native:
-        raise AmplinkError(
-            errno.ENOEXEC,
-            f"{name}: no executor for {image.name} ({image.machine_name}, {image.elf_type}): "
-            "amplink loads and inspects any ELF, but runs only packed Python firmware "
-            f"(amplink fw pack) and executables for this machine ({HOST_MACHINE})",
-        )
     image.require_table()
     return image
 
 
-@dataclass
-class DeviceMemory:
-    """A core's device memory with an image loaded into it."""
-
-    region: SharedRegion
-    amap: AddressMap
-    loaded: LoadedImage
-
-    def read(self, da: int, size: int) -> bytes:
-        """A copy of ``size`` bytes at device address ``da`` (bounds-checked)."""
-        off = self.amap.translate(da, size)
-        return bytes(self.region.mem[off : off + size])
-
-    def write(self, da: int, data: bytes) -> None:
-        """Write ``data`` at device address ``da`` (bounds-checked)."""
-        off = self.amap.translate(da, len(data))
-        self.region.mem[off : off + len(data)] = data
-
-    def table(self) -> bytes:
-        """The loaded resource table as it is now."""
-        return self.read(self.loaded.table_da, self.loaded.table_len)
-
-
-def place_image(
-    name: str,
-    image: FirmwareImage,
-    *,
-    buffers: RpmsgBuffers = DEFAULT_BUFFERS,
-    memory_size: int = DEFAULT_MEMORY_SIZE,
-    memories: Mapping[str, Memory] | None = None,
-    vendor: VendorHook = lambda entry: RSC_IGNORED,
+def load_image(
+    name: str, image: FirmwareImage, config: RprocConfig, drivers: RprocDrivers
 ) -> DeviceMemory:
-    """Create device memory for ``image`` (at most ``memory_size`` bytes from da 0) and
-    load it there; the region is closed again if loading fails."""
-    size = image_region_size(image, buffers, memories)
-    if size > memory_size:
+    """Create device memory for ``image`` (at most ``config.memory_size`` bytes from da
+    0, with room for what its resources will place), copy its segments there and the
+    cached resource table over its loaded location (the copy both sides use from then
+    on); the region is closed again if this fails."""
+    memories = {m.name: m for m in config.memories}
+    size = image_region_size(image, memories, drivers)
+    if size > config.memory_size:
         raise FirmwareError(
             "segment-da",
             f"{image.name} needs {size:#x} bytes of device memory from da 0 (its highest "
-            f"segment ends at {image.extent():#x}); {name} has {memory_size:#x}",
+            f"segment ends at {image.extent():#x}); {name} has {config.memory_size:#x}",
         )
     region = SharedRegion.create(size, name)
     try:
         amap = AddressMap.identity(region.size)
-        loaded = load_image(region, amap, image, buffers=buffers, memories=memories, vendor=vendor)
+        reserve_platform_memories(amap, memories)  # first: segments may load into them
+
+        def in_platform_memory(da: int, size: int) -> bool:
+            return any(m.da <= da and da + size <= m.da + m.len for m in memories.values())
+
+        image.load(region, amap, in_platform_memory)
+        assert image.table_da is not None
+        memory = DeviceMemory(region, amap, image.table_da, len(image.table_bytes))
+        try:
+            off = memory.table_offset
+        except AddressError:
+            raise FirmwareError(
+                "table-da",
+                f"{image.name}: the resource table's address {image.table_da:#x} is outside "
+                "device memory",
+            ) from None
+        region.mem[off : off + memory.table_len] = image.table_bytes
     except BaseException:
         region.close()
         raise
-    return DeviceMemory(region, amap, loaded)
+    return memory
 
 
 @dataclass
-class BootedCore:
-    """A core started by a boot loader: its image, memory and running process.
+class BootedImage:
+    """An image a boot loader loaded and started: its memory and the running platform.
 
     Hand it to ``Rproc(attach=...)``; until then :meth:`release` stops it."""
 
@@ -121,36 +94,56 @@ class BootedCore:
     firmware: str
     image: FirmwareImage
     memory: DeviceMemory
-    core: ProcessCore
+    platform: RprocPlatform
 
     def release(self) -> None:
         """Reset the core and release its memory."""
-        self.core.release()
-        self.memory.region.close()
+        self.platform.release()
+        self.memory.close()
 
 
 def boot_core(
     name: str,
-    firmware: str = "amplink.firmware.echo",
+    firmware: str,
+    drivers: RprocDrivers,
     *,
     table: rt.ResourceTable | None = None,
-    cpu: int | None = None,
-    spin: bool = True,
-    boot_timeout: float = 60.0,
-) -> BootedCore:
-    """Start a core the way a boot loader does: load its firmware and release it from
-    reset, with no host side.  The core waits (up to ``boot_timeout`` s) for a host
-    to set DRIVER_OK on its vdev."""
+    config: RprocConfig | None = None,
+) -> BootedImage:
+    """Start a core the way a boot loader does: load its firmware, place what its
+    resources ask for (sized for ``drivers``: a host that attaches later with other
+    drivers may find too little buffer memory), and release it from reset, with no host
+    side.  The core waits (up to ``config.boot_timeout`` s) for a host to attach."""
+    config = config if config is not None else RprocConfig(boot_timeout=60.0)
     image = read_firmware(name, firmware, table)
-    memory = place_image(name, image)
-    core = ProcessCore(
-        name, firmware, cpu=cpu, spin=spin, boot_timeout=boot_timeout, native=image.native
-    )
+    platform = choose_platform(drivers.platforms, name, image).create(name, image, config)
+    memory = load_image(name, image, config, drivers)
     try:
-        loaded = memory.loaded
-        core.power_on(memory.region, loaded.table_da, loaded.table_len, image.entry)
+        ctx = ResourceContext(
+            name,
+            memory,
+            placing=True,
+            kick=_nobody,
+            route=lambda notifyid, handler: None,
+            next_notifyid=itertools.count().__next__,
+            spin=platform.spin,
+            report_crash=lambda kind, reason: None,
+        )
+        handle_resources(
+            image.require_table(),
+            ctx,
+            virtio=drivers.virtio,
+            handlers=drivers.resources,
+            memories={m.name: m for m in config.memories},
+            vendor=config.handle_rsc,
+        )
+        platform.power_on(memory.region, memory.table_da, memory.table_len, image.entry)
     except BaseException:
-        core.release()
-        memory.region.close()
+        platform.release()
+        memory.close()
         raise
-    return BootedCore(name, firmware, image, memory, core)
+    return BootedImage(name, firmware, image, memory, platform)
+
+
+def _nobody(notifyid: int) -> None:
+    """A boot loader kicks nobody."""

@@ -1,7 +1,8 @@
 """The platform driver for a remote core that runs as an OS process.
 
 What ``ops->start``, ``ops->stop`` and ``ops->kick`` do for a real SoC, this does for a
-process: *start* spawns ``python -m amplink.remote`` with the device memory, the MMIO
+process: *start* spawns ``python -m amplink.remote`` (for packed Python firmware) or the
+firmware itself (an executable for this machine) with the device memory, the MMIO
 window (MU and core control) and two interrupt lines; *stop* is a reset (SIGKILL),
 preceded, when the firmware supports it, by TI K3's graceful-shutdown handshake;
 *kick* sends a vring notify id through the MU.  The core's death arrives as an
@@ -33,22 +34,68 @@ from amplink.irq.flags import IRQ_HANDLED, IRQF_ONESHOT, IRQF_TRIGGER_RISING
 from amplink.irq.line import new_line_fd
 from amplink.mailbox.mu_path import DEFAULT_WIRING, Delivery, MuKickPath, MuWiring
 from amplink.memory.region import SharedRegion
+from amplink.remoteproc.config import RprocConfig
 from amplink.remoteproc.crash import CRASH_FATAL_ERROR, CRASH_WATCHDOG
+from amplink.remoteproc.elf import HOST_MACHINE, FirmwareImage
+from amplink.remoteproc.fwpack import packed_python
+from amplink.remoteproc.platform import RprocPlatform
 from amplink.tracing import ENV_VAR, TRACER
+from amplink.wait import spin_worthwhile
 from amplink.wire.protocol import (
     RP_MBOX_CRASH,
     RP_MBOX_ECHO_REPLY,
     RP_MBOX_READY,
     RP_MBOX_SHUTDOWN,
     RP_MBOX_SHUTDOWN_ACK,
+    Features,
 )
 
 log = logging.getLogger(__name__)
 
 WDOG_IRQ = 33
+WFI_POLL = 0.0002  # K3: poll core control for WFI every 200 us
+_ARMING_POLL = 0.01  # how often the watchdog looks for the first heartbeat
 
 
-class ProcessCore:
+class ProcessPlatformDriver:
+    """Runs packed Python firmware (in ``python -m amplink.remote``) and executables for
+    this machine, each as a process of its own."""
+
+    name = "process"
+
+    def runs(self, image: FirmwareImage) -> bool:
+        """Packed Python firmware, or an executable for this machine."""
+        return packed_python(image) or image.native
+
+    def describe(self) -> str:
+        """What :meth:`runs` accepts, in words."""
+        return f"packed Python firmware (amplink fw pack) and executables for {HOST_MACHINE}"
+
+    def create(self, name: str, image: FirmwareImage, config: RprocConfig) -> ProcessPlatform:
+        """The platform of core ``name``; ``EACCES`` for an executable this user may not run."""
+        if image.native and not os.access(image.name, os.X_OK):
+            raise AmplinkError(
+                errno.EACCES,
+                f"{name}: {image.name} is a native executable but not executable by this "
+                "user (chmod +x it)",
+            )
+        spin = config.spin
+        if spin is None:
+            spin = spin_worthwhile(None, None if config.cpu is None else {config.cpu})
+        return ProcessPlatform(
+            name,
+            image.name,
+            cpu=config.cpu,
+            spin=spin,
+            delivery=config.delivery,
+            rt_priority=config.rt_priority,
+            boot_timeout=config.boot_timeout,
+            native=image.native,
+            mailbox=config.mailbox,
+        )
+
+
+class ProcessPlatform(RprocPlatform):
     """One core process and the hardware around it; created per start."""
 
     def __init__(
@@ -56,8 +103,6 @@ class ProcessCore:
         name: str,
         firmware: str,
         *,
-        on_notify: Callable[[int], None] = lambda notifyid: None,
-        on_crash: Callable[[int, str], None] = lambda kind, reason: None,
         cpu: int | None = None,
         spin: bool = True,
         delivery: Delivery = "thread",
@@ -76,21 +121,18 @@ class ProcessCore:
                 errno.EINVAL,
                 f"{name}: interrupt {WDOG_IRQ} is the core-exit line; wire the MU to another",
             )
-        self.name = name
+        super().__init__(name, spin=spin)
         self.mailbox = mailbox
         self.native = native
         self.firmware = firmware
         self.cpu = cpu
-        self.spin = spin
         self.delivery: Delivery = delivery
         self.rt_priority = rt_priority
         self.boot_timeout = boot_timeout
-        self.on_notify = on_notify  # vring kicks from the core
-        self.on_crash = on_crash  # crash reports (kind, reason)
         self.proc: subprocess.Popen[bytes] | None = None
         self.kick_path: MuKickPath | None = None
         self.control: CoreControl | None = None
-        self.exit_code: int | None = None
+        self._exit_code: int | None = None
         self._undo: list[Callable[[], None]] = []  # power-on steps
         self._host_undo: list[Callable[[], None]] = []  # connect steps
         self._mmio: SharedRegion | None = None
@@ -105,24 +147,16 @@ class ProcessCore:
         """The core process's pid while it runs."""
         return self.proc.pid if self.proc is not None else None
 
+    @property
+    def exit_code(self) -> int | None:
+        """How the core process last ended (negative: killed by that signal)."""
+        return self._exit_code
+
     def status(self) -> int:
         """The core-control STATUS word (BOOTED / WFI / HALTED)."""
         return self.control.readl(CC_STATUS) if self.control is not None else 0
 
     # -- power on, connect -----------------------------------------------------------
-    def start(
-        self, region: SharedRegion, table_da: int, table_len: int, entry: int, watchdog_ms: int
-    ) -> None:
-        """Release the core from reset (it boots at ``entry``) and connect the host to
-        it.  On failure, everything created so far is released before the error
-        propagates."""
-        try:
-            self.power_on(region, table_da, table_len, entry)
-            self.connect(watchdog_ms)
-        except BaseException:
-            self.release()
-            raise
-
     def power_on(self, region: SharedRegion, table_da: int, table_len: int, entry: int) -> None:
         """What a boot loader does: the MMIO window, the interrupt lines, and the core
         process, running from ``entry``.  The host side is :meth:`connect`."""
@@ -136,10 +170,10 @@ class ProcessCore:
         self.proc = self._spawn(region, mmio, fds[1], fds[0], table_da, table_len, entry)
         self._undo.append(self._reset)
 
-    def connect(self, watchdog_ms: int) -> None:
+    def connect(self, features: Features) -> None:
         """The host side: the MU kick path, the core's death as interrupt line
-        :data:`WDOG_IRQ`, and the watchdog.  Undone by :meth:`disconnect`, which leaves
-        the core running (a detach)."""
+        :data:`WDOG_IRQ`, and the watchdog if ``features`` ask for one.  Undone by
+        :meth:`disconnect`, which leaves the core running (a detach)."""
         assert self.proc is not None and self._mmio is not None
         self._resetting = False
         path = MuKickPath(  # owns these duplicates, even if it fails
@@ -160,8 +194,8 @@ class ProcessCore:
         path.domain.request_threaded_irq(
             WDOG_IRQ, None, self._exit_irq, IRQF_ONESHOT, f"{self.name}-wdog", self
         )
-        if watchdog_ms:
-            self._start_watchdog(watchdog_ms / 1000)
+        if features.watchdog_ms:
+            self._start_watchdog(features.watchdog_ms / 1000)
 
     def disconnect(self) -> None:
         """Release the host side only; the core keeps running. Idempotent."""
@@ -231,7 +265,7 @@ class ProcessCore:
         """The core process exited (its pidfd became readable)."""
         proc = self.proc
         code = proc.wait() if proc is not None else None
-        self.exit_code = code
+        self._exit_code = code
         self._ack.set()  # a graceful shutdown waiting for this core need not wait on
         if not self._resetting:
             self.on_crash(CRASH_FATAL_ERROR, f"the core process exited ({describe_exit(code)})")
@@ -239,13 +273,28 @@ class ProcessCore:
 
     # -- watchdog --------------------------------------------------------------------
     def _start_watchdog(self, period: float) -> None:
+        """Watch the heartbeat the firmware writes: armed by its first beat (a core
+        still starting has until the boot timeout to give one), then no beat for
+        ``period`` s is a watchdog crash."""
         control = self.control
         assert control is not None
         self._watchdog_stop.clear()
+        stop = self._watchdog_stop
 
         def watch() -> None:
             last = control.readl(CC_HEARTBEAT)
-            while not self._watchdog_stop.wait(period):
+            armed_by = time.monotonic() + self.boot_timeout
+            while control.readl(CC_HEARTBEAT) == last:
+                if time.monotonic() > armed_by:
+                    self.on_crash(
+                        CRASH_WATCHDOG,
+                        f"no heartbeat within the boot timeout ({self.boot_timeout:g} s; watchdog)",
+                    )
+                    return
+                if stop.wait(min(period, _ARMING_POLL)):
+                    return
+            last = control.readl(CC_HEARTBEAT)
+            while not stop.wait(period):
                 beat = control.readl(CC_HEARTBEAT)
                 if beat == last:
                     self.on_crash(
@@ -265,7 +314,7 @@ class ProcessCore:
         self._watchdog = None
 
     # -- stop ------------------------------------------------------------------------
-    def graceful_shutdown(self, ack_timeout: float, wfi_timeout: float, wfi_poll: float) -> None:
+    def shutdown(self, ack_timeout: float, wfi_timeout: float) -> None:
         """TI K3's handshake: ``RP_MBOX_SHUTDOWN``, wait for the ACK (``EBUSY`` if it
         does not come: the core keeps running), then poll core control for WFI
         (``ETIMEDOUT``).  The caller resets the core afterwards."""
@@ -295,7 +344,7 @@ class ProcessCore:
                     f"{self.name} acknowledged the shutdown but did not enter WFI within "
                     f"{wfi_timeout * 1000:g} ms",
                 )
-            time.sleep(wfi_poll)
+            time.sleep(WFI_POLL)
 
     def _reset(self) -> None:
         """Hold the core in reset: the process is killed and reaped."""
@@ -305,7 +354,7 @@ class ProcessCore:
         self._resetting = True
         if proc.poll() is None:
             proc.send_signal(signal.SIGKILL)
-        self.exit_code = proc.wait()
+        self._exit_code = proc.wait()
         self.proc = None
 
     def _close_path(self) -> None:

@@ -1,237 +1,184 @@
 """The remoteproc core for one remote processor: lifecycle, crashes and recovery.
 
-:class:`Rproc` runs the sequences of Linux's ``remoteproc_core.c`` over a core that is
-an OS process (:class:`~amplink.remoteproc.process_core.ProcessCore`):
+:class:`Rproc` runs the sequences of Linux's ``remoteproc_core.c`` over the platform
+that runs the core (:mod:`amplink.remoteproc.platform`), and knows the core's vdevs and
+subdevices only through their interfaces: which drivers bind to them is decided by the
+:class:`~amplink.remoteproc.drivers.RprocDrivers` it is given.
 
 * **boot** (``rproc_boot``, refcounted): read the firmware (an ELF image, or a Python
-  program packed into one here), check it, load its segments into device memory, copy
-  the cached resource table over its loaded location, place vrings and buffers,
-  release the core, and bring up rpmsg as the virtio driver.  Its channels appear on
-  the host's rpmsg bus as the firmware announces them.
+  program packed into one here), choose the platform that runs it, load it into device
+  memory, handle its resources (carveouts, vdevs, subdevices), start the platform, then
+  the subdevices (the vdevs' drivers bind).
 * **shutdown** (``rproc_shutdown``): with firmware that supports it, TI K3's graceful
   handshake (``EBUSY`` if there is no ACK: the core keeps running), then reset.
-  Channels disappear and host endpoints get their release notification.
 * **crash** (``rproc_report_crash``): the core process died, the firmware reported a
-  fatal error, its watchdog expired, it made the host touch memory outside its window
-  (an "mmufault"), or someone wrote to debugfs ``crash``.  Only the first crash of an
-  episode is handled, in a worker thread: the state becomes ``crashed``, and if
-  recovery is enabled the core is reset (no handshake), dumped, and booted again with
-  the same firmware.
+  fatal error, its watchdog expired, it broke its rings (an "mmufault"), or someone
+  wrote to debugfs ``crash``.  Only the first crash of an episode is handled, in a
+  worker thread: the subdevices take in what the core sent and fail their users, the
+  state becomes ``crashed``, and if recovery is enabled the core is reset, dumped, and
+  booted again with the same firmware.
+* **attach/detach** (``rproc_attach``/``rproc_detach``): take over a core a boot loader
+  started (:func:`~amplink.remoteproc.loader.boot_core`), and let go of it again.
 
+Which transitions are legal in which state is one table (:mod:`amplink.remoteproc.states`).
 Every resource a boot creates is released by a shutdown, a crash, a failed boot and a
-failed recovery.  The control interface of ``/sys/class/remoteproc/remoteprocN`` and of
-debugfs is :attr:`Rproc.sysfs` and :attr:`Rproc.debugfs`.
+failed recovery.  The control files of ``/sys/class/remoteproc/remoteprocN`` and of
+debugfs are :attr:`Rproc.sysfs` and :attr:`Rproc.debugfs`.
 """
 
 from __future__ import annotations
 
 import collections
 import errno
+import itertools
 import logging
 import os
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
+from typing import Self
 
-from amplink.errors import AmplinkError, RpmsgError
-from amplink.mailbox.mu_path import DEFAULT_WIRING, Delivery, MuKickPath, MuWiring
-from amplink.memory.region import SharedRegion
+from amplink.errors import AmplinkError
 from amplink.remoteproc import coredump
+from amplink.remoteproc.config import RprocConfig
 from amplink.remoteproc.control import Debugfs, Sysfs
-from amplink.remoteproc.crash import CRASH_MMUFAULT, crash_name
+from amplink.remoteproc.crash import crash_name
+from amplink.remoteproc.devmem import DeviceMemory, Memory
+from amplink.remoteproc.drivers import RprocDrivers
 from amplink.remoteproc.elf import FirmwareImage
-from amplink.remoteproc.layout import GlinkEdgeLayout, default_rsc_table
-from amplink.remoteproc.loader import (
-    DEFAULT_MEMORY_SIZE,
-    BootedCore,
-    DeviceMemory,
-    place_image,
-    read_firmware,
+from amplink.remoteproc.loader import BootedImage, load_image, read_firmware
+from amplink.remoteproc.platform import RprocPlatform, choose_platform
+from amplink.remoteproc.resources import FeaturesEntry, TraceBuffer, handle_resources
+from amplink.remoteproc.states import (
+    ATTACHED,
+    BOOT,
+    CRASH,
+    DELETE,
+    DETACH,
+    DETACHED,
+    OFFLINE,
+    RECOVER,
+    RUNNING,
+    SET_FIRMWARE,
+    SHUTDOWN,
+    STOP,
+    RprocStates,
 )
-from amplink.remoteproc.process_core import ProcessCore
-from amplink.remoteproc.resources import RSC_HANDLED, RSC_IGNORED, Memory, VendorHook
-from amplink.remoteproc.states import ATTACHED, CRASHED, DELETED, DETACHED, OFFLINE, RUNNING
-from amplink.rpmsg.core import RpmsgBus, RpmsgDevice
-from amplink.rpmsg.glink_link import GLINK_NOTIFYID, GlinkChannels, GlinkLink
-from amplink.rpmsg.ns import NameService
-from amplink.rpmsg.polled import PolledLink
-from amplink.rpmsg.virtio_link import (
-    DEFAULT_BUFFERS,
-    DEFAULT_SEND_TIMEOUT,
-    RpmsgBuffers,
-    VirtioRpmsgHost,
-)
+from amplink.remoteproc.subdev import ResourceContext, RprocSubdev
 from amplink.tracing import TRACER
-from amplink.wait import AdaptiveSpin, spin_worthwhile
 from amplink.wire import rsc_table as rt
-from amplink.wire.protocol import RSC_AMPLINK_FEATURES, Features
-from amplink.wire.trace import read_trace
+from amplink.wire.protocol import Features
 
 log = logging.getLogger(__name__)
 
-SHUTDOWN_ACK_TIMEOUT = 5.0  # K3: 5000 ms for RP_MBOX_SHUTDOWN_ACK
-WFI_TIMEOUT = 0.002  # K3: poll for WFI up to 2 ms...
-WFI_POLL = 0.0002  # ...every 200 us
-INLINE_COREDUMP_TIMEOUT = 300.0  # devcoredump's 5 minutes
 KEPT_COREDUMPS = 8
 
 
 class Rproc:
-    """One remote processor: a firmware program running in its own process."""
+    """One remote processor (Linux: ``struct rproc``) running ``firmware``: an ELF file,
+    or a Python firmware program (``.py`` file or module) packed with ``table``
+    (default: one rpmsg vdev, graceful shutdown supported).  ``attach`` is a core a boot
+    loader already started: the processor starts ``detached`` and :meth:`boot` attaches
+    to it."""
 
     def __init__(
         self,
-        name: str = "rproc0",
-        firmware: str = "amplink.firmware.echo",
+        name: str,
+        firmware: str,
         *,
-        bus: RpmsgBus | None = None,
+        drivers: RprocDrivers,
+        config: RprocConfig | None = None,
         table: rt.ResourceTable | None = None,
-        buffers: RpmsgBuffers = DEFAULT_BUFFERS,
-        cpu: int | None = None,
-        spin: bool | None = None,
-        send_timeout: float = DEFAULT_SEND_TIMEOUT,
-        boot_timeout: float = 10.0,
-        delivery: Delivery = "thread",
-        rt_priority: int | None = None,
-        memory_size: int = DEFAULT_MEMORY_SIZE,
-        recovery: bool = True,
-        coredump_mode: str = coredump.DISABLED,
-        coredump_dir: str | None = None,
-        graceful_shutdown: bool = True,
-        shutdown_timeout: float = SHUTDOWN_ACK_TIMEOUT,
-        wfi_timeout: float = WFI_TIMEOUT,
-        inline_coredump_timeout: float = INLINE_COREDUMP_TIMEOUT,
-        memories: Sequence[Memory] = (),
-        handle_rsc: VendorHook | None = None,
-        attach: BootedCore | None = None,
-        mailbox: MuWiring = DEFAULT_WIRING,
+        attach: BootedImage | None = None,
     ) -> None:
-        """``firmware``: an ELF file, or a Python firmware program (``.py`` file or
-        module) that is packed with ``table`` (default: one rpmsg vdev, graceful
-        shutdown supported).  ``delivery``: how a kick from the core reaches the
-        vrings, straight from the mailbox IRQ thread (``"thread"``, as the 2026 i.MX
-        series does) or through a workqueue (``"workqueue"``).  ``rt_priority`` runs
-        the host's IRQ threads SCHED_FIFO where the OS allows it.  ``memory_size``
-        bounds the core's device memory (from da 0).  ``recovery`` and
-        ``coredump_mode`` are the sysfs attributes' initial values; dumps are kept in
-        :attr:`coredumps` and, with ``coredump_dir``, written there.  ``memories`` are
-        the platform's named memories that the firmware's carveouts of the same name
-        use; ``handle_rsc`` handles vendor resource entries (``RSC_HANDLED``,
-        ``RSC_IGNORED`` or a negative errno that fails the boot).  ``attach`` is a
-        core a boot loader already started (:func:`~amplink.remoteproc.loader.boot_core`):
-        the processor starts ``detached`` and :meth:`boot` attaches to it.
-        ``buffers`` sets the rpmsg buffer sizes and counts per direction.
-        ``graceful_shutdown``: whether the platform does TI K3's shutdown handshake
-        with firmware that announces it (False: a stop is always a reset, as i.MX).
-        ``mailbox``: the MU channels and interrupt lines of the kick path."""
-        if coredump_mode not in coredump.MODES:
-            raise AmplinkError(
-                errno.EINVAL, f"coredump mode {coredump_mode!r} not in {coredump.MODES}"
-            )
         self.name = name
-        self.firmware = firmware
-        self.bus = bus if bus is not None else RpmsgBus()
-        self._table_given = table is not None
-        self.table = table if table is not None else default_rsc_table()
-        self.buffers = buffers
-        self.cpu = cpu
-        self.spin = spin
-        self.send_timeout = send_timeout
-        self.boot_timeout = boot_timeout
-        self.delivery: Delivery = delivery
-        self.rt_priority = rt_priority
-        self.memory_size = memory_size
-        self.recovery = recovery
-        self.coredump_mode = coredump_mode
-        self.coredump_dir = coredump_dir
-        self.graceful_shutdown = graceful_shutdown
-        self.mailbox = mailbox
-        self.shutdown_timeout = shutdown_timeout
-        self.wfi_timeout = wfi_timeout
-        self.inline_coredump_timeout = inline_coredump_timeout
-        self.memories = {m.name: m for m in memories}
-        self.handle_rsc = handle_rsc
-        self.carveouts: tuple[Memory, ...] = ()  # what the running firmware's carveouts got
+        self.firmware = attach.firmware if attach is not None else firmware
+        self.drivers = drivers
+        self.config = config = config if config is not None else RprocConfig()
+        self.recovery = config.recovery  # sysfs recovery and coredump: writable at runtime
+        self.coredump_mode = config.coredump_mode
+        self._table_given = table
         self._lock = threading.RLock()
-        self._state_changed = threading.Condition()  # not _lock: readable during recovery
-        self._state = OFFLINE
+        self._states = RprocStates(name, DETACHED if attach is not None else OFFLINE)
         self.power = 0
         self.crash_count = 0
         self.last_crash: tuple[str, str] | None = None
         self.dumps_taken = 0
         self.undelivered: dict[int, int] = {}  # at the last crash: source address -> count
-        self._exit_code: int | None = None
         self.last_stop = ""  # how the core last stopped: graceful shutdown, or reset
         self.image: FirmwareImage | None = None
         self.features = Features()
-        self.link: VirtioRpmsgHost | GlinkLink | None = None
         self.coredumps: collections.deque[coredump.Coredump] = collections.deque(
             maxlen=KEPT_COREDUMPS
         )
-        self._platform: ProcessCore | None = None
-        self._notifyids: tuple[int, ...] = (0, 1)
+        self.platform: RprocPlatform | None = None  # while the core runs
+        self._memory: DeviceMemory | None = None
+        self._subdevs: list[RprocSubdev] = []
+        self._subdevs_started = False
+        self._routes: dict[int, list[Callable[[], None]]] = {}  # notify id -> handlers
+        self._exit_code: int | None = None
         self._crash_lock = threading.Lock()
         self._crash_thread: threading.Thread | None = None
-        self._memory: DeviceMemory | None = None
         self._booted = attach
         self._clean_table: bytes | None = None
-        if attach is not None:
-            self.firmware = attach.firmware
-            self._state = DETACHED
         self.sysfs = Sysfs(self)
         self.debugfs = Debugfs(self)
 
     def __repr__(self) -> str:
         return f"<Rproc {self.name} {self.state} firmware={self.firmware}>"
 
-    @property
-    def pid(self) -> int | None:
-        """The core process's pid while it runs, else None."""
-        return self._platform.pid if self._platform is not None else None
-
+    # -- what it is now --------------------------------------------------------------
     @property
     def state(self) -> str:
         """``offline``, ``running``, ``crashed``, ... (sysfs ``state``)."""
-        return self._state
+        return self._states.state
 
-    @state.setter
-    def state(self, value: str) -> None:
-        with self._state_changed:
-            self._state = value
-            self._state_changed.notify_all()
-        if TRACER.enabled:
-            TRACER.event("remoteproc", "state", rproc=self.name, state=value)
-
-    def wait_state(self, *states: str, timeout: float = 10.0) -> str:
-        """Wait until the state is one of ``states`` (e.g. ``running`` again after a
-        crash is recovered); ``ETIMEDOUT`` if it is not within ``timeout`` s."""
-        self._wait_until(
-            lambda: self._state in states,
-            timeout,
-            f"still {self._state}, not {' or '.join(states)}",
-        )
-        return self._state
+    @property
+    def pid(self) -> int | None:
+        """The core's process while it runs, else None."""
+        return self.platform.pid if self.platform is not None else None
 
     @property
     def exit_code(self) -> int | None:
-        """How the core process last ended (negative: killed by that signal)."""
-        return self._platform.exit_code if self._platform is not None else self._exit_code
+        """How the core last ended (negative: killed by that signal)."""
+        return self.platform.exit_code if self.platform is not None else self._exit_code
 
     @property
     def core_status(self) -> int:
         """The core-control STATUS word (``hw.core_ctrl``: BOOTED, WFI, HALTED)."""
-        return self._platform.status() if self._platform is not None else 0
+        return self.platform.status() if self.platform is not None else 0
 
     @property
-    def kick_path(self) -> MuKickPath | None:
-        """The host side of the MU kick path (its controller, domain and channels)."""
-        return self._platform.kick_path if self._platform is not None else None
+    def carveouts(self) -> tuple[Memory, ...]:
+        """What the running firmware's carveouts got."""
+        return self._memory.carveouts if self._memory is not None else ()
 
-    # -- the kernel API: boot, shutdown, firmware ------------------------------------
+    @property
+    def subdevs(self) -> tuple[RprocSubdev, ...]:
+        """The core's vdevs and subdevices while it runs, in table order."""
+        return tuple(self._subdevs)
+
+    @property
+    def table(self) -> rt.ResourceTable | None:
+        """The firmware's resource table (the cached copy), once it was read."""
+        return self.image.table if self.image is not None else self._table_given
+
+    def wait_state(self, *states: str, timeout: float = 10.0) -> str:
+        """Wait until the state is one of ``states`` (e.g. ``running`` again after a
+        crash is recovered); ``ETIMEDOUT`` if it is not within ``timeout`` s."""
+        self._states.wait_until(
+            lambda: self.state in states,
+            timeout,
+            f"still {self.state}, not {' or '.join(states)}",
+        )
+        return self.state
+
+    # -- the kernel API: boot, shutdown, firmware, delete ----------------------------
     def boot(self) -> None:
-        """``rproc_boot``: power up (refcounted: a second boot only counts)."""
+        """``rproc_boot``: power up (refcounted: a second boot only counts).  The first
+        boots the firmware, or attaches to a core a boot loader started."""
         with self._lock:
-            if self.state == DELETED:
-                raise AmplinkError(errno.ENODEV, f"{self.name} was deleted")
+            if self.power == 0:
+                self._states.check(BOOT)
             self.power += 1
             if self.power > 1:
                 return
@@ -246,16 +193,16 @@ class Rproc:
 
     def shutdown(self) -> None:
         """``rproc_shutdown``: drop one power reference; the last one stops the core,
-        gracefully if its firmware supports it.  ``EBUSY`` when the firmware does not
-        acknowledge (the core keeps running), ``ETIMEDOUT`` when it does not reach WFI."""
+        gracefully if its firmware supports it.  ``EINVAL`` unless running or attached,
+        ``EBUSY`` when the firmware does not acknowledge (the core keeps running),
+        ``ETIMEDOUT`` when it does not reach WFI."""
         with self._lock:
-            if self.state not in (RUNNING, ATTACHED):
-                raise AmplinkError(errno.EINVAL, f"{self.name} is {self.state}, not running")
+            self._states.check(SHUTDOWN)
             self.power -= 1
             if self.power > 0:
                 return
             try:
-                self._stop_locked(force=False)
+                self._stop_locked(SHUTDOWN)
             except BaseException:
                 self.power += 1
                 raise
@@ -267,24 +214,20 @@ class Rproc:
         if not name:
             raise AmplinkError(errno.EINVAL, "empty firmware name")
         with self._lock:
-            if self.state != OFFLINE:
-                raise AmplinkError(
-                    errno.EBUSY, f"{self.name} is {self.state}: change firmware while offline"
-                )
+            self._states.check(SET_FIRMWARE)
             self.firmware = name
 
     def delete(self) -> None:
         """``rproc_del``: stop the core if it runs; then every boot is ``ENODEV``."""
         self.stop()
         with self._lock:
-            self.state = DELETED
+            self._states.fire(DELETE)
 
     # -- the convenient API: start, stop, context manager ----------------------------
     def start(self) -> None:
         """Boot the core (sysfs ``state`` = ``start``): ``EBUSY`` if it runs already."""
         with self._lock:
-            if self.state in (RUNNING, ATTACHED):
-                raise AmplinkError(errno.EBUSY, f"{self.name} is {self.state}, not offline")
+            self._states.check(BOOT)
             self.boot()
 
     def stop(self) -> None:
@@ -294,15 +237,12 @@ class Rproc:
         a warning is logged and the core is reset anyway.  Use :meth:`shutdown` to get
         the kernel's errors instead."""
         with self._lock:
-            if self.state in (RUNNING, CRASHED, ATTACHED):
-                self._stop_locked(force=True)
-            elif self.state == DETACHED:  # a core we let go: reset it now
-                self._release_locked(crashed=False)
-                self.state = OFFLINE
+            if self._states.allows(STOP):
+                self._stop_locked(STOP)
             self.power = 0
         self.wait_crash_handled()
 
-    def __enter__(self) -> Rproc:
+    def __enter__(self) -> Self:
         self.start()
         return self
 
@@ -311,109 +251,61 @@ class Rproc:
 
     # -- boot ------------------------------------------------------------------------
     def _boot_locked(self) -> None:
+        """``rproc_fw_boot`` and ``rproc_start``: a failure releases what was made."""
         self._exit_code = None
         try:
-            self._boot_steps()
+            image = self.image = read_firmware(self.name, self.firmware, self._table_given)
+            driver = choose_platform(self.drivers.platforms, self.name, image)
+            platform = self._adopt_platform(driver.create(self.name, image, self.config))
+            memory = self._memory = load_image(self.name, image, self.config, self.drivers)
+            self._handle_resources(image, placing=True)
+            self._prepare_subdevs()
+            platform.start(
+                memory.region, memory.table_da, memory.table_len, image.entry, self.features
+            )
+            self._start_subdevs()
         except BaseException:
             self._release_locked(crashed=False)
             raise
-        self.state = RUNNING
+        self._states.fire(BOOT)
 
-    def _boot_steps(self) -> None:
-        image = self.image = read_firmware(
-            self.name, self.firmware, self.table if self._table_given else None
-        )
-        table = self.table = image.require_table()
-        self.features = Features.of(table)
-        memory = place_image(
-            self.name,
-            image,
-            buffers=self.buffers,
-            memory_size=self.memory_size,
-            memories=self.memories,
-            vendor=self._vendor_resource,
-        )
-        self._adopt_memory(memory)
-        platform = self._platform = ProcessCore(
-            self.name,
-            self.firmware,
-            cpu=self.cpu,
-            spin=self._spin_enabled(),
-            delivery=self.delivery,
-            rt_priority=self.rt_priority,
-            boot_timeout=self.boot_timeout,
-            native=image.native,
-            mailbox=self.mailbox,
-        )
-        self._wire_platform(platform)
-        loaded = memory.loaded
-        platform.start(
-            memory.region,
-            loaded.table_da,
-            loaded.table_len,
-            image.entry,
-            self.features.watchdog_ms,
-        )
-        self._connect_link(memory)
-
-    def _adopt_memory(self, memory: DeviceMemory) -> None:
-        self._memory = memory
-        self.carveouts = memory.loaded.carveouts
-
-    def _wire_platform(self, platform: ProcessCore) -> None:
+    def _adopt_platform(self, platform: RprocPlatform) -> RprocPlatform:
         platform.on_notify = self._on_notify
         platform.on_crash = self.report_crash
+        self.platform = platform
+        return platform
 
-    def _connect_link(self, memory: DeviceMemory) -> None:
-        """Bring up rpmsg: as the virtio driver on the image's rpmsg vdev, or over its
-        GLINK edge; a core with neither has no rpmsg."""
-        rpmsg = memory.loaded.rpmsg
-        platform = self._platform
-        if platform is not None and memory.loaded.glink is not None:
-            self._connect_glink(memory.region, memory.loaded.glink, platform)
-            return
-        if rpmsg is None or platform is None:
-            return  # a core without rpmsg: nothing to bring up on the host
-        vdev = rpmsg.vdev
-        notifyids = self._notifyids = (vdev.vring_notifyid(0), vdev.vring_notifyid(1))
-        kick = platform.kick
-        link = VirtioRpmsgHost(
-            f"{self.name}.vdev0",
-            memory.region,
-            memory.amap,
-            vdev,
-            lambda index: kick(notifyids[index]),
-            pool_da=rpmsg.pool_da,
-            buffers=self.buffers,
-            send_timeout=self.send_timeout,
-            spin=AdaptiveSpin(enabled=platform.spin),
+    def _handle_resources(self, image: FirmwareImage, *, placing: bool) -> None:
+        assert self._memory is not None and self.platform is not None
+        ctx = ResourceContext(
+            self.name,
+            self._memory,
+            placing=placing,
+            kick=self._kick,
+            route=self._route,
+            next_notifyid=itertools.count().__next__,
+            spin=self.platform.spin,
+            report_crash=self.report_crash,
         )
-        NameService(self.bus, link)
-        self._adopt_link(link)
-
-    def _connect_glink(
-        self, region: SharedRegion, edge: GlinkEdgeLayout, platform: ProcessCore
-    ) -> None:
-        self._notifyids = (GLINK_NOTIFYID,)
-        kick = platform.kick
-        link = GlinkLink(
-            f"{self.name}.glink",
-            region,
-            edge.offset,
-            edge.spec,
-            "host",
-            lambda: kick(GLINK_NOTIFYID),
-            send_timeout=self.send_timeout,
-            spin=AdaptiveSpin(enabled=platform.spin),
+        self._subdevs = handle_resources(
+            image.require_table(),
+            ctx,
+            virtio=self.drivers.virtio,
+            handlers=self.drivers.resources,
+            memories={m.name: m for m in self.config.memories},
+            vendor=self.config.handle_rsc,
         )
-        GlinkChannels(self.bus, link)
-        self._adopt_link(link)
+        found = [s.features for s in self._subdevs if isinstance(s, FeaturesEntry)]
+        self.features = found[0] if found else Features()
 
-    def _adopt_link(self, link: VirtioRpmsgHost | GlinkLink) -> None:
-        self.link = link
-        link.fail_listeners.append(lambda err: self.bus.remove_link(link, err))
-        link.fail_listeners.append(self._on_link_failure)
-        link.handle_notify()  # a kick that came before self.link was set was dropped
+    def _prepare_subdevs(self) -> None:
+        for subdev in self._subdevs:
+            subdev.prepare()
+
+    def _start_subdevs(self) -> None:
+        self._subdevs_started = True
+        for subdev in self._subdevs:
+            subdev.start()
 
     # -- attach and detach -----------------------------------------------------------
     def _attach_locked(self) -> None:
@@ -422,108 +314,110 @@ class Rproc:
         if booted is None:
             raise AmplinkError(errno.EINVAL, f"{self.name} has no core to attach to")
         self.image = booted.image
-        table = self.table = booted.image.require_table()
-        self.features = Features.of(table)
-        memory = booted.memory
-        self._adopt_memory(memory)
+        memory = self._memory = booted.memory
         if self._clean_table is None:  # what detach puts back, as Linux keeps a clean copy
             self._clean_table = memory.table()
-        platform = self._platform = booted.core
-        self._wire_platform(platform)
+        platform = self._adopt_platform(booted.platform)
         try:
-            platform.connect(self.features.watchdog_ms)
-            self._connect_link(memory)
+            self._handle_resources(booted.image, placing=False)
+            self._prepare_subdevs()
+            platform.connect(self.features)
+            self._start_subdevs()
         except BaseException:
             self._disconnect_locked()
             raise
-        self.state = ATTACHED
+        self._states.fire(BOOT)
 
     def detach(self) -> None:
         """``rproc_detach``: hand the core back (it keeps running); ``EINVAL`` unless
-        attached.  Its channels disappear; a later :meth:`boot` attaches again."""
+        attached, ``EOPNOTSUPP`` if a subdevice cannot tell the core the host left.  A
+        later :meth:`boot` attaches again."""
         with self._lock:
-            if self.state != ATTACHED:
-                raise AmplinkError(errno.EINVAL, f"{self.name} is {self.state}, not attached")
-            if isinstance(self.link, GlinkLink):
+            self._states.check(DETACH)
+            stuck = [s.name for s in self._subdevs if not s.detachable]
+            if stuck:
                 raise AmplinkError(
                     errno.EOPNOTSUPP,
-                    f"{self.name}: detach needs the virtio reset protocol; a GLINK edge has "
-                    "no way to tell the core that the host went away",
+                    f"{self.name}: {', '.join(stuck)} cannot be detached: it has no way to "
+                    "tell the core that the host went away",
                 )
             self.power -= 1
             if self.power > 0:
                 return
             self._disconnect_locked()
-            self.state = DETACHED
+            self._states.fire(DETACH)
 
     def _disconnect_locked(self) -> None:
-        link = self.link
-        if link is not None:
-            link.fail(RpmsgError(errno.ESHUTDOWN, f"remote core {self.name} was detached"))
-            link.quiesce()
-            self.link = None
-        memory, platform = self._memory, self._platform
+        """Stop the subdevices (a vdev is reset: the core sees its driver go), put the
+        clean table back and release the host side; the core keeps running."""
+        self._stop_subdevs(AmplinkError(errno.ESHUTDOWN, f"remote core {self.name} was detached"))
+        memory, platform = self._memory, self.platform
         if memory is not None and self._clean_table is not None:
-            memory.write(memory.loaded.table_da, self._clean_table)  # status 0: a reset
+            memory.write(memory.table_da, self._clean_table)
         if platform is not None:
-            platform.kick(self._notifyids[0])  # wake the core to see its vdev reset
             platform.disconnect()
-
-    def _vendor_resource(self, entry: rt.OpaqueEntry) -> int:
-        """The platform handles its features entry; the rest goes to ``handle_rsc``."""
-        if entry.type == RSC_AMPLINK_FEATURES:
-            return RSC_HANDLED
-        return self.handle_rsc(entry) if self.handle_rsc is not None else RSC_IGNORED
-
-    def _spin_enabled(self) -> bool:
-        if self.spin is not None:
-            return self.spin
-        return spin_worthwhile(None, None if self.cpu is None else {self.cpu})
+        self._forget_subdevs()
 
     # -- stop ------------------------------------------------------------------------
-    def _stop_locked(self, *, force: bool) -> None:
-        platform = self._platform
+    def _stop_locked(self, event: str) -> None:
+        """``rproc_stop``: the K3 handshake if the firmware supports it (a failure
+        propagates for :meth:`shutdown`, is logged for :meth:`stop`), then a reset."""
+        platform = self.platform
         self.last_stop = "reset"
-        if (
-            self.state in (RUNNING, ATTACHED)
-            and self.graceful_shutdown
-            and self.features.graceful_shutdown
-            and platform is not None
-        ):
+        running = self.state in (RUNNING, ATTACHED)
+        if running and platform is not None and self._graceful():
             try:
-                platform.graceful_shutdown(self.shutdown_timeout, self.wfi_timeout, WFI_POLL)
+                platform.shutdown(self.config.shutdown_timeout, self.config.wfi_timeout)
                 self.last_stop = "graceful shutdown"
             except AmplinkError as exc:
-                if not force:
+                if event == SHUTDOWN:
                     raise
                 log.warning("%s: %s; resetting it anyway", self.name, exc.strerror)
         self._release_locked(crashed=False)  # dumps belong to recovery, not to a stop
-        self.state = OFFLINE
+        self._states.fire(event)
+
+    def _graceful(self) -> bool:
+        return self.config.graceful_shutdown and self.features.graceful_shutdown
 
     def _release_locked(self, *, crashed: bool) -> None:
         """Reset the core and release everything a boot created (dumping it first if
-        it crashed)."""
-        link = self.link
-        if link is not None:
-            link.fail(RpmsgError(errno.ESHUTDOWN, f"remote core {self.name} was stopped"))
-            if not link.quiesce():
-                log.error("%s: a thread still uses the rpmsg rings after 5 s", self.name)
-            self.link = None
-        platform = self._platform
+        it crashed), or the core a boot loader started if it was never attached."""
+        if self.platform is None and self._booted is not None:
+            self.platform, self._memory = self._booted.platform, self._booted.memory
+        self._stop_subdevs(AmplinkError(errno.ESHUTDOWN, f"remote core {self.name} was stopped"))
+        platform = self.platform
         if platform is not None:
             platform.release()
             self._exit_code = platform.exit_code
-            self._platform = None
+            self.platform = None
+        self._forget_subdevs()
         memory = self._memory
         if memory is not None:
             if crashed:
-                self._dump(memory.region)
-            memory.region.close()
+                self._dump(memory)
+            memory.close()
             self._memory = None
         self._booted = None
         self._clean_table = None
 
-    def _dump(self, region: SharedRegion) -> None:
+    def _stop_subdevs(self, error: OSError, *, crashed: bool = False) -> None:
+        """Stop every started subdevice, last first (idempotent)."""
+        if not self._subdevs_started:
+            return
+        self._subdevs_started = False
+        for subdev in reversed(self._subdevs):
+            try:
+                subdev.stop(error, crashed=crashed)
+            except Exception:
+                log.exception("%s: stopping %s failed", self.name, subdev.name)
+
+    def _forget_subdevs(self) -> None:
+        for subdev in reversed(self._subdevs):
+            subdev.unprepare()
+        self._subdevs = []
+        self._routes = {}
+
+    def _dump(self, memory: DeviceMemory) -> None:
         image = self.image
         dump = coredump.take(
             self.name,
@@ -531,35 +425,39 @@ class Rproc:
             self.coredump_mode,
             image.machine if image is not None else 0,
             image.entry if image is not None else 0,
-            [(0, region.mem)],
+            [(0, memory.region.mem)],
         )
         if dump is None:
             return
-        with self._state_changed:
+        with self._states.changed:
             self.coredumps.append(dump)
             self.dumps_taken += 1
-            self._state_changed.notify_all()
+            self._states.changed.notify_all()
         if dump.mode == coredump.INLINE:
-            coredump.wait_inline(dump, self.inline_coredump_timeout)
-        if self.coredump_dir is not None and dump.data is not None:
-            path = os.path.join(self.coredump_dir, f"{self.name}-crash{dump.crash}.core")
+            coredump.wait_inline(dump, self.config.inline_coredump_timeout)
+        if self.config.coredump_dir is not None and dump.data is not None:
+            path = os.path.join(self.config.coredump_dir, f"{self.name}-crash{dump.crash}.core")
             dump.save(path)
             log.info("%s: core dump written to %s", self.name, path)
 
-    # -- notifications from the core -------------------------------------------------
-    def _on_notify(self, notifyid: int) -> None:
-        """A vring kick from the core (in the mailbox RX IRQ thread)."""
-        link = self.link
-        if link is None:
-            return
-        if notifyid in self._notifyids:
-            link.handle_notify()
-        else:
-            log.warning("%s: kick with unknown notify id %#x ignored", self.name, notifyid)
+    # -- notifications to and from the core ------------------------------------------
+    def _kick(self, notifyid: int) -> None:
+        platform = self.platform
+        if platform is not None:
+            platform.kick(notifyid)
 
-    def _on_link_failure(self, err: OSError) -> None:
-        if isinstance(err, PolledLink.broken_by_peer):  # the core broke shared memory
-            self.report_crash(CRASH_MMUFAULT, str(err))
+    def _route(self, notifyid: int, handler: Callable[[], None]) -> None:
+        self._routes.setdefault(notifyid, []).append(handler)
+
+    def _on_notify(self, notifyid: int) -> None:
+        """A kick from the core (in the mailbox RX IRQ thread): to whoever routed it."""
+        handlers = self._routes.get(notifyid)
+        if handlers is None:
+            if self._subdevs_started:
+                log.warning("%s: kick with unknown notify id %#x ignored", self.name, notifyid)
+            return
+        for handler in handlers:
+            handler()
 
     # -- crashes and recovery --------------------------------------------------------
     def report_crash(self, kind: int, reason: str = "") -> None:
@@ -579,15 +477,17 @@ class Rproc:
             t.start()
 
     def _crash_work(self, kind: int, reason: str) -> None:
+        """``rproc_crash_handler_work``: what the core sent is delivered, its users get
+        ``EPIPE``, and it is recovered if recovery is enabled."""
         with self._lock:
-            if self.state not in (RUNNING, ATTACHED):
+            if not self._states.allows(CRASH):
                 return  # already crashed (this episode is being handled), or stopped
             why = reason or crash_name(kind)
             self.last_crash = (crash_name(kind), why)
             self.crash_count += 1
             if TRACER.enabled:
                 TRACER.event("remoteproc", "crash", rproc=self.name, kind=crash_name(kind), why=why)
-            self.state = CRASHED  # last: who waits for it sees the count and the cause
+            self._states.fire(CRASH)  # after the count: who waits for it sees the cause
             log.error(
                 "crash detected in %s: type %s (%s); handling crash #%d",
                 self.name,
@@ -595,20 +495,19 @@ class Rproc:
                 why,
                 self.crash_count,
             )
-            link = self.link
-            if link is not None:
-                link.handle_notify()  # deliver what the core managed to send
-                lost = self.undelivered = link.unconsumed()
-                if lost:
-                    log.error(
-                        "%s crashed before consuming %d sent messages (per source "
-                        "address: %s); their senders' endpoints are released with EPIPE",
-                        self.name,
-                        sum(lost.values()),
-                        lost,
-                    )
-                    why += f"; {sum(lost.values())} sent messages were never consumed"
-                link.fail(RpmsgError(errno.EPIPE, f"remote core {self.name} crashed: {why}"))
+            lost = self.undelivered = self._salvage()
+            if lost:
+                n = sum(lost.values())
+                log.error(
+                    "%s crashed before consuming %d sent messages (per source address: %s); "
+                    "their senders' endpoints are released with EPIPE",
+                    self.name,
+                    n,
+                    lost,
+                )
+                why += f"; {n} sent messages were never consumed"
+            error = AmplinkError(errno.EPIPE, f"remote core {self.name} crashed: {why}")
+            self._stop_subdevs(error, crashed=True)
             if self.recovery:
                 self._recover_locked()
             else:
@@ -618,57 +517,53 @@ class Rproc:
                     self.name,
                 )
 
+    def _salvage(self) -> dict[int, int]:
+        lost: dict[int, int] = {}
+        for subdev in self._subdevs:
+            for src, count in subdev.salvage().items():
+                lost[src] = lost.get(src, 0) + count
+        return lost
+
     def recover(self) -> None:
         """Recover a crashed core now (sysfs ``recovery`` = ``recover``)."""
         with self._lock:
             self._recover_locked()
 
     def _recover_locked(self) -> None:
-        if self.state != CRASHED:
+        """``rproc_trigger_recovery``: reset and dump the crashed core, then boot it."""
+        if not self._states.allows(RECOVER):
             return
         log.info("%s: recovering (crash #%d)", self.name, self.crash_count)
         self._release_locked(crashed=True)
-        self.state = OFFLINE
+        self._states.fire(RECOVER)
         try:
             self._boot_locked()
         except Exception:
             self.power = 0
             log.exception("%s: recovery failed; the core is offline", self.name)
 
-    def _wait_until(self, done: Callable[[], bool], timeout: float, what: str) -> None:
-        """Wait for ``done()`` (re-checked at every state change); ``ETIMEDOUT``."""
-        with self._state_changed:
-            if not self._state_changed.wait_for(done, timeout):
-                raise AmplinkError(errno.ETIMEDOUT, f"{self.name}: {what} within {timeout}s")
-
     def wait_coredump(self, count: int = 1, timeout: float = 30.0) -> coredump.Coredump:
         """Wait until ``count`` dumps have been taken; returns the newest.  For
         ``inline`` dumps, recovery waits until it has been read."""
-        self._wait_until(lambda: self.dumps_taken >= count, timeout, f"no core dump #{count}")
+        self._states.wait_until(
+            lambda: self.dumps_taken >= count, timeout, f"no core dump #{count}"
+        )
         return self.coredumps[-1]
 
     def wait_crash_handled(self, count: int | None = None, timeout: float = 30.0) -> None:
         """Wait until crash number ``count`` (default: the one being handled now) has
         been noticed and handled, recovery included; ``ETIMEDOUT`` otherwise."""
         if count is not None:
-            self._wait_until(lambda: self.crash_count >= count, timeout, f"no crash #{count}")
+            self._states.wait_until(
+                lambda: self.crash_count >= count, timeout, f"no crash #{count}"
+            )
         t = self._crash_thread
         if t is not None and t is not threading.current_thread():
             t.join(timeout)
             if t.is_alive():
                 raise AmplinkError(errno.ETIMEDOUT, f"{self.name}: crash handling still runs")
 
-    # -- channels and trace ----------------------------------------------------------
-    def wait_channel(self, name: str, timeout: float | None = None) -> RpmsgDevice:
-        """The rpmsg channel ``name`` announced by this core (waits for it)."""
-        link = self.link
-        if link is None:
-            why = "has no rpmsg vdev" if self.state == RUNNING else "is not running"
-            raise AmplinkError(errno.ENODEV, f"{self.name} {why}")
-        return self.bus.wait_for_device(
-            name, self.boot_timeout if timeout is None else timeout, link=link
-        )
-
+    # -- memory and trace ------------------------------------------------------------
     def loaded_table(self) -> rt.ResourceTable | None:
         """The table as it is in device memory now (vring addresses, notify ids,
         negotiated features, status), or the cached one when the core is not running."""
@@ -688,7 +583,7 @@ class Rproc:
     def trace(self, index: int = 0) -> str:
         """The text in trace buffer ``index`` (debugfs ``trace<N>``)."""
         with self._lock:
-            traces = self.table.traces()
-            if self._memory is None or not 0 <= index < len(traces):
+            traces = [s for s in self._subdevs if isinstance(s, TraceBuffer)]
+            if not 0 <= index < len(traces):
                 raise AmplinkError(errno.ENODEV, f"{self.name}: trace{index} not available")
-            return read_trace(self._memory.read(traces[index].da, traces[index].len))
+            return traces[index].read()

@@ -100,6 +100,11 @@ class RpmsgLink(ABC):
         backends without flow control, as virtio in Linux)."""
         raise RpmsgError(errno.EOPNOTSUPP, f"{type(self).__name__} {self.name} has no flow control")
 
+    def unconsumed(self) -> dict[int, int]:
+        """For a peer that died: per source address, how many sent messages it never
+        consumed (backends that cannot tell return nothing)."""
+        return {}
+
     def fail(self, error: OSError) -> None:
         """Declare the link dead: release every endpoint and tell the listeners. Idempotent."""
         if self.failure is not None:
@@ -662,6 +667,35 @@ class RpmsgBus:
         if rpdev.ept is not None:
             rpdev.ept.release(reason)
             rpdev.ept = None
+
+
+class RpmsgLinks:
+    """The rpmsg links one remote processor brought up on a host, and the bus their
+    channels join.  A backend's driver adds a link when it binds (and makes its remote
+    channels devices on :attr:`bus`) and removes it when it is taken down; a failed
+    link's channels leave the bus at once."""
+
+    def __init__(self, bus: RpmsgBus) -> None:
+        self.bus = bus
+        self._links: list[RpmsgLink] = []
+        self._lock = threading.Lock()
+
+    def add(self, link: RpmsgLink) -> None:
+        """A backend brought ``link`` up."""
+        link.fail_listeners.append(lambda err: self.bus.remove_link(link, err))
+        with self._lock:
+            self._links.append(link)
+
+    def remove(self, link: RpmsgLink) -> None:
+        """``link`` was taken down (after it failed)."""
+        with self._lock:
+            if link in self._links:
+                self._links.remove(link)
+
+    def all(self) -> list[RpmsgLink]:
+        """The links up now, in the order they came up."""
+        with self._lock:
+            return list(self._links)
 
 
 def _addr_match(a: int, b: int) -> bool:

@@ -1,17 +1,18 @@
-"""rpmsg over virtio, in both roles.
+"""rpmsg over virtio, on both sides of a virtio device.
 
-* :class:`VirtioRpmsgHost` is the virtio **driver** (Linux's ``virtio_rpmsg_bus``): it
-  owns the buffer pool, posts the first half as receive buffers on vring 0 and sends from
-  the second half on vring 1.
-* :class:`VirtioRpmsgRemote` is the virtio **device** (the firmware side, as OpenAMP's
+* :class:`VirtioRpmsgHost` is the virtio **driver** side (Linux's ``virtio_rpmsg_bus``):
+  it allocates its buffer pool from the device's buffer memory, posts the first half as
+  receive buffers on vring 0 and sends from the second half on vring 1.
+* :class:`VirtioRpmsgRemote` is the virtio **device** side (the firmware, as OpenAMP's
   ``rpmsg_virtio`` in device role): it sends by filling the host's receive buffers from
   vring 0 and receives from vring 1.
 
-Both share :class:`VirtioRpmsgLink`: the send path (blocking with a timeout, or not),
-receive dispatch under one lock, and busy-polling.  How a notification reaches the peer
-is a ``notify(index)`` callable given by the caller, called with the index (0 or 1) of
-the vring that changed; how it arrives is the caller's business too: it calls
-:meth:`VirtioRpmsgLink.handle_notify`.
+Both are made over a :class:`~amplink.virtio.device.VirtioDevice`, whatever its
+transport, by the rpmsg virtio driver (:mod:`amplink.rpmsg.virtio_driver`), and share
+:class:`VirtioRpmsgLink`: the send path (blocking with a timeout, or not), receive
+dispatch under one lock, and busy-polling.  A notification to the peer is
+``vdev.notify(index)`` with the index (0 or 1) of the vring that changed; one from the
+peer reaches :meth:`VirtioRpmsgLink.handle_notify` through the device's transport.
 
 Busy-polling follows virtio's suppression protocol: a thread that polls the receive ring
 first tells the peer not to notify (``disable_cb``/``disable_notify``), and before it
@@ -26,12 +27,11 @@ import logging
 import time
 from abc import abstractmethod
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import TypeVar
 
 from amplink.errors import RpmsgError, VirtqueueError
-from amplink.memory.addrmap import AddressMap
 from amplink.memory.region import SharedRegion
+from amplink.rpmsg.config import DEFAULT_BUFFERS, RPMSG_BUF_SIZE, RpmsgBuffers
 from amplink.rpmsg.core import RPMSG_ADDR_ANY
 from amplink.rpmsg.polled import PolledLink
 from amplink.tracing import TRACER
@@ -39,20 +39,14 @@ from amplink.virtio.constants import (
     VIRTIO_CONFIG_S_ACKNOWLEDGE,
     VIRTIO_CONFIG_S_DRIVER,
     VIRTIO_CONFIG_S_DRIVER_OK,
-    VIRTIO_ID_RPMSG,
     VIRTIO_RPMSG_F_NS,
 )
-from amplink.virtio.vdev import VdevConfig
-from amplink.virtio.virtqueue import VirtqueueDevice, VirtqueueDriver
+from amplink.virtio.device import VirtioDevice
 from amplink.wait import AdaptiveSpin
 from amplink.wire.rpmsg import RPMSG_HDR, RPMSG_HDR_SIZE
-from amplink.wire.vring import VringLayout
 
 log = logging.getLogger(__name__)
 
-RPMSG_BUF_SIZE = 512
-MAX_RPMSG_NUM_BUFS = 512
-MAX_BUF_SIZE = 65536  # amplink's bound (Linux: 512)
 DEFAULT_SEND_TIMEOUT = 15.0  # Linux waits 15 s for a TX buffer
 SUPPORTED_FEATURES = 1 << VIRTIO_RPMSG_F_NS
 _HDR = RPMSG_HDR
@@ -60,48 +54,6 @@ _HDR_SIZE = RPMSG_HDR_SIZE
 _MAX_TX_WAIT_SLICE = 0.01
 
 
-@dataclass(frozen=True)
-class RpmsgBuffers:
-    """The host's buffer geometry, per direction: Linux fixes 512-byte buffers and at
-    most 256 per direction (the interoperable default); amplink lets both be chosen.
-
-    ``rx_*`` are the buffers the host receives in (the remote sends into them, so the
-    remote's MTU is ``rx_size - 16``: a device learns it from the length of the buffers
-    the driver posts); ``tx_*`` the buffers the host sends from (the host's MTU is
-    ``tx_size - 16``).  A count of None means ``min(vring num, 256)``.
-    """
-
-    rx_size: int = RPMSG_BUF_SIZE
-    tx_size: int = RPMSG_BUF_SIZE
-    rx_count: int | None = None
-    tx_count: int | None = None
-
-    def __post_init__(self) -> None:
-        for what, size in (("rx_size", self.rx_size), ("tx_size", self.tx_size)):
-            if not _HDR_SIZE < size <= MAX_BUF_SIZE:
-                raise RpmsgError(
-                    errno.EINVAL, f"{what} {size} is not in ({_HDR_SIZE}, {MAX_BUF_SIZE}]"
-                )
-
-    def counts(self, rx_num: int, tx_num: int) -> tuple[int, int]:
-        """Buffers per direction for vrings of ``rx_num`` and ``tx_num`` entries."""
-        out = []
-        for what, count, num in (("rx", self.rx_count, rx_num), ("tx", self.tx_count, tx_num)):
-            n = min(num, MAX_RPMSG_NUM_BUFS // 2) if count is None else count
-            if not 0 < n <= num:
-                raise RpmsgError(
-                    errno.EINVAL, f"{n} {what} buffers do not fit a vring of {num} entries"
-                )
-            out.append(n)
-        return out[0], out[1]
-
-    def pool_bytes(self, rx_num: int, tx_num: int) -> int:
-        """Bytes of shared memory the buffer pool needs for vrings of these sizes."""
-        n_rx, n_tx = self.counts(rx_num, tx_num)
-        return n_rx * self.rx_size + n_tx * self.tx_size
-
-
-DEFAULT_BUFFERS = RpmsgBuffers()
 _T = TypeVar("_T")
 
 
@@ -451,52 +403,48 @@ class VirtioRpmsgLink(PolledLink):
 
 
 class VirtioRpmsgHost(VirtioRpmsgLink):
-    """The virtio driver role: what Linux's ``virtio_rpmsg_bus`` does on the host."""
+    """The virtio driver side: what Linux's ``virtio_rpmsg_bus`` does on the host."""
 
     def __init__(
         self,
         name: str,
-        region: SharedRegion,
-        amap: AddressMap,
-        vdev: VdevConfig,
-        notify: Callable[[int], None],
+        vdev: VirtioDevice,
         *,
-        pool_da: int,
         buffers: RpmsgBuffers = DEFAULT_BUFFERS,
         send_timeout: float = DEFAULT_SEND_TIMEOUT,
-        spin: AdaptiveSpin | None = None,
     ) -> None:
-        """Set the vdev up as a driver: negotiate, init rings, post RX buffers, DRIVER_OK.
-
-        The vrings' addresses must already be in the table (``vdev.vring_da``), and
-        ``pool_da`` must hold ``buffers.pool_bytes(...)``: the receive buffers, then
-        the send buffers.
-        """
-        if vdev.vdev.id != VIRTIO_ID_RPMSG or len(vdev.vdev.vrings) != 2:
-            raise RpmsgError(errno.EINVAL, "vdev is not an rpmsg device with two vrings")
+        """Bring ``vdev`` up as its driver: reset, negotiate, allocate the buffer pool
+        (``buffers``: the receive buffers, then the send buffers), init the rings, post
+        the receive buffers, ``DRIVER_OK`` (``EINVAL`` unless it has two vrings;
+        ``ENOMEM`` if its buffer memory is too small)."""
+        if vdev.num_vrings != 2:
+            raise RpmsgError(
+                errno.EINVAL, f"{vdev.name}: an rpmsg device has two vrings, not {vdev.num_vrings}"
+            )
         vdev.status = 0
         vdev.status = VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER
         features = vdev.negotiate(SUPPORTED_FEATURES)
         super().__init__(
             name,
-            region,
-            notify,
+            vdev.window,
+            vdev.notify,
             tx_index=1,
             ns_supported=bool(features & SUPPORTED_FEATURES),
             mtu=buffers.tx_size - _HDR_SIZE,
             send_timeout=send_timeout,
-            spin=spin,
+            spin=AdaptiveSpin(enabled=vdev.spin),
         )
         self.vdev = vdev
         self.buffers = buffers
-        rx_vr, tx_vr = vdev.vdev.vrings
-        self._rx_vq = _driver_vq(region, amap, vdev, 0, rx_vr.num, rx_vr.align, f"{name}.rx")
-        self._tx_vq = _driver_vq(region, amap, vdev, 1, tx_vr.num, tx_vr.align, f"{name}.tx")
+        self._rx_vq = vdev.driver_vq(0, f"{name}.rx")
+        self._tx_vq = vdev.driver_vq(1, f"{name}.tx")
         self._rx_size = rx_size = buffers.rx_size
         self._tx_size = buffers.tx_size
-        self._n_rx, self._n_tx = buffers.counts(rx_vr.num, tx_vr.num)
+        self._n_rx, self._n_tx = buffers.counts(self._rx_vq.num, self._tx_vq.num)
+        pool_da, self._pool_off = vdev.dma_alloc(
+            buffers.pool_bytes(self._rx_vq.num, self._tx_vq.num)
+        )
         self._pool_da = pool_da
-        self._pool_off = amap.translate(pool_da, buffers.pool_bytes(rx_vr.num, tx_vr.num))
         # send buffers follow the receive buffers; token t >= n_rx is send buffer t - n_rx
         self._tx_base = self._n_rx * rx_size - self._n_rx * self._tx_size
         self._next_unused_tx = 0
@@ -509,7 +457,7 @@ class VirtioRpmsgHost(VirtioRpmsgLink):
         vdev.status = (
             VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER | VIRTIO_CONFIG_S_DRIVER_OK
         )
-        notify(0)  # the receive buffers are posted
+        vdev.notify(0)  # the receive buffers are posted
 
     def unconsumed(self) -> dict[int, int]:
         """Per source address, how many sent messages the device never consumed.
@@ -597,93 +545,41 @@ class VirtioRpmsgHost(VirtioRpmsgLink):
         return n
 
 
-def _driver_vq(
-    region: SharedRegion,
-    amap: AddressMap,
-    vdev: VdevConfig,
-    index: int,
-    num: int,
-    align: int,
-    name: str,
-) -> VirtqueueDriver:
-    layout = VringLayout(num, align)
-    off = amap.translate(vdev.vring_da(index), layout.size)
-    return VirtqueueDriver(region, layout.at(off), name)
-
-
 class VirtioRpmsgRemote(VirtioRpmsgLink):
-    """The virtio device role: the firmware side of rpmsg-over-virtio.
+    """The virtio device side: the firmware side of rpmsg-over-virtio.
 
-    It gets its two queues from a transport: a remoteproc vdev (:meth:`over_vdev`, once
-    the host has set ``DRIVER_OK``) or a vhost-user front end
-    (:mod:`amplink.transport.vhost_user`).  ``tx`` is vring 0, the host's receive
-    buffers (device-writable); ``rx`` is vring 1, what the host sends.  The MTU follows
-    the size of the receive buffers the host posted, as in OpenAMP.  ``peer_reset``
-    says when the driver has gone (the vdev was reset, the front end disconnected).
+    Made once the driver is up (``DRIVER_OK`` on a remoteproc vdev, the first kick of a
+    vhost-user front end).  Vring 0 (``tx``) holds the host's receive buffers
+    (device-writable), vring 1 (``rx``) what the host sends.  The MTU follows the size
+    of the receive buffers the host posted, as in OpenAMP.  :meth:`peer_reset` says
+    when the driver has gone (the vdev was reset, the front end disconnected).
     """
 
     def __init__(
-        self,
-        name: str,
-        region: SharedRegion,
-        tx: VirtqueueDevice,
-        rx: VirtqueueDevice,
-        notify: Callable[[int], None],
-        *,
-        ns_supported: bool,
-        peer_reset: Callable[[], bool],
-        send_timeout: float = DEFAULT_SEND_TIMEOUT,
-        spin: AdaptiveSpin | None = None,
+        self, name: str, vdev: VirtioDevice, *, send_timeout: float = DEFAULT_SEND_TIMEOUT
     ) -> None:
+        if vdev.num_vrings != 2:
+            raise RpmsgError(
+                errno.EINVAL, f"{vdev.name}: an rpmsg device has two vrings, not {vdev.num_vrings}"
+            )
+        tx = vdev.device_vq(0, f"{name}.tx", writable=True)
+        rx = vdev.device_vq(1, f"{name}.rx", writable=False)
         first = tx.peek_len()  # the host's receive buffers tell how big a message can be
         mtu = (first if first is not None else RPMSG_BUF_SIZE) - _HDR_SIZE
         super().__init__(
             name,
-            region,
-            notify,
+            vdev.window,
+            vdev.notify,
             tx_index=0,
-            ns_supported=ns_supported,
+            ns_supported=bool(vdev.features() & SUPPORTED_FEATURES),
             mtu=max(mtu, 0),
             send_timeout=send_timeout,
-            spin=spin,
+            spin=AdaptiveSpin(enabled=vdev.spin),
         )
-        self._peer_reset = peer_reset
+        self._peer_reset = vdev.peer_reset
         self._tx_vq = tx
         self._rx_vq = rx
         tx.disable_notify()  # no kick when the host returns RX buffers, unless we wait
-
-    @classmethod
-    def over_vdev(
-        cls,
-        name: str,
-        region: SharedRegion,
-        amap: AddressMap,
-        vdev: VdevConfig,
-        notify: Callable[[int], None],
-        *,
-        send_timeout: float = DEFAULT_SEND_TIMEOUT,
-        spin: AdaptiveSpin | None = None,
-    ) -> VirtioRpmsgRemote:
-        """The device role of a remoteproc vdev, whose vrings the loaded resource table
-        places; the host must have set ``DRIVER_OK``."""
-        if not vdev.driver_ok:
-            raise RpmsgError(errno.EAGAIN, "the host has not set DRIVER_OK on the rpmsg vdev")
-        if vdev.vdev.id != VIRTIO_ID_RPMSG or len(vdev.vdev.vrings) != 2:
-            raise RpmsgError(errno.EINVAL, "vdev is not an rpmsg device with two vrings")
-        vrs = vdev.vdev.vrings
-        tx = _device_vq(region, amap, vdev, 0, vrs[0].num, vrs[0].align, f"{name}.tx", True)
-        rx = _device_vq(region, amap, vdev, 1, vrs[1].num, vrs[1].align, f"{name}.rx", False)
-        return cls(
-            name,
-            region,
-            tx,
-            rx,
-            notify,
-            ns_supported=bool(vdev.features() & SUPPORTED_FEATURES),
-            peer_reset=lambda: not vdev.driver_ok,
-            send_timeout=send_timeout,
-            spin=spin,
-        )
 
     def _take_tx(self) -> tuple[int, int, int] | None:
         got = self._tx_vq.get()
@@ -737,18 +633,3 @@ class VirtioRpmsgRemote(VirtioRpmsgLink):
         if n and vq.notify_needed():
             self._notify(self._rx_index)
         return n
-
-
-def _device_vq(
-    region: SharedRegion,
-    amap: AddressMap,
-    vdev: VdevConfig,
-    index: int,
-    num: int,
-    align: int,
-    name: str,
-    writable: bool,
-) -> VirtqueueDevice:
-    layout = VringLayout(num, align)
-    off = amap.translate(vdev.vring_da(index), layout.size)
-    return VirtqueueDevice(region, layout.at(off), name, amap.translate, writable=writable)

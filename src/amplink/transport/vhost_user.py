@@ -15,8 +15,9 @@ here the front end owns the memory and the notifiers and hands them over a UNIX 
   after the guest's ``virtio_device_ready``) says the driver is up, and is when the
   firmware may announce its channels.
 
-Above this, nothing changes: the rings are :class:`VirtqueueDevice` objects and the link
-is the same :class:`VirtioRpmsgRemote` the native transport uses, so the same firmware
+Above this, nothing changes: a session gives a :class:`VhostUserDevice`, a
+:class:`~amplink.virtio.device.VirtioDevice` like the native transport's, to the same
+virtio driver the native transport binds (rpmsg's device side), so the same firmware
 program runs on either.  The request loop runs in its own thread per connection.
 """
 
@@ -36,8 +37,8 @@ from dataclasses import dataclass
 
 from amplink.errors import AddressError, AmplinkError, WireError
 from amplink.memory.region import SharedRegion
-from amplink.virtio.constants import VIRTIO_F_VERSION_1, VIRTIO_RPMSG_F_NS
-from amplink.virtio.virtqueue import VirtqueueDevice
+from amplink.virtio.constants import VIRTIO_F_VERSION_1, VIRTIO_ID_RPMSG, VIRTIO_RPMSG_F_NS
+from amplink.virtio.device import DEVICE, VirtioDevice
 from amplink.wire import vhost_user as vu
 from amplink.wire.vring import VringParts
 
@@ -147,25 +148,66 @@ class _Queue:
         self.kick_fd = self.call_fd = -1
 
 
-@dataclass(frozen=True)
-class DeviceQueues:
-    """What a device needs from its transport: the window the rings and buffers are
-    in, vring 0 (``tx``: the guest's receive buffers) and vring 1 (``rx``: what the
-    guest sends), ``notify(index)`` to interrupt the guest about a vring, the
-    negotiated features, and ``gone()``: the driver has reset or disconnected."""
+class VhostUserDevice(VirtioDevice):
+    """The virtio-rpmsg device a front end set up, on the device side: its rings lie in
+    one region of the guest memory table, descriptors name guest-physical addresses,
+    and the call descriptors are the notify path.  :meth:`peer_reset` is True once the
+    front end disconnected or set the rings up again (a new driver), or broke them (it
+    is then dropped: the device serves the next one)."""
 
-    window: SharedRegion
-    tx: VirtqueueDevice
-    rx: VirtqueueDevice
-    notify: Callable[[int], None]
-    features: int
-    gone: Callable[[], bool]
+    def __init__(
+        self,
+        name: str,
+        memory: GuestMemory,
+        region: int,
+        parts: list[VringParts],
+        calls: list[int],
+        features: int,
+        gone: Callable[[], bool],
+        *,
+        spin: bool,
+    ) -> None:
+        super().__init__(name, VIRTIO_ID_RPMSG, DEVICE, memory.maps[region], spin=spin)
+        self._memory = memory
+        self._region = region
+        self._parts = parts
+        self._calls = calls
+        self._features = features
+        self._gone = gone
+        self._broken = False
+
+    @property
+    def num_vrings(self) -> int:
+        return len(self._parts)
+
+    def vring(self, index: int) -> VringParts:
+        return self._parts[index]
+
+    def translate(self, addr: int, length: int) -> int:
+        return self._memory.guest_to_offset(self._region, addr, length)
+
+    def notify(self, index: int) -> None:  # on the message path: no context manager
+        fd = self._calls[index]
+        if fd >= 0:
+            try:
+                os.write(fd, _CALL)
+            except (BlockingIOError, ConnectionError):  # full, or the guest is gone
+                return
+
+    def features(self) -> int:
+        return self._features
+
+    def peer_reset(self) -> bool:
+        return self._broken or self._gone()
+
+    def broken(self, error: OSError) -> None:
+        self._broken = True  # the session's owner logs it and drops the guest
 
 
 class VhostUserSession:
     """One front end's connection: its requests, served in a thread, and the device
     state they build.  :meth:`wait_ready` waits until the guest's driver is up;
-    :meth:`queues` then gives the device halves of the two rings."""
+    :meth:`device` then gives the device it set up."""
 
     def __init__(self, conn: socket.socket, name: str) -> None:
         self.name = name
@@ -388,8 +430,8 @@ class VhostUserSession:
             if kick in ready:
                 return True
 
-    def queues(self, name: str) -> DeviceQueues:
-        """The device halves of both rings (call after :meth:`wait_ready`).  Ring parts
+    def device(self, name: str, *, spin: bool) -> VhostUserDevice:
+        """The device the front end set up (call after :meth:`wait_ready`).  Ring parts
         outside the memory table raise :class:`AddressError`."""
         with self._lock:
             memory = self._memory
@@ -397,42 +439,29 @@ class VhostUserSession:
             qs = self._queues
             assert qs[0].addr is not None
             region = memory.region_of_user(qs[0].addr.desc, 16 * qs[0].num)
-            window = memory.maps[region]
             generation = self.generation
-
-            def translate(addr: int, length: int) -> int:
-                return memory.guest_to_offset(region, addr, length)
-
-            vqs = []
-            for index, writable in ((0, True), (1, False)):
-                q = qs[index]
+            parts = []
+            for q in qs:
                 assert q.addr is not None
                 probe = VringParts(q.num, 0, 0, 0)
-                parts = VringParts(
-                    q.num,
-                    memory.user_to_offset(region, q.addr.desc, probe.desc_size),
-                    memory.user_to_offset(region, q.addr.avail, probe.avail_size),
-                    memory.user_to_offset(region, q.addr.used, probe.used_size),
+                parts.append(
+                    VringParts(
+                        q.num,
+                        memory.user_to_offset(region, q.addr.desc, probe.desc_size),
+                        memory.user_to_offset(region, q.addr.avail, probe.avail_size),
+                        memory.user_to_offset(region, q.addr.used, probe.used_size),
+                    )
                 )
-                label = f"{name}.{'tx' if writable else 'rx'}"
-                vqs.append(VirtqueueDevice(window, parts, label, translate, writable=writable))
             calls = [q.call_fd for q in qs]
-
-        def notify(index: int) -> None:  # on the message path: no context manager
-            fd = calls[index]
-            if fd >= 0:
-                try:
-                    os.write(fd, _CALL)
-                except (BlockingIOError, ConnectionError):  # full, or the guest is gone
-                    return
-
-        return DeviceQueues(
-            window,
-            vqs[0],
-            vqs[1],
-            notify,
+        return VhostUserDevice(
+            name,
+            memory,
+            region,
+            parts,
+            calls,
             self.features,
             lambda: self.closed or self.generation != generation,
+            spin=spin,
         )
 
     @property

@@ -211,7 +211,7 @@ class ResourceTable:
 
     def build(self) -> bytes:
         """Serialise: header, offset array, then the entries back to back."""
-        bodies = [(_entry_type(e), e.body()) for e in self.entries]
+        bodies = [(entry_type(e), e.body()) for e in self.entries]
         offsets = []
         pos = HEADER.size + 4 * len(bodies)
         for _, body in bodies:
@@ -237,7 +237,8 @@ class ResourceTable:
         return [e for e in self.entries if isinstance(e, Carveout)]
 
 
-def _entry_type(entry: Entry) -> int:
+def entry_type(entry: Entry) -> int:
+    """The type word of ``entry`` (``RSC_CARVEOUT``... or the vendor/unknown type)."""
     return entry.type if isinstance(entry, OpaqueEntry) else entry.TYPE
 
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from amplink.app.stats import latency_summary_us
 from amplink.firmware.echo import SERVICE
-from amplink.remoteproc import Rproc
+from amplink.host import Rproc
 from amplink.remoteproc.layout import default_rsc_table
 from amplink.wire.protocol import Features
 

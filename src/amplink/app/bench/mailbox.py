@@ -22,6 +22,7 @@ from typing import Literal
 
 from amplink.app.stats import latency_summary_us
 from amplink.firmware import bench as fw
+from amplink.host import Rproc
 from amplink.hw.imx_mu import MU_TR0, ImxMu
 from amplink.hw.imx_mu import SIZE as MU_SIZE
 from amplink.irq.domain import IrqDomain
@@ -35,7 +36,7 @@ from amplink.mailbox.framework import (
 )
 from amplink.mailbox.imx_mu import IMX_MU_TYPE_RX, ImxMuController
 from amplink.memory.region import SharedRegion
-from amplink.remoteproc import Rproc
+from amplink.remoteproc.process import ProcessPlatform
 
 WARMUP = 200
 LOAD_ITEMS = 4  # work items kept queued on the busy workqueue
@@ -65,10 +66,12 @@ class Delivery:
 
 def bench_mbox_rtt(rp: Rproc, rounds: int) -> MboxRtt:
     """Round trips of one word host -> core -> host through the mailbox framework."""
-    assert rp.kick_path is not None and rp.kick_path.controller is not None
+    platform = rp.platform
+    assert isinstance(platform, ProcessPlatform)
+    assert platform.kick_path is not None and platform.kick_path.controller is not None
     replies: SimpleQueue[int] = SimpleQueue()
     cl = fw.mbox_echo_client(
-        rp.kick_path.controller.dev, "bench-mbox", lambda _cl, word: replies.put(word)
+        platform.kick_path.controller.dev, "bench-mbox", lambda _cl, word: replies.put(word)
     )
     tx = request_channel_byname(cl, "tx")
     rx = request_channel_byname(cl, "rx")

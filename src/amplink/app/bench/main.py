@@ -30,7 +30,7 @@ from amplink.app.bench import linux as bench_linux
 from amplink.app.bench import mailbox as bench_mailbox
 from amplink.app.stats import latency_summary_us
 from amplink.firmware import bench as fw
-from amplink.remoteproc import Rproc
+from amplink.host import Rproc, RprocConfig
 from amplink.remoteproc.layout import glink_rsc_table
 from amplink.rpmsg.core import Endpoint
 
@@ -180,9 +180,8 @@ def bench_amplink(
     mbox = None
     for backend, table in (("virtio", None), ("glink", glink_rsc_table())):
         name = f"amplink rpmsg {backend}"
-        with Rproc(
-            f"bench-{backend}", "amplink.firmware.bench", cpu=placement.peer_cpu, table=table
-        ) as rp:
+        config = RprocConfig(cpu=placement.peer_cpu)
+        with Rproc(f"bench-{backend}", "amplink.firmware.bench", config=config, table=table) as rp:
             if mbox is None:
                 mbox = bench_mailbox.bench_mbox_rtt(rp, rounds)
             echo = rp.wait_channel(fw.ECHO).create_ept()

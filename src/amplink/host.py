@@ -1,0 +1,104 @@
+"""The host API: a remote processor with the host's drivers bound to what it carries.
+
+:class:`Rproc` is the remoteproc core (:class:`amplink.remoteproc.rproc.Rproc`) with the
+drivers of a host (:mod:`amplink.bindings`): rpmsg binds to its rpmsg vdev or GLINK edge,
+and the channels its firmware announces appear on an rpmsg bus (:attr:`Rproc.bus`, its
+own or one shared by a board), where :meth:`Rproc.wait_channel` finds them.  Which
+platform runs a firmware image is chosen from :data:`PLATFORMS` by the image.
+"""
+
+from __future__ import annotations
+
+import errno
+from collections.abc import Sequence
+
+from amplink.bindings import host_drivers
+from amplink.errors import AmplinkError
+from amplink.remoteproc import loader
+from amplink.remoteproc import rproc as remoteproc
+from amplink.remoteproc.config import RprocConfig
+from amplink.remoteproc.loader import BootedImage
+from amplink.remoteproc.platform import PlatformDriver
+from amplink.remoteproc.process import ProcessPlatformDriver
+from amplink.remoteproc.states import RUNNING
+from amplink.rpmsg.config import RpmsgBuffers, RpmsgConfig
+from amplink.rpmsg.core import RpmsgBus, RpmsgDevice, RpmsgLink, RpmsgLinks
+from amplink.wire import rsc_table as rt
+
+__all__ = ["PLATFORMS", "RpmsgBuffers", "RpmsgConfig", "Rproc", "RprocConfig", "boot_core"]
+
+DEFAULT_FIRMWARE = "amplink.firmware.echo"
+PLATFORMS: tuple[PlatformDriver, ...] = (ProcessPlatformDriver(),)
+"""The platforms a host here has, in the order they are asked whether they run an image."""
+
+
+class Rproc(remoteproc.Rproc):
+    """One remote processor running ``firmware`` (an ELF file, or a Python program packed
+    with ``table``), with rpmsg on ``bus`` (a new bus if None).
+
+    ``config`` holds the processor's settings (:class:`RprocConfig`), ``rpmsg`` those of
+    the host's rpmsg drivers (buffer sizes, send timeout); ``attach`` is a core a boot
+    loader started (:func:`boot_core`), which the first :meth:`boot` attaches to."""
+
+    def __init__(
+        self,
+        name: str = "rproc0",
+        firmware: str = DEFAULT_FIRMWARE,
+        *,
+        config: RprocConfig | None = None,
+        rpmsg: RpmsgConfig | None = None,
+        bus: RpmsgBus | None = None,
+        table: rt.ResourceTable | None = None,
+        attach: BootedImage | None = None,
+        platforms: Sequence[PlatformDriver] = PLATFORMS,
+    ) -> None:
+        self.bus = bus if bus is not None else RpmsgBus()
+        self.rpmsg = rpmsg if rpmsg is not None else RpmsgConfig()
+        self._links = RpmsgLinks(self.bus)
+        super().__init__(
+            name,
+            firmware,
+            drivers=host_drivers(platforms, self._links, self.rpmsg),
+            config=config,
+            table=table,
+            attach=attach,
+        )
+
+    @property
+    def links(self) -> list[RpmsgLink]:
+        """The rpmsg links up to this core now (one per rpmsg vdev or GLINK edge)."""
+        return self._links.all()
+
+    @property
+    def link(self) -> RpmsgLink | None:
+        """The core's (first) rpmsg link, while it is up."""
+        links = self._links.all()
+        return links[0] if links else None
+
+    def wait_channel(self, name: str, timeout: float | None = None) -> RpmsgDevice:
+        """The rpmsg channel ``name`` announced by this core (waits up to ``timeout`` s,
+        by default the boot timeout); ``ENODEV`` if it has no rpmsg now, ``EPIPE`` if
+        its link goes down while waiting."""
+        link = self.link
+        if link is None:
+            why = "has no rpmsg vdev" if self.state == RUNNING else "is not running"
+            raise AmplinkError(errno.ENODEV, f"{self.name} {why}")
+        wait = self.config.boot_timeout if timeout is None else timeout
+        return self.bus.wait_for_device(name, wait, link=link)
+
+
+def boot_core(
+    name: str,
+    firmware: str = DEFAULT_FIRMWARE,
+    *,
+    table: rt.ResourceTable | None = None,
+    config: RprocConfig | None = None,
+    rpmsg: RpmsgConfig | None = None,
+    platforms: Sequence[PlatformDriver] = PLATFORMS,
+) -> BootedImage:
+    """Start a core the way a boot loader does (:func:`amplink.remoteproc.loader.boot_core`),
+    its memory laid out for a host with these drivers; ``Rproc(attach=...)`` takes it
+    over.  The core waits for the host up to ``config.boot_timeout`` s (default 60)."""
+    return loader.boot_core(
+        name, firmware, host_drivers(platforms, None, rpmsg), table=table, config=config
+    )
