@@ -28,6 +28,8 @@ from amplink.wire.protocol import Features
 from amplink.wire.pyprog import PY_MAGIC, encode_program
 from resources import snapshot
 
+ECHO_FW = "amplink.firmware.echo"
+
 SERVICE = "rpmsg-openamp-demo-channel"
 FW = Path(__file__).parent / "firmware"
 FAULTY = str(FW / "faulty.py")
@@ -43,7 +45,7 @@ def echo_once(rp: Rproc, payload: bytes = b"ping") -> None:
 # -- refcounts and the control interface ----------------------------------------------
 def test_boot_and_shutdown_are_refcounted():
     before = snapshot()
-    rp = Rproc("refs")
+    rp = Rproc("refs", ECHO_FW)
     rp.boot()
     rp.boot()
     assert rp.power == 2 and rp.state == RUNNING
@@ -64,7 +66,7 @@ def test_boot_and_shutdown_are_refcounted():
 
 
 def test_sysfs_semantics():
-    rp = Rproc("sysfs", config=RprocConfig(recovery=False))
+    rp = Rproc("sysfs", ECHO_FW, config=RprocConfig(recovery=False))
     fs = rp.sysfs
     assert (fs.name, fs.state, fs.recovery, fs.coredump) == (
         "sysfs",
@@ -118,7 +120,7 @@ def test_sysfs_semantics():
 
 # -- graceful shutdown ----------------------------------------------------------------
 def test_graceful_shutdown_reaches_wfi_before_the_reset():
-    with Rproc("k3") as rp:
+    with Rproc("k3", ECHO_FW) as rp:
         echo_once(rp)
         assert rp.core_status & STATUS_BOOTED
         seen = []
@@ -166,7 +168,7 @@ def test_ack_without_wfi_is_etimedout():
 
 def test_firmware_without_the_handshake_is_reset_at_once():
     table = default_rsc_table(features=Features())
-    with Rproc("plain", table=table) as rp:
+    with Rproc("plain", ECHO_FW, table=table) as rp:
         assert not rp.features.graceful_shutdown
         echo_once(rp)
     assert rp.last_stop == "reset"
@@ -211,7 +213,7 @@ def test_watchdog_expiry_is_a_crash():
 
 
 def test_recovery_disabled_only_the_first_crash_counts():
-    with Rproc("once", config=RprocConfig(recovery=False)) as rp:
+    with Rproc("once", ECHO_FW, config=RprocConfig(recovery=False)) as rp:
         rp.wait_channel(SERVICE, 10)
         rp.debugfs.crash(2)
         rp.debugfs.crash(0)
@@ -272,7 +274,7 @@ def test_coredump_enabled_is_an_elf_core_of_device_memory(tmp_path):
 
 
 def test_inline_coredump_holds_recovery_until_read():
-    with Rproc("inline", config=RprocConfig(coredump_mode="inline")) as rp:
+    with Rproc("inline", ECHO_FW, config=RprocConfig(coredump_mode="inline")) as rp:
         rp.wait_channel(SERVICE, 10)
         rp.debugfs.crash(0)
         dump = rp.wait_coredump()
@@ -298,7 +300,7 @@ def test_trace_buffer_holds_what_the_firmware_wrote():
 # -- no leaks -------------------------------------------------------------------------
 def test_100_start_stop_and_50_crash_recover_cycles_leave_nothing_behind():
     before = snapshot()
-    rp = Rproc("cycles", config=RprocConfig(spin=False))
+    rp = Rproc("cycles", ECHO_FW, config=RprocConfig(spin=False))
     for i in range(100):
         rp.start()
         echo_once(rp, b"cycle %d" % i)
@@ -333,7 +335,9 @@ def test_carveouts_are_placed_and_written_back_and_vendor_entries_reach_the_hook
         rt.OpaqueEntry(300, b"vendor!\0"),
     )
     tcm = Memory("tcm", 0x100000, 0x10000)
-    with Rproc("mem", table=table, config=RprocConfig(memories=[tcm], handle_rsc=hook)) as rp:
+    with Rproc(
+        "mem", ECHO_FW, table=table, config=RprocConfig(memories=[tcm], handle_rsc=hook)
+    ) as rp:
         echo_once(rp)
         got = {m.name: m for m in rp.carveouts}
         assert got["fixed"] == Memory("fixed", 0x80000, 0x1000)
@@ -366,7 +370,7 @@ def test_resource_errors_fail_the_boot_cleanly(entry, code, words):
     config = RprocConfig(
         memories=[Memory("tcm", 0x100000, 0x10000)], handle_rsc=lambda e: -errno.EPROTO
     )
-    rp = Rproc("bad-rsc", table=_table_with(entry), config=config)
+    rp = Rproc("bad-rsc", ECHO_FW, table=_table_with(entry), config=config)
     with pytest.raises(AmplinkError) as exc:
         rp.start()
     assert exc.value.errno == code and words in str(exc.value)
@@ -377,9 +381,9 @@ def test_resource_errors_fail_the_boot_cleanly(entry, code, words):
 # -- attach and detach ----------------------------------------------------------------
 def test_attach_detach_attach_then_shutdown_and_boot():
     before = snapshot()
-    booted = boot_core("preboot")
+    booted = boot_core("preboot", ECHO_FW)
     pid = booted.platform.pid
-    rp = Rproc("preboot", attach=booted)
+    rp = Rproc("preboot", ECHO_FW, attach=booted)
     assert rp.state == DETACHED
     rp.boot()  # from detached, booting is attaching
     assert (rp.state, rp.pid, rp.sysfs.firmware) == (ATTACHED, pid, "unknown")
@@ -409,12 +413,12 @@ def test_attach_detach_attach_then_shutdown_and_boot():
 
 def test_a_detached_core_is_reset_by_stop_and_a_booted_core_never_attached_is_released():
     before = snapshot()
-    rp = Rproc("letgo", attach=boot_core("letgo"))
+    rp = Rproc("letgo", ECHO_FW, attach=boot_core("letgo", ECHO_FW))
     rp.boot()
     rp.detach()
     rp.stop()
     assert rp.state == OFFLINE
-    boot_core("orphan").release()
+    boot_core("orphan", ECHO_FW).release()
     assert snapshot() == before
 
 

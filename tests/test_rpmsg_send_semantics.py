@@ -9,6 +9,8 @@ import pytest
 from amplink.host import Rproc, RprocConfig
 from backends import table_for
 
+ECHO_FW = "amplink.firmware.echo"
+
 SERVICE = "rpmsg-openamp-demo-channel"
 TOTAL = 100_000
 WINDOW = 64
@@ -21,7 +23,7 @@ def test_100k_messages_sent_from_receive_callbacks_do_not_deadlock(backend):
     and sends all others and any reordering by the transport shows."""
     done = threading.Event()
     state = {"sent": 1, "received": 0, "bad": 0}
-    with Rproc("pingpong", config=RprocConfig(spin=True), table=table_for(backend)) as rp:
+    with Rproc("pingpong", ECHO_FW, config=RprocConfig(spin=True), table=table_for(backend)) as rp:
         chan = rp.wait_channel(SERVICE, 10)
 
         def on_reply(ept, data, src):
@@ -47,7 +49,7 @@ def test_polling_mode_drains_with_notifications_off(backend):
     A notification the core sent before it saw the request (while the channel was
     being set up) can still be on its way and drain the ring once, late; so a message
     taken that way is sent again. A core that kept notifying would fail every try."""
-    with Rproc("polled", config=RprocConfig(spin=False), table=table_for(backend)) as rp:
+    with Rproc("polled", ECHO_FW, config=RprocConfig(spin=False), table=table_for(backend)) as rp:
         ept = rp.wait_channel(SERVICE, 10).create_ept()
         link = rp.link
         link.suppress_rx()  # the core's notifications are off

@@ -18,13 +18,15 @@ from amplink.remoteproc.states import CRASHED, OFFLINE, RUNNING
 from resources import children, snapshot
 from rpmsg_helpers import send_in_thread
 
+ECHO_FW = "amplink.firmware.echo"
+
 SERVICE = "rpmsg-openamp-demo-channel"
 FW = Path(__file__).parent / "firmware"
 
 
 def test_echo_every_size_and_nothing_left_behind():
     before = snapshot()
-    with Rproc("t0") as rp:
+    with Rproc("t0", ECHO_FW) as rp:
         assert rp.state == RUNNING
         assert rp.pid in children()
         ept = rp.wait_channel(SERVICE, 10).create_ept()
@@ -38,7 +40,7 @@ def test_echo_every_size_and_nothing_left_behind():
 
 def test_start_stop_cycles_leave_nothing_behind():
     before = snapshot()
-    rp = Rproc("cycle")
+    rp = Rproc("cycle", ECHO_FW)
     for i in range(5):
         rp.start()
         ept = rp.wait_channel(SERVICE, 10).create_ept()
@@ -50,7 +52,7 @@ def test_start_stop_cycles_leave_nothing_behind():
 
 
 def test_start_twice_is_ebusy():
-    with Rproc("busy") as rp:
+    with Rproc("busy", ECHO_FW) as rp:
         with pytest.raises(AmplinkError) as exc:
             rp.start()
         assert exc.value.errno == errno.EBUSY
@@ -58,7 +60,9 @@ def test_start_twice_is_ebusy():
 
 def test_remote_killed_mid_traffic_fails_promptly(caplog):
     before = snapshot()
-    rp = Rproc("victim", config=RprocConfig(recovery=False), rpmsg=RpmsgConfig(send_timeout=60))
+    rp = Rproc(
+        "victim", ECHO_FW, config=RprocConfig(recovery=False), rpmsg=RpmsgConfig(send_timeout=60)
+    )
     rp.start()
     try:
         ept = rp.wait_channel(SERVICE, 10).create_ept()
@@ -130,7 +134,7 @@ def test_spinning_is_off_when_both_sides_share_one_cpu():
     saved = os.sched_getaffinity(0)
     os.sched_setaffinity(0, {cpu})
     try:
-        with Rproc("samecpu", config=RprocConfig(cpu=cpu)) as rp:
+        with Rproc("samecpu", ECHO_FW, config=RprocConfig(cpu=cpu)) as rp:
             assert rp.link is not None and not rp.link.spin.enabled
             ept = rp.wait_channel(SERVICE, 10).create_ept()
             for i in range(50):
@@ -146,7 +150,9 @@ def test_kicks_travel_through_the_mailbox_both_ways(delivery):
     """Without spinning every message needs a kick: host -> MU -> core's interrupt,
     core -> MU -> host's interrupt -> IRQ thread (or a workqueue) -> vrings."""
     before = snapshot()
-    with Rproc(f"kick-{delivery}", config=RprocConfig(spin=False, delivery=delivery)) as rp:
+    with Rproc(
+        f"kick-{delivery}", ECHO_FW, config=RprocConfig(spin=False, delivery=delivery)
+    ) as rp:
         path = rp.platform.kick_path
         names = {t.name for t in threading.enumerate()}
         assert {f"irq/32-kick-{delivery}-mua_chan[0-0]", f"irq/33-kick-{delivery}-wdog"} <= names

@@ -8,6 +8,8 @@ from amplink.host import Rproc, RprocConfig
 from amplink.tracing import TRACER
 from test_cli import run_cli
 
+ECHO_FW = "amplink.firmware.echo"
+
 SERVICE = "rpmsg-openamp-demo-channel"
 PAYLOAD = b"trace me, 23 bytes long"
 
@@ -25,7 +27,7 @@ def test_one_message_crosses_the_system_in_causal_order(tmp_path):
     out = tmp_path / "trace.json"
     TRACER.start()
     try:
-        with Rproc("traced", config=RprocConfig(spin=False)) as rp:
+        with Rproc("traced", ECHO_FW, config=RprocConfig(spin=False)) as rp:
             ept = rp.wait_channel(SERVICE, 10).create_ept()
             ept.send(PAYLOAD)
             assert ept.recv(10).data == PAYLOAD
@@ -63,7 +65,7 @@ def test_one_message_crosses_the_system_in_causal_order(tmp_path):
 
 
 def test_tracing_off_records_nothing():
-    with Rproc("quiet") as rp:
+    with Rproc("quiet", ECHO_FW) as rp:
         ept = rp.wait_channel(SERVICE, 10).create_ept()
         ept.send(b"x")
         ept.recv(10)

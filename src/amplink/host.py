@@ -27,7 +27,6 @@ from amplink.wire import rsc_table as rt
 
 __all__ = ["PLATFORMS", "RpmsgBuffers", "RpmsgConfig", "Rproc", "RprocConfig", "boot_core"]
 
-DEFAULT_FIRMWARE = "amplink.firmware.echo"
 PLATFORMS: tuple[PlatformDriver, ...] = (ProcessPlatformDriver(),)
 """The platforms a host here has, in the order they are asked whether they run an image."""
 
@@ -42,8 +41,8 @@ class Rproc(remoteproc.Rproc):
 
     def __init__(
         self,
-        name: str = "rproc0",
-        firmware: str = DEFAULT_FIRMWARE,
+        name: str,
+        firmware: str,
         *,
         config: RprocConfig | None = None,
         rpmsg: RpmsgConfig | None = None,
@@ -89,7 +88,7 @@ class Rproc(remoteproc.Rproc):
 
 def boot_core(
     name: str,
-    firmware: str = DEFAULT_FIRMWARE,
+    firmware: str,
     *,
     table: rt.ResourceTable | None = None,
     config: RprocConfig | None = None,

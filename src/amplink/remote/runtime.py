@@ -33,7 +33,7 @@ from amplink.rpmsg.polled import PolledLink
 from amplink.wire.protocol import RP_MBOX_CRASH, RP_MBOX_SHUTDOWN_ACK
 from amplink.wire.trace import TraceWriter
 
-log = logging.getLogger("amplink.firmware")
+log = logging.getLogger("amplink.remote.firmware")
 
 
 Relinked = tuple[PolledLink, Sequence[int]]

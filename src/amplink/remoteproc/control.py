@@ -11,15 +11,34 @@ trailing newline is tolerated, as ``sysfs_streq`` does).
 from __future__ import annotations
 
 import errno
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from amplink.errors import AmplinkError
 from amplink.remoteproc import coredump
 from amplink.remoteproc.describe import describe_table
 from amplink.remoteproc.states import ATTACHED, CRASHED, RUNNING
+from amplink.wire import rsc_table as rt
 
-if TYPE_CHECKING:
-    from amplink.remoteproc.rproc import Rproc
+
+class ControlledRproc(Protocol):
+    """What the control files reach of a remote processor (its sysfs attributes and
+    the operations writing them starts; :class:`amplink.remoteproc.rproc.Rproc`)."""
+
+    name: str
+    firmware: str
+    recovery: bool
+    coredump_mode: str
+
+    @property
+    def state(self) -> str: ...
+    def boot(self) -> None: ...
+    def shutdown(self) -> None: ...
+    def detach(self) -> None: ...
+    def set_firmware(self, name: str) -> None: ...
+    def recover(self) -> None: ...
+    def report_crash(self, kind: int, reason: str = "") -> None: ...
+    def loaded_table(self) -> rt.ResourceTable | None: ...
+    def trace(self, index: int = 0) -> str: ...
 
 
 def _word(value: str) -> str:
@@ -27,9 +46,9 @@ def _word(value: str) -> str:
 
 
 class Sysfs:
-    """``/sys/class/remoteproc/remoteprocN/`` of one :class:`Rproc`."""
+    """``/sys/class/remoteproc/remoteprocN/`` of one remote processor."""
 
-    def __init__(self, rproc: Rproc) -> None:
+    def __init__(self, rproc: ControlledRproc) -> None:
         self._rp = rproc
 
     @property
@@ -105,9 +124,9 @@ class Sysfs:
 
 
 class Debugfs:
-    """``/sys/kernel/debug/remoteproc/remoteprocN/`` of one :class:`Rproc`."""
+    """``/sys/kernel/debug/remoteproc/remoteprocN/`` of one remote processor."""
 
-    def __init__(self, rproc: Rproc) -> None:
+    def __init__(self, rproc: ControlledRproc) -> None:
         self._rp = rproc
 
     def crash(self, kind: int | str = 0) -> None:

@@ -23,6 +23,8 @@ from amplink.host import Rproc
 from amplink.remoteproc.layout import default_rsc_table
 from amplink.wire.protocol import Features
 
+ECHO_FW = "amplink.firmware.echo"
+
 
 @dataclass
 class Timing:
@@ -50,8 +52,8 @@ def bench_lifecycle(cycles: int) -> list[Timing]:
     stops: dict[str, list[int]] = {"graceful stop": [], "reset stop": []}
     plain = default_rsc_table(features=Features())
     for kind, rp in (
-        ("graceful stop", Rproc("bench-life")),
-        ("reset stop", Rproc("bench-life-reset", table=plain)),
+        ("graceful stop", Rproc("bench-life", ECHO_FW)),
+        ("reset stop", Rproc("bench-life-reset", ECHO_FW, table=plain)),
     ):
         for _ in range(cycles):
             t = time.perf_counter_ns()
