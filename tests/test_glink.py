@@ -12,7 +12,7 @@ import pytest
 from amplink.errors import FifoError, RpmsgError
 from amplink.memory import SharedRegion
 from amplink.rpmsg import RpmsgBus
-from amplink.rpmsg.glink_link import MAX_INTENTS, GlinkChannels, GlinkLink
+from amplink.rpmsg.glink_link import GlinkChannels, GlinkLink
 from amplink.wait import AdaptiveSpin
 from amplink.wire import glink as g
 
@@ -154,7 +154,7 @@ def test_trysend_of_a_message_that_cannot_fit_the_fifo_is_einval():
         ept.trysend(bytes(400))  # what fits still goes, and the intent was given back
         edge.pump()
         assert len(ept.recv(0).data) == 400
-        assert len(edge.host._channels[NAME].free_intents) == 5
+        assert len(edge.host.protocol.channel(NAME).free_intents) == 5
     finally:
         edge.close()
 
@@ -163,8 +163,8 @@ def test_intents_beyond_the_limit_are_refused(edge):
     """The remote already gave 256 intents on the channel: it refuses the request, and
     the sender, with no intent of that size in use, gets EAGAIN (not its timeout)."""
     ept = edge.channel()
-    ch = edge.remote._channels[NAME]
-    for i in range(MAX_INTENTS - len(ch.local_intents)):
+    ch = edge.remote.protocol.channel(NAME)
+    for i in range(g.MAX_INTENTS - len(ch.local_intents)):
         ch.local_intents[10_000 + i] = 1
     with remote_running(edge), pytest.raises(RpmsgError) as exc:
         ept.send(bytes(2000), timeout=30)
@@ -174,7 +174,7 @@ def test_intents_beyond_the_limit_are_refused(edge):
 
 def test_data_for_an_intent_never_given_is_dropped_and_the_link_survives(edge, caplog):
     ept = edge.channel()
-    lcid = edge.host._channels[NAME].lcid
+    lcid = edge.host.protocol.channel(NAME).lcid
     with edge.host._tx_cond:
         edge.host._tx.write(g.data_header(g.TX_DATA, lcid, 999, 8, 0), b"intruder")
     edge.pump()
@@ -187,7 +187,7 @@ def test_data_for_an_intent_never_given_is_dropped_and_the_link_survives(edge, c
 def test_a_message_overflowing_its_intent_is_dropped(edge, caplog):
     ept = edge.channel()
     host = edge.host
-    ch = host._channels[NAME]
+    ch = host.protocol.channel(NAME)
     iid, size = next(iter(ch.free_intents.items()))
     with host._tx_cond:
         host._tx.write(g.data_header(g.TX_DATA, ch.lcid, iid, 8, size), b"too long")

@@ -251,7 +251,7 @@ def test_messages_in_flight_are_delivered_or_reported(caplog):
 # -- coredumps and traces -------------------------------------------------------------
 def test_coredump_enabled_is_an_elf_core_of_device_memory(tmp_path):
     with Rproc(
-        "dumped", config=RprocConfig(coredump_mode="enabled", coredump_dir=str(tmp_path))
+        "dumped", ECHO_FW, config=RprocConfig(coredump_mode="enabled", coredump_dir=str(tmp_path))
     ) as rp:
         echo_once(rp)
         rp.debugfs.crash(2)

@@ -134,5 +134,5 @@ def test_a_sender_far_ahead_of_its_peer_waits_and_loses_nothing(rp):
         ept.send(b"%d" % i, timeout=10)
     assert [ept.recv(10).data for _ in range(3000)] == [b"%d" % i for i in range(3000)]
     if not rp.link.ns_supported:
-        (ch,) = [c for n, c in rp.link._channels.items() if n == ECHO]
+        ch = rp.link.protocol.channel(ECHO)
         assert len(ch.free_intents) + len(ch.used_intents) <= 64 + 5

@@ -18,7 +18,7 @@ from amplink.rpmsg.aio import AsyncEndpoint
 from amplink.rpmsg.chardev import RpmsgCharDriver, RpmsgCtrl
 from amplink.rpmsg.config import RpmsgBuffers
 from amplink.rpmsg.core import RPMSG_ADDR_ANY
-from amplink.rpmsg.glink_link import DEFAULT_INTENTS
+from amplink.rpmsg.glink_protocol import DEFAULT_INTENTS
 from backends import table_for
 from resources import snapshot
 

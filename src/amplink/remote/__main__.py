@@ -39,7 +39,7 @@ from amplink.mailbox.mu_path import MU_IRQ, MuKickPath, MuWiring
 from amplink.memory.addrmap import AddressMap
 from amplink.memory.region import SharedRegion
 from amplink.remote.program import load_program
-from amplink.remote.runtime import Core, CoreHardware
+from amplink.remote.runtime import Core, FirmwarePlatform
 from amplink.rpmsg.polled import PolledLink
 from amplink.tracing import start_from_environment
 from amplink.wire import rsc_table
@@ -179,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
             new = make_link(None)
             return None if new is None else (new, [wake_fd])
 
-        hw = CoreHardware(
+        hw = FirmwarePlatform(
             relink,
             control=control,
             send_word=kick,

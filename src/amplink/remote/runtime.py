@@ -40,8 +40,8 @@ Relinked = tuple[PolledLink, Sequence[int]]
 
 
 @dataclass
-class CoreHardware:
-    """What a core reaches besides rpmsg.
+class FirmwarePlatform:
+    """The platform as a firmware sees it: what its core reaches besides rpmsg.
 
     ``relink`` brings rpmsg up again after the host reset the vdev (or a vhost-user
     front end went away): it waits for the new link and returns it with the fds that
@@ -83,7 +83,7 @@ class Core:
         name: str,
         link: PolledLink,
         wake_fds: Sequence[int],
-        hw: CoreHardware,
+        hw: FirmwarePlatform,
         *,
         mailbox: str | None = None,
     ) -> None:

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from types import FrameType
 
 from amplink.bindings import virtio_drivers
-from amplink.remote.runtime import Core, CoreHardware
+from amplink.remote.runtime import Core, FirmwarePlatform
 from amplink.rpmsg.polled import PolledLink
 from amplink.transport.vhost_user import VhostUserServer, VhostUserSession
 
@@ -97,7 +97,7 @@ class LinuxGuestDevice:
             if first is None:
                 return 0
             link, kicks = first
-            core = self._core = Core(self.name, link, kicks, CoreHardware(self._next_link))
+            core = self._core = Core(self.name, link, kicks, FirmwarePlatform(self._next_link))
             try:
                 main(core)
             except Exception:

@@ -30,15 +30,32 @@ class ControlledRproc(Protocol):
     coredump_mode: str
 
     @property
-    def state(self) -> str: ...
-    def boot(self) -> None: ...
-    def shutdown(self) -> None: ...
-    def detach(self) -> None: ...
-    def set_firmware(self, name: str) -> None: ...
-    def recover(self) -> None: ...
-    def report_crash(self, kind: int, reason: str = "") -> None: ...
-    def loaded_table(self) -> rt.ResourceTable | None: ...
-    def trace(self, index: int = 0) -> str: ...
+    def state(self) -> str:
+        """The state string."""
+
+    def boot(self) -> None:
+        """``rproc_boot``."""
+
+    def shutdown(self) -> None:
+        """``rproc_shutdown``."""
+
+    def detach(self) -> None:
+        """``rproc_detach``."""
+
+    def set_firmware(self, name: str) -> None:
+        """``rproc_set_firmware``."""
+
+    def recover(self) -> None:
+        """Recover a crashed core now."""
+
+    def report_crash(self, kind: int, reason: str = "") -> None:
+        """``rproc_report_crash``."""
+
+    def loaded_table(self) -> rt.ResourceTable | None:
+        """The resource table as loaded now."""
+
+    def trace(self, index: int = 0) -> str:
+        """The text of trace buffer ``index``."""
 
 
 def _word(value: str) -> str:

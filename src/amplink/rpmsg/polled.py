@@ -15,13 +15,18 @@ that fails the link (its users see ``EPIPE``), never the process.
 from __future__ import annotations
 
 import threading
+import time
 from abc import abstractmethod
 from collections.abc import Callable
-from typing import ClassVar
+from typing import ClassVar, TypeVar
 
 from amplink.errors import FifoError, VirtqueueError
 from amplink.rpmsg.core import RpmsgLink
 from amplink.wait import AdaptiveSpin
+
+_T = TypeVar("_T")
+FIRST_WAIT_SLICE = 50e-6  # a blocked sender's first sleep, doubled up to...
+MAX_WAIT_SLICE = 0.01  # ...this, between two looks when no notification woke it
 
 
 class PolledLink(RpmsgLink):
@@ -35,6 +40,7 @@ class PolledLink(RpmsgLink):
         self._rx_lock = threading.Lock()
         self._tx_cond = threading.Condition(threading.Lock())
         self._rx_owner = 0
+        self._tx_waiters = 0  # senders waiting in _send_wait
         self._users = 0  # spinning waiters reading shared memory outside the locks
         self._users_cond = threading.Condition(threading.Lock())
 
@@ -105,6 +111,41 @@ class PolledLink(RpmsgLink):
                     self.poll_rx()
         finally:
             self._leave_memory()
+
+    def _send_wait(
+        self,
+        attempt: Callable[[], _T | None],
+        deadline: float,
+        retry: Callable[[], bool],
+        timed_out: Callable[[], OSError],
+    ) -> _T:
+        """How a blocked sender waits (the TX lock held): call ``attempt`` until it
+        gives a result (it raises when the link fails).  After a miss, ``retry`` may do
+        what can help at once (ask for a notification that may have raced, read the
+        peer's commands itself) and say whether to try again now; otherwise the thread
+        sleeps on the TX condition, which the receive context notifies, for a slice
+        that doubles from 50 us to 10 ms, so that a sender that is itself the receive
+        context (whom nobody else wakes) still looks again.  ``timed_out()`` is raised
+        once ``deadline`` (``time.monotonic()``) has passed."""
+        wait = FIRST_WAIT_SLICE
+        retried = False
+        self._tx_waiters += 1
+        try:
+            while True:
+                got = attempt()
+                if got is not None:
+                    return got
+                if not retried and retry():
+                    retried = True
+                    continue
+                retried = False
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise timed_out()
+                self._tx_cond.wait(min(wait, remaining))
+                wait = min(wait * 2, MAX_WAIT_SLICE)
+        finally:
+            self._tx_waiters -= 1
 
     def _enter_memory(self) -> bool:
         """Count this thread as reading shared memory outside the locks (a spinning

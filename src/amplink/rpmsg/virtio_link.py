@@ -51,7 +51,6 @@ DEFAULT_SEND_TIMEOUT = 15.0  # Linux waits 15 s for a TX buffer
 SUPPORTED_FEATURES = 1 << VIRTIO_RPMSG_F_NS
 _HDR = RPMSG_HDR
 _HDR_SIZE = RPMSG_HDR_SIZE
-_MAX_TX_WAIT_SLICE = 0.01
 
 
 _T = TypeVar("_T")
@@ -144,7 +143,6 @@ class VirtioRpmsgLink(PolledLink):
         self._mtu = mtu
         self.send_timeout = send_timeout
         self._tx_spin = AdaptiveSpin(self.spin.max_spin_ns, enabled=self.spin.enabled)
-        self._tx_waiters = 0
         self._space_waiters: list[Callable[[], None]] = []  # see when_can_send()
         self.fail_listeners.append(self._wake_space_waiters)
         self._lookup = self.endpoints.get  # bound once: no allocation per message
@@ -229,32 +227,19 @@ class VirtioRpmsgLink(PolledLink):
                 self._tx_spin.spin(lambda: self.failure is not None or self._tx_returning())
             finally:
                 self._leave_memory()
-        wait = 50e-6
-        cond = self._tx_cond
-        with cond:
-            self._tx_waiters += 1
+        with self._tx_cond:
             try:
-                while True:
-                    if self.failure is not None:
-                        raise self.dead_error()
-                    got = attempt()
-                    if got is not None:
-                        return got
-                    if self._tx_notifications(True):
-                        continue
-                    remaining = deadline - time.monotonic()
-                    if remaining <= 0:
-                        raise RpmsgError(
-                            errno.ETIMEDOUT,
-                            f"no TX buffer became free on {self.name} within {timeout}s: "
-                            "the remote is not consuming messages",
-                        )
-                    # Woken by handle_notify(); the growing slice also lets a sender that
-                    # runs inside the receive context (which nobody else will wake) poll.
-                    cond.wait(min(wait, remaining))
-                    wait = min(wait * 2, _MAX_TX_WAIT_SLICE)
+                return self._send_wait(
+                    attempt,
+                    deadline,
+                    lambda: self._tx_notifications(True),  # buffers came back meanwhile
+                    lambda: RpmsgError(
+                        errno.ETIMEDOUT,
+                        f"no TX buffer became free on {self.name} within {timeout}s: "
+                        "the remote is not consuming messages",
+                    ),
+                )
             finally:
-                self._tx_waiters -= 1
                 if self._tx_waiters == 0 and not self._space_waiters and self.failure is None:
                     self._tx_notifications(False)
 

@@ -56,7 +56,7 @@ import errno
 import struct
 from dataclasses import dataclass
 
-from amplink.errors import ResourceTableError
+from amplink.errors import ResourceTableError, WireError
 from amplink.wire import rsc_table as rt
 
 VERSION = 0
@@ -99,6 +99,7 @@ SIG_DTR_DSR = 1 << 31
 SIG_RTS_CTS = 1 << 30
 MAX_CHUNK = 8192  # a blocking send fragments into chunks of at most this many bytes
 MAX_CID = 0xFFFF
+MAX_INTENTS = 256  # amplink's bound: intents per channel, and per INTENT command
 
 HDR = struct.Struct("<HHI")
 DATA_HDR = struct.Struct("<HHIII")  # HDR + chunk_size + left_size
@@ -134,6 +135,189 @@ def intent_command(lcid: int, intents: list[tuple[int, int]]) -> bytes:
 def data_header(cmd: int, lcid: int, iid: int, chunk: int, left: int) -> bytes:
     """The 16-byte header of a TX_DATA or TX_DATA_CONT command."""
     return DATA_HDR.pack(cmd, lcid, iid, chunk, left)
+
+
+# -- decoding ----------------------------------------------------------------------------
+# A decoded command says whose channel id it carries: ``cid`` is the sender's (the
+# receiver's "rcid"), except in OpenAck and CloseAck, where it is the acknowledged id (the
+# receiver's own "lcid").
+
+
+@dataclass(frozen=True, slots=True)
+class Version:
+    """VERSION (``ack`` False) or VERSION_ACK."""
+
+    version: int
+    features: int
+    ack: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Open:
+    """OPEN: the sender opened channel ``name`` as ``cid``."""
+
+    cid: int
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class Close:
+    """CLOSE: the sender closed its channel ``cid``."""
+
+    cid: int
+
+
+@dataclass(frozen=True, slots=True)
+class OpenAck:
+    """OPEN_ACK of the receiver's channel ``cid``."""
+
+    cid: int
+
+
+@dataclass(frozen=True, slots=True)
+class CloseAck:
+    """CLOSE_ACK of the receiver's channel ``cid``."""
+
+    cid: int
+
+
+@dataclass(frozen=True, slots=True)
+class Intents:
+    """INTENT: receive buffers the sender offers on its channel ``cid``, as
+    ``(size, iid)`` pairs."""
+
+    cid: int
+    intents: tuple[tuple[int, int], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class RxDone:
+    """RX_DONE (``reuse`` False) or RX_DONE_W_REUSE: the sender is done with intent
+    ``iid`` it gave on channel ``cid``."""
+
+    cid: int
+    iid: int
+    reuse: bool
+
+
+@dataclass(frozen=True, slots=True)
+class IntentRequest:
+    """RX_INTENT_REQ: the sender asks for an intent of ``size`` bytes."""
+
+    cid: int
+    size: int
+
+
+@dataclass(frozen=True, slots=True)
+class IntentRequestAck:
+    """RX_INTENT_REQ_ACK: the sender granted (it sent the INTENT first) or refused."""
+
+    cid: int
+    granted: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Data:
+    """TX_DATA (``cont`` False) or TX_DATA_CONT: ``chunk`` of a message for the
+    receiver's intent ``iid``, with ``left`` bytes still to come."""
+
+    cid: int
+    iid: int
+    chunk: bytes
+    left: int
+    cont: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ReadNotif:
+    """READ_NOTIF: kick the sender once you have read (its FIFO was full)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Signals:
+    """SIGNALS on the sender's channel ``cid`` (DTR/DSR, RTS/CTS bits)."""
+
+    cid: int
+    sigs: int
+
+
+Command = (
+    Version
+    | Open
+    | Close
+    | OpenAck
+    | CloseAck
+    | Intents
+    | RxDone
+    | IntentRequest
+    | IntentRequestAck
+    | Data
+    | ReadNotif
+    | Signals
+)
+_READ_NOTIF = ReadNotif()
+
+
+def frame_length(head: bytes) -> int:
+    """The padded length of the command that starts with ``head`` (its 8-byte header,
+    and for TX_DATA/TX_DATA_CONT the 16-byte one when that much is there).  A command
+    that cannot be framed (unknown, an OPEN name longer than a channel name, an INTENT
+    of more than :data:`MAX_INTENTS`) is a :class:`WireError`: nothing after it can be
+    read."""
+    cmd: int
+    p2: int
+    cmd, _p1, p2 = HDR.unpack_from(head)
+    if cmd in (TX_DATA, TX_DATA_CONT):
+        if len(head) < DATA_HDR.size:
+            return DATA_HDR.size
+        chunk: int = DATA_HDR.unpack_from(head)[3]
+        return pad8(DATA_HDR.size + chunk)
+    if cmd == OPEN:
+        if not 1 < p2 <= NAME_MAX:
+            raise WireError("name", f"OPEN with a {p2}-byte name")
+        return pad8(HDR.size + p2)
+    if cmd == INTENT:
+        if p2 > MAX_INTENTS:
+            raise WireError("intents", f"INTENT advertising {p2} intents at once")
+        return HDR.size + p2 * INTENT_PAIR.size
+    if cmd in COMMAND_NAMES:
+        return HDR.size
+    raise WireError("command", f"unknown GLINK command {cmd}")
+
+
+def parse_command(raw: bytes) -> Command:
+    """Decode one whole command, as :func:`frame_length` framed it."""
+    cmd, p1, p2 = HDR.unpack_from(raw)
+    if cmd in (TX_DATA, TX_DATA_CONT):
+        _c, cid, iid, chunk, left = DATA_HDR.unpack_from(raw)
+        start = DATA_HDR.size
+        return Data(cid, iid, raw[start : start + chunk], left, cmd == TX_DATA_CONT)
+    if cmd in (RX_DONE, RX_DONE_W_REUSE):
+        return RxDone(p1, p2, cmd == RX_DONE_W_REUSE)
+    if cmd == INTENT:
+        return Intents(
+            p1,
+            tuple(INTENT_PAIR.unpack_from(raw, HDR.size + i * INTENT_PAIR.size) for i in range(p2)),
+        )
+    if cmd == OPEN:
+        return Open(p1, raw[HDR.size : HDR.size + p2].rstrip(b"\0").decode(errors="replace"))
+    if cmd == CLOSE:
+        return Close(p1)
+    if cmd == OPEN_ACK:
+        return OpenAck(p1)
+    if cmd == CLOSE_ACK:
+        return CloseAck(p1)
+    if cmd == RX_INTENT_REQ:
+        return IntentRequest(p1, p2)
+    if cmd == RX_INTENT_REQ_ACK:
+        return IntentRequestAck(p1, bool(p2))
+    if cmd == READ_NOTIF:
+        return _READ_NOTIF
+    if cmd == SIGNALS:
+        return Signals(p1, p2)
+    if cmd in (VERSION, VERSION_ACK):
+        return Version(p1, p2, cmd == VERSION_ACK)
+    raise WireError("command", f"unknown GLINK command {cmd}")
 
 
 # -- the edge --------------------------------------------------------------------------

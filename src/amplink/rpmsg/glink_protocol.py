@@ -1,0 +1,449 @@
+"""GLINK's channel and intent protocol, as a state machine without I/O (like h11).
+
+One :class:`GlinkProtocol` is one side of an edge: which channels are open here and at
+the peer, under which ids, which receive buffers (*intents*) each side has offered, and
+the messages being reassembled.  It reads decoded commands (:func:`amplink.wire.glink.
+parse_command`) with :meth:`~GlinkProtocol.receive` and the local side's requests
+(:meth:`~GlinkProtocol.open`, :meth:`~GlinkProtocol.take_intent`...), and answers with:
+
+* :attr:`~GlinkProtocol.output`: encoded commands to write to the peer, in order;
+* :meth:`~GlinkProtocol.events`: what the peer did that the user side must hear of, as
+  typed events (:class:`RemoteOpened`, :class:`RemoteClosed`, :class:`MessageReceived`,
+  :class:`IntentsAvailable`, :class:`FlowChanged`);
+* :attr:`~GlinkProtocol.kick_after_read`: the peer asked to be kicked (``READ_NOTIF``).
+
+Who writes the output into a FIFO, kicks, locks and delivers the events is the link's
+business (:class:`amplink.rpmsg.glink_link.GlinkLink`); this module is tested without
+shared memory or threads.  What the peer sends is not trusted: a command about a
+channel or intent that does not exist is logged and dropped, a message that overflows
+its intent is dropped (its intent is given back), intent requests beyond
+``max_message`` bytes or :data:`~amplink.wire.glink.MAX_INTENTS` are refused.
+"""
+
+from __future__ import annotations
+
+import errno
+import itertools
+import logging
+from collections import deque
+from dataclasses import dataclass, field
+
+from amplink.errors import RpmsgError
+from amplink.wire import glink as g
+
+log = logging.getLogger(__name__)
+
+DEFAULT_INTENTS = ((1024, 5),)  # (size, count) pairs advertised when a channel opens
+INTENTS_WANTED = 64  # a sender asks for intents until it has this many in flight
+
+
+@dataclass(frozen=True, slots=True)
+class RemoteOpened:
+    """The peer opened channel ``name``; ``bound``: it is open here too."""
+
+    name: str
+    bound: bool
+
+
+@dataclass(frozen=True, slots=True)
+class RemoteClosed:
+    """The peer closed channel ``name``; ``bound``: it is still open here."""
+
+    name: str
+    bound: bool
+
+
+@dataclass(frozen=True, slots=True)
+class MessageReceived:
+    """A whole message arrived on channel ``name`` (its intent is already given back)."""
+
+    name: str
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class IntentsAvailable:
+    """The peer offered intents on channel ``name``, or gave one back: a waiting
+    sender may find one now."""
+
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class FlowChanged:
+    """The peer asked to pause (``paused``) or resume sending on channel ``name``."""
+
+    name: str
+    paused: bool
+
+
+GlinkEvent = RemoteOpened | RemoteClosed | MessageReceived | IntentsAvailable | FlowChanged
+
+
+@dataclass(eq=False)
+class Channel:
+    """One channel name's state on this side."""
+
+    name: str
+    lcid: int = 0  # ours while we have it open
+    rcid: int = 0  # the peer's while it has it open
+    peer_closed: bool = False  # the peer had it open and closed it
+    free_intents: dict[int, int] = field(default_factory=dict)  # the peer's: iid -> size
+    used_intents: dict[int, int] = field(default_factory=dict)  # taken, not yet done
+    local_intents: dict[int, int] = field(default_factory=dict)  # ours: iid -> size
+    rx: dict[int, bytearray] = field(default_factory=dict)  # partial messages, per iid
+    intent_request: bool | None = None  # None: none pending; then granted or not
+    grow: bool = True  # ask for more intents than the remote gave (until it refuses)
+
+
+class GlinkProtocol:
+    """The protocol state of one side of an edge called ``name`` (for messages).
+
+    ``max_message`` bounds the intents granted on request; ``intents`` are the
+    ``(size, count)`` pairs offered when a channel opens here."""
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        max_message: int,
+        intents: tuple[tuple[int, int], ...] = DEFAULT_INTENTS,
+    ) -> None:
+        self.name = name
+        self.max_message = max_message
+        self._intents = intents
+        self.peer_version: int | None = None
+        self.kick_after_read = False
+        self.output: deque[bytes] = deque([g.command(g.VERSION, g.GLINK_VERSION, 0)])
+        self._events: deque[GlinkEvent] = deque()
+        self._channels: dict[str, Channel] = {}
+        self._lcids: dict[int, Channel] = {}
+        self._rcids: dict[int, Channel] = {}
+        self._next_lcid = 1
+        self._iids = itertools.count(1)
+
+    def events(self) -> list[GlinkEvent]:
+        """The events since the last call, oldest first."""
+        out = list(self._events)
+        self._events.clear()
+        return out
+
+    def channel(self, name: str) -> Channel | None:
+        """The state of channel ``name``, if it is known."""
+        return self._channels.get(name)
+
+    def channels(self) -> dict[str, tuple[bool, bool]]:
+        """Each known channel: (open here, open at the peer)."""
+        return {n: (bool(c.lcid), bool(c.rcid)) for n, c in self._channels.items()}
+
+    # -- the local side --------------------------------------------------------------
+    def open(self, name: str) -> int:
+        """Open channel ``name`` here (``OPEN`` and our intents); its lcid.  ``EBUSY``
+        if it is open here already, ``ENOSPC`` when every channel id is in use."""
+        ch = self._channels.get(name)
+        if ch is None:
+            ch = self._channels[name] = Channel(name)
+        elif ch.lcid:
+            raise RpmsgError(
+                errno.EBUSY, f"GLINK channel {name!r} on {self.name} already has an endpoint"
+            )
+        lcid = ch.lcid = self._alloc_lcid()
+        self._lcids[lcid] = ch
+        pairs = []
+        for size, count in self._intents:
+            for _ in range(count):
+                iid = next(self._iids)
+                ch.local_intents[iid] = size
+                pairs.append((size, iid))
+        self.output.append(g.open_command(lcid, name))
+        self.output.append(g.intent_command(lcid, pairs))
+        return lcid
+
+    def close(self, name: str, *, tell: bool) -> None:
+        """Close channel ``name`` here; ``tell``: send ``CLOSE`` (not on a dead link).
+        The lcid stays taken until the peer acknowledges."""
+        ch = self._channels.get(name)
+        if ch is None or not ch.lcid:
+            return
+        ch.local_intents.clear()
+        ch.rx.clear()
+        lcid, ch.lcid = ch.lcid, 0
+        if tell:
+            self.output.append(g.command(g.CLOSE, lcid))
+        else:
+            self._lcids.pop(lcid, None)
+            self._forget_if_unused(ch)
+
+    def lcid(self, name: str) -> int:
+        """Our id of channel ``name`` (0 if it is not open here)."""
+        ch = self._channels.get(name)
+        return ch.lcid if ch is not None else 0
+
+    def name_of(self, lcid: int) -> str | None:
+        """The channel ``lcid`` (ours) belongs to, if it is open here."""
+        ch = self._lcids.get(lcid)
+        return ch.name if ch is not None and ch.lcid == lcid else None
+
+    def check_open(self, name: str) -> None:
+        """``EPIPE`` unless channel ``name`` is open here and not closed by the peer."""
+        ch = self._channels.get(name)
+        if ch is None or not ch.lcid:
+            raise RpmsgError(errno.EPIPE, f"GLINK channel {name!r} was closed here")
+        if ch.peer_closed and not ch.rcid:
+            raise RpmsgError(
+                errno.EPIPE,
+                f"the remote closed GLINK channel {name!r} (until it opens it again)",
+            )
+
+    def can_send(self, name: str) -> bool:
+        """Whether the peer has a free intent on channel ``name``."""
+        ch = self._channels.get(name)
+        return ch is not None and bool(ch.free_intents)
+
+    def take_intent(self, name: str, n: int) -> int | None:
+        """The smallest free intent of at least ``n`` bytes on ``name``, now in use."""
+        ch = self._channels[name]
+        best, best_size = None, 0
+        for iid, size in ch.free_intents.items():
+            if size >= n and (best is None or size < best_size):
+                best, best_size = iid, size
+                if size == n:
+                    break
+        if best is not None:
+            ch.used_intents[best] = ch.free_intents.pop(best)
+        return best
+
+    def intent_or_request(self, name: str, n: int) -> int | None:
+        """While a sender waits: an intent if one is free, else ask the peer for one
+        (``RX_INTENT_REQ``); ``EAGAIN`` if the peer refused and none that fits is in use,
+        ``EPIPE`` if the channel closed."""
+        self.check_open(name)
+        iid = self.take_intent(name, n)
+        if iid is not None:
+            return iid
+        ch = self._channels[name]
+        coming_back = any(size >= n for size in ch.used_intents.values())
+        if ch.intent_request is False:  # refused: wait for one in use, if any fits
+            ch.intent_request = None
+            ch.grow = False
+            if not coming_back:
+                raise RpmsgError(
+                    errno.EAGAIN, f"the remote refused an intent of {n} bytes on {name!r}"
+                )
+        # Ask for one when none that fits will come back, or to grow the pipeline up
+        # to INTENTS_WANTED while the remote grants them.  Not before the remote has
+        # opened: its INTENTs come when it does.
+        wanted = not coming_back or (
+            ch.grow and len(ch.used_intents) + len(ch.free_intents) < INTENTS_WANTED
+        )
+        if ch.intent_request is None and ch.rcid and wanted:
+            ch.intent_request = True
+            self.output.append(g.command(g.RX_INTENT_REQ, ch.lcid, n))
+        return None
+
+    def give_back(self, name: str, iid: int) -> None:
+        """An intent taken for a message that was not sent after all."""
+        ch = self._channels.get(name)
+        if ch is None:
+            return
+        size = ch.used_intents.pop(iid, None)
+        if size is not None and ch.lcid:
+            ch.free_intents[iid] = size
+
+    def signals(self, name: str, pause: bool) -> None:
+        """Ask the peer to pause (DTR|RTS) or resume (0) sending on ``name``."""
+        self.check_open(name)
+        sigs = g.SIG_DTR_DSR | g.SIG_RTS_CTS if pause else 0
+        self.output.append(g.command(g.SIGNALS, self._channels[name].lcid, sigs))
+
+    # -- the peer's commands ---------------------------------------------------------
+    def receive(self, cmd: g.Command) -> None:
+        """Take in one command from the peer."""
+        if isinstance(cmd, g.Data):
+            self._rx_data(cmd)
+        elif isinstance(cmd, g.RxDone):
+            self._rx_done(cmd)
+        elif isinstance(cmd, g.Intents):
+            self._rx_intents(cmd)
+        elif isinstance(cmd, g.Open):
+            self._rx_open(cmd)
+        elif isinstance(cmd, g.Close):
+            self._rx_close(cmd)
+        elif isinstance(cmd, g.OpenAck):
+            if cmd.cid not in self._lcids:
+                log.warning("%s: OPEN_ACK for unknown channel id %d ignored", self.name, cmd.cid)
+        elif isinstance(cmd, g.CloseAck):
+            ch = self._lcids.pop(cmd.cid, None)
+            if ch is not None:
+                self._forget_if_unused(ch)
+        elif isinstance(cmd, g.IntentRequest):
+            self._rx_intent_request(cmd)
+        elif isinstance(cmd, g.IntentRequestAck):
+            ch = self._peer_channel(cmd.cid, "RX_INTENT_REQ_ACK")
+            if ch is not None:  # granted: the INTENT came first; a refusal is reported
+                ch.intent_request = None if cmd.granted else False
+        elif isinstance(cmd, g.ReadNotif):
+            self.kick_after_read = True
+        elif isinstance(cmd, g.Signals):
+            ch = self._peer_channel(cmd.cid, "SIGNALS")
+            if ch is not None and ch.lcid:
+                paused = bool(cmd.sigs & (g.SIG_DTR_DSR | g.SIG_RTS_CTS))
+                self._events.append(FlowChanged(ch.name, paused))
+        elif isinstance(cmd, g.Version):
+            self.peer_version = cmd.version
+            if not cmd.ack:
+                self.output.append(g.command(g.VERSION_ACK, g.GLINK_VERSION, 0))
+            if cmd.version != g.GLINK_VERSION:
+                log.warning(
+                    "%s: the remote speaks GLINK version %d, not %d",
+                    self.name,
+                    cmd.version,
+                    g.GLINK_VERSION,
+                )
+
+    def _alloc_lcid(self) -> int:
+        for _ in range(g.MAX_CID):
+            lcid = self._next_lcid
+            self._next_lcid = lcid % g.MAX_CID + 1
+            if lcid not in self._lcids:
+                return lcid
+        raise RpmsgError(errno.ENOSPC, f"{self.name}: every GLINK channel id is in use")
+
+    def _peer_channel(self, rcid: int, what: str) -> Channel | None:
+        ch = self._rcids.get(rcid)
+        if ch is None:
+            log.warning(
+                "%s: %s for channel id %d, which the remote never opened", self.name, what, rcid
+            )
+        return ch
+
+    def _forget_if_unused(self, ch: Channel) -> None:
+        if not ch.lcid and not ch.rcid and ch not in self._lcids.values():
+            self._channels.pop(ch.name, None)
+
+    def _rx_open(self, cmd: g.Open) -> None:
+        ch = self._channels.get(cmd.name)
+        if ch is None:
+            ch = self._channels[cmd.name] = Channel(cmd.name)
+        elif ch.rcid:
+            log.warning("%s: the remote opened %r again without closing it", self.name, cmd.name)
+            self._rcids.pop(ch.rcid, None)
+        ch.rcid = cmd.cid
+        ch.peer_closed = False
+        self._rcids[cmd.cid] = ch
+        self.output.append(g.command(g.OPEN_ACK, cmd.cid))
+        self._events.append(RemoteOpened(ch.name, bool(ch.lcid)))
+
+    def _rx_close(self, cmd: g.Close) -> None:
+        ch = self._peer_channel(cmd.cid, "CLOSE")
+        self.output.append(g.command(g.CLOSE_ACK, cmd.cid))
+        if ch is None:
+            return
+        del self._rcids[cmd.cid]
+        ch.rcid = 0
+        ch.peer_closed = True
+        ch.free_intents.clear()
+        ch.used_intents.clear()
+        ch.intent_request = None
+        bound = bool(ch.lcid)
+        self._forget_if_unused(ch)
+        self._events.append(RemoteClosed(ch.name, bound))
+
+    def _rx_intents(self, cmd: g.Intents) -> None:
+        ch = self._peer_channel(cmd.cid, "INTENT")
+        if ch is None:
+            return
+        for size, iid in cmd.intents:
+            if iid in ch.used_intents:
+                log.warning("%s: the remote re-advertised intent %d while in use", self.name, iid)
+                continue
+            ch.free_intents[iid] = size
+        self._events.append(IntentsAvailable(ch.name))
+
+    def _rx_done(self, cmd: g.RxDone) -> None:
+        ch = self._peer_channel(cmd.cid, "RX_DONE")
+        if ch is None:
+            return
+        if cmd.iid not in ch.used_intents:
+            log.warning(
+                "%s: RX_DONE for intent %d, which is not in use, ignored", self.name, cmd.iid
+            )
+            return
+        size = ch.used_intents.pop(cmd.iid)
+        if cmd.reuse:
+            ch.free_intents[cmd.iid] = size
+            self._events.append(IntentsAvailable(ch.name))
+
+    def _rx_intent_request(self, cmd: g.IntentRequest) -> None:
+        ch = self._peer_channel(cmd.cid, "RX_INTENT_REQ")
+        if ch is None or not ch.lcid:
+            return
+        size = cmd.size
+        granted = size <= self.max_message and len(ch.local_intents) < g.MAX_INTENTS
+        if granted:
+            # Rounded up to a power of two: a sender whose messages keep growing by a
+            # few bytes then asks log2 times, not once per size (and never hits the limit).
+            size = min(self.max_message, 1 << max(0, size - 1).bit_length())
+            iid = next(self._iids)
+            ch.local_intents[iid] = size
+            self.output.append(g.intent_command(ch.lcid, [(size, iid)]))
+        else:
+            log.warning(
+                "%s: refused the remote an intent of %d bytes on %r (limit: %d bytes, %d intents)",
+                self.name,
+                size,
+                ch.name,
+                self.max_message,
+                g.MAX_INTENTS,
+            )
+        self.output.append(g.command(g.RX_INTENT_REQ_ACK, ch.lcid, int(granted)))
+
+    def _rx_data(self, cmd: g.Data) -> None:
+        ch = self._peer_channel(cmd.cid, "TX_DATA")
+        if ch is None:
+            return
+        size = ch.local_intents.get(cmd.iid)
+        if size is None:
+            log.error(
+                "%s: data on %r for intent %d, which was never given; dropped",
+                self.name,
+                ch.name,
+                cmd.iid,
+            )
+            return
+        if not cmd.cont and not cmd.left and len(cmd.chunk) <= size:
+            message: bytes | None = cmd.chunk  # the common case: one chunk, no reassembly
+        else:
+            message = self._reassemble(ch, cmd, size)
+        if message is None:
+            return
+        self.output.append(g.command(g.RX_DONE_W_REUSE, ch.lcid, cmd.iid))
+        self._events.append(MessageReceived(ch.name, message))
+
+    def _reassemble(self, ch: Channel, cmd: g.Data, size: int) -> bytes | None:
+        """Add a chunk to the message in its intent; the message once it is whole."""
+        if not cmd.cont:
+            buf = ch.rx[cmd.iid] = bytearray(cmd.chunk)
+        else:
+            got = ch.rx.get(cmd.iid)
+            if got is None:
+                log.error("%s: TX_DATA_CONT on %r without TX_DATA; dropped", self.name, ch.name)
+                return None
+            buf = got
+            buf += cmd.chunk
+        if len(buf) + cmd.left > size:
+            del ch.rx[cmd.iid]
+            log.error(
+                "%s: a %d-byte message on %r overflows its %d-byte intent (a buggy or "
+                "hostile remote); dropped",
+                self.name,
+                len(buf) + cmd.left,
+                ch.name,
+                size,
+            )
+            self.output.append(g.command(g.RX_DONE_W_REUSE, ch.lcid, cmd.iid))
+            return None
+        if cmd.left:
+            return None
+        del ch.rx[cmd.iid]
+        return bytes(buf)

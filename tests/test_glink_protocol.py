@@ -1,0 +1,202 @@
+"""The GLINK protocol without I/O: two state machines, each one's output parsed and fed
+to the other; commands framed and decoded as the FIFO reader does."""
+
+import errno
+import logging
+import struct
+
+import pytest
+
+from amplink.errors import RpmsgError, WireError
+from amplink.rpmsg.glink_protocol import (
+    FlowChanged,
+    GlinkProtocol,
+    IntentsAvailable,
+    MessageReceived,
+    RemoteClosed,
+    RemoteOpened,
+)
+from amplink.wire import glink as g
+
+
+def deliver(src: GlinkProtocol, dst: GlinkProtocol) -> int:
+    """Everything ``src`` wants to write, framed and parsed into ``dst``."""
+    n = 0
+    while src.output:
+        raw = src.output.popleft()
+        assert g.frame_length(raw[: g.DATA_HDR.size]) == len(raw)
+        dst.receive(g.parse_command(raw))
+        n += 1
+    return n
+
+
+def settle(a: GlinkProtocol, b: GlinkProtocol) -> None:
+    while deliver(a, b) + deliver(b, a):
+        pass
+
+
+def data(lcid, iid, payload, left=0, cont=False):
+    cmd = g.TX_DATA_CONT if cont else g.TX_DATA
+    raw = g.data_header(cmd, lcid, iid, len(payload), left) + payload
+    return raw + bytes(g.pad8(len(raw)) - len(raw))
+
+
+@pytest.fixture
+def pair():
+    host = GlinkProtocol("host", max_message=4096)
+    remote = GlinkProtocol("remote", max_message=4096)
+    settle(host, remote)
+    return host, remote
+
+
+def test_versions_are_exchanged(pair):
+    host, remote = pair
+    assert host.peer_version == remote.peer_version == g.GLINK_VERSION
+    assert host.events() == remote.events() == []
+
+
+def test_a_channel_opens_from_both_sides_with_intents(pair):
+    host, remote = pair
+    remote.open("svc")
+    settle(host, remote)
+    assert host.events() == [RemoteOpened("svc", False), IntentsAvailable("svc")]
+    host.open("svc")
+    settle(host, remote)
+    assert remote.events() == [RemoteOpened("svc", True), IntentsAvailable("svc")]
+    assert host.channels() == remote.channels() == {"svc": (True, True)}
+    assert len(host.channel("svc").free_intents) == 5  # the remote's 5 x 1 KiB
+
+
+def test_a_message_uses_the_smallest_intent_and_comes_back_for_reuse(pair):
+    host, remote = pair
+    for side in (remote, host):
+        side.open("svc")
+    settle(host, remote)
+    host.events(), remote.events()
+    iid = host.take_intent("svc", 100)
+    assert iid is not None and host.take_intent("svc", 5000) is None
+    remote.receive(g.parse_command(data(host.lcid("svc"), iid, b"hello")))
+    assert remote.events() == [MessageReceived("svc", b"hello")]
+    settle(host, remote)  # RX_DONE_W_REUSE
+    assert host.events() == [IntentsAvailable("svc")]
+    assert iid in host.channel("svc").free_intents
+
+
+def test_chunks_are_reassembled_and_an_overflow_is_dropped(pair, caplog):
+    host, remote = pair
+    for side in (remote, host):
+        side.open("svc")
+    settle(host, remote)
+    remote.events()
+    lcid, iid = host.lcid("svc"), host.take_intent("svc", 1024)
+    for raw in (data(lcid, iid, b"a" * 600, left=400), data(lcid, iid, b"b" * 400, cont=True)):
+        remote.receive(g.parse_command(raw))
+    assert remote.events() == [MessageReceived("svc", b"a" * 600 + b"b" * 400)]
+    settle(host, remote)
+    iid = host.take_intent("svc", 1024)
+    remote.receive(g.parse_command(data(lcid, iid, b"x" * 600, left=600)))  # 1200 > 1024
+    assert remote.events() == [] and "overflows" in caplog.text
+    settle(host, remote)
+    assert iid in host.channel("svc").free_intents  # given back all the same
+
+
+def test_intent_requests_are_granted_rounded_up_or_refused(pair, caplog):
+    host, remote = pair
+    for side in (remote, host):
+        side.open("svc")
+    settle(host, remote)
+    assert host.intent_or_request("svc", 3000) is None  # asks the remote
+    settle(host, remote)
+    granted = host.channel("svc").free_intents
+    assert 4096 in granted.values()  # 3000 rounded up to a power of two
+    assert host.intent_or_request("svc", 3000) is not None
+    caplog.set_level(logging.WARNING)
+    assert host.intent_or_request("svc", 5000) is None  # more than max_message
+    settle(host, remote)
+    assert "refused" in caplog.text
+    with pytest.raises(RpmsgError) as exc:
+        host.intent_or_request("svc", 5000)
+    assert exc.value.errno == errno.EAGAIN
+
+
+def test_signals_become_flow_events(pair):
+    host, remote = pair
+    for side in (remote, host):
+        side.open("svc")
+    settle(host, remote)
+    remote.events()
+    host.signals("svc", pause=True)
+    host.signals("svc", pause=False)
+    settle(host, remote)
+    assert remote.events() == [FlowChanged("svc", True), FlowChanged("svc", False)]
+
+
+def test_close_is_acknowledged_and_a_closed_channel_refuses_sends(pair):
+    host, remote = pair
+    for side in (remote, host):
+        side.open("svc")
+    settle(host, remote)
+    host.events()
+    remote.close("svc", tell=True)
+    settle(host, remote)
+    assert host.events() == [RemoteClosed("svc", True)]
+    assert host.channels() == {"svc": (True, False)}
+    with pytest.raises(RpmsgError) as exc:
+        host.check_open("svc")
+    assert exc.value.errno == errno.EPIPE
+    host.close("svc", tell=True)
+    settle(host, remote)
+    assert host.channels() == remote.channels() == {}  # both ids acknowledged, forgotten
+
+
+def test_commands_for_unknown_channels_and_intents_are_dropped(pair, caplog):
+    host, remote = pair
+    caplog.set_level(logging.WARNING)
+    for cmd in (
+        g.command(g.CLOSE, 77),
+        g.command(g.RX_DONE_W_REUSE, 77, 1),
+        g.intent_command(77, [(64, 1)]),
+        data(77, 1, b"stray"),
+    ):
+        remote.receive(g.parse_command(cmd))
+    assert remote.events() == []
+    assert caplog.text.count("never opened") == 4
+    assert remote.output  # the CLOSE is acknowledged all the same
+
+
+def test_parse_and_frame_every_command():
+    cases = {
+        g.command(g.VERSION, 1, 0): g.Version(1, 0, False),
+        g.command(g.VERSION_ACK, 1, 2): g.Version(1, 2, True),
+        g.open_command(3, "abc"): g.Open(3, "abc"),
+        g.command(g.CLOSE, 3): g.Close(3),
+        g.command(g.OPEN_ACK, 4): g.OpenAck(4),
+        g.command(g.CLOSE_ACK, 4): g.CloseAck(4),
+        g.intent_command(3, [(64, 1), (128, 2)]): g.Intents(3, ((64, 1), (128, 2))),
+        g.command(g.RX_DONE, 3, 9): g.RxDone(3, 9, False),
+        g.command(g.RX_DONE_W_REUSE, 3, 9): g.RxDone(3, 9, True),
+        g.command(g.RX_INTENT_REQ, 3, 500): g.IntentRequest(3, 500),
+        g.command(g.RX_INTENT_REQ_ACK, 3, 0): g.IntentRequestAck(3, False),
+        data(3, 9, b"xyz", left=5): g.Data(3, 9, b"xyz", 5, False),
+        data(3, 9, b"z", cont=True): g.Data(3, 9, b"z", 0, True),
+        g.command(g.READ_NOTIF): g.ReadNotif(),
+        g.command(g.SIGNALS, 3, g.SIG_DTR_DSR): g.Signals(3, g.SIG_DTR_DSR),
+    }
+    for raw, want in cases.items():
+        assert g.frame_length(raw[: g.DATA_HDR.size]) == len(raw)
+        assert g.parse_command(raw) == want
+
+
+@pytest.mark.parametrize(
+    ("raw", "rule"),
+    [
+        (g.command(77), "command"),
+        (struct.pack("<HHI", g.OPEN, 1, 200), "name"),
+        (struct.pack("<HHI", g.OPEN, 1, 1), "name"),
+        (struct.pack("<HHI", g.INTENT, 1, g.MAX_INTENTS + 1), "intents"),
+    ],
+)
+def test_what_cannot_be_framed_is_a_wire_error(raw, rule):
+    with pytest.raises(WireError) as exc:
+        g.frame_length(raw)
+    assert exc.value.rule == rule
