@@ -150,7 +150,7 @@ def test_close_is_acknowledged_and_a_closed_channel_refuses_sends(pair):
 
 
 def test_commands_for_unknown_channels_and_intents_are_dropped(pair, caplog):
-    host, remote = pair
+    _host, remote = pair
     caplog.set_level(logging.WARNING)
     for cmd in (
         g.command(g.CLOSE, 77),
