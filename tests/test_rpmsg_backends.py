@@ -12,6 +12,7 @@ import pytest
 
 from amplink.errors import RpmsgError
 from amplink.host import Rproc
+from amplink.hw.core_ctrl import STATUS_WFI
 from amplink.rpmsg import RpmsgDriver
 from backends import table_for
 from resources import snapshot
@@ -75,6 +76,12 @@ def test_trysend_never_blocks_send_waits_then_times_out(rp):
     ept = rp.wait_channel(ECHO, 10).create_ept()
     ept.send(b"warm")
     assert ept.recv(10).data == b"warm"
+    # The core gives the warm-up's buffer back just after its echo: wait until it is idle
+    # (WFI), so that every buffer is free before it is stopped.
+    deadline = time.monotonic() + 10
+    while not rp.core_status & STATUS_WFI:
+        assert time.monotonic() < deadline, "the core never went idle"
+        time.sleep(0.001)
     os.kill(rp.pid, signal.SIGSTOP)
     try:
         sent = 0

@@ -29,6 +29,7 @@ from amplink.remoteproc.crash import CRASH_MMUFAULT
 from amplink.remoteproc.drivers import RprocDrivers
 from amplink.remoteproc.resources import FeaturesHandler, TraceHandler
 from amplink.remoteproc.subdev import (
+    BoundSubdev,
     ResourceContext,
     ResourceHandler,
     ResourceHandlers,
@@ -164,11 +165,12 @@ class GlinkEdgeHandler(RpmsgEntryHandler):
         )
 
 
-class GlinkEdge(RprocSubdev):
+class GlinkEdge(BoundSubdev):
     """The host's end of a core's GLINK edge: up after the core started, its channels on
     the host's bus; down (``EPIPE`` or ``ESHUTDOWN`` to its users) before it stops."""
 
     detachable: ClassVar[bool] = False  # the edge has no way to tell the core
+    link: GlinkLink | None = None
 
     def __init__(
         self,
@@ -180,7 +182,6 @@ class GlinkEdge(RprocSubdev):
         handler: GlinkEdgeHandler,
     ) -> None:
         self.name = name
-        self.link: GlinkLink | None = None
         self._region = region
         self._offset = offset
         self._spec = spec
@@ -211,24 +212,11 @@ class GlinkEdge(RprocSubdev):
         link.fail_listeners.append(failed)
         handler.links.add(link)
         GlinkChannels(handler.links.bus, link)
-        self.link = link
+        self.binding = self.link = link
         link.handle_notify()  # a kick that came before had nobody to see it
 
-    def handle_notify(self) -> None:
-        """A kick from the core: read the edge."""
-        link = self.link
-        if link is not None:
-            link.handle_notify()
-
-    def salvage(self) -> dict[int, int]:
-        link = self.link
-        if link is None:
-            return {}
-        link.handle_notify()
-        return link.unconsumed()
-
     def stop(self, error: OSError, *, crashed: bool) -> None:
-        link, self.link = self.link, None
+        link, self.link, self.binding = self.link, None, None
         if link is None:
             return
         link.fail(error)

@@ -281,7 +281,7 @@ class Rproc:
             self.name,
             self._memory,
             placing=placing,
-            kick=self._kick,
+            kick=self.platform.kick,
             route=self._route,
             next_notifyid=itertools.count().__next__,
             spin=self.platform.spin,
@@ -441,11 +441,6 @@ class Rproc:
             log.info("%s: core dump written to %s", self.name, path)
 
     # -- notifications to and from the core ------------------------------------------
-    def _kick(self, notifyid: int) -> None:
-        platform = self.platform
-        if platform is not None:
-            platform.kick(notifyid)
-
     def _route(self, notifyid: int, handler: Callable[[], None]) -> None:
         self._routes.setdefault(notifyid, []).append(handler)
 

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from amplink.remoteproc.devmem import DeviceMemory
+from amplink.virtio.bus import Binding
 from amplink.wire import rsc_table as rt
 
 RSC_HANDLED = 0
@@ -55,6 +56,27 @@ class RprocSubdev:
 
     def unprepare(self) -> None:
         """After the core stopped (or was detached)."""
+
+
+class BoundSubdev(RprocSubdev):
+    """A subdevice through which a driver talks to the core: while it is up,
+    :attr:`binding` is the driver's side (a vdev's driver, a GLINK edge's link), which
+    the core's kicks reach and which salvages what a dead core sent."""
+
+    binding: Binding | None = None
+
+    def handle_notify(self) -> None:
+        """A kick from the core for this subdevice: the driver takes a look."""
+        binding = self.binding
+        if binding is not None:
+            binding.handle_notify()
+
+    def salvage(self) -> dict[int, int]:
+        binding = self.binding
+        if binding is None:
+            return {}
+        binding.handle_notify()
+        return binding.unconsumed()
 
 
 NotifyRoute = Callable[[int, Callable[[], None]], None]

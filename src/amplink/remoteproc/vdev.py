@@ -30,8 +30,8 @@ from amplink.memory.addrmap import AddressMap
 from amplink.memory.region import PAGE_SIZE, SharedRegion
 from amplink.remoteproc.crash import CRASH_MMUFAULT
 from amplink.remoteproc.devmem import DmaPool
-from amplink.remoteproc.subdev import ResourceContext, RprocSubdev
-from amplink.virtio.bus import VirtioBinding, VirtioBus, VirtioDriver
+from amplink.remoteproc.subdev import BoundSubdev, ResourceContext
+from amplink.virtio.bus import Binding, VirtioBus, VirtioDriver
 from amplink.virtio.device import DRIVER, Role, VirtioDevice
 from amplink.virtio.vdev import VdevConfig
 from amplink.wire import rsc_table as rt
@@ -40,7 +40,7 @@ from amplink.wire.vring import VringLayout, VringParts, align_up
 log = logging.getLogger(__name__)
 
 
-class RprocVdev(VirtioDevice, RprocSubdev):
+class RprocVdev(VirtioDevice, BoundSubdev):
     """The vdev ``entry`` of the table at ``table_offset`` in ``window`` (device
     address → offset through ``amap``), seen from ``role``; ``kick(notifyid)`` is the
     notify path.  On the host side, ``driver`` binds to it when it starts, its buffers
@@ -66,7 +66,7 @@ class RprocVdev(VirtioDevice, RprocSubdev):
         self.entry = entry
         self.config = VdevConfig(window, table_offset, entry)
         self.driver = driver
-        self.binding: VirtioBinding | None = None
+        self.binding: Binding | None = None
         self._amap = amap
         self._kick = kick
         self._pool = pool
@@ -123,17 +123,11 @@ class RprocVdev(VirtioDevice, RprocSubdev):
         return da, self._amap.translate(da, size)
 
     # -- binding ---------------------------------------------------------------------
-    def bind(self, driver: VirtioDriver) -> VirtioBinding:
+    def bind(self, driver: VirtioDriver) -> Binding:
         """Probe ``driver`` on this device (the notify ids are read from the table first)."""
         self._notifyids = self.notifyids
         self.binding = driver.probe(self)
         return self.binding
-
-    def handle_notify(self) -> None:
-        """A kick with one of the vrings' notify ids: the bound driver takes a look."""
-        binding = self.binding
-        if binding is not None:
-            binding.handle_notify()
 
     def broken(self, error: OSError) -> None:
         """The peer broke the rings: on the host, the core made it touch memory outside
@@ -149,13 +143,6 @@ class RprocVdev(VirtioDevice, RprocSubdev):
             log.warning("%s: no driver for virtio device id %d", self.name, self.device_id)
             return
         self.bind(self.driver).handle_notify()  # a kick that came before had nobody to see it
-
-    def salvage(self) -> dict[int, int]:
-        binding = self.binding
-        if binding is None:
-            return {}
-        binding.handle_notify()
-        return binding.unconsumed()
 
     def stop(self, error: OSError, *, crashed: bool) -> None:
         """Remove the driver; for a core that still runs, reset the device (status 0)

@@ -22,7 +22,7 @@ from amplink.rpmsg.virtio_link import (
     VirtioRpmsgLink,
     VirtioRpmsgRemote,
 )
-from amplink.virtio.bus import VirtioBinding, VirtioDriver
+from amplink.virtio.bus import Binding, VirtioDriver
 from amplink.virtio.constants import VIRTIO_ID_RPMSG
 from amplink.virtio.device import DRIVER, VirtioDevice
 from amplink.wire import rsc_table as rt
@@ -67,7 +67,7 @@ class RpmsgVirtioDriver(VirtioDriver):
             NameService(self.links.bus, link)
         return link
 
-    def remove(self, binding: VirtioBinding, error: OSError) -> None:
+    def remove(self, binding: Binding, error: OSError) -> None:
         """Fail the link's users with ``error``, wait until its rings are left alone."""
         super().remove(binding, error)
         if self.links is not None and isinstance(binding, VirtioRpmsgLink):

@@ -23,8 +23,9 @@ from amplink.wire import rsc_table as rt
 log = logging.getLogger(__name__)
 
 
-class VirtioBinding(Protocol):
-    """A driver's side of one device, what its transport uses."""
+class Binding(Protocol):
+    """A driver's side of one device (or of whatever a core carries), as its transport
+    uses it."""
 
     def handle_notify(self) -> None:
         """The peer notified one of the device's vrings: take in what changed."""
@@ -55,11 +56,11 @@ class VirtioDriver(ABC):
         return 0
 
     @abstractmethod
-    def probe(self, vdev: VirtioDevice) -> VirtioBinding:
+    def probe(self, vdev: VirtioDevice) -> Binding:
         """Bring the device up on ``vdev.role``'s side and return the binding.  A driver
         side probe sets ``DRIVER_OK``; a device side probe runs once the driver did."""
 
-    def remove(self, binding: VirtioBinding, error: OSError) -> None:
+    def remove(self, binding: Binding, error: OSError) -> None:
         """Take the device down: its users get ``error``; returns once no thread uses
         its memory (logged if one holds on for 5 s)."""
         binding.fail(error)
