@@ -52,7 +52,7 @@ if TYPE_CHECKING:  # a type only: the firmware side never loads a platform drive
     from amplink.remoteproc.platform import PlatformDriver
 
 log = logging.getLogger(__name__)
-_U32 = struct.Struct("=I")
+_U32 = struct.Struct("<I")  # the edge entry is little-endian (wire/glink.py)
 
 
 def virtio_drivers(links: RpmsgLinks | None, config: RpmsgConfig | None = None) -> VirtioBus:
