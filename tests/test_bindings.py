@@ -1,9 +1,13 @@
 """What binds to what: the registries both roles use, and a core whose table has a
 vdev nobody drives beside the rpmsg one."""
 
+import errno
 import logging
 
+import pytest
+
 from amplink.bindings import GlinkEdgeHandler, firmware_rpmsg, resource_handlers, virtio_drivers
+from amplink.errors import AmplinkError
 from amplink.host import Rproc
 from amplink.memory import AddressMap, SharedRegion
 from amplink.remoteproc.layout import default_rsc_table, glink_rsc_table
@@ -41,7 +45,9 @@ def test_the_firmware_finds_its_backend_by_the_same_registries():
 
         assert find(default_rsc_table()).notifyids == frozenset({0})  # vrings not placed
         assert find(glink_rsc_table()).notifyids == frozenset({0})  # GLINK's kick word
-        assert find(rt.ResourceTable([rt.Trace(0, 64, "trace0")])) is None
+        with pytest.raises(AmplinkError) as exc:
+            find(rt.ResourceTable([rt.Trace(0, 64, "trace0")]))
+        assert exc.value.errno == errno.EINVAL and "neither" in exc.value.strerror
 
 
 def test_a_vdev_without_a_driver_is_placed_and_left_alone(caplog):

@@ -280,10 +280,10 @@ def firmware_rpmsg(
     table: rt.ResourceTable,
     kick: Callable[[int], None],
     spin: bool,
-) -> FirmwareRpmsg | None:
+) -> FirmwareRpmsg:
     """The firmware's rpmsg: the first entry of its loaded ``table`` (at
     ``table_offset`` in ``window``) that a virtio driver or a resource handler above
-    makes rpmsg of, brought up on the device side; None if there is none."""
+    makes rpmsg of, brought up on the device side; ``EINVAL`` if there is none."""
     bus = virtio_drivers(None)
     handlers = resource_handlers(None)
     vdevs = 0
@@ -311,4 +311,4 @@ def firmware_rpmsg(
                 return edge.firmware_link(name, entry, window, amap, kick, spin)
 
             return _EntryRpmsg(make, edge.notifyid)
-    return None
+    raise AmplinkError(errno.EINVAL, "the table has neither an rpmsg vdev nor a GLINK edge")

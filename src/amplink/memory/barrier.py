@@ -43,12 +43,13 @@ refuses to start rather than lose wake-ups or read torn descriptors.
 from __future__ import annotations
 
 import errno
-import platform
+import os
 import threading
 
 from amplink.errors import AmplinkError
 
 ORDERED_MACHINES = ("x86_64", "AMD64")  # x86-64 under its names on Linux and elsewhere
+HOST_MACHINE = os.uname().machine
 
 
 class _ThreadFence(threading.local):
@@ -71,8 +72,8 @@ def full_fence() -> None:
 
 def require_memory_model(machine: str | None = None) -> None:
     """Refuse (``EOPNOTSUPP``) a host whose memory model the rings do not hold on (see
-    the module docstring); ``machine`` defaults to this one's (``platform.machine()``)."""
-    machine = platform.machine() if machine is None else machine
+    the module docstring); ``machine`` defaults to this one's (:data:`HOST_MACHINE`)."""
+    machine = HOST_MACHINE if machine is None else machine
     if machine not in ORDERED_MACHINES:
         raise AmplinkError(
             errno.EOPNOTSUPP,

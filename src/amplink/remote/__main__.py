@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import ctypes
-import errno
 import faulthandler
 import logging
 import os
@@ -142,14 +141,11 @@ def main(argv: list[str] | None = None) -> int:
             table = rsc_table.parse(region.mem[off : off + args.table_len])
             features = Features.of(table)
             trace = _trace_writer(region, amap, table)
-            rpmsg = firmware_rpmsg(args.name, region, amap, off, table, kick, not args.no_spin)
-            if rpmsg is None:
-                raise AmplinkError(errno.EINVAL, "it has neither an rpmsg vdev nor a GLINK edge")
-            notifyids.update(rpmsg.notifyids)
+            up = firmware_rpmsg(args.name, region, amap, off, table, kick, not args.no_spin)
+            notifyids.update(up.notifyids)
         except AmplinkError as exc:
             log.error("unusable resource table: %s", exc)
             return EXIT_BAD_SETUP
-        up = rpmsg
 
         def make_link(deadline: float | None) -> PolledLink | None:
             """Wait for the host to bring its side up (until ``deadline``, or until

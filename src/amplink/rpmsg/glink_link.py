@@ -41,7 +41,6 @@ from __future__ import annotations
 import errno
 import logging
 import time
-from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import partial
@@ -107,7 +106,6 @@ class GlinkLink(PolledLink):
         self._epts: dict[str, Endpoint] = {}  # channel name -> the endpoint bound to it
         self._names: dict[int, str] = {}  # endpoint address -> its channel's name
         self._read_notif_mark: int | None = None  # where our last READ_NOTIF ends
-        self._events: deque[GlinkEvent] = deque()  # found while reading, handled after
         self._space_waiters: list[tuple[str, Callable[[], None]]] = []
         self.fail_listeners.append(self._wake_all)
         with self._locked():
@@ -354,12 +352,14 @@ class GlinkLink(PolledLink):
             name = self._names.get(src)
             if self.failure is None and name is not None and not self.protocol.can_send(name):
                 self._space_waiters.append((name, callback))
+                self.protocol.watch_intents = True
                 return
         callback()
 
     def _wake_all(self, _error: OSError) -> None:
         with self._tx_cond:
             waiters, self._space_waiters = self._space_waiters, []
+            self.protocol.watch_intents = False
             self._tx_cond.notify_all()
         for _name, cb in waiters:
             cb()
@@ -389,7 +389,7 @@ class GlinkLink(PolledLink):
 
     def _drain_rx(self) -> int:
         delivered = 0
-        events = self._events
+        events = self.protocol.events  # found while reading: handled after, unlocked
         while True:
             with self._tx_cond:
                 self._pump_locked()
@@ -425,12 +425,12 @@ class GlinkLink(PolledLink):
             proto.kick_after_read = False
             self._notify()
         if handled:
-            self._events.extend(proto.events())
             self._flush()
             self._tx_cond.notify_all()
 
     def _handle(self, event: GlinkEvent) -> int:
-        """What the protocol found, outside the tx lock; 1 for a delivered message."""
+        """What the protocol found, outside the tx lock; 1 for a delivered message.
+        (The two events of every message come first.)"""
         if isinstance(event, MessageReceived):
             ept = self._epts.get(event.name)
             if ept is None:
@@ -465,6 +465,7 @@ class GlinkLink(PolledLink):
             ready = [cb for n, cb in self._space_waiters if n == name]
             if ready:
                 self._space_waiters = [w for w in self._space_waiters if w[0] != name]
+                self.protocol.watch_intents = bool(self._space_waiters)
         for cb in ready:
             cb()
 

@@ -7,9 +7,10 @@ parse_command`) with :meth:`~GlinkProtocol.receive` and the local side's request
 (:meth:`~GlinkProtocol.open`, :meth:`~GlinkProtocol.take_intent`...), and answers with:
 
 * :attr:`~GlinkProtocol.output`: encoded commands to write to the peer, in order;
-* :meth:`~GlinkProtocol.events`: what the peer did that the user side must hear of, as
+* :attr:`~GlinkProtocol.events`: what the peer did that the user side must hear of, as
   typed events (:class:`RemoteOpened`, :class:`RemoteClosed`, :class:`MessageReceived`,
-  :class:`IntentsAvailable`, :class:`FlowChanged`);
+  :class:`IntentsAvailable`, :class:`FlowChanged`; NamedTuples: tell them apart by
+  type), oldest first, for the caller to take;
 * :attr:`~GlinkProtocol.kick_after_read`: the peer asked to be kicked (``READ_NOTIF``).
 
 Who writes the output into a FIFO, kicks, locks and delivers the events is the link's
@@ -27,6 +28,7 @@ import itertools
 import logging
 from collections import deque
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from amplink.errors import RpmsgError
 from amplink.wire import glink as g
@@ -37,40 +39,35 @@ DEFAULT_INTENTS = ((1024, 5),)  # (size, count) pairs advertised when a channel 
 INTENTS_WANTED = 64  # a sender asks for intents until it has this many in flight
 
 
-@dataclass(frozen=True, slots=True)
-class RemoteOpened:
+class RemoteOpened(NamedTuple):
     """The peer opened channel ``name``; ``bound``: it is open here too."""
 
     name: str
     bound: bool
 
 
-@dataclass(frozen=True, slots=True)
-class RemoteClosed:
+class RemoteClosed(NamedTuple):
     """The peer closed channel ``name``; ``bound``: it is still open here."""
 
     name: str
     bound: bool
 
 
-@dataclass(frozen=True, slots=True)
-class MessageReceived:
+class MessageReceived(NamedTuple):
     """A whole message arrived on channel ``name`` (its intent is already given back)."""
 
     name: str
     data: bytes
 
 
-@dataclass(frozen=True, slots=True)
-class IntentsAvailable:
+class IntentsAvailable(NamedTuple):
     """The peer offered intents on channel ``name``, or gave one back: a waiting
-    sender may find one now."""
+    sender may find one now (reported while :attr:`GlinkProtocol.watch_intents`)."""
 
     name: str
 
 
-@dataclass(frozen=True, slots=True)
-class FlowChanged:
+class FlowChanged(NamedTuple):
     """The peer asked to pause (``paused``) or resume sending on channel ``name``."""
 
     name: str
@@ -114,19 +111,14 @@ class GlinkProtocol:
         self._intents = intents
         self.peer_version: int | None = None
         self.kick_after_read = False
+        self.watch_intents = False  # whether to report IntentsAvailable (someone waits)
         self.output: deque[bytes] = deque([g.command(g.VERSION, g.GLINK_VERSION, 0)])
-        self._events: deque[GlinkEvent] = deque()
+        self.events: deque[GlinkEvent] = deque()
         self._channels: dict[str, Channel] = {}
         self._lcids: dict[int, Channel] = {}
         self._rcids: dict[int, Channel] = {}
         self._next_lcid = 1
         self._iids = itertools.count(1)
-
-    def events(self) -> list[GlinkEvent]:
-        """The events since the last call, oldest first."""
-        out = list(self._events)
-        self._events.clear()
-        return out
 
     def channel(self, name: str) -> Channel | None:
         """The state of channel ``name``, if it is known."""
@@ -288,7 +280,7 @@ class GlinkProtocol:
             ch = self._peer_channel(cmd.cid, "SIGNALS")
             if ch is not None and ch.lcid:
                 paused = bool(cmd.sigs & (g.SIG_DTR_DSR | g.SIG_RTS_CTS))
-                self._events.append(FlowChanged(ch.name, paused))
+                self.events.append(FlowChanged(ch.name, paused))
         elif isinstance(cmd, g.Version):
             self.peer_version = cmd.version
             if not cmd.ack:
@@ -332,7 +324,7 @@ class GlinkProtocol:
         ch.peer_closed = False
         self._rcids[cmd.cid] = ch
         self.output.append(g.command(g.OPEN_ACK, cmd.cid))
-        self._events.append(RemoteOpened(ch.name, bool(ch.lcid)))
+        self.events.append(RemoteOpened(ch.name, bool(ch.lcid)))
 
     def _rx_close(self, cmd: g.Close) -> None:
         ch = self._peer_channel(cmd.cid, "CLOSE")
@@ -347,7 +339,7 @@ class GlinkProtocol:
         ch.intent_request = None
         bound = bool(ch.lcid)
         self._forget_if_unused(ch)
-        self._events.append(RemoteClosed(ch.name, bound))
+        self.events.append(RemoteClosed(ch.name, bound))
 
     def _rx_intents(self, cmd: g.Intents) -> None:
         ch = self._peer_channel(cmd.cid, "INTENT")
@@ -358,7 +350,8 @@ class GlinkProtocol:
                 log.warning("%s: the remote re-advertised intent %d while in use", self.name, iid)
                 continue
             ch.free_intents[iid] = size
-        self._events.append(IntentsAvailable(ch.name))
+        if self.watch_intents:
+            self.events.append(IntentsAvailable(ch.name))
 
     def _rx_done(self, cmd: g.RxDone) -> None:
         ch = self._peer_channel(cmd.cid, "RX_DONE")
@@ -372,7 +365,8 @@ class GlinkProtocol:
         size = ch.used_intents.pop(cmd.iid)
         if cmd.reuse:
             ch.free_intents[cmd.iid] = size
-            self._events.append(IntentsAvailable(ch.name))
+            if self.watch_intents:
+                self.events.append(IntentsAvailable(ch.name))
 
     def _rx_intent_request(self, cmd: g.IntentRequest) -> None:
         ch = self._peer_channel(cmd.cid, "RX_INTENT_REQ")
@@ -418,7 +412,7 @@ class GlinkProtocol:
         if message is None:
             return
         self.output.append(g.command(g.RX_DONE_W_REUSE, ch.lcid, cmd.iid))
-        self._events.append(MessageReceived(ch.name, message))
+        self.events.append(MessageReceived(ch.name, message))
 
     def _reassemble(self, ch: Channel, cmd: g.Data, size: int) -> bytes | None:
         """Add a chunk to the message in its intent; the message once it is whole."""

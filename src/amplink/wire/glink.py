@@ -55,6 +55,7 @@ from __future__ import annotations
 import errno
 import struct
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from amplink.errors import ResourceTableError, WireError
 from amplink.wire import rsc_table as rt
@@ -140,11 +141,11 @@ def data_header(cmd: int, lcid: int, iid: int, chunk: int, left: int) -> bytes:
 # -- decoding ----------------------------------------------------------------------------
 # A decoded command says whose channel id it carries: ``cid`` is the sender's (the
 # receiver's "rcid"), except in OpenAck and CloseAck, where it is the acknowledged id (the
-# receiver's own "lcid").
+# receiver's own "lcid").  Commands are NamedTuples (cheap to make, one per message):
+# tell them apart by type, as two of them with equal fields compare equal.
 
 
-@dataclass(frozen=True, slots=True)
-class Version:
+class Version(NamedTuple):
     """VERSION (``ack`` False) or VERSION_ACK."""
 
     version: int
@@ -152,37 +153,32 @@ class Version:
     ack: bool
 
 
-@dataclass(frozen=True, slots=True)
-class Open:
+class Open(NamedTuple):
     """OPEN: the sender opened channel ``name`` as ``cid``."""
 
     cid: int
     name: str
 
 
-@dataclass(frozen=True, slots=True)
-class Close:
+class Close(NamedTuple):
     """CLOSE: the sender closed its channel ``cid``."""
 
     cid: int
 
 
-@dataclass(frozen=True, slots=True)
-class OpenAck:
+class OpenAck(NamedTuple):
     """OPEN_ACK of the receiver's channel ``cid``."""
 
     cid: int
 
 
-@dataclass(frozen=True, slots=True)
-class CloseAck:
+class CloseAck(NamedTuple):
     """CLOSE_ACK of the receiver's channel ``cid``."""
 
     cid: int
 
 
-@dataclass(frozen=True, slots=True)
-class Intents:
+class Intents(NamedTuple):
     """INTENT: receive buffers the sender offers on its channel ``cid``, as
     ``(size, iid)`` pairs."""
 
@@ -190,8 +186,7 @@ class Intents:
     intents: tuple[tuple[int, int], ...]
 
 
-@dataclass(frozen=True, slots=True)
-class RxDone:
+class RxDone(NamedTuple):
     """RX_DONE (``reuse`` False) or RX_DONE_W_REUSE: the sender is done with intent
     ``iid`` it gave on channel ``cid``."""
 
@@ -200,24 +195,21 @@ class RxDone:
     reuse: bool
 
 
-@dataclass(frozen=True, slots=True)
-class IntentRequest:
+class IntentRequest(NamedTuple):
     """RX_INTENT_REQ: the sender asks for an intent of ``size`` bytes."""
 
     cid: int
     size: int
 
 
-@dataclass(frozen=True, slots=True)
-class IntentRequestAck:
+class IntentRequestAck(NamedTuple):
     """RX_INTENT_REQ_ACK: the sender granted (it sent the INTENT first) or refused."""
 
     cid: int
     granted: bool
 
 
-@dataclass(frozen=True, slots=True)
-class Data:
+class Data(NamedTuple):
     """TX_DATA (``cont`` False) or TX_DATA_CONT: ``chunk`` of a message for the
     receiver's intent ``iid``, with ``left`` bytes still to come."""
 
@@ -228,13 +220,11 @@ class Data:
     cont: bool
 
 
-@dataclass(frozen=True, slots=True)
-class ReadNotif:
+class ReadNotif(NamedTuple):
     """READ_NOTIF: kick the sender once you have read (its FIFO was full)."""
 
 
-@dataclass(frozen=True, slots=True)
-class Signals:
+class Signals(NamedTuple):
     """SIGNALS on the sender's channel ``cid`` (DTR/DSR, RTS/CTS bits)."""
 
     cid: int
