@@ -12,8 +12,8 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from amplink.bindings import host_drivers
 from amplink.errors import RpmsgError
+from amplink.host import host_drivers
 from amplink.memory import AddressMap, SharedRegion
 from amplink.memory.region import PAGE_SIZE
 from amplink.remoteproc.devmem import DeviceMemory

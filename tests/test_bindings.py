@@ -15,7 +15,7 @@ from amplink.remoteproc.resources import FeaturesHandler, TraceHandler
 from amplink.rpmsg.virtio_driver import RpmsgVirtioDriver
 from amplink.virtio.constants import VIRTIO_CONFIG_S_DRIVER_OK, VIRTIO_ID_RPMSG
 from amplink.wire import rsc_table as rt
-from amplink.wire.glink import RSC_AMPLINK_GLINK
+from amplink.wire.glink_edge import RSC_AMPLINK_GLINK
 from amplink.wire.protocol import RSC_AMPLINK_FEATURES
 from resources import snapshot
 

@@ -15,13 +15,14 @@ from amplink.rpmsg import RpmsgBus
 from amplink.rpmsg.glink_link import GlinkChannels, GlinkLink
 from amplink.wait import AdaptiveSpin
 from amplink.wire import glink as g
+from amplink.wire.glink_edge import GlinkEdgeSpec
 
 NAME = "svc"
 
 
 class Edge:
     def __init__(self, fifo_size=1024, max_message=65536):
-        self.spec = g.GlinkEdgeSpec(fifo_size=fifo_size, max_message=max_message)
+        self.spec = GlinkEdgeSpec(fifo_size=fifo_size, max_message=max_message)
         self.region = SharedRegion.create(self.spec.size + 4096)
         self.kicks = {"host": 0, "remote": 0}
         self.kicked = {"host": threading.Event(), "remote": threading.Event()}

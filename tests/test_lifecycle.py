@@ -23,7 +23,7 @@ from amplink.remoteproc.layout import default_rsc_table
 from amplink.remoteproc.resources import RSC_HANDLED, Memory
 from amplink.remoteproc.states import ATTACHED, CRASHED, DELETED, DETACHED, OFFLINE, RUNNING
 from amplink.wire import rsc_table as rt
-from amplink.wire.glink import EDGE_BODY
+from amplink.wire.glink_edge import EDGE_BODY
 from amplink.wire.protocol import Features
 from amplink.wire.pyprog import PY_MAGIC, encode_program
 from resources import snapshot

@@ -8,9 +8,9 @@
   buffers (``RSC_TRACE``) and amplink's features entry (vendor 128).
 
 The host binds its remote processors' vdevs and subdevices with these registries
-(:func:`host_drivers`, used by :class:`amplink.host.Rproc`); a firmware finds its rpmsg
-backend in its loaded table with the same ones (:func:`firmware_rpmsg`, used by the core
-process), so both ends always agree on what an entry means.
+(:func:`amplink.host.host_drivers`); a firmware finds its rpmsg backend in its loaded
+table with the same ones (:func:`firmware_rpmsg`, used by the core process), so both
+ends always agree on what an entry means.
 """
 
 from __future__ import annotations
@@ -19,14 +19,13 @@ import errno
 import logging
 import struct
 from abc import abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import TYPE_CHECKING, ClassVar, Protocol
 
 from amplink.errors import AmplinkError
 from amplink.memory.addrmap import AddressMap
 from amplink.memory.region import PAGE_SIZE, SharedRegion
 from amplink.remoteproc.crash import CRASH_MMUFAULT
-from amplink.remoteproc.drivers import RprocDrivers
 from amplink.remoteproc.resources import FeaturesHandler, TraceHandler
 from amplink.remoteproc.subdev import (
     BoundSubdev,
@@ -38,21 +37,20 @@ from amplink.remoteproc.subdev import (
 from amplink.remoteproc.vdev import RprocVdev
 from amplink.rpmsg.config import RpmsgConfig
 from amplink.rpmsg.core import RpmsgLinks
-from amplink.rpmsg.glink_link import DEFAULT_SEND_TIMEOUT as GLINK_SEND_TIMEOUT
-from amplink.rpmsg.glink_link import GLINK_NOTIFYID, GlinkChannels, GlinkLink
 from amplink.rpmsg.polled import PolledLink
 from amplink.rpmsg.virtio_driver import RpmsgVirtioDriver
 from amplink.virtio.bus import VirtioBus
 from amplink.virtio.device import DEVICE
 from amplink.wait import AdaptiveSpin
 from amplink.wire import rsc_table as rt
-from amplink.wire.glink import EDGE_DA_OFF, RSC_AMPLINK_GLINK, GlinkEdgeSpec
+from amplink.wire.glink_edge import EDGE_DA_OFF, EDGE_NOTIFYID, RSC_AMPLINK_GLINK, GlinkEdgeSpec
 
-if TYPE_CHECKING:  # a type only: the firmware side never loads a platform driver
-    from amplink.remoteproc.platform import PlatformDriver
+if TYPE_CHECKING:  # a type only: a core process loads GLINK only when its table has an
+    # edge (see GlinkEdge.start and firmware_link)
+    from amplink.rpmsg.glink_link import GlinkLink
 
 log = logging.getLogger(__name__)
-_U32 = struct.Struct("<I")  # the edge entry is little-endian (wire/glink.py)
+_U32 = struct.Struct("<I")  # the edge entry is little-endian (wire/glink_edge.py)
 
 
 def virtio_drivers(links: RpmsgLinks | None, config: RpmsgConfig | None = None) -> VirtioBus:
@@ -67,19 +65,6 @@ def resource_handlers(
     """The resource handlers, by type: trace buffers, amplink's features entry, and the
     GLINK edge (vendor 129)."""
     return ResourceHandlers([TraceHandler(), FeaturesHandler(), GlinkEdgeHandler(links, config)])
-
-
-def host_drivers(
-    platforms: Sequence[PlatformDriver],
-    links: RpmsgLinks | None,
-    config: RpmsgConfig | None = None,
-) -> RprocDrivers:
-    """What a host's remote processor binds: its ``platforms``, then the virtio drivers
-    and resource handlers above, whose rpmsg links join ``links`` (None: nothing comes
-    up, as for a boot loader, which only places what the drivers will need)."""
-    return RprocDrivers(
-        tuple(platforms), virtio_drivers(links, config), resource_handlers(links, config)
-    )
 
 
 # -- the GLINK edge ------------------------------------------------------------------
@@ -103,13 +88,13 @@ class RpmsgEntryHandler(ResourceHandler):
 
 
 class GlinkEdgeHandler(RpmsgEntryHandler):
-    """Vendor 129: one GLINK edge per core (layout in :mod:`amplink.wire.glink`).  The
+    """Vendor 129: one GLINK edge per core (layout in :mod:`amplink.wire.glink_edge`).  The
     host places it like a vring (zeroed memory, its address written into the loaded
     table) and carries it as a :class:`GlinkEdge` subdevice, as Linux's
     ``qcom_add_glink_subdev`` does; the firmware opens the other end."""
 
     rsc_type: ClassVar[int] = RSC_AMPLINK_GLINK
-    notifyid: ClassVar[int] = GLINK_NOTIFYID
+    notifyid: ClassVar[int] = EDGE_NOTIFYID
 
     def __init__(self, links: RpmsgLinks | None, config: RpmsgConfig | None = None) -> None:
         self.links = links
@@ -149,6 +134,8 @@ class GlinkEdgeHandler(RpmsgEntryHandler):
         kick: Callable[[int], None],
         spin: bool,
     ) -> GlinkLink:
+        from amplink.rpmsg.glink_link import GlinkLink  # noqa: PLC0415 (only with an edge)
+
         assert isinstance(entry, rt.OpaqueEntry)
         spec = GlinkEdgeSpec.from_entry(entry)
         if spec.da == rt.FW_RSC_ADDR_ANY:
@@ -189,6 +176,12 @@ class GlinkEdge(BoundSubdev):
         self._handler = handler
 
     def start(self) -> None:
+        from amplink.rpmsg.glink_link import (  # noqa: PLC0415 (only with an edge)
+            DEFAULT_SEND_TIMEOUT,
+            GlinkChannels,
+            GlinkLink,
+        )
+
         ctx, handler = self._ctx, self._handler
         if handler.links is None:
             raise AmplinkError(errno.EINVAL, f"{self.name}: a GLINK edge needs a host's links")
@@ -201,7 +194,7 @@ class GlinkEdge(BoundSubdev):
             self._spec,
             "host",
             lambda: ctx.kick(notifyid),
-            send_timeout=GLINK_SEND_TIMEOUT if timeout is None else timeout,
+            send_timeout=DEFAULT_SEND_TIMEOUT if timeout is None else timeout,
             spin=AdaptiveSpin(enabled=ctx.spin),
         )
 

@@ -12,11 +12,12 @@ from __future__ import annotations
 import errno
 from collections.abc import Sequence
 
-from amplink.bindings import host_drivers
+from amplink.bindings import resource_handlers, virtio_drivers
 from amplink.errors import AmplinkError
 from amplink.remoteproc import loader
 from amplink.remoteproc import rproc as remoteproc
 from amplink.remoteproc.config import RprocConfig
+from amplink.remoteproc.drivers import RprocDrivers
 from amplink.remoteproc.loader import BootedImage
 from amplink.remoteproc.platform import PlatformDriver
 from amplink.remoteproc.process import ProcessPlatformDriver
@@ -25,10 +26,32 @@ from amplink.rpmsg.config import RpmsgBuffers, RpmsgConfig
 from amplink.rpmsg.core import RpmsgBus, RpmsgDevice, RpmsgLink, RpmsgLinks
 from amplink.wire import rsc_table as rt
 
-__all__ = ["PLATFORMS", "RpmsgBuffers", "RpmsgConfig", "Rproc", "RprocConfig", "boot_core"]
+__all__ = [
+    "PLATFORMS",
+    "RpmsgBuffers",
+    "RpmsgConfig",
+    "Rproc",
+    "RprocConfig",
+    "boot_core",
+    "host_drivers",
+]
 
 PLATFORMS: tuple[PlatformDriver, ...] = (ProcessPlatformDriver(),)
 """The platforms a host here has, in the order they are asked whether they run an image."""
+
+
+def host_drivers(
+    platforms: Sequence[PlatformDriver],
+    links: RpmsgLinks | None,
+    config: RpmsgConfig | None = None,
+) -> RprocDrivers:
+    """What a host's remote processor binds: its ``platforms``, then the virtio drivers
+    and resource handlers of :mod:`amplink.bindings`, whose rpmsg links join ``links``
+    (None: nothing comes up, as for a boot loader, which only places what the drivers
+    will need)."""
+    return RprocDrivers(
+        tuple(platforms), virtio_drivers(links, config), resource_handlers(links, config)
+    )
 
 
 class Rproc(remoteproc.Rproc):

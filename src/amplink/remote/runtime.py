@@ -27,8 +27,6 @@ from amplink.errors import RpmsgError
 from amplink.hw.core_ctrl import STATUS_BOOTED, STATUS_HALTED, STATUS_WFI, CoreControl
 from amplink.irq.line import drain
 from amplink.rpmsg.core import RPMSG_ADDR_ANY, Endpoint, EndpointCallback, announce
-from amplink.rpmsg.glink_link import GlinkLink
-from amplink.rpmsg.ns import bind_name_service
 from amplink.rpmsg.polled import PolledLink
 from amplink.wire.protocol import RP_MBOX_CRASH, RP_MBOX_SHUTDOWN_ACK
 from amplink.wire.trace import TraceWriter
@@ -159,14 +157,7 @@ class Core:
         channel: a name-service message over virtio (``addr``: the host endpoint), a
         channel the host opens or closes over GLINK (``addr``: ``RPMSG_ADDR_ANY``).
         Call it before :meth:`run`."""
-        link = self.link
-        if isinstance(link, GlinkLink):
-            link.channel_listeners.append(
-                lambda name, opened, _bound: callback(name, RPMSG_ADDR_ANY, opened)
-            )
-            return
-
-        bind_name_service(link, lambda msg: callback(msg.name, msg.addr, not msg.destroy))
+        self.link.watch_channels(callback)
 
     def trace(self, text: str) -> None:
         """Append ``text`` to the trace buffer (the host reads it as ``trace0``)."""

@@ -19,7 +19,7 @@ from amplink.remoteproc.elf import FirmwareImage
 from amplink.remoteproc.resources import memory_needed
 from amplink.virtio.constants import VIRTIO_ID_RPMSG, VIRTIO_RPMSG_F_NS
 from amplink.wire import rsc_table as rt
-from amplink.wire.glink import GlinkEdgeSpec
+from amplink.wire.glink_edge import GlinkEdgeSpec
 from amplink.wire.protocol import Features
 from amplink.wire.vring import VringLayout, align_up
 
@@ -50,7 +50,7 @@ def glink_rsc_table(
     edge: GlinkEdgeSpec = DEFAULT_EDGE, features: Features = DEFAULT_FEATURES
 ) -> rt.ResourceTable:
     """The table of a firmware that speaks rpmsg over a GLINK edge instead of virtio
-    (the amplink edge entry, see :mod:`amplink.wire.glink`), with the features entry."""
+    (the amplink edge entry, see :mod:`amplink.wire.glink_edge`), with the features entry."""
     return rt.ResourceTable([features.entry(), edge.entry()])
 
 

@@ -87,6 +87,13 @@ class RpmsgLink(ABC):
     def unbind(self, ept: Endpoint) -> None:  # noqa: B027
         """An endpoint was unbound (``destroy_ept``): close what :meth:`bind` opened."""
 
+    def watch_channels(self, callback: Callable[[str, int, bool], None]) -> None:
+        """Call ``callback(name, addr, created)`` when the peer creates or withdraws a
+        channel (how the firmware side hears of the host's; ``addr``: the peer's
+        endpoint, ``RPMSG_ADDR_ANY`` where the backend has no addresses).
+        ``EOPNOTSUPP`` on backends that cannot tell."""
+        raise RpmsgError(errno.EOPNOTSUPP, f"{type(self).__name__} {self.name} announces nothing")
+
     def busy_poll(self, ready: Callable[[], bool]) -> bool:
         """Poll the receive path in the calling thread until ``ready()`` (optional)."""
         return False

@@ -1,4 +1,4 @@
-"""The two byte FIFOs of a GLINK edge in shared memory (layout in :mod:`amplink.wire.glink`).
+"""The two byte FIFOs of a GLINK edge in shared memory (layout in :mod:`amplink.wire.glink_edge`).
 
 A FIFO is a ring of ``size`` bytes (a power of two) with a head (the next byte the
 writer fills, written only by the writer) and a tail (the next byte the reader takes,
@@ -21,7 +21,7 @@ from typing import Literal
 from amplink.errors import FifoError
 from amplink.memory.barrier import full_fence
 from amplink.memory.region import SharedRegion
-from amplink.wire.glink import EDGE_HEADER_SIZE, HOST_WORDS, REMOTE_WORDS
+from amplink.wire.glink_edge import EDGE_HEADER_SIZE, HOST_WORDS, REMOTE_WORDS
 
 _HEAD, _TAIL, _POLLING = 0, 1, 2  # u32 words within each side's line (see the layout)
 

@@ -64,10 +64,10 @@ from amplink.rpmsg.polled import PolledLink
 from amplink.tracing import TRACER
 from amplink.wait import AdaptiveSpin
 from amplink.wire import glink as g
+from amplink.wire.glink_edge import GlinkEdgeSpec
 
 log = logging.getLogger(__name__)
 
-GLINK_NOTIFYID = 0  # the mailbox word that means "look at the edge"
 DEFAULT_SEND_TIMEOUT = 10.0  # Linux waits 10 s for an intent
 _READ_NOTIF = g.command(g.READ_NOTIF)
 _RESERVE = len(_READ_NOTIF)  # always free in the FIFO, for READ_NOTIF
@@ -83,7 +83,7 @@ class GlinkLink(PolledLink):
         name: str,
         region: SharedRegion,
         edge_offset: int,
-        spec: g.GlinkEdgeSpec,
+        spec: GlinkEdgeSpec,
         role: Literal["host", "remote"],
         notify: Callable[[], None],
         *,
@@ -134,6 +134,12 @@ class GlinkLink(PolledLink):
         """Each known channel: (open here, open at the peer)."""
         with self._tx_cond:
             return self.protocol.channels()
+
+    def watch_channels(self, callback: Callable[[str, int, bool], None]) -> None:
+        """Channels the peer opens and closes (GLINK has no addresses: ``RPMSG_ADDR_ANY``)."""
+        self.channel_listeners.append(
+            lambda name, opened, _bound: callback(name, RPMSG_ADDR_ANY, opened)
+        )
 
     # -- channels --------------------------------------------------------------------
     def bind(self, ept: Endpoint) -> None:

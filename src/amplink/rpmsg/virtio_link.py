@@ -33,6 +33,7 @@ from amplink.errors import RpmsgError, VirtqueueError
 from amplink.memory.region import SharedRegion
 from amplink.rpmsg.config import DEFAULT_BUFFERS, RPMSG_BUF_SIZE, RpmsgBuffers
 from amplink.rpmsg.core import RPMSG_ADDR_ANY
+from amplink.rpmsg.ns import bind_name_service
 from amplink.rpmsg.polled import PolledLink
 from amplink.tracing import TRACER
 from amplink.virtio.constants import (
@@ -150,6 +151,10 @@ class VirtioRpmsgLink(PolledLink):
     @property
     def mtu(self) -> int:
         return self._mtu
+
+    def watch_channels(self, callback: Callable[[str, int, bool], None]) -> None:
+        """Name-service announcements (binds the ``rpmsg_ns`` endpoint)."""
+        bind_name_service(self, lambda msg: callback(msg.name, msg.addr, not msg.destroy))
 
     # -- role hooks ------------------------------------------------------------------
     @abstractmethod

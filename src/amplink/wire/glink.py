@@ -1,4 +1,7 @@
-"""GLINK on the wire: the commands of Qualcomm's GLINK transport, and amplink's edge.
+"""GLINK on the wire: the commands of Qualcomm's GLINK transport, encoded and decoded.
+
+Where they travel (amplink's edge: its resource entry and FIFO layout) is
+:mod:`amplink.wire.glink_edge`.
 
 **Commands** (the facts of ``qcom_glink_native``): every command starts with an 8-byte
 header ``{cmd le16, param1 le16, param2 le32}`` and is padded to 8 bytes in the FIFO.
@@ -20,45 +23,14 @@ TX_DATA, _CONT      lcid           iid; chunk_size le32, left_size le32; data
 READ_NOTIF          0              0 (kick me once you have read)
 SIGNALS             lcid           signal bits (DTR/DSR bit 31, RTS/CTS bit 30)
 =================== ============== ============================================
-
-**The edge** (amplink's own layout: real GLINK finds its FIFOs in Qualcomm's SMEM, which
-amplink does not model).  A vendor resource entry (type :data:`RSC_AMPLINK_GLINK`) in
-the firmware's resource table asks for one edge; the host gives it memory and writes
-the address back, as it does for vrings.  Entry body, 16 bytes of le32:
-
-====== ============ ================================================================
-offset field        meaning
-====== ============ ================================================================
-0      version      1
-4      da           where the edge is (``FW_RSC_ADDR_ANY``: the host places it)
-8      fifo_size    bytes per direction, a power of two, 1 KiB..1 MiB
-12     max_message  the largest message either side accepts (≥ 1)
-====== ============ ================================================================
-
-Edge memory: a 128-byte header, then the host→remote FIFO, then the remote→host FIFO.
-Each side writes only its own cache line of the header (one writer per word):
-
-====== =============================================================================
-offset word (all le32)
-====== =============================================================================
-0      host→remote head (host writes)
-4      remote→host tail (host writes)
-8      host polls: do not kick it after writing (host writes)
-64     remote→host head (remote writes)
-68     host→remote tail (remote writes)
-72     remote polls: do not kick it after writing (remote writes)
-====== =============================================================================
 """
 
 from __future__ import annotations
 
-import errno
 import struct
-from dataclasses import dataclass
 from typing import NamedTuple
 
-from amplink.errors import ResourceTableError, WireError
-from amplink.wire import rsc_table as rt
+from amplink.errors import WireError
 
 VERSION = 0
 VERSION_ACK = 1
@@ -308,71 +280,3 @@ def parse_command(raw: bytes) -> Command:
     if cmd in (VERSION, VERSION_ACK):
         return Version(p1, p2, cmd == VERSION_ACK)
     raise WireError("command", f"unknown GLINK command {cmd}")
-
-
-# -- the edge --------------------------------------------------------------------------
-RSC_AMPLINK_GLINK = 129
-EDGE_BODY = struct.Struct("<IIII")
-EDGE_VERSION = 1
-EDGE_HEADER_SIZE = 128
-HOST_WORDS = 0  # host→remote head, remote→host tail, host polls
-REMOTE_WORDS = 64  # remote→host head, host→remote tail, remote polls
-MIN_FIFO = 1024
-MAX_FIFO = 1 << 20
-DEFAULT_FIFO_SIZE = 32768
-DEFAULT_MAX_MESSAGE = 65536
-EDGE_DA_OFF = rt.TYPE_SIZE + 4  # in the loaded table, from the entry's type word
-
-
-@dataclass(frozen=True)
-class GlinkEdgeSpec:
-    """What a firmware's GLINK entry asks for (and, once loaded, where the edge is)."""
-
-    da: int = rt.FW_RSC_ADDR_ANY
-    fifo_size: int = DEFAULT_FIFO_SIZE
-    max_message: int = DEFAULT_MAX_MESSAGE
-
-    def __post_init__(self) -> None:
-        size = self.fifo_size
-        if not MIN_FIFO <= size <= MAX_FIFO or size & (size - 1):
-            raise ResourceTableError(
-                "glink-fifo",
-                f"GLINK edge: fifo_size {size} is not a power of two in {MIN_FIFO}..{MAX_FIFO}",
-                errno.EINVAL,
-            )
-        if self.max_message < 1:
-            raise ResourceTableError(
-                "glink-max-message", "GLINK edge: max_message must be at least 1", errno.EINVAL
-            )
-
-    @property
-    def size(self) -> int:
-        """Bytes of edge memory: the header and both FIFOs."""
-        return EDGE_HEADER_SIZE + 2 * self.fifo_size
-
-    def entry(self) -> rt.OpaqueEntry:
-        """This edge as a vendor resource-table entry."""
-        return rt.OpaqueEntry(
-            RSC_AMPLINK_GLINK,
-            EDGE_BODY.pack(EDGE_VERSION, self.da, self.fifo_size, self.max_message),
-        )
-
-    @classmethod
-    def from_entry(cls, entry: rt.OpaqueEntry) -> GlinkEdgeSpec:
-        """Decode and check a vendor entry of type 129."""
-        version, da, fifo_size, max_message = entry.unpack(EDGE_BODY, "GLINK edge entry")
-        if version != EDGE_VERSION:
-            raise ResourceTableError(
-                "version",
-                f"GLINK edge entry: version {version} (expected {EDGE_VERSION})",
-                errno.EINVAL,
-            )
-        return cls(da, fifo_size, max_message)
-
-    @classmethod
-    def of(cls, table: rt.ResourceTable) -> tuple[rt.OpaqueEntry, GlinkEdgeSpec] | None:
-        """The table's GLINK edge entry and what it says, if it has one."""
-        for e in table.entries:
-            if isinstance(e, rt.OpaqueEntry) and e.type == RSC_AMPLINK_GLINK:
-                return e, cls.from_entry(e)
-        return None
