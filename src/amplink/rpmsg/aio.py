@@ -3,17 +3,30 @@
 
 Built on :class:`~amplink.rpmsg.chardev.RpmsgEptFile`'s descriptors: a coroutine that
 has to wait registers the file's reader (or writer) descriptor with the event loop and
-sleeps until it is ready, so nothing spins and no thread is used.
+sleeps until it is ready, so nothing spins and no thread is used.  A file that has no
+descriptor reporting send space (a Linux kernel whose rpmsg backend does not poll for
+it, as ``virtio_rpmsg_bus`` does not) is retried after :func:`send_retry_delays`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import errno
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Protocol
 
 from amplink.errors import RpmsgError
+
+# Seconds between tries of a send that would wait, when nothing says when it would not.
+SEND_RETRY_DELAYS = (0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01)
+
+
+def send_retry_delays() -> Iterator[float]:
+    """The waits between tries of a send no descriptor can announce: short first (a
+    buffer usually comes back within a round trip), then every 10 ms."""
+    yield from SEND_RETRY_DELAYS
+    while True:
+        yield SEND_RETRY_DELAYS[-1]
 
 
 async def _ready(fd: int, reader: bool) -> None:
@@ -53,8 +66,8 @@ class EptFile(Protocol):
     def fileno(self) -> int:
         """Readable when a message is queued."""
 
-    def writer_fileno(self) -> int:
-        """Writable when a send would not wait."""
+    def writer_fileno(self) -> int | None:
+        """Writable when a send would not wait; None if no descriptor reports that."""
 
     def close(self) -> None:
         """Release the file."""
@@ -78,7 +91,10 @@ class AsyncEndpoint:
             await _ready(self.file.fileno(), reader=True)
 
     async def send(self, data: bytes) -> None:
-        """Send one message, waiting (without blocking the loop) for a free buffer."""
+        """Send one message, waiting (without blocking the loop) for a free buffer:
+        until the writer descriptor is writable, or, when the file has none, retrying
+        after :func:`send_retry_delays`."""
+        delays = send_retry_delays()
         while True:
             try:
                 self.file.write(data)
@@ -86,7 +102,11 @@ class AsyncEndpoint:
             except RpmsgError as exc:
                 if exc.errno != errno.EAGAIN:
                     raise
-            await _ready(self.file.writer_fileno(), reader=False)
+            fd = self.file.writer_fileno()
+            if fd is None:
+                await asyncio.sleep(next(delays))
+            else:
+                await _ready(fd, reader=False)
 
     def __aiter__(self) -> AsyncIterator[bytes]:
         return self._iterate()
