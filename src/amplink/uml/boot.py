@@ -301,13 +301,15 @@ def _keep_console(path: Path, log_dir: Path | None, *, failed: bool) -> Path | N
 
 @contextlib.contextmanager
 def serving(
-    firmware: str, socket: str, log: IO[str] | int = subprocess.DEVNULL
+    firmware: str, socket: str, log: IO[str] | int = subprocess.DEVNULL, *, spin: bool = False
 ) -> Iterator[subprocess.Popen[str]]:
-    """``amplink serve-linux FIRMWARE`` in a subprocess (its log, verbose, to ``log``)
-    from when it listens on ``socket`` until the block ends: then SIGTERM, and a kill
-    if it has not exited within 15 s.  Its exit status is the process's returncode."""
+    """``amplink serve-linux FIRMWARE`` (``--spin`` if ``spin``) in a subprocess (its
+    log, verbose, to ``log``) from when it listens on ``socket`` until the block ends:
+    then SIGTERM, and a kill if it has not exited within 15 s.  Its exit status is the
+    process's returncode."""
+    argv = [sys.executable, "-m", "amplink.cli", "-v", "serve-linux", firmware]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "amplink.cli", "-v", "serve-linux", firmware, "--socket", socket],
+        [*argv, "--socket", socket, "--spin" if spin else "--no-spin"],
         stdout=subprocess.PIPE,
         stderr=log,
         text=True,
