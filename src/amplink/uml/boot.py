@@ -98,6 +98,8 @@ class GuestRun:
         console log's path; None if it did."""
         where = f"console log: {self.console_log}"
         if self.crash is not None:
+            if self.crash.startswith("amplink-uml:"):
+                return f"the guest kernel did not start: {self.crash} ({where})"
             what = "panicked" if "panic" in self.crash else "crashed"
             cause = f" after {self.cause!r}" if self.cause and self.cause != self.crash else ""
             return f"the guest kernel {what}: {self.crash}{cause} ({where})"
