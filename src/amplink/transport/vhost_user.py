@@ -339,10 +339,8 @@ class VhostUserSession:
             elif req in (R.GET_CONFIG, R.SET_CONFIG):
                 cfg = vu.ConfigRequest.unpack(payload)
                 if not cfg.in_bounds:
-                    if req == R.GET_CONFIG:  # an empty reply is the protocol's error
-                        self._refuse(header, f"a window of {cfg}")
-                        return b""
-                    return self._refuse(header, f"a window of {cfg}")
+                    error = self._refuse(header, f"a window of {cfg}")
+                    return b"" if req == R.GET_CONFIG else error  # empty: GET_CONFIG's error
                 if req == R.GET_CONFIG:
                     return vu.CONFIG_HEAD.pack(cfg.offset, cfg.size, cfg.flags) + bytes(cfg.size)
                 # no config space: writes are ignored, as a device with none does
@@ -397,7 +395,10 @@ class VhostUserSession:
         log.info(
             "%s: guest memory %s",
             self.name,
-            ", ".join(f"[{r.guest_addr:#x}+{r.size:#x}]" for r in regions),
+            ", ".join(
+                f"[{r.guest_addr:#x}+{r.size:#x}] ({'sealed' if sealed else 'cannot be sealed'})"
+                for r, sealed in zip(regions, memory.sealed, strict=True)
+            ),
         )
 
     # -- what the firmware side uses ------------------------------------------------

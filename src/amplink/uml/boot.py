@@ -125,7 +125,6 @@ class _Console:
         self.fd = fd
         self.file = open(path, "wb")  # noqa: SIM115 (closed by close())
         self._partial = b""
-        self.lines: list[str] = []
         self.crash: str | None = None
         self.cause: str | None = None
 
@@ -156,10 +155,7 @@ class _Console:
         *complete, self._partial = data.split(b"\n")
         for raw in complete:
             line = raw.decode(errors="replace").rstrip()
-            if not line:
-                continue
-            self.lines.append(line)
-            if self.crash is None:
+            if line and self.crash is None:
                 if (m := CRASH.search(line)) is not None:
                     self.crash = m.group(0)
                 if self.cause is None and (c := CAUSE.search(line)) is not None:
