@@ -56,11 +56,15 @@ def cache_dir() -> Path:
 
 
 def find_kernel() -> Path | None:
-    """The UML kernel to boot: ``AMPLINK_UML_KERNEL``, else the newest in the cache;
-    None if there is none (build one with ``tools/uml/build-kernel.sh``)."""
+    """The UML kernel to boot: ``AMPLINK_UML_KERNEL``, else the cache's ``current``
+    one (the kernel of the recipe ``tools/uml/build-kernel.sh`` last ran), else the
+    newest in the cache; None if there is none (build one with that script)."""
     env = os.environ.get("AMPLINK_UML_KERNEL")
     if env:
         return Path(env) if os.access(env, os.X_OK) else None
+    current = cache_dir() / "current"
+    if os.access(current, os.X_OK):
+        return current.resolve()
     try:
         kernels = [p for p in cache_dir().glob("linux-*") if os.access(p, os.X_OK)]
     except OSError:
