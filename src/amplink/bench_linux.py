@@ -25,8 +25,9 @@ DEVICE_MODES = (("device sleeps", False), ("device spins", True))  # serve-linux
 
 
 def bench_linux(rounds: int, kernel: Path | None = None) -> list[dict[str, Any]] | None:
-    """The figures (``kernel``, else the newest in the cache), or None when there is
-    no kernel to boot.  One guest per device mode; the pipe baseline is the first's."""
+    """The figures (``kernel``, else :func:`~amplink.uml.boot.find_kernel`), or None when
+    there is no kernel to boot.  One guest per device mode; the pipe baseline is the
+    first one's."""
     kernel = kernel or find_kernel()
     if kernel is None:
         return None
