@@ -23,13 +23,16 @@ by a long wait (the next spin starts more than :data:`IDLE_NS` later) is not cou
 the peer was idle, not slow, and an idle stretch (a core that waits while another
 boots, a watchdog tick) must not leave both sides blocking when traffic resumes.  Such
 waits cost one budget of spinning each, at most 100 us in 10 ms.
+
+Where no descriptor can announce that a wait is over (a kernel that gives no POLLOUT
+for send space), a waiter retries after :func:`send_retry_delays` instead.
 """
 
 from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 yield_cpu = os.sched_yield
 
@@ -132,3 +135,14 @@ class AdaptiveSpin:
         else:
             self.budget_ns = self.max_spin_ns
         self._window_hits = self._window_total = 0
+
+
+SEND_RETRY_DELAYS = (0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01)  # s
+
+
+def send_retry_delays() -> Iterator[float]:
+    """The waits (s) between tries of a send no descriptor can announce: short first (a
+    buffer usually comes back within a round trip), then every 10 ms."""
+    yield from SEND_RETRY_DELAYS
+    while True:
+        yield SEND_RETRY_DELAYS[-1]

@@ -4,7 +4,9 @@
 * ``rpmsg-tty`` at 0x401: byte-exact echo (the guest gets ``/dev/ttyRPMSGN``).
 * ``rpmsg-raw`` at 0x402: control commands from the guest test:
   ``announce`` / ``destroy`` a runtime ``rpmsg-raw`` echo channel at 0x410;
-  ``events``: the name-service messages the guest sent, as JSON.
+  ``events``: the name-service messages the guest sent, as JSON;
+  ``stall SECONDS``: answer ``stalling``, stop serving for that long (the guest's
+  send ring fills), then answer as usual.
 * ``guest-bind`` at 0x404: echo on a channel no Linux driver claims (the guest binds it
   to ``rpmsg_chrdev`` with ``driver_override``).
 
@@ -15,6 +17,7 @@ it at once: a message the guest never asked for.
 from __future__ import annotations
 
 import json
+import time
 
 from amplink.remote import Core
 from amplink.rpmsg.core import Endpoint
@@ -45,6 +48,9 @@ def main(core: Core) -> None:
         elif command == "events":
             ept.sendto(json.dumps(events).encode(), src)
             return
+        elif command.startswith("stall "):
+            ept.sendto(b"stalling", src)
+            time.sleep(float(command.split()[1]))  # a device that stops taking buffers
         ept.sendto(b"ok " + data, src)
 
     core.on_announcement(on_announcement)

@@ -175,8 +175,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
 
 def _cmd_serve_linux(args: argparse.Namespace) -> int:
-    from amplink.remote.program import load_program  # noqa: PLC0415 (only here)
-    from amplink.remote.vhost import serve_linux  # noqa: PLC0415
+    from amplink.remote.vhost import serve_linux  # noqa: PLC0415 (only here)
 
     def listening(path: str) -> None:
         print(
@@ -185,9 +184,13 @@ def _cmd_serve_linux(args: argparse.Namespace) -> int:
             flush=True,
         )
 
-    main = load_program(*firmware_program(args.firmware))
     return serve_linux(
-        main, args.socket, once=args.once, spin=not args.no_spin, on_listening=listening
+        firmware_program(args.firmware),
+        args.socket,
+        once=args.once,
+        spin=args.spin,
+        setup_timeout=args.setup_timeout,
+        on_listening=listening,
     )
 
 
@@ -286,7 +289,19 @@ def build_parser() -> argparse.ArgumentParser:
     sl.add_argument("firmware", help="an ELF image (amplink fw pack), a .py file or a module")
     sl.add_argument("--socket", required=True, help="the vhost-user socket to listen on")
     sl.add_argument("--once", action="store_true", help="exit when the first guest leaves")
-    sl.add_argument("--no-spin", action="store_true", help="never busy-poll the guest's rings")
+    sl.add_argument(
+        "--spin",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="busy-poll the guest's rings between messages (default: no; with a UML guest "
+        "on few CPUs it takes the CPU the guest needs: amplink bench shows both)",
+    )
+    sl.add_argument(
+        "--setup-timeout",
+        type=float,
+        default=120.0,
+        help="seconds a guest may take from connecting until its rpmsg driver is up (default 120)",
+    )
     sl.set_defaults(func=_cmd_serve_linux)
     fw = sub.add_parser("fw", help="firmware images: inspect any ELF, pack a Python program")
     fw_sub = fw.add_subparsers(dest="fw_command", required=True)

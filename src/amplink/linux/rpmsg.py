@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Self, TypeVar
 
 from amplink.errors import RpmsgError
+from amplink.wait import send_retry_delays
 
 RPMSG_ADDR_ANY = 0xFFFFFFFF
 ENDPOINT_INFO = struct.Struct("=32sII")  # struct rpmsg_endpoint_info: name, src, dst
@@ -191,11 +192,22 @@ class _KernelFile:
 
 class LinuxEptFile(_KernelFile):
     """``/dev/rpmsgN`` opened: one message per read and per write (closing it makes
-    the kernel destroy a non-default endpoint)."""
+    the kernel destroy a non-default endpoint).
+
+    Send space: ``rpmsg_char`` reports ``POLLOUT`` only when the rpmsg backend polls
+    for it, and Linux's ``virtio_rpmsg_bus`` does not (6.1 and 6.12 have no ``poll``
+    endpoint op): its ``/dev/rpmsgN`` is never writable to ``poll()``, full ring or not.
+    So the file asks once, at open, whether the kernel says ``POLLOUT``
+    (:attr:`tx_poll`); where it does, a write that would wait sleeps until it does,
+    and where it does not, the write is retried after
+    :func:`~amplink.wait.send_retry_delays` (the kernel's own blocking write is
+    not used: it cannot be bounded by a timeout, and the descriptor is shared with
+    readers)."""
 
     def __init__(self, path: str, *, nonblocking: bool = False) -> None:
         super().__init__(path, os.O_NONBLOCK)
         self._nonblocking = nonblocking
+        self._tx_poll = bool(self.poll() & select.POLLOUT)
 
     def __repr__(self) -> str:
         return f"<LinuxEptFile {self.path}>"
@@ -213,28 +225,37 @@ class LinuxEptFile(_KernelFile):
         """The file's descriptor: readable when a message is queued."""
         return self._fd
 
-    def writer_fileno(self) -> int:
-        """The same descriptor (a kernel file is writable when a send would not wait)."""
-        return self._fd
+    @property
+    def tx_poll(self) -> bool:
+        """Whether the kernel reports send space to ``poll()`` (``POLLOUT``) for this
+        file: False over ``virtio_rpmsg_bus``."""
+        return self._tx_poll
+
+    def writer_fileno(self) -> int | None:
+        """The descriptor, if the kernel makes it writable when a send would not wait
+        (:attr:`tx_poll`); None if it does not (then retry a send that would wait, as
+        :meth:`write` and :class:`~amplink.rpmsg.aio.AsyncEndpoint` do)."""
+        return self._fd if self._tx_poll else None
 
     def poll(self, timeout: float = 0) -> int:
-        """What ``poll(2)`` reports: POLLIN, POLLOUT, POLLPRI, POLLERR."""
+        """What ``poll(2)`` reports: POLLIN, POLLOUT (only where :attr:`tx_poll`),
+        POLLPRI, POLLERR."""
         p = select.poll()
         p.register(self._fd, select.POLLIN | select.POLLOUT | select.POLLPRI)
         events = p.poll(int(timeout * 1000))
         return events[0][1] if events else 0
 
-    def _wait(self, event: int, timeout: float | None) -> None:
-        p = select.poll()
-        p.register(self._fd, event)
-        if not p.poll(-1 if timeout is None else int(timeout * 1000)):
-            raise RpmsgError(errno.ETIMEDOUT, f"{self.path}: nothing within {timeout}s")
-
     def _io(
         self, op: Callable[[], _T], event: int, what: str, busy: str, timeout: float | None
     ) -> _T:
         """Run ``op`` until it does not would-block: ``EAGAIN`` (saying ``busy``) when
-        non-blocking, else wait for ``event`` (``ETIMEDOUT`` after ``timeout`` s)."""
+        non-blocking, else wait for ``event`` or, for a send the kernel cannot
+        announce, retry after a delay; ``ETIMEDOUT`` after ``timeout`` s."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        retry = event == select.POLLOUT and not self._tx_poll
+        delays = send_retry_delays()
+        p = select.poll()
+        p.register(self._fd, select.POLLERR if retry else event)  # POLLERR: endpoint gone
         while True:
             try:
                 return op()
@@ -243,7 +264,13 @@ class LinuxEptFile(_KernelFile):
                     raise RpmsgError(errno.EAGAIN, busy) from None
             except OSError as exc:
                 raise _error(exc, f"{what} {self.path}") from None
-            self._wait(event, timeout)
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                raise RpmsgError(errno.ETIMEDOUT, f"{self.path}: {busy} within {timeout}s")
+            wait = next(delays) if retry else left
+            if left is not None and wait is not None:
+                wait = min(wait, left)
+            p.poll(-1 if wait is None else wait * 1000)
 
     def read(self, timeout: float | None = None) -> bytes:
         """The next message: ``EAGAIN`` if none and non-blocking, ``ETIMEDOUT`` after

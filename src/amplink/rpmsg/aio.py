@@ -3,7 +3,9 @@
 
 Built on :class:`~amplink.rpmsg.chardev.RpmsgEptFile`'s descriptors: a coroutine that
 has to wait registers the file's reader (or writer) descriptor with the event loop and
-sleeps until it is ready, so nothing spins and no thread is used.
+sleeps until it is ready, so nothing spins and no thread is used.  A file that has no
+descriptor reporting send space (a Linux kernel whose rpmsg backend does not poll for
+it, as ``virtio_rpmsg_bus`` does not) is retried after :func:`~amplink.wait.send_retry_delays`.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from collections.abc import AsyncIterator
 from typing import Protocol
 
 from amplink.errors import RpmsgError
+from amplink.wait import send_retry_delays
 
 
 async def _ready(fd: int, reader: bool) -> None:
@@ -53,8 +56,8 @@ class EptFile(Protocol):
     def fileno(self) -> int:
         """Readable when a message is queued."""
 
-    def writer_fileno(self) -> int:
-        """Writable when a send would not wait."""
+    def writer_fileno(self) -> int | None:
+        """Writable when a send would not wait; None if no descriptor reports that."""
 
     def close(self) -> None:
         """Release the file."""
@@ -78,7 +81,10 @@ class AsyncEndpoint:
             await _ready(self.file.fileno(), reader=True)
 
     async def send(self, data: bytes) -> None:
-        """Send one message, waiting (without blocking the loop) for a free buffer."""
+        """Send one message, waiting (without blocking the loop) for a free buffer:
+        until the writer descriptor is writable, or, when the file has none, retrying
+        after :func:`~amplink.wait.send_retry_delays`."""
+        delays = send_retry_delays()
         while True:
             try:
                 self.file.write(data)
@@ -86,7 +92,11 @@ class AsyncEndpoint:
             except RpmsgError as exc:
                 if exc.errno != errno.EAGAIN:
                     raise
-            await _ready(self.file.writer_fileno(), reader=False)
+            fd = self.file.writer_fileno()
+            if fd is None:
+                await asyncio.sleep(next(delays))
+            else:
+                await _ready(fd, reader=False)
 
     def __aiter__(self) -> AsyncIterator[bytes]:
         return self._iterate()

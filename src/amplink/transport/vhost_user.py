@@ -5,9 +5,14 @@ The native transport places the vrings in a shared region and kicks through a ma
 here the front end owns the memory and the notifiers and hands them over a UNIX socket:
 
 * ``SET_MEM_TABLE`` brings the guest memory as file descriptors, mapped here
-  (:class:`GuestMemory`); guest-physical addresses (descriptors) and the front end's
-  user addresses (ring parts) are translated with bounds checks, so a descriptor that
-  points outside the table breaks its queue (logged), never the process;
+  (:class:`GuestMemory`) after a check of each file's size, and sealed against
+  shrinking where the file allows it (a memfd made with ``MFD_ALLOW_SEALING``); a file
+  that cannot be sealed (UML's memory is a plain tmpfs file) could still be shrunk by
+  the front end later, and the next access would raise SIGBUS: that is why
+  :mod:`amplink.remote.vhost` serves each connection in a process of its own.
+  Guest-physical addresses (descriptors) and the front end's user addresses (ring
+  parts) are translated with bounds checks, so a descriptor that points outside the
+  table breaks its queue (logged), never the process;
 * ``SET_VRING_NUM/ADDR/BASE`` place each ring, ``SET_VRING_KICK`` gives the eventfd the
   guest writes when it posts buffers, ``SET_VRING_CALL`` the descriptor this side writes
   8 bytes to when it returns buffers (an eventfd for QEMU, a socketpair for UML);
@@ -19,12 +24,18 @@ Above this, nothing changes: a session gives a :class:`VhostUserDevice`, a
 :class:`~amplink.virtio.device.VirtioDevice` like the native transport's, to the same
 virtio driver the native transport binds (rpmsg's device side), so the same firmware
 program runs on either.  The request loop runs in its own thread per connection.
+
+What a front end sends is checked as hostile input: a malformed request closes its
+connection with a logged error; a request that is well formed but cannot be honoured
+(a slave channel that is not a socket, a config window past the protocol's 256 bytes)
+is refused with an error reply, and every descriptor that came with it is closed.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import logging
 import os
 import select
@@ -55,8 +66,31 @@ PROTOCOL_FEATURES = (
 _CALL = (1).to_bytes(8, "little")
 
 
+def seal_against_shrinking(fd: int) -> bool:
+    """Add ``F_SEAL_SHRINK`` to a memory file handed over by a peer, so that it can
+    never be made shorter than what is mapped: True if the file is sealed now; False
+    if it cannot be (not a memfd, or one made without ``MFD_ALLOW_SEALING``)."""
+    try:
+        fcntl.fcntl(fd, fcntl.F_ADD_SEALS, fcntl.F_SEAL_SHRINK)
+    except OSError:
+        return False
+    return True
+
+
+def _file_size(fd: int, what: str) -> int:
+    try:
+        st = os.fstat(fd)
+    except OSError as exc:
+        raise WireError("region", f"{what}: fstat failed: {exc.strerror}") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise WireError("region", f"{what} is not a memory file (mode {st.st_mode:#o})")
+    return st.st_size
+
+
 class GuestMemory:
-    """The front end's memory table, each region mapped from its descriptor."""
+    """The front end's memory table, each region mapped from its descriptor, after the
+    descriptor was sealed against shrinking where it allows it (:attr:`sealed`) and
+    its size checked (``fstat``) to cover the region."""
 
     def __init__(self, regions: list[vu.MemRegion], fds: list[int]) -> None:
         """Takes ownership of ``fds`` (closed by :meth:`close`, or here on failure)."""
@@ -68,16 +102,22 @@ class GuestMemory:
             )
         self.regions = regions
         self.maps: list[SharedRegion] = []
+        self.sealed: list[bool] = []
         try:
             for i, (r, fd) in enumerate(zip(regions, fds, strict=True)):
+                what = f"guest memory region {i} ({r})"
+                self.sealed.append(seal_against_shrinking(fd))
+                size = _file_size(fd, what)
+                if r.mmap_offset + r.size > size:
+                    raise WireError(
+                        "region", f"{what} ends past the end of its file ({size:#x} bytes)"
+                    )
                 try:
                     self.maps.append(
                         SharedRegion(fd, r.size, f"guest-mem{i}", offset=r.mmap_offset)
                     )
                 except (OSError, ValueError, OverflowError) as exc:
-                    raise WireError(
-                        "region", f"cannot map guest memory region {i} ({r}): {exc}"
-                    ) from None
+                    raise WireError("region", f"cannot map {what}: {exc}") from None
                 fds[i] = -1
         except BaseException:
             self.close()
@@ -220,6 +260,7 @@ class VhostUserSession:
         self.features = 0
         self.protocol_features = 0
         self.closed = False
+        self.error: str | None = None  # why this side closed the connection
         self.generation = 0  # bumped when the guest disables its rings (driver reset)
         # Readable once the driver went away (rings disabled, connection closed), so a
         # device waiting for kicks wakes up and sees it.
@@ -239,12 +280,8 @@ class VhostUserSession:
                 try:
                     answer = self._handle(header, payload, fds)
                 except (WireError, AddressError) as exc:
-                    log.error(
-                        "%s: bad %s request: %s; closing the connection",
-                        self.name,
-                        _request_name(header.request),
-                        exc.strerror,
-                    )
+                    self.error = f"bad {_request_name(header.request)} request: {exc.strerror}"
+                    log.error("%s: %s; closing the connection", self.name, self.error)
                     return
                 if answer is not None:
                     self._conn.sendall(vu.reply(header.request, answer))
@@ -280,7 +317,8 @@ class VhostUserSession:
         except WireError as exc:
             for fd in fds:
                 os.close(fd)
-            log.error("%s: %s; closing the connection", self.name, exc.strerror)
+            self.error = str(exc.strerror)
+            log.error("%s: %s; closing the connection", self.name, self.error)
             return None
         return header, payload, list(fds)
 
@@ -308,10 +346,12 @@ class VhostUserSession:
                 pass  # nothing to own or reset beyond the queues; errors are logged here
             elif req == R.SET_SLAVE_REQ_FD:
                 fd = _one_fd(fds, "SET_SLAVE_REQ_FD")
-                kept.add(fd)
+                if not stat.S_ISSOCK(os.fstat(fd).st_mode):
+                    return self._refuse(header, "SET_SLAVE_REQ_FD came with a non-socket fd")
                 if self._slave is not None:
                     self._slave.close()
                 self._slave = socket.socket(fileno=fd)
+                kept.add(fd)
             elif req in (R.SET_VRING_NUM, R.SET_VRING_BASE, R.SET_VRING_ENABLE):
                 self._vring_state(req, vu.VringState.unpack(payload))
             elif req == R.GET_VRING_BASE:
@@ -338,24 +378,26 @@ class VhostUserSession:
                     if old >= 0:
                         os.close(old)
                     self._lock.notify_all()
-            elif req == R.GET_CONFIG:
+            elif req in (R.GET_CONFIG, R.SET_CONFIG):
                 cfg = vu.ConfigRequest.unpack(payload)
-                return vu.CONFIG_HEAD.pack(cfg.offset, cfg.size, cfg.flags) + bytes(cfg.size)
-            elif req == R.SET_CONFIG:
-                pass  # no config space: writes are ignored, as a device with none does
+                if not cfg.in_bounds:
+                    error = self._refuse(header, f"a window of {cfg}")
+                    return b"" if req == R.GET_CONFIG else error  # empty: GET_CONFIG's error
+                if req == R.GET_CONFIG:
+                    return vu.CONFIG_HEAD.pack(cfg.offset, cfg.size, cfg.flags) + bytes(cfg.size)
+                # no config space: writes are ignored, as a device with none does
             else:
-                log.warning(
-                    "%s: request %s not supported; answered with an error",
-                    self.name,
-                    _request_name(req),
-                )
-                if header.need_reply:
-                    return vu.U64.pack(1)
+                return self._refuse(header, "request not supported")
             return None
         finally:
             for fd in fds:
                 if fd not in kept:
                     os.close(fd)
+
+    def _refuse(self, header: vu.Header, why: str) -> bytes | None:
+        """Log a request this device does not honour; the error reply, if asked for."""
+        log.warning("%s: %s refused: %s", self.name, _request_name(header.request), why)
+        return vu.U64.pack(1) if header.need_reply else None
 
     def _went_away(self) -> None:
         """The driver stopped (lock held): a new generation of rings, waiters woken."""
@@ -395,7 +437,10 @@ class VhostUserSession:
         log.info(
             "%s: guest memory %s",
             self.name,
-            ", ".join(f"[{r.guest_addr:#x}+{r.size:#x}]" for r in regions),
+            ", ".join(
+                f"[{r.guest_addr:#x}+{r.size:#x}] ({'sealed' if sealed else 'cannot be sealed'})"
+                for r, sealed in zip(regions, memory.sealed, strict=True)
+            ),
         )
 
     # -- what the firmware side uses ------------------------------------------------
@@ -495,32 +540,45 @@ class VhostUserSession:
 
 
 class VhostUserServer:
-    """The listening UNIX socket a front end connects to (UML's
-    ``virtio_uml.device=PATH:7``).  A stale socket file at ``path`` is replaced;
-    any other file there is refused."""
+    """The listening UNIX socket front ends connect to (UML's
+    ``virtio_uml.device=PATH:7``).
 
-    def __init__(self, path: str, name: str = "vhost-user") -> None:
+    One server per path: it holds an exclusive lock on ``PATH.lock`` while it lives,
+    and a second one refuses to start (``EADDRINUSE``, naming the first one's pid)
+    instead of taking the socket from it.  A stale socket file (its server is gone) is
+    replaced; any other file at ``path`` is refused (``EEXIST``)."""
+
+    def __init__(self, path: str, name: str = "vhost-user", backlog: int = 16) -> None:
         self.path = path
         self.name = name
-        with contextlib.suppress(FileNotFoundError):
-            if not stat.S_ISSOCK(os.lstat(path).st_mode):
-                raise AmplinkError(
-                    errno.EEXIST, f"{path} exists and is not a socket; choose another --socket"
-                )
-            os.unlink(path)
-        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+        self._lock_fd = _lock_path(path)
         try:
-            self._sock.bind(path)
-            self._sock.listen(1)
-        except OSError:
-            self._sock.close()
+            with contextlib.suppress(FileNotFoundError):
+                if not stat.S_ISSOCK(os.lstat(path).st_mode):
+                    raise AmplinkError(
+                        errno.EEXIST, f"{path} exists and is not a socket; choose another --socket"
+                    )
+                os.unlink(path)
+            self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+            try:
+                self._sock.bind(path)
+                self._sock.listen(backlog)
+                self._sock.setblocking(False)
+            except OSError:
+                self._sock.close()
+                raise
+        except BaseException:
+            _unlock_path(path, self._lock_fd)
             raise
         self.stop_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
-        self._sessions = 0
+
+    def fileno(self) -> int:
+        """The listening socket: readable when a front end is waiting to be accepted."""
+        return self._sock.fileno()
 
     def stop(self) -> None:
-        """Make waits in :meth:`accept` and :meth:`VhostUserSession.wait_ready` return
-        (safe from signal handlers and other threads)."""
+        """Make waits on :attr:`stop_fd` return (safe from signal handlers and other
+        threads)."""
         with contextlib.suppress(OSError):
             os.eventfd_write(self.stop_fd, 1)
 
@@ -529,25 +587,61 @@ class VhostUserServer:
         """True once :meth:`stop` was called."""
         return _readable(self.stop_fd, 0)
 
-    def accept(self, timeout: float | None = None) -> VhostUserSession | None:
-        """The next front end's session; None when stopped or after ``timeout``."""
-        ms = -1 if timeout is None else int(timeout * 1000)
-        ready = _poll([self._sock.fileno(), self.stop_fd], ms)
-        if self.stop_fd in ready or self._sock.fileno() not in ready:
+    def accept(self) -> socket.socket | None:
+        """The next front end's connection (blocking mode, close-on-exec), or None if
+        it went away before it was accepted."""
+        try:
+            conn, _ = self._sock.accept()
+        except (BlockingIOError, ConnectionAbortedError):
             return None
-        conn, _ = self._sock.accept()
-        self._sessions += 1
-        return VhostUserSession(conn, f"{self.name}#{self._sessions}")
+        return conn
 
     def close(self) -> None:
-        """Stop listening and remove the socket file. Idempotent."""
+        """Stop listening, remove the socket file and release the path. Idempotent."""
         if self._sock.fileno() < 0:
             return
         self._sock.close()
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.path)
+        _unlock_path(self.path, self._lock_fd)
         os.close(self.stop_fd)
         self.stop_fd = -1
+
+
+def _lock_path(path: str) -> int:
+    """Take ``PATH.lock`` (flock, exclusive) for this process; ``EADDRINUSE`` with
+    the holder's pid if another server has it."""
+    lock = path + ".lock"
+    while True:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 32).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            raise AmplinkError(
+                errno.EADDRINUSE,
+                f"{path} is served by another process (pid {holder}): stop it first, or "
+                "choose another --socket",
+            ) from None
+        except BaseException:
+            os.close(fd)
+            raise
+        try:  # a holder that was just releasing it unlinked the file: take a fresh one
+            same = os.path.samestat(os.fstat(fd), os.stat(lock))
+        except FileNotFoundError:
+            same = False
+        if same:
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()}\n".encode())
+            return fd
+        os.close(fd)
+
+
+def _unlock_path(path: str, fd: int) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path + ".lock")
+    os.close(fd)
 
 
 def _one_fd(fds: list[int], what: str) -> int:

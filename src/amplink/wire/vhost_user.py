@@ -26,6 +26,7 @@ FLAG_REPLY = 1 << 2
 FLAG_NEED_REPLY = 1 << 3
 MAX_PAYLOAD = 4096  # far above any request handled here; a larger size is an error
 MAX_REGIONS = 8  # VHOST_MEMORY_MAX_NREGIONS
+MAX_CONFIG_SIZE = 256  # VHOST_USER_MAX_CONFIG_SIZE: the config window's limit
 MAX_FDS = MAX_REGIONS
 
 F_PROTOCOL_FEATURES = 30  # VHOST_USER_F_PROTOCOL_FEATURES, a device feature bit
@@ -221,3 +222,11 @@ class ConfigRequest:
     def unpack(cls, payload: bytes) -> ConfigRequest:
         """Decode the fixed part of a GET/SET_CONFIG payload."""
         return cls(*_exact("config", payload, CONFIG_HEAD))
+
+    @property
+    def in_bounds(self) -> bool:
+        """The window lies within the protocol's 256 bytes of config space."""
+        return self.size <= MAX_CONFIG_SIZE and self.offset <= MAX_CONFIG_SIZE - self.size
+
+    def __str__(self) -> str:
+        return f"{self.size} bytes at offset {self.offset} (limit {MAX_CONFIG_SIZE})"

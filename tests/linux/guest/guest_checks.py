@@ -11,6 +11,7 @@ import asyncio
 import errno
 import json
 import os
+import select
 import sys
 from pathlib import Path
 
@@ -146,3 +147,50 @@ def test_asyncio_over_the_kernel_file():
             ept.file.close()
 
     assert asyncio.run(talk()) == [b"async %d" % i for i in range(50)]
+
+
+def stall_and_fill(f: LinuxEptFile, ctl: LinuxEptFile, stall: float) -> list[bytes]:
+    """Make the firmware stop taking buffers for ``stall`` s (through ``ctl``), then
+    send on ``f`` without blocking until the kernel has no free send buffer; what was
+    sent."""
+    ctl.write(b"stall %g" % stall)
+    assert ctl.read(TIMEOUT) == b"stalling"
+    sent = []
+    f.nonblocking = True
+    while True:
+        payload = b"queued %d" % len(sent)
+        try:
+            f.write(payload)
+        except RpmsgError as exc:
+            assert exc.errno == errno.EAGAIN
+            break
+        sent.append(payload)
+    f.nonblocking = False
+    assert len(sent) >= 200, len(sent)  # Linux 6.1 keeps 256 send buffers
+    return sent
+
+
+def test_writes_complete_when_the_kernel_frees_a_send_buffer():
+    """virtio_rpmsg_bus reports no POLLOUT: the file says so, and a write that has to
+    wait for a send buffer times out when asked to and otherwise completes once the
+    firmware takes buffers again, blocking or through asyncio; nothing is lost."""
+    with node_for(ECHO) as f, node_for(CONTROL) as ctl:
+        assert not f.tx_poll and f.writer_fileno() is None
+        assert not f.poll() & select.POLLOUT
+        sent = stall_and_fill(f, ctl, 3.0)
+        with pytest.raises(RpmsgError) as exc:
+            f.write(b"too early", timeout=0.5)
+        assert exc.value.errno == errno.ETIMEDOUT
+        f.write(b"blocking", timeout=TIMEOUT)
+        assert ctl.read(TIMEOUT) == b"ok stall 3"
+        assert [f.read(TIMEOUT) for _ in range(len(sent) + 1)] == [*sent, b"blocking"]
+
+        sent = stall_and_fill(f, ctl, 1.0)
+
+        async def send_async() -> None:
+            await asyncio.wait_for(AsyncEndpoint(f).send(b"async"), TIMEOUT)
+
+        asyncio.run(send_async())
+        assert ctl.read(TIMEOUT) == b"ok stall 1"
+        f.nonblocking = False
+        assert [f.read(TIMEOUT) for _ in range(len(sent) + 1)] == [*sent, b"async"]

@@ -70,8 +70,12 @@ def main(argv: list[str]) -> None:
     results = []
     for name, measure in (("guest pipe (baseline)", _pipe), ("guest /dev/rpmsgN", _rpmsg)):
         for size in sizes:
-            p50, p99 = latency_summary_us(measure(rounds, size))
-            results.append({"name": name, "size": size, "p50_us": p50, "p99_us": p99})
+            samples = measure(rounds, size)
+            p50, p99 = latency_summary_us(samples)
+            results.append(
+                {"name": name, "size": size, "p50_us": p50, "p99_us": p99,
+                 "total_s": round(sum(samples) / 1e9, 3)}
+            )  # fmt: skip
     print(json.dumps(results))
 
 
