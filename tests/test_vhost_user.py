@@ -13,7 +13,7 @@ import pytest
 from amplink.errors import WireError
 from amplink.remote.program import load_program
 from amplink.remote.vhost import LinuxGuestDevice
-from amplink.remoteproc.fwpack import firmware_program
+from amplink.remoteproc.fwref import resolve
 from amplink.wire import vhost_user as vu
 from resources import snapshot
 from vhost_frontend import GUEST_BASE, NUM, FrontEnd
@@ -26,7 +26,7 @@ TIMEOUT = 10.0
 def device(tmp_path):
     before = snapshot()
     dev = LinuxGuestDevice(str(tmp_path / "vu.sock"), spin=False)
-    main = load_program(*firmware_program("amplink.firmware.echo"))
+    main = load_program(*resolve("amplink.firmware.echo").program())
     result: list[int] = []
     t = threading.Thread(target=lambda: result.append(dev.run(main)), name="device")
     t.start()

@@ -14,10 +14,10 @@ from amplink.errors import AmplinkError
 from amplink.memory.addrmap import AddressMap
 from amplink.memory.region import SharedRegion
 from amplink.remoteproc.elf import HOST_MACHINE, FirmwareError, FirmwareImage
-from amplink.remoteproc.fwpack import is_image_file, pack_python, packed_python, program_source
+from amplink.remoteproc.fwpack import packed_python
+from amplink.remoteproc.fwref import resolve
 from amplink.remoteproc.layout import (
     LoadedImage,
-    default_rsc_table,
     image_region_size,
     load_image,
 )
@@ -33,17 +33,15 @@ def read_firmware(name: str, spec: str, table: rt.ResourceTable | None) -> Firmw
     """The image to boot (``request_firmware``): an ELF file, or a Python program
     packed here with ``table`` (default: :func:`default_rsc_table`).  Refuses what no
     executor here can run (``ENOEXEC``, ``EACCES``)."""
-    if is_image_file(spec):
-        if table is not None:
-            raise AmplinkError(
-                errno.EINVAL,
-                f"{spec} is an ELF image: its resource table comes from its "
-                ".resource_table section, do not pass table=",
-            )
-        image = FirmwareImage.from_file(spec)
-    else:
-        source, path = program_source(spec)
-        image = FirmwareImage.parse(pack_python(source, table or default_rsc_table()), path)
+    ref = resolve(spec)
+    if table is not None and not ref.is_program:
+        raise AmplinkError(
+            errno.EINVAL,
+            f"{spec} is an ELF image: its resource table comes from its "
+            ".resource_table section, do not pass table=",
+        )
+    image = ref.image(table)
+    spec = ref.name
     if image.native and not os.access(spec, os.X_OK):
         raise AmplinkError(
             errno.EACCES,

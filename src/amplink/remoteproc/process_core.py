@@ -220,6 +220,7 @@ class ProcessCore:
             pass_fds=(region.fd, mmio.fd, core_fd, host_fd),
             env=env,
             stdin=subprocess.DEVNULL,
+            process_group=0,  # a terminal's Ctrl-C reaches the host only; it stops the core
         )
 
     # -- words from the core ---------------------------------------------------------
