@@ -103,7 +103,7 @@ def read_line(stream: Any) -> bytes:
     return line
 
 
-def _connect(path: Path, timeout: float | None) -> socket.socket:
+def connect(path: Path, timeout: float | None) -> socket.socket:
     """Connect, waiting while the server's listen backlog is full (``EAGAIN``, many
     clients at once) for up to ``timeout`` s."""
     deadline = None if timeout is None else time.monotonic() + timeout
@@ -137,7 +137,7 @@ def _connect(path: Path, timeout: float | None) -> socket.socket:
 def request(path: Path, cmd: str, timeout: float | None = 60.0, **args: Any) -> Any:
     """Send one request and return its result; the server's error is raised as an
     :class:`~amplink.errors.AmplinkError` with its errno."""
-    with _connect(path, timeout) as sock, sock.makefile("rb") as stream:
+    with connect(path, timeout) as sock, sock.makefile("rb") as stream:
         sock.sendall(encode({"cmd": cmd, **args}))
         line = read_line(stream)
     if not line:
@@ -150,7 +150,7 @@ def request(path: Path, cmd: str, timeout: float | None = 60.0, **args: Any) -> 
 
 def stream(path: Path, cmd: str, **args: Any) -> Iterator[dict[str, Any]]:
     """Send one request and yield each event line until the server ends the stream."""
-    with _connect(path, 60.0) as sock, sock.makefile("rb") as lines:
+    with connect(path, 60.0) as sock, sock.makefile("rb") as lines:
         sock.settimeout(None)
         sock.sendall(encode({"cmd": cmd, **args}))
         while line := read_line(lines):
