@@ -31,7 +31,7 @@ RPMSG_RAW_SERVICE = "rpmsg-raw"
 _NOT_WRITABLE = 0xFFFF_FFFF_FFFF_FFFE  # an eventfd at its maximum is not writable
 # What a non-blocking send raises when it would wait: virtio has no free buffer, GLINK
 # no free intent from the remote, or no room in its FIFO.
-_NO_BUFFER = (errno.ENOMEM, errno.EBUSY, errno.EAGAIN)
+NO_BUFFER = (errno.ENOMEM, errno.EBUSY, errno.EAGAIN)
 
 
 class RpmsgEptFile:
@@ -130,7 +130,7 @@ class RpmsgEptFile:
         try:
             self.ept.trysendto(data, self.dst)
         except RpmsgError as exc:
-            if exc.errno not in _NO_BUFFER:
+            if exc.errno not in NO_BUFFER:
                 raise
             with self._lock:
                 if not self._tx_blocked and self._wfd >= 0:
