@@ -96,7 +96,7 @@ def test_a_missing_firmware_is_named_when_it_is_set(served, tmp_path):
     assert info.value.errno == errno.ENOENT and f"firmware file {missing} not found" in str(
         info.value
     )
-    with pytest.raises(AmplinkError, match="firmware module 'no.such.fw' not found"):
+    with pytest.raises(AmplinkError, match=r"firmware module 'no\.such\.fw' not found"):
         request(served.path, "firmware", core="m4", file="no.such.fw")
 
 

@@ -18,7 +18,7 @@ from backends import table_for
 from resources import snapshot
 
 sys.path.insert(0, str(Path(__file__).parent / "firmware"))
-from tty_burst import pattern  # noqa: E402
+from tty_burst import pattern
 
 
 def read_exactly(fd: int, n: int, timeout: float = 10.0) -> bytes:
