@@ -40,6 +40,7 @@ from __future__ import annotations
 import errno
 import itertools
 import logging
+import os
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -106,6 +107,7 @@ class GlinkLink(PolledLink):
         self.role = role
         self.spec = spec
         self._fifos = EdgeFifos(name, region, edge_offset, spec.fifo_size, role)
+        self.trace_key = f"{name}@{os.fstat(region.fd).st_ino}"  # this boot's memory
         self._tx = self._fifos.tx
         self._rx = self._fifos.rx
         self._notify = notify
@@ -214,7 +216,7 @@ class GlinkLink(PolledLink):
             )
         ch = self._channel_of(src)
         if TRACER.enabled:
-            TRACER.event("rpmsg", "send", link=self.name, src=src, dst=dst, len=n)
+            TRACER.sent(self)
         deadline = time.monotonic() + (self.send_timeout if timeout is None else timeout)
         with self._locked():
             iid = self._take_intent(ch, n)
@@ -706,14 +708,7 @@ class GlinkLink(PolledLink):
         if ept is None:
             return
         if TRACER.enabled:
-            TRACER.event(
-                "rpmsg",
-                "receive",
-                link=self.name,
-                src=RPMSG_ADDR_ANY,
-                dst=ept.addr,
-                len=len(message),
-            )
+            TRACER.received(self)
         self._pending.append((partial(ept.deliver, message, RPMSG_ADDR_ANY), True))
 
     def _reassemble(
