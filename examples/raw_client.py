@@ -10,6 +10,7 @@ The demo firmware answers on ``rpmsg-raw`` with the bytes upper-cased.
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Protocol
 
@@ -52,4 +53,12 @@ def main(argv: list[str]) -> str:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    if "--linux" in sys.argv and not os.path.isdir("/sys/bus/rpmsg"):
+        sys.exit(
+            "raw_client.py --linux: this kernel has no rpmsg bus (/sys/bus/rpmsg is missing); "
+            "run it on an AMP board or in a Linux guest (docs/linux.md)"
+        )
+    try:
+        main(sys.argv[1:])
+    except OSError as exc:
+        sys.exit(f"raw_client.py: error: {exc.strerror or exc}")

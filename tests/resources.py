@@ -29,6 +29,9 @@ def mapped_shared_memory() -> list[str]:
 
 
 def snapshot() -> dict:
+    """What this process holds that the code under test could have created: its fds,
+    threads, children and the shared memory it maps (not the machine-wide /dev/shm,
+    which other programs use too)."""
     return {
         "fds": sorted(os.listdir("/proc/self/fd")),
         "threads": sorted(t.name for t in threading.enumerate()),

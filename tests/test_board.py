@@ -70,9 +70,10 @@ def _with_core_line(line: str) -> str:
         (MINIMAL.replace('firmware = "amplink.firmware.demo"\n', ""), "core 'm4'.firmware",
          "required key is missing"),
         (MINIMAL.replace('name = "mini"', 'name = "2fast"'), "board.name", "not a usable name"),
-        (MINIMAL + '[[core]]\nname = "m4"\nfirmware = "x"\nmailbox = "mu"\n', "core 'm4'.name",
+        (MINIMAL + '[[core]]\nname = "m4"\nfirmware = "amplink.firmware.echo"\nmailbox = "mu"\n',
+         "core 'm4'.name",
          "defined twice"),
-        (MINIMAL + '[[core]]\nname = "a53"\nfirmware = "x"\nmailbox = "mu"\n',
+        (MINIMAL + '[[core]]\nname = "a53"\nfirmware = "amplink.firmware.echo"\nmailbox = "mu"\n',
          "core 'a53'.mailbox", "mailbox 'mu' is already used by core 'm4'"),
         (MINIMAL.replace('name = "mu"', 'name = "mu"\nhost_irq = 33'), "mailbox 'mu'.host_irq",
          "core-exit line"),
@@ -102,6 +103,34 @@ def test_memory_must_fit_the_cores_memory():
     text += "memory_size = 0x100000\n[[memory]]\nname = 'm'\nbase = 0xff000\nsize = 0x2000\n"
     with pytest.raises(BoardError, match=r"ends at 0x101000, beyond the core's memory_size"):
         parse_board(text)
+
+
+def test_firmware_references_follow_one_rule_and_must_exist(tmp_path):
+    """A dotted name is a module; a path or a name ending in .py/.elf is a file, taken
+    from the board file's folder; a missing one is an error naming what and where."""
+    (tmp_path / "fw.py").write_text("def main(core):\n    core.run()\n")
+    board = tmp_path / "b.toml"
+    for firmware, expect in [
+        ("amplink.firmware.echo", "amplink.firmware.echo"),
+        ("fw.py", str(tmp_path / "fw.py")),
+        ("./fw.py", str(tmp_path / "fw.py")),
+    ]:
+        board.write_text(MINIMAL.replace("amplink.firmware.demo", firmware))
+        assert load_board(board).cores[0].firmware == expect
+    for firmware, says in [
+        ("does_not_exist.elf", f"firmware file {tmp_path}/does_not_exist.elf not found"),
+        ("no.such.module", "firmware module 'no.such.module' not found"),
+        ("sub/x.py", f"firmware file {tmp_path}/sub/x.py not found"),
+    ]:
+        board.write_text(MINIMAL.replace("amplink.firmware.demo", firmware))
+        with pytest.raises(BoardError) as info:
+            load_board(board)
+        assert info.value.key == "core 'm4'.firmware" and says in str(info.value)
+
+
+def test_a_board_file_that_is_not_text_is_a_clear_error():
+    with pytest.raises(BoardError, match="not a text file"):
+        load_board("/bin/ls")
 
 
 def test_missing_board_file_is_a_clear_error(tmp_path):
@@ -147,7 +176,8 @@ def test_default_board_runs_and_releases_everything():
 
 
 def test_failed_start_stops_the_cores_already_running(tmp_path):
-    bad = tmp_path / "missing.elf"
+    bad = tmp_path / "broken.elf"
+    bad.write_bytes(b"\x7fELF but nothing else")  # there, so the board loads; boots fail
     text = MINIMAL + f'[[mailbox]]\nname = "mu2"\n[[core]]\nname = "r5"\nfirmware = "{bad}"\n'
     text += 'mailbox = "mu2"\n'
     before = snapshot()
@@ -161,7 +191,9 @@ def test_failed_start_stops_the_cores_already_running(tmp_path):
 def test_unknown_core_lists_the_cores():
     board = Board(load_board())
     try:
-        with pytest.raises(AmplinkError, match=r"no core 'x' \(cores: m4, r5f\)"):
+        with pytest.raises(
+            AmplinkError, match=r"no core 'x' \(cores: m4, r5f, or remoteproc0..1\)"
+        ):
             board.core("x")
     finally:
         board.stop()

@@ -17,7 +17,7 @@ from amplink.errors import AmplinkError, WireError
 from amplink.host import Rproc
 from amplink.memory import AddressMap, SharedRegion
 from amplink.remote.__main__ import read_program
-from amplink.remoteproc.describe import describe_image
+from amplink.remoteproc.describe import describe_image, table_invalid
 from amplink.remoteproc.elf import FirmwareError, FirmwareImage
 from amplink.remoteproc.elf_writer import ET_EXEC, PF_R, OutSegment, write_elf
 from amplink.remoteproc.fwpack import pack_python, packed_python
@@ -107,6 +107,7 @@ def test_missing_or_invalid_resource_table():
     seg = OutSegment(0x1000, b"code", PF_R, section=".text")
     image = FirmwareImage.parse(write_elf([seg], elf_type=ET_EXEC), "notable.elf")
     assert image.table is None and "no .resource_table section" in image.table_problem
+    assert "No resource table found" in describe_image(image) and not table_invalid(image)
     with pytest.raises(FirmwareError) as exc:
         image.require_table()
     assert exc.value.rule == "no-table"
@@ -115,7 +116,8 @@ def test_missing_or_invalid_resource_table():
     tbl = OutSegment(0, bytes(bad), section=".resource_table")
     image = FirmwareImage.parse(write_elf([tbl, seg], elf_type=ET_EXEC), "v2.elf")
     assert image.table is None and "version" in image.table_problem
-    assert "No resource table found" in describe_image(image)
+    assert table_invalid(image)  # found, and invalid: `fw inspect` exits 1
+    assert "Resource table present but invalid: .resource_table of v2.elf" in describe_image(image)
 
 
 def test_load_copies_segments_zero_fills_and_refuses_outside_memory():

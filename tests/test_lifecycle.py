@@ -436,7 +436,7 @@ def test_failed_recovery_leaves_the_core_offline_and_bootable(tmp_path, caplog):
         rp.debugfs.crash(2)
         rp.wait_crash_handled(1)
     assert rp.state == OFFLINE and rp.power == 0
-    assert "recovery failed" in caplog.text and "not an ELF file" in caplog.text
+    assert "recovery failed" in caplog.text and "is not an ELF image" in caplog.text
     assert snapshot() == before
     path.write_bytes(pack_python((FW / "faulty.py").read_text(), default_rsc_table()))
     rp.start()

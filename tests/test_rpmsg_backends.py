@@ -89,9 +89,13 @@ def test_trysend_never_blocks_send_waits_then_times_out(rp):
             while True:
                 ept.trysend(b"x")
                 sent += 1
-        # virtio: no free buffer (ENOMEM) after 256; GLINK: no free intent (EBUSY)
+        # virtio: no free buffer (ENOMEM); GLINK: no free intent (EBUSY).  Every buffer
+        # (intent) the core is not holding was used: all of them, or all but the one
+        # of "warm" when the core was stopped after sending the echo but before giving
+        # that buffer back (seen under load).
         assert exc.value.errno == (errno.ENOMEM if rp.link.ns_supported else errno.EBUSY)
-        assert sent == (256 if rp.link.ns_supported else 5)
+        capacity = 256 if rp.link.ns_supported else 5
+        assert capacity - 1 <= sent <= capacity
         assert not ept.poll()
         with pytest.raises(RpmsgError) as exc:
             ept.send(b"y", timeout=0.2)

@@ -57,9 +57,50 @@ def raw(backend):
     driver = RpmsgCharDriver()
     bus.register_driver(driver)
     with Rproc("chardev", PEER, bus=bus, table=table_for(backend)) as rp:
-        yield rp, driver.wait_file()
+        f = driver.wait_file()
+        yield rp, f
     assert driver.files == {}
+    f.close()  # a user's descriptors stay valid until the user closes the file
     assert snapshot() == before
+
+
+def test_a_core_that_goes_away_hangs_up_its_files_and_wakes_every_waiter(raw):
+    """Linux: poll waiters get EPOLLERR/EPOLLHUP, reads and writes EPIPE, and the
+    descriptor stays valid until the user closes it; the same for the channel's own
+    file (rpmsg-raw) and a file made with RpmsgCtrl.create_ept."""
+    rp, f = raw
+    made = RpmsgCtrl(f.ept.device, rp.bus).create_ept("mine", dst=f.dst)
+    files = (f, made)
+    fds = [g.fileno() for g in files]
+    assert not any(readable(fd, 0) for fd in fds)
+
+    async def wait_all() -> list[int]:
+        async def one(g) -> int:
+            try:
+                await AsyncEndpoint(g).recv()
+            except RpmsgError as exc:
+                return exc.errno
+            return 0
+
+        return list(await asyncio.gather(*(one(g) for g in files)))
+
+    async def stop_meanwhile() -> list[int]:
+        waiting = asyncio.ensure_future(wait_all())
+        await asyncio.sleep(0)  # both coroutines wait on their descriptors now
+        await asyncio.get_running_loop().run_in_executor(None, rp.stop)
+        return await asyncio.wait_for(waiting, 30)
+
+    assert asyncio.run(stop_meanwhile()) == [errno.EPIPE, errno.EPIPE]
+    for g, fd in zip(files, fds, strict=True):
+        assert g.fileno() == fd >= 0 and os.fstat(fd)  # still open, the same descriptor
+        assert readable(fd, 0) and writable(g.writer_fileno(), 0)  # select wakes at once
+        assert g.poll() & select.POLLERR
+        for op in (g.read, lambda g=g: g.write(b"x")):
+            with pytest.raises(RpmsgError) as exc:
+                op()
+            assert exc.value.errno == errno.EPIPE
+    made.close()
+    assert made.fileno() == -1
 
 
 def test_rpmsg_raw_file_reads_and_writes_whole_messages(raw):

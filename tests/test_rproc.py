@@ -14,6 +14,7 @@ from amplink.errors import AmplinkError, RpmsgError
 from amplink.firmware import bench as fw
 from amplink.host import RpmsgConfig, Rproc, RprocConfig
 from amplink.mailbox import framework as mbox
+from amplink.remoteproc.elf import FirmwareError
 from amplink.remoteproc.states import CRASHED, OFFLINE, RUNNING
 from resources import children, snapshot
 from rpmsg_helpers import send_in_thread
@@ -119,14 +120,27 @@ def test_crashing_firmware_is_reported(caplog):
         assert "exit code 7" in caplog.text
 
 
-def test_firmware_without_main_fails_wait_channel_at_once():
+def test_firmware_that_dies_at_start_fails_wait_channel_at_once():
     with Rproc(
-        "nomain", str(FW / "broken_import.py"), config=RprocConfig(boot_timeout=60, recovery=False)
+        "badimport",
+        str(FW / "broken_import.py"),
+        config=RprocConfig(boot_timeout=60, recovery=False),
     ) as rp:
         with pytest.raises(RpmsgError) as exc:
             rp.wait_channel(SERVICE)  # would wait 60 s if death were not noticed
         assert exc.value.errno == errno.EPIPE
         assert rp.exit_code == 1
+
+
+def test_firmware_without_main_is_refused_before_a_process_starts(tmp_path):
+    program = tmp_path / "nomain.py"
+    program.write_text('"""No main()."""\n')
+    before = snapshot()
+    rp = Rproc("nomain", str(program))
+    with pytest.raises(FirmwareError) as exc:
+        rp.start()
+    assert exc.value.errno == errno.ENOEXEC and f"{program} defines no main(core)" in str(exc.value)
+    assert rp.state == OFFLINE and snapshot() == before
 
 
 def test_spinning_is_off_when_both_sides_share_one_cpu():

@@ -18,7 +18,7 @@ import pytest
 
 from amplink.errors import AmplinkError, WireError
 from amplink.remote.vhost import LinuxGuestDevice
-from amplink.remoteproc.fwpack import firmware_program
+from amplink.remoteproc.fwref import resolve
 from amplink.wire import vhost_user as vu
 from resources import snapshot
 from vhost_frontend import GUEST_BASE, MEM_SIZE, NUM, FrontEnd
@@ -45,7 +45,7 @@ def make_device(tmp_path) -> Iterator[MakeDevice]:
 
     def start(**kw: object) -> LinuxGuestDevice:
         path = str(tmp_path / f"vu{len(started)}.sock")
-        dev = LinuxGuestDevice(path, firmware_program("amplink.firmware.echo"), **kw)  # type: ignore[arg-type]
+        dev = LinuxGuestDevice(path, resolve("amplink.firmware.echo").program(), **kw)  # type: ignore[arg-type]
         result: list[int] = []
         t = threading.Thread(target=lambda: result.append(dev.run()), name="device")
         t.start()
@@ -341,7 +341,7 @@ def test_a_memory_file_shorter_than_its_region_is_refused(device, caplog):
 
 def test_a_second_server_on_the_same_socket_is_refused(device):
     with pytest.raises(AmplinkError) as exc:
-        LinuxGuestDevice(device.server.path, firmware_program("amplink.firmware.echo"))
+        LinuxGuestDevice(device.server.path, resolve("amplink.firmware.echo").program())
     assert exc.value.errno == errno.EADDRINUSE
     assert f"pid {os.getpid()}" in str(exc.value)
     assert_serves(device)  # the first one still has its socket
@@ -350,7 +350,7 @@ def test_a_second_server_on_the_same_socket_is_refused(device):
 def test_the_socket_is_free_again_after_a_server_stops(tmp_path):
     path = str(tmp_path / "again.sock")
     for _ in range(2):
-        dev = LinuxGuestDevice(path, firmware_program("amplink.firmware.echo"))
+        dev = LinuxGuestDevice(path, resolve("amplink.firmware.echo").program())
         dev.close()
     assert not os.path.exists(path) and not os.path.exists(path + ".lock")
 

@@ -13,11 +13,17 @@ than at exit.
 :func:`export_chrome` writes the Trace Event Format that Perfetto and
 ``chrome://tracing`` open: one process track per process (the host, each core), one
 thread track per thread (the IRQ dispatcher, each ``irq/<n>-<name>`` thread, the core's
-main loop...), instant events with their arguments.
+main loop...), duration slices for work that takes time (an IRQ thread's run, an rpmsg
+send including its wait for a buffer, a receive callback), instant events, and *flow
+events* that link one rpmsg message's send slice (host or core) to the slice of the
+callback that received it in the other process.  A message is identified on both
+sides by its link (name and the shared memory's inode, so a recovered core's link is
+another) and its position in that direction's order (:func:`message_flow`).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -29,18 +35,31 @@ from typing import Any
 ENV_VAR = "AMPLINK_TRACE_FILE"
 
 
+def message_flow(link_key: str, sender: str, seq: int) -> int:
+    """The flow id of message ``seq`` (0, 1, ...) sent by ``sender`` (``host`` or
+    ``core``) on the link ``link_key``: the same number in both processes."""
+    digest = hashlib.blake2b(f"{link_key}/{sender}/{seq}".encode(), digest_size=6).digest()
+    return int.from_bytes(digest, "big")
+
+
 class Tracer:
     """Collects events of this process (in memory, or appended to a file)."""
 
     def __init__(self) -> None:
         self.enabled = False
         self.process_name = "host"
-        self._events: list[tuple[int, int, int, str, str, dict[str, Any]]] = []
+        self._events: list[tuple[Any, ...]] = []
         self._threads: dict[int, str] = {}
         self._lock = threading.Lock()
         self._file: Any = None
         self._dir: str | None = None
         self._core_files: list[str] = []
+        self.local = threading.local()  # flow ids handed from a link to the enclosing slice
+
+    @property
+    def role(self) -> str:
+        """``host`` or ``core``: who sends in this process."""
+        return "host" if self.process_name == "host" else "core"
 
     def start(self, process_name: str = "host", path: str | None = None) -> None:
         """Record from now on; with ``path``, append each event to that file."""
@@ -100,6 +119,52 @@ class Tracer:
             self._events.append((ts, pid, tid, category, what, args))
             self._write(("event", ts, pid, tid, category, what, args))
 
+    def sent(self, link: Any) -> None:
+        """A link sent a message (in the sending thread, in send order): its flow id
+        is handed to the enclosing send slice."""
+        seq = link.trace_seq[0]
+        link.trace_seq[0] = seq + 1
+        self.local.flow_out = message_flow(link.trace_key, self.role, seq)
+
+    def received(self, link: Any) -> None:
+        """A link received a message (in receive order): its flow id is handed to
+        the slice of the callback that gets it."""
+        seq = link.trace_seq[1]
+        link.trace_seq[1] = seq + 1
+        other = "core" if self.role == "host" else "host"
+        self.local.flow_in = message_flow(link.trace_key, other, seq)
+
+    def take(self, which: str) -> int | None:
+        """The flow id a link handed to this thread (``flow_out``/``flow_in``), once."""
+        flow: int | None = getattr(self.local, which, None)
+        setattr(self.local, which, None)
+        return flow
+
+    def span(
+        self,
+        category: str,
+        what: str,
+        start_ns: int,
+        *,
+        flow_out: int | None = None,
+        flow_in: int | None = None,
+        **args: Any,
+    ) -> None:
+        """Record a slice of the calling thread from ``start_ns`` until now; a message
+        flow leaves it (``flow_out``) or arrives in it (``flow_in``)."""
+        end = time.perf_counter_ns()
+        tid = threading.get_native_id()
+        pid = os.getpid()
+        with self._lock:
+            if not self.enabled:
+                return
+            if tid not in self._threads:
+                self._threads[tid] = threading.current_thread().name
+                self._write(("thread", pid, tid, self._threads[tid], self.process_name))
+            rec = ("slice", start_ns, end - start_ns, pid, tid, category, what, args)
+            self._events.append((*rec[1:], flow_out, flow_in))
+            self._write((*rec, flow_out, flow_in))
+
     def _write(self, record: tuple[Any, ...]) -> None:
         if self._file is not None:
             self._file.write(json.dumps(record, default=str) + "\n")
@@ -111,7 +176,7 @@ class Tracer:
             out: list[tuple[Any, ...]] = [
                 ("thread", pid, tid, name, self.process_name) for tid, name in self._threads.items()
             ]
-            out += [("event", *e) for e in self._events]
+            out += [("slice" if len(e) == 9 else "event", *e) for e in self._events]
             return out
 
 
@@ -155,20 +220,26 @@ def export_chrome(path: str, records: list[tuple[Any, ...]]) -> int:
     for pid, pname in processes.items():
         events.append({"ph": "M", "name": "process_name", "pid": pid, "args": {"name": pname}})
     count = 0
-    for rec in sorted((r for r in records if r[0] == "event"), key=lambda r: r[1]):
-        _, ts, pid, tid, cat, name, args = rec
-        events.append(
-            {
-                "ph": "i",
-                "s": "t",
-                "name": name,
-                "cat": cat,
-                "ts": ts / 1000,
-                "pid": pid,
-                "tid": tid,
-                "args": args,
-            }
-        )
+    timed = sorted((r for r in records if r[0] in ("event", "slice")), key=lambda r: r[1])
+    for rec in timed:
+        if rec[0] == "event":
+            _, ts, pid, tid, cat, name, args = rec
+            events.append(
+                {"ph": "i", "s": "t", "name": name, "cat": cat, "ts": ts / 1000, "pid": pid,
+                 "tid": tid, "args": args}
+            )  # fmt: skip
+        else:
+            _, ts, dur, pid, tid, cat, name, args, flow_out, flow_in = rec
+            events.append(
+                {"ph": "X", "name": name, "cat": cat, "ts": ts / 1000, "dur": dur / 1000,
+                 "pid": pid, "tid": tid, "args": args}
+            )  # fmt: skip
+            at = {"cat": "message", "name": "message", "pid": pid, "tid": tid}
+            mid = (ts + dur / 2) / 1000  # inside this slice: the flow binds to it
+            if flow_in is not None:
+                events.append({**at, "ph": "f", "bp": "e", "id": flow_in, "ts": mid})
+            if flow_out is not None:
+                events.append({**at, "ph": "s", "id": flow_out, "ts": mid})
         count += 1
     with open(path, "w") as f:
         json.dump({"traceEvents": events, "displayTimeUnit": "ns"}, f)

@@ -1,7 +1,11 @@
 """The ``amplink`` command.
 
 Exit codes: 0 success, 1 the operation failed (the message says why), 2 bad usage,
-3 no ``amplink up`` answers on the control socket, 130 interrupted (Ctrl-C).
+3 no ``amplink up`` answers on the control socket, 128 + the signal's number when a
+signal ended it (130 for Ctrl-C, 143 for SIGTERM; see :mod:`amplink.app.signals`).
+
+Subcommands are registered by functions that take the subparsers object
+(:data:`REGISTRARS`); another module adds its own with :func:`add_command`.
 """
 
 from __future__ import annotations
@@ -12,24 +16,76 @@ import json
 import logging
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from amplink.app import demo, up
+from amplink import __version__
+from amplink.app import demo, signals, up
 from amplink.app.bench import main as bench
+from amplink.app.terminal import Terminal
 from amplink.board import BoardSpec, CoreStatus, load_board
 from amplink.control.protocol import NotRunning, default_socket, request, stream
 from amplink.errors import AmplinkError
 from amplink.remoteproc.crash import crash_type, crash_words
-from amplink.remoteproc.describe import describe_image
+from amplink.remoteproc.describe import describe_image, table_invalid
 from amplink.remoteproc.elf import FirmwareImage
-from amplink.remoteproc.fwpack import firmware_program, pack_python, program_source
-from amplink.remoteproc.layout import default_rsc_table
+from amplink.remoteproc.fwpack import pack_python
+from amplink.remoteproc.fwref import resolve
+from amplink.remoteproc.layout import default_rsc_table, glink_rsc_table
+from amplink.remoteproc.loader import read_firmware
 from amplink.tracing import TRACER
 
+EXIT_FAILED = 1
+EXIT_USAGE = 2
 EXIT_NOT_RUNNING = 3
+REPLY_SLACK = 30.0  # seconds a request may take beyond what it waits for by itself
+Subcommands = Any  # argparse's _SubParsersAction, which has no public name
 
 
+class UsageError(AmplinkError):
+    """Arguments that parse but make no sense (exit code 2)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(errno.EINVAL, message)
+
+
+# -- argument types ----------------------------------------------------------------
+def number(low: float, *, integer: bool = False, above: bool = False) -> Callable[[str], Any]:
+    """An argparse type: a number at least ``low`` (greater, with ``above``)."""
+
+    def parse(text: str) -> float:
+        try:
+            value = int(text) if integer else float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"{text!r} is not {'an integer' if integer else 'a number'}"
+            ) from None
+        if value < low or (above and value == low):
+            raise argparse.ArgumentTypeError(
+                f"{text} is out of range (must be {'>' if above else '>='} {low:g})"
+            )
+        return value
+
+    parse.__name__ = "integer" if integer else "number"
+    return parse
+
+
+def writable_file(text: str) -> str:
+    """An argparse type: a file that can be created (its folder exists), named in the
+    error otherwise, so that the command fails before it does any work."""
+    path = Path(text).expanduser()
+    folder = path.parent
+    if path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text} is a folder, not a file")
+    if not folder.is_dir():
+        raise argparse.ArgumentTypeError(f"{text}: the folder {folder} does not exist")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise argparse.ArgumentTypeError(f"{text}: the folder {folder} is not writable")
+    return str(path)
+
+
+# -- the commands ------------------------------------------------------------------
 def _board(args: argparse.Namespace) -> BoardSpec:
     return load_board(args.board)
 
@@ -50,12 +106,39 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_up(args: argparse.Namespace) -> int:
-    up.run(_board(args), _socket(args))
-    return 0
+    spec = _board(args)
+    dumps = spec.coredump_dir or default_coredump_dir(spec)
+    os.makedirs(dumps, exist_ok=True)
+    if args.trace is not None:
+        TRACER.start()
+    try:
+        signum = up.run(spec, _socket(args), coredump_dir=dumps)
+        if args.trace is not None:
+            count = TRACER.export(args.trace)
+            print(f"trace: {count} events in {args.trace} (open it in https://ui.perfetto.dev)")
+    finally:
+        TRACER.stop()
+    return 128 + signum if signum else 0
+
+
+def default_coredump_dir(spec: BoardSpec) -> str:
+    """Where ``amplink up`` writes core dumps when the board does not say:
+    ``$XDG_STATE_HOME/amplink/coredumps/<board>`` (``~/.local/state/...``)."""
+    state = os.environ.get("XDG_STATE_HOME") or os.path.expanduser("~/.local/state")
+    return os.path.join(state, "amplink", "coredumps", spec.name)
 
 
 def _cmd_board_check(args: argparse.Namespace) -> int:
     spec = _board(args)
+    problems = []
+    for c in spec.cores:  # read every firmware as a boot would, without booting
+        table = glink_rsc_table() if c.rpmsg == "glink" else None
+        try:
+            read_firmware(c.name, c.firmware, table if resolve(c.firmware).is_program else None)
+        except AmplinkError as exc:
+            problems.append(f"{spec.source}: core {c.name!r}.firmware: {exc.strerror}")
+    if problems:
+        raise AmplinkError(errno.EINVAL, "\n".join(problems))
     print(f"{spec.source}: board {spec.name}, {len(spec.cores)} cores, valid")
     for c in spec.cores:
         print(f"  {c.describe()}")
@@ -66,8 +149,9 @@ def _socket(args: argparse.Namespace) -> Path:
     return Path(args.socket) if args.socket else default_socket()
 
 
-def _ask(args: argparse.Namespace, cmd: str, **kw: Any) -> Any:
-    return request(_socket(args), cmd, **kw)
+def _ask(args: argparse.Namespace, cmd: str, waits: float = 0.0, **kw: Any) -> Any:
+    """Send one request; ``waits``: how long the request itself may wait (s)."""
+    return request(_socket(args), cmd, timeout=waits + REPLY_SLACK, **kw)
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
@@ -77,26 +161,41 @@ def _cmd_status(args: argparse.Namespace) -> int:
         return 0
     print(f"board {result['board']} ({result['source']}), control socket {result['socket']}")
     rows = [CoreStatus(**{**c, "channels": tuple(c["channels"])}) for c in result["cores"]]
-    print(up.status_table(rows))
+    Terminal().show(up.status_table(rows))
     return 0
 
 
 def _cmd_sysfs(args: argparse.Namespace) -> int:
-    """start, stop, recovery, coredump and firmware: one sysfs write each."""
+    """start, stop, recovery and firmware: one sysfs write each."""
     extra: dict[str, str] = {}
     if args.command == "recovery":
         extra["value"] = args.value
-    elif args.command == "coredump":
-        extra["mode"] = args.mode
     elif args.command == "firmware":  # a file is named from the caller's directory
-        extra["file"] = os.path.abspath(args.file) if os.path.exists(args.file) else args.file
-    result = _ask(args, args.command, core=args.core, **extra)
+        extra["file"] = resolve(args.file).name
+    result = _ask(args, args.command, 0.0, core=args.core, **extra)
     print(", ".join(f"{k} {v}" if k != "core" else str(v) for k, v in result.items()))
     return 0
 
 
+def _cmd_coredump(args: argparse.Namespace) -> int:
+    if args.mode is not None:
+        r = _ask(args, "coredump", core=args.core, mode=args.mode)
+        print(f"{r['core']}, coredump {r['coredump']}")
+        return 0
+    r = _ask(args, "coredump", core=args.core)
+    print(f"{r['core']}: coredump {r['coredump']}, {r['dumps']} taken since amplink up started")
+    if not r["folder"]:
+        print("  dumps are kept in memory only (the board gives no coredump_dir)")
+    elif r["files"]:
+        for f in r["files"]:
+            print(f"  {f}")
+    else:
+        print(f"  none in {r['folder']} yet")
+    return 0
+
+
 def _cmd_crash(args: argparse.Namespace) -> int:
-    r = _ask(args, "crash", core=args.core, kind=crash_type(args.kind))
+    r = _ask(args, "crash", 30.0, core=args.core, kind=crash_type(args.kind))
     print(f"{r['core']}: crash #{r['crashes']} handled, now {r['state']}")
     return 0
 
@@ -107,7 +206,7 @@ def _payload(args: argparse.Namespace) -> bytes:
     try:
         return bytes.fromhex(args.data)
     except ValueError:
-        raise AmplinkError(errno.EINVAL, f"--hex: {args.data!r} is not hexadecimal") from None
+        raise UsageError(f"--hex: {args.data!r} is not hexadecimal bytes") from None
 
 
 def _show_message(event: dict[str, Any]) -> str:
@@ -119,8 +218,9 @@ def _show_message(event: dict[str, Any]) -> str:
 
 def _cmd_send(args: argparse.Namespace) -> int:
     wait = 0.0 if args.no_reply else args.timeout
+    data = _payload(args)
     r = _ask(
-        args, "send", core=args.core, service=args.service, data_hex=_payload(args).hex(), wait=wait
+        args, "send", wait, core=args.core, service=args.service, data_hex=data.hex(), wait=wait
     )
     if args.json:
         print(json.dumps(r))
@@ -149,12 +249,17 @@ def _cmd_listen(args: argparse.Namespace) -> int:
 
 
 def _cmd_tty(args: argparse.Namespace) -> int:
-    print(_ask(args, "tty", core=args.core)["path"])
+    r = _ask(args, "tty", 10.0, core=args.core)
+    print(r["link"] or r["path"])
     return 0
 
 
 def _cmd_trace(args: argparse.Namespace) -> int:
-    print(_ask(args, "trace", core=args.core, index=args.index)["text"], end="")
+    text = _ask(args, "trace", core=args.core, index=args.index)["text"]
+    if not text:
+        print(f"{args.core}: trace{args.index} is empty (the firmware logged nothing)",
+              file=sys.stderr)  # fmt: skip
+    print(text, end="")
     return 0
 
 
@@ -185,7 +290,7 @@ def _cmd_serve_linux(args: argparse.Namespace) -> int:
         )
 
     return serve_linux(
-        firmware_program(args.firmware),
+        resolve(args.firmware).program(),
         args.socket,
         once=args.once,
         spin=args.spin,
@@ -195,143 +300,137 @@ def _cmd_serve_linux(args: argparse.Namespace) -> int:
 
 
 def _cmd_fw_inspect(args: argparse.Namespace) -> int:
-    print(describe_image(FirmwareImage.from_file(args.file)))
-    return 0
+    image = FirmwareImage.from_file(args.file)
+    print(describe_image(image))
+    return EXIT_FAILED if table_invalid(image) else 0
 
 
 def _cmd_fw_pack(args: argparse.Namespace) -> int:
-    source, path = program_source(args.program)
-    compile(source, path, "exec")  # a syntax error is reported now, not at boot
+    source, path = resolve(args.program).program()  # checks it compiles and has main()
     image = pack_python(source, default_rsc_table(num=args.vring_num))
     FirmwareImage.parse(image, args.output).require_table()  # what we wrote reads back
-    with open(args.output, "wb") as f:
-        f.write(image)
+    try:
+        with open(args.output, "wb") as f:
+            f.write(image)
+    except OSError as exc:
+        raise AmplinkError(
+            exc.errno or errno.EIO, f"cannot write {args.output}: {exc.strerror}"
+        ) from None
     print(f"{args.output}: {len(image)} bytes, runs {path}")
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of every ``amplink`` command."""
-    p = argparse.ArgumentParser(
-        prog="amplink",
-        description="The Linux AMP IPC stack (remoteproc, rpmsg, virtio) over real shared "
-        "memory between processes.",
+# -- the parser --------------------------------------------------------------------
+def _common() -> argparse.ArgumentParser:
+    """Options every command takes, before or after its name."""
+    c = argparse.ArgumentParser(add_help=False)
+    c.add_argument(
+        "-v",
+        "--verbose",
+        action="count",
+        default=argparse.SUPPRESS,
+        help="more log output (-vv: debug)",
     )
-    p.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
-    sub = p.add_subparsers(dest="command", required=True)
-    board_help = "a board file (TOML); the built-in default board if omitted"
-    d = sub.add_parser(
+    return c
+
+
+def _socket_option() -> argparse.ArgumentParser:
+    s = argparse.ArgumentParser(add_help=False)
+    s.add_argument(
+        "--socket",
+        default=None,
+        help="the control socket of amplink up (default: $AMPLINK_SOCKET, else "
+        f"{default_socket()})",
+    )
+    return s
+
+
+def add_command(
+    sub: Subcommands,
+    name: str,
+    func: Callable[[argparse.Namespace], int],
+    text: str,
+    description: str | None = None,
+    *,
+    socket: bool = False,
+) -> argparse.ArgumentParser:
+    """Register subcommand ``name`` (``text``: its one-line help, also its description
+    unless ``description`` is given); it takes -v, and --socket with ``socket``."""
+    parents = [_common(), *([_socket_option()] if socket else [])]
+    c: argparse.ArgumentParser = sub.add_parser(
+        name,
+        help=text,
+        description=description or text,
+        parents=parents,
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    c.set_defaults(func=func)
+    return c
+
+
+BOARD_HELP = "a board file (TOML); the built-in default board if omitted"
+
+
+def _demo_commands(sub: Subcommands) -> None:
+    d = add_command(
+        sub,
         "demo",
-        help="the main job: boot a board, talk to every core, stop one, crash one",
-        description="Boot every core of BOARD (the built-in default board if omitted), "
-        "echo messages of every size on every core, use a core's tty console and rpmsg-raw "
-        "channel, stop one core gracefully and crash another to show recovery, print a "
-        "summary and stop everything.",
+        _cmd_demo,
+        "the main job: boot a board, talk to every core, stop one, crash one",
+        "Boot every core of BOARD (the built-in default board if omitted), echo messages "
+        "of every size on every core, use a core's tty console and rpmsg-raw channel, stop "
+        "one core gracefully and crash another to show recovery, print a summary and stop "
+        "everything.",
     )
-    d.add_argument("board", nargs="?", help=board_help)
+    d.add_argument("board", nargs="?", help=BOARD_HELP)
     d.add_argument(
         "--trace",
         metavar="FILE.json",
-        help="record every layer's events and write a Chrome/Perfetto timeline",
+        type=writable_file,
+        help="record every layer's events and write a Chrome/Perfetto timeline there",
     )
-    d.set_defaults(func=_cmd_demo)
-    u = sub.add_parser(
+
+
+def _up_commands(sub: Subcommands) -> None:
+    u = add_command(
+        sub,
         "up",
-        help="boot a board and keep it running, with a live status view and a control socket",
-        description="Boot BOARD and keep it running in the foreground until Ctrl-C; other "
-        "amplink commands (status, start, stop, crash, send, listen, ...) reach it through "
-        "its control socket.",
+        _cmd_up,
+        "boot a board and keep it running, with a live status view and a control socket",
+        "Boot BOARD and keep it running in the foreground until Ctrl-C; other amplink "
+        "commands (status, start, stop, crash, send, listen, ...) reach it through its "
+        "control socket. Consoles get stable names next to the socket (CORE/ttyRPMSGn); "
+        "core dumps go to the board's coredump_dir, else ~/.local/state/amplink/coredumps.",
+        socket=True,
     )
-    u.add_argument("board", nargs="?", help=board_help)
-    u.add_argument("--socket", help=f"the control socket (default {default_socket()})")
-    u.set_defaults(func=_cmd_up)
-    bd = sub.add_parser("board", help="board files: check one")
+    u.add_argument("board", nargs="?", help=BOARD_HELP)
+    u.add_argument(
+        "--trace",
+        metavar="FILE.json",
+        type=writable_file,
+        help="record every layer's events until the stop and write a Perfetto timeline",
+    )
+
+
+def _board_commands(sub: Subcommands) -> None:
+    bd = add_command(sub, "board", _cmd_board_check, "board files: check one")
     bd_sub = bd.add_subparsers(dest="board_command", required=True)
-    bc = bd_sub.add_parser("check", help="read and check a board file, and summarize it")
-    bc.add_argument("board", nargs="?", help=board_help)
-    bc.set_defaults(func=_cmd_board_check)
-    _control_commands(sub)
-    b = sub.add_parser("bench", help="measure latency and throughput against a Pipe baseline")
-    b.add_argument("--rounds", type=int, default=10_000, help="round trips (default 10000)")
-    b.add_argument(
-        "--messages",
-        type=int,
-        default=50_000,
-        help="messages for the throughput run (default 50000)",
+    bc = add_command(
+        bd_sub,
+        "check",
+        _cmd_board_check,
+        "read and check a board file and every firmware it names, and summarize it",
     )
-    b.add_argument(
-        "--deliveries",
-        type=int,
-        default=2000,
-        help="interrupts per callback-delivery measurement (default 2000)",
-    )
-    b.add_argument(
-        "--cycles", type=int, default=20, help="boot/stop cycles for the lifecycle figures"
-    )
-    b.add_argument(
-        "--linux-rounds",
-        type=int,
-        default=2000,
-        help="round trips per size against a UML Linux guest, when its kernel is built "
-        "(default 2000; 0 skips)",
-    )
-    b.add_argument("--no-pin", action="store_true", help="do not pin processes to CPUs")
-    b.add_argument("--json", action="store_true", help="print one JSON object")
-    b.set_defaults(func=_cmd_bench)
-    sl = sub.add_parser(
-        "serve-linux",
-        help="run a firmware as the virtio-rpmsg device of a Linux guest (vhost-user)",
-        description="Serve FIRMWARE as a virtio-rpmsg device over vhost-user on SOCKET, so "
-        "that a real Linux kernel (User-Mode Linux with virtio_uml.device=SOCKET:7, or QEMU) "
-        "runs its rpmsg stack against it: the firmware's channels appear in the guest as "
-        "/dev/rpmsgN and /dev/ttyRPMSGN. Guests may come and go; Ctrl-C stops.",
-    )
-    sl.add_argument("firmware", help="an ELF image (amplink fw pack), a .py file or a module")
-    sl.add_argument("--socket", required=True, help="the vhost-user socket to listen on")
-    sl.add_argument("--once", action="store_true", help="exit when the first guest leaves")
-    sl.add_argument(
-        "--spin",
-        action=argparse.BooleanOptionalAction,
-        default=False,
-        help="busy-poll the guest's rings between messages (default: no; with a UML guest "
-        "on few CPUs it takes the CPU the guest needs: amplink bench shows both)",
-    )
-    sl.add_argument(
-        "--setup-timeout",
-        type=float,
-        default=120.0,
-        help="seconds a guest may take from connecting until its rpmsg driver is up (default 120)",
-    )
-    sl.set_defaults(func=_cmd_serve_linux)
-    fw = sub.add_parser("fw", help="firmware images: inspect any ELF, pack a Python program")
-    fw_sub = fw.add_subparsers(dest="fw_command", required=True)
-    i = fw_sub.add_parser("inspect", help="ELF header, segments, sections and resource table")
-    i.add_argument("file", help="an ELF file")
-    i.set_defaults(func=_cmd_fw_inspect)
-    k = fw_sub.add_parser("pack", help="pack a Python firmware program into an ELF image")
-    k.add_argument("program", help="a .py file (or module name) defining main(core)")
-    k.add_argument("-o", "--output", required=True, help="the ELF file to write")
-    k.add_argument(
-        "--vring-num", type=int, default=256, help="buffers per vring in the table (default 256)"
-    )
-    k.set_defaults(func=_cmd_fw_pack)
-    return p
+    bc.add_argument("board", nargs="?", help=BOARD_HELP)
 
 
-def _control_commands(sub: Any) -> None:
+def _control_commands(sub: Subcommands) -> None:
     """The commands that talk to a running ``amplink up``."""
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument(
-        "--socket", help=f"the control socket of amplink up (default {default_socket()})"
-    )
 
     def command(name: str, text: str, func: Any, *, core: bool = True) -> argparse.ArgumentParser:
-        c: argparse.ArgumentParser = sub.add_parser(
-            name, help=text, description=text, parents=[common]
-        )
+        c = add_command(sub, name, func, text, socket=True)
         if core:
-            c.add_argument("core", help="the core's name, as in the board file")
-        c.set_defaults(func=func)
+            c.add_argument("core", help="the core's name as in the board file, or remoteprocN")
         return c
 
     s = command(
@@ -342,54 +441,175 @@ def _control_commands(sub: Any) -> None:
     command("stop", "stop a core, gracefully if it can (sysfs state = stop)", _cmd_sysfs)
     c = command("crash", "make a core crash (debugfs crash); waits until handled", _cmd_crash)
     c.add_argument(
-        "--kind",
-        choices=sorted(crash_words()),
-        default="watchdog",
-        help="the crash type reported (default watchdog)",
+        "--kind", choices=sorted(crash_words()), default="watchdog", help="the crash type reported"
     )
     r = command("recovery", "set or use crash recovery (sysfs recovery)", _cmd_sysfs)
     r.add_argument("value", choices=("enabled", "disabled", "recover"))
-    m = command("coredump", "set the core-dump mode (sysfs coredump)", _cmd_sysfs)
-    m.add_argument("mode", choices=("disabled", "enabled", "inline"))
+    m = command(
+        "coredump",
+        "show a core's dump mode and where its dumps went, or set the mode (sysfs coredump)",
+        _cmd_coredump,
+    )
+    m.add_argument("mode", nargs="?", choices=("disabled", "enabled", "inline"))
     f = command("firmware", "set a stopped core's firmware (sysfs firmware)", _cmd_sysfs)
-    f.add_argument("file", help="an ELF file, a .py firmware program or a module name")
+    f.add_argument("file", help="an ELF image or .py program (a path), or a module name (a.b.c)")
     se = command("send", "send one message on a core's channel; print the reply", _cmd_send)
     se.add_argument("service", help="the channel's name, e.g. rpmsg-openamp-demo-channel")
     se.add_argument("data", help="the message (text, or hex with --hex)")
     se.add_argument("--hex", action="store_true", help="DATA is hexadecimal bytes")
     se.add_argument("--no-reply", action="store_true", help="do not wait for a reply")
-    se.add_argument("--timeout", type=float, default=5.0, help="seconds to wait for the reply")
+    se.add_argument(
+        "--timeout", type=number(0, above=True), default=5.0, help="seconds to wait for the reply"
+    )
     se.add_argument("--json", action="store_true", help="print the result as JSON")
     li = command("listen", "print every message a core sends on a channel", _cmd_listen)
     li.add_argument("service", help="the channel's name")
-    li.add_argument("--count", type=int, default=0, help="exit after this many messages")
+    li.add_argument(
+        "--count", type=number(0, integer=True), default=0, help="exit after this many (0: never)"
+    )
     li.add_argument("--json", action="store_true", help="one JSON object per message")
-    command("tty", "print the path of a core's rpmsg-tty pty (open it with screen)", _cmd_tty)
+    command(
+        "tty",
+        "print the stable name of a core's rpmsg-tty console (open it with screen or minicom)",
+        _cmd_tty,
+    )
     t = command("trace", "print a core's firmware trace buffer (debugfs trace0)", _cmd_trace)
-    t.add_argument("--index", type=int, default=0, help="which trace buffer (default 0)")
+    t.add_argument("--index", type=number(0, integer=True), default=0, help="which trace buffer")
+
+
+def _bench_commands(sub: Subcommands) -> None:
+    b = add_command(
+        sub, "bench", _cmd_bench, "measure latency and throughput against a Pipe baseline"
+    )
+    positive = number(1, integer=True)
+    b.add_argument("--rounds", type=positive, default=10_000, help="round trips")
+    b.add_argument("--messages", type=positive, default=50_000, help="messages for throughput")
+    b.add_argument(
+        "--deliveries", type=positive, default=2000, help="interrupts per delivery measurement"
+    )
+    b.add_argument("--cycles", type=positive, default=20, help="boot/stop cycles for lifecycle")
+    b.add_argument(
+        "--linux-rounds",
+        type=number(0, integer=True),
+        default=2000,
+        help="round trips per size against a UML Linux guest when its kernel is built (0 skips)",
+    )
+    b.add_argument("--no-pin", action="store_true", help="do not pin processes to CPUs")
+    b.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+def _serve_linux_commands(sub: Subcommands) -> None:
+    sl = add_command(
+        sub,
+        "serve-linux",
+        _cmd_serve_linux,
+        "run a firmware as the virtio-rpmsg device of a Linux guest (vhost-user)",
+        "Serve FIRMWARE as a virtio-rpmsg device over vhost-user on SOCKET, so that a real "
+        "Linux kernel (User-Mode Linux with virtio_uml.device=SOCKET:7, or QEMU) runs its "
+        "rpmsg stack against it: the firmware's channels appear in the guest as /dev/rpmsgN "
+        "and /dev/ttyRPMSGN. Guests may come and go; Ctrl-C stops.",
+    )
+    sl.add_argument("firmware", help="an ELF image or .py program (a path), or a module name")
+    sl.add_argument("--socket", required=True, help="the vhost-user socket to listen on")
+    sl.add_argument("--once", action="store_true", help="exit when the first guest leaves")
+    sl.add_argument(
+        "--spin",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="busy-poll the guest's rings between messages (with a UML guest on few CPUs "
+        "it takes the CPU the guest needs: amplink bench shows both)",
+    )
+    sl.add_argument(
+        "--setup-timeout",
+        type=number(0, above=True),
+        default=120.0,
+        help="seconds a guest may take from connecting until its rpmsg driver is up",
+    )
+
+
+def _fw_commands(sub: Subcommands) -> None:
+    fw = add_command(
+        sub, "fw", _cmd_fw_inspect, "firmware images: inspect any ELF, pack a Python program"
+    )
+    fw_sub = fw.add_subparsers(dest="fw_command", required=True)
+    i = add_command(
+        fw_sub,
+        "inspect",
+        _cmd_fw_inspect,
+        "print an ELF's header, segments, sections and resource table (exit 1 if the "
+        "table is there but invalid)",
+    )
+    i.add_argument("file", help="an ELF file")
+    k = add_command(fw_sub, "pack", _cmd_fw_pack, "pack a Python firmware program into an ELF")
+    k.add_argument("program", help="a .py file (a path) or a module name defining main(core)")
+    k.add_argument("-o", "--output", required=True, type=writable_file, help="the ELF to write")
+    k.add_argument(
+        "--vring-num",
+        type=_vring_num,
+        default=256,
+        help="buffers per vring in the table (a power of two)",
+    )
+
+
+def _vring_num(text: str) -> int:
+    n = int(number(1, integer=True)(text))
+    if n & (n - 1) or n > 32768:
+        raise argparse.ArgumentTypeError(f"{n} is not a power of two up to 32768")
+    return n
+
+
+REGISTRARS: list[Callable[[Subcommands], None]] = [
+    _demo_commands,
+    _up_commands,
+    _board_commands,
+    _control_commands,
+    _bench_commands,
+    _serve_linux_commands,
+    _fw_commands,
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every ``amplink`` command."""
+    p = argparse.ArgumentParser(
+        prog="amplink",
+        description="The Linux AMP IPC stack (remoteproc, rpmsg, virtio) over real shared "
+        "memory between processes.",
+        parents=[_common()],
+        epilog="Exit codes: 0 success, 1 failed (stderr says why), 2 bad usage, 3 no "
+        "amplink up answers, 130 Ctrl-C, 143 SIGTERM.",
+    )
+    p.add_argument("--version", action="version", version=f"amplink {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for register in REGISTRARS:
+        register(sub)
+    return p
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run one ``amplink`` command; returns its exit code (see the module docstring)."""
     args = build_parser().parse_args(argv)
-    level = [logging.WARNING, logging.INFO, logging.DEBUG][min(args.verbose, 2)]
+    verbose = getattr(args, "verbose", 0)
+    level = [logging.WARNING, logging.INFO, logging.DEBUG][min(verbose, 2)]
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    sub = getattr(args, "fw_command", None) or getattr(args, "board_command", None)
+    name = " ".join(filter(None, [args.command, sub]))
     try:
-        return int(args.func(args))
+        with signals.interruptible():
+            return int(args.func(args))
+    except signals.Interrupted as exc:
+        return exc.exit_code
     except KeyboardInterrupt:
-        return 130
+        return 128 + 2
+    except UsageError as exc:
+        print(f"amplink {name}: error: {exc.strerror}", file=sys.stderr)
+        return EXIT_USAGE
     except NotRunning as exc:
-        print(f"amplink {args.command}: {exc.strerror}", file=sys.stderr)
+        print(f"amplink {name}: {exc.strerror}", file=sys.stderr)
         return EXIT_NOT_RUNNING
-    except SyntaxError as exc:
-        print(f"amplink {args.command}: error: {exc}", file=sys.stderr)
-        return 1
     except OSError as exc:
-        print(f"amplink {args.command}: error: {exc.strerror or exc}", file=sys.stderr)
-        return 1
-    except RuntimeError as exc:
-        print(f"amplink {args.command}: error: {exc}", file=sys.stderr)
-        return 1
+        print(f"amplink {name}: error: {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_FAILED
 
 
 if __name__ == "__main__":

@@ -16,13 +16,13 @@ from __future__ import annotations
 import errno
 import os
 import select
-import sys
 import time
 from dataclasses import dataclass, field
 from typing import TextIO
 
+from amplink.app import signals
 from amplink.app.stats import latency_summary_us
-from amplink.app.terminal import Steps, table
+from amplink.app.terminal import Terminal, table
 from amplink.board import Board, BoardSpec
 from amplink.errors import AmplinkError
 from amplink.firmware.demo import ECHO_SERVICE, RAW_SERVICE
@@ -67,24 +67,12 @@ def pattern(size: int) -> bytes:
 
 def run(spec: BoardSpec, out: TextIO | None = None) -> DemoResult:
     """Run the demo on ``spec``, printing progress to ``out`` (stdout); raises on any
-    failure, after stopping every core."""
-    ui = Steps(out if out is not None else sys.stdout)
-    ui.say(f"board {spec.name}: {spec.description or spec.source}")
-    for c in spec.cores:
-        ui.say(f"  {c.describe()}")
+    failure (or :class:`~amplink.app.signals.Interrupted`), after stopping every core."""
+    ui = Terminal(out)
+    with ui.relay_output():
+        result = _demo(spec, ui)
     ui.say()
-    result = DemoResult(spec.name, [CoreResult(c.name, c.personality) for c in spec.cores])
-    board = Board(spec)
-    try:
-        _run(board, ui, result)
-        for cr in result.cores:
-            cr.final = board.core(cr.name).state
-        with ui.step("stop the board"):
-            board.stop()
-    finally:
-        board.stop()
-    ui.say()
-    ui.say(
+    ui.show(
         table(
             [
                 "core",
@@ -118,7 +106,24 @@ def run(spec: BoardSpec, out: TextIO | None = None) -> DemoResult:
     return result
 
 
-def _run(board: Board, ui: Steps, result: DemoResult) -> None:
+def _demo(spec: BoardSpec, ui: Terminal) -> DemoResult:
+    ui.say(f"board {spec.name}: {spec.description or spec.source}")
+    for c in spec.cores:
+        ui.say(f"  {c.describe()}")
+    ui.say()
+    result = DemoResult(spec.name, [CoreResult(c.name, c.personality) for c in spec.cores])
+    board = Board(spec)
+    try:
+        _run(board, ui, result)
+        for cr in result.cores:
+            cr.final = board.core(cr.name).state
+    finally:
+        with signals.shielded(), ui.step("stop the board"):
+            board.stop()
+    return result
+
+
+def _run(board: Board, ui: Terminal, result: DemoResult) -> None:
     results = {r.name: r for r in result.cores}
     board.start(ui.step)
     for name, rp in board.cores.items():

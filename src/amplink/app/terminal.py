@@ -1,19 +1,34 @@
-"""Terminal output for the ``amplink`` command: progress steps and tables.
+"""Terminal output of the ``amplink`` command: progress steps, tables and live views,
+drawn with `rich <https://rich.readthedocs.io>`_.
 
-On a terminal a running step shows a spinner and its elapsed time, redrawn in place;
-written to a pipe or a file, each step is one line when it ends, so logs stay clean.
+On a terminal a running step shows a spinner and its elapsed time, a live view is
+redrawn in place (cropped to the terminal, never scrolling), and every line written
+meanwhile, by this process or by a core process, is printed above it.  Written to a
+pipe or a file, the same calls give plain lines: a step is one line when it ends, a
+table is plain columns, and nothing is redrawn, so logs stay clean.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
+import select
+import sys
+import termios
 import threading
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator, Sequence
 from typing import TextIO
 
-_SPINNER = "|/-\\"
-_FRAME = 0.1  # seconds between redraws
+from rich import box
+from rich.console import Console, ConsoleDimensions, RenderableType
+from rich.live import Live
+from rich.spinner import Spinner
+from rich.table import Table
+from rich.text import Text
+
+PLAIN_WIDTH = 1000  # a pipe has no width: never wrap or crop there
+_FRAMES_PER_S = 10
 
 
 class Step:
@@ -30,75 +45,223 @@ class Step:
         return time.perf_counter() - self.started
 
 
-class Steps:
-    """Prints steps to ``out``, animated when ``out`` is a terminal."""
+def table(
+    headers: Sequence[str],
+    rows: Sequence[Sequence[object]],
+    *,
+    fit: bool = False,
+    keep: Sequence[str] = (),
+) -> Table:
+    """A table of ``rows``; numbers right-aligned with thousands separators.  With
+    ``fit``, every row stays on one line: the columns of text not named in ``keep`` are
+    shortened (with an ellipsis) to fit the terminal, numbers and ``keep`` never."""
+    numeric = [bool(rows) and all(_is_number(row[i]) for row in rows) for i in range(len(headers))]
+    t = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=(0, 1))
+    for header, num in zip(headers, numeric, strict=True):
+        t.add_column(
+            header,
+            justify="right" if num else "left",
+            no_wrap=fit and (num or header in keep),  # a no_wrap column is never shortened
+            overflow="ellipsis" if fit else "fold",
+        )
+    for row in rows:
+        t.add_row(*(Text(_cell(v), no_wrap=fit, overflow="ellipsis") for v in row))
+    return t
 
-    def __init__(self, out: TextIO, animate: bool | None = None) -> None:
-        self.out = out
-        self.animate = out.isatty() if animate is None else animate
+
+class Terminal:
+    """Where the command writes: ``out`` (stdout), animated when it is a terminal
+    (or when ``interactive`` says so)."""
+
+    def __init__(self, out: TextIO | None = None, *, interactive: bool | None = None) -> None:
+        stream = out if out is not None else sys.stdout
+        self.interactive = stream.isatty() if interactive is None else interactive
+        self.console = _Console(
+            file=stream,
+            force_terminal=self.interactive,
+            width=None if self.interactive else PLAIN_WIDTH,
+            color_system="auto" if self.interactive else None,
+            highlight=False,
+            emoji=False,
+            markup=False,
+        )
 
     def say(self, text: str = "") -> None:
         """Print a line."""
-        print(text, file=self.out, flush=True)
+        self.console.print(Text(text), soft_wrap=not self.interactive)
 
-    @contextmanager
+    def show(self, renderable: RenderableType) -> None:
+        """Print a table (or any renderable): plain columns on a pipe."""
+        if isinstance(renderable, Table) and not self.interactive:
+            for line in self._plain(renderable):
+                self.console.print(Text(line), soft_wrap=True)
+            return
+        self.console.print(renderable)
+
+    def _plain(self, t: Table) -> list[str]:
+        probe = Console(width=PLAIN_WIDTH, color_system=None, highlight=False, markup=False)
+        with probe.capture() as cap:
+            probe.print(t)
+        return [line.rstrip() for line in cap.get().splitlines()]
+
+    @contextlib.contextmanager
     def step(self, label: str) -> Iterator[Step]:
         """Run the ``with`` body as one step: ``ok`` (or ``FAILED`` and the error)
         when it ends, the step's :attr:`Step.result` after it."""
         st = Step(label)
-        stop = threading.Event()
-        spinner = None
-        if self.animate:
-            spinner = threading.Thread(target=self._spin, args=(st, stop), daemon=True)
-            spinner.start()
+        spinner = Spinner("line", style="cyan")
+
+        def frame() -> RenderableType:
+            spinner.update(text=Text(f"{label} ... {st.elapsed:4.1f} s"))
+            return spinner
+
+        display = (
+            Live(
+                get_renderable=frame,
+                console=self.console,
+                transient=True,
+                refresh_per_second=_FRAMES_PER_S,
+                redirect_stdout=False,
+                redirect_stderr=False,
+            )
+            if self.interactive
+            else contextlib.nullcontext()
+        )
         try:
-            yield st
+            with display:
+                yield st
         except BaseException as exc:
-            self._end(st, stop, spinner, "FAILED", str(exc) or type(exc).__name__)
+            self._end(st, "FAILED", str(exc) or type(exc).__name__)
             raise
-        self._end(st, stop, spinner, "ok", st.result)
+        self._end(st, "ok", st.result)
 
-    def _spin(self, st: Step, stop: threading.Event) -> None:
-        frame = 0
-        while not stop.wait(_FRAME):
-            frame += 1
-            sign = _SPINNER[frame % len(_SPINNER)]
-            self.out.write(f"\r  {sign} {st.label} ... {st.elapsed:4.1f} s")
-            self.out.flush()
-
-    def _end(
-        self,
-        st: Step,
-        stop: threading.Event,
-        spinner: threading.Thread | None,
-        verdict: str,
-        detail: str,
-    ) -> None:
-        stop.set()
-        if spinner is not None:
-            spinner.join()
-            self.out.write("\r\033[K")
-        text = f"  {verdict:>6}  {st.label}"
+    def _end(self, st: Step, verdict: str, detail: str) -> None:
+        text = Text(f"  {verdict:>6}  {st.label}")
+        if self.interactive:
+            text.stylize("green" if verdict == "ok" else "bold red", 2, 8)
         if detail:
-            text += f": {detail}"
-        self.say(text)
+            text.append(f": {detail}")
+        self.console.print(text, soft_wrap=not self.interactive)
+
+    @contextlib.contextmanager
+    def live(self, render: Callable[[], RenderableType], refresh: float) -> Iterator[None]:
+        """Show ``render()`` redrawn in place every ``refresh`` s while the ``with``
+        body runs (cropped to the terminal; lines printed meanwhile go above it)."""
+        with (
+            _no_echo(),
+            Live(
+                get_renderable=render,
+                console=self.console,
+                refresh_per_second=1 / refresh,
+                redirect_stdout=False,
+                redirect_stderr=False,
+                vertical_overflow="crop",
+            ),
+        ):
+            yield
+
+    @contextlib.contextmanager
+    def relay_output(self) -> Iterator[None]:
+        """While the ``with`` body runs, everything written to file descriptors 1 and 2
+        (log lines, the core processes' output: they inherit them) is printed line by
+        line through :attr:`console`, so it appears above a live display instead of
+        tearing it.  Does nothing unless interactive."""
+        if not self.interactive:
+            yield
+            return
+        relay = _Relay(self.console)
+        try:
+            yield
+        finally:
+            relay.close()
 
 
-def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
-    """A plain-text table, columns as wide as their widest cell; numbers right-aligned."""
-    cells = [[str(h) for h in headers]] + [[_cell(v) for v in row] for row in rows]
-    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
-    numeric = [all(_is_number(row[i]) for row in rows) and bool(rows) for i in range(len(headers))]
+@contextlib.contextmanager
+def _no_echo() -> Iterator[None]:
+    """Keys typed while a live view is shown are not echoed (a ``^C`` would shift it)."""
+    try:
+        saved = termios.tcgetattr(0)
+    except (termios.error, OSError):
+        yield  # standard input is not a terminal
+        return
+    quiet = list(saved)
+    quiet[3] &= ~(termios.ECHO | termios.ECHOCTL)
+    termios.tcsetattr(0, termios.TCSANOW, quiet)
+    try:
+        yield
+    finally:
+        termios.tcsetattr(0, termios.TCSANOW, saved)
 
-    def line(row: Sequence[str]) -> str:
-        parts = [
-            c.rjust(w) if num else c.ljust(w)
-            for c, w, num in zip(row, widths, numeric, strict=True)
-        ]
-        return "  ".join(parts).rstrip()
 
-    rule = "  ".join("-" * w for w in widths)
-    return "\n".join([line(cells[0]), rule, *(line(r) for r in cells[1:])])
+class _Console(Console):
+    """A console that measures the terminal it writes to (rich looks at descriptors
+    0-2, which :class:`_Relay` points elsewhere)."""
+
+    def _measure(self) -> ConsoleDimensions:
+        if self._width is None and self._height is None:
+            with contextlib.suppress(AttributeError, ValueError, OSError):
+                cols, lines = os.get_terminal_size(self.file.fileno())
+                if cols and lines:
+                    return ConsoleDimensions(cols, lines)
+        return Console.size.fget(self)  # type: ignore[attr-defined,no-any-return]
+
+    size = property(_measure, Console.size.fset)  # type: ignore[attr-defined]
+
+
+class _Relay:
+    """Descriptors 1 and 2 pointed at a pipe whose lines a thread prints through the
+    console (which writes to a saved copy of the original descriptor 1)."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        sys.stdout.flush()
+        sys.stderr.flush()
+        self._saved = (os.dup(1), os.dup(2))
+        self._console_file = console.file
+        console.file = os.fdopen(os.dup(self._saved[0]), "w", encoding="utf-8", errors="replace")
+        self._read, write = os.pipe2(os.O_CLOEXEC)
+        os.dup2(write, 1)  # dup2 clears close-on-exec: core processes inherit these
+        os.dup2(write, 2)
+        os.close(write)
+        self._stop = os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK)
+        self._thread = threading.Thread(target=self._run, name="amplink-relay", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        pending = b""
+        poller = select.poll()
+        poller.register(self._read, select.POLLIN)
+        poller.register(self._stop, select.POLLIN)
+        while True:
+            ready = dict(poller.poll())
+            if self._read in ready:  # what is written before the stop is printed
+                data = os.read(self._read, 65536)
+                if not data:
+                    break  # every writer closed it
+                *lines, pending = (pending + data).split(b"\n")
+                for line in lines:
+                    self._print(line)
+            elif self._stop in ready:
+                break
+        if pending:
+            self._print(pending)
+
+    def _print(self, line: bytes) -> None:
+        self.console.print(Text(line.decode(errors="replace")), soft_wrap=True)
+
+    def close(self) -> None:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.dup2(self._saved[0], 1)
+        os.dup2(self._saved[1], 2)
+        for fd in self._saved:
+            os.close(fd)
+        os.eventfd_write(self._stop, 1)
+        self._thread.join(5)
+        os.close(self._read)
+        os.close(self._stop)
+        self.console.file.close()
+        self.console.file = self._console_file
 
 
 def _cell(value: object) -> str:

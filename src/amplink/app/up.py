@@ -1,62 +1,71 @@
 """``amplink up [BOARD]``: boot a board and keep it running in the foreground.
 
-It shows a live status view (per core: state, firmware, channels, rpmsg messages in
-and out since its last boot, crashes) and serves the control socket, so that
-``amplink status``, ``stop``, ``crash``, ``send``, ``listen``... in another terminal
-reach it.  On a terminal the view is redrawn in place twice a second; on a pipe, the
-table is printed once and then one line per change.  Ctrl-C (SIGINT) or SIGTERM stops
-every core, closes the socket and exits 0.
+Before it boots anything it makes its control socket (refusing at once, naming the
+path, if another ``amplink up`` uses the socket's folder or the folder is not
+private).  It then shows a live status view (per core: its ``remoteprocN`` alias,
+state, pid, firmware, channels, rpmsg messages in and out since its last boot,
+crashes, console) and serves the control socket, so that ``amplink status``,
+``stop``, ``crash``, ``send``, ``listen``... in another terminal reach it.
+
+On a terminal the view is redrawn in place twice a second, cropped to the terminal's
+width and height, with every log line (also the core processes') printed above it; on
+a pipe, the table is printed once and then one line per change.  Ctrl-C (SIGINT) or
+SIGTERM stops every core, closes the socket and ends the command (exit code 130 or
+143, see :mod:`amplink.app.signals`).
 """
 
 from __future__ import annotations
 
-import signal
-import sys
+import dataclasses
+import os
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from types import FrameType
 from typing import TextIO
 
-from amplink.app.terminal import Steps, table
+from rich.console import Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+
+from amplink.app import signals
+from amplink.app.terminal import Terminal, table
 from amplink.board import Board, BoardSpec, CoreStatus
 from amplink.control.server import ControlServer
 
 REFRESH = 0.5  # seconds between looks at the board
 READY = "ready:"  # the line a script waits for before using the socket
+HEADERS = ("#", "core", "state", "pid", "firmware", "channels", "in", "out", "crashes", "console")
+KEEP = ("#", "core", "state", "pid")  # columns never shortened to fit the terminal
 
 
-def status_table(rows: Sequence[CoreStatus]) -> str:
-    """The status view's table."""
+def status_table(rows: Sequence[CoreStatus], *, fit: bool = False) -> Table:
+    """The status view's table (``fit``: one line per core, cropped to the terminal);
+    ``#`` is N of the core's ``remoteprocN`` alias."""
     return table(
-        [
-            "core",
-            "personality",
-            "state",
-            "pid",
-            "firmware",
-            "channels",
-            "msgs in",
-            "msgs out",
-            "crashes",
-            "tty",
-        ],
+        HEADERS,
         [
             [
+                s.alias.removeprefix("remoteproc"),
                 s.name,
-                s.personality,
                 s.state,
                 str(s.pid or "-"),
-                s.firmware,
+                _short_firmware(s.firmware),
                 ", ".join(s.channels) or "-",
                 s.messages_in,
                 s.messages_out,
                 s.crashes,
-                s.tty,
+                s.console or s.tty,
             ]
             for s in rows
         ],
+        fit=fit,
+        keep=KEEP,
     )
+
+
+def _short_firmware(firmware: str) -> str:
+    """A firmware file by its name (the full path is in ``status --json``)."""
+    return os.path.basename(firmware) if "/" in firmware else firmware
 
 
 def changes(before: Sequence[CoreStatus], after: Sequence[CoreStatus]) -> list[str]:
@@ -82,64 +91,68 @@ def run(
     *,
     live: bool | None = None,
     stop: threading.Event | None = None,
-) -> None:
-    """Boot ``spec``, serve it on ``socket_path`` until ``stop`` is set (by default by
-    SIGINT or SIGTERM), then stop everything."""
-    stream = out if out is not None else sys.stdout
-    ui = Steps(stream)
-    live = stream.isatty() if live is None else live
-    stop = stop if stop is not None else _stop_on_signals()
-    board = Board(spec)
-    server: ControlServer | None = None
+    coredump_dir: str | None = None,
+) -> int:
+    """Boot ``spec`` and serve it on ``socket_path`` until ``stop`` is set (by default
+    by SIGINT or SIGTERM), then stop everything.  Returns the number of the signal
+    that stopped it (0 if ``stop`` was set otherwise)."""
+    term = Terminal(out, interactive=live)
+    server = ControlServer(socket_path)  # refuses before anything boots
     try:
-        ui.say(f"board {spec.name}: {spec.description or spec.source}")
-        board.start(ui.step)
-        server = ControlServer(board, socket_path)
-        ui.say(f"{READY} control socket {socket_path}; Ctrl-C stops the board")
-        _watch(board, ui, live, stop)
+        with signals.stop_event() as by_signal, term.relay_output():
+            _serve(spec, server, term, stop or by_signal, coredump_dir)
+        return by_signal.signum
     finally:
-        if server is not None:
-            server.close()
-        with ui.step("stop the board"):
+        server.close()
+
+
+def _serve(
+    spec: BoardSpec,
+    server: ControlServer,
+    term: Terminal,
+    stop: threading.Event,
+    coredump_dir: str | None,
+) -> None:
+    board = Board(spec, coredump_dir=coredump_dir)
+    try:
+        term.say(f"board {spec.name}: {spec.description or spec.source}")
+        board.start(term.step, stop=stop)
+        if stop.is_set():
+            return
+        server.serve(board)
+        term.say(f"{READY} control socket {server.path}; devices in {server.folder}; Ctrl-C stops")
+        _watch(board, server, term, stop)
+    finally:
+        server.close()
+        with signals.shielded(), term.step("stop the board"):
             board.stop()
 
 
-def _watch(board: Board, ui: Steps, live: bool, stop: threading.Event) -> None:
-    if live:
-        _redraw(board, ui, stop)
+def _view(board: Board, server: ControlServer) -> RenderableType:
+    rows = [  # consoles by their names in the folder the line above shows
+        dataclasses.replace(s, console=os.path.relpath(s.console, server.folder))
+        if s.console
+        else s
+        for s in server.annotate(board.status())
+    ]
+    return Group(
+        Text(f"board {board.spec.name}: devices in {server.folder}", style="bold"),
+        status_table(rows, fit=True),
+    )
+
+
+def _watch(board: Board, server: ControlServer, term: Terminal, stop: threading.Event) -> None:
+    if term.interactive:
+        with term.live(lambda: _view(board, server), REFRESH):
+            stop.wait()
         return
-    last = board.status()
-    ui.say(status_table(last))
+    last = server.annotate(board.status())
+    term.show(status_table(last))
     while True:
         stopping = stop.wait(REFRESH)
-        now = board.status()
+        now = server.annotate(board.status())
         for line in changes(last, now):  # a last look after the stop: nothing goes unsaid
-            ui.say(line)
+            term.say(line)
         last = now
         if stopping:
             return
-
-
-def _redraw(board: Board, ui: Steps, stop: threading.Event) -> None:
-    """Draw the table over the previous frame until ``stop``."""
-    drawn = 0
-    while True:
-        text = status_table(board.status())
-        up = f"\033[{drawn}F" if drawn else ""
-        ui.out.write(up + "".join(f"\033[K{line}\n" for line in text.split("\n")))
-        ui.out.flush()
-        drawn = text.count("\n") + 1
-        if stop.wait(REFRESH):
-            return
-
-
-def _stop_on_signals() -> threading.Event:
-    """An event set by SIGINT or SIGTERM (main thread only)."""
-    stop = threading.Event()
-
-    def handler(signum: int, frame: FrameType | None) -> None:
-        return stop.set()
-
-    signal.signal(signal.SIGINT, handler)
-    signal.signal(signal.SIGTERM, handler)
-    return stop

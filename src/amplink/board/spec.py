@@ -12,7 +12,6 @@ from __future__ import annotations
 import difflib
 import errno
 import itertools
-import os
 import re
 import tomllib
 from collections.abc import Callable, Mapping
@@ -26,6 +25,8 @@ from amplink.mailbox.mu_path import MU_CHANNELS, MU_IRQ, MuWiring
 from amplink.remoteproc import coredump
 from amplink.remoteproc.config import DEFAULT_MEMORY_SIZE, DELIVERIES, RprocConfig
 from amplink.remoteproc.devmem import Memory
+from amplink.remoteproc.elf import FirmwareError
+from amplink.remoteproc.fwref import resolve
 from amplink.remoteproc.process import WDOG_IRQ
 
 DEFAULT_BOARD = "default.toml"
@@ -145,7 +146,8 @@ class BoardSpec:
         """The ``ENODEV`` error for a core the board does not have, listing those it has."""
         return AmplinkError(
             errno.ENODEV,
-            f"board {self.name} has no core {name!r} (cores: {', '.join(self.names())})",
+            f"board {self.name} has no core {name!r} (cores: {', '.join(self.names())}, "
+            f"or remoteproc0..{len(self.cores) - 1})",
         )
 
     def names(self) -> list[str]:
@@ -165,25 +167,22 @@ def load_board(path: str | Path | None = None) -> BoardSpec:
         raise AmplinkError(
             exc.errno or errno.ENOENT, f"cannot read board file {p}: {exc.strerror}"
         ) from None
+    except UnicodeDecodeError:
+        raise BoardError(str(p), "<file>", "not a text file: a board file is TOML") from None
     return parse_board(text, str(p), base=p.parent)
 
 
 def parse_board(text: str, source: str = "<board>", base: Path | None = None) -> BoardSpec:
-    """Parse and check a board description given as TOML text.  Firmware given as a
-    relative path (``fw/echo.elf``, ``sensor_fw.py``) is relative to ``base``, the board
-    file's folder; a module name (``amplink.firmware.demo``) stays as it is."""
+    """Parse and check a board description given as TOML text.  Firmware references
+    are resolved by :func:`amplink.remoteproc.fwref.resolve`'s rule: a relative path
+    (``fw/echo.elf``, ``sensor_fw.py``) is relative to ``base``, the board file's folder
+    (default: the current directory); a module name (``amplink.firmware.demo``) stays
+    as it is.  Each must exist."""
     try:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise BoardError(source, "TOML", str(exc)) from None
     return _Parser(source, base).board(doc)
-
-
-def _firmware_path(firmware: str, base: Path | None) -> str:
-    is_path = "/" in firmware or firmware.endswith((".py", ".elf"))
-    if base is None or not is_path or os.path.isabs(firmware):
-        return firmware
-    return str(base / firmware)
 
 
 class _Parser:
@@ -332,9 +331,7 @@ class _Parser:
             cpu = self.get(where, tbl, "cpu", int, check=_at_least(0))
         return CoreSpec(
             name=tbl["name"],
-            firmware=_firmware_path(
-                self.get(where, tbl, "firmware", str, check=_not_empty), self.base
-            ),
+            firmware=self.firmware(where, tbl),
             mailbox=mailboxes[mb_name],
             personality=personality,
             tx=self.get(where, tbl, "tx", int, 0, check=channel),
@@ -349,6 +346,17 @@ class _Parser:
             coredump=self.choice(where, tbl, "coredump", coredump.MODES, coredump.DISABLED),
             cpu=cpu,
         )
+
+    def firmware(self, where: str, tbl: dict[str, Any]) -> str:
+        """The core's firmware reference, resolved (a relative path is from the board
+        file's folder) and checked to exist."""
+        spec = self.get(where, tbl, "firmware", str, check=_not_empty)
+        try:
+            ref = resolve(spec, self.base)
+            ref.check()
+        except FirmwareError as exc:
+            raise self.fail(f"{where}.firmware", exc.strerror or str(exc)) from None
+        return ref.name
 
     def check_disjoint(self, key: str, mems: list[MemorySpec]) -> None:
         ordered = sorted(mems, key=lambda m: m.base)

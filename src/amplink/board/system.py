@@ -9,6 +9,7 @@ block, and when a start fails half way) stops every core and releases everything
 from __future__ import annotations
 
 import errno
+import threading
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
@@ -43,6 +44,8 @@ class CoreStatus:
     recovery: str
     coredump: str
     coredumps: int
+    alias: str = ""  # remoteprocN: the kernel's name for the board's N-th core
+    console: str | None = None  # a stable name for the tty (amplink up's folder)
 
 
 def make_rproc(spec: CoreSpec, bus: RpmsgBus, coredump_dir: str | None = None) -> Rproc:
@@ -78,21 +81,28 @@ class Board:
         return f"<Board {self.spec.name} cores={list(self.cores)}>"
 
     def core(self, name: str) -> Rproc:
-        """The remote processor called ``name``; ``ENODEV`` naming the cores there are."""
+        """The remote processor called ``name``, or ``remoteprocN`` (the board's N-th
+        core, counting from 0); ``ENODEV`` naming the cores there are."""
         rp = self.cores.get(name)
+        if rp is None and name.startswith("remoteproc") and name[10:].isdigit():
+            index = int(name[10:])
+            if index < len(self.spec.cores):
+                rp = self.cores[self.spec.cores[index].name]
         if rp is None:
             raise self.spec.unknown_core(name)
         return rp
 
-    def start(self, step: StepFactory | None = None) -> None:
+    def start(self, step: StepFactory | None = None, stop: threading.Event | None = None) -> None:
         """Boot every ``auto_boot`` core, in the file's order, each inside
-        ``step(label)`` (a progress display's context manager).  If one fails, the
-        cores already started are stopped and the error propagates."""
+        ``step(label)`` (a progress display's context manager), until ``stop`` is set.
+        If one fails, the cores already started are stopped and the error propagates."""
         if self._closed:
             raise AmplinkError(errno.EINVAL, f"board {self.spec.name} was stopped; make a new one")
         around = step if step is not None else (lambda label: nullcontext())
         try:
             for spec in self.spec.cores:
+                if stop is not None and stop.is_set():
+                    return
                 if spec.auto_boot:
                     with around(f"boot {spec.name} ({spec.firmware})"):
                         t0 = time.perf_counter()
@@ -125,7 +135,7 @@ class Board:
     def status(self) -> list[CoreStatus]:
         """Every core's state, channels and counters."""
         out = []
-        for name, rp in self.cores.items():
+        for i, (name, rp) in enumerate(self.cores.items()):
             links = rp.links
             tty = self.tty(name)
             out.append(
@@ -144,6 +154,7 @@ class Board:
                     recovery=rp.sysfs.recovery,
                     coredump=rp.sysfs.coredump,
                     coredumps=rp.dumps_taken,
+                    alias=f"remoteproc{i}",
                 )
             )
         return out

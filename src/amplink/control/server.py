@@ -1,69 +1,84 @@
 """The control socket of ``amplink up``: other ``amplink`` commands reach the running
 board through it.
 
-Every request runs in its own thread and does what the matching sysfs or debugfs file
-would (``start``/``stop`` through ``state``, ``recovery``, ``coredump``, ``firmware``,
-``crash``), so the answers and errors are the kernel's.  ``send`` and ``listen`` share
-one host endpoint per (core, service), a :class:`Tap`: a ``send`` gets the first
-message that arrives after it, every ``listen`` gets them all.
+One thread runs an asyncio loop that accepts connections and reads each request (a
+client that sends no complete line within :data:`READ_TIMEOUT` is disconnected, and at
+most :data:`MAX_CONNECTIONS` are open at once), so idle connections cost no thread.
+A request then runs in a small pool of worker threads and does what the matching
+sysfs or debugfs file would (``start``/``stop`` through ``state``, ``recovery``,
+``coredump``, ``firmware``, ``crash``), so the answers and errors are the kernel's.
+Every argument is checked first: a malformed request gets ``EINVAL`` (or ``EPROTO``
+for a line that is not a JSON object) saying which argument and what it must be.
+
+``send`` and ``listen`` share one host endpoint per (core, service), a :class:`Tap`:
+a ``send`` gets the first message that arrives after it, every ``listen`` gets them
+all, until the channel goes away, the client hangs up, or the client reads so slowly
+that :data:`LISTEN_BACKLOG` messages wait for it (its stream then ends, saying so).
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import errno
+import fcntl
 import logging
 import os
-import queue
 import socket
 import stat
 import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from amplink.board import Board
-from amplink.control.protocol import NotRunning, decode, encode, read_line, request
+from amplink.board import Board, CoreStatus
+from amplink.control import requests as rq
+from amplink.control.names import DeviceNames
+from amplink.control.protocol import MAX_LINE, decode, encode, private_folder
 from amplink.errors import AmplinkError
+from amplink.host import Rproc
 from amplink.rpmsg.core import Endpoint, RpmsgDevice
-from amplink.rpmsg.tty import RPMSG_TTY_SERVICE
 
 log = logging.getLogger(__name__)
 
-CHANNEL_TIMEOUT = 5.0  # how long send/listen wait for a channel to be announced
-Event = tuple[str, Any, Any]  # ("message", data, src) | ("closed", reason, None) | ...
+READ_TIMEOUT = 10.0  # seconds a client has to send its request line
+MAX_CONNECTIONS = 256  # open at once; more are answered EBUSY and closed
+WORKERS = 8  # threads that run requests
+LISTEN_BACKLOG = 4096  # messages waiting for a slow listen client before it is dropped
+LOCK_NAME = "up.lock"
+Event = tuple[str, Any, Any]  # ("message", data, src) | ("closed", reason, None)
 
 
 class Tap:
-    """A host endpoint on one channel whose received messages go to subscribers."""
+    """A host endpoint on one channel whose received messages go to subscribers
+    (callables, run in the receive context: they must not block)."""
 
     def __init__(self, rpdev: RpmsgDevice, on_gone: Callable[[Tap], None]) -> None:
-        self._subscribers: set[queue.SimpleQueue[Event]] = set()
+        self._subscribers: set[Callable[[Event], None]] = set()
         self._lock = threading.Lock()
         self._on_gone = on_gone
         self.ept = rpdev.create_ept(self._on_message)
         self.ept.on_release(self._on_release)
 
-    def subscribe(self) -> queue.SimpleQueue[Event]:
-        """A queue that gets every event from now on."""
-        q: queue.SimpleQueue[Event] = queue.SimpleQueue()
+    def subscribe(self, deliver: Callable[[Event], None]) -> None:
+        """Give every event from now on to ``deliver``."""
         with self._lock:
-            self._subscribers.add(q)
+            self._subscribers.add(deliver)
         if self.ept.released is not None:  # released before we subscribed
-            q.put(("closed", self.ept.released.strerror, None))
-        return q
+            deliver(("closed", self.ept.released.strerror, None))
 
-    def unsubscribe(self, q: queue.SimpleQueue[Event]) -> None:
-        """Stop giving events to ``q``."""
+    def unsubscribe(self, deliver: Callable[[Event], None]) -> None:
+        """Stop giving events to ``deliver``."""
         with self._lock:
-            self._subscribers.discard(q)
+            self._subscribers.discard(deliver)
 
     def _publish(self, event: Event) -> None:
         with self._lock:
             subscribers = list(self._subscribers)
-        for q in subscribers:
-            q.put(event)
+        for deliver in subscribers:
+            deliver(event)
 
     def _on_message(self, _ept: Endpoint, data: bytes, src: int) -> None:
         self._publish(("message", bytes(data), src))
@@ -73,184 +88,151 @@ class Tap:
         self._publish(("closed", err.strerror or str(err), None))
 
 
-def message_event(data: bytes, src: int) -> dict[str, Any]:
-    """A received message as a protocol object (``text`` when it is UTF-8)."""
-    event: dict[str, Any] = {"event": "message", "src": src, "data_hex": data.hex()}
-    with contextlib.suppress(UnicodeDecodeError):
-        event["text"] = data.decode()
-    return event
-
-
 class ControlServer:
-    """Serves ``board`` on the UNIX socket ``path`` until :meth:`close`."""
+    """The control socket at ``path``: made (and the folder checked) at once, so that
+    ``amplink up`` can refuse before it boots anything; :meth:`serve` then answers
+    requests about a board until :meth:`close`."""
 
-    def __init__(self, board: Board, path: Path) -> None:
-        """``EADDRINUSE`` if another ``amplink up`` answers on ``path``; a stale socket
-        file (its server died) is replaced."""
-        self.board = board
+    def __init__(self, path: Path) -> None:
+        """``EADDRINUSE`` if another ``amplink up`` uses the socket's folder, ``EPERM``
+        if the folder is not private, ``EEXIST`` if ``path`` is not a socket; a stale
+        socket (its server died) is replaced."""
         self.path = path
+        self.folder = path.parent
+        private_folder(self.folder)
+        self._lock_fd = _lock(self.folder / LOCK_NAME, path)
+        try:
+            self._sock = _bind(path)
+        except BaseException:
+            os.close(self._lock_fd)
+            raise
+        self.board: Board | None = None
+        self.names: DeviceNames | None = None
         self._taps: dict[tuple[str, str], Tap] = {}
         self._taps_lock = threading.Lock()
-        self._conns: dict[socket.socket, queue.SimpleQueue[Event] | None] = {}
-        self._conns_lock = threading.Lock()
-        self._threads: list[threading.Thread] = []
-        self._closing = False
-        self._handlers = self._make_handlers()
-        self._sock = self._bind(path)
-        self._accepter = threading.Thread(target=self._accept, name="amplink-control", daemon=True)
-        self._accepter.start()
+        self._handlers = rq.handlers(self)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._pool: ThreadPoolExecutor | None = None
+        self._closing: asyncio.Event | None = None
+        self._conns = 0
 
-    @staticmethod
-    def _bind(path: Path) -> socket.socket:
-        _private_folder(path.parent)
-        if path.exists() or path.is_symlink():
-            if not stat.S_ISSOCK(path.lstat().st_mode):
-                raise AmplinkError(
-                    errno.EEXIST, f"{path} exists and is not a socket; choose another --socket"
-                )
-            try:
-                request(path, "ping", timeout=2.0)
-            except NotRunning:
-                path.unlink()  # stale: nobody answers
-            else:
-                raise AmplinkError(
-                    errno.EADDRINUSE,
-                    f"another amplink up is running on {path}; stop it, or give this one "
-                    "another socket with --socket",
-                )
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    # -- running ---------------------------------------------------------------------
+    def serve(self, board: Board) -> None:
+        """Answer requests about ``board`` from now on (in a thread of its own)."""
+        self.board = board
+        self.names = DeviceNames(self.folder, board)
+        self._pool = ThreadPoolExecutor(WORKERS, thread_name_prefix="amplink-control-req")
+        ready = threading.Event()
+        self._thread = threading.Thread(
+            target=self._run, args=(ready,), name="amplink-control", daemon=True
+        )
+        self._thread.start()
+        ready.wait(10)
+
+    def _run(self, ready: threading.Event) -> None:
+        loop = self._loop = asyncio.new_event_loop()
         try:
-            sock.bind(str(path))
-            os.chmod(path, 0o600)
-            sock.listen(16)
-        except BaseException:
-            sock.close()
-            raise
-        return sock
-
-    # -- connections -----------------------------------------------------------------
-    def _accept(self) -> None:
-        while True:
-            try:
-                conn, _ = self._sock.accept()
-            except OSError:
-                return  # closed
-            with self._conns_lock:
-                if self._closing:
-                    conn.close()
-                    return
-                self._conns[conn] = None
-                t = threading.Thread(
-                    target=self._serve, args=(conn,), name="amplink-control-req", daemon=True
-                )
-                self._threads = [x for x in self._threads if x.is_alive()]
-                self._threads.append(t)
-            t.start()
-
-    def _serve(self, conn: socket.socket) -> None:
-        try:
-            with conn.makefile("rb") as stream:
-                line = read_line(stream)
-                if not line:
-                    return
-                req = decode(line)
-                cmd = str(req.get("cmd", ""))
-                if cmd == "listen":
-                    self._listen(conn, req)
-                    return
-                handler = self._handlers.get(cmd)
-                if handler is None:
-                    raise AmplinkError(errno.EINVAL, f"unknown command {cmd!r}")
-                conn.sendall(encode({"ok": True, "result": handler(req)}))
-        except OSError as exc:
-            _reply_error(conn, exc)
-        except Exception as exc:  # a bug: tell the client, keep serving the others
-            log.exception("control request failed")
-            _reply_error(conn, AmplinkError(errno.EIO, f"internal error: {exc}"))
+            loop.run_until_complete(self._main(ready))
         finally:
-            with self._conns_lock:
-                self._conns.pop(conn, None)
-            conn.close()
+            loop.close()
+
+    async def _main(self, ready: threading.Event) -> None:
+        self._closing = asyncio.Event()
+        server = await asyncio.start_unix_server(self._client, sock=self._sock, limit=MAX_LINE)
+        ready.set()
+        async with server:
+            await self._closing.wait()
+            server.close()
+            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            await asyncio.wait(tasks, timeout=10) if tasks else None
 
     def close(self) -> None:
         """Stop serving: end every stream, wait for the requests, remove the socket."""
-        with self._conns_lock:
-            self._closing = True
-            conns = dict(self._conns)
-        with contextlib.suppress(OSError):
-            self._sock.shutdown(socket.SHUT_RDWR)  # wakes accept()
-        self._sock.close()
-        self._accepter.join(5)
-        for _conn, q in conns.items():
-            if q is not None:
-                q.put(("closed", "amplink up is stopping", None))
-        for t in list(self._threads):
-            t.join(10)
+        loop, closing = self._loop, self._closing
+        if loop is not None and closing is not None and not loop.is_closed():
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(closing.set)
+        if self._thread is not None:
+            self._thread.join(15)
+        else:
+            self._sock.close()
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
         with self._taps_lock:
             taps = list(self._taps.values())
             self._taps.clear()
         for tap in taps:
             tap.ept.destroy()
+        if self.names is not None:
+            self.names.close()
+            self.names = None
         with contextlib.suppress(FileNotFoundError):
             self.path.unlink()
+        if self._lock_fd >= 0:
+            os.close(self._lock_fd)  # releases the lock; the file stays (unlinking races)
+            self._lock_fd = -1
 
-    # -- requests --------------------------------------------------------------------
-    def _make_handlers(self) -> dict[str, Callable[[dict[str, Any]], Any]]:
-        return {
-            "ping": lambda req: "pong",
-            "status": self._status,
-            "start": lambda req: self._sysfs(req, "state", "start"),
-            "stop": lambda req: self._sysfs(req, "state", "stop"),
-            "recovery": lambda req: self._sysfs(req, "recovery", _arg(req, "value")),
-            "coredump": lambda req: self._sysfs(req, "coredump", _arg(req, "mode")),
-            "firmware": lambda req: self._sysfs(req, "firmware", _arg(req, "file")),
-            "crash": self._crash,
-            "send": self._send,
-            "tty": self._tty,
-            "trace": self._trace,
-        }
+    # -- one connection --------------------------------------------------------------
+    async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._conns += 1
+        try:
+            if self._conns > MAX_CONNECTIONS:
+                raise AmplinkError(
+                    errno.EBUSY, f"amplink up serves {MAX_CONNECTIONS} connections at most"
+                )
+            req = await self._read_request(reader)
+            if req is None:
+                return
+            if req.get("cmd") == "listen":
+                await self._listen(req, reader, writer)
+                return
+            _, handler = rq.lookup(self._handlers, req)
+            assert self._pool is not None
+            loop = asyncio.get_running_loop()
+            result = await loop.run_in_executor(self._pool, handler, req)
+            await _send(writer, {"ok": True, "result": result})
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                await _send(writer, _error(exc))
+        except Exception as exc:  # a bug: tell the client, keep serving the others
+            log.exception("control request failed")
+            with contextlib.suppress(OSError):
+                await _send(writer, _error(AmplinkError(errno.EIO, f"internal error: {exc}")))
+        finally:
+            self._conns -= 1
+            writer.close()
+            with contextlib.suppress(OSError):
+                await writer.wait_closed()
 
-    def _status(self, req: dict[str, Any]) -> dict[str, Any]:
-        spec = self.board.spec
-        return {
-            "board": spec.name,
-            "source": spec.source,
-            "socket": str(self.path),
-            "cores": [asdict(s) for s in self.board.status()],
-        }
+    async def _read_request(self, reader: asyncio.StreamReader) -> dict[str, Any] | None:
+        try:
+            line = await asyncio.wait_for(reader.readline(), READ_TIMEOUT)
+        except TimeoutError:
+            raise AmplinkError(
+                errno.ETIMEDOUT, f"no request line within {READ_TIMEOUT:g}s"
+            ) from None
+        except (ValueError, asyncio.LimitOverrunError):
+            raise AmplinkError(errno.EPROTO, f"request longer than {MAX_LINE} bytes") from None
+        if not line:
+            return None  # connected and left (a ping of the socket)
+        return decode(line)
 
-    def _sysfs(self, req: dict[str, Any], attr: str, value: str) -> dict[str, Any]:
-        rp = self.board.core(_arg(req, "core"))
-        setattr(rp.sysfs, attr, value)
-        return {"core": rp.name, attr: getattr(rp.sysfs, attr)}
+    # -- taps, send and listen -------------------------------------------------------
+    def core(self, name: str) -> Rproc:
+        """The board's core called ``name`` (or ``remoteprocN``)."""
+        assert self.board is not None
+        return self.board.core(name)
 
-    def _crash(self, req: dict[str, Any]) -> dict[str, Any]:
-        rp = self.board.core(_arg(req, "core"))
-        before = rp.crash_count
-        rp.debugfs.crash(req.get("kind", 0))
-        if req.get("wait", True):
-            rp.wait_crash_handled(before + 1, timeout=30.0)
-        return {"core": rp.name, "crashes": rp.crash_count, "state": rp.state}
-
-    def _tty(self, req: dict[str, Any]) -> dict[str, Any]:
-        name = _arg(req, "core")
-        self.board.core(name).wait_channel(RPMSG_TTY_SERVICE, CHANNEL_TIMEOUT)  # probed then
-        tty = self.board.tty(name)
-        if tty is None:
-            raise AmplinkError(errno.ENODEV, f"{name} has no rpmsg-tty channel now")
-        return {"core": name, "path": tty.path}
-
-    def _trace(self, req: dict[str, Any]) -> dict[str, Any]:
-        rp = self.board.core(_arg(req, "core"))
-        return {"core": rp.name, "text": rp.trace(int(req.get("index", 0)))}
-
-    def _tap(self, core: str, service: str) -> Tap:
-        key = (core, service)
+    def tap(self, core: str, service: str, timeout: float) -> Tap:
+        """The shared host endpoint on ``core``'s channel ``service``."""
+        rp = self.core(core)
+        key = (rp.name, service)
         with self._taps_lock:
             tap = self._taps.get(key)
             if tap is not None and tap.ept.released is None:
                 return tap
-            chan = self.board.core(core).wait_channel(service, CHANNEL_TIMEOUT)
+            chan = rp.wait_channel(service, timeout)
 
             def gone(t: Tap) -> None:
                 with self._taps_lock:
@@ -260,103 +242,126 @@ class ControlServer:
             tap = self._taps[key] = Tap(chan, gone)
             return tap
 
-    def _send(self, req: dict[str, Any]) -> dict[str, Any]:
-        core, service = _arg(req, "core"), _arg(req, "service")
-        try:
-            data = bytes.fromhex(_arg(req, "data_hex"))
-        except ValueError:
-            raise AmplinkError(errno.EINVAL, "data_hex is not hexadecimal") from None
-        wait = float(req.get("wait", 0))
-        tap = self._tap(core, service)
-        q = tap.subscribe() if wait > 0 else None
-        try:
-            tap.ept.send(data)
-            result: dict[str, Any] = {"core": core, "service": service, "sent": len(data)}
-            if q is None:
-                return result
-            try:
-                kind, payload, src = q.get(timeout=wait)
-            except queue.Empty:
-                raise AmplinkError(
-                    errno.ETIMEDOUT, f"{core} {service}: no reply within {wait:g}s"
-                ) from None
-            if kind != "message":
-                raise AmplinkError(errno.EPIPE, f"{core} {service}: {payload}")
-            result["reply"] = message_event(payload, src)
-            return result
-        finally:
-            if q is not None:
-                tap.unsubscribe(q)
+    def status(self) -> dict[str, Any]:
+        """The board's state (the ``status`` request)."""
+        board = self.board
+        assert board is not None
+        return {
+            "board": board.spec.name,
+            "source": board.spec.source,
+            "socket": str(self.path),
+            "cores": [asdict(s) for s in self.annotate(board.status())],
+        }
 
-    def _listen(self, conn: socket.socket, req: dict[str, Any]) -> None:
+    def annotate(self, rows: list[CoreStatus]) -> list[CoreStatus]:
+        """``rows`` with the consoles' stable names."""
+        return self.names.annotate(rows) if self.names is not None else rows
+
+    def console(self, core: str) -> str | None:
+        """The stable name of ``core``'s console, if it has one now."""
+        return self.names.console(core) if self.names is not None else None
+
+    async def _listen(
+        self, req: dict[str, Any], reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
         """Stream every message of a channel until it goes away, the client hangs up
         or the server stops."""
-        core, service = _arg(req, "core"), _arg(req, "service")
-        tap = self._tap(core, service)
-        q = tap.subscribe()
-        with self._conns_lock:
-            self._conns[conn] = q
-        if self._closing:
-            q.put(("closed", "amplink up is stopping", None))
-        watcher = threading.Thread(target=_hangup_watch, args=(conn, q), daemon=True)
-        watcher.start()
+        core, service, timeout = rq.listen_args(req)
+        loop = asyncio.get_running_loop()
+        assert self._pool is not None and self._closing is not None
+        tap = await loop.run_in_executor(self._pool, self.tap, core, service, timeout)
+        events: asyncio.Queue[Event] = asyncio.Queue()
+        overflow = threading.Event()
+
+        def put(event: Event) -> None:
+            if events.qsize() >= LISTEN_BACKLOG:
+                overflow.set()
+            events.put_nowait(event)
+
+        def deliver(event: Event) -> None:  # in the receive context: never blocks
+            with contextlib.suppress(RuntimeError):  # the loop is closing
+                loop.call_soon_threadsafe(put, event)
+
+        tap.subscribe(deliver)
         try:
-            conn.sendall(
-                encode(
-                    {"ok": True, "result": {"core": core, "service": service, "addr": tap.ept.addr}}
-                )
-            )
-            while True:
-                kind, payload, src = q.get()
-                if kind == "hangup":
-                    return
-                if kind == "closed":
-                    conn.sendall(encode({"event": "closed", "reason": payload}))
-                    return
-                conn.sendall(encode(message_event(payload, src)))
+            head = {"core": core, "service": service, "addr": tap.ept.addr}
+            await _send(writer, {"ok": True, "result": head})
+            hangup = asyncio.ensure_future(reader.read())
+            stopping = asyncio.ensure_future(self._closing.wait())
+            try:
+                while True:
+                    getting = asyncio.ensure_future(events.get())
+                    await asyncio.wait(
+                        {getting, hangup, stopping}, return_when=asyncio.FIRST_COMPLETED
+                    )
+                    if not getting.done():
+                        getting.cancel()
+                        if hangup.done():
+                            return
+                        await _send(writer, {"event": "closed", "reason": "amplink up stopped"})
+                        return
+                    kind, payload, src = getting.result()
+                    if overflow.is_set():
+                        reason = f"the client fell {LISTEN_BACKLOG} messages behind"
+                        await _send(writer, {"event": "closed", "reason": reason})
+                        return
+                    if kind == "closed":
+                        await _send(writer, {"event": "closed", "reason": payload})
+                        return
+                    await _send(writer, rq.message_event(payload, src))
+            finally:
+                hangup.cancel()
+                stopping.cancel()
         except OSError:
             return  # the client went away mid-write
         finally:
-            tap.unsubscribe(q)
-            with contextlib.suppress(OSError):
-                conn.shutdown(socket.SHUT_RDWR)  # ends the watcher's recv
-            watcher.join(5)
+            tap.unsubscribe(deliver)
 
 
-def _private_folder(folder: Path) -> None:
-    """Make ``folder`` (mode 0700) or check that an existing one is ours and private:
-    anyone who can reach the socket can stop and crash the cores."""
-    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-    st = folder.stat()
-    if st.st_uid != os.getuid() or st.st_mode & 0o077:
-        raise AmplinkError(
-            errno.EPERM,
-            f"{folder} must belong to you and be private (mode 0700) to hold the control "
-            "socket; fix it or choose another --socket",
-        )
+async def _send(writer: asyncio.StreamWriter, obj: dict[str, Any]) -> None:
+    writer.write(encode(obj))
+    await writer.drain()
 
 
-def _hangup_watch(conn: socket.socket, q: queue.SimpleQueue[Event]) -> None:
-    """Tell a listen stream when its client hangs up (reads EOF)."""
+def _error(exc: OSError) -> dict[str, Any]:
+    return {"ok": False, "errno": exc.errno or errno.EIO, "error": exc.strerror or str(exc)}
+
+
+def _lock(lock_path: Path, socket_path: Path) -> int:
+    """Hold the folder's lock (one ``amplink up`` per folder: its socket and device
+    names live there); ``EADDRINUSE`` naming the holder otherwise."""
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     try:
-        while conn.recv(4096):
-            pass
-    except OSError:
-        pass
-    q.put(("hangup", None, None))
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "?"
+        os.close(fd)
+        raise AmplinkError(
+            errno.EADDRINUSE,
+            f"another amplink up (pid {holder}) is running in {lock_path.parent} (its socket "
+            f"and devices live there); stop it, or give this one a socket in another folder "
+            f"with --socket (this one was to be {socket_path})",
+        ) from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return fd
 
 
-def _arg(req: dict[str, Any], key: str) -> str:
-    value = req.get(key)
-    if not isinstance(value, str) or not value:
-        raise AmplinkError(errno.EINVAL, f"request {req.get('cmd')!r} needs {key!r}")
-    return value
-
-
-def _reply_error(conn: socket.socket, exc: OSError) -> None:
-    with contextlib.suppress(OSError):
-        conn.sendall(
-            encode(
-                {"ok": False, "errno": exc.errno or errno.EIO, "error": exc.strerror or str(exc)}
+def _bind(path: Path) -> socket.socket:
+    if path.exists() or path.is_symlink():
+        if not stat.S_ISSOCK(path.lstat().st_mode):
+            raise AmplinkError(
+                errno.EEXIST, f"{path} exists and is not a socket; choose another --socket"
             )
-        )
+        path.unlink()  # stale: we hold the folder's lock, so nobody serves it
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.bind(str(path))
+        os.chmod(path, 0o600)
+        sock.listen(socket.SOMAXCONN)
+    except OSError as exc:
+        sock.close()
+        raise AmplinkError(
+            exc.errno or errno.EIO, f"cannot listen on {path}: {exc.strerror}"
+        ) from None
+    return sock

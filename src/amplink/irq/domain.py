@@ -23,6 +23,7 @@ import logging
 import os
 import select
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from queue import SimpleQueue
@@ -123,13 +124,14 @@ class _IrqThread:
         while q.get():
             with line.lock:
                 action.runthread = False
-            if TRACER.enabled:
-                TRACER.event("irq", "thread", irq=line.irq, action=action.name)
+            t0 = time.perf_counter_ns() if TRACER.enabled else 0
             try:
                 ret = fn(line.irq, action.dev_id)
             except Exception:
                 log.exception("%s: thread handler raised", self.name)
                 ret = IRQ_NONE
+            if t0:
+                TRACER.span("irq", "thread", t0, irq=line.irq, action=action.name, ret=ret)
             self.domain._thread_done(action, ret)
         with line.lock:  # a wake that will never run must not leave the line busy
             if action.runthread:

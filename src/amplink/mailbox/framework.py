@@ -107,13 +107,18 @@ class MboxChan:
     acked_from_poll: bool = False
 
     def __repr__(self) -> str:
-        return f"<MboxChan {self.mbox.dev}[{self.index}]>"
+        return f"<MboxChan {self.trace_name}>"
+
+    @property
+    def trace_name(self) -> str:
+        """``controller[index]``: how the trace names the channel."""
+        return f"{self.mbox.dev}[{self.index}]"
 
     # -- called by controller drivers ------------------------------------------------
     def received_data(self, msg: Any) -> None:
         """Deliver received data to the client (``mbox_chan_received_data``)."""
         if TRACER.enabled:
-            TRACER.event("mailbox", "rx", chan=repr(self), msg=msg)
+            TRACER.event("mailbox", "rx", chan=self.trace_name, msg=msg)
         cl = self.cl
         if cl is not None and cl.rx_callback is not None:
             cl.rx_callback(cl, msg)
@@ -164,7 +169,7 @@ class MboxChan:
         if slot is None:
             return False
         if TRACER.enabled:
-            TRACER.event("mailbox", "txdone", chan=repr(self), msg=slot.data, r=r)
+            TRACER.event("mailbox", "txdone", chan=self.trace_name, msg=slot.data, r=r)
         cl = self.cl
         if cl is not None and cl.tx_done is not None:
             cl.tx_done(cl, slot.data, r)
@@ -422,7 +427,7 @@ def send_message(chan: MboxChan, msg: Any) -> int:
     if msg is MBOX_NO_MSG:
         raise MailboxError(errno.EINVAL, "MBOX_NO_MSG is not a message")
     if TRACER.enabled:
-        TRACER.event("mailbox", "send", chan=repr(chan), msg=msg)
+        TRACER.event("mailbox", "send", chan=chan.trace_name, msg=msg)
     slot = _Slot(msg, threading.Event() if cl.tx_block else None)
     with chan.lock:
         if chan.msg_count >= MBOX_TX_QUEUE_LEN:

@@ -89,8 +89,8 @@ def _describe_exit(returncode: int) -> str:
 
 class LinuxGuestDevice:
     """Serves one firmware program (``program``: its source and file name, as
-    :func:`amplink.remoteproc.fwpack.firmware_program` reads them from an ELF image, a
-    ``.py`` file or a module) to the Linux guests that connect to ``socket_path``, each
+    :meth:`amplink.remoteproc.fwref.FirmwareRef.program` reads them from an ELF
+    image, a ``.py`` file or a module) to the Linux guests that connect to ``socket_path``, each
     in a session process of its own, which reads the source from a memfd it inherits.
     ``once``: stop when the first guest's session ends."""
 

@@ -3,7 +3,7 @@ and what debugfs ``resource_table`` shows in Linux)."""
 
 from __future__ import annotations
 
-from amplink.remoteproc.elf import FirmwareImage
+from amplink.remoteproc.elf import RSC_TABLE_SECTION, FirmwareImage
 from amplink.remoteproc.elf_writer import PF_R, PF_W, PF_X
 from amplink.remoteproc.fwpack import packed_python
 from amplink.virtio.constants import VIRTIO_ID_RPMSG
@@ -55,6 +55,11 @@ def _flags(flags: int) -> str:
     return "".join(c if flags & bit else "-" for c, bit in (("R", PF_R), ("W", PF_W), ("X", PF_X)))
 
 
+def table_invalid(image: FirmwareImage) -> bool:
+    """Whether ``image`` has a resource-table section that cannot be used."""
+    return image.table is None and any(s[0] == RSC_TABLE_SECTION for s in image.sections)
+
+
 def describe_image(image: FirmwareImage) -> str:
     """ELF header summary, loadable segments, sections and the resource table."""
     runs = (
@@ -79,7 +84,9 @@ def describe_image(image: FirmwareImage) -> str:
     for name, addr, off, size in image.sections:
         if name:
             lines.append(f"  {name:<20} addr {addr:#010x}  offset {off:#8x}  size {size:#x}")
-    if image.table is None:
+    if table_invalid(image):
+        lines.append(f"Resource table present but invalid: {image.table_problem}")
+    elif image.table is None:
         lines.append(f"No resource table found: {image.table_problem}")
     else:
         assert image.table_da is not None

@@ -14,10 +14,8 @@ memory* at the entry point (format: :mod:`amplink.wire.pyprog`), not the file.
 from __future__ import annotations
 
 import errno
-import importlib.util
-import os
 
-from amplink.remoteproc.elf import ELF_MAGIC, FirmwareError, FirmwareImage
+from amplink.remoteproc.elf import FirmwareError, FirmwareImage
 from amplink.remoteproc.elf_writer import (
     EM_NONE,
     ET_EXEC,
@@ -74,27 +72,6 @@ def pack_python(source: str, table: rt.ResourceTable, *, trace_size: int = TRACE
     return write_elf(segments, elf_type=ET_EXEC, entry=entry)
 
 
-def program_source(spec: str) -> tuple[str, str]:
-    """``(source, filename)`` of a firmware given as a ``.py`` path or a module name."""
-    if spec.endswith(".py") or os.sep in spec:
-        path = spec
-    else:
-        found = importlib.util.find_spec(spec)
-        if found is None or found.origin is None or not found.origin.endswith(".py"):
-            raise FirmwareError(
-                "missing", f"firmware module {spec!r} not found (or has no Python source)",
-                errno.ENOENT,
-            )  # fmt: skip
-        path = found.origin
-    try:
-        with open(path, encoding="utf-8") as f:
-            return f.read(), path
-    except OSError as exc:
-        raise FirmwareError(
-            "missing", f"cannot read firmware {path!r}: {exc.strerror}", exc.errno or errno.ENOENT
-        ) from None
-
-
 def _entry_bytes(image: FirmwareImage) -> bytes:
     """The file bytes of the segment holding the entry point, from the entry on."""
     if image.machine == EM_NONE:
@@ -102,26 +79,6 @@ def _entry_bytes(image: FirmwareImage) -> bytes:
             if seg.da <= image.entry < seg.da + seg.filesz:
                 return bytes(seg.data[image.entry - seg.da : seg.filesz])
     return b""
-
-
-def is_image_file(spec: str) -> bool:
-    """An ELF image file, or a file meant as one (it then fails the magic check), as
-    opposed to a Python program (``.py``) or a module name."""
-    if spec.endswith(".py"):
-        return False
-    try:
-        with open(spec, "rb") as f:
-            return f.read(4) == ELF_MAGIC or os.sep in spec or spec.endswith(".elf")
-    except OSError:
-        return os.sep in spec  # a missing path: report it as a missing image
-
-
-def firmware_program(spec: str) -> tuple[str, str]:
-    """``(source, filename)`` of the Python program a firmware names: a packed ELF
-    image (``amplink fw pack``), a ``.py`` file or a module name."""
-    if is_image_file(spec):
-        return image_program(FirmwareImage.from_file(spec)), spec
-    return program_source(spec)
 
 
 def packed_python(image: FirmwareImage) -> bool:

@@ -16,8 +16,8 @@ from amplink.remoteproc.config import RprocConfig
 from amplink.remoteproc.devmem import DeviceMemory
 from amplink.remoteproc.drivers import RprocDrivers
 from amplink.remoteproc.elf import FirmwareError, FirmwareImage
-from amplink.remoteproc.fwpack import is_image_file, pack_python, program_source
-from amplink.remoteproc.layout import default_rsc_table, image_region_size
+from amplink.remoteproc.fwref import resolve
+from amplink.remoteproc.layout import image_region_size
 from amplink.remoteproc.platform import RprocPlatform, choose_platform
 from amplink.remoteproc.resources import handle_resources, reserve_platform_memories
 from amplink.remoteproc.subdev import ResourceContext
@@ -26,19 +26,17 @@ from amplink.wire import rsc_table as rt
 
 def read_firmware(name: str, spec: str, table: rt.ResourceTable | None) -> FirmwareImage:
     """The image to boot (``request_firmware``): an ELF file, or a Python program
-    packed here with ``table`` (default: :func:`default_rsc_table`); it must have a
-    resource table.  Which platform runs it is chosen later (``ENOEXEC`` if none)."""
-    if is_image_file(spec):
-        if table is not None:
-            raise AmplinkError(
-                errno.EINVAL,
-                f"{spec} is an ELF image: its resource table comes from its "
-                ".resource_table section, do not pass table=",
-            )
-        image = FirmwareImage.from_file(spec)
-    else:
-        source, path = program_source(spec)
-        image = FirmwareImage.parse(pack_python(source, table or default_rsc_table()), path)
+    packed here with ``table`` (default: :func:`~.layout.default_rsc_table`); it must have a
+    resource table.  Which platform runs it is chosen later (``ENOEXEC`` if none).
+    ``spec`` is resolved by :func:`amplink.remoteproc.fwref.resolve`'s rule."""
+    ref = resolve(spec)
+    if table is not None and not ref.is_program:
+        raise AmplinkError(
+            errno.EINVAL,
+            f"{spec} is an ELF image: its resource table comes from its "
+            ".resource_table section, do not pass table=",
+        )
+    image = ref.image(table)
     image.require_table()
     return image
 

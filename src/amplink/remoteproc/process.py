@@ -242,6 +242,7 @@ class ProcessPlatform(RprocPlatform):
             pass_fds=(region.fd, mmio.fd, core_fd, host_fd),
             env=env,
             stdin=subprocess.DEVNULL,
+            process_group=0,  # a terminal's Ctrl-C reaches the host only; it stops the core
         )
 
     # -- words from the core ---------------------------------------------------------

@@ -9,7 +9,11 @@
   a message is queued, :meth:`~RpmsgEptFile.writer_fileno` is writable when a send
   would not wait (a kernel file has one descriptor for both; an eventfd cannot be
   "not readable and not writable" at once, so here there are two).  Both become
-  ready when the endpoint goes away, so a waiter finds out.
+  ready when the endpoint goes away (a channel removed, its core stopped or crashed),
+  so a waiter finds out, as Linux's poll reports EPOLLERR/EPOLLHUP; reads and writes
+  then fail with ``EPIPE`` and the descriptors stay valid until the file is closed.
+  A descriptor is made when first asked for, and closed by :meth:`close` (or when
+  the file object is garbage-collected).
 * :class:`RpmsgCharDriver` gives every channel named ``rpmsg-raw`` an endpoint file on
   the channel's default endpoint, as the kernel does.
 """
@@ -20,6 +24,7 @@ import errno
 import os
 import select
 import threading
+import weakref
 from collections import deque
 
 from amplink.errors import RpmsgError
@@ -31,7 +36,7 @@ RPMSG_RAW_SERVICE = "rpmsg-raw"
 _NOT_WRITABLE = 0xFFFF_FFFF_FFFF_FFFE  # an eventfd at its maximum is not writable
 # What a non-blocking send raises when it would wait: virtio has no free buffer, GLINK
 # no free intent from the remote, or no room in its FIFO.
-_NO_BUFFER = (errno.ENOMEM, errno.EBUSY, errno.EAGAIN)
+NO_BUFFER = (errno.ENOMEM, errno.EBUSY, errno.EAGAIN)
 
 
 class RpmsgEptFile:
@@ -46,8 +51,9 @@ class RpmsgEptFile:
         self.default = default  # an rpmsg-raw channel's endpoint: DESTROY_EPT refused
         self._queue: deque[bytes] = deque()
         self._lock = threading.Condition(threading.Lock())
-        self._rfd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
-        self._wfd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+        self._fds = [-1, -1]  # reader, writer: made when asked for (see fileno)
+        self._closed = False
+        weakref.finalize(self, _close_all, self._fds)
         self._tx_blocked = False
         self._flow_updated = False  # the remote's flow control changed: POLLPRI
         ept.callback = self._on_message
@@ -60,12 +66,31 @@ class RpmsgEptFile:
     # -- descriptors -----------------------------------------------------------------
     def fileno(self) -> int:
         """Readable while a message is queued, the remote's flow control changed, or
-        the endpoint is gone."""
-        return self._rfd
+        the endpoint is gone (-1 once closed)."""
+        with self._lock:
+            if self._fds[0] < 0 and not self._closed:
+                self._fds[0] = _eventfd()
+                if self._queue or self._flow_updated or self.ept.released is not None:
+                    os.eventfd_write(self._fds[0], 1)
+            return self._fds[0]
 
     def writer_fileno(self) -> int:
-        """Writable while a send would not wait (or the endpoint is gone)."""
-        return self._wfd
+        """Writable while a send would not wait, or the endpoint is gone (-1 once
+        closed)."""
+        with self._lock:
+            if self._fds[1] < 0 and not self._closed:
+                self._fds[1] = _eventfd()
+                if self._tx_blocked and self.ept.released is None:
+                    os.eventfd_write(self._fds[1], _NOT_WRITABLE)
+            return self._fds[1]
+
+    @property
+    def _rfd(self) -> int:
+        return self._fds[0]
+
+    @property
+    def _wfd(self) -> int:
+        return self._fds[1]
 
     def poll(self) -> int:
         """``POLLIN`` / ``POLLOUT`` / ``POLLPRI`` (flow control changed) / ``POLLERR``
@@ -79,7 +104,7 @@ class RpmsgEptFile:
     def _on_message(self, ept: Endpoint, data: bytes, src: int) -> None:
         with self._lock:
             self._queue.append(data)
-            if len(self._queue) == 1:
+            if len(self._queue) == 1 and self._rfd >= 0:
                 os.eventfd_write(self._rfd, 1)
             self._lock.notify()
 
@@ -87,8 +112,10 @@ class RpmsgEptFile:
         with self._lock:
             if self._rfd >= 0:
                 os.eventfd_write(self._rfd, 1)
+            if self._wfd >= 0:
                 drain(self._wfd)
             self._lock.notify_all()
+        ept.callback = None  # the endpoint no longer refers to this file (no cycle)
 
     def _writable(self) -> None:
         """The link has a free send buffer again."""
@@ -114,7 +141,7 @@ class RpmsgEptFile:
                 if not self._queue:
                     raise RpmsgError(errno.EPIPE, f"endpoint {self.ept.addr} is gone")
             data = self._queue.popleft()
-            if not self._queue and self.ept.released is None:
+            if not self._queue and self.ept.released is None and self._rfd >= 0:
                 drain(self._rfd)
             return data
 
@@ -130,12 +157,13 @@ class RpmsgEptFile:
         try:
             self.ept.trysendto(data, self.dst)
         except RpmsgError as exc:
-            if exc.errno not in _NO_BUFFER:
+            if exc.errno not in NO_BUFFER:
                 raise
             with self._lock:
-                if not self._tx_blocked and self._wfd >= 0:
+                if not self._tx_blocked:
                     self._tx_blocked = True
-                    os.eventfd_write(self._wfd, _NOT_WRITABLE)
+                    if self._wfd >= 0:
+                        os.eventfd_write(self._wfd, _NOT_WRITABLE)
             self.ept.link.when_can_send(self.ept.addr, self._writable)
             raise RpmsgError(errno.EAGAIN, "no free send buffer") from None
         return len(data)
@@ -171,16 +199,25 @@ class RpmsgEptFile:
             self.ept.destroy()
         with self._lock:
             self._queue.clear()
-            for fd in (self._rfd, self._wfd):
-                if fd >= 0:
-                    os.close(fd)
-            self._rfd = self._wfd = -1
+            self._closed = True
+            _close_all(self._fds)
 
     def __enter__(self) -> RpmsgEptFile:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _eventfd() -> int:
+    return os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+
+
+def _close_all(fds: list[int]) -> None:
+    for i, fd in enumerate(fds):
+        if fd >= 0:
+            os.close(fd)
+            fds[i] = -1
 
 
 class RpmsgCtrl:
@@ -245,8 +282,9 @@ class RpmsgCharDriver(PerDeviceDriver[RpmsgEptFile]):
         return RpmsgEptFile(rpdev.ept, rpdev.dst, default=True)
 
     def destroy(self, obj: RpmsgEptFile) -> None:
-        """Close the channel's endpoint file."""
-        obj.close()
+        """The channel went away: its file is hung up (its endpoint was released, so
+        waiters woke and reads give ``EPIPE``), not closed: a user's descriptors stay
+        valid until the user closes the file."""
 
     def wait_file(self, timeout: float = 10.0) -> RpmsgEptFile:
         """The first endpoint file this driver made (waits for an rpmsg-raw channel)."""

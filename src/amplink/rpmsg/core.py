@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterator
 from typing import Any, NamedTuple
 
 from amplink.errors import RpmsgError
+from amplink.tracing import TRACER
 from amplink.wire.rpmsg import RPMSG_NAME_SIZE, NsMessage, encode_name
 
 log = logging.getLogger(__name__)
@@ -61,6 +62,8 @@ class RpmsgLink(ABC):
         # counters: not locked, so concurrent senders may very rarely lose a count).
         self.messages_in = 0
         self.messages_out = 0
+        self.trace_key = name  # the backends add what tells this link from a later one
+        self.trace_seq = [0, 0]  # messages sent, received while tracing (flow ids)
 
     @property
     @abstractmethod
@@ -190,7 +193,14 @@ class Endpoint:
         if self.released is not None:
             self._check_alive()
         link = self.link
-        link.send(self.addr, dst, data, block=True, timeout=timeout)
+        if TRACER.enabled:
+            t0 = time.perf_counter_ns()
+            link.send(self.addr, dst, data, block=True, timeout=timeout)
+            TRACER.span(
+                "rpmsg", "send", t0, flow_out=TRACER.take("flow_out"), **self._trace(dst, data)
+            )
+        else:
+            link.send(self.addr, dst, data, block=True, timeout=timeout)
         link.messages_out += 1
 
     def trysend(self, data: bytes) -> None:
@@ -202,7 +212,14 @@ class Endpoint:
         if self.released is not None:
             self._check_alive()
         link = self.link
-        link.send(self.addr, dst, data, block=False, timeout=0)
+        if TRACER.enabled:
+            t0 = time.perf_counter_ns()
+            link.send(self.addr, dst, data, block=False, timeout=0)
+            TRACER.span(
+                "rpmsg", "send", t0, flow_out=TRACER.take("flow_out"), **self._trace(dst, data)
+            )
+        else:
+            link.send(self.addr, dst, data, block=False, timeout=0)
         link.messages_out += 1
 
     def poll(self) -> bool:
@@ -250,15 +267,32 @@ class Endpoint:
             self.dst = src
         cb = self.callback
         if cb is not None:
+            t0 = time.perf_counter_ns() if TRACER.enabled else 0
             try:
                 cb(self, data, src)
             except Exception:
                 log.exception("rpmsg endpoint %d: receive callback raised", self.addr)
+            if t0:
+                args = self._trace(src, data)
+                TRACER.span("rpmsg", "callback", t0, flow_in=TRACER.take("flow_in"), **args)
             return
+        if TRACER.enabled:
+            TRACER.span(
+                "rpmsg", "queued", time.perf_counter_ns(), flow_in=TRACER.take("flow_in"),
+                **self._trace(src, data),
+            )  # fmt: skip
         with self._cond:
             self._queue.append(Message(data, src))
             if self._waiters:
                 self._cond.notify()
+
+    def _traced_send(self, t0: int, dst: int, data: bytes) -> None:
+        TRACER.span("rpmsg", "send", t0, flow_out=TRACER.take("flow_out"), **self._trace(dst, data))
+
+    def _trace(self, peer: int, data: Any) -> dict[str, Any]:
+        """Readable arguments of a traced message."""
+        size = len(data.data) if hasattr(data, "data") else len(data)
+        return {"link": self.link.name, "ept": self.addr, "peer": peer, "len": size}
 
     def _has_message(self) -> bool:
         return bool(self._queue) or self.released is not None

@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import os
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -96,6 +97,7 @@ class GlinkLink(PolledLink):
         self.spec = spec
         self.protocol = GlinkProtocol(name, max_message=spec.max_message, intents=intents)
         self._fifos = EdgeFifos(name, region, edge_offset, spec.fifo_size, role)
+        self.trace_key = f"{name}@{os.fstat(region.fd).st_ino}"  # this boot's memory
         self._tx = self._fifos.tx
         self._rx = self._fifos.rx
         self._notify = notify
@@ -174,7 +176,7 @@ class GlinkLink(PolledLink):
             )
         name = self._channel_of(src)
         if TRACER.enabled:
-            TRACER.event("rpmsg", "send", link=self.name, src=src, dst=dst, len=n)
+            TRACER.sent(self)
         deadline = time.monotonic() + (self.send_timeout if timeout is None else timeout)
         proto = self.protocol
         with self._locked():
@@ -442,14 +444,7 @@ class GlinkLink(PolledLink):
             if ept is None:
                 return 0
             if TRACER.enabled:
-                TRACER.event(
-                    "rpmsg",
-                    "receive",
-                    link=self.name,
-                    src=RPMSG_ADDR_ANY,
-                    dst=ept.addr,
-                    len=len(event.data),
-                )
+                TRACER.received(self)
             ept.deliver(event.data, RPMSG_ADDR_ANY)
             return 1
         if isinstance(event, IntentsAvailable):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import threading
+from collections.abc import Callable
 from typing import Generic, TypeVar
 
 from amplink.errors import RpmsgError
@@ -22,6 +23,17 @@ class PerDeviceDriver(RpmsgDriver, Generic[T]):
         super().__init__(name, id_table, callback=callback)
         self.instances: dict[str, T] = {}
         self._changed = threading.Condition()
+        self._listeners: list[Callable[[RpmsgDevice, T | None], None]] = []
+
+    def add_listener(self, listener: Callable[[RpmsgDevice, T | None], None]) -> None:
+        """Call ``listener(rpdev, obj)`` after each object is made, and
+        ``listener(rpdev, None)`` before one is destroyed (in the bus's context)."""
+        self._listeners.append(listener)
+
+    def remove_listener(self, listener: Callable[[RpmsgDevice, T | None], None]) -> None:
+        """Stop calling ``listener``."""
+        if listener in self._listeners:
+            self._listeners.remove(listener)
 
     def create(self, rpdev: RpmsgDevice) -> T:
         """Make the object for one channel (subclasses say how)."""
@@ -37,12 +49,16 @@ class PerDeviceDriver(RpmsgDriver, Generic[T]):
         with self._changed:
             self.instances[rpdev.id] = obj
             self._changed.notify_all()
+        for listener in list(self._listeners):
+            listener(rpdev, obj)
 
     def remove(self, rpdev: RpmsgDevice) -> None:
         """Forget the channel's object and destroy it."""
         with self._changed:
             obj = self.instances.pop(rpdev.id, None)
         if obj is not None:
+            for listener in list(self._listeners):
+                listener(rpdev, None)
             self.destroy(obj)
 
     def wait_first(self, timeout: float = 10.0) -> T:

@@ -8,21 +8,32 @@ messages of at most the channel's MTU (a long write is split, as the kernel's dr
 does); each message from the remote is written to the pty.  The pty starts in raw
 mode without echo, as a serial line would; a terminal program sets its own modes.
 
-If nobody reads the pty and its buffer fills, further bytes from the remote are
-dropped and counted (``dropped``), with a warning, as the kernel drops what does not
-fit in the tty buffer.
+Nothing the remote sends is lost while someone may read it.  What does not fit in the
+pty at once waits in a queue here, up to :data:`TTY_BUFFER` bytes (what current Linux's
+tty layer buffers before it drops), and goes to the pty as the reader takes it.  Beyond
+that the console applies backpressure instead of dropping: on a backend that lends
+receive buffers (virtio) it keeps the remote's messages in their buffers and gives
+them back only as the pty drains, so the remote runs out of buffers and its sends wait;
+over GLINK, which returns a receive intent as a message arrives, it asks the remote to
+pause (flow control) and queues what still comes, up to :data:`TTY_HARD_LIMIT` bytes,
+past which (a remote that ignores the pause) bytes are dropped and counted in
+``dropped``, with a warning.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import os
 import select
 import threading
 import tty
+from collections import deque
+from typing import Any
 
 from amplink.errors import RpmsgError
+from amplink.irq.line import drain
 from amplink.rpmsg.core import Endpoint, RpmsgDevice
 from amplink.rpmsg.per_device import PerDeviceDriver
 
@@ -30,6 +41,9 @@ log = logging.getLogger(__name__)
 
 RPMSG_TTY_SERVICE = "rpmsg-tty"
 READ_CHUNK = 4096
+TTY_BUFFER = 640 << 10  # bytes queued for the pty before backpressure
+TYPED_WAIT = 0.05  # seconds a send of typed bytes waits for a buffer before the pty is served
+TTY_HARD_LIMIT = 4 * TTY_BUFFER  # queued bytes past which a remote that ignores it loses data
 
 
 class RpmsgTty:
@@ -39,76 +53,157 @@ class RpmsgTty:
         self.rpdev = rpdev
         self.dropped = 0
         self._master, self._slave = os.openpty()
-        self._stop = -1
+        self._stop = self._wake = -1
+        self._typed = b""  # typed on the pty, not yet sent (the remote had no buffer)
+        self._out: deque[tuple[memoryview, Any]] = deque()  # (bytes left, held buffer)
+        self._queued = 0  # bytes in _out
+        self._out_lock = threading.Lock()
+        self._paused = False  # we asked the remote to pause (flow control)
         self.ept: Endpoint | None = None
         try:
             tty.setraw(self._slave)
             os.set_blocking(self._master, False)
             self.path = os.ttyname(self._slave)
             self._stop = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
-            self.ept = rpdev.create_ept(self._from_remote)
+            self._wake = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+            self.ept = rpdev.create_ept(self._from_remote, zero_copy=True)
             self.mtu = self.ept.get_mtu()
         except BaseException:
             self.close()
             raise
         self._thread = threading.Thread(
-            target=self._to_remote, name=f"rpmsg-tty-{self.ept.addr}", daemon=True
+            target=self._serve, name=f"rpmsg-tty-{self.ept.addr}", daemon=True
         )
         self._thread.start()
 
     def __repr__(self) -> str:
         return f"<RpmsgTty {self.path} {self.rpdev.id}>"
 
-    def _from_remote(self, ept: Endpoint, data: bytes, src: int) -> None:
-        """A message from the remote: onto the pty (in the receive context)."""
-        view = memoryview(data)
-        while view:
-            try:
-                n = os.write(self._master, view)
-            except BlockingIOError:
+    @property
+    def queued(self) -> int:
+        """Bytes from the remote waiting for room in the pty."""
+        return self._queued
+
+    def _from_remote(self, ept: Endpoint, data: Any, src: int) -> None:
+        """A message from the remote (in the receive context; never blocks): onto the
+        pty, or queued, or held (see the module docstring)."""
+        held = data if hasattr(data, "hold") else None  # a lent buffer (virtio)
+        view = memoryview(held.data if held is not None else data)
+        with self._out_lock:
+            if not self._out:
+                try:
+                    view = view[os.write(self._master, view) :]
+                except BlockingIOError:
+                    pass
+                except OSError:
+                    return  # closed meanwhile
+                if not view:
+                    return
+            if self._queued + len(view) <= TTY_BUFFER:
+                self._queue_locked(memoryview(bytes(view)), None)
+            elif held is not None:
+                self._queue_locked(view, held.hold())  # backpressure: not given back yet
+            elif self._queued + len(view) <= TTY_HARD_LIMIT:
+                self._queue_locked(memoryview(bytes(view)), None)
+                self._pause(True)
+            else:
                 self.dropped += len(view)
                 log.warning(
-                    "%s: the pty buffer is full (nobody reads %s); dropped %d bytes",
+                    "%s: %s is full and the remote ignores the pause; dropped %d bytes",
                     self.rpdev.id,
                     self.path,
                     len(view),
                 )
-                return
-            except OSError:
-                return  # closed meanwhile
-            view = view[n:]
+                self._pause(True)
 
-    def _to_remote(self) -> None:
-        """Bytes written to the pty: to the remote, in messages of at most the MTU."""
+    def _queue_locked(self, view: memoryview, held: Any) -> None:
+        was_empty = not self._out
+        self._out.append((view, held))
+        self._queued += len(view)
+        if was_empty:  # after the append: the writer looks at the queue once woken
+            os.eventfd_write(self._wake, 1)
+
+    def _pause(self, pause: bool) -> None:
+        """Ask the remote to pause or resume, on backends with flow control."""
+        if self._paused == pause or self.ept is None:
+            return
+        self._paused = pause
+        try:
+            self.ept.set_flow_control(pause)
+        except RpmsgError as exc:
+            if exc.errno != errno.EOPNOTSUPP:
+                log.warning("%s: flow control: %s", self.rpdev.id, exc.strerror)
+
+    def _flush(self) -> None:
+        """Write what is queued while the pty takes it; give back drained buffers."""
+        done = []
+        with self._out_lock:
+            while self._out:
+                view, held = self._out[0]
+                try:
+                    n = os.write(self._master, view)
+                except (BlockingIOError, OSError):
+                    break
+                self._queued -= n
+                if n < len(view):
+                    self._out[0] = (view[n:], held)
+                    break
+                self._out.popleft()
+                if held is not None:
+                    done.append(held)
+            if self._paused and self._queued <= TTY_BUFFER // 2:
+                self._pause(False)
+        for held in done:
+            held.release()
+
+    def _serve(self) -> None:
+        """Forward typed bytes to the remote and write queued bytes as the pty drains,
+        never blocking on either: when the remote has no buffer for typed bytes, the
+        pty is not read until it has one."""
         poller = select.poll()
-        poller.register(self._master, select.POLLIN)
         poller.register(self._stop, select.POLLIN)
-        ept = self.ept
-        assert ept is not None
+        poller.register(self._wake, select.POLLIN)
         while True:
-            ready = {fd for fd, _ in poller.poll()}
+            events = (0 if self._typed else select.POLLIN) | (select.POLLOUT if self._out else 0)
+            poller.register(self._master, events)
+            ready = dict(poller.poll(0 if self._typed else None))
             if self._stop in ready:
                 return
-            try:
-                data = os.read(self._master, READ_CHUNK)
-            except BlockingIOError:
-                continue
-            except OSError:
+            if self._wake in ready:
+                drain(self._wake)
+            if ready.get(self._master, 0) & select.POLLOUT:
+                self._flush()
+            if ready.get(self._master, 0) & select.POLLIN:
+                with contextlib.suppress(BlockingIOError):
+                    self._typed = os.read(self._master, READ_CHUNK)
+            if self._typed and not self._send_typed():
                 return
-            for i in range(0, len(data), self.mtu):
-                try:
-                    ept.send(data[i : i + self.mtu])
-                except RpmsgError as exc:
-                    log.warning(
-                        "%s: %d bytes typed on %s not sent: %s",
-                        self.rpdev.id,
-                        len(data) - i,
-                        self.path,
-                        exc.strerror,
-                    )
-                    if exc.errno in (errno.EPIPE, errno.ESHUTDOWN):
-                        return
-                    break
+
+    def _send_typed(self) -> bool:
+        """Send what was typed, in messages of at most the MTU, waiting at most
+        :data:`TYPED_WAIT` s for a buffer (so that the pty is still written meanwhile);
+        False once the channel is gone."""
+        ept = self.ept
+        if ept is None:
+            return False
+        while self._typed:
+            chunk = self._typed[: self.mtu]
+            try:
+                ept.send(chunk, timeout=TYPED_WAIT)
+            except RpmsgError as exc:
+                if exc.errno == errno.ETIMEDOUT:
+                    return True  # the remote has no buffer yet: try again soon
+                if exc.errno in (errno.EPIPE, errno.ESHUTDOWN):
+                    return False
+                log.warning(
+                    "%s: %d bytes typed on %s not sent: %s",
+                    self.rpdev.id,
+                    len(chunk),
+                    self.path,
+                    exc.strerror,
+                )
+            self._typed = self._typed[len(chunk) :]
+        return True
 
     def close(self) -> None:
         """Stop forwarding, destroy the endpoint, close the pty. Idempotent."""
@@ -117,13 +212,19 @@ class RpmsgTty:
             thread = getattr(self, "_thread", None)
             if thread is not None and thread is not threading.current_thread():
                 thread.join(5)
+        with self._out_lock:
+            held = [h for _v, h in self._out if h is not None]
+            self._out.clear()
+            self._queued = 0
+        for h in held:  # before the endpoint goes: the link's memory is still there
+            h.release()
         if self.ept is not None:
             self.ept.destroy()
             self.ept = None
-        for fd in (self._master, self._slave, self._stop):
+        for fd in (self._master, self._slave, self._stop, getattr(self, "_wake", -1)):
             if fd >= 0:
                 os.close(fd)
-        self._master = self._slave = self._stop = -1
+        self._master = self._slave = self._stop = self._wake = -1
 
 
 class RpmsgTtyDriver(PerDeviceDriver[RpmsgTty]):

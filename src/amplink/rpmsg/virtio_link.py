@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import os
 import time
 from abc import abstractmethod
 from collections.abc import Callable
@@ -137,6 +138,7 @@ class VirtioRpmsgLink(PolledLink):
     ) -> None:
         super().__init__(name, ns_supported=ns_supported, spin=spin)
         self._region = region
+        self.trace_key = f"{name}@{os.fstat(region.fd).st_ino}"  # this boot's memory
         self._mem = region.mem
         self._notify = notify
         self._tx_index = tx_index
@@ -190,7 +192,7 @@ class VirtioRpmsgLink(PolledLink):
         if self.failure is not None:
             raise self.dead_error()
         if TRACER.enabled:
-            TRACER.event("rpmsg", "send", link=self.name, src=src, dst=dst, len=n)
+            TRACER.sent(self)
         with self._tx_cond:
             kick = self._try_send(src, dst, data, n)
         if kick is None:
@@ -357,7 +359,7 @@ class VirtioRpmsgLink(PolledLink):
             src, dst, _res, ln, _flags = _HDR.unpack_from(mem, off)
             if ln <= length - _HDR_SIZE:
                 if TRACER.enabled:
-                    TRACER.event("rpmsg", "receive", link=self.name, src=src, dst=dst, len=ln)
+                    TRACER.received(self)
                 ept = self._lookup(dst)
                 if ept is None:
                     self.endpoints.no_recipient(src, dst)

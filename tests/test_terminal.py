@@ -1,0 +1,76 @@
+"""What a user sees in a 100-column terminal, and what Ctrl-C does there: `amplink up`'s
+live view and `amplink demo`, each on a real pty whose screen pyte emulates, with
+Ctrl-C typed on the terminal (SIGINT to its foreground process group)."""
+
+import os
+import re
+import uuid
+from pathlib import Path
+
+import pytest
+
+from amplink.control.protocol import request
+from pty_run import PtyRun, tagged_processes
+
+HEADER = re.compile(r"^#\s+core\s+state\s+pid\s+firmware")
+
+
+def core_rows(run: PtyRun) -> list[str]:
+    return [line for line in run.lines() if re.match(r"^[01]\s+(m4|r5f)\s+running\s+\d+", line)]
+
+
+def tagged_env(tag: str) -> dict:
+    return dict(os.environ, AMPLINK_TEST_TAG=tag, COLUMNS="", LINES="")
+
+
+@pytest.fixture
+def tag():
+    t = uuid.uuid4().hex
+    yield t
+    assert tagged_processes(t) == []  # the command and its cores are gone
+
+
+def test_up_live_view_at_100_columns_and_ctrl_c(tmp_path, tag):
+    sock = tmp_path / "ctl.sock"
+    run = PtyRun("up", "--socket", str(sock), cols=100, rows=30, env=tagged_env(tag))
+    try:
+        run.wait_for(lambda r: any(HEADER.match(line) for line in r.lines()), 60)
+        run.wait_for(lambda r: len(core_rows(r)) == 2, 30)
+        # A crash logs lines while the view is redrawn: they go above it.
+        assert request(Path(sock), "crash", core="m4", kind=1)["crashes"] == 1
+        run.wait_for(lambda r: "crash detected in m4" in r.text(), 30)
+        for _ in range(8):  # four redraws at least (two a second)
+            run.pump(0.25)
+        lines = run.lines()
+        assert sum(bool(HEADER.match(line)) for line in lines) == 1, run.text()
+        rows = core_rows(run)
+        assert len(rows) == 2, run.text()
+        assert rows[0].endswith(" 1   m4/ttyRPMSG0"), rows  # one crash; its stable console
+        assert run.scrolled() == 0, run.text()  # nothing scrolled: drawn in place, in 100 cols
+        crash_line = next(i for i, line in enumerate(lines) if "crash detected in m4" in line)
+        assert crash_line < next(i for i, line in enumerate(lines) if HEADER.match(line))
+        run.ctrl_c()
+        code = run.finish()
+    finally:
+        run.close()
+    out = run.raw.decode(errors="replace")
+    assert code == 130, out
+    assert "Traceback" not in out and "KeyboardInterrupt" not in out
+    assert "ok  stop the board" in run.text()
+    assert "killed by SIGINT" not in out  # the cores never got the terminal's SIGINT
+    assert not sock.exists() and not (tmp_path / "m4").exists()
+
+
+def test_ctrl_c_on_demo_stops_the_board_without_a_traceback(tag):
+    run = PtyRun("demo", cols=100, rows=40, env=tagged_env(tag))
+    try:
+        run.wait_for(lambda r: "ok  boot r5f" in r.text(), 60)
+        run.ctrl_c()
+        code = run.finish()
+    finally:
+        run.close()
+    out = run.raw.decode(errors="replace")
+    assert code == 130, out
+    assert "Traceback" not in out and "KeyboardInterrupt" not in out
+    assert "crash detected" not in out and "killed by SIGINT" not in out
+    assert "stop the board" in out
