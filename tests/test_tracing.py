@@ -3,9 +3,15 @@ timeline in which one message's journey is in causal order."""
 
 import json
 import os
+import signal
+import threading
 
+import pytest
+
+from amplink.errors import RpmsgError
 from amplink.host import Rproc, RprocConfig
 from amplink.tracing import TRACER
+from backends import BACKENDS, table_for
 from test_cli import run_cli
 
 ECHO_FW = "amplink.firmware.echo"
@@ -78,26 +84,15 @@ def test_one_message_crosses_the_system_in_causal_order(tmp_path):
 
 
 def flow_from(events, sl):
-    """The id of the flow that starts inside slice ``sl``."""
-    (start,) = [
-        e
-        for e in events
-        if e["ph"] == "s" and e["tid"] == sl["tid"] and sl["ts"] <= e["ts"] <= sl["ts"] + sl["dur"]
-    ]
-    return start["id"]
+    """The id of the flow that leaves slice ``sl``."""
+    assert sl["flow_out"] is True
+    return sl["bind_id"]
 
 
 def flow_to(events, flow_id, slices):
-    """The slice in which flow ``flow_id`` ends."""
-    (end,) = [e for e in events if e["ph"] == "f" and e["id"] == flow_id]
-    assert end["bp"] == "e"
-    return next(
-        e
-        for e in slices
-        if e["pid"] == end["pid"]
-        and e["tid"] == end["tid"]
-        and e["ts"] <= end["ts"] <= e["ts"] + e["dur"]
-    )
+    """The slice that flow ``flow_id`` enters."""
+    (end,) = [e for e in slices if e.get("bind_id") == flow_id and e.get("flow_in")]
+    return end
 
 
 def test_tracing_off_records_nothing():
@@ -115,5 +110,96 @@ def test_demo_writes_a_trace(tmp_path):
     assert f"events in {out}" in proc.stdout
     names = {e["name"] for e in json.loads(out.read_text())["traceEvents"]}
     assert {"send", "callback", "thread", "kick", "handled", "add", "get", "put"} <= names
-    phases = {e["ph"] for e in json.loads(out.read_text())["traceEvents"]}
-    assert {"X", "s", "f", "i", "M"} <= phases
+    events = json.loads(out.read_text())["traceEvents"]
+    assert {"X", "i", "M"} <= {e["ph"] for e in events}
+    assert {e["name"] for e in events if e.get("flow_out")} == {"send", "announce"}
+    assert {e["name"] for e in events if e.get("flow_in")} == {"callback", "queued"}
+
+
+def _traced(tmp_path, run) -> list[dict]:
+    out = tmp_path / "trace.json"
+    TRACER.start()
+    try:
+        run()
+        TRACER.export(str(out))
+    finally:
+        TRACER.stop()
+    return json.loads(out.read_text())["traceEvents"]
+
+
+def _flows(events) -> dict[int, tuple[dict, dict]]:
+    """Every flow as ``{id: (slice it leaves, slice it enters)}``; a flow leaves one
+    slice and enters at most one (none: its message was not received while tracing)."""
+    slices = [e for e in events if e["ph"] == "X" and "bind_id" in e]
+    starts = [e for e in slices if e.get("flow_out")]
+    ends = {e["bind_id"]: e for e in slices if e.get("flow_in")}
+    assert len({e["bind_id"] for e in starts}) == len(starts)  # ids are unique
+    assert len(ends) == len(slices) - len(starts)
+    return {e["bind_id"]: (e, ends[e["bind_id"]]) for e in starts if e["bind_id"] in ends}
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_flows_pair_right_with_several_senders_on_one_link(tmp_path, backend):
+    """Four threads send on one endpoint at once, every message a length of its own:
+    each flow must leave the send of a message and enter the callback (core) or the
+    queue (host) of the same message, both ways, and a send refused for want of a
+    buffer must not shift the pairing of those that follow."""
+    lengths = [[1 + 4 * i + t for i in range(40)] for t in range(4)]
+    got: list[int] = []
+    refused: list[OSError] = []
+
+    def run() -> None:
+        with Rproc(
+            f"flows-{backend}", ECHO_FW, table=table_for(backend), config=RprocConfig(spin=False)
+        ) as rp:
+            ept = rp.wait_channel(SERVICE, 10).create_ept()
+            threads = [
+                threading.Thread(target=lambda ns=ns: [ept.send(b"x" * n) for n in ns])
+                for ns in lengths
+            ]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(30)
+            for _ in range(160):
+                got.append(len(ept.recv(10).data))
+            os.kill(rp.pid, signal.SIGSTOP)  # fill the ring until sends are refused
+            try:
+                n = 200
+                while len(refused) < 3:
+                    try:
+                        ept.trysend(b"y" * n)
+                        n += 1
+                    except RpmsgError as exc:
+                        refused.append(exc)
+            finally:
+                os.kill(rp.pid, signal.SIGCONT)
+            for _ in range(n - 200):
+                got.append(len(ept.recv(10).data))
+            for n in (300, 301, 302):  # after the refusals: still paired right
+                ept.send(b"z" * n)
+                got.append(len(ept.recv(10).data))
+
+    events = _traced(tmp_path, run)
+    sent = len(got)
+    assert sorted(got[:160]) == sorted(n for ns in lengths for n in ns) and len(refused) == 3
+    host = os.getpid()
+    flows = list(_flows(events).values())
+    messages = [(a, b) for a, b in flows if a["name"] == "send"]
+    assert len(messages) == 2 * sent  # every message, and its echo
+    for leave, enter in messages:
+        assert leave["pid"] != enter["pid"] and leave["args"]["len"] == enter["args"]["len"]
+        assert enter["name"] == ("queued" if enter["pid"] == host else "callback")
+        assert enter["ts"] + enter["dur"] >= leave["ts"]
+
+
+def test_name_service_announcements_are_flows_too(tmp_path):
+    def run() -> None:
+        with Rproc("nsflow", ECHO_FW, config=RprocConfig(spin=False)) as rp:
+            rp.wait_channel(SERVICE, 10)
+
+    flows = list(_flows(_traced(tmp_path, run)).values())
+    [(announce, ns)] = [(a, b) for a, b in flows if a["name"] == "announce"]
+    assert announce["args"]["name"] == SERVICE and announce["pid"] != os.getpid()
+    assert ns["pid"] == os.getpid() and ns["name"] == "callback"
+    assert ns["args"]["ept"] == 0x35 and ns["args"]["len"] == announce["args"]["len"] == 40

@@ -14,11 +14,17 @@ than at exit.
 ``chrome://tracing`` open: one process track per process (the host, each core), one
 thread track per thread (the IRQ dispatcher, each ``irq/<n>-<name>`` thread, the core's
 main loop...), duration slices for work that takes time (an IRQ thread's run, an rpmsg
-send including its wait for a buffer, a receive callback), instant events, and *flow
-events* that link one rpmsg message's send slice (host or core) to the slice of the
-callback that received it in the other process.  A message is identified on both
-sides by its link (name and the shared memory's inode, so a recovered core's link is
-another) and its position in that direction's order (:func:`message_flow`).
+send including its wait for a buffer, a name-service announcement, a receive callback),
+instant events, and *flows* that link one rpmsg message's send slice (host or core) to
+the slice of the callback (or queue) that received it in the other process, bound to
+the slices themselves (``bind_id`` with ``flow_out``/``flow_in``, the format's flow v2,
+so that a slice nested in a callback cannot catch them).  A message is identified on
+both sides by its link (name and the shared memory's inode, so a recovered core's link
+is another) and its position in that direction's order (:func:`message_flow`): the
+sender counts when the message enters the ring or FIFO, under the link's send lock, the
+receiver every message it takes out, so several senders on one link, sends that fail
+and messages nobody receives keep the pairing right.  (A hostile peer that writes
+malformed GLINK data can shift the pairing of its own link's later flows.)
 """
 
 from __future__ import annotations
@@ -230,16 +236,13 @@ def export_chrome(path: str, records: list[tuple[Any, ...]]) -> int:
             )  # fmt: skip
         else:
             _, ts, dur, pid, tid, cat, name, args, flow_out, flow_in = rec
-            events.append(
-                {"ph": "X", "name": name, "cat": cat, "ts": ts / 1000, "dur": dur / 1000,
-                 "pid": pid, "tid": tid, "args": args}
-            )  # fmt: skip
-            at = {"cat": "message", "name": "message", "pid": pid, "tid": tid}
-            mid = (ts + dur / 2) / 1000  # inside this slice: the flow binds to it
-            if flow_in is not None:
-                events.append({**at, "ph": "f", "bp": "e", "id": flow_in, "ts": mid})
-            if flow_out is not None:
-                events.append({**at, "ph": "s", "id": flow_out, "ts": mid})
+            event = {"ph": "X", "name": name, "cat": cat, "ts": ts / 1000, "dur": dur / 1000,
+                     "pid": pid, "tid": tid, "args": args}  # fmt: skip
+            if flow_out is not None:  # the flow is bound to the slice itself (flow v2)
+                event.update(bind_id=flow_out, flow_out=True)
+            elif flow_in is not None:
+                event.update(bind_id=flow_in, flow_in=True)
+            events.append(event)
         count += 1
     with open(path, "w") as f:
         json.dump({"traceEvents": events, "displayTimeUnit": "ns"}, f)

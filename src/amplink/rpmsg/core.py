@@ -286,13 +286,9 @@ class Endpoint:
             if self._waiters:
                 self._cond.notify()
 
-    def _traced_send(self, t0: int, dst: int, data: bytes) -> None:
-        TRACER.span("rpmsg", "send", t0, flow_out=TRACER.take("flow_out"), **self._trace(dst, data))
-
     def _trace(self, peer: int, data: Any) -> dict[str, Any]:
-        """Readable arguments of a traced message."""
         size = len(data.data) if hasattr(data, "data") else len(data)
-        return {"link": self.link.name, "ept": self.addr, "peer": peer, "len": size}
+        return message_args(self.link, self.addr, peer, size)
 
     def _has_message(self) -> bool:
         return bool(self._queue) or self.released is not None
@@ -743,9 +739,24 @@ def _addr_match(a: int, b: int) -> bool:
     return a == b or RPMSG_ADDR_ANY in (a, b)
 
 
+def message_args(link: RpmsgLink, ept: int, peer: int, length: int) -> dict[str, Any]:
+    """The readable arguments of a traced message: link name, our endpoint's address,
+    the peer's, the payload's length in bytes."""
+    return {"link": link.name, "ept": ept, "peer": peer, "len": length}
+
+
 def announce(link: RpmsgLink, name: str, addr: int, *, destroy: bool) -> None:
     """Send a name-service create/destroy for ``name`` at ``addr`` (if NS is negotiated)."""
     if not link.ns_supported:
         return
     msg = NsMessage(name, addr, 1 if destroy else 0).pack()
+    if not TRACER.enabled:
+        link.send(addr, RPMSG_NS_ADDR, msg, block=True, timeout=None)
+        return
+    t0 = time.perf_counter_ns()
     link.send(addr, RPMSG_NS_ADDR, msg, block=True, timeout=None)
+    args = message_args(link, addr, RPMSG_NS_ADDR, len(msg))
+    TRACER.span(
+        "rpmsg", "announce", t0, flow_out=TRACER.take("flow_out"), name=name,
+        destroy=int(destroy), **args,
+    )  # fmt: skip

@@ -175,8 +175,6 @@ class GlinkLink(PolledLink):
                 f"on {self.name}",
             )
         name = self._channel_of(src)
-        if TRACER.enabled:
-            TRACER.sent(self)
         deadline = time.monotonic() + (self.send_timeout if timeout is None else timeout)
         proto = self.protocol
         with self._locked():
@@ -255,6 +253,8 @@ class GlinkLink(PolledLink):
             cmd = g.TX_DATA_CONT
             if left and at == size:
                 deadline = float("inf")
+        if TRACER.enabled:  # its last chunk is out: the order in which the peer gets them
+            TRACER.sent(self)
         self._kick()
 
     def _room_or_none(self, nbytes: int) -> int | None:
@@ -440,11 +440,11 @@ class GlinkLink(PolledLink):
         """What the protocol found, outside the tx lock; 1 for a delivered message.
         (The two events of every message come first.)"""
         if isinstance(event, MessageReceived):
+            if TRACER.enabled:  # every message, in the order the peer sent them
+                TRACER.received(self)
             ept = self._epts.get(event.name)
             if ept is None:
                 return 0
-            if TRACER.enabled:
-                TRACER.received(self)
             ept.deliver(event.data, RPMSG_ADDR_ANY)
             return 1
         if isinstance(event, IntentsAvailable):

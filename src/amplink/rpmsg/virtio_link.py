@@ -33,7 +33,7 @@ from typing import TypeVar
 from amplink.errors import RpmsgError, VirtqueueError
 from amplink.memory.region import SharedRegion
 from amplink.rpmsg.config import DEFAULT_BUFFERS, RPMSG_BUF_SIZE, RpmsgBuffers
-from amplink.rpmsg.core import RPMSG_ADDR_ANY
+from amplink.rpmsg.core import RPMSG_ADDR_ANY, message_args
 from amplink.rpmsg.ns import bind_name_service
 from amplink.rpmsg.polled import PolledLink
 from amplink.tracing import TRACER
@@ -82,7 +82,15 @@ class TxBuffer:
         if not 0 <= length <= len(self.data):
             raise RpmsgError(errno.EMSGSIZE, f"{length} bytes do not fit in {len(self.data)}")
         self._done = True
-        self._link._lent_tx_done(self, length)
+        if TRACER.enabled:
+            t0 = time.perf_counter_ns()
+            self._link._lent_tx_done(self, length)
+            TRACER.span(
+                "rpmsg", "send", t0, flow_out=TRACER.take("flow_out"),
+                **message_args(self._link, self.src, self.dst, length),
+            )  # fmt: skip
+        else:
+            self._link._lent_tx_done(self, length)
         self._link.messages_out += 1
 
     def discard(self) -> None:
@@ -191,8 +199,6 @@ class VirtioRpmsgLink(PolledLink):
             )
         if self.failure is not None:
             raise self.dead_error()
-        if TRACER.enabled:
-            TRACER.sent(self)
         with self._tx_cond:
             kick = self._try_send(src, dst, data, n)
         if kick is None:
@@ -223,7 +229,10 @@ class VirtioRpmsgLink(PolledLink):
         mem = self._mem
         _HDR.pack_into(mem, off, src, dst, 0, n, 0)
         mem[off + _HDR_SIZE : off + _HDR_SIZE + n] = data
-        return self._commit_tx(token, _HDR_SIZE + n)
+        kick = self._commit_tx(token, _HDR_SIZE + n)
+        if TRACER.enabled:  # in ring order: several senders pair their flows right
+            TRACER.sent(self)
+        return kick
 
     def _send_waiting(self, attempt: Callable[[], _T | None], timeout: float | None) -> _T:
         """Retry ``attempt`` (under the TX lock) until it gets a buffer, or time out."""
@@ -294,6 +303,8 @@ class VirtioRpmsgLink(PolledLink):
             else:
                 _HDR.pack_into(self._mem, buf.off, buf.src, buf.dst, 0, length, 0)
                 kick = self._commit_tx(buf.token, _HDR_SIZE + length)
+                if TRACER.enabled:
+                    TRACER.sent(self)
         if kick:
             self._notify(self._tx_index)
 
@@ -354,12 +365,12 @@ class VirtioRpmsgLink(PolledLink):
         The header comes from the peer: a payload length that does not fit in what the
         peer said it wrote drops that message (logged), never more.
         """
+        if TRACER.enabled:  # every buffer the peer filled, in ring order, as it counts
+            TRACER.received(self)
         if length >= _HDR_SIZE:
             mem = self._mem
             src, dst, _res, ln, _flags = _HDR.unpack_from(mem, off)
             if ln <= length - _HDR_SIZE:
-                if TRACER.enabled:
-                    TRACER.received(self)
                 ept = self._lookup(dst)
                 if ept is None:
                     self.endpoints.no_recipient(src, dst)
