@@ -91,7 +91,7 @@ def test_a_channel_opens_from_both_sides_with_intents(pair):
     assert len(host.channel("svc").free_intents) == 5  # the remote's 5 x 1 KiB
 
 
-def test_a_message_uses_the_smallest_intent_and_comes_back_for_reuse(pair):
+def test_a_message_uses_the_smallest_intent_and_comes_back_for_reuse_once_consumed(pair, caplog):
     host, remote = pair
     for side in (remote, host):
         side.open("svc")
@@ -100,10 +100,28 @@ def test_a_message_uses_the_smallest_intent_and_comes_back_for_reuse(pair):
     iid = host.take_intent("svc", 100)
     assert iid is not None and host.take_intent("svc", 5000) is None
     remote.receive(g.parse_command(data(host.lcid("svc"), iid, b"hello")))
-    assert events(remote) == typed(MessageReceived("svc", b"hello"))
+    assert events(remote) == typed(MessageReceived("svc", b"hello", iid))
+    settle(host, remote)  # not consumed yet: the intent stays lent
+    assert events(host) == [] and iid in host.channel("svc").used_intents
+    remote.receive(g.parse_command(data(host.lcid("svc"), iid, b"again")))  # not free
+    assert events(remote) == [] and "still holds an unconsumed message" in caplog.text
+    remote.rx_done("svc", iid)
+    remote.rx_done("svc", iid)  # once only
     settle(host, remote)  # RX_DONE_W_REUSE
     assert events(host) == typed(IntentsAvailable("svc"))
     assert iid in host.channel("svc").free_intents
+
+
+def test_an_intent_lent_when_the_channel_closes_here_is_not_given_back(pair):
+    host, remote = pair
+    for side in (remote, host):
+        side.open("svc")
+    settle(host, remote)
+    iid = host.take_intent("svc", 100)
+    remote.receive(g.parse_command(data(host.lcid("svc"), iid, b"hello")))
+    remote.close("svc", tell=True)
+    remote.rx_done("svc", iid)
+    assert not any(isinstance(g.parse_command(raw), g.RxDone) for raw in remote.output)
 
 
 def test_chunks_are_reassembled_and_an_overflow_is_dropped(pair, caplog):
@@ -115,7 +133,8 @@ def test_chunks_are_reassembled_and_an_overflow_is_dropped(pair, caplog):
     lcid, iid = host.lcid("svc"), host.take_intent("svc", 1024)
     for raw in (data(lcid, iid, b"a" * 600, left=400), data(lcid, iid, b"b" * 400, cont=True)):
         remote.receive(g.parse_command(raw))
-    assert events(remote) == typed(MessageReceived("svc", b"a" * 600 + b"b" * 400))
+    assert events(remote) == typed(MessageReceived("svc", b"a" * 600 + b"b" * 400, iid))
+    remote.rx_done("svc", iid)
     settle(host, remote)
     iid = host.take_intent("svc", 1024)
     remote.receive(g.parse_command(data(lcid, iid, b"x" * 600, left=600)))  # 1200 > 1024

@@ -71,7 +71,7 @@ def arrived_by_polling(link, ept, message: bytes) -> bool:
         assert time.monotonic() < end, "no reply within 10 s"
         time.sleep(0.001)  # the core answers in its own time
     got = 0
-    while not (got or ept.pending()):  # GLINK: the core's RX_DONE can come before its answer
+    while not (got or ept.pending()):  # GLINK: an RX_DONE alone can be what is pending
         assert time.monotonic() < end, "the reply never reached the ring"
         got = link.poll_rx()
         if not got:

@@ -20,7 +20,10 @@ How rpmsg maps onto it, as in Linux's ``qcom_glink_native``:
   it opens (``intents=`` changes that).  A send takes the smallest free intent that
   fits; with none, :meth:`send` without blocking raises ``EBUSY``, and a blocking send
   asks for one (``RX_INTENT_REQ``) and waits (``ETIMEDOUT``; ``EAGAIN`` if refused and
-  none that fits is in use).
+  none that fits is in use).  The receiver gives an intent back (``RX_DONE_W_REUSE``)
+  once its message was consumed: after the endpoint's callback returned (or the message
+  was queued for ``recv``), or, on a ``zero_copy`` endpoint that held the message
+  (:class:`GlinkRxBuffer`), when it is released, as Linux's ``qcom_glink_rx_done``.
 * **Chunking.**  Messages larger than a chunk (8 KiB, or half the FIFO if smaller) go as
   one ``TX_DATA`` and ``TX_DATA_CONT`` commands.
 * **Full FIFO.**  A sender that finds no room sends ``READ_NOTIF`` once (8 bytes are
@@ -109,6 +112,7 @@ class GlinkLink(PolledLink):
         self._names: dict[int, str] = {}  # endpoint address -> its channel's name
         self._read_notif_mark: int | None = None  # where our last READ_NOTIF ends
         self._space_waiters: list[tuple[str, Callable[[], None]]] = []
+        self._consumed: list[tuple[str, int]] = []  # (channel, intent): rx context only
         self.fail_listeners.append(self._wake_all)
         with self._locked():
             self._flush()
@@ -407,11 +411,17 @@ class GlinkLink(PolledLink):
                 delivered += self._handle(events.popleft())
 
     def _pump_locked(self) -> None:
-        """Feed every complete command from the peer to the protocol; tx lock and rx
-        context held.  A stream that cannot be framed breaks the FIFO."""
+        """Give back the intents of consumed messages, then feed every complete
+        command from the peer to the protocol; tx lock and rx context held (also by a
+        sender waiting in a callback, so intents of messages delivered before it go
+        back while it waits).  A stream that cannot be framed breaks the FIFO."""
         rx = self._rx
         proto = self.protocol
-        handled = False
+        consumed = self._consumed
+        handled = bool(consumed)
+        for name, iid in consumed:
+            proto.rx_done(name, iid)
+        consumed.clear()
         while True:
             avail = rx.available()
             if avail < g.HDR.size:
@@ -444,8 +454,16 @@ class GlinkLink(PolledLink):
                 TRACER.received(self)
             ept = self._epts.get(event.name)
             if ept is None:
+                self._consumed.append((event.name, event.iid))
                 return 0
-            ept.deliver(event.data, RPMSG_ADDR_ANY)
+            if not ept.zero_copy:
+                ept.deliver(event.data, RPMSG_ADDR_ANY)
+                self._consumed.append((event.name, event.iid))
+                return 1
+            buf = GlinkRxBuffer(self, event.name, event.iid, event.data)
+            ept.deliver(buf, RPMSG_ADDR_ANY)  # type: ignore[arg-type]
+            if not buf.held:
+                self._consumed.append((event.name, event.iid))
             return 1
         if isinstance(event, IntentsAvailable):
             self._wake_space_waiters(event.name)
@@ -461,6 +479,16 @@ class GlinkLink(PolledLink):
                 ept.flow_changed(event.paused)
         return 0
 
+    def _lent_rx_done(self, name: str, iid: int) -> None:
+        """A held message was released (any thread): its intent goes back to the peer."""
+        try:
+            with self._locked():
+                if self.failure is None:
+                    self.protocol.rx_done(name, iid)
+                    self._flush()
+        except RpmsgError:
+            pass  # the link failed: the peer is gone, nothing to give back
+
     def _wake_space_waiters(self, name: str) -> None:
         with self._tx_cond:
             ready = [cb for n, cb in self._space_waiters if n == name]
@@ -472,26 +500,64 @@ class GlinkLink(PolledLink):
 
     # -- a dead peer -----------------------------------------------------------------
     def unconsumed(self) -> dict[int, int]:
-        """Per source address, how many sent messages the peer never read."""
-        counts: dict[int, int] = {}
+        """Per source address, how many sent messages the peer never consumed: their
+        intents never came back (they were unread, or being handled when it died; the
+        peer gives an intent back only once its callback is done).  ``RX_DONE``s it
+        wrote that we have not read yet count as given back."""
         with self._tx_cond:
+            returned: list[g.RxDone] = []
             try:
-                raw = self._tx.unread()
+                raw = self._rx.peek(self._rx.available())
             except FifoError:
-                return counts
+                raw = b""
             pos = 0
             while pos + g.HDR.size <= len(raw):
                 try:
                     length = g.frame_length(raw[pos : pos + g.DATA_HDR.size])
+                    if pos + length > len(raw):
+                        break  # being written
+                    cmd = g.parse_command(raw[pos : pos + length])
                 except WireError:
-                    break
-                cmd, lcid, _p2 = g.HDR.unpack_from(raw, pos)
-                name = self.protocol.name_of(lcid)
-                ept = self._epts.get(name) if name is not None else None
-                if cmd == g.TX_DATA and ept is not None:
-                    counts[ept.addr] = counts.get(ept.addr, 0) + 1
+                    break  # what a broken FIFO holds past this point is not counted
+                if isinstance(cmd, g.RxDone):
+                    returned.append(cmd)
                 pos += length
-        return counts
+            counts: dict[int, int] = {}
+            for name, n in self.protocol.in_flight(returned).items():
+                ept = self._epts.get(name)
+                if ept is not None:
+                    counts[ept.addr] = counts.get(ept.addr, 0) + n
+            return counts
+
+
+class GlinkRxBuffer:
+    """A received message lent to a zero-copy endpoint with its intent: the peer cannot
+    send into that intent again until :meth:`release` (after the callback, unless the
+    callback called :meth:`hold`).  The same shape as the virtio backend's buffers."""
+
+    __slots__ = ("_link", "data", "held", "iid", "name", "src")
+
+    def __init__(self, link: GlinkLink, name: str, iid: int, data: bytes) -> None:
+        self._link = link
+        self.name = name
+        self.iid = iid
+        self.data = memoryview(data)
+        self.src = RPMSG_ADDR_ANY
+        self.held = False
+
+    def __bytes__(self) -> bytes:
+        return bytes(self.data)
+
+    def hold(self) -> GlinkRxBuffer:
+        """Keep the message (and its intent) past the callback."""
+        self.held = True
+        return self
+
+    def release(self) -> None:
+        """Give the intent back to the peer. Idempotent."""
+        if self.held:
+            self.held = False
+            self._link._lent_rx_done(self.name, self.iid)
 
 
 class GlinkChannels:

@@ -16,9 +16,14 @@ parse_command`) with :meth:`~GlinkProtocol.receive` and the local side's request
 Who writes the output into a FIFO, kicks, locks and delivers the events is the link's
 business (:class:`amplink.rpmsg.glink_link.GlinkLink`); this module is tested without
 shared memory or threads.  What the peer sends is not trusted: a command about a
-channel or intent that does not exist is logged and dropped, a message that overflows
-its intent is dropped (its intent is given back), intent requests beyond
-``max_message`` bytes or :data:`~amplink.wire.glink.MAX_INTENTS` are refused.
+channel or intent that does not exist (or data for an intent that still holds a
+message) is logged and dropped, a message that overflows its intent is dropped (its
+intent is given back), intent requests beyond ``max_message`` bytes or
+:data:`~amplink.wire.glink.MAX_INTENTS` are refused.
+
+A received message keeps its intent until the user side says it was consumed
+(:meth:`~GlinkProtocol.rx_done`), so a receiver that cannot take more stops the
+sender: it runs out of intents and waits, instead of the receiver dropping.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ import errno
 import itertools
 import logging
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -54,10 +60,12 @@ class RemoteClosed(NamedTuple):
 
 
 class MessageReceived(NamedTuple):
-    """A whole message arrived on channel ``name`` (its intent is already given back)."""
+    """A whole message arrived on channel ``name`` in our intent ``iid``, which stays
+    lent until :meth:`GlinkProtocol.rx_done` says the message was consumed."""
 
     name: str
     data: bytes
+    iid: int
 
 
 class IntentsAvailable(NamedTuple):
@@ -88,6 +96,7 @@ class Channel:
     free_intents: dict[int, int] = field(default_factory=dict)  # the peer's: iid -> size
     used_intents: dict[int, int] = field(default_factory=dict)  # taken, not yet done
     local_intents: dict[int, int] = field(default_factory=dict)  # ours: iid -> size
+    lent: set[int] = field(default_factory=set)  # ours, holding a message not yet consumed
     rx: dict[int, bytearray] = field(default_factory=dict)  # partial messages, per iid
     intent_request: bool | None = None  # None: none pending; then granted or not
     grow: bool = True  # ask for more intents than the remote gave (until it refuses)
@@ -158,6 +167,7 @@ class GlinkProtocol:
         if ch is None or not ch.lcid:
             return
         ch.local_intents.clear()
+        ch.lent.clear()
         ch.rx.clear()
         lcid, ch.lcid = ch.lcid, 0
         if tell:
@@ -241,6 +251,28 @@ class GlinkProtocol:
         size = ch.used_intents.pop(iid, None)
         if size is not None and ch.lcid:
             ch.free_intents[iid] = size
+
+    def rx_done(self, name: str, iid: int) -> None:
+        """The message received in our intent ``iid`` on ``name`` was consumed: give
+        the intent back for reuse (``RX_DONE_W_REUSE``), as Linux's GLINK does once the
+        endpoint's callback has returned; nothing if the channel closed here meanwhile."""
+        ch = self._channels.get(name)
+        if ch is None or not ch.lcid or iid not in ch.lent:
+            return
+        ch.lent.discard(iid)
+        self.output.append(g.command(g.RX_DONE_W_REUSE, ch.lcid, iid))
+
+    def in_flight(self, returned: Iterable[g.RxDone] = ()) -> dict[str, int]:
+        """Per channel, the messages sent from here whose intent the peer has not given
+        back (unread, being read, or in its callback), not counting ``returned``: the
+        peer's ``RX_DONE`` commands not taken in yet.  What a dead peer never consumed."""
+        back = {(cmd.cid, cmd.iid) for cmd in returned}
+        out: dict[str, int] = {}
+        for ch in self._channels.values():
+            n = sum((ch.rcid, iid) not in back for iid in ch.used_intents)
+            if n:
+                out[ch.name] = n
+        return out
 
     def signals(self, name: str, pause: bool) -> None:
         """Ask the peer to pause (DTR|RTS) or resume (0) sending on ``name``."""
@@ -397,12 +429,13 @@ class GlinkProtocol:
         if ch is None:
             return
         size = ch.local_intents.get(cmd.iid)
-        if size is None:
+        if size is None or cmd.iid in ch.lent:
             log.error(
-                "%s: data on %r for intent %d, which was never given; dropped",
+                "%s: data on %r for intent %d, which %s; dropped",
                 self.name,
                 ch.name,
                 cmd.iid,
+                "was never given" if size is None else "still holds an unconsumed message",
             )
             return
         if not cmd.cont and not cmd.left and len(cmd.chunk) <= size:
@@ -411,8 +444,8 @@ class GlinkProtocol:
             message = self._reassemble(ch, cmd, size)
         if message is None:
             return
-        self.output.append(g.command(g.RX_DONE_W_REUSE, ch.lcid, cmd.iid))
-        self.events.append(MessageReceived(ch.name, message))
+        ch.lent.add(cmd.iid)
+        self.events.append(MessageReceived(ch.name, message, cmd.iid))
 
     def _reassemble(self, ch: Channel, cmd: g.Data, size: int) -> bytes | None:
         """Add a chunk to the message in its intent; the message once it is whole."""

@@ -11,13 +11,12 @@ mode without echo, as a serial line would; a terminal program sets its own modes
 Nothing the remote sends is lost while someone may read it.  What does not fit in the
 pty at once waits in a queue here, up to :data:`TTY_BUFFER` bytes (what current Linux's
 tty layer buffers before it drops), and goes to the pty as the reader takes it.  Beyond
-that the console applies backpressure instead of dropping: on a backend that lends
-receive buffers (virtio) it keeps the remote's messages in their buffers and gives
-them back only as the pty drains, so the remote runs out of buffers and its sends wait;
-over GLINK, which returns a receive intent as a message arrives, it asks the remote to
-pause (flow control) and queues what still comes, up to :data:`TTY_HARD_LIMIT` bytes,
-past which (a remote that ignores the pause) bytes are dropped and counted in
-``dropped``, with a warning.
+that the console applies backpressure instead of dropping: it keeps the remote's
+messages in the receive buffers they came in (virtio buffers, GLINK intents: both
+backends lend them to the ``zero_copy`` endpoint) and gives them back only as the pty
+drains, so the remote runs out of buffers and its sends wait (and time out, with an
+error the remote sees, if nobody reads for longer than its send timeout).  (A backend
+that lent no buffers would have its messages queued here all the same.)
 """
 
 from __future__ import annotations
@@ -43,7 +42,6 @@ RPMSG_TTY_SERVICE = "rpmsg-tty"
 READ_CHUNK = 4096
 TTY_BUFFER = 640 << 10  # bytes queued for the pty before backpressure
 TYPED_WAIT = 0.05  # seconds a send of typed bytes waits for a buffer before the pty is served
-TTY_HARD_LIMIT = 4 * TTY_BUFFER  # queued bytes past which a remote that ignores it loses data
 
 
 class RpmsgTty:
@@ -51,14 +49,12 @@ class RpmsgTty:
 
     def __init__(self, rpdev: RpmsgDevice) -> None:
         self.rpdev = rpdev
-        self.dropped = 0
         self._master, self._slave = os.openpty()
         self._stop = self._wake = -1
         self._typed = b""  # typed on the pty, not yet sent (the remote had no buffer)
         self._out: deque[tuple[memoryview, Any]] = deque()  # (bytes left, held buffer)
         self._queued = 0  # bytes in _out
         self._out_lock = threading.Lock()
-        self._paused = False  # we asked the remote to pause (flow control)
         self.ept: Endpoint | None = None
         try:
             tty.setraw(self._slave)
@@ -87,7 +83,7 @@ class RpmsgTty:
     def _from_remote(self, ept: Endpoint, data: Any, src: int) -> None:
         """A message from the remote (in the receive context; never blocks): onto the
         pty, or queued, or held (see the module docstring)."""
-        held = data if hasattr(data, "hold") else None  # a lent buffer (virtio)
+        held = data if hasattr(data, "hold") else None  # a lent buffer
         view = memoryview(held.data if held is not None else data)
         with self._out_lock:
             if not self._out:
@@ -99,22 +95,10 @@ class RpmsgTty:
                     return  # closed meanwhile
                 if not view:
                     return
-            if self._queued + len(view) <= TTY_BUFFER:
-                self._queue_locked(memoryview(bytes(view)), None)
-            elif held is not None:
+            if held is not None and self._queued + len(view) > TTY_BUFFER:
                 self._queue_locked(view, held.hold())  # backpressure: not given back yet
-            elif self._queued + len(view) <= TTY_HARD_LIMIT:
-                self._queue_locked(memoryview(bytes(view)), None)
-                self._pause(True)
             else:
-                self.dropped += len(view)
-                log.warning(
-                    "%s: %s is full and the remote ignores the pause; dropped %d bytes",
-                    self.rpdev.id,
-                    self.path,
-                    len(view),
-                )
-                self._pause(True)
+                self._queue_locked(memoryview(bytes(view)), None)
 
     def _queue_locked(self, view: memoryview, held: Any) -> None:
         was_empty = not self._out
@@ -122,17 +106,6 @@ class RpmsgTty:
         self._queued += len(view)
         if was_empty:  # after the append: the writer looks at the queue once woken
             os.eventfd_write(self._wake, 1)
-
-    def _pause(self, pause: bool) -> None:
-        """Ask the remote to pause or resume, on backends with flow control."""
-        if self._paused == pause or self.ept is None:
-            return
-        self._paused = pause
-        try:
-            self.ept.set_flow_control(pause)
-        except RpmsgError as exc:
-            if exc.errno != errno.EOPNOTSUPP:
-                log.warning("%s: flow control: %s", self.rpdev.id, exc.strerror)
 
     def _flush(self) -> None:
         """Write what is queued while the pty takes it; give back drained buffers."""
@@ -151,8 +124,6 @@ class RpmsgTty:
                 self._out.popleft()
                 if held is not None:
                     done.append(held)
-            if self._paused and self._queued <= TTY_BUFFER // 2:
-                self._pause(False)
         for held in done:
             held.release()
 
