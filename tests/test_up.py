@@ -12,6 +12,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -184,6 +185,57 @@ def test_tty_trace_and_listen(board_up, capsys):
     assert re.fullmatch(r"uptime\r?\nm4 up \d+\.\d s\r?\nm4> \n", capsys.readouterr().out)
     assert u.cli("trace", "m4") == 0
     assert "console:" in capsys.readouterr().out  # the firmware logged the command
+
+
+def seqpacket(path: str) -> socket.socket:
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    s.settimeout(30)
+    s.connect(path)
+    return s
+
+
+def wait_for(check, timeout: float = 30.0):
+    """Poll ``check`` until it gives a true value (a state another process reaches)."""
+    deadline = time.monotonic() + timeout
+    while not (got := check()):
+        assert time.monotonic() < deadline, "the condition never held"
+        time.sleep(0.02)
+    return got
+
+
+def test_endpoint_files_are_sockets_with_stable_names(board_up):
+    """rpmsg-raw's endpoint file is a SEQPACKET socket at CORE/rpmsgN: one packet per
+    message both ways, one client at a time, too long a message refused, a message
+    nobody read kept for the next client, the name gone while the channel is and the
+    same name back with it."""
+    u = board_up
+    path = str(Path(u.socket).parent / "m4" / "rpmsg0")
+    assert wait_for(lambda: status(u)["m4"]["endpoints"]) == [path]
+    with seqpacket(path) as a:
+        a.send(b"hello")
+        assert a.recv(1000) == b"HELLO"  # the demo's rpmsg-raw upper-cases
+        with seqpacket(path) as b:
+            assert b.recv(1000) == b""  # one opener at a time: closed at once
+        a.send(b"one")
+        a.send(b"two")
+        assert [a.recv(1000), a.recv(1000)] == [b"ONE", b"TWO"]  # boundaries kept
+        a.send(b"x" * 497)  # beyond virtio's 496-byte MTU: the connection ends
+        assert a.recv(1000) == b""
+    with seqpacket(path) as c:
+        c.send(b"nobody reads this")
+    with seqpacket(path) as d:
+        assert d.recv(1000) == b"NOBODY READS THIS"  # it waited for the next client
+        assert u.cli("crash", "m4") == 0  # recovery: the channel goes and comes back
+        assert d.recv(1000) == b""  # the end of the stream, as EPIPE after the queue
+    with seqpacket(wait_for(lambda: status(u)["m4"]["endpoints"])[0]) as e:
+        e.send(b"again")
+        assert e.recv(1000) == b"AGAIN"
+    assert u.cli("stop", "m4") == 0
+    assert status(u)["m4"]["endpoints"] == []
+    with pytest.raises(FileNotFoundError):
+        seqpacket(path)
+    assert u.cli("start", "m4") == 0
+    assert wait_for(lambda: status(u)["m4"]["endpoints"]) == [path]
 
 
 def test_listen_ends_when_the_core_goes_away(board_up, capsys):

@@ -159,9 +159,13 @@ def _cmd_status(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(result, indent=2))
         return 0
-    print(f"board {result['board']} ({result['source']}), control socket {result['socket']}")
-    rows = [CoreStatus(**{**c, "channels": tuple(c["channels"])}) for c in result["cores"]]
-    Terminal().show(up.status_table(rows))
+    folder = os.path.dirname(result["socket"])
+    print(f"board {result['board']} ({result['source']}): devices in {folder}")
+    rows = [
+        CoreStatus(**{**c, "channels": tuple(c["channels"]), "endpoints": tuple(c["endpoints"])})
+        for c in result["cores"]
+    ]
+    Terminal().show(up.status_table(rows, folder=folder))
     return 0
 
 

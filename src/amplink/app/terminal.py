@@ -65,7 +65,9 @@ def table(
             overflow="ellipsis" if fit else "fold",
         )
     for row in rows:
-        t.add_row(*(Text(_cell(v), no_wrap=fit, overflow="ellipsis") for v in row))
+        t.add_row(
+            *(Text(_cell(v), no_wrap=fit, overflow="ellipsis" if fit else "fold") for v in row)
+        )
     return t
 
 

@@ -16,7 +16,6 @@ SIGTERM stops every core, closes the socket and ends the command (exit code 130 
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import threading
 from collections.abc import Sequence
@@ -34,13 +33,16 @@ from amplink.control.server import ControlServer
 
 REFRESH = 0.5  # seconds between looks at the board
 READY = "ready:"  # the line a script waits for before using the socket
-HEADERS = ("#", "core", "state", "pid", "firmware", "channels", "in", "out", "crashes", "console")
-KEEP = ("#", "core", "state", "pid")  # columns never shortened to fit the terminal
+HEADERS = ("#", "core", "state", "pid", "firmware", "channels", "in", "out", "crashes", "devices")
+KEEP = ("#", "core", "state", "pid", "devices")  # never shortened to fit the terminal
 
 
-def status_table(rows: Sequence[CoreStatus], *, fit: bool = False) -> Table:
+def status_table(
+    rows: Sequence[CoreStatus], *, fit: bool = False, folder: str | None = None
+) -> Table:
     """The status view's table (``fit``: one line per core, cropped to the terminal);
-    ``#`` is N of the core's ``remoteprocN`` alias."""
+    ``#`` is N of the core's ``remoteprocN`` alias; ``devices`` are the console and the
+    endpoint files by their stable names (relative to ``folder``, when given)."""
     return table(
         HEADERS,
         [
@@ -54,13 +56,18 @@ def status_table(rows: Sequence[CoreStatus], *, fit: bool = False) -> Table:
                 s.messages_in,
                 s.messages_out,
                 s.crashes,
-                s.console or s.tty,
+                ", ".join(_devices(s, folder)) or "-",
             ]
             for s in rows
         ],
         fit=fit,
         keep=KEEP,
     )
+
+
+def _devices(s: CoreStatus, folder: str | None) -> list[str]:
+    names = [n for n in (s.console or s.tty, *s.endpoints) if n]
+    return [os.path.relpath(n, folder) if folder and n.startswith(folder) else n for n in names]
 
 
 def _short_firmware(firmware: str) -> str:
@@ -129,15 +136,9 @@ def _serve(
 
 
 def _view(board: Board, server: ControlServer) -> RenderableType:
-    rows = [  # consoles by their names in the folder the line above shows
-        dataclasses.replace(s, console=os.path.relpath(s.console, server.folder))
-        if s.console
-        else s
-        for s in server.annotate(board.status())
-    ]
     return Group(
         Text(f"board {board.spec.name}: devices in {server.folder}", style="bold"),
-        status_table(rows, fit=True),
+        status_table(server.annotate(board.status()), fit=True, folder=str(server.folder)),
     )
 
 
@@ -147,7 +148,7 @@ def _watch(board: Board, server: ControlServer, term: Terminal, stop: threading.
             stop.wait()
         return
     last = server.annotate(board.status())
-    term.show(status_table(last))
+    term.show(status_table(last, folder=str(server.folder)))
     while True:
         stopping = stop.wait(REFRESH)
         now = server.annotate(board.status())

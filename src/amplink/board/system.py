@@ -46,6 +46,7 @@ class CoreStatus:
     coredumps: int
     alias: str = ""  # remoteprocN: the kernel's name for the board's N-th core
     console: str | None = None  # a stable name for the tty (amplink up's folder)
+    endpoints: tuple[str, ...] = ()  # stable names of its endpoint files (amplink up's)
 
 
 def make_rproc(spec: CoreSpec, bus: RpmsgBus, coredump_dir: str | None = None) -> Rproc:

@@ -1,21 +1,28 @@
-"""Stable names for a running board's cores and consoles, in ``amplink up``'s folder.
+"""Stable names for a running board's cores, consoles and endpoint files, in
+``amplink up``'s folder.
 
-A pty's path (``/dev/pts/7``) changes with every boot of a core; these names do not:
+A pty's path (``/dev/pts/7``) changes with every boot of a core, and an endpoint file
+is an object inside ``amplink up``; these names do not change and any process of the
+user can open them:
 
 * ``<folder>/<core>/ttyRPMSG<N>``: a symlink to the pty of the core's N-th console
-  (``rpmsg-tty`` channel), N counted per core in the order its firmware announces
-  them and kept for the same channel (name and address) across stops, crashes and
-  recoveries, so ``minicom -D <folder>/m4/ttyRPMSG0`` works every time;
+  (``rpmsg-tty`` channel), so ``minicom -D <folder>/m4/ttyRPMSG0`` works every time;
+* ``<folder>/<core>/rpmsg<N>``: the core's N-th ``rpmsg-raw`` channel's endpoint file
+  as a ``SOCK_SEQPACKET`` socket (:class:`~amplink.control.endpoint_socket.EndpointSocket`:
+  one packet per message, as ``/dev/rpmsgN`` reads and writes);
 * ``<folder>/remoteproc<N>``: a symlink to the folder of the board's N-th core (the
   kernel numbers remote processors so too); every command accepts ``remoteprocN``
   where it takes a core's name.
 
-The links are made as consoles appear and removed as they go, and all of them when
+N is counted per core and kind in the order the firmware announces its channels, and
+kept for the same channel (name and address) across stops, crashes and recoveries.
+A name appears when its channel does and goes when it goes; all of them go when
 ``amplink up`` stops.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 import logging
@@ -25,22 +32,29 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from amplink.board import Board, CoreStatus
+from amplink.control.endpoint_socket import EndpointSocket
+from amplink.errors import AmplinkError
+from amplink.rpmsg.chardev import RpmsgEptFile
 from amplink.rpmsg.core import RpmsgDevice
 from amplink.rpmsg.tty import RpmsgTty
 
 log = logging.getLogger(__name__)
 
 TTY_PREFIX = "ttyRPMSG"
+EPT_PREFIX = "rpmsg"
 
 
 class DeviceNames:
-    """The stable names of ``board``'s cores and consoles under ``folder``."""
+    """The stable names of ``board``'s cores, consoles and endpoint files under
+    ``folder``; the endpoint sockets are served in the event loop ``loop``."""
 
-    def __init__(self, folder: Path, board: Board) -> None:
+    def __init__(self, folder: Path, board: Board, loop: asyncio.AbstractEventLoop) -> None:
         self.folder = folder
         self.board = board
-        self._numbers: dict[tuple[str, str, int], int] = {}  # (core, channel, addr) -> N
-        self._links: dict[str, Path] = {}  # rpdev id -> its console's link
+        self._loop = loop
+        self._numbers: dict[tuple[str, str, str, int], int] = {}  # kind, core, channel, addr
+        self._ttys: dict[str, Path] = {}  # rpdev id -> its console's link
+        self._sockets: dict[str, EndpointSocket] = {}  # rpdev id -> its endpoint socket
         self._lock = threading.Lock()
         self._made: list[Path] = []
         for i, name in enumerate(board.cores):
@@ -49,54 +63,85 @@ class DeviceNames:
             self._made.append(core_dir)
             _link(folder / f"remoteproc{i}", name)
             self._made.append(folder / f"remoteproc{i}")
-        board.ttys.add_listener(self._tty_changed)
+        board.ttys.add_listener(self._tty_changed)  # also told of those there already
+        board.files.add_listener(self._file_changed)
 
-    def _core_of(self, rpdev: RpmsgDevice) -> str | None:
-        for name, rp in self.board.cores.items():
-            if rp.link is not None and rp.link is rpdev.link:
-                return name
-        return None
+    def _name(self, kind: str, rpdev: RpmsgDevice) -> Path | None:
+        """The stable path of ``rpdev``'s object of ``kind`` (lock held), or None for
+        a channel of no core of the board."""
+        core = next((n for n, rp in self.board.cores.items() if rpdev.link in rp.links), None)
+        if core is None:
+            return None
+        key = (kind, core, rpdev.name, rpdev.dst)
+        n = self._numbers.get(key)
+        if n is None:
+            n = self._numbers[key] = sum(1 for k in self._numbers if k[:2] == key[:2])
+        return self.folder / core / f"{kind}{n}"
 
     def _tty_changed(self, rpdev: RpmsgDevice, tty: RpmsgTty | None) -> None:
         with self._lock:
             if tty is None:
-                link = self._links.pop(rpdev.id, None)
+                link = self._ttys.pop(rpdev.id, None)
                 if link is not None:
                     with contextlib.suppress(FileNotFoundError):
                         link.unlink()
                 return
-            core = self._core_of(rpdev)
-            if core is None:
+            link = self._name(TTY_PREFIX, rpdev)
+            if link is None or rpdev.id in self._ttys:
                 return
-            key = (core, rpdev.name, rpdev.dst)
-            n = self._numbers.get(key)
-            if n is None:
-                n = self._numbers[key] = sum(1 for k in self._numbers if k[0] == core)
-            link = self.folder / core / f"{TTY_PREFIX}{n}"
             try:
                 _link(link, tty.path)
             except OSError as exc:
-                log.warning("cannot name %s's console %s: %s", core, link, exc.strerror)
+                log.warning("cannot name the console %s: %s", link, exc.strerror)
                 return
-            self._links[rpdev.id] = link
+            self._ttys[rpdev.id] = link
+
+    def _file_changed(self, rpdev: RpmsgDevice, file: RpmsgEptFile | None) -> None:
+        with self._lock:
+            if file is None:
+                sock = self._sockets.pop(rpdev.id, None)
+                if sock is not None:
+                    sock.close()
+                return
+            path = self._name(EPT_PREFIX, rpdev)
+            if path is None or rpdev.id in self._sockets:
+                return
+            try:
+                self._sockets[rpdev.id] = EndpointSocket(path, file, self._loop)
+            except AmplinkError as exc:
+                log.warning("%s", exc.strerror)
 
     def console(self, core: str) -> str | None:
         """The stable name of core ``core``'s first console now, if it has one."""
         with self._lock:
             links = sorted(
-                str(p) for p in self._links.values() if p.parent.name == core and p.is_symlink()
+                str(p) for p in self._ttys.values() if p.parent.name == core and p.is_symlink()
             )
         return links[0] if links else None
 
+    def endpoints(self, core: str) -> tuple[str, ...]:
+        """The stable names of core ``core``'s endpoint files now."""
+        with self._lock:
+            return tuple(
+                sorted(str(s.path) for s in self._sockets.values() if s.path.parent.name == core)
+            )
+
     def annotate(self, rows: Sequence[CoreStatus]) -> list[CoreStatus]:
-        """``rows`` with each core's console given by its stable name."""
-        return [dataclasses.replace(s, console=self.console(s.name)) for s in rows]
+        """``rows`` with each core's console and endpoint files by their stable names."""
+        return [
+            dataclasses.replace(s, console=self.console(s.name), endpoints=self.endpoints(s.name))
+            for s in rows
+        ]
 
     def close(self) -> None:
-        """Remove every name. Idempotent."""
+        """Remove every name and disconnect every endpoint socket's client. Idempotent."""
         self.board.ttys.remove_listener(self._tty_changed)
+        self.board.files.remove_listener(self._file_changed)
         with self._lock:
-            links, self._links = list(self._links.values()), {}
+            links, self._ttys = list(self._ttys.values()), {}
+            sockets, self._sockets = list(self._sockets.values()), {}
+        for sock in sockets:
+            sock.close(hang_up=True)
         for path in [*links, *reversed(self._made)]:
             with contextlib.suppress(FileNotFoundError, OSError):
                 if path.is_symlink():

@@ -121,7 +121,6 @@ class ControlServer:
     def serve(self, board: Board) -> None:
         """Answer requests about ``board`` from now on (in a thread of its own)."""
         self.board = board
-        self.names = DeviceNames(self.folder, board)
         self._pool = ThreadPoolExecutor(WORKERS, thread_name_prefix="amplink-control-req")
         ready = threading.Event()
         self._thread = threading.Thread(
@@ -129,6 +128,8 @@ class ControlServer:
         )
         self._thread.start()
         ready.wait(10)
+        assert self._loop is not None
+        self.names = DeviceNames(self.folder, board, self._loop)
 
     def _run(self, ready: threading.Event) -> None:
         loop = self._loop = asyncio.new_event_loop()
@@ -149,6 +150,9 @@ class ControlServer:
 
     def close(self) -> None:
         """Stop serving: end every stream, wait for the requests, remove the socket."""
+        if self.names is not None:  # first: its endpoint sockets' clients are hung up
+            self.names.close()
+            self.names = None
         loop, closing = self._loop, self._closing
         if loop is not None and closing is not None and not loop.is_closed():
             with contextlib.suppress(RuntimeError):
@@ -164,9 +168,6 @@ class ControlServer:
             self._taps.clear()
         for tap in taps:
             tap.ept.destroy()
-        if self.names is not None:
-            self.names.close()
-            self.names = None
         with contextlib.suppress(FileNotFoundError):
             self.path.unlink()
         if self._lock_fd >= 0:

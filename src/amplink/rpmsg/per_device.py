@@ -22,18 +22,24 @@ class PerDeviceDriver(RpmsgDriver, Generic[T]):
     ) -> None:
         super().__init__(name, id_table, callback=callback)
         self.instances: dict[str, T] = {}
+        self._devices: dict[str, RpmsgDevice] = {}  # the channels of the instances
         self._changed = threading.Condition()
         self._listeners: list[Callable[[RpmsgDevice, T | None], None]] = []
 
     def add_listener(self, listener: Callable[[RpmsgDevice, T | None], None]) -> None:
-        """Call ``listener(rpdev, obj)`` after each object is made, and
-        ``listener(rpdev, None)`` before one is destroyed (in the bus's context)."""
-        self._listeners.append(listener)
+        """Call ``listener(rpdev, obj)`` for each object there is now and after each
+        one is made, and ``listener(rpdev, None)`` before one is destroyed (in the bus's
+        context, with this driver's lock held: it must not block)."""
+        with self._changed:
+            self._listeners.append(listener)
+            for key, obj in self.instances.items():
+                listener(self._devices[key], obj)
 
     def remove_listener(self, listener: Callable[[RpmsgDevice, T | None], None]) -> None:
         """Stop calling ``listener``."""
-        if listener in self._listeners:
-            self._listeners.remove(listener)
+        with self._changed:
+            if listener in self._listeners:
+                self._listeners.remove(listener)
 
     def create(self, rpdev: RpmsgDevice) -> T:
         """Make the object for one channel (subclasses say how)."""
@@ -48,17 +54,20 @@ class PerDeviceDriver(RpmsgDriver, Generic[T]):
         obj = self.create(rpdev)
         with self._changed:
             self.instances[rpdev.id] = obj
+            self._devices[rpdev.id] = rpdev
             self._changed.notify_all()
-        for listener in list(self._listeners):
-            listener(rpdev, obj)
+            for listener in self._listeners:
+                listener(rpdev, obj)
 
     def remove(self, rpdev: RpmsgDevice) -> None:
         """Forget the channel's object and destroy it."""
         with self._changed:
             obj = self.instances.pop(rpdev.id, None)
+            self._devices.pop(rpdev.id, None)
+            if obj is not None:
+                for listener in self._listeners:
+                    listener(rpdev, None)
         if obj is not None:
-            for listener in list(self._listeners):
-                listener(rpdev, None)
             self.destroy(obj)
 
     def wait_first(self, timeout: float = 10.0) -> T:
