@@ -203,7 +203,9 @@ def test_each_crash_kind_is_detected_and_recovered(trigger, kind, caplog):
 
 
 def test_watchdog_expiry_is_a_crash():
-    table = default_rsc_table(features=Features(graceful_shutdown=True, watchdog_ms=300))
+    # The loop beats every half period: a 1 s watchdog survives a core descheduled
+    # for up to 0.5 s on a loaded machine (300 ms did not, beside two CPU hogs).
+    table = default_rsc_table(features=Features(graceful_shutdown=True, watchdog_ms=1000))
     with Rproc("wdt", FAULTY, table=table, config=RprocConfig(recovery=False)) as rp:
         assert "wdt-wdt" in [t.name for t in threading.enumerate()]
         echo_once(rp)
