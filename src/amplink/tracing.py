@@ -114,16 +114,7 @@ class Tracer:
     def event(self, category: str, what: str, **args: Any) -> None:
         """Record one instant event in the calling thread."""
         ts = time.perf_counter_ns()
-        tid = threading.get_native_id()
-        pid = os.getpid()
-        with self._lock:
-            if not self.enabled:
-                return
-            if tid not in self._threads:
-                self._threads[tid] = threading.current_thread().name
-                self._write(("thread", pid, tid, self._threads[tid], self.process_name))
-            self._events.append((ts, pid, tid, category, what, args))
-            self._write(("event", ts, pid, tid, category, what, args))
+        self._record("event", (ts, os.getpid(), threading.get_native_id(), category, what, args))
 
     def sent(self, link: Any) -> None:
         """A link sent a message (in the sending thread, in send order): its flow id
@@ -158,18 +149,22 @@ class Tracer:
     ) -> None:
         """Record a slice of the calling thread from ``start_ns`` until now; a message
         flow leaves it (``flow_out``) or arrives in it (``flow_in``)."""
-        end = time.perf_counter_ns()
-        tid = threading.get_native_id()
-        pid = os.getpid()
+        dur = time.perf_counter_ns() - start_ns
+        pid, tid = os.getpid(), threading.get_native_id()
+        self._record("slice", (start_ns, dur, pid, tid, category, what, args, flow_out, flow_in))
+
+    def _record(self, kind: str, event: tuple[Any, ...]) -> None:
+        """Keep ``event`` (of the calling thread) and append it to the file, after the
+        thread's name the first time."""
         with self._lock:
             if not self.enabled:
                 return
+            tid = threading.get_native_id()
             if tid not in self._threads:
                 self._threads[tid] = threading.current_thread().name
-                self._write(("thread", pid, tid, self._threads[tid], self.process_name))
-            rec = ("slice", start_ns, end - start_ns, pid, tid, category, what, args)
-            self._events.append((*rec[1:], flow_out, flow_in))
-            self._write((*rec, flow_out, flow_in))
+                self._write(("thread", os.getpid(), tid, self._threads[tid], self.process_name))
+            self._events.append(event)
+            self._write((kind, *event))
 
     def _write(self, record: tuple[Any, ...]) -> None:
         if self._file is not None:

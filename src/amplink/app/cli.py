@@ -90,35 +90,45 @@ def _board(args: argparse.Namespace) -> BoardSpec:
     return load_board(args.board)
 
 
-def _cmd_demo(args: argparse.Namespace) -> int:
-    spec = _board(args)
+def _traced(args: argparse.Namespace, run: Callable[[], int]) -> int:
+    """``run()``, recording a trace into ``args.trace`` if it names a file."""
     if args.trace is None:
-        demo.run(spec)
-        return 0
+        return run()
     TRACER.start()
     try:
-        demo.run(spec)
+        code = run()
         count = TRACER.export(args.trace)
     finally:
         TRACER.stop()
     print(f"trace: {count} events in {args.trace} (open it in https://ui.perfetto.dev)")
-    return 0
+    return code
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    spec = _board(args)
+
+    def run() -> int:
+        demo.run(spec)
+        return 0
+
+    return _traced(args, run)
 
 
 def _cmd_up(args: argparse.Namespace) -> int:
     spec = _board(args)
     dumps = spec.coredump_dir or default_coredump_dir(spec)
-    os.makedirs(dumps, exist_ok=True)
-    if args.trace is not None:
-        TRACER.start()
     try:
+        os.makedirs(dumps, exist_ok=True)
+    except OSError as exc:
+        raise AmplinkError(
+            exc.errno or errno.EIO, f"cannot make the core dump folder {dumps}: {exc.strerror}"
+        ) from None
+
+    def run() -> int:
         signum = up.run(spec, _socket(args), coredump_dir=dumps)
-        if args.trace is not None:
-            count = TRACER.export(args.trace)
-            print(f"trace: {count} events in {args.trace} (open it in https://ui.perfetto.dev)")
-    finally:
-        TRACER.stop()
-    return 128 + signum if signum else 0
+        return 128 + signum if signum else 0
+
+    return _traced(args, run)
 
 
 def default_coredump_dir(spec: BoardSpec) -> str:
@@ -386,13 +396,7 @@ def _demo_commands(sub: Subcommands) -> None:
         "one core gracefully and crash another to show recovery, print a summary and stop "
         "everything.",
     )
-    d.add_argument("board", nargs="?", help=BOARD_HELP)
-    d.add_argument(
-        "--trace",
-        metavar="FILE.json",
-        type=writable_file,
-        help="record every layer's events and write a Chrome/Perfetto timeline there",
-    )
+    _board_and_trace(d, "at the end")
 
 
 def _up_commands(sub: Subcommands) -> None:
@@ -403,16 +407,22 @@ def _up_commands(sub: Subcommands) -> None:
         "boot a board and keep it running, with a live status view and a control socket",
         "Boot BOARD and keep it running in the foreground until Ctrl-C; other amplink "
         "commands (status, start, stop, crash, send, listen, ...) reach it through its "
-        "control socket. Consoles get stable names next to the socket (CORE/ttyRPMSGn); "
+        "control socket. Consoles and endpoint files get stable names next to the socket "
+        "(CORE/ttyRPMSGn, CORE/rpmsgN); "
         "core dumps go to the board's coredump_dir, else ~/.local/state/amplink/coredumps.",
         socket=True,
     )
-    u.add_argument("board", nargs="?", help=BOARD_HELP)
-    u.add_argument(
+    _board_and_trace(u, "when it stops")
+
+
+def _board_and_trace(p: argparse.ArgumentParser, when: str) -> None:
+    p.add_argument("board", nargs="?", help=BOARD_HELP)
+    p.add_argument(
         "--trace",
         metavar="FILE.json",
         type=writable_file,
-        help="record every layer's events until the stop and write a Perfetto timeline",
+        help=f"record every layer's events and write them there {when}, as a timeline "
+        "for https://ui.perfetto.dev",
     )
 
 

@@ -28,12 +28,11 @@ import dataclasses
 import logging
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from amplink.board import Board, CoreStatus
 from amplink.control.endpoint_socket import EndpointSocket
-from amplink.errors import AmplinkError
 from amplink.rpmsg.chardev import RpmsgEptFile
 from amplink.rpmsg.core import RpmsgDevice
 from amplink.rpmsg.tty import RpmsgTty
@@ -44,6 +43,18 @@ TTY_PREFIX = "ttyRPMSG"
 EPT_PREFIX = "rpmsg"
 
 
+class _Symlink:
+    """A console's name: a symlink to its pty."""
+
+    def __init__(self, path: Path, target: str) -> None:
+        _link(path, target)
+        self.path = path
+
+    def close(self, *, hang_up: bool = False) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()
+
+
 class DeviceNames:
     """The stable names of ``board``'s cores, consoles and endpoint files under
     ``folder``; the endpoint sockets are served in the event loop ``loop``."""
@@ -51,10 +62,8 @@ class DeviceNames:
     def __init__(self, folder: Path, board: Board, loop: asyncio.AbstractEventLoop) -> None:
         self.folder = folder
         self.board = board
-        self._loop = loop
         self._numbers: dict[tuple[str, str, str, int], int] = {}  # kind, core, channel, addr
-        self._ttys: dict[str, Path] = {}  # rpdev id -> its console's link
-        self._sockets: dict[str, EndpointSocket] = {}  # rpdev id -> its endpoint socket
+        self._names: dict[tuple[str, str], _Symlink | EndpointSocket] = {}  # kind, rpdev id
         self._lock = threading.Lock()
         self._made: list[Path] = []
         for i, name in enumerate(board.cores):
@@ -63,8 +72,40 @@ class DeviceNames:
             self._made.append(core_dir)
             _link(folder / f"remoteproc{i}", name)
             self._made.append(folder / f"remoteproc{i}")
-        board.ttys.add_listener(self._tty_changed)  # also told of those there already
-        board.files.add_listener(self._file_changed)
+
+        def tty(rpdev: RpmsgDevice, t: RpmsgTty | None) -> None:
+            self._changed(TTY_PREFIX, rpdev, None if t is None else lambda p: _Symlink(p, t.path))
+
+        def file(rpdev: RpmsgDevice, f: RpmsgEptFile | None) -> None:
+            self._changed(
+                EPT_PREFIX, rpdev, None if f is None else lambda p: EndpointSocket(p, f, loop)
+            )
+
+        self._listeners = (tty, file)
+        board.ttys.add_listener(tty)  # also told of those there already
+        board.files.add_listener(file)
+
+    def _changed(
+        self,
+        kind: str,
+        rpdev: RpmsgDevice,
+        make: Callable[[Path], _Symlink | EndpointSocket] | None,
+    ) -> None:
+        """A channel's object of ``kind`` was made (``make`` names it) or goes (None)."""
+        key = (kind, rpdev.id)
+        with self._lock:
+            if make is None:
+                gone = self._names.pop(key, None)
+                if gone is not None:
+                    gone.close()
+                return
+            path = self._name(kind, rpdev)
+            if path is None or key in self._names:
+                return
+            try:
+                self._names[key] = make(path)
+            except OSError as exc:
+                log.warning("cannot name %s: %s", path, exc.strerror)
 
     def _name(self, kind: str, rpdev: RpmsgDevice) -> Path | None:
         """The stable path of ``rpdev``'s object of ``kind`` (lock held), or None for
@@ -78,53 +119,22 @@ class DeviceNames:
             n = self._numbers[key] = sum(1 for k in self._numbers if k[:2] == key[:2])
         return self.folder / core / f"{kind}{n}"
 
-    def _tty_changed(self, rpdev: RpmsgDevice, tty: RpmsgTty | None) -> None:
+    def _of(self, kind: str, core: str) -> list[str]:
         with self._lock:
-            if tty is None:
-                link = self._ttys.pop(rpdev.id, None)
-                if link is not None:
-                    with contextlib.suppress(FileNotFoundError):
-                        link.unlink()
-                return
-            link = self._name(TTY_PREFIX, rpdev)
-            if link is None or rpdev.id in self._ttys:
-                return
-            try:
-                _link(link, tty.path)
-            except OSError as exc:
-                log.warning("cannot name the console %s: %s", link, exc.strerror)
-                return
-            self._ttys[rpdev.id] = link
-
-    def _file_changed(self, rpdev: RpmsgDevice, file: RpmsgEptFile | None) -> None:
-        with self._lock:
-            if file is None:
-                sock = self._sockets.pop(rpdev.id, None)
-                if sock is not None:
-                    sock.close()
-                return
-            path = self._name(EPT_PREFIX, rpdev)
-            if path is None or rpdev.id in self._sockets:
-                return
-            try:
-                self._sockets[rpdev.id] = EndpointSocket(path, file, self._loop)
-            except AmplinkError as exc:
-                log.warning("%s", exc.strerror)
+            return sorted(
+                str(d.path)
+                for (k, _), d in self._names.items()
+                if k == kind and d.path.parent.name == core
+            )
 
     def console(self, core: str) -> str | None:
         """The stable name of core ``core``'s first console now, if it has one."""
-        with self._lock:
-            links = sorted(
-                str(p) for p in self._ttys.values() if p.parent.name == core and p.is_symlink()
-            )
-        return links[0] if links else None
+        consoles = self._of(TTY_PREFIX, core)
+        return consoles[0] if consoles else None
 
     def endpoints(self, core: str) -> tuple[str, ...]:
         """The stable names of core ``core``'s endpoint files now."""
-        with self._lock:
-            return tuple(
-                sorted(str(s.path) for s in self._sockets.values() if s.path.parent.name == core)
-            )
+        return tuple(self._of(EPT_PREFIX, core))
 
     def annotate(self, rows: Sequence[CoreStatus]) -> list[CoreStatus]:
         """``rows`` with each core's console and endpoint files by their stable names."""
@@ -135,14 +145,13 @@ class DeviceNames:
 
     def close(self) -> None:
         """Remove every name and disconnect every endpoint socket's client. Idempotent."""
-        self.board.ttys.remove_listener(self._tty_changed)
-        self.board.files.remove_listener(self._file_changed)
+        self.board.ttys.remove_listener(self._listeners[0])
+        self.board.files.remove_listener(self._listeners[1])
         with self._lock:
-            links, self._ttys = list(self._ttys.values()), {}
-            sockets, self._sockets = list(self._sockets.values()), {}
-        for sock in sockets:
-            sock.close(hang_up=True)
-        for path in [*links, *reversed(self._made)]:
+            names, self._names = list(self._names.values()), {}
+        for name in names:
+            name.close(hang_up=True)
+        for path in reversed(self._made):
             with contextlib.suppress(FileNotFoundError, OSError):
                 if path.is_symlink():
                     path.unlink()

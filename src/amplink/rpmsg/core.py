@@ -44,6 +44,38 @@ class Message(NamedTuple):
     src: int
 
 
+class LentMessage(ABC):
+    """A received message lent to a ``zero_copy`` endpoint's callback in the backend
+    buffer it came in (rpmsg-lite's ``rpmsg_lite_hold_rx_buffer``): :attr:`data` is
+    valid during the callback, or until :meth:`release` if the callback called
+    :meth:`hold`; the peer cannot reuse the buffer meanwhile."""
+
+    __slots__ = ("data", "held", "src")
+
+    def __init__(self, data: memoryview, src: int) -> None:
+        self.data = data
+        self.src = src
+        self.held = False
+
+    def __bytes__(self) -> bytes:
+        return bytes(self.data)
+
+    def hold(self) -> LentMessage:
+        """Keep the message (and its buffer) past the callback."""
+        self.held = True
+        return self
+
+    def release(self) -> None:
+        """Give a held buffer back to the peer. Idempotent."""
+        if self.held:
+            self.held = False
+            self._give_back()
+
+    @abstractmethod
+    def _give_back(self) -> None:
+        """Return the buffer to the peer (the backend's business)."""
+
+
 class RpmsgLink(ABC):
     """What a backend provides to the core (Linux's device ops + endpoint ops).
 
@@ -142,8 +174,8 @@ class Endpoint:
     Without a callback the endpoint queues what it receives for :meth:`recv` (like
     ``/dev/rpmsgN``).  ``learn_dst`` makes an endpoint without a destination adopt the
     source of the first message it receives, as OpenAMP endpoints do.  A ``zero_copy``
-    endpoint's callback gets each message in place (a backend buffer with ``data``,
-    ``hold()`` and ``release()``) instead of a copy, on backends that lend buffers.
+    endpoint's callback gets each message in place (a :class:`LentMessage`) instead of a
+    copy, on backends that lend buffers (both of amplink's).
     """
 
     def __init__(

@@ -52,7 +52,7 @@ from typing import Literal
 
 from amplink.errors import FifoError, RpmsgError, WireError
 from amplink.memory.region import SharedRegion
-from amplink.rpmsg.core import RPMSG_ADDR_ANY, Endpoint, RpmsgBus, RpmsgDevice
+from amplink.rpmsg.core import RPMSG_ADDR_ANY, Endpoint, LentMessage, RpmsgBus, RpmsgDevice
 from amplink.rpmsg.glink_fifo import EdgeFifos
 from amplink.rpmsg.glink_protocol import (
     DEFAULT_INTENTS,
@@ -530,34 +530,20 @@ class GlinkLink(PolledLink):
             return counts
 
 
-class GlinkRxBuffer:
-    """A received message lent to a zero-copy endpoint with its intent: the peer cannot
-    send into that intent again until :meth:`release` (after the callback, unless the
-    callback called :meth:`hold`).  The same shape as the virtio backend's buffers."""
+class GlinkRxBuffer(LentMessage):
+    """A received message lent to a zero-copy endpoint with its intent, which goes
+    back to the peer as :class:`~amplink.rpmsg.core.LentMessage` says."""
 
-    __slots__ = ("_link", "data", "held", "iid", "name", "src")
+    __slots__ = ("_link", "iid", "name")
 
     def __init__(self, link: GlinkLink, name: str, iid: int, data: bytes) -> None:
+        super().__init__(memoryview(data), RPMSG_ADDR_ANY)
         self._link = link
         self.name = name
         self.iid = iid
-        self.data = memoryview(data)
-        self.src = RPMSG_ADDR_ANY
-        self.held = False
 
-    def __bytes__(self) -> bytes:
-        return bytes(self.data)
-
-    def hold(self) -> GlinkRxBuffer:
-        """Keep the message (and its intent) past the callback."""
-        self.held = True
-        return self
-
-    def release(self) -> None:
-        """Give the intent back to the peer. Idempotent."""
-        if self.held:
-            self.held = False
-            self._link._lent_rx_done(self.name, self.iid)
+    def _give_back(self) -> None:
+        self._link._lent_rx_done(self.name, self.iid)
 
 
 class GlinkChannels:

@@ -29,11 +29,10 @@ import select
 import threading
 import tty
 from collections import deque
-from typing import Any
 
 from amplink.errors import RpmsgError
 from amplink.irq.line import drain
-from amplink.rpmsg.core import Endpoint, RpmsgDevice
+from amplink.rpmsg.core import Endpoint, LentMessage, RpmsgDevice
 from amplink.rpmsg.per_device import PerDeviceDriver
 
 log = logging.getLogger(__name__)
@@ -52,7 +51,7 @@ class RpmsgTty:
         self._master, self._slave = os.openpty()
         self._stop = self._wake = -1
         self._typed = b""  # typed on the pty, not yet sent (the remote had no buffer)
-        self._out: deque[tuple[memoryview, Any]] = deque()  # (bytes left, held buffer)
+        self._out: deque[tuple[memoryview, LentMessage | None]] = deque()  # bytes left, held
         self._queued = 0  # bytes in _out
         self._out_lock = threading.Lock()
         self.ept: Endpoint | None = None
@@ -80,11 +79,11 @@ class RpmsgTty:
         """Bytes from the remote waiting for room in the pty."""
         return self._queued
 
-    def _from_remote(self, ept: Endpoint, data: Any, src: int) -> None:
+    def _from_remote(self, ept: Endpoint, data: bytes | LentMessage, src: int) -> None:
         """A message from the remote (in the receive context; never blocks): onto the
         pty, or queued, or held (see the module docstring)."""
-        held = data if hasattr(data, "hold") else None  # a lent buffer
-        view = memoryview(held.data if held is not None else data)
+        held = data if isinstance(data, LentMessage) else None
+        view = data.data if isinstance(data, LentMessage) else memoryview(data)
         with self._out_lock:
             if not self._out:
                 try:
@@ -100,7 +99,7 @@ class RpmsgTty:
             else:
                 self._queue_locked(memoryview(bytes(view)), None)
 
-    def _queue_locked(self, view: memoryview, held: Any) -> None:
+    def _queue_locked(self, view: memoryview, held: LentMessage | None) -> None:
         was_empty = not self._out
         self._out.append((view, held))
         self._queued += len(view)

@@ -33,7 +33,7 @@ from typing import TypeVar
 from amplink.errors import RpmsgError, VirtqueueError
 from amplink.memory.region import SharedRegion
 from amplink.rpmsg.config import DEFAULT_BUFFERS, RPMSG_BUF_SIZE, RpmsgBuffers
-from amplink.rpmsg.core import RPMSG_ADDR_ANY, message_args
+from amplink.rpmsg.core import RPMSG_ADDR_ANY, LentMessage, message_args
 from amplink.rpmsg.ns import bind_name_service
 from amplink.rpmsg.polled import PolledLink
 from amplink.tracing import TRACER
@@ -100,33 +100,20 @@ class TxBuffer:
             self._link._lent_tx_done(self, None)
 
 
-class RxBuffer:
+class RxBuffer(LentMessage):
     """A received message in place (zero-copy endpoints): :attr:`data` is a view of
-    shared memory, valid during the callback, or until :meth:`release` if the callback
-    called :meth:`hold`."""
+    shared memory, given back to the peer as :class:`~amplink.rpmsg.core.LentMessage`
+    says."""
 
-    __slots__ = ("_link", "data", "held", "src", "token")
+    __slots__ = ("_link", "token")
 
     def __init__(self, link: VirtioRpmsgLink, token: int, data: memoryview, src: int) -> None:
+        super().__init__(data, src)
         self._link = link
         self.token = token
-        self.data = data
-        self.src = src
-        self.held = False
 
-    def __bytes__(self) -> bytes:
-        return bytes(self.data)
-
-    def hold(self) -> RxBuffer:
-        """Keep the buffer past the callback (the peer cannot reuse it meanwhile)."""
-        self.held = True
-        return self
-
-    def release(self) -> None:
-        """Give a held buffer back to the peer. Idempotent."""
-        if self.held:
-            self.held = False
-            self._link._lent_rx_done(self)
+    def _give_back(self) -> None:
+        self._link._lent_rx_done(self)
 
 
 class VirtioRpmsgLink(PolledLink):
