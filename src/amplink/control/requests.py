@@ -15,15 +15,15 @@ import os
 import queue
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
+from amplink.board import Board
+from amplink.control.tap import Event, Tap
 from amplink.errors import AmplinkError
+from amplink.host import Rproc
 from amplink.remoteproc import coredump
 from amplink.remoteproc.fwref import resolve
 from amplink.rpmsg.tty import RPMSG_TTY_SERVICE
-
-if TYPE_CHECKING:
-    from amplink.control.server import ControlServer, Event
 
 CHANNEL_TIMEOUT = 5.0  # how long send/listen/tty wait for a channel to be announced
 CRASH_TIMEOUT = 30.0  # how long crash waits for the crash to be handled
@@ -91,6 +91,24 @@ ARGS: dict[str, dict[str, Arg]] = {
 Handler = Callable[[dict[str, Any]], Any]
 
 
+class Served(Protocol):
+    """What the requests need of the server (:class:`~amplink.control.server.ControlServer`)."""
+
+    board: Board | None
+
+    def core(self, name: str) -> Rproc:
+        """The board's core called ``name`` (or ``remoteprocN``)."""
+
+    def tap(self, core: str, service: str, timeout: float) -> Tap:
+        """The shared host endpoint on ``core``'s channel ``service``."""
+
+    def status(self) -> dict[str, Any]:
+        """The board's state."""
+
+    def console(self, core: str) -> str | None:
+        """The stable name of ``core``'s console, if it has one now."""
+
+
 def check(req: dict[str, Any]) -> str:
     """The request's command, after checking every argument against :data:`ARGS`."""
     cmd = req.get("cmd")
@@ -134,7 +152,7 @@ def listen_args(req: dict[str, Any]) -> tuple[str, str, float]:
     return req["core"], req["service"], CHANNEL_TIMEOUT
 
 
-def handlers(server: ControlServer) -> dict[str, Handler]:
+def handlers(server: Served) -> dict[str, Handler]:
     """What each command (but ``listen``, a stream) does on ``server``'s board."""
 
     def sysfs(req: dict[str, Any], attr: str, value: str) -> dict[str, Any]:

@@ -27,7 +27,6 @@ import os
 import socket
 import stat
 import threading
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 from pathlib import Path
@@ -37,9 +36,9 @@ from amplink.board import Board, CoreStatus
 from amplink.control import requests as rq
 from amplink.control.names import DeviceNames
 from amplink.control.protocol import MAX_LINE, decode, encode, private_folder
+from amplink.control.tap import Event, Tap
 from amplink.errors import AmplinkError
 from amplink.host import Rproc
-from amplink.rpmsg.core import Endpoint, RpmsgDevice
 
 log = logging.getLogger(__name__)
 
@@ -48,44 +47,6 @@ MAX_CONNECTIONS = 256  # open at once; more are answered EBUSY and closed
 WORKERS = 8  # threads that run requests
 LISTEN_BACKLOG = 4096  # messages waiting for a slow listen client before it is dropped
 LOCK_NAME = "up.lock"
-Event = tuple[str, Any, Any]  # ("message", data, src) | ("closed", reason, None)
-
-
-class Tap:
-    """A host endpoint on one channel whose received messages go to subscribers
-    (callables, run in the receive context: they must not block)."""
-
-    def __init__(self, rpdev: RpmsgDevice, on_gone: Callable[[Tap], None]) -> None:
-        self._subscribers: set[Callable[[Event], None]] = set()
-        self._lock = threading.Lock()
-        self._on_gone = on_gone
-        self.ept = rpdev.create_ept(self._on_message)
-        self.ept.on_release(self._on_release)
-
-    def subscribe(self, deliver: Callable[[Event], None]) -> None:
-        """Give every event from now on to ``deliver``."""
-        with self._lock:
-            self._subscribers.add(deliver)
-        if self.ept.released is not None:  # released before we subscribed
-            deliver(("closed", self.ept.released.strerror, None))
-
-    def unsubscribe(self, deliver: Callable[[Event], None]) -> None:
-        """Stop giving events to ``deliver``."""
-        with self._lock:
-            self._subscribers.discard(deliver)
-
-    def _publish(self, event: Event) -> None:
-        with self._lock:
-            subscribers = list(self._subscribers)
-        for deliver in subscribers:
-            deliver(event)
-
-    def _on_message(self, _ept: Endpoint, data: bytes, src: int) -> None:
-        self._publish(("message", bytes(data), src))
-
-    def _on_release(self, _ept: Endpoint, err: OSError) -> None:
-        self._on_gone(self)
-        self._publish(("closed", err.strerror or str(err), None))
 
 
 class ControlServer:
