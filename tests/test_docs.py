@@ -1,8 +1,8 @@
 """The user guide's examples run as written and print what the guide says.
 
 Every ``python`` or ``toml`` block whose first line is ``# <file>`` is written to a
-folder under that name; every ``python`` block followed directly by a ``text`` block is
-run there, and its output must be that text.
+folder under that name; every such ``python`` block followed directly by a ``text`` block
+is run there, and its output must be that text.
 """
 
 import itertools
@@ -26,7 +26,7 @@ def runnable() -> list[tuple[str, str]]:
     return [
         (body.split("\n", 1)[0][2:].split(":")[0], expected)
         for (lang, body), (next_lang, expected) in itertools.pairwise(found)
-        if lang == "python" and next_lang == "text"
+        if lang == "python" and next_lang == "text" and body.startswith("# ")
     ]
 
 
