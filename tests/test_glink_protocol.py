@@ -9,6 +9,7 @@ import pytest
 
 from amplink.errors import RpmsgError, WireError
 from amplink.rpmsg.glink_protocol import (
+    INTENTS_WANTED,
     FlowChanged,
     GlinkProtocol,
     IntentsAvailable,
@@ -160,6 +161,22 @@ def test_intent_requests_are_granted_rounded_up_or_refused(pair, caplog):
     with pytest.raises(RpmsgError) as exc:
         host.intent_or_request("svc", 5000)
     assert exc.value.errno == errno.EAGAIN
+
+
+def test_a_sender_in_a_callback_asks_for_intents_beyond_the_pipeline(pair):
+    """With INTENTS_WANTED in use, a sender waits for one to come back; one inside its
+    receive callback asks for another (the peer may hold them until it is done)."""
+    host, remote = pair
+    for side in (remote, host):
+        side.open("svc")
+    settle(host, remote)
+    while len(host.channel("svc").used_intents) < INTENTS_WANTED:
+        if host.intent_or_request("svc", 10) is None:
+            settle(host, remote)  # granted
+    assert host.intent_or_request("svc", 10) is None and not host.output  # waits
+    assert host.intent_or_request("svc", 10, in_callback=True) is None
+    settle(host, remote)
+    assert host.intent_or_request("svc", 10, in_callback=True) is not None
 
 
 def test_signals_become_flow_events(pair):

@@ -218,7 +218,7 @@ class GlinkLink(PolledLink):
         """While waiting (tx lock held): an intent, or a request for one is out."""
         if self.failure is not None:
             raise self.dead_error()
-        iid = self.protocol.intent_or_request(name, n)
+        iid = self.protocol.intent_or_request(name, n, in_callback=self.in_rx_context())
         if iid is None:
             self._flush()
         return iid

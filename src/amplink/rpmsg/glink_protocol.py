@@ -215,10 +215,13 @@ class GlinkProtocol:
             ch.used_intents[best] = ch.free_intents.pop(best)
         return best
 
-    def intent_or_request(self, name: str, n: int) -> int | None:
+    def intent_or_request(self, name: str, n: int, *, in_callback: bool = False) -> int | None:
         """While a sender waits: an intent if one is free, else ask the peer for one
         (``RX_INTENT_REQ``); ``EAGAIN`` if the peer refused and none that fits is in use,
-        ``EPIPE`` if the channel closed."""
+        ``EPIPE`` if the channel closed.  ``in_callback``: the sender is this side's
+        receive context (sending from a callback), so messages the peer sends meanwhile
+        wait here, holding the peer's intents, and the peer may be waiting inside a
+        callback too: intents in use may not come back until this send is done."""
         self.check_open(name)
         iid = self.take_intent(name, n)
         if iid is not None:
@@ -233,10 +236,13 @@ class GlinkProtocol:
                     errno.EAGAIN, f"the remote refused an intent of {n} bytes on {name!r}"
                 )
         # Ask for one when none that fits will come back, or to grow the pipeline up
-        # to INTENTS_WANTED while the remote grants them.  Not before the remote has
-        # opened: its INTENTs come when it does.
+        # to INTENTS_WANTED while the remote grants them; from a callback, whenever
+        # none is free (until the remote refuses), as Linux's qcom_glink_send does: two
+        # sides sending from their callbacks then never wait on each other.  Not
+        # before the remote has opened: its INTENTs come when it does.
         wanted = not coming_back or (
-            ch.grow and len(ch.used_intents) + len(ch.free_intents) < INTENTS_WANTED
+            ch.grow
+            and (in_callback or len(ch.used_intents) + len(ch.free_intents) < INTENTS_WANTED)
         )
         if ch.intent_request is None and ch.rcid and wanted:
             ch.intent_request = True
