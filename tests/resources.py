@@ -9,6 +9,10 @@ import glob
 import os
 import threading
 
+# Threads made once and kept for the life of the process: the one that forks every
+# core process (a core dies with the thread that forked it).
+LIFELONG = {"amplink-spawn_0"}
+
 
 def children() -> set[int]:
     pids: set[int] = set()
@@ -34,7 +38,7 @@ def snapshot() -> dict:
     which other programs use too)."""
     return {
         "fds": sorted(os.listdir("/proc/self/fd")),
-        "threads": sorted(t.name for t in threading.enumerate()),
+        "threads": sorted(t.name for t in threading.enumerate() if t.name not in LIFELONG),
         "children": children(),
         "shm": mapped_shared_memory(),
     }

@@ -143,6 +143,27 @@ def test_firmware_without_main_is_refused_before_a_process_starts(tmp_path):
     assert rp.state == OFFLINE and snapshot() == before
 
 
+def test_a_core_outlives_the_thread_that_started_it():
+    """A core started from a thread that then ends (a control request's worker, say)
+    keeps running: the death signal a core takes from its parent follows the thread
+    that forked it, so cores are forked by one thread that lives as long as the host."""
+    with Rproc("orphan", ECHO_FW) as rp:
+        rp.stop()
+
+        def start() -> None:
+            rp.start()
+            rp.wait_channel(SERVICE, 10)  # the core runs its firmware: it set its signal
+
+        starter = threading.Thread(target=start)
+        starter.start()
+        starter.join(30)
+        ept = rp.wait_channel(SERVICE, 10).create_ept()
+        for i in range(20):  # long after the starter thread ended
+            ept.send(b"%d" % i)
+            assert ept.recv(10).data == b"%d" % i
+        assert rp.state == RUNNING and rp.crash_count == 0
+
+
 def test_spinning_is_off_when_both_sides_share_one_cpu():
     cpu = min(os.sched_getaffinity(0))
     saved = os.sched_getaffinity(0)

@@ -42,7 +42,9 @@ def status_table(
 ) -> Table:
     """The status view's table (``fit``: one line per core, cropped to the terminal);
     ``#`` is N of the core's ``remoteprocN`` alias; ``devices`` are the console and the
-    endpoint files by their stable names (relative to ``folder``, when given)."""
+    endpoint files by their stable names (relative to ``folder``, when given), one per
+    line unless ``fit``."""
+    sep = ", " if fit else "\n"
     return table(
         HEADERS,
         [
@@ -52,11 +54,11 @@ def status_table(
                 s.state,
                 str(s.pid or "-"),
                 _short_firmware(s.firmware),
-                ", ".join(s.channels) or "-",
+                sep.join(s.channels) or "-",
                 s.messages_in,
                 s.messages_out,
                 s.crashes,
-                ", ".join(_devices(s, folder)) or "-",
+                sep.join(_devices(s, folder)) or "-",
             ]
             for s in rows
         ],

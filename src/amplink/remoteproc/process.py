@@ -26,6 +26,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 from amplink.errors import AmplinkError
 from amplink.hw.core_ctrl import CC_BOOT_ADDR, CC_HEARTBEAT, CC_STATUS, STATUS_WFI, CoreControl
@@ -55,6 +56,7 @@ log = logging.getLogger(__name__)
 WDOG_IRQ = 33
 WFI_POLL = 0.0002  # K3: poll core control for WFI every 200 us
 _ARMING_POLL = 0.01  # how often the watchdog looks for the first heartbeat
+_SPAWNER = ThreadPoolExecutor(1, thread_name_prefix="amplink-spawn")  # lives with the process
 
 
 class ProcessPlatformDriver:
@@ -237,13 +239,17 @@ class ProcessPlatform(RprocPlatform):
         if TRACER.enabled:  # the core appends its events to a file the export merges
             env[ENV_VAR] = TRACER.core_file(self.name)
             env["AMPLINK_CORE_NAME"] = f"core {self.name}"
-        return subprocess.Popen(
+        # Forked by one long-lived thread: the core dies with the thread that forked it
+        # (PR_SET_PDEATHSIG follows the parent *thread*), and the thread that boots a
+        # core may be a short-lived one (a control request's worker, a user's thread).
+        return _SPAWNER.submit(
+            subprocess.Popen,
             cmd,
             pass_fds=(region.fd, mmio.fd, core_fd, host_fd),
             env=env,
             stdin=subprocess.DEVNULL,
             process_group=0,  # a terminal's Ctrl-C reaches the host only; it stops the core
-        )
+        ).result()
 
     # -- words from the core ---------------------------------------------------------
     def kick(self, word: int) -> None:
