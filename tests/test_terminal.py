@@ -19,8 +19,8 @@ def core_rows(run: PtyRun) -> list[str]:
     return [line for line in run.lines() if re.match(r"^[01]\s+(m4|r5f)\s+running\s+\d+", line)]
 
 
-def tagged_env(tag: str) -> dict:
-    return dict(os.environ, AMPLINK_TEST_TAG=tag, COLUMNS="", LINES="")
+def tagged_env(tag: str, state: Path) -> dict:
+    return dict(os.environ, AMPLINK_TEST_TAG=tag, COLUMNS="", LINES="", XDG_STATE_HOME=str(state))
 
 
 @pytest.fixture
@@ -32,7 +32,7 @@ def tag():
 
 def test_up_live_view_at_100_columns_and_ctrl_c(tmp_path, tag):
     sock = tmp_path / "ctl.sock"
-    run = PtyRun("up", "--socket", str(sock), cols=100, rows=30, env=tagged_env(tag))
+    run = PtyRun("up", "--socket", str(sock), cols=100, rows=30, env=tagged_env(tag, tmp_path))
     try:
         run.wait_for(lambda r: any(HEADER.match(line) for line in r.lines()), 60)
         run.wait_for(lambda r: len(core_rows(r)) == 2, 30)
@@ -57,8 +57,8 @@ def test_up_live_view_at_100_columns_and_ctrl_c(tmp_path, tag):
     assert not sock.exists() and not (tmp_path / "m4").exists()
 
 
-def test_ctrl_c_on_demo_stops_the_board_without_a_traceback(tag):
-    run = PtyRun("demo", cols=100, rows=40, env=tagged_env(tag))
+def test_ctrl_c_on_demo_stops_the_board_without_a_traceback(tmp_path, tag):
+    run = PtyRun("demo", cols=100, rows=40, env=tagged_env(tag, tmp_path))
     try:
         run.wait_for(lambda r: "ok  boot r5f" in r.text(), 60)
     except BaseException:

@@ -37,11 +37,13 @@ class Up:
 
     def __init__(self, socket_path, *args: str) -> None:
         self.socket = str(socket_path)
+        self.state = Path(socket_path).parent / "state"  # core dumps go there, not to ~
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "amplink.app.cli", "up", "--socket", self.socket, *args],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
+            env=dict(os.environ, XDG_STATE_HOME=str(self.state)),
         )
         self.lines: list[str] = []
         while True:
@@ -101,6 +103,7 @@ def test_up_serves_the_board_and_stops_cleanly_on_ctrl_c(board_up, capsys):
     assert code == 130  # ended by SIGINT, as a shell reports it
     assert "ok  stop the board" in out
     assert not os.path.exists(u.socket)
+    assert list((u.state / "amplink" / "coredumps" / "amplink-default").iterdir()) == []
     for pid in pids:  # the cores are gone with it
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
@@ -132,6 +135,17 @@ def test_lifecycle_commands(board_up, capsys):
     assert status(u)["m4"]["state"] == "running"
     assert u.cli("coredump", "m4", "enabled") == 0
     assert status(u)["m4"]["coredump"] == "enabled"
+    capsys.readouterr()
+    assert u.cli("coredump", "r5f") == 0  # the default board's r5f dumps; where: this session's
+    (session,) = (u.state / "amplink" / "coredumps" / "amplink-default").iterdir()
+    assert capsys.readouterr().out == (
+        f"r5f: coredump enabled, 0 taken since amplink up started\n  none in {session} yet\n"
+    )
+    assert u.cli("crash", "r5f") == 0
+    capsys.readouterr()
+    assert u.cli("coredump", "r5f") == 0
+    out = capsys.readouterr().out
+    assert out.endswith(f"1 taken since amplink up started\n  {session}/r5f-crash1.core\n")
 
     assert u.cli("stop", "nosuch") == 1
     assert "has no core 'nosuch' (cores: m4, r5f, or remoteproc0..1)" in capsys.readouterr().err
@@ -139,6 +153,7 @@ def test_lifecycle_commands(board_up, capsys):
     code, out = u.stop()  # on a pipe, up reported the changes it saw, one line each
     assert code == 130
     assert re.search(r"^m4: .*crash #[12]: crash requested through debugfs", out, re.M), out
+    assert [p.name for p in session.iterdir()] == ["r5f-crash1.core"]  # the dump stays
 
 
 def test_tty_trace_and_listen(board_up, capsys):

@@ -11,11 +11,13 @@ Subcommands are registered by functions that take the subparsers object
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
 import json
 import logging
 import os
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -116,7 +118,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 def _cmd_up(args: argparse.Namespace) -> int:
     spec = _board(args)
-    dumps = spec.coredump_dir or default_coredump_dir(spec)
+    dumps = session_coredump_dir(spec)
     try:
         os.makedirs(dumps, exist_ok=True)
     except OSError as exc:
@@ -128,14 +130,21 @@ def _cmd_up(args: argparse.Namespace) -> int:
         signum = up.run(spec, _socket(args), coredump_dir=dumps)
         return 128 + signum if signum else 0
 
-    return _traced(args, run)
+    try:
+        return _traced(args, run)
+    finally:
+        with contextlib.suppress(OSError):
+            os.rmdir(dumps)  # only if no core crashed: dumps stay
 
 
-def default_coredump_dir(spec: BoardSpec) -> str:
-    """Where ``amplink up`` writes core dumps when the board does not say:
-    ``$XDG_STATE_HOME/amplink/coredumps/<board>`` (``~/.local/state/...``)."""
+def session_coredump_dir(spec: BoardSpec) -> str:
+    """Where this ``amplink up`` writes core dumps: a folder of its own (named for its
+    start time and pid, so that no later session overwrites a dump) in the board's
+    ``coredump_dir``, else in ``$XDG_STATE_HOME/amplink/coredumps/<board>``
+    (``~/.local/state/...``)."""
     state = os.environ.get("XDG_STATE_HOME") or os.path.expanduser("~/.local/state")
-    return os.path.join(state, "amplink", "coredumps", spec.name)
+    base = spec.coredump_dir or os.path.join(state, "amplink", "coredumps", spec.name)
+    return os.path.join(base, f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}")
 
 
 def _cmd_board_check(args: argparse.Namespace) -> int:
@@ -409,7 +418,8 @@ def _up_commands(sub: Subcommands) -> None:
         "commands (status, start, stop, crash, send, listen, ...) reach it through its "
         "control socket. Consoles and endpoint files get stable names next to the socket "
         "(CORE/ttyRPMSGn, CORE/rpmsgN); "
-        "core dumps go to the board's coredump_dir, else ~/.local/state/amplink/coredumps.",
+        "core dumps go to a folder of this session's in the board's coredump_dir, else in "
+        "~/.local/state/amplink/coredumps/BOARD.",
         socket=True,
     )
     _board_and_trace(u, "when it stops")
