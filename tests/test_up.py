@@ -147,6 +147,10 @@ def test_lifecycle_commands(board_up, capsys):
     out = capsys.readouterr().out
     assert out.endswith(f"1 taken since amplink up started\n  {session}/r5f-crash1.core\n")
 
+    assert u.cli("send", "m4", "nosuch", "hi") == 1  # a running core's channels are named
+    assert "m4 has no 'nosuch' channel: its firmware (amplink.firmware.demo) announced no " \
+        "nosuch (its channels: rpmsg-openamp-demo-channel, rpmsg-raw, rpmsg-tty)" in \
+        capsys.readouterr().err  # fmt: skip
     assert u.cli("stop", "nosuch") == 1
     assert "has no core 'nosuch' (cores: m4, r5f, or remoteproc0..1)" in capsys.readouterr().err
 

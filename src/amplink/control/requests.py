@@ -23,6 +23,7 @@ from amplink.errors import AmplinkError
 from amplink.host import Rproc
 from amplink.remoteproc import coredump
 from amplink.remoteproc.fwref import resolve
+from amplink.rpmsg.core import RpmsgDevice
 from amplink.rpmsg.tty import RPMSG_TTY_SERVICE
 
 CHANNEL_TIMEOUT = 5.0  # how long send/listen/tty wait for a channel to be announced
@@ -99,7 +100,7 @@ class Served(Protocol):
     def core(self, name: str) -> Rproc:
         """The board's core called ``name`` (or ``remoteprocN``)."""
 
-    def tap(self, core: str, service: str, timeout: float) -> Tap:
+    def tap(self, core: str, service: str) -> Tap:
         """The shared host endpoint on ``core``'s channel ``service``."""
 
     def status(self) -> dict[str, Any]:
@@ -146,10 +147,32 @@ def lookup(handlers: dict[str, Handler], req: dict[str, Any]) -> tuple[str, Hand
     return cmd, handlers[cmd]
 
 
-def listen_args(req: dict[str, Any]) -> tuple[str, str, float]:
-    """A checked ``listen`` request's core, service and channel wait."""
+def listen_args(req: dict[str, Any]) -> tuple[str, str]:
+    """A checked ``listen`` request's core and service."""
     check(req)
-    return req["core"], req["service"], CHANNEL_TIMEOUT
+    return req["core"], req["service"]
+
+
+def wait_channel(board: Board, rp: Rproc, service: str, what: str = "") -> RpmsgDevice:
+    """Core ``rp``'s channel ``service``: a core that booted less than
+    :data:`CHANNEL_TIMEOUT` s ago may yet announce it, so it is waited for until then;
+    ``ENODEV`` naming the channels the core has otherwise (``what``: how to call it)."""
+    if rp.state != "running":
+        raise AmplinkError(
+            errno.ENODEV, f"{rp.name} is {rp.state}: it has no {what or 'channels'} now"
+        )
+    wait = max(0.0, CHANNEL_TIMEOUT - _running_for(rp.pid))
+    try:
+        return rp.wait_channel(service, wait)
+    except AmplinkError as exc:
+        if exc.errno != errno.ETIMEDOUT:
+            raise
+    have = ", ".join(board.channels(rp.name)) or "none"
+    raise AmplinkError(
+        errno.ENODEV,
+        f"{rp.name} has no {what or repr(service)} channel: its firmware ({rp.firmware}) "
+        f"announced no {service} (its channels: {have})",
+    )
 
 
 def handlers(server: Served) -> dict[str, Handler]:
@@ -189,22 +212,10 @@ def handlers(server: Served) -> dict[str, Handler]:
     def tty(req: dict[str, Any]) -> dict[str, Any]:
         rp = server.core(req["core"])
         assert server.board is not None
-        if rp.state != "running":
-            raise AmplinkError(errno.ENODEV, f"{rp.name} is {rp.state}: it has no console now")
-        wait = max(0.0, CHANNEL_TIMEOUT - _running_for(rp.pid))  # a booting core may yet
-        try:
-            rp.wait_channel(RPMSG_TTY_SERVICE, wait)
-        except AmplinkError as exc:
-            if exc.errno != errno.ETIMEDOUT:
-                raise
+        wait_channel(server.board, rp, RPMSG_TTY_SERVICE, "console")
         t = server.board.tty(rp.name)
-        if t is None:
-            have = ", ".join(server.board.channels(rp.name)) or "none"
-            raise AmplinkError(
-                errno.ENODEV,
-                f"{rp.name} has no console: its firmware ({rp.firmware}) announced no "
-                f"{RPMSG_TTY_SERVICE} channel (its channels: {have})",
-            )
+        if t is None:  # the channel went away again meanwhile
+            raise AmplinkError(errno.ENODEV, f"{rp.name} has no console now")
         return {"core": rp.name, "path": t.path, "link": server.console(rp.name)}
 
     def trace(req: dict[str, Any]) -> dict[str, Any]:
@@ -215,7 +226,7 @@ def handlers(server: Served) -> dict[str, Handler]:
         core, service = req["core"], req["service"]
         data = bytes.fromhex(req["data_hex"])
         wait = float(req.get("wait", 0))
-        tap = server.tap(core, service, CHANNEL_TIMEOUT)
+        tap = server.tap(core, service)
         replies: queue.SimpleQueue[Event] = queue.SimpleQueue()
         if wait > 0:
             tap.subscribe(replies.put)

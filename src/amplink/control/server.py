@@ -186,15 +186,17 @@ class ControlServer:
         assert self.board is not None
         return self.board.core(name)
 
-    def tap(self, core: str, service: str, timeout: float) -> Tap:
-        """The shared host endpoint on ``core``'s channel ``service``."""
+    def tap(self, core: str, service: str) -> Tap:
+        """The shared host endpoint on ``core``'s channel ``service`` (see
+        :func:`~amplink.control.requests.wait_channel`)."""
         rp = self.core(core)
+        assert self.board is not None
         key = (rp.name, service)
         with self._taps_lock:
             tap = self._taps.get(key)
             if tap is not None and tap.ept.released is None:
                 return tap
-            chan = rp.wait_channel(service, timeout)
+            chan = rq.wait_channel(self.board, rp, service)
 
             def gone(t: Tap) -> None:
                 with self._taps_lock:
@@ -228,10 +230,10 @@ class ControlServer:
     ) -> None:
         """Stream every message of a channel until it goes away, the client hangs up
         or the server stops."""
-        core, service, timeout = rq.listen_args(req)
+        core, service = rq.listen_args(req)
         loop = asyncio.get_running_loop()
         assert self._pool is not None and self._closing is not None
-        tap = await loop.run_in_executor(self._pool, self.tap, core, service, timeout)
+        tap = await loop.run_in_executor(self._pool, self.tap, core, service)
         events: asyncio.Queue[Event] = asyncio.Queue()
         overflow = threading.Event()
 
