@@ -248,8 +248,8 @@ class _Relay:
         if pending:
             self._print(pending)
 
-    def _print(self, line: bytes) -> None:
-        self.console.print(Text(line.decode(errors="replace")), soft_wrap=True)
+    def _print(self, line: bytes) -> None:  # wrapped between words to the terminal
+        self.console.print(Text(line.decode(errors="replace"), overflow="fold"))
 
     def close(self) -> None:
         sys.stdout.flush()
