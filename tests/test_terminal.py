@@ -4,6 +4,10 @@ Ctrl-C typed on the terminal (SIGINT to its foreground process group)."""
 
 import os
 import re
+import signal
+import subprocess
+import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -81,3 +85,22 @@ def ctrl_c_ends_it(run: PtyRun) -> str:
     assert "Traceback" not in out and "KeyboardInterrupt" not in out
     assert "killed by SIGINT" not in out
     return out
+
+
+@pytest.mark.parametrize("delay", [0.0, 0.05, 0.2])
+def test_ctrl_c_while_the_command_starts_is_no_traceback(tmp_path, delay):
+    """SIGINT while the console script still imports the stack: the command ends as
+    interrupted (the shell's 130: killed by SIGINT, or 130 once it took over)."""
+    script = Path(sys.executable).parent / "amplink"
+    proc = subprocess.Popen(
+        [str(script), "board", "check"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=dict(os.environ, XDG_STATE_HOME=str(tmp_path)),
+    )
+    time.sleep(delay)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
+    assert proc.returncode in (-signal.SIGINT, 130, 0), (proc.returncode, out, err)

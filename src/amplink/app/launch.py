@@ -1,0 +1,20 @@
+"""The ``amplink`` console script: :func:`amplink.app.cli.main`, with a Ctrl-C that
+comes while the command is still importing the stack ending it quietly.
+
+Until the command takes over SIGINT (:mod:`amplink.app.signals`), SIGINT keeps its
+default action: the process ends, and the shell reports 130 as for any interrupted
+command, with no ``KeyboardInterrupt`` traceback from the middle of an import.
+"""
+
+from __future__ import annotations
+
+import signal
+
+
+def main() -> int:
+    """Run the ``amplink`` command."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    from amplink.app import cli  # noqa: PLC0415 - imported once SIGINT ends us quietly
+
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    return cli.main()
