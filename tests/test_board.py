@@ -85,7 +85,7 @@ def _with_core_line(line: str) -> str:
          + '[[memory]]\nname = "big"\nbase = 0x3000000\nsize = 0x200000\n'
          + '[[memory]]\nname = "b2"\nbase = 0x3100000\nsize = 0x1000\n',
          "core 'm4'.memories", "overlap"),
-        (MINIMAL + "[extra]\n", "<file>.extra", "unknown key"),
+        (MINIMAL + "[extra]\n", "extra", "unknown key"),
         ("[board]\nname = 'x'\n", "core", "at least one [[core]]"),
         ("[board\n", "TOML", "Expected ']'"),
     ],

@@ -44,7 +44,8 @@ class BoardError(AmplinkError):
     file (``core 'm4'.mailbox``), ``source`` the file."""
 
     def __init__(self, source: str, key: str, message: str) -> None:
-        super().__init__(errno.EINVAL, f"{source}: {key}: {message}")
+        where = source if key == "<file>" else f"{source}: {key}"  # the file as a whole
+        super().__init__(errno.EINVAL, f"{where}: {message}")
         self.source = source
         self.key = key
 
@@ -168,7 +169,7 @@ def load_board(path: str | Path | None = None) -> BoardSpec:
             exc.errno or errno.ENOENT, f"cannot read board file {p}: {exc.strerror}"
         ) from None
     except UnicodeDecodeError:
-        raise BoardError(str(p), "<file>", "not a text file: a board file is TOML") from None
+        raise BoardError(str(p), "<file>", "not a text file (a board file is TOML)") from None
     return parse_board(text, str(p), base=p.parent)
 
 
@@ -203,7 +204,8 @@ class _Parser:
                 close = difflib.get_close_matches(key, known, 1)
                 hint = f" (did you mean {close[0]!r}?)" if close else ""
                 raise self.fail(
-                    f"{where}.{key}", f"unknown key{hint}; known keys: {', '.join(known)}"
+                    key if where == "<file>" else f"{where}.{key}",
+                    f"unknown key{hint}; known keys: {', '.join(known)}",
                 )
         return value
 
