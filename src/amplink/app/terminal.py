@@ -27,6 +27,8 @@ from rich.spinner import Spinner
 from rich.table import Table
 from rich.text import Text
 
+from amplink.app.signals import Interrupted
+
 PLAIN_WIDTH = 1000  # a pipe has no width: never wrap or crop there
 _FRAMES_PER_S = 10
 
@@ -132,6 +134,9 @@ class Terminal:
         try:
             with display:
                 yield st
+        except (KeyboardInterrupt, Interrupted) as exc:
+            self._end(st, "--", f"interrupted ({exc.args[0] if exc.args else 'SIGINT'})")
+            raise
         except BaseException as exc:
             self._end(st, "FAILED", str(exc) or type(exc).__name__)
             raise
