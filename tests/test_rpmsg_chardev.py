@@ -5,6 +5,7 @@ import asyncio
 import errno
 import os
 import select
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -183,6 +184,35 @@ def test_asyncio_send_recv_and_iteration(raw, tmp_path):
             await ept.send(b"%d" % i)
 
     assert asyncio.run(main()) == [b"%d" % i for i in range(300)]
+
+
+def test_a_message_larger_than_any_free_buffer_waits_without_spinning(raw):
+    """Non-blocking, a message no free buffer fits is refused (GLINK: the core's intents
+    are 1 KiB; the link asks it for a larger one); the writer descriptor becomes
+    writable only once that message would go, so an asyncio sender sleeps meanwhile."""
+    rp, f = raw
+    big = b"y" * min(rp.link.mtu, 20_000)
+    f.nonblocking = True
+    if rp.link.ns_supported:  # virtio: any buffer fits any message up to the MTU
+        f.write(big)
+    else:
+        with pytest.raises(RpmsgError) as exc:
+            f.write(big)
+        assert exc.value.errno == errno.EAGAIN
+        assert writable(f.writer_fileno(), 10)  # the core granted an intent that large
+        f.write(big)
+    f.nonblocking = False
+    assert f.read(timeout=10) == big
+
+    async def main() -> float:
+        ept = AsyncEndpoint(f)
+        cpu = time.process_time()
+        for _ in range(3):
+            await asyncio.wait_for(ept.send(big), 10)
+            assert await asyncio.wait_for(ept.recv(), 10) == big
+        return time.process_time() - cpu
+
+    assert asyncio.run(main()) < 2.0  # a writable-but-refusing descriptor would spin
 
 
 def test_a_file_reports_the_core_going_away(backend):

@@ -112,6 +112,7 @@ class GlinkLink(PolledLink):
         self._names: dict[int, str] = {}  # endpoint address -> its channel's name
         self._read_notif_mark: int | None = None  # where our last READ_NOTIF ends
         self._space_waiters: list[tuple[str, Callable[[], None]]] = []
+        self._wanted: dict[str, int] = {}  # channel -> size of the last send that could not go
         self._consumed: list[tuple[str, int]] = []  # (channel, intent): rx context only
         self.fail_listeners.append(self._wake_all)
         with self._locked():
@@ -185,17 +186,32 @@ class GlinkLink(PolledLink):
             iid = proto.take_intent(name, n)
             if iid is None:
                 if not block:
-                    self._check_open(name)
-                    raise RpmsgError(
-                        errno.EBUSY,
-                        f"no free intent of {n} bytes from the remote on channel {name!r}",
-                    )
+                    self._refuse_now(name, n)
                 iid = self._wait(partial(self._intent, name, n), deadline, name, "intent")
             try:
                 self._write_data(name, iid, data, block, deadline)
             except BaseException:
                 proto.give_back(name, iid)
                 raise
+            self._wanted.pop(name, None)
+
+    def _refuse_now(self, name: str, n: int) -> None:
+        """A send that must not wait found no intent of ``n`` bytes (tx lock held): ask
+        the remote for one (a later try may find it; readiness now waits for one that
+        large), then ``EBUSY``; ``EMSGSIZE`` if the remote refused one and none that
+        large is in use (no later try would do)."""
+        self._wanted[name] = n
+        try:
+            self._intent(name, n)
+        except RpmsgError as exc:
+            if exc.errno != errno.EAGAIN:
+                raise
+            raise RpmsgError(
+                errno.EMSGSIZE, f"{exc.strerror}: a {n}-byte message cannot be sent on {name!r}"
+            ) from None
+        raise RpmsgError(
+            errno.EBUSY, f"no free intent of {n} bytes from the remote on channel {name!r}"
+        )
 
     def _channel_of(self, src: int) -> str:
         if self.failure is not None:
@@ -351,20 +367,28 @@ class GlinkLink(PolledLink):
         with self._tx_cond:
             name = self._names.get(src)
             try:
-                room = self._tx.free() >= _RESERVE + g.DATA_HDR.size + 8
+                return self.failure is None and name is not None and self._sendable(name)
             except FifoError:
                 return False
-            return (
-                self.failure is None and name is not None and self.protocol.can_send(name) and room
-            )
+
+    def _sendable(self, name: str) -> bool:
+        """Whether a send on ``name`` of the size that last could not go (or of any
+        size) would find an intent and FIFO room now (tx lock held)."""
+        n = self._wanted.get(name, 0)
+        chunks = [min(self._chunk, n - at) for at in range(0, max(n, 1), self._chunk)]
+        room = sum(g.pad8(g.DATA_HDR.size + c) for c in chunks)
+        return self.protocol.can_send(name, n) and self._room(room)
 
     def when_can_send(self, src: int, callback: Callable[[], None]) -> None:
-        """Call ``callback`` once a send from ``src`` finds an intent (or the link fails)."""
+        """Call ``callback`` once a send from ``src`` would not wait: an intent as large
+        as the last send that could not go, and room in the FIFO (or the link fails)."""
         with self._tx_cond:
             name = self._names.get(src)
-            if self.failure is None and name is not None and not self.protocol.can_send(name):
+            if self.failure is None and name is not None and not self._sendable(name):
                 self._space_waiters.append((name, callback))
                 self.protocol.watch_intents = True
+                if not self.protocol.output and self._tx.free() >= _RESERVE:
+                    self._ask_read_notif()  # the reader kicks us when it has made room
                 return
         callback()
 
@@ -382,6 +406,8 @@ class GlinkLink(PolledLink):
             if self._tx_waiters:
                 self._tx_cond.notify_all()
             self._flush()
+        if self._space_waiters:  # the reader may have made room
+            self._wake_space_waiters(None)
         self.poll_rx()
 
     def rx_pending(self) -> bool:
@@ -489,13 +515,19 @@ class GlinkLink(PolledLink):
         except RpmsgError:
             pass  # the link failed: the peer is gone, nothing to give back
 
-    def _wake_space_waiters(self, name: str) -> None:
+    def _wake_space_waiters(self, name: str | None) -> None:
+        """Call the waiters (of channel ``name``, or all) whose send would go now."""
         with self._tx_cond:
-            ready = [cb for n, cb in self._space_waiters if n == name]
+            try:
+                ready = [
+                    w for w in self._space_waiters if name in (None, w[0]) and self._sendable(w[0])
+                ]
+            except FifoError:
+                ready = list(self._space_waiters)  # let them find out the link failed
             if ready:
-                self._space_waiters = [w for w in self._space_waiters if w[0] != name]
+                self._space_waiters = [w for w in self._space_waiters if w not in ready]
                 self.protocol.watch_intents = bool(self._space_waiters)
-        for cb in ready:
+        for _name, cb in ready:
             cb()
 
     # -- a dead peer -----------------------------------------------------------------

@@ -197,10 +197,10 @@ class GlinkProtocol:
                 f"the remote closed GLINK channel {name!r} (until it opens it again)",
             )
 
-    def can_send(self, name: str) -> bool:
-        """Whether the peer has a free intent on channel ``name``."""
+    def can_send(self, name: str, n: int = 0) -> bool:
+        """Whether the peer has a free intent of at least ``n`` bytes on ``name``."""
         ch = self._channels.get(name)
-        return ch is not None and bool(ch.free_intents)
+        return ch is not None and any(size >= n for size in ch.free_intents.values())
 
     def take_intent(self, name: str, n: int) -> int | None:
         """The smallest free intent of at least ``n`` bytes on ``name``, now in use."""
