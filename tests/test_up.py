@@ -257,6 +257,27 @@ def test_endpoint_files_are_sockets_with_stable_names(board_up):
     assert wait_for(lambda: status(u)["m4"]["endpoints"]) == [path]
 
 
+def test_a_glink_core_is_reached_through_its_devices(tmp_path, capsys):
+    """Over GLINK a channel has one endpoint on each side: the host's drivers hold the
+    console and rpmsg-raw channels, so send says to use their devices, which work."""
+    board = Path(__file__).parent.parent / "examples" / "four-cores.toml"
+    u = Up(tmp_path / "ctl.sock", str(board))
+    try:
+        path = str(Path(u.socket).parent / "dsp" / "rpmsg0")
+        assert u.cli("send", "dsp", "rpmsg-raw", "hi") == 1
+        err = capsys.readouterr().err
+        assert "dsp's rpmsg-raw is a GLINK channel, which has one endpoint on each side, " \
+            "and a host driver holds it: use its endpoint file" in err  # fmt: skip
+        assert wait_for(lambda: status(u)["dsp"]["endpoints"]) == [path]
+        with seqpacket(path) as s:
+            s.send(b"x" * 3000)  # more than the core's 1 KiB intents: it grants a larger one
+            assert s.recv(70_000) == b"X" * 3000
+        assert u.cli("send", "dsp", "rpmsg-openamp-demo-channel", "echo") == 0
+        assert capsys.readouterr().out == "echo\n"
+    finally:
+        assert u.stop()[0] == 130
+
+
 def test_listen_ends_when_the_core_goes_away(board_up, capsys):
     u = board_up
     listener = subprocess.Popen(

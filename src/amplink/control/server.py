@@ -37,8 +37,9 @@ from amplink.control import requests as rq
 from amplink.control.names import DeviceNames
 from amplink.control.protocol import MAX_LINE, decode, encode, private_folder
 from amplink.control.tap import Event, Tap
-from amplink.errors import AmplinkError
+from amplink.errors import AmplinkError, RpmsgError
 from amplink.host import Rproc
+from amplink.rpmsg.tty import RPMSG_TTY_SERVICE
 
 log = logging.getLogger(__name__)
 
@@ -203,7 +204,21 @@ class ControlServer:
                     if self._taps.get(key) is t:
                         del self._taps[key]
 
-            tap = self._taps[key] = Tap(chan, gone)
+            try:
+                tap = self._taps[key] = Tap(chan, gone)
+            except RpmsgError as exc:
+                if exc.errno != errno.EBUSY:
+                    raise
+                use = (
+                    "its console (amplink tty)"
+                    if service == RPMSG_TTY_SERVICE
+                    else ("its endpoint file (amplink status names it)")
+                )
+                raise AmplinkError(
+                    errno.EBUSY,
+                    f"{rp.name}'s {service} is a GLINK channel, which has one endpoint on each "
+                    f"side, and a host driver holds it: use {use}",
+                ) from None
             return tap
 
     def status(self) -> dict[str, Any]:
