@@ -620,6 +620,9 @@ class VirtioRpmsgRemote(VirtioRpmsgLink):
     buffers (device-writable); ``rx`` is vring 1, what the host sends.  The MTU follows
     the size of the receive buffers the host posted, as in OpenAMP.  ``peer_reset``
     says when the driver has gone (the vdev was reset, the front end disconnected).
+    ``whole_used_len`` gives the host's buffers back with their whole length as the
+    written length, as OpenAMP's device does (its driver sizes its next send from it),
+    instead of the 0 that the virtio spec and Linux use.
     """
 
     def __init__(
@@ -634,6 +637,7 @@ class VirtioRpmsgRemote(VirtioRpmsgLink):
         peer_reset: Callable[[], bool],
         send_timeout: float = DEFAULT_SEND_TIMEOUT,
         spin: AdaptiveSpin | None = None,
+        whole_used_len: bool = False,
     ) -> None:
         first = tx.peek_len()  # the host's receive buffers tell how big a message can be
         mtu = (first if first is not None else RPMSG_BUF_SIZE) - _HDR_SIZE
@@ -648,6 +652,7 @@ class VirtioRpmsgRemote(VirtioRpmsgLink):
             spin=spin,
         )
         self._peer_reset = peer_reset
+        self._whole = whole_used_len
         self._tx_vq = tx
         self._rx_vq = rx
         tx.disable_notify()  # no kick when the host returns RX buffers, unless we wait
@@ -663,6 +668,7 @@ class VirtioRpmsgRemote(VirtioRpmsgLink):
         *,
         send_timeout: float = DEFAULT_SEND_TIMEOUT,
         spin: AdaptiveSpin | None = None,
+        whole_used_len: bool = False,
     ) -> VirtioRpmsgRemote:
         """The device role of a remoteproc vdev, whose vrings the loaded resource table
         places; the host must have set ``DRIVER_OK``."""
@@ -683,6 +689,7 @@ class VirtioRpmsgRemote(VirtioRpmsgLink):
             peer_reset=lambda: not vdev.driver_ok,
             send_timeout=send_timeout,
             spin=spin,
+            whole_used_len=whole_used_len,
         )
 
     def _take_tx(self) -> tuple[int, int, int] | None:
@@ -699,8 +706,9 @@ class VirtioRpmsgRemote(VirtioRpmsgLink):
         self._tx_vq.put(token, 0)  # the host reposts a buffer that carries nothing
 
     def _return_rx(self, token: int) -> bool:
-        self._rx_vq.put(token, 0)
-        return self._rx_vq.notify_needed()
+        vq = self._rx_vq
+        vq.put(token, vq.held_length(token) if self._whole else 0)
+        return vq.notify_needed()
 
     def _peek_tx(self) -> bool:
         return self._tx_vq.has_avail()
@@ -733,7 +741,7 @@ class VirtioRpmsgRemote(VirtioRpmsgLink):
             head, off, length = got
             n += 1
             if not self._dispatch_buffer(off, length, head):
-                vq.put(head, 0)
+                vq.put(head, length if self._whole else 0)
         if n and vq.notify_needed():
             self._notify(self._rx_index)
         return n
