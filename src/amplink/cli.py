@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from amplink import bench, demo, up
+from amplink import bench, cli_openamp, demo, up
 from amplink.board import BoardSpec, CoreStatus, load_board
 from amplink.control.protocol import NotRunning, default_socket, request, stream
 from amplink.errors import AmplinkError
@@ -287,6 +287,7 @@ def build_parser() -> argparse.ArgumentParser:
     sl.add_argument("--once", action="store_true", help="exit when the first guest leaves")
     sl.add_argument("--no-spin", action="store_true", help="never busy-poll the guest's rings")
     sl.set_defaults(func=_cmd_serve_linux)
+    cli_openamp.register(sub)
     fw = sub.add_parser("fw", help="firmware images: inspect any ELF, pack a Python program")
     fw_sub = fw.add_subparsers(dest="fw_command", required=True)
     i = fw_sub.add_parser("inspect", help="ELF header, segments, sections and resource table")
