@@ -60,7 +60,7 @@ class OpenAmpHostDevice:
         self.connect_timeout = connect_timeout
         self.spin = AdaptiveSpin(enabled=spin)
         self.peer = PeerProcess(command, isolate=isolate) if command else None
-        isolated = self.peer is not None and isolate
+        isolated = self.isolated = self.peer is not None and isolate
         self.shm_name = shm or (f"amplink-openamp-{os.getpid()}" if isolated else ol.SHM_NAME)
         self.socket_path = (
             self.peer.socket_path if isolated and self.peer else socket_path or ol.SOCKET_PATH
@@ -94,15 +94,18 @@ class OpenAmpHostDevice:
     def _connect(self) -> Session | None:
         """The next host's session (None when stopped, or when the started host
         application ended)."""
-        shm = ShmObject(self.shm_name, owner=self.server)
+        shm = None
+        if self.server or self.isolated:  # the object must exist before the peer starts
+            shm = ShmObject(self.shm_name, owner=True)
         try:
             listener = None
             if self.server:
+                assert shm is not None
                 shm.write_table()
                 listener = KickListener(self.socket_path)
             peer = self.peer
             if peer is not None and peer.proc is None:
-                peer.start(shm.path)
+                peer.start(ol.shm_path(self.shm_name))
             watch = [self._stop] + ([peer.pidfd] if peer is not None else [])
             if listener is not None:
                 try:
@@ -111,12 +114,20 @@ class OpenAmpHostDevice:
                     listener.close()
             else:
                 kicks = connect(self.socket_path, watch, self.connect_timeout)
+            if kicks is None:
+                if shm is not None:
+                    shm.close()
+                return None
+            if shm is None:  # a client: the server made the object before it listened
+                try:
+                    shm = ShmObject(self.shm_name, owner=False, create=False)
+                except BaseException:
+                    kicks.close()
+                    raise
         except BaseException:
-            shm.close()
+            if shm is not None:
+                shm.close()
             raise
-        if kicks is None:
-            shm.close()
-            return None
         self._session = Session(shm, kicks, f"{self.name}.socket")
         return self._session
 

@@ -104,12 +104,14 @@ class OpenAmpRemote:
                 path = peer.socket_path
             else:
                 path = self._socket_path or ol.SOCKET_PATH
-            shm = ShmObject(self.shm_name, owner=self.server)
+            if self.server or self.isolate:  # the object must exist before the peer starts
+                shm = ShmObject(self.shm_name, owner=True)
             if self.server:
+                assert shm is not None
                 shm.write_table()
                 listener = KickListener(path)
             if peer is not None:
-                peer.start(shm.path)
+                peer.start(ol.shm_path(self.shm_name))
             watch = [peer.pidfd] if peer is not None else []
             kicks: KickSocket | None
             if listener is not None:
@@ -127,6 +129,12 @@ class OpenAmpRemote:
                 raise AmplinkError(
                     errno.EPIPE, f"the OpenAMP application ended first: {peer.describe()}"
                 )
+            if shm is None:  # a client: the server made the object before it listened
+                try:
+                    shm = ShmObject(self.shm_name, owner=False, create=False)
+                except BaseException:
+                    kicks.close()
+                    raise
             session = self.session = Session(shm, kicks, f"{self.name}.socket")
             shm = None  # the session owns it now
             self._bring_up(session)

@@ -60,21 +60,32 @@ class ShmObject:
     object could be sealed).  ``created`` is True if this open created the file.
     """
 
-    def __init__(self, name: str, *, owner: bool) -> None:
+    def __init__(self, name: str, *, owner: bool, create: bool = True) -> None:
         """Open ``name`` (see :func:`amplink.wire.openamp_linux.shm_path`), creating it
-        if missing; ``owner``: this side writes the resource table and removes the file
-        on :meth:`close`.  ``AmplinkError`` when the file cannot be one we may share."""
+        if missing; ``owner``: the object is this side's (it is the server, or the
+        object is private to the link) and :meth:`close` removes it; ``create=False``
+        (a client, after connecting) expects the server to have made it.
+        ``AmplinkError`` when the file cannot be one we may share."""
         self.name = name
         self.path = ol.shm_path(name)
         self.owner = owner
         self.created = False
         self.guard: ShmGuard | None = None
-        flags = os.O_RDWR | os.O_CLOEXEC | os.O_NOFOLLOW
+        flags = os.O_RDWR | os.O_CLOEXEC
+        if self.path.startswith("/dev/shm/"):
+            flags |= os.O_NOFOLLOW  # as shm_open: no symlink planted in a shared folder
         try:
-            fd = os.open(self.path, flags | os.O_CREAT | os.O_EXCL, 0o600)
-            self.created = True
+            fd = os.open(self.path, flags | os.O_CREAT | os.O_EXCL, 0o600) if create else -1
+            self.created = create
         except FileExistsError:
-            fd = os.open(self.path, flags)
+            pass
+        if not self.created:
+            try:
+                fd = os.open(self.path, flags)
+            except FileNotFoundError:
+                raise AmplinkError(
+                    errno.ENOENT, f"{self.path} does not exist: the server did not create it"
+                ) from None
         try:
             self._check_and_grow(fd)
             self.sealed = _seal(fd)
@@ -143,10 +154,10 @@ class ShmObject:
         if self.guard is not None:
             self.guard.close()
             self.guard = None
-        if self.owner or self.created:
+        if self.owner:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self.path)
-            self.owner = self.created = False
+            self.owner = False
 
 
 def _seal(fd: int) -> bool:
