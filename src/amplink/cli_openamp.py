@@ -33,6 +33,24 @@ def echo_payload(size: int) -> bytes:
     return bytes((size + k) % 251 for k in range(size))
 
 
+class _CommandTail(argparse.ArgumentParser):
+    """A subcommand parser for which everything after ``--`` is the peer's command line,
+    wherever the options are (argparse alone loses a trailing positional that follows
+    options: ``remote FIRMWARE --client -- COMMAND``)."""
+
+    def parse_known_args(  # type: ignore[override]
+        self, args: list[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        head = list(sys.argv[1:] if args is None else args)
+        tail: list[str] = []
+        if "--" in head:
+            cut = head.index("--")
+            head, tail = head[:cut], head[cut + 1 :]
+        ns, extras = super().parse_known_args(head, namespace)
+        ns.command = tail
+        return ns, extras
+
+
 def _roles(p: argparse.ArgumentParser, default: str) -> None:
     g = p.add_mutually_exclusive_group()
     g.add_argument(
@@ -72,9 +90,10 @@ def register(sub: Any) -> None:
         description="amplink as the host or the remote of OpenAMP applications built for "
         "OpenAMP's linux machine (shared memory openamp.shm, kicks on a UNIX socket).",
     )
-    osub = op.add_subparsers(dest="openamp_command", required=True)
+    osub = op.add_subparsers(dest="openamp_command", required=True, parser_class=_CommandTail)
     h = osub.add_parser(
         "host",
+        usage="amplink openamp host [options] [-- COMMAND...]",
         help="be the host of an OpenAMP remote and run the echo check",
         description="Start COMMAND as the OpenAMP remote (or meet one already running), wait "
         f"for its {SERVICE} channel, echo one message of every size from 1 to "
@@ -85,10 +104,10 @@ def register(sub: Any) -> None:
     h.add_argument(
         "--timeout", type=float, default=30.0, help="seconds to wait for the remote (30)"
     )
-    h.add_argument("command", nargs="*", help="the remote to start (after --)")
     h.set_defaults(func=cmd_host)
     r = osub.add_parser(
         "remote",
+        usage="amplink openamp remote FIRMWARE [options] [-- COMMAND...]",
         help="serve a firmware as the remote of OpenAMP host applications",
         description="Serve FIRMWARE as the rpmsg remote (virtio device) of the OpenAMP hosts "
         "that connect, one at a time, until Ctrl-C; with COMMAND, start it as the host and "
@@ -99,7 +118,6 @@ def register(sub: Any) -> None:
     _roles(r, "server")
     r.add_argument("--once", action="store_true", help="exit 0 when the first host leaves")
     r.add_argument("--no-spin", action="store_true", help="never busy-poll the host's rings")
-    r.add_argument("command", nargs="*", help="the host to start (after --)")
     r.set_defaults(func=cmd_remote)
 
 

@@ -65,6 +65,14 @@ class OpenAmpHostDevice:
         self.socket_path = (
             self.peer.socket_path if isolated and self.peer else socket_path or ol.SOCKET_PATH
         )
+        # A server keeps one object (and its guard) for every host; so does a device
+        # whose host it starts, isolated (the object must exist before the host starts).
+        try:
+            self._shm = ShmObject(self.shm_name, owner=True) if server or isolated else None
+        except BaseException:
+            if self.peer is not None:
+                self.peer.close()
+            raise
         self._stop = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
         self._wake = new_line_fd()  # written for each batch of kicks, and when a host leaves
         self._session: Session | None = None
@@ -90,44 +98,37 @@ class OpenAmpHostDevice:
             if link is not None and isinstance(link.failure, VirtioRpmsgRemote.broken_by_peer):
                 log.error("%s: the host broke its rings (%s); dropping it", self.name, link.failure)
             session.close()
+            if session.shm is not self._shm:
+                session.shm.close()
 
     def _connect(self) -> Session | None:
         """The next host's session (None when stopped, or when the started host
         application ended)."""
-        shm = None
-        if self.server or self.isolated:  # the object must exist before the peer starts
-            shm = ShmObject(self.shm_name, owner=True)
-        try:
-            listener = None
-            if self.server:
-                assert shm is not None
-                shm.write_table()
-                listener = KickListener(self.socket_path)
-            peer = self.peer
-            if peer is not None and peer.proc is None:
-                peer.start(ol.shm_path(self.shm_name))
-            watch = [self._stop] + ([peer.pidfd] if peer is not None else [])
-            if listener is not None:
-                try:
-                    kicks = listener.accept(watch, None)
-                finally:
-                    listener.close()
-            else:
-                kicks = connect(self.socket_path, watch, self.connect_timeout)
-            if kicks is None:
-                if shm is not None:
-                    shm.close()
-                return None
-            if shm is None:  # a client: the server made the object before it listened
-                try:
-                    shm = ShmObject(self.shm_name, owner=False, create=False)
-                except BaseException:
-                    kicks.close()
-                    raise
-        except BaseException:
-            if shm is not None:
-                shm.close()
-            raise
+        shm = self._shm
+        listener = None
+        if shm is not None:
+            shm.write_table()  # fresh for each host: status 0, features not negotiated
+        if self.server:
+            listener = KickListener(self.socket_path)
+        peer = self.peer
+        if peer is not None and peer.proc is None:
+            peer.start(ol.shm_path(self.shm_name))
+        watch = [self._stop] + ([peer.pidfd] if peer is not None else [])
+        if listener is not None:
+            try:
+                kicks = listener.accept(watch, None)
+            finally:
+                listener.close()
+        else:
+            kicks = connect(self.socket_path, watch, self.connect_timeout)
+        if kicks is None:
+            return None
+        if shm is None:  # a client: the server made the object before it listened
+            try:
+                shm = ShmObject(self.shm_name, owner=False, create=False)
+            except BaseException:
+                kicks.close()
+                raise
         self._session = Session(shm, kicks, f"{self.name}.socket")
         return self._session
 
@@ -212,8 +213,11 @@ class OpenAmpHostDevice:
         """Release the session, the started host application and the descriptors.
         Idempotent."""
         self._close_session()
+        if self._shm is not None:
+            self._shm.close()
+            self._shm = None
         if self.peer is not None:
-            self.peer.stop()
+            self.peer.close()
         for attr in ("_stop", "_wake"):
             fd = getattr(self, attr)
             if fd >= 0:

@@ -183,6 +183,7 @@ class OpenAmpRemote:
         session, self.session = self.session, None
         if session is not None:
             session.close()
+            session.shm.close()
         if self.peer is not None:
             self.peer.close()
 

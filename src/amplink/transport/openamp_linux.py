@@ -16,7 +16,8 @@ sides of rpmsg on a PC, and how amplink meets them, in either virtio role.
   means "look at both rings".  End of stream means the peer is gone.
 * :class:`Session` is one link's worth of both: the object, the connection, a thread
   that turns received kicks into calls (and the peer's end into another), and the
-  resource table in the object, parsed as hostile input.
+  resource table in the object, parsed as hostile input.  A server keeps its object
+  from one peer to the next; a client opens the one each server made.
 
 Nothing here knows rpmsg: a virtio driver or device is built over :attr:`Session.shm`
 and :meth:`Session.vdev` by the caller (:mod:`amplink.remoteproc.openamp` for the host,
@@ -363,8 +364,8 @@ class Session:
         on_gone(err)
 
     def close(self) -> None:
-        """Stop the thread, close the connection and the object. Call only when nothing
-        uses the mapping any more. Idempotent."""
+        """Stop the thread and close the connection (the object is its opener's to
+        close, once nothing uses the mapping any more). Idempotent."""
         if self._stop >= 0:
             os.eventfd_write(self._stop, 1)
             if self._thread is not None and self._thread is not threading.current_thread():
@@ -372,4 +373,3 @@ class Session:
             os.close(self._stop)
             self._stop = -1
         self.kicks.close()
-        self.shm.close()

@@ -28,6 +28,7 @@ import shutil
 import signal
 import subprocess
 import tempfile
+from pathlib import Path
 
 from amplink.errors import AmplinkError
 from amplink.wire import openamp_linux as ol
@@ -50,15 +51,26 @@ class PeerProcess:
     """One started peer program.  ``socket_path`` is where amplink's side of the
     socket is (isolated: ``openamp.event.0`` in the private folder)."""
 
-    def __init__(self, argv: list[str], *, isolate: bool = True, socket_path: str = "") -> None:
-        """``socket_path``: where the socket is when not isolated."""
+    def __init__(
+        self,
+        argv: list[str],
+        *,
+        isolate: bool = True,
+        socket_path: str = "",
+        folder: str | None = None,
+    ) -> None:
+        """``socket_path``: where the socket is when not isolated; ``folder``: the
+        isolated program's ``/tmp`` (default: a new private folder, removed by
+        :meth:`close`)."""
         if not argv:
             raise AmplinkError(errno.EINVAL, "no program to run as the OpenAMP peer")
         self.argv = argv
         self.isolate = isolate
-        self._dir = tempfile.mkdtemp(prefix="amplink-openamp-") if isolate else None
+        self._own_dir = isolate and folder is None
+        self._dir = (folder or tempfile.mkdtemp(prefix="amplink-openamp-")) if isolate else None
         self.socket_path = os.path.join(self._dir, SOCKET_NAME) if self._dir else socket_path
         self._log = tempfile.TemporaryFile()  # noqa: SIM115 (closed by close())
+        self._final = ""
         self.proc: subprocess.Popen[bytes] | None = None
         self.pidfd = -1
 
@@ -105,7 +117,9 @@ class PeerProcess:
             return None
 
     def output(self) -> str:
-        """Everything the program printed so far."""
+        """Everything the program printed so far (kept after :meth:`close`)."""
+        if self._log.closed:
+            return self._final
         self._log.flush()
         return os.pread(self._log.fileno(), 1 << 24, 0).decode(errors="replace")
 
@@ -135,7 +149,40 @@ class PeerProcess:
         if self.pidfd >= 0:
             os.close(self.pidfd)
             self.pidfd = -1
-        self._log.close()
-        if self._dir is not None:
+        if not self._log.closed:
+            self._final = self.output()
+            self._log.close()
+        if self._dir is not None and self._own_dir:
             shutil.rmtree(self._dir, ignore_errors=True)
             self._dir = None
+
+
+def cache_dir() -> Path:
+    """Where ``tools/openamp/build-demos.sh`` puts its builds."""
+    env = os.environ.get("AMPLINK_OPENAMP_CACHE")
+    if env:
+        return Path(env)
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
+    return Path(base) / "amplink-openamp"
+
+
+def find_demos() -> Path | None:
+    """The install prefix of OpenAMP's built demos (``bin/``, ``lib/``): the newest
+    build in the cache; None if there is none (build with
+    ``tools/openamp/build-demos.sh``)."""
+    try:
+        builds = [p for p in cache_dir().iterdir() if (p / "bin" / "rpmsg-echo-shared").is_file()]
+    except OSError:
+        return None
+    return max(builds, key=lambda p: p.stat().st_mtime, default=None)
+
+
+def demo_argv(prefix: Path, name: str, *args: str) -> list[str]:
+    """The command line that runs demo ``name`` (e.g. ``rpmsg-echo``) of a build, with
+    its libraries found."""
+    return [
+        "env",
+        f"LD_LIBRARY_PATH={prefix / 'lib'}",
+        str(prefix / "bin" / f"{name}-shared"),
+        *args,
+    ]
