@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass
 from multiprocessing.connection import Connection
 from typing import Any
 
-from amplink import bench_lifecycle, bench_linux, bench_mailbox
+from amplink import bench_lifecycle, bench_linux, bench_mailbox, bench_openamp
 from amplink.firmware import bench as fw
 from amplink.remoteproc import Rproc
 from amplink.remoteproc.layout import glink_rsc_table
@@ -220,9 +220,11 @@ def run(
     deliveries: int = 2000,
     cycles: int = 20,
     linux_rounds: int = 2000,
+    openamp_runs: int = 20,
 ) -> dict[str, Any]:
     """Run every benchmark; returns the report that ``--json`` prints.  The Linux
-    guest figures are taken when a UML kernel is available (``linux_rounds`` 0: never)."""
+    guest figures are taken when a UML kernel is available (``linux_rounds`` 0: never),
+    the OpenAMP ones when its demos are built (``openamp_runs`` 0: never)."""
     placement = choose_placement(pin)
     saved = os.sched_getaffinity(0)
     if placement.host_cpu is not None:
@@ -235,6 +237,7 @@ def run(
     finally:
         os.sched_setaffinity(0, saved)
     linux = bench_linux.bench_linux(linux_rounds) if linux_rounds else None
+    openamp = bench_openamp.bench_openamp(openamp_runs, rounds // 5) if openamp_runs else None
     return {
         "placement": {
             "pinned": placement.pinned,
@@ -252,6 +255,7 @@ def run(
             "load_item_us": bench_mailbox.LOAD_ITEM_S * 1e6,
             "cycles": cycles,
             "linux_rounds": linux_rounds,
+            "openamp_runs": openamp_runs,
         },
         "baseline": baseline.name,
         "results": [asdict(baseline), *(asdict(r) for r in ours)],
@@ -268,6 +272,7 @@ def run(
         "delivery": [asdict(d) for d in delivery],
         "lifecycle": [asdict(t) for t in lifecycle],
         "linux": linux,
+        "openamp": openamp,
     }
 
 
@@ -339,4 +344,5 @@ def format_report(report: dict[str, Any]) -> str:
     for t in report["lifecycle"]:
         lines.append(f"{t['name']:<26}{t['p50_ms']:>10.1f}{t['p99_ms']:>10.1f}")
     lines += bench_linux.format_linux(report["linux"], prm["linux_rounds"])
+    lines += bench_openamp.format_openamp(report["openamp"], prm["openamp_runs"])
     return "\n".join(lines)

@@ -165,6 +165,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         deliveries=args.deliveries,
         cycles=args.cycles,
         linux_rounds=args.linux_rounds,
+        openamp_runs=args.openamp_runs,
     )
     if args.json:
         print(json.dumps(report, indent=2))
@@ -270,6 +271,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=2000,
         help="round trips per size against a UML Linux guest, when its kernel is built "
         "(default 2000; 0 skips)",
+    )
+    b.add_argument(
+        "--openamp-runs",
+        type=int,
+        default=20,
+        help="whole runs of OpenAMP's echo demos per pair, when they are built (default 20; "
+        "0 skips)",
     )
     b.add_argument("--no-pin", action="store_true", help="do not pin processes to CPUs")
     b.add_argument("--json", action="store_true", help="print one JSON object")
