@@ -230,3 +230,21 @@ def test_remote_serves_the_next_host_after_one_is_killed(demos: Path, tmp_path: 
         runner.join(TIMEOUT)
     assert result == [0]
     assert not os.path.exists(ol.shm_path(shm))
+
+
+def test_bench_rows(demos: Path) -> None:
+    from amplink import bench_openamp  # noqa: PLC0415 (only this test)
+
+    report = bench_openamp.bench_openamp(runs=2, rounds=50)
+    assert report is not None
+    names = [r["name"] for r in report["whole_runs"]]
+    assert names == [
+        "C ping <-> C rpmsg-echo",
+        "C ping <-> amplink remote",
+        "amplink host <-> C rpmsg-echo",
+    ]
+    assert all(0 < r["p50_ms"] <= r["p99_ms"] for r in report["whole_runs"])
+    assert [r["size"] for r in report["rtt"]] == [64, 496]
+    assert all(0 < r["p50_us"] <= r["p99_us"] for r in report["rtt"])
+    text = "\n".join(bench_openamp.format_openamp(report, 2))
+    assert "C ping <-> amplink remote" in text
