@@ -47,7 +47,7 @@ class _CommandTail(argparse.ArgumentParser):
             cut = head.index("--")
             head, tail = head[:cut], head[cut + 1 :]
         ns, extras = super().parse_known_args(head, namespace)
-        ns.command = tail
+        ns.peer_command = tail
         return ns, extras
 
 
@@ -130,7 +130,7 @@ def cmd_host(args: argparse.Namespace) -> int:
         server=args.server,
         shm=args.shm,
         socket_path=args.socket,
-        command=args.command or None,
+        command=args.peer_command or None,
         isolate=not args.no_isolate,
     )
     try:
@@ -167,7 +167,7 @@ def cmd_host(args: argparse.Namespace) -> int:
             f"max {us[-1]:.1f} us"
         )
         if rp.peer is not None:
-            print(f"remote {' '.join(args.command)}: " + _status(status))
+            print(f"remote {' '.join(args.peer_command)}: " + _status(status))
         return 0
     except OSError:
         if rp.peer is not None and rp.peer.proc is not None:
@@ -194,7 +194,7 @@ def cmd_remote(args: argparse.Namespace) -> int:
         server=args.server,
         shm=args.shm,
         socket_path=args.socket,
-        command=args.command or None,
+        command=args.peer_command or None,
         isolate=not args.no_isolate,
         once=args.once,
         spin=not args.no_spin,
@@ -204,7 +204,7 @@ def cmd_remote(args: argparse.Namespace) -> int:
         role = "listening on" if dev.server else "connecting to"
         print(
             f"serving {args.firmware} to OpenAMP hosts: {role} {dev.socket_path}, shared "
-            f"memory {dev.shm_name}" + ("" if args.command else " (Ctrl-C stops)"),
+            f"memory {dev.shm_name}" + ("" if args.peer_command else " (Ctrl-C stops)"),
             flush=True,
         )
 
@@ -214,5 +214,5 @@ def cmd_remote(args: argparse.Namespace) -> int:
         return rc
     status = peer.wait(5.0)
     print(peer.output(), end="")
-    print(f"host {' '.join(args.command)}: {_status(status)}")
+    print(f"host {' '.join(args.peer_command)}: {_status(status)}")
     return rc or (0 if status == 0 else 1)

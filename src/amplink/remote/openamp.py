@@ -23,7 +23,7 @@ from types import FrameType
 from amplink.irq.line import new_line_fd
 from amplink.remote.runtime import Core, CoreHardware, Relinked
 from amplink.rpmsg.virtio_link import VirtioRpmsgRemote
-from amplink.transport.openamp_linux import KickListener, Session, ShmObject, connect
+from amplink.transport.openamp_linux import KickListener, Session, ShmObject, connect, shm_path
 from amplink.transport.openamp_peer import PeerProcess
 from amplink.transport.spin import AdaptiveSpin
 from amplink.wire import openamp_linux as ol
@@ -59,9 +59,10 @@ class OpenAmpHostDevice:
         self.once = once or command is not None
         self.connect_timeout = connect_timeout
         self.spin = AdaptiveSpin(enabled=spin)
-        self.peer = PeerProcess(command, isolate=isolate) if command else None
-        isolated = self.isolated = self.peer is not None and isolate
+        isolated = self.isolated = bool(command) and isolate
         self.shm_name = shm or (f"amplink-openamp-{os.getpid()}" if isolated else ol.SHM_NAME)
+        self.shm_path = shm_path(self.shm_name)  # EINVAL for a bad name, before any wait
+        self.peer = PeerProcess(command, isolate=isolate) if command else None
         self.socket_path = (
             self.peer.socket_path if isolated and self.peer else socket_path or ol.SOCKET_PATH
         )
@@ -112,7 +113,7 @@ class OpenAmpHostDevice:
             listener = KickListener(self.socket_path)
         peer = self.peer
         if peer is not None and peer.proc is None:
-            peer.start(ol.shm_path(self.shm_name))
+            peer.start(self.shm_path)
         watch = [self._stop] + ([peer.pidfd] if peer is not None else [])
         if listener is not None:
             try:

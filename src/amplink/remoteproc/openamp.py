@@ -29,7 +29,14 @@ from amplink.errors import AmplinkError, RpmsgError
 from amplink.rpmsg.core import RpmsgBus, RpmsgDevice
 from amplink.rpmsg.ns import NameService
 from amplink.rpmsg.virtio_link import DEFAULT_SEND_TIMEOUT, RpmsgBuffers, VirtioRpmsgHost
-from amplink.transport.openamp_linux import KickListener, KickSocket, Session, ShmObject, connect
+from amplink.transport.openamp_linux import (
+    KickListener,
+    KickSocket,
+    Session,
+    ShmObject,
+    connect,
+    shm_path,
+)
 from amplink.transport.openamp_peer import PeerProcess
 from amplink.transport.spin import AdaptiveSpin
 from amplink.wire import openamp_linux as ol
@@ -94,6 +101,7 @@ class OpenAmpRemote:
         peer = None
         shm = None
         listener = None
+        shm_file = shm_path(self.shm_name)  # EINVAL for a bad name, before any wait
         try:
             if self.command is not None:
                 peer = self.peer = PeerProcess(
@@ -111,7 +119,7 @@ class OpenAmpRemote:
                 shm.write_table()
                 listener = KickListener(path)
             if peer is not None:
-                peer.start(ol.shm_path(self.shm_name))
+                peer.start(shm_file)
             watch = [peer.pidfd] if peer is not None else []
             kicks: KickSocket | None
             if listener is not None:

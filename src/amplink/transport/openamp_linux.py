@@ -68,7 +68,7 @@ class ShmObject:
         (a client, after connecting) expects the server to have made it.
         ``AmplinkError`` when the file cannot be one we may share."""
         self.name = name
-        self.path = ol.shm_path(name)
+        self.path = shm_path(name)
         self.owner = owner
         self.created = False
         self.guard: ShmGuard | None = None
@@ -159,6 +159,14 @@ class ShmObject:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self.path)
             self.owner = False
+
+
+def shm_path(name: str) -> str:
+    """:func:`amplink.wire.openamp_linux.shm_path`, with ``EINVAL`` for a bad name."""
+    try:
+        return ol.shm_path(name)
+    except ValueError as exc:
+        raise AmplinkError(errno.EINVAL, str(exc)) from None
 
 
 def _seal(fd: int) -> bool:
@@ -343,7 +351,9 @@ class Session:
             ready = _poll(fds, None)
             if self._stop in ready:
                 return
-            if guard is not None and guard.report_fd in ready and (sizes := guard.collect()):
+            if guard is not None and guard.report_fd in ready and not guard.alive:
+                fds.remove(guard.report_fd)  # collect() logged it: nothing more will come
+            elif guard is not None and guard.report_fd in ready and (sizes := guard.collect()):
                 err: OSError = AmplinkError(
                     errno.EFAULT,
                     f"the peer shrank the shared memory {self.shm.path} to {sizes[0]} bytes "

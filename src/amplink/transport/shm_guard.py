@@ -56,6 +56,7 @@ class ShmGuard:
     def __init__(self, fd: int, size: int, name: str) -> None:
         self.name = name
         self.size = size
+        self.alive = True  # False once the guard process is gone (see collect())
         self.last_restore = 0.0
         self._proc = subprocess.Popen(
             [sys.executable, "-m", "amplink.transport.shm_guard", str(fd), str(size)],
@@ -76,10 +77,20 @@ class ShmGuard:
 
     def collect(self) -> list[int]:
         """The sizes a peer had shrunk the file to since the last call (each one was
-        restored); empty if none.  Never blocks."""
+        restored); empty if none, or once the guard is gone (:attr:`alive`).  Never
+        blocks."""
         try:
             data = os.read(self.report_fd, 4096)
         except BlockingIOError:
+            return []
+        if not data:
+            if self.alive:
+                self.alive = False
+                log.error(
+                    "the shared-memory guard of %s ended: a peer that shrinks it can now "
+                    "kill this process",
+                    self.name,
+                )
             return []
         sizes = [int(line) for line in data.split()]
         if sizes:
@@ -108,13 +119,15 @@ def _claimed(deadline: float) -> bool:
     """Whether a guard explains a SIGBUS: it restored its file recently, or does now."""
     now = time.monotonic()
     while True:
-        guards = list(_guards)
+        guards = [g for g in _guards if g.alive]
         if any(now - g.last_restore < RECENT for g in guards):
             return True
         poller = select.poll()
         for g in guards:
             poller.register(g.report_fd, select.POLLIN)
-        if guards and poller.poll(max(0.0, deadline - now) * 1000):
+        if guards and any(
+            ev & select.POLLIN for _fd, ev in poller.poll(max(0.0, deadline - now) * 1000)
+        ):
             return True  # a report is pending: the transport's thread reads it
         now = time.monotonic()
         if now >= deadline:
