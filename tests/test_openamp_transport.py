@@ -30,6 +30,7 @@ from amplink.transport.openamp_linux import KickListener, ShmObject, connect
 from amplink.wire import openamp_linux as ol
 from amplink.wire import rsc_table as rt
 from resources import snapshot
+from rpmsg_helpers import Traffic
 
 SERVICE = "rpmsg-openamp-demo-channel"
 TIMEOUT = 20.0
@@ -156,22 +157,10 @@ def test_peer_killed_mid_traffic_then_met_again(tmp_path: Path, names) -> None:
         ept = rp.wait_channel(SERVICE, TIMEOUT).create_ept()
         released = threading.Event()
         ept.on_release(lambda _e, err: released.set())
-        errors: list[OSError] = []
-
-        def traffic() -> None:
-            try:
-                while True:
-                    ept.send(b"x" * 64)
-                    ept.recv(timeout=TIMEOUT)
-            except OSError as exc:
-                errors.append(exc)
-
-        sender = threading.Thread(target=traffic)
-        sender.start()
+        traffic = Traffic(ept, b"x" * 64, TIMEOUT)
         time.sleep(0.2)  # let traffic flow (the kill below must land mid-traffic)
         dev.proc.kill()
-        sender.join(TIMEOUT)
-        assert not sender.is_alive(), "a sender hung after the peer died"
+        errors = traffic.join(TIMEOUT)
         assert released.wait(TIMEOUT)
         assert errors and errors[0].errno == errno.EPIPE, errors
         assert not rp.bus.devices(SERVICE), "the channel outlived its peer"

@@ -34,6 +34,7 @@ from amplink.rpmsg.core import announce
 from amplink.transport.openamp_peer import PeerProcess, demo_argv, find_demos
 from amplink.wire import openamp_linux as ol
 from resources import snapshot
+from rpmsg_helpers import Traffic
 
 pytestmark = [pytest.mark.openamp, pytest.mark.timeout(300)]
 ROOT = Path(__file__).resolve().parents[2]
@@ -142,23 +143,11 @@ def test_host_meets_a_killed_remote_again(demos: Path) -> None:
     rp = started(demos, "rpmsg-echo", False)
     try:
         ept = rp.wait_channel(SERVICE, TIMEOUT).create_ept()
-        errors: list[OSError] = []
-
-        def traffic() -> None:
-            try:
-                while True:
-                    ept.send(b"y" * 100)
-                    ept.recv(timeout=TIMEOUT)
-            except OSError as exc:
-                errors.append(exc)
-
-        sender = threading.Thread(target=traffic)
-        sender.start()
+        traffic = Traffic(ept, b"y" * 100, TIMEOUT)
         time.sleep(0.2)  # traffic flows; the kill lands mid-traffic
-        assert rp.peer is not None
-        rp.peer.proc.kill()  # type: ignore[union-attr]
-        sender.join(TIMEOUT)
-        assert not sender.is_alive(), "a sender hung after the remote died"
+        assert rp.peer is not None and rp.peer.proc is not None
+        rp.peer.proc.kill()
+        errors = traffic.join(TIMEOUT)
         assert errors and errors[0].errno == errno.EPIPE, errors
         assert not rp.bus.devices(SERVICE)
         with pytest.raises(RpmsgError) as dead:

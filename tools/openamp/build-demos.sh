@@ -31,20 +31,6 @@ ARCHIVES=(
 
 log() { printf 'build-demos: %s\n' "$*" >&2; }
 
-install_packages() {
-    local missing=()
-    for p in "${PACKAGES[@]}"; do
-        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" \
-            || missing+=("$p")
-    done
-    [ ${#missing[@]} -eq 0 ] && return
-    log "installing Debian packages: ${missing[*]}"
-    local sudo=()
-    [ "$(id -u)" -ne 0 ] && sudo=(sudo)
-    "${sudo[@]}" apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends \
-        "${missing[@]}" >/dev/null
-}
 
 recipe_hash() {
     { for a in "${ARCHIVES[@]}"; do echo "$a"; done; echo "$RECIPE"; } | sha256sum | cut -c1-16
@@ -70,7 +56,9 @@ unpack() {  # unpack ARCHIVE DIR: the archive's single top folder becomes DIR
     tar -xzf "$1" -C "$2" --strip-components=1
 }
 
-install_packages
+# shellcheck source=../lib/apt.sh
+source "$(dirname "$0")/../lib/apt.sh"
+install_packages "${PACKAGES[@]}"
 HASH="$(recipe_hash)"
 OUT="$CACHE/$HASH"
 if [ -x "$OUT/bin/rpmsg-echo-shared" ]; then

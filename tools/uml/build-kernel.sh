@@ -36,22 +36,10 @@ linux_version() {
     dpkg-query -W -f='${Version}' linux-source-6.1 2>/dev/null || echo none
 }
 
-install_packages() {
-    local missing=()
-    for p in "${PACKAGES[@]}"; do
-        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" \
-            || missing+=("$p")
-    done
-    [ ${#missing[@]} -eq 0 ] && return
-    log "installing Debian packages: ${missing[*]}"
-    local sudo=()
-    [ "$(id -u)" -ne 0 ] && sudo=(sudo)
-    "${sudo[@]}" apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends \
-        "${missing[@]}" >/dev/null
-}
 
-install_packages
+# shellcheck source=../lib/apt.sh
+source "$(dirname "$0")/../lib/apt.sh"
+install_packages "${PACKAGES[@]}"
 HASH="$(recipe_hash)"
 OUT="$CACHE/linux-$HASH"
 if [ -x "$OUT" ]; then

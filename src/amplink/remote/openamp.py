@@ -15,17 +15,23 @@ from __future__ import annotations
 
 import logging
 import os
-import select
-import signal
 from collections.abc import Callable
-from types import FrameType
 
 from amplink.irq.line import new_line_fd
-from amplink.remote.runtime import Core, CoreHardware, Relinked
+from amplink.remote.runtime import Core, Relinked
+from amplink.remote.served import run_firmware, until_signal
 from amplink.rpmsg.virtio_link import VirtioRpmsgRemote
-from amplink.transport.openamp_linux import KickListener, Session, ShmObject, connect, shm_path
+from amplink.transport.openamp_linux import (
+    KickListener,
+    Session,
+    ShmObject,
+    connect,
+    open_session,
+    shm_path,
+)
 from amplink.transport.openamp_peer import PeerProcess
 from amplink.transport.spin import AdaptiveSpin
+from amplink.transport.unix import readable
 from amplink.wire import openamp_linux as ol
 
 log = logging.getLogger(__name__)
@@ -90,7 +96,7 @@ class OpenAmpHostDevice:
     @property
     def stopped(self) -> bool:
         """True once :meth:`stop` was called."""
-        return bool(_readable([self._stop], 0))
+        return bool(readable([self._stop], 0))
 
     def _close_session(self) -> None:
         session, self._session = self._session, None
@@ -124,13 +130,7 @@ class OpenAmpHostDevice:
             kicks = connect(self.socket_path, watch, self.connect_timeout)
         if kicks is None:
             return None
-        if shm is None:  # a client: the server made the object before it listened
-            try:
-                shm = ShmObject(self.shm_name, owner=False, create=False)
-            except BaseException:
-                kicks.close()
-                raise
-        self._session = Session(shm, kicks, f"{self.name}.socket")
+        self._session = open_session(shm, kicks, self.shm_name, f"{self.name}.socket")
         return self._session
 
     def _wait_driver_ok(self, session: Session) -> bool:
@@ -138,7 +138,7 @@ class OpenAmpHostDevice:
         device does); False if the host left or we were stopped first."""
         vdev = session.vdev()
         while not vdev.driver_ok:
-            ready = _readable([session.kicks.fileno(), self._stop], STATUS_POLL)
+            ready = readable([session.kicks.fileno(), self._stop], STATUS_POLL)
             if self._stop in ready:
                 return False
             if session.kicks.fileno() in ready and not session.kicks.drain():
@@ -194,21 +194,14 @@ class OpenAmpHostDevice:
         """Serve until stopped (or, with ``once`` or a command, until the first host
         leaves): 0, or 1 if the firmware raised."""
         try:
-            first = self._next_link()
-            if first is None:
-                return 0
-            link, wake_fds = first
-            core = self._core = Core(self.name, link, wake_fds, CoreHardware(self._next_link))
-            try:
-                main(core)
-            except Exception:
-                log.exception("firmware crashed")
-                return 1
-            finally:
-                core.close()
-            return 0
+            return run_firmware(self.name, self._next_link, main, self._set_core)
         finally:
             self.close()
+
+    def _set_core(self, core: Core) -> None:
+        self._core = core
+        if self.stopped:  # a stop that came before the core existed
+            core.stop()
 
     def close(self) -> None:
         """Release the session, the started host application and the descriptors.
@@ -226,13 +219,6 @@ class OpenAmpHostDevice:
                 setattr(self, attr, -1)
 
 
-def _readable(fds: list[int], timeout: float) -> set[int]:
-    p = select.poll()
-    for fd in fds:
-        p.register(fd, select.POLLIN)
-    return {fd for fd, _ev in p.poll(int(timeout * 1000))}
-
-
 def serve_openamp(
     main: Callable[[Core], object],
     device: OpenAmpHostDevice,
@@ -241,14 +227,9 @@ def serve_openamp(
     """Run a firmware's ``main`` as the rpmsg device of the OpenAMP hosts ``device``
     meets; SIGINT and SIGTERM stop it.  Returns the exit status."""
 
-    def on_signal(_sig: int, _frame: FrameType | None) -> None:
-        device.stop()
-
-    old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
+    def run() -> int:
         if on_ready is not None:
             on_ready(device)
         return device.run(main)
-    finally:
-        for s, handler in old.items():
-            signal.signal(s, handler)
+
+    return until_signal(device.stop, run)

@@ -13,11 +13,10 @@ the same socket and announces its channels again, unless ``once`` is set.
 from __future__ import annotations
 
 import logging
-import signal
 from collections.abc import Callable
-from types import FrameType
 
-from amplink.remote.runtime import Core, CoreHardware
+from amplink.remote.runtime import Core
+from amplink.remote.served import run_firmware, until_signal
 from amplink.rpmsg.virtio_link import VirtioRpmsgRemote
 from amplink.transport.spin import AdaptiveSpin
 from amplink.transport.vhost_user import VhostUserServer, VhostUserSession
@@ -101,21 +100,14 @@ class LinuxGuestDevice:
         """Serve until stopped (or, with ``once``, until the first guest leaves): 0, or
         1 if the firmware raised."""
         try:
-            first = self._next_link()
-            if first is None:
-                return 0
-            link, kicks = first
-            core = self._core = Core(self.name, link, kicks, CoreHardware(self._next_link))
-            try:
-                main(core)
-            except Exception:
-                log.exception("firmware crashed")
-                return 1
-            finally:
-                core.close()
-            return 0
+            return run_firmware(self.name, self._next_link, main, self._set_core)
         finally:
             self.close()
+
+    def _set_core(self, core: Core) -> None:
+        self._core = core
+        if self.server.stopped:  # a stop that came before the core existed
+            core.stop()
 
     def close(self) -> None:
         """Release the session and the socket. Idempotent."""
@@ -137,14 +129,9 @@ def serve_linux(
     ``socket_path``; SIGINT and SIGTERM stop it.  Returns the exit status."""
     device = LinuxGuestDevice(socket_path, once=once, spin=spin)
 
-    def on_signal(_sig: int, _frame: FrameType | None) -> None:
-        device.stop()
-
-    old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
+    def run() -> int:
         if on_listening is not None:
             on_listening(socket_path)
         return device.run(main)
-    finally:
-        for s, handler in old.items():
-            signal.signal(s, handler)
+
+    return until_signal(device.stop, run)

@@ -35,6 +35,7 @@ from amplink.transport.openamp_linux import (
     Session,
     ShmObject,
     connect,
+    open_session,
     shm_path,
 )
 from amplink.transport.openamp_peer import PeerProcess
@@ -137,13 +138,7 @@ class OpenAmpRemote:
                 raise AmplinkError(
                     errno.EPIPE, f"the OpenAMP application ended first: {peer.describe()}"
                 )
-            if shm is None:  # a client: the server made the object before it listened
-                try:
-                    shm = ShmObject(self.shm_name, owner=False, create=False)
-                except BaseException:
-                    kicks.close()
-                    raise
-            session = self.session = Session(shm, kicks, f"{self.name}.socket")
+            session = self.session = open_session(shm, kicks, self.shm_name, f"{self.name}.socket")
             shm = None  # the session owns it now
             self._bring_up(session)
         except BaseException:

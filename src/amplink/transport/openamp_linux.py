@@ -31,7 +31,6 @@ import errno
 import fcntl
 import logging
 import os
-import select
 import socket
 import stat
 import threading
@@ -42,6 +41,7 @@ from amplink.errors import AddressError, AmplinkError, ResourceTableError
 from amplink.memory.addrmap import AddressMap
 from amplink.memory.region import SharedRegion
 from amplink.transport.shm_guard import ShmGuard
+from amplink.transport.unix import listen, readable
 from amplink.virtio.vdev import VdevConfig
 from amplink.wire import openamp_linux as ol
 from amplink.wire import rsc_table as rt
@@ -230,19 +230,12 @@ class KickListener:
 
     def __init__(self, path: str) -> None:
         self.path = path
-        _claim_socket_path(path)
-        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
-        try:
-            self._sock.bind(path)
-            self._sock.listen(1)
-        except OSError:
-            self._sock.close()
-            raise
+        self._sock = listen(path)
 
     def accept(self, stop_fds: list[int], timeout: float | None) -> KickSocket | None:
         """The peer's connection; None if a fd of ``stop_fds`` became readable (a stop,
         the launched peer's exit) or ``timeout`` passed."""
-        ready = _poll([self._sock.fileno(), *stop_fds], timeout)
+        ready = readable([self._sock.fileno(), *stop_fds], timeout)
         if self._sock.fileno() not in ready:
             return None
         conn, _ = self._sock.accept()
@@ -255,30 +248,6 @@ class KickListener:
             self._sock.close()
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self.path)
-
-
-def _claim_socket_path(path: str) -> None:
-    try:
-        mode = os.lstat(path).st_mode
-    except FileNotFoundError:
-        return
-    if not stat.S_ISSOCK(mode):
-        raise AmplinkError(errno.EEXIST, f"{path} exists and is not a socket; choose another")
-    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
-    try:
-        probe.connect(path)
-    except (ConnectionRefusedError, FileNotFoundError):
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(path)  # stale: left by a process that is gone
-        log.info("replaced the stale socket %s", path)
-        return
-    finally:
-        probe.close()
-    raise AmplinkError(
-        errno.EADDRINUSE,
-        f"another process listens on {path} (an OpenAMP application or another amplink); "
-        "stop it or choose another socket",
-    )
 
 
 def connect(path: str, stop_fds: list[int], timeout: float) -> KickSocket | None:
@@ -303,16 +272,8 @@ def connect(path: str, stop_fds: list[int], timeout: float) -> KickSocket | None
                 f"no OpenAMP server listens on {path} after {timeout}s (is the peer started, "
                 "as the socket server: argv[1] = 0 for OpenAMP's demos?)",
             )
-        if _poll(stop_fds, min(left, _CONNECT_RETRY)):
+        if readable(stop_fds, min(left, _CONNECT_RETRY)):
             return None
-
-
-def _poll(fds: list[int], timeout: float | None) -> set[int]:
-    p = select.poll()
-    for fd in fds:
-        p.register(fd, select.POLLIN)
-    ms = None if timeout is None else max(0, int(timeout * 1000))
-    return {fd for fd, _ev in p.poll(ms)}
 
 
 class Session:
@@ -348,7 +309,7 @@ class Session:
         if guard is not None:
             fds.append(guard.report_fd)
         while True:
-            ready = _poll(fds, None)
+            ready = readable(fds, None)
             if self._stop in ready:
                 return
             if guard is not None and guard.report_fd in ready and not guard.alive:
@@ -383,3 +344,16 @@ class Session:
             os.close(self._stop)
             self._stop = -1
         self.kicks.close()
+
+
+def open_session(shm: ShmObject | None, kicks: KickSocket, shm_name: str, name: str) -> Session:
+    """The session of a connection just made: over ``shm``, or for a client (None) over
+    the object the server made before it listened (``ENOENT`` if it did not; the
+    connection is closed then)."""
+    if shm is None:
+        try:
+            shm = ShmObject(shm_name, owner=False, create=False)
+        except BaseException:
+            kicks.close()
+            raise
+    return Session(shm, kicks, name)

@@ -23,19 +23,18 @@ program runs on either.  The request loop runs in its own thread per connection.
 from __future__ import annotations
 
 import contextlib
-import errno
 import logging
 import os
 import select
 import socket
-import stat
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from amplink.errors import AddressError, AmplinkError, WireError
+from amplink.errors import AddressError, WireError
 from amplink.memory.region import SharedRegion
+from amplink.transport.unix import listen
 from amplink.virtio.constants import VIRTIO_F_VERSION_1, VIRTIO_RPMSG_F_NS
 from amplink.virtio.virtqueue import VirtqueueDevice
 from amplink.wire import vhost_user as vu
@@ -467,25 +466,13 @@ class VhostUserSession:
 
 class VhostUserServer:
     """The listening UNIX socket a front end connects to (UML's
-    ``virtio_uml.device=PATH:7``).  A stale socket file at ``path`` is replaced;
-    any other file there is refused."""
+    ``virtio_uml.device=PATH:7``).  A stale socket file at ``path`` is replaced; a live
+    one or any other file there is refused (:func:`amplink.transport.unix.listen`)."""
 
     def __init__(self, path: str, name: str = "vhost-user") -> None:
         self.path = path
         self.name = name
-        with contextlib.suppress(FileNotFoundError):
-            if not stat.S_ISSOCK(os.lstat(path).st_mode):
-                raise AmplinkError(
-                    errno.EEXIST, f"{path} exists and is not a socket; choose another --socket"
-                )
-            os.unlink(path)
-        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
-        try:
-            self._sock.bind(path)
-            self._sock.listen(1)
-        except OSError:
-            self._sock.close()
-            raise
+        self._sock = listen(path)
         self.stop_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
         self._sessions = 0
 
