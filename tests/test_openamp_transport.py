@@ -13,6 +13,7 @@ import itertools
 import os
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -118,6 +119,12 @@ def test_host_and_remote_echo_every_size(tmp_path: Path, names, amplink_server: 
             ept = rp.wait_channel(SERVICE, TIMEOUT).create_ept()
             assert rp.link is not None and rp.link.mtu == 496
             echo_all(ept, 496)
+            # The device gave the host's send buffers back with their whole length, as
+            # OpenAMP's device does (its host sizes the next send from it), not 0.
+            used = ol.VRING1_DA + 0x2000 + 4  # vring 1's used ring: {id, len} x 256
+            assert rp.session is not None
+            ring = struct.unpack("=512I", bytes(rp.session.shm.region.mem[used : used + 2048]))
+            assert all(ring[1::2]), "a used element with length 0"
             with pytest.raises(RpmsgError) as too_big:
                 ept.send(bytes(497))
             assert too_big.value.errno == errno.EMSGSIZE
