@@ -27,6 +27,7 @@ from amplink.errors import AddressError, AmplinkError, ResourceTableError, Rpmsg
 from amplink.remoteproc.openamp import OpenAmpRemote
 from amplink.rpmsg.aio import AsyncEndpoint
 from amplink.rpmsg.chardev import RpmsgCtrl
+from amplink.transport import shm_guard
 from amplink.transport.openamp_linux import KickListener, ShmObject, connect
 from amplink.wire import openamp_linux as ol
 from amplink.wire import rsc_table as rt
@@ -265,36 +266,51 @@ class HostilePeer:
 
 
 def started_host(shm: str, sock: str) -> tuple[OpenAmpRemote, HostilePeer]:
+    """amplink's host as the server, started in the main thread (where the shared-memory
+    guard's SIGBUS handler can be installed), and a hostile device connected to it."""
     rp = OpenAmpRemote(server=True, shm=shm, socket_path=sock)
-    t = threading.Thread(target=rp.start, args=(TIMEOUT,))
+    peers: list[HostilePeer] = []
+    t = threading.Thread(target=lambda: peers.append(HostilePeer(sock)))
     t.start()
-    peer = HostilePeer(sock)
+    rp.start(TIMEOUT)
     t.join(TIMEOUT)
-    assert rp.link is not None
-    return rp, peer
+    assert rp.link is not None and peers
+    return rp, peers[0]
 
 
 def test_a_peer_that_shrinks_the_shm_loses_its_link_not_amplink(names) -> None:
     shm, sock = names
     rp, peer = started_host(shm, sock)
     link = rp.link
-    assert link is not None
+    assert link is not None and rp.session is not None
+    guard = rp.session.shm.guard
+    assert guard is not None
+    survived = shm_guard.survived
+    path = ol.shm_path(shm)
     try:
-        path = ol.shm_path(shm)
+        # Hold the guard back so that amplink's next access surely faults: it must wait
+        # in the SIGBUS handler until the guard (continued 0.3 s later) grows the file.
+        os.kill(guard.pid, signal.SIGSTOP)
         subprocess.run(
             [sys.executable, "-c", f"import os; os.ftruncate(os.open({path!r}, os.O_RDWR), 4096)"],
             check=True,
         )
-        # Touch the rings beyond the shrunk end at once: SIGBUS, survived.
-        link.rx_pending()
+        assert os.stat(path).st_size == 4096
+        resume = subprocess.Popen(["sh", "-c", f"sleep 0.3; kill -CONT {guard.pid}"])
+        link.rx_pending()  # reads vring 0's used index at 0x6002: beyond the end
+        resume.wait(TIMEOUT)
+        assert shm_guard.survived > survived
         deadline = time.monotonic() + TIMEOUT
         while link.failure is None and time.monotonic() < deadline:
-            link.can_send(0x400)
             time.sleep(0.01)
         assert link.failure is not None and link.failure.errno == errno.EFAULT
         assert "shrank" in str(link.failure)
         assert os.stat(path).st_size == ol.SHM_SIZE
+        with pytest.raises(RpmsgError) as dead:
+            link.send(0x400, 0x400, b"x", block=False, timeout=None)
+        assert dead.value.errno == errno.EPIPE
     finally:
+        os.kill(guard.pid, signal.SIGCONT)
         peer.sock.close()
         rp.stop()
 

@@ -45,6 +45,7 @@ RECENT = 5.0  # s: a restore this recent explains a SIGBUS
 _guards: list[ShmGuard] = []
 _installed = False
 _previous: object = None
+survived = 0  # SIGBUS faults that a guard explained (the access completed after it)
 
 
 class ShmGuard:
@@ -70,6 +71,7 @@ class ShmGuard:
         if line != b"watching\n":
             self.close()
             raise OSError(f"the shared-memory guard of {name} did not start ({line!r})")
+        self.pid = self._proc.pid
         self.report_fd = self._proc.stdout.fileno()
         os.set_blocking(self.report_fd, False)
         _guards.append(self)
@@ -116,26 +118,27 @@ class ShmGuard:
 
 
 def _claimed(deadline: float) -> bool:
-    """Whether a guard explains a SIGBUS: it restored its file recently, or does now."""
-    now = time.monotonic()
+    """Whether a guard explains a SIGBUS: it restored its file recently, or reports a
+    restore before ``deadline``.  Polls in short slices: the transport's thread may read
+    the report meanwhile (it then records :attr:`ShmGuard.last_restore`)."""
     while True:
+        now = time.monotonic()
         guards = [g for g in _guards if g.alive]
         if any(now - g.last_restore < RECENT for g in guards):
             return True
+        if not guards or now >= deadline:
+            return False
         poller = select.poll()
         for g in guards:
             poller.register(g.report_fd, select.POLLIN)
-        if guards and any(
-            ev & select.POLLIN for _fd, ev in poller.poll(max(0.0, deadline - now) * 1000)
-        ):
+        if any(ev & select.POLLIN for _fd, ev in poller.poll(10)):
             return True  # a report is pending: the transport's thread reads it
-        now = time.monotonic()
-        if now >= deadline:
-            return False
 
 
 def _on_sigbus(_signum: int, _frame: FrameType | None) -> None:
+    global survived
     if _claimed(time.monotonic() + FOREIGN_WAIT):
+        survived += 1
         return
     faulthandler.dump_traceback(all_threads=True)
     signal.signal(signal.SIGBUS, signal.SIG_DFL)
