@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from amplink import cli_openamp
 from amplink.app import demo, up
 from amplink.app.bench import main as bench
 from amplink.board import BoardSpec, CoreStatus, load_board
@@ -166,6 +167,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         deliveries=args.deliveries,
         cycles=args.cycles,
         linux_rounds=args.linux_rounds,
+        openamp_runs=args.openamp_runs,
     )
     if args.json:
         print(json.dumps(report, indent=2))
@@ -275,6 +277,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="round trips per size against a UML Linux guest, when its kernel is built "
         "(default 2000; 0 skips)",
     )
+    b.add_argument(
+        "--openamp-runs",
+        type=int,
+        default=20,
+        help="whole runs of OpenAMP's echo demos per pair, when they are built (default 20; "
+        "0 skips)",
+    )
     b.add_argument("--no-pin", action="store_true", help="do not pin processes to CPUs")
     b.add_argument("--json", action="store_true", help="print one JSON object")
     b.set_defaults(func=_cmd_bench)
@@ -303,6 +312,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds a guest may take from connecting until its rpmsg driver is up (default 120)",
     )
     sl.set_defaults(func=_cmd_serve_linux)
+    cli_openamp.register(sub)
     fw = sub.add_parser("fw", help="firmware images: inspect any ELF, pack a Python program")
     fw_sub = fw.add_subparsers(dest="fw_command", required=True)
     i = fw_sub.add_parser("inspect", help="ELF header, segments, sections and resource table")

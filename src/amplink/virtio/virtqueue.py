@@ -275,6 +275,10 @@ class VirtqueueDevice(_Vring):
         if TRACER.enabled:
             TRACER.event("virtio", "put", vq=self.name, desc=head, len=written)
 
+    def held_length(self, head: int) -> int:
+        """The length of held buffer ``head`` as it was when taken."""
+        return self._held_len[head]
+
     def notify_needed(self) -> bool:
         """Whether the driver wants an interrupt (``VRING_AVAIL_F_NO_INTERRUPT`` clear)."""
         full_fence()

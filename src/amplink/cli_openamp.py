@@ -1,0 +1,218 @@
+"""``amplink openamp host|remote``: amplink against OpenAMP linux-machine applications.
+
+* ``host``: amplink is the host (virtio driver) of an OpenAMP remote application: it
+  starts the given command as the remote (or meets one started elsewhere), waits for
+  its ``rpmsg-openamp-demo-channel``, echoes one message of every size from 1 to 496
+  bytes, compares every byte, says goodbye as OpenAMP's hosts do (a name-service
+  destroy, on which OpenAMP's demo remotes exit) and prints a summary.
+* ``remote``: a firmware program (ELF image, ``.py`` or module) is served as the
+  remote (virtio device) to OpenAMP host applications.
+
+``cli.py`` only registers these (:func:`register`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import statistics
+import sys
+import time
+from typing import Any
+
+from amplink.errors import AmplinkError
+from amplink.wire import openamp_linux as ol
+
+SERVICE = "rpmsg-openamp-demo-channel"
+MAX_PAYLOAD = ol.RPMSG_BUFFER_SIZE - 16
+
+
+def echo_payload(size: int) -> bytes:
+    """The check's payload of ``size`` bytes: consecutive byte values from ``size`` on,
+    so the first word is never OpenAMP's shutdown word (``0xEF56A55A``)."""
+    return bytes((size + k) % 251 for k in range(size))
+
+
+class _CommandTail(argparse.ArgumentParser):
+    """A subcommand parser for which everything after ``--`` is the peer's command line,
+    wherever the options are (argparse alone loses a trailing positional that follows
+    options: ``remote FIRMWARE --client -- COMMAND``)."""
+
+    def parse_known_args(  # type: ignore[override]
+        self, args: list[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        head = list(sys.argv[1:] if args is None else args)
+        tail: list[str] = []
+        if "--" in head:
+            cut = head.index("--")
+            head, tail = head[:cut], head[cut + 1 :]
+        ns, extras = super().parse_known_args(head, namespace)
+        ns.peer_command = tail
+        return ns, extras
+
+
+def _roles(p: argparse.ArgumentParser, default: str) -> None:
+    g = p.add_mutually_exclusive_group()
+    g.add_argument(
+        "--server", dest="server", action="store_true", default=default == "server",
+        help="amplink listens on the socket and writes the resource table (OpenAMP's "
+        f"proc 0){' (default)' if default == 'server' else ''}",
+    )  # fmt: skip
+    g.add_argument(
+        "--client", dest="server", action="store_false",
+        help="amplink connects to the peer's socket (OpenAMP's proc 1)"
+        f"{' (default)' if default == 'client' else ''}",
+    )  # fmt: skip
+    p.add_argument(
+        "--shm",
+        metavar="NAME",
+        help=f"the shared-memory object (default {ol.SHM_NAME}; a private one for a started "
+        "command)",
+    )
+    p.add_argument(
+        "--socket",
+        metavar="PATH",
+        help=f"the kick socket (default {ol.SOCKET_PATH}; a private one for a started command)",
+    )
+    p.add_argument(
+        "--no-isolate",
+        action="store_true",
+        help="run COMMAND as it is (it must use --shm and --socket), not in a private mount "
+        "namespace where its hard-coded names are amplink's",
+    )
+
+
+def register(sub: Any) -> None:
+    """Add ``amplink openamp`` and its subcommands to the ``amplink`` parser."""
+    op = sub.add_parser(
+        "openamp",
+        help="meet OpenAMP linux-machine applications (their demos, your own), in either role",
+        description="amplink as the host or the remote of OpenAMP applications built for "
+        "OpenAMP's linux machine (shared memory openamp.shm, kicks on a UNIX socket).",
+    )
+    osub = op.add_subparsers(dest="openamp_command", required=True, parser_class=_CommandTail)
+    h = osub.add_parser(
+        "host",
+        usage="amplink openamp host [options] [-- COMMAND...]",
+        help="be the host of an OpenAMP remote and run the echo check",
+        description="Start COMMAND as the OpenAMP remote (or meet one already running), wait "
+        f"for its {SERVICE} channel, echo one message of every size from 1 to "
+        f"{MAX_PAYLOAD} bytes comparing every byte, and exit 0 only if all came back. "
+        "Example: amplink openamp host -- rpmsg-echo-shared",
+    )
+    _roles(h, "client")
+    h.add_argument(
+        "--timeout", type=float, default=30.0, help="seconds to wait for the remote (30)"
+    )
+    h.set_defaults(func=cmd_host)
+    r = osub.add_parser(
+        "remote",
+        usage="amplink openamp remote FIRMWARE [options] [-- COMMAND...]",
+        help="serve a firmware as the remote of OpenAMP host applications",
+        description="Serve FIRMWARE as the rpmsg remote (virtio device) of the OpenAMP hosts "
+        "that connect, one at a time, until Ctrl-C; with COMMAND, start it as the host and "
+        "exit when it ends, with its status. Example: amplink openamp remote "
+        "amplink.firmware.echo -- rpmsg-echo-ping-shared 1",
+    )
+    r.add_argument("firmware", help="an ELF image (amplink fw pack), a .py file or a module")
+    _roles(r, "server")
+    r.add_argument("--once", action="store_true", help="exit 0 when the first host leaves")
+    r.add_argument("--no-spin", action="store_true", help="never busy-poll the host's rings")
+    r.set_defaults(func=cmd_remote)
+
+
+def cmd_host(args: argparse.Namespace) -> int:
+    """``amplink openamp host``."""
+    from amplink.remoteproc.openamp import OpenAmpRemote  # noqa: PLC0415 (only here)
+    from amplink.rpmsg.core import announce  # noqa: PLC0415
+
+    rp = OpenAmpRemote(
+        server=args.server,
+        shm=args.shm,
+        socket_path=args.socket,
+        command=args.peer_command or None,
+        isolate=not args.no_isolate,
+    )
+    try:
+        rp.start(args.timeout)
+        link = rp.link
+        assert link is not None
+        rpdev = rp.wait_channel(SERVICE, args.timeout)
+        ept = rpdev.create_ept()
+        print(f"channel {SERVICE} from address {rpdev.dst}: echoing 1..{link.mtu} bytes")
+        rtts = []
+        for size in range(1, link.mtu + 1):
+            data = echo_payload(size)
+            t0 = time.perf_counter()
+            ept.send(data)
+            got = ept.recv(timeout=args.timeout).data
+            rtts.append(time.perf_counter() - t0)
+            if got != data:
+                where = next(
+                    (i for i, (a, b) in enumerate(zip(got, data, strict=False)) if a != b),
+                    min(len(got), len(data)),
+                )
+                raise AmplinkError(
+                    errno.EBADMSG,
+                    f"echo of {size} bytes came back as {len(got)} bytes, first difference "
+                    f"at byte {where}",
+                )
+        announce(link, SERVICE, ept.addr, destroy=True)  # goodbye: the demo remotes exit
+        link.fail(AmplinkError(errno.ESHUTDOWN, "the echo check is done"))
+        status = rp.peer.wait(5.0) if rp.peer is not None else None
+        us = sorted(r * 1e6 for r in rtts)
+        print(
+            f"echo check passed: {len(rtts)} messages of 1..{link.mtu} bytes, every byte "
+            f"compared; round trip p50 {statistics.median(us):.1f} us, "
+            f"max {us[-1]:.1f} us"
+        )
+        if rp.peer is not None:
+            print(f"remote {' '.join(args.peer_command)}: " + _status(status))
+        return 0
+    except OSError:
+        if rp.peer is not None and rp.peer.proc is not None:
+            print(rp.peer.describe(), file=sys.stderr)
+        raise
+    finally:
+        rp.stop()
+
+
+def _status(status: int | None) -> str:
+    if status is None:
+        return "still running, stopped by amplink"
+    return "exited with 0" if status == 0 else f"exited with {status}"
+
+
+def cmd_remote(args: argparse.Namespace) -> int:
+    """``amplink openamp remote``."""
+    from amplink.remote.openamp import OpenAmpHostDevice, serve_openamp  # noqa: PLC0415
+    from amplink.remote.program import load_program  # noqa: PLC0415
+    from amplink.remoteproc.fwpack import firmware_program  # noqa: PLC0415
+
+    main = load_program(*firmware_program(args.firmware))
+    device = OpenAmpHostDevice(
+        server=args.server,
+        shm=args.shm,
+        socket_path=args.socket,
+        command=args.peer_command or None,
+        isolate=not args.no_isolate,
+        once=args.once,
+        spin=not args.no_spin,
+    )
+
+    def ready(dev: OpenAmpHostDevice) -> None:
+        role = "listening on" if dev.server else "connecting to"
+        print(
+            f"serving {args.firmware} to OpenAMP hosts: {role} {dev.socket_path}, shared "
+            f"memory {dev.shm_name}" + ("" if args.peer_command else " (Ctrl-C stops)"),
+            flush=True,
+        )
+
+    rc = serve_openamp(main, device, ready)
+    peer = device.peer
+    if peer is None:
+        return rc
+    status = peer.wait(5.0)
+    print(peer.output(), end="")
+    print(f"host {' '.join(args.peer_command)}: {_status(status)}")
+    return rc or (0 if status == 0 else 1)
