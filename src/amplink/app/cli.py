@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from amplink import cli_openamp
+from amplink.app import openamp as cli_openamp
 from amplink.app import demo, up
 from amplink.app.bench import main as bench
 from amplink.board import BoardSpec, CoreStatus, load_board

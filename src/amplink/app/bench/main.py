@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass
 from multiprocessing.connection import Connection
 from typing import Any
 
-from amplink import bench_openamp
+from amplink.app.bench import openamp as bench_openamp
 from amplink.app.bench import lifecycle as bench_lifecycle
 from amplink.app.bench import linux as bench_linux
 from amplink.app.bench import mailbox as bench_mailbox
