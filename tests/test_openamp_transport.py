@@ -1,7 +1,9 @@
 """The OpenAMP linux-machine transport, amplink on both sides: ``amplink openamp remote``
-runs as a real subprocess (the firmware side) and :class:`OpenAmpRemote` is its host,
-in both socket arrangements.  Also: the layout's bytes, stale and foreign files, a peer
-killed mid-traffic, a peer that shrinks the shared memory, and hostile ring contents.
+runs as a real subprocess (the firmware side, each host in a session process) and
+:class:`OpenAmpRemote` is its host (its rings in a mirror, the peer's object mapped only
+by its relay process), in both socket arrangements.  Also: the layout's bytes, stale
+and foreign files, a peer killed mid-traffic, peers that shrink the shared memory
+(from the peer's side, in both roles), hostile rings and tables, and ``--keep``.
 The tests against OpenAMP's own C demos are in ``tests/openamp`` (``make test-openamp``).
 """
 
@@ -24,11 +26,11 @@ from pathlib import Path
 import pytest
 
 from amplink.errors import AddressError, AmplinkError, ResourceTableError, RpmsgError
-from amplink.remoteproc.openamp import OpenAmpRemote
+from amplink.host import OpenAmpRemote
 from amplink.rpmsg.aio import AsyncEndpoint
 from amplink.rpmsg.chardev import RpmsgCtrl
-from amplink.transport import shm_guard
-from amplink.transport.openamp_linux import KickListener, ShmObject, connect
+from amplink.transport.openamp_linux import KickListener, ShmFile, check_table, connect
+from amplink.virtio.constants import VIRTIO_CONFIG_S_DRIVER_OK
 from amplink.wire import openamp_linux as ol
 from amplink.wire import rsc_table as rt
 from resources import snapshot
@@ -43,6 +45,7 @@ TABLE_HEX = (
     "01000000 00000000 00000000 00020000 00400000 00100000 00010000 01000000"
     "00000000 00800000 00100000 00010000 02000000 00000000"
 )
+STATUS_AT = 0x14 + rt.VDEV_STATUS_OFF  # the vdev's status byte in the port's table
 
 
 @pytest.fixture
@@ -53,14 +56,22 @@ def names(tmp_path: Path) -> Iterator[tuple[str, str]]:
     assert not os.path.exists(ol.shm_path(shm)), "the shared-memory object was left behind"
 
 
+def wait_for(cond, what: str, timeout: float = TIMEOUT):
+    deadline = time.monotonic() + timeout
+    while not (got := cond()):
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.01)
+    return got
+
+
 class Device:
-    """``amplink openamp remote FIRMWARE`` as a subprocess."""
+    """``amplink openamp remote FIRMWARE`` as a subprocess (verbose: its log is read)."""
 
     def __init__(self, shm: str, sock: str, *, server: bool, firmware: str, log: Path) -> None:
         self.log_path = log
         self._log = open(log, "w")  # noqa: SIM115 (closed by stop())
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "amplink.cli", "openamp", "remote", firmware,
+            [sys.executable, "-m", "amplink.app.cli", "-v", "openamp", "remote", firmware,
              "--server" if server else "--client", "--shm", shm, "--socket", sock],
             stdout=self._log, stderr=subprocess.STDOUT,
         )  # fmt: skip
@@ -99,6 +110,7 @@ def test_resource_table_is_the_ports() -> None:
         (0x4000, 256, 0x1000),
         (0x8000, 256, 0x1000),
     ]
+    assert table[STATUS_AT] == 0
 
 
 def test_shm_names() -> None:
@@ -121,19 +133,21 @@ def test_host_and_remote_echo_every_size(tmp_path: Path, names, amplink_server: 
             assert rp.link is not None and rp.link.mtu == 496
             echo_all(ept, 496)
             # The device gave the host's send buffers back with their whole length, as
-            # OpenAMP's device does (its host sizes the next send from it), not 0.
+            # OpenAMP's device does (its host sizes the next send from it), not 0: read
+            # from the object as the relay left it (pread: this process maps nothing).
             used = ol.VRING1_DA + 0x2000 + 4  # vring 1's used ring: {id, len} x 256
-            assert rp.session is not None
-            ring = struct.unpack("=512I", bytes(rp.session.shm.region.mem[used : used + 2048]))
+            with open(ol.shm_path(shm), "rb") as f:
+                ring = struct.unpack("=512I", os.pread(f.fileno(), 2048, used))
             assert all(ring[1::2]), "a used element with length 0"
             with pytest.raises(RpmsgError) as too_big:
                 ept.send(bytes(497))
             assert too_big.value.errno == errno.EMSGSIZE
+            assert "/dev/shm/" + shm not in snapshot()["shm"]  # only the relay maps it
     finally:
         assert dev.stop() == 0, dev.log()
     after = snapshot()
     assert after["fds"] == before["fds"] and after["threads"] == before["threads"]
-    assert after["shm"] == before["shm"]
+    assert after["shm"] == before["shm"] and after["children"] == before["children"]
 
 
 def test_endpoint_files_and_asyncio_over_it(tmp_path: Path, names) -> None:
@@ -166,11 +180,12 @@ def test_peer_killed_mid_traffic_then_met_again(tmp_path: Path, names) -> None:
         released = threading.Event()
         ept.on_release(lambda _e, err: released.set())
         traffic = Traffic(ept, b"x" * 64, TIMEOUT)
-        time.sleep(0.2)  # let traffic flow (the kill below must land mid-traffic)
-        dev.proc.kill()
+        wait_for(lambda: rp.link is not None and rp.link.messages_out > 50, "traffic")
+        dev.proc.kill()  # the server; its session sees its end and exits too
         errors = traffic.join(TIMEOUT)
         assert released.wait(TIMEOUT)
         assert errors and errors[0].errno == errno.EPIPE, errors
+        assert rp.failure is not None and rp.failure.errno == errno.EPIPE
         assert not rp.bus.devices(SERVICE), "the channel outlived its peer"
         with pytest.raises(RpmsgError) as dead:
             ept.send(b"after")
@@ -188,164 +203,224 @@ def test_peer_killed_mid_traffic_then_met_again(tmp_path: Path, names) -> None:
         dev.stop()
 
 
-def test_stale_and_foreign_socket_files(tmp_path: Path) -> None:
+def test_listening_sockets_one_server_per_path(tmp_path: Path) -> None:
     path = str(tmp_path / "s")
     stale = socket.socket(socket.AF_UNIX)
     stale.bind(path)
-    stale.close()  # a socket file nobody listens on
-    KickListener(path).close()
-    assert not os.path.exists(path)
-    live = socket.socket(socket.AF_UNIX)
-    live.bind(path)
-    live.listen(1)
-    with pytest.raises(AmplinkError) as busy:
-        KickListener(path)
-    assert busy.value.errno == errno.EADDRINUSE
-    live.close()
-    os.unlink(path)
+    stale.close()  # a socket file nobody listens on, no lock: replaced
+    first = KickListener(path)
+    try:
+        with pytest.raises(AmplinkError) as busy:
+            KickListener(path)
+        assert busy.value.errno == errno.EADDRINUSE
+        assert f"pid {os.getpid()}" in busy.value.strerror
+    finally:
+        first.close()
+    assert not os.path.exists(path) and not os.path.exists(path + ".lock")
     Path(path).write_text("not a socket")
     with pytest.raises(AmplinkError) as other:
         KickListener(path)
     assert other.value.errno == errno.EEXIST
+    assert not os.path.exists(path + ".lock")
     with pytest.raises(AmplinkError) as nobody:
         connect(str(tmp_path / "none"), [], 0.1)
     assert nobody.value.errno == errno.ETIMEDOUT
 
 
-def test_shm_object_checks(tmp_path: Path, names) -> None:
+def test_shm_file_checks(tmp_path: Path, names) -> None:
     shm, _sock = names
     path = ol.shm_path(shm)
     with open(path, "wb") as f:
         f.write(b"stale" * 10)  # a small stale object: grown to the layout's size
-    obj = ShmObject(shm, owner=True)
+    obj = ShmFile(shm, owner=True)
     try:
-        assert os.stat(path).st_size == ol.SHM_SIZE
-        assert not obj.sealed and obj.guard is not None
+        assert os.stat(path).st_size == ol.SHM_SIZE and not obj.created
+        obj.write_table()
+        _page, vdev = obj.read_table()
+        assert vdev.id == ol.VDEV_ID and len(vdev.vrings) == 2
     finally:
         obj.close()
+    assert not os.path.exists(path)
+    with pytest.raises(AmplinkError) as missing:
+        ShmFile(shm, owner=False, create=False)  # a client never creates it
+    assert missing.value.errno == errno.ENOENT
     assert not os.path.exists(path)
     os.symlink(str(tmp_path), path)
     try:
         with pytest.raises(OSError) as link:
-            ShmObject(shm, owner=False)
+            ShmFile(shm, owner=False)
         assert link.value.errno == errno.ELOOP
     finally:
         os.unlink(path)
+    with pytest.raises(AmplinkError) as bad:
+        ShmFile("a/b", owner=False)
+    assert bad.value.errno == errno.EINVAL
 
 
-def test_a_sealable_object_is_sealed() -> None:
-    fd = os.memfd_create("openamp-test", os.MFD_ALLOW_SEALING)
-    try:
-        obj = ShmObject(f"/proc/{os.getpid()}/fd/{fd}", owner=False)
-        try:
-            assert obj.sealed and obj.guard is None
-            with pytest.raises(PermissionError):
-                os.ftruncate(fd, 4096)
-        finally:
-            obj.close()
-    finally:
-        os.close(fd)
+def test_hostile_tables_are_refused() -> None:
+    good = ol.resource_table().build()
+    page = bytearray(good) + bytes(0x1000 - len(good))
+    assert check_table(bytes(page), "x").vrings[1].da == 0x8000
+    cases = [
+        (0x30, 0x7F000, AddressError),  # vring 0 past the object's end
+        (0x30, 0x10000, AddressError),  # vring 0 in the buffer pool
+        (0x44, 0x4000, AddressError),  # vring 1 on top of vring 0
+        (0x18, 5, ResourceTableError),  # not an rpmsg vdev
+        (0x38, 1024, ResourceTableError),  # 1024 + 256 buffers do not fit the pool
+    ]
+    for offset, value, error in cases:
+        bad = bytearray(page)
+        bad[offset : offset + 4] = value.to_bytes(4, "little")
+        with pytest.raises(error):
+            check_table(bytes(bad), "x")
 
 
 class HostilePeer:
-    """A device that connects and then misbehaves, written by the test."""
+    """A device that connects and then misbehaves, written by the test.  It never maps
+    the object: it writes and shrinks it with file calls."""
 
-    def __init__(self, sock: str) -> None:
+    def __init__(self, sock: str, shm: str) -> None:
+        self.path = ol.shm_path(shm)
         self.sock = socket.socket(socket.AF_UNIX)
-        deadline = time.monotonic() + TIMEOUT
-        while True:
-            try:
-                self.sock.connect(sock)
-                return
-            except (FileNotFoundError, ConnectionRefusedError):
-                assert time.monotonic() < deadline
-                time.sleep(0.01)
+        wait_for(lambda: self._connect(sock), "the host to listen")
+
+    def _connect(self, sock: str) -> bool:
+        try:
+            self.sock.connect(sock)
+        except (FileNotFoundError, ConnectionRefusedError):
+            return False
+        return True
 
     def kick(self) -> None:
         self.sock.send(b"\x01")
 
+    def status(self) -> int:
+        fd = os.open(self.path, os.O_RDONLY)
+        try:
+            return os.pread(fd, 1, STATUS_AT)[0]
+        finally:
+            os.close(fd)
+
+    def write(self, offset: int, data: bytes) -> None:
+        fd = os.open(self.path, os.O_WRONLY)
+        try:
+            os.pwrite(fd, data, offset)
+        finally:
+            os.close(fd)
+
 
 def started_host(shm: str, sock: str) -> tuple[OpenAmpRemote, HostilePeer]:
-    """amplink's host as the server, started in the main thread (where the shared-memory
-    guard's SIGBUS handler can be installed), and a hostile device connected to it."""
+    """amplink's host as the server, and a hostile device connected to it, once the
+    relay brought the device's side up (DRIVER_OK in the object)."""
     rp = OpenAmpRemote(server=True, shm=shm, socket_path=sock)
     peers: list[HostilePeer] = []
-    t = threading.Thread(target=lambda: peers.append(HostilePeer(sock)))
+    t = threading.Thread(target=lambda: peers.append(HostilePeer(sock, shm)))
     t.start()
     rp.start(TIMEOUT)
     t.join(TIMEOUT)
     assert rp.link is not None and peers
+    wait_for(lambda: peers[0].status() & VIRTIO_CONFIG_S_DRIVER_OK, "DRIVER_OK in the object")
     return rp, peers[0]
 
 
-def test_a_peer_that_shrinks_the_shm_loses_its_link_not_amplink(names) -> None:
+def test_a_peer_that_shrinks_the_shm_ends_its_link_not_amplink(names) -> None:
+    """The peer shrinks the object and kicks: the relay's next access faults and the
+    relay dies of SIGBUS; amplink's host sees EFAULT on the link, its users get EPIPE,
+    and this process lives on and can meet the next peer."""
     shm, sock = names
-    rp, peer = started_host(shm, sock)
-    link = rp.link
-    assert link is not None and rp.session is not None
-    guard = rp.session.shm.guard
-    assert guard is not None
-    survived = shm_guard.survived
-    path = ol.shm_path(shm)
-    try:
-        # Hold the guard back so that amplink's next access surely faults: it must wait
-        # in the SIGBUS handler until the guard (continued 0.3 s later) grows the file.
-        os.kill(guard.pid, signal.SIGSTOP)
-        subprocess.run(
-            [sys.executable, "-c", f"import os; os.ftruncate(os.open({path!r}, os.O_RDWR), 4096)"],
-            check=True,
-        )
-        assert os.stat(path).st_size == 4096
-        resume = subprocess.Popen(["sh", "-c", f"sleep 0.3; kill -CONT {guard.pid}"])
-        link.rx_pending()  # reads vring 0's used index at 0x6002: beyond the end
-        resume.wait(TIMEOUT)
-        assert shm_guard.survived > survived
-        deadline = time.monotonic() + TIMEOUT
-        while link.failure is None and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert link.failure is not None and link.failure.errno == errno.EFAULT
-        assert "shrank" in str(link.failure)
-        assert os.stat(path).st_size == ol.SHM_SIZE
-        with pytest.raises(RpmsgError) as dead:
-            link.send(0x400, 0x400, b"x", block=False, timeout=None)
-        assert dead.value.errno == errno.EPIPE
-    finally:
-        os.kill(guard.pid, signal.SIGCONT)
-        peer.sock.close()
-        rp.stop()
-
-
-def test_hostile_used_index_breaks_only_the_link(names) -> None:
-    shm, sock = names
+    before = snapshot()
     rp, peer = started_host(shm, sock)
     link = rp.link
     assert link is not None
+    ept = link.endpoints.create(None)
     try:
-        with open(ol.shm_path(shm), "r+b") as f:
-            f.seek(ol.VRING0_DA + 0x2000 + 2)  # vring 0's used.idx: far past what was posted
-            f.write((1000).to_bytes(2, "little"))
+        os.truncate(peer.path, 4096)  # from the peer's side: the rings are gone
         peer.kick()
-        deadline = time.monotonic() + TIMEOUT
-        while link.failure is None and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert link.failure is not None and "used index" in str(link.failure)
+        wait_for(lambda: rp.failure is not None, "the link to fail")
+        assert rp.failure is not None and rp.failure.errno == errno.EFAULT
+        assert "SIGBUS" in rp.failure.strerror and "shorter" in rp.failure.strerror
+        assert link.failure is not None and ept.released is not None
+        with pytest.raises(RpmsgError) as dead:
+            link.send(ept.addr, 0x400, b"x", block=False, timeout=None)
+        assert dead.value.errno == errno.EPIPE
+    finally:
+        peer.sock.close()
+        rp.stop()
+    after = snapshot()
+    assert after["fds"] == before["fds"] and after["children"] == before["children"]
+    assert after["threads"] == before["threads"]
+
+
+def test_hostile_used_index_ends_only_the_link(names) -> None:
+    shm, sock = names
+    rp, peer = started_host(shm, sock)
+    try:
+        peer.write(ol.VRING0_DA + 0x2000 + 2, (1000).to_bytes(2, "little"))  # used.idx
+        peer.kick()
+        wait_for(lambda: rp.failure is not None, "the link to fail")
+        assert rp.failure is not None and "used index" in rp.failure.strerror
+        assert rp.link is None or rp.link.failure is not None
     finally:
         peer.sock.close()
         rp.stop()
 
 
-def test_a_hostile_table_is_refused(names) -> None:
-    shm, _sock = names
-    obj = ShmObject(shm, owner=True)
+def test_a_host_that_shrinks_the_shm_ends_its_session_not_the_server(tmp_path: Path, names) -> None:
+    """Remote role: a host connects to ``amplink openamp remote``, brings its driver up
+    (DRIVER_OK, no receive buffers: the firmware's announcement waits for one), then
+    shrinks the object and kicks.  Its session dies of SIGBUS, the server logs why and
+    serves the next host."""
+    shm, sock = names
+    dev = start_device(tmp_path, shm, sock, server=True)
     try:
-        table = bytearray(ol.resource_table().build())
-        table[0x30:0x34] = (0x7F000).to_bytes(4, "little")  # vring 0 past the object's end
-        obj.region.mem[: len(table)] = table
-        with pytest.raises(AddressError):
-            obj.vdev()
-        table[0x18:0x1C] = (5).to_bytes(4, "little")  # not an rpmsg vdev
-        obj.region.mem[: len(table)] = table
-        with pytest.raises(ResourceTableError):
-            obj.vdev()
+        peer = HostilePeer(sock, shm)
+        peer.write(STATUS_AT, bytes([0x7]))  # ACKNOWLEDGE | DRIVER | DRIVER_OK
+        peer.kick()
+        wait_for(lambda: "the host's rpmsg driver is up" in dev.log(), "the session to start")
+        os.truncate(peer.path, 4096)
+        peer.kick()
+        wait_for(lambda: "died of SIGBUS" in dev.log(), "the logged SIGBUS")
+        assert "made the shared-memory object shorter" in dev.log()
+        peer.sock.close()
+        os.truncate(peer.path, ol.SHM_SIZE)  # not needed: the server writes a fresh table
+        with OpenAmpRemote(shm=shm, socket_path=sock) as rp:
+            echo_all(rp.wait_channel(SERVICE, TIMEOUT).create_ept(), 16)
+        assert dev.proc.poll() is None
     finally:
-        obj.close()
+        assert dev.stop() == 0, dev.log()
+
+
+def test_keep_prints_channels_and_messages_and_sends_typed_lines(tmp_path: Path, names) -> None:
+    shm, sock = names
+    dev = start_device(tmp_path, shm, sock, server=True)
+    host = subprocess.Popen(
+        [sys.executable, "-m", "amplink.app.cli", "openamp", "host", "--keep", "--shm", shm,
+         "--socket", sock],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    assert host.stdin is not None and host.stdout is not None
+    try:
+        lines: list[str] = []
+
+        def until(text: str) -> None:
+            while not any(text in line for line in lines):
+                line = host.stdout.readline()  # type: ignore[union-attr]
+                assert line, "\n".join(lines)
+                lines.append(line)
+
+        until(f"channel {SERVICE} from address")
+        host.stdin.write("hello over the kept link\n")
+        host.stdin.write(f"{SERVICE}: to the channel by name\n")
+        host.stdin.flush()
+        until(f"{SERVICE} <- ")
+        until("to the channel by name")
+        echoed = [line for line in lines if f"{SERVICE} <- " in line]
+        assert any("hello over the kept link" in line for line in echoed), lines
+        host.send_signal(signal.SIGINT)
+        out, _ = host.communicate(timeout=TIMEOUT)
+        assert host.returncode == 0, "".join(lines) + out
+    finally:
+        if host.poll() is None:
+            host.kill()
+            host.wait()
+        assert dev.stop() == 0, dev.log()

@@ -15,6 +15,7 @@ from __future__ import annotations
 import errno
 import os
 import random
+import signal
 import struct
 import subprocess
 import sys
@@ -24,12 +25,11 @@ from pathlib import Path
 
 import pytest
 
-from amplink.cli_openamp import echo_payload
+from amplink.app.openamp import echo_payload
 from amplink.errors import RpmsgError
+from amplink.host import OpenAmpRemote
 from amplink.remote.openamp import OpenAmpHostDevice
-from amplink.remote.program import load_program
 from amplink.remoteproc.fwpack import firmware_program
-from amplink.remoteproc.openamp import OpenAmpRemote
 from amplink.rpmsg.core import announce
 from amplink.transport.openamp_peer import PeerProcess, demo_argv, find_demos
 from amplink.wire import openamp_linux as ol
@@ -63,7 +63,7 @@ def role_args(demo_serves: bool) -> list[str]:
 
 def amplink_cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "amplink.cli", "openamp", *args],
+        [sys.executable, "-m", "amplink.app.cli", "openamp", *args],
         capture_output=True, text=True, timeout=TIMEOUT * 4, check=False,
     )  # fmt: skip
 
@@ -192,11 +192,14 @@ def test_remote_against_host_demo(
 def test_remote_serves_the_next_host_after_one_is_killed(demos: Path, tmp_path: Path) -> None:
     shm = f"amplink-demo-test-{os.getpid()}"
     device = OpenAmpHostDevice(
-        server=True, shm=shm, socket_path=str(tmp_path / "openamp.event.0"), spin=False
+        firmware_program("amplink.firmware.echo"),
+        server=True,
+        shm=shm,
+        socket_path=str(tmp_path / "openamp.event.0"),
+        spin=False,
     )
-    main = load_program(*firmware_program("amplink.firmware.echo"))
     result: list[int] = []
-    runner = threading.Thread(target=lambda: result.append(device.run(main)))
+    runner = threading.Thread(target=lambda: result.append(device.run()))
     runner.start()
     ping = demo_argv(demos, "rpmsg-echo-ping", "1")
     first = PeerProcess(ping, folder=str(tmp_path))
@@ -221,8 +224,36 @@ def test_remote_serves_the_next_host_after_one_is_killed(demos: Path, tmp_path: 
     assert not os.path.exists(ol.shm_path(shm))
 
 
+def test_host_keep_against_rpmsg_echo(demos: Path) -> None:
+    """``amplink openamp host --keep``: the demo's channel is printed, typed lines come
+    back as its echo, and Ctrl-C says goodbye (on which the demo exits 0)."""
+    host = subprocess.Popen(
+        [sys.executable, "-m", "amplink.app.cli", "openamp", "host", "--keep", "--",
+         *demo_argv(demos, "rpmsg-echo")],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    assert host.stdin is not None and host.stdout is not None
+    lines: list[str] = []
+    try:
+        while not any(f"channel {SERVICE}" in line for line in lines):
+            lines.append(host.stdout.readline())
+            assert lines[-1], "".join(lines)
+        host.stdin.write("typed at the terminal\n")
+        host.stdin.flush()
+        while not any("<- " in line and "typed at the terminal" in line for line in lines):
+            lines.append(host.stdout.readline())
+            assert lines[-1], "".join(lines)
+        host.send_signal(signal.SIGINT)
+        out, _ = host.communicate(timeout=TIMEOUT)
+        assert host.returncode == 0, "".join(lines) + out
+    finally:
+        if host.poll() is None:
+            host.kill()
+            host.wait()
+
+
 def test_bench_rows(demos: Path) -> None:
-    from amplink import bench_openamp  # noqa: PLC0415 (only this test)
+    from amplink.app.bench import openamp as bench_openamp  # noqa: PLC0415 (only this test)
 
     report = bench_openamp.bench_openamp(runs=2, rounds=50)
     assert report is not None

@@ -15,8 +15,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from amplink.app import openamp as cli_openamp
 from amplink.app import demo, up
+from amplink.app import openamp as cli_openamp
 from amplink.app.bench import main as bench
 from amplink.board import BoardSpec, CoreStatus, load_board
 from amplink.control.protocol import NotRunning, default_socket, request, stream

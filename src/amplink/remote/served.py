@@ -221,6 +221,7 @@ class SessionProcess:
         return out
 
     def close(self) -> None:
+        """Close the server's ends (after the session ended)."""
         for fd in (self.report_fd, self.pidfd):
             os.close(fd)
         assert self.proc.stdin is not None

@@ -29,6 +29,7 @@ VRING_ALIGN = 0x1000
 VRING_NUM = 256
 VRING0_DA = 0x4000  # device -> driver (the host receives)
 VRING1_DA = 0x8000  # driver -> device (the host sends)
+VDEV_ID = 7  # the table's one vdev carries rpmsg (VIRTIO_ID_RPMSG)
 VDEV_NOTIFYID = 0
 VRING_NOTIFYIDS = (1, 2)
 SHARED_BUF_PA = 0x10000
@@ -50,7 +51,7 @@ def resource_table() -> rt.ResourceTable:
     return rt.ResourceTable(
         [
             rt.Vdev(
-                rt.VIRTIO_ID_RPMSG,
+                VDEV_ID,
                 notifyid=VDEV_NOTIFYID,
                 dfeatures=1 << VIRTIO_RPMSG_F_NS,
                 vrings=vrings,

@@ -25,10 +25,10 @@ from dataclasses import asdict, dataclass
 from multiprocessing.connection import Connection
 from typing import Any
 
-from amplink.app.bench import openamp as bench_openamp
 from amplink.app.bench import lifecycle as bench_lifecycle
 from amplink.app.bench import linux as bench_linux
 from amplink.app.bench import mailbox as bench_mailbox
+from amplink.app.bench import openamp as bench_openamp
 from amplink.app.stats import latency_summary_us
 from amplink.firmware import bench as fw
 from amplink.host import Rproc, RprocConfig

@@ -32,11 +32,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+from amplink.app.stats import latency_summary_us, percentile
 from amplink.errors import RpmsgError
-from amplink.remoteproc.openamp import OpenAmpRemote
+from amplink.host import OpenAmpRemote
 from amplink.rpmsg.core import Endpoint, announce
-from amplink.stats import latency_summary_us, percentile
-from amplink.transport.openamp_linux import ShmObject
+from amplink.transport.openamp_linux import ShmFile
 from amplink.transport.openamp_peer import SOCKET_NAME, PeerProcess, demo_argv, find_demos
 from amplink.wire import openamp_linux as ol
 
@@ -155,9 +155,9 @@ def bench_openamp(runs: int, rounds: int) -> dict[str, Any] | None:
         c_dir, dev_dir = os.path.join(folder, "c"), os.path.join(folder, "dev")
         os.mkdir(c_dir)
         os.mkdir(dev_dir)
-        obj = ShmObject(shm + "-c", owner=True)  # the C echo's object (bound into its peer)
+        obj = ShmFile(shm + "-c", owner=True)  # the C echo's object (bound into its peer)
         device = subprocess.Popen(
-            [sys.executable, "-m", "amplink.cli", "openamp", "remote", "amplink.firmware.echo",
+            [sys.executable, "-m", "amplink.app.cli", "openamp", "remote", "amplink.firmware.echo",
              "--shm", shm, "--socket", os.path.join(dev_dir, "openamp.event.0")],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
