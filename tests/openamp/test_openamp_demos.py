@@ -264,7 +264,8 @@ def test_bench_rows(demos: Path) -> None:
         "amplink host <-> C rpmsg-echo",
     ]
     assert all(0 < r["p50_ms"] <= r["p99_ms"] for r in report["whole_runs"])
-    assert [r["size"] for r in report["rtt"]] == [64, 496]
-    assert all(0 < r["p50_us"] <= r["p99_us"] for r in report["rtt"])
+    for key in ("rtt", "rtt_in_process"):
+        assert [r["size"] for r in report[key]] == [64, 496]
+        assert all(0 < r["p50_us"] <= r["p99_us"] for r in report[key])
     text = "\n".join(bench_openamp.format_openamp(report, 2))
-    assert "C ping <-> amplink remote" in text
+    assert "C ping <-> amplink remote" in text and "mapped in-process (baseline)" in text

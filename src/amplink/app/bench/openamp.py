@@ -14,10 +14,14 @@ until it exits.  Three such runs are interleaved, ``runs`` times each:
 In each run the remote is already listening when the host side starts.
 
 Then amplink host <-> C ``rpmsg-echo`` round trips of 64 and 496 bytes (``rounds``
-each), p50 and p99.  Every demo runs isolated (:mod:`amplink.transport.openamp_peer`)
-and unpinned: OpenAMP's demos spin at 100 % of a CPU each, and on two CPUs a pinned
-pair would share one with amplink's side.  Taken only when the demos are built
-(``tools/openamp/build-demos.sh``).
+each), p50 and p99, as the host runs (the peer's object mapped only by the relay
+process, :mod:`amplink.transport.openamp_relay`), and, as the baseline for what the
+relay costs, with the object mapped in this process and the vdev bound over it
+directly (what amplink does not do: a peer that shrinks the object would kill the
+process; the bench trusts OpenAMP's own demo).  Every demo runs isolated
+(:mod:`amplink.transport.openamp_peer`) and unpinned: OpenAMP's demos spin at 100 % of
+a CPU each, and on two CPUs a pinned pair would share one with amplink's side.  Taken
+only when the demos are built (``tools/openamp/build-demos.sh``).
 """
 
 from __future__ import annotations
@@ -28,16 +32,24 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from amplink.app.stats import latency_summary_us, percentile
 from amplink.errors import RpmsgError
-from amplink.host import OpenAmpRemote
-from amplink.rpmsg.core import Endpoint, announce
-from amplink.transport.openamp_linux import ShmFile
+from amplink.host import OpenAmpRemote, host_drivers
+from amplink.memory.addrmap import AddressMap
+from amplink.memory.region import SharedRegion
+from amplink.remoteproc.devmem import DmaPool
+from amplink.remoteproc.vdev import RprocVdev
+from amplink.rpmsg.core import Endpoint, RpmsgBus, RpmsgLinks, announce
+from amplink.transport.openamp_linux import KickSocket, ShmFile, connect, map_shm
 from amplink.transport.openamp_peer import SOCKET_NAME, PeerProcess, demo_argv, find_demos
+from amplink.transport.unix import readable
+from amplink.virtio.device import DRIVER
 from amplink.wire import openamp_linux as ol
 
 SERVICE = "rpmsg-openamp-demo-channel"
@@ -109,7 +121,6 @@ def _amplink_host_run(prefix: Path, folder: str, shm_path: str) -> float:
         assert rp.link is not None
         announce(rp.link, SERVICE, ept.addr, destroy=True)
         took = (time.perf_counter() - t0) * 1e3
-        rp.link.fail(RpmsgError(errno.ESHUTDOWN, "the benchmark run is done"))
         if echo.wait(TIMEOUT) != 0:
             raise RuntimeError(f"rpmsg-echo failed: {echo.describe()}")
         return took
@@ -118,22 +129,87 @@ def _amplink_host_run(prefix: Path, folder: str, shm_path: str) -> float:
         echo.close()
 
 
-def _amplink_host_rtts(prefix: Path, rounds: int) -> list[dict[str, Any]]:
+def _rtts(ept: Endpoint, rounds: int) -> list[dict[str, Any]]:
     out = []
-    with OpenAmpRemote(command=demo_argv(prefix, "rpmsg-echo")) as rp:
-        ept = rp.wait_channel(SERVICE, TIMEOUT).create_ept()
-        for size in RTT_SIZES:
-            payload = bytes([0x42]) * size
-            samples = []
-            for i in range(rounds + rounds // 10):
-                t = time.perf_counter_ns()
-                ept.send(payload)
-                ept.recv(timeout=TIMEOUT)
-                if i >= rounds // 10:  # the first tenth warms up
-                    samples.append(time.perf_counter_ns() - t)
-            p50, p99 = latency_summary_us(samples)
-            out.append({"size": size, "p50_us": round(p50, 1), "p99_us": round(p99, 1)})
+    for size in RTT_SIZES:
+        payload = bytes([0x42]) * size
+        samples = []
+        for i in range(rounds + rounds // 10):
+            t = time.perf_counter_ns()
+            ept.send(payload)
+            ept.recv(timeout=TIMEOUT)
+            if i >= rounds // 10:  # the first tenth warms up
+                samples.append(time.perf_counter_ns() - t)
+        p50, p99 = latency_summary_us(samples)
+        out.append({"size": size, "p50_us": round(p50, 1), "p99_us": round(p99, 1)})
     return out
+
+
+def _amplink_host_rtts(prefix: Path, rounds: int) -> list[dict[str, Any]]:
+    with OpenAmpRemote(command=demo_argv(prefix, "rpmsg-echo")) as rp:
+        return _rtts(rp.wait_channel(SERVICE, TIMEOUT).create_ept(), rounds)
+
+
+def _kick(kicks: KickSocket) -> Callable[[int], None]:
+    return lambda _notifyid: kicks.kick()
+
+
+def _in_process_rtts(prefix: Path, rounds: int) -> list[dict[str, Any]]:
+    """The baseline: the C echo's object mapped here, its vdev bound without a relay,
+    the echo's kicks taken by a thread of this process."""
+    name = f"amplink-bench-direct-{os.getpid()}"
+    shm = ShmFile(name, owner=True)
+    echo = PeerProcess(demo_argv(prefix, "rpmsg-echo"))
+    stop = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+    region: SharedRegion | None = None
+    vdev: RprocVdev | None = None
+    kicks = None
+    watcher = None
+    try:
+        echo.start(shm.path)
+        kicks = connect(echo.socket_path, [echo.pidfd], TIMEOUT)
+        if kicks is None:
+            raise RuntimeError(f"rpmsg-echo did not start: {echo.describe()}")
+        _page, entry = shm.read_table()
+        region = map_shm(os.dup(shm.fd), name)
+        links = RpmsgLinks(RpmsgBus())
+        vdev = RprocVdev(
+            f"{name}.vdev0",
+            region,
+            AddressMap.identity(ol.SHM_SIZE, "shm"),
+            ol.RSC_TABLE_PA,
+            entry,
+            DRIVER,
+            _kick(kicks),
+            spin=True,
+            driver=host_drivers((), links).virtio.driver_for(entry.id),
+            pool=DmaPool(name, ol.SHARED_BUF_PA, ol.SHARED_BUF_SIZE),
+        )
+
+        def watch(k: KickSocket = kicks, v: RprocVdev = vdev) -> None:
+            while stop not in readable([k.fileno(), stop], None):
+                k.drain()
+                v.handle_notify()
+
+        watcher = threading.Thread(target=watch, name="bench-direct", daemon=True)
+        watcher.start()
+        vdev.start()
+        (link,) = links.all()
+        ept = links.bus.wait_for_device(SERVICE, TIMEOUT, link=link).create_ept()
+        out = _rtts(ept, rounds)
+        announce(link, SERVICE, ept.addr, destroy=True)
+        echo.wait(TIMEOUT)
+        return out
+    finally:
+        os.eventfd_write(stop, 1)
+        if watcher is not None:
+            watcher.join(TIMEOUT)
+        if vdev is not None:
+            vdev.stop(RpmsgError(errno.ESHUTDOWN, "the benchmark run is done"), crashed=True)
+        for res in (region, kicks, echo, shm):
+            if res is not None:
+                res.close()
+        os.close(stop)
 
 
 def _summary(ms: list[float]) -> dict[str, float]:
@@ -177,6 +253,7 @@ def bench_openamp(runs: int, rounds: int) -> dict[str, Any] | None:
             device.wait(TIMEOUT)
             obj.close()
         rtts = _amplink_host_rtts(prefix, rounds)
+        in_process = _in_process_rtts(prefix, rounds)
     return {
         "runs": runs,
         "whole_runs": [
@@ -185,6 +262,7 @@ def bench_openamp(runs: int, rounds: int) -> dict[str, Any] | None:
             {"name": "amplink host <-> C rpmsg-echo", **_summary(times["host"])},
         ],
         "rtt": rtts,
+        "rtt_in_process": in_process,
     }
 
 
@@ -203,6 +281,8 @@ def format_openamp(report: dict[str, Any] | None, runs: int) -> list[str]:
         lines.append(f"{r['name']:<34}{r['p50_ms']:>10.1f}{r['p99_ms']:>10.1f}")
     lines.append(f"{'amplink host <-> C rpmsg-echo':<34}{'size B':>8}{'rtt p50 us':>12}"
                  f"{'rtt p99 us':>12}")  # fmt: skip
-    for r in report["rtt"]:
-        lines.append(f"{'':<34}{r['size']:>8}{r['p50_us']:>12.1f}{r['p99_us']:>12.1f}")
+    for label, key in (("  through the relay", "rtt"), ("  mapped in-process (baseline)",
+                                                          "rtt_in_process")):  # fmt: skip
+        for r in report[key]:
+            lines.append(f"{label:<34}{r['size']:>8}{r['p50_us']:>12.1f}{r['p99_us']:>12.1f}")
     return lines
