@@ -25,14 +25,26 @@ from pathlib import Path
 
 import pytest
 
-from amplink.errors import AddressError, AmplinkError, ResourceTableError, RpmsgError
+from amplink.errors import (
+    AddressError,
+    AmplinkError,
+    ResourceTableError,
+    RpmsgError,
+    VirtqueueError,
+)
 from amplink.host import OpenAmpRemote
+from amplink.memory.addrmap import AddressMap
+from amplink.memory.region import SharedRegion
 from amplink.rpmsg.aio import AsyncEndpoint
 from amplink.rpmsg.chardev import RpmsgCtrl
 from amplink.transport.openamp_linux import KickListener, ShmFile, check_table, connect
+from amplink.transport.openamp_relay import Relay
 from amplink.virtio.constants import VIRTIO_CONFIG_S_DRIVER_OK
+from amplink.virtio.vdev import VdevConfig
+from amplink.virtio.virtqueue import VirtqueueDevice, VirtqueueDriver
 from amplink.wire import openamp_linux as ol
 from amplink.wire import rsc_table as rt
+from amplink.wire.vring import VringLayout
 from resources import snapshot
 from rpmsg_helpers import Traffic
 
@@ -424,3 +436,82 @@ def test_keep_prints_channels_and_messages_and_sends_typed_lines(tmp_path: Path,
             host.kill()
             host.wait()
         assert dev.stop() == 0, dev.log()
+
+
+class RelayBench:
+    """The relay's two sides in one process: the host's driver halves on a mirror, the
+    peer's device halves on an object (both plain regions here), no I/O."""
+
+    def __init__(self) -> None:
+        self.mirror = SharedRegion.create(ol.SHM_SIZE, "mirror")
+        self.obj = SharedRegion.create(ol.SHM_SIZE, "object")
+        table = ol.resource_table().build()
+        for region in (self.mirror, self.obj):
+            region.mem[: len(table)] = table
+        entry = rt.parse(table).vdevs()[0]
+        self.relay = Relay(self.mirror, self.obj, entry, "t")
+        self.host_cfg = VdevConfig(self.mirror, 0, entry)
+        self.peer_cfg = VdevConfig(self.obj, 0, entry)
+        parts = [VringLayout(v.num, v.align).at(v.da) for v in entry.vrings]
+        self.host_rx = VirtqueueDriver(self.mirror, parts[0], "host-rx")
+        self.host_tx = VirtqueueDriver(self.mirror, parts[1], "host-tx")
+        ident = AddressMap.identity(ol.SHM_SIZE).translate
+        self.peer_tx = VirtqueueDevice(self.obj, parts[0], "peer-tx", ident, writable=True)
+        self.peer_rx = VirtqueueDevice(self.obj, parts[1], "peer-rx", ident, writable=False)
+
+    def close(self) -> None:
+        self.mirror.close()
+        self.obj.close()
+
+
+def test_the_relay_moves_buffers_both_ways() -> None:
+    b = RelayBench()
+    try:
+        assert b.relay.sync_config() is False and b.relay.pump() == (False, False)
+        for i in range(4):  # the host's receive buffers, in the mirror's pool
+            b.host_rx.add(0x10000 + i * 512, 512, True, i)
+        b.host_cfg.gfeatures = 1
+        b.host_cfg.status = 0x7
+        assert b.relay.sync_config() is True  # the peer's side comes up: kick it
+        assert b.peer_cfg.status == 0x7 and b.peer_cfg.gfeatures == 1
+        # host -> peer: the same bytes arrive in the object, used length passed back
+        b.mirror.mem[0x30000:0x30005] = b"hello"
+        b.host_tx.add(0x30000, 5, False, 99)
+        kick_peer, _ = b.relay.pump()
+        head, off, length = b.peer_rx.get()
+        assert kick_peer and bytes(b.obj.mem[off : off + length]) == b"hello"
+        b.peer_rx.put(head, 5)
+        b.host_tx.disable_cb()  # as the host's driver does while no sender waits
+        assert b.relay.pump() == (False, False)  # returned, and no interrupt asked for
+        assert b.host_tx.get() == (99, 5)  # the used length as the peer wrote it
+        # peer -> host: into the host's next receive buffer, with the length written
+        for k in range(5):
+            head, off, _ = b.peer_tx.get()
+            b.obj.mem[off : off + 3] = bytes([k]) * 3
+            b.peer_tx.put(head, 3)
+        _, kick_host = b.relay.pump()
+        assert kick_host
+        got = [b.host_rx.get() for _ in range(4)]
+        assert [g[1] for g in got] == [3] * 4  # four buffers posted, four delivered
+        assert bytes(b.mirror.mem[0x10000:0x10003]) == b"\x00" * 3
+        assert b.host_rx.get() is None  # the fifth waits in the object for a buffer
+        b.host_rx.add(0x10000, 512, True, 0)
+        b.relay.pump()
+        assert b.host_rx.get() == (0, 3) and bytes(b.mirror.mem[0x10000:0x10003]) == b"\x04" * 3
+        b.host_cfg.status = 0  # the host resets its driver: the relay's work is done
+        assert b.relay.sync_config() is None
+    finally:
+        b.close()
+
+
+def test_the_relay_refuses_a_peer_that_breaks_its_rings() -> None:
+    b = RelayBench()
+    try:
+        b.host_rx.add(0x10000, 512, True, 0)
+        b.host_cfg.status = 0x7
+        b.relay.sync_config()
+        b.obj.mem[ol.VRING0_DA + 0x2002 : ol.VRING0_DA + 0x2004] = (1000).to_bytes(2, "little")
+        with pytest.raises(VirtqueueError, match="used index"):
+            b.relay.pump()
+    finally:
+        b.close()

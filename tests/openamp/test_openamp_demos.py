@@ -96,7 +96,8 @@ def goodbye(rp: OpenAmpRemote, ept_addr: int) -> int | None:
     """End the demo as OpenAMP's hosts do (name-service destroy); its exit status."""
     assert rp.link is not None and rp.peer is not None
     announce(rp.link, SERVICE, ept_addr, destroy=True)
-    return rp.peer.wait(TIMEOUT)
+    assert rp.shutdown(TIMEOUT), "the demo did not close its socket after the goodbye"
+    return rp.peer.returncode
 
 
 @ARRANGEMENTS

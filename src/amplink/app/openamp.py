@@ -34,6 +34,7 @@ from amplink.wire import openamp_linux as ol
 
 SERVICE = "rpmsg-openamp-demo-channel"
 MAX_PAYLOAD = ol.RPMSG_BUFFER_SIZE - 16
+PEER_END_TIMEOUT = 5.0  # s a remote gets to end after the goodbye
 
 
 def echo_payload(size: int) -> bytes:
@@ -193,7 +194,8 @@ def _echo_check(rp: OpenAmpRemote, args: argparse.Namespace) -> int:
                 f"at byte {where}",
             )
     goodbye(link, rpdev, ept.addr)
-    status = rp.peer.wait(5.0) if rp.peer is not None else None
+    rp.shutdown(PEER_END_TIMEOUT)
+    status = rp.peer.returncode if rp.peer is not None else None
     us = sorted(r * 1e6 for r in rtts)
     print(
         f"echo check passed: {len(rtts)} messages of 1..{link.mtu} bytes, every byte "
@@ -210,7 +212,8 @@ class KeptLink:
     that matches every name); what arrives on it is printed, as text when it is UTF-8;
     each line read from standard input is sent to the first channel still there, or to
     channel ``NAME`` when it reads ``NAME: text``.  On the way out each channel gets the
-    goodbye OpenAMP's hosts send.  Exit status 0 after Ctrl-C, 1 when the remote left."""
+    goodbye OpenAMP's hosts send, and the remote up to ``PEER_END_TIMEOUT`` s to end.
+    Exit status 0 after Ctrl-C, 1 when the remote left."""
 
     def __init__(self, rp: OpenAmpRemote, timeout: float) -> None:
         self.rp = rp
@@ -231,11 +234,15 @@ class KeptLink:
         try:
             return until_signal(lambda: os.eventfd_write(self._quit, 1), self._serve)
         finally:
-            self._leave(link)
+            said_goodbye = self._leave(link)
             self.rp.bus.unregister_driver(self._driver)
             os.close(self._quit)
-            if self.rp.peer is not None:  # the goodbye ends OpenAMP's demos
-                print(f"remote {' '.join(self.rp.peer.argv)}: {_status(self.rp.peer.wait(5.0))}")
+            if said_goodbye:  # on which OpenAMP's demos end
+                self.rp.shutdown(PEER_END_TIMEOUT)
+            else:
+                self.rp.stop()
+            if self.rp.peer is not None:
+                print(f"remote {' '.join(self.rp.peer.argv)}: {_status(self.rp.peer.returncode)}")
 
     def _serve(self) -> int:
         stdin = sys.stdin.fileno()
@@ -295,16 +302,19 @@ class KeptLink:
             shown = data.hex(" ")
         print(f"{rpdev.name} <- {src}: {shown}", flush=True)
 
-    def _leave(self, link: RpmsgLink) -> None:
-        """The goodbye on every channel still there."""
+    def _leave(self, link: RpmsgLink) -> bool:
+        """The goodbye on every channel still there; False if there was none."""
         with self._lock:
             channels = list(self.channels.values())
+        said = False
         for rpdev in channels:
             if rpdev.ept is not None and link.failure is None:
                 try:
                     goodbye(link, rpdev, rpdev.ept.addr)
                 except OSError:
                     break  # the remote is going anyway
+                said = True
+        return said
 
 
 class _EveryChannel(RpmsgDriver):

@@ -89,6 +89,7 @@ class OpenAmpRproc:
         self._mirror: SharedRegion | None = None
         self._relay: RelayProcess | None = None
         self._stop_fd = -1
+        self._ending = False  # shutdown(): the peer's end is expected
         self._watcher: threading.Thread | None = None
         self._lock = threading.Lock()  # the vdev's stop: the watcher's or stop()'s
 
@@ -107,6 +108,7 @@ class OpenAmpRproc:
         if self._relay is not None:
             raise AmplinkError(errno.EBUSY, f"{self.name} is already started")
         self.failure = None
+        self._ending = False
         path = shm_path(self.shm_name)  # EINVAL for a bad name, before any wait
         listener = None
         try:
@@ -197,13 +199,30 @@ class OpenAmpRproc:
                 vdev.handle_notify()
             if relay.pidfd in ready:
                 error = relay.outcome()
-                log.warning("%s: %s", self.name, error.strerror)
+                if self._ending and error.errno == errno.EPIPE:
+                    error = AmplinkError(errno.ESHUTDOWN, f"{self.name}: the OpenAMP peer ended")
+                    log.info("%s", error.strerror)
+                else:
+                    log.warning("%s", error.strerror)
                 with self._lock:
                     if self.failure is None:
                         self.failure = error
                         vdev.salvage()  # what the relay delivered before it ended
                         vdev.stop(error, crashed=True)
                 return
+
+    def shutdown(self, timeout: float) -> bool:
+        """Stop once the peer has ended by itself: OpenAMP's remotes close their socket
+        and exit when the host withdrew their channel (the goodbye, which the caller
+        sends).  Waits up to ``timeout`` s for that, then :meth:`stop`; the link's users
+        get ``ESHUTDOWN`` rather than ``EPIPE``.  True if the peer ended in time."""
+        self._ending = True
+        relay = self._relay
+        ended = relay is not None and bool(readable([relay.pidfd], timeout))
+        if ended and self.peer is not None:
+            self.peer.wait(timeout)  # a started peer exits right after its socket closed
+        self.stop()
+        return ended
 
     def stop(self) -> None:
         """Take the driver down (``ESHUTDOWN`` for whoever still uses it), stop the

@@ -115,7 +115,9 @@ class Relay:
 
     def pump(self) -> tuple[bool, bool]:
         """Move everything that can move now, both ways: ``(kick the peer, kick the
-        host)``.  ``VirtqueueError`` if the peer broke its rings."""
+        host)``.  ``VirtqueueError`` if the peer broke its rings; ``EMSGSIZE`` for a
+        message that the other side's buffers cannot hold (the host's driver was given
+        buffers of another size than the layout's)."""
         if not self.up:
             return False, False
         m_rx, m_tx, s_rx, s_tx = self._m_rx, self._m_tx, self._s_rx, self._s_tx
@@ -124,10 +126,11 @@ class Relay:
         to_peer = to_host_tx = to_host_rx = False
         while (sent := m_tx.get()) is not None:  # the host sends
             head, off, length = sent
-            if length > _BUF:  # the host's buffers are larger than the layout's
-                m_tx.put(head, 0)
-                to_host_tx = True
-                continue
+            if length > _BUF:
+                raise AmplinkError(
+                    errno.EMSGSIZE,
+                    f"the host sent {length} bytes; the layout's buffers hold {_BUF}",
+                )
             addr = self._tx_pool + head * _BUF
             mem_s[addr : addr + length] = mem_m[off : off + length]
             s_tx.add(addr, length, False, head)
@@ -143,12 +146,14 @@ class Relay:
             got = s_rx.get()
             assert got is not None
             token, written = got
+            if written > length:
+                raise AmplinkError(
+                    errno.EMSGSIZE,
+                    f"the peer sent {written} bytes; the host's receive buffers hold {length}",
+                )
             addr = ol.SHARED_BUF_PA + token * _BUF
-            if written <= length:
-                mem_m[off : off + written] = mem_s[addr : addr + written]
-                m_rx.put(head, written)
-            else:  # the host's buffers are smaller than the peer's message: it is lost
-                m_rx.put(head, 0)
+            mem_m[off : off + written] = mem_s[addr : addr + written]
+            m_rx.put(head, written)
             s_rx.add(addr, _BUF, True, token)
             to_peer = to_host_rx = True
         kick_peer = to_peer and (s_tx.kick_needed() or s_rx.kick_needed())

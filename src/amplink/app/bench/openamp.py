@@ -121,6 +121,7 @@ def _amplink_host_run(prefix: Path, folder: str, shm_path: str) -> float:
         assert rp.link is not None
         announce(rp.link, SERVICE, ept.addr, destroy=True)
         took = (time.perf_counter() - t0) * 1e3
+        rp.shutdown(TIMEOUT)
         if echo.wait(TIMEOUT) != 0:
             raise RuntimeError(f"rpmsg-echo failed: {echo.describe()}")
         return took
