@@ -45,6 +45,7 @@ from amplink.virtio.virtqueue import VirtqueueDevice, VirtqueueDriver
 from amplink.wire import openamp_linux as ol
 from amplink.wire import rsc_table as rt
 from amplink.wire.vring import VringLayout
+from kept_host import KeptHost
 from resources import snapshot
 from rpmsg_helpers import Traffic
 
@@ -405,36 +406,17 @@ def test_a_host_that_shrinks_the_shm_ends_its_session_not_the_server(tmp_path: P
 def test_keep_prints_channels_and_messages_and_sends_typed_lines(tmp_path: Path, names) -> None:
     shm, sock = names
     dev = start_device(tmp_path, shm, sock, server=True)
-    host = subprocess.Popen(
-        [sys.executable, "-m", "amplink.app.cli", "openamp", "host", "--keep", "--shm", shm,
-         "--socket", sock],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )  # fmt: skip
-    assert host.stdin is not None and host.stdout is not None
+    host = KeptHost("--shm", shm, "--socket", sock, timeout=TIMEOUT)
     try:
-        lines: list[str] = []
-
-        def until(text: str) -> None:
-            while not any(text in line for line in lines):
-                line = host.stdout.readline()  # type: ignore[union-attr]
-                assert line, "\n".join(lines)
-                lines.append(line)
-
-        until(f"channel {SERVICE} from address")
-        host.stdin.write("hello over the kept link\n")
-        host.stdin.write(f"{SERVICE}: to the channel by name\n")
-        host.stdin.flush()
-        until(f"{SERVICE} <- ")
-        until("to the channel by name")
-        echoed = [line for line in lines if f"{SERVICE} <- " in line]
-        assert any("hello over the kept link" in line for line in echoed), lines
-        host.send_signal(signal.SIGINT)
-        out, _ = host.communicate(timeout=TIMEOUT)
-        assert host.returncode == 0, "".join(lines) + out
+        host.wait_for(f"channel {SERVICE} from address")
+        host.type("hello over the kept link")
+        host.type(f"{SERVICE}: to the channel by name")
+        host.wait_for(f"{SERVICE} <- ", "hello over the kept link")
+        line = host.wait_for(f"{SERVICE} <- ", "to the channel by name")
+        assert f"{SERVICE}:" not in line.split("<- ")[1]  # the prefix chose the channel
+        assert host.interrupt() == 0, "".join(host.lines)
     finally:
-        if host.poll() is None:
-            host.kill()
-            host.wait()
+        host.close()
         assert dev.stop() == 0, dev.log()
 
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 import errno
 import os
 import random
-import signal
 import struct
 import subprocess
 import sys
@@ -33,6 +32,7 @@ from amplink.remoteproc.fwpack import firmware_program
 from amplink.rpmsg.core import announce
 from amplink.transport.openamp_peer import PeerProcess, demo_argv, find_demos
 from amplink.wire import openamp_linux as ol
+from kept_host import KeptHost
 from resources import snapshot
 from rpmsg_helpers import Traffic
 
@@ -228,29 +228,15 @@ def test_remote_serves_the_next_host_after_one_is_killed(demos: Path, tmp_path: 
 def test_host_keep_against_rpmsg_echo(demos: Path) -> None:
     """``amplink openamp host --keep``: the demo's channel is printed, typed lines come
     back as its echo, and Ctrl-C says goodbye (on which the demo exits 0)."""
-    host = subprocess.Popen(
-        [sys.executable, "-m", "amplink.app.cli", "openamp", "host", "--keep", "--",
-         *demo_argv(demos, "rpmsg-echo")],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )  # fmt: skip
-    assert host.stdin is not None and host.stdout is not None
-    lines: list[str] = []
+    host = KeptHost("--", *demo_argv(demos, "rpmsg-echo"), timeout=TIMEOUT)
     try:
-        while not any(f"channel {SERVICE}" in line for line in lines):
-            lines.append(host.stdout.readline())
-            assert lines[-1], "".join(lines)
-        host.stdin.write("typed at the terminal\n")
-        host.stdin.flush()
-        while not any("<- " in line and "typed at the terminal" in line for line in lines):
-            lines.append(host.stdout.readline())
-            assert lines[-1], "".join(lines)
-        host.send_signal(signal.SIGINT)
-        out, _ = host.communicate(timeout=TIMEOUT)
-        assert host.returncode == 0, "".join(lines) + out
+        host.wait_for(f"channel {SERVICE}")
+        host.type("typed at the terminal")
+        host.wait_for("<- ", "typed at the terminal")
+        assert host.interrupt() == 0, "".join(host.lines)
+        assert "rpmsg-echo-shared: exited with 0" in "".join(host.lines)
     finally:
-        if host.poll() is None:
-            host.kill()
-            host.wait()
+        host.close()
 
 
 def test_bench_rows(demos: Path) -> None:

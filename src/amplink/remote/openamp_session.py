@@ -30,6 +30,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
 from amplink.bindings import FirmwareRpmsg, firmware_rpmsg
 from amplink.errors import AddressError, ResourceTableError, RpmsgError
@@ -156,15 +157,8 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sock-fd", type=int, required=True, help="the host's connection")
 
 
-def _session(args: argparse.Namespace, on_ready: Callable[[], None]) -> HostSession:
-    return HostSession(
-        args.shm_fd,
-        socket.socket(fileno=args.sock_fd),
-        args.name,
-        spin=not args.no_spin,
-        setup_timeout=args.setup_timeout,
-        on_ready=on_ready,
-    )
+def _session(args: argparse.Namespace, **common: Any) -> HostSession:
+    return HostSession(args.shm_fd, socket.socket(fileno=args.sock_fd), **common)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -158,11 +158,12 @@ def session_main(
     prog: str,
     argv: list[str] | None,
     add_arguments: Callable[[argparse.ArgumentParser], None],
-    make: Callable[[argparse.Namespace, Callable[[], None]], FirmwareSession],
+    make: Callable[..., FirmwareSession],
 ) -> int:
     """A session process's entry point: the arguments every session takes (what
-    :meth:`Sessions.start` passes) and the transport's (``add_arguments``); ``make(args,
-    on_ready)`` builds the session; returns its exit status."""
+    :meth:`Sessions.start` passes) and the transport's (``add_arguments``);
+    ``make(args, name=, spin=, setup_timeout=, on_ready=)`` builds the session from the
+    transport's arguments and the common ones; returns its exit status."""
     parser = argparse.ArgumentParser(prog=prog)
     parser.add_argument("--report-fd", type=int, required=True, help="the pipe to the server")
     parser.add_argument("--program-fd", type=int, required=True, help="the program's source")
@@ -180,7 +181,13 @@ def session_main(
     source = os.pread(args.program_fd, os.fstat(args.program_fd).st_size, 0)
     os.close(args.program_fd)
     program = load_program(source.decode(), args.program_name)
-    session = make(args, lambda: report.send({"ready": True}))
+    session = make(
+        args,
+        name=args.name,
+        spin=not args.no_spin,
+        setup_timeout=args.setup_timeout,
+        on_ready=lambda: report.send({"ready": True}),
+    )
 
     def on_signal(_sig: int, _frame: FrameType | None) -> None:
         session.stop()

@@ -31,6 +31,7 @@ import logging
 import socket
 import sys
 from collections.abc import Callable
+from typing import Any
 
 from amplink.bindings import virtio_drivers
 from amplink.errors import AddressError
@@ -97,14 +98,8 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fd", type=int, required=True, help="the front end's connection")
 
 
-def _session(args: argparse.Namespace, on_ready: Callable[[], None]) -> GuestSession:
-    return GuestSession(
-        socket.socket(fileno=args.fd),
-        args.name,
-        spin=not args.no_spin,
-        setup_timeout=args.setup_timeout,
-        on_ready=on_ready,
-    )
+def _session(args: argparse.Namespace, **common: Any) -> GuestSession:
+    return GuestSession(socket.socket(fileno=args.fd), **common)
 
 
 def main(argv: list[str] | None = None) -> int:
