@@ -29,14 +29,12 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Callable
-from typing import Any
 
 from amplink.bindings import FirmwareRpmsg, firmware_rpmsg
 from amplink.errors import AddressError, ResourceTableError, RpmsgError
 from amplink.memory.addrmap import AddressMap
 from amplink.remote.runtime import Relinked
-from amplink.remote.served import FirmwareSession, session_main
+from amplink.remote.served import FirmwareSession, SessionSettings, session_main
 from amplink.transport.openamp_linux import TABLE_MAX, KickSocket, check_table, map_shm
 from amplink.transport.unix import readable
 from amplink.wire import openamp_linux as ol
@@ -55,19 +53,12 @@ class HostSession(FirmwareSession):
         self,
         shm_fd: int,
         conn: socket.socket,
-        name: str,
-        *,
-        spin: bool,
-        setup_timeout: float,
-        on_ready: Callable[[], None] = lambda: None,
+        settings: SessionSettings,
     ) -> None:
-        super().__init__(name)
-        self.spin = spin
-        self.setup_timeout = setup_timeout
-        self.on_ready = on_ready
+        super().__init__(settings)
         self.kicks = KickSocket(conn)
         try:
-            self.region = map_shm(shm_fd, name)
+            self.region = map_shm(shm_fd, self.name)
         except BaseException:
             self.kicks.close()
             raise
@@ -157,8 +148,8 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sock-fd", type=int, required=True, help="the host's connection")
 
 
-def _session(args: argparse.Namespace, **common: Any) -> HostSession:
-    return HostSession(args.shm_fd, socket.socket(fileno=args.sock_fd), **common)
+def _session(args: argparse.Namespace, settings: SessionSettings) -> HostSession:
+    return HostSession(args.shm_fd, socket.socket(fileno=args.sock_fd), settings)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -52,14 +52,29 @@ STOP_TIMEOUT = 10.0  # s a session gets to exit after SIGTERM
 
 
 # -- the session side ----------------------------------------------------------------
+@dataclass(frozen=True)
+class SessionSettings:
+    """What a session gets from its server: its ``name``, whether the firmware may
+    busy-poll the host's rings (``spin``), how long the host may take to bring its
+    driver up (``setup_timeout``, s), and what to call once it did (``on_ready``)."""
+
+    name: str
+    spin: bool
+    setup_timeout: float
+    on_ready: Callable[[], None] = lambda: None
+
+
 class FirmwareSession(ABC):
     """The firmware served to one host, in its session process: :meth:`run` waits for
     the host's driver (:meth:`_next_link`, which a transport implements), runs the
     program on a :class:`~amplink.remote.runtime.Core` over the link, and relinks when
     the host resets its driver on the same connection."""
 
-    def __init__(self, name: str) -> None:
-        self.name = name
+    def __init__(self, settings: SessionSettings) -> None:
+        self.name = settings.name
+        self.spin = settings.spin
+        self.setup_timeout = settings.setup_timeout
+        self.on_ready = settings.on_ready
         self.status = EXIT_LEFT
         self._stop_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
         self._link: PolledLink | None = None
@@ -158,12 +173,11 @@ def session_main(
     prog: str,
     argv: list[str] | None,
     add_arguments: Callable[[argparse.ArgumentParser], None],
-    make: Callable[..., FirmwareSession],
+    make: Callable[[argparse.Namespace, SessionSettings], FirmwareSession],
 ) -> int:
     """A session process's entry point: the arguments every session takes (what
     :meth:`Sessions.start` passes) and the transport's (``add_arguments``);
-    ``make(args, name=, spin=, setup_timeout=, on_ready=)`` builds the session from the
-    transport's arguments and the common ones; returns its exit status."""
+    ``make(args, settings)`` builds the session; returns its exit status."""
     parser = argparse.ArgumentParser(prog=prog)
     parser.add_argument("--report-fd", type=int, required=True, help="the pipe to the server")
     parser.add_argument("--program-fd", type=int, required=True, help="the program's source")
@@ -181,13 +195,10 @@ def session_main(
     source = os.pread(args.program_fd, os.fstat(args.program_fd).st_size, 0)
     os.close(args.program_fd)
     program = load_program(source.decode(), args.program_name)
-    session = make(
-        args,
-        name=args.name,
-        spin=not args.no_spin,
-        setup_timeout=args.setup_timeout,
-        on_ready=lambda: report.send({"ready": True}),
+    settings = SessionSettings(
+        args.name, not args.no_spin, args.setup_timeout, lambda: report.send({"ready": True})
     )
+    session = make(args, settings)
 
     def on_signal(_sig: int, _frame: FrameType | None) -> None:
         session.stop()

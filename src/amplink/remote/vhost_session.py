@@ -30,13 +30,11 @@ import argparse
 import logging
 import socket
 import sys
-from collections.abc import Callable
-from typing import Any
 
 from amplink.bindings import virtio_drivers
 from amplink.errors import AddressError
 from amplink.remote.runtime import Relinked
-from amplink.remote.served import EXIT_DROPPED, FirmwareSession, session_main
+from amplink.remote.served import EXIT_DROPPED, FirmwareSession, SessionSettings, session_main
 from amplink.rpmsg.polled import PolledLink
 from amplink.transport.vhost_user import VhostUserSession
 
@@ -49,17 +47,10 @@ class GuestSession(FirmwareSession):
     def __init__(
         self,
         conn: socket.socket,
-        name: str,
-        *,
-        spin: bool,
-        setup_timeout: float,
-        on_ready: Callable[[], None] = lambda: None,
+        settings: SessionSettings,
     ) -> None:
-        super().__init__(name)
-        self.setup_timeout = setup_timeout
-        self.on_ready = on_ready
-        self.spin = spin
-        self.session = VhostUserSession(conn, f"{name}-vhost")
+        super().__init__(settings)
+        self.session = VhostUserSession(conn, f"{self.name}-vhost")
         self._drivers = virtio_drivers(None)
 
     def _next_link(self) -> Relinked | None:
@@ -98,8 +89,8 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fd", type=int, required=True, help="the front end's connection")
 
 
-def _session(args: argparse.Namespace, **common: Any) -> GuestSession:
-    return GuestSession(socket.socket(fileno=args.fd), **common)
+def _session(args: argparse.Namespace, settings: SessionSettings) -> GuestSession:
+    return GuestSession(socket.socket(fileno=args.fd), settings)
 
 
 def main(argv: list[str] | None = None) -> int:
