@@ -61,7 +61,7 @@ class SessionSettings:
     name: str
     spin: bool
     setup_timeout: float
-    on_ready: Callable[[], None] = lambda: None
+    on_ready: Callable[[], None]
 
 
 class FirmwareSession(ABC):
