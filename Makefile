@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-linux lint bench clean
+.PHONY: demo test test-linux test-openamp lint bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -35,3 +35,10 @@ clean:
 test-linux: $(STAMP)
 	bash tools/uml/build-kernel.sh >/dev/null
 	$(BIN)/pytest --linux
+
+# The tests against OpenAMP's own demo applications (rpmsg-echo, rpmsg-*-ping,
+# matrix_multiplyd), built from the pinned sources into ~/.cache/amplink-openamp first
+# when they are not there (about a minute).
+test-openamp: $(STAMP)
+	bash tools/openamp/build-demos.sh >/dev/null
+	$(BIN)/pytest --openamp

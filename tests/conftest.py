@@ -17,16 +17,27 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         action="store_true",
         help="run only the tests against a real Linux kernel (User-Mode Linux; make test-linux)",
     )
+    parser.addoption(
+        "--openamp",
+        action="store_true",
+        help="run only the tests against OpenAMP's C demo applications (make test-openamp)",
+    )
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "linux: needs the UML kernel (run with --linux)")
+    config.addinivalue_line("markers", "openamp: needs OpenAMP's demos (run with --openamp)")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """The Linux group runs with --linux and only then; the quick suite leaves it out."""
-    want = config.getoption("--linux")
-    keep = [item for item in items if (item.get_closest_marker("linux") is not None) == want]
+    """The Linux and OpenAMP groups run with --linux and --openamp and only then; the
+    quick suite leaves them out."""
+    groups = [g for g in ("linux", "openamp") if config.getoption(f"--{g}")]
+
+    def group(item: pytest.Item) -> str | None:
+        return next((g for g in ("linux", "openamp") if item.get_closest_marker(g)), None)
+
+    keep = [item for item in items if group(item) in groups or (not groups and group(item) is None)]
     deselected = [item for item in items if item not in keep]
     if deselected:
         config.hook.pytest_deselected(items=deselected)

@@ -117,3 +117,26 @@ def send_in_thread(send: Callable[[], object]) -> tuple[threading.Thread, list[i
     t = threading.Thread(target=run)
     t.start()
     return t, outcome
+
+
+class Traffic:
+    """Round trips on ``ept`` in a thread until one fails (a peer killed mid-traffic)."""
+
+    def __init__(self, ept, payload: bytes, timeout: float) -> None:
+        self.errors: list[OSError] = []
+        self._thread = threading.Thread(target=self._run, args=(ept, payload, timeout))
+        self._thread.start()
+
+    def _run(self, ept, payload: bytes, timeout: float) -> None:
+        try:
+            while True:
+                ept.send(payload)
+                ept.recv(timeout=timeout)
+        except OSError as exc:
+            self.errors.append(exc)
+
+    def join(self, timeout: float) -> list[OSError]:
+        """The failure that ended it; asserts that it did end within ``timeout``."""
+        self._thread.join(timeout)
+        assert not self._thread.is_alive(), "a sender hung after the peer died"
+        return self.errors

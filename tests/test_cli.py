@@ -80,6 +80,7 @@ def test_board_check_summarizes():
 def test_bench_json(capsys):
     args = ["bench", "--json", "--rounds", "300", "--messages", "3000", "--deliveries", "50"]
     args += ["--cycles", "3", "--linux-rounds", "0"]  # the Linux figures: tests/linux
+    args += ["--openamp-runs", "0"]  # the OpenAMP figures: tests/openamp
     assert cli.main(args) == 0
     report = json.loads(capsys.readouterr().out)
     names = [r["name"] for r in report["results"]]
@@ -113,7 +114,7 @@ def test_bench_json(capsys):
 
 def test_bench_table(capsys):
     args = ["bench", "--rounds", "200", "--messages", "1000", "--deliveries", "20", "--no-pin"]
-    args += ["--cycles", "2", "--linux-rounds", "0"]
+    args += ["--cycles", "2", "--linux-rounds", "0", "--openamp-runs", "0"]
     assert cli.main(args) == 0
     out = capsys.readouterr().out
     assert "not pinned" in out and "virtio / Pipe" in out and "glink / Pipe" in out
@@ -121,6 +122,7 @@ def test_bench_table(capsys):
     assert "amplink mailbox (MU+IRQ)" in out and "interrupt -> client callback" in out
     assert "zero-copy send" in out
     assert "Linux guest: skipped (--linux-rounds 0)" in out
+    assert "OpenAMP demos: skipped (--openamp-runs 0)" in out
 
 
 def test_help_and_bad_usage():

@@ -288,7 +288,7 @@ def test_connections_beyond_max_guests_are_refused(make_device, caplog):
             ]
         finally:
             first.close()
-    wait_for(lambda: device.sessions == 0, "the first session to end")
+    wait_for(lambda: len(device.sessions) == 0, "the first session to end")
     assert_serves(device)
 
 

@@ -30,6 +30,21 @@ def test_buffer_goes_round(pair):
     assert drv.num_free == 8
 
 
+@pytest.mark.parametrize("writable", [False, True], ids=["read", "written"])
+def test_whole_used_len_gives_read_buffers_back_whole(writable):
+    """A device that says ``whole_used_len`` (OpenAMP's linux-machine transport) returns
+    a buffer it only read with its whole length, as OpenAMP's device does; what it
+    wrote into is still returned with the bytes written."""
+    p = make_pair(writable=writable, whole_used_len=True)
+    try:
+        p.driver.add(p.buf_addr(0), 48, writable, token=7)
+        head, _, _ = p.device.get()
+        p.device.put(head, 0 if not writable else 5)
+        assert p.driver.get() == (7, 5 if writable else 48)
+    finally:
+        p.region.close()
+
+
 def test_indices_are_free_running_past_65535(pair):
     drv, dev = pair.driver, pair.device
     for i in range(70000):

@@ -61,6 +61,30 @@ def test_discarded_buffers_come_back(loop):
     assert got == []  # nothing was sent
 
 
+def test_a_device_buffer_left_unsent_stays_with_the_device(loop):
+    """The remote (device side) takes one of the host's receive buffers to fill in
+    place and discards it: it keeps the buffer for its next send instead of returning
+    it unused, because a host reads the header of every used buffer whatever the used
+    length (OpenAMP's; Linux's length check wraps around at 0) and would deliver the
+    stale message that buffer held again."""
+    ept, _got = channel(loop)
+    ept.send(b"stale")  # the remote's echo leaves this header in a host receive buffer
+    loop.pump()
+    assert ept.recv(0).data == b"stale"
+    remote_ept = loop.remote.endpoints.get(ept.dst)
+    assert remote_ept is not None
+    for _ in range(20):  # more than the ring holds: the same buffer is lent again
+        buf = loop.remote.get_tx_buffer(remote_ept.addr, ept.addr, block=False)
+        buf.discard()
+        assert not loop.host.rx_pending()  # nothing came back to the host
+    remote_ept.sendto(b"fresh", ept.addr)
+    loop.pump()
+    assert ept.recv(0).data == b"fresh"
+    with pytest.raises(RpmsgError) as exc:
+        ept.recv(0)
+    assert exc.value.errno == errno.ETIMEDOUT  # and nothing else
+
+
 def test_a_held_receive_buffer_is_reposted_on_release(loop):
     held = []
 

@@ -21,12 +21,21 @@ class Pair:
         return self.pool + i * BUF
 
 
-def make_pair(num: int = 8, align: int = 16, writable: bool = True) -> Pair:
+def make_pair(
+    num: int = 8, align: int = 16, writable: bool = True, whole_used_len: bool = False
+) -> Pair:
     layout = VringLayout(num, align)
     pool = (layout.size + 63) // 64 * 64
     region = SharedRegion.create(pool + num * BUF)
     amap = AddressMap.identity(region.size)
     drv = VirtqueueDriver(region, layout.at(0), "test-drv")
     drv.reset_ring()
-    dev = VirtqueueDevice(region, layout.at(0), "test-dev", amap.translate, writable=writable)
+    dev = VirtqueueDevice(
+        region,
+        layout.at(0),
+        "test-dev",
+        amap.translate,
+        writable=writable,
+        whole_used_len=whole_used_len,
+    )
     return Pair(region, drv, dev, layout, pool)

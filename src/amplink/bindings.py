@@ -273,10 +273,14 @@ def firmware_rpmsg(
     table: rt.ResourceTable,
     kick: Callable[[int], None],
     spin: bool,
+    *,
+    whole_used_len: bool = False,
 ) -> FirmwareRpmsg:
     """The firmware's rpmsg: the first entry of its loaded ``table`` (at
     ``table_offset`` in ``window``) that a virtio driver or a resource handler above
-    makes rpmsg of, brought up on the device side; ``EINVAL`` if there is none."""
+    makes rpmsg of, brought up on the device side; ``EINVAL`` if there is none.
+    ``whole_used_len``: the transport's vdev gives buffers back whole
+    (:attr:`amplink.virtio.device.VirtioDevice.whole_used_len`)."""
     bus = virtio_drivers(None)
     handlers = resource_handlers(None)
     vdevs = 0
@@ -292,6 +296,7 @@ def firmware_rpmsg(
                     DEVICE,
                     kick,
                     spin=spin,
+                    whole_used_len=whole_used_len,
                 )
                 return _VdevRpmsg(vdev, bus)
             vdevs += 1

@@ -5,6 +5,8 @@ drivers of a host (:mod:`amplink.bindings`): rpmsg binds to its rpmsg vdev or GL
 and the channels its firmware announces appear on an rpmsg bus (:attr:`Rproc.bus`, its
 own or one shared by a board), where :meth:`Rproc.wait_channel` finds them.  Which
 platform runs a firmware image is chosen from :data:`PLATFORMS` by the image.
+:class:`OpenAmpRemote` is an OpenAMP linux-machine application as a remote processor,
+with the same drivers.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from amplink.remoteproc import rproc as remoteproc
 from amplink.remoteproc.config import RprocConfig
 from amplink.remoteproc.drivers import RprocDrivers
 from amplink.remoteproc.loader import BootedImage
+from amplink.remoteproc.openamp import OpenAmpRproc
 from amplink.remoteproc.platform import PlatformDriver
 from amplink.remoteproc.process import ProcessPlatformDriver
 from amplink.remoteproc.states import RUNNING
@@ -28,6 +31,7 @@ from amplink.wire import rsc_table as rt
 
 __all__ = [
     "PLATFORMS",
+    "OpenAmpRemote",
     "RpmsgBuffers",
     "RpmsgConfig",
     "Rproc",
@@ -107,6 +111,66 @@ class Rproc(remoteproc.Rproc):
             raise AmplinkError(errno.ENODEV, f"{self.name} {why}")
         wait = self.config.boot_timeout if timeout is None else timeout
         return self.bus.wait_for_device(name, wait, link=link)
+
+
+class OpenAmpRemote(OpenAmpRproc):
+    """An OpenAMP linux-machine application as a remote processor
+    (:class:`amplink.remoteproc.openamp.OpenAmpRproc`: the options, the connection, the
+    relay), with rpmsg on ``bus`` (a new bus if None): its announcements become channels
+    there, and endpoints, endpoint files, ttys and asyncio work over it unchanged.
+    ``send_timeout`` is how long a blocking send waits for a buffer (s)::
+
+        with OpenAmpRemote(command=["rpmsg-echo-shared"]) as rp:
+            ept = rp.wait_channel("rpmsg-openamp-demo-channel", 10).create_ept()
+            ept.send(b"hello")
+            print(ept.recv(timeout=5).data)
+    """
+
+    def __init__(
+        self,
+        name: str = "openamp",
+        *,
+        bus: RpmsgBus | None = None,
+        send_timeout: float | None = None,
+        server: bool = False,
+        shm: str | None = None,
+        socket_path: str | None = None,
+        command: list[str] | None = None,
+        isolate: bool = True,
+        spin: bool = True,
+    ) -> None:
+        self.bus = bus if bus is not None else RpmsgBus()
+        self._links = RpmsgLinks(self.bus)
+        rpmsg = RpmsgConfig(send_timeout=send_timeout)
+        super().__init__(
+            name,
+            virtio_drivers(self._links, rpmsg),
+            server=server,
+            shm=shm,
+            socket_path=socket_path,
+            command=command,
+            isolate=isolate,
+            spin=spin,
+        )
+
+    @property
+    def link(self) -> RpmsgLink | None:
+        """The application's rpmsg link, while it is up."""
+        links = self._links.all()
+        return links[0] if links else None
+
+    def wait_channel(self, name: str, timeout: float | None = None) -> RpmsgDevice:
+        """The channel ``name`` the application announced (waits up to ``timeout`` s;
+        ``ENODEV`` if not started, ``EPIPE`` at once if the application goes away
+        meanwhile)."""
+        link = self.link
+        if link is None:
+            raise AmplinkError(errno.ENODEV, f"{self.name} is not started")
+        return self.bus.wait_for_device(name, timeout, link=link)
+
+    def __enter__(self) -> OpenAmpRemote:
+        self.start()
+        return self
 
 
 def boot_core(

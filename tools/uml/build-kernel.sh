@@ -96,22 +96,10 @@ size_fp_buffer() {
         "kernel stacks: $(( 4 << STACK_ORDER )) KiB"
 }
 
-install_packages() {
-    local missing=()
-    for p in "${PACKAGES[@]}"; do
-        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" \
-            || missing+=("$p")
-    done
-    [ ${#missing[@]} -eq 0 ] && return
-    log "installing Debian packages: ${missing[*]}"
-    local sudo=()
-    [ "$(id -u)" -ne 0 ] && sudo=(sudo)
-    "${sudo[@]}" apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends \
-        "${missing[@]}" >/dev/null
-}
 
-install_packages
+# shellcheck source=../lib/apt.sh
+source "$HERE/../lib/apt.sh"
+install_packages "${PACKAGES[@]}"
 size_fp_buffer
 HASH="$(recipe_hash)"
 OUT="$CACHE/linux-$HASH"

@@ -24,6 +24,7 @@ from typing import Any
 
 from amplink import __version__
 from amplink.app import demo, signals, up
+from amplink.app import openamp as cli_openamp
 from amplink.app.bench import main as bench
 from amplink.app.terminal import Terminal
 from amplink.board import BoardSpec, CoreStatus, load_board
@@ -294,6 +295,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         deliveries=args.deliveries,
         cycles=args.cycles,
         linux_rounds=args.linux_rounds,
+        openamp_runs=args.openamp_runs,
     )
     if args.json:
         print(json.dumps(report, indent=2))
@@ -518,6 +520,12 @@ def _bench_commands(sub: Subcommands) -> None:
         default=2000,
         help="round trips per size against a UML Linux guest when its kernel is built (0 skips)",
     )
+    b.add_argument(
+        "--openamp-runs",
+        type=number(0, integer=True),
+        default=20,
+        help="whole runs of OpenAMP's echo demos per pair when they are built (0 skips)",
+    )
     b.add_argument("--no-pin", action="store_true", help="do not pin processes to CPUs")
     b.add_argument("--json", action="store_true", help="print one JSON object")
 
@@ -589,6 +597,7 @@ REGISTRARS: list[Callable[[Subcommands], None]] = [
     _control_commands,
     _bench_commands,
     _serve_linux_commands,
+    cli_openamp.register,
     _fw_commands,
 ]
 

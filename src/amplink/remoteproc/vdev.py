@@ -45,7 +45,8 @@ class RprocVdev(VirtioDevice, BoundSubdev):
     address → offset through ``amap``), seen from ``role``; ``kick(notifyid)`` is the
     notify path.  On the host side, ``driver`` binds to it when it starts, its buffers
     come from ``pool``, and a core that breaks its rings is reported to
-    ``report_crash`` (an ``mmufault``)."""
+    ``report_crash`` (an ``mmufault``).  ``whole_used_len``: the transport's drivers
+    want their buffers back whole (:attr:`VirtioDevice.whole_used_len`)."""
 
     def __init__(
         self,
@@ -61,8 +62,10 @@ class RprocVdev(VirtioDevice, BoundSubdev):
         driver: VirtioDriver | None = None,
         pool: DmaPool | None = None,
         report_crash: Callable[[int, str], None] | None = None,
+        whole_used_len: bool = False,
     ) -> None:
         super().__init__(name, entry.id, role, window, spin=spin)
+        self.whole_used_len = whole_used_len
         self.entry = entry
         self.config = VdevConfig(window, table_offset, entry)
         self.driver = driver

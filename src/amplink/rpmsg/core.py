@@ -488,6 +488,9 @@ class EndpointTable:
 
     def no_recipient(self, src: int, dst: int) -> None:
         """A message for an address nobody is bound to: dropped, and logged (rate-limited)."""
+        if dst == RPMSG_NS_ADDR:  # OpenAMP hosts announce their endpoints; Linux's do not
+            log.debug("rpmsg link %s: name-service message from %d ignored", self._link.name, src)
+            return
         self._unknown_dst_logged += 1
         if self._unknown_dst_logged <= 10 or self._unknown_dst_logged % 1000 == 0:
             log.warning(

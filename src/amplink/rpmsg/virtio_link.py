@@ -209,7 +209,7 @@ class VirtioRpmsgLink(PolledLink):
             return None
         token, off, cap = buf
         if _HDR_SIZE + n > cap:
-            self._return_tx(token)
+            self._return_tx(token, off, cap)
             raise RpmsgError(
                 errno.EMSGSIZE, f"the peer's buffer holds {cap - _HDR_SIZE} payload bytes, not {n}"
             )
@@ -277,6 +277,7 @@ class VirtioRpmsgLink(PolledLink):
 
     def _lent_tx_done(self, buf: TxBuffer, length: int | None) -> None:
         """A lent send buffer comes back: sent with ``length`` payload bytes, or unused."""
+        cap = _HDR_SIZE + len(buf.data)
         self._region.forget(buf.data)
         buf.data.release()
         kick = False
@@ -286,7 +287,7 @@ class VirtioRpmsgLink(PolledLink):
                     raise self.dead_error()
                 return
             if length is None:
-                self._return_tx(buf.token)
+                self._return_tx(buf.token, buf.off, cap)
             else:
                 _HDR.pack_into(self._mem, buf.off, buf.src, buf.dst, 0, length, 0)
                 kick = self._commit_tx(buf.token, _HDR_SIZE + length)
@@ -304,8 +305,9 @@ class VirtioRpmsgLink(PolledLink):
                 self._notify(self._rx_index)
 
     @abstractmethod
-    def _return_tx(self, token: int) -> None:
-        """Give back a send buffer that was taken but not sent; tx lock held."""
+    def _return_tx(self, token: int, off: int, cap: int) -> None:
+        """Keep a send buffer that was taken but not sent (``off`` and ``cap`` as
+        :meth:`_take_tx` gave them) for the next send; tx lock held."""
 
     @abstractmethod
     def _return_rx(self, token: int) -> bool:
@@ -484,7 +486,7 @@ class VirtioRpmsgHost(VirtioRpmsgLink):
         """Offset in the pool of send buffer ``token`` (tokens follow the receive ones)."""
         return self._tx_base + token * self._tx_size
 
-    def _return_tx(self, token: int) -> None:
+    def _return_tx(self, token: int, off: int, cap: int) -> None:
         self._spare_tx.append(token)
 
     def _return_rx(self, token: int) -> bool:
@@ -569,27 +571,31 @@ class VirtioRpmsgRemote(VirtioRpmsgLink):
         self._peer_reset = vdev.peer_reset
         self._tx_vq = tx
         self._rx_vq = rx
+        self._spare_tx: list[tuple[int, int, int]] = []  # taken, then not sent: kept
         tx.disable_notify()  # no kick when the host returns RX buffers, unless we wait
 
     def _take_tx(self) -> tuple[int, int, int] | None:
-        got = self._tx_vq.get()
-        if got is None:
-            return None
-        return got
+        if self._spare_tx:
+            return self._spare_tx.pop()
+        return self._tx_vq.get()
 
     def _commit_tx(self, token: int, nbytes: int) -> bool:
         self._tx_vq.put(token, nbytes)
         return self._tx_vq.notify_needed()
 
-    def _return_tx(self, token: int) -> None:
-        self._tx_vq.put(token, 0)  # the host reposts a buffer that carries nothing
+    def _return_tx(self, token: int, off: int, cap: int) -> None:
+        # Kept for the next send, not given back unused: a host takes the header of a
+        # used buffer as a message whatever its used length (OpenAMP's reads it as it
+        # is; Linux's length check wraps around at 0), so the stale one of an earlier
+        # message would be delivered again.
+        self._spare_tx.append((token, off, cap))
 
     def _return_rx(self, token: int) -> bool:
         self._rx_vq.put(token, 0)
         return self._rx_vq.notify_needed()
 
     def _peek_tx(self) -> bool:
-        return self._tx_vq.has_avail()
+        return bool(self._spare_tx) or self._tx_vq.has_avail()
 
     def _tx_returning(self) -> bool:
         return self._tx_vq.has_avail()

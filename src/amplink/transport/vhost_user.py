@@ -34,7 +34,6 @@ is refused with an error reply, and every descriptor that came with it is closed
 from __future__ import annotations
 
 import contextlib
-import errno
 import fcntl
 import logging
 import os
@@ -46,8 +45,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from amplink.errors import AddressError, AmplinkError, WireError
+from amplink.errors import AddressError, WireError
 from amplink.memory.region import SharedRegion
+from amplink.transport.unix import UnixListener
 from amplink.virtio.constants import VIRTIO_F_VERSION_1, VIRTIO_ID_RPMSG, VIRTIO_RPMSG_F_NS
 from amplink.virtio.device import DEVICE, VirtioDevice
 from amplink.wire import vhost_user as vu
@@ -541,40 +541,19 @@ class VhostUserSession:
 
 class VhostUserServer:
     """The listening UNIX socket front ends connect to (UML's
-    ``virtio_uml.device=PATH:7``).
-
-    One server per path: it holds an exclusive lock on ``PATH.lock`` while it lives,
-    and a second one refuses to start (``EADDRINUSE``, naming the first one's pid)
-    instead of taking the socket from it.  A stale socket file (its server is gone) is
-    replaced; any other file at ``path`` is refused (``EEXIST``)."""
+    ``virtio_uml.device=PATH:7``): one server per path, a second one refused
+    (``EADDRINUSE``, naming the first one's pid); a stale socket file is replaced, any
+    other file at ``path`` refused (``EEXIST``): :class:`amplink.transport.unix.UnixListener`."""
 
     def __init__(self, path: str, name: str = "vhost-user", backlog: int = 16) -> None:
         self.path = path
         self.name = name
-        self._lock_fd = _lock_path(path)
-        try:
-            with contextlib.suppress(FileNotFoundError):
-                if not stat.S_ISSOCK(os.lstat(path).st_mode):
-                    raise AmplinkError(
-                        errno.EEXIST, f"{path} exists and is not a socket; choose another --socket"
-                    )
-                os.unlink(path)
-            self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
-            try:
-                self._sock.bind(path)
-                self._sock.listen(backlog)
-                self._sock.setblocking(False)
-            except OSError:
-                self._sock.close()
-                raise
-        except BaseException:
-            _unlock_path(path, self._lock_fd)
-            raise
+        self._listener = UnixListener(path, backlog=backlog)
         self.stop_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
 
     def fileno(self) -> int:
         """The listening socket: readable when a front end is waiting to be accepted."""
-        return self._sock.fileno()
+        return self._listener.fileno()
 
     def stop(self) -> None:
         """Make waits on :attr:`stop_fd` return (safe from signal handlers and other
@@ -590,58 +569,15 @@ class VhostUserServer:
     def accept(self) -> socket.socket | None:
         """The next front end's connection (blocking mode, close-on-exec), or None if
         it went away before it was accepted."""
-        try:
-            conn, _ = self._sock.accept()
-        except (BlockingIOError, ConnectionAbortedError):
-            return None
-        return conn
+        return self._listener.accept()
 
     def close(self) -> None:
         """Stop listening, remove the socket file and release the path. Idempotent."""
-        if self._sock.fileno() < 0:
+        if self.stop_fd < 0:
             return
-        self._sock.close()
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self.path)
-        _unlock_path(self.path, self._lock_fd)
+        self._listener.close()
         os.close(self.stop_fd)
         self.stop_fd = -1
-
-
-def _lock_path(path: str) -> int:
-    """Take ``PATH.lock`` (flock, exclusive) for this process; ``EADDRINUSE`` with
-    the holder's pid if another server has it."""
-    lock = path + ".lock"
-    while True:
-        fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.read(fd, 32).decode(errors="replace").strip() or "unknown"
-            os.close(fd)
-            raise AmplinkError(
-                errno.EADDRINUSE,
-                f"{path} is served by another process (pid {holder}): stop it first, or "
-                "choose another --socket",
-            ) from None
-        except BaseException:
-            os.close(fd)
-            raise
-        try:  # a holder that was just releasing it unlinked the file: take a fresh one
-            same = os.path.samestat(os.fstat(fd), os.stat(lock))
-        except FileNotFoundError:
-            same = False
-        if same:
-            os.ftruncate(fd, 0)
-            os.write(fd, f"{os.getpid()}\n".encode())
-            return fd
-        os.close(fd)
-
-
-def _unlock_path(path: str, fd: int) -> None:
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(path + ".lock")
-    os.close(fd)
 
 
 def _one_fd(fds: list[int], what: str) -> int:

@@ -47,6 +47,12 @@ class VirtioDevice(ABC):
     peer's rings is worthwhile (the peer can run on another CPU: see
     :func:`amplink.wait.spin_worthwhile`)."""
 
+    whole_used_len = False
+    """Device side: give the driver's buffers back with their whole length as the used
+    length, where the virtio spec and Linux write the bytes the device wrote (0 for a
+    buffer it only read).  A transport whose drivers size their next buffer from it
+    (OpenAMP's linux-machine hosts) says True."""
+
     def __init__(
         self, name: str, device_id: int, role: Role, window: SharedRegion, *, spin: bool
     ) -> None:
@@ -91,7 +97,12 @@ class VirtioDevice(ABC):
         """The device half of vring ``index``, whose buffers the device writes
         (``writable``) or reads."""
         return VirtqueueDevice(
-            self.window, self.vring(index), name, self.translate, writable=writable
+            self.window,
+            self.vring(index),
+            name,
+            self.translate,
+            writable=writable,
+            whole_used_len=self.whole_used_len,
         )
 
     # -- config ----------------------------------------------------------------------

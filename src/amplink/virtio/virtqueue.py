@@ -189,10 +189,16 @@ class VirtqueueDevice(_Vring):
         translate: Callable[[int, int], int],
         *,
         writable: bool,
+        whole_used_len: bool = False,
     ) -> None:
+        """``writable``: the device writes into this queue's buffers (else it reads
+        them); ``whole_used_len``: a read buffer goes back with its whole length as the
+        used length instead of the bytes written (0), for drivers that size their next
+        buffer from it (OpenAMP's)."""
         super().__init__(window, parts, name)
         self._translate = translate
         self._want_write = VRING_DESC_F_WRITE if writable else 0
+        self._whole_used = whole_used_len and not writable
         self._held = bytearray(self.num)
         self._held_len = [0] * self.num
         self._held_count = 0
@@ -256,11 +262,14 @@ class VirtqueueDevice(_Vring):
         return head, offset, length
 
     def put(self, head: int, written: int) -> None:
-        """Return buffer ``head`` to the driver, saying ``written`` bytes were written."""
+        """Return buffer ``head`` to the driver, saying ``written`` bytes were written
+        (the buffer's whole length instead, on a ``whole_used_len`` queue)."""
         if self.broken is not None:
             raise self.broken
         if not 0 <= head < self.num or not self._held[head]:
             raise ValueError(f"descriptor {head} is not held by the device")
+        if self._whole_used:
+            written = self._held_len[head]
         if not 0 <= written <= self._held_len[head]:
             raise ValueError(f"written length {written} exceeds buffer {self._held_len[head]}")
         ui = self._used_idx

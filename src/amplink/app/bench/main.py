@@ -28,6 +28,7 @@ from typing import Any
 from amplink.app.bench import lifecycle as bench_lifecycle
 from amplink.app.bench import linux as bench_linux
 from amplink.app.bench import mailbox as bench_mailbox
+from amplink.app.bench import openamp as bench_openamp
 from amplink.app.stats import latency_summary_us
 from amplink.firmware import bench as fw
 from amplink.host import Rproc, RprocConfig
@@ -221,9 +222,11 @@ def run(
     deliveries: int = 2000,
     cycles: int = 20,
     linux_rounds: int = 2000,
+    openamp_runs: int = 20,
 ) -> dict[str, Any]:
     """Run every benchmark; returns the report that ``--json`` prints.  The Linux
-    guest figures are taken when a UML kernel is available (``linux_rounds`` 0: never)."""
+    guest figures are taken when a UML kernel is available (``linux_rounds`` 0: never),
+    the OpenAMP ones when its demos are built (``openamp_runs`` 0: never)."""
     placement = choose_placement(pin)
     saved = os.sched_getaffinity(0)
     if placement.host_cpu is not None:
@@ -236,6 +239,7 @@ def run(
     finally:
         os.sched_setaffinity(0, saved)
     linux = bench_linux.bench_linux(linux_rounds) if linux_rounds else None
+    openamp = bench_openamp.bench_openamp(openamp_runs, rounds // 5) if openamp_runs else None
     return {
         "placement": {
             "pinned": placement.pinned,
@@ -253,6 +257,7 @@ def run(
             "load_item_us": bench_mailbox.LOAD_ITEM_S * 1e6,
             "cycles": cycles,
             "linux_rounds": linux_rounds,
+            "openamp_runs": openamp_runs,
         },
         "baseline": baseline.name,
         "results": [asdict(baseline), *(asdict(r) for r in ours)],
@@ -269,6 +274,7 @@ def run(
         "delivery": [asdict(d) for d in delivery],
         "lifecycle": [asdict(t) for t in lifecycle],
         "linux": linux,
+        "openamp": openamp,
     }
 
 
@@ -340,4 +346,5 @@ def format_report(report: dict[str, Any]) -> str:
     for t in report["lifecycle"]:
         lines.append(f"{t['name']:<26}{t['p50_ms']:>10.1f}{t['p99_ms']:>10.1f}")
     lines += bench_linux.format_linux(report["linux"], prm["linux_rounds"])
+    lines += bench_openamp.format_openamp(report["openamp"], prm["openamp_runs"])
     return "\n".join(lines)
