@@ -7,13 +7,15 @@ from __future__ import annotations
 
 import errno
 import os
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 
 from amplink.errors import AmplinkError
 from amplink.memory.addrmap import AddressMap
+from amplink.memory.addrmap import Mapping as Window
 from amplink.memory.region import SharedRegion
 from amplink.remoteproc.elf import HOST_MACHINE, FirmwareError, FirmwareImage
+from amplink.remoteproc.firmware_path import locate_firmware
 from amplink.remoteproc.fwpack import is_image_file, pack_python, packed_python, program_source
 from amplink.remoteproc.layout import (
     LoadedImage,
@@ -27,12 +29,18 @@ from amplink.rpmsg.virtio_link import DEFAULT_BUFFERS, RpmsgBuffers
 from amplink.wire import rsc_table as rt
 
 DEFAULT_MEMORY_SIZE = 64 << 20
+Executor = Callable[[str, FirmwareImage], None]
 
 
-def read_firmware(name: str, spec: str, table: rt.ResourceTable | None) -> FirmwareImage:
-    """The image to boot (``request_firmware``): an ELF file, or a Python program
-    packed here with ``table`` (default: :func:`default_rsc_table`).  Refuses what no
-    executor here can run (``ENOEXEC``, ``EACCES``)."""
+def read_firmware(
+    name: str, spec: str, table: rt.ResourceTable | None, executor: Executor | None = None
+) -> FirmwareImage:
+    """The image to boot (``request_firmware``): an ELF file (a bare ``*.elf`` name is
+    looked up on the firmware search path), or a Python program packed here with
+    ``table`` (default: :func:`default_rsc_table`).  ``executor(name, image)`` is the
+    platform's check of what it can run; without one, this refuses what no process
+    core can run (``ENOEXEC``, ``EACCES``)."""
+    spec = locate_firmware(spec)
     if is_image_file(spec):
         if table is not None:
             raise AmplinkError(
@@ -44,6 +52,10 @@ def read_firmware(name: str, spec: str, table: rt.ResourceTable | None) -> Firmw
     else:
         source, path = program_source(spec)
         image = FirmwareImage.parse(pack_python(source, table or default_rsc_table()), path)
+    if executor is not None:
+        executor(name, image)
+        image.require_table()
+        return image
     if image.native and not os.access(spec, os.X_OK):
         raise AmplinkError(
             errno.EACCES,
@@ -67,6 +79,7 @@ class DeviceMemory:
     region: SharedRegion
     amap: AddressMap
     loaded: LoadedImage
+    windows: list[Window] = field(default_factory=list)  # device address ranges
 
     def read(self, da: int, size: int) -> bytes:
         """A copy of ``size`` bytes at device address ``da`` (bounds-checked)."""
@@ -91,24 +104,32 @@ def place_image(
     memory_size: int = DEFAULT_MEMORY_SIZE,
     memories: Mapping[str, Memory] | None = None,
     vendor: VendorHook = lambda entry: RSC_IGNORED,
+    windows: list[Window] | None = None,
 ) -> DeviceMemory:
-    """Create device memory for ``image`` (at most ``memory_size`` bytes from da 0) and
-    load it there; the region is closed again if loading fails."""
-    size = image_region_size(image, buffers, memories)
-    if size > memory_size:
-        raise FirmwareError(
-            "segment-da",
-            f"{image.name} needs {size:#x} bytes of device memory from da 0 (its highest "
-            f"segment ends at {image.extent():#x}); {name} has {memory_size:#x}",
-        )
-    region = SharedRegion.create(size, name)
+    """Create device memory for ``image`` and load it there: ``windows`` (device
+    address ranges at offsets of one region, the memory map of an emulated core), or
+    else one flat range from da 0 of at most ``memory_size`` bytes.  The region is
+    closed again if loading fails."""
+    if windows is None:
+        size = image_region_size(image, buffers, memories)
+        if size > memory_size:
+            raise FirmwareError(
+                "segment-da",
+                f"{image.name} needs {size:#x} bytes of device memory from da 0 (its highest "
+                f"segment ends at {image.extent():#x}); {name} has {memory_size:#x}",
+            )
+    region = SharedRegion.create(
+        size if windows is None else max(w.offset + w.size for w in windows), name
+    )
+    if windows is None:
+        windows = [Window(0, region.size, 0, "shm")]
     try:
-        amap = AddressMap.identity(region.size)
+        amap = AddressMap(windows)
         loaded = load_image(region, amap, image, buffers=buffers, memories=memories, vendor=vendor)
     except BaseException:
         region.close()
         raise
-    return DeviceMemory(region, amap, loaded)
+    return DeviceMemory(region, amap, loaded, windows)
 
 
 @dataclass

@@ -9,9 +9,9 @@ interrupt (its pidfd on line :data:`WDOG_IRQ`); an optional watchdog timer check
 heartbeat the firmware writes into core control.
 
 Words from the core on the kick channel are sorted here: ``RP_MBOX_SHUTDOWN_ACK``
-completes the handshake, ``RP_MBOX_CRASH`` is a crash report, ``RP_MBOX_ECHO_REPLY`` is
-logged, other protocol words are ignored, and anything else is a notify id for the
-rproc core.
+completes the handshake, ``RP_MBOX_CRASH`` is a crash report, ``RP_MBOX_ECHO_REPLY``
+answers :meth:`ProcessCore.mailbox_ping`, other protocol words are ignored, and
+anything else is a notify id for the rproc core.
 """
 
 from __future__ import annotations
@@ -33,10 +33,12 @@ from amplink.irq.flags import IRQ_HANDLED, IRQF_ONESHOT, IRQF_TRIGGER_RISING
 from amplink.irq.line import new_line_fd
 from amplink.mailbox.mu_path import DEFAULT_WIRING, Delivery, MuKickPath, MuWiring
 from amplink.memory.region import SharedRegion
+from amplink.remoteproc.elf_writer import Note
 from amplink.tracing import ENV_VAR, TRACER
 from amplink.wire.protocol import (
     RP_MBOX_CRASH,
     RP_MBOX_ECHO_REPLY,
+    RP_MBOX_ECHO_REQUEST,
     RP_MBOX_READY,
     RP_MBOX_SHUTDOWN,
     RP_MBOX_SHUTDOWN_ACK,
@@ -108,6 +110,7 @@ class ProcessCore:
         self._mmio: SharedRegion | None = None
         self._line_fds = (-1, -1)
         self._ack = threading.Event()
+        self._echo_reply = threading.Event()
         self._resetting = False
         self._watchdog: threading.Thread | None = None
         self._watchdog_stop = threading.Event()
@@ -189,9 +192,8 @@ class ProcessCore:
         table_len: int,
         entry: int,
     ) -> subprocess.Popen[bytes]:
-        exe = [self.firmware] if self.native else [sys.executable, "-m", "amplink.remote"]
         cmd = [
-            *exe,
+            *self._executable(),
             "--name", self.name,
             "--firmware", self.firmware,
             "--region-fd", str(region.fd),
@@ -211,6 +213,7 @@ class ProcessCore:
             cmd += ["--cpu", str(self.cpu)]
         if not self.spin:
             cmd.append("--no-spin")
+        cmd += self._extra_args()
         env = dict(os.environ, AMPLINK_PARENT_PID=str(os.getpid()))
         if TRACER.enabled:  # the core appends its events to a file the export merges
             env[ENV_VAR] = TRACER.core_file(self.name)
@@ -221,6 +224,14 @@ class ProcessCore:
             env=env,
             stdin=subprocess.DEVNULL,
         )
+
+    def _executable(self) -> list[str]:
+        """The command that runs the core (its arguments follow)."""
+        return [self.firmware] if self.native else [sys.executable, "-m", "amplink.remote"]
+
+    def _extra_args(self) -> list[str]:
+        """Arguments a platform adds to the core's command line."""
+        return []
 
     # -- words from the core ---------------------------------------------------------
     def kick(self, word: int) -> None:
@@ -237,7 +248,7 @@ class ProcessCore:
         elif word == RP_MBOX_CRASH:
             self.on_crash(CRASH_FATAL_ERROR, "the firmware reported a fatal error")
         elif word == RP_MBOX_ECHO_REPLY:
-            log.info("%s: echo reply", self.name)
+            self._echo_reply.set()
 
     def _exit_irq(self, irq: int, dev_id: object) -> int:
         """The core process exited (its pidfd became readable)."""
@@ -246,8 +257,27 @@ class ProcessCore:
         self.exit_code = code
         self._ack.set()  # a graceful shutdown waiting for this core need not wait on
         if not self._resetting:
-            self.on_crash(CRASH_FATAL_ERROR, f"the core process exited ({describe_exit(code)})")
+            self.on_crash(*self._exit_crash(code))
         return IRQ_HANDLED
+
+    def _exit_crash(self, code: int | None) -> tuple[int, str]:
+        """The crash a core process's exit is: its kind and reason."""
+        return CRASH_FATAL_ERROR, f"the core process exited ({describe_exit(code)})"
+
+    def mailbox_ping(self, timeout: float = 1.0) -> float:
+        """Send ``RP_MBOX_ECHO_REQUEST`` and wait for ``RP_MBOX_ECHO_REPLY``: the round
+        trip (s) of a word through the MU, the core's interrupt handler and back.
+        ``ETIMEDOUT`` if no reply comes."""
+        self._echo_reply.clear()
+        t = time.perf_counter()
+        self.kick(RP_MBOX_ECHO_REQUEST)
+        if not self._echo_reply.wait(timeout):
+            raise AmplinkError(errno.ETIMEDOUT, f"{self.name} did not answer an echo request")
+        return time.perf_counter() - t
+
+    def coredump_notes(self) -> tuple[Note, ...]:
+        """ELF notes for a dump of this core (a process core has no registers to give)."""
+        return ()
 
     # -- watchdog --------------------------------------------------------------------
     def _start_watchdog(self, period: float) -> None:

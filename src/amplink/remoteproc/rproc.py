@@ -31,6 +31,7 @@ import logging
 import os
 import threading
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from amplink.errors import AmplinkError, RpmsgError
 from amplink.mailbox.mu_path import DEFAULT_WIRING, Delivery, MuKickPath, MuWiring
@@ -38,6 +39,8 @@ from amplink.memory.region import SharedRegion
 from amplink.remoteproc import coredump
 from amplink.remoteproc.control import Debugfs, Sysfs
 from amplink.remoteproc.elf import FirmwareImage
+from amplink.remoteproc.elf_writer import Note
+from amplink.remoteproc.emulated_core import EmulatedPlatform
 from amplink.remoteproc.layout import GlinkEdgeLayout, default_rsc_table
 from amplink.remoteproc.loader import (
     DEFAULT_MEMORY_SIZE,
@@ -107,6 +110,7 @@ class Rproc:
         handle_rsc: VendorHook | None = None,
         attach: BootedCore | None = None,
         mailbox: MuWiring = DEFAULT_WIRING,
+        platform: EmulatedPlatform | None = None,
     ) -> None:
         """``firmware``: an ELF file, or a Python firmware program (``.py`` file or
         module) that is packed with ``table`` (default: one rpmsg vdev, graceful
@@ -125,7 +129,10 @@ class Rproc:
         ``buffers`` sets the rpmsg buffer sizes and counts per direction.
         ``graceful_shutdown``: whether the platform does TI K3's shutdown handshake
         with firmware that announces it (False: a stop is always a reset, as i.MX).
-        ``mailbox``: the MU channels and interrupt lines of the kick path."""
+        ``mailbox``: the MU channels and interrupt lines of the kick path.
+        ``platform``: an :class:`~amplink.remoteproc.emulated_core.EmulatedPlatform`
+        to run ARM Cortex-M images on an emulated core (its memory windows replace
+        ``memory_size`` and ``memories``); by default the core is a process."""
         if coredump_mode not in coredump.MODES:
             raise AmplinkError(
                 errno.EINVAL, f"coredump mode {coredump_mode!r} not in {coredump.MODES}"
@@ -148,6 +155,7 @@ class Rproc:
         self.coredump_dir = coredump_dir
         self.graceful_shutdown = graceful_shutdown
         self.mailbox = mailbox
+        self.platform = platform
         self.shutdown_timeout = shutdown_timeout
         self.wfi_timeout = wfi_timeout
         self.inline_coredump_timeout = inline_coredump_timeout
@@ -323,8 +331,12 @@ class Rproc:
         self.state = RUNNING
 
     def _boot_steps(self) -> None:
+        emulated = self.platform
         image = self.image = read_firmware(
-            self.name, self.firmware, self.table if self._table_given else None
+            self.name,
+            self.firmware,
+            self.table if self._table_given else None,
+            emulated.check_image if emulated is not None else None,
         )
         table = self.table = image.require_table()
         self.features = Features.of(table)
@@ -335,18 +347,21 @@ class Rproc:
             memory_size=self.memory_size,
             memories=self.memories,
             vendor=self._vendor_resource,
+            windows=emulated.windows() if emulated is not None else None,
         )
         self._adopt_memory(memory)
-        platform = self._platform = ProcessCore(
-            self.name,
-            self.firmware,
+        settings: dict[str, Any] = dict(
             cpu=self.cpu,
             spin=self._spin_enabled(),
             delivery=self.delivery,
             rt_priority=self.rt_priority,
             boot_timeout=self.boot_timeout,
-            native=image.native,
             mailbox=self.mailbox,
+        )
+        platform = self._platform = (
+            emulated.core(self.name, self.firmware, image, **settings)
+            if emulated is not None
+            else ProcessCore(self.name, self.firmware, native=image.native, **settings)
         )
         self._wire_platform(platform)
         loaded = memory.loaded
@@ -513,28 +528,33 @@ class Rproc:
                 log.error("%s: a thread still uses the rpmsg rings after 5 s", self.name)
             self.link = None
         platform = self._platform
+        notes: tuple[Note, ...] = ()
         if platform is not None:
             platform.release()
             self._exit_code = platform.exit_code
+            notes = platform.coredump_notes()
             self._platform = None
         memory = self._memory
         if memory is not None:
             if crashed:
-                self._dump(memory.region)
+                self._dump(memory, notes)
             memory.region.close()
             self._memory = None
         self._booted = None
         self._clean_table = None
 
-    def _dump(self, region: SharedRegion) -> None:
+    def _dump(self, memory: DeviceMemory, notes: tuple[Note, ...]) -> None:
         image = self.image
+        region = memory.region
         dump = coredump.take(
             self.name,
             self.crash_count,
             self.coredump_mode,
             image.machine if image is not None else 0,
             image.entry if image is not None else 0,
-            [(0, region.mem)],
+            [(w.da, region.view(w.offset, w.size)) for w in memory.windows],
+            elfclass=image.elfclass if image is not None else 64,
+            notes=notes,
         )
         if dump is None:
             return

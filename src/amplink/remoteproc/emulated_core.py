@@ -1,0 +1,154 @@
+"""The platform driver for an emulated Cortex-M core: real firmware (an ARM ELF image)
+executed by :mod:`amplink.emu` in the core's process.
+
+Everything the process platform does stays as it is (:class:`ProcessCore`: the MMIO
+window with the MU and core control, the two interrupt lines, the host's MU kick path,
+death as an interrupt, the watchdog); this driver changes what runs and what the
+device memory is:
+
+* the image must be one a Cortex-M executes (ELF32, little-endian, ``EM_ARM``, an
+  executable with a Thumb entry), else ``ENOEXEC``;
+* device memory is the board's memory windows (ITCM, DTCM, shared DDR... at their
+  device addresses), laid out one after the other in one shared region, so segments,
+  the resource table, vrings and buffers land at the addresses the firmware was
+  linked for;
+* the core process is ``python -m amplink.emu`` with the core's description;
+* a crash the core reports by ending its process carries the fault (kind, PC,
+  address) from the CPU-state block; before any reset the core is halted (SIGUSR1, a
+  debug halt) so that a core dump has its registers, in an ``NT_PRSTATUS`` note.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import signal
+import struct
+import sys
+import time
+from dataclasses import dataclass, replace
+from typing import Any
+
+from amplink.emu.soc import CortexMSoc
+from amplink.errors import AmplinkError
+from amplink.hw import cpu_state as cs
+from amplink.hw.core_ctrl import STATUS_BOOTED
+from amplink.hw.soc import cpu_state_block
+from amplink.memory.addrmap import Mapping
+from amplink.remoteproc.elf import FirmwareImage
+from amplink.remoteproc.elf_writer import EM_ARM, PF_X, Note
+from amplink.remoteproc.process_core import CRASH_FATAL_ERROR, CRASH_MMUFAULT, ProcessCore
+
+log = logging.getLogger(__name__)
+
+HALT_TIMEOUT = 0.5  # how long a reset waits for the core to halt first (s)
+NT_PRSTATUS = 1
+SIGNALS = {"memory": 11, "fatal": 4, "halted": 19}  # SIGSEGV, SIGILL, SIGSTOP
+# Linux's 32-bit ARM struct elf_prstatus (148 bytes): si_signo, si_code, si_errno,
+# pr_cursig (+2 pad), sigpend, sighold, pid, ppid, pgrp, sid, four timevals, then
+# pr_reg (r0..r15, cpsr, orig_r0) and pr_fpvalid; the layout GDB and readelf know.
+_PRSTATUS = struct.Struct("<iiih2xIIiiii32x18Ii")
+
+
+@dataclass(frozen=True)
+class EmulatedPlatform:
+    """How remoteproc runs a core of this kind (``Rproc(platform=...)``): the SoC the
+    firmware is built for."""
+
+    soc: CortexMSoc
+
+    def check_image(self, name: str, image: FirmwareImage) -> None:
+        """``ENOEXEC`` unless ``image`` is a Cortex-M executable."""
+        problems = []
+        if image.machine != EM_ARM:
+            problems.append(f"machine {image.machine_name}, not EM_ARM")
+        if image.elfclass != 32 or not image.little_endian:
+            problems.append("not a little-endian ELF32 file")
+        if image.elf_type != "ET_EXEC":
+            problems.append(f"type {image.elf_type}, not an executable")
+        if problems:
+            raise AmplinkError(
+                errno.ENOEXEC,
+                f"{name}: {image.name} cannot run on an emulated {self.soc.cpu}: "
+                + "; ".join(problems),
+            )
+
+    def windows(self) -> list[Mapping]:
+        """The device memory windows, where they are in the core's shared region."""
+        return self.soc.layout()
+
+    def core(self, name: str, firmware: str, image: FirmwareImage, **kwargs: Any) -> EmulatedCore:
+        """The platform core for one boot of ``image`` (``kwargs``: ProcessCore's)."""
+        code = tuple((s.da, s.memsz) for s in image.segments if s.flags & PF_X)
+        return EmulatedCore(name, firmware, replace(self.soc, code=code), **kwargs)
+
+
+class EmulatedCore(ProcessCore):
+    """One emulated core process and the hardware around it; created per start."""
+
+    def __init__(self, name: str, firmware: str, soc: CortexMSoc, **kwargs: Any) -> None:
+        super().__init__(name, firmware, **kwargs)
+        self.soc = soc
+        self.last_state: cs.CpuState | None = None  # registers when it last stopped
+        self._last_pid = 0
+
+    def _executable(self) -> list[str]:
+        return [sys.executable, "-m", "amplink.emu"]
+
+    def _extra_args(self) -> list[str]:
+        return ["--soc", self.soc.to_json()]
+
+    def cpu_state(self) -> cs.CpuState | None:
+        """The CPU-state block as the core last wrote it (None once released)."""
+        return cpu_state_block(self._mmio).read() if self._mmio is not None else None
+
+    def _exit_crash(self, code: int | None) -> tuple[int, str]:
+        state = self.cpu_state()
+        if state is None or state.state != cs.STATE_FAULTED:
+            return super()._exit_crash(code)
+        self.last_state = state
+        kind = CRASH_MMUFAULT if state.memory_fault else CRASH_FATAL_ERROR
+        return kind, f"the core faulted: {state.describe()}"
+
+    def halt(self, timeout: float = HALT_TIMEOUT) -> cs.CpuState | None:
+        """Halt the core (a debug halt request) and return its registers; None if it
+        does not halt within ``timeout`` s (or is not running)."""
+        proc, before = self.proc, self.cpu_state()
+        if proc is None or before is None or not self.status() & STATUS_BOOTED:
+            return None  # not executing yet: nothing to halt, and no handler for the signal
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGUSR1)
+        deadline = time.monotonic() + timeout
+        while True:
+            state = self.cpu_state()
+            if state is None:
+                return None
+            if state.state == cs.STATE_FAULTED or (
+                state.state == cs.STATE_HALTED and state.seq != before.seq
+            ):
+                return state
+            if proc.poll() is not None or time.monotonic() > deadline:
+                return None
+            time.sleep(0.001)
+
+    def _reset(self) -> None:
+        if self.proc is not None:
+            self._last_pid = self.proc.pid
+            state = self.halt()
+            if state is not None:
+                self.last_state = state
+        super()._reset()
+
+    def coredump_notes(self) -> tuple[Note, ...]:
+        state = self.last_state
+        if state is None:
+            return ()
+        if state.state == cs.STATE_FAULTED:
+            signo = SIGNALS["memory"] if state.memory_fault else SIGNALS["fatal"]
+        else:
+            signo = SIGNALS["halted"]
+        desc = _PRSTATUS.pack(
+            signo, 0, 0, signo, 0, 0, self._last_pid, 0, 0, 0, *state.regs, state.xpsr, 0, 0
+        )
+        return (Note("CORE", NT_PRSTATUS, desc),)
