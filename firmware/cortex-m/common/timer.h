@@ -1,0 +1,11 @@
+/* A 1 kHz tick from SysTick, and delays that wait in WFI instead of spinning. */
+#ifndef AMPLINK_TIMER_H
+#define AMPLINK_TIMER_H
+
+#include <stdint.h>
+
+void timer_init(void);
+uint32_t timer_ms(void);         /* milliseconds since timer_init() */
+void timer_delay_ms(uint32_t ms); /* at least ms milliseconds, idle meanwhile */
+
+#endif
