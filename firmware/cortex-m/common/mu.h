@@ -23,8 +23,12 @@ struct mu_regs {
 #define MU_TE(n) (1u << (23u - (n)))
 #define MU_RIE(n) (1u << (27u - (n)))
 
-/* The words amplink's host sends beside vring notify ids (TI's mailbox messages). */
+/* The words amplink's host sends beside vring notify ids (TI's mailbox messages):
+ * all of them are at least MU_WORD_PROTOCOL_FIRST; an echo request is answered at once
+ * with an echo reply (the host times the mailbox round trip with it). */
 #define MU_WORD_PROTOCOL_FIRST 0xffffff00u
+#define MU_WORD_ECHO_REQUEST 0xffffff03u
+#define MU_WORD_ECHO_REPLY 0xffffff04u
 
 /* Send a word on channel ch, waiting until the host has read the previous one. */
 static inline void mu_send(uint32_t ch, uint32_t word)

@@ -2,22 +2,33 @@
 
 #include "soc.h"
 
-static volatile uint32_t ticks;
+/* The tick is slow while nothing waits (a quiet core takes few interrupts) and 1 ms
+ * while a delay runs. */
+#define IDLE_TICK_MS 10u
 
-void systick_handler(void) { ticks++; }
+static volatile uint32_t ms;
+static volatile uint32_t tick_ms;
 
-void timer_init(void)
+void systick_handler(void) { ms += tick_ms; }
+
+static void tick_every(uint32_t period_ms)
 {
-    SYST_RVR = SOC_CORE_CLOCK_HZ / 1000u - 1u;
+    SYST_CSR = 0;
+    tick_ms = period_ms;
+    SYST_RVR = SOC_CORE_CLOCK_HZ / 1000u * period_ms - 1u;
     SYST_CVR = 0;
     SYST_CSR = SYST_CSR_CLKSOURCE | SYST_CSR_TICKINT | SYST_CSR_ENABLE;
 }
 
-uint32_t timer_ms(void) { return ticks; }
+void timer_init(void) { tick_every(IDLE_TICK_MS); }
 
-void timer_delay_ms(uint32_t ms)
+uint32_t timer_ms(void) { return ms; }
+
+void timer_delay_ms(uint32_t delay)
 {
-    uint32_t start = ticks;
-    while ((uint32_t)(ticks - start) <= ms)
+    tick_every(1);
+    uint32_t start = ms;
+    while ((uint32_t)(ms - start) <= delay)
         wait_for_interrupt();
+    tick_every(IDLE_TICK_MS);
 }

@@ -1,4 +1,6 @@
-/* A 1 kHz tick from SysTick, and delays that wait in WFI instead of spinning. */
+/* Time from SysTick: a millisecond count, and delays that wait in WFI instead of
+ * spinning (the tick runs at 1 kHz only while one does). Not for use in interrupt
+ * handlers. */
 #ifndef AMPLINK_TIMER_H
 #define AMPLINK_TIMER_H
 

@@ -20,6 +20,8 @@ void mu_irq_handler(void)
         uint32_t word = mu_receive(KICK_MU_CHANNEL);
         if (word < MU_WORD_PROTOCOL_FIRST && kicked_rproc)
             atomic_store(&kicked_rproc->nokick, 0);
+        else if (word == MU_WORD_ECHO_REQUEST)
+            mu_send(KICK_MU_CHANNEL, MU_WORD_ECHO_REPLY);
     }
 }
 

@@ -38,14 +38,16 @@ void platform_notify(uint32_t vector_id)
     env_unlock_mutex(platform_lock);
 }
 
-/* The MU interrupt: a notify id from the host names the vring to look at; the
- * host's protocol words (RP_MBOX_*) mean nothing to this firmware. */
+/* The MU interrupt: a notify id from the host names the vring to look at; an echo
+ * request is answered; the host's other protocol words (RP_MBOX_*) mean nothing here. */
 void mu_irq_handler(void)
 {
     while (mu_pending(RPMSG_MU_CHANNEL)) {
         uint32_t word = mu_receive(RPMSG_MU_CHANNEL);
         if (word < RL_PLATFORM_MAX_ISR_COUNT)
             env_isr(RL_GET_VQ_ID(RL_PLATFORM_AMPLINK_CM7_LINK_ID, word));
+        else if (word == MU_WORD_ECHO_REQUEST)
+            mu_send(RPMSG_MU_CHANNEL, MU_WORD_ECHO_REPLY);
     }
 }
 
