@@ -67,6 +67,7 @@ from unicorn import (
 )
 from unicorn import arm_const as arm
 
+from amplink.emu.registers import Batch, emu_start
 from amplink.emu.scs import (
     DWT_BASE,
     DWT_SIZE,
@@ -102,6 +103,7 @@ _FRAME_REGS = (
     arm.UC_ARM_REG_R0, arm.UC_ARM_REG_R1, arm.UC_ARM_REG_R2, arm.UC_ARM_REG_R3,
     arm.UC_ARM_REG_R12, arm.UC_ARM_REG_LR,
 )  # fmt: skip
+MASK_REGS = (arm.UC_ARM_REG_PRIMASK, arm.UC_ARM_REG_BASEPRI, arm.UC_ARM_REG_FAULTMASK)
 _FRAME = struct.Struct("<8I")
 _WORD = struct.Struct("<I")
 
@@ -232,6 +234,7 @@ class CortexM:
         self.halt_signal = 2  # what a debugger is told a requested halt was (SIGINT)
         self.stop_requested = threading.Event()
         self._wake_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+        self.line_fds: tuple[int, ...] = ()  # interrupt lines a core in WFI watches too
         self._att_lock = threading.Lock()
         self._attention = False
         self._fault: Stop | None = None
@@ -254,6 +257,16 @@ class CortexM:
         self._map_mmio(DWT_BASE, DWT_SIZE, self.scs.dwt_read, self.scs.dwt_write, "the DWT")
         for p in peripherals:
             self._map_mmio(p.base, p.size, p.read, p.write, p.name)
+        self._masks = Batch(self.uc, MASK_REGS)
+        self._entry_regs = Batch(self.uc, (arm.UC_ARM_REG_XPSR, arm.UC_ARM_REG_CONTROL,
+                                           arm.UC_ARM_REG_SP, *_FRAME_REGS))  # fmt: skip
+        self._entry_write = Batch(self.uc, (arm.UC_ARM_REG_SP, arm.UC_ARM_REG_LR,
+                                            arm.UC_ARM_REG_XPSR, arm.UC_ARM_REG_PC))  # fmt: skip
+        self._return_regs = Batch(self.uc, (arm.UC_ARM_REG_PC, arm.UC_ARM_REG_XPSR,
+                                            arm.UC_ARM_REG_MSP, arm.UC_ARM_REG_PSP))  # fmt: skip
+        self._frame_write = Batch(self.uc, (*_FRAME_REGS, arm.UC_ARM_REG_XPSR))
+        self._pc_reg = Batch(self.uc, (arm.UC_ARM_REG_PC,))
+        self._all_regs = Batch(self.uc, (*GPRS, arm.UC_ARM_REG_XPSR))
         self._hook(UC_HOOK_INTR, self._on_interrupt)
         self._hook(UC_HOOK_MEM_UNMAPPED, self._on_unmapped)
         self._hook_code_sites()
@@ -348,9 +361,9 @@ class CortexM:
 
     def registers(self) -> tuple[tuple[int, ...], int]:
         """``(r0..r15, xpsr)`` now (R15 is the PC the core resumes at)."""
-        regs = [int(self.uc.reg_read(r)) for r in GPRS]
+        *regs, xpsr = self._all_regs.read()
         regs[15] = self.pc
-        return tuple(regs), int(self.uc.reg_read(arm.UC_ARM_REG_XPSR))
+        return tuple(regs), xpsr
 
     def read32(self, address: int) -> int:
         """A word of the core's memory (``UcError`` if it is not mapped)."""
@@ -421,10 +434,10 @@ class CortexM:
                 self._attention = False
                 return  # re-evaluate before running
         try:
-            self.uc.emu_start(self.pc | 1, UNTIL, count=SLICE)
+            emu_start(self.uc, self.pc | 1, UNTIL, SLICE)
         except UcError as exc:
             self._emulation_error(exc)
-        self.pc = int(self.uc.reg_read(arm.UC_ARM_REG_PC))
+        self.pc = self._pc_reg.read()[0]
         if self.pc == UNTIL & ~1 and self._fault is None:
             self._fail(Stop(cs.CAUSE_UNMAPPED_FETCH, UNTIL, self.pc))
         if self.scs.reset_requested and self._fault is None:
@@ -460,13 +473,14 @@ class CortexM:
         try:
             while not (self.stop_requested.is_set() or self.halt_requested.is_set()):
                 self.scs.sample_lines()
-                basepri = int(self.uc.reg_read(arm.UC_ARM_REG_BASEPRI))
-                faultmask = int(self.uc.reg_read(arm.UC_ARM_REG_FAULTMASK))
+                _, basepri, faultmask = self._masks.read()
                 if self.scs.wakes_from_wfi(basepri, faultmask):
                     return
-                if not select.select([self._wake_fd], [], [], IDLE_BEAT)[0] and control:
+                ready = select.select([self._wake_fd, *self.line_fds], [], [], IDLE_BEAT)[0]
+                if not ready and control:
                     control.heartbeat()
-                drain(self._wake_fd)
+                for fd in ready:
+                    drain(fd)  # a line's pulse only says "look": sampled above
         finally:
             self._event = False
             if control is not None:
@@ -515,10 +529,10 @@ class CortexM:
         if self._fault is None:
             self._skip_breakpoint = self.pc
             try:
-                self.uc.emu_start(self.pc | 1, UNTIL, count=1)
+                emu_start(self.uc, self.pc | 1, UNTIL, 1)
             except UcError as exc:
                 self._emulation_error(exc)
-            self.pc = int(self.uc.reg_read(arm.UC_ARM_REG_PC))
+            self.pc = self._pc_reg.read()[0]
         self._breakpoint_hit = -1
         return self._fault
 
@@ -555,26 +569,20 @@ class CortexM:
 
     # -- exceptions ----------------------------------------------------------------------
     def _take_due_exception(self) -> None:
-        uc = self.uc
-        exc = self.scs.next_exception(
-            int(uc.reg_read(arm.UC_ARM_REG_PRIMASK)),
-            int(uc.reg_read(arm.UC_ARM_REG_BASEPRI)),
-            int(uc.reg_read(arm.UC_ARM_REG_FAULTMASK)),
-        )
+        if not self.scs.takeable_pending():
+            return
+        exc = self.scs.next_exception(*self._masks.read())
         if exc is not None:
             self._enter(exc, self.pc)
 
     def _enter(self, exc: int, return_pc: int) -> None:
         """ExceptionEntry: push the frame, switch to handler mode, jump to the vector."""
         uc = self.uc
-        xpsr = int(uc.reg_read(arm.UC_ARM_REG_XPSR))
-        control = int(uc.reg_read(arm.UC_ARM_REG_CONTROL))
+        xpsr, control, sp, *values = self._entry_regs.read()
         thread = xpsr & 0x1FF == 0
         on_psp = thread and bool(control & CONTROL_SPSEL)
-        sp = int(uc.reg_read(arm.UC_ARM_REG_SP))
         frame_sp = (sp - 32) & ~7
         pad = XPSR_STACK_ALIGN if (sp - 32) & 4 else 0
-        values = [int(uc.reg_read(r)) for r in _FRAME_REGS]
         frame = _FRAME.pack(*values, return_pc & ~1, (xpsr & ~XPSR_STACK_ALIGN) | pad)
         vector_at = self.scs.vtor + 4 * exc
         try:
@@ -590,18 +598,20 @@ class CortexM:
                 Stop(cs.CAUSE_LOCKUP, vector_at, return_pc,
                      f"exception {exc}'s vector {vector:#x} has no Thumb bit")
             )  # fmt: skip
-        uc.reg_write(arm.UC_ARM_REG_SP, frame_sp)
         if on_psp:  # handler mode runs on the main stack
+            uc.reg_write(arm.UC_ARM_REG_PSP, frame_sp)
             uc.reg_write(arm.UC_ARM_REG_CONTROL, control & ~CONTROL_SPSEL)
+            sp = int(uc.reg_read(arm.UC_ARM_REG_MSP))
+        else:
+            sp = frame_sp
         if not thread:
             lr = EXC_RETURN_HANDLER
         else:
             lr = EXC_RETURN_THREAD_PSP if on_psp else EXC_RETURN_THREAD_MSP
-        uc.reg_write(arm.UC_ARM_REG_LR, lr)
-        uc.reg_write(arm.UC_ARM_REG_XPSR, XPSR_T | exc)
-        self.scs.activate(exc)
         self.pc = vector & ~1
-        uc.reg_write(arm.UC_ARM_REG_PC, self.pc | 1)  # the Thumb bit: an even PC selects ARM
+        # the Thumb bit: an even PC selects ARM
+        self._entry_write.write((sp, lr, XPSR_T | exc, self.pc | 1))
+        self.scs.activate(exc)
         self.interrupts_taken += 1
         if TRACER.enabled:
             TRACER.event("emu", "exception", number=exc, pc=return_pc)
@@ -609,8 +619,9 @@ class CortexM:
     def _return(self) -> None:
         """ExceptionReturn, for the EXC_RETURN value the core branched to."""
         uc = self.uc
-        exc_return = int(uc.reg_read(arm.UC_ARM_REG_PC)) | 1
-        exc = self._ipsr()
+        exc_return, xpsr_now, msp, psp = self._return_regs.read()
+        exc_return |= 1
+        exc = xpsr_now & 0x1FF
         if exc_return not in (EXC_RETURN_HANDLER, EXC_RETURN_THREAD_MSP, EXC_RETURN_THREAD_PSP):
             raise _Fault(
                 Stop(cs.CAUSE_BAD_EXC_RETURN, 0, exc_return,
@@ -622,7 +633,7 @@ class CortexM:
             )
         to_thread = exc_return != EXC_RETURN_HANDLER
         to_psp = exc_return == EXC_RETURN_THREAD_PSP
-        sp = int(uc.reg_read(arm.UC_ARM_REG_PSP if to_psp else arm.UC_ARM_REG_MSP))
+        sp = psp if to_psp else msp
         try:
             values = _FRAME.unpack(bytes(uc.mem_read(sp, 32)))
         except UcError:
@@ -636,10 +647,8 @@ class CortexM:
             )
         if not xpsr & XPSR_T:
             raise _Fault(Stop(cs.CAUSE_INVALID_STATE, 0, pc, "the stacked xPSR has no Thumb bit"))
-        for reg, value in zip(_FRAME_REGS, values[:6], strict=True):
-            uc.reg_write(reg, value)
         sp += 32 + (4 if xpsr & XPSR_STACK_ALIGN else 0)
-        uc.reg_write(arm.UC_ARM_REG_XPSR, xpsr & ~XPSR_STACK_ALIGN)  # thread or handler mode
+        self._frame_write.write((*values[:6], xpsr & ~XPSR_STACK_ALIGN))  # thread or handler
         if to_psp:
             uc.reg_write(arm.UC_ARM_REG_PSP, sp)
             control = int(uc.reg_read(arm.UC_ARM_REG_CONTROL))
@@ -648,7 +657,7 @@ class CortexM:
             uc.reg_write(arm.UC_ARM_REG_SP, sp)
         self._event = True
         self.pc = pc & ~1
-        uc.reg_write(arm.UC_ARM_REG_PC, self.pc | 1)  # the Thumb bit: an even PC selects ARM
+        self._pc_reg.write((self.pc | 1,))  # the Thumb bit: an even PC selects ARM
 
     # -- unicorn's callbacks -------------------------------------------------------------
     def _on_interrupt(self, uc: Uc, intno: int, _: object) -> None:
@@ -675,13 +684,7 @@ class CortexM:
     def _svc(self, return_pc: int) -> None:
         """SVCall, taken at once (it is synchronous) unless its priority cannot be:
         then it escalates to HardFault."""
-        uc = self.uc
-        if not self.scs.can_preempt(
-            SVCALL,
-            int(uc.reg_read(arm.UC_ARM_REG_PRIMASK)),
-            int(uc.reg_read(arm.UC_ARM_REG_BASEPRI)),
-            int(uc.reg_read(arm.UC_ARM_REG_FAULTMASK)),
-        ):
+        if not self.scs.can_preempt(SVCALL, *self._masks.read()):
             raise _Fault(Stop(cs.CAUSE_ESCALATED, 0, return_pc - 2,
                               "SVC while its priority cannot be taken"))  # fmt: skip
         self.scs.set_pending(SVCALL)

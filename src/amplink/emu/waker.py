@@ -30,6 +30,7 @@ class Waker:
         self.cpu = cpu
         self.line_fds = tuple(line_fds)
         self.signal_fd = signal_fd
+        cpu.line_fds = self.line_fds  # a core in WFI wakes on them itself: one hop less
         self._stop_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
         self._thread = threading.Thread(target=self._run, name="emu-waker", daemon=True)
 
