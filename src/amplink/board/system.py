@@ -18,6 +18,7 @@ from amplink.board.spec import BoardSpec, CoreSpec
 from amplink.errors import AmplinkError
 from amplink.mailbox.mu_path import Delivery
 from amplink.remoteproc import Rproc
+from amplink.remoteproc.emulated_core import EmulatedPlatform
 from amplink.remoteproc.layout import glink_rsc_table
 from amplink.rpmsg.chardev import RpmsgCharDriver
 from amplink.rpmsg.core import RpmsgBus
@@ -49,6 +50,7 @@ class CoreStatus:
 def make_rproc(spec: CoreSpec, bus: RpmsgBus, coredump_dir: str | None = None) -> Rproc:
     """The remote processor a core description stands for."""
     delivery: Delivery = "workqueue" if spec.delivery == "workqueue" else "thread"
+    emulated = spec.emulated
     return Rproc(
         spec.name,
         spec.firmware,
@@ -63,6 +65,7 @@ def make_rproc(spec: CoreSpec, bus: RpmsgBus, coredump_dir: str | None = None) -
         coredump_dir=coredump_dir,
         graceful_shutdown=spec.graceful_shutdown,
         mailbox=spec.wiring(),
+        platform=EmulatedPlatform(emulated.soc(spec.mailbox.core_irq)) if emulated else None,
     )
 
 
