@@ -81,7 +81,6 @@ from amplink.errors import AmplinkError
 from amplink.hw import cpu_state as cs
 from amplink.hw.core_ctrl import STATUS_BOOTED, STATUS_HALTED, STATUS_WFI, CoreControl
 from amplink.irq.line import drain
-from amplink.memory.barrier import full_fence
 from amplink.tracing import TRACER
 
 log = logging.getLogger(__name__)
@@ -137,9 +136,8 @@ UNTIL = 0xFFFF_FFFE  # an address no Thumb code runs at: emu_start's end
 IDLE_BEAT = 0.1  # a core waiting in WFI kicks its watchdog this often (s)
 SLICE = 10_000  # instructions per emulation slice: an interrupt waits at most this long
 
-# Code sites, as little-endian Thumb encodings (ARMv7-M, A7.7): DMB/DSB, CPSIE i/f,
-# MSR to PRIMASK/BASEPRI/BASEPRI_MAX/FAULTMASK, WFI, WFE.
-_FENCE_SITES = re.compile(rb"\xbf\xf3[\x40-\x5f]\x8f", re.S)
+# Code sites, as little-endian Thumb encodings (ARMv7-M, A7.7): CPSIE i/f, MSR to
+# PRIMASK/BASEPRI/BASEPRI_MAX/FAULTMASK, WFI, WFE.
 _UNMASK_SITES = re.compile(rb"[\x61\x62]\xb6|[\x80-\x8f]\xf3[\x10-\x13]\x88", re.S)
 _SLEEP_SITES = re.compile(rb"[\x20\x30]\xbf", re.S)
 
@@ -238,7 +236,8 @@ class CortexM:
         self._att_lock = threading.Lock()
         self._attention = False
         self._fault: Stop | None = None
-        self._unmask_next = -1  # the address after an unmasking instruction, armed
+        self._unmask_at = -1  # an unmasking instruction stopped before, to be stepped
+        self._skip_site = -1
         self._sleep_at = -1  # where the last WFI/WFE was
         self._sleep_is_wfe = False
         self._event = False  # WFE's event register
@@ -307,11 +306,10 @@ class CortexM:
         self._fail(Stop(cs.CAUSE_BUS_ERROR, address, pc, exc.strerror or ""))
 
     def _hook_code_sites(self) -> None:
-        """Hook the fence, unmask and sleep instructions of the executable ranges."""
+        """Hook the unmask and sleep instructions of the executable ranges."""
         for da, size in self.soc.code:
             code = bytes(self.uc.mem_read(da, size))
             for regex, install in (
-                (_FENCE_SITES, self._fence_site),
                 (_UNMASK_SITES, self._unmask_site),
                 (_SLEEP_SITES, self._sleep_site),
             ):
@@ -319,23 +317,15 @@ class CortexM:
                     if m.start() % 2 == 0:  # Thumb instructions are halfword aligned
                         install(da + m.start(), m.group())
 
-    def _fence_site(self, address: int, insn: bytes) -> None:
-        self._hook(UC_HOOK_CODE, lambda uc, addr, size, _: full_fence(), address, address)
-
     def _unmask_site(self, address: int, insn: bytes) -> None:
-        after = address + len(insn)
-
-        def arm_check(uc: Uc, addr: int, size: int, _: object) -> None:
-            if self.scs.takeable_pending():
-                self._unmask_next = after
-
         def check(uc: Uc, addr: int, size: int, _: object) -> None:
-            if self._unmask_next == addr:
-                self._unmask_next = -1
-                uc.emu_stop()  # before the next instruction: take what is now unmasked
+            if addr == self._skip_site:
+                self._skip_site = -1  # this is the step that executes it
+            elif self.scs.takeable_pending():
+                self._unmask_at = addr
+                uc.emu_stop()  # before it: the run loop steps it, then takes what is due
 
-        self._hook(UC_HOOK_CODE, arm_check, address, address)
-        self._hook(UC_HOOK_CODE, check, after, after)
+        self._hook(UC_HOOK_CODE, check, address, address)
 
     def _sleep_site(self, address: int, insn: bytes) -> None:
         wfe = insn == b"\x20\xbf"
@@ -417,6 +407,10 @@ class CortexM:
                 elif self._sleep_at >= 0 and self.pc == self._sleep_at + 2:
                     self._sleep_at = -1
                     self._sleep()
+                elif self._unmask_at >= 0 and self.pc == self._unmask_at:
+                    self._unmask_at = -1
+                    self._skip_site = self.pc
+                    self._step()
         except _Fault as exc:
             self._fault = exc.stop
         stop = self._fault or Stop(cs.CAUSE_NONE, 0, self.pc)
@@ -527,14 +521,18 @@ class CortexM:
         except _Fault as exc:
             return exc.stop
         if self._fault is None:
-            self._skip_breakpoint = self.pc
-            try:
-                emu_start(self.uc, self.pc | 1, UNTIL, 1)
-            except UcError as exc:
-                self._emulation_error(exc)
-            self.pc = self._pc_reg.read()[0]
+            self._skip_breakpoint = self._skip_site = self.pc
+            self._step()
         self._breakpoint_hit = -1
         return self._fault
+
+    def _step(self) -> None:
+        """Execute exactly the instruction at :attr:`pc`."""
+        try:
+            emu_start(self.uc, self.pc | 1, UNTIL, 1)
+        except UcError as exc:
+            self._emulation_error(exc)
+        self.pc = self._pc_reg.read()[0]
 
     def add_breakpoint(self, address: int) -> None:
         """Stop before executing the instruction at ``address``."""

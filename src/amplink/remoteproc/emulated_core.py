@@ -79,8 +79,14 @@ class EmulatedPlatform:
         return self.soc.layout()
 
     def core(self, name: str, firmware: str, image: FirmwareImage, **kwargs: Any) -> EmulatedCore:
-        """The platform core for one boot of ``image`` (``kwargs``: ProcessCore's)."""
+        """The platform core for one boot of ``image`` (``kwargs``: ProcessCore's).
+
+        The host does not busy-poll an emulated core (``spin`` off): polling suppresses
+        notifications, and the handshake that ends it relies on the firmware's memory
+        barriers, which the emulator does not make host fences; with notifications
+        always on, the firmware always kicks.  A reply takes longer than a spin anyway."""
         code = tuple((s.da, s.memsz) for s in image.segments if s.flags & PF_X)
+        kwargs["spin"] = False
         return EmulatedCore(name, firmware, replace(self.soc, code=code), **kwargs)
 
 

@@ -1,0 +1,63 @@
+"""Helpers for the tests that run the Cortex-M images on emulated cores.
+
+The images are the ones ``make firmware`` builds from the current sources
+(``tools/firmware/build.sh --where``); without them, or without the toolchain, the
+tests are skipped with the command that builds them."""
+
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from amplink.emu import firmware
+from amplink.mailbox.mu_path import MuWiring
+from amplink.remoteproc import Rproc
+from amplink.remoteproc.emulated_core import EmulatedPlatform
+
+ROOT = Path(__file__).resolve().parent.parent
+ECHO = "rpmsg-openamp-demo-channel"
+
+
+def _built() -> Path | None:
+    try:
+        out = subprocess.run(
+            ["bash", str(ROOT / "tools" / "firmware" / "build.sh"), "--where"],
+            capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return Path(out.stdout.strip()) if out.returncode == 0 else None
+
+
+FIRMWARE = _built()
+needs_firmware = pytest.mark.skipif(
+    FIRMWARE is None,
+    reason="the Cortex-M images are not built from the current sources: run `make firmware` "
+    "(or `make test-firmware`, which builds them and runs these tests)",
+)
+
+
+def image(name: str) -> str:
+    """The path of a built image (``rpmsg-lite-echo.elf``...)."""
+    assert FIRMWARE is not None
+    return str(FIRMWARE / name)
+
+
+def emulated(name: str, image_name: str, host_irq: int = 40, **kwargs: Any) -> Rproc:
+    """A remote processor running ``image_name`` on an emulated core of the images'
+    SoC, its MU on channel 1 as the images use it."""
+    kwargs.setdefault("platform", EmulatedPlatform(firmware.soc()))
+    wiring = MuWiring(f"mu-{name}", firmware.MU_CHANNEL, firmware.MU_CHANNEL, host_irq,
+                      firmware.MU_IRQ)  # fmt: skip
+    return Rproc(name, image(image_name), mailbox=wiring, **kwargs)
+
+
+def echo(rp: Rproc, payloads: list[bytes], timeout: float = 10.0) -> None:
+    """Send each payload to the core's echo service and check what comes back."""
+    chan = rp.wait_channel(ECHO, timeout)
+    with chan.create_ept() as ept:
+        for p in payloads:
+            ept.send(p)
+            reply = ept.recv(timeout)
+            assert reply.data == p and reply.src == chan.dst
