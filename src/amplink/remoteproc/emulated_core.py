@@ -67,6 +67,8 @@ class EmulatedPlatform:
             problems.append("not a little-endian ELF32 file")
         if image.elf_type != "ET_EXEC":
             problems.append(f"type {image.elf_type}, not an executable")
+        if image.arm_profile not in ("", "M"):
+            problems.append(f"built for the {image.arm_profile} profile, not a Cortex-M")
         if problems:
             raise AmplinkError(
                 errno.ENOEXEC,
