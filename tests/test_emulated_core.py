@@ -138,6 +138,26 @@ def test_interrupts_are_taken_returned_from_and_wfi_blocks(board):
     assert b.cpu.interrupts_taken == taken and b.counter() == 3
 
 
+def test_an_interrupt_reaches_a_core_that_never_idles(board):
+    b = board(program([CPSIE_I, 0xE7FE], handler_vectors=(16 + IRQ,)))  # b . (a busy loop)
+    b.cpu.scs.write(0x100, 4, 1 << IRQ)
+    b.start()
+    for n in (1, 2):
+        b.cpu.scs.set_pending(16 + IRQ)
+        b.cpu.attention()
+        b.wait(lambda n=n: b.counter() == n, f"interrupt {n} at the end of a slice")
+    assert not b.control.readl(0) & STATUS_WFI
+
+
+def test_systick_programmed_while_the_core_sleeps_starts_ticking(board):
+    b = board(program([CPSIE_I, WFI, B_BACK_1], handler_vectors=(15,)))
+    b.start()
+    b.wait(lambda: b.control.readl(0) & STATUS_WFI, "WFI with no timer running")
+    b.cpu.scs.write(0x014, 4, 800_000 - 1)  # RVR: 1 ms at the default 800 MHz
+    b.cpu.scs.write(0x010, 4, 0b111)  # CSR: enable with its interrupt
+    b.wait(lambda: b.counter() >= 3, "SysTick interrupts")
+
+
 def test_a_level_line_is_taken_while_it_is_active(board):
     b = board(program([CPSIE_I, WFI, B_BACK_1], handler_vectors=(16 + IRQ,)))
     level = threading.Event()

@@ -90,6 +90,7 @@ class SystemControlSpace:
         self._on_change = on_change
         self._clock = clock
         self.lines: dict[int, Callable[[], bool]] = {}  # irq -> level of its source
+        self.timer_changed: Callable[[], None] = lambda: None  # SysTick was reprogrammed
         self.enabled = 0  # bit n: external interrupt n enabled
         self.pending = 0  # bit e: exception e pending
         self.active: list[int] = []  # active exceptions, innermost last
@@ -339,10 +340,13 @@ class SystemControlSpace:
             self.syst_csr = value & (CSR_ENABLE | CSR_TICKINT | CSR_CLKSOURCE)
             if self.syst_csr & CSR_ENABLE and not was & CSR_ENABLE:
                 self._systick_restart()
+            self.timer_changed()
         elif off == 0x014:
             self.syst_rvr = value & 0x00FF_FFFF
+            self.timer_changed()
         elif off == 0x018:
             self._systick_restart()  # any write clears the counter and COUNTFLAG
+            self.timer_changed()
         elif 0x100 <= off < 0x140:
             self.enabled |= value << (32 * self._bank(off, 0x100))
             self.enabled &= (1 << self.num_irqs) - 1

@@ -3,7 +3,8 @@
 It waits in ``poll()`` on the core's interrupt lines (the eventfds device models pulse
 when their output may have become active), on the process's signal wake-up
 descriptor (``signal.set_wakeup_fd``: SIGUSR1 is the host's debug halt request, before
-a reset or a dump; SIGTERM and SIGINT stop the core), and until SysTick's next wrap.
+a reset or a dump; SIGTERM and SIGINT stop the core), and until SysTick's next wrap
+(a write to SysTick's registers wakes it to take the new deadline).
 A line's pulse only says "look": the level sources are sampled and what is active
 becomes pending in the NVIC.  Whatever
 changed, it asks for the CPU's attention (:meth:`CortexM.attention`): the core looks
@@ -32,6 +33,8 @@ class Waker:
         self.signal_fd = signal_fd
         cpu.line_fds = self.line_fds  # a core in WFI wakes on them itself: one hop less
         self._stop_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+        self._timer_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+        cpu.scs.timer_changed = lambda: os.eventfd_write(self._timer_fd, 1)  # new deadline
         self._thread = threading.Thread(target=self._run, name="emu-waker", daemon=True)
 
     def start(self) -> None:
@@ -45,12 +48,14 @@ class Waker:
         os.eventfd_write(self._stop_fd, 1)
         if self._thread.is_alive():
             self._thread.join(5)
+        self.cpu.scs.timer_changed = lambda: None
+        os.close(self._timer_fd)
         os.close(self._stop_fd)
         self._stop_fd = -1
 
     def _run(self) -> None:
         poller = select.poll()
-        for fd in (*self.line_fds, self.signal_fd, self._stop_fd):
+        for fd in (*self.line_fds, self.signal_fd, self._stop_fd, self._timer_fd):
             if fd >= 0:
                 poller.register(fd, select.POLLIN)
         scs = self.cpu.scs
@@ -62,6 +67,8 @@ class Waker:
             ready = {fd for fd, _ in poller.poll(timeout)}
             if self._stop_fd in ready:
                 return
+            if self._timer_fd in ready:
+                drain(self._timer_fd)  # SysTick was reprogrammed: the loop takes its deadline
             wanted = False
             for fd in self.line_fds:
                 if fd in ready:

@@ -7,8 +7,10 @@ dump is read, and recovery waits until it has been read, or until a timeout).
 
 The file is ``ET_CORE`` with the firmware's ELF class, machine type and entry point,
 one ``PT_LOAD`` segment per dumped memory range (``p_vaddr == p_paddr ==`` device
-address, flags RWX) and, when the platform knows the core's registers (an emulated
-core), a ``PT_NOTE`` with them; ``readelf`` and pyelftools read it.
+address, flags RWX; also a section named after the memory, so ``readelf -S`` shows
+them and ``readelf -a`` finds every table it looks for) and, when the platform knows
+the core's registers (an emulated core), a ``PT_NOTE`` with them; ``readelf`` and
+pyelftools read it.
 """
 
 from __future__ import annotations
@@ -36,14 +38,17 @@ class Coredump:
     mode: str
     machine: int
     entry: int
-    ranges: list[tuple[int, memoryview]] = field(default_factory=list)
+    ranges: list[tuple[int, memoryview, str]] = field(default_factory=list)
     elfclass: int = 64
     notes: tuple[Note, ...] = ()
     data: bytes | None = None
     read_done: threading.Event = field(default_factory=threading.Event)
 
     def _build(self) -> bytes:
-        segs = [OutSegment(da, bytes(mem), PF_R | PF_W | PF_X) for da, mem in self.ranges]
+        segs = [
+            OutSegment(da, bytes(mem), PF_R | PF_W | PF_X, section=name or f"load{i}")
+            for i, (da, mem, name) in enumerate(self.ranges)
+        ]
         return write_elf(
             segs, elf_type=ET_CORE, machine=self.machine, entry=self.entry,
             elfclass=self.elfclass, notes=self.notes,
@@ -69,12 +74,12 @@ def take(
     mode: str,
     machine: int,
     entry: int,
-    ranges: list[tuple[int, memoryview]],
+    ranges: list[tuple[int, memoryview, str]],
     *,
     elfclass: int = 64,
     notes: tuple[Note, ...] = (),
 ) -> Coredump | None:
-    """Dump ``ranges`` (device address, memory) and ``notes`` per ``mode``: built now
+    """Dump ``ranges`` (device address, memory, name) and ``notes`` per ``mode``: built now
     for ``enabled``; for ``inline``, built when read (see :func:`wait_inline`)."""
     if mode == DISABLED:
         return None

@@ -40,8 +40,15 @@ ELFDATA2MSB = 2
 RSC_TABLE_SECTION = ".resource_table"
 ARM_ATTRIBUTES_SECTION = ".ARM.attributes"
 # Tag_CPU_arch values of the M profile (the ARM ELF ABI's build attributes)
-_ARM_M_ARCHS = {11: "ARMv6-M", 12: "ARMv6S-M", 13: "ARMv7E-M", 10: "ARMv7-M",
-                16: "ARMv8-M.baseline", 17: "ARMv8-M.mainline", 21: "ARMv8.1-M.mainline"}  # fmt: skip
+_ARM_M_ARCHS = {
+    10: "ARMv7-M",
+    11: "ARMv6-M",
+    12: "ARMv6S-M",
+    13: "ARMv7E-M",
+    16: "ARMv8-M.baseline",
+    17: "ARMv8-M.mainline",
+    21: "ARMv8.1-M.mainline",
+}
 _MACHINE_NAMES = {v: k for k, v in ENUM_E_MACHINE.items() if isinstance(v, int)}
 
 

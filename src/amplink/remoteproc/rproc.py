@@ -552,7 +552,7 @@ class Rproc:
             self.coredump_mode,
             image.machine if image is not None else 0,
             image.entry if image is not None else 0,
-            [(w.da, region.view(w.offset, w.size)) for w in memory.windows],
+            [(w.da, region.view(w.offset, w.size), w.name) for w in memory.windows],
             elfclass=image.elfclass if image is not None else 64,
             notes=notes,
         )
