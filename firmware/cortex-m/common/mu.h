@@ -38,6 +38,15 @@ static inline void mu_send(uint32_t ch, uint32_t word)
     MU->tr[ch] = word;
 }
 
+/* Kick the host with word on channel ch, unless the previous kick is still unread:
+ * the host has not looked at the rings for it yet, and when it does it sees what
+ * this kick was about (the rings were written before TE was read). No waiting. */
+static inline void mu_kick(uint32_t ch, uint32_t word)
+{
+    if (MU->sr & MU_TE(ch))
+        MU->tr[ch] = word;
+}
+
 /* Whether a word waits on channel ch. */
 static inline int mu_pending(uint32_t ch) { return (MU->sr & MU_RF(ch)) != 0; }
 

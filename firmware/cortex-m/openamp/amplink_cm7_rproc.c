@@ -1,7 +1,8 @@
 /*
  * remoteproc operations of the emulated Cortex-M7 as an OpenAMP remote: a kick is the
  * vring's notify id written to the MU (amplink's host reads it as Linux's K3/OMAP
- * drivers do); the MU interrupt records that the host kicked; memory is flat.
+ * drivers do), skipped while the previous one is unread; the MU interrupt records
+ * that the host kicked; memory is flat.
  */
 #include <metal/alloc.h>
 #include <metal/atomic.h>
@@ -81,7 +82,7 @@ static void *proc_mmap(struct remoteproc *rproc, metal_phys_addr_t *pa, metal_ph
 static int proc_notify(struct remoteproc *rproc, uint32_t id)
 {
     (void)rproc;
-    mu_send(KICK_MU_CHANNEL, id);
+    mu_kick(KICK_MU_CHANNEL, id);
     return 0;
 }
 

@@ -34,7 +34,7 @@ int32_t platform_deinit_interrupt(uint32_t vector_id)
 void platform_notify(uint32_t vector_id)
 {
     env_lock_mutex(platform_lock);
-    mu_send(RPMSG_MU_CHANNEL, RL_GET_Q_ID(vector_id));
+    mu_kick(RPMSG_MU_CHANNEL, RL_GET_Q_ID(vector_id));
     env_unlock_mutex(platform_lock);
 }
 
