@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass
 from multiprocessing.connection import Connection
 from typing import Any
 
-from amplink import bench_lifecycle, bench_linux, bench_mailbox
+from amplink import bench_emulated, bench_lifecycle, bench_linux, bench_mailbox
 from amplink.firmware import bench as fw
 from amplink.remoteproc import Rproc
 from amplink.remoteproc.layout import glink_rsc_table
@@ -35,6 +35,8 @@ from amplink.stats import latency_summary_us
 RTT_SIZE = 64
 THROUGHPUT_SIZE = 496
 WARMUP = 1000
+EMULATED_ROUNDS = 2000  # an emulated core answers in ~0.1-1 ms: fewer rounds
+EMULATED_MESSAGES = 5000
 
 
 @dataclass
@@ -232,6 +234,9 @@ def run(
         ours, largest, mbox, zero_copy = bench_amplink(rounds, messages, placement)
         delivery = bench_mailbox.bench_deliveries(deliveries)
         lifecycle = bench_lifecycle.bench_lifecycle(cycles)
+        emulated = bench_emulated.bench_emulated(
+            min(rounds, EMULATED_ROUNDS), min(messages, EMULATED_MESSAGES), cycles
+        )
     finally:
         os.sched_setaffinity(0, saved)
     linux = bench_linux.bench_linux(linux_rounds) if linux_rounds else None
@@ -267,6 +272,7 @@ def run(
         "mailbox": asdict(mbox),
         "delivery": [asdict(d) for d in delivery],
         "lifecycle": [asdict(t) for t in lifecycle],
+        "emulated": emulated,
         "linux": linux,
     }
 
@@ -338,5 +344,10 @@ def format_report(report: dict[str, Any]) -> str:
     ]
     for t in report["lifecycle"]:
         lines.append(f"{t['name']:<26}{t['p50_ms']:>10.1f}{t['p99_ms']:>10.1f}")
+    lines += bench_emulated.format_emulated(
+        report["emulated"],
+        min(prm["rounds"], EMULATED_ROUNDS),
+        min(prm["messages"], EMULATED_MESSAGES),
+    )
     lines += bench_linux.format_linux(report["linux"], prm["linux_rounds"])
     return "\n".join(lines)
