@@ -5,20 +5,28 @@ wiring) and dying with its parent."""
 from __future__ import annotations
 
 import argparse
-import ctypes
 import os
-import signal
-
-PR_SET_PDEATHSIG = 1
+import select
+import threading
 
 
 def die_with_parent(parent: int, exit_code: int) -> None:
-    """Be killed when ``parent`` dies (``PR_SET_PDEATHSIG``), so that a host that crashes
-    never leaves a core behind; exit with ``exit_code`` now if it is already gone."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-    if os.getppid() != parent:  # the parent died before prctl took effect
+    """End this process (``exit_code``) when process ``parent`` ends, so that a host that
+    crashes never leaves a core behind: a daemon thread waits on the parent's pidfd.
+
+    Not ``PR_SET_PDEATHSIG``: that signal comes when the parent *thread* that started
+    this process ends, and a host starts cores from short-lived threads too (crash
+    recovery, a control-socket request), whose cores it would kill."""
+    try:
+        pidfd = os.pidfd_open(parent)
+    except ProcessLookupError:
+        os._exit(exit_code)  # the parent is already gone
+
+    def watch() -> None:
+        select.select([pidfd], [], [])
         os._exit(exit_code)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
 def core_arguments(prog: str, mu_irq: int) -> argparse.ArgumentParser:
