@@ -37,6 +37,7 @@ from resources import snapshot
 pytestmark = needs_firmware
 
 ECHO_IMAGES = {"rpmsg-lite": "rpmsg-lite-echo.elf", "openamp": "openamp-rpmsg-echo.elf"}
+GDB = shutil.which("arm-none-eabi-gdb") or shutil.which("gdb-multiarch")
 DDR = 0x5500_0000
 
 
@@ -211,6 +212,11 @@ def test_a_core_dump_is_an_arm_elf_core_that_readelf_accepts(tmp_path):
     assert readelf is not None
     out = subprocess.run([readelf, "-a", str(core)], capture_output=True, text=True, check=True)
     assert "CORE" in out.stdout and "NT_PRSTATUS" in out.stdout and not out.stderr
+    if GDB is not None:  # post-mortem: the registers and memory give the whole stack
+        cmds = ["set osabi GNU/Linux", f"core-file {core}", "bt"]
+        gdb = [GDB, "-nx", "-batch", path, *(a for c in cmds for a in ("-ex", c))]
+        bt = subprocess.run(gdb, capture_output=True, text=True, timeout=60, check=False)
+        assert "in fault_run (" in bt.stdout and "in main ()" in bt.stdout, bt.stdout
 
 
 # -- the same host code on every kind of core ------------------------------------------------
@@ -284,7 +290,6 @@ def test_the_same_host_code_works_on_every_kind_of_core(kind):
 
 
 # -- the GDB stub ---------------------------------------------------------------------------
-GDB = shutil.which("arm-none-eabi-gdb") or shutil.which("gdb-multiarch")
 
 
 def wait_for(done, what: str, timeout: float = 30.0) -> None:
