@@ -11,6 +11,7 @@ import socket
 import struct
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 from elftools.elf.elffile import ELFFile
@@ -154,7 +155,7 @@ def test_200_start_stop_and_50_crash_recover_cycles_leave_nothing_behind():
         ("unmapped-read", "mmufault", "read from unmapped memory at 0x60000010"),
         ("undefined", "fatal error", "undefined instruction"),
         ("lockup", "fatal error", "lockup"),
-        ("spin", "watchdog", "no heartbeat for 1000 ms"),
+        ("spin", "watchdog", f"no heartbeat for {firmware.FAULTS_WATCHDOG_MS} ms"),
     ],
 )
 def test_each_crash_path_is_reported_with_its_pc_and_address(command, kind, says):
@@ -286,6 +287,21 @@ def test_the_same_host_code_works_on_every_kind_of_core(kind):
         for rp in cores:
             rp.stop()
         bus.unregister_driver(ttys)
+    assert snapshot() == before
+
+
+def test_the_demo_runs_the_cortex_m_example_board(capsys):
+    from amplink import demo  # noqa: PLC0415
+    from amplink.board import load_board  # noqa: PLC0415
+
+    before = snapshot()
+    spec = load_board(Path(__file__).resolve().parent.parent / "examples" / "cortex-m.toml")
+    assert [c.emulated is not None for c in spec.cores] == [True, True, False]
+    result = demo.run(spec)
+    assert [r.messages for r in result.cores] == [496, 496, 496]
+    shown = {r.name: (r.shown, r.final) for r in result.cores}
+    assert shown["lite"] == ("crash, recovered", "running")
+    assert "write to unmapped memory at 0x60000000" in capsys.readouterr().out
     assert snapshot() == before
 
 

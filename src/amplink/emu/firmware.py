@@ -21,7 +21,7 @@ DEMO_FAULT_MESSAGE = b"amplink: please fault (write to unmapped memory)"
 UNMAPPED_ADDRESS = 0x6000_0000
 FAULTS_SERVICE = "amplink-faults"
 FAULTS = ("unmapped-write", "unmapped-read", "undefined", "lockup", "spin", "scribble")
-FAULTS_WATCHDOG_MS = 1000
+FAULTS_WATCHDOG_MS = 3000
 BUSY_INSTRUCTIONS = 2  # per iteration of the busy loop: subs, bne
 
 MU_CHANNEL = 1  # the MU data channel the images kick on, both ways
