@@ -34,6 +34,7 @@ SOURCES=(
 CFLAGS_CM7="-mcpu=cortex-m7 -mthumb -mfloat-abi=soft -O2 -g -ffunction-sections -fdata-sections"
 
 log() { printf 'build-firmware: %s\n' "$*" >&2; }
+. "$(dirname "$0")/../install-packages.sh"
 
 tree_hash() {
     (cd "$1" && find . -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum) \
@@ -49,20 +50,6 @@ recipe_hash() {
     } | sha256sum | cut -c1-16
 }
 
-install_packages() {
-    local missing=()
-    for p in "${PACKAGES[@]}"; do
-        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" \
-            || missing+=("$p")
-    done
-    [ ${#missing[@]} -eq 0 ] && return
-    log "installing Debian packages: ${missing[*]}"
-    local sudo=()
-    [ "$(id -u)" -ne 0 ] && sudo=(sudo)
-    "${sudo[@]}" apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends \
-        "${missing[@]}" >/dev/null
-}
 
 # Unpack one source into $2/<name>: the pinned archive if it is there and intact, else
 # GitHub's archive of the same revision, accepted only if its tree hash matches.
@@ -146,5 +133,7 @@ make -C "$SRC" -j"$(nproc)" RPMSG_LITE="$WORK/rpmsg-lite" OPENAMP="$WORK/install
     LEGACY_APPS="$WORK/openamp-system-reference/examples/legacy_apps" OUT="$OUT" \
     >"$WORK/images.log" 2>&1 || { tail -n 40 "$WORK/images.log" >&2; exit 1; }
 touch "$OUT/.complete"
+# keep the four newest builds (other worktrees may use an older one), drop the rest
+ls -dt "$CACHE"/[0-9a-f]*/ 2>/dev/null | grep -E '/[0-9a-f]{16}/$' | tail -n +5 | xargs -r rm -rf
 log "firmware in $OUT"
 echo "$OUT"

@@ -26,6 +26,7 @@ DISABLE=(DEVTMPFS SLAB)
 SETVAL=("UML_PCI_OVER_VIRTIO_DEVICE_ID=1234")
 
 log() { printf 'build-kernel: %s\n' "$*" >&2; }
+. "$(dirname "$0")/../install-packages.sh"
 
 recipe_hash() {
     printf '%s\n' "${ENABLE[@]}" -- "${DISABLE[@]}" -- "${SETVAL[@]}" "$(linux_version)" \
@@ -36,20 +37,6 @@ linux_version() {
     dpkg-query -W -f='${Version}' linux-source-6.1 2>/dev/null || echo none
 }
 
-install_packages() {
-    local missing=()
-    for p in "${PACKAGES[@]}"; do
-        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" \
-            || missing+=("$p")
-    done
-    [ ${#missing[@]} -eq 0 ] && return
-    log "installing Debian packages: ${missing[*]}"
-    local sudo=()
-    [ "$(id -u)" -ne 0 ] && sudo=(sudo)
-    "${sudo[@]}" apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends \
-        "${missing[@]}" >/dev/null
-}
 
 install_packages
 HASH="$(recipe_hash)"

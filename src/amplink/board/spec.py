@@ -341,22 +341,14 @@ class _Parser:
                     raise self.fail(f"{where}.{key}", 'only for a core with platform = "emulated"')
         channel = _at_most(MU_CHANNELS - 1, at_least=0)
         size = self.get(where, tbl, "memory_size", int, DEFAULT_MEMORY_SIZE, check=_at_least(1))
-        mems = []
-        for i, mem_name in enumerate(self.get(where, tbl, "memories", list, [])):
-            key = f"{where}.memories[{i}]"
-            if not isinstance(mem_name, str):
-                raise self.fail(key, f"expected a memory's name, got {_show(mem_name)}")
-            problem = _defined("memory", memories)(mem_name)
-            if problem is not None:
-                raise self.fail(key, problem)
-            mem = memories[mem_name]
+        mems = self.memories(where, tbl, "memories", memories)
+        for i, mem in enumerate(mems):
             if mem.base + mem.size > size:
                 raise self.fail(
-                    key,
-                    f"memory {mem_name!r} ends at {mem.base + mem.size:#x}, beyond the core's "
+                    f"{where}.memories[{i}]",
+                    f"memory {mem.name!r} ends at {mem.base + mem.size:#x}, beyond the core's "
                     f"memory_size {size:#x}",
                 )
-            mems.append(mem)
         self.check_disjoint(f"{where}.memories", mems)
         cpu = tbl.get("cpu")
         if cpu is not None:
@@ -395,15 +387,9 @@ class _Parser:
                 raise self.fail(
                     f"{where}.{key}", "an emulated core's memory is its memory_map; remove this"
                 )
-        windows = []
-        for i, mem_name in enumerate(self.get(where, tbl, "memory_map", list)):
-            key = f"{where}.memory_map[{i}]"
-            if not isinstance(mem_name, str):
-                raise self.fail(key, f"expected a memory's name, got {_show(mem_name)}")
-            problem = _defined("memory", memories)(mem_name)
-            if problem is not None:
-                raise self.fail(key, problem)
-            windows.append(memories[mem_name])
+        if "memory_map" not in tbl:
+            raise self.fail(f"{where}.memory_map", "required key is missing (an array)")
+        windows = self.memories(where, tbl, "memory_map", memories)
         gdb_port = tbl.get("gdb_port")
         if gdb_port is not None:
             gdb_port = self.get(where, tbl, "gdb_port", int, check=_at_most(65535, at_least=1))
@@ -426,6 +412,21 @@ class _Parser:
         except AmplinkError as exc:
             raise self.fail(f"{where}.memory_map", exc.strerror or str(exc)) from None
         return spec
+
+    def memories(
+        self, where: str, tbl: dict[str, Any], key: str, memories: Mapping[str, MemorySpec]
+    ) -> list[MemorySpec]:
+        """The memories an array of names under ``key`` names (each defined)."""
+        out = []
+        for i, mem_name in enumerate(self.get(where, tbl, key, list, [])):
+            at = f"{where}.{key}[{i}]"
+            if not isinstance(mem_name, str):
+                raise self.fail(at, f"expected a memory's name, got {_show(mem_name)}")
+            problem = _defined("memory", memories)(mem_name)
+            if problem is not None:
+                raise self.fail(at, problem)
+            out.append(memories[mem_name])
+        return out
 
     def check_disjoint(self, key: str, mems: list[MemorySpec]) -> None:
         ordered = sorted(mems, key=lambda m: m.base)

@@ -14,6 +14,7 @@ import errno
 import os
 from pathlib import Path
 
+from amplink import cache
 from amplink.remoteproc.elf import FirmwareError
 
 COMPLETE = ".complete"  # the stamp tools/firmware/build.sh writes last
@@ -21,11 +22,7 @@ COMPLETE = ".complete"  # the stamp tools/firmware/build.sh writes last
 
 def cache_dir() -> Path:
     """Where ``tools/firmware/build.sh`` keeps its builds (``AMPLINK_FIRMWARE_CACHE``)."""
-    env = os.environ.get("AMPLINK_FIRMWARE_CACHE")
-    if env:
-        return Path(env)
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "amplink-firmware"
+    return cache.cache_dir("AMPLINK_FIRMWARE_CACHE", "amplink-firmware")
 
 
 def built_firmware_dir() -> Path | None:
