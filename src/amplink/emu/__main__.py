@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         cpu.scs.lines[soc.mu_irq] = mu.b.irq_active
         signal_r, signal_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-        releases.append(lambda: None)
+        releases.append(lambda: _close_signal_pipe(signal_r, signal_w))
         signal.set_wakeup_fd(signal_w, warn_on_full_buffer=False)
         for sig in (signal.SIGUSR1, signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: None)  # the waker acts on the wake-up fd
@@ -107,6 +107,12 @@ def main(argv: list[str] | None = None) -> int:
             release()
         mmio.close()
         region.close()
+
+
+def _close_signal_pipe(read_fd: int, write_fd: int) -> None:
+    signal.set_wakeup_fd(-1)
+    os.close(read_fd)
+    os.close(write_fd)
 
 
 if __name__ == "__main__":

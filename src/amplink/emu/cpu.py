@@ -20,12 +20,13 @@ not model around it.
   at most one slice (about 0.1 ms).
 * **WFI/WFE** end a slice; the core then waits, in no busy loop, for an interrupt that
   would wake it (or a halt request): :class:`~amplink.emu.waker.Waker` wakes it.
-* **Code sites**: instructions whose effect crosses the emulator's boundary get a
-  code hook at their address (found by scanning the executable segments once):
-  DMB/DSB issue a real host fence (unicorn's single-threaded TCG drops barriers, so
-  the rings' Dekker handshakes with the host would otherwise lose wake-ups), CPSIE
+* **Code sites**: instructions whose effect the emulator must see at once get a
+  code hook at their address (found by scanning the executable segments once): CPSIE
   and MSR to PRIMASK/BASEPRI/FAULTMASK stop the slice right after them when an
   interrupt is pending (so it is taken at once), and WFI/WFE mark the slice's end.
+  DMB/DSB get none: unicorn's single-threaded TCG drops barriers, which is why the
+  host never relies on one of the firmware's (see
+  :meth:`amplink.remoteproc.emulated_core.EmulatedPlatform.core`).
 * **Faults** (an unmapped access, an undefined instruction, an exception that cannot
   be taken, a fault during exception entry or return) stop the core and are
   reported with the PC and the address: the platform catches HardFault the way a
