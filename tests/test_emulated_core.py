@@ -2,6 +2,7 @@
 exception entry and return, WFI that blocks, the NVIC, SysTick and SCB registers, and
 every fault reported with its PC and address."""
 
+import socket
 import struct
 import threading
 import time
@@ -9,6 +10,7 @@ import time
 import pytest
 
 from amplink.emu.cpu import CortexM, host_address
+from amplink.emu.gdbstub import GdbServer, frame
 from amplink.emu.scs import SystemControlSpace
 from amplink.emu.soc import CortexMSoc, Window
 from amplink.emu.waker import Waker
@@ -290,3 +292,34 @@ def test_aircr_needs_its_key_and_unknown_registers_read_zero(caplog):
     assert s.read(0xD00, 4) == 0x411F_C272  # CPUID: Cortex-M7 r1p2
     assert s.read(0xE80, 4) == 0 and s.read(0xE80, 4) == 0
     assert caplog.text.count("0xe000ee80") == 1  # one warning per register
+
+
+def test_gdb_stub_answers_bad_packets_with_an_error_and_keeps_serving():
+    b = Board(program([CPSIE_I, WFI, B_BACK_1]))
+    server = GdbServer(b.cpu, 0)
+    try:
+        b.start()
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as client:
+
+            def ask(body: bytes) -> bytes:
+                client.sendall(frame(body))
+                reply = b""
+                while not (reply.count(b"#") and len(reply) >= reply.rindex(b"#") + 3):
+                    chunk = client.recv(4096)
+                    assert chunk, "the stub closed the connection"
+                    reply += chunk
+                return reply[reply.index(b"$") + 1 : reply.rindex(b"#")]
+
+            assert ask(b"?") == b"T05"  # attaching halted the core
+            assert ask(b"mzz,4") == b"E02"  # malformed
+            assert ask(b"p") == b"E02"
+            assert ask(b"m100,2") == b"62b6"  # CPSIE i, little-endian
+            regs = ask(b"g")
+            assert int.from_bytes(bytes.fromhex(regs[13 * 8 : 14 * 8].decode()), "little") == (
+                STACK_TOP
+            )
+            assert ask(b"D") == b"OK"
+        b.wait(lambda: b.control.readl(0) & STATUS_WFI, "the core running again after detach")
+    finally:
+        server.close()
+        b.close()

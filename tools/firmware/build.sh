@@ -20,7 +20,8 @@ ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
 SRC="$ROOT/firmware/cortex-m"
 CACHE="${AMPLINK_FIRMWARE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/amplink-firmware}"
 PEERS="${AMPLINK_PEERS:-$ROOT/../shared/peers}"
-PACKAGES=(gcc-arm-none-eabi libnewlib-arm-none-eabi cmake make)
+# gdb-multiarch is not for the build: the tests attach it to a core and read core dumps
+PACKAGES=(gcc-arm-none-eabi libnewlib-arm-none-eabi cmake make gdb-multiarch)
 
 # name | archive | sha256 of the archive | sha256 of its extracted tree | GitHub archive URL
 # The tree hash (every file's sha256, sorted by path) is what a download must match:
@@ -49,7 +50,6 @@ recipe_hash() {
         arm-none-eabi-gcc --version 2>/dev/null | head -n1 || echo "no compiler"
     } | sha256sum | cut -c1-16
 }
-
 
 # Unpack one source into $2/<name>: the pinned archive if it is there and intact, else
 # GitHub's archive of the same revision, accepted only if its tree hash matches.

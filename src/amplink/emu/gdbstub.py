@@ -169,7 +169,11 @@ class GdbServer:
             if packet == _EOF:
                 self._drop()
                 return
-            answer = self._handle(packet, signal)
+            try:
+                answer = self._handle(packet, signal)
+            except (ValueError, IndexError, UcError):
+                log.warning("GDB packet %r is malformed or not for this core", packet[:64])
+                answer = b"E02"
             if answer is None:  # resumed
                 self._running = True
                 return
