@@ -86,7 +86,7 @@ cmake_lib() {  # folder, install prefix, extra options...
     local src="$1" prefix="$2"
     shift 2
     cmake -S "$src" -B "$src/build" -DCMAKE_SYSTEM_PROCESSOR=arm -DMACHINE=amplink_cm7 \
-        -DCROSS_PREFIX=arm-none-eabi- -DCMAKE_C_FLAGS="$CFLAGS_CM7" \
+        -DCROSS_PREFIX=arm-none-eabi- -DCMAKE_C_FLAGS="$CFLAGS_CM7 $PREFIX_MAP" \
         -DCMAKE_INCLUDE_PATH="$prefix/include" -DCMAKE_LIBRARY_PATH="$prefix/lib" \
         -DCMAKE_INSTALL_PREFIX="$prefix" "$@" >"$src/build.log" 2>&1 \
         || { tail -n 30 "$src/build.log" >&2; exit 1; }
@@ -117,6 +117,8 @@ fi
 
 WORK="$(mktemp -d "$CACHE/work.XXXXXX")"
 trap 'rm -rf "$WORK"' EXIT
+# the same images whatever the temporary folder's name (__FILE__ in assertions, debug info)
+PREFIX_MAP="-ffile-prefix-map=$WORK=/upstream"
 for name in rpmsg-lite libmetal open-amp openamp-system-reference; do
     unpack "$name" "$WORK"
 done
@@ -131,6 +133,7 @@ rm -rf "$OUT"
 mkdir -p "$OUT"
 make -C "$SRC" -j"$(nproc)" RPMSG_LITE="$WORK/rpmsg-lite" OPENAMP="$WORK/install" \
     LEGACY_APPS="$WORK/openamp-system-reference/examples/legacy_apps" OUT="$OUT" \
+    EXTRA_CFLAGS="$PREFIX_MAP" \
     >"$WORK/images.log" 2>&1 || { tail -n 40 "$WORK/images.log" >&2; exit 1; }
 touch "$OUT/.complete"
 # keep the four newest builds (other worktrees may use an older one), drop the rest
