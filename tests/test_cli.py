@@ -31,7 +31,7 @@ def test_demo_exits_zero_and_reports(capsys):
         assert f"echo on {core}, sizes 1..496 and up, every byte checked: 496 messages" in out
     assert "answered 'hello from the host'" in out
     assert "got 'HELLO, RAW CHANNEL'" in out
-    assert "crash m4 and let remoteproc recover it: crash #1 (watchdog) handled" in out
+    assert "crash m4 and let remoteproc recover it: crash #1 (watchdog: crash requested" in out
     assert "echo works" in out
     assert "stop r5f: graceful shutdown, now offline" in out
     rows = {line.split()[0]: line for line in out.splitlines() if line.startswith(("m4 ", "r5f "))}

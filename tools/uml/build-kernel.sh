@@ -48,6 +48,7 @@ DISABLE=(DEVTMPFS SLAB)
 SETVAL=("UML_PCI_OVER_VIRTIO_DEVICE_ID=1234")
 
 log() { printf 'build-kernel: %s\n' "$*" >&2; }
+. "$(dirname "$0")/../install-packages.sh"
 
 # The kernel of this recipe is the cache's "current" one (amplink.uml.boot boots it
 # when nothing else is named), whatever older recipes left beside it.
@@ -96,20 +97,6 @@ size_fp_buffer() {
         "kernel stacks: $(( 4 << STACK_ORDER )) KiB"
 }
 
-install_packages() {
-    local missing=()
-    for p in "${PACKAGES[@]}"; do
-        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" \
-            || missing+=("$p")
-    done
-    [ ${#missing[@]} -eq 0 ] && return
-    log "installing Debian packages: ${missing[*]}"
-    local sudo=()
-    [ "$(id -u)" -ne 0 ] && sudo=(sudo)
-    "${sudo[@]}" apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends \
-        "${missing[@]}" >/dev/null
-}
 
 install_packages
 size_fp_buffer

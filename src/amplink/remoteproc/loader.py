@@ -7,15 +7,17 @@ from __future__ import annotations
 
 import errno
 import itertools
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from amplink.errors import AddressError, AmplinkError
-from amplink.memory.addrmap import AddressMap
+from amplink.memory.addrmap import AddressMap, Mapping
 from amplink.memory.region import SharedRegion
 from amplink.remoteproc.config import RprocConfig
 from amplink.remoteproc.devmem import DeviceMemory
 from amplink.remoteproc.drivers import RprocDrivers
 from amplink.remoteproc.elf import FirmwareError, FirmwareImage
+from amplink.remoteproc.firmware_path import locate_firmware
 from amplink.remoteproc.fwpack import is_image_file, pack_python, program_source
 from amplink.remoteproc.layout import default_rsc_table, image_region_size
 from amplink.remoteproc.platform import RprocPlatform, choose_platform
@@ -25,9 +27,12 @@ from amplink.wire import rsc_table as rt
 
 
 def read_firmware(name: str, spec: str, table: rt.ResourceTable | None) -> FirmwareImage:
-    """The image to boot (``request_firmware``): an ELF file, or a Python program
-    packed here with ``table`` (default: :func:`default_rsc_table`); it must have a
-    resource table.  Which platform runs it is chosen later (``ENOEXEC`` if none)."""
+    """The image to boot (``request_firmware``): an ELF file (a bare ``*.elf`` name is
+    looked up on the firmware search path, :func:`~.firmware_path.locate_firmware`), or
+    a Python program packed here with ``table`` (default: :func:`default_rsc_table`); it
+    must have a resource table.  Which platform runs it is chosen later (``ENOEXEC`` if
+    none)."""
+    spec = locate_firmware(spec)
     if is_image_file(spec):
         if table is not None:
             raise AmplinkError(
@@ -44,23 +49,31 @@ def read_firmware(name: str, spec: str, table: rt.ResourceTable | None) -> Firmw
 
 
 def load_image(
-    name: str, image: FirmwareImage, config: RprocConfig, drivers: RprocDrivers
+    name: str,
+    image: FirmwareImage,
+    config: RprocConfig,
+    drivers: RprocDrivers,
+    windows: Sequence[Mapping] | None = None,
 ) -> DeviceMemory:
-    """Create device memory for ``image`` (at most ``config.memory_size`` bytes from da
-    0, with room for what its resources will place), copy its segments there and the
-    cached resource table over its loaded location (the copy both sides use from then
-    on); the region is closed again if this fails."""
+    """Create device memory for ``image`` and copy its segments there and the cached
+    resource table over its loaded location (the copy both sides use from then on);
+    the region is closed again if this fails.  The memory is the platform's
+    ``windows`` (:meth:`~.platform.RprocPlatform.memory_map`), or one range from da 0
+    with room for what the resources will place, of at most ``config.memory_size``
+    bytes."""
     memories = {m.name: m for m in config.memories}
-    size = image_region_size(image, memories, drivers)
-    if size > config.memory_size:
-        raise FirmwareError(
-            "segment-da",
-            f"{image.name} needs {size:#x} bytes of device memory from da 0 (its highest "
-            f"segment ends at {image.extent():#x}); {name} has {config.memory_size:#x}",
-        )
-    region = SharedRegion.create(size, name)
+    if windows is None:
+        size = image_region_size(image, memories, drivers)
+        if size > config.memory_size:
+            raise FirmwareError(
+                "segment-da",
+                f"{image.name} needs {size:#x} bytes of device memory from da 0 (its highest "
+                f"segment ends at {image.extent():#x}); {name} has {config.memory_size:#x}",
+            )
+        windows = [Mapping(0, size, 0, "shm")]
+    region = SharedRegion.create(max(w.offset + w.size for w in windows), name)
     try:
-        amap = AddressMap.identity(region.size)
+        amap = AddressMap(list(windows))
         reserve_platform_memories(amap, memories)  # first: segments may load into them
 
         def in_platform_memory(da: int, size: int) -> bool:
@@ -117,7 +130,7 @@ def boot_core(
     config = config if config is not None else RprocConfig(boot_timeout=60.0)
     image = read_firmware(name, firmware, table)
     platform = choose_platform(drivers.platforms, name, image).create(name, image, config)
-    memory = load_image(name, image, config, drivers)
+    memory = load_image(name, image, config, drivers, platform.memory_map())
     try:
         ctx = ResourceContext(
             name,
