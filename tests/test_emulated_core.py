@@ -4,6 +4,8 @@ every fault reported with its PC and address."""
 
 import socket
 import struct
+import subprocess
+import sys
 import threading
 import time
 
@@ -323,3 +325,17 @@ def test_gdb_stub_answers_bad_packets_with_an_error_and_keeps_serving():
     finally:
         server.close()
         b.close()
+
+
+def test_the_core_process_loads_no_host_layer():
+    """``python -m amplink.emu`` stands on the lower layers only: none of remoteproc,
+    the host, rpmsg, boards or the application shell is imported into a core."""
+    code = (
+        "import sys, amplink.emu.__main__, amplink.emu.gdbstub\n"
+        "print(' '.join({m.split('.')[1] for m in sys.modules if m.startswith('amplink.')}))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    loaded = set(out.stdout.split())
+    assert "emu" in loaded
+    shell = {"app", "board", "control", "host", "bindings", "remoteproc", "rpmsg", "firmware"}
+    assert loaded & shell == set()
