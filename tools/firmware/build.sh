@@ -117,8 +117,9 @@ fi
 
 WORK="$(mktemp -d "$CACHE/work.XXXXXX")"
 trap 'rm -rf "$WORK"' EXIT
-# the same images whatever the temporary folder's name (__FILE__ in assertions, debug info)
-PREFIX_MAP="-ffile-prefix-map=$WORK=/upstream"
+# the same images whatever the temporary folder's and the checkout's names (__FILE__ in
+# assertions, debug info)
+PREFIX_MAP="-ffile-prefix-map=$WORK=/upstream -ffile-prefix-map=$ROOT=/amplink"
 for name in rpmsg-lite libmetal open-amp openamp-system-reference; do
     unpack "$name" "$WORK"
 done
