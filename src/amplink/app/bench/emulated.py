@@ -24,7 +24,7 @@ from typing import Any
 
 from amplink.app.stats import latency_summary_us
 from amplink.emu import firmware
-from amplink.host import Rproc
+from amplink.host import Rproc, RprocConfig
 from amplink.remoteproc.firmware_path import built_firmware_dir
 
 ECHO = "rpmsg-openamp-demo-channel"
@@ -47,10 +47,12 @@ class CoreRow:
     mips: float | None = None
 
 
-def _measure(name: str, fw: str, rounds: int, messages: int, cycles: int) -> CoreRow:
+def _measure(
+    name: str, fw: str, rounds: int, messages: int, cycles: int, cpu: int | None
+) -> CoreRow:
     # the same host code for every kind of core: amplink.host.PLATFORMS runs a Python
     # program in a process and a Cortex-M image on an emulated i.MX8M Plus-like M7
-    rp = Rproc(name.split(maxsplit=1)[0], fw)
+    rp = Rproc(name.split(maxsplit=1)[0], fw, config=RprocConfig(cpu=cpu))
     boots = []
     for _ in range(cycles):
         t = time.perf_counter_ns()
@@ -91,9 +93,9 @@ def _measure(name: str, fw: str, rounds: int, messages: int, cycles: int) -> Cor
                    round(mbox[1], 1), round(boot, 1))  # fmt: skip
 
 
-def _mips(path: str) -> float:
+def _mips(path: str, cpu: int | None) -> float:
     """Emulated instructions per second of ``busy N`` on the faults image."""
-    rp = Rproc("bench-busy", path)
+    rp = Rproc("bench-busy", path, config=RprocConfig(cpu=cpu))
     with rp, rp.wait_channel(firmware.FAULTS_SERVICE, TIMEOUT).create_ept() as ept:
         times = []
         for n in (1, BUSY_LOOPS):
@@ -106,20 +108,21 @@ def _mips(path: str) -> float:
     return round(instructions / (times[1] - times[0]) / 1e6, 1)
 
 
-def bench_emulated(rounds: int, messages: int, cycles: int) -> dict[str, Any]:
-    """The rows (``rows``), or why there are none (``missing``)."""
+def bench_emulated(rounds: int, messages: int, cycles: int, cpu: int | None) -> dict[str, Any]:
+    """The rows (``rows``), or why there are none (``missing``); every core runs on
+    ``cpu`` (the host's peer CPU), one at a time."""
     built = built_firmware_dir()
     if built is None:
         return {"rows": [], "missing": "the Cortex-M images are not built: run make firmware"}
     rows = [
         _measure("python core (amplink.firmware.echo)", "amplink.firmware.echo",
-                 rounds, messages, cycles),
+                 rounds, messages, cycles, cpu),
         _measure("rpmsg-lite (emulated M7)", str(built / "rpmsg-lite-echo.elf"),
-                 rounds, messages, cycles),
+                 rounds, messages, cycles, cpu),
         _measure("OpenAMP (emulated M7)", str(built / "openamp-rpmsg-echo.elf"),
-                 rounds, messages, cycles),
+                 rounds, messages, cycles, cpu),
     ]  # fmt: skip
-    mips = _mips(str(built / "rpmsg-lite-faults.elf"))
+    mips = _mips(str(built / "rpmsg-lite-faults.elf"), cpu)
     for row in rows[1:]:
         row.mips = mips  # the same emulator runs both images
     return {"rows": [asdict(r) for r in rows], "missing": ""}

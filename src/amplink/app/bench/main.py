@@ -237,7 +237,10 @@ def run(
         delivery = bench_mailbox.bench_deliveries(deliveries)
         lifecycle = bench_lifecycle.bench_lifecycle(cycles)
         emulated = bench_emulated.bench_emulated(
-            min(rounds, EMULATED_ROUNDS), min(messages, EMULATED_MESSAGES), cycles
+            min(rounds, EMULATED_ROUNDS),
+            min(messages, EMULATED_MESSAGES),
+            cycles,
+            placement.peer_cpu,
         )
     finally:
         os.sched_setaffinity(0, saved)
