@@ -4,8 +4,9 @@ The host's platform driver (:mod:`amplink.remoteproc.emulated`) starts this
 with the arguments every core process gets (:func:`amplink.core_process.core_arguments`)
 and the core's description.  It maps the device memory windows of the shared region
 into the emulated address space, puts the MU's side B at its address, wires the MU's
-output to the NVIC line the board names, resets the CPU from its vector table and
-runs it.  It dies with its parent.
+output to the NVIC line the description names (``mu_irq``: the host sets it from the
+wiring's ``core_irq``; ``--mu-irq`` is not read here), resets the CPU from its vector
+table and runs it.  It dies with its parent.
 
 Signals: SIGUSR1 halts the core (a debug halt: the registers go to the CPU-state
 block; the host does this before every reset, for core dumps), SIGTERM stops it.
