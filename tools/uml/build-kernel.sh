@@ -97,7 +97,6 @@ size_fp_buffer() {
         "kernel stacks: $(( 4 << STACK_ORDER )) KiB"
 }
 
-
 install_packages
 size_fp_buffer
 HASH="$(recipe_hash)"
