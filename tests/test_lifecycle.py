@@ -318,6 +318,13 @@ def test_100_start_stop_and_50_crash_recover_cycles_leave_nothing_behind():
     assert snapshot() == before
 
 
+def test_a_mailbox_echo_request_is_answered_by_the_cores_interrupt_handler():
+    with Rproc("ping", ECHO_FW) as rp:
+        rp.wait_channel(SERVICE, 10)
+        assert rp.platform is not None
+        assert 0 < rp.platform.mailbox_ping(5.0) < 5.0
+
+
 def test_a_core_started_from_a_thread_that_ends_keeps_running():
     rp = Rproc("from-thread", ECHO_FW)
 
