@@ -105,6 +105,20 @@ def test_the_vrings_and_buffers_are_placed_as_linux_places_them(stack):
     assert snapshot() == before
 
 
+def test_a_host_attaches_to_a_core_a_boot_loader_started(stack):
+    before = snapshot()
+    booted = boot_core(f"early-{stack}", image(ECHO_IMAGES[stack]))
+    rp = Rproc(f"early-{stack}", "", attach=booted)
+    assert rp.state == "detached"
+    rp.boot()
+    try:
+        assert rp.state == "attached" and rp.pid == booted.platform.pid
+        echo(rp, [b"attached", pattern(496)])
+    finally:
+        rp.stop()
+    assert snapshot() == before
+
+
 # -- rpmsg --------------------------------------------------------------------------------
 def test_name_service_and_the_echo_of_every_size(stack):
     before = snapshot()
