@@ -3,9 +3,9 @@
 A board describes it (``platform = "emulated"``, see ``docs/guide.md``), or it is
 :data:`IMX8MP_M7`, the core amplink's images are built for; the host's platform driver
 (:mod:`amplink.remoteproc.emulated`) lays the windows out in one shared region and
-passes the description to the core process as JSON.  The first window is where the host places what it
-allocates (vrings and buffers whose address the firmware leaves open), as Linux uses a
-``vdev0buffer`` reserved-memory region.
+passes the description to the core process as JSON.  The first window is where the
+host places what it allocates (vrings and buffers whose address the firmware leaves
+open), as Linux uses a ``vdev0buffer`` reserved-memory region.
 """
 
 from __future__ import annotations
