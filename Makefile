@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-linux test-openamp lint bench clean
+.PHONY: demo test test-linux test-openamp firmware test-firmware lint bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -42,3 +42,12 @@ test-linux: $(STAMP)
 test-openamp: $(STAMP)
 	bash tools/openamp/build-demos.sh >/dev/null
 	$(BIN)/pytest --openamp
+
+# The Cortex-M images the emulated cores run (rpmsg-lite and OpenAMP, built from the
+# pinned upstream sources with amplink's porting layers), cached in
+# ~/.cache/amplink-firmware; then the tests that run them.
+firmware:
+	bash tools/firmware/build.sh >/dev/null
+
+test-firmware: firmware $(STAMP)
+	$(BIN)/pytest tests/test_emulated_core.py tests/test_emulated_firmware.py

@@ -12,6 +12,7 @@ from amplink.app import demo
 from amplink.board import Board, BoardError, load_board, parse_board
 from amplink.errors import AmplinkError
 from amplink.firmware.demo import ECHO_SERVICE, RAW_SERVICE, SERVICES
+from amplink.remoteproc.emulated import EmulatedPlatformDriver
 from amplink.remoteproc.resources import Memory
 from resources import snapshot
 
@@ -96,6 +97,68 @@ def test_errors_name_the_key_and_what_is_expected(text, key, says):
     assert info.value.errno == errno.EINVAL
     assert info.value.key == key, str(info.value)
     assert says in info.value.strerror and info.value.strerror.startswith("b.toml: ")
+
+
+EMULATED = """
+[board]
+name = "emu"
+[[memory]]
+name = "ddr"
+base = 0x5500_0000
+size = 0x10_0000
+[[memory]]
+name = "tcm"
+base = 0
+size = 0x2_0000
+[[mailbox]]
+name = "mu"
+core_irq = 97
+[[core]]
+name = "cm7"
+platform = "emulated"
+firmware = "rpmsg-lite-echo.elf"
+mailbox = "mu"
+memory_map = ["ddr", "tcm"]
+"""
+
+
+def test_an_emulated_core_takes_its_memory_map_and_cpu():
+    core = parse_board(EMULATED, "emu.toml").core("cm7")
+    assert core.emulated is not None and core.firmware == "rpmsg-lite-echo.elf"
+    (driver,) = core.platforms()
+    assert isinstance(driver, EmulatedPlatformDriver)
+    soc = driver.soc
+    assert (soc.cpu, soc.mu_base) == ("cortex-m7", 0x30AB_0000)
+    wiring = driver.wiring(core.rproc_config())  # what a boot wires: the MU's NVIC line
+    assert (wiring.unit, wiring.core_irq) == ("mu", 97)
+    assert [(w.name, w.da, w.size) for w in soc.windows] == [
+        ("ddr", 0x5500_0000, 0x10_0000),
+        ("tcm", 0, 0x2_0000),
+    ]
+    assert "cortex-m7, emulated" in core.describe()
+
+
+@pytest.mark.parametrize(
+    ("change", "key", "says"),
+    [
+        (('platform = "emulated"\n', ""), "core 'cm7'.memory_map",
+         'only for a core with platform = "emulated"'),
+        (('memory_map = ["ddr", "tcm"]', 'memory_map = ["ddr"]\nmemories = ["tcm"]'),
+         "core 'cm7'.memories", "an emulated core's memory is its memory_map"),
+        (("core_irq = 97", "core_irq = 240"), "mailbox 'mu'.core_irq", "lines 0..239"),
+        (("size = 0x2_0000", "size = 0x2_0100"), "core 'cm7'.memory_map", "aligned to 4 KiB"),
+        (("base = 0\n", "base = 0x5500_8000\n"), "core 'cm7'.memory_map", "overlap"),
+        (('memory_map = ["ddr", "tcm"]', 'memory_map = ["ddr", "itcm"]'),
+         "core 'cm7'.memory_map[1]", "memory 'itcm' is not defined"),
+        (('platform = "emulated"', 'platform = "emulated"\ncpu_model = "cortex-a53"'),
+         "core 'cm7'.cpu_model", "'cortex-m7'"),
+    ],
+)  # fmt: skip
+def test_emulated_core_errors_name_the_key(change, key, says):
+    with pytest.raises(BoardError) as info:
+        parse_board(EMULATED.replace(*change), "emu.toml")
+    assert info.value.key == key, str(info.value)
+    assert says in info.value.strerror
 
 
 def test_memory_must_fit_the_cores_memory():

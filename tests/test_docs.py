@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from emulated import needs_firmware
 from test_readme import run_script
 
 GUIDE = Path(__file__).parent.parent / "docs" / "guide.md"
@@ -30,11 +31,17 @@ def runnable() -> list[tuple[str, str]]:
     ]
 
 
+NEEDS_FIRMWARE = {"cortex_m_host.py"}  # runs a Cortex-M image that make firmware builds
+
+
 def test_the_guide_has_runnable_examples():
-    assert [name for name, _ in runnable()] == ["twin_host.py", "upper_host.py"]
+    assert [name for name, _ in runnable()] == ["twin_host.py", "upper_host.py", *NEEDS_FIRMWARE]
 
 
-@pytest.mark.parametrize(("script", "expected"), runnable())
+@pytest.mark.parametrize(
+    ("script", "expected"),
+    [pytest.param(*r, marks=needs_firmware) if r[0] in NEEDS_FIRMWARE else r for r in runnable()],
+)
 def test_guide_example_runs(tmp_path, script, expected):
     for lang, body in blocks():
         first = body.split("\n", 1)[0]

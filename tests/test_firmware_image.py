@@ -171,6 +171,7 @@ def test_foreign_machine_is_inspectable_but_refused_at_start(tmp_path):
     with pytest.raises(AmplinkError) as exc:
         rp.start()
     assert exc.value.errno == errno.ENOEXEC and "no platform runs" in str(exc.value)
+    assert "Cortex-M executables (ELF32 EM_ARM, M profile)" in str(exc.value)  # not ELF64
     assert rp.state == OFFLINE and snapshot() == before
 
 

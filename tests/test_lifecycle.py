@@ -5,9 +5,11 @@ import errno
 import io
 import logging
 import os
+import select
 import shutil
 import signal
 import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -357,6 +359,55 @@ def test_100_start_stop_and_50_crash_recover_cycles_leave_nothing_behind():
         echo_once(rp, b"recovered %d" % i)
     rp.stop()
     assert snapshot() == before
+
+
+def test_a_mailbox_echo_request_is_answered_by_the_cores_interrupt_handler():
+    with Rproc("ping", ECHO_FW) as rp:
+        rp.wait_channel(SERVICE, 10)
+        assert rp.platform is not None
+        assert 0 < rp.platform.mailbox_ping(5.0) < 5.0
+
+
+def test_a_core_started_from_a_thread_that_ends_keeps_running():
+    rp = Rproc("from-thread", ECHO_FW)
+
+    def starter():
+        rp.start()
+        rp.wait_channel(SERVICE, 10)  # the thread outlives the core's start-up
+
+    t = threading.Thread(target=starter)
+    t.start()
+    t.join()
+    try:
+        echo_once(rp)  # PR_SET_PDEATHSIG would have killed it with the thread
+        assert rp.crash_count == 0
+    finally:
+        rp.stop()
+
+
+HOST = """
+import sys, time
+from amplink.host import Rproc
+rp = Rproc("doomed", "amplink.firmware.echo")
+rp.start()
+rp.wait_channel("rpmsg-openamp-demo-channel", 10)
+print(rp.pid, flush=True)
+time.sleep(60)
+"""
+
+
+def test_cores_end_with_their_host():
+    host = subprocess.Popen([sys.executable, "-c", HOST], stdout=subprocess.PIPE, text=True)
+    try:
+        core = int(host.stdout.readline())
+        pidfd = os.pidfd_open(core)
+    finally:
+        host.kill()
+        host.wait()
+    try:
+        assert select.select([pidfd], [], [], 10)[0], "the core outlived its host"
+    finally:
+        os.close(pidfd)
 
 
 # -- resources ------------------------------------------------------------------------

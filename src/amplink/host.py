@@ -20,6 +20,7 @@ from amplink.remoteproc import loader
 from amplink.remoteproc import rproc as remoteproc
 from amplink.remoteproc.config import RprocConfig
 from amplink.remoteproc.drivers import RprocDrivers
+from amplink.remoteproc.emulated import EmulatedPlatformDriver
 from amplink.remoteproc.loader import BootedImage
 from amplink.remoteproc.openamp import OpenAmpRproc
 from amplink.remoteproc.platform import PlatformDriver
@@ -40,8 +41,10 @@ __all__ = [
     "host_drivers",
 ]
 
-PLATFORMS: tuple[PlatformDriver, ...] = (ProcessPlatformDriver(),)
-"""The platforms a host here has, in the order they are asked whether they run an image."""
+PLATFORMS: tuple[PlatformDriver, ...] = (ProcessPlatformDriver(), EmulatedPlatformDriver())
+"""The platforms a host here has, in the order they are asked whether they run an image:
+a process (packed Python firmware, executables for this machine) and an emulated
+i.MX8M Plus-like Cortex-M7 (Cortex-M images; a board describes other SoCs)."""
 
 
 def host_drivers(

@@ -24,6 +24,7 @@ from amplink.app import signals
 from amplink.app.stats import latency_summary_us
 from amplink.app.terminal import Terminal, table
 from amplink.board import Board, BoardSpec
+from amplink.emu.firmware import DEMO_FAULT_MESSAGE
 from amplink.errors import AmplinkError
 from amplink.firmware.demo import ECHO_SERVICE, RAW_SERVICE
 from amplink.host import Rproc
@@ -169,9 +170,13 @@ def _tty_label(board: Board, name: str) -> str:
 
 
 def _offered(board: Board, name: str) -> list[str]:
-    """Wait for the demo firmware's channels (a short wait for other firmware)."""
+    """Wait for the demo firmware's channels; other firmware gets until its first
+    channel appears, and a second for the rest."""
     rp = board.core(name)
     wanted = (ECHO_SERVICE, RPMSG_TTY_SERVICE, RAW_SERVICE)
+    link = rp.link
+    if not _is_demo(rp) and link is not None:
+        board.bus.wait_for_device(None, TIMEOUT, link=link)  # its first channel
     try:
         board.wait_channels(name, wanted, TIMEOUT if _is_demo(rp) else 1.0)
     except AmplinkError as exc:
@@ -223,8 +228,7 @@ def _console(board: Board, name: str) -> str:
     fd = os.open(tty.path, os.O_RDWR | os.O_NOCTTY)
     try:
         os.write(fd, CONSOLE_COMMAND.encode() + b"\r")
-        prompt = f"{name}> ".encode()
-        seen = read_until(fd, b"\r\n" + prompt, TIMEOUT)
+        seen = read_until(fd, b"> ", TIMEOUT, lines=2)  # the echo, the answer, a prompt
     finally:
         os.close(fd)
     lines = seen.split(b"\r\n")
@@ -233,12 +237,12 @@ def _console(board: Board, name: str) -> str:
     return lines[1].decode(errors="replace")
 
 
-def read_until(fd: int, end: bytes, timeout: float) -> bytes:
-    """Read ``fd`` until what was read ends with ``end``; ``ETIMEDOUT`` after
-    ``timeout`` s, saying what did come."""
+def read_until(fd: int, end: bytes, timeout: float, *, lines: int = 0) -> bytes:
+    """Read ``fd`` until what was read ends with ``end`` after at least ``lines`` line
+    ends (CRLF); ``ETIMEDOUT`` after ``timeout`` s, saying what did come."""
     seen = b""
     deadline = time.monotonic() + timeout
-    while not seen.endswith(end):
+    while not (seen.endswith(end) and seen.count(b"\r\n") >= lines):
         left = deadline - time.monotonic()
         if left <= 0 or not select.select([fd], [], [], left)[0]:
             raise AmplinkError(errno.ETIMEDOUT, f"waited {timeout}s for {end!r}; got {seen!r}")
@@ -259,24 +263,43 @@ def _raw(board: Board, name: str) -> bytes:
 
 def _roles(board: Board) -> tuple[str | None, str | None]:
     """Which core to stop gracefully and which to crash: a core with the shutdown
-    handshake to stop, another with recovery enabled to crash."""
+    handshake to stop, another with recovery enabled to crash (an emulated one first:
+    its firmware faults for real)."""
     names = list(board.cores)
     graceful = next((n for n in names if board.core(n).config.graceful_shutdown), None)
-    crash = next((n for n in names if n != graceful and board.core(n).recovery), None)
+    can_crash = [n for n in names if n != graceful and board.core(n).recovery]
+    emulated = [n for n in can_crash if board.spec.core(n).emulated is not None]
+    crash = next(iter(emulated or can_crash), None)
     if graceful is None and len(names) > 1:
         graceful = next(n for n in names if n != crash)
     return graceful, crash
+
+
+def _faults_on_request(rp: Rproc) -> bool:
+    """Ask the echo service for a real fault (amplink's Cortex-M images write to unmapped
+    memory when they get :data:`DEMO_FAULT_MESSAGE`): True if the core crashed, False if
+    its firmware echoed the message instead."""
+    with rp.wait_channel(ECHO_SERVICE, TIMEOUT).create_ept() as ept:
+        ept.send(DEMO_FAULT_MESSAGE)
+        try:
+            ept.recv(TIMEOUT)
+        except AmplinkError as exc:
+            if exc.errno != errno.EPIPE:  # EPIPE: the core crashed, its endpoints went
+                raise
+            return True
+    return False
 
 
 def _crash_and_recover(board: Board, name: str) -> str:
     rp = board.core(name)
     check_echo = ECHO_SERVICE in board.channels(name)
     before = rp.crash_count
-    rp.debugfs.crash(1)  # a watchdog crash, as if the core stopped responding
+    if not (check_echo and _faults_on_request(rp)):
+        rp.debugfs.crash(1)  # a watchdog crash, as if the core stopped responding
     rp.wait_crash_handled(before + 1, TIMEOUT)
     rp.wait_state("running", timeout=TIMEOUT)
-    kind, _ = rp.last_crash or ("?", "")
-    done = f"crash #{rp.crash_count} ({kind}) handled, running again as pid {rp.pid}"
+    kind, why = rp.last_crash or ("?", "")
+    done = f"crash #{rp.crash_count} ({kind}: {why}) handled, running again as pid {rp.pid}"
     if not check_echo:
         return done
     chan = rp.wait_channel(ECHO_SERVICE, TIMEOUT)

@@ -15,24 +15,27 @@ import itertools
 import re
 import tomllib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any, TypeVar
 
+from amplink.emu.soc import CPUS, DEFAULT_CLOCK_HZ, NUM_IRQS, CortexMSoc, Window
 from amplink.errors import AmplinkError
 from amplink.mailbox.mu_path import MU_CHANNELS, MU_IRQ, MuWiring
 from amplink.remoteproc import coredump
 from amplink.remoteproc.config import DEFAULT_MEMORY_SIZE, DELIVERIES, RprocConfig
 from amplink.remoteproc.devmem import Memory
 from amplink.remoteproc.elf import FirmwareError
+from amplink.remoteproc.emulated import EmulatedPlatformDriver
 from amplink.remoteproc.fwref import resolve
-from amplink.remoteproc.process import WDOG_IRQ
+from amplink.remoteproc.platform import PlatformDriver
+from amplink.remoteproc.process import WDOG_IRQ, ProcessPlatformDriver
 
 DEFAULT_BOARD = "default.toml"
 MAILBOX_MODELS = ("imx-mu",)  # what the process platform can wire between two processes
 PERSONALITIES = ("imx", "k3")
-
+PLATFORMS = ("process", "emulated")
 BACKENDS = ("virtio", "glink")
 RECOVERY = ("enabled", "disabled")
 _NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.-]{0,31}\Z")
@@ -75,6 +78,34 @@ class MailboxSpec:
 
 
 @dataclass(frozen=True)
+class EmulatedSpec:
+    """What an emulated core is (``platform = "emulated"``): its CPU model and clock,
+    its memory map (the board's memories, in the order the host allocates from), where
+    it sees the MU's side B, its vector table at reset, and an optional GDB port."""
+
+    cpu_model: str = "cortex-m7"
+    clock_hz: int = DEFAULT_CLOCK_HZ
+    memory_map: tuple[MemorySpec, ...] = ()
+    mu_base: int = 0x30AB_0000
+    vtor: int = 0
+    gdb_port: int | None = None
+    gdb_wait: bool = False
+
+    def soc(self) -> CortexMSoc:
+        """The core's description for the emulator (its MU's NVIC line is the mailbox's
+        ``core_irq``, which the platform takes from the wiring)."""
+        return CortexMSoc(
+            windows=tuple(Window(m.name, m.base, m.size) for m in self.memory_map),
+            cpu=self.cpu_model,
+            clock_hz=self.clock_hz,
+            mu_base=self.mu_base,
+            vtor=self.vtor,
+            gdb_port=self.gdb_port,
+            gdb_wait=self.gdb_wait,
+        )
+
+
+@dataclass(frozen=True)
 class CoreSpec:
     """A remote core: its platform personality, wiring, firmware and policies."""
 
@@ -93,12 +124,14 @@ class CoreSpec:
     recovery: str = "enabled"
     coredump: str = coredump.DISABLED
     cpu: int | None = None
+    emulated: EmulatedSpec | None = None  # None: the core is a process
 
     def describe(self) -> str:
-        """One line: personality, mailbox wiring, backend and firmware."""
+        """One line: personality (and emulated CPU), mailbox wiring, backend and firmware."""
         mb = self.mailbox
+        cpu = f" ({self.emulated.cpu_model}, emulated)" if self.emulated else ""
         return (
-            f"{self.name}: {self.personality}, {mb.model} {mb.name} tx {self.tx} rx {self.rx} "
+            f"{self.name}: {self.personality}{cpu}, {mb.model} {mb.name} tx {self.tx} rx {self.rx} "
             f"irq {mb.host_irq}, rpmsg over {self.rpmsg}, firmware {self.firmware}"
             + ("" if self.auto_boot else ", not booted automatically")
         )
@@ -107,6 +140,13 @@ class CoreSpec:
         """The MU wiring of this core's kick path."""
         mb = self.mailbox
         return MuWiring(mb.name, self.tx, self.rx, mb.host_irq, mb.core_irq)
+
+    def platforms(self) -> tuple[PlatformDriver, ...]:
+        """The platform driver that runs this core: an emulated Cortex-M as described, or
+        a process."""
+        if self.emulated is not None:
+            return (EmulatedPlatformDriver(self.emulated.soc()),)
+        return (ProcessPlatformDriver(),)
 
     def rproc_config(self, coredump_dir: str | None = None) -> RprocConfig:
         """The remote processor's settings this description stands for (dumps are
@@ -178,7 +218,9 @@ def parse_board(text: str, source: str = "<board>", base: Path | None = None) ->
     are resolved by :func:`amplink.remoteproc.fwref.resolve`'s rule: a relative path
     (``fw/echo.elf``, ``sensor_fw.py``) is relative to ``base``, the board file's folder
     (default: the current directory); a module name (``amplink.firmware.demo``) stays
-    as it is.  Each must exist."""
+    as it is, and a bare ``*.elf`` name
+    not found there is looked up on the firmware search path
+    (:mod:`amplink.remoteproc.firmware_path`).  Each must exist."""
     try:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -306,27 +348,26 @@ class _Parser:
         memories: Mapping[str, MemorySpec],
         mailboxes: Mapping[str, MailboxSpec],
     ) -> CoreSpec:
-        self.table(where, tbl, _CORE_KEYS)
+        self.table(where, tbl, _CORE_KEYS + _EMULATED_KEYS)
         personality = self.choice(where, tbl, "personality", PERSONALITIES, "imx")
         mb_name = self.get(where, tbl, "mailbox", str, check=_defined("mailbox", mailboxes))
+        emulated = None
+        if self.choice(where, tbl, "platform", PLATFORMS, "process") == "emulated":
+            emulated = self.emulated(where, tbl, memories, mailboxes[mb_name])
+        else:
+            for key in _EMULATED_KEYS:
+                if key in tbl:
+                    raise self.fail(f"{where}.{key}", 'only for a core with platform = "emulated"')
         channel = _at_most(MU_CHANNELS - 1, at_least=0)
         size = self.get(where, tbl, "memory_size", int, DEFAULT_MEMORY_SIZE, check=_at_least(1))
-        mems = []
-        for i, mem_name in enumerate(self.get(where, tbl, "memories", list, [])):
-            key = f"{where}.memories[{i}]"
-            if not isinstance(mem_name, str):
-                raise self.fail(key, f"expected a memory's name, got {_show(mem_name)}")
-            problem = _defined("memory", memories)(mem_name)
-            if problem is not None:
-                raise self.fail(key, problem)
-            mem = memories[mem_name]
+        mems = self.memories(where, tbl, "memories", memories)
+        for i, mem in enumerate(mems):
             if mem.base + mem.size > size:
                 raise self.fail(
-                    key,
-                    f"memory {mem_name!r} ends at {mem.base + mem.size:#x}, beyond the core's "
+                    f"{where}.memories[{i}]",
+                    f"memory {mem.name!r} ends at {mem.base + mem.size:#x}, beyond the core's "
                     f"memory_size {size:#x}",
                 )
-            mems.append(mem)
         self.check_disjoint(f"{where}.memories", mems)
         cpu = tbl.get("cpu")
         if cpu is not None:
@@ -347,6 +388,7 @@ class _Parser:
             recovery=self.choice(where, tbl, "recovery", RECOVERY, "enabled"),
             coredump=self.choice(where, tbl, "coredump", coredump.MODES, coredump.DISABLED),
             cpu=cpu,
+            emulated=emulated,
         )
 
     def firmware(self, where: str, tbl: dict[str, Any]) -> str:
@@ -360,6 +402,60 @@ class _Parser:
             raise self.fail(f"{where}.firmware", exc.strerror or str(exc)) from None
         return ref.name
 
+    def emulated(
+        self,
+        where: str,
+        tbl: dict[str, Any],
+        memories: Mapping[str, MemorySpec],
+        mailbox: MailboxSpec,
+    ) -> EmulatedSpec:
+        """The keys of an emulated core; its memory is its memory map."""
+        for key in ("memories", "memory_size"):
+            if key in tbl:
+                raise self.fail(
+                    f"{where}.{key}", "an emulated core's memory is its memory_map; remove this"
+                )
+        if "memory_map" not in tbl:
+            raise self.fail(f"{where}.memory_map", "required key is missing (an array)")
+        windows = self.memories(where, tbl, "memory_map", memories)
+        gdb_port = tbl.get("gdb_port")
+        if gdb_port is not None:
+            gdb_port = self.get(where, tbl, "gdb_port", int, check=_at_most(65535, at_least=1))
+        spec = EmulatedSpec(
+            cpu_model=self.choice(where, tbl, "cpu_model", CPUS, "cortex-m7"),
+            clock_hz=self.get(where, tbl, "clock_hz", int, DEFAULT_CLOCK_HZ, check=_at_least(1)),
+            memory_map=tuple(windows),
+            mu_base=self.get(where, tbl, "mu_base", int, 0x30AB_0000, check=_at_least(0)),
+            vtor=self.get(where, tbl, "vtor", int, 0, check=_at_least(0)),
+            gdb_port=gdb_port,
+            gdb_wait=self.get(where, tbl, "gdb_wait", bool, False),
+        )
+        if mailbox.core_irq >= NUM_IRQS:
+            raise self.fail(
+                f"mailbox {mailbox.name!r}.core_irq",
+                f"an emulated core's NVIC has lines 0..{NUM_IRQS - 1}, not {mailbox.core_irq}",
+            )
+        try:
+            replace(spec.soc(), mu_irq=mailbox.core_irq).check()
+        except AmplinkError as exc:
+            raise self.fail(f"{where}.memory_map", exc.strerror or str(exc)) from None
+        return spec
+
+    def memories(
+        self, where: str, tbl: dict[str, Any], key: str, memories: Mapping[str, MemorySpec]
+    ) -> list[MemorySpec]:
+        """The memories an array of names under ``key`` names (each defined)."""
+        out = []
+        for i, mem_name in enumerate(self.get(where, tbl, key, list, [])):
+            at = f"{where}.{key}[{i}]"
+            if not isinstance(mem_name, str):
+                raise self.fail(at, f"expected a memory's name, got {_show(mem_name)}")
+            problem = _defined("memory", memories)(mem_name)
+            if problem is not None:
+                raise self.fail(at, problem)
+            out.append(memories[mem_name])
+        return out
+
     def check_disjoint(self, key: str, mems: list[MemorySpec]) -> None:
         ordered = sorted(mems, key=lambda m: m.base)
         for a, b in itertools.pairwise(ordered):
@@ -371,12 +467,14 @@ class _Parser:
         gives every core its own MU and its own device memory."""
         owner: dict[tuple[str, str], str] = {}
         for core in cores.values():
-            things = [("mailbox", core.mailbox.name)] + [("memory", m.name) for m in core.memories]
+            mems = core.memories + (core.emulated.memory_map if core.emulated else ())
+            things = [("mailbox", core.mailbox.name)] + [("memory", m.name) for m in mems]
             for kind, name in things:
                 first = owner.setdefault((kind, name), core.name)
                 if first != core.name:
+                    key = "memory_map" if core.emulated else "memories"
                     raise self.fail(
-                        f"core {core.name!r}.{'mailbox' if kind == 'mailbox' else 'memories'}",
+                        f"core {core.name!r}.{'mailbox' if kind == 'mailbox' else key}",
                         f"{kind} {name!r} is already used by core {first!r}; each core needs "
                         f"its own {kind} here",
                     )
@@ -398,7 +496,9 @@ _CORE_KEYS = (
     "recovery",
     "coredump",
     "cpu",
+    "platform",
 )
+_EMULATED_KEYS = ("cpu_model", "clock_hz", "memory_map", "mu_base", "vtor", "gdb_port", "gdb_wait")
 
 
 def _what(kind: type) -> str:

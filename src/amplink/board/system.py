@@ -57,6 +57,7 @@ def make_rproc(spec: CoreSpec, bus: RpmsgBus, coredump_dir: str | None = None) -
         config=spec.rproc_config(coredump_dir),
         bus=bus,
         table=glink_rsc_table() if spec.rpmsg == "glink" else None,
+        platforms=spec.platforms(),
     )
 
 

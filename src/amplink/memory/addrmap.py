@@ -43,6 +43,11 @@ class AddressMap:
         """Device address == region offset for the whole region (OpenAMP linux layout)."""
         return cls([Mapping(0, size, 0, name)])
 
+    @property
+    def mappings(self) -> tuple[Mapping, ...]:
+        """The mappings, in the order they were added."""
+        return tuple(self._maps)
+
     def add(self, m: Mapping) -> None:
         """Add a mapping; ``ValueError`` if it is empty, negative, or overlaps another."""
         if m.size <= 0 or m.da < 0 or m.offset < 0:

@@ -9,7 +9,8 @@ GLINK edge at once; an rpmsg vdev in the virtio device role once the host has se
 DRIVER_OK) and runs the
 firmware program the host loaded into device memory at the boot address (``main(core)``
 of a packed Python program, see :mod:`amplink.remoteproc.fwpack`).  It dies with its
-parent (PR_SET_PDEATHSIG) so that a host crash never leaves a core process behind.
+parent (:func:`amplink.core_process.die_with_parent`) so that a host crash never
+leaves a core process behind.
 
 ``kill -USR2 <pid>`` prints every thread's stack to stderr (where a firmware is stuck).
 
@@ -20,7 +21,6 @@ table, 3 when the host never set DRIVER_OK, 1 when the firmware raised.
 from __future__ import annotations
 
 import argparse
-import ctypes
 import faulthandler
 import logging
 import os
@@ -31,6 +31,7 @@ import threading
 import time
 
 from amplink.bindings import firmware_rpmsg
+from amplink.core_process import core_arguments, die_with_parent
 from amplink.errors import AmplinkError
 from amplink.hw.soc import core_control
 from amplink.irq.line import drain
@@ -52,38 +53,13 @@ from amplink.wire.protocol import (
 from amplink.wire.pyprog import PY_HEADER, decode_source, program_length
 from amplink.wire.trace import TraceWriter
 
-PR_SET_PDEATHSIG = 1
 EXIT_BAD_SETUP = 2
 EXIT_NO_DRIVER_OK = 3
 log = logging.getLogger("amplink.remote")
 
 
 def _parse_args(argv: list[str]) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m amplink.remote")
-    p.add_argument("--name", required=True)
-    p.add_argument("--firmware", required=True, help="the firmware's name (for messages)")
-    p.add_argument("--boot-addr", type=lambda s: int(s, 0), required=True)
-    p.add_argument("--region-fd", type=int, required=True)
-    p.add_argument("--mmio-fd", type=int, required=True)
-    p.add_argument("--irq-fd", type=int, required=True)
-    p.add_argument("--peer-irq-fd", type=int, required=True)
-    p.add_argument("--table-da", type=lambda s: int(s, 0), required=True)
-    p.add_argument("--table-len", type=int, required=True)
-    p.add_argument("--cpu", type=int, default=None)
-    p.add_argument("--no-spin", action="store_true", help="never busy-poll (the host decides)")
-    p.add_argument("--boot-timeout", type=float, default=10.0)
-    p.add_argument("--mu", default="mu", help="the MU's name")
-    p.add_argument("--mu-tx", type=int, default=0, help="MU data channel this core kicks on")
-    p.add_argument("--mu-rx", type=int, default=0, help="MU data channel the host kicks on")
-    p.add_argument("--mu-irq", type=int, default=MU_IRQ, help="this core's MU interrupt line")
-    return p.parse_args(argv)
-
-
-def _die_with_parent(parent: int) -> None:
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-    if os.getppid() != parent:  # the parent died before prctl took effect
-        os._exit(EXIT_BAD_SETUP)
+    return core_arguments("python -m amplink.remote", MU_IRQ).parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -92,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
         level=os.environ.get("AMPLINK_REMOTE_LOG", "WARNING"),
         format=f"[remote {args.name}] %(levelname)s %(name)s: %(message)s",
     )
-    _die_with_parent(int(os.environ.get("AMPLINK_PARENT_PID", os.getppid())))
+    die_with_parent(int(os.environ.get("AMPLINK_PARENT_PID", os.getppid())), EXIT_BAD_SETUP)
     start_from_environment()
 
     faulthandler.register(signal.SIGUSR2, all_threads=True)

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from amplink.errors import AmplinkError
-from amplink.mailbox.mu_path import DEFAULT_WIRING, Delivery, MuWiring
+from amplink.mailbox.mu_path import Delivery, MuWiring
 from amplink.remoteproc import coredump
 from amplink.remoteproc.devmem import Memory
 from amplink.remoteproc.subdev import VendorHook
@@ -49,7 +49,7 @@ class RprocConfig:
     * ``handle_rsc``: handles vendor resource entries no resource handler claims
       (``RSC_HANDLED``, ``RSC_IGNORED`` or a negative errno that fails the boot).
 
-    The platform (a core that is a process, kicked through an MU):
+    The platform (a core that is a process or an emulated CPU, kicked through an MU):
 
     * ``cpu``: pin the core to this CPU; ``spin``: whether both sides may poll the
       rings (None: when they can run on different CPUs);
@@ -57,7 +57,9 @@ class RprocConfig:
     * ``delivery``: how a kick reaches the host's rings, in the MU channel's IRQ thread
       (``thread``, as the 2026 i.MX series) or through a workqueue (``workqueue``);
       ``rt_priority`` runs the host's IRQ threads SCHED_FIFO where the OS allows;
-    * ``mailbox``: the MU channels and interrupt lines of the kick path.
+    * ``mailbox``: the MU channels and interrupt lines of the kick path (None: the
+      platform's own; ``core_irq`` is the line at the core's interrupt controller, an
+      emulated Cortex-M's NVIC line).
     """
 
     recovery: bool = True
@@ -75,7 +77,7 @@ class RprocConfig:
     boot_timeout: float = 10.0
     delivery: Delivery = "thread"
     rt_priority: int | None = None
-    mailbox: MuWiring = DEFAULT_WIRING
+    mailbox: MuWiring | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "memories", tuple(self.memories))

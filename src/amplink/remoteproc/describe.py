@@ -62,13 +62,14 @@ def table_invalid(image: FirmwareImage) -> bool:
 
 def describe_image(image: FirmwareImage) -> str:
     """ELF header summary, loadable segments, sections and the resource table."""
-    runs = (
-        "packed Python firmware"
-        if packed_python(image)
-        else "native executable"
-        if image.native
-        else "no executor in amplink"
-    )
+    if packed_python(image):
+        runs = "packed Python firmware"
+    elif image.native:
+        runs = "native executable"
+    elif image.cortex_m:
+        runs = f'Cortex-M, {image.arm_arch}: runs on an emulated core (platform = "emulated")'
+    else:
+        runs = "no executor in amplink"
     lines = [
         f"{image.name}",
         f"  ELF{image.elfclass} {'little' if image.little_endian else 'big'}-endian, "

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from elftools.common.exceptions import ELFError
 from elftools.elf.elffile import ELFFile
 from elftools.elf.enums import ENUM_E_MACHINE
+from elftools.elf.sections import ARMAttributesSection
 
 from amplink.errors import AddressError, ResourceTableError, WireError
 from amplink.memory.addrmap import AddressMap
@@ -37,6 +38,17 @@ ELFCLASS64 = 2
 ELFDATA2LSB = 1
 ELFDATA2MSB = 2
 RSC_TABLE_SECTION = ".resource_table"
+ARM_ATTRIBUTES_SECTION = ".ARM.attributes"
+# Tag_CPU_arch values of the M profile (the ARM ELF ABI's build attributes)
+_ARM_M_ARCHS = {
+    10: "ARMv7-M",
+    11: "ARMv6-M",
+    12: "ARMv6S-M",
+    13: "ARMv7E-M",
+    16: "ARMv8-M.baseline",
+    17: "ARMv8-M.mainline",
+    21: "ARMv8.1-M.mainline",
+}
 _MACHINE_NAMES = {v: k for k, v in ENUM_E_MACHINE.items() if isinstance(v, int)}
 
 
@@ -83,6 +95,8 @@ class FirmwareImage:
     table_bytes: bytes = b""
     table: rt.ResourceTable | None = None
     table_problem: str = ""
+    arm_profile: str = ""  # EM_ARM build attributes: "M", "R" or "A" (empty if none)
+    arm_arch: str = ""  # and the architecture ("ARMv7E-M"...)
 
     @property
     def machine_name(self) -> str:
@@ -149,6 +163,7 @@ class FirmwareImage:
                 (s.name, s["sh_addr"], s["sh_offset"], s["sh_size"]) for s in elf.iter_sections()
             ]
             image._find_table(elf, data)
+            image._read_arm_attributes(elf)
         except ELFError as exc:
             raise FirmwareError("elf", f"{name}: malformed ELF: {exc}") from None
         return image
@@ -172,6 +187,24 @@ class FirmwareImage:
             return
         self.table_da = sec["sh_addr"]
         self.table_bytes = raw
+
+    def _read_arm_attributes(self, elf: ELFFile) -> None:
+        """The CPU profile and architecture an ARM image was built for."""
+        sec = elf.get_section_by_name(ARM_ATTRIBUTES_SECTION)
+        if not isinstance(sec, ARMAttributesSection) or self.machine_name != "EM_ARM":
+            return
+        for sub in sec.iter_subsections():
+            for subsub in sub.iter_subsubsections():
+                for attr in subsub.iter_attributes():
+                    if attr.tag == "TAG_CPU_ARCH_PROFILE" and isinstance(attr.value, int):
+                        self.arm_profile = chr(attr.value) if attr.value else ""
+                    elif attr.tag == "TAG_CPU_ARCH" and isinstance(attr.value, int):
+                        self.arm_arch = _ARM_M_ARCHS.get(attr.value, f"arch {attr.value}")
+
+    @property
+    def cortex_m(self) -> bool:
+        """Whether this is an image for a Cortex-M (EM_ARM, M-profile, ELF32)."""
+        return self.machine_name == "EM_ARM" and self.arm_profile == "M" and self.elfclass == 32
 
     def require_table(self) -> rt.ResourceTable:
         """The cached table, or ``FirmwareError`` (rule ``no-table``) saying why not."""

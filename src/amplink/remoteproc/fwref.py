@@ -7,7 +7,10 @@
 with a ``/``, is a *file path*, relative to a base folder (a board file's folder) or to
 the current directory.  A file ending in ``.py`` is a Python firmware program; any
 other file must be an ELF image.  So ``fw.elf`` is always the file ``./fw.elf``, and a
-native executable in the current folder is named ``./fw``.
+native executable in the current folder is named ``./fw``.  A bare ``*.elf`` name that
+is not in that folder is looked up on the firmware search path
+(:mod:`amplink.remoteproc.firmware_path`, as ``request_firmware`` looks in
+``/lib/firmware``).
 
 Every error is a :class:`~amplink.remoteproc.elf.FirmwareError` that names what was
 looked for and where (``ENOENT`` for a missing file or module, ``ENOEXEC`` for a
@@ -25,6 +28,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from amplink.remoteproc import firmware_path
 from amplink.remoteproc.elf import ELF_MAGIC, FirmwareError, FirmwareImage
 from amplink.remoteproc.fwpack import image_program, pack_python
 from amplink.remoteproc.layout import default_rsc_table
@@ -57,6 +61,8 @@ class FirmwareRef:
         if self.kind == "file":
             if not os.path.isfile(self.name):
                 where = "" if self.spec == self.name else f" (given as {self.spec!r})"
+                if _bare_elf(self.spec):
+                    where += f", nor on {firmware_path.describe()}"
                 raise FirmwareError(
                     "missing", f"firmware file {self.name} not found{where}", errno.ENOENT
                 )
@@ -124,7 +130,14 @@ def resolve(spec: str, base: str | Path | None = None) -> FirmwareRef:
     path = os.path.expanduser(spec)
     if not os.path.isabs(path):
         path = os.path.join(base if base is not None else os.getcwd(), path)
+    if _bare_elf(spec) and not os.path.exists(path):
+        path = firmware_path.lookup(spec) or path
     return FirmwareRef(spec, "file", os.path.normpath(path))
+
+
+def _bare_elf(spec: str) -> bool:
+    """A file name without a folder ending in ``.elf``: the search path may hold it."""
+    return "/" not in spec and spec.endswith(".elf")
 
 
 def check_program(source: str, filename: str) -> None:

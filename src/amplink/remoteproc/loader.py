@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import errno
 import itertools
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from amplink.errors import AddressError, AmplinkError
-from amplink.memory.addrmap import AddressMap
+from amplink.memory.addrmap import AddressMap, Mapping
 from amplink.memory.region import SharedRegion
 from amplink.remoteproc.config import RprocConfig
 from amplink.remoteproc.devmem import DeviceMemory
@@ -42,23 +43,31 @@ def read_firmware(name: str, spec: str, table: rt.ResourceTable | None) -> Firmw
 
 
 def load_image(
-    name: str, image: FirmwareImage, config: RprocConfig, drivers: RprocDrivers
+    name: str,
+    image: FirmwareImage,
+    config: RprocConfig,
+    drivers: RprocDrivers,
+    windows: Sequence[Mapping] | None = None,
 ) -> DeviceMemory:
-    """Create device memory for ``image`` (at most ``config.memory_size`` bytes from da
-    0, with room for what its resources will place), copy its segments there and the
-    cached resource table over its loaded location (the copy both sides use from then
-    on); the region is closed again if this fails."""
+    """Create device memory for ``image`` and copy its segments there and the cached
+    resource table over its loaded location (the copy both sides use from then on);
+    the region is closed again if this fails.  The memory is the platform's
+    ``windows`` (:meth:`~.platform.RprocPlatform.memory_map`), or one range from da 0
+    with room for what the resources will place, of at most ``config.memory_size``
+    bytes."""
     memories = {m.name: m for m in config.memories}
-    size = image_region_size(image, memories, drivers)
-    if size > config.memory_size:
-        raise FirmwareError(
-            "segment-da",
-            f"{image.name} needs {size:#x} bytes of device memory from da 0 (its highest "
-            f"segment ends at {image.extent():#x}); {name} has {config.memory_size:#x}",
-        )
-    region = SharedRegion.create(size, name)
+    if windows is None:
+        size = image_region_size(image, memories, drivers)
+        if size > config.memory_size:
+            raise FirmwareError(
+                "segment-da",
+                f"{image.name} needs {size:#x} bytes of device memory from da 0 (its highest "
+                f"segment ends at {image.extent():#x}); {name} has {config.memory_size:#x}",
+            )
+        windows = [Mapping(0, size, 0, "shm")]
+    region = SharedRegion.create(max(w.offset + w.size for w in windows), name)
     try:
-        amap = AddressMap.identity(region.size)
+        amap = AddressMap(list(windows))
         reserve_platform_memories(amap, memories)  # first: segments may load into them
 
         def in_platform_memory(da: int, size: int) -> bool:
@@ -115,7 +124,7 @@ def boot_core(
     config = config if config is not None else RprocConfig(boot_timeout=60.0)
     image = read_firmware(name, firmware, table)
     platform = choose_platform(drivers.platforms, name, image).create(name, image, config)
-    memory = load_image(name, image, config, drivers)
+    memory = load_image(name, image, config, drivers, platform.memory_map())
     try:
         ctx = ResourceContext(
             name,

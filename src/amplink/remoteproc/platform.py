@@ -22,9 +22,11 @@ from typing import TYPE_CHECKING, Protocol
 from amplink.errors import AmplinkError
 
 if TYPE_CHECKING:  # types only: a core process reads no ELF (this keeps it from loading it)
+    from amplink.memory.addrmap import Mapping
     from amplink.memory.region import SharedRegion
     from amplink.remoteproc.config import RprocConfig
     from amplink.remoteproc.elf import FirmwareImage
+    from amplink.remoteproc.elf_writer import Note
     from amplink.wire.protocol import Features
 
 NotifyHandler = Callable[[int], None]
@@ -57,6 +59,28 @@ class RprocPlatform(ABC):
     def status(self) -> int:
         """The core-control STATUS word (BOOTED, WFI, HALTED; :mod:`amplink.hw.core_ctrl`)."""
         return 0
+
+    def memory_map(self) -> Sequence[Mapping] | None:
+        """The core's device memory as the CPU sees it: each window's device address,
+        size, name and offset in the one shared region that holds them all (a Cortex-M's
+        TCMs and its DDR window, say); the loader places segments, the resource table,
+        vrings and buffers in them.  None (the default): one window from da 0, sized
+        for the image and its resources, of at most ``RprocConfig.memory_size`` bytes."""
+        return None
+
+    def mailbox_ping(self, timeout: float) -> float:
+        """The round trip (s) of ``RP_MBOX_ECHO_REQUEST`` through the core's mailbox,
+        answered with ``RP_MBOX_ECHO_REPLY`` by its interrupt handler (two interrupt
+        latencies and one handler; TI's ``omap_remoteproc`` defines the pair).
+        ``ETIMEDOUT`` without an answer within ``timeout`` s; ``EOPNOTSUPP`` for a
+        platform without a mailbox."""
+        raise AmplinkError(errno.EOPNOTSUPP, f"{self.name}: this platform has no mailbox echo")
+
+    def coredump_notes(self) -> tuple[Note, ...]:
+        """ELF notes for a dump of the core as it was when last reset (an ``NT_PRSTATUS``
+        with its registers, for a platform that knows them); none by default.  Asked
+        after :meth:`release`."""
+        return ()
 
     # -- ops -------------------------------------------------------------------------
     @abstractmethod

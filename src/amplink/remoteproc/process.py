@@ -10,9 +10,9 @@ interrupt (its pidfd on line :data:`WDOG_IRQ`); an optional watchdog timer check
 heartbeat the firmware writes into core control.
 
 Words from the core on the kick channel are sorted here: ``RP_MBOX_SHUTDOWN_ACK``
-completes the handshake, ``RP_MBOX_CRASH`` is a crash report, ``RP_MBOX_ECHO_REPLY`` is
-logged, other protocol words are ignored, and anything else is a notify id for the
-rproc core.
+completes the handshake, ``RP_MBOX_CRASH`` is a crash report, ``RP_MBOX_ECHO_REPLY``
+answers :meth:`ProcessPlatform.mailbox_ping`, other protocol words are ignored, and
+anything else is a notify id for the rproc core.
 """
 
 from __future__ import annotations
@@ -45,6 +45,7 @@ from amplink.wait import spin_worthwhile
 from amplink.wire.protocol import (
     RP_MBOX_CRASH,
     RP_MBOX_ECHO_REPLY,
+    RP_MBOX_ECHO_REQUEST,
     RP_MBOX_READY,
     RP_MBOX_SHUTDOWN,
     RP_MBOX_SHUTDOWN_ACK,
@@ -93,7 +94,7 @@ class ProcessPlatformDriver:
             rt_priority=config.rt_priority,
             boot_timeout=config.boot_timeout,
             native=image.native,
-            mailbox=config.mailbox,
+            mailbox=config.mailbox or DEFAULT_WIRING,
         )
 
 
@@ -140,6 +141,7 @@ class ProcessPlatform(RprocPlatform):
         self._mmio: SharedRegion | None = None
         self._line_fds = (-1, -1)
         self._ack = threading.Event()
+        self._echo_reply = threading.Event()
         self._resetting = False
         self._watchdog: threading.Thread | None = None
         self._watchdog_stop = threading.Event()
@@ -213,9 +215,8 @@ class ProcessPlatform(RprocPlatform):
         table_len: int,
         entry: int,
     ) -> subprocess.Popen[bytes]:
-        exe = [self.firmware] if self.native else [sys.executable, "-m", "amplink.remote"]
         cmd = [
-            *exe,
+            *self._executable(),
             "--name", self.name,
             "--firmware", self.firmware,
             "--region-fd", str(region.fd),
@@ -235,6 +236,7 @@ class ProcessPlatform(RprocPlatform):
             cmd += ["--cpu", str(self.cpu)]
         if not self.spin:
             cmd.append("--no-spin")
+        cmd += self._extra_args()
         env = dict(os.environ, AMPLINK_PARENT_PID=str(os.getpid()))
         if TRACER.enabled:  # the core appends its events to a file the export merges
             env[ENV_VAR] = TRACER.core_file(self.name)
@@ -251,6 +253,14 @@ class ProcessPlatform(RprocPlatform):
             process_group=0,  # a terminal's Ctrl-C reaches the host only; it stops the core
         ).result()
 
+    def _executable(self) -> list[str]:
+        """The command that runs the core (its arguments follow)."""
+        return [self.firmware] if self.native else [sys.executable, "-m", "amplink.remote"]
+
+    def _extra_args(self) -> list[str]:
+        """Arguments a platform adds to the core's command line."""
+        return []
+
     # -- words from the core ---------------------------------------------------------
     def kick(self, word: int) -> None:
         """Send ``word`` to the core through the MU (a notify id or a protocol word)."""
@@ -266,7 +276,7 @@ class ProcessPlatform(RprocPlatform):
         elif word == RP_MBOX_CRASH:
             self.on_crash(CRASH_FATAL_ERROR, "the firmware reported a fatal error")
         elif word == RP_MBOX_ECHO_REPLY:
-            log.info("%s: echo reply", self.name)
+            self._echo_reply.set()
 
     def _exit_irq(self, irq: int, dev_id: object) -> int:
         """The core process exited (its pidfd became readable)."""
@@ -275,8 +285,22 @@ class ProcessPlatform(RprocPlatform):
         self._exit_code = code
         self._ack.set()  # a graceful shutdown waiting for this core need not wait on
         if not self._resetting:
-            self.on_crash(CRASH_FATAL_ERROR, f"the core process exited ({describe_exit(code)})")
+            self.on_crash(*self._exit_crash(code))
         return IRQ_HANDLED
+
+    def _exit_crash(self, code: int | None) -> tuple[int, str]:
+        """The crash a core process's exit is: its kind and reason."""
+        return CRASH_FATAL_ERROR, f"the core process exited ({describe_exit(code)})"
+
+    def mailbox_ping(self, timeout: float) -> float:
+        """``RP_MBOX_ECHO_REQUEST`` through the MU and ``RP_MBOX_ECHO_REPLY`` back: the
+        round trip (s); ``ETIMEDOUT`` if no reply comes within ``timeout`` s."""
+        self._echo_reply.clear()
+        t = time.perf_counter()
+        self.kick(RP_MBOX_ECHO_REQUEST)
+        if not self._echo_reply.wait(timeout):
+            raise AmplinkError(errno.ETIMEDOUT, f"{self.name} did not answer an echo request")
+        return time.perf_counter() - t
 
     # -- watchdog --------------------------------------------------------------------
     def _start_watchdog(self, period: float) -> None:

@@ -45,6 +45,7 @@ from amplink.remoteproc.crash import crash_name
 from amplink.remoteproc.devmem import DeviceMemory, Memory
 from amplink.remoteproc.drivers import RprocDrivers
 from amplink.remoteproc.elf import FirmwareImage
+from amplink.remoteproc.elf_writer import Note
 from amplink.remoteproc.loader import BootedImage, load_image, read_firmware
 from amplink.remoteproc.platform import RprocPlatform, choose_platform
 from amplink.remoteproc.resources import FeaturesEntry, TraceBuffer, handle_resources
@@ -257,7 +258,9 @@ class Rproc:
             image = self.image = read_firmware(self.name, self.firmware, self._table_given)
             driver = choose_platform(self.drivers.platforms, self.name, image)
             platform = self._adopt_platform(driver.create(self.name, image, self.config))
-            memory = self._memory = load_image(self.name, image, self.config, self.drivers)
+            memory = self._memory = load_image(
+                self.name, image, self.config, self.drivers, platform.memory_map()
+            )
             self._handle_resources(image, placing=True)
             self._prepare_subdevs()
             platform.start(
@@ -386,15 +389,17 @@ class Rproc:
             self.platform, self._memory = self._booted.platform, self._booted.memory
         self._stop_subdevs(AmplinkError(errno.ESHUTDOWN, f"remote core {self.name} was stopped"))
         platform = self.platform
+        notes: tuple[Note, ...] = ()
         if platform is not None:
             platform.release()
             self._exit_code = platform.exit_code
+            notes = platform.coredump_notes()
             self.platform = None
         self._forget_subdevs()
         memory = self._memory
         if memory is not None:
             if crashed:
-                self._dump(memory)
+                self._dump(memory, notes)
             memory.close()
             self._memory = None
         self._booted = None
@@ -417,7 +422,10 @@ class Rproc:
         self._subdevs = []
         self._routes = {}
 
-    def _dump(self, memory: DeviceMemory) -> None:
+    def _dump(self, memory: DeviceMemory, notes: tuple[Note, ...]) -> None:
+        """A dump with one segment per window of device memory (Linux's
+        ``rproc_coredump`` writes one per registered dump segment) and the platform's
+        ``notes``."""
         image = self.image
         dump = coredump.take(
             self.name,
@@ -425,7 +433,9 @@ class Rproc:
             self.coredump_mode,
             image.machine if image is not None else 0,
             image.entry if image is not None else 0,
-            [(0, memory.region.mem)],
+            [(w.da, memory.region.view(w.offset, w.size), w.name) for w in memory.amap.mappings],
+            elfclass=image.elfclass if image is not None else 64,
+            notes=notes,
         )
         if dump is None:
             return

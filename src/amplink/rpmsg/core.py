@@ -680,9 +680,10 @@ class RpmsgBus:
             self._cond.notify_all()  # wake wait_for_device() on this link
 
     def wait_for_device(
-        self, name: str, timeout: float | None = None, *, link: RpmsgLink | None = None
+        self, name: str | None, timeout: float | None = None, *, link: RpmsgLink | None = None
     ) -> RpmsgDevice:
-        """Wait until a channel called ``name`` exists; ``ETIMEDOUT`` after ``timeout`` s.
+        """Wait until a channel called ``name`` (None: any) exists; ``ETIMEDOUT`` after
+        ``timeout`` s.
 
         With ``link``, only that link's channels count, and ``EPIPE`` comes at once if
         the link goes down while waiting.
@@ -691,7 +692,7 @@ class RpmsgBus:
         with self._cond:
             while True:
                 for d in self._devices:
-                    if d.name == name and (link is None or d.link is link):
+                    if name in (None, d.name) and (link is None or d.link is link):
                         return d
                 if link is not None and link.failure is not None:
                     raise link.dead_error()
@@ -699,7 +700,8 @@ class RpmsgBus:
                 if remaining is not None and remaining <= 0:
                     raise RpmsgError(
                         errno.ETIMEDOUT,
-                        f"no rpmsg channel {name!r} was announced within {timeout}s "
+                        f"no rpmsg channel {'' if name is None else repr(name) + ' '}"
+                        f"was announced within {timeout}s "
                         "(is the firmware running and announcing it?)",
                     )
                 self._cond.wait(remaining)

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import IO
 
 import amplink
+from amplink import cache
 from amplink.virtio.constants import VIRTIO_ID_RPMSG
 
 KERNEL_PROBLEMS = re.compile(
@@ -48,11 +49,7 @@ CRASH_GRACE = 5.0  # seconds a crashed guest gets to print the rest and exit
 
 def cache_dir() -> Path:
     """Where ``tools/uml/build-kernel.sh`` keeps kernels (``AMPLINK_UML_CACHE``)."""
-    env = os.environ.get("AMPLINK_UML_CACHE")
-    if env:
-        return Path(env)
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "amplink-uml"
+    return cache.cache_dir("AMPLINK_UML_CACHE", "amplink-uml")
 
 
 def find_kernel() -> Path | None:

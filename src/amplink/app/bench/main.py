@@ -25,6 +25,7 @@ from dataclasses import asdict, dataclass
 from multiprocessing.connection import Connection
 from typing import Any
 
+from amplink.app.bench import emulated as bench_emulated
 from amplink.app.bench import lifecycle as bench_lifecycle
 from amplink.app.bench import linux as bench_linux
 from amplink.app.bench import mailbox as bench_mailbox
@@ -38,6 +39,8 @@ from amplink.rpmsg.core import Endpoint
 RTT_SIZE = 64
 THROUGHPUT_SIZE = 496
 WARMUP = 1000
+EMULATED_ROUNDS = 2000  # an emulated core answers in ~0.1-1 ms: fewer rounds
+EMULATED_MESSAGES = 5000
 
 
 @dataclass
@@ -236,6 +239,12 @@ def run(
         ours, largest, mbox, zero_copy = bench_amplink(rounds, messages, placement)
         delivery = bench_mailbox.bench_deliveries(deliveries)
         lifecycle = bench_lifecycle.bench_lifecycle(cycles)
+        emulated = bench_emulated.bench_emulated(
+            min(rounds, EMULATED_ROUNDS),
+            min(messages, EMULATED_MESSAGES),
+            cycles,
+            placement.peer_cpu,
+        )
     finally:
         os.sched_setaffinity(0, saved)
     linux = bench_linux.bench_linux(linux_rounds) if linux_rounds else None
@@ -273,6 +282,7 @@ def run(
         "mailbox": asdict(mbox),
         "delivery": [asdict(d) for d in delivery],
         "lifecycle": [asdict(t) for t in lifecycle],
+        "emulated": emulated,
         "linux": linux,
         "openamp": openamp,
     }
@@ -345,6 +355,11 @@ def format_report(report: dict[str, Any]) -> str:
     ]
     for t in report["lifecycle"]:
         lines.append(f"{t['name']:<26}{t['p50_ms']:>10.1f}{t['p99_ms']:>10.1f}")
+    lines += bench_emulated.format_emulated(
+        report["emulated"],
+        min(prm["rounds"], EMULATED_ROUNDS),
+        min(prm["messages"], EMULATED_MESSAGES),
+    )
     lines += bench_linux.format_linux(report["linux"], prm["linux_rounds"])
     lines += bench_openamp.format_openamp(report["openamp"], prm["openamp_runs"])
     return "\n".join(lines)

@@ -1,0 +1,51 @@
+"""What every core process amplink starts shares: its command line (what the host's
+platform driver passes: memory and MMIO fds, interrupt lines, the loaded table, the MU
+wiring) and dying with its parent."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import select
+import threading
+
+
+def die_with_parent(parent: int, exit_code: int) -> None:
+    """End this process (``exit_code``) when process ``parent`` ends, so that a host that
+    crashes never leaves a core behind: a daemon thread waits on the parent's pidfd.
+
+    Not ``PR_SET_PDEATHSIG``: that signal comes when the parent *thread* that started
+    this process ends, and a host starts cores from short-lived threads too (crash
+    recovery, a control-socket request), whose cores it would kill."""
+    try:
+        pidfd = os.pidfd_open(parent)
+    except ProcessLookupError:
+        os._exit(exit_code)  # the parent is already gone
+
+    def watch() -> None:
+        select.select([pidfd], [], [])
+        os._exit(exit_code)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
+def core_arguments(prog: str, mu_irq: int) -> argparse.ArgumentParser:
+    """The arguments every core process gets from its platform driver."""
+    p = argparse.ArgumentParser(prog=prog)
+    p.add_argument("--name", required=True)
+    p.add_argument("--firmware", required=True, help="the firmware's name (for messages)")
+    p.add_argument("--boot-addr", type=lambda s: int(s, 0), required=True)
+    p.add_argument("--region-fd", type=int, required=True)
+    p.add_argument("--mmio-fd", type=int, required=True)
+    p.add_argument("--irq-fd", type=int, required=True)
+    p.add_argument("--peer-irq-fd", type=int, required=True)
+    p.add_argument("--table-da", type=lambda s: int(s, 0), required=True)
+    p.add_argument("--table-len", type=int, required=True)
+    p.add_argument("--cpu", type=int, default=None)
+    p.add_argument("--no-spin", action="store_true", help="never busy-poll (the host decides)")
+    p.add_argument("--boot-timeout", type=float, default=10.0)
+    p.add_argument("--mu", default="mu", help="the MU's name")
+    p.add_argument("--mu-tx", type=int, default=0, help="MU data channel this core kicks on")
+    p.add_argument("--mu-rx", type=int, default=0, help="MU data channel the host kicks on")
+    p.add_argument("--mu-irq", type=int, default=mu_irq, help="this core's MU interrupt line")
+    return p
