@@ -122,9 +122,18 @@ memory_map = ["ddr", "tcm"]
 """
 
 
-def test_an_emulated_core_takes_its_memory_map_and_cpu():
-    core = parse_board(EMULATED, "emu.toml").core("cm7")
-    assert core.emulated is not None and core.firmware == "rpmsg-lite-echo.elf"
+@pytest.fixture
+def emu_dir(tmp_path):
+    """A board file's folder holding the image EMULATED names (only its existence is
+    checked at parse time), so these tests do not need ``make firmware``'s images."""
+    (tmp_path / "rpmsg-lite-echo.elf").write_bytes(b"\x7fELF")
+    return tmp_path
+
+
+def test_an_emulated_core_takes_its_memory_map_and_cpu(emu_dir):
+    core = parse_board(EMULATED, "emu.toml", emu_dir).core("cm7")
+    assert core.emulated is not None
+    assert core.firmware == str(emu_dir / "rpmsg-lite-echo.elf")
     (driver,) = core.platforms()
     assert isinstance(driver, EmulatedPlatformDriver)
     soc = driver.soc
@@ -154,9 +163,9 @@ def test_an_emulated_core_takes_its_memory_map_and_cpu():
          "core 'cm7'.cpu_model", "'cortex-m7'"),
     ],
 )  # fmt: skip
-def test_emulated_core_errors_name_the_key(change, key, says):
+def test_emulated_core_errors_name_the_key(change, key, says, emu_dir):
     with pytest.raises(BoardError) as info:
-        parse_board(EMULATED.replace(*change), "emu.toml")
+        parse_board(EMULATED.replace(*change), "emu.toml", emu_dir)
     assert info.value.key == key, str(info.value)
     assert says in info.value.strerror
 
@@ -189,6 +198,26 @@ def test_firmware_references_follow_one_rule_and_must_exist(tmp_path):
         with pytest.raises(BoardError) as info:
             load_board(board)
         assert info.value.key == "core 'm4'.firmware" and says in str(info.value)
+
+
+def test_a_bare_elf_name_is_looked_up_on_the_firmware_search_path(tmp_path, monkeypatch):
+    """A bare ``*.elf`` name not in the board file's folder is found on
+    AMPLINK_FIRMWARE_PATH (as request_firmware searches /lib/firmware); one in the folder
+    wins; one that is nowhere names the search path."""
+    shelf, here = tmp_path / "shelf", tmp_path / "here"
+    shelf.mkdir()
+    here.mkdir()
+    (shelf / "fw.elf").write_bytes(b"\x7fELF")
+    monkeypatch.setenv("AMPLINK_FIRMWARE_PATH", str(shelf))
+    monkeypatch.setenv("AMPLINK_FIRMWARE_CACHE", str(tmp_path / "no-builds"))
+    board = here / "b.toml"
+    board.write_text(MINIMAL.replace("amplink.firmware.demo", "fw.elf"))
+    assert load_board(board).cores[0].firmware == str(shelf / "fw.elf")
+    (here / "fw.elf").write_bytes(b"\x7fELF")
+    assert load_board(board).cores[0].firmware == str(here / "fw.elf")
+    board.write_text(MINIMAL.replace("amplink.firmware.demo", "other.elf"))
+    with pytest.raises(BoardError, match=rf"nor on the firmware search path \({shelf};"):
+        load_board(board)
 
 
 def test_a_board_file_that_is_not_text_is_a_clear_error():
