@@ -424,6 +424,28 @@ def test_a_host_that_shrinks_the_shm_ends_its_session_not_the_server(tmp_path: P
         assert dev.stop() == 0, dev.log()
 
 
+def test_a_host_that_breaks_its_rings_is_dropped_and_the_next_served(tmp_path: Path, names) -> None:
+    """Remote role: a host brings its driver up, then claims 1000 buffers in its send
+    ring (256 entries) and kicks.  Its session drops it with the virtqueue's reason, the
+    server lives on and serves the next host."""
+    shm, sock = names
+    dev = start_device(tmp_path, shm, sock, server=True)
+    try:
+        peer = HostilePeer(sock, shm)
+        peer.write(STATUS_AT, bytes([0x7]))
+        peer.kick()
+        wait_for(lambda: "the host's rpmsg driver is up" in dev.log(), "the session to start")
+        peer.write(ol.VRING1_DA + 0x1000 + 2, (1000).to_bytes(2, "little"))  # avail.idx
+        peer.kick()
+        wait_for(lambda: "the host broke its rings" in dev.log(), "the host to be dropped")
+        peer.sock.close()
+        with OpenAmpRemote(shm=shm, socket_path=sock) as rp:
+            echo_all(rp.wait_channel(SERVICE, TIMEOUT).create_ept(), 16)
+        assert dev.proc.poll() is None
+    finally:
+        assert dev.stop() == 0, dev.log()
+
+
 def test_keep_prints_channels_and_messages_and_sends_typed_lines(tmp_path: Path, names) -> None:
     shm, sock = names
     dev = start_device(tmp_path, shm, sock, server=True)
