@@ -13,6 +13,7 @@ import asyncio
 import errno
 import itertools
 import os
+import select
 import signal
 import socket
 import struct
@@ -37,6 +38,7 @@ from amplink.memory.addrmap import AddressMap
 from amplink.memory.region import SharedRegion
 from amplink.rpmsg.aio import AsyncEndpoint
 from amplink.rpmsg.chardev import RpmsgCtrl
+from amplink.rpmsg.tty import RpmsgTtyDriver
 from amplink.transport.openamp_linux import KickListener, ShmFile, check_table, connect
 from amplink.transport.openamp_relay import Relay
 from amplink.virtio.constants import VIRTIO_CONFIG_S_DRIVER_OK
@@ -186,6 +188,30 @@ def test_endpoint_files_and_asyncio_over_it(tmp_path: Path, names) -> None:
                     return await asyncio.wait_for(ept.recv(), TIMEOUT)
 
                 assert asyncio.run(talk()) == b"and asyncio"
+    finally:
+        assert dev.stop() == 0, dev.log()
+
+
+def test_a_tty_over_it(tmp_path: Path, names) -> None:
+    """The console firmware's ``rpmsg-tty`` channel becomes a pty on amplink's host."""
+    shm, sock = names
+    dev = start_device(tmp_path, shm, sock, server=True, firmware="amplink.firmware.console")
+    driver = RpmsgTtyDriver()
+    try:
+        with OpenAmpRemote(shm=shm, socket_path=sock) as rp:
+            rp.bus.register_driver(driver)
+            fd = os.open(driver.wait_tty(TIMEOUT).path, os.O_RDWR | os.O_NOCTTY)
+            try:
+                sent = bytes(range(256)) * 3  # more than one message's worth
+                os.write(fd, sent)
+                got = b""
+                while len(got) < len(sent):
+                    assert select.select([fd], [], [], TIMEOUT)[0], f"{len(got)} bytes back"
+                    got += os.read(fd, len(sent) - len(got))
+                assert got == sent
+            finally:
+                os.close(fd)
+        assert driver.ttys == {}  # the pty went with the link
     finally:
         assert dev.stop() == 0, dev.log()
 
