@@ -9,7 +9,6 @@ from amplink.hw import rockchip as rk
 from amplink.memory import SharedRegion
 
 STRESS_CHANNELS = 4
-STUCK_AFTER = 20.0  # s without a message moving either way: the exchange is stuck
 
 
 def make_unit(kind: str, region: SharedRegion):
@@ -63,8 +62,7 @@ def exchange(kind: str, unit, side: str, count: int, channels: int) -> int:
     sent = received = 0
     expect = list(range(channels))  # message i travels on channel i % channels
     idle = 0
-    deadline = time.monotonic() + STUCK_AFTER
-    moved = (sent, received)
+    deadline = time.monotonic() + 60
     while sent < count or received < count:
         progress = False
         if sent < count:
@@ -86,10 +84,7 @@ def exchange(kind: str, unit, side: str, count: int, channels: int) -> int:
         if idle > 64:
             os.sched_yield()  # the peer may share our CPU
             idle = 0
-            if (sent, received) != moved:  # slow (a loaded machine) is not stuck
-                moved = (sent, received)
-                deadline = time.monotonic() + STUCK_AFTER
-            elif time.monotonic() > deadline:
+            if time.monotonic() > deadline:
                 print(f"{side}: stuck after sending {sent} and receiving {received}", flush=True)
                 return 2
     return 0
