@@ -1,12 +1,15 @@
 """``amplink openamp host --keep`` as a subprocess that a test types into."""
 
+import queue
 import signal
 import subprocess
 import sys
+import threading
 
 
 class KeptHost:
-    """The command with ``args`` after ``host --keep``; its output is read line by line."""
+    """The command with ``args`` after ``host --keep``; its output is read line by line,
+    every wait bounded by ``timeout`` seconds."""
 
     def __init__(self, *args: str, timeout: float) -> None:
         self.timeout = timeout
@@ -15,16 +18,28 @@ class KeptHost:
             [sys.executable, "-m", "amplink.app.cli", "openamp", "host", "--keep", *args],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         )  # fmt: skip
+        self._out: queue.Queue[str] = queue.Queue()  # "" once the output ended
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self._out.put(line)
+        self._out.put("")
 
     def wait_for(self, *texts: str) -> str:
         """Read output until a line holds every one of ``texts``; that line."""
-        assert self.proc.stdout is not None
         while True:
             found = [line for line in self.lines if all(t in line for t in texts)]
             if found:
                 return found[0]
-            line = self.proc.stdout.readline()
-            assert line, "".join(self.lines)
+            try:
+                line = self._out.get(timeout=self.timeout)
+            except queue.Empty:
+                seen = "".join(self.lines)
+                raise AssertionError(f"no {texts} in {self.timeout} s: {seen}") from None
+            assert line, f"the output ended without {texts}: {''.join(self.lines)}"
             self.lines.append(line)
 
     def type(self, line: str) -> None:
@@ -33,13 +48,19 @@ class KeptHost:
         self.proc.stdin.flush()
 
     def interrupt(self) -> int:
-        """Ctrl-C; the exit status."""
+        """Ctrl-C; the exit status, once all the output was read."""
         self.proc.send_signal(signal.SIGINT)
-        out, _ = self.proc.communicate(timeout=self.timeout)
-        self.lines.append(out)
-        return self.proc.returncode
+        returncode = self.proc.wait(self.timeout)
+        self._reader.join(self.timeout)
+        while not self._out.empty():
+            self.lines.append(self._out.get_nowait())
+        return returncode
 
     def close(self) -> None:
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
+        self._reader.join(self.timeout)
+        for pipe in (self.proc.stdin, self.proc.stdout):
+            if pipe is not None:
+                pipe.close()

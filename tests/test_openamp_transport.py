@@ -13,6 +13,7 @@ import asyncio
 import errno
 import itertools
 import os
+import select
 import signal
 import socket
 import struct
@@ -37,6 +38,7 @@ from amplink.memory.addrmap import AddressMap
 from amplink.memory.region import SharedRegion
 from amplink.rpmsg.aio import AsyncEndpoint
 from amplink.rpmsg.chardev import RpmsgCtrl
+from amplink.rpmsg.tty import RpmsgTtyDriver
 from amplink.transport.openamp_linux import KickListener, ShmFile, check_table, connect
 from amplink.transport.openamp_relay import Relay
 from amplink.virtio.constants import VIRTIO_CONFIG_S_DRIVER_OK
@@ -80,12 +82,14 @@ def wait_for(cond, what: str, timeout: float = TIMEOUT):
 class Device:
     """``amplink openamp remote FIRMWARE`` as a subprocess (verbose: its log is read)."""
 
-    def __init__(self, shm: str, sock: str, *, server: bool, firmware: str, log: Path) -> None:
+    def __init__(
+        self, shm: str, sock: str, *, server: bool, firmware: str, log: Path, extra: list[str]
+    ) -> None:
         self.log_path = log
         self._log = open(log, "w")  # noqa: SIM115 (closed by stop())
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "amplink.app.cli", "-v", "openamp", "remote", firmware,
-             "--server" if server else "--client", "--shm", shm, "--socket", sock],
+             "--server" if server else "--client", "--shm", shm, "--socket", sock, *extra],
             stdout=self._log, stderr=subprocess.STDOUT,
         )  # fmt: skip
 
@@ -101,11 +105,16 @@ class Device:
 
 
 def start_device(
-    tmp_path: Path, shm: str, sock: str, *, server: bool, firmware: str = "amplink.firmware.echo"
+    tmp_path: Path,
+    shm: str,
+    sock: str,
+    *,
+    server: bool,
+    firmware: str = "amplink.firmware.echo",
+    extra: tuple[str, ...] = (),
 ) -> Device:
-    return Device(
-        shm, sock, server=server, firmware=firmware, log=tmp_path / f"device{next(_unique)}.log"
-    )
+    log = tmp_path / f"device{next(_unique)}.log"
+    return Device(shm, sock, server=server, firmware=firmware, log=log, extra=list(extra))
 
 
 def echo_all(ept, mtu: int) -> None:
@@ -183,6 +192,30 @@ def test_endpoint_files_and_asyncio_over_it(tmp_path: Path, names) -> None:
         assert dev.stop() == 0, dev.log()
 
 
+def test_a_tty_over_it(tmp_path: Path, names) -> None:
+    """The console firmware's ``rpmsg-tty`` channel becomes a pty on amplink's host."""
+    shm, sock = names
+    dev = start_device(tmp_path, shm, sock, server=True, firmware="amplink.firmware.console")
+    driver = RpmsgTtyDriver()
+    try:
+        with OpenAmpRemote(shm=shm, socket_path=sock) as rp:
+            rp.bus.register_driver(driver)
+            fd = os.open(driver.wait_tty(TIMEOUT).path, os.O_RDWR | os.O_NOCTTY)
+            try:
+                sent = bytes(range(256)) * 3  # more than one message's worth
+                os.write(fd, sent)
+                got = b""
+                while len(got) < len(sent):
+                    assert select.select([fd], [], [], TIMEOUT)[0], f"{len(got)} bytes back"
+                    got += os.read(fd, len(sent) - len(got))
+                assert got == sent
+            finally:
+                os.close(fd)
+        assert driver.ttys == {}  # the pty went with the link
+    finally:
+        assert dev.stop() == 0, dev.log()
+
+
 def test_peer_killed_mid_traffic_then_met_again(tmp_path: Path, names) -> None:
     shm, sock = names
     dev = start_device(tmp_path, shm, sock, server=True)
@@ -214,6 +247,20 @@ def test_peer_killed_mid_traffic_then_met_again(tmp_path: Path, names) -> None:
     finally:
         rp.stop()
         dev.stop()
+
+
+@pytest.mark.parametrize("amplink_server", [False, True], ids=["device-serves", "host-serves"])
+def test_remote_once_exits_0_when_its_first_host_leaves(
+    tmp_path: Path, names, amplink_server: bool
+) -> None:
+    shm, sock = names
+    dev = start_device(tmp_path, shm, sock, server=not amplink_server, extra=("--once",))
+    try:
+        with OpenAmpRemote(server=amplink_server, shm=shm, socket_path=sock) as rp:
+            echo_all(rp.wait_channel(SERVICE, TIMEOUT).create_ept(), 8)
+        assert dev.proc.wait(TIMEOUT) == 0, dev.log()  # no signal: it ended by itself
+    finally:
+        assert dev.stop() == 0, dev.log()
 
 
 def test_listening_sockets_one_server_per_path(tmp_path: Path) -> None:
@@ -403,6 +450,28 @@ def test_a_host_that_shrinks_the_shm_ends_its_session_not_the_server(tmp_path: P
         assert dev.stop() == 0, dev.log()
 
 
+def test_a_host_that_breaks_its_rings_is_dropped_and_the_next_served(tmp_path: Path, names) -> None:
+    """Remote role: a host brings its driver up, then claims 1000 buffers in its send
+    ring (256 entries) and kicks.  Its session drops it with the virtqueue's reason, the
+    server lives on and serves the next host."""
+    shm, sock = names
+    dev = start_device(tmp_path, shm, sock, server=True)
+    try:
+        peer = HostilePeer(sock, shm)
+        peer.write(STATUS_AT, bytes([0x7]))
+        peer.kick()
+        wait_for(lambda: "the host's rpmsg driver is up" in dev.log(), "the session to start")
+        peer.write(ol.VRING1_DA + 0x1000 + 2, (1000).to_bytes(2, "little"))  # avail.idx
+        peer.kick()
+        wait_for(lambda: "the host broke its rings" in dev.log(), "the host to be dropped")
+        peer.sock.close()
+        with OpenAmpRemote(shm=shm, socket_path=sock) as rp:
+            echo_all(rp.wait_channel(SERVICE, TIMEOUT).create_ept(), 16)
+        assert dev.proc.poll() is None
+    finally:
+        assert dev.stop() == 0, dev.log()
+
+
 def test_keep_prints_channels_and_messages_and_sends_typed_lines(tmp_path: Path, names) -> None:
     shm, sock = names
     dev = start_device(tmp_path, shm, sock, server=True)
@@ -486,14 +555,30 @@ def test_the_relay_moves_buffers_both_ways() -> None:
         b.close()
 
 
-def test_the_relay_refuses_a_peer_that_breaks_its_rings() -> None:
+USED0 = ol.VRING0_DA + 0x2000  # the peer's send ring's used ring: flags, idx, {id, len}...
+
+
+@pytest.mark.parametrize(
+    ("writes", "error"),
+    [
+        ([(USED0 + 2, "<H", 1000)], "used index"),  # more entries than buffers posted
+        ([(USED0 + 4, "<I", 5000), (USED0 + 2, "<H", 1)], "out of range"),  # used id
+        ([(USED0 + 4, "<I", 3), (USED0 + 8, "<I", 4096), (USED0 + 2, "<H", 1)], "wrote 4096"),
+    ],
+    ids=["used-index", "used-id", "used-length"],
+)
+def test_the_relay_refuses_a_peer_that_breaks_its_rings(
+    writes: list[tuple[int, str, int]], error: str
+) -> None:
     b = RelayBench()
     try:
         b.host_rx.add(0x10000, 512, True, 0)
         b.host_cfg.status = 0x7
         b.relay.sync_config()
-        b.obj.mem[ol.VRING0_DA + 0x2002 : ol.VRING0_DA + 0x2004] = (1000).to_bytes(2, "little")
-        with pytest.raises(VirtqueueError, match="used index"):
+        for offset, fmt, value in writes:
+            struct.pack_into(fmt, b.obj.mem, offset, value)
+        with pytest.raises(VirtqueueError, match=error):
             b.relay.pump()
+        assert bytes(b.mirror.mem[0x10000:0x10200]) == bytes(512)  # nothing copied
     finally:
         b.close()

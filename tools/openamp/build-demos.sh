@@ -42,6 +42,7 @@ fetch() {
     if [ -f "$PEERS/$name" ]; then
         cp "$PEERS/$name" "$dest"
     else
+        command -v curl >/dev/null || install_packages curl ca-certificates
         log "downloading $url"
         curl -fsSL --retry 2 -o "$dest" "$url"
     fi

@@ -96,7 +96,6 @@ size_fp_buffer() {
         "kernel stacks: $(( 4 << STACK_ORDER )) KiB"
 }
 
-
 # shellcheck source=../lib/apt.sh
 source "$HERE/../lib/apt.sh"
 install_packages "${PACKAGES[@]}"
