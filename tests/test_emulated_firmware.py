@@ -10,7 +10,6 @@ import shutil
 import socket
 import struct
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
@@ -34,6 +33,7 @@ from amplink.rpmsg.tty import RpmsgTtyDriver
 from amplink.wire import rsc_table as rt
 from emulated import ECHO, echo, emulated, image, needs_firmware
 from resources import snapshot
+from waiting import wait_for
 
 pytestmark = needs_firmware
 
@@ -329,13 +329,6 @@ def test_the_demo_runs_the_cortex_m_example_board(capsys):
 
 
 # -- the GDB stub ---------------------------------------------------------------------------
-
-
-def wait_for(done, what: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not done():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.005)
 
 
 def free_port() -> int:

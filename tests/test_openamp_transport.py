@@ -20,7 +20,6 @@ import struct
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -50,6 +49,7 @@ from amplink.wire.vring import VringLayout
 from kept_host import KeptHost
 from resources import snapshot
 from rpmsg_helpers import Traffic
+from waiting import wait_for
 
 SERVICE = "rpmsg-openamp-demo-channel"
 TIMEOUT = 20.0
@@ -69,14 +69,6 @@ def names(tmp_path: Path) -> Iterator[tuple[str, str]]:
     shm = f"amplink-test-{os.getpid()}-{next(_unique)}"
     yield shm, str(tmp_path / "kick.sock")
     assert not os.path.exists(ol.shm_path(shm)), "the shared-memory object was left behind"
-
-
-def wait_for(cond, what: str, timeout: float = TIMEOUT):
-    deadline = time.monotonic() + timeout
-    while not (got := cond()):
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.01)
-    return got
 
 
 class Device:

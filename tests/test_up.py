@@ -12,7 +12,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -21,6 +20,7 @@ from amplink.app import cli, up
 from amplink.control.protocol import request
 from amplink.control.server import ControlServer
 from amplink.errors import AmplinkError
+from waiting import wait_for
 
 READY_TIMEOUT = 60.0
 
@@ -211,15 +211,6 @@ def seqpacket(path: str) -> socket.socket:
     s.settimeout(30)
     s.connect(path)
     return s
-
-
-def wait_for(check, timeout: float = 30.0):
-    """Poll ``check`` until it gives a true value (a state another process reaches)."""
-    deadline = time.monotonic() + timeout
-    while not (got := check()):
-        assert time.monotonic() < deadline, "the condition never held"
-        time.sleep(0.02)
-    return got
 
 
 def test_endpoint_files_are_sockets_with_stable_names(board_up):

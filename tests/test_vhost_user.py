@@ -11,7 +11,6 @@ import os
 import select
 import socket
 import threading
-import time
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -22,6 +21,7 @@ from amplink.remoteproc.fwref import resolve
 from amplink.wire import vhost_user as vu
 from resources import snapshot
 from vhost_frontend import GUEST_BASE, MEM_SIZE, NUM, FrontEnd
+from waiting import wait_for
 
 ECHO_ADDR = 0x400
 TIMEOUT = 10.0
@@ -63,14 +63,6 @@ def make_device(tmp_path) -> Iterator[MakeDevice]:
 @pytest.fixture
 def device(make_device: MakeDevice) -> LinuxGuestDevice:
     return make_device()
-
-
-def wait_for(cond, what: str):
-    deadline = time.monotonic() + TIMEOUT
-    while not (got := cond()):
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.002)
-    return got
 
 
 def connect(dev: LinuxGuestDevice, **kw: object) -> FrontEnd:

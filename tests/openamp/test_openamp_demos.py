@@ -35,6 +35,7 @@ from amplink.wire import openamp_linux as ol
 from kept_host import KeptHost
 from resources import snapshot
 from rpmsg_helpers import Traffic
+from waiting import wait_for
 
 pytestmark = [pytest.mark.openamp, pytest.mark.timeout(300)]
 ROOT = Path(__file__).resolve().parents[2]
@@ -215,7 +216,7 @@ def test_remote_serves_the_next_host_after_one_is_killed(demos: Path, tmp_path: 
         second.start(ol.shm_path(shm))
         assert second.wait(TIMEOUT) == 0, second.describe()
         assert "Test Results: Error count = 0" in second.output()
-        assert device.hosts == 2
+        wait_for(lambda: device.hosts == 2, "the server to count the second host's driver")
     finally:
         first.close()
         second.close()
