@@ -1,8 +1,11 @@
 """The amplink command: demo and bench, run as a user runs them."""
 
+import importlib.resources
 import json
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -198,3 +201,21 @@ def test_every_option_states_its_default_once():
         assert "(default: None)" not in text and "(default: False)" not in text
         assert text.count("default: $AMPLINK_SOCKET") <= 1
     assert any("(default: 5.0)" in text for text in helps)
+
+
+@pytest.mark.skipif(os.path.isdir("/sys/bus/rpmsg"), reason="this kernel has an rpmsg bus")
+def test_raw_client_on_linux_without_an_rpmsg_bus_says_so_at_once():
+    example = Path(__file__).parent.parent / "examples" / "raw_client.py"
+    proc = subprocess.run(
+        [sys.executable, str(example), "--linux"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 1 and "no rpmsg bus (/sys/bus/rpmsg is missing)" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_the_package_ships_py_typed():
+    assert importlib.resources.files("amplink").joinpath("py.typed").is_file()
