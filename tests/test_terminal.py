@@ -102,5 +102,10 @@ def test_ctrl_c_while_the_command_starts_is_no_traceback(tmp_path, delay):
     time.sleep(delay)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)
-    assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
+    if "Fatal Python error: init_import_site" in err:  # on a loaded machine, 50 ms can
+        # still be inside the interpreter's own start, before any of amplink runs:
+        # CPython's report of a Ctrl-C there, which no Python program can change
+        assert "/amplink/" not in err, err  # no frame of the package
+    else:
+        assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
     assert proc.returncode in (-signal.SIGINT, 130, 0), (proc.returncode, out, err)
