@@ -9,6 +9,7 @@ from amplink.hw import rockchip as rk
 from amplink.memory import SharedRegion
 
 STRESS_CHANNELS = 4
+STUCK_AFTER = 30.0  # seconds without one message moving either way
 
 
 def make_unit(kind: str, region: SharedRegion):
@@ -57,13 +58,12 @@ def _ports(kind: str, unit, side: str):
 
 
 def exchange(kind: str, unit, side: str, count: int, channels: int) -> int:
-    """Send 0..count-1 round-robin over the channels while receiving the peer's; 2 if
-    neither side moved for 30 s (stuck, however loaded the machine is)."""
+    """Send 0..count-1 round-robin over the channels while receiving the peer's."""
     ports = _ports(kind, unit, side)[:channels]
     sent = received = 0
     expect = list(range(channels))  # message i travels on channel i % channels
     idle = 0
-    deadline = time.monotonic() + 30
+    moved, deadline = 0, time.monotonic() + STUCK_AFTER
     while sent < count or received < count:
         progress = False
         if sent < count:
@@ -81,16 +81,14 @@ def exchange(kind: str, unit, side: str, count: int, channels: int) -> int:
                 expect[n] += channels
                 received += 1
                 progress = True
-        if progress:
-            idle = 0
-            if received & 0xFFF == 0 or sent & 0xFFF == 0:
-                deadline = time.monotonic() + 30
-        else:
-            idle += 1
+        idle = 0 if progress else idle + 1
         if idle > 64:
             os.sched_yield()  # the peer may share our CPU
             idle = 0
-            if time.monotonic() > deadline:
+            now = time.monotonic()
+            if sent + received != moved:  # slow is not stuck (a loaded machine)
+                moved, deadline = sent + received, now + STUCK_AFTER
+            elif now > deadline:
                 print(f"{side}: stuck after sending {sent} and receiving {received}", flush=True)
                 return 2
     return 0

@@ -12,7 +12,7 @@ from amplink.hw import imx_mu as mu
 from amplink.hw import rockchip as rk
 from amplink.irq.line import IrqWire, drain
 from amplink.memory import SharedRegion
-from hw_stress import STRESS_CHANNELS, exchange, make_unit
+from hw_stress import STRESS_CHANNELS, STUCK_AFTER, exchange, make_unit
 
 HERE = Path(__file__).parent
 STRESS_COUNT = 100_000
@@ -98,6 +98,7 @@ def test_rockchip_registers(wires):
             unit.readl(0x100)
 
 
+@pytest.mark.timeout(600)  # 200,000 messages: minutes beside CPU hogs; stuck is 30 s idle
 @pytest.mark.parametrize("kind", ["mu", "rockchip"])
 def test_two_processes_lose_and_duplicate_nothing(kind):
     """100,000 messages each way, both sides sending and receiving at the same time."""
@@ -110,7 +111,7 @@ def test_two_processes_lose_and_duplicate_nothing(kind):
         )
         try:
             assert exchange(kind, unit, "a", STRESS_COUNT, STRESS_CHANNELS) == 0
-            assert peer.wait(60) == 0
+            assert peer.wait(STUCK_AFTER) == 0
         finally:
             if peer.poll() is None:
                 peer.kill()

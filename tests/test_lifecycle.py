@@ -343,7 +343,7 @@ def test_trace_buffer_holds_what_the_firmware_wrote():
 
 
 # -- no leaks -------------------------------------------------------------------------
-@pytest.mark.timeout(600)  # 150 core processes: at a load of 20 on 2 vCPUs, over 120 s
+@pytest.mark.timeout(600)  # 150 core boots: minutes on a loaded machine; each step waits 10 s
 def test_100_start_stop_and_50_crash_recover_cycles_leave_nothing_behind():
     before = snapshot()
     rp = Rproc("cycles", ECHO_FW, config=RprocConfig(spin=False))

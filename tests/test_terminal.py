@@ -102,5 +102,13 @@ def test_ctrl_c_while_the_command_starts_is_no_traceback(tmp_path, delay):
     time.sleep(delay)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)
-    assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
+    # On a loaded machine the signal may still come before any module of the package
+    # runs (in CPython's own start, or the console script's import of the package):
+    # CPython reports that itself, and no Python program can change it.  From then on,
+    # no traceback: none may show a frame of the package.
+    assert "/amplink/" not in err, err
+    if "Traceback" in err:
+        assert "in <module>\n    from amplink.app.launch import main" in err or (
+            "Fatal Python error: init_import_site" in err
+        ), err
     assert proc.returncode in (-signal.SIGINT, 130, 0), (proc.returncode, out, err)

@@ -8,13 +8,15 @@ command, with no ``KeyboardInterrupt`` traceback from the middle of an import.
 
 from __future__ import annotations
 
-import signal
+# The built-in C module, imported at once: ``signal`` itself imports enum, functools
+# and collections first, and a Ctrl-C during those would still be a traceback.
+import _signal  # type: ignore[import-not-found]  # no stubs; the API of signal
 
 
 def main() -> int:
     """Run the ``amplink`` command."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    _signal.signal(_signal.SIGINT, _signal.SIG_DFL)
     from amplink.app import cli  # noqa: PLC0415 - imported once SIGINT ends us quietly
 
-    signal.signal(signal.SIGINT, signal.default_int_handler)
+    _signal.signal(_signal.SIGINT, _signal.default_int_handler)
     return cli.main()

@@ -132,7 +132,7 @@ def resolve(spec: str, base: str | Path | None = None) -> FirmwareRef:
         path = os.path.join(base if base is not None else os.getcwd(), path)
     if _bare_elf(spec) and not os.path.exists(path):
         path = firmware_path.lookup(spec) or path
-    return FirmwareRef(spec, "file", os.path.normpath(path))
+    return FirmwareRef(spec, "file", os.path.abspath(path))
 
 
 def _bare_elf(spec: str) -> bool:
