@@ -43,6 +43,16 @@ def search_path() -> list[Path]:
     return folders
 
 
+def find_on_search_path(name: str, folders: list[Path] | None = None) -> Path | None:
+    """The file ``name`` (a bare file name) in the first of ``folders`` (by default
+    :func:`search_path`) that has it, or None."""
+    for folder in search_path() if folders is None else folders:
+        candidate = folder / name
+        if candidate.is_file():
+            return candidate
+    return None
+
+
 def locate_firmware(spec: str) -> str:
     """The file a firmware name stands for: ``spec`` itself unless it is a bare
     ``*.elf`` name that is not in the current folder; ``ENOENT`` (a
@@ -50,10 +60,9 @@ def locate_firmware(spec: str) -> str:
     if os.sep in spec or not spec.endswith(".elf") or os.path.exists(spec):
         return spec
     folders = search_path()
-    for folder in folders:
-        candidate = folder / spec
-        if candidate.is_file():
-            return str(candidate)
+    found = find_on_search_path(spec, folders)
+    if found is not None:
+        return str(found)
     where = ", ".join(str(f) for f in folders) or "no folder (AMPLINK_FIRMWARE_PATH is empty)"
     raise FirmwareError(
         "missing",
