@@ -18,7 +18,7 @@ from amplink.emu.scs import SystemControlSpace
 from amplink.emu.soc import CortexMSoc, Window
 from amplink.emu.waker import Waker
 from amplink.hw import cpu_state as cs
-from amplink.hw.core_ctrl import STATUS_WFI
+from amplink.hw.core_ctrl import CC_HEARTBEAT, STATUS_WFI
 from amplink.hw.imx_mu import MU_RR0, MU_TR0, ImxMu
 from amplink.hw.soc import core_control, cpu_state_block, mmio_region, mu_words
 from amplink.memory.region import SharedRegion
@@ -179,6 +179,18 @@ def test_a_level_line_is_taken_while_it_is_active(board):
     stopped_at = b.counter()
     b.wait(lambda: b.control.readl(0) & STATUS_WFI, "the storm to end")
     assert b.counter() <= stopped_at + 1
+
+
+def test_a_core_in_wfi_beats_its_watchdog_through_a_storm_of_wake_ups(board):
+    b = board(program([CPSIE_I, WFI, B_BACK_1], handler_vectors=(16 + IRQ,)))
+    b.start()  # IRQ is not enabled: pending, it wakes the loop but not the core
+    b.wait(lambda: b.control.readl(0) & STATUS_WFI, "the core to reach WFI")
+    before = b.control.readl(CC_HEARTBEAT)
+    for _ in range(50):  # faster than IDLE_BEAT: the loop never times out
+        b.cpu.scs.set_pending(16 + IRQ)
+        b.cpu.attention()
+        time.sleep(0.002)
+    assert b.control.readl(CC_HEARTBEAT) != before and b.counter() == 0
 
 
 def test_unmapped_write_stops_the_core_with_pc_and_address(board):
