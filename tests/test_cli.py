@@ -7,7 +7,8 @@ import sys
 import pytest
 
 from amplink.app import cli
-from amplink.remoteproc.firmware_path import built_firmware_dir
+from amplink.app.bench import emulated as bench_emulated
+from emulated import needs_firmware
 from resources import snapshot
 
 
@@ -110,19 +111,25 @@ def test_bench_json(capsys):
     phases = [t["name"] for t in report["lifecycle"]]
     assert phases == ["spawn python -c pass", "boot to channel", "graceful stop", "reset stop"]
     assert all(0 < t["p50_ms"] <= t["p99_ms"] for t in report["lifecycle"])
-    emulated = report["emulated"]
-    if built_firmware_dir() is None:  # no Cortex-M images: the rows say how to get them
-        assert "make firmware" in emulated["missing"]
-        return
-    assert [r["name"].split()[0] for r in emulated["rows"]] == ["python", "rpmsg-lite", "OpenAMP"]
-    for r in emulated["rows"]:
+    emulated = report["emulated"]  # its rows: test_bench_emulated_rows
+    assert emulated["rows"] or "make firmware" in emulated["missing"]
+
+
+@needs_firmware
+def test_bench_emulated_rows():
+    report = bench_emulated.bench_emulated(rounds=300, messages=3000, cycles=3, cpu=None)
+    assert not report["missing"]
+    assert [r["name"].split()[0] for r in report["rows"]] == ["python", "rpmsg-lite", "OpenAMP"]
+    for r in report["rows"]:
         assert 0 < r["rtt_p50_us"] <= r["rtt_p99_us"] and r["msgs_per_s"] > 0
         assert 0 < r["mbox_p50_us"] <= r["mbox_p99_us"] and r["boot_p50_ms"] > 0
-    assert [r["mips"] is not None and r["mips"] > 0 for r in emulated["rows"]] == [
+    assert [r["mips"] is not None and r["mips"] > 0 for r in report["rows"]] == [
         False,
         True,
         True,
     ]
+    table = "\n".join(bench_emulated.format_emulated(report, 300, 3000))
+    assert "OpenAMP (emulated M7)" in table and "MIPS" in table
 
 
 def test_bench_table(capsys):
