@@ -300,6 +300,7 @@ def test_trace_buffer_holds_what_the_firmware_wrote():
 
 
 # -- no leaks -------------------------------------------------------------------------
+@pytest.mark.timeout(600)  # 150 boots: well past the suite's 120 s on a machine at load 15
 def test_100_start_stop_and_50_crash_recover_cycles_leave_nothing_behind():
     before = snapshot()
     rp = Rproc("cycles", ECHO_FW, config=RprocConfig(spin=False))
