@@ -50,4 +50,4 @@ firmware:
 	bash tools/firmware/build.sh >/dev/null
 
 test-firmware: firmware $(STAMP)
-	$(BIN)/pytest tests/test_emulated_core.py tests/test_emulated_firmware.py
+	$(BIN)/pytest -m firmware

@@ -3,6 +3,7 @@
 import pytest
 
 from backends import BACKENDS
+from emulated import FIRMWARE, NOT_BUILT
 
 
 @pytest.fixture(params=BACKENDS)
@@ -27,11 +28,19 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "linux: needs the UML kernel (run with --linux)")
     config.addinivalue_line("markers", "openamp: needs OpenAMP's demos (run with --openamp)")
+    config.addinivalue_line(
+        "markers", "firmware: runs the Cortex-M images of make firmware (make test-firmware)"
+    )
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """The Linux and OpenAMP groups run with --linux and --openamp and only then; the
-    quick suite leaves them out."""
+    quick suite leaves them out.  The firmware group is skipped while the Cortex-M images
+    are not built."""
+    if FIRMWARE is None:
+        for item in items:
+            if item.get_closest_marker("firmware") is not None:
+                item.add_marker(NOT_BUILT)
     groups = [g for g in ("linux", "openamp") if config.getoption(f"--{g}")]
 
     def group(item: pytest.Item) -> str | None:

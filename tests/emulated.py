@@ -30,8 +30,10 @@ def _built() -> Path | None:
 
 
 FIRMWARE = _built()
-needs_firmware = pytest.mark.skipif(
-    FIRMWARE is None,
+# A test that runs the images: ``make test-firmware`` selects these (``-m firmware``), and
+# conftest skips them when the images are not built.
+needs_firmware = pytest.mark.firmware
+NOT_BUILT = pytest.mark.skip(
     reason="the Cortex-M images are not built from the current sources: run `make firmware` "
     "(or `make test-firmware`, which builds them and runs these tests)",
 )

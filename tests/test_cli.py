@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from amplink.app import cli
-from amplink.remoteproc.firmware_path import built_firmware_dir
+from amplink.app.bench import emulated as bench_emulated
+from emulated import needs_firmware
 from resources import snapshot
 
 
@@ -81,7 +82,8 @@ def test_board_check_summarizes():
     assert "r5f: k3, imx-mu mu-r5f tx 1 rx 1" in proc.stdout
 
 
-def test_bench_json(capsys):
+def test_bench_json(capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("AMPLINK_FIRMWARE_CACHE", str(tmp_path))  # rows of their own below
     args = ["bench", "--json", "--rounds", "300", "--messages", "3000", "--deliveries", "50"]
     args += ["--cycles", "3", "--linux-rounds", "0"]  # the Linux figures: tests/linux
     args += ["--openamp-runs", "0"]  # the OpenAMP figures: tests/openamp
@@ -115,21 +117,28 @@ def test_bench_json(capsys):
     assert phases == ["spawn python -c pass", "boot to channel", "graceful stop", "reset stop"]
     assert all(0 < t["p50_ms"] <= t["p99_ms"] for t in report["lifecycle"])
     emulated = report["emulated"]
-    if built_firmware_dir() is None:  # no Cortex-M images: the rows say how to get them
-        assert "make firmware" in emulated["missing"]
-        return
-    assert [r["name"].split()[0] for r in emulated["rows"]] == ["python", "rpmsg-lite", "OpenAMP"]
-    for r in emulated["rows"]:
+    assert emulated["rows"] == [] and "make firmware" in emulated["missing"]
+
+
+@needs_firmware
+def test_bench_emulated_rows():
+    report = bench_emulated.bench_emulated(rounds=300, messages=3000, cycles=3, cpu=None)
+    assert not report["missing"]
+    assert [r["name"].split()[0] for r in report["rows"]] == ["python", "rpmsg-lite", "OpenAMP"]
+    for r in report["rows"]:
         assert 0 < r["rtt_p50_us"] <= r["rtt_p99_us"] and r["msgs_per_s"] > 0
         assert 0 < r["mbox_p50_us"] <= r["mbox_p99_us"] and r["boot_p50_ms"] > 0
-    assert [r["mips"] is not None and r["mips"] > 0 for r in emulated["rows"]] == [
+    assert [r["mips"] is not None and r["mips"] > 0 for r in report["rows"]] == [
         False,
         True,
         True,
     ]
+    table = "\n".join(bench_emulated.format_emulated(report, 300, 3000))
+    assert "OpenAMP (emulated M7)" in table and "MIPS" in table
 
 
-def test_bench_table(capsys):
+def test_bench_table(capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("AMPLINK_FIRMWARE_CACHE", str(tmp_path))  # no emulated rows
     args = ["bench", "--rounds", "200", "--messages", "1000", "--deliveries", "20", "--no-pin"]
     args += ["--cycles", "2", "--linux-rounds", "0", "--openamp-runs", "0"]
     assert cli.main(args) == 0
@@ -140,6 +149,7 @@ def test_bench_table(capsys):
     assert "zero-copy send" in out
     assert "Linux guest: skipped (--linux-rounds 0)" in out
     assert "OpenAMP demos: skipped (--openamp-runs 0)" in out
+    assert "(left out: the Cortex-M images are not built: run make firmware)" in out
 
 
 def test_help_and_bad_usage():

@@ -13,12 +13,14 @@ import pytest
 
 from amplink.emu.cpu import CortexM, host_address
 from amplink.emu.gdbstub import GdbServer, frame
+from amplink.emu.peripherals import MuPeripheral
 from amplink.emu.scs import SystemControlSpace
 from amplink.emu.soc import CortexMSoc, Window
 from amplink.emu.waker import Waker
 from amplink.hw import cpu_state as cs
-from amplink.hw.core_ctrl import STATUS_WFI
-from amplink.hw.soc import core_control, cpu_state_block, mmio_region
+from amplink.hw.core_ctrl import CC_HEARTBEAT, STATUS_WFI
+from amplink.hw.imx_mu import MU_RR0, MU_TR0, ImxMu
+from amplink.hw.soc import core_control, cpu_state_block, mmio_region, mu_words
 from amplink.memory.region import SharedRegion
 
 CODE, RAM = 0x0000_0000, 0x2000_0000
@@ -57,7 +59,7 @@ def program(reset: list[int], *, literal: int = 0, handler_vectors: tuple[int, .
 class Board:
     """One core over two windows of a shared region, with its MMIO window."""
 
-    def __init__(self, image: bytes) -> None:
+    def __init__(self, image: bytes, mu_base: int | None = None) -> None:
         soc = CortexMSoc(
             windows=(Window("code", CODE, 0x1000), Window("ram", RAM, 0x1000)),
             code=((0x100, 0x200),),
@@ -73,7 +75,9 @@ class Board:
             memory.append((m.da, m.size, address))
         self.control = core_control(self.mmio, "emu-test")
         self.state = cpu_state_block(self.mmio)
-        self.cpu = CortexM(soc, memory, [], control=self.control, state=self.state)
+        self.mu = ImxMu("emu-test", mu_words(self.mmio))
+        peripherals = [] if mu_base is None else [MuPeripheral(self.mu.b, mu_base)]
+        self.cpu = CortexM(soc, memory, peripherals, control=self.control, state=self.state)
         self.waker = Waker(self.cpu, [])
         self.stop = None
         self.thread = threading.Thread(target=self._run, daemon=True)
@@ -116,8 +120,8 @@ class Board:
 def board(request):
     boards = []
 
-    def make(image: bytes) -> Board:
-        b = Board(image)
+    def make(image: bytes, mu_base: int | None = None) -> Board:
+        b = Board(image, mu_base)
         boards.append(b)
         return b
 
@@ -177,6 +181,18 @@ def test_a_level_line_is_taken_while_it_is_active(board):
     assert b.counter() <= stopped_at + 1
 
 
+def test_a_core_in_wfi_beats_its_watchdog_through_a_storm_of_wake_ups(board):
+    b = board(program([CPSIE_I, WFI, B_BACK_1], handler_vectors=(16 + IRQ,)))
+    b.start()  # IRQ is not enabled: pending, it wakes the loop but not the core
+    b.wait(lambda: b.control.readl(0) & STATUS_WFI, "the core to reach WFI")
+    before = b.control.readl(CC_HEARTBEAT)
+    for _ in range(50):  # faster than IDLE_BEAT: the loop never times out
+        b.cpu.scs.set_pending(16 + IRQ)
+        b.cpu.attention()
+        time.sleep(0.002)
+    assert b.control.readl(CC_HEARTBEAT) != before and b.counter() == 0
+
+
 def test_unmapped_write_stops_the_core_with_pc_and_address(board):
     # ldr r0, =0x60000000; str r1, [r0]
     b = board(program([0x4801, 0x6001, B_BACK_1], literal=0x6000_0000)).start()
@@ -188,6 +204,19 @@ def test_unmapped_write_stops_the_core_with_pc_and_address(board):
     assert state.describe() == (
         "write to unmapped memory at 0x60000000 by the instruction at PC 0x102"
     )
+
+
+MU_BASE = 0x3000_0000
+
+
+def test_the_mu_takes_word_stores_and_a_byte_store_is_a_bus_error(board):
+    # ldr r0, =MU_BASE; movs r1, #0x5a; str r1, [r0, #MU_TR0]; strb r1, [r0, #MU_TR0]
+    str_tr0, strb_tr0 = 0x6001 | (MU_TR0 // 4) << 6, 0x7001 | MU_TR0 << 6
+    b = board(program([0x4802, 0x215A, str_tr0, strb_tr0, B_BACK_1], literal=MU_BASE), MU_BASE)
+    stop = b.start().finish()
+    assert (stop.cause, stop.address) == (cs.CAUSE_BUS_ERROR, MU_BASE + MU_TR0)
+    assert "32-bit only" in stop.describe()
+    assert b.mu.a.readl(MU_RR0) == 0x5A  # the word store reached side A's receive register
 
 
 def test_undefined_instruction_is_a_hardfault_at_its_pc(board):

@@ -25,7 +25,7 @@ from amplink.memory.addrmap import AddressMap
 from amplink.memory.region import SharedRegion
 from amplink.remoteproc.elf import FirmwareImage
 from amplink.remoteproc.emulated import EmulatedPlatformDriver
-from amplink.remoteproc.states import CRASHED, RUNNING
+from amplink.remoteproc.states import CRASHED, OFFLINE, RUNNING
 from amplink.rpmsg.aio import AsyncEndpoint
 from amplink.rpmsg.chardev import RpmsgCtrl
 from amplink.rpmsg.core import RpmsgBus
@@ -193,6 +193,30 @@ def test_each_crash_path_is_reported_with_its_pc_and_address(command, kind, says
         if kind != "watchdog":
             pc = int(why.rsplit("PC ", 1)[1].split()[0], 16)
             assert pc in symbol_range(path, "fault_run")
+
+
+def test_a_core_spinning_with_interrupts_masked_is_stopped_and_leaves_nothing_behind():
+    before = snapshot()
+    rp = emulated("spinner", "rpmsg-lite-faults.elf", config=RprocConfig(recovery=False))
+    rp.start()
+    try:
+        with rp.wait_channel(FAULTS_SERVICE, 10).create_ept() as ept:
+            ept.send(b"spin")
+        assert rp.platform is not None
+        for _ in range(20):  # a ping may still be answered before the loop begins
+            try:
+                rp.platform.mailbox_ping(0.5)
+            except OSError as exc:  # then not even its mailbox is answered
+                assert exc.errno == errno.ETIMEDOUT
+                break
+        else:
+            pytest.fail("the spinning core kept answering echo requests")
+        pid = rp.pid
+    finally:
+        rp.stop()  # a reset: the core never acknowledges anything again
+    assert rp.state == OFFLINE
+    assert not os.path.exists(f"/proc/{pid}")
+    assert snapshot() == before
 
 
 def test_a_core_that_scribbles_its_vrings_breaks_only_its_own_link():

@@ -20,6 +20,7 @@ from amplink.app import cli, up
 from amplink.control.protocol import request
 from amplink.control.server import ControlServer
 from amplink.errors import AmplinkError
+from emulated import needs_firmware
 from waiting import wait_for
 
 READY_TIMEOUT = 60.0
@@ -340,3 +341,33 @@ def test_the_socket_must_be_a_socket_in_a_private_folder(tmp_path):
     public.chmod(0o755)
     with pytest.raises(AmplinkError, match=r"readable or writable by others \(mode 755\)"):
         ControlServer(public / "ctl.sock")
+
+
+@needs_firmware
+def test_the_lifecycle_commands_work_on_emulated_cores(tmp_path, capsys):
+    board = Path(__file__).resolve().parent.parent / "examples" / "cortex-m.toml"
+    u = Up(tmp_path / "ctl.sock", str(board))
+    try:
+        st = status(u)
+        assert [st[n]["state"] for n in ("lite", "openamp", "python")] == ["running"] * 3
+        for core in ("lite", "openamp"):
+            assert u.cli("send", core, "rpmsg-openamp-demo-channel", f"to {core}") == 0
+            assert capsys.readouterr().out == f"to {core}\n"
+        assert u.cli("crash", "lite") == 0
+        assert capsys.readouterr().out == "lite: crash #1 handled, now running\n"
+        assert u.cli("stop", "openamp") == 0
+        assert "openamp, state offline" in capsys.readouterr().out
+        assert u.cli("start", "openamp") == 0
+        capsys.readouterr()
+        assert u.cli("send", "openamp", "rpmsg-openamp-demo-channel", "again") == 0
+        assert capsys.readouterr().out == "again\n"
+        pids = [c["pid"] for c in status(u).values()]
+        code, out = u.stop()
+        assert code == 0 and "ok  stop the board" in out
+        for pid in pids:  # the emulated cores are gone with it
+            with pytest.raises(ProcessLookupError):
+                os.kill(pid, 0)
+    finally:
+        if u.proc.poll() is None:
+            u.proc.kill()
+            u.proc.wait()

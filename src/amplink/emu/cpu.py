@@ -472,7 +472,7 @@ class CortexM:
                 if self.scs.wakes_from_wfi(basepri, faultmask):
                     return
                 ready = select.select([self._wake_fd, *self.line_fds], [], [], IDLE_BEAT)[0]
-                if not ready and control:
+                if control is not None:  # asleep is alive, whatever woke the loop
                     control.heartbeat()
                 for fd in ready:
                     drain(fd)  # a line's pulse only says "look": sampled above
