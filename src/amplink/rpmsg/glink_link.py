@@ -115,7 +115,7 @@ class GlinkLink(PolledLink):
     def _locked(self) -> Iterator[None]:
         """The tx lock; a FIFO the peer broke fails the link once the lock is free."""
         try:
-            with self._tx_cond:
+            with self._tx_lock:
                 yield
         except FifoError as exc:
             self.fail(exc)
@@ -132,7 +132,7 @@ class GlinkLink(PolledLink):
 
     def channels(self) -> dict[str, tuple[bool, bool]]:
         """Each known channel: (open here, open at the peer)."""
-        with self._tx_cond:
+        with self._tx_lock:
             return self.protocol.channels()
 
     def watch_channels(self, callback: Callable[[str, int, bool], None]) -> None:
@@ -161,7 +161,7 @@ class GlinkLink(PolledLink):
             del self._epts[name]
             self.protocol.close(name, tell=self.failure is None)
             self._flush()
-            self._tx_cond.notify_all()
+            self._wake_senders()
 
     # -- sending ---------------------------------------------------------------------
     def send(self, src: int, dst: int, data: bytes, *, block: bool, timeout: float | None) -> None:
@@ -299,12 +299,12 @@ class GlinkLink(PolledLink):
             return True
         if not self._rx_lock.acquire(blocking=False):
             return False
-        self._tx_cond.release()
+        self._tx_lock.release()
         try:
             self._drain_locked()
         finally:
             self._rx_lock.release()
-            self._tx_cond.acquire()
+            self._tx_lock.acquire()
         return True
 
     def _ask_read_notif(self) -> None:
@@ -342,7 +342,7 @@ class GlinkLink(PolledLink):
             self._flush()
 
     def can_send(self, src: int) -> bool:
-        with self._tx_cond:
+        with self._tx_lock:
             name = self._names.get(src)
             try:
                 room = self._tx.free() >= _RESERVE + g.DATA_HDR.size + 8
@@ -354,7 +354,7 @@ class GlinkLink(PolledLink):
 
     def when_can_send(self, src: int, callback: Callable[[], None]) -> None:
         """Call ``callback`` once a send from ``src`` finds an intent (or the link fails)."""
-        with self._tx_cond:
+        with self._tx_lock:
             name = self._names.get(src)
             if self.failure is None and name is not None and not self.protocol.can_send(name):
                 self._space_waiters.append((name, callback))
@@ -363,10 +363,10 @@ class GlinkLink(PolledLink):
         callback()
 
     def _wake_all(self, _error: OSError) -> None:
-        with self._tx_cond:
+        with self._tx_lock:
             waiters, self._space_waiters = self._space_waiters, []
             self.protocol.watch_intents = False
-            self._tx_cond.notify_all()
+            self._wake_senders()
         for _name, cb in waiters:
             cb()
 
@@ -374,7 +374,7 @@ class GlinkLink(PolledLink):
     def handle_notify(self) -> None:
         with self._locked():
             if self._tx_waiters:
-                self._tx_cond.notify_all()
+                self._wake_senders()
             self._flush()
         self.poll_rx()
 
@@ -397,7 +397,7 @@ class GlinkLink(PolledLink):
         delivered = 0
         events = self.protocol.events  # found while reading: handled after, unlocked
         while True:
-            with self._tx_cond:
+            with self._tx_lock:
                 self._pump_locked()
             if not events:
                 return delivered
@@ -432,7 +432,7 @@ class GlinkLink(PolledLink):
             self._notify()
         if handled:
             self._flush()
-            self._tx_cond.notify_all()
+            self._wake_senders()
 
     def _handle(self, event: GlinkEvent) -> int:
         """What the protocol found, outside the tx lock; 1 for a delivered message.
@@ -467,7 +467,7 @@ class GlinkLink(PolledLink):
         return 0
 
     def _wake_space_waiters(self, name: str) -> None:
-        with self._tx_cond:
+        with self._tx_lock:
             ready = [cb for n, cb in self._space_waiters if n == name]
             if ready:
                 self._space_waiters = [w for w in self._space_waiters if w[0] != name]
@@ -479,7 +479,7 @@ class GlinkLink(PolledLink):
     def unconsumed(self) -> dict[int, int]:
         """Per source address, how many sent messages the peer never read."""
         counts: dict[int, int] = {}
-        with self._tx_cond:
+        with self._tx_lock:
             try:
                 raw = self._tx.unread()
             except FifoError:

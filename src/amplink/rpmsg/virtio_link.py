@@ -191,7 +191,7 @@ class VirtioRpmsgLink(PolledLink):
             raise self.dead_error()
         if TRACER.enabled:
             TRACER.event("rpmsg", "send", link=self.name, src=src, dst=dst, len=n)
-        with self._tx_cond:
+        with self._tx_lock:
             kick = self._try_send(src, dst, data, n)
         if kick is None:
             if not block:
@@ -232,7 +232,7 @@ class VirtioRpmsgLink(PolledLink):
                 self._tx_spin.spin(lambda: self.failure is not None or self._tx_returning())
             finally:
                 self._leave_memory()
-        with self._tx_cond:
+        with self._tx_lock:
             try:
                 return self._send_wait(
                     attempt,
@@ -257,7 +257,7 @@ class VirtioRpmsgLink(PolledLink):
             raise RpmsgError(errno.EINVAL, "a send buffer needs a source and a destination")
         if self.failure is not None:
             raise self.dead_error()
-        with self._tx_cond:
+        with self._tx_lock:
             got = self._take_tx_alive()
         if got is None:
             if not block:
@@ -282,7 +282,7 @@ class VirtioRpmsgLink(PolledLink):
         self._region.forget(buf.data)
         buf.data.release()
         kick = False
-        with self._tx_cond:
+        with self._tx_lock:
             if self.failure is not None:
                 if length is not None:
                     raise self.dead_error()
@@ -316,8 +316,8 @@ class VirtioRpmsgLink(PolledLink):
         """The peer notified us: wake blocked senders and dispatch received messages."""
         if self._tx_waiters or self._space_waiters:
             callbacks: list[Callable[[], None]] = []
-            with self._tx_cond:
-                self._tx_cond.notify_all()
+            with self._tx_lock:
+                self._wake_senders()
                 if self._space_waiters and self.failure is None and self._peek_tx():
                     callbacks, self._space_waiters = self._space_waiters, []
                     if not self._tx_waiters:
@@ -331,7 +331,7 @@ class VirtioRpmsgLink(PolledLink):
 
         It runs in whatever thread notices: the caller's, or the receive context when
         the peer returns a buffer; also when the link fails, so a waiter finds out."""
-        with self._tx_cond:
+        with self._tx_lock:
             if self.failure is None and not self._peek_tx():
                 self._space_waiters.append(callback)
                 if not self._tx_notifications(True):
@@ -340,7 +340,7 @@ class VirtioRpmsgLink(PolledLink):
         callback()
 
     def _wake_space_waiters(self, error: OSError) -> None:
-        with self._tx_cond:
+        with self._tx_lock:
             callbacks, self._space_waiters = self._space_waiters, []
         for cb in callbacks:
             cb()
@@ -384,7 +384,7 @@ class VirtioRpmsgLink(PolledLink):
         return False
 
     def can_send(self, src: int) -> bool:
-        with self._tx_cond:
+        with self._tx_lock:
             return self.failure is None and self._peek_tx()
 
     @abstractmethod
@@ -454,7 +454,7 @@ class VirtioRpmsgHost(VirtioRpmsgLink):
 
         Meant for a dead peer: used buffers are reclaimed first (a broken used ring
         stops that), and whatever is still outstanding was never taken."""
-        with self._tx_cond:
+        with self._tx_lock:
             try:
                 while self._tx_vq.get() is not None:
                     pass
