@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from amplink.app import cli
-from resources import snapshot
+from resources import children, snapshot
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
@@ -79,11 +79,21 @@ def test_board_check_summarizes():
 
 def test_bench_json(capsys):
     args = ["bench", "--json", "--rounds", "300", "--messages", "3000", "--deliveries", "50"]
-    args += ["--cycles", "3", "--linux-rounds", "0"]  # the Linux figures: tests/linux
+    args += ["--cycles", "3", "--linux-rounds", "0", "--repeat", "2"]  # Linux: tests/linux
     assert cli.main(args) == 0
     report = json.loads(capsys.readouterr().out)
     names = [r["name"] for r in report["results"]]
-    assert names == ["multiprocessing.Pipe", "amplink rpmsg virtio", "amplink rpmsg glink"]
+    assert names == [
+        "multiprocessing.Pipe",
+        "amplink rpmsg virtio",
+        "amplink rpmsg glink",
+        "amplink rpmsg virtio, spin off",
+    ]
+    assert len(report["repetitions"]) == 2 and report["load"] == {"processes": 0}
+    for name in names[1:]:
+        for figure in ("rtt_p50", "rtt_p99", "msgs_per_s"):
+            spread = report["ratios"][name][figure]
+            assert 0 < spread["min"] <= spread["median"] <= spread["max"]
     assert [(b["name"], b["size"]) for b in report["largest"]] == [
         ("amplink rpmsg virtio", 496),
         ("amplink rpmsg glink", 65536),
@@ -111,12 +121,15 @@ def test_bench_json(capsys):
     assert all(0 < t["p50_ms"] <= t["p99_ms"] for t in report["lifecycle"])
 
 
-def test_bench_table(capsys):
+def test_bench_table_under_load(capsys):
     args = ["bench", "--rounds", "200", "--messages", "1000", "--deliveries", "20", "--no-pin"]
-    args += ["--cycles", "2", "--linux-rounds", "0"]
+    args += ["--cycles", "2", "--linux-rounds", "0", "--repeat", "1", "--load", "1"]
+    before = children()
     assert cli.main(args) == 0
     out = capsys.readouterr().out
-    assert "not pinned" in out and "virtio / Pipe" in out and "glink / Pipe" in out
+    assert "not pinned" in out and "1 CPU-bound processes running" in out
+    assert "ratio to the Pipe" in out and "  glink " in out and "  virtio, spin off " in out
+    assert children() == before  # the load is gone
     assert "amplink rpmsg glink at its largest message (65,536 B)" in out
     assert "amplink mailbox (MU+IRQ)" in out and "interrupt -> client callback" in out
     assert "zero-copy send" in out

@@ -48,6 +48,7 @@ more context switches per hand-over (measured: 18 us for a thread ping-pong thro
 
 from __future__ import annotations
 
+import contextlib
 import os
 import select
 import threading
@@ -213,10 +214,8 @@ class Wakeup:
         fd = self._fd
         if not select.select((fd,), (), (), timeout)[0]:
             return False
-        try:
+        with contextlib.suppress(BlockingIOError):  # another sleeper took it: both look
             os.eventfd_read(fd)
-        except BlockingIOError:
-            pass  # another sleeper took it: both look at what they wait for
         return True
 
     def close(self) -> None:

@@ -166,6 +166,8 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         deliveries=args.deliveries,
         cycles=args.cycles,
         linux_rounds=args.linux_rounds,
+        load=args.load,
+        repeat=args.repeat,
     )
     if args.json:
         print(json.dumps(report, indent=2))
@@ -276,6 +278,20 @@ def build_parser() -> argparse.ArgumentParser:
         "(default 2000; 0 skips)",
     )
     b.add_argument("--no-pin", action="store_true", help="do not pin processes to CPUs")
+    b.add_argument(
+        "--load",
+        type=int,
+        default=0,
+        metavar="N",
+        help="run N CPU-bound processes during the measurements (default 0)",
+    )
+    b.add_argument(
+        "--repeat",
+        type=int,
+        default=3,
+        metavar="R",
+        help="take every figure R times; medians and ratio ranges (default 3)",
+    )
     b.add_argument("--json", action="store_true", help="print one JSON object")
     b.set_defaults(func=_cmd_bench)
     sl = sub.add_parser(

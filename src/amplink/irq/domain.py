@@ -608,4 +608,3 @@ class IrqDomain:
         self._ep.close()
         os.close(self._ctl)
         self._ctl = -1
-

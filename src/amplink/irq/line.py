@@ -126,7 +126,7 @@ class IrqLine:
         """The level of the line (edge lines: always considered active when pulsed)."""
         if self.edge:
             return True
-        for src in self.sources:
+        for src in self.sources:  # noqa: SIM110 (no generator on the hot path)
             if src():
                 return True
         return False

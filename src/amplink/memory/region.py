@@ -40,6 +40,12 @@ class SharedRegion:
         self._views: list[memoryview] = []
         self.mem = self.view(0, size)
 
+    @property
+    def map(self) -> mmap.mmap:
+        """The mapping itself: a slice of it is ``bytes`` (one copy, where ``bytes(mem[a:b])``
+        makes a view first) and it takes slice assignment.  Closed by :meth:`close`."""
+        return self._check(0, 0)
+
     @classmethod
     def create(cls, size: int, name: str = "amplink") -> SharedRegion:
         """Create a new zero-filled region of ``size`` bytes (rounded up to a page)."""

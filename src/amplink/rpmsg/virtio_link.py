@@ -32,7 +32,7 @@ from typing import TypeVar
 from amplink.errors import RpmsgError, VirtqueueError
 from amplink.memory.region import SharedRegion
 from amplink.rpmsg.config import DEFAULT_BUFFERS, RPMSG_BUF_SIZE, RpmsgBuffers
-from amplink.rpmsg.core import RPMSG_ADDR_ANY
+from amplink.rpmsg.core import RPMSG_ADDR_ANY, Endpoint
 from amplink.rpmsg.ns import bind_name_service
 from amplink.rpmsg.polled import PolledLink
 from amplink.tracing import TRACER
@@ -138,6 +138,7 @@ class VirtioRpmsgLink(PolledLink):
         super().__init__(name, ns_supported=ns_supported, spin=spin)
         self._region = region
         self._mem = region.mem
+        self._map = region.map  # slices of the mapping are bytes: a copy in one step
         self._notify = notify
         self._tx_index = tx_index
         self._rx_index = 1 - tx_index
@@ -176,19 +177,8 @@ class VirtioRpmsgLink(PolledLink):
     # -- sending ---------------------------------------------------------------------
     def send(self, src: int, dst: int, data: bytes, *, block: bool, timeout: float | None) -> None:
         n = len(data)
-        if n > self._mtu:
-            raise RpmsgError(
-                errno.EMSGSIZE,
-                f"message of {n} bytes exceeds the MTU of {self._mtu} bytes on {self.name}",
-            )
-        if RPMSG_ADDR_ANY in (src, dst):
-            raise RpmsgError(
-                errno.EINVAL,
-                "rpmsg send needs a source and a destination address (no broadcast): "
-                "use sendto() or wait for the remote to announce its channel",
-            )
-        if self.failure is not None:
-            raise self.dead_error()
+        if n > self._mtu or RPMSG_ADDR_ANY in (src, dst) or self.failure is not None:
+            raise self._refusal(src, dst, n)
         if TRACER.enabled:
             TRACER.event("rpmsg", "send", link=self.name, src=src, dst=dst, len=n)
         with self._tx_lock:
@@ -202,26 +192,26 @@ class VirtioRpmsgLink(PolledLink):
         if kick:
             self._notify(self._tx_index)
 
-    def _try_send(self, src: int, dst: int, data: bytes, n: int) -> bool | None:
-        if self.failure is not None:  # checked under the TX lock: memory may be gone
-            raise self.dead_error()
-        try:
-            buf = self._take_tx()
-        except VirtqueueError as exc:
-            self.fail(exc)
-            raise
-        if buf is None:
-            return None
-        token, off, cap = buf
-        if _HDR_SIZE + n > cap:
-            self._return_tx(token)
-            raise RpmsgError(
-                errno.EMSGSIZE, f"the peer's buffer holds {cap - _HDR_SIZE} payload bytes, not {n}"
+    def _refusal(self, src: int, dst: int, n: int) -> OSError:
+        """Why a send of ``n`` bytes from ``src`` to ``dst`` cannot go at all."""
+        if n > self._mtu:
+            return RpmsgError(
+                errno.EMSGSIZE,
+                f"message of {n} bytes exceeds the MTU of {self._mtu} bytes on {self.name}",
             )
-        mem = self._mem
-        _HDR.pack_into(mem, off, src, dst, 0, n, 0)
-        mem[off + _HDR_SIZE : off + _HDR_SIZE + n] = data
-        return self._commit_tx(token, _HDR_SIZE + n)
+        if self.failure is not None:
+            return self.dead_error()
+        return RpmsgError(
+            errno.EINVAL,
+            "rpmsg send needs a source and a destination address (no broadcast): "
+            "use sendto() or wait for the remote to announce its channel",
+        )
+
+    @abstractmethod
+    def _try_send(self, src: int, dst: int, data: bytes, n: int) -> bool | None:
+        """Put one message of ``n`` bytes on the ring (TX lock held): whether the peer
+        wants a notification, or None when no send buffer is free.  ``EPIPE`` once the
+        link failed (its memory may be gone)."""
 
     def _send_waiting(self, attempt: Callable[[], _T | None], timeout: float | None) -> _T:
         """Retry ``attempt`` (under the TX lock) until it gets a buffer, or time out."""
@@ -353,8 +343,7 @@ class VirtioRpmsgLink(PolledLink):
         peer said it wrote drops that message (logged), never more.
         """
         if length >= _HDR_SIZE:
-            mem = self._mem
-            src, dst, _res, ln, _flags = _HDR.unpack_from(mem, off)
+            src, dst, _res, ln, _flags = _HDR.unpack_from(self._mem, off)
             if ln <= length - _HDR_SIZE:
                 if TRACER.enabled:
                     TRACER.event("rpmsg", "receive", link=self.name, src=src, dst=dst, len=ln)
@@ -363,15 +352,10 @@ class VirtioRpmsgLink(PolledLink):
                     self.endpoints.no_recipient(src, dst)
                     return False
                 if not ept.zero_copy:
-                    ept.deliver(bytes(mem[off + _HDR_SIZE : off + _HDR_SIZE + ln]), src)
+                    start = off + _HDR_SIZE
+                    ept.deliver(self._map[start : start + ln], src)
                     return False
-                buf = RxBuffer(self, token, self._region.view(off + _HDR_SIZE, ln), src)
-                ept.deliver(buf, src)  # type: ignore[arg-type]
-                if buf.held:
-                    return True
-                self._region.forget(buf.data)
-                buf.data.release()
-                return False
+                return self._lend_rx(ept, off, ln, token, src)
         else:
             ln = -1
         log.error(
@@ -381,6 +365,16 @@ class VirtioRpmsgLink(PolledLink):
             ln,
             length,
         )
+        return False
+
+    def _lend_rx(self, ept: Endpoint, off: int, ln: int, token: int, src: int) -> bool:
+        """Deliver a message in place to a zero-copy endpoint; True if it holds it."""
+        buf = RxBuffer(self, token, self._region.view(off + _HDR_SIZE, ln), src)
+        ept.deliver(buf, src)  # type: ignore[arg-type]
+        if buf.held:
+            return True
+        self._region.forget(buf.data)
+        buf.data.release()
         return False
 
     def can_send(self, src: int) -> bool:
@@ -467,18 +461,39 @@ class VirtioRpmsgHost(VirtioRpmsgLink):
             return counts
 
     def _take_tx(self) -> tuple[int, int, int] | None:
-        if self._spare_tx:
-            token = self._spare_tx.pop()
-            return token, self._pool_off + self._tx_offset(token), self._tx_size
-        if self._next_unused_tx < self._n_tx:
-            token = self._n_rx + self._next_unused_tx
-            self._next_unused_tx += 1
-        else:
-            got = self._tx_vq.get()
-            if got is None:
-                return None
-            token = got[0]
+        token = self._take_token()
+        if token is None:
+            return None
         return token, self._pool_off + self._tx_offset(token), self._tx_size
+
+    def _take_token(self) -> int | None:
+        """A free send buffer's token: one given back unsent, one never used yet, or
+        one the device has returned; TX lock held."""
+        if self._spare_tx:
+            return self._spare_tx.pop()
+        if self._next_unused_tx < self._n_tx:
+            self._next_unused_tx += 1
+            return self._n_rx + self._next_unused_tx - 1
+        got = self._tx_vq.get()
+        return None if got is None else got[0]
+
+    def _try_send(self, src: int, dst: int, data: bytes, n: int) -> bool | None:
+        if self.failure is not None:  # checked under the TX lock: memory may be gone
+            raise self.dead_error()
+        try:
+            token = self._take_token()
+        except VirtqueueError as exc:
+            self.fail(exc)
+            raise
+        if token is None:
+            return None
+        at = self._tx_base + token * self._tx_size  # n <= mtu: the buffer holds it
+        off = self._pool_off + at
+        _HDR.pack_into(self._mem, off, src, dst, 0, n, 0)
+        self._map[off + _HDR_SIZE : off + _HDR_SIZE + n] = data
+        vq = self._tx_vq
+        vq.add(self._pool_da + at, _HDR_SIZE + n, False, token)
+        return vq.kick_needed()
 
     def _tx_offset(self, token: int) -> int:
         """Offset in the pool of send buffer ``token`` (tokens follow the receive ones)."""
@@ -576,6 +591,28 @@ class VirtioRpmsgRemote(VirtioRpmsgLink):
         if got is None:
             return None
         return got
+
+    def _try_send(self, src: int, dst: int, data: bytes, n: int) -> bool | None:
+        if self.failure is not None:  # checked under the TX lock: memory may be gone
+            raise self.dead_error()
+        vq = self._tx_vq
+        try:
+            got = vq.get()
+        except VirtqueueError as exc:
+            self.fail(exc)
+            raise
+        if got is None:
+            return None
+        head, off, cap = got
+        if _HDR_SIZE + n > cap:
+            vq.put(head, 0)  # the host reposts a buffer that carries nothing
+            raise RpmsgError(
+                errno.EMSGSIZE, f"the peer's buffer holds {cap - _HDR_SIZE} payload bytes, not {n}"
+            )
+        _HDR.pack_into(self._mem, off, src, dst, 0, n, 0)
+        self._map[off + _HDR_SIZE : off + _HDR_SIZE + n] = data
+        vq.put(head, _HDR_SIZE + n)
+        return vq.notify_needed()
 
     def _commit_tx(self, token: int, nbytes: int) -> bool:
         self._tx_vq.put(token, nbytes)
