@@ -45,6 +45,7 @@ class PolledLink(RpmsgLink):
         self.fail_listeners.append(lambda _error: self._wake_senders())
         self._users = 0  # spinning waiters reading shared memory outside the locks
         self._users_cond = threading.Condition(threading.Lock())
+        self._quiescing = False  # quiesce() waits: the last user must notify
 
     @abstractmethod
     def _drain_rx(self) -> int:
@@ -188,12 +189,14 @@ class PolledLink(RpmsgLink):
     def _leave_memory(self) -> None:
         with self._users_cond:
             self._users -= 1
-            self._users_cond.notify_all()
+            if self._quiescing:
+                self._users_cond.notify_all()
 
     def quiesce(self, timeout: float = 5.0) -> bool:
         """After :meth:`fail`: wait until no thread touches the shared memory any more,
         so that it can be unmapped.  False if some thread did not let go in time."""
         with self._users_cond:
+            self._quiescing = True
             done = self._users_cond.wait_for(lambda: self._users == 0, timeout)
         with self._rx_lock, self._tx_lock:
             if not self._tx_waiters:
