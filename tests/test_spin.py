@@ -1,4 +1,7 @@
-"""Adaptive spinning: the budget logic, independent of timing."""
+"""Adaptive spinning (the budget logic, independent of timing) and the GIL-free wake-up."""
+
+import os
+import threading
 
 from amplink.wait import (
     FIRST_SUSPEND,
@@ -7,6 +10,7 @@ from amplink.wait import (
     PREEMPTED_NS,
     WINDOW,
     AdaptiveSpin,
+    Wakeup,
     spin_worthwhile,
 )
 
@@ -127,3 +131,26 @@ def test_suspension_doubles_while_spins_keep_being_preempted_and_resets():
     s._clock = PreemptingClock(at=2)
     s.spin(lambda: False)
     assert s._suspended == FIRST_SUSPEND
+
+
+def test_wakeup_is_never_lost_and_closes():
+    fds = len(os.listdir("/proc/self/fd"))
+    w = Wakeup()
+    w.set()  # before anyone sleeps: the next sleep returns at once
+    assert w.wait(5)
+    assert not w.wait(0.01)  # auto-reset: nothing more to see
+    woke = threading.Event()
+
+    def sleeper() -> None:
+        if w.wait(5):
+            woke.set()
+
+    t = threading.Thread(target=sleeper)
+    t.start()
+    w.set()
+    t.join(5)
+    assert woke.is_set()
+    w.close()
+    w.set()  # after close: nothing, and no error
+    w.close()
+    assert len(os.listdir("/proc/self/fd")) == fds
