@@ -259,10 +259,15 @@ class VirtioRpmsgLink(PolledLink):
         )
 
     def _take_tx_alive(self) -> tuple[int, int, int] | None:
+        return self._taken(self._take_tx)
+
+    def _taken(self, take: Callable[[], _T | None]) -> _T | None:
+        """What ``take`` takes from the send ring (TX lock held): ``EPIPE`` once the
+        link failed (its memory may be gone); a ring the peer broke fails the link."""
         if self.failure is not None:
             raise self.dead_error()
         try:
-            return self._take_tx()
+            return take()
         except VirtqueueError as exc:
             self.fail(exc)
             raise
@@ -478,13 +483,7 @@ class VirtioRpmsgHost(VirtioRpmsgLink):
         return None if got is None else got[0]
 
     def _try_send(self, src: int, dst: int, data: bytes, n: int) -> bool | None:
-        if self.failure is not None:  # checked under the TX lock: memory may be gone
-            raise self.dead_error()
-        try:
-            token = self._take_token()
-        except VirtqueueError as exc:
-            self.fail(exc)
-            raise
+        token = self._taken(self._take_token)
         if token is None:
             return None
         at = self._tx_base + token * self._tx_size  # n <= mtu: the buffer holds it
@@ -593,14 +592,8 @@ class VirtioRpmsgRemote(VirtioRpmsgLink):
         return got
 
     def _try_send(self, src: int, dst: int, data: bytes, n: int) -> bool | None:
-        if self.failure is not None:  # checked under the TX lock: memory may be gone
-            raise self.dead_error()
         vq = self._tx_vq
-        try:
-            got = vq.get()
-        except VirtqueueError as exc:
-            self.fail(exc)
-            raise
+        got = self._taken(vq.get)
         if got is None:
             return None
         head, off, cap = got
