@@ -196,10 +196,12 @@ class Wakeup:
     lost (a ``set`` before the ``wait`` makes it return at once).  :meth:`close` it
     once nobody waits any more; a ``set`` after that does nothing."""
 
-    __slots__ = ("_fd", "_lock")
+    __slots__ = ("_ep", "_fd", "_lock")
 
     def __init__(self) -> None:
         self._fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+        self._ep = select.epoll()  # several threads may sleep on it at once
+        self._ep.register(self._fd, select.EPOLLIN)
         self._lock = threading.Lock()
 
     def set(self) -> None:
@@ -211,16 +213,16 @@ class Wakeup:
     def wait(self, timeout: float | None) -> bool:
         """Sleep until :meth:`set` or ``timeout`` s (None: for ever); False on timeout.
         Not after :meth:`close`."""
-        fd = self._fd
-        if not select.select((fd,), (), (), timeout)[0]:
+        if not self._ep.poll(-1.0 if timeout is None else max(timeout, 0.0)):
             return False
         with contextlib.suppress(BlockingIOError):  # another sleeper took it: both look
-            os.eventfd_read(fd)
+            os.eventfd_read(self._fd)
         return True
 
     def close(self) -> None:
         """Release the eventfd. Idempotent."""
         with self._lock:
             if self._fd >= 0:
+                self._ep.close()
                 os.close(self._fd)
                 self._fd = -1
