@@ -5,6 +5,8 @@ something, the test shows its specific error."""
 import errno
 import os
 import signal
+import sys
+import threading
 import time
 from pathlib import Path
 
@@ -145,6 +147,36 @@ def test_a_sender_far_ahead_of_its_peer_waits_and_loses_nothing(rp):
     if not rp.link.ns_supported:
         ch = rp.link.protocol.channel(ECHO)
         assert len(ch.free_intents) + len(ch.used_intents) <= 64 + 5
+
+
+def test_threads_receiving_on_one_endpoint_share_its_messages(rp):
+    """Four threads sleep in recv() on one endpoint (no lock between them) while 2000
+    echoes arrive: every message goes to exactly one of them, and none raises."""
+    ept = rp.wait_channel(ECHO, 10).create_ept()
+    got: list[list[bytes]] = [[] for _ in range(4)]
+    errors: list[BaseException] = []
+
+    def receive(mine: list[bytes]) -> None:
+        try:
+            for _ in range(500):
+                mine.append(ept.recv(20).data)
+        except BaseException as exc:  # reported below, not lost in the thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=receive, args=(mine,)) for mine in got]
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # threads switch as often as the interpreter allows
+    try:
+        for t in threads:
+            t.start()
+        for i in range(2000):
+            ept.send(b"%d" % i, timeout=10)
+        for t in threads:
+            t.join(30)
+    finally:
+        sys.setswitchinterval(interval)
+    assert not errors
+    assert sorted(m for mine in got for m in mine) == sorted(b"%d" % i for i in range(2000))
 
 
 @pytest.mark.parametrize("host_spins", [True, False])

@@ -15,6 +15,7 @@ waiting for another received message.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import threading
@@ -292,7 +293,8 @@ class Endpoint:
                 "or receive on another thread",
             )
         if self.link.busy_poll(self._has_message) and q:
-            return q.popleft()
+            with contextlib.suppress(IndexError):  # another recv() may have taken it
+                return q.popleft()
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._lock:
             wakeup = self._wakeup
@@ -300,7 +302,11 @@ class Endpoint:
                 wakeup = self._wakeup = Wakeup()
             self._waiters += 1
         try:
-            while not q:
+            while True:
+                try:  # no lock: several threads may sleep here and race for a message
+                    return q.popleft()
+                except IndexError:
+                    pass
                 self._check_alive()
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
@@ -309,7 +315,6 @@ class Endpoint:
                         f"no message for endpoint {self.addr} within {timeout}s",
                     )
                 wakeup.wait(remaining)
-            return q.popleft()
         finally:
             with self._lock:
                 self._waiters -= 1
