@@ -9,6 +9,7 @@ from amplink.hw import rockchip as rk
 from amplink.memory import SharedRegion
 
 STRESS_CHANNELS = 4
+STALL_S = 60  # no message either way for this long: stuck (a busy machine is only slow)
 
 
 def make_unit(kind: str, region: SharedRegion):
@@ -61,8 +62,8 @@ def exchange(kind: str, unit, side: str, count: int, channels: int) -> int:
     ports = _ports(kind, unit, side)[:channels]
     sent = received = 0
     expect = list(range(channels))  # message i travels on channel i % channels
-    idle = 0
-    deadline = time.monotonic() + 60
+    idle = seen = 0
+    deadline = time.monotonic() + STALL_S
     while sent < count or received < count:
         progress = False
         if sent < count:
@@ -84,7 +85,10 @@ def exchange(kind: str, unit, side: str, count: int, channels: int) -> int:
         if idle > 64:
             os.sched_yield()  # the peer may share our CPU
             idle = 0
-            if time.monotonic() > deadline:
+            now = time.monotonic()
+            if sent + received != seen:  # stuck means no progress, not slow
+                seen, deadline = sent + received, now + STALL_S
+            elif now > deadline:
                 print(f"{side}: stuck after sending {sent} and receiving {received}", flush=True)
                 return 2
     return 0

@@ -298,6 +298,7 @@ def test_trace_buffer_holds_what_the_firmware_wrote():
 
 
 # -- no leaks -------------------------------------------------------------------------
+@pytest.mark.timeout(600)  # 150 boots: 0.7-1 s each with other suites on 2 CPUs
 def test_100_start_stop_and_50_crash_recover_cycles_leave_nothing_behind():
     before = snapshot()
     rp = Rproc("cycles", ECHO_FW, config=RprocConfig(spin=False))
