@@ -204,6 +204,13 @@ class Core:
             if hw.shutdown_requested.is_set():
                 self._graceful_shutdown()
                 return
+            if link.peer_reset():  # the host reset the vdev (it detached): before the
+                relinked = self._relink()  # rings are read, a reset ring looks broken
+                if relinked is None:
+                    return
+                link, spin = relinked, relinked.spin
+                polling = False
+                continue
             if link.failure is not None:
                 return
             if timeout_ms >= 0:
@@ -216,12 +223,6 @@ class Core:
                 continue
             polling = False
             if link.unsuppress_rx():
-                continue
-            if link.peer_reset():  # the host reset the vdev: it detached
-                relinked = self._relink()
-                if relinked is None:
-                    return
-                link, spin = relinked, relinked.spin
                 continue
             hw.set_status(STATUS_WFI)
             self._poller.poll(timeout_ms)
