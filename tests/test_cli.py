@@ -12,7 +12,7 @@ import pytest
 from amplink.app import cli
 from amplink.app.bench import emulated as bench_emulated
 from emulated import needs_firmware
-from resources import snapshot
+from resources import children, snapshot
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
@@ -85,12 +85,22 @@ def test_board_check_summarizes():
 def test_bench_json(capsys, tmp_path, monkeypatch):
     monkeypatch.setenv("AMPLINK_FIRMWARE_CACHE", str(tmp_path))  # rows of their own below
     args = ["bench", "--json", "--rounds", "300", "--messages", "3000", "--deliveries", "50"]
-    args += ["--cycles", "3", "--linux-rounds", "0"]  # the Linux figures: tests/linux
+    args += ["--cycles", "3", "--linux-rounds", "0", "--repeat", "2"]  # Linux: tests/linux
     args += ["--openamp-runs", "0"]  # the OpenAMP figures: tests/openamp
     assert cli.main(args) == 0
     report = json.loads(capsys.readouterr().out)
     names = [r["name"] for r in report["results"]]
-    assert names == ["multiprocessing.Pipe", "amplink rpmsg virtio", "amplink rpmsg glink"]
+    assert names == [
+        "multiprocessing.Pipe",
+        "amplink rpmsg virtio",
+        "amplink rpmsg glink",
+        "amplink rpmsg virtio, spin off",
+    ]
+    assert len(report["repetitions"]) == 2 and report["load"] == {"processes": 0}
+    for name in names[1:]:
+        for figure in ("rtt_p50", "rtt_p99", "msgs_per_s"):
+            spread = report["ratios"][name][figure]
+            assert 0 < spread["min"] <= spread["median"] <= spread["max"]
     assert [(b["name"], b["size"]) for b in report["largest"]] == [
         ("amplink rpmsg virtio", 496),
         ("amplink rpmsg glink", 65536),
@@ -137,13 +147,17 @@ def test_bench_emulated_rows():
     assert "OpenAMP (emulated M7)" in table and "MIPS" in table
 
 
-def test_bench_table(capsys, tmp_path, monkeypatch):
+def test_bench_table_under_load(capsys, tmp_path, monkeypatch):
     monkeypatch.setenv("AMPLINK_FIRMWARE_CACHE", str(tmp_path))  # no emulated rows
     args = ["bench", "--rounds", "200", "--messages", "1000", "--deliveries", "20", "--no-pin"]
     args += ["--cycles", "2", "--linux-rounds", "0", "--openamp-runs", "0"]
+    args += ["--repeat", "1", "--load", "1"]
+    before = children()
     assert cli.main(args) == 0
     out = capsys.readouterr().out
-    assert "not pinned" in out and "virtio / Pipe" in out and "glink / Pipe" in out
+    assert "not pinned" in out and "1 CPU-bound processes running" in out
+    assert "ratio to the Pipe" in out and "  glink " in out and "  virtio, spin off " in out
+    assert children() == before  # the load is gone
     assert "amplink rpmsg glink at its largest message (65,536 B)" in out
     assert "amplink mailbox (MU+IRQ)" in out and "interrupt -> client callback" in out
     assert "zero-copy send" in out

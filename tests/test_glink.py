@@ -210,7 +210,7 @@ def test_after_a_full_fifo_readiness_waits_for_room_for_that_message(edge):
 def test_data_for_an_intent_never_given_is_dropped_and_the_link_survives(edge, caplog):
     ept = edge.channel()
     lcid = edge.host.protocol.channel(NAME).lcid
-    with edge.host._tx_cond:
+    with edge.host._tx_lock:
         edge.host._tx.write(g.data_header(g.TX_DATA, lcid, 999, 8, 0), b"intruder")
     edge.pump()
     assert "never given" in caplog.text
@@ -224,7 +224,7 @@ def test_a_message_overflowing_its_intent_is_dropped(edge, caplog):
     host = edge.host
     ch = host.protocol.channel(NAME)
     iid, size = next(iter(ch.free_intents.items()))
-    with host._tx_cond:
+    with host._tx_lock:
         host._tx.write(g.data_header(g.TX_DATA, ch.lcid, iid, 8, size), b"too long")
     edge.pump()
     assert "overflows" in caplog.text
@@ -242,7 +242,7 @@ def test_a_message_overflowing_its_intent_is_dropped(edge, caplog):
 )
 def test_an_unframeable_stream_fails_the_link_not_the_process(edge, garbage, caplog):
     ept = edge.channel()
-    with edge.host._tx_cond:
+    with edge.host._tx_lock:
         edge.host._tx.write(garbage)
     caplog.set_level(logging.WARNING)
     edge.pump()

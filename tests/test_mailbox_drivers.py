@@ -78,6 +78,32 @@ def test_mu_data_both_ways_callbacks_in_the_right_context():
             got_b.get(timeout=0.2)  # ...so it is never transmitted
 
 
+def test_tx_done_on_demand_for_a_client_that_does_not_ask_for_it():
+    """A client with neither tx_done nor tx_block (a vring kick) sends without arming
+    the TX-done interrupt; the next send finds TEn set by itself; a message that has
+    to wait arms it, and goes out as soon as the peer has read the one before."""
+    with mu_pair() as (ca, cb):
+        got_b = SimpleQueue()
+        _client(cb, IMX_MU_TYPE_RX, 0, rx_callback=lambda cl, m: got_b.put(m))
+        tx = _client(ca, IMX_MU_TYPE_TX, 0)
+        assert tx.on_demand
+        line = ca.domain.line(1)
+        for i in range(50):
+            taken = line.count
+            mbox.send_message(tx, i)
+            assert got_b.get(timeout=5) == i
+            assert not ca.side.readl(mu.MU_CR) & mu.TIE(0)  # never armed
+            assert line.count == taken  # and side A took no interrupt for it
+        cb.domain.disable_irq(1)  # the peer stops taking its interrupt: nobody reads RR0
+        mbox.send_message(tx, 100)
+        mbox.send_message(tx, 101)  # has to wait: TIE0 armed for the word on the unit
+        assert ca.side.readl(mu.MU_CR) & mu.TIE(0) and tx.msg_count == 1
+        cb.domain.enable_irq(1)
+        assert [got_b.get(timeout=5) for _ in range(2)] == [100, 101]  # after TE0's interrupt
+        tracked = _client(ca, IMX_MU_TYPE_TX, 1, tx_done=lambda cl, m, r: None)
+        assert not tracked.on_demand  # a client that asks for tx_done gets Linux's way
+
+
 def test_mu_doorbells():
     with mu_pair() as (ca, cb):
         rung, done = SimpleQueue(), SimpleQueue()

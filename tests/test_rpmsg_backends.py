@@ -5,6 +5,8 @@ something, the test shows its specific error."""
 import errno
 import os
 import signal
+import sys
+import threading
 import time
 from pathlib import Path
 
@@ -14,11 +16,13 @@ from amplink.errors import RpmsgError
 from amplink.host import Rproc
 from amplink.hw.core_ctrl import STATUS_WFI
 from amplink.rpmsg import RpmsgDriver
+from amplink.wait import AdaptiveSpin
 from backends import table_for
 from resources import snapshot
 from rpmsg_helpers import send_in_thread
 
 PEER = str(Path(__file__).parent / "firmware" / "channels_peer.py")
+EDGE_SPINNER = str(Path(__file__).parent / "firmware" / "edge_spinner.py")
 ECHO = "rpmsg-openamp-demo-channel"
 
 
@@ -147,3 +151,57 @@ def test_a_sender_far_ahead_of_its_peer_waits_and_loses_nothing(rp):
     if not rp.link.ns_supported:
         ch = rp.link.protocol.channel(ECHO)
         assert len(ch.free_intents) + len(ch.used_intents) <= 64 + 5
+
+
+def test_threads_receiving_on_one_endpoint_share_its_messages(rp):
+    """Four threads sleep in recv() on one endpoint (no lock between them) while 2000
+    echoes arrive: every message goes to exactly one of them, and none raises."""
+    ept = rp.wait_channel(ECHO, 10).create_ept()
+    got: list[list[bytes]] = [[] for _ in range(4)]
+    errors: list[BaseException] = []
+
+    def receive(mine: list[bytes]) -> None:
+        try:
+            for _ in range(500):
+                mine.append(ept.recv(20).data)
+        except BaseException as exc:  # reported below, not lost in the thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=receive, args=(mine,)) for mine in got]
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # threads switch as often as the interpreter allows
+    try:
+        for t in threads:
+            t.start()
+        for i in range(2000):
+            ept.send(b"%d" % i, timeout=10)
+        for t in threads:
+            t.join(30)
+    finally:
+        sys.setswitchinterval(interval)
+    assert not errors
+    assert sorted(m for mine in got for m in mine) == sorted(b"%d" % i for i in range(2000))
+
+
+@pytest.mark.parametrize("host_spins", [True, False])
+def test_no_wake_up_is_lost_where_polling_turns_into_sleeping(backend, host_spins):
+    """Both sides keep switching between polling with notifications suppressed and
+    sleeping on one (spin budgets of a few microseconds), so the suppression handshake
+    (re-enable, fence, look once more, sleep) runs thousands of times each way while
+    the peer publishes: a lost wake-up would leave a message unseen and a recv() timing
+    out.  Run it beside two CPU hogs too (see the brief)."""
+    before = snapshot()
+    with Rproc(f"edge-{backend}", EDGE_SPINNER, table=table_for(backend)) as rp:
+        ept = rp.wait_channel(ECHO, 10).create_ept()
+        link = rp.link
+        link.spin = AdaptiveSpin(5_000, enabled=host_spins, probe_every=2)
+        for i in range(3000):
+            ept.send(b"%d" % i, timeout=10)
+            assert ept.recv(10).data == b"%d" % i
+        for burst in range(20):  # and the senders' side: bursts that wait for buffers
+            for i in range(300):
+                ept.send(b"%d.%d" % (burst, i), timeout=10)
+            assert [ept.recv(10).data for _ in range(300)] == [
+                b"%d.%d" % (burst, i) for i in range(300)
+            ]
+    assert snapshot() == before

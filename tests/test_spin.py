@@ -1,6 +1,29 @@
-"""Adaptive spinning: the budget logic, independent of timing."""
+"""Adaptive spinning (the budget logic, independent of timing) and the GIL-free wake-up."""
 
-from amplink.wait import IDLE_NS, WINDOW, AdaptiveSpin, spin_worthwhile
+import os
+import threading
+
+from amplink.wait import (
+    FIRST_SUSPEND,
+    IDLE_NS,
+    MAX_SUSPEND,
+    PREEMPTED_NS,
+    WINDOW,
+    AdaptiveSpin,
+    Wakeup,
+    spin_worthwhile,
+)
+
+
+class FakeClock:
+    """Nanoseconds that pass only when the test says (each reading moves 1 us)."""
+
+    def __init__(self) -> None:
+        self.ns = 0
+
+    def __call__(self) -> int:
+        self.ns += 1_000
+        return self.ns
 
 
 def test_hits_keep_full_budget():
@@ -11,7 +34,7 @@ def test_hits_keep_full_budget():
 
 
 def test_misses_shrink_budget_to_zero_then_probe_restores():
-    s = AdaptiveSpin(8_000, enabled=True, probe_every=4)
+    s = AdaptiveSpin(8_000, enabled=True, probe_every=4, clock=FakeClock())
     for _ in range(2 * WINDOW + 1):  # a miss is counted when the next wait begins
         assert not s.spin(lambda: False)
     assert s.budget_ns == 0
@@ -29,7 +52,7 @@ def test_misses_shrink_budget_to_zero_then_probe_restores():
 
 
 def test_single_miss_does_not_shrink():
-    s = AdaptiveSpin(10_000, enabled=True)
+    s = AdaptiveSpin(10_000, enabled=True, clock=FakeClock())
     s.spin(lambda: False)
     for _ in range(WINDOW - 1):
         s.spin(lambda: True)
@@ -45,17 +68,6 @@ def test_spin_worthwhile():
     assert not spin_worthwhile({0}, {0})
     assert spin_worthwhile({0}, {1})
     assert spin_worthwhile({0, 1}, {0})
-
-
-class FakeClock:
-    """Nanoseconds that pass only when the test says (each reading moves 1 us)."""
-
-    def __init__(self) -> None:
-        self.ns = 0
-
-    def __call__(self) -> int:
-        self.ns += 1_000
-        return self.ns
 
 
 def test_a_miss_before_an_idle_stretch_is_forgiven():
@@ -74,3 +86,71 @@ def test_misses_in_busy_traffic_still_shrink():
         s.spin(lambda: False)
         clock.ns += IDLE_NS // 100  # the event came soon after the spin gave up
     assert s.budget_ns == 2_000
+
+
+class PreemptingClock(FakeClock):
+    """A clock under which the spinner loses its CPU at the ``at``-th reading."""
+
+    def __init__(self, at: int) -> None:
+        super().__init__()
+        self.readings = 0
+        self.at = at
+
+    def __call__(self) -> int:
+        self.readings += 1
+        if self.readings == self.at:
+            self.ns += PREEMPTED_NS * 2
+        return super().__call__()
+
+
+def test_a_preempted_spin_stops_and_suspends_spinning():
+    clock = PreemptingClock(at=3)
+    s = AdaptiveSpin(100_000, enabled=True, clock=clock)
+    polls = []
+    assert not s.spin(lambda: polls.append(1) and False)
+    assert s.preempted == 1 and s.misses == 0
+    assert len(polls) < 100  # it stopped at the gap, long before the budget ran out
+    for _ in range(FIRST_SUSPEND):  # then it blocks at once, without polling
+        assert not s.spin(lambda: 1 / 0)
+    assert s.spin(lambda: True)  # and spins again afterwards
+
+
+def test_suspension_doubles_while_spins_keep_being_preempted_and_resets():
+    s = AdaptiveSpin(100_000, enabled=True, clock=FakeClock())
+    suspensions = []
+    for _ in range(10):
+        s._clock = PreemptingClock(at=2)
+        assert not s.spin(lambda: False)
+        suspensions.append(s._suspended)
+        s._suspended = 0
+    assert suspensions[:3] == [FIRST_SUSPEND, 2 * FIRST_SUSPEND, 4 * FIRST_SUSPEND]
+    assert max(suspensions) == MAX_SUSPEND
+    s._clock = FakeClock()
+    for _ in range(WINDOW):  # a whole window of clean hits
+        assert s.spin(lambda: True)
+    s._clock = PreemptingClock(at=2)
+    s.spin(lambda: False)
+    assert s._suspended == FIRST_SUSPEND
+
+
+def test_wakeup_is_never_lost_and_closes():
+    fds = len(os.listdir("/proc/self/fd"))
+    w = Wakeup()
+    w.set()  # before anyone sleeps: the next sleep returns at once
+    assert w.wait(5)
+    assert not w.wait(0.01)  # auto-reset: nothing more to see
+    woke = threading.Event()
+
+    def sleeper() -> None:
+        if w.wait(5):
+            woke.set()
+
+    t = threading.Thread(target=sleeper)
+    t.start()
+    w.set()
+    t.join(5)
+    assert woke.is_set()
+    w.close()
+    w.set()  # after close: nothing, and no error
+    w.close()
+    assert len(os.listdir("/proc/self/fd")) == fds

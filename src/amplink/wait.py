@@ -6,11 +6,22 @@ and only blocks when that fails.  The bound is a few wake-up costs (100 us): if 
 event comes within it we saved a wake-up, if not we wasted at most that much CPU,
 which is the classic competitive bound for spin-then-block.
 
-Spinning only pays when the peer runs on *another* CPU: if it shares ours, every
-microsecond we spin is one it cannot run.  Two mechanisms protect against that:
+Spinning only pays while the spinner and its peer each have a CPU: a spinner holds
+its CPU, and the peer that is to write what it polls for may need that very CPU.
+Three mechanisms protect against that:
 
 * placement: :func:`spin_worthwhile` says no when we and the peer can only run on one
   and the same CPU, and spinning is then off;
+* contention: a spinner looks at the clock every few polls; a gap much longer than
+  those polls take means the scheduler gave its CPU to someone else meanwhile (a CPU
+  hog, the peer, another engineer's build).  The spin stops at once and spinning is
+  *suspended* for a number of waits that doubles with every spin that is preempted
+  again (up to :data:`MAX_SUSPEND` waits), so that on a busy machine the waiter
+  blocks, and the peer's notification wakes it with the priority the scheduler gives
+  a task that slept, instead of waiting for the next scheduler tick.  A spin never
+  calls ``sched_yield()``: that hands the CPU to a CPU-bound neighbour for the rest of
+  its time slice (a whole tick, 4 ms at HZ=250), with notifications suppressed, so
+  nothing would wake the spinner before (see docs/architecture.md, "Waiting");
 * adaptation: over each window of waits, if almost no spin saw its event (the peer is
   idle, slow, or shares our CPU after all), the budget drops to a quarter, down to zero.
   At zero, one wait in ``probe_every`` still spins with the full budget, and a probe
@@ -26,20 +37,32 @@ waits cost one budget of spinning each, at most 100 us in 10 ms.
 
 Where no descriptor can announce that a wait is over (a kernel that gives no POLLOUT
 for send space), a waiter retries after :func:`send_retry_delays` instead.
+
+A thread that blocks is woken through a :class:`Wakeup`, whose :meth:`~Wakeup.set` is a
+system call that releases the GIL: the woken thread can run at once.  A condition
+variable or a queue wakes it while the waker still holds the GIL, so on a CPU they
+share it runs only to block on the GIL, and the waker is preempted for nothing: two
+more context switches per hand-over (measured: 18 us for a thread ping-pong through
+``SimpleQueue``, 7 us through eventfds).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import select
+import threading
 import time
 from collections.abc import Callable, Iterator
-
-yield_cpu = os.sched_yield
 
 DEFAULT_MAX_SPIN_NS = 100_000
 MIN_USEFUL_SPIN_NS = 2_000
 WINDOW = 16
 IDLE_NS = 10_000_000  # a wait this long after a missed spin: the peer was idle
+POLLS_PER_LOOK = 16  # polls between two looks at the clock (a few microseconds)
+PREEMPTED_NS = 50_000  # a gap this long between two looks: the CPU was taken away
+FIRST_SUSPEND = WINDOW  # waits without spinning after a spin was preempted...
+MAX_SUSPEND = 4096  # ...doubling while probes are preempted again, up to this
 
 
 def spin_worthwhile(mine: set[int] | None = None, peer: set[int] | None = None) -> bool:
@@ -76,11 +99,18 @@ class AdaptiveSpin:
         self._window_total = 0
         self._clock = clock
         self._missed_at = 0  # when the last miss ended, until it is counted or forgiven
+        self._suspended = 0  # waits left without spinning (the CPU was contended)
+        self._suspend_next = FIRST_SUSPEND
         self.hits = 0
         self.misses = 0
+        self.preempted = 0  # spins cut short because the spinner lost its CPU
 
     def spin(self, ready: Callable[[], bool]) -> bool:
-        """Call ``ready`` until it returns True (-> True) or the budget runs out (-> False)."""
+        """Call ``ready`` until it returns True (-> True) or the budget runs out, or the
+        spinner is preempted (-> False)."""
+        if self._suspended:
+            self._suspended -= 1
+            return False
         if self._missed_at:
             self._count_miss()
         budget = self.budget_ns
@@ -95,28 +125,39 @@ class AdaptiveSpin:
             budget = self.max_spin_ns
             probing = True
         now = self._clock
-        deadline = now() + budget
-        hit = False
-        while not hit:
-            for _ in range(16):
+        last = now()
+        deadline = last + budget
+        while True:
+            for _ in range(POLLS_PER_LOOK):
                 if ready():
-                    hit = True
-                    break
-            else:
-                if now() >= deadline:
-                    break
-                yield_cpu()  # lets a peer that shares our CPU run now
-        if not hit:
-            self.misses += 1
-            self._missed_at = now()  # counted at the next spin, unless that is much later
-            return False
+                    return self._hit(probing)
+            t = now()
+            if t - last > PREEMPTED_NS:
+                self._preempted()
+                return False
+            if t >= deadline:
+                break
+            last = t
+        self.misses += 1
+        self._missed_at = now()  # counted at the next spin, unless that is much later
+        return False
+
+    def _hit(self, probing: bool) -> bool:
         self.hits += 1
         if probing:
             self.budget_ns = self.max_spin_ns
             self._window_hits = self._window_total = 0
-            return True
-        self._account(True)
+        else:
+            self._account(True)
         return True
+
+    def _preempted(self) -> None:
+        """The CPU was taken away mid-spin: stop spinning for a while (see the module
+        docstring); the suspension doubles while it keeps happening."""
+        self.preempted += 1
+        self._suspended = self._suspend_next
+        self._suspend_next = min(self._suspend_next * 2, MAX_SUSPEND)
+        self._window_hits = self._window_total = 0
 
     def _count_miss(self) -> None:
         """Count the last miss, unless the wait that followed it was an idle one."""
@@ -134,6 +175,7 @@ class AdaptiveSpin:
             self.budget_ns = budget if budget >= MIN_USEFUL_SPIN_NS else 0
         else:
             self.budget_ns = self.max_spin_ns
+            self._suspend_next = FIRST_SUSPEND  # a whole window without preemption
         self._window_hits = self._window_total = 0
 
 
@@ -146,3 +188,41 @@ def send_retry_delays() -> Iterator[float]:
     yield from SEND_RETRY_DELAYS
     while True:
         yield SEND_RETRY_DELAYS[-1]
+
+
+class Wakeup:
+    """An auto-reset wake-up on an eventfd (see the module docstring): :meth:`set`
+    from any thread, :meth:`wait` in the threads that sleep on it; wake-ups are never
+    lost (a ``set`` before the ``wait`` makes it return at once).  :meth:`close` it
+    once nobody waits any more; a ``set`` after that does nothing."""
+
+    __slots__ = ("_ep", "_fd", "_lock")
+
+    def __init__(self) -> None:
+        self._fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+        self._ep = select.epoll()  # several threads may sleep on it at once
+        self._ep.register(self._fd, select.EPOLLIN)
+        self._lock = threading.Lock()
+
+    def set(self) -> None:
+        """Wake the sleepers (or the next one to sleep)."""
+        with self._lock:
+            if self._fd >= 0:
+                os.eventfd_write(self._fd, 1)
+
+    def wait(self, timeout: float | None) -> bool:
+        """Sleep until :meth:`set` or ``timeout`` s (None: for ever); False on timeout.
+        Not after :meth:`close`."""
+        if not self._ep.poll(-1.0 if timeout is None else max(timeout, 0.0)):
+            return False
+        with contextlib.suppress(BlockingIOError):  # another sleeper took it: both look
+            os.eventfd_read(self._fd)
+        return True
+
+    def close(self) -> None:
+        """Release the eventfd. Idempotent."""
+        with self._lock:
+            if self._fd >= 0:
+                self._ep.close()
+                os.close(self._fd)
+                self._fd = -1

@@ -296,6 +296,8 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         cycles=args.cycles,
         linux_rounds=args.linux_rounds,
         openamp_runs=args.openamp_runs,
+        load=args.load,
+        repeat=args.repeat,
     )
     if args.json:
         print(json.dumps(report, indent=2))
@@ -538,6 +540,20 @@ def _bench_commands(sub: Subcommands) -> None:
         help="whole runs of OpenAMP's echo demos per pair when they are built (0 skips)",
     )
     b.add_argument("--no-pin", action="store_true", help="do not pin processes to CPUs")
+    b.add_argument(
+        "--load",
+        type=number(0, integer=True),
+        default=0,
+        metavar="N",
+        help="run N CPU-bound processes during the measurements",
+    )
+    b.add_argument(
+        "--repeat",
+        type=positive,
+        default=3,
+        metavar="R",
+        help="take every figure R times; medians and ratio ranges",
+    )
     b.add_argument("--json", action="store_true", help="print one JSON object")
 
 

@@ -78,7 +78,13 @@ Side = Literal["a", "b"]
 
 
 class ImxMuSide:
-    """One side's view of the unit: MMIO access and its interrupt output."""
+    """One side's view of the unit: MMIO access and its interrupt output.
+
+    Registers are computed from the state words at every access (the peer may have
+    changed them).  Which words each status bit compares is worked out once, here, so
+    that reading SR costs twelve word comparisons and the interrupt output only looks
+    at the events CR enables.
+    """
 
     def __init__(
         self,
@@ -93,29 +99,49 @@ class ImxMuSide:
         self._w = words
         self._me = me
         self._peer = peer
+        self._cr = me + _CR
         self.wire = wire
         self.peer_wire = peer_wire
         self.peer_side: ImxMuSide | None = None
+        # Per SR bit: the two state words it compares, and whether "equal" sets it.
+        self._bits = tuple(
+            (bit, a, b, equal)
+            for n in range(NUM_CHANS)
+            for bit, a, b, equal in (
+                (GIP(n), peer + _GIRSEQ + n, me + _GIPACK + n, False),
+                (RF(n), peer + _TXSEQ + n, me + _RXACK + n, False),
+                (TE(n), me + _TXSEQ + n, peer + _RXACK + n, True),
+            )
+        )
+        self._enabled: dict[int, tuple[tuple[int, int, bool], ...]] = {}  # by CR value
 
     def __repr__(self) -> str:
         return f"<ImxMuSide {self.name}>"
 
     def status(self) -> int:
         """The SR word this side reads now."""
-        w, me, peer = self._w, self._me, self._peer
+        w = self._w
         sr = 0
-        for n in range(NUM_CHANS):
-            if w[peer + _TXSEQ + n] != w[me + _RXACK + n]:
-                sr |= RF(n)
-            if w[me + _TXSEQ + n] == w[peer + _RXACK + n]:
-                sr |= TE(n)
-            if w[peer + _GIRSEQ + n] != w[me + _GIPACK + n]:
-                sr |= GIP(n)
+        for bit, a, b, equal in self._bits:
+            if (w[a] == w[b]) is equal:
+                sr |= bit
         return sr
 
     def irq_active(self) -> bool:
-        """The level of this side's interrupt output."""
-        return bool(self.status() & self._w[self._me + _CR])
+        """The level of this side's interrupt output: an event CR enables is pending."""
+        w = self._w
+        cr = w[self._cr]
+        if not cr:
+            return False
+        events = self._enabled.get(cr)
+        if events is None:
+            events = self._enabled[cr] = tuple(
+                (a, b, equal) for bit, a, b, equal in self._bits if cr & bit
+            )
+        for a, b, equal in events:  # noqa: SIM110 (no generator on the hot path)
+            if (w[a] == w[b]) is equal:
+                return True
+        return False
 
     def _peer_changed(self) -> None:
         full_fence()
@@ -130,46 +156,52 @@ class ImxMuSide:
 
     def readl(self, offset: int) -> int:
         """Read a register of this side (reading RRn empties it and may raise TE on the peer)."""
-        w, me, peer = self._w, self._me, self._peer
-        if MU_RR0 <= offset < MU_RR0 + 4 * NUM_CHANS and offset % 4 == 0:
-            n = (offset - MU_RR0) // 4
-            seq = w[peer + _TXSEQ + n]
-            value = w[peer + _DATA + n]
-            if w[me + _RXACK + n] != seq:
-                w[me + _RXACK + n] = seq
-                self._peer_changed()
-            return value
-        if MU_TR0 <= offset < MU_TR0 + 4 * NUM_CHANS and offset % 4 == 0:
-            return w[me + _DATA + (offset - MU_TR0) // 4]
+        w = self._w
         if offset == MU_SR:
             return self.status()
         if offset == MU_CR:
-            return w[me + _CR]
+            return w[self._cr]
+        if not offset & 3 and MU_RR0 <= offset < MU_RR0 + 4 * NUM_CHANS:
+            n = (offset - MU_RR0) >> 2
+            peer = self._peer
+            seq = w[peer + _TXSEQ + n]
+            value = w[peer + _DATA + n]
+            ack = self._me + _RXACK + n
+            if w[ack] != seq:
+                w[ack] = seq
+                self._peer_changed()
+            return value
+        if not offset & 3 and MU_TR0 <= offset < MU_TR0 + 4 * NUM_CHANS:
+            return w[self._me + _DATA + ((offset - MU_TR0) >> 2)]
         raise MmioError(self.name, offset, "readable")
 
     def writel(self, offset: int, value: int) -> None:
         """Write a register of this side (writing TRn fills the peer's RRn)."""
-        w, me, peer = self._w, self._me, self._peer
+        w, me = self._w, self._me
         value &= MASK32
-        if MU_TR0 <= offset < MU_TR0 + 4 * NUM_CHANS and offset % 4 == 0:
-            n = (offset - MU_TR0) // 4
+        if not offset & 3 and MU_TR0 <= offset < MU_TR0 + 4 * NUM_CHANS:
+            n = (offset - MU_TR0) >> 2
             w[me + _DATA + n] = value
-            w[me + _TXSEQ + n] = (w[me + _TXSEQ + n] + 1) & MASK32
+            seq = me + _TXSEQ + n
+            w[seq] = (w[seq] + 1) & MASK32
             self._peer_changed()
-        elif offset == MU_SR:
-            for n in range(NUM_CHANS):
-                if value & GIP(n):
-                    w[me + _GIPACK + n] = w[peer + _GIRSEQ + n]
         elif offset == MU_CR:
-            w[me + _CR] = value & CR_ENABLES
+            w[self._cr] = value & CR_ENABLES
             requested = False
-            for n in range(NUM_CHANS):
-                if value & GIR(n):
-                    w[me + _GIRSEQ + n] = (w[me + _GIRSEQ + n] + 1) & MASK32
-                    requested = True
+            if value & GIR_ALL:
+                for n in range(NUM_CHANS):
+                    if value & GIR(n):
+                        w[me + _GIRSEQ + n] = (w[me + _GIRSEQ + n] + 1) & MASK32
+                        requested = True
             self._self_changed()
             if requested:
                 self._peer_changed()
+        elif offset == MU_SR:
+            if value & GIP_ALL:
+                peer = self._peer
+                for n in range(NUM_CHANS):
+                    if value & GIP(n):
+                        w[me + _GIPACK + n] = w[peer + _GIRSEQ + n]
         elif MU_RR0 <= offset < MU_RR0 + 4 * NUM_CHANS:
             pass  # read-only: the write is ignored, as by the hardware
         else:
@@ -177,7 +209,7 @@ class ImxMuSide:
 
     def cr_update(self, set_bits: int = 0, clear_bits: int = 0) -> None:
         """Read-modify-write of CR (the caller serialises its own side's RMWs)."""
-        self.writel(MU_CR, (self._w[self._me + _CR] & ~clear_bits) | set_bits)
+        self.writel(MU_CR, (self._w[self._cr] & ~clear_bits) | set_bits)
 
 
 class ImxMu:

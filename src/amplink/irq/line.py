@@ -80,13 +80,14 @@ class IrqLine:
     ) -> None:
         self.irq = irq
         self.fd = fd
-        self.trigger = trigger
+        self.trigger = trigger  # also sets edge
         self.owns_fd = owns_fd
         self.counter = counter  # an eventfd whose count must be read to re-arm it
         self.sources: list[Source] = []
         self.actions: tuple[IrqAction, ...] = ()
         self.lock = threading.Lock()
         self.cond = threading.Condition(self.lock)
+        self.waiters = 0  # threads in wait_for (whoever changes the state notifies them)
         self.depth = 0
         self.masked = False
         self.replay = False
@@ -103,9 +104,14 @@ class IrqLine:
         return f"<IrqLine {self.irq} {'edge' if self.edge else 'level'} [{names}]>"
 
     @property
-    def edge(self) -> bool:
-        """True for an edge-triggered line."""
-        return is_edge(self.trigger)
+    def trigger(self) -> int:
+        """The trigger type (``IRQF_TRIGGER_*``); :attr:`edge` follows it."""
+        return self._trigger
+
+    @trigger.setter
+    def trigger(self, value: int) -> None:
+        self._trigger = value
+        self.edge = is_edge(value)  # True for an edge-triggered line
 
     @property
     def wire(self) -> IrqWire:
@@ -120,7 +126,18 @@ class IrqLine:
         """The level of the line (edge lines: always considered active when pulsed)."""
         if self.edge:
             return True
-        return any(src() for src in self.sources)
+        for src in self.sources:  # noqa: SIM110 (no generator on the hot path)
+            if src():
+                return True
+        return False
+
+    def wait_for(self, predicate: Callable[[], bool], timeout: float | None) -> bool:
+        """Wait (:attr:`lock` held) until ``predicate()`` holds; False on timeout."""
+        self.waiters += 1
+        try:
+            return self.cond.wait_for(predicate, timeout)
+        finally:
+            self.waiters -= 1
 
     @property
     def enabled(self) -> bool:

@@ -23,6 +23,15 @@ reported for it.  A sender that times out while its message is still queued canc
 it, so it is never sent afterwards; one that times out while its message is on the
 hardware ticks the channel with ``-ETIME`` as Linux does.  (Mainline instead declared
 concurrent blocking senders unsupported; see docs/differences.md.)
+
+**TX-done on demand.** A client that neither blocks nor has a ``tx_done`` callback
+learns nothing from a TX-done interrupt; all it needs is that its next message waits
+until the hardware took the last one.  On an IRQ-ticked channel whose controller can
+tell that from its registers (:meth:`MboxController.txdone_on_demand`), such a
+client's messages go out without arming the TX-done interrupt: the framework reads
+the hardware (``last_tx_done``) when the next message is submitted, and arms the
+interrupt (``arm_txdone``) only when a message has to wait.  Linux arms it for every
+message; here a vring kick then costs one interrupt, not two (docs/differences.md).
 """
 
 from __future__ import annotations
@@ -80,7 +89,7 @@ class MboxClient:
     knows_txdone: bool = False
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class _Slot:
     """One queued message; ``event`` is set for a blocking sender, who waits on it."""
 
@@ -105,6 +114,7 @@ class MboxChan:
     msg_count: int = 0
     active: _Slot | None = None
     acked_from_poll: bool = False
+    on_demand: bool = False  # TX-done read from the hardware when needed (see above)
 
     def __repr__(self) -> str:
         return f"<MboxChan {self.trace_name}>"
@@ -128,6 +138,9 @@ class MboxChan:
         if not self.txdone_method & TXDONE_BY_IRQ:
             log.error("%r: the controller reported txdone but the channel is not IRQ-ticked", self)
             return
+        if self.on_demand:
+            self._submit()  # the interrupt it armed: the hardware says whether it is done
+            return
         self._tick(r)
 
     # -- the TX state machine --------------------------------------------------------
@@ -137,7 +150,10 @@ class MboxChan:
         if cl is None:
             return
         poll = False
+        ended = None
         with self.lock:
+            if self.on_demand and self.active is not None and self.mbox.last_tx_done(self):
+                ended, self.active = self.active, None
             while self.msg_count and self.active is None:
                 idx = (self.msg_free - self.msg_count) % MBOX_TX_QUEUE_LEN
                 slot = self.slots[idx]
@@ -154,8 +170,12 @@ class MboxChan:
                 self.msg_count -= 1
                 self.active = slot
                 poll = bool(self.txdone_method & TXDONE_BY_POLL)
+            if self.on_demand and self.msg_count and self.active is not None:
+                self.mbox.arm_txdone(self)  # a message waits: let the hardware say when
         if poll:
             self.mbox._poll_arm()
+        if ended is not None and TRACER.enabled:
+            TRACER.event("mailbox", "txdone", chan=repr(self), msg=ended.data, r=0)
 
     def _tick(self, r: int, expected: _Slot | None = None) -> bool:
         """End the active message with result ``r``; with ``expected``, only if that
@@ -240,7 +260,18 @@ class MboxController:
         """The client freed ``chan``: stop delivering to it."""
 
     def last_tx_done(self, chan: MboxChan) -> bool:
-        """POLL method: has the peer consumed the last message?"""
+        """POLL method, and TX-done on demand: has the peer consumed the last message?"""
+        raise NotImplementedError
+
+    def txdone_on_demand(self, chan: MboxChan) -> bool:
+        """Whether ``chan`` (IRQ-ticked) can send without arming its TX-done interrupt,
+        because :meth:`last_tx_done` reads completion from the hardware and
+        :meth:`arm_txdone` arms the interrupt later (see the module docstring)."""
+        return False
+
+    def arm_txdone(self, chan: MboxChan) -> None:
+        """TX-done on demand: raise the TX-done interrupt when the message on the
+        hardware is done (at once if it is); the channel lock is held."""
         raise NotImplementedError
 
     def peek_data(self, chan: MboxChan) -> bool:
@@ -362,6 +393,12 @@ def bind_client(chan: MboxChan, cl: MboxClient) -> None:
         if chan.txdone_method == TXDONE_BY_POLL and cl.knows_txdone:
             chan.txdone_method = TXDONE_BY_ACK
             chan.acked_from_poll = True
+        chan.on_demand = (
+            chan.txdone_method == TXDONE_BY_IRQ
+            and not cl.tx_block
+            and cl.tx_done is None
+            and chan.mbox.txdone_on_demand(chan)
+        )
     ret = chan.mbox.startup(chan)
     if ret:
         free_channel(chan)

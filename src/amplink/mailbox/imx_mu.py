@@ -63,16 +63,21 @@ class _MuChan:
     name: str
     shutting_down: bool = False
     txdb_work: Work | None = None
+    status: int = 0  # the SR bit of the event this channel's interrupt is about
+    enable: int = 0  # the CR bit that enables it
+
+    def __post_init__(self) -> None:
+        self.status, self.enable = _event_bits(self.type, self.idx)
 
 
-def _event_bits(cp: _MuChan) -> tuple[int, int]:
+def _event_bits(kind: int, idx: int) -> tuple[int, int]:
     """(status bit, enable bit) of the event a channel's interrupt is about."""
-    if cp.type == IMX_MU_TYPE_TX:
-        return TE(cp.idx), TIE(cp.idx)
-    if cp.type == IMX_MU_TYPE_RX:
-        return RF(cp.idx), RIE(cp.idx)
-    if cp.type == IMX_MU_TYPE_RXDB:
-        return GIP(cp.idx), GIE(cp.idx)
+    if kind == IMX_MU_TYPE_TX:
+        return TE(idx), TIE(idx)
+    if kind == IMX_MU_TYPE_RX:
+        return RF(idx), RIE(idx)
+    if kind == IMX_MU_TYPE_RXDB:
+        return GIP(idx), GIE(idx)
     return 0, 0
 
 
@@ -131,17 +136,15 @@ class ImxMuController(MboxController):
             if self._bh is None:
                 self._bh = Workqueue(f"{self.dev}-bh")
             cp.txdb_work = Work(lambda: chan.txdone(0), f"{cp.name}-txdone")
-        _status, enable = _event_bits(cp)
-        if cp.type != IMX_MU_TYPE_TX and enable:
-            self._cr(set_bits=enable)
+        if cp.type != IMX_MU_TYPE_TX and cp.enable:
+            self._cr(set_bits=cp.enable)
         return 0
 
     def shutdown(self, chan: MboxChan) -> None:
         cp: _MuChan = chan.con_priv
         cp.shutting_down = True
-        _status, enable = _event_bits(cp)
-        if enable:
-            self._cr(clear_bits=enable)
+        if cp.enable:
+            self._cr(clear_bits=cp.enable)
         self.domain.free_irq(self.irq, chan)
 
     def send_data(self, chan: MboxChan, data: Any) -> int:
@@ -150,10 +153,11 @@ class ImxMuController(MboxController):
             if not isinstance(data, int) or not 0 <= data <= 0xFFFF_FFFF:
                 log.error("%s: a TX message is a 32-bit integer, not %r", cp.name, data)
                 return -errno.EINVAL
-            if not self.side.readl(MU_SR) & TE(cp.idx):
+            if not self.side.readl(MU_SR) & cp.status:
                 return -errno.EBUSY  # the peer has not read the previous word yet
             self.side.writel(MU_TR0 + 4 * cp.idx, data)
-            self._cr(set_bits=TIE(cp.idx))
+            if not chan.on_demand:
+                self._cr(set_bits=cp.enable)
             return 0
         if cp.type == IMX_MU_TYPE_TXDB:
             self._cr(set_bits=GIR(cp.idx))
@@ -162,6 +166,19 @@ class ImxMuController(MboxController):
             return 0
         log.error("%s: cannot send on a receive channel", cp.name)
         return -errno.EINVAL
+
+    def txdone_on_demand(self, chan: MboxChan) -> bool:
+        """TX channels: TEn says whether the peer read the word."""
+        cp: _MuChan = chan.con_priv
+        return cp.type == IMX_MU_TYPE_TX
+
+    def last_tx_done(self, chan: MboxChan) -> bool:
+        cp: _MuChan = chan.con_priv
+        return bool(self.side.readl(MU_SR) & cp.status)
+
+    def arm_txdone(self, chan: MboxChan) -> None:
+        cp: _MuChan = chan.con_priv
+        self._cr(set_bits=cp.enable)
 
     def peek_data(self, chan: MboxChan) -> bool:
         cp: _MuChan = chan.con_priv
@@ -178,12 +195,11 @@ class ImxMuController(MboxController):
 
     # -- interrupt handlers ----------------------------------------------------------
     def _pending(self, cp: _MuChan) -> int:
-        """The enable bit of ``cp``'s event if it is pending and enabled, else 0."""
-        status, enable = _event_bits(cp)
-        if not enable:
-            return 0
+        """The enable bit of ``cp``'s event if it is enabled and pending, else 0 (CR is
+        read first: SR only matters for an enabled event)."""
+        enable = cp.enable
         side = self.side
-        if side.readl(MU_SR) & status and side.readl(MU_CR) & enable:
+        if enable and side.readl(MU_CR) & enable and side.readl(MU_SR) & cp.status:
             return enable
         return 0
 
@@ -199,7 +215,7 @@ class ImxMuController(MboxController):
         cp: _MuChan = chan.con_priv
         self._work(chan, cp)
         if cp.type != IMX_MU_TYPE_TX and not cp.shutting_down:
-            self._cr(set_bits=_event_bits(cp)[1])  # TX is re-armed by the next send
+            self._cr(set_bits=cp.enable)  # TX is re-armed by the next send
         return IRQ_HANDLED
 
     def _isr_hard(self, irq: int, chan: MboxChan) -> int:

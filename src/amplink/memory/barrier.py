@@ -17,7 +17,7 @@ relies on what the hardware and CPython guarantee, and on nothing else:
    descriptor or a used element, then publishes the index; a consumer reads the index,
    then the element.  TSO keeps store→store and load→load order, which is all this
    needs, so no fence is issued there (``VirtqueueDriver.add``, ``VirtqueueDevice.put``,
-   the FIFO writer).
+   the FIFO writer and reader).
 4. **A store may pass a later load: the one place a fence is needed.**  Notification
    suppression is a Dekker-style handshake: one side stores its index, then loads the
    peer's "don't notify me" flag; the peer stores that flag, then loads the index.  TSO

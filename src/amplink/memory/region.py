@@ -37,8 +37,14 @@ class SharedRegion:
         self.name = name
         self._owns_fd = owns_fd
         self._mm: mmap.mmap | None = mmap.mmap(fd, size, mmap.MAP_SHARED, offset=offset)
-        self._views: list[memoryview] = []
+        self._views: dict[int, memoryview] = {}  # by identity: views compare by content
         self.mem = self.view(0, size)
+
+    @property
+    def map(self) -> mmap.mmap:
+        """The mapping itself: a slice of it is ``bytes`` (one copy, where ``bytes(mem[a:b])``
+        makes a view first) and it takes slice assignment.  Closed by :meth:`close`."""
+        return self._check(0, 0)
 
     @classmethod
     def create(cls, size: int, name: str = "amplink") -> SharedRegion:
@@ -74,27 +80,24 @@ class SharedRegion:
         """A writable byte view of ``[offset, offset+length)``, released by :meth:`close`."""
         mm = self._check(offset, length)
         mv = memoryview(mm)[offset : offset + length]
-        self._views.append(mv)
+        self._views[id(mv)] = mv
         return mv
 
     def cast(self, offset: int, length: int, fmt: Literal["H", "I", "Q"]) -> memoryview:
         """A typed view (``'H'``, ``'I'``, ``'Q'``...) in host-native order."""
         mv = self.view(offset, length).cast(fmt)
-        self._views.append(mv)
+        self._views[id(mv)] = mv
         return mv
 
     def forget(self, view: memoryview) -> None:
         """Stop tracking a view its user released (short-lived views lent out)."""
-        for i, v in enumerate(self._views):  # by identity: views compare by content
-            if v is view:
-                del self._views[i]
-                return
+        self._views.pop(id(view), None)
 
     def close(self) -> None:
         """Release every view, unmap, and close the descriptor. Idempotent."""
         if self._mm is None:
             return
-        for mv in reversed(self._views):
+        for mv in reversed(self._views.values()):
             mv.release()
         self._views.clear()
         self._mm.close()

@@ -199,24 +199,29 @@ class Core:
         spin = link.spin
         hw = self.hw
         timeout_ms = hw.watchdog_ms // 2 if hw.watchdog_ms else -1
+        polling = False  # host notifications suppressed: we look at the ring ourselves
         while not self._stopping:
             if hw.shutdown_requested.is_set():
                 self._graceful_shutdown()
                 return
-            if link.peer_reset():  # the host reset the vdev: it detached
-                relinked = self._relink()
+            if link.peer_reset():  # the host reset the vdev (it detached): before the
+                relinked = self._relink()  # rings are read, a reset ring looks broken
                 if relinked is None:
                     return
                 link, spin = relinked, relinked.spin
+                polling = False
                 continue
             if link.failure is not None:
                 return
             if timeout_ms >= 0:
                 self.kick_watchdog()
             link.poll_rx()
-            link.suppress_rx()
+            if not polling:
+                link.suppress_rx()
+                polling = True
             if spin.spin(link.rx_pending):
                 continue
+            polling = False
             if link.unsuppress_rx():
                 continue
             hw.set_status(STATUS_WFI)

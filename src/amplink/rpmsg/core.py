@@ -15,6 +15,7 @@ waiting for another received message.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import threading
@@ -26,6 +27,7 @@ from typing import Any, NamedTuple
 
 from amplink.errors import RpmsgError
 from amplink.tracing import TRACER
+from amplink.wait import Wakeup
 from amplink.wire.rpmsg import RPMSG_NAME_SIZE, NsMessage, encode_name
 
 log = logging.getLogger(__name__)
@@ -200,8 +202,9 @@ class Endpoint:
         self.device = device
         self.released: OSError | None = None
         self._queue: deque[Message] = deque()
-        self._cond = threading.Condition(threading.Lock())
-        self._waiters = 0
+        self._lock = threading.Lock()
+        self._waiters = 0  # threads sleeping in recv()
+        self._wakeup: Wakeup | None = None  # what they sleep on (made by the first)
         self._release_callbacks: list[Callable[[Endpoint, OSError], object]] = []
         self.remote_paused = False  # the remote asked us to stop sending (flow control)
         self._flow_callbacks: list[Callable[[Endpoint, bool], object]] = []
@@ -313,10 +316,11 @@ class Endpoint:
                 "rpmsg", "queued", time.perf_counter_ns(), flow_in=TRACER.take("flow_in"),
                 **self._trace(src, data),
             )  # fmt: skip
-        with self._cond:
-            self._queue.append(Message(data, src))
-            if self._waiters:
-                self._cond.notify()
+        self._queue.append(Message(data, src))
+        if self._waiters:
+            wakeup = self._wakeup
+            if wakeup is not None:
+                wakeup.set()
 
     def _trace(self, peer: int, data: Any) -> dict[str, Any]:
         size = len(data.data) if hasattr(data, "data") else len(data)
@@ -351,23 +355,34 @@ class Endpoint:
                 "or receive on another thread",
             )
         if self.link.busy_poll(self._has_message) and q:
-            return q.popleft()
-        deadline = None if timeout is None else time.monotonic() + timeout
-        with self._cond:
-            self._waiters += 1
-            try:
-                while not q:
-                    self._check_alive()
-                    remaining = None if deadline is None else deadline - time.monotonic()
-                    if remaining is not None and remaining <= 0:
-                        raise RpmsgError(
-                            errno.ETIMEDOUT,
-                            f"no message for endpoint {self.addr} within {timeout}s",
-                        )
-                    self._cond.wait(remaining)
+            with contextlib.suppress(IndexError):  # another recv() may have taken it
                 return q.popleft()
-            finally:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._lock:
+            wakeup = self._wakeup
+            if wakeup is None:
+                wakeup = self._wakeup = Wakeup()
+            self._waiters += 1
+        try:
+            while True:
+                try:  # no lock: several threads may sleep here and race for a message
+                    return q.popleft()
+                except IndexError:
+                    pass
+                self._check_alive()
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    raise RpmsgError(
+                        errno.ETIMEDOUT,
+                        f"no message for endpoint {self.addr} within {timeout}s",
+                    )
+                wakeup.wait(remaining)
+        finally:
+            with self._lock:
                 self._waiters -= 1
+                if not self._waiters and self.released is not None:
+                    wakeup.close()
+                    self._wakeup = None
 
     def __iter__(self) -> Iterator[Message]:
         """Iterate over received messages until the endpoint is released."""
@@ -395,8 +410,13 @@ class Endpoint:
         self.link.endpoints.remove(self)
         if self.device is not None:
             self.device.forget(self)
-        with self._cond:
-            self._cond.notify_all()
+        with self._lock:
+            if self._wakeup is not None:
+                if self._waiters:
+                    self._wakeup.set()  # they see the release and go
+                else:
+                    self._wakeup.close()
+                    self._wakeup = None
         for fn in self._release_callbacks:
             try:
                 fn(self, reason)

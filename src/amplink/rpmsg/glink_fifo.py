@@ -7,8 +7,10 @@ Each side keeps its own index in a local variable and only publishes it, so a pe
 scribbles over our word cannot confuse us; the peer's index is read from shared memory
 and checked on every read, because a hostile peer can write anything there.
 
-Ordering: a writer copies the bytes, fences, then publishes the head; a reader reads
-the head, fences, then the bytes, and publishes the tail after it has copied them out.
+Ordering: a writer copies the bytes, then publishes the head; a reader reads the head,
+then the bytes, and publishes the tail after it has copied them out.  x86-64 keeps
+stores in order and loads in order, which is all this needs (no fence: see
+:mod:`amplink.memory.barrier`); only the "I am polling" handshake fences.
 Indices are read and written through a ``u32`` view of the header, one aligned 4-byte
 access each: ``struct.pack_into`` may copy byte by byte, and a peer on another CPU could
 then read half an old index and half a new one.
@@ -16,6 +18,7 @@ then read half an old index and half a new one.
 
 from __future__ import annotations
 
+import mmap
 from typing import Literal
 
 from amplink.errors import FifoError
@@ -33,7 +36,7 @@ class _FifoEnd:
     def __init__(
         self,
         name: str,
-        mem: memoryview,
+        mem: mmap.mmap,
         base: int,
         size: int,
         words: memoryview,
@@ -41,7 +44,7 @@ class _FifoEnd:
         peer_at: int,
     ):
         self.name = name
-        self._mem = mem
+        self._mem = mem  # the mapping: a slice of it is bytes, copied in one step
         self._base = base
         self._size = size
         self._mask = size - 1
@@ -67,10 +70,10 @@ class _FifoEnd:
 
     def _copy(self, pos: int, n: int) -> bytes:
         mem, base = self._mem, self._base
-        first = min(n, self._size - pos)
-        if first == n:
-            return bytes(mem[base + pos : base + pos + n])
-        return bytes(mem[base + pos : base + self._size]) + bytes(mem[base : base + n - first])
+        if pos + n <= self._size:
+            return mem[base + pos : base + pos + n]
+        first = self._size - pos
+        return mem[base + pos : base + self._size] + mem[base : base + n - first]
 
 
 class FifoWriter(_FifoEnd):
@@ -91,14 +94,15 @@ class FifoWriter(_FifoEnd):
         moved = 0
         for part in parts:
             n = len(part)
-            first = min(n, size - pos)
-            mem[base + pos : base + pos + first] = part[:first]
-            if first < n:
+            if pos + n <= size:
+                mem[base + pos : base + pos + n] = part
+            else:
+                first = size - pos
+                mem[base + pos : base + size] = part[:first]
                 mem[base : base + n - first] = part[first:]
             pos = (pos + n) & self._mask
             moved += n
-        full_fence()
-        self._publish(pos, moved)
+        self._publish(pos, moved)  # after the bytes (x86 TSO: stores stay in order)
 
     def read_past(self, mark: int) -> bool:
         """Whether the reader has taken the first ``mark`` bytes ever written (a
@@ -115,10 +119,9 @@ class FifoReader(_FifoEnd):
     """The consuming end of one FIFO: its index is the tail, the peer's the head."""
 
     def available(self) -> int:
-        """Bytes written by the peer and not yet taken."""
-        head = self._peer()
-        full_fence()
-        return (head - self._pos) & self._mask
+        """Bytes written by the peer and not yet taken (read before them: loads stay in
+        order on x86-64)."""
+        return (self._peer() - self._pos) & self._mask
 
     def peek(self, n: int, at: int = 0) -> bytes:
         """``n`` bytes starting ``at`` bytes past the tail (the caller checked they exist)."""
@@ -141,7 +144,7 @@ class EdgeFifos:
         fifo_size: int,
         role: Literal["host", "remote"],
     ):
-        mem = region.mem
+        mem = region.map
         words = self._words = region.cast(base, EDGE_HEADER_SIZE, "I")
         h2r = base + EDGE_HEADER_SIZE
         r2h = h2r + fifo_size

@@ -45,10 +45,9 @@ import errno
 import logging
 import os
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from functools import partial
-from typing import Literal
+from typing import Any, Literal
 
 from amplink.errors import FifoError, RpmsgError, WireError
 from amplink.memory.region import SharedRegion
@@ -75,6 +74,12 @@ log = logging.getLogger(__name__)
 DEFAULT_SEND_TIMEOUT = 10.0  # Linux waits 10 s for an intent
 _READ_NOTIF = g.command(g.READ_NOTIF)
 _RESERVE = len(_READ_NOTIF)  # always free in the FIFO, for READ_NOTIF
+_PADS = [bytes(k) for k in range(8)]  # what pads a command to 8 bytes
+
+_HDR_SIZE = g.HDR.size
+_DATA_HDR_SIZE = g.DATA_HDR.size
+_HDR_UNPACK = g.HDR.unpack_from
+_DATA_HDR_UNPACK = g.DATA_HDR.unpack_from
 
 ChannelListener = Callable[[str, bool, bool], None]
 
@@ -115,18 +120,13 @@ class GlinkLink(PolledLink):
         self._wanted: dict[str, int] = {}  # channel -> size of the last send that could not go
         self._consumed: list[tuple[str, int]] = []  # (channel, intent): rx context only
         self.fail_listeners.append(self._wake_all)
+        self._tx_section = _TxSection(self)
         with self._locked():
             self._flush()
 
-    @contextmanager
-    def _locked(self) -> Iterator[None]:
+    def _locked(self) -> _TxSection:
         """The tx lock; a FIFO the peer broke fails the link once the lock is free."""
-        try:
-            with self._tx_cond:
-                yield
-        except FifoError as exc:
-            self.fail(exc)
-            raise self.dead_error() from exc
+        return self._tx_section
 
     @property
     def mtu(self) -> int:
@@ -139,7 +139,7 @@ class GlinkLink(PolledLink):
 
     def channels(self) -> dict[str, tuple[bool, bool]]:
         """Each known channel: (open here, open at the peer)."""
-        with self._tx_cond:
+        with self._tx_lock:
             return self.protocol.channels()
 
     def watch_channels(self, callback: Callable[[str, int, bool], None]) -> None:
@@ -168,7 +168,7 @@ class GlinkLink(PolledLink):
             del self._epts[name]
             self.protocol.close(name, tell=self.failure is None)
             self._flush()
-            self._tx_cond.notify_all()
+            self._wake_senders()
 
     # -- sending ---------------------------------------------------------------------
     def send(self, src: int, dst: int, data: bytes, *, block: bool, timeout: float | None) -> None:
@@ -245,6 +245,19 @@ class GlinkLink(PolledLink):
         it must fit now; once a chunk is out, the rest waits as long as it takes (a
         half-sent message would hold the remote's intent forever)."""
         n, chunk = len(data), self._chunk
+        if n <= chunk:  # one TX_DATA: the common case, in one write with queued replies
+            total = (_DATA_HDR_SIZE + n + 7) & ~7
+            out = self.protocol.output
+            replies = [out.popleft() for _ in range(len(out))] if out else []
+            room = self._tx.free() - _RESERVE - sum(len(r) for r in replies)
+            if room >= total:
+                hdr = g.DATA_HDR.pack(g.TX_DATA, self.protocol.lcid(name), iid, n, 0)
+                self._tx.write(*replies, hdr, data, _PADS[total - _DATA_HDR_SIZE - n])
+                if TRACER.enabled:
+                    TRACER.sent(self)
+                self._kick()
+                return
+            out.extendleft(reversed(replies))
         sizes = [min(chunk, n - at) for at in range(0, max(n, 1), chunk)]
         need = [g.pad8(g.DATA_HDR.size + size) for size in sizes]
         if not block and not self._room(sum(need)):
@@ -323,12 +336,12 @@ class GlinkLink(PolledLink):
             return True
         if not self._rx_lock.acquire(blocking=False):
             return False
-        self._tx_cond.release()
+        self._tx_lock.release()
         try:
             self._drain_locked()
         finally:
             self._rx_lock.release()
-            self._tx_cond.acquire()
+            self._tx_lock.acquire()
         return True
 
     def _ask_read_notif(self) -> None:
@@ -344,13 +357,16 @@ class GlinkLink(PolledLink):
         out = self.protocol.output
         if not out or self.failure is not None:
             return
-        wrote = False
-        while out and self._tx.free() >= len(out[0]) + _RESERVE:
-            self._tx.write(out.popleft())
-            wrote = True
+        room = self._tx.free() - _RESERVE
+        batch = []
+        while out and len(out[0]) <= room:
+            room -= len(out[0])
+            batch.append(out.popleft())
+        if batch:
+            self._tx.write(b"".join(batch))  # one publish, one kick, for all of them
         if out:
             self._ask_read_notif()
-        if wrote:
+        if batch:
             self._kick()
 
     def _kick(self) -> None:
@@ -366,7 +382,7 @@ class GlinkLink(PolledLink):
             self._flush()
 
     def can_send(self, src: int) -> bool:
-        with self._tx_cond:
+        with self._tx_lock:
             name = self._names.get(src)
             try:
                 return self.failure is None and name is not None and self._sendable(name)
@@ -384,7 +400,7 @@ class GlinkLink(PolledLink):
     def when_can_send(self, src: int, callback: Callable[[], None]) -> None:
         """Call ``callback`` once a send from ``src`` would not wait: an intent as large
         as the last send that could not go, and room in the FIFO (or the link fails)."""
-        with self._tx_cond:
+        with self._tx_lock:
             name = self._names.get(src)
             if self.failure is None and name is not None and not self._sendable(name):
                 self._space_waiters.append((name, callback))
@@ -395,10 +411,10 @@ class GlinkLink(PolledLink):
         callback()
 
     def _wake_all(self, _error: OSError) -> None:
-        with self._tx_cond:
+        with self._tx_lock:
             waiters, self._space_waiters = self._space_waiters, []
             self.protocol.watch_intents = False
-            self._tx_cond.notify_all()
+            self._wake_senders()
         for _name, cb in waiters:
             cb()
 
@@ -406,7 +422,7 @@ class GlinkLink(PolledLink):
     def handle_notify(self) -> None:
         with self._locked():
             if self._tx_waiters:
-                self._tx_cond.notify_all()
+                self._wake_senders()
             self._flush()
         if self._space_waiters:  # the reader may have made room
             self._wake_space_waiters(None)
@@ -431,18 +447,25 @@ class GlinkLink(PolledLink):
         delivered = 0
         events = self.protocol.events  # found while reading: handled after, unlocked
         while True:
-            with self._tx_cond:
-                self._pump_locked()
-            if not events:
-                return delivered
-            while events:
+            with self._tx_lock:
+                self._pump_locked(flush=False)
+                if not events:
+                    self._flush()
+                    return delivered
+            while events:  # a reply sent from a callback takes the RX_DONEs along
                 delivered += self._handle(events.popleft())
 
-    def _pump_locked(self) -> None:
+    def _pump_locked(self, flush: bool = True) -> None:
         """Give back the intents of consumed messages, then feed every complete
         command from the peer to the protocol; tx lock and rx context held (also by a
         sender waiting in a callback, so intents of messages delivered before it go
-        back while it waits).  A stream that cannot be framed breaks the FIFO."""
+        back while it waits).  A stream that cannot be framed breaks the FIFO.  The
+        commands of every message (TX_DATA, RX_DONE) are decoded here, the payload
+        copied once; the rest go through :func:`~amplink.wire.glink.parse_command`.
+        What was read is given back to the writer once per batch.  The protocol's
+        answers are written at once, unless ``flush`` is False: then the caller, about
+        to handle the events, writes them (with the first reply a callback sends, or
+        after)."""
         rx = self._rx
         proto = self.protocol
         consumed = self._consumed
@@ -452,27 +475,49 @@ class GlinkLink(PolledLink):
         consumed.clear()
         while True:
             avail = rx.available()
-            if avail < g.HDR.size:
+            at = 0
+            while avail - at >= _HDR_SIZE:
+                head = rx.peek(_DATA_HDR_SIZE if avail - at >= _DATA_HDR_SIZE else _HDR_SIZE, at)
+                cmd, p1, p2 = _HDR_UNPACK(head)
+                if cmd in (g.TX_DATA, g.TX_DATA_CONT):
+                    if len(head) < _DATA_HDR_SIZE:
+                        break
+                    _cmd, _cid, _iid, size, left = _DATA_HDR_UNPACK(head)
+                    length = (_DATA_HDR_SIZE + size + 7) & ~7
+                    if length > avail - at:
+                        self._check_fits(length)
+                        break
+                    chunk = rx.peek(size, at + _DATA_HDR_SIZE)
+                    proto.receive_data(p1, p2, chunk, left, cmd == g.TX_DATA_CONT)
+                elif cmd in (g.RX_DONE_W_REUSE, g.RX_DONE):
+                    length = _HDR_SIZE
+                    proto.receive_rx_done(p1, p2, cmd == g.RX_DONE_W_REUSE)
+                else:
+                    try:
+                        length = g.frame_length(head)
+                    except WireError as exc:
+                        raise FifoError(rx.name, exc.strerror or str(exc)) from None
+                    if length > avail - at:
+                        self._check_fits(length)
+                        break
+                    proto.receive(g.parse_command(rx.peek(length, at)))
+                at += length
+            if not at:
                 break
-            head = rx.peek(g.DATA_HDR.size if avail >= g.DATA_HDR.size else g.HDR.size)
-            try:
-                length = g.frame_length(head)
-            except WireError as exc:
-                raise FifoError(rx.name, exc.strerror or str(exc)) from None
-            if length > avail:
-                if length >= self.spec.fifo_size:
-                    raise FifoError(rx.name, f"a {length}-byte command cannot fit in the FIFO")
-                break
-            body = rx.peek(length, 0)
-            rx.advance(length)
-            proto.receive(g.parse_command(body))
+            rx.advance(at)
             handled = True
         if proto.kick_after_read:
             proto.kick_after_read = False
             self._notify()
         if handled:
-            self._flush()
-            self._tx_cond.notify_all()
+            if flush:
+                self._flush()
+            self._wake_senders()
+
+    def _check_fits(self, length: int) -> None:
+        """A command not all there yet must be able to fit in the FIFO at all."""
+        if length >= self.spec.fifo_size:
+            raise FifoError(self._rx.name, f"a {length}-byte command cannot fit in the FIFO")
 
     def _handle(self, event: GlinkEvent) -> int:
         """What the protocol found, outside the tx lock; 1 for a delivered message.
@@ -519,7 +564,7 @@ class GlinkLink(PolledLink):
 
     def _wake_space_waiters(self, name: str | None) -> None:
         """Call the waiters (of channel ``name``, or all) whose send would go now."""
-        with self._tx_cond:
+        with self._tx_lock:
             try:
                 ready = [
                     w for w in self._space_waiters if name in (None, w[0]) and self._sendable(w[0])
@@ -538,7 +583,7 @@ class GlinkLink(PolledLink):
         intents never came back (they were unread, or being handled when it died; the
         peer gives an intent back only once its callback is done).  ``RX_DONE``s it
         wrote that we have not read yet count as given back."""
-        with self._tx_cond:
+        with self._tx_lock:
             returned: list[g.RxDone] = []
             try:
                 raw = self._rx.peek(self._rx.available())
@@ -578,6 +623,29 @@ class GlinkRxBuffer(LentMessage):
 
     def _give_back(self) -> None:
         self._link._lent_rx_done(self.name, self.iid)
+
+
+class _TxSection:
+    """``with``: the link's tx lock held; a :class:`FifoError` inside (the peer broke a
+    FIFO) fails the link once the lock is free and is raised as its ``EPIPE``.  A class,
+    not a generator: it is on every message's path."""
+
+    __slots__ = ("_link", "_lock")
+
+    def __init__(self, link: GlinkLink) -> None:
+        self._link = link
+        self._lock = link._tx_lock
+
+    def __enter__(self) -> None:
+        self._lock.acquire()
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: Any
+    ) -> None:
+        self._lock.release()
+        if isinstance(exc, FifoError):
+            self._link.fail(exc)
+            raise self._link.dead_error() from exc
 
 
 class GlinkChannels:

@@ -100,6 +100,7 @@ class Channel:
     rx: dict[int, bytearray] = field(default_factory=dict)  # partial messages, per iid
     intent_request: bool | None = None  # None: none pending; then granted or not
     grow: bool = True  # ask for more intents than the remote gave (until it refuses)
+    smallest_offered: int = 0  # the smallest intent the peer ever offered (0: none yet)
 
 
 class GlinkProtocol:
@@ -205,14 +206,15 @@ class GlinkProtocol:
     def take_intent(self, name: str, n: int) -> int | None:
         """The smallest free intent of at least ``n`` bytes on ``name``, now in use."""
         ch = self._channels[name]
+        free = ch.free_intents
         best, best_size = None, 0
-        for iid, size in ch.free_intents.items():
+        for iid, size in free.items():
             if size >= n and (best is None or size < best_size):
                 best, best_size = iid, size
-                if size == n:
-                    break
+                if size in (n, ch.smallest_offered):
+                    break  # none can fit better
         if best is not None:
-            ch.used_intents[best] = ch.free_intents.pop(best)
+            ch.used_intents[best] = free.pop(best)
         return best
 
     def intent_or_request(self, name: str, n: int, *, in_callback: bool = False) -> int | None:
@@ -290,9 +292,9 @@ class GlinkProtocol:
     def receive(self, cmd: g.Command) -> None:
         """Take in one command from the peer."""
         if isinstance(cmd, g.Data):
-            self._rx_data(cmd)
+            self.receive_data(cmd.cid, cmd.iid, cmd.chunk, cmd.left, cmd.cont)
         elif isinstance(cmd, g.RxDone):
-            self._rx_done(cmd)
+            self.receive_rx_done(cmd.cid, cmd.iid, cmd.reuse)
         elif isinstance(cmd, g.Intents):
             self._rx_intents(cmd)
         elif isinstance(cmd, g.Open):
@@ -388,21 +390,24 @@ class GlinkProtocol:
                 log.warning("%s: the remote re-advertised intent %d while in use", self.name, iid)
                 continue
             ch.free_intents[iid] = size
+            if not ch.smallest_offered or size < ch.smallest_offered:
+                ch.smallest_offered = size
         if self.watch_intents:
             self.events.append(IntentsAvailable(ch.name))
 
-    def _rx_done(self, cmd: g.RxDone) -> None:
-        ch = self._peer_channel(cmd.cid, "RX_DONE")
+    def receive_rx_done(self, cid: int, iid: int, reuse: bool) -> None:
+        """RX_DONE (``reuse`` False) or RX_DONE_W_REUSE on the peer's channel ``cid``:
+        what :meth:`receive` does with an :class:`~amplink.wire.glink.RxDone`, without
+        the tuple (the link decodes the commands of every message itself)."""
+        ch = self._rcids.get(cid) or self._peer_channel(cid, "RX_DONE")
         if ch is None:
             return
-        if cmd.iid not in ch.used_intents:
-            log.warning(
-                "%s: RX_DONE for intent %d, which is not in use, ignored", self.name, cmd.iid
-            )
+        size = ch.used_intents.pop(iid, None)
+        if size is None:
+            log.warning("%s: RX_DONE for intent %d, which is not in use, ignored", self.name, iid)
             return
-        size = ch.used_intents.pop(cmd.iid)
-        if cmd.reuse:
-            ch.free_intents[cmd.iid] = size
+        if reuse:
+            ch.free_intents[iid] = size
             if self.watch_intents:
                 self.events.append(IntentsAvailable(ch.name))
 
@@ -430,28 +435,30 @@ class GlinkProtocol:
             )
         self.output.append(g.command(g.RX_INTENT_REQ_ACK, ch.lcid, int(granted)))
 
-    def _rx_data(self, cmd: g.Data) -> None:
-        ch = self._peer_channel(cmd.cid, "TX_DATA")
+    def receive_data(self, cid: int, iid: int, chunk: bytes, left: int, cont: bool) -> None:
+        """TX_DATA (``cont`` False) or TX_DATA_CONT: what :meth:`receive` does with a
+        :class:`~amplink.wire.glink.Data`, without the tuple."""
+        ch = self._rcids.get(cid) or self._peer_channel(cid, "TX_DATA")
         if ch is None:
             return
-        size = ch.local_intents.get(cmd.iid)
-        if size is None or cmd.iid in ch.lent:
+        size = ch.local_intents.get(iid)
+        if size is None or iid in ch.lent:
             log.error(
                 "%s: data on %r for intent %d, which %s; dropped",
                 self.name,
                 ch.name,
-                cmd.iid,
+                iid,
                 "was never given" if size is None else "still holds an unconsumed message",
             )
             return
-        if not cmd.cont and not cmd.left and len(cmd.chunk) <= size:
-            message: bytes | None = cmd.chunk  # the common case: one chunk, no reassembly
+        if not cont and not left and len(chunk) <= size:
+            message: bytes | None = chunk  # the common case: one chunk, no reassembly
         else:
-            message = self._reassemble(ch, cmd, size)
+            message = self._reassemble(ch, g.Data(cid, iid, chunk, left, cont), size)
         if message is None:
             return
-        ch.lent.add(cmd.iid)
-        self.events.append(MessageReceived(ch.name, message, cmd.iid))
+        ch.lent.add(iid)
+        self.events.append(MessageReceived(ch.name, message, iid))
 
     def _reassemble(self, ch: Channel, cmd: g.Data, size: int) -> bytes | None:
         """Add a chunk to the message in its intent; the message once it is whole."""

@@ -22,7 +22,7 @@ from typing import ClassVar, TypeVar
 
 from amplink.errors import FifoError, VirtqueueError
 from amplink.rpmsg.core import RpmsgLink
-from amplink.wait import AdaptiveSpin
+from amplink.wait import AdaptiveSpin, Wakeup
 
 _T = TypeVar("_T")
 FIRST_WAIT_SLICE = 50e-6  # a blocked sender's first sleep, doubled up to...
@@ -38,11 +38,14 @@ class PolledLink(RpmsgLink):
         super().__init__(name, ns_supported=ns_supported)
         self.spin = spin if spin is not None else AdaptiveSpin()
         self._rx_lock = threading.Lock()
-        self._tx_cond = threading.Condition(threading.Lock())
+        self._tx_lock = threading.Lock()
         self._rx_owner = 0
-        self._tx_waiters = 0  # senders waiting in _send_wait
+        self._tx_waiters = 0  # senders waiting in _send_wait (counted under the TX lock)
+        self._tx_wakeup: Wakeup | None = None  # what they sleep on (made by the first)
+        self.fail_listeners.append(lambda _error: self._wake_senders())
         self._users = 0  # spinning waiters reading shared memory outside the locks
         self._users_cond = threading.Condition(threading.Lock())
+        self._quiescing = False  # quiesce() waits: the last user must notify
 
     @abstractmethod
     def _drain_rx(self) -> int:
@@ -112,6 +115,13 @@ class PolledLink(RpmsgLink):
         finally:
             self._leave_memory()
 
+    def _wake_senders(self) -> None:
+        """Wake the senders waiting in :meth:`_send_wait` (they look again)."""
+        if self._tx_waiters:
+            wakeup = self._tx_wakeup
+            if wakeup is not None:
+                wakeup.set()
+
     def _send_wait(
         self,
         attempt: Callable[[], _T | None],
@@ -123,12 +133,18 @@ class PolledLink(RpmsgLink):
         gives a result (it raises when the link fails).  After a miss, ``retry`` may do
         what can help at once (ask for a notification that may have raced, read the
         peer's commands itself) and say whether to try again now; otherwise the thread
-        sleeps on the TX condition, which the receive context notifies, for a slice
-        that doubles from 50 us to 10 ms, so that a sender that is itself the receive
-        context (whom nobody else wakes) still looks again.  ``timed_out()`` is raised
-        once ``deadline`` (``time.monotonic()``) has passed."""
+        releases the TX lock and sleeps until the receive context wakes it
+        (:meth:`_wake_senders`), for a slice that doubles from 50 us to 10 ms, so that
+        a sender that is itself the receive context (whom nobody else wakes) still
+        looks again.  ``timed_out()`` is raised once ``deadline``
+        (``time.monotonic()``) has passed."""
         wait = FIRST_WAIT_SLICE
         retried = False
+        if self.failure is not None:
+            raise self.dead_error()
+        wakeup = self._tx_wakeup
+        if wakeup is None:
+            wakeup = self._tx_wakeup = Wakeup()
         self._tx_waiters += 1
         try:
             while True:
@@ -142,10 +158,23 @@ class PolledLink(RpmsgLink):
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     raise timed_out()
-                self._tx_cond.wait(min(wait, remaining))
+                self._tx_lock.release()
+                try:
+                    wakeup.wait(min(wait, remaining))
+                finally:
+                    self._tx_lock.acquire()
                 wait = min(wait * 2, MAX_WAIT_SLICE)
         finally:
             self._tx_waiters -= 1
+            if not self._tx_waiters and self.failure is not None:
+                self._close_tx_wakeup()
+
+    def _close_tx_wakeup(self) -> None:
+        """Once the link failed and no sender waits (TX lock held); a sender that comes
+        later raises at once."""
+        if self._tx_wakeup is not None:
+            self._tx_wakeup.close()
+            self._tx_wakeup = None
 
     def _enter_memory(self) -> bool:
         """Count this thread as reading shared memory outside the locks (a spinning
@@ -160,13 +189,16 @@ class PolledLink(RpmsgLink):
     def _leave_memory(self) -> None:
         with self._users_cond:
             self._users -= 1
-            self._users_cond.notify_all()
+            if self._quiescing:
+                self._users_cond.notify_all()
 
     def quiesce(self, timeout: float = 5.0) -> bool:
         """After :meth:`fail`: wait until no thread touches the shared memory any more,
         so that it can be unmapped.  False if some thread did not let go in time."""
         with self._users_cond:
+            self._quiescing = True
             done = self._users_cond.wait_for(lambda: self._users == 0, timeout)
-        with self._rx_lock, self._tx_cond:
-            pass  # whoever held them has checked the failure and let go
+        with self._rx_lock, self._tx_lock:
+            if not self._tx_waiters:
+                self._close_tx_wakeup()
         return done

@@ -33,7 +33,7 @@ from typing import TypeVar
 from amplink.errors import RpmsgError, VirtqueueError
 from amplink.memory.region import SharedRegion
 from amplink.rpmsg.config import DEFAULT_BUFFERS, RPMSG_BUF_SIZE, RpmsgBuffers
-from amplink.rpmsg.core import RPMSG_ADDR_ANY, LentMessage, message_args
+from amplink.rpmsg.core import RPMSG_ADDR_ANY, Endpoint, LentMessage, message_args
 from amplink.rpmsg.ns import bind_name_service
 from amplink.rpmsg.polled import PolledLink
 from amplink.tracing import TRACER
@@ -135,6 +135,7 @@ class VirtioRpmsgLink(PolledLink):
         self._region = region
         self.trace_key = f"{name}@{os.fstat(region.fd).st_ino}"  # this boot's memory
         self._mem = region.mem
+        self._map = region.map  # slices of the mapping are bytes: a copy in one step
         self._notify = notify
         self._tx_index = tx_index
         self._rx_index = 1 - tx_index
@@ -173,20 +174,9 @@ class VirtioRpmsgLink(PolledLink):
     # -- sending ---------------------------------------------------------------------
     def send(self, src: int, dst: int, data: bytes, *, block: bool, timeout: float | None) -> None:
         n = len(data)
-        if n > self._mtu:
-            raise RpmsgError(
-                errno.EMSGSIZE,
-                f"message of {n} bytes exceeds the MTU of {self._mtu} bytes on {self.name}",
-            )
-        if RPMSG_ADDR_ANY in (src, dst):
-            raise RpmsgError(
-                errno.EINVAL,
-                "rpmsg send needs a source and a destination address (no broadcast): "
-                "use sendto() or wait for the remote to announce its channel",
-            )
-        if self.failure is not None:
-            raise self.dead_error()
-        with self._tx_cond:
+        if n > self._mtu or RPMSG_ADDR_ANY in (src, dst) or self.failure is not None:
+            raise self._refusal(src, dst, n)
+        with self._tx_lock:
             kick = self._try_send(src, dst, data, n)
         if kick is None:
             if not block:
@@ -197,29 +187,26 @@ class VirtioRpmsgLink(PolledLink):
         if kick:
             self._notify(self._tx_index)
 
-    def _try_send(self, src: int, dst: int, data: bytes, n: int) -> bool | None:
-        if self.failure is not None:  # checked under the TX lock: memory may be gone
-            raise self.dead_error()
-        try:
-            buf = self._take_tx()
-        except VirtqueueError as exc:
-            self.fail(exc)
-            raise
-        if buf is None:
-            return None
-        token, off, cap = buf
-        if _HDR_SIZE + n > cap:
-            self._return_tx(token, off, cap)
-            raise RpmsgError(
-                errno.EMSGSIZE, f"the peer's buffer holds {cap - _HDR_SIZE} payload bytes, not {n}"
+    def _refusal(self, src: int, dst: int, n: int) -> OSError:
+        """Why a send of ``n`` bytes from ``src`` to ``dst`` cannot go at all."""
+        if n > self._mtu:
+            return RpmsgError(
+                errno.EMSGSIZE,
+                f"message of {n} bytes exceeds the MTU of {self._mtu} bytes on {self.name}",
             )
-        mem = self._mem
-        _HDR.pack_into(mem, off, src, dst, 0, n, 0)
-        mem[off + _HDR_SIZE : off + _HDR_SIZE + n] = data
-        kick = self._commit_tx(token, _HDR_SIZE + n)
-        if TRACER.enabled:  # in ring order: several senders pair their flows right
-            TRACER.sent(self)
-        return kick
+        if self.failure is not None:
+            return self.dead_error()
+        return RpmsgError(
+            errno.EINVAL,
+            "rpmsg send needs a source and a destination address (no broadcast): "
+            "use sendto() or wait for the remote to announce its channel",
+        )
+
+    @abstractmethod
+    def _try_send(self, src: int, dst: int, data: bytes, n: int) -> bool | None:
+        """Put one message of ``n`` bytes on the ring (TX lock held): whether the peer
+        wants a notification, or None when no send buffer is free.  ``EPIPE`` once the
+        link failed (its memory may be gone)."""
 
     def _send_waiting(self, attempt: Callable[[], _T | None], timeout: float | None) -> _T:
         """Retry ``attempt`` (under the TX lock) until it gets a buffer, or time out."""
@@ -230,7 +217,7 @@ class VirtioRpmsgLink(PolledLink):
                 self._tx_spin.spin(lambda: self.failure is not None or self._tx_returning())
             finally:
                 self._leave_memory()
-        with self._tx_cond:
+        with self._tx_lock:
             try:
                 return self._send_wait(
                     attempt,
@@ -255,7 +242,7 @@ class VirtioRpmsgLink(PolledLink):
             raise RpmsgError(errno.EINVAL, "a send buffer needs a source and a destination")
         if self.failure is not None:
             raise self.dead_error()
-        with self._tx_cond:
+        with self._tx_lock:
             got = self._take_tx_alive()
         if got is None:
             if not block:
@@ -267,10 +254,15 @@ class VirtioRpmsgLink(PolledLink):
         )
 
     def _take_tx_alive(self) -> tuple[int, int, int] | None:
+        return self._taken(self._take_tx)
+
+    def _taken(self, take: Callable[[], _T | None]) -> _T | None:
+        """What ``take`` takes from the send ring (TX lock held): ``EPIPE`` once the
+        link failed (its memory may be gone); a ring the peer broke fails the link."""
         if self.failure is not None:
             raise self.dead_error()
         try:
-            return self._take_tx()
+            return take()
         except VirtqueueError as exc:
             self.fail(exc)
             raise
@@ -281,7 +273,7 @@ class VirtioRpmsgLink(PolledLink):
         self._region.forget(buf.data)
         buf.data.release()
         kick = False
-        with self._tx_cond:
+        with self._tx_lock:
             if self.failure is not None:
                 if length is not None:
                     raise self.dead_error()
@@ -318,8 +310,8 @@ class VirtioRpmsgLink(PolledLink):
         """The peer notified us: wake blocked senders and dispatch received messages."""
         if self._tx_waiters or self._space_waiters:
             callbacks: list[Callable[[], None]] = []
-            with self._tx_cond:
-                self._tx_cond.notify_all()
+            with self._tx_lock:
+                self._wake_senders()
                 if self._space_waiters and self.failure is None and self._peek_tx():
                     callbacks, self._space_waiters = self._space_waiters, []
                     if not self._tx_waiters:
@@ -333,7 +325,7 @@ class VirtioRpmsgLink(PolledLink):
 
         It runs in whatever thread notices: the caller's, or the receive context when
         the peer returns a buffer; also when the link fails, so a waiter finds out."""
-        with self._tx_cond:
+        with self._tx_lock:
             if self.failure is None and not self._peek_tx():
                 self._space_waiters.append(callback)
                 if not self._tx_notifications(True):
@@ -342,7 +334,7 @@ class VirtioRpmsgLink(PolledLink):
         callback()
 
     def _wake_space_waiters(self, error: OSError) -> None:
-        with self._tx_cond:
+        with self._tx_lock:
             callbacks, self._space_waiters = self._space_waiters, []
         for cb in callbacks:
             cb()
@@ -357,23 +349,17 @@ class VirtioRpmsgLink(PolledLink):
         if TRACER.enabled:  # every buffer the peer filled, in ring order, as it counts
             TRACER.received(self)
         if length >= _HDR_SIZE:
-            mem = self._mem
-            src, dst, _res, ln, _flags = _HDR.unpack_from(mem, off)
+            src, dst, _res, ln, _flags = _HDR.unpack_from(self._mem, off)
             if ln <= length - _HDR_SIZE:
                 ept = self._lookup(dst)
                 if ept is None:
                     self.endpoints.no_recipient(src, dst)
                     return False
                 if not ept.zero_copy:
-                    ept.deliver(bytes(mem[off + _HDR_SIZE : off + _HDR_SIZE + ln]), src)
+                    start = off + _HDR_SIZE
+                    ept.deliver(self._map[start : start + ln], src)
                     return False
-                buf = RxBuffer(self, token, self._region.view(off + _HDR_SIZE, ln), src)
-                ept.deliver(buf, src)  # type: ignore[arg-type]
-                if buf.held:
-                    return True
-                self._region.forget(buf.data)
-                buf.data.release()
-                return False
+                return self._lend_rx(ept, off, ln, token, src)
         else:
             ln = -1
         log.error(
@@ -385,8 +371,18 @@ class VirtioRpmsgLink(PolledLink):
         )
         return False
 
+    def _lend_rx(self, ept: Endpoint, off: int, ln: int, token: int, src: int) -> bool:
+        """Deliver a message in place to a zero-copy endpoint; True if it holds it."""
+        buf = RxBuffer(self, token, self._region.view(off + _HDR_SIZE, ln), src)
+        ept.deliver(buf, src)  # type: ignore[arg-type]
+        if buf.held:
+            return True
+        self._region.forget(buf.data)
+        buf.data.release()
+        return False
+
     def can_send(self, src: int) -> bool:
-        with self._tx_cond:
+        with self._tx_lock:
             return self.failure is None and self._peek_tx()
 
     @abstractmethod
@@ -456,7 +452,7 @@ class VirtioRpmsgHost(VirtioRpmsgLink):
 
         Meant for a dead peer: used buffers are reclaimed first (a broken used ring
         stops that), and whatever is still outstanding was never taken."""
-        with self._tx_cond:
+        with self._tx_lock:
             try:
                 while self._tx_vq.get() is not None:
                     pass
@@ -469,18 +465,35 @@ class VirtioRpmsgHost(VirtioRpmsgLink):
             return counts
 
     def _take_tx(self) -> tuple[int, int, int] | None:
-        if self._spare_tx:
-            token = self._spare_tx.pop()
-            return token, self._pool_off + self._tx_offset(token), self._tx_size
-        if self._next_unused_tx < self._n_tx:
-            token = self._n_rx + self._next_unused_tx
-            self._next_unused_tx += 1
-        else:
-            got = self._tx_vq.get()
-            if got is None:
-                return None
-            token = got[0]
+        token = self._take_token()
+        if token is None:
+            return None
         return token, self._pool_off + self._tx_offset(token), self._tx_size
+
+    def _take_token(self) -> int | None:
+        """A free send buffer's token: one given back unsent, one never used yet, or
+        one the device has returned; TX lock held."""
+        if self._spare_tx:
+            return self._spare_tx.pop()
+        if self._next_unused_tx < self._n_tx:
+            self._next_unused_tx += 1
+            return self._n_rx + self._next_unused_tx - 1
+        got = self._tx_vq.get()
+        return None if got is None else got[0]
+
+    def _try_send(self, src: int, dst: int, data: bytes, n: int) -> bool | None:
+        token = self._taken(self._take_token)
+        if token is None:
+            return None
+        at = self._tx_base + token * self._tx_size  # n <= mtu: the buffer holds it
+        off = self._pool_off + at
+        _HDR.pack_into(self._mem, off, src, dst, 0, n, 0)
+        self._map[off + _HDR_SIZE : off + _HDR_SIZE + n] = data
+        vq = self._tx_vq
+        vq.add(self._pool_da + at, _HDR_SIZE + n, False, token)
+        if TRACER.enabled:  # in ring order: several senders pair their flows right
+            TRACER.sent(self)
+        return vq.kick_needed()
 
     def _tx_offset(self, token: int) -> int:
         """Offset in the pool of send buffer ``token`` (tokens follow the receive ones)."""
@@ -578,6 +591,24 @@ class VirtioRpmsgRemote(VirtioRpmsgLink):
         if self._spare_tx:
             return self._spare_tx.pop()
         return self._tx_vq.get()
+
+    def _try_send(self, src: int, dst: int, data: bytes, n: int) -> bool | None:
+        got = self._taken(self._take_tx)
+        if got is None:
+            return None
+        head, off, cap = got
+        if _HDR_SIZE + n > cap:
+            self._return_tx(head, off, cap)
+            raise RpmsgError(
+                errno.EMSGSIZE, f"the peer's buffer holds {cap - _HDR_SIZE} payload bytes, not {n}"
+            )
+        _HDR.pack_into(self._mem, off, src, dst, 0, n, 0)
+        self._map[off + _HDR_SIZE : off + _HDR_SIZE + n] = data
+        vq = self._tx_vq
+        vq.put(head, _HDR_SIZE + n)
+        if TRACER.enabled:  # in ring order: several senders pair their flows right
+            TRACER.sent(self)
+        return vq.notify_needed()
 
     def _commit_tx(self, token: int, nbytes: int) -> bool:
         self._tx_vq.put(token, nbytes)

@@ -78,13 +78,20 @@ class _Vring:
 
 
 class VirtqueueDriver(_Vring):
-    """The driver half: posts buffers on the avail ring, reclaims them from the used ring."""
+    """The driver half: posts buffers on the avail ring, reclaims them from the used ring.
+
+    It remembers what it last wrote into each descriptor and writes only what changes
+    (a buffer usually goes back into the descriptor it came out of): the device reads
+    the table, nobody else writes it, and a device that scribbles over it only
+    confuses itself."""
 
     def __init__(self, window: Window, parts: VringParts, name: str) -> None:
         super().__init__(window, parts, name)
         self._free: list[int] = list(range(self.num - 1, -1, -1))
         self._tokens: list[int] = [_FREE] * self.num
         self._lens: list[int] = [0] * self.num
+        self._addrs: list[int] = [-1] * self.num  # what each descriptor holds now
+        self._flags: list[int] = [-1] * self.num
         self._avail_idx = 0
         self._last_used = 0
 
@@ -93,6 +100,8 @@ class VirtqueueDriver(_Vring):
         for view in (self._desc_q, self._avail, self._used_h, self._used_e):
             with view.cast("B") as raw:
                 raw[:] = bytes(raw.nbytes)
+        self._addrs = [0] * self.num
+        self._flags = [0] * self.num
 
     @property
     def num_free(self) -> int:
@@ -103,20 +112,26 @@ class VirtqueueDriver(_Vring):
         """Post one buffer; ``token`` (>= 0) comes back from :meth:`get` with it."""
         if self.broken is not None:
             raise self.broken
-        if not self._free:
+        free = self._free
+        if not free:
             raise VirtqueueError(self.name, "no free descriptor (ring full)")
-        d = self._free.pop()
-        self._desc_q[2 * d] = addr
+        d = free.pop()
+        if self._addrs[d] != addr:
+            self._desc_q[2 * d] = addr
+            self._addrs[d] = addr
+        flags = VRING_DESC_F_WRITE if writable else 0
+        if self._flags[d] != flags:
+            self._desc_h[8 * d + 6] = flags  # next [8*d + 7] stays 0 (no chains)
+            self._flags[d] = flags
         self._desc_i[4 * d + 2] = length
-        self._desc_h[8 * d + 6] = VRING_DESC_F_WRITE if writable else 0
-        self._desc_h[8 * d + 7] = 0
         self._tokens[d] = token
         self._lens[d] = length
         ai = self._avail_idx
-        self._avail[2 + (ai & self.mask)] = d
+        avail = self._avail
+        avail[2 + (ai & self.mask)] = d
         ai = (ai + 1) & 0xFFFF
         self._avail_idx = ai
-        self._avail[1] = ai  # publish: the entry above is written first (x86 TSO)
+        avail[1] = ai  # publish: the entry above is written first (x86 TSO)
         if TRACER.enabled:
             TRACER.event("virtio", "add", vq=self.name, desc=d, len=length)
 
@@ -134,30 +149,32 @@ class VirtqueueDriver(_Vring):
         if self.broken is not None:
             raise self.broken
         lu = self._last_used
-        ui = self._used_h[1]
+        used = self._used_h
+        ui = used[1]
         if ui == lu:
             return None
-        outstanding = self.num - len(self._free)
-        pending = (ui - lu) & 0xFFFF
-        if pending > outstanding:
+        free = self._free
+        if (ui - lu) & 0xFFFF > self.num - len(free):
             raise self._break(
-                f"used index moved from {lu} to {ui} ({pending} entries) but only "
-                f"{outstanding} buffers are outstanding"
+                f"used index moved from {lu} to {ui} ({(ui - lu) & 0xFFFF} entries) but only "
+                f"{self.num - len(free)} buffers are outstanding"
             )
         slot = 2 * (lu & self.mask)
-        d = self._used_e[slot]
-        written = self._used_e[slot + 1]
+        elems = self._used_e
+        d = elems[slot]
+        written = elems[slot + 1]
         if d >= self.num:
             raise self._break(f"used id {d} is out of range (num {self.num})")
-        token = self._tokens[d]
+        tokens = self._tokens
+        token = tokens[d]
         if token == _FREE:
             raise self._break(f"device returned descriptor {d}, which was not outstanding")
         if written > self._lens[d]:
             raise self._break(
                 f"device wrote {written} bytes into descriptor {d} of {self._lens[d]} bytes"
             )
-        self._tokens[d] = _FREE
-        self._free.append(d)
+        tokens[d] = _FREE
+        free.append(d)
         self._last_used = (lu + 1) & 0xFFFF
         if TRACER.enabled:
             TRACER.event("virtio", "get", vq=self.name, desc=d, len=written)
@@ -204,6 +221,10 @@ class VirtqueueDevice(_Vring):
         self._held_count = 0
         self._last_avail = 0
         self._used_idx = 0
+        # Per descriptor: the last (address, length) translated and where it lies; the
+        # driver posts the same buffers again and again (a pure cache: the translation
+        # depends on nothing else).
+        self._xlated: list[tuple[int, int, int]] = [(-1, -1, 0)] * self.num
 
     def has_avail(self) -> bool:
         """True if the driver made a buffer available not yet taken."""
@@ -220,21 +241,43 @@ class VirtqueueDevice(_Vring):
         if self.broken is not None:
             raise self.broken
         la = self._last_avail
-        ai = self._avail[1]
+        avail = self._avail
+        ai = avail[1]
         if ai == la:
             return None
-        pending = (ai - la) & 0xFFFF
-        if pending > self.num - self._held_count:
+        if (ai - la) & 0xFFFF > self.num - self._held_count:
             raise self._break(
-                f"avail index moved from {la} to {ai} ({pending} entries) but the driver "
-                f"can only have {self.num - self._held_count} buffers available"
+                f"avail index moved from {la} to {ai} ({(ai - la) & 0xFFFF} entries) but the "
+                f"driver can only have {self.num - self._held_count} buffers available"
             )
-        head = self._avail[2 + (la & self.mask)]
+        head = avail[2 + (la & self.mask)]
         if head >= self.num:
             raise self._break(f"avail ring names descriptor {head}, out of range (num {self.num})")
-        if self._held[head]:
+        held = self._held
+        if held[head]:
             raise self._break(f"descriptor {head} made available again while the device holds it")
         flags = self._desc_h[8 * head + 6]
+        if flags != self._want_write:
+            self._check_flags(head, flags)
+        addr = self._desc_q[2 * head]
+        length = self._desc_i[4 * head + 2]
+        xaddr, xlen, offset = self._xlated[head]
+        if xaddr != addr or xlen != length:
+            try:
+                offset = self._translate(addr, length)
+            except AddressError as exc:
+                raise self._break(f"descriptor {head}: {exc.strerror}") from None
+            self._xlated[head] = (addr, length, offset)
+        held[head] = 1
+        self._held_len[head] = length
+        self._held_count += 1
+        self._last_avail = (la + 1) & 0xFFFF
+        if TRACER.enabled:
+            TRACER.event("virtio", "get", vq=self.name, desc=head, len=length)
+        return head, offset, length
+
+    def _check_flags(self, head: int, flags: int) -> None:
+        """Break the queue on a chained, indirect or wrong-way descriptor."""
         if flags & (VRING_DESC_F_NEXT | VRING_DESC_F_INDIRECT):
             raise self._break(
                 f"descriptor {head} has flags {flags:#x}: chained and indirect descriptors "
@@ -247,19 +290,6 @@ class VirtqueueDevice(_Vring):
             raise self._break(
                 f"descriptor {head} is device-{got} but this queue carries device-{want} buffers"
             )
-        addr = self._desc_q[2 * head]
-        length = self._desc_i[4 * head + 2]
-        try:
-            offset = self._translate(addr, length)
-        except AddressError as exc:
-            raise self._break(f"descriptor {head}: {exc.strerror}") from None
-        self._held[head] = 1
-        self._held_len[head] = length
-        self._held_count += 1
-        self._last_avail = (la + 1) & 0xFFFF
-        if TRACER.enabled:
-            TRACER.event("virtio", "get", vq=self.name, desc=head, len=length)
-        return head, offset, length
 
     def put(self, head: int, written: int) -> None:
         """Return buffer ``head`` to the driver, saying ``written`` bytes were written

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass
 from queue import Empty, SimpleQueue
 from typing import Literal
@@ -37,6 +38,7 @@ from amplink.mailbox.framework import (
 from amplink.mailbox.imx_mu import IMX_MU_TYPE_RX, ImxMuController
 from amplink.memory.region import SharedRegion
 from amplink.remoteproc.process import ProcessPlatform
+from amplink.wait import Wakeup
 
 WARMUP = 200
 LOAD_ITEMS = 4  # work items kept queued on the busy workqueue
@@ -69,10 +71,14 @@ def bench_mbox_rtt(rp: Rproc, rounds: int) -> MboxRtt:
     platform = rp.platform
     assert isinstance(platform, ProcessPlatform)
     assert platform.kick_path is not None and platform.kick_path.controller is not None
-    replies: SimpleQueue[int] = SimpleQueue()
-    cl = fw.mbox_echo_client(
-        platform.kick_path.controller.dev, "bench-mbox", lambda _cl, word: replies.put(word)
-    )
+    replies: deque[int] = deque()
+    arrived = Wakeup()  # the RX callback wakes us without holding the GIL (amplink.wait)
+
+    def rx_callback(_cl: MboxClient, word: int) -> None:
+        replies.append(word)
+        arrived.set()
+
+    cl = fw.mbox_echo_client(platform.kick_path.controller.dev, "bench-mbox", rx_callback)
     tx = request_channel_byname(cl, "tx")
     rx = request_channel_byname(cl, "rx")
     try:
@@ -83,7 +89,10 @@ def bench_mbox_rtt(rp: Rproc, rounds: int) -> MboxRtt:
                 t0 = time.perf_counter()
             t = time.perf_counter_ns()
             send_message(tx, i)
-            if replies.get(timeout=5.0) != i:
+            while not replies:
+                if not arrived.wait(5.0):
+                    raise RuntimeError("no mailbox echo within 5 s")
+            if replies.popleft() != i:
                 raise RuntimeError("mailbox echo returned the wrong word")
             if i >= WARMUP:
                 samples.append(time.perf_counter_ns() - t)
@@ -91,6 +100,7 @@ def bench_mbox_rtt(rp: Rproc, rounds: int) -> MboxRtt:
     finally:
         free_channel(rx)
         free_channel(tx)
+        arrived.close()
     p50, p99 = latency_summary_us(samples)
     return MboxRtt(
         "amplink mailbox (MU+IRQ)", round(p50, 2), round(p99, 2), round(rounds / elapsed)

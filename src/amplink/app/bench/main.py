@@ -1,7 +1,7 @@
 """``amplink bench``: amplink's message path against a baseline measured in the same run.
 
-Two figures per transport (``multiprocessing.Pipe``, then rpmsg over each backend:
-virtio and GLINK), both between two real processes:
+Per transport (``multiprocessing.Pipe``, then rpmsg over each backend: virtio, GLINK,
+and virtio with spinning off), between two real processes:
 
 * round-trip latency: a 64-byte message to an echo peer and back, ``--rounds`` times
   after a warm-up, reported as p50 and p99;
@@ -11,16 +11,25 @@ virtio and GLINK), both between two real processes:
 
 The baseline is ``multiprocessing.Pipe`` (``send_bytes``/``recv_bytes``, no pickling)
 with the same placement.  With two or more CPUs the host side is pinned to the first
-allowed CPU and the peer to another, because unpinned figures on a 2-vCPU machine jump
-with every scheduler decision; ``--no-pin`` measures unpinned.
+allowed CPU and the peer to another; ``--no-pin`` lets the scheduler place both.
+``--load N`` runs N CPU-bound processes (unpinned) for the whole measurement, as a busy
+machine would.  Every figure is taken ``--repeat`` times, the transports in a rotating
+order; the report gives medians, and each ratio to the Pipe is computed within one
+repetition (amplink and the Pipe measured moments apart), then its median and its
+range over the repetitions are given.
 """
 
 from __future__ import annotations
 
 import multiprocessing
 import os
+import statistics
 import struct
+import subprocess
+import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from multiprocessing.connection import Connection
 from typing import Any
@@ -35,12 +44,18 @@ from amplink.firmware import bench as fw
 from amplink.host import Rproc, RprocConfig
 from amplink.remoteproc.layout import glink_rsc_table
 from amplink.rpmsg.core import Endpoint
+from amplink.rpmsg.polled import PolledLink
 
 RTT_SIZE = 64
 THROUGHPUT_SIZE = 496
 WARMUP = 1000
 EMULATED_ROUNDS = 2000  # an emulated core answers in ~0.1-1 ms: fewer rounds
 EMULATED_MESSAGES = 5000
+PIPE = "multiprocessing.Pipe"
+VIRTIO = "amplink rpmsg virtio"
+GLINK = "amplink rpmsg glink"
+SPIN_OFF = "amplink rpmsg virtio, spin off"
+TRANSPORTS = (PIPE, VIRTIO, GLINK, SPIN_OFF)
 
 
 @dataclass
@@ -74,6 +89,23 @@ def choose_placement(pin: bool) -> Placement:
     if not pin or len(cpus) < 2:
         return Placement(None, None)
     return Placement(cpus[0], cpus[1])
+
+
+@contextmanager
+def cpu_load(processes: int) -> Iterator[None]:
+    """``processes`` CPU-bound processes (``while True: pass``, placed by the scheduler)
+    running until the block ends."""
+    hogs = [
+        subprocess.Popen([sys.executable, "-c", "while True: pass"], stdin=subprocess.DEVNULL)
+        for _ in range(processes)
+    ]
+    try:
+        yield
+    finally:
+        for hog in hogs:
+            hog.kill()
+        for hog in hogs:
+            hog.wait()
 
 
 # -- baseline: multiprocessing.Pipe ---------------------------------------------------
@@ -129,7 +161,7 @@ def bench_pipe(rounds: int, messages: int, placement: Placement) -> Result:
             peer.kill()
             peer.join()
         ours.close()
-    return _result("multiprocessing.Pipe", samples, count, nbytes, elapsed, messages)
+    return _result(PIPE, samples, count, nbytes, elapsed, messages)
 
 
 # -- amplink --------------------------------------------------------------------------
@@ -175,36 +207,83 @@ class Largest:
     mb_per_s: float
 
 
-def bench_amplink(
-    rounds: int, messages: int, placement: Placement
-) -> tuple[list[Result], list[Largest], bench_mailbox.MboxRtt, float]:
-    """rpmsg figures per backend, the mailbox round trip, and zero-copy messages/s."""
-    results, largest = [], []
-    zero_copy = 0.0
-    mbox = None
-    for backend, table in (("virtio", None), ("glink", glink_rsc_table())):
-        name = f"amplink rpmsg {backend}"
-        config = RprocConfig(cpu=placement.peer_cpu)
-        with Rproc(f"bench-{backend}", "amplink.firmware.bench", config=config, table=table) as rp:
-            if mbox is None:
-                mbox = bench_mailbox.bench_mbox_rtt(rp, rounds)
-            echo = rp.wait_channel(fw.ECHO).create_ept()
-            sink = rp.wait_channel(fw.SINK).create_ept()
-            samples = _rtt(echo, rounds)
-            count, nbytes, elapsed = _sink_run(sink, messages, zero_copy=False)
-            results.append(_result(name, samples, count, nbytes, elapsed, messages))
+@dataclass
+class Spinning:
+    """What the host's adaptive spinning did during one transport's measurements."""
+
+    name: str
+    hits: int
+    misses: int
+    preempted: int
+
+
+@dataclass
+class Repetition:
+    """Everything measured once: per transport, and the virtio extras."""
+
+    results: dict[str, Result]
+    largest: list[Largest]
+    zero_copy: float
+    mailbox: bench_mailbox.MboxRtt
+    spinning: list[Spinning]
+
+
+def bench_rpmsg(
+    name: str, rounds: int, messages: int, placement: Placement
+) -> tuple[Result, Largest | None, float | None, bench_mailbox.MboxRtt | None, Spinning]:
+    """One rpmsg transport: round trips and throughput; virtio adds zero copy and the
+    mailbox round trip (measured after rpmsg, on the same core)."""
+    table = glink_rsc_table() if name == GLINK else None
+    config = RprocConfig(cpu=placement.peer_cpu, spin=False if name == SPIN_OFF else None)
+    largest = zero_copy = mbox = None
+    with Rproc("bench-rpmsg", "amplink.firmware.bench", config=config, table=table) as rp:
+        echo = rp.wait_channel(fw.ECHO).create_ept()
+        sink = rp.wait_channel(fw.SINK).create_ept()
+        samples = _rtt(echo, rounds)
+        count, nbytes, elapsed = _sink_run(sink, messages, zero_copy=False)
+        result = _result(name, samples, count, nbytes, elapsed, messages)
+        if name != SPIN_OFF:
             mtu = sink.get_mtu()
             few = max(messages * THROUGHPUT_SIZE // mtu // 4, 10)
             count, nbytes, elapsed = _sink_run(sink, few, zero_copy=False, size=mtu)
             big = _result(name, [0], count, nbytes, elapsed, few)
-            largest.append(Largest(name, mtu, big.msgs_per_s, big.mb_per_s))
-            if backend == "virtio":
-                zc_count, _, zc_elapsed = _sink_run(sink, messages, zero_copy=True)
-                if zc_count != messages:
-                    raise RuntimeError(f"zero copy: the sink counted {zc_count} of {messages}")
-                zero_copy = round(messages / zc_elapsed)
+            largest = Largest(name, mtu, big.msgs_per_s, big.mb_per_s)
+        if name == VIRTIO:
+            zc_count, _, zc_elapsed = _sink_run(sink, messages, zero_copy=True)
+            if zc_count != messages:
+                raise RuntimeError(f"zero copy: the sink counted {zc_count} of {messages}")
+            zero_copy = round(messages / zc_elapsed)
+            mbox = bench_mailbox.bench_mbox_rtt(rp, rounds)
+        link = echo.link
+        spin = link.spin if isinstance(link, PolledLink) else None
+        spinning = Spinning(
+            name, *((spin.hits, spin.misses, spin.preempted) if spin else (0, 0, 0))
+        )
+    return result, largest, zero_copy, mbox, spinning
+
+
+def bench_repetition(rounds: int, messages: int, placement: Placement, turn: int) -> Repetition:
+    """Every transport once, starting at ``turn`` in the rotation (the Pipe first)."""
+    results: dict[str, Result] = {PIPE: bench_pipe(rounds, messages, placement)}
+    largest: list[Largest] = []
+    spinning: list[Spinning] = []
+    zero_copy = 0.0
+    mbox: bench_mailbox.MboxRtt | None = None
+    ours = TRANSPORTS[1:]
+    for name in ours[turn % len(ours) :] + ours[: turn % len(ours)]:
+        result, big, zc, mb, spun = bench_rpmsg(name, rounds, messages, placement)
+        results[name] = result
+        spinning.append(spun)
+        if big is not None:
+            largest.append(big)
+        if zc is not None:
+            zero_copy = zc
+        if mb is not None:
+            mbox = mb
     assert mbox is not None
-    return results, largest, mbox, zero_copy
+    largest.sort(key=lambda b: TRANSPORTS.index(b.name))
+    spinning.sort(key=lambda s: TRANSPORTS.index(s.name))
+    return Repetition(results, largest, zero_copy, mbox, spinning)
 
 
 def _result(
@@ -218,6 +297,44 @@ def _result(
     )
 
 
+# -- aggregation over repetitions -----------------------------------------------------
+def _median(values: list[float]) -> float:
+    return round(statistics.median(values), 3)
+
+
+def _spread(values: list[float]) -> dict[str, float]:
+    """Median, min and max of one ratio over the repetitions."""
+    return {"median": _median(values), "min": round(min(values), 3), "max": round(max(values), 3)}
+
+
+def _ratios(reps: list[Repetition]) -> dict[str, dict[str, dict[str, float]]]:
+    """Per amplink transport: each figure over the Pipe's of the same repetition."""
+    out: dict[str, dict[str, dict[str, float]]] = {}
+    for name in TRANSPORTS[1:]:
+        per: dict[str, list[float]] = {"rtt_p50": [], "rtt_p99": [], "msgs_per_s": []}
+        for rep in reps:
+            r, base = rep.results[name], rep.results[PIPE]
+            per["rtt_p50"].append(r.rtt_p50_us / base.rtt_p50_us)
+            per["rtt_p99"].append(r.rtt_p99_us / base.rtt_p99_us)
+            per["msgs_per_s"].append(r.msgs_per_s / base.msgs_per_s)
+        out[name] = {k: _spread(v) for k, v in per.items()}
+    mbox = [rep.mailbox.rtt_p50_us / rep.results[PIPE].rtt_p50_us for rep in reps]
+    out["amplink mailbox (MU+IRQ)"] = {"rtt_p50": _spread(mbox)}
+    zc = [rep.zero_copy / rep.results[VIRTIO].msgs_per_s for rep in reps]
+    out["zero-copy send"] = {"msgs_per_s_vs_send": _spread(zc)}
+    return out
+
+
+def _median_result(name: str, results: list[Result]) -> Result:
+    return Result(
+        name,
+        _median([r.rtt_p50_us for r in results]),
+        _median([r.rtt_p99_us for r in results]),
+        round(statistics.median(r.msgs_per_s for r in results)),
+        _median([r.mb_per_s for r in results]),
+    )
+
+
 def run(
     rounds: int = 10_000,
     messages: int = 50_000,
@@ -226,29 +343,36 @@ def run(
     cycles: int = 20,
     linux_rounds: int = 2000,
     openamp_runs: int = 20,
+    load: int = 0,
+    repeat: int = 3,
 ) -> dict[str, Any]:
-    """Run every benchmark; returns the report that ``--json`` prints.  The Linux
-    guest figures are taken when a UML kernel is available (``linux_rounds`` 0: never),
-    the OpenAMP ones when its demos are built (``openamp_runs`` 0: never)."""
+    """Run every benchmark; returns the report that ``--json`` prints.  ``load``: CPU-bound
+    processes running meanwhile (not during the Linux guest figures, taken when a UML
+    kernel is available, ``linux_rounds`` 0: never; nor the OpenAMP ones, taken when its
+    demos are built, ``openamp_runs`` 0: never)."""
+    if repeat < 1:
+        raise ValueError("repeat must be at least 1")
     placement = choose_placement(pin)
     saved = os.sched_getaffinity(0)
-    if placement.host_cpu is not None:
-        os.sched_setaffinity(0, {placement.host_cpu})
-    try:
-        baseline = bench_pipe(rounds, messages, placement)
-        ours, largest, mbox, zero_copy = bench_amplink(rounds, messages, placement)
-        delivery = bench_mailbox.bench_deliveries(deliveries)
-        lifecycle = bench_lifecycle.bench_lifecycle(cycles)
-        emulated = bench_emulated.bench_emulated(
-            min(rounds, EMULATED_ROUNDS),
-            min(messages, EMULATED_MESSAGES),
-            cycles,
-            placement.peer_cpu,
-        )
-    finally:
-        os.sched_setaffinity(0, saved)
+    with cpu_load(load):
+        if placement.host_cpu is not None:
+            os.sched_setaffinity(0, {placement.host_cpu})
+        try:
+            reps = [bench_repetition(rounds, messages, placement, turn) for turn in range(repeat)]
+            delivery = bench_mailbox.bench_deliveries(deliveries)
+            lifecycle = bench_lifecycle.bench_lifecycle(cycles)
+            emulated = bench_emulated.bench_emulated(
+                min(rounds, EMULATED_ROUNDS),
+                min(messages, EMULATED_MESSAGES),
+                cycles,
+                placement.peer_cpu,
+            )
+        finally:
+            os.sched_setaffinity(0, saved)
     linux = bench_linux.bench_linux(linux_rounds) if linux_rounds else None
     openamp = bench_openamp.bench_openamp(openamp_runs, rounds // 5) if openamp_runs else None
+    results = [_median_result(n, [rep.results[n] for rep in reps]) for n in TRANSPORTS]
+    mbox = reps[0].mailbox
     return {
         "placement": {
             "pinned": placement.pinned,
@@ -256,11 +380,13 @@ def run(
             "peer_cpu": placement.peer_cpu,
             "cpus_online": os.cpu_count(),
         },
+        "load": {"processes": load},
         "params": {
             "rounds": rounds,
             "rtt_size": RTT_SIZE,
             "messages": messages,
             "throughput_size": THROUGHPUT_SIZE,
+            "repeat": repeat,
             "deliveries": deliveries,
             "load_items": bench_mailbox.LOAD_ITEMS,
             "load_item_us": bench_mailbox.LOAD_ITEM_S * 1e6,
@@ -268,24 +394,38 @@ def run(
             "linux_rounds": linux_rounds,
             "openamp_runs": openamp_runs,
         },
-        "baseline": baseline.name,
-        "results": [asdict(baseline), *(asdict(r) for r in ours)],
-        "ratios": {
-            r.name: {
-                "rtt_p50": round(r.rtt_p50_us / baseline.rtt_p50_us, 3),
-                "msgs_per_s": round(r.msgs_per_s / baseline.msgs_per_s, 3),
-            }
-            for r in ours
+        "baseline": PIPE,
+        "results": [asdict(r) for r in results],
+        "repetitions": [[asdict(rep.results[n]) for n in TRANSPORTS] for rep in reps],
+        "ratios": _ratios(reps),
+        "largest": [
+            asdict(Largest(b.name, b.size, *_largest_medians(reps, b.name)))
+            for b in reps[0].largest
+        ],
+        "zero_copy": {
+            "msgs_per_s": round(statistics.median(rep.zero_copy for rep in reps)),
+            "copy_msgs_per_s": results[1].msgs_per_s,
         },
-        "largest": [asdict(big) for big in largest],
-        "zero_copy": {"msgs_per_s": zero_copy, "copy_msgs_per_s": ours[0].msgs_per_s},
-        "mailbox": asdict(mbox),
+        "mailbox": asdict(
+            bench_mailbox.MboxRtt(
+                mbox.name,
+                _median([rep.mailbox.rtt_p50_us for rep in reps]),
+                _median([rep.mailbox.rtt_p99_us for rep in reps]),
+                round(statistics.median(rep.mailbox.msgs_per_s for rep in reps)),
+            )
+        ),
+        "spinning": [asdict(s) for rep in reps for s in rep.spinning],
         "delivery": [asdict(d) for d in delivery],
         "lifecycle": [asdict(t) for t in lifecycle],
         "emulated": emulated,
         "linux": linux,
         "openamp": openamp,
     }
+
+
+def _largest_medians(reps: list[Repetition], name: str) -> tuple[float, float]:
+    got = [b for rep in reps for b in rep.largest if b.name == name]
+    return round(statistics.median(b.msgs_per_s for b in got)), _median([b.mb_per_s for b in got])
 
 
 def format_report(report: dict[str, Any]) -> str:
@@ -296,27 +436,30 @@ def format_report(report: dict[str, Any]) -> str:
         if p["pinned"]
         else "not pinned (scheduler places both processes)"
     )
+    load = report["load"]["processes"]
+    busy = f"{load} CPU-bound processes running" if load else "no extra load"
     prm = report["params"]
     lines = [
-        f"amplink bench: {place}",
+        f"amplink bench: {place}; {busy}",
         "rpmsg over both backends: virtio (vrings, 512 B buffers) and GLINK (FIFOs, intents)",
         f"round trip: {prm['rounds']} x {prm['rtt_size']} B; throughput: "
-        f"{prm['messages']} x {prm['throughput_size']} B one way",
+        f"{prm['messages']} x {prm['throughput_size']} B one way; each taken "
+        f"{prm['repeat']} times: medians, ratios to the Pipe within each repetition",
         "",
-        f"{'transport':<24}{'rtt p50 us':>12}{'rtt p99 us':>12}{'msgs/s':>12}{'MB/s':>9}",
+        f"{'transport':<32}{'rtt p50 us':>12}{'rtt p99 us':>12}{'msgs/s':>12}{'MB/s':>9}",
     ]
-    base = report["results"][0]
     for r in report["results"]:
         lines.append(
-            f"{r['name']:<24}{r['rtt_p50_us']:>12.1f}{r['rtt_p99_us']:>12.1f}"
+            f"{r['name']:<32}{r['rtt_p50_us']:>12.1f}{r['rtt_p99_us']:>12.1f}"
             f"{r['msgs_per_s']:>12,.0f}{r['mb_per_s']:>9.1f}"
         )
-    for r in report["results"][1:]:
-        ratios = [r[k] / base[k] for k in ("rtt_p50_us", "rtt_p99_us", "msgs_per_s", "mb_per_s")]
-        lines.append(
-            f"{'  ' + r['name'].split()[-1] + ' / Pipe':<24}{ratios[0]:>11.2f}x{ratios[1]:>11.2f}x"
-            f"{ratios[2]:>11.2f}x{ratios[3]:>8.2f}x"
-        )
+    head = "ratio to the Pipe: median [min-max]"
+    lines += ["", f"{head:<36}{'rtt p50':>20}{'rtt p99':>20}{'msgs/s':>20}"]
+    for name, figs in report["ratios"].items():
+        if "rtt_p99" not in figs:
+            continue
+        cells = "".join(_ratio_cell(figs[k]) for k in ("rtt_p50", "rtt_p99", "msgs_per_s"))
+        lines.append(f"{'  ' + name.removeprefix('amplink rpmsg '):<36}{cells}")
     lines.append("(latency: lower is better; throughput: higher is better)")
     for big in report["largest"]:
         lines.append(
@@ -324,20 +467,36 @@ def format_report(report: dict[str, Any]) -> str:
             f"{big['msgs_per_s']:,.0f} msgs/s, {big['mb_per_s']:,.1f} MB/s"
         )
     z = report["zero_copy"]
-    ratio = z["msgs_per_s"] / z["copy_msgs_per_s"]
+    zc = report["ratios"]["zero-copy send"]["msgs_per_s_vs_send"]
     lines.append(
         f"zero-copy send over virtio (buffer filled in place): {z['msgs_per_s']:,.0f} "
-        f"msgs/s vs {z['copy_msgs_per_s']:,.0f} with send() ({ratio:.2f}x); GLINK lends "
-        "no buffers (data goes through its FIFO, as in Linux)"
+        f"msgs/s vs {z['copy_msgs_per_s']:,.0f} with send() ({_ratio_cell(zc).strip()}); "
+        "GLINK lends no send buffers (data goes through its FIFO, as in Linux)"
     )
+    spun: dict[str, list[int]] = {}
+    for s in report["spinning"]:
+        acc = spun.setdefault(s["name"], [0, 0, 0])
+        for i, k in enumerate(("hits", "misses", "preempted")):
+            acc[i] += s[k]
+    lines.append(
+        "host spinning (all repetitions): "
+        + "; ".join(
+            f"{n.removeprefix('amplink rpmsg ')} {h} hits, {m} misses, {q} preempted"
+            for n, (h, m, q) in spun.items()
+            if n != SPIN_OFF
+        )
+    )
+    base = report["results"][0]
     m = report["mailbox"]
+    mr = report["ratios"]["amplink mailbox (MU+IRQ)"]["rtt_p50"]
     lines += [
         "",
         f"mailbox round trip: {prm['rounds']} x one 32-bit word, host -> core -> host",
-        f"{'transport':<26}{'rtt p50 us':>12}{'rtt p99 us':>12}{'msgs/s':>12}",
-        f"{base['name']:<26}{base['rtt_p50_us']:>12.1f}{base['rtt_p99_us']:>12.1f}"
+        f"{'transport':<32}{'rtt p50 us':>12}{'rtt p99 us':>12}{'msgs/s':>12}",
+        f"{base['name']:<32}{base['rtt_p50_us']:>12.1f}{base['rtt_p99_us']:>12.1f}"
         f"{1e6 / base['rtt_p50_us']:>12,.0f}  (1/rtt p50)",
-        f"{m['name']:<26}{m['rtt_p50_us']:>12.1f}{m['rtt_p99_us']:>12.1f}{m['msgs_per_s']:>12,.0f}",
+        f"{m['name']:<32}{m['rtt_p50_us']:>12.1f}{m['rtt_p99_us']:>12.1f}{m['msgs_per_s']:>12,.0f}"
+        f"  (p50 {_ratio_cell(mr).strip()} the Pipe's)",
         "",
         f"interrupt -> client callback: {prm['deliveries']} interrupts each; busy = "
         f"{prm['load_items']} other items of {prm['load_item_us']:.0f} us kept queued",
@@ -363,3 +522,7 @@ def format_report(report: dict[str, Any]) -> str:
     lines += bench_linux.format_linux(report["linux"], prm["linux_rounds"])
     lines += bench_openamp.format_openamp(report["openamp"], prm["openamp_runs"])
     return "\n".join(lines)
+
+
+def _ratio_cell(spread: dict[str, float]) -> str:
+    return f"{spread['median']:.2f}x [{spread['min']:.2f}-{spread['max']:.2f}]".rjust(20)
