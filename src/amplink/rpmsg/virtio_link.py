@@ -186,25 +186,27 @@ class VirtioRpmsgLink(PolledLink):
             )
         if self.failure is not None:
             raise self.dead_error()
-        with self._tx_cond:
-            kick = self._try_send(src, dst, data, n)
-        if kick is None:
-            if not block:
-                raise RpmsgError(
-                    errno.ENOMEM, f"no free TX buffer on {self.name} (the remote is behind)"
-                )
-            kick = self._send_waiting(lambda: self._try_send(src, dst, data, n), timeout)
+        try:
+            with self._tx_cond:
+                kick = self._try_send(src, dst, data, n)
+            if kick is None:
+                if not block:
+                    raise RpmsgError(
+                        errno.ENOMEM, f"no free TX buffer on {self.name} (the remote is behind)"
+                    )
+                kick = self._send_waiting(lambda: self._try_send(src, dst, data, n), timeout)
+        except VirtqueueError as exc:
+            self.fail(exc)  # not under the TX lock: the listeners take it
+            raise
         if kick:
             self._notify(self._tx_index)
 
     def _try_send(self, src: int, dst: int, data: bytes, n: int) -> bool | None:
+        """One try (TX lock held); a ring the peer broke raises ``VirtqueueError``,
+        which the caller turns into :meth:`fail` once the lock is free."""
         if self.failure is not None:  # checked under the TX lock: memory may be gone
             raise self.dead_error()
-        try:
-            buf = self._take_tx()
-        except VirtqueueError as exc:
-            self.fail(exc)
-            raise
+        buf = self._take_tx()
         if buf is None:
             return None
         token, off, cap = buf
@@ -255,12 +257,16 @@ class VirtioRpmsgLink(PolledLink):
             raise RpmsgError(errno.EINVAL, "a send buffer needs a source and a destination")
         if self.failure is not None:
             raise self.dead_error()
-        with self._tx_cond:
-            got = self._take_tx_alive()
-        if got is None:
-            if not block:
-                raise RpmsgError(errno.ENOMEM, f"no free TX buffer on {self.name}")
-            got = self._send_waiting(self._take_tx_alive, timeout)
+        try:
+            with self._tx_cond:
+                got = self._take_tx_alive()
+            if got is None:
+                if not block:
+                    raise RpmsgError(errno.ENOMEM, f"no free TX buffer on {self.name}")
+                got = self._send_waiting(self._take_tx_alive, timeout)
+        except VirtqueueError as exc:
+            self.fail(exc)
+            raise
         token, off, cap = got
         return TxBuffer(
             self, token, off, self._region.view(off + _HDR_SIZE, cap - _HDR_SIZE), src, dst
@@ -269,11 +275,7 @@ class VirtioRpmsgLink(PolledLink):
     def _take_tx_alive(self) -> tuple[int, int, int] | None:
         if self.failure is not None:
             raise self.dead_error()
-        try:
-            return self._take_tx()
-        except VirtqueueError as exc:
-            self.fail(exc)
-            raise
+        return self._take_tx()
 
     def _lent_tx_done(self, buf: TxBuffer, length: int | None) -> None:
         """A lent send buffer comes back: sent with ``length`` payload bytes, or unused."""

@@ -1,0 +1,70 @@
+"""A broken or hostile core hurts only itself: attacks driven from the core's side.
+
+Each test boots a core running ``firmware/hostile.py``, tells it to attack, and checks
+that the host survives: the core's link fails with a clear error (a crash is reported),
+every call returns within its timeout, and stop() leaves nothing behind."""
+
+import errno
+import threading
+from pathlib import Path
+
+import pytest
+
+from amplink.errors import RpmsgError
+from amplink.host import RpmsgBuffers, RpmsgConfig, Rproc, RprocConfig
+from amplink.remoteproc.states import CRASHED
+from backends import table_for
+from resources import snapshot
+
+SERVICE = "rpmsg-openamp-demo-channel"
+HOSTILE = str(Path(__file__).parent / "firmware" / "hostile.py")
+
+
+def in_thread(call, timeout: float = 30.0):
+    """Run ``call`` in a thread; what it returned or raised, or a test failure if it
+    did not finish within ``timeout`` s (a hang, not a slow machine)."""
+    outcome: list = []
+
+    def run() -> None:
+        try:
+            outcome.append(call())
+        except BaseException as exc:  # handed to the test
+            outcome.append(exc)
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    t.join(timeout)
+    assert not t.is_alive(), f"{call} hung for {timeout} s"
+    return outcome[0]
+
+
+def test_a_broken_send_ring_fails_the_link_and_reports_a_crash(backend):
+    """The core breaks the ring the host sends on (virtio: an impossible used index on
+    vring 1; GLINK: the host's FIFO's read index out of range).  The host's sender gets
+    the reason (EIO), later ones EPIPE; a crash is reported; stop() returns."""
+    before = snapshot()
+    rp = Rproc(
+        f"hostile-txring-{backend}",
+        HOSTILE,
+        table=table_for(backend),
+        config=RprocConfig(recovery=False),
+        rpmsg=RpmsgConfig(buffers=RpmsgBuffers(tx_count=4)),  # the ring is read at once
+    )
+    rp.start()
+    ept = rp.wait_channel(SERVICE, 10).create_ept()
+    for i in range(8):  # every send buffer has been used and reclaimed once
+        ept.send(b"%d" % i)
+        assert ept.recv(10).data == b"%d" % i
+    ept.send(b"tx-ring")
+    assert ept.recv(10).data == b"tx-ring"
+    err = in_thread(lambda: [ept.send(b"after", timeout=5) for _ in range(8)])
+    assert isinstance(err, OSError) and err.errno in (errno.EIO, errno.EPIPE), err
+    with pytest.raises(RpmsgError) as exc:
+        ept.send(b"later", timeout=5)
+    assert exc.value.errno == errno.EPIPE
+    assert in_thread(lambda: rp.wait_state(CRASHED, timeout=20)) == CRASHED
+    reason = "used index moved" if backend == "virtio" else "outside the"
+    assert rp.last_crash[0] == "mmufault" and reason in rp.last_crash[1], rp.last_crash
+    in_thread(rp.stop)
+    rp.delete()
+    assert snapshot() == before
