@@ -13,10 +13,12 @@ import pytest
 from amplink.errors import RpmsgError
 from amplink.host import RpmsgBuffers, RpmsgConfig, Rproc, RprocConfig
 from amplink.remoteproc.states import CRASHED
+from amplink.rpmsg.core import RpmsgBus
 from backends import table_for
 from resources import snapshot
 
 SERVICE = "rpmsg-openamp-demo-channel"
+ECHO_FW = "amplink.firmware.echo"
 HOSTILE = str(Path(__file__).parent / "firmware" / "hostile.py")
 
 
@@ -67,4 +69,37 @@ def test_a_broken_send_ring_fails_the_link_and_reports_a_crash(backend):
     assert rp.last_crash[0] == "mmufault" and reason in rp.last_crash[1], rp.last_crash
     in_thread(rp.stop)
     rp.delete()
+    assert snapshot() == before
+
+
+def test_interrupt_descriptors_jammed_by_the_core_never_block_the_host(backend):
+    """The core fills every interrupt descriptor it holds and makes it blocking; the
+    host's kicks to it never block: sends time out, stop() returns, and another core
+    on the same bus keeps echoing."""
+    before = snapshot()
+    bus = RpmsgBus()
+    table = table_for(backend)
+    good = Rproc(f"good-irq-{backend}", ECHO_FW, table=table, bus=bus)
+    bad = Rproc(f"hostile-irq-{backend}", HOSTILE, table=table, bus=bus,
+                config=RprocConfig(recovery=False, shutdown_timeout=1))  # fmt: skip
+    good.start()
+    bad.start()
+    ept = bad.wait_channel(SERVICE, 10).create_ept()
+    ept.send(b"irq-fds")
+    assert ept.recv(10).data == b"irq-fds"
+
+    def flood() -> OSError | None:
+        for _ in range(1000):
+            ept.send(b"x", timeout=0.5)  # each kicks the jammed core
+        return None
+
+    err = in_thread(flood)
+    assert isinstance(err, RpmsgError) and err.errno == errno.ETIMEDOUT, err
+    echo = good.wait_channel(SERVICE, 10).create_ept()
+    echo.send(b"still here")
+    assert echo.recv(10).data == b"still here"
+    in_thread(bad.stop)
+    in_thread(good.stop)
+    bad.delete()
+    good.delete()
     assert snapshot() == before

@@ -8,17 +8,31 @@ holds: its shared memory and the descriptors it was given):
 vring 1 jumps by 0x8000, more than could ever be outstanding (and stays wrong: later
 returns count on from there); over GLINK, the read index of the host's FIFO points
 outside it, and the core stops reading.
+``irq-fds``: every interrupt descriptor the core was given (eventfd or pipe), and its
+own, is filled to the brim and made blocking (file status flags belong to the open
+file, which a process may share with the host), so that a write to it would block
+forever; the core then stops (it acknowledges first: its own kicks would block).
 
-Each attack is acknowledged by echoing its name once it is done.
+Each attack is acknowledged by echoing its name (``irq-fds``: before it).
 """
 
+import contextlib
+import fcntl
+import gc
+import os
 import threading
 
+from amplink.irq.domain import IrqDomain
 from amplink.remote import Core
 
 
 def main(core: Core) -> None:
     def serve(ept, data, src):
+        if data == b"irq-fds":
+            ept.sendto(data, src)
+            jam_interrupt_fds()
+            core.link.unsuppress_rx()  # the host kicks for every message it sends...
+            threading.Event().wait()  # ...and nothing drains the descriptors
         if data == b"tx-ring":
             link = core.link
             if hasattr(link, "_rx_vq"):
@@ -34,3 +48,34 @@ def main(core: Core) -> None:
 
     core.create_endpoint("rpmsg-openamp-demo-channel", serve)
     core.run()
+
+
+def jam_interrupt_fds() -> None:
+    """Keep a duplicate of every eventfd and pipe (same open file, same flags), stop
+    the core's own interrupt handling (which would drain them), then jam them."""
+    fds = []
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        try:
+            kind = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue
+        if fd > 2 and (kind == "anon_inode:[eventfd]" or kind.startswith("pipe:")):
+            fds.append((os.dup(fd), kind))
+    for obj in gc.get_objects():
+        if isinstance(obj, IrqDomain):
+            obj.close()
+    for fd, kind in fds:
+        flags = fcntl.fcntl(fd, fcntl.F_GETFL)
+        fcntl.fcntl(fd, fcntl.F_SETFL, flags | os.O_NONBLOCK)
+        try:
+            if kind.startswith("pipe:"):
+                while True:
+                    os.write(fd, bytes(4096))
+            else:
+                with contextlib.suppress(BlockingIOError):
+                    os.eventfd_read(fd)  # from 0, the largest count is one write
+                os.eventfd_write(fd, 0xFFFFFFFFFFFFFFFE)
+        except OSError:
+            pass  # full (or an end that cannot be written)
+        fcntl.fcntl(fd, fcntl.F_SETFL, flags & ~os.O_NONBLOCK)
