@@ -103,3 +103,20 @@ def test_interrupt_descriptors_jammed_by_the_core_never_block_the_host(backend):
     bad.delete()
     good.delete()
     assert snapshot() == before
+
+
+def test_memory_a_core_is_given_cannot_be_shrunk_grown_or_sealed_by_it(backend):
+    """The core truncates, grows and seals every memory file it holds (device memory,
+    the MMIO window): each attempt fails with EPERM, and the host goes on."""
+    before = snapshot()
+    with Rproc(f"hostile-shrink-{backend}", HOSTILE, table=table_for(backend)) as rp:
+        ept = rp.wait_channel(SERVICE, 10).create_ept()
+        ept.send(b"shrink")
+        report = ept.recv(10).data.decode().split()
+        names = {item.split(":")[1] for item in report}
+        assert names == {f"hostile-shrink-{backend}", f"hostile-shrink-{backend}-mmio"}
+        assert all(item.endswith(":EPERM,EPERM,EPERM") for item in report), report
+        for payload in (b"after", b"again"):  # the host reads and writes both, unharmed
+            ept.send(payload)
+            assert ept.recv(10).data == payload
+    assert snapshot() == before

@@ -13,10 +13,15 @@ own, is filled to the brim and made blocking (file status flags belong to the op
 file, which a process may share with the host), so that a write to it would block
 forever; the core then stops (it acknowledges first: its own kicks would block).
 
+``shrink``: every memory file the core was given (device memory, the MMIO window) is
+truncated to nothing, grown, and sealed against writing; the reply lists what each
+attempt got (``name:errno,errno,errno``).
+
 Each attack is acknowledged by echoing its name (``irq-fds``: before it).
 """
 
 import contextlib
+import errno
 import fcntl
 import gc
 import os
@@ -28,6 +33,9 @@ from amplink.remote import Core
 
 def main(core: Core) -> None:
     def serve(ept, data, src):
+        if data == b"shrink":
+            ept.sendto(shrink_memory_fds(), src)
+            return
         if data == b"irq-fds":
             ept.sendto(data, src)
             jam_interrupt_fds()
@@ -79,3 +87,32 @@ def jam_interrupt_fds() -> None:
         except OSError:
             pass  # full (or an end that cannot be written)
         fcntl.fcntl(fd, fcntl.F_SETFL, flags & ~os.O_NONBLOCK)
+
+
+def shrink_memory_fds() -> bytes:
+    results = []
+    for name in sorted(os.listdir("/proc/self/fd"), key=int):
+        fd = int(name)
+        try:
+            kind = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue
+        if not kind.startswith("/memfd:"):
+            continue
+        size = os.fstat(fd).st_size
+        codes = []
+        for attack, *args in (
+            (os.ftruncate, fd, 0),
+            (os.ftruncate, fd, 2 * size),
+            (fcntl.fcntl, fd, fcntl.F_ADD_SEALS, F_SEAL_FUTURE_WRITE),
+        ):
+            try:
+                attack(*args)
+                codes.append("ok")
+            except OSError as exc:
+                codes.append(errno.errorcode[exc.errno])
+        results.append(f"{kind.split()[0]}:{','.join(codes)}")
+    return " ".join(results).encode()
+
+
+F_SEAL_FUTURE_WRITE = 0x10  # Linux 5.1
