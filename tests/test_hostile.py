@@ -5,11 +5,13 @@ that the host survives: the core's link fails with a clear error (a crash is rep
 every call returns within its timeout, and stop() leaves nothing behind."""
 
 import errno
+import logging
 import threading
 from pathlib import Path
 
 import pytest
 
+from amplink import ratelimit
 from amplink.errors import RpmsgError
 from amplink.host import RpmsgBuffers, RpmsgConfig, Rproc, RprocConfig
 from amplink.remoteproc.states import CRASHED
@@ -120,3 +122,22 @@ def test_memory_a_core_is_given_cannot_be_shrunk_grown_or_sealed_by_it(backend):
             ept.send(payload)
             assert ept.recv(10).data == payload
     assert snapshot() == before
+
+
+def test_what_a_core_provokes_is_logged_rate_limited_with_a_count(backend, caplog):
+    """The core sends 500 messages the host must drop (virtio: bad header lengths;
+    GLINK: CLOSE for a channel never opened): at most a burst of them is logged, the
+    rest are counted as suppressed, and the host goes on."""
+    with Rproc(f"hostile-logs-{backend}", HOSTILE, table=table_for(backend)) as rp:
+        ept = rp.wait_channel(SERVICE, 10).create_ept()
+        source = rp.link.name
+        before = ratelimit.suppressed(source)
+        with caplog.at_level(logging.WARNING):
+            ept.send(b"bad:500")
+            assert ept.recv(30).data == b"bad:500"
+        kind = "header announces" if backend == "virtio" else "which the remote never opened"
+        logged = [r for r in caplog.records if kind in r.getMessage()]
+        assert 1 <= len(logged) <= 2 * ratelimit.DEFAULT_BURST, len(logged)
+        assert ratelimit.suppressed(source) - before + len(logged) >= 500
+        ept.send(b"after")
+        assert ept.recv(10).data == b"after"

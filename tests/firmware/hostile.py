@@ -17,6 +17,10 @@ forever; the core then stops (it acknowledges first: its own kicks would block).
 truncated to nothing, grown, and sealed against writing; the reply lists what each
 attempt got (``name:errno,errno,errno``).
 
+``bad:<n>``: ``n`` messages the host must log and drop: over virtio, buffers whose
+header announces more payload than was written; over GLINK, ``CLOSE`` commands for a
+channel never opened.
+
 Each attack is acknowledged by echoing its name (``irq-fds``: before it).
 """
 
@@ -26,13 +30,20 @@ import fcntl
 import gc
 import os
 import threading
+import time
 
 from amplink.irq.domain import IrqDomain
 from amplink.remote import Core
+from amplink.wire import glink
+from amplink.wire.rpmsg import RPMSG_HDR
 
 
 def main(core: Core) -> None:
     def serve(ept, data, src):
+        if data.startswith(b"bad:"):
+            flood_bad_messages(core, src, int(data[4:]))
+            ept.sendto(data, src)
+            return
         if data == b"shrink":
             ept.sendto(shrink_memory_fds(), src)
             return
@@ -116,3 +127,24 @@ def shrink_memory_fds() -> bytes:
 
 
 F_SEAL_FUTURE_WRITE = 0x10  # Linux 5.1
+
+
+def flood_bad_messages(core: Core, dst: int, n: int) -> None:
+    link = core.link
+    for _ in range(n):
+        while True:
+            if hasattr(link, "_tx_vq"):
+                got = link._tx_vq.get()  # a buffer of the host's
+                if got is not None:
+                    head, off, _ = got
+                    RPMSG_HDR.pack_into(link._region.mem, off, 1024, dst, 0, 400, 0)
+                    link._tx_vq.put(head, RPMSG_HDR.size + 10)
+                    break
+            else:
+                with link._tx_cond:
+                    if link._tx.free() >= 64:
+                        link._tx.write(glink.command(glink.CLOSE, 4242))
+                        break
+            link._notify(0) if hasattr(link, "_tx_vq") else link._notify()
+            time.sleep(0.001)  # let the host read
+    link._notify(0) if hasattr(link, "_tx_vq") else link._notify()

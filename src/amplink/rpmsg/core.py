@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterator
 from typing import Any, NamedTuple
 
 from amplink.errors import RpmsgError
+from amplink.ratelimit import log_ratelimited
 from amplink.tracing import TRACER
 from amplink.wire.rpmsg import RPMSG_NAME_SIZE, NsMessage, encode_name
 
@@ -489,14 +490,16 @@ class EndpointTable:
     def no_recipient(self, src: int, dst: int) -> None:
         """A message for an address nobody is bound to: dropped, and logged (rate-limited)."""
         self._unknown_dst_logged += 1
-        if self._unknown_dst_logged <= 10 or self._unknown_dst_logged % 1000 == 0:
-            log.warning(
-                "rpmsg link %s: message from %d to %d has no recipient (dropped; %d so far)",
-                self._link.name,
-                src,
-                dst,
-                self._unknown_dst_logged,
-            )
+        log_ratelimited(
+            log,
+            logging.WARNING,
+            self._link.name,
+            "rpmsg link %s: message from %d to %d has no recipient (dropped; %d so far)",
+            self._link.name,
+            src,
+            dst,
+            self._unknown_dst_logged,
+        )
 
 
 class RpmsgDevice:

@@ -52,6 +52,7 @@ from typing import Literal
 
 from amplink.errors import FifoError, RpmsgError, WireError
 from amplink.memory.region import SharedRegion
+from amplink.ratelimit import log_ratelimited
 from amplink.rpmsg.core import RPMSG_ADDR_ANY, Endpoint, LentMessage, RpmsgBus, RpmsgDevice
 from amplink.rpmsg.glink_fifo import EdgeFifos
 from amplink.rpmsg.glink_protocol import (
@@ -594,7 +595,15 @@ class GlinkChannels:
                 try:
                     self.bus.add_device(RpmsgDevice(self.link, name))
                 except RpmsgError as exc:
-                    log.warning("%s: channel %r ignored: %s", self.link.name, name, exc.strerror)
+                    log_ratelimited(
+                        log,
+                        logging.WARNING,
+                        self.link.name,
+                        "%s: channel %r ignored: %s",
+                        self.link.name,
+                        name,
+                        exc.strerror,
+                    )
             return
         for rpdev in self.bus.devices(name):
             if rpdev.link is self.link and not rpdev.announce:

@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from amplink.errors import RpmsgError
+from amplink.ratelimit import log_ratelimited
 from amplink.wire import glink as g
 
 log = logging.getLogger(__name__)
@@ -301,7 +302,14 @@ class GlinkProtocol:
             self._rx_close(cmd)
         elif isinstance(cmd, g.OpenAck):
             if cmd.cid not in self._lcids:
-                log.warning("%s: OPEN_ACK for unknown channel id %d ignored", self.name, cmd.cid)
+                log_ratelimited(
+                    log,
+                    logging.WARNING,
+                    self.name,
+                    "%s: OPEN_ACK for unknown channel id %d ignored",
+                    self.name,
+                    cmd.cid,
+                )
         elif isinstance(cmd, g.CloseAck):
             ch = self._lcids.pop(cmd.cid, None)
             if ch is not None:
@@ -324,7 +332,10 @@ class GlinkProtocol:
             if not cmd.ack:
                 self.output.append(g.command(g.VERSION_ACK, g.GLINK_VERSION, 0))
             if cmd.version != g.GLINK_VERSION:
-                log.warning(
+                log_ratelimited(
+                    log,
+                    logging.WARNING,
+                    self.name,
                     "%s: the remote speaks GLINK version %d, not %d",
                     self.name,
                     cmd.version,
@@ -342,8 +353,14 @@ class GlinkProtocol:
     def _peer_channel(self, rcid: int, what: str) -> Channel | None:
         ch = self._rcids.get(rcid)
         if ch is None:
-            log.warning(
-                "%s: %s for channel id %d, which the remote never opened", self.name, what, rcid
+            log_ratelimited(
+                log,
+                logging.WARNING,
+                self.name,
+                "%s: %s for channel id %d, which the remote never opened",
+                self.name,
+                what,
+                rcid,
             )
         return ch
 
@@ -356,7 +373,14 @@ class GlinkProtocol:
         if ch is None:
             ch = self._channels[cmd.name] = Channel(cmd.name)
         elif ch.rcid:
-            log.warning("%s: the remote opened %r again without closing it", self.name, cmd.name)
+            log_ratelimited(
+                log,
+                logging.WARNING,
+                self.name,
+                "%s: the remote opened %r again without closing it",
+                self.name,
+                cmd.name,
+            )
             self._rcids.pop(ch.rcid, None)
         ch.rcid = cmd.cid
         ch.peer_closed = False
@@ -385,7 +409,14 @@ class GlinkProtocol:
             return
         for size, iid in cmd.intents:
             if iid in ch.used_intents:
-                log.warning("%s: the remote re-advertised intent %d while in use", self.name, iid)
+                log_ratelimited(
+                    log,
+                    logging.WARNING,
+                    self.name,
+                    "%s: the remote re-advertised intent %d while in use",
+                    self.name,
+                    iid,
+                )
                 continue
             ch.free_intents[iid] = size
         if self.watch_intents:
@@ -396,8 +427,13 @@ class GlinkProtocol:
         if ch is None:
             return
         if cmd.iid not in ch.used_intents:
-            log.warning(
-                "%s: RX_DONE for intent %d, which is not in use, ignored", self.name, cmd.iid
+            log_ratelimited(
+                log,
+                logging.WARNING,
+                self.name,
+                "%s: RX_DONE for intent %d, which is not in use, ignored",
+                self.name,
+                cmd.iid,
             )
             return
         size = ch.used_intents.pop(cmd.iid)
@@ -420,7 +456,10 @@ class GlinkProtocol:
             ch.local_intents[iid] = size
             self.output.append(g.intent_command(ch.lcid, [(size, iid)]))
         else:
-            log.warning(
+            log_ratelimited(
+                log,
+                logging.WARNING,
+                self.name,
                 "%s: refused the remote an intent of %d bytes on %r (limit: %d bytes, %d intents)",
                 self.name,
                 size,
@@ -436,7 +475,10 @@ class GlinkProtocol:
             return
         size = ch.local_intents.get(cmd.iid)
         if size is None or cmd.iid in ch.lent:
-            log.error(
+            log_ratelimited(
+                log,
+                logging.ERROR,
+                self.name,
                 "%s: data on %r for intent %d, which %s; dropped",
                 self.name,
                 ch.name,
@@ -460,13 +502,23 @@ class GlinkProtocol:
         else:
             got = ch.rx.get(cmd.iid)
             if got is None:
-                log.error("%s: TX_DATA_CONT on %r without TX_DATA; dropped", self.name, ch.name)
+                log_ratelimited(
+                    log,
+                    logging.ERROR,
+                    self.name,
+                    "%s: TX_DATA_CONT on %r without TX_DATA; dropped",
+                    self.name,
+                    ch.name,
+                )
                 return None
             buf = got
             buf += cmd.chunk
         if len(buf) + cmd.left > size:
             del ch.rx[cmd.iid]
-            log.error(
+            log_ratelimited(
+                log,
+                logging.ERROR,
+                self.name,
                 "%s: a %d-byte message on %r overflows its %d-byte intent (a buggy or "
                 "hostile remote); dropped",
                 self.name,

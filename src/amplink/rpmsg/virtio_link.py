@@ -32,6 +32,7 @@ from typing import TypeVar
 
 from amplink.errors import RpmsgError, VirtqueueError
 from amplink.memory.region import SharedRegion
+from amplink.ratelimit import log_ratelimited
 from amplink.rpmsg.config import DEFAULT_BUFFERS, RPMSG_BUF_SIZE, RpmsgBuffers
 from amplink.rpmsg.core import RPMSG_ADDR_ANY, LentMessage, message_args
 from amplink.rpmsg.ns import bind_name_service
@@ -376,7 +377,10 @@ class VirtioRpmsgLink(PolledLink):
                 return False
         else:
             ln = -1
-        log.error(
+        log_ratelimited(
+            log,
+            logging.ERROR,
+            self.name,
             "%s: dropped a received buffer: header announces %d payload bytes but the peer "
             "wrote %d bytes in all (a buggy or hostile remote)",
             self.name,
