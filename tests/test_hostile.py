@@ -6,7 +6,9 @@ every call returns within its timeout, and stop() leaves nothing behind."""
 
 import errno
 import logging
+import os
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -15,7 +17,9 @@ from amplink import ratelimit
 from amplink.errors import RpmsgError
 from amplink.host import RpmsgBuffers, RpmsgConfig, Rproc, RprocConfig
 from amplink.remoteproc.states import CRASHED
+from amplink.rpmsg.config import RpmsgLimits
 from amplink.rpmsg.core import RpmsgBus
+from amplink.rpmsg.tty import RpmsgTtyDriver
 from backends import table_for
 from resources import snapshot
 
@@ -141,3 +145,83 @@ def test_what_a_core_provokes_is_logged_rate_limited_with_a_count(backend, caplo
         assert ratelimit.suppressed(source) - before + len(logged) >= 500
         ept.send(b"after")
         assert ept.recv(10).data == b"after"
+
+
+def fd_count() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def test_channels_a_core_creates_are_capped_and_the_other_core_unaffected(backend):
+    """The core announces (opens) 300 channels: the host keeps ``limits.channels`` of
+    them, refuses the rest (counted, in status), and another core on the same bus
+    keeps echoing; host fds grow only by what the kept channels hold."""
+    limits = RpmsgLimits(channels=8)
+    bus = RpmsgBus()
+    table = table_for(backend)
+    with Rproc(f"good-chan-{backend}", ECHO_FW, table=table, bus=bus) as good, Rproc(
+        f"hostile-chan-{backend}", HOSTILE, table=table, bus=bus,
+        rpmsg=RpmsgConfig(limits=limits),
+    ) as bad:  # fmt: skip
+        echo = good.wait_channel(SERVICE, 10).create_ept()
+        ept = bad.wait_channel(SERVICE, 10).create_ept()
+        fds = fd_count()
+        ept.send(b"channels:300")
+        assert ept.recv(30).data == b"channels:300"
+        link = bad.link
+
+        def refused() -> int:
+            return link.refused.get("channels", 0)
+
+        wait_until(lambda: refused() + len(mine(bus, link)) >= 301)
+        assert len(mine(bus, link)) == limits.channels
+        assert fd_count() - fds <= 2 * limits.channels
+        echo.send(b"still here")
+        assert echo.recv(10).data == b"still here"
+        ept.send(b"and here")
+        assert ept.recv(10).data == b"and here"
+
+
+def test_ptys_a_core_asks_for_are_capped():
+    """Over virtio the core announces 20 ``rpmsg-tty`` channels: ``limits.ttys`` get a
+    pty, the others are refused (counted); no traceback is logged."""
+    bus = RpmsgBus()
+    ttys = RpmsgTtyDriver()
+    bus.register_driver(ttys)
+    try:
+        with Rproc("hostile-ttys", HOSTILE, bus=bus,
+                   rpmsg=RpmsgConfig(limits=RpmsgLimits(ttys=2))) as rp:  # fmt: skip
+            ept = rp.wait_channel(SERVICE, 10).create_ept()
+            ept.send(b"ttys:20")
+            assert ept.recv(30).data == b"ttys:20"
+            wait_until(lambda: rp.link.refused.get("ttys", 0) == 18)
+            assert len(ttys.ttys) == 2
+    finally:
+        bus.unregister_driver(ttys)
+
+
+def test_glink_intents_a_core_advertises_are_capped():
+    """Over GLINK the core advertises 5000 intents of 4 GiB with fresh ids: the host
+    keeps track of at most ``limits.intents`` and goes on."""
+    limits = RpmsgLimits(intents=200)
+    with Rproc("hostile-intents", HOSTILE, table=table_for("glink"),
+               rpmsg=RpmsgConfig(limits=limits)) as rp:  # fmt: skip
+        ept = rp.wait_channel(SERVICE, 10).create_ept()
+        ept.send(b"intents:5000")
+        assert ept.recv(30).data == b"intents:5000"
+        link = rp.link
+        wait_until(lambda: link.refused.get("intents", 0) > 0)
+        with link._tx_cond:
+            assert link.protocol._intent_count() <= limits.intents
+        ept.send(b"after")
+        assert ept.recv(10).data == b"after"
+
+
+def mine(bus, link):
+    return [d for d in bus.devices() if d.link is link]
+
+
+def wait_until(condition, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)

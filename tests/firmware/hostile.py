@@ -21,6 +21,10 @@ attempt got (``name:errno,errno,errno``).
 header announces more payload than was written; over GLINK, ``CLOSE`` commands for a
 channel never opened.
 
+``channels:<n>``: announce (virtio) or open (GLINK) ``n`` channels ``flood-<i>``;
+``ttys:<n>``: announce ``n`` ``rpmsg-tty`` channels (virtio: one name, many
+addresses); ``intents:<n>`` (GLINK): advertise ``n`` intents of 4 GiB with fresh ids.
+
 Each attack is acknowledged by echoing its name (``irq-fds``: before it).
 """
 
@@ -42,6 +46,16 @@ def main(core: Core) -> None:
     def serve(ept, data, src):
         if data.startswith(b"bad:"):
             flood_bad_messages(core, src, int(data[4:]))
+            ept.sendto(data, src)
+            return
+        if data.startswith((b"channels:", b"ttys:")):
+            kind, n = data.decode().split(":")
+            for i in range(int(n)):
+                core.create_endpoint(f"flood-{i}" if kind == "channels" else "rpmsg-tty")
+            ept.sendto(data, src)
+            return
+        if data.startswith(b"intents:"):
+            write_glink(core, intent_commands(core, int(data[8:])))
             ept.sendto(data, src)
             return
         if data == b"shrink":
@@ -148,3 +162,26 @@ def flood_bad_messages(core: Core, dst: int, n: int) -> None:
             link._notify(0) if hasattr(link, "_tx_vq") else link._notify()
             time.sleep(0.001)  # let the host read
     link._notify(0) if hasattr(link, "_tx_vq") else link._notify()
+
+
+def intent_commands(core: Core, n: int) -> list[bytes]:
+    lcid = core.link.protocol.channel("rpmsg-openamp-demo-channel").lcid
+    iids = range(1 << 20, (1 << 20) + n)
+    return [
+        glink.intent_command(lcid, [(0xFFFFFFFF, iid) for iid in iids[at : at + 64]])
+        for at in range(0, n, 64)
+    ]
+
+
+def write_glink(core: Core, commands: list[bytes]) -> None:
+    """Write raw commands into the core's FIFO to the host, as room comes."""
+    link = core.link
+    for cmd in commands:
+        while True:
+            with link._tx_cond:
+                if link._tx.free() >= len(cmd) + 8:
+                    link._tx.write(cmd)
+                    break
+            link._notify()
+            time.sleep(0.001)
+    link._notify()

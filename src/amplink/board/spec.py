@@ -15,7 +15,7 @@ import itertools
 import re
 import tomllib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any, TypeVar
@@ -28,6 +28,7 @@ from amplink.remoteproc.devmem import Memory
 from amplink.remoteproc.elf import FirmwareError
 from amplink.remoteproc.fwref import resolve
 from amplink.remoteproc.process import WDOG_IRQ
+from amplink.rpmsg.config import DEFAULT_LIMITS, RpmsgLimits
 
 DEFAULT_BOARD = "default.toml"
 MAILBOX_MODELS = ("imx-mu",)  # what the process platform can wire between two processes
@@ -93,6 +94,7 @@ class CoreSpec:
     recovery: str = "enabled"
     coredump: str = coredump.DISABLED
     cpu: int | None = None
+    limits: RpmsgLimits = DEFAULT_LIMITS
 
     def describe(self) -> str:
         """One line: personality, mailbox wiring, backend and firmware."""
@@ -331,6 +333,7 @@ class _Parser:
         cpu = tbl.get("cpu")
         if cpu is not None:
             cpu = self.get(where, tbl, "cpu", int, check=_at_least(0))
+        limits = self.limits(f"{where}.limits", tbl.get("limits", {}))
         return CoreSpec(
             name=tbl["name"],
             firmware=self.firmware(where, tbl),
@@ -347,6 +350,16 @@ class _Parser:
             recovery=self.choice(where, tbl, "recovery", RECOVERY, "enabled"),
             coredump=self.choice(where, tbl, "coredump", coredump.MODES, coredump.DISABLED),
             cpu=cpu,
+            limits=limits,
+        )
+
+    def limits(self, where: str, value: object) -> RpmsgLimits:
+        """A core's ``limits`` table: any field of :class:`RpmsgLimits`, each a count."""
+        names = tuple(f.name for f in fields(RpmsgLimits))
+        tbl = self.table(where, value, names)
+        return replace(
+            DEFAULT_LIMITS,
+            **{n: self.get(where, tbl, n, int, check=_at_least(0)) for n in names if n in tbl},
         )
 
     def firmware(self, where: str, tbl: dict[str, Any]) -> str:
@@ -398,6 +411,7 @@ _CORE_KEYS = (
     "recovery",
     "coredump",
     "cpu",
+    "limits",
 )
 
 

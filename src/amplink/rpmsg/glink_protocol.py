@@ -38,6 +38,7 @@ from typing import NamedTuple
 
 from amplink.errors import RpmsgError
 from amplink.ratelimit import log_ratelimited
+from amplink.rpmsg.core import RpmsgLink
 from amplink.wire import glink as g
 
 log = logging.getLogger(__name__)
@@ -107,7 +108,9 @@ class GlinkProtocol:
     """The protocol state of one side of an edge called ``name`` (for messages).
 
     ``max_message`` bounds the intents granted on request; ``intents`` are the
-    ``(size, count)`` pairs offered when a channel opens here."""
+    ``(size, count)`` pairs offered when a channel opens here; ``link`` is the rpmsg
+    link whose ``limits`` bound the channels the peer opens, the intents it advertises
+    and those granted to it (refusals are counted in its ``refused``)."""
 
     def __init__(
         self,
@@ -115,8 +118,10 @@ class GlinkProtocol:
         *,
         max_message: int,
         intents: tuple[tuple[int, int], ...] = DEFAULT_INTENTS,
+        link: RpmsgLink | None = None,
     ) -> None:
         self.name = name
+        self._link = link  # its limits bound what the peer makes us keep (None: none)
         self.max_message = max_message
         self._intents = intents
         self.peer_version: int | None = None
@@ -368,8 +373,36 @@ class GlinkProtocol:
         if not ch.lcid and not ch.rcid and ch not in self._lcids.values():
             self._channels.pop(ch.name, None)
 
+    def _refused(self, limit: str, what: str, adding: int = 1) -> bool:
+        """Whether ``adding`` more (of ``what``) would go beyond the link's ``limit``
+        (then it is counted and logged, rate-limited); never without a link."""
+        link = self._link
+        if link is None:
+            return False
+        have = {
+            "channels": lambda: len(self._rcids),
+            "intents": self._intent_count,
+            "intent_bytes": self._intent_bytes,
+        }[limit]()
+        if have + adding <= getattr(link.limits, limit):
+            return False
+        exc = link.over_limit(limit, what)
+        log_ratelimited(log, logging.ERROR, self.name, "%s", exc.strerror)
+        return True
+
+    def _intent_count(self) -> int:
+        return sum(
+            len(c.free_intents) + len(c.used_intents) + len(c.local_intents)
+            for c in self._channels.values()
+        )
+
+    def _intent_bytes(self) -> int:
+        return sum(sum(c.local_intents.values()) for c in self._channels.values())
+
     def _rx_open(self, cmd: g.Open) -> None:
         ch = self._channels.get(cmd.name)
+        if (ch is None or not ch.rcid) and self._refused("channels", f"OPEN of {cmd.name!r}"):
+            return  # never acknowledged: the peer's channel stays half-open
         if ch is None:
             ch = self._channels[cmd.name] = Channel(cmd.name)
         elif ch.rcid:
@@ -408,6 +441,8 @@ class GlinkProtocol:
         if ch is None:
             return
         for size, iid in cmd.intents:
+            if iid not in ch.free_intents and self._refused("intents", f"intent {iid}"):
+                break
             if iid in ch.used_intents:
                 log_ratelimited(
                     log,
@@ -447,7 +482,12 @@ class GlinkProtocol:
         if ch is None or not ch.lcid:
             return
         size = cmd.size
-        granted = size <= self.max_message and len(ch.local_intents) < g.MAX_INTENTS
+        granted = (
+            size <= self.max_message
+            and len(ch.local_intents) < g.MAX_INTENTS
+            and not self._refused("intents", f"an intent of {size} bytes")
+            and not self._refused("intent_bytes", f"an intent of {size} bytes", size)
+        )
         if granted:
             # Rounded up to a power of two: a sender whose messages keep growing by a
             # few bytes then asks log2 times, not once per size (and never hits the limit).
