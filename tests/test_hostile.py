@@ -225,3 +225,82 @@ def wait_until(condition, timeout: float = 20.0) -> None:
     while not condition():
         assert time.monotonic() < deadline, "timed out"
         time.sleep(0.01)
+
+
+# -- the suite: every attack, both backends, a good core beside, resources counted -------
+SURVIVES, CRASHES, HANGS = "survives", "crashes", "hangs"
+ATTACKS = {
+    b"tx-ring": CRASHES,  # a ring or FIFO index the host reads, out of range
+    b"scribble": CRASHES,  # random bytes over what the host reads
+    b"irq-fds": HANGS,  # interrupt descriptors jammed and made blocking
+    b"shrink": SURVIVES,  # memory files truncated, grown, sealed
+    b"bad:2000": SURVIVES,  # bad headers / CLOSE for unknown channels
+    b"channels:300": SURVIVES,  # a name-service (GLINK: OPEN) flood
+    b"kicks:20000": SURVIVES,  # a kick flood
+    b"ttys:30": SURVIVES,  # ptys asked for (virtio)
+    b"intents:5000": SURVIVES,  # 4 GiB intents with fresh ids (GLINK)
+}
+
+
+def rss_bytes() -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    raise AssertionError("no VmRSS")
+
+
+@pytest.mark.parametrize("attack", list(ATTACKS), ids=[a.decode() for a in ATTACKS])
+def test_hostile_firmware_suite(backend, attack):
+    """One attack from one core of a two-core board: the other core keeps echoing; the
+    attacker survives it, or crashes and is recovered, or hangs only itself; both stop
+    in time; fds (ptys included), threads, children and mapped memory are as before,
+    and the host's RSS grew by less than 40 MiB."""
+    if (attack == b"ttys:30" and backend == "glink") or (
+        attack == b"intents:5000" and backend == "virtio"
+    ):
+        pytest.skip("not an attack this backend has")
+    before, rss = snapshot(), rss_bytes()
+    bus = RpmsgBus()
+    ttys = RpmsgTtyDriver()
+    bus.register_driver(ttys)
+    table = table_for(backend)
+    name = attack.decode().split(":")[0]
+    good = Rproc(f"good-{name}-{backend}", ECHO_FW, table=table, bus=bus)
+    bad = Rproc(f"hostile-{name}-{backend}", HOSTILE, table=table, bus=bus,
+                config=RprocConfig(shutdown_timeout=0.5),
+                rpmsg=RpmsgConfig(buffers=RpmsgBuffers(tx_count=8),  # its ring is read soon
+                                  limits=RpmsgLimits(channels=8, ttys=2, intents=200)))  # fmt: skip
+    try:
+        good.start()
+        bad.start()
+        echo = good.wait_channel(SERVICE, 10).create_ept()
+        ept = bad.wait_channel(SERVICE, 10).create_ept()
+        ept.send(attack)
+        outcome = ATTACKS[attack]
+        if outcome == CRASHES:  # its acknowledgement may be lost in what it broke
+            with pytest.raises(OSError):  # the host finds out when it next looks (EIO, EPIPE)
+                for _ in range(100):
+                    ept.send(b"after", timeout=5)
+                    ept.recv(5)
+            bad.wait_crash_handled(1)
+            again = bad.wait_channel(SERVICE, 10).create_ept()  # recovered
+            again.send(b"recovered")
+            assert again.recv(10).data == b"recovered"
+        else:
+            reply = ept.recv(30).data
+            assert reply == attack or b"EPERM" in reply
+        if outcome == SURVIVES:
+            ept.send(b"after")
+            assert ept.recv(10).data == b"after"
+            assert bad.crash_count == 0
+        echo.send(b"still here")
+        assert echo.recv(10).data == b"still here"
+    finally:
+        in_thread(bad.stop)
+        in_thread(good.stop)
+        bad.delete()
+        good.delete()
+        bus.unregister_driver(ttys)
+    assert snapshot() == before
+    assert rss_bytes() - rss < 40 << 20

@@ -25,6 +25,9 @@ channel never opened.
 ``ttys:<n>``: announce ``n`` ``rpmsg-tty`` channels (virtio: one name, many
 addresses); ``intents:<n>`` (GLINK): advertise ``n`` intents of 4 GiB with fresh ids.
 
+``kicks:<n>``: notify the host ``n`` times without sending anything;
+``scribble``: write random bytes over the rings (or FIFOs) the host reads from.
+
 Each attack is acknowledged by echoing its name (``irq-fds``: before it).
 """
 
@@ -33,6 +36,7 @@ import errno
 import fcntl
 import gc
 import os
+import random
 import threading
 import time
 
@@ -57,6 +61,16 @@ def main(core: Core) -> None:
         if data.startswith(b"intents:"):
             write_glink(core, intent_commands(core, int(data[8:])))
             ept.sendto(data, src)
+            return
+        if data.startswith(b"kicks:"):
+            ept.sendto(data, src)
+            notify = core.link._notify
+            for _ in range(int(data[6:])):
+                notify(0) if hasattr(core.link, "_tx_vq") else notify()
+            return
+        if data == b"scribble":
+            ept.sendto(data, src)
+            scribble(core)
             return
         if data == b"shrink":
             ept.sendto(shrink_memory_fds(), src)
@@ -185,3 +199,23 @@ def write_glink(core: Core, commands: list[bytes]) -> None:
             link._notify()
             time.sleep(0.001)
     link._notify()
+
+
+def scribble(core: Core) -> None:
+    """Random bytes over what the host reads: virtio's used ring of vring 0 (and the
+    avail ring of vring 1 it reads back), GLINK's FIFO to the host and its indices."""
+    link = core.link
+    rng = random.Random(16)
+    if hasattr(link, "_tx_vq"):
+        for vq in (link._tx_vq, link._rx_vq):
+            for view in (vq._used_h, vq._used_e):
+                for i in range(len(view)):
+                    view[i] = rng.getrandbits(8 * view.itemsize)
+        link._notify(0)
+    else:
+        with link._tx_cond:
+            fifo = link._tx
+            mem, base = fifo._mem, fifo._base
+            mem[base : base + fifo._size] = rng.randbytes(fifo._size)
+            fifo._words[fifo._mine_at] = rng.getrandbits(32)
+        link._notify()

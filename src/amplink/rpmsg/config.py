@@ -76,7 +76,7 @@ class RpmsgLimits:
       on request, each counted; ``intent_bytes``: the total size of the granted ones
       (what reassembling messages into them may take);
     * ``queued_bytes``: GLINK replies waiting for room in a FIFO the remote does not
-      read; beyond it the link fails (``ENOBUFS``).
+      read; beyond it the link fails as if the remote had broken the FIFO (a crash).
 
     What goes beyond a limit is refused (``ENOSPC``), logged (rate-limited) and
     counted in the link's ``refused``; the link and the other cores carry on."""

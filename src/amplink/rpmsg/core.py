@@ -110,8 +110,8 @@ class RpmsgLink(ABC):
         return RpmsgError(
             errno.ENOSPC,
             f"{self.name}: {what} refused: the remote reached its limit of "
-            f"{getattr(self.limits, limit)} {limit} (RpmsgLimits.{limit}, a board's "
-            f"[cores.limits] {limit})",
+            f"{getattr(self.limits, limit)} {limit} (RpmsgLimits.{limit}; in a board file, "
+            f"the core's limits = {{ {limit} = N }})",
         )
 
     @property
