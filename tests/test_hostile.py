@@ -304,3 +304,18 @@ def test_hostile_firmware_suite(backend, attack):
         bus.unregister_driver(ttys)
     assert snapshot() == before
     assert rss_bytes() - rss < 40 << 20
+
+
+def test_glink_replies_a_core_never_reads_are_bounded():
+    """Over GLINK the core sends 20,000 commands that each need a reply and never reads
+    the host's FIFO: the replies queue beyond ``limits.queued_bytes`` (by at most what
+    one FIFO's worth of commands asks for), then the link fails (a crash, with the
+    reason) instead of growing the host's memory."""
+    with Rproc("hostile-noread", HOSTILE, table=table_for("glink"),
+               config=RprocConfig(recovery=False, shutdown_timeout=0.5),
+               rpmsg=RpmsgConfig(limits=RpmsgLimits(queued_bytes=4096))) as rp:  # fmt: skip
+        ept = rp.wait_channel(SERVICE, 10).create_ept()
+        ept.send(b"noread:20000")  # its acknowledgement may never be read
+        assert in_thread(lambda: rp.wait_state(CRASHED, timeout=30)) == CRASHED
+        assert "does not read its FIFO" in rp.last_crash[1], rp.last_crash
+        assert rp.link is None or rp.link.refused.get("queued_bytes", 0) == 1

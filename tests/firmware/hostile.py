@@ -25,6 +25,9 @@ channel never opened.
 ``ttys:<n>``: announce ``n`` ``rpmsg-tty`` channels (virtio: one name, many
 addresses); ``intents:<n>`` (GLINK): advertise ``n`` intents of 4 GiB with fresh ids.
 
+``noread:<n>`` (GLINK): ``n`` commands that each need a reply, and never a read of
+the host's FIFO again.
+
 ``kicks:<n>``: notify the host ``n`` times without sending anything;
 ``scribble``: write random bytes over the rings (or FIFOs) the host reads from.
 
@@ -62,6 +65,10 @@ def main(core: Core) -> None:
             write_glink(core, intent_commands(core, int(data[8:])))
             ept.sendto(data, src)
             return
+        if data.startswith(b"noread:"):
+            ept.sendto(data, src)
+            write_glink(core, [glink.command(glink.CLOSE, 4242)] * int(data[7:]))
+            threading.Event().wait()
         if data.startswith(b"kicks:"):
             ept.sendto(data, src)
             notify = core.link._notify
