@@ -141,6 +141,16 @@ def test_firmware_references_follow_one_rule_and_must_exist(tmp_path):
         assert info.value.key == "core 'm4'.firmware" and says in str(info.value)
 
 
+def test_a_relative_board_path_still_names_the_firmware_absolutely(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    Path("b.toml").write_text(MINIMAL.replace("amplink.firmware.demo", "absent.elf"))
+    with pytest.raises(BoardError) as info:
+        load_board("b.toml")
+    assert f"firmware file {tmp_path}/absent.elf not found (given as 'absent.elf')" in str(
+        info.value
+    )
+
+
 def test_a_board_file_that_is_not_text_is_a_clear_error():
     with pytest.raises(BoardError, match="not a text file"):
         load_board("/bin/ls")

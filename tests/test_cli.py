@@ -1,8 +1,11 @@
 """The amplink command: demo and bench, run as a user runs them."""
 
+import importlib.resources
 import json
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -150,3 +153,69 @@ def test_help_and_bad_usage():
             cli.main([command, "--help"])
         assert info.value.code == 0
     assert run_cli("recovery", "m4", "maybe").returncode == 2
+
+
+def _exit_code(argv: list[str]) -> int:
+    try:
+        return cli.main(argv)
+    except SystemExit as exc:  # argparse: --help, --version and bad usage
+        return int(exc.code or 0)
+
+
+@pytest.mark.parametrize(
+    ("argv", "code", "says"),
+    [
+        (["--version"], 0, "amplink 0."),
+        (["fw", "pack", "no.such.module", "-o", "{t}/x.elf"], 1, "module 'no.such.module' not"),
+        (["fw", "pack", "{t}/nomain.py", "-o", "{t}/x.elf"], 1, "defines no main(core)"),
+        (["fw", "pack", "{t}/hostname", "-o", "{t}/x.elf"], 1, "hostname is not an ELF image"),
+        (["fw", "pack", "{t}/ok.py", "-o", "{t}/no/x.elf"], 2, "the folder {t}/no does not"),
+        (["demo", "--trace", "{t}/no/t.json"], 2, "the folder {t}/no does not exist"),
+        (["up", "--trace", "{t}/no/t.json"], 2, "the folder {t}/no does not exist"),
+        (["send", "--socket", "{t}/s", "--hex", "m4", "x", "zz"], 2, "'zz' is not hexadecimal"),
+        (["send", "--socket", "{t}/s", "--timeout", "-1", "m4", "x", "y"], 2, "out of range"),
+        (["listen", "--socket", "{t}/s", "--count", "-1", "m4", "x"], 2, "out of range"),
+    ],
+)
+def test_bad_input_is_one_line_naming_it_with_the_usage_exit_code(
+    tmp_path, capsys, argv, code, says
+):
+    (tmp_path / "ok.py").write_text("def main(core):\n    pass\n")
+    (tmp_path / "nomain.py").write_text("x = 1\n")
+    (tmp_path / "hostname").write_text("vm\n")
+    before = sorted(tmp_path.iterdir())
+    assert _exit_code([a.format(t=tmp_path) for a in argv]) == code
+    out, err = capsys.readouterr()
+    assert says.format(t=tmp_path) in (out if code == 0 else err)
+    assert "Traceback" not in out + err and sorted(tmp_path.iterdir()) == before
+
+
+def test_every_option_states_its_default_once():
+    parser = cli.build_parser()
+    helps = [
+        p.format_help()
+        for action in parser._subparsers._group_actions  # type: ignore[union-attr]
+        for p in action.choices.values()
+    ]
+    for text in helps:
+        assert "(default: None)" not in text and "(default: False)" not in text
+        assert text.count("default: $AMPLINK_SOCKET") <= 1
+    assert any("(default: 5.0)" in text for text in helps)
+
+
+@pytest.mark.skipif(os.path.isdir("/sys/bus/rpmsg"), reason="this kernel has an rpmsg bus")
+def test_raw_client_on_linux_without_an_rpmsg_bus_says_so_at_once():
+    example = Path(__file__).parent.parent / "examples" / "raw_client.py"
+    proc = subprocess.run(
+        [sys.executable, str(example), "--linux"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 1 and "no rpmsg bus (/sys/bus/rpmsg is missing)" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_the_package_ships_py_typed():
+    assert importlib.resources.files("amplink").joinpath("py.typed").is_file()

@@ -120,6 +120,18 @@ def test_missing_or_invalid_resource_table():
     assert "Resource table present but invalid: .resource_table of v2.elf" in describe_image(image)
 
 
+def test_fw_inspect_of_an_invalid_table_says_so_and_fails(tmp_path):
+    bad = bytearray(default_rsc_table().build())
+    bad[0] = 2  # version 2
+    path = tmp_path / "v2.elf"
+    tbl = OutSegment(0, bytes(bad), section=".resource_table")
+    path.write_bytes(write_elf([tbl], elf_type=ET_EXEC))
+    proc = run_cli("fw", "inspect", str(path))
+    assert proc.returncode == 1, proc.stderr
+    assert "Resource table present but invalid" in proc.stdout
+    assert "No resource table found" not in proc.stdout and "Traceback" not in proc.stderr
+
+
 def test_load_copies_segments_zero_fills_and_refuses_outside_memory():
     data = write_elf(
         [OutSegment(0x100, b"\xaa" * 8, memsz=32), OutSegment(0x10000, b"x")], elf_type=ET_EXEC

@@ -173,6 +173,40 @@ def test_intents_beyond_the_limit_are_refused(edge):
     assert exc.value.errno == errno.EAGAIN and "refused" in exc.value.strerror
 
 
+def test_trysend_asks_for_an_intent_and_gives_emsgsize_once_refused(edge):
+    """Without waiting, a message no free intent fits is EBUSY and asks the remote for
+    one; readiness waits for that size meanwhile.  Once the remote refused, the next try
+    is EMSGSIZE and readiness no longer waits for it (a select loop would wait forever)."""
+    ept = edge.channel()
+    ch = edge.remote.protocol.channel(NAME)
+    for i in range(g.MAX_INTENTS - len(ch.local_intents)):
+        ch.local_intents[10_000 + i] = 1
+    with pytest.raises(RpmsgError) as exc:
+        ept.trysend(bytes(2000))
+    assert exc.value.errno == errno.EBUSY and not edge.host.can_send(ept.addr)
+    edge.pump()  # the remote refuses
+    with pytest.raises(RpmsgError) as exc:
+        ept.trysend(bytes(2000))
+    assert exc.value.errno == errno.EMSGSIZE and "refused" in exc.value.strerror
+    assert edge.host.can_send(ept.addr)
+    ept.trysend(b"small")  # a 1 KiB intent still fits it
+    edge.pump()
+
+
+def test_after_a_full_fifo_readiness_waits_for_room_for_that_message(edge):
+    """EAGAIN from a full FIFO: the link says it can send only once that message fits,
+    not as soon as the smallest one would."""
+    ept = edge.channel()
+    ept.trysend(bytes(600))  # the remote does not read yet
+    with pytest.raises(RpmsgError) as exc:
+        ept.trysend(bytes(600))
+    assert exc.value.errno == errno.EAGAIN
+    assert not edge.host.can_send(ept.addr)  # though a smaller message would fit
+    edge.pump()
+    assert edge.host.can_send(ept.addr)
+    ept.trysend(bytes(600))
+
+
 def test_data_for_an_intent_never_given_is_dropped_and_the_link_survives(edge, caplog):
     ept = edge.channel()
     lcid = edge.host.protocol.channel(NAME).lcid

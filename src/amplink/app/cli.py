@@ -368,6 +368,17 @@ def _socket_option() -> argparse.ArgumentParser:
     return s
 
 
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """States each option's default, unless it has none (``None``, ``False``) or its
+    help already says it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        if action.default is None or action.default is False or "default" in text:
+            return text
+        return super()._get_help_string(action)
+
+
 def add_command(
     sub: Subcommands,
     name: str,
@@ -385,7 +396,7 @@ def add_command(
         help=text,
         description=description or text,
         parents=parents,
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=_HelpFormatter,
     )
     c.set_defaults(func=func)
     return c

@@ -124,7 +124,7 @@ def resolve(spec: str, base: str | Path | None = None) -> FirmwareRef:
     path = os.path.expanduser(spec)
     if not os.path.isabs(path):
         path = os.path.join(base if base is not None else os.getcwd(), path)
-    return FirmwareRef(spec, "file", os.path.normpath(path))
+    return FirmwareRef(spec, "file", os.path.abspath(path))
 
 
 def check_program(source: str, filename: str) -> None:

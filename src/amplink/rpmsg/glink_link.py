@@ -212,6 +212,7 @@ class GlinkLink(PolledLink):
         except RpmsgError as exc:
             if exc.errno != errno.EAGAIN:
                 raise
+            del self._wanted[name]  # no later try would do: readiness does not wait for it
             raise RpmsgError(
                 errno.EMSGSIZE, f"{exc.strerror}: a {n}-byte message cannot be sent on {name!r}"
             ) from None
@@ -259,6 +260,7 @@ class GlinkLink(PolledLink):
                     f"a {n}-byte message cannot be sent without blocking through the "
                     f"{self.spec.fifo_size}-byte FIFO of {self.name}: use send()",
                 )
+            self._wanted[name] = n  # readiness now waits for room for all of it
             self._ask_read_notif()
             raise RpmsgError(errno.EAGAIN, f"the GLINK FIFO of {self.name} is full")
         view = memoryview(data)
