@@ -29,7 +29,8 @@ addresses); ``intents:<n>`` (GLINK): advertise ``n`` intents of 4 GiB with fresh
 the host's FIFO again.
 
 ``kicks:<n>``: notify the host ``n`` times without sending anything;
-``scribble``: write random bytes over the rings (or FIFOs) the host reads from.
+``scribble``: write random bytes over the rings (or FIFOs) the host reads from, and
+stop.
 
 Each attack is acknowledged by echoing its name (``irq-fds``: before it).
 """
@@ -78,7 +79,8 @@ def main(core: Core) -> None:
         if data == b"scribble":
             ept.sendto(data, src)
             scribble(core)
-            return
+            threading.Event().wait()  # its own next writes would mend a FIFO index
+
         if data == b"shrink":
             ept.sendto(shrink_memory_fds(), src)
             return
