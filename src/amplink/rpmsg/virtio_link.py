@@ -32,6 +32,7 @@ from typing import TypeVar
 
 from amplink.errors import RpmsgError, VirtqueueError
 from amplink.memory.region import SharedRegion
+from amplink.ratelimit import log_ratelimited
 from amplink.rpmsg.config import DEFAULT_BUFFERS, RPMSG_BUF_SIZE, RpmsgBuffers
 from amplink.rpmsg.core import RPMSG_ADDR_ANY, LentMessage, message_args
 from amplink.rpmsg.ns import bind_name_service
@@ -186,25 +187,27 @@ class VirtioRpmsgLink(PolledLink):
             )
         if self.failure is not None:
             raise self.dead_error()
-        with self._tx_cond:
-            kick = self._try_send(src, dst, data, n)
-        if kick is None:
-            if not block:
-                raise RpmsgError(
-                    errno.ENOMEM, f"no free TX buffer on {self.name} (the remote is behind)"
-                )
-            kick = self._send_waiting(lambda: self._try_send(src, dst, data, n), timeout)
+        try:
+            with self._tx_cond:
+                kick = self._try_send(src, dst, data, n)
+            if kick is None:
+                if not block:
+                    raise RpmsgError(
+                        errno.ENOMEM, f"no free TX buffer on {self.name} (the remote is behind)"
+                    )
+                kick = self._send_waiting(lambda: self._try_send(src, dst, data, n), timeout)
+        except VirtqueueError as exc:
+            self.fail(exc)  # not under the TX lock: the listeners take it
+            raise
         if kick:
             self._notify(self._tx_index)
 
     def _try_send(self, src: int, dst: int, data: bytes, n: int) -> bool | None:
+        """One try (TX lock held); a ring the peer broke raises ``VirtqueueError``,
+        which the caller turns into :meth:`fail` once the lock is free."""
         if self.failure is not None:  # checked under the TX lock: memory may be gone
             raise self.dead_error()
-        try:
-            buf = self._take_tx()
-        except VirtqueueError as exc:
-            self.fail(exc)
-            raise
+        buf = self._take_tx()
         if buf is None:
             return None
         token, off, cap = buf
@@ -255,12 +258,16 @@ class VirtioRpmsgLink(PolledLink):
             raise RpmsgError(errno.EINVAL, "a send buffer needs a source and a destination")
         if self.failure is not None:
             raise self.dead_error()
-        with self._tx_cond:
-            got = self._take_tx_alive()
-        if got is None:
-            if not block:
-                raise RpmsgError(errno.ENOMEM, f"no free TX buffer on {self.name}")
-            got = self._send_waiting(self._take_tx_alive, timeout)
+        try:
+            with self._tx_cond:
+                got = self._take_tx_alive()
+            if got is None:
+                if not block:
+                    raise RpmsgError(errno.ENOMEM, f"no free TX buffer on {self.name}")
+                got = self._send_waiting(self._take_tx_alive, timeout)
+        except VirtqueueError as exc:
+            self.fail(exc)
+            raise
         token, off, cap = got
         return TxBuffer(
             self, token, off, self._region.view(off + _HDR_SIZE, cap - _HDR_SIZE), src, dst
@@ -269,11 +276,7 @@ class VirtioRpmsgLink(PolledLink):
     def _take_tx_alive(self) -> tuple[int, int, int] | None:
         if self.failure is not None:
             raise self.dead_error()
-        try:
-            return self._take_tx()
-        except VirtqueueError as exc:
-            self.fail(exc)
-            raise
+        return self._take_tx()
 
     def _lent_tx_done(self, buf: TxBuffer, length: int | None) -> None:
         """A lent send buffer comes back: sent with ``length`` payload bytes, or unused."""
@@ -376,7 +379,10 @@ class VirtioRpmsgLink(PolledLink):
                 return False
         else:
             ln = -1
-        log.error(
+        log_ratelimited(
+            log,
+            logging.ERROR,
+            self.name,
             "%s: dropped a received buffer: header announces %d payload bytes but the peer "
             "wrote %d bytes in all (a buggy or hostile remote)",
             self.name,
