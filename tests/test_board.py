@@ -10,10 +10,13 @@ import pytest
 
 from amplink.app import demo
 from amplink.board import Board, BoardError, load_board, parse_board
+from amplink.board.system import make_rproc
 from amplink.errors import AmplinkError
 from amplink.firmware.demo import ECHO_SERVICE, RAW_SERVICE, SERVICES
 from amplink.remoteproc.emulated import EmulatedPlatformDriver
 from amplink.remoteproc.resources import Memory
+from amplink.rpmsg.config import RpmsgLimits
+from amplink.rpmsg.core import RpmsgBus
 from resources import snapshot
 
 MINIMAL = """
@@ -49,6 +52,13 @@ def test_minimal_board_takes_the_documented_defaults():
         "enabled",
     )
     assert core.auto_boot and core.coredump == "disabled" and core.cpu is None
+    assert core.limits == RpmsgLimits()
+
+
+def test_limits_are_set_per_core_and_reach_its_rpmsg_drivers():
+    spec = parse_board(_with_core_line("limits = { channels = 3, ttys = 0 }"))
+    assert spec.core("m4").limits == RpmsgLimits(channels=3, ttys=0)
+    assert make_rproc(spec.core("m4"), RpmsgBus()).rpmsg.limits.channels == 3
 
 
 def _with_core_line(line: str) -> str:
@@ -64,6 +74,9 @@ def _with_core_line(line: str) -> str:
         (_with_core_line("auto_boot = 1"), "core 'm4'.auto_boot", "expected true or false"),
         (_with_core_line('personality = "omap"'), "core 'm4'.personality", "one of 'imx', 'k3'"),
         (_with_core_line('rpmsg = "smd"'), "core 'm4'.rpmsg", "'virtio', 'glink'"),
+        (_with_core_line("limits = { chanels = 3 }"), "core 'm4'.limits.chanels",
+         "did you mean 'channels'"),
+        (_with_core_line("limits = { ttys = -1 }"), "core 'm4'.limits.ttys", "at least 0"),
         (_with_core_line('coredump = "yes"'), "core 'm4'.coredump", "'inline'"),
         (_with_core_line('memories = ["nope"]'), "core 'm4'.memories[0]", "'nope' is not defined"),
         (MINIMAL.replace('mailbox = "mu"\n', 'mailbox = "mu9"\n'), "core 'm4'.mailbox",

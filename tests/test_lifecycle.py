@@ -563,3 +563,43 @@ def test_segments_load_into_a_core_local_memory(tmp_path):
         echo_once(rp)
         assert rp.carveouts == (Memory("tcm", 0x100000, 0x10000),)
         assert rp.core_memory(0x100000, 0x20) == b"initialised data" + bytes(16)
+
+
+def test_reattach_waits_until_the_core_has_let_go_of_its_rings():
+    """The re-attach race, made certain: the core is stopped (SIGSTOP) right after a
+    detach, before it could see the vdev reset.  Attaching again must not lay out fresh
+    rings under it: the attach waits until the core has dropped its old link, and the
+    core then serves the new one."""
+    before = snapshot()
+    booted = boot_core("reattach", ECHO_FW)
+    pid = booted.platform.pid
+    rp = Rproc("reattach", ECHO_FW, attach=booted)
+    try:
+        rp.boot()
+        echo_once(rp)
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            rp.sysfs.state = "detach"
+            attached = threading.Event()
+            errors = []
+
+            def attach() -> None:
+                try:
+                    rp.sysfs.state = "start"
+                    attached.set()
+                except OSError as exc:
+                    errors.append(exc)
+
+            t = threading.Thread(target=attach)
+            t.start()
+            assert not attached.wait(1.0), "attached under a core that still holds its rings"
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        t.join(30)
+        assert attached.is_set() and not errors, errors
+        assert rp.state == ATTACHED
+        echo_once(rp, b"attached again")
+    finally:
+        rp.stop()
+        rp.delete()
+    assert snapshot() == before

@@ -196,6 +196,7 @@ class GlinkEdge(BoundSubdev):
             lambda: ctx.kick(notifyid),
             send_timeout=DEFAULT_SEND_TIMEOUT if timeout is None else timeout,
             spin=AdaptiveSpin(enabled=ctx.spin),
+            limits=handler.config.limits,
         )
 
         def failed(error: OSError) -> None:

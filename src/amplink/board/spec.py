@@ -15,7 +15,7 @@ import itertools
 import re
 import tomllib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any, TypeVar
@@ -31,6 +31,7 @@ from amplink.remoteproc.emulated import EmulatedPlatformDriver
 from amplink.remoteproc.fwref import resolve
 from amplink.remoteproc.platform import PlatformDriver
 from amplink.remoteproc.process import WDOG_IRQ, ProcessPlatformDriver
+from amplink.rpmsg.config import DEFAULT_LIMITS, RpmsgLimits
 
 DEFAULT_BOARD = "default.toml"
 MAILBOX_MODELS = ("imx-mu",)  # what the process platform can wire between two processes
@@ -125,6 +126,7 @@ class CoreSpec:
     coredump: str = coredump.DISABLED
     cpu: int | None = None
     emulated: EmulatedSpec | None = None  # None: the core is a process
+    limits: RpmsgLimits = DEFAULT_LIMITS
 
     def describe(self) -> str:
         """One line: personality (and emulated CPU), mailbox wiring, backend and firmware."""
@@ -372,6 +374,7 @@ class _Parser:
         cpu = tbl.get("cpu")
         if cpu is not None:
             cpu = self.get(where, tbl, "cpu", int, check=_at_least(0))
+        limits = self.limits(f"{where}.limits", tbl.get("limits", {}))
         return CoreSpec(
             name=tbl["name"],
             firmware=self.firmware(where, tbl),
@@ -389,6 +392,16 @@ class _Parser:
             coredump=self.choice(where, tbl, "coredump", coredump.MODES, coredump.DISABLED),
             cpu=cpu,
             emulated=emulated,
+            limits=limits,
+        )
+
+    def limits(self, where: str, value: object) -> RpmsgLimits:
+        """A core's ``limits`` table: any field of :class:`RpmsgLimits`, each a count."""
+        names = tuple(f.name for f in fields(RpmsgLimits))
+        tbl = self.table(where, value, names)
+        return replace(
+            DEFAULT_LIMITS,
+            **{n: self.get(where, tbl, n, int, check=_at_least(0)) for n in names if n in tbl},
         )
 
     def firmware(self, where: str, tbl: dict[str, Any]) -> str:
@@ -497,6 +510,7 @@ _CORE_KEYS = (
     "coredump",
     "cpu",
     "platform",
+    "limits",
 )
 _EMULATED_KEYS = ("cpu_model", "clock_hz", "memory_map", "mu_base", "vtor", "gdb_port", "gdb_wait")
 

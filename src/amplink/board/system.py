@@ -11,15 +11,17 @@ from __future__ import annotations
 import errno
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from amplink import ratelimit
 from amplink.board.spec import BoardSpec, CoreSpec
 from amplink.errors import AmplinkError
 from amplink.host import Rproc
 from amplink.remoteproc.layout import glink_rsc_table
 from amplink.rpmsg.chardev import RpmsgCharDriver
+from amplink.rpmsg.config import RpmsgConfig
 from amplink.rpmsg.core import RpmsgBus
 from amplink.rpmsg.tty import RpmsgTty, RpmsgTtyDriver
 
@@ -47,6 +49,8 @@ class CoreStatus:
     alias: str = ""  # remoteprocN: the kernel's name for the board's N-th core
     console: str | None = None  # a stable name for the tty (amplink up's folder)
     endpoints: tuple[str, ...] = ()  # stable names of its endpoint files (amplink up's)
+    refused: dict[str, int] = field(default_factory=dict)  # by limit (RpmsgLimits), this boot
+    logs_suppressed: int = 0  # log lines it provoked that the rate limit held back, in all
 
 
 def make_rproc(spec: CoreSpec, bus: RpmsgBus, coredump_dir: str | None = None) -> Rproc:
@@ -58,6 +62,7 @@ def make_rproc(spec: CoreSpec, bus: RpmsgBus, coredump_dir: str | None = None) -
         bus=bus,
         table=glink_rsc_table() if spec.rpmsg == "glink" else None,
         platforms=spec.platforms(),
+        rpmsg=RpmsgConfig(limits=spec.limits),
     )
 
 
@@ -157,6 +162,8 @@ class Board:
                     coredump=rp.sysfs.coredump,
                     coredumps=rp.dumps_taken,
                     alias=f"remoteproc{i}",
+                    refused=_sum_counts(link.refused for link in links),
+                    logs_suppressed=sum(ratelimit.suppressed(link.name) for link in links),
                 )
             )
         return out
@@ -183,3 +190,11 @@ class Board:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def _sum_counts(counts: Iterable[dict[str, int]]) -> dict[str, int]:
+    total: dict[str, int] = {}
+    for one in counts:
+        for key, n in one.items():
+            total[key] = total.get(key, 0) + n
+    return total

@@ -8,7 +8,10 @@ offset name        writer  meaning
 ====== =========== ======= ==========================================================
 0x00   STATUS      core    BOOTED (bit 0): executing its firmware; WFI (bit 1): the
                            core waits for an interrupt (as TI-SCI's flag 0x2);
-                           HALTED (bit 2): it stopped itself after a shutdown request
+                           HALTED (bit 2): it stopped itself after a shutdown request;
+                           UNBOUND (bit 3): it holds no rpmsg vdev rings (it waits for
+                           the host's driver), reported by firmware that sets
+                           REPORTS_UNBOUND (bit 4)
 0x04   HEARTBEAT   core    incremented by the firmware to kick its watchdog
 0x08   BOOT_ADDR   host    where the core starts executing
 ====== =========== ======= ==========================================================
@@ -24,6 +27,8 @@ CC_BOOT_ADDR = 0x08
 STATUS_BOOTED = 0x1
 STATUS_WFI = 0x2
 STATUS_HALTED = 0x4
+STATUS_UNBOUND = 0x8
+STATUS_REPORTS_UNBOUND = 0x10
 SIZE = 16
 _WORDS = {CC_STATUS: 0, CC_HEARTBEAT: 1, CC_BOOT_ADDR: 2}
 

@@ -1,9 +1,10 @@
 """Interrupt lines: the wire from a device to an interrupt controller.
 
-A line crosses processes as an eventfd.  The device side (:class:`IrqWire`) pulses it
-when its interrupt output may have become active; the controller side
-(:class:`IrqLine`) waits on it.  Pulses coalesce, like edges arriving while the CPU is
-busy.
+A line is an eventfd within a process, and a pipe when it crosses processes
+(:func:`shared_line_fds`: each process holds its own open file of it, so that neither
+can make the other's writes block).  The device side (:class:`IrqWire`) pulses it when
+its interrupt output may have become active; the controller side (:class:`IrqLine`)
+waits on it.  Pulses coalesce, like edges arriving while the CPU is busy.
 
 What a pulse means depends on the trigger type:
 
@@ -34,31 +35,62 @@ if TYPE_CHECKING:
 Source = Callable[[], bool]
 
 
+_PULSE = (1).to_bytes(8, "little")  # what eventfd_write(fd, 1) writes: both kinds take it
+_SINK = bytearray(1 << 16)  # what a drain reads into (discarded): a whole pipe at once
+
+
 class IrqWire:
-    """The device end of a line: an eventfd the device pulses (any process)."""
+    """The device end of a line: a descriptor the device pulses (any process)."""
 
     __slots__ = ("fd",)
 
     def __init__(self, fd: int) -> None:
         self.fd = fd
 
-    def pulse(self) -> None:
-        """Signal the line (one eventfd write)."""
-        os.eventfd_write(self.fd, 1)
+    def pulse(self) -> None:  # on the message path: no context manager
+        """Signal the line (one 8-byte write).  Never blocks on a non-blocking
+        descriptor: a full line already has a pulse pending (pulses coalesce), and one
+        nobody reads any more (its owner is gone) has nobody to tell."""
+        try:
+            os.write(self.fd, _PULSE)
+        except (BlockingIOError, BrokenPipeError):
+            return
 
 
 def drain(fd: int) -> bool:
-    """Consume an eventfd's pending count; True if there was any."""
+    """Consume what is pending on a line (an eventfd's count, or up to 64 KiB of a
+    pipe's pulses); True if there was any."""
     try:
-        os.eventfd_read(fd)
+        os.readv(fd, [_SINK])
     except BlockingIOError:
         return False
     return True
 
 
 def new_line_fd() -> int:
-    """An eventfd suitable as a line (non-blocking, close-on-exec)."""
+    """An eventfd suitable as a line within this process (non-blocking, close-on-exec)."""
     return os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+
+
+def shared_line_fds() -> tuple[int, int]:
+    """A line that another process pulses: ``(owner, pulser)``, two open files of one
+    pipe, both non-blocking and close-on-exec.  The owner's reads and writes (it waits
+    on the line and pulses it itself); the pulser's only writes.
+
+    Each party holds only its own open file, so neither can change the other's file
+    status flags (they belong to the open file, not to the descriptor): a process that
+    clears ``O_NONBLOCK`` on its end and fills the pipe blocks only itself, and the
+    other side's pulses still never block.  An eventfd cannot give this (it has one
+    open file, which every holder shares)."""
+    r, pulser = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        owner = os.open(f"/proc/self/fd/{r}", os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
+    except BaseException:
+        os.close(pulser)
+        raise
+    finally:
+        os.close(r)
+    return owner, pulser
 
 
 class IrqLine:

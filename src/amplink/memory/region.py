@@ -2,7 +2,8 @@
 
 Backed by ``memfd_create``: the memory has no name in ``/dev/shm`` and disappears when
 the last file descriptor and mapping are gone, so a crashed run leaves nothing behind.
-Another process maps it from an inherited file descriptor (``pass_fds``).
+Another process maps it from an inherited file descriptor (``pass_fds``); the file is
+sealed at its size first, so that process cannot shrink it under the host's mapping.
 
 Mapping one checks the host first (:func:`~amplink.memory.barrier.require_memory_model`):
 what amplink puts in shared memory is only correct under x86-64's memory model.
@@ -14,6 +15,7 @@ Views into the mapping are handed out by :meth:`SharedRegion.view` and
 
 from __future__ import annotations
 
+import fcntl
 import mmap
 import os
 from typing import Literal
@@ -22,6 +24,12 @@ from amplink.errors import AddressError
 from amplink.memory.barrier import require_memory_model
 
 PAGE_SIZE = mmap.PAGESIZE
+FIXED_SIZE_SEALS = fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_SEAL_SEAL
+"""The seals every region made here carries: whoever else holds its descriptor (a core
+process) can neither shrink it (the next access here would die of SIGBUS), nor grow
+or truncate-and-regrow it (which would zero it), nor add seals of its own (a
+``F_SEAL_FUTURE_WRITE`` would stop the host from mapping it again): each gets
+``EPERM``."""
 
 
 class SharedRegion:
@@ -48,13 +56,15 @@ class SharedRegion:
 
     @classmethod
     def create(cls, size: int, name: str = "amplink") -> SharedRegion:
-        """Create a new zero-filled region of ``size`` bytes (rounded up to a page)."""
+        """Create a new zero-filled region of ``size`` bytes (rounded up to a page),
+        sealed at that size (:data:`FIXED_SIZE_SEALS`)."""
         if size <= 0:
             raise ValueError(f"region size must be positive, got {size}")
         size = -(-size // PAGE_SIZE) * PAGE_SIZE
-        fd = os.memfd_create(name, os.MFD_CLOEXEC)
+        fd = os.memfd_create(name, os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
         try:
             os.ftruncate(fd, size)
+            fcntl.fcntl(fd, fcntl.F_ADD_SEALS, FIXED_SIZE_SEALS)
             return cls(fd, size, name)
         except BaseException:
             os.close(fd)

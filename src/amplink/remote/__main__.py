@@ -33,6 +33,7 @@ import time
 from amplink.bindings import firmware_rpmsg
 from amplink.core_process import core_arguments, die_with_parent
 from amplink.errors import AmplinkError
+from amplink.hw.core_ctrl import STATUS_REPORTS_UNBOUND, STATUS_UNBOUND
 from amplink.hw.soc import core_control
 from amplink.irq.line import drain
 from amplink.mailbox.mu_path import MU_IRQ, MuKickPath, MuWiring
@@ -125,7 +126,10 @@ def main(argv: list[str] | None = None) -> int:
 
         def make_link(deadline: float | None) -> PolledLink | None:
             """Wait for the host to bring its side up (until ``deadline``, or until
-            stopped), then bring up the firmware's side of rpmsg."""
+            stopped), then bring up the firmware's side of rpmsg.  Core control says
+            UNBOUND meanwhile: a host attaching again waits for it before it lays out
+            fresh rings, so that none are laid under a core still using the old ones."""
+            control.set_status(STATUS_UNBOUND | STATUS_REPORTS_UNBOUND)
             while not up.ready():
                 if deadline is not None and time.monotonic() > deadline:
                     return None
@@ -133,6 +137,7 @@ def main(argv: list[str] | None = None) -> int:
                     return None
                 _wait_readable(wake_fd, 0.05)
             link = up.probe()
+            control.set_status(clear_bits=STATUS_UNBOUND)
             notifyids.clear()
             notifyids.update(up.notifyids)
             return link

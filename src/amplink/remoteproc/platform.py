@@ -97,6 +97,11 @@ class RprocPlatform(ABC):
     def disconnect(self) -> None:
         """Release the host side only; the core keeps running (``ops->detach``)."""
 
+    def wait_unbound(self, timeout: float) -> None:  # noqa: B027 (a hook)
+        """Before the host lays out fresh rings for a core it attaches to again: wait
+        until the core no longer uses the old ones (``ETIMEDOUT`` after ``timeout``
+        s).  Platforms whose cores cannot tell return at once."""
+
     @abstractmethod
     def kick(self, notifyid: int) -> None:
         """Notify the core about vring (or edge) ``notifyid`` (``ops->kick``)."""

@@ -29,10 +29,18 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 from amplink.errors import AmplinkError
-from amplink.hw.core_ctrl import CC_BOOT_ADDR, CC_HEARTBEAT, CC_STATUS, STATUS_WFI, CoreControl
+from amplink.hw.core_ctrl import (
+    CC_BOOT_ADDR,
+    CC_HEARTBEAT,
+    CC_STATUS,
+    STATUS_REPORTS_UNBOUND,
+    STATUS_UNBOUND,
+    STATUS_WFI,
+    CoreControl,
+)
 from amplink.hw.soc import core_control, mmio_region
 from amplink.irq.flags import IRQ_HANDLED, IRQF_ONESHOT, IRQF_TRIGGER_RISING
-from amplink.irq.line import new_line_fd
+from amplink.irq.line import shared_line_fds
 from amplink.mailbox.mu_path import DEFAULT_WIRING, Delivery, MuKickPath, MuWiring
 from amplink.memory.region import SharedRegion
 from amplink.remoteproc.config import RprocConfig
@@ -169,9 +177,20 @@ class ProcessPlatform(RprocPlatform):
         self.control = core_control(mmio, self.name)
         self.control.writel(CC_BOOT_ADDR, entry)
         self._mmio = mmio
-        fds = self._line_fds = (new_line_fd(), new_line_fd())  # host's line, core's line
+        host_line, core_pulser = shared_line_fds()
+        try:
+            core_line, host_pulser = shared_line_fds()
+        except BaseException:
+            _close((host_line, core_pulser))
+            raise
+        fds = self._line_fds = (host_line, host_pulser)  # the host's own open files
         self._undo.append(lambda: _close(fds))
-        self.proc = self._spawn(region, mmio, fds[1], fds[0], table_da, table_len, entry)
+        try:
+            self.proc = self._spawn(
+                region, mmio, core_line, core_pulser, table_da, table_len, entry
+            )
+        finally:
+            _close((core_line, core_pulser))  # the core's: the host keeps no copy
         self._undo.append(self._reset)
 
     def connect(self, features: Features) -> None:
@@ -343,6 +362,23 @@ class ProcessPlatform(RprocPlatform):
         if self._watchdog is not None and self._watchdog is not threading.current_thread():
             self._watchdog.join(5)
         self._watchdog = None
+
+    def wait_unbound(self, timeout: float) -> None:
+        """Wait for core control's UNBOUND, if the firmware reports it (amplink's
+        Python firmware does: it holds no rings while it waits for the host's driver).
+        Attaching again right after a detach would otherwise lay fresh rings under a
+        core that has not yet seen the reset, and it would read them as broken."""
+        deadline = time.monotonic() + timeout
+        while (status := self.status()) & STATUS_REPORTS_UNBOUND and not status & STATUS_UNBOUND:
+            if self.proc is None or self.proc.poll() is not None:
+                return  # it died: nothing uses the rings
+            if time.monotonic() > deadline:
+                raise AmplinkError(
+                    errno.ETIMEDOUT,
+                    f"{self.name} did not let go of its rpmsg rings within {timeout:g}s "
+                    "after the detach (its firmware must notice the vdev reset)",
+                )
+            time.sleep(WFI_POLL)
 
     # -- stop ------------------------------------------------------------------------
     def shutdown(self, ack_timeout: float, wfi_timeout: float) -> None:

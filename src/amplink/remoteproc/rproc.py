@@ -325,6 +325,7 @@ class Rproc:
             self._handle_resources(booted.image, placing=False)
             self._prepare_subdevs()
             platform.connect(self.features)
+            platform.wait_unbound(self.config.boot_timeout)
             self._start_subdevs()
         except BaseException:
             self._disconnect_locked()

@@ -8,7 +8,7 @@ choose.  :class:`RpmsgConfig` is what a host gives its rpmsg drivers.
 from __future__ import annotations
 
 import errno
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 from amplink.errors import RpmsgError
 from amplink.wire.rpmsg import RPMSG_HDR_SIZE
@@ -63,13 +63,53 @@ DEFAULT_BUFFERS = RpmsgBuffers()
 
 
 @dataclass(frozen=True)
+class RpmsgLimits:
+    """What one remote may make the host allocate on one link (amplink's bounds: Linux
+    has none, and a remote that announces channels without end exhausts it).
+
+    * ``channels``: channels the remote creates (name-service announcements, GLINK
+      channels it opens), each with an endpoint and maybe a pty or a file;
+    * ``endpoints``: endpoints bound on the link at once (the channels' and the host's
+      own);
+    * ``ttys``: ``rpmsg-tty`` channels given a pty (3 fds and a thread each);
+    * ``intents``: GLINK intents the remote advertises, and those the host grants it
+      on request, each counted; ``intent_bytes``: the total size of the granted ones
+      (what reassembling messages into them may take);
+    * ``queued_bytes``: GLINK replies waiting for room in a FIFO the remote does not
+      read; beyond it the link fails as if the remote had broken the FIFO (a crash).
+
+    What goes beyond a limit is refused (``ENOSPC``), logged (rate-limited) and
+    counted in the link's ``refused``; the link and the other cores carry on."""
+
+    channels: int = 64
+    endpoints: int = 256
+    ttys: int = 4
+    intents: int = 1024
+    intent_bytes: int = 16 << 20
+    queued_bytes: int = 1 << 20
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if not isinstance(value, int) or value < 0:
+                raise RpmsgError(errno.EINVAL, f"RpmsgLimits.{f.name} = {value!r}: not a count")
+
+
+DEFAULT_LIMITS = RpmsgLimits()  # a host's
+UNLIMITED = RpmsgLimits(**{f.name: 1 << 62 for f in fields(RpmsgLimits)})
+"""A firmware's links: the limits protect a host from its remotes."""
+
+
+@dataclass(frozen=True)
 class RpmsgConfig:
     """The host's rpmsg drivers' settings: ``buffers`` (the virtio backend's buffer
-    geometry) and ``send_timeout`` (s) a blocking send waits for a buffer or an intent
-    (None: each backend's Linux default, virtio 15 s, GLINK 10 s)."""
+    geometry), ``send_timeout`` (s) a blocking send waits for a buffer or an intent
+    (None: each backend's Linux default, virtio 15 s, GLINK 10 s) and ``limits``, what
+    the remote may make the host allocate (:class:`RpmsgLimits`)."""
 
     buffers: RpmsgBuffers = DEFAULT_BUFFERS
     send_timeout: float | None = None
+    limits: RpmsgLimits = DEFAULT_LIMITS
 
     def __post_init__(self) -> None:
         if self.send_timeout is not None and self.send_timeout < 0:

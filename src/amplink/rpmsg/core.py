@@ -26,6 +26,8 @@ from collections.abc import Callable, Iterator
 from typing import Any, NamedTuple
 
 from amplink.errors import RpmsgError
+from amplink.ratelimit import log_ratelimited
+from amplink.rpmsg.config import UNLIMITED
 from amplink.tracing import TRACER
 from amplink.wait import Wakeup
 from amplink.wire.rpmsg import RPMSG_NAME_SIZE, NsMessage, encode_name
@@ -98,6 +100,21 @@ class RpmsgLink(ABC):
         self.messages_out = 0
         self.trace_key = name  # the backends add what tells this link from a later one
         self.trace_seq = [0, 0]  # messages sent, received while tracing (flow ids)
+        self.limits = UNLIMITED  # what the remote may make this side allocate (a host's
+        # drivers set theirs)
+        self.refused: dict[str, int] = {}  # what went beyond them, by limit
+
+    def over_limit(self, limit: str, what: str) -> RpmsgError:
+        """Count a refusal of ``what`` by limit ``limit`` (a field of
+        :class:`~amplink.rpmsg.config.RpmsgLimits`) and return the ``ENOSPC`` error
+        that says so; the caller raises or logs it (rate-limited)."""
+        self.refused[limit] = self.refused.get(limit, 0) + 1
+        return RpmsgError(
+            errno.ENOSPC,
+            f"{self.name}: {what} refused: the remote reached its limit of "
+            f"{getattr(self.limits, limit)} {limit} (RpmsgLimits.{limit}; in a board file, "
+            f"the core's limits = {{ {limit} = N }})",
+        )
 
     @property
     @abstractmethod
@@ -460,7 +477,8 @@ class EndpointTable:
         addr: int = RPMSG_ADDR_ANY,
         **kwargs: object,
     ) -> Endpoint:
-        """Bind a new endpoint at ``addr`` (ANY: allocate); ``EADDRINUSE`` if taken."""
+        """Bind a new endpoint at ``addr`` (ANY: allocate); ``EADDRINUSE`` if taken,
+        ``ENOSPC`` beyond ``link.limits.endpoints``."""
         link = self._link
         if link.failure is not None:
             raise link.dead_error()
@@ -474,6 +492,8 @@ class EndpointTable:
                 raise RpmsgError(errno.EINVAL, f"invalid rpmsg address {addr}")
             elif addr in self._by_addr:
                 raise RpmsgError(errno.EADDRINUSE, f"rpmsg address {addr} is already bound")
+            if len(self._by_addr) >= link.limits.endpoints:
+                raise link.over_limit("endpoints", f"endpoint {addr}")
             ept = Endpoint(link, addr, callback, **kwargs)  # type: ignore[arg-type]
             self._by_addr[addr] = ept
         try:
@@ -512,14 +532,16 @@ class EndpointTable:
             log.debug("rpmsg link %s: name-service message from %d ignored", self._link.name, src)
             return
         self._unknown_dst_logged += 1
-        if self._unknown_dst_logged <= 10 or self._unknown_dst_logged % 1000 == 0:
-            log.warning(
-                "rpmsg link %s: message from %d to %d has no recipient (dropped; %d so far)",
-                self._link.name,
-                src,
-                dst,
-                self._unknown_dst_logged,
-            )
+        log_ratelimited(
+            log,
+            logging.WARNING,
+            self._link.name,
+            "rpmsg link %s: message from %d to %d has no recipient (dropped; %d so far)",
+            self._link.name,
+            src,
+            dst,
+            self._unknown_dst_logged,
+        )
 
 
 class RpmsgDevice:
@@ -660,7 +682,8 @@ class RpmsgBus:
                     self._unbind(rpdev, RpmsgError(errno.ESHUTDOWN, "driver unregistered"))
 
     def add_device(self, rpdev: RpmsgDevice) -> RpmsgDevice:
-        """Add a channel and probe a matching driver; ``EEXIST`` for a duplicate."""
+        """Add a channel and probe a matching driver; ``EEXIST`` for a duplicate,
+        ``ENOSPC`` for one its remote created beyond ``link.limits.channels``."""
         with self._cond:
             for other in self._devices:
                 if (
@@ -670,6 +693,11 @@ class RpmsgBus:
                     and _addr_match(other.dst, rpdev.dst)
                 ):
                     raise RpmsgError(errno.EEXIST, f"channel {rpdev.id} already exists")
+            link = rpdev.link
+            if not rpdev.announce and link.limits.channels <= sum(
+                1 for d in self._devices if d.link is link and not d.announce
+            ):
+                raise link.over_limit("channels", f"channel {rpdev.name!r}")
             self._devices.append(rpdev)
             for drv in self._drivers:
                 if drv.matches(rpdev):
@@ -734,8 +762,13 @@ class RpmsgBus:
             rpdev.src = ept.addr
         try:
             drv.probe(rpdev)
-        except Exception:
-            log.exception("rpmsg driver %s failed to probe %s", drv.name, rpdev.id)
+        except Exception as exc:
+            if isinstance(exc, RpmsgError) and exc.errno == errno.ENOSPC:
+                log_ratelimited(
+                    log, logging.ERROR, rpdev.link.name, "%s: %s", rpdev.id, exc.strerror
+                )
+            else:
+                log.exception("rpmsg driver %s failed to probe %s", drv.name, rpdev.id)
             if rpdev.ept is not None:
                 rpdev.ept.destroy()
                 rpdev.ept = None

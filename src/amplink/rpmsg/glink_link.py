@@ -51,6 +51,8 @@ from typing import Any, Literal
 
 from amplink.errors import FifoError, RpmsgError, WireError
 from amplink.memory.region import SharedRegion
+from amplink.ratelimit import log_ratelimited
+from amplink.rpmsg.config import UNLIMITED, RpmsgLimits
 from amplink.rpmsg.core import RPMSG_ADDR_ANY, Endpoint, LentMessage, RpmsgBus, RpmsgDevice
 from amplink.rpmsg.glink_fifo import EdgeFifos
 from amplink.rpmsg.glink_protocol import (
@@ -99,11 +101,15 @@ class GlinkLink(PolledLink):
         intents: tuple[tuple[int, int], ...] = DEFAULT_INTENTS,
         send_timeout: float = DEFAULT_SEND_TIMEOUT,
         spin: AdaptiveSpin | None = None,
+        limits: RpmsgLimits = UNLIMITED,
     ) -> None:
         super().__init__(name, ns_supported=False, spin=spin)
         self.role = role
         self.spec = spec
-        self.protocol = GlinkProtocol(name, max_message=spec.max_message, intents=intents)
+        self.limits = limits
+        self.protocol = GlinkProtocol(
+            name, max_message=spec.max_message, intents=intents, link=self
+        )
         self._fifos = EdgeFifos(name, region, edge_offset, spec.fifo_size, role)
         self.trace_key = f"{name}@{os.fstat(region.fd).st_ino}"  # this boot's memory
         self._tx = self._fifos.tx
@@ -365,6 +371,14 @@ class GlinkLink(PolledLink):
         if batch:
             self._tx.write(b"".join(batch))  # one publish, one kick, for all of them
         if out:
+            if sum(map(len, out)) > self.limits.queued_bytes:
+                self.refused["queued_bytes"] = self.refused.get("queued_bytes", 0) + 1
+                raise FifoError(
+                    self._tx.name,
+                    f"the remote left {sum(map(len, out))} bytes of replies unread, beyond "
+                    f"its limit of {self.limits.queued_bytes} (RpmsgLimits.queued_bytes): "
+                    "it does not read its FIFO",
+                )
             self._ask_read_notif()
         if batch:
             self._kick()
@@ -664,7 +678,15 @@ class GlinkChannels:
                 try:
                     self.bus.add_device(RpmsgDevice(self.link, name))
                 except RpmsgError as exc:
-                    log.warning("%s: channel %r ignored: %s", self.link.name, name, exc.strerror)
+                    log_ratelimited(
+                        log,
+                        logging.WARNING,
+                        self.link.name,
+                        "%s: channel %r ignored: %s",
+                        self.link.name,
+                        name,
+                        exc.strerror,
+                    )
             return
         for rpdev in self.bus.devices(name):
             if rpdev.link is self.link and not rpdev.announce:

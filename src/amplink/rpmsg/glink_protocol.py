@@ -37,6 +37,8 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from amplink.errors import RpmsgError
+from amplink.ratelimit import log_ratelimited
+from amplink.rpmsg.core import RpmsgLink
 from amplink.wire import glink as g
 
 log = logging.getLogger(__name__)
@@ -107,7 +109,9 @@ class GlinkProtocol:
     """The protocol state of one side of an edge called ``name`` (for messages).
 
     ``max_message`` bounds the intents granted on request; ``intents`` are the
-    ``(size, count)`` pairs offered when a channel opens here."""
+    ``(size, count)`` pairs offered when a channel opens here; ``link`` is the rpmsg
+    link whose ``limits`` bound the channels the peer opens, the intents it advertises
+    and those granted to it (refusals are counted in its ``refused``)."""
 
     def __init__(
         self,
@@ -115,8 +119,10 @@ class GlinkProtocol:
         *,
         max_message: int,
         intents: tuple[tuple[int, int], ...] = DEFAULT_INTENTS,
+        link: RpmsgLink | None = None,
     ) -> None:
         self.name = name
+        self._link = link  # its limits bound what the peer makes us keep (None: none)
         self.max_message = max_message
         self._intents = intents
         self.peer_version: int | None = None
@@ -303,7 +309,14 @@ class GlinkProtocol:
             self._rx_close(cmd)
         elif isinstance(cmd, g.OpenAck):
             if cmd.cid not in self._lcids:
-                log.warning("%s: OPEN_ACK for unknown channel id %d ignored", self.name, cmd.cid)
+                log_ratelimited(
+                    log,
+                    logging.WARNING,
+                    self.name,
+                    "%s: OPEN_ACK for unknown channel id %d ignored",
+                    self.name,
+                    cmd.cid,
+                )
         elif isinstance(cmd, g.CloseAck):
             ch = self._lcids.pop(cmd.cid, None)
             if ch is not None:
@@ -326,7 +339,10 @@ class GlinkProtocol:
             if not cmd.ack:
                 self.output.append(g.command(g.VERSION_ACK, g.GLINK_VERSION, 0))
             if cmd.version != g.GLINK_VERSION:
-                log.warning(
+                log_ratelimited(
+                    log,
+                    logging.WARNING,
+                    self.name,
                     "%s: the remote speaks GLINK version %d, not %d",
                     self.name,
                     cmd.version,
@@ -344,8 +360,14 @@ class GlinkProtocol:
     def _peer_channel(self, rcid: int, what: str) -> Channel | None:
         ch = self._rcids.get(rcid)
         if ch is None:
-            log.warning(
-                "%s: %s for channel id %d, which the remote never opened", self.name, what, rcid
+            log_ratelimited(
+                log,
+                logging.WARNING,
+                self.name,
+                "%s: %s for channel id %d, which the remote never opened",
+                self.name,
+                what,
+                rcid,
             )
         return ch
 
@@ -353,12 +375,47 @@ class GlinkProtocol:
         if not ch.lcid and not ch.rcid and ch not in self._lcids.values():
             self._channels.pop(ch.name, None)
 
+    def _refused(self, limit: str, what: str, adding: int = 1) -> bool:
+        """Whether ``adding`` more (of ``what``) would go beyond the link's ``limit``
+        (then it is counted and logged, rate-limited); never without a link."""
+        link = self._link
+        if link is None:
+            return False
+        have = {
+            "channels": lambda: len(self._rcids),
+            "intents": self._intent_count,
+            "intent_bytes": self._intent_bytes,
+        }[limit]()
+        if have + adding <= getattr(link.limits, limit):
+            return False
+        exc = link.over_limit(limit, what)
+        log_ratelimited(log, logging.ERROR, self.name, "%s", exc.strerror)
+        return True
+
+    def _intent_count(self) -> int:
+        return sum(
+            len(c.free_intents) + len(c.used_intents) + len(c.local_intents)
+            for c in self._channels.values()
+        )
+
+    def _intent_bytes(self) -> int:
+        return sum(sum(c.local_intents.values()) for c in self._channels.values())
+
     def _rx_open(self, cmd: g.Open) -> None:
         ch = self._channels.get(cmd.name)
+        if (ch is None or not ch.rcid) and self._refused("channels", f"OPEN of {cmd.name!r}"):
+            return  # never acknowledged: the peer's channel stays half-open
         if ch is None:
             ch = self._channels[cmd.name] = Channel(cmd.name)
         elif ch.rcid:
-            log.warning("%s: the remote opened %r again without closing it", self.name, cmd.name)
+            log_ratelimited(
+                log,
+                logging.WARNING,
+                self.name,
+                "%s: the remote opened %r again without closing it",
+                self.name,
+                cmd.name,
+            )
             self._rcids.pop(ch.rcid, None)
         ch.rcid = cmd.cid
         ch.peer_closed = False
@@ -386,8 +443,17 @@ class GlinkProtocol:
         if ch is None:
             return
         for size, iid in cmd.intents:
+            if iid not in ch.free_intents and self._refused("intents", f"intent {iid}"):
+                break
             if iid in ch.used_intents:
-                log.warning("%s: the remote re-advertised intent %d while in use", self.name, iid)
+                log_ratelimited(
+                    log,
+                    logging.WARNING,
+                    self.name,
+                    "%s: the remote re-advertised intent %d while in use",
+                    self.name,
+                    iid,
+                )
                 continue
             ch.free_intents[iid] = size
             if not ch.smallest_offered or size < ch.smallest_offered:
@@ -404,7 +470,14 @@ class GlinkProtocol:
             return
         size = ch.used_intents.pop(iid, None)
         if size is None:
-            log.warning("%s: RX_DONE for intent %d, which is not in use, ignored", self.name, iid)
+            log_ratelimited(
+                log,
+                logging.WARNING,
+                self.name,
+                "%s: RX_DONE for intent %d, which is not in use, ignored",
+                self.name,
+                iid,
+            )
             return
         if reuse:
             ch.free_intents[iid] = size
@@ -416,7 +489,12 @@ class GlinkProtocol:
         if ch is None or not ch.lcid:
             return
         size = cmd.size
-        granted = size <= self.max_message and len(ch.local_intents) < g.MAX_INTENTS
+        granted = (
+            size <= self.max_message
+            and len(ch.local_intents) < g.MAX_INTENTS
+            and not self._refused("intents", f"an intent of {size} bytes")
+            and not self._refused("intent_bytes", f"an intent of {size} bytes", size)
+        )
         if granted:
             # Rounded up to a power of two: a sender whose messages keep growing by a
             # few bytes then asks log2 times, not once per size (and never hits the limit).
@@ -425,7 +503,10 @@ class GlinkProtocol:
             ch.local_intents[iid] = size
             self.output.append(g.intent_command(ch.lcid, [(size, iid)]))
         else:
-            log.warning(
+            log_ratelimited(
+                log,
+                logging.WARNING,
+                self.name,
                 "%s: refused the remote an intent of %d bytes on %r (limit: %d bytes, %d intents)",
                 self.name,
                 size,
@@ -443,7 +524,10 @@ class GlinkProtocol:
             return
         size = ch.local_intents.get(iid)
         if size is None or iid in ch.lent:
-            log.error(
+            log_ratelimited(
+                log,
+                logging.ERROR,
+                self.name,
                 "%s: data on %r for intent %d, which %s; dropped",
                 self.name,
                 ch.name,
@@ -467,13 +551,23 @@ class GlinkProtocol:
         else:
             got = ch.rx.get(cmd.iid)
             if got is None:
-                log.error("%s: TX_DATA_CONT on %r without TX_DATA; dropped", self.name, ch.name)
+                log_ratelimited(
+                    log,
+                    logging.ERROR,
+                    self.name,
+                    "%s: TX_DATA_CONT on %r without TX_DATA; dropped",
+                    self.name,
+                    ch.name,
+                )
                 return None
             buf = got
             buf += cmd.chunk
         if len(buf) + cmd.left > size:
             del ch.rx[cmd.iid]
-            log.error(
+            log_ratelimited(
+                log,
+                logging.ERROR,
+                self.name,
                 "%s: a %d-byte message on %r overflows its %d-byte intent (a buggy or "
                 "hostile remote); dropped",
                 self.name,

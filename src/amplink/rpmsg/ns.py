@@ -16,6 +16,7 @@ import logging
 from collections.abc import Callable
 
 from amplink.errors import RpmsgError, WireError
+from amplink.ratelimit import log_ratelimited
 from amplink.rpmsg.core import (
     RPMSG_ADDR_ANY,
     RPMSG_NS_ADDR,
@@ -37,7 +38,10 @@ def bind_name_service(link: RpmsgLink, handle: Callable[[NsMessage], None]) -> E
         try:
             msg = NsMessage.unpack(data)
         except WireError as exc:
-            log.warning(
+            log_ratelimited(
+                log,
+                logging.WARNING,
+                link.name,
                 "%s: malformed name-service message from %d ignored: %s",
                 link.name,
                 src,
@@ -72,6 +76,12 @@ class NameService:
         try:
             self.bus.add_device(rpdev)
         except RpmsgError as exc:
-            log.warning(
-                "%s: announcement of %r ignored: %s", self.link.name, msg.name, exc.strerror
+            log_ratelimited(
+                log,
+                logging.WARNING,
+                self.link.name,
+                "%s: announcement of %r ignored: %s",
+                self.link.name,
+                msg.name,
+                exc.strerror,
             )

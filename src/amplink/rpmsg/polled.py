@@ -9,7 +9,11 @@ Busy-polling follows the suppression protocol both backends share: tell the peer
 to notify (:meth:`~PolledLink.suppress_rx`), poll, then ask for notifications again and
 drain once more if something slipped in between (:meth:`~PolledLink.unsuppress_rx`).
 A backend whose memory the peer broke raises one of ``broken_by_peer`` from its drain;
-that fails the link (its users see ``EPIPE``), never the process.
+that fails the link (its users see ``EPIPE``), never the process.  :meth:`fail` is
+never called with the TX lock held, nor with the rx lock held by a drain (its
+listeners take the TX lock, wake senders, remove devices): the error travels up to
+where the lock is released.  A callback that finds the link broken runs it in the
+receive context, as any other callback code.
 """
 
 from __future__ import annotations
@@ -74,18 +78,30 @@ class PolledLink(RpmsgLink):
 
     def poll_rx(self) -> int:
         """Dispatch every received message now; returns how many were dispatched."""
-        with self._rx_lock:
+        return self._drain(blocking=True)
+
+    def _drain(self, *, blocking: bool) -> int:
+        """Take the receive context (or give up at once if it is busy and not
+        ``blocking``) and drain; a ring the peer broke fails the link once the rx lock
+        is free again, so that no failure listener runs under it."""
+        if not self._rx_lock.acquire(blocking):
+            return 0
+        try:
             return self._drain_locked()
+        except self.broken_by_peer as exc:
+            broken = exc
+        finally:
+            self._rx_lock.release()
+        self.fail(broken)  # type: ignore[arg-type]
+        return 0
 
     def _drain_locked(self) -> int:
+        """Drain with the rx lock held; raises one of ``broken_by_peer``."""
         if self.failure is not None:
             return 0
         self._rx_owner = threading.get_ident()
         try:
             return self._drain_rx()
-        except self.broken_by_peer as exc:
-            self.fail(exc)  # type: ignore[arg-type]
-            return 0
         finally:
             self._rx_owner = 0
 
@@ -95,11 +111,8 @@ class PolledLink(RpmsgLink):
     def _poll_once(self, ready: Callable[[], bool]) -> bool:
         if self.failure is not None:
             return True  # stop spinning: the caller finds out why
-        if self.rx_pending() and self._rx_lock.acquire(blocking=False):
-            try:
-                self._drain_locked()
-            finally:
-                self._rx_lock.release()
+        if self.rx_pending():
+            self._drain(blocking=False)
         return ready()
 
     def busy_poll(self, ready: Callable[[], bool]) -> bool:

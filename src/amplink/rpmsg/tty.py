@@ -209,7 +209,13 @@ class RpmsgTtyDriver(PerDeviceDriver[RpmsgTty]):
         return self.instances
 
     def create(self, rpdev: RpmsgDevice) -> RpmsgTty:
-        """A pty for a new ``rpmsg-tty`` channel."""
+        """A pty for a new ``rpmsg-tty`` channel (``ENOSPC`` beyond the link's
+        ``limits.ttys``)."""
+        link = rpdev.link
+        with self._changed:
+            ttys = sum(1 for d in self._devices.values() if d.link is link)
+        if ttys >= link.limits.ttys:
+            raise link.over_limit("ttys", f"a pty for {rpdev.id}")
         t = RpmsgTty(rpdev)
         log.info("%s: %s is %s", rpdev.id, RPMSG_TTY_SERVICE, t.path)
         return t

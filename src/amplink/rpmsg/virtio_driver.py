@@ -57,6 +57,9 @@ class RpmsgVirtioDriver(VirtioDriver):
         else:
             link = VirtioRpmsgRemote(vdev.name, vdev, send_timeout=timeout)
 
+        if vdev.role == DRIVER:
+            link.limits = self.config.limits
+
         def failed(error: OSError) -> None:
             if isinstance(error, link.broken_by_peer):
                 vdev.broken(error)

@@ -32,6 +32,7 @@ from typing import TypeVar
 
 from amplink.errors import RpmsgError, VirtqueueError
 from amplink.memory.region import SharedRegion
+from amplink.ratelimit import log_ratelimited
 from amplink.rpmsg.config import DEFAULT_BUFFERS, RPMSG_BUF_SIZE, RpmsgBuffers
 from amplink.rpmsg.core import RPMSG_ADDR_ANY, Endpoint, LentMessage, message_args
 from amplink.rpmsg.ns import bind_name_service
@@ -176,14 +177,18 @@ class VirtioRpmsgLink(PolledLink):
         n = len(data)
         if n > self._mtu or RPMSG_ADDR_ANY in (src, dst) or self.failure is not None:
             raise self._refusal(src, dst, n)
-        with self._tx_lock:
-            kick = self._try_send(src, dst, data, n)
-        if kick is None:
-            if not block:
-                raise RpmsgError(
-                    errno.ENOMEM, f"no free TX buffer on {self.name} (the remote is behind)"
-                )
-            kick = self._send_waiting(lambda: self._try_send(src, dst, data, n), timeout)
+        try:
+            with self._tx_lock:
+                kick = self._try_send(src, dst, data, n)
+            if kick is None:
+                if not block:
+                    raise RpmsgError(
+                        errno.ENOMEM, f"no free TX buffer on {self.name} (the remote is behind)"
+                    )
+                kick = self._send_waiting(lambda: self._try_send(src, dst, data, n), timeout)
+        except VirtqueueError as exc:
+            self.fail(exc)  # not under the TX lock: the listeners take it
+            raise
         if kick:
             self._notify(self._tx_index)
 
@@ -206,7 +211,9 @@ class VirtioRpmsgLink(PolledLink):
     def _try_send(self, src: int, dst: int, data: bytes, n: int) -> bool | None:
         """Put one message of ``n`` bytes on the ring (TX lock held): whether the peer
         wants a notification, or None when no send buffer is free.  ``EPIPE`` once the
-        link failed (its memory may be gone)."""
+        link failed (its memory may be gone); a ring the peer broke raises
+        ``VirtqueueError``, which the caller turns into :meth:`fail` once the lock is
+        free."""
 
     def _send_waiting(self, attempt: Callable[[], _T | None], timeout: float | None) -> _T:
         """Retry ``attempt`` (under the TX lock) until it gets a buffer, or time out."""
@@ -242,12 +249,16 @@ class VirtioRpmsgLink(PolledLink):
             raise RpmsgError(errno.EINVAL, "a send buffer needs a source and a destination")
         if self.failure is not None:
             raise self.dead_error()
-        with self._tx_lock:
-            got = self._take_tx_alive()
-        if got is None:
-            if not block:
-                raise RpmsgError(errno.ENOMEM, f"no free TX buffer on {self.name}")
-            got = self._send_waiting(self._take_tx_alive, timeout)
+        try:
+            with self._tx_lock:
+                got = self._take_tx_alive()
+            if got is None:
+                if not block:
+                    raise RpmsgError(errno.ENOMEM, f"no free TX buffer on {self.name}")
+                got = self._send_waiting(self._take_tx_alive, timeout)
+        except VirtqueueError as exc:
+            self.fail(exc)
+            raise
         token, off, cap = got
         return TxBuffer(
             self, token, off, self._region.view(off + _HDR_SIZE, cap - _HDR_SIZE), src, dst
@@ -258,14 +269,12 @@ class VirtioRpmsgLink(PolledLink):
 
     def _taken(self, take: Callable[[], _T | None]) -> _T | None:
         """What ``take`` takes from the send ring (TX lock held): ``EPIPE`` once the
-        link failed (its memory may be gone); a ring the peer broke fails the link."""
+        link failed (its memory may be gone); a ring the peer broke raises
+        ``VirtqueueError``, which the caller turns into :meth:`fail` once the lock is
+        free."""
         if self.failure is not None:
             raise self.dead_error()
-        try:
-            return take()
-        except VirtqueueError as exc:
-            self.fail(exc)
-            raise
+        return take()
 
     def _lent_tx_done(self, buf: TxBuffer, length: int | None) -> None:
         """A lent send buffer comes back: sent with ``length`` payload bytes, or unused."""
@@ -362,7 +371,10 @@ class VirtioRpmsgLink(PolledLink):
                 return self._lend_rx(ept, off, ln, token, src)
         else:
             ln = -1
-        log.error(
+        log_ratelimited(
+            log,
+            logging.ERROR,
+            self.name,
             "%s: dropped a received buffer: header announces %d payload bytes but the peer "
             "wrote %d bytes in all (a buggy or hostile remote)",
             self.name,
