@@ -3,6 +3,7 @@ hand: the wire format, chunking through a small FIFO, intents, and hostile peers
 
 import errno
 import logging
+import os
 import struct
 import threading
 from contextlib import contextmanager
@@ -16,6 +17,7 @@ from amplink.rpmsg.glink_link import GlinkChannels, GlinkLink
 from amplink.wait import AdaptiveSpin
 from amplink.wire import glink as g
 from amplink.wire.glink_edge import GlinkEdgeSpec
+from resources import snapshot
 
 NAME = "svc"
 
@@ -67,6 +69,11 @@ class Edge:
         return ept
 
     def close(self):
+        """Take both sides down as the bindings do when a core stops (fail, quiesce),
+        then unmap."""
+        for link in (self.host, self.remote):
+            link.fail(RpmsgError(errno.ESHUTDOWN, "the test edge is closed"))
+            assert link.quiesce()
         self.region.close()
 
 
@@ -92,9 +99,11 @@ def remote_running(edge):
 
 @pytest.fixture
 def edge():
+    before = snapshot()
     e = Edge()
     yield e
     e.close()
+    assert snapshot() == before  # no fd (a sender's or receiver's wakeup), no thread
 
 
 def test_version_open_intents_and_echo(edge):
@@ -123,6 +132,7 @@ def test_a_message_many_times_the_fifo_is_chunked_through_it():
     """A 1 KiB FIFO carries a 20 KB message in 496-byte chunks (TX_DATA, then
     TX_DATA_CONT), with READ_NOTIF when it fills; the receiver grants a bigger intent.
     The remote only reads when kicked, so a kick the sender forgets hangs the test."""
+    before = snapshot()
     edge = Edge(fifo_size=1024)
     try:
         got = []
@@ -141,6 +151,19 @@ def test_a_message_many_times_the_fifo_is_chunked_through_it():
         assert got == [big] * 3
     finally:
         edge.close()
+    assert snapshot() == before  # the sender waited: its wakeup is closed too
+
+
+def test_a_failed_link_closes_what_its_senders_slept_on(edge):
+    """fail() alone, as a core's link when the host resets the vdev (no quiesce()):
+    the wakeup a sender slept on is closed then, not when the link is collected."""
+    ept = edge.channel()
+    fds = sorted(os.listdir("/proc/self/fd"))
+    with remote_running(edge):
+        ept.send(bytes(2000), timeout=10)  # no intent that large: it waits for one
+    assert sorted(os.listdir("/proc/self/fd")) != fds  # what it slept on
+    edge.host.fail(RpmsgError(errno.ESHUTDOWN, "the host reset the vdev"))
+    assert sorted(os.listdir("/proc/self/fd")) == fds
 
 
 def test_trysend_of_a_message_that_cannot_fit_the_fifo_is_einval():

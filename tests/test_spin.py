@@ -154,3 +154,7 @@ def test_wakeup_is_never_lost_and_closes():
     w.set()  # after close: nothing, and no error
     w.close()
     assert len(os.listdir("/proc/self/fd")) == fds
+    dropped = Wakeup()
+    dropped.set()
+    del dropped  # never closed: both of its descriptors go with it, not only the epoll
+    assert len(os.listdir("/proc/self/fd")) == fds

@@ -194,7 +194,9 @@ class Wakeup:
     """An auto-reset wake-up on an eventfd (see the module docstring): :meth:`set`
     from any thread, :meth:`wait` in the threads that sleep on it; wake-ups are never
     lost (a ``set`` before the ``wait`` makes it return at once).  :meth:`close` it
-    once nobody waits any more; a ``set`` after that does nothing."""
+    once nobody waits any more; a ``set`` after that does nothing.  Its two
+    descriptors (the eventfd and the epoll instance) live and die together: one that
+    is dropped unclosed releases both when it is collected, never only the epoll."""
 
     __slots__ = ("_ep", "_fd", "_lock")
 
@@ -220,9 +222,12 @@ class Wakeup:
         return True
 
     def close(self) -> None:
-        """Release the eventfd. Idempotent."""
+        """Release the eventfd and the epoll instance. Idempotent."""
         with self._lock:
             if self._fd >= 0:
                 self._ep.close()
                 os.close(self._fd)
                 self._fd = -1
+
+    def __del__(self) -> None:
+        self.close()

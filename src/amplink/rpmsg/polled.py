@@ -46,7 +46,7 @@ class PolledLink(RpmsgLink):
         self._rx_owner = 0
         self._tx_waiters = 0  # senders waiting in _send_wait (counted under the TX lock)
         self._tx_wakeup: Wakeup | None = None  # what they sleep on (made by the first)
-        self.fail_listeners.append(lambda _error: self._wake_senders())
+        self.fail_listeners.append(self._release_senders)
         self._users = 0  # spinning waiters reading shared memory outside the locks
         self._users_cond = threading.Condition(threading.Lock())
         self._quiescing = False  # quiesce() waits: the last user must notify
@@ -127,6 +127,15 @@ class PolledLink(RpmsgLink):
                     self.poll_rx()
         finally:
             self._leave_memory()
+
+    def _release_senders(self, _error: OSError) -> None:
+        """The link failed (never called under its locks): wake the waiting senders,
+        the last of which closes their wakeup as it leaves, or close it now."""
+        with self._tx_lock:
+            if self._tx_waiters:
+                self._wake_senders()
+            else:
+                self._close_tx_wakeup()
 
     def _wake_senders(self) -> None:
         """Wake the senders waiting in :meth:`_send_wait` (they look again)."""
@@ -212,6 +221,5 @@ class PolledLink(RpmsgLink):
             self._quiescing = True
             done = self._users_cond.wait_for(lambda: self._users == 0, timeout)
         with self._rx_lock, self._tx_lock:
-            if not self._tx_waiters:
-                self._close_tx_wakeup()
+            pass  # whoever held them has checked the failure and let go
         return done
