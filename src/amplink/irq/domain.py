@@ -93,6 +93,7 @@ class _IrqThread:
         self.action = action
         self.name = f"irq/{action.line.irq}-{action.name}"
         self._wake_fd = os.eventfd(0, os.EFD_CLOEXEC)  # closed by the thread as it ends
+        self._fd_lock = threading.Lock()  # no write to the fd once it is closed
         self._stopping = False
         self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
         self.native_id: int | None = None
@@ -103,11 +104,13 @@ class _IrqThread:
         self._started.wait()
 
     def wake(self) -> None:
-        os.eventfd_write(self._wake_fd, 1)
+        with self._fd_lock:  # never into a number the thread closed (and another reused)
+            if self._wake_fd >= 0:
+                os.eventfd_write(self._wake_fd, 1)
 
     def stop(self, timeout: float) -> None:
         self._stopping = True
-        os.eventfd_write(self._wake_fd, 1)
+        self.wake()
         if threading.current_thread() is self._thread:
             return
         self._thread.join(timeout)
@@ -144,7 +147,9 @@ class _IrqThread:
                     TRACER.span("irq", "thread", t0, irq=line.irq, action=action.name, ret=ret)
                 self.domain._thread_done(action, ret)
         finally:
-            os.close(wake_fd)
+            with self._fd_lock:
+                os.close(wake_fd)
+                self._wake_fd = -1
         with line.lock:  # a wake that will never run must not leave the line busy
             if action.runthread:
                 action.runthread = False
