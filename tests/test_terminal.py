@@ -2,6 +2,7 @@
 live view and `amplink demo`, each on a real pty whose screen pyte emulates, with
 Ctrl-C typed on the terminal (SIGINT to its foreground process group)."""
 
+import io
 import os
 import re
 import signal
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from amplink.app.terminal import Terminal, table
 from amplink.control.protocol import request
 from pty_run import PtyRun, tagged_processes
 
@@ -114,3 +116,15 @@ def test_ctrl_c_while_the_command_starts_is_no_traceback(tmp_path, delay):
             "Fatal Python error: init_import_site" in err
         ), err
     assert proc.returncode in (-signal.SIGINT, 130, 0), (proc.returncode, out, err)
+
+
+@pytest.mark.parametrize("interactive", [False, True])
+def test_a_peer_given_name_cannot_send_escape_sequences_to_the_terminal(interactive):
+    """A channel name is the remote's to choose: in a table its control characters are
+    shown as \\xNN, on a pipe and on a terminal alike, never written raw."""
+    out = io.StringIO()
+    name = "evil\x1b[2J\x07\x9bname"
+    Terminal(out, interactive=interactive).show(table(["core", "channels"], [["m4", name]]))
+    text = out.getvalue()
+    assert "\x1b[2J" not in text and "\x07" not in text and "\x9b" not in text
+    assert "evil\\x1b[2J\\x07\\x9bname" in text
