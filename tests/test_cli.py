@@ -216,6 +216,12 @@ def test_bad_input_is_one_line_naming_it_with_the_usage_exit_code(
     assert "Traceback" not in out + err and sorted(tmp_path.iterdir()) == before
 
 
+def test_send_passes_the_arguments_bytes_as_the_shell_gave_them():
+    """``send r5f rpmsg-raw "$(printf 'a\\xffb')"``: not UTF-8, sent as given."""
+    argv = os.fsdecode(b"a\xffb")  # what Python makes of the shell's bytes
+    assert cli._payload(cli.build_parser().parse_args(["send", "m4", "x", argv])) == b"a\xffb"
+
+
 def test_every_option_states_its_default_once():
     parser = cli.build_parser()
     helps = [

@@ -225,8 +225,8 @@ def _cmd_crash(args: argparse.Namespace) -> int:
 
 
 def _payload(args: argparse.Namespace) -> bytes:
-    if not args.hex:
-        return str(args.data).encode()
+    if not args.hex:  # the argument's bytes as the shell passed them, UTF-8 or not
+        return os.fsencode(args.data)
     try:
         return bytes.fromhex(args.data)
     except ValueError:
