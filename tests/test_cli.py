@@ -201,6 +201,7 @@ def _exit_code(argv: list[str]) -> int:
         (["send", "--socket", "{t}/s", "--hex", "m4", "x", "zz"], 2, "'zz' is not hexadecimal"),
         (["send", "--socket", "{t}/s", "--timeout", "-1", "m4", "x", "y"], 2, "out of range"),
         (["listen", "--socket", "{t}/s", "--count", "-1", "m4", "x"], 2, "out of range"),
+        (["fw", "pack", "{t}/ok.py", "-o", "{t}/ok.py"], 2, "{t}/ok.py is the program itself"),
     ],
 )
 def test_bad_input_is_one_line_naming_it_with_the_usage_exit_code(

@@ -332,6 +332,8 @@ def _cmd_fw_inspect(args: argparse.Namespace) -> int:
 
 def _cmd_fw_pack(args: argparse.Namespace) -> int:
     source, path = resolve(args.program).program()  # checks it compiles and has main()
+    if os.path.exists(args.output) and os.path.samefile(path, args.output):
+        raise UsageError(f"-o {args.output} is the program itself: name another file")
     image = pack_python(source, default_rsc_table(num=args.vring_num))
     FirmwareImage.parse(image, args.output).require_table()  # what we wrote reads back
     try:
