@@ -201,6 +201,8 @@ def _exit_code(argv: list[str]) -> int:
         (["send", "--socket", "{t}/s", "--hex", "m4", "x", "zz"], 2, "'zz' is not hexadecimal"),
         (["send", "--socket", "{t}/s", "--timeout", "-1", "m4", "x", "y"], 2, "out of range"),
         (["listen", "--socket", "{t}/s", "--count", "-1", "m4", "x"], 2, "out of range"),
+        (["serve-linux", "{t}/ok.py", "--socket", "{t}/no/v.sock"], 1, "listen on {t}/no/v.sock"),
+        (["serve-linux", "/usr/bin/true", "--socket", "{t}/v.sock"], 1, "runs Python firmware: a"),
         (["fw", "pack", "{t}/ok.py", "-o", "{t}/ok.py"], 2, "{t}/ok.py is the program itself"),
     ],
 )
