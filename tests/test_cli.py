@@ -225,6 +225,15 @@ def test_send_passes_the_arguments_bytes_as_the_shell_gave_them():
     assert cli._payload(cli.build_parser().parse_args(["send", "m4", "x", argv])) == b"a\xffb"
 
 
+def test_a_module_name_that_is_a_file_here_says_how_to_name_the_file(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "text.txt").write_text("def main(core):\n    pass\n")
+    assert _exit_code(["fw", "pack", "text.txt", "-o", "t.elf"]) == 1
+    err = capsys.readouterr().err
+    assert "module 'text.txt' not found" in err and "the file text.txt in the current" in err
+    assert "named ./text.txt" in err and not (tmp_path / "t.elf").exists()
+
+
 def test_every_option_states_its_default_once():
     parser = cli.build_parser()
     helps = [
