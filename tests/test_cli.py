@@ -204,6 +204,9 @@ def _exit_code(argv: list[str]) -> int:
         (["serve-linux", "{t}/ok.py", "--socket", "{t}/no/v.sock"], 1, "listen on {t}/no/v.sock"),
         (["serve-linux", "/usr/bin/true", "--socket", "{t}/v.sock"], 1, "runs Python firmware: a"),
         (["fw", "pack", "{t}/ok.py", "-o", "{t}/ok.py"], 2, "{t}/ok.py is the program itself"),
+        (["openamp"], 2, "amplink openamp: error: the following arguments are required: COMMAND"),
+        (["board"], 2, "amplink board: error: the following arguments are required: COMMAND"),
+        (["openamp", "remote", "no.such.module"], 1, "amplink openamp remote: error: firmware"),
     ],
 )
 def test_bad_input_is_one_line_naming_it_with_the_usage_exit_code(
@@ -219,12 +222,6 @@ def test_bad_input_is_one_line_naming_it_with_the_usage_exit_code(
     assert "Traceback" not in out + err and sorted(tmp_path.iterdir()) == before
 
 
-def test_send_passes_the_arguments_bytes_as_the_shell_gave_them():
-    """``send r5f rpmsg-raw "$(printf 'a\\xffb')"``: not UTF-8, sent as given."""
-    argv = os.fsdecode(b"a\xffb")  # what Python makes of the shell's bytes
-    assert cli._payload(cli.build_parser().parse_args(["send", "m4", "x", argv])) == b"a\xffb"
-
-
 def test_a_module_name_that_is_a_file_here_says_how_to_name_the_file(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "text.txt").write_text("def main(core):\n    pass\n")
@@ -232,6 +229,12 @@ def test_a_module_name_that_is_a_file_here_says_how_to_name_the_file(tmp_path, m
     err = capsys.readouterr().err
     assert "module 'text.txt' not found" in err and "the file text.txt in the current" in err
     assert "named ./text.txt" in err and not (tmp_path / "t.elf").exists()
+
+
+def test_send_passes_the_arguments_bytes_as_the_shell_gave_them():
+    """``send r5f rpmsg-raw "$(printf 'a\\xffb')"``: not UTF-8, sent as given."""
+    argv = os.fsdecode(b"a\xffb")  # what Python makes of the shell's bytes
+    assert cli._payload(cli.build_parser().parse_args(["send", "m4", "x", argv])) == b"a\xffb"
 
 
 def test_every_option_states_its_default_once():

@@ -453,7 +453,7 @@ def _board_and_trace(p: argparse.ArgumentParser, when: str) -> None:
 
 def _board_commands(sub: Subcommands) -> None:
     bd = add_command(sub, "board", _cmd_board_check, "board files: check one")
-    bd_sub = bd.add_subparsers(dest="board_command", required=True)
+    bd_sub = bd.add_subparsers(dest="board_command", required=True, metavar="COMMAND")
     bc = add_command(
         bd_sub,
         "check",
@@ -576,7 +576,7 @@ def _fw_commands(sub: Subcommands) -> None:
     fw = add_command(
         sub, "fw", _cmd_fw_inspect, "firmware images: inspect any ELF, pack a Python program"
     )
-    fw_sub = fw.add_subparsers(dest="fw_command", required=True)
+    fw_sub = fw.add_subparsers(dest="fw_command", required=True, metavar="COMMAND")
     i = add_command(
         fw_sub,
         "inspect",
@@ -638,8 +638,8 @@ def main(argv: list[str] | None = None) -> int:
     verbose = getattr(args, "verbose", 0)
     level = [logging.WARNING, logging.INFO, logging.DEBUG][min(verbose, 2)]
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
-    sub = getattr(args, "fw_command", None) or getattr(args, "board_command", None)
-    name = " ".join(filter(None, [args.command, sub]))
+    subs = ("fw_command", "board_command", "openamp_command")
+    name = " ".join(filter(None, [args.command, *(getattr(args, s, None) for s in subs)]))
     try:
         with signals.interruptible():
             return int(args.func(args))

@@ -106,7 +106,9 @@ def register(sub: Any) -> None:
         description="amplink as the host or the remote of OpenAMP applications built for "
         "OpenAMP's linux machine (shared memory openamp.shm, kicks on a UNIX socket).",
     )
-    osub = op.add_subparsers(dest="openamp_command", required=True, parser_class=_CommandTail)
+    osub = op.add_subparsers(
+        dest="openamp_command", required=True, metavar="COMMAND", parser_class=_CommandTail
+    )
     h = osub.add_parser(
         "host",
         usage="amplink openamp host [options] [-- COMMAND...]",
