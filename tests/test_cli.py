@@ -3,6 +3,7 @@
 import importlib.resources
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -235,6 +236,29 @@ def test_send_passes_the_arguments_bytes_as_the_shell_gave_them():
     """``send r5f rpmsg-raw "$(printf 'a\\xffb')"``: not UTF-8, sent as given."""
     argv = os.fsdecode(b"a\xffb")  # what Python makes of the shell's bytes
     assert cli._payload(cli.build_parser().parse_args(["send", "m4", "x", argv])) == b"a\xffb"
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+@pytest.mark.parametrize("command", ["serve-linux", "openamp remote"])
+def test_serving_commands_exit_128_plus_the_signal(tmp_path, command, signum):
+    """As the README says of every command: 130 after Ctrl-C, 143 after SIGTERM."""
+    sock = str(tmp_path / "s.sock")
+    extra = ["--shm", f"amplink-test-{os.getpid()}-{signum}"] if command != "serve-linux" else []
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "amplink.app.cli", *command.split(), "amplink.firmware.echo",
+         "--socket", sock, *extra],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().startswith("serving"), proc.stderr.read()  # type: ignore[union-attr]
+        proc.send_signal(signum)
+        assert proc.wait(60) == 128 + signum
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate()
+    assert not os.path.exists(sock)
 
 
 def test_every_option_states_its_default_once():
