@@ -12,6 +12,8 @@ import pytest
 
 from amplink.app import cli
 from amplink.app.bench import emulated as bench_emulated
+from amplink.app.bench import openamp as bench_openamp
+from amplink.wording import counted
 from emulated import needs_firmware
 from resources import snapshot
 
@@ -81,6 +83,19 @@ def test_board_check_summarizes():
     assert proc.returncode == 0, proc.stderr
     assert "board amplink-default, 2 cores, valid" in proc.stdout
     assert "r5f: k3, imx-mu mu-r5f tx 1 rx 1" in proc.stdout
+
+
+def test_counts_of_one_are_singular(tmp_path, capsys):
+    board = tmp_path / "one.toml"
+    board.write_text(
+        '[board]\nname = "one"\n[[mailbox]]\nname = "mu"\n[[core]]\nname = "m4"\n'
+        'firmware = "amplink.firmware.demo"\nmailbox = "mu"\n'
+    )
+    assert cli.main(["board", "check", str(board)]) == 0
+    assert "board one, 1 core, valid" in capsys.readouterr().out
+    report = {"runs": 1, "whole_runs": [], "rtt": [], "rtt_in_process": []}
+    assert "1 whole run of" in "\n".join(bench_openamp.format_openamp(report, 1))
+    assert (counted(1, "sent message"), counted(0, "byte")) == ("1 sent message", "0 bytes")
 
 
 def test_bench_json(capsys, tmp_path, monkeypatch):

@@ -38,6 +38,7 @@ from amplink.remoteproc.fwref import resolve
 from amplink.remoteproc.layout import default_rsc_table, glink_rsc_table
 from amplink.remoteproc.loader import read_firmware
 from amplink.tracing import TRACER
+from amplink.wording import counted
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
@@ -159,7 +160,7 @@ def _cmd_board_check(args: argparse.Namespace) -> int:
             problems.append(f"{spec.source}: core {c.name!r}.firmware: {exc.strerror}")
     if problems:
         raise AmplinkError(errno.EINVAL, "\n".join(problems))
-    print(f"{spec.source}: board {spec.name}, {len(spec.cores)} cores, valid")
+    print(f"{spec.source}: board {spec.name}, {counted(len(spec.cores), 'core')}, valid")
     for c in spec.cores:
         print(f"  {c.describe()}")
     return 0
@@ -251,7 +252,7 @@ def _cmd_send(args: argparse.Namespace) -> int:
     elif "reply" in r:
         print(_show_message(r["reply"]))
     else:
-        print(f"sent {r['sent']} bytes")
+        print(f"sent {counted(r['sent'], 'byte')}")
     return 0
 
 
