@@ -85,7 +85,7 @@ def test_up_serves_the_board_and_stops_cleanly_on_ctrl_c(board_up, capsys):
     assert u.cli("send", "r5f", "rpmsg-raw", "--hex", "616263") == 0
     assert capsys.readouterr().out == "ABC\n"
     assert u.cli("send", "m4", "rpmsg-raw", "x", "--no-reply") == 0
-    assert capsys.readouterr().out == "sent 1 bytes\n"
+    assert capsys.readouterr().out == "sent 1 byte\n"
 
     assert u.cli("status", "--json") == 0
     st = json.loads(capsys.readouterr().out)

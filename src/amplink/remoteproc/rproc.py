@@ -68,6 +68,7 @@ from amplink.remoteproc.subdev import ResourceContext, RprocSubdev
 from amplink.tracing import TRACER
 from amplink.wire import rsc_table as rt
 from amplink.wire.protocol import Features
+from amplink.wording import counted
 
 log = logging.getLogger(__name__)
 
@@ -505,13 +506,14 @@ class Rproc:
             if lost:
                 n = sum(lost.values())
                 log.error(
-                    "%s crashed before consuming %d sent messages (per source address: %s); "
+                    "%s crashed before consuming %s (per source address: %s); "
                     "their senders' endpoints are released with EPIPE",
                     self.name,
-                    n,
+                    counted(n, "sent message"),
                     lost,
                 )
-                why += f"; {n} sent messages were never consumed"
+                were = "was" if n == 1 else "were"
+                why += f"; {counted(n, 'sent message')} {were} never consumed"
             error = AmplinkError(errno.EPIPE, f"remote core {self.name} crashed: {why}")
             self._stop_subdevs(error, crashed=True)
             if self.recovery:
