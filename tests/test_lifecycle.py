@@ -177,6 +177,16 @@ def test_firmware_without_the_handshake_is_reset_at_once():
 
 
 # -- crashes --------------------------------------------------------------------------
+def test_a_crashed_core_whose_process_died_has_no_pid():
+    with Rproc("dead", ECHO_FW, config=RprocConfig(recovery=False)) as rp:
+        pid = rp.pid
+        assert pid is not None
+        os.kill(pid, signal.SIGKILL)
+        assert rp.wait_state(CRASHED) == CRASHED
+        rp.wait_crash_handled()
+        assert rp.pid is None  # no process runs the core (status shows "-")
+
+
 @pytest.mark.parametrize(
     ("trigger", "kind"),
     [("kill", "fatal error"), ("fatal", "fatal error"), ("corrupt", "mmufault")],
