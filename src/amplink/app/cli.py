@@ -631,7 +631,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run one ``amplink`` command; returns its exit code (see the module docstring)."""
+    """Run one ``amplink`` command; returns its exit code (see the module docstring).
+    SIGINT and SIGTERM end it with 128 + the signal's number from the first line on,
+    argument parsing included."""
+    try:
+        with signals.interruptible():
+            return _run(argv)
+    except signals.Interrupted as exc:
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 128 + 2
+
+
+def _run(argv: list[str] | None) -> int:
     args = build_parser().parse_args(argv)
     verbose = getattr(args, "verbose", 0)
     level = [logging.WARNING, logging.INFO, logging.DEBUG][min(verbose, 2)]
@@ -639,12 +651,7 @@ def main(argv: list[str] | None = None) -> int:
     sub = getattr(args, "fw_command", None) or getattr(args, "board_command", None)
     name = " ".join(filter(None, [args.command, sub]))
     try:
-        with signals.interruptible():
-            return int(args.func(args))
-    except signals.Interrupted as exc:
-        return exc.exit_code
-    except KeyboardInterrupt:
-        return 128 + 2
+        return int(args.func(args))
     except UsageError as exc:
         print(f"amplink {name}: error: {exc.strerror}", file=sys.stderr)
         return EXIT_USAGE
@@ -654,7 +661,6 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:
         print(f"amplink {name}: error: {exc.strerror or exc}", file=sys.stderr)
         return EXIT_FAILED
-
 
 if __name__ == "__main__":
     sys.exit(main())
