@@ -662,5 +662,6 @@ def _run(argv: list[str] | None) -> int:
         print(f"amplink {name}: error: {exc.strerror or exc}", file=sys.stderr)
         return EXIT_FAILED
 
+
 if __name__ == "__main__":
     sys.exit(main())
