@@ -110,6 +110,22 @@ def test_up_serves_the_board_and_stops_cleanly_on_ctrl_c(board_up, capsys):
             os.kill(pid, 0)
 
 
+def test_a_ctrl_c_after_the_stop_was_handled_still_ends_with_130(board_up):
+    """A second Ctrl-C just as `up` has stopped the board does not kill it by SIGINT
+    (nor raise anywhere in its exit): it ends with 130, quietly."""
+    u = board_up
+    u.proc.send_signal(signal.SIGINT)
+    while "ok  stop the board" not in (line := read_line_within(u.proc.stdout, 60)):
+        assert line, f"up exited: {u.proc.stderr.read()}"
+    while u.proc.poll() is None:  # Ctrl-C after Ctrl-C until it has ended
+        u.proc.send_signal(signal.SIGINT)
+        select.select([], [], [], 0.002)
+    err = u.proc.stderr.read()
+    assert u.proc.returncode == 130, (u.proc.returncode, err)
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err
+    assert not os.path.exists(u.socket)
+
+
 def test_lifecycle_commands(board_up, capsys):
     u = board_up
     assert u.cli("stop", "r5f") == 0
