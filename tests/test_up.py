@@ -177,6 +177,37 @@ def test_lifecycle_commands(board_up, capsys):
     assert [p.name for p in session.iterdir()] == ["r5f-crash1.core"]  # the dump stays
 
 
+def test_an_inline_coredump_is_read_by_the_coredump_command_and_never_holds_up_a_stop(
+    board_up, capsys
+):
+    u = board_up
+    (session,) = (u.state / "amplink" / "coredumps" / "amplink-default").iterdir()
+    assert u.cli("coredump", "m4", "inline") == 0
+    capsys.readouterr()
+    assert u.cli("crash", "m4") == 0
+    assert capsys.readouterr().out == (
+        "m4: crash #1, now crashed: its inline core dump waits to be read before recovery "
+        "goes on; `amplink coredump m4` reads and saves it\n"
+    )
+    assert status(u)["m4"]["state"] == "crashed"
+    assert u.cli("coredump", "m4") == 0
+    assert capsys.readouterr().out == (
+        "m4: coredump inline, 1 taken since amplink up started\n"
+        "  the inline dump of crash #1 was waiting: read now, recovery goes on\n"
+        f"  {session}/m4-crash1.core\n"
+    )
+    assert (session / "m4-crash1.core").read_bytes()[:4] == b"\x7fELF"
+    wait_for(lambda: status(u)["m4"]["state"] == "running", "m4 recovered")
+
+    assert u.cli("crash", "m4") == 0  # this one nobody reads: the stop drops it at once
+    assert "crash #2, now crashed: its inline core dump waits" in capsys.readouterr().out
+    u.proc.send_signal(signal.SIGINT)
+    out, err = u.proc.communicate(timeout=60)  # not the 300 s recovery would wait
+    assert u.proc.returncode == 130 and "ok  stop the board" in out
+    assert "m4: inline coredump of crash #2 was not read before the core was stopped" in err
+    assert sorted(p.name for p in session.iterdir()) == ["m4-crash1.core"]
+
+
 def test_tty_trace_and_listen(board_up, capsys):
     u = board_up
     assert u.cli("tty", "m4") == 0

@@ -208,6 +208,8 @@ def _cmd_coredump(args: argparse.Namespace) -> int:
         return 0
     r = _ask(args, "coredump", core=args.core)
     print(f"{r['core']}: coredump {r['coredump']}, {r['dumps']} taken since amplink up started")
+    if r["read"]:
+        print(f"  the inline dump of crash #{r['read']} was waiting: read now, recovery goes on")
     if not r["folder"]:
         print("  dumps are kept in memory only (the board gives no coredump_dir)")
     elif r["files"]:
@@ -220,7 +222,14 @@ def _cmd_coredump(args: argparse.Namespace) -> int:
 
 def _cmd_crash(args: argparse.Namespace) -> int:
     r = _ask(args, "crash", 30.0, core=args.core, kind=crash_type(args.kind))
-    print(f"{r['core']}: crash #{r['crashes']} handled, now {r['state']}")
+    if r["coredump_waiting"]:
+        print(
+            f"{r['core']}: crash #{r['crashes']}, now {r['state']}: its inline core dump waits "
+            f"to be read before recovery goes on; `amplink coredump {r['core']}` reads and "
+            "saves it"
+        )
+    else:
+        print(f"{r['core']}: crash #{r['crashes']} handled, now {r['state']}")
     return 0
 
 
