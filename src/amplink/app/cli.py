@@ -209,6 +209,8 @@ def _cmd_coredump(args: argparse.Namespace) -> int:
         return 0
     r = _ask(args, "coredump", core=args.core)
     print(f"{r['core']}: coredump {r['coredump']}, {r['dumps']} taken since amplink up started")
+    if r["read"]:
+        print(f"  the inline dump of crash #{r['read']} was waiting: read now, recovery goes on")
     if not r["folder"]:
         print("  dumps are kept in memory only (the board gives no coredump_dir)")
     elif r["files"]:
@@ -221,7 +223,14 @@ def _cmd_coredump(args: argparse.Namespace) -> int:
 
 def _cmd_crash(args: argparse.Namespace) -> int:
     r = _ask(args, "crash", 30.0, core=args.core, kind=crash_type(args.kind))
-    print(f"{r['core']}: crash #{r['crashes']} handled, now {r['state']}")
+    if r["coredump_waiting"]:
+        print(
+            f"{r['core']}: crash #{r['crashes']}, now {r['state']}: its inline core dump waits "
+            f"to be read before recovery goes on; `amplink coredump {r['core']}` reads and "
+            "saves it"
+        )
+    else:
+        print(f"{r['core']}: crash #{r['crashes']} handled, now {r['state']}")
     return 0
 
 
@@ -634,7 +643,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run one ``amplink`` command; returns its exit code (see the module docstring)."""
+    """Run one ``amplink`` command; returns its exit code (see the module docstring).
+    SIGINT and SIGTERM end it with 128 + the signal's number from the first line on,
+    argument parsing included."""
+    try:
+        with signals.interruptible():
+            return _run(argv)
+    except signals.Interrupted as exc:
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 128 + 2
+
+
+def _run(argv: list[str] | None) -> int:
     args = build_parser().parse_args(argv)
     verbose = getattr(args, "verbose", 0)
     level = [logging.WARNING, logging.INFO, logging.DEBUG][min(verbose, 2)]
@@ -642,12 +663,7 @@ def main(argv: list[str] | None = None) -> int:
     subs = ("fw_command", "board_command", "openamp_command")
     name = " ".join(filter(None, [args.command, *(getattr(args, s, None) for s in subs)]))
     try:
-        with signals.interruptible():
-            return int(args.func(args))
-    except signals.Interrupted as exc:
-        return exc.exit_code
-    except KeyboardInterrupt:
-        return 128 + 2
+        return int(args.func(args))
     except UsageError as exc:
         print(f"amplink {name}: error: {exc.strerror}", file=sys.stderr)
         return EXIT_USAGE

@@ -156,8 +156,11 @@ class ProcessPlatform(RprocPlatform):
 
     @property
     def pid(self) -> int | None:
-        """The core process's pid while it runs."""
-        return self.proc.pid if self.proc is not None else None
+        """The core process's pid while it runs (None once it has exited: a crashed
+        core whose process died has none, though it is reaped only at the reset)."""
+        if self.proc is None or self._exit_code is not None:
+            return None
+        return self.proc.pid
 
     @property
     def exit_code(self) -> int | None:
