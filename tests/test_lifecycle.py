@@ -187,6 +187,16 @@ def test_a_crashed_core_whose_process_died_has_no_pid():
         assert rp.pid is None  # no process runs the core (status shows "-")
 
 
+def test_a_firmware_whose_main_returns_is_a_crash_that_says_so(tmp_path):
+    fw = tmp_path / "returns_fw.py"
+    fw.write_text("def main(core):\n    pass  # forgot core.run()\n")
+    with Rproc("returns", str(fw), config=RprocConfig(recovery=False)) as rp:
+        assert rp.wait_state(CRASHED) == CRASHED
+        rp.wait_crash_handled()
+        kind, why = rp.last_crash
+        assert kind == "fatal error" and "main() returned" in why, why
+
+
 @pytest.mark.parametrize(
     ("trigger", "kind"),
     [("kill", "fatal error"), ("fatal", "fatal error"), ("corrupt", "mmufault")],
