@@ -1,6 +1,8 @@
 """Board descriptions: parsing with errors that name the key, and the running board."""
 
 import errno
+import os
+import subprocess
 import sys
 import threading
 from dataclasses import replace
@@ -110,6 +112,29 @@ def test_errors_name_the_key_and_what_is_expected(text, key, says):
     assert info.value.errno == errno.EINVAL
     assert info.value.key == key, str(info.value)
     assert says in info.value.strerror and info.value.strerror.startswith("b.toml: ")
+
+
+def test_cpu_must_be_one_this_process_may_run_on():
+    cpus = sorted(os.sched_getaffinity(0))
+    assert parse_board(MINIMAL + f"cpu = {cpus[-1]}\n").core("m4").cpu == cpus[-1]
+    with pytest.raises(BoardError) as info:
+        parse_board(MINIMAL + "cpu = 999\n", "b.toml")
+    assert info.value.key == "core 'm4'.cpu"
+    assert "expected one of" in info.value.strerror and "got 999" in info.value.strerror
+
+
+def test_a_core_process_refused_its_cpu_says_so_in_one_line():
+    """The host's board check stops this first; a core started by hand (or on a
+    machine whose CPUs changed) ends with a clear error, not a traceback."""
+    run = subprocess.run(
+        [sys.executable, "-m", "amplink.remote", "--name", "m4", "--firmware", "x",
+         "--boot-addr", "0", "--region-fd", "0", "--mmio-fd", "0", "--irq-fd", "0",
+         "--peer-irq-fd", "0", "--table-da", "0", "--table-len", "0", "--cpu", "999"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert run.returncode == 2, run.stderr
+    assert "Traceback" not in run.stderr
+    assert "cannot run on CPU 999" in run.stderr and len(run.stderr.splitlines()) == 1
 
 
 EMULATED = """

@@ -3,6 +3,7 @@
 import importlib.resources
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +12,8 @@ import pytest
 
 from amplink.app import cli
 from amplink.app.bench import emulated as bench_emulated
+from amplink.app.bench import openamp as bench_openamp
+from amplink.wording import counted
 from emulated import needs_firmware
 from resources import children, snapshot
 
@@ -80,6 +83,19 @@ def test_board_check_summarizes():
     assert proc.returncode == 0, proc.stderr
     assert "board amplink-default, 2 cores, valid" in proc.stdout
     assert "r5f: k3, imx-mu mu-r5f tx 1 rx 1" in proc.stdout
+
+
+def test_counts_of_one_are_singular(tmp_path, capsys):
+    board = tmp_path / "one.toml"
+    board.write_text(
+        '[board]\nname = "one"\n[[mailbox]]\nname = "mu"\n[[core]]\nname = "m4"\n'
+        'firmware = "amplink.firmware.demo"\nmailbox = "mu"\n'
+    )
+    assert cli.main(["board", "check", str(board)]) == 0
+    assert "board one, 1 core, valid" in capsys.readouterr().out
+    report = {"runs": 1, "whole_runs": [], "rtt": [], "rtt_in_process": []}
+    assert "1 whole run of" in "\n".join(bench_openamp.format_openamp(report, 1))
+    assert (counted(1, "sent message"), counted(0, "byte")) == ("1 sent message", "0 bytes")
 
 
 def test_bench_json(capsys, tmp_path, monkeypatch):
@@ -215,6 +231,12 @@ def _exit_code(argv: list[str]) -> int:
         (["send", "--socket", "{t}/s", "--hex", "m4", "x", "zz"], 2, "'zz' is not hexadecimal"),
         (["send", "--socket", "{t}/s", "--timeout", "-1", "m4", "x", "y"], 2, "out of range"),
         (["listen", "--socket", "{t}/s", "--count", "-1", "m4", "x"], 2, "out of range"),
+        (["serve-linux", "{t}/ok.py", "--socket", "{t}/no/v.sock"], 1, "listen on {t}/no/v.sock"),
+        (["serve-linux", "/usr/bin/true", "--socket", "{t}/v.sock"], 1, "runs Python firmware: a"),
+        (["fw", "pack", "{t}/ok.py", "-o", "{t}/ok.py"], 2, "{t}/ok.py is the program itself"),
+        (["openamp"], 2, "amplink openamp: error: the following arguments are required: COMMAND"),
+        (["board"], 2, "amplink board: error: the following arguments are required: COMMAND"),
+        (["openamp", "remote", "no.such.module"], 1, "amplink openamp remote: error: firmware"),
     ],
 )
 def test_bad_input_is_one_line_naming_it_with_the_usage_exit_code(
@@ -228,6 +250,44 @@ def test_bad_input_is_one_line_naming_it_with_the_usage_exit_code(
     out, err = capsys.readouterr()
     assert says.format(t=tmp_path) in (out if code == 0 else err)
     assert "Traceback" not in out + err and sorted(tmp_path.iterdir()) == before
+
+
+def test_a_module_name_that_is_a_file_here_says_how_to_name_the_file(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "text.txt").write_text("def main(core):\n    pass\n")
+    assert _exit_code(["fw", "pack", "text.txt", "-o", "t.elf"]) == 1
+    err = capsys.readouterr().err
+    assert "module 'text.txt' not found" in err and "the file text.txt in the current" in err
+    assert "named ./text.txt" in err and not (tmp_path / "t.elf").exists()
+
+
+def test_send_passes_the_arguments_bytes_as_the_shell_gave_them():
+    """``send r5f rpmsg-raw "$(printf 'a\\xffb')"``: not UTF-8, sent as given."""
+    argv = os.fsdecode(b"a\xffb")  # what Python makes of the shell's bytes
+    assert cli._payload(cli.build_parser().parse_args(["send", "m4", "x", argv])) == b"a\xffb"
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+@pytest.mark.parametrize("command", ["serve-linux", "openamp remote"])
+def test_serving_commands_exit_128_plus_the_signal(tmp_path, command, signum):
+    """As the README says of every command: 130 after Ctrl-C, 143 after SIGTERM."""
+    sock = str(tmp_path / "s.sock")
+    extra = ["--shm", f"amplink-test-{os.getpid()}-{signum}"] if command != "serve-linux" else []
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "amplink.app.cli", *command.split(), "amplink.firmware.echo",
+         "--socket", sock, *extra],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().startswith("serving"), proc.stderr.read()  # type: ignore[union-attr]
+        proc.send_signal(signum)
+        assert proc.wait(60) == 128 + signum
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate()
+    assert not os.path.exists(sock)
 
 
 def test_every_option_states_its_default_once():

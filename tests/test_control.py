@@ -164,3 +164,14 @@ def test_a_folder_another_user_made_is_refused_saying_what_to_do(tmp_path):
         private_folder(squatted)
     assert info.value.errno == errno.EPERM
     assert "belongs to uid 65534" in str(info.value) and "--socket" in str(info.value)
+
+
+def test_a_shared_folder_is_refused_without_advice_to_chmod_it(tmp_path):
+    """``up --socket /tmp/x.sock``: /tmp is everyone's (sticky); never say chmod it."""
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o1777)
+    with pytest.raises(AmplinkError) as info:
+        private_folder(shared)
+    assert info.value.errno == errno.EPERM
+    assert "chmod" not in str(info.value) and "a private folder of yours" in str(info.value)

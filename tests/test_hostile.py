@@ -147,6 +147,25 @@ def test_what_a_core_provokes_is_logged_rate_limited_with_a_count(backend, caplo
         assert ept.recv(10).data == b"after"
 
 
+def test_announcements_with_names_no_channel_can_carry_are_dropped_rate_limited(caplog):
+    """500 name-service messages with an empty name: each is dropped with a
+    rate-limited warning (no traceback per message), no channel appears, and the core's
+    own channel goes on.  (A 32-byte name without NUL is cut to 31 bytes, as
+    rpmsg_ns_cb does.)"""
+    with Rproc("hostile-names", HOSTILE) as rp:
+        ept = rp.wait_channel(SERVICE, 10).create_ept()
+        channels = len(rp.bus.devices())
+        with caplog.at_level(logging.WARNING):
+            ept.send(b"badns:500")
+            assert ept.recv(30).data == b"badns:500"
+            ept.send(b"after")
+            assert ept.recv(10).data == b"after"
+        assert len(rp.bus.devices()) == channels
+        assert not [r for r in caplog.records if r.exc_info], "a traceback was logged"
+        logged = [r for r in caplog.records if "malformed name-service message" in r.getMessage()]
+        assert 1 <= len(logged) <= 2 * ratelimit.DEFAULT_BURST, len(logged)
+
+
 def fd_count() -> int:
     return len(os.listdir("/proc/self/fd"))
 

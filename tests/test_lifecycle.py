@@ -177,6 +177,26 @@ def test_firmware_without_the_handshake_is_reset_at_once():
 
 
 # -- crashes --------------------------------------------------------------------------
+def test_a_crashed_core_whose_process_died_has_no_pid():
+    with Rproc("dead", ECHO_FW, config=RprocConfig(recovery=False)) as rp:
+        pid = rp.pid
+        assert pid is not None
+        os.kill(pid, signal.SIGKILL)
+        assert rp.wait_state(CRASHED) == CRASHED
+        rp.wait_crash_handled()
+        assert rp.pid is None  # no process runs the core (status shows "-")
+
+
+def test_a_firmware_whose_main_returns_is_a_crash_that_says_so(tmp_path):
+    fw = tmp_path / "returns_fw.py"
+    fw.write_text("def main(core):\n    pass  # forgot core.run()\n")
+    with Rproc("returns", str(fw), config=RprocConfig(recovery=False)) as rp:
+        assert rp.wait_state(CRASHED) == CRASHED
+        rp.wait_crash_handled()
+        kind, why = rp.last_crash
+        assert kind == "fatal error" and "main() returned" in why, why
+
+
 @pytest.mark.parametrize(
     ("trigger", "kind"),
     [("kill", "fatal error"), ("fatal", "fatal error"), ("corrupt", "mmufault")],
@@ -327,6 +347,40 @@ def test_inline_coredump_holds_recovery_until_read():
         data = dump.read()
         assert rp.wait_state(RUNNING, timeout=30) == RUNNING
     assert ELFFile(io.BytesIO(data)).header["e_type"] == "ET_CORE"
+
+
+def test_stop_discards_an_unread_inline_coredump_at_once(tmp_path, caplog):
+    """Recovery would wait 300 s for the reader; a stop drops the dump (as devcoredump
+    does when its device goes) instead of waiting for the reader."""
+    config = RprocConfig(coredump_mode="inline", coredump_dir=str(tmp_path))
+    assert config.inline_coredump_timeout == 300
+    rp = Rproc("unread", ECHO_FW, config=config)
+    rp.start()
+    rp.debugfs.crash(0)
+    dump = rp.wait_crash_handled(1, or_dump_pending=True)
+    assert dump is not None and dump.pending and rp.state == CRASHED
+    stopper = threading.Thread(target=rp.stop)
+    stopper.start()
+    stopper.join(30)
+    assert not stopper.is_alive(), "stop waited for the inline coredump's reader"
+    assert rp.state == OFFLINE and not dump.pending and rp.pid is None
+    assert "inline coredump of crash #1 was not read before the core was stopped" in caplog.text
+    assert list(tmp_path.iterdir()) == []  # nothing was written
+    with pytest.raises(AmplinkError) as exc:
+        dump.read()
+    assert exc.value.errno == errno.ENODATA
+
+
+def test_reading_an_inline_coredump_writes_it_and_lets_recovery_go_on(tmp_path):
+    config = RprocConfig(coredump_mode="inline", coredump_dir=str(tmp_path))
+    with Rproc("read", ECHO_FW, config=config) as rp:
+        rp.debugfs.crash(0)
+        dump = rp.wait_crash_handled(1, or_dump_pending=True)
+        assert dump is not None and rp.pending_coredump() is dump
+        data = dump.read()
+        assert (tmp_path / "read-crash1.core").read_bytes() == data  # there once read
+        assert rp.wait_crash_handled() is None and rp.state == RUNNING
+        assert rp.pending_coredump() is None
 
 
 def test_trace_buffer_holds_what_the_firmware_wrote():

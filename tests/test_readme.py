@@ -5,6 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 README = Path(__file__).parent.parent / "README.md"
 
 
@@ -53,3 +55,29 @@ def test_readme_mailbox_example_runs(tmp_path):
 def test_readme_glink_example_runs(tmp_path):
     (tmp_path / "glink.py").write_text(block("glink.py"))
     assert run_script(tmp_path, "glink.py") == "20000"
+
+
+def command_rows() -> list[tuple[list[str], str]]:
+    """The command table's rows: (the command's words, the first cell as written)."""
+    rows = []
+    for cell in re.findall(r"^\| `amplink ([^`]*)`", README.read_text(), re.M):
+        head = re.split(r"[\s,]+", cell.split("[", 1)[0])
+        words = [w for w in head if w.islower() and not w.startswith("-")]
+        rows.append((words, cell.replace("\\|", "|")))
+    return rows
+
+
+def test_the_command_table_writes_options_as_the_help_does(capsys):
+    from amplink.app import cli  # noqa: PLC0415 (only here)
+
+    assert len(command_rows()) >= 8
+    for words, cell in command_rows():
+        with pytest.raises(SystemExit):
+            cli.main([*words, "--help"])
+        usage = " ".join(capsys.readouterr().out.split())  # the whole --help, one line
+        for option in re.findall(r"--[a-z-]+", cell):
+            assert option in usage, f"amplink {' '.join(words)}: {option} is not in {usage}"
+            pair = f"{option} | --no-{option[2:]}"
+            assert pair not in usage or pair.replace(" ", "") in cell.replace(" ", ""), (
+                f"README: amplink {' '.join(words)} has {option}, --help has [{pair}]"
+            )

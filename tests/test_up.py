@@ -85,7 +85,7 @@ def test_up_serves_the_board_and_stops_cleanly_on_ctrl_c(board_up, capsys):
     assert u.cli("send", "r5f", "rpmsg-raw", "--hex", "616263") == 0
     assert capsys.readouterr().out == "ABC\n"
     assert u.cli("send", "m4", "rpmsg-raw", "x", "--no-reply") == 0
-    assert capsys.readouterr().out == "sent 1 bytes\n"
+    assert capsys.readouterr().out == "sent 1 byte\n"
 
     assert u.cli("status", "--json") == 0
     st = json.loads(capsys.readouterr().out)
@@ -108,6 +108,22 @@ def test_up_serves_the_board_and_stops_cleanly_on_ctrl_c(board_up, capsys):
     for pid in pids:  # the cores are gone with it
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
+
+
+def test_a_ctrl_c_after_the_stop_was_handled_still_ends_with_130(board_up):
+    """A second Ctrl-C just as `up` has stopped the board does not kill it by SIGINT
+    (nor raise anywhere in its exit): it ends with 130, quietly."""
+    u = board_up
+    u.proc.send_signal(signal.SIGINT)
+    while "ok  stop the board" not in (line := read_line_within(u.proc.stdout, 60)):
+        assert line, f"up exited: {u.proc.stderr.read()}"
+    while u.proc.poll() is None:  # Ctrl-C after Ctrl-C until it has ended
+        u.proc.send_signal(signal.SIGINT)
+        select.select([], [], [], 0.002)
+    err = u.proc.stderr.read()
+    assert u.proc.returncode == 130, (u.proc.returncode, err)
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err
+    assert not os.path.exists(u.socket)
 
 
 def test_lifecycle_commands(board_up, capsys):
@@ -159,6 +175,37 @@ def test_lifecycle_commands(board_up, capsys):
     assert code == 130
     assert re.search(r"^m4: .*crash #[12]: crash requested through debugfs", out, re.M), out
     assert [p.name for p in session.iterdir()] == ["r5f-crash1.core"]  # the dump stays
+
+
+def test_an_inline_coredump_is_read_by_the_coredump_command_and_never_holds_up_a_stop(
+    board_up, capsys
+):
+    u = board_up
+    (session,) = (u.state / "amplink" / "coredumps" / "amplink-default").iterdir()
+    assert u.cli("coredump", "m4", "inline") == 0
+    capsys.readouterr()
+    assert u.cli("crash", "m4") == 0
+    assert capsys.readouterr().out == (
+        "m4: crash #1, now crashed: its inline core dump waits to be read before recovery "
+        "goes on; `amplink coredump m4` reads and saves it\n"
+    )
+    assert status(u)["m4"]["state"] == "crashed"
+    assert u.cli("coredump", "m4") == 0
+    assert capsys.readouterr().out == (
+        "m4: coredump inline, 1 taken since amplink up started\n"
+        "  the inline dump of crash #1 was waiting: read now, recovery goes on\n"
+        f"  {session}/m4-crash1.core\n"
+    )
+    assert (session / "m4-crash1.core").read_bytes()[:4] == b"\x7fELF"
+    wait_for(lambda: status(u)["m4"]["state"] == "running", "m4 recovered")
+
+    assert u.cli("crash", "m4") == 0  # this one nobody reads: the stop drops it at once
+    assert "crash #2, now crashed: its inline core dump waits" in capsys.readouterr().out
+    u.proc.send_signal(signal.SIGINT)
+    out, err = u.proc.communicate(timeout=60)  # not the 300 s recovery would wait
+    assert u.proc.returncode == 130 and "ok  stop the board" in out
+    assert "m4: inline coredump of crash #2 was not read before the core was stopped" in err
+    assert sorted(p.name for p in session.iterdir()) == ["m4-crash1.core"]
 
 
 def test_tty_trace_and_listen(board_up, capsys):

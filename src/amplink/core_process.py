@@ -1,6 +1,6 @@
 """What every core process amplink starts shares: its command line (what the host's
 platform driver passes: memory and MMIO fds, interrupt lines, the loaded table, the MU
-wiring) and dying with its parent."""
+wiring), its CPU pinning and dying with its parent."""
 
 from __future__ import annotations
 
@@ -27,6 +27,20 @@ def die_with_parent(parent: int, exit_code: int) -> None:
         os._exit(exit_code)
 
     threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
+def pin_to_cpu(cpu: int | None) -> str | None:
+    """Run this process on CPU ``cpu`` only (None: leave it be); a one-line error
+    message when the kernel refuses (``sched_setaffinity``: EINVAL for a CPU this
+    process may not use), else None."""
+    if cpu is None:
+        return None
+    try:
+        os.sched_setaffinity(0, {cpu})
+    except OSError as exc:
+        usable = ", ".join(map(str, sorted(os.sched_getaffinity(0))))
+        return f"cannot run on CPU {cpu}: {exc.strerror} (CPUs usable here: {usable})"
+    return None
 
 
 def core_arguments(prog: str, mu_irq: int) -> argparse.ArgumentParser:

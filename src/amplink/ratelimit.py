@@ -53,12 +53,17 @@ _suppressed: dict[str, int] = {}
 
 
 def log_ratelimited(
-    logger: logging.Logger, level: int, source: str, msg: str, *args: object
+    logger: logging.Logger,
+    level: int,
+    source: str,
+    msg: str,
+    *args: object,
+    exc_info: bool = False,
 ) -> None:
-    """``logger.log(level, msg, *args)`` unless ``source`` has logged ``msg`` (the
-    format string: the kind) ``DEFAULT_BURST`` times in the last ``DEFAULT_INTERVAL``
-    s.  The first message that passes after some were suppressed is preceded by
-    ``"<source>: <n> messages like '<msg>' suppressed"``."""
+    """``logger.log(level, msg, *args, exc_info=exc_info)`` unless ``source`` has logged
+    ``msg`` (the format string: the kind) ``DEFAULT_BURST`` times in the last
+    ``DEFAULT_INTERVAL`` s.  The first message that passes after some were suppressed is
+    preceded by ``"<source>: <n> messages like '<msg>' suppressed"``."""
     if not logger.isEnabledFor(level):
         return
     key = (logger.name, source, msg)
@@ -72,7 +77,7 @@ def log_ratelimited(
         missed, state.missed = state.missed, 0
     if missed:
         logger.log(level, "%s: %d messages like %r suppressed", source, missed, msg)
-    logger.log(level, msg, *args)
+    logger.log(level, msg, *args, exc_info=exc_info)
 
 
 def suppressed(source: str) -> int:

@@ -19,7 +19,8 @@ attempt got (``name:errno,errno,errno``).
 
 ``bad:<n>``: ``n`` messages the host must log and drop: over virtio, buffers whose
 header announces more payload than was written; over GLINK, ``CLOSE`` commands for a
-channel never opened.
+channel never opened.  ``badns:<n>`` (virtio): ``n`` name-service announcements with an
+empty name, which no channel can carry.
 
 ``channels:<n>``: announce (virtio) or open (GLINK) ``n`` channels ``flood-<i>``;
 ``ttys:<n>``: announce ``n`` ``rpmsg-tty`` channels (virtio: one name, many
@@ -46,14 +47,20 @@ import time
 
 from amplink.irq.domain import IrqDomain
 from amplink.remote import Core
+from amplink.rpmsg.core import RPMSG_NS_ADDR
 from amplink.wire import glink
-from amplink.wire.rpmsg import RPMSG_HDR
+from amplink.wire.rpmsg import RPMSG_HDR, RPMSG_NS_MSG
 
 
 def main(core: Core) -> None:
     def serve(ept, data, src):
         if data.startswith(b"bad:"):
             flood_bad_messages(core, src, int(data[4:]))
+            ept.sendto(data, src)
+            return
+        if data.startswith(b"badns:"):
+            for i in range(int(data[6:])):
+                ept.sendto(RPMSG_NS_MSG.pack(b"", 1024 + i, 0), RPMSG_NS_ADDR)
             ept.sendto(data, src)
             return
         if data.startswith((b"channels:", b"ttys:")):

@@ -234,7 +234,7 @@ def test_host_keep_against_rpmsg_echo(demos: Path) -> None:
         host.wait_for(f"channel {SERVICE}")
         host.type("typed at the terminal")
         host.wait_for("<- ", "typed at the terminal")
-        assert host.interrupt() == 0, "".join(host.lines)
+        assert host.interrupt() == 130, "".join(host.lines)
         assert "rpmsg-echo-shared: exited with 0" in "".join(host.lines)
     finally:
         host.close()

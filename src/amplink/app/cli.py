@@ -38,6 +38,7 @@ from amplink.remoteproc.fwref import resolve
 from amplink.remoteproc.layout import default_rsc_table, glink_rsc_table
 from amplink.remoteproc.loader import read_firmware
 from amplink.tracing import TRACER
+from amplink.wording import counted
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
@@ -159,7 +160,7 @@ def _cmd_board_check(args: argparse.Namespace) -> int:
             problems.append(f"{spec.source}: core {c.name!r}.firmware: {exc.strerror}")
     if problems:
         raise AmplinkError(errno.EINVAL, "\n".join(problems))
-    print(f"{spec.source}: board {spec.name}, {len(spec.cores)} cores, valid")
+    print(f"{spec.source}: board {spec.name}, {counted(len(spec.cores), 'core')}, valid")
     for c in spec.cores:
         print(f"  {c.describe()}")
     return 0
@@ -208,6 +209,8 @@ def _cmd_coredump(args: argparse.Namespace) -> int:
         return 0
     r = _ask(args, "coredump", core=args.core)
     print(f"{r['core']}: coredump {r['coredump']}, {r['dumps']} taken since amplink up started")
+    if r["read"]:
+        print(f"  the inline dump of crash #{r['read']} was waiting: read now, recovery goes on")
     if not r["folder"]:
         print("  dumps are kept in memory only (the board gives no coredump_dir)")
     elif r["files"]:
@@ -220,13 +223,20 @@ def _cmd_coredump(args: argparse.Namespace) -> int:
 
 def _cmd_crash(args: argparse.Namespace) -> int:
     r = _ask(args, "crash", 30.0, core=args.core, kind=crash_type(args.kind))
-    print(f"{r['core']}: crash #{r['crashes']} handled, now {r['state']}")
+    if r["coredump_waiting"]:
+        print(
+            f"{r['core']}: crash #{r['crashes']}, now {r['state']}: its inline core dump waits "
+            f"to be read before recovery goes on; `amplink coredump {r['core']}` reads and "
+            "saves it"
+        )
+    else:
+        print(f"{r['core']}: crash #{r['crashes']} handled, now {r['state']}")
     return 0
 
 
 def _payload(args: argparse.Namespace) -> bytes:
-    if not args.hex:
-        return str(args.data).encode()
+    if not args.hex:  # the argument's bytes as the shell passed them, UTF-8 or not
+        return os.fsencode(args.data)
     try:
         return bytes.fromhex(args.data)
     except ValueError:
@@ -251,7 +261,7 @@ def _cmd_send(args: argparse.Namespace) -> int:
     elif "reply" in r:
         print(_show_message(r["reply"]))
     else:
-        print(f"sent {r['sent']} bytes")
+        print(f"sent {counted(r['sent'], 'byte')}")
     return 0
 
 
@@ -334,6 +344,8 @@ def _cmd_fw_inspect(args: argparse.Namespace) -> int:
 
 def _cmd_fw_pack(args: argparse.Namespace) -> int:
     source, path = resolve(args.program).program()  # checks it compiles and has main()
+    if os.path.exists(args.output) and os.path.samefile(path, args.output):
+        raise UsageError(f"-o {args.output} is the program itself: name another file")
     image = pack_python(source, default_rsc_table(num=args.vring_num))
     FirmwareImage.parse(image, args.output).require_table()  # what we wrote reads back
     try:
@@ -453,7 +465,7 @@ def _board_and_trace(p: argparse.ArgumentParser, when: str) -> None:
 
 def _board_commands(sub: Subcommands) -> None:
     bd = add_command(sub, "board", _cmd_board_check, "board files: check one")
-    bd_sub = bd.add_subparsers(dest="board_command", required=True)
+    bd_sub = bd.add_subparsers(dest="board_command", required=True, metavar="COMMAND")
     bc = add_command(
         bd_sub,
         "check",
@@ -590,7 +602,7 @@ def _fw_commands(sub: Subcommands) -> None:
     fw = add_command(
         sub, "fw", _cmd_fw_inspect, "firmware images: inspect any ELF, pack a Python program"
     )
-    fw_sub = fw.add_subparsers(dest="fw_command", required=True)
+    fw_sub = fw.add_subparsers(dest="fw_command", required=True, metavar="COMMAND")
     i = add_command(
         fw_sub,
         "inspect",
@@ -647,20 +659,27 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run one ``amplink`` command; returns its exit code (see the module docstring)."""
-    args = build_parser().parse_args(argv)
-    verbose = getattr(args, "verbose", 0)
-    level = [logging.WARNING, logging.INFO, logging.DEBUG][min(verbose, 2)]
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
-    sub = getattr(args, "fw_command", None) or getattr(args, "board_command", None)
-    name = " ".join(filter(None, [args.command, sub]))
+    """Run one ``amplink`` command; returns its exit code (see the module docstring).
+    SIGINT and SIGTERM end it with 128 + the signal's number from the first line on,
+    argument parsing included."""
     try:
         with signals.interruptible():
-            return int(args.func(args))
+            return _run(argv)
     except signals.Interrupted as exc:
         return exc.exit_code
     except KeyboardInterrupt:
         return 128 + 2
+
+
+def _run(argv: list[str] | None) -> int:
+    args = build_parser().parse_args(argv)
+    verbose = getattr(args, "verbose", 0)
+    level = [logging.WARNING, logging.INFO, logging.DEBUG][min(verbose, 2)]
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    subs = ("fw_command", "board_command", "openamp_command")
+    name = " ".join(filter(None, [args.command, *(getattr(args, s, None) for s in subs)]))
+    try:
+        return int(args.func(args))
     except UsageError as exc:
         print(f"amplink {name}: error: {exc.strerror}", file=sys.stderr)
         return EXIT_USAGE

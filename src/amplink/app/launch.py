@@ -1,9 +1,12 @@
 """The ``amplink`` console script: :func:`amplink.app.cli.main`, with a Ctrl-C that
 comes while the command is still importing the stack ending it quietly.
 
-Until the command takes over SIGINT (:mod:`amplink.app.signals`), SIGINT keeps its
-default action: the process ends, and the shell reports 130 as for any interrupted
-command, with no ``KeyboardInterrupt`` traceback from the middle of an import.
+Until :func:`~amplink.app.cli.main` takes over SIGINT at its first line
+(:mod:`amplink.app.signals`: the command then ends with 130), and again once it has
+given it back, SIGINT keeps its default action: the process ends, and the shell
+reports 130 as for any interrupted command.  Never a ``KeyboardInterrupt`` traceback,
+neither from the middle of an import nor from argparse (Python's own handler, which
+raises it, is never put back).
 """
 
 from __future__ import annotations
@@ -18,5 +21,4 @@ def main() -> int:
     _signal.signal(_signal.SIGINT, _signal.SIG_DFL)
     from amplink.app import cli  # noqa: PLC0415 - imported once SIGINT ends us quietly
 
-    _signal.signal(_signal.SIGINT, _signal.default_int_handler)
-    return cli.main()
+    return cli.main()  # takes SIGINT over at its first line

@@ -106,7 +106,9 @@ def register(sub: Any) -> None:
         description="amplink as the host or the remote of OpenAMP applications built for "
         "OpenAMP's linux machine (shared memory openamp.shm, kicks on a UNIX socket).",
     )
-    osub = op.add_subparsers(dest="openamp_command", required=True, parser_class=_CommandTail)
+    osub = op.add_subparsers(
+        dest="openamp_command", required=True, metavar="COMMAND", parser_class=_CommandTail
+    )
     h = osub.add_parser(
         "host",
         usage="amplink openamp host [options] [-- COMMAND...]",
@@ -213,7 +215,7 @@ class KeptLink:
     each line read from standard input is sent to the first channel still there, or to
     channel ``NAME`` when it reads ``NAME: text``.  On the way out each channel gets the
     goodbye OpenAMP's hosts send, and the remote up to ``PEER_END_TIMEOUT`` s to end.
-    Exit status 0 after Ctrl-C, 1 when the remote left."""
+    Exit status 130 after Ctrl-C (143 after SIGTERM), 1 when the remote left."""
 
     def __init__(self, rp: OpenAmpRemote, timeout: float) -> None:
         self.rp = rp

@@ -4,7 +4,10 @@ Core processes run in process groups of their own, so a terminal's Ctrl-C reache
 the host, which then stops them in order.  A command ends with exit code 128 + the
 signal's number (130 for SIGINT, 143 for SIGTERM), as a shell reports a command a
 signal ended.  While the host stops the board, further signals do not interrupt it:
-they are noted, and a message says that it is stopping.
+they are noted, and a message says that it is stopping.  Once a :func:`stop_event`
+has ended with a signal (the stop it asked for is done), the process ignores SIGINT
+and SIGTERM until it exits: a late Ctrl-C neither interrupts its clean-up nor kills
+it, so it still ends with the first signal's code.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import contextlib
 import signal
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from types import FrameType
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -65,7 +68,7 @@ def stop_event() -> Iterator[StopSignal]:
         stop.signum = stop.signum or signum
         stop.set()
 
-    with _handlers(handler):
+    with _handlers(handler, final=lambda: stop.signum != 0):
         yield stop
 
 
@@ -75,8 +78,15 @@ class StopSignal(threading.Event):
     signum = 0
 
 
+_ending: list[bool] = []  # not empty once the process is on its way out
+
+
 @contextlib.contextmanager
-def _handlers(handler: signal.Handlers | object) -> Iterator[None]:
+def _handlers(
+    handler: signal.Handlers | object, final: Callable[[], bool] = lambda: False
+) -> Iterator[None]:
+    """``handler`` for the body; then the old handlers back, or, if ``final()`` says the
+    process is ending (and from then on), SIGINT and SIGTERM ignored."""
     if threading.current_thread() is not threading.main_thread():
         yield  # only the main thread may install handlers; others run as told
         return
@@ -84,5 +94,7 @@ def _handlers(handler: signal.Handlers | object) -> Iterator[None]:
     try:
         yield
     finally:
+        if final():
+            _ending.append(True)
         for s, h in old.items():
-            signal.signal(s, h)
+            signal.signal(s, signal.SIG_IGN if _ending else h)

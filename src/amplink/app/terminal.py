@@ -271,12 +271,18 @@ class _Relay:
         self.console.file = self._console_file
 
 
+# Control characters a cell may carry from a peer (a channel's name): shown as \xNN,
+# never sent to the terminal (an escape sequence could clear or rewrite the screen).
+# A newline stays: it separates a cell's lines.
+_CONTROLS = {c: f"\\x{c:02x}" for c in (*range(0x20), *range(0x7F, 0xA0)) if c != 0x0A}
+
+
 def _cell(value: object) -> str:
     if isinstance(value, float):
         return f"{value:,.1f}"
     if isinstance(value, int) and not isinstance(value, bool):
         return f"{value:,}"
-    return "-" if value is None else str(value)
+    return "-" if value is None else str(value).translate(_CONTROLS)
 
 
 def _is_number(value: object) -> bool:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import difflib
 import errno
 import itertools
+import os
 import re
 import tomllib
 from collections.abc import Callable, Mapping
@@ -373,7 +374,7 @@ class _Parser:
         self.check_disjoint(f"{where}.memories", mems)
         cpu = tbl.get("cpu")
         if cpu is not None:
-            cpu = self.get(where, tbl, "cpu", int, check=_at_least(0))
+            cpu = self.get(where, tbl, "cpu", int, check=_usable_cpu)
         limits = self.limits(f"{where}.limits", tbl.get("limits", {}))
         return CoreSpec(
             name=tbl["name"],
@@ -553,6 +554,16 @@ def _one_of(options: tuple[str, ...]) -> Callable[[str], str | None]:
 
 def _at_least(low: int) -> Callable[[int], str | None]:
     return lambda v: None if v >= low else f"must be at least {low}, got {v}"
+
+
+def _usable_cpu(v: int) -> str | None:
+    """A CPU this process may run on (``os.sched_getaffinity``), as a core is pinned."""
+    cpus = sorted(os.sched_getaffinity(0))
+    if v in cpus:
+        return None
+    if cpus == list(range(cpus[0], cpus[-1] + 1)):
+        return f"expected one of {cpus[0]}..{cpus[-1]}, got {v}"
+    return f"expected one of {', '.join(map(str, cpus))}, got {v}"
 
 
 def _at_most(high: int, *, at_least: int) -> Callable[[int], str | None]:

@@ -13,6 +13,7 @@ import errno
 import json
 import os
 import socket
+import stat
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -64,6 +65,13 @@ def private_folder(folder: Path) -> None:
             f"cannot make the folder {folder} for the control socket: {exc.strerror}; "
             "give a socket in a folder of yours with --socket (or AMPLINK_SOCKET)",
         ) from None
+    if st.st_mode & stat.S_ISVTX:  # /tmp and its like: theirs to share, never to chmod
+        raise AmplinkError(
+            errno.EPERM,
+            f"{folder} is a shared folder (mode {st.st_mode & 0o7777:o}), where others may "
+            "reach the socket; give a socket in a private folder of yours with --socket (or "
+            f"AMPLINK_SOCKET), e.g. {runtime_dir() / SOCKET_NAME}",
+        )
     if st.st_uid != os.getuid():
         raise AmplinkError(
             errno.EPERM,

@@ -191,20 +191,30 @@ def handlers(server: Served) -> dict[str, Handler]:
         rp = server.core(req["core"])
         before = rp.crash_count
         rp.debugfs.crash(req.get("kind", 0))
+        waiting = None
         if req.get("wait", True):
-            rp.wait_crash_handled(before + 1, timeout=CRASH_TIMEOUT)
-        return {"core": rp.name, "crashes": rp.crash_count, "state": rp.state}
+            waiting = rp.wait_crash_handled(before + 1, CRASH_TIMEOUT, or_dump_pending=True)
+        return {
+            "core": rp.name,
+            "crashes": rp.crash_count,
+            "state": rp.state,
+            "coredump_waiting": waiting is not None,  # recovery waits for it to be read
+        }
 
     def dumps(req: dict[str, Any]) -> dict[str, Any]:
         if "mode" in req:
             return sysfs(req, "coredump", req["mode"])
         rp = server.core(req["core"])
+        pending = rp.pending_coredump()
+        if pending is not None:
+            pending.read()  # devcoredump's data file read: written, and recovery goes on
         folder = rp.config.coredump_dir or ""
         pattern = os.path.join(glob.escape(folder), f"{rp.name}-crash*.core")
         return {
             "core": rp.name,
             "coredump": rp.sysfs.coredump,
             "dumps": rp.dumps_taken,
+            "read": pending.crash if pending is not None else 0,
             "folder": folder,
             "files": sorted(glob.glob(pattern)) if folder else [],
         }

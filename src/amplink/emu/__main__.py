@@ -23,7 +23,7 @@ import signal
 import sys
 from collections.abc import Callable
 
-from amplink.core_process import core_arguments, die_with_parent
+from amplink.core_process import core_arguments, die_with_parent, pin_to_cpu
 from amplink.emu.cpu import CortexM, host_address
 from amplink.emu.peripherals import MuPeripheral
 from amplink.emu.soc import CortexMSoc
@@ -50,8 +50,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     die_with_parent(int(os.environ.get("AMPLINK_PARENT_PID", os.getppid())), EXIT_BAD_SETUP)
     start_from_environment()
-    if args.cpu is not None:
-        os.sched_setaffinity(0, {args.cpu})
+    pinned = pin_to_cpu(args.cpu)
+    if pinned is not None:
+        log.error("%s", pinned)
+        return EXIT_BAD_SETUP
     try:
         soc = CortexMSoc.from_json(args.soc)
     except AmplinkError as exc:

@@ -31,7 +31,7 @@ import threading
 import time
 
 from amplink.bindings import firmware_rpmsg
-from amplink.core_process import core_arguments, die_with_parent
+from amplink.core_process import core_arguments, die_with_parent, pin_to_cpu
 from amplink.errors import AmplinkError
 from amplink.hw.core_ctrl import STATUS_REPORTS_UNBOUND, STATUS_UNBOUND
 from amplink.hw.soc import core_control
@@ -73,8 +73,10 @@ def main(argv: list[str] | None = None) -> int:
     start_from_environment()
 
     faulthandler.register(signal.SIGUSR2, all_threads=True)
-    if args.cpu is not None:
-        os.sched_setaffinity(0, {args.cpu})
+    pinned = pin_to_cpu(args.cpu)
+    if pinned is not None:
+        log.error("%s", pinned)
+        return EXIT_BAD_SETUP
     region = SharedRegion.attach(args.region_fd, f"{args.name}-shm")
     mmio = SharedRegion.attach(args.mmio_fd, f"{args.name}-mmio")
     control = core_control(mmio, args.name)

@@ -396,14 +396,20 @@ class Sessions:
 
 
 def until_signal(stop: Callable[[], None], run: Callable[[], int]) -> int:
-    """``run()``, with SIGINT and SIGTERM calling ``stop()`` meanwhile (main thread)."""
+    """``run()``, with SIGINT and SIGTERM calling ``stop()`` meanwhile (main thread).
+    Its status, or 128 + the signal's number when a signal stopped it (130 for Ctrl-C,
+    143 for SIGTERM), as a shell reports a command a signal ended and as every
+    ``amplink`` command exits (:mod:`amplink.app.signals`)."""
+    came: list[int] = []
 
-    def on_signal(_sig: int, _frame: FrameType | None) -> None:
+    def on_signal(sig: int, _frame: FrameType | None) -> None:
+        came.append(sig)
         stop()
 
     old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
-        return run()
+        status = run()
+        return 128 + came[0] if came else status
     finally:
         for s, handler in old.items():
             signal.signal(s, handler)

@@ -3,7 +3,8 @@
 Modes, as Linux's ``coredump`` attribute: ``disabled`` (the default), ``enabled`` (the
 whole image is copied when the crash is handled, then recovery goes on) and ``inline``
 (only the headers are prepared; the segments are read from device memory when the
-dump is read, and recovery waits until it has been read, or until a timeout).
+dump is read, and recovery waits until it has been read, discarded, or until a
+timeout: devcoredump's ``data`` file, read or written to).
 
 The file is ``ET_CORE`` with the firmware's ELF class, machine type and entry point,
 one ``PT_LOAD`` segment per dumped memory range (``p_vaddr == p_paddr ==`` device
@@ -15,10 +16,12 @@ pyelftools read it.
 
 from __future__ import annotations
 
+import errno
 import logging
 import threading
 from dataclasses import dataclass, field
 
+from amplink.errors import AmplinkError
 from amplink.remoteproc.elf_writer import ET_CORE, PF_R, PF_W, PF_X, Note, OutSegment, write_elf
 
 log = logging.getLogger(__name__)
@@ -31,7 +34,8 @@ MODES = (DISABLED, ENABLED, INLINE)
 
 @dataclass
 class Coredump:
-    """One dump.  ``data`` is there at once (``enabled``) or on :meth:`read` (``inline``)."""
+    """One dump.  ``data`` is there at once (``enabled``) or on :meth:`read` (``inline``);
+    with a ``path``, the first read also writes the file there."""
 
     name: str
     crash: int
@@ -41,8 +45,16 @@ class Coredump:
     ranges: list[tuple[int, memoryview, str]] = field(default_factory=list)
     elfclass: int = 64
     notes: tuple[Note, ...] = ()
+    path: str | None = None
     data: bytes | None = None
-    read_done: threading.Event = field(default_factory=threading.Event)
+    discarded: bool = False
+    released: threading.Event = field(default_factory=threading.Event)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    @property
+    def pending(self) -> bool:
+        """An ``inline`` dump neither read nor discarded yet: recovery waits for it."""
+        return not self.released.is_set()
 
     def _build(self) -> bytes:
         segs = [
@@ -55,17 +67,44 @@ class Coredump:
         )  # fmt: skip
 
     def read(self) -> bytes:
-        """The ELF core file (for ``inline``, this is what lets recovery go on)."""
-        if self.data is None:
-            self.data = self._build()
-            self.ranges = []  # device memory may go away once recovery continues
-        self.read_done.set()
-        return self.data
+        """The ELF core file, written to :attr:`path` at the first read (for ``inline``,
+        reading is what lets recovery go on, as reading devcoredump's ``data`` does);
+        ``ENODATA`` once discarded unread; ``OSError`` if the file cannot be written."""
+        with self._lock:
+            try:
+                if self.data is None:
+                    if self.discarded:
+                        raise AmplinkError(
+                            errno.ENODATA,
+                            f"{self.name}: the inline coredump of crash #{self.crash} was "
+                            "discarded unread",
+                        )
+                    self.data = self._build()
+                    self.ranges = []  # device memory may go away once recovery continues
+                    if self.path is not None:
+                        with open(self.path, "wb") as f:
+                            f.write(self.data)
+                        log.info("%s: core dump written to %s", self.name, self.path)
+                return self.data
+            finally:
+                self.released.set()
 
-    def save(self, path: str) -> None:
-        """Write the dump, an ELF core file, to ``path``."""
-        with open(path, "wb") as f:
-            f.write(self.read())
+    def discard(self, why: str) -> bool:
+        """Drop an unread dump (devcoredump's release), logging ``why``; recovery goes
+        on.  False if it had been read (or discarded) already."""
+        with self._lock:
+            if not self.pending:
+                return False
+            self.discarded = True
+            self.ranges = []
+            self.released.set()
+        log.warning(
+            "%s: inline coredump of crash #%d was not read %s; discarding it",
+            self.name,
+            self.crash,
+            why,
+        )
+        return True
 
 
 def take(
@@ -78,24 +117,21 @@ def take(
     *,
     elfclass: int = 64,
     notes: tuple[Note, ...] = (),
+    path: str | None = None,
 ) -> Coredump | None:
-    """Dump ``ranges`` (device address, memory, name) and ``notes`` per ``mode``: built now
-    for ``enabled``; for ``inline``, built when read (see :func:`wait_inline`)."""
+    """Dump ``ranges`` (device address, memory, name) and ``notes`` per ``mode``: built
+    (and written to ``path``) now for ``enabled``; for ``inline``, when read (see
+    :func:`wait_inline`)."""
     if mode == DISABLED:
         return None
-    dump = Coredump(name, crash, mode, machine, entry, ranges, elfclass, notes)
+    dump = Coredump(name, crash, mode, machine, entry, ranges, elfclass, notes, path)
     if mode == ENABLED:
         dump.read()
     return dump
 
 
 def wait_inline(dump: Coredump, timeout: float) -> None:
-    """Recovery waits for an inline dump to be read, as Linux waits for devcoredump."""
-    if not dump.read_done.wait(timeout):
-        log.warning(
-            "%s: inline coredump of crash #%d was not read within %gs; discarding it",
-            dump.name,
-            dump.crash,
-            timeout,
-        )
-    dump.ranges = []
+    """Recovery waits for an inline dump to be read or discarded, as Linux waits for
+    devcoredump; unread after ``timeout`` s, it is discarded."""
+    if not dump.released.wait(timeout):
+        dump.discard(f"within {timeout:g}s")

@@ -117,6 +117,8 @@ class EmulatedPlatformDriver:
 class EmulatedPlatform(ProcessPlatform):
     """One emulated core process and the hardware around it; created per start."""
 
+    RETURNED = None  # an emulated CPU has no main() that returns: a fault or a reset ends it
+
     def __init__(self, name: str, firmware: str, soc: CortexMSoc, **kwargs: Any) -> None:
         """``kwargs``: :class:`ProcessPlatform`'s (``spin`` is always off here)."""
         super().__init__(name, firmware, spin=False, **kwargs)

@@ -92,7 +92,9 @@ def image_program(image: FirmwareImage) -> str:
     data = _entry_bytes(image)
     if data[: len(PY_MAGIC)] != PY_MAGIC:
         raise FirmwareError(
-            "entry", f"{image.name} has no packed Python program at its entry point",
+            "entry", f"{image.name} has no packed Python program at its entry point: it "
+            "is native firmware (for a core with platform = \"emulated\"); this command runs "
+            "Python firmware: a .py file, a module, or an image made by amplink fw pack",
             errno.ENOEXEC,
         )  # fmt: skip
     length = program_length(data)

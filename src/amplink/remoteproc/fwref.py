@@ -72,11 +72,13 @@ class FirmwareRef:
         except (ImportError, ValueError):
             found = None
         if found is None or found.origin is None or not found.origin.endswith(".py"):
+            hint = "to name a file, write its path (./fw.py, ./fw.elf)"
+            if os.path.exists(self.spec):  # the rule stands; say how to name that file
+                hint = f"the file {self.spec} in the current folder is named ./{self.spec}"
             raise FirmwareError(
                 "missing",
                 f"firmware module {self.name!r} not found on the module path of "
-                f"{sys.executable} (or it has no Python source); to name a file, write "
-                "its path (./fw.py, ./fw.elf)",
+                f"{sys.executable} (or it has no Python source); {hint}",
                 errno.ENOENT,
             )
         return found.origin

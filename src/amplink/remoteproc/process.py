@@ -109,6 +109,11 @@ class ProcessPlatformDriver:
 class ProcessPlatform(RprocPlatform):
     """One core process and the hardware around it; created per start."""
 
+    # What a core process's unasked exit with status 0 means: its program ended.
+    RETURNED: str | None = (
+        "its firmware's main() returned (a firmware that serves ends in core.run())"
+    )
+
     def __init__(
         self,
         name: str,
@@ -156,8 +161,11 @@ class ProcessPlatform(RprocPlatform):
 
     @property
     def pid(self) -> int | None:
-        """The core process's pid while it runs."""
-        return self.proc.pid if self.proc is not None else None
+        """The core process's pid while it runs (None once it has exited: a crashed
+        core whose process died has none, though it is reaped only at the reset)."""
+        if self.proc is None or self._exit_code is not None:
+            return None
+        return self.proc.pid
 
     @property
     def exit_code(self) -> int | None:
@@ -309,7 +317,10 @@ class ProcessPlatform(RprocPlatform):
 
     def _exit_crash(self, code: int | None) -> tuple[int, str]:
         """The crash a core process's exit is: its kind and reason."""
-        return CRASH_FATAL_ERROR, f"the core process exited ({describe_exit(code)})"
+        why = f"the core process exited ({describe_exit(code)})"
+        if code == 0 and self.RETURNED:
+            why += f": {self.RETURNED}"
+        return CRASH_FATAL_ERROR, why
 
     def mailbox_ping(self, timeout: float) -> float:
         """``RP_MBOX_ECHO_REQUEST`` through the MU and ``RP_MBOX_ECHO_REPLY`` back: the

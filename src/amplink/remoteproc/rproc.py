@@ -68,6 +68,7 @@ from amplink.remoteproc.subdev import ResourceContext, RprocSubdev
 from amplink.tracing import TRACER
 from amplink.wire import rsc_table as rt
 from amplink.wire.protocol import Features
+from amplink.wording import counted
 
 log = logging.getLogger(__name__)
 
@@ -119,6 +120,8 @@ class Rproc:
         self._exit_code: int | None = None
         self._crash_lock = threading.Lock()
         self._crash_thread: threading.Thread | None = None
+        self._crash_busy = False  # a crash is being handled (under _states.changed)
+        self._stopping = False  # stop() waits for the lock: an inline dump is dropped
         self._booted = attach
         self._clean_table: bytes | None = None
         self.sysfs = Sysfs(self)
@@ -237,7 +240,13 @@ class Rproc:
         Gracefully if the core runs firmware that supports it; if the handshake fails,
         a warning is logged and the core is reset anyway.  Use :meth:`shutdown` to get
         the kernel's errors instead."""
+        with self._states.changed:
+            self._stopping = True
+            pending = self.pending_coredump()
+        if pending is not None:  # recovery waits for it while holding the lock
+            pending.discard("before the core was stopped")
         with self._lock:
+            self._stopping = False
             if self._states.allows(STOP):
                 self._stop_locked(STOP)
             self.power = 0
@@ -428,6 +437,7 @@ class Rproc:
         ``rproc_coredump`` writes one per registered dump segment) and the platform's
         ``notes``."""
         image = self.image
+        folder = self.config.coredump_dir
         dump = coredump.take(
             self.name,
             self.crash_count,
@@ -437,6 +447,9 @@ class Rproc:
             [(w.da, memory.region.view(w.offset, w.size), w.name) for w in memory.amap.mappings],
             elfclass=image.elfclass if image is not None else 64,
             notes=notes,
+            path=os.path.join(folder, f"{self.name}-crash{self.crash_count}.core")
+            if folder is not None
+            else None,
         )
         if dump is None:
             return
@@ -444,12 +457,12 @@ class Rproc:
             self.coredumps.append(dump)
             self.dumps_taken += 1
             self._states.changed.notify_all()
-        if dump.mode == coredump.INLINE:
-            coredump.wait_inline(dump, self.config.inline_coredump_timeout)
-        if self.config.coredump_dir is not None and dump.data is not None:
-            path = os.path.join(self.config.coredump_dir, f"{self.name}-crash{dump.crash}.core")
-            dump.save(path)
-            log.info("%s: core dump written to %s", self.name, path)
+            stopping = self._stopping
+        if dump.mode != coredump.INLINE:
+            return
+        if stopping:  # stop() came before the dump: nobody will read it
+            dump.discard("before the core was stopped")
+        coredump.wait_inline(dump, self.config.inline_coredump_timeout)
 
     # -- notifications to and from the core ------------------------------------------
     def _route(self, notifyid: int, handler: Callable[[], None]) -> None:
@@ -480,9 +493,19 @@ class Rproc:
                 daemon=True,
             )
             self._crash_thread = t
+            with self._states.changed:
+                self._crash_busy = True
             t.start()
 
     def _crash_work(self, kind: int, reason: str) -> None:
+        try:
+            self._handle_crash(kind, reason)
+        finally:
+            with self._states.changed:
+                self._crash_busy = False
+                self._states.changed.notify_all()
+
+    def _handle_crash(self, kind: int, reason: str) -> None:
         """``rproc_crash_handler_work``: what the core sent is delivered, its users get
         ``EPIPE``, and it is recovered if recovery is enabled."""
         with self._lock:
@@ -505,13 +528,14 @@ class Rproc:
             if lost:
                 n = sum(lost.values())
                 log.error(
-                    "%s crashed before consuming %d sent messages (per source address: %s); "
+                    "%s crashed before consuming %s (per source address: %s); "
                     "their senders' endpoints are released with EPIPE",
                     self.name,
-                    n,
+                    counted(n, "sent message"),
                     lost,
                 )
-                why += f"; {n} sent messages were never consumed"
+                were = "was" if n == 1 else "were"
+                why += f"; {counted(n, 'sent message')} {were} never consumed"
             error = AmplinkError(errno.EPIPE, f"remote core {self.name} crashed: {why}")
             self._stop_subdevs(error, crashed=True)
             if self.recovery:
@@ -541,6 +565,8 @@ class Rproc:
             return
         log.info("%s: recovering (crash #%d)", self.name, self.crash_count)
         self._release_locked(crashed=True)
+        if self._stopping:
+            return  # stop() waits for the lock: it finds the core crashed and released
         self._states.fire(RECOVER)
         try:
             self._boot_locked()
@@ -556,18 +582,37 @@ class Rproc:
         )
         return self.coredumps[-1]
 
-    def wait_crash_handled(self, count: int | None = None, timeout: float = 30.0) -> None:
+    def pending_coredump(self) -> coredump.Coredump | None:
+        """The ``inline`` dump recovery waits to be read now, if any."""
+        dump = self.coredumps[-1] if self.coredumps else None
+        return dump if dump is not None and dump.pending else None
+
+    def wait_crash_handled(
+        self, count: int | None = None, timeout: float = 30.0, *, or_dump_pending: bool = False
+    ) -> coredump.Coredump | None:
         """Wait until crash number ``count`` (default: the one being handled now) has
-        been noticed and handled, recovery included; ``ETIMEDOUT`` otherwise."""
+        been noticed and handled, recovery included; ``ETIMEDOUT`` otherwise.  With
+        ``or_dump_pending``, an ``inline`` dump recovery waits for ends the wait too:
+        it is returned (read it to let recovery go on)."""
         if count is not None:
             self._states.wait_until(
                 lambda: self.crash_count >= count, timeout, f"no crash #{count}"
             )
+        if or_dump_pending:
+            self._states.wait_until(
+                lambda: not self._crash_busy or self.pending_coredump() is not None,
+                timeout,
+                "crash handling still runs",
+            )
+            pending = self.pending_coredump()
+            if pending is not None:
+                return pending
         t = self._crash_thread
         if t is not None and t is not threading.current_thread():
             t.join(timeout)
             if t.is_alive():
                 raise AmplinkError(errno.ETIMEDOUT, f"{self.name}: crash handling still runs")
+        return None
 
     # -- memory and trace ------------------------------------------------------------
     def loaded_table(self) -> rt.ResourceTable | None:

@@ -323,7 +323,15 @@ class Endpoint:
             try:
                 cb(self, data, src)
             except Exception:
-                log.exception("rpmsg endpoint %d: receive callback raised", self.addr)
+                log_ratelimited(
+                    log,
+                    logging.ERROR,
+                    self.link.name,
+                    "%s: rpmsg endpoint %d: receive callback raised",
+                    self.link.name,
+                    self.addr,
+                    exc_info=True,
+                )
             if t0:
                 args = self._trace(src, data)
                 TRACER.span("rpmsg", "callback", t0, flow_in=TRACER.take("flow_in"), **args)

@@ -25,7 +25,7 @@ from amplink.rpmsg.core import (
     RpmsgDevice,
     RpmsgLink,
 )
-from amplink.wire.rpmsg import NsMessage
+from amplink.wire.rpmsg import NsMessage, encode_name
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +37,7 @@ def bind_name_service(link: RpmsgLink, handle: Callable[[NsMessage], None]) -> E
     def on_message(_ept: Endpoint, data: bytes, src: int) -> None:
         try:
             msg = NsMessage.unpack(data)
+            encode_name(msg.name)  # a name a channel can carry (rpmsg_ns_cb's checks)
         except WireError as exc:
             log_ratelimited(
                 log,

@@ -59,9 +59,9 @@ class UnixListener:
             sock.bind(self.path)
             sock.listen(self.backlog)
             sock.setblocking(False)
-        except OSError:
+        except OSError as exc:
             sock.close()
-            raise
+            raise _cannot_listen(self.path, exc) from None
         self._sock = sock
 
     def fileno(self) -> int:
@@ -106,7 +106,10 @@ def _lock_path(path: str) -> int:
     the holder's pid if another server has it."""
     lock = path + ".lock"
     while True:
-        fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+        try:
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+        except OSError as exc:
+            raise _cannot_listen(path, exc) from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -129,6 +132,12 @@ def _lock_path(path: str) -> int:
             os.write(fd, f"{os.getpid()}\n".encode())
             return fd
         os.close(fd)
+
+
+def _cannot_listen(path: str, exc: OSError) -> AmplinkError:
+    """``exc`` (a failed ``open`` or ``bind``) with its errno, naming the path."""
+    why = exc.strerror or str(exc)  # a path too long for AF_UNIX has no errno
+    return AmplinkError(exc.errno or errno.EINVAL, f"cannot listen on {path}: {why}")
 
 
 def readable(fds: list[int], timeout: float | None) -> set[int]:

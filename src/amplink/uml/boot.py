@@ -305,7 +305,7 @@ def serving(
     """``amplink serve-linux FIRMWARE`` (``--spin`` if ``spin``) in a subprocess (its
     log, verbose, to ``log``) from when it listens on ``socket`` until the block ends:
     then SIGTERM, and a kill if it has not exited within 15 s.  Its exit status is the
-    process's returncode."""
+    process's returncode (143 when that SIGTERM ended it)."""
     argv = [sys.executable, "-m", "amplink.app.cli", "-v", "serve-linux", firmware]
     proc = subprocess.Popen(
         [*argv, "--socket", socket, "--spin" if spin else "--no-spin"],

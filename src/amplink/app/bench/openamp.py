@@ -51,6 +51,7 @@ from amplink.transport.openamp_peer import SOCKET_NAME, PeerProcess, demo_argv, 
 from amplink.transport.unix import readable
 from amplink.virtio.device import DRIVER
 from amplink.wire import openamp_linux as ol
+from amplink.wording import counted
 
 SERVICE = "rpmsg-openamp-demo-channel"
 PING_MESSAGES = 480  # rpmsg-echo-ping: payloads of 1..480 bytes after a 16-byte head
@@ -274,7 +275,7 @@ def format_openamp(report: dict[str, Any] | None, runs: int) -> list[str]:
         return ["", f"OpenAMP demos: skipped ({why})"]
     lines = [
         "",
-        f"OpenAMP linux-machine demos (unpinned): {report['runs']} whole runs of "
+        f"OpenAMP linux-machine demos (unpinned): {counted(report['runs'], 'whole run')} of "
         f"{PING_MESSAGES} echoes, 17..496 B, from start to exit",
         f"{'pair':<34}{'p50 ms':>10}{'p99 ms':>10}",
     ]
