@@ -179,9 +179,12 @@ class AdaptiveSpin:
         self._window_hits = self._window_total = 0
 
 
-TakeNotifications = Callable[[Sequence[int], "float | None"], "bool | None"]
-"""How a waiter takes its peer's notifications itself: sleep until one of the
-descriptors is readable (True) or the timeout (s) passes (False), handling the peer's
+TakeNotifications = Callable[
+    [Sequence[int], "float | None", "Callable[[], bool] | None"], "bool | None"
+]
+"""How a waiter takes its peer's notifications itself: ``(fds, timeout, ready)``,
+sleep until one of the descriptors is readable or ``ready()`` holds after a
+notification (True), or until the timeout (s) passes (False), handling the peer's
 notifications in the calling thread meanwhile; None if that cannot be done now (then
 the caller waits the ordinary way).  A transport whose notifications arrive as an
 interrupt gives one (:meth:`amplink.irq.domain.IrqDomain.take_while_waiting`)."""
@@ -235,8 +238,10 @@ class Wakeup:
 
     def clear(self) -> None:
         """Take a wake-up that is pending (after polling :meth:`fileno`)."""
-        with contextlib.suppress(BlockingIOError):
+        try:  # noqa: SIM105 (on the message path: no context manager)
             os.eventfd_read(self._fd)
+        except BlockingIOError:
+            pass
 
     def close(self) -> None:
         """Release the eventfd and the epoll instance. Idempotent."""

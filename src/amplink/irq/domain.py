@@ -206,6 +206,7 @@ class IrqDomain:
         self._hardirq: set[int] = set()  # threads running primaries (dispatcher, takers)
         self._takers = 0  # threads in take_while_waiting
         self._taken: set[int] = set()  # the lines they take
+        self._takers_poll = threading.local()  # each taker's poll object, kept
         self._takers_gone = threading.Condition(self._lock)
         self._release = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)  # set at close
         self._replay: set[IrqLine] = set()
@@ -378,9 +379,14 @@ class IrqDomain:
 
     # -- a thread that takes a line's interrupts while it waits ----------------------
     def take_while_waiting(
-        self, irq: int, fds: Sequence[int], timeout: float | None
+        self,
+        irq: int,
+        fds: Sequence[int],
+        timeout: float | None,
+        ready: Callable[[], bool] | None = None,
     ) -> bool | None:
-        """Sleep until one of ``fds`` is readable (True) or ``timeout`` s pass (False),
+        """Sleep until one of ``fds`` is readable or ``ready()`` holds after an
+        interrupt (True), or until ``timeout`` s pass (False),
         taking level-triggered line ``irq``'s interrupts in the calling thread
         meanwhile: its primaries, and the thread functions they wake, run here instead
         of in the dispatcher and the action threads (a thread function its own thread
@@ -405,7 +411,7 @@ class IrqDomain:
             self._takers += 1
             self._ep.modify(line.fd, 0)
         try:
-            return self._take_until(line, fds, timeout)
+            return self._take_until(line, fds, timeout, ready)
         finally:
             with self._lock:
                 self._taken.discard(irq)
@@ -415,12 +421,24 @@ class IrqDomain:
                 elif not self._takers:
                     self._takers_gone.notify_all()
 
-    def _take_until(self, line: IrqLine, fds: Sequence[int], timeout: float | None) -> bool:
-        poller = select.poll()
-        poller.register(line.fd, select.POLLIN)
-        poller.register(self._release, select.POLLIN)
-        for fd in fds:
-            poller.register(fd, select.POLLIN)
+    def _take_until(
+        self,
+        line: IrqLine,
+        fds: Sequence[int],
+        timeout: float | None,
+        ready: Callable[[], bool] | None,
+    ) -> bool:
+        key = (line.irq, *fds)
+        cached = getattr(self._takers_poll, "cached", None)
+        if cached is not None and cached[0] == key:
+            poller = cached[1]
+        else:  # a thread waits on the same descriptors again and again: keep its poll
+            poller = select.poll()
+            poller.register(line.fd, select.POLLIN)
+            poller.register(self._release, select.POLLIN)
+            for fd in fds:
+                poller.register(fd, select.POLLIN)
+            self._takers_poll.cached = (key, poller)
         deadline = None if timeout is None else time.monotonic() + timeout
         active = False  # the line was still active after the last interrupt
         while True:
@@ -443,6 +461,8 @@ class IrqDomain:
                 active = self._take(line, active and not pulsed)
                 if self._closing:
                     return False  # close() may release the line's descriptor now
+                if ready is not None and ready():
+                    return True
             if woke:
                 return True
             if deadline is not None and time.monotonic() >= deadline:

@@ -234,7 +234,7 @@ class Core:
             if link.unsuppress_rx():
                 continue
             hw.set_status(STATUS_WFI)
-            if take is None or take(self._wait_fds, timeout) is None:
+            if take is None or take(self._wait_fds, timeout, link.rx_pending) is None:
                 self._poller.poll(timeout_ms)
             hw.set_status(clear_bits=STATUS_WFI)
             self._drain_wakes()

@@ -407,7 +407,7 @@ class Endpoint:
                         f"no message for endpoint {self.addr} within {timeout}s",
                     )
                 take = self.link.take_notifications
-                if take is None or take((wakeup.fileno(),), remaining) is None:
+                if take is None or take((wakeup.fileno(),), remaining, self._has_message) is None:
                     wakeup.wait(remaining)
                 else:
                     wakeup.clear()
