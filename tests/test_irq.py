@@ -3,6 +3,7 @@
 import errno
 import logging
 import os
+import select
 import threading
 import time
 from queue import SimpleQueue
@@ -23,6 +24,7 @@ from amplink.irq import (
     Work,
     Workqueue,
 )
+from amplink.irq.timer import OneShotTimer
 from irq_helpers import LevelDevice, LogEvent, started
 from resources import snapshot
 from waiting import wait_for
@@ -37,6 +39,18 @@ def domain():
     yield d
     d.close()
     assert snapshot() == before
+
+
+def _silencing_primary(dev):
+    """A threaded driver's primary: silence the device, let the thread do the work."""
+
+    def primary(irq, dev_id):
+        if not dev.asserted:
+            return IRQ_NONE
+        dev.ack()
+        return IRQ_WAKE_THREAD
+
+    return primary
 
 
 def _ack_handler(dev, calls):
@@ -96,17 +110,13 @@ def test_level_line_primary_and_thread_named_like_linux(domain):
     dev = LevelDevice(domain.add_line(5))
     calls = SimpleQueue()
 
-    def primary(irq, dev_id):
-        if not dev.asserted:
-            return IRQ_NONE
-        dev.ack()  # silence the device, then let the thread work
-        return IRQ_WAKE_THREAD
-
     def thread_fn(irq, dev_id):
         calls.put((irq, dev_id, threading.current_thread().name))
         return IRQ_HANDLED
 
-    action = domain.request_threaded_irq(5, primary, thread_fn, 0, "mydev", "cookie")
+    action = domain.request_threaded_irq(
+        5, _silencing_primary(dev), thread_fn, 0, "mydev", "cookie"
+    )
     assert "irq/5-mydev" in [t.name for t in threading.enumerate()]
     with open(f"/proc/self/task/{action.thread.native_id}/comm") as f:
         assert f.read().strip() == "irq/5-mydev"
@@ -191,13 +201,7 @@ def test_synchronize_and_free_from_own_thread(domain):
         release.wait(10)
         return IRQ_HANDLED
 
-    def primary(irq, dev_id):
-        if not dev.asserted:
-            return IRQ_NONE
-        dev.ack()
-        return IRQ_WAKE_THREAD
-
-    domain.request_threaded_irq(4, primary, thread_fn, 0, "self", "me")
+    domain.request_threaded_irq(4, _silencing_primary(dev), thread_fn, 0, "self", "me")
     dev.fire()
     assert running.wait(5)
     assert errors.get(timeout=5) == errno.EDEADLK
@@ -394,12 +398,6 @@ def test_the_line_cannot_be_freed_from_a_thread_function_a_taker_runs(domain):
     errors = SimpleQueue()
     ran = os.eventfd(0, os.EFD_NONBLOCK)
 
-    def primary(irq, dev_id):
-        if not dev.asserted:
-            return IRQ_NONE
-        dev.ack()
-        return IRQ_WAKE_THREAD
-
     def thread_fn(irq, dev_id):
         try:
             domain.synchronize_irq(8, 1)
@@ -408,7 +406,7 @@ def test_the_line_cannot_be_freed_from_a_thread_function_a_taker_runs(domain):
         os.eventfd_write(ran, 1)
         return IRQ_HANDLED
 
-    domain.request_threaded_irq(8, primary, thread_fn, 0, "self", "me")
+    domain.request_threaded_irq(8, _silencing_primary(dev), thread_fn, 0, "self", "me")
     firing = _fire_once_taken(domain, dev)
     try:
         assert domain.take_while_waiting(8, [ran], 30) is True
@@ -423,12 +421,6 @@ def test_a_keyboard_interrupt_in_a_taker_hands_the_work_to_the_line_thread(domai
     runs = SimpleQueue()
     first = [True]
 
-    def primary(irq, dev_id):
-        if not dev.asserted:
-            return IRQ_NONE
-        dev.ack()
-        return IRQ_WAKE_THREAD
-
     def thread_fn(irq, dev_id):
         if first[0]:
             first[0] = False
@@ -436,7 +428,7 @@ def test_a_keyboard_interrupt_in_a_taker_hands_the_work_to_the_line_thread(domai
         runs.put(threading.current_thread().name)
         return IRQ_HANDLED
 
-    domain.request_threaded_irq(9, primary, thread_fn, 0, "kbd", "me")
+    domain.request_threaded_irq(9, _silencing_primary(dev), thread_fn, 0, "kbd", "me")
     firing = _fire_once_taken(domain, dev)
     with pytest.raises(KeyboardInterrupt):
         domain.take_while_waiting(9, [], 5)
@@ -483,3 +475,20 @@ def test_a_storm_does_not_keep_a_taker_past_its_timeout(domain):
     finally:
         firing.join(5)
         domain.free_irq(10, "me")
+
+
+def test_a_one_shot_timer_is_a_descriptor_that_can_be_disarmed():
+    timer = OneShotTimer()
+    try:
+        poller = select.poll()
+        poller.register(timer.fd, select.POLLIN)
+        timer.arm(1_000_000)  # 1 ms
+        assert poller.poll(10_000)  # expired (within 10 s even on a loaded machine)
+        timer.consume()
+        assert not poller.poll(0)
+        timer.arm(50_000_000)
+        timer.arm(0)  # disarmed before it expires
+        assert not poller.poll(100)
+    finally:
+        timer.close()
+        timer.close()  # idempotent
