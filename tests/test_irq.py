@@ -3,7 +3,9 @@
 import errno
 import logging
 import os
+import select
 import threading
+import time
 from queue import SimpleQueue
 
 import pytest
@@ -22,8 +24,10 @@ from amplink.irq import (
     Work,
     Workqueue,
 )
+from amplink.irq.timer import OneShotTimer
 from irq_helpers import LevelDevice, LogEvent, started
 from resources import snapshot
+from waiting import wait_for
 
 QUICK = SpuriousPolicy(window=1000, threshold=990)
 
@@ -35,6 +39,18 @@ def domain():
     yield d
     d.close()
     assert snapshot() == before
+
+
+def _silencing_primary(dev):
+    """A threaded driver's primary: silence the device, let the thread do the work."""
+
+    def primary(irq, dev_id):
+        if not dev.asserted:
+            return IRQ_NONE
+        dev.ack()
+        return IRQ_WAKE_THREAD
+
+    return primary
 
 
 def _ack_handler(dev, calls):
@@ -94,17 +110,13 @@ def test_level_line_primary_and_thread_named_like_linux(domain):
     dev = LevelDevice(domain.add_line(5))
     calls = SimpleQueue()
 
-    def primary(irq, dev_id):
-        if not dev.asserted:
-            return IRQ_NONE
-        dev.ack()  # silence the device, then let the thread work
-        return IRQ_WAKE_THREAD
-
     def thread_fn(irq, dev_id):
         calls.put((irq, dev_id, threading.current_thread().name))
         return IRQ_HANDLED
 
-    action = domain.request_threaded_irq(5, primary, thread_fn, 0, "mydev", "cookie")
+    action = domain.request_threaded_irq(
+        5, _silencing_primary(dev), thread_fn, 0, "mydev", "cookie"
+    )
     assert "irq/5-mydev" in [t.name for t in threading.enumerate()]
     with open(f"/proc/self/task/{action.thread.native_id}/comm") as f:
         assert f.read().strip() == "irq/5-mydev"
@@ -189,13 +201,7 @@ def test_synchronize_and_free_from_own_thread(domain):
         release.wait(10)
         return IRQ_HANDLED
 
-    def primary(irq, dev_id):
-        if not dev.asserted:
-            return IRQ_NONE
-        dev.ack()
-        return IRQ_WAKE_THREAD
-
-    domain.request_threaded_irq(4, primary, thread_fn, 0, "self", "me")
+    domain.request_threaded_irq(4, _silencing_primary(dev), thread_fn, 0, "self", "me")
     dev.fire()
     assert running.wait(5)
     assert errors.get(timeout=5) == errno.EDEADLK
@@ -298,3 +304,191 @@ def test_level_trigger_default_and_line_repr(domain):
     with pytest.raises(IrqError):
         domain.add_line(21, fd=fd, counter=False)  # a fd readable for ever must be edge
     os.close(fd)
+
+
+# -- a thread that takes a line's interrupts while it waits ----------------------------
+def _fire_once_taken(domain, dev):
+    """Fire ``dev`` from another thread as soon as its line is taken."""
+    irq = dev.line.irq
+
+    def fire():
+        wait_for(lambda: irq in domain._taken, f"a thread to take line {irq}")
+        dev.fire()
+
+    t = threading.Thread(target=fire)
+    t.start()
+    return t
+
+
+def _threaded_device(domain, irq, name="taken"):
+    """A level device whose primary silences it and whose thread records where it ran."""
+    dev = LevelDevice(domain.add_line(irq))
+    ran = SimpleQueue()
+    dev.ran_fd = os.eventfd(0, os.EFD_NONBLOCK)  # readable once the thread function ran
+
+    def primary(irq_, dev_id):
+        if not dev.asserted:
+            return IRQ_NONE
+        dev.ack()
+        ran.put(("primary", threading.get_ident(), domain.in_hardirq()))
+        return IRQ_WAKE_THREAD
+
+    def thread_fn(irq_, dev_id):
+        ran.put(("thread", threading.get_ident(), domain.in_hardirq()))
+        os.eventfd_write(dev.ran_fd, 1)
+        return IRQ_HANDLED
+
+    action = domain.request_threaded_irq(irq, primary, thread_fn, 0, name, dev)
+    return dev, ran, action
+
+
+def test_a_waiting_thread_takes_the_line_itself_and_gives_it_back(domain):
+    dev, ran, action = _threaded_device(domain, 6)
+    done = os.eventfd(0, os.EFD_NONBLOCK)
+    try:
+        me = threading.get_ident()
+        assert domain.take_while_waiting(6, [done], 0.01) is False  # nothing came
+        firing = _fire_once_taken(domain, dev)
+        assert domain.take_while_waiting(6, [dev.ran_fd], 30) is True
+        firing.join(5)
+        assert ran.get_nowait() == ("primary", me, True)
+        assert ran.get_nowait() == ("thread", me, False)
+        os.eventfd_read(dev.ran_fd)
+        os.eventfd_write(done, 1)
+        assert domain.take_while_waiting(6, [done], 5) is True
+        assert action.line.count == 1
+        # Given back: the dispatcher and the action's thread take it again.
+        dev.fire()
+        kind, ident, _ = ran.get(timeout=5)
+        assert (kind, ident) == ("primary", domain._dispatcher.ident)
+        assert ran.get(timeout=5)[1] == action.thread._thread.ident
+    finally:
+        os.close(done)
+        os.close(dev.ran_fd)
+
+
+def test_only_one_thread_takes_a_line_and_never_an_edge_line(domain):
+    dev = _threaded_device(domain, 6)[0]
+    os.close(dev.ran_fd)
+    domain.add_line(7, trigger=IRQF_TRIGGER_RISING)
+    done = os.eventfd(0, os.EFD_NONBLOCK)
+    inside = threading.Event()
+    answers = SimpleQueue()
+
+    def other():
+        inside.set()
+        answers.put(domain.take_while_waiting(6, [done], 10))
+
+    try:
+        t = threading.Thread(target=other)
+        t.start()
+        assert inside.wait(5)
+        wait_for(lambda: 6 in domain._taken, "the other thread to take line 6")
+        assert domain.take_while_waiting(6, [done], 0.01) is None  # taken by the other
+        assert domain.take_while_waiting(7, [done], 0.01) is None  # edge
+        os.eventfd_write(done, 1)
+        assert answers.get(timeout=5) is True
+        t.join(5)
+    finally:
+        os.close(done)
+
+
+def test_the_line_cannot_be_freed_from_a_thread_function_a_taker_runs(domain):
+    dev = LevelDevice(domain.add_line(8))
+    errors = SimpleQueue()
+    ran = os.eventfd(0, os.EFD_NONBLOCK)
+
+    def thread_fn(irq, dev_id):
+        try:
+            domain.synchronize_irq(8, 1)
+        except IrqError as exc:
+            errors.put((exc.errno, threading.get_ident()))
+        os.eventfd_write(ran, 1)
+        return IRQ_HANDLED
+
+    domain.request_threaded_irq(8, _silencing_primary(dev), thread_fn, 0, "self", "me")
+    firing = _fire_once_taken(domain, dev)
+    try:
+        assert domain.take_while_waiting(8, [ran], 30) is True
+    finally:
+        firing.join(5)
+        os.close(ran)
+    assert errors.get(timeout=5) == (errno.EDEADLK, threading.get_ident())
+
+
+def test_a_keyboard_interrupt_in_a_taker_hands_the_work_to_the_line_thread(domain):
+    dev = LevelDevice(domain.add_line(9))
+    runs = SimpleQueue()
+    first = [True]
+
+    def thread_fn(irq, dev_id):
+        if first[0]:
+            first[0] = False
+            raise KeyboardInterrupt  # what Ctrl-C does to a main thread that takes the line
+        runs.put(threading.current_thread().name)
+        return IRQ_HANDLED
+
+    domain.request_threaded_irq(9, _silencing_primary(dev), thread_fn, 0, "kbd", "me")
+    firing = _fire_once_taken(domain, dev)
+    with pytest.raises(KeyboardInterrupt):
+        domain.take_while_waiting(9, [], 5)
+    firing.join(5)
+    assert runs.get(timeout=5) == "irq/9-kbd"  # run again by its own thread
+    assert domain.synchronize_irq(9, 5)
+    assert not domain._taken
+    dev.fire()  # and the line works on
+    assert runs.get(timeout=5) == "irq/9-kbd"
+
+
+def test_close_lets_a_taker_go_and_leaves_no_descriptor_behind():
+    before = snapshot()
+    d = started()
+    os.close(_threaded_device(d, 6)[0].ran_fd)
+    done = os.eventfd(0, os.EFD_NONBLOCK)
+    answers = SimpleQueue()
+    t = threading.Thread(target=lambda: answers.put(d.take_while_waiting(6, [done], 30)))
+    t.start()
+    wait_for(lambda: 6 in d._taken, "the thread to take line 6")
+    d.close()
+    assert answers.get(timeout=5) is False
+    t.join(5)
+    assert d.take_while_waiting(6, [done], 0.01) is None
+    os.close(done)
+    assert snapshot() == before
+
+
+def test_a_storm_does_not_keep_a_taker_past_its_timeout(domain):
+    dev = LevelDevice(domain.add_line(10))
+    taken = SimpleQueue()
+
+    def primary(irq, dev_id):  # says it handled the device but never silences it
+        taken.put(threading.get_ident())
+        return IRQ_HANDLED
+
+    domain.request_irq(10, primary, 0, "storm", "me")
+    firing = _fire_once_taken(domain, dev)
+    try:
+        t0 = time.monotonic()
+        assert domain.take_while_waiting(10, [], 2) is False
+        assert time.monotonic() - t0 < 10  # returned at its deadline, not when it calmed
+        assert taken.get(timeout=5) == threading.get_ident()
+    finally:
+        firing.join(5)
+        domain.free_irq(10, "me")
+
+
+def test_a_one_shot_timer_is_a_descriptor_that_can_be_disarmed():
+    timer = OneShotTimer()
+    try:
+        poller = select.poll()
+        poller.register(timer.fd, select.POLLIN)
+        timer.arm(1_000_000)  # 1 ms
+        assert poller.poll(10_000)  # expired (within 10 s even on a loaded machine)
+        timer.consume()
+        assert not poller.poll(0)
+        timer.arm(50_000_000)
+        timer.arm(0)  # disarmed before it expires
+        assert not poller.poll(100)
+    finally:
+        timer.close()
+        timer.close()  # idempotent

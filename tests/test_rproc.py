@@ -207,6 +207,48 @@ def test_kicks_travel_through_the_mailbox_both_ways(delivery):
     assert snapshot() == before
 
 
+def _voluntary_switches(pid: int, prefix: str) -> dict[int, int]:
+    """Per thread of ``pid`` whose name starts with ``prefix``: how often it slept."""
+    found = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        if (task / "comm").read_text().startswith(prefix):
+            for line in (task / "status").read_text().splitlines():
+                if line.startswith("voluntary_ctxt_switches:"):
+                    found[int(task.name)] = int(line.split()[1])
+    return found
+
+
+def test_a_blocking_round_trip_wakes_no_thread_but_the_two_waiters():
+    """Spinning off: the thread in recv() takes the core's kick itself (the MU's
+    primary, the RX channel's thread function, the vring) and the core's event loop
+    takes the host's, so neither side's dispatcher nor IRQ threads wake: one wake-up
+    per side and message, as with a Pipe."""
+    rounds = 200
+    with Rproc("taker", ECHO_FW, config=RprocConfig(spin=False)) as rp:
+        ept = rp.wait_channel(SERVICE, 10).create_ept()
+        pid = rp.platform.pid
+        assert pid is not None
+        for i in range(10):
+            ept.send(b"%d" % i)
+            assert ept.recv(10).data == b"%d" % i
+        host = _voluntary_switches(os.getpid(), "irq")
+        core = _voluntary_switches(pid, "irq")
+        assert host and core  # the dispatchers and IRQ threads exist
+        for i in range(rounds):
+            ept.send(b"%d" % i)
+            assert ept.recv(10).data == b"%d" % i
+        # Before, every round trip woke the host's dispatcher and IRQ thread (two
+        # wake-ups) and the core's dispatcher (one).  A reply that comes before the
+        # host's recv() sleeps, or a kick before the core's loop sleeps, still does.
+        for side, pid_, before, limit in (
+            ("host", os.getpid(), host, rounds),
+            ("core", pid, core, rounds // 2),
+        ):
+            after = _voluntary_switches(pid_, "irq")
+            woken = sum(after[tid] - n for tid, n in before.items())
+            assert woken < limit, f"{side}'s interrupt threads woke {woken} times"
+
+
 def test_mailbox_channels_beside_the_kick_channel_cross_processes():
     """The bench firmware echoes words on MU data channel 1 from its interrupt handler."""
     with Rproc("mbox", "amplink.firmware.bench") as rp:

@@ -198,6 +198,7 @@ class GlinkEdge(BoundSubdev):
             spin=AdaptiveSpin(enabled=ctx.spin),
             limits=handler.config.limits,
         )
+        link.take_notifications = ctx.take_notifications
 
         def failed(error: OSError) -> None:
             if isinstance(error, link.broken_by_peer):

@@ -53,7 +53,7 @@ import os
 import select
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 
 DEFAULT_MAX_SPIN_NS = 100_000
 MIN_USEFUL_SPIN_NS = 2_000
@@ -179,6 +179,16 @@ class AdaptiveSpin:
         self._window_hits = self._window_total = 0
 
 
+TakeNotifications = Callable[
+    [Sequence[int], "float | None", "Callable[[], bool] | None"], "bool | None"
+]
+"""How a waiter takes its peer's notifications itself: ``(fds, timeout, ready)``,
+sleep until one of the descriptors is readable or ``ready()`` holds after a
+notification (True), or until the timeout (s) passes (False), handling the peer's
+notifications in the calling thread meanwhile; None if that cannot be done now (then
+the caller waits the ordinary way).  A transport whose notifications arrive as an
+interrupt gives one (:meth:`amplink.irq.domain.IrqDomain.take_while_waiting`)."""
+
 SEND_RETRY_DELAYS = (0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01)  # s
 
 
@@ -220,6 +230,18 @@ class Wakeup:
         with contextlib.suppress(BlockingIOError):  # another sleeper took it: both look
             os.eventfd_read(self._fd)
         return True
+
+    def fileno(self) -> int:
+        """The eventfd: readable once :meth:`set` (for a caller that polls it among
+        others; it then calls :meth:`clear`)."""
+        return self._fd
+
+    def clear(self) -> None:
+        """Take a wake-up that is pending (after polling :meth:`fileno`)."""
+        try:  # noqa: SIM105 (on the message path: no context manager)
+            os.eventfd_read(self._fd)
+        except BlockingIOError:
+            pass
 
     def close(self) -> None:
         """Release the eventfd and the epoll instance. Idempotent."""

@@ -344,7 +344,10 @@ class CortexM:
             self.uc.hook_del(handle)
         self._hooks.clear()
         self._breakpoints.clear()
-        os.close(self._wake_fd)
+        with self._att_lock:  # a GDB client's thread may still ask for attention
+            fd, self._wake_fd = self._wake_fd, -1
+        if fd >= 0:
+            os.close(fd)
 
     # -- registers -----------------------------------------------------------------------
     def _ipsr(self) -> int:
@@ -364,9 +367,10 @@ class CortexM:
     def attention(self) -> None:
         """Something changed (a line, SysTick, a request): the core looks at it when
         its current slice ends, or at once if it waits in WFI.  Any thread."""
-        with self._att_lock:
-            self._attention = True
-        os.eventfd_write(self._wake_fd, 1)
+        with self._att_lock:  # never into a descriptor close() released (and the
+            self._attention = True  # kernel may have given to someone else)
+            if self._wake_fd >= 0:
+                os.eventfd_write(self._wake_fd, 1)
 
     # -- running -------------------------------------------------------------------------
     def reset(self) -> None:

@@ -56,8 +56,10 @@ class CoreControl:
 
     # -- the core's side -------------------------------------------------------------
     def set_status(self, set_bits: int = 0, clear_bits: int = 0) -> None:
-        """Core side: update STATUS (only the core writes it)."""
-        self.writel(CC_STATUS, (self.readl(CC_STATUS) & ~clear_bits) | set_bits)
+        """Core side: update STATUS (only the core writes it; its event loop does it
+        around every sleep, so straight to the word)."""
+        w, i = self._w, _WORDS[CC_STATUS]
+        w[i] = ((w[i] & ~clear_bits) | set_bits) & MASK32
 
     def heartbeat(self) -> None:
         """Core side: kick the watchdog."""

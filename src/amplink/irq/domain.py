@@ -20,11 +20,12 @@ from __future__ import annotations
 import ctypes
 import errno
 import logging
+import math
 import os
 import select
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,6 +50,7 @@ from amplink.irq.flags import (
 )
 from amplink.irq.line import IrqLine, drain, new_line_fd
 from amplink.irq.spurious import MAX_BOGUS_REPORTS, SpuriousPolicy
+from amplink.irq.timer import OneShotTimer
 from amplink.tracing import TRACER
 
 log = logging.getLogger(__name__)
@@ -56,6 +58,8 @@ log = logging.getLogger(__name__)
 Handler = Callable[[int, Any], int]
 PR_SET_NAME = 15
 MAX_ONESHOT_SHARERS = 64
+KEEP_TAKEN_NS = 100_000  # a line a taker gives back stays with takers this long (the
+# spin budget's reasoning: a few wake-ups' worth, what an interrupt may wait at most)
 _VALID_RETURN = IRQ_HANDLED | IRQ_WAKE_THREAD
 
 
@@ -77,6 +81,7 @@ class IrqAction:
     thread_mask: int = 0
     thread: _IrqThread | None = None
     runthread: bool = False
+    runner: int = 0  # the thread running thread_fn now (its own, or a taker)
     warned_no_thread: bool = False
 
 
@@ -127,25 +132,21 @@ class _IrqThread:
         self._started.set()
         action = self.action
         line = action.line
-        fn = action.thread_fn
-        assert fn is not None
         wake_fd = self._wake_fd
         try:
             while True:
                 os.eventfd_read(wake_fd)
                 if self._stopping:
                     break
-                with line.lock:
+                with line.lock:  # a taker may be running fn: one run at a time
+                    line.wait_for(lambda: not action.runner, None)
                     action.runthread = False
-                t0 = time.perf_counter_ns() if TRACER.enabled else 0
+                    action.runner = threading.get_ident()
+                ret: int = IRQ_NONE
                 try:
-                    ret = fn(line.irq, action.dev_id)
-                except Exception:
-                    log.exception("%s: thread handler raised", self.name)
-                    ret = IRQ_NONE
-                if t0:
-                    TRACER.span("irq", "thread", t0, irq=line.irq, action=action.name, ret=ret)
-                self.domain._thread_done(action, ret)
+                    ret = _call_thread_fn(action, self.name)
+                finally:
+                    self.domain._thread_done(action, ret)
         finally:
             with self._fd_lock:
                 os.close(wake_fd)
@@ -156,6 +157,23 @@ class _IrqThread:
                 line.threads_active -= 1
                 line.threads_oneshot &= ~action.thread_mask
                 line.cond.notify_all()
+
+
+def _call_thread_fn(action: IrqAction, who: str) -> int:
+    """Run ``action``'s thread function once (its ``runner`` set); what it returned."""
+    fn = action.thread_fn
+    assert fn is not None
+    line = action.line
+    t0 = time.perf_counter_ns() if TRACER.enabled else 0
+    ret: int
+    try:
+        ret = fn(line.irq, action.dev_id)
+    except Exception:
+        log.exception("%s: thread handler raised", who)
+        ret = IRQ_NONE
+    if t0:
+        TRACER.span("irq", "thread", t0, irq=line.irq, action=action.name, ret=ret)
+    return ret
 
 
 def _set_os_thread_name(name: str) -> None:
@@ -188,7 +206,15 @@ class IrqDomain:
         self._ctl = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
         self._ep = select.epoll()  # what the dispatcher waits on: _ctl and every line
         self._ep.register(self._ctl, select.EPOLLIN)
-        self._dispatcher_ident = 0
+        self._hardirq: set[int] = set()  # threads running primaries (dispatcher, takers)
+        self._takers = 0  # threads in take_while_waiting
+        self._taken: set[int] = set()  # the lines they take
+        self._takers_poll = threading.local()  # each taker's poll object, kept
+        self._takers_gone = threading.Condition(self._lock)
+        self._release = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)  # set at close
+        self._kept: set[int] = set()  # lines given back, kept from the dispatcher a while
+        self._keep_timer = OneShotTimer()  # when the dispatcher watches them again
+        self._ep.register(self._keep_timer.fd, select.EPOLLIN)
         self._replay: set[IrqLine] = set()
         self._closing = False
         self._dispatcher: threading.Thread | None = None
@@ -247,7 +273,7 @@ class IrqDomain:
 
     def in_hardirq(self) -> bool:
         """Whether the caller is running a primary handler of this domain."""
-        return threading.get_ident() == self._dispatcher_ident
+        return threading.get_ident() in self._hardirq
 
     def _poke(self) -> None:
         os.eventfd_write(self._ctl, 1)
@@ -260,7 +286,6 @@ class IrqDomain:
 
     def _dispatch_loop(self) -> None:
         _set_os_thread_name(f"irq-{self.name}")
-        self._dispatcher_ident = threading.get_ident()
         ep = self._ep
         ctl = self._ctl
         by_fd = self._by_fd
@@ -276,6 +301,9 @@ class IrqDomain:
                             del by_fd[fd]
                             ep.unregister(fd)
                     pending.setdefault(line, False)
+                elif fd == self._keep_timer.fd:
+                    self._keep_timer.consume()
+                    self._watch_kept()
                 elif fd == ctl:
                     drain(ctl)
                     if self._closing:
@@ -295,15 +323,25 @@ class IrqDomain:
                 else:
                     del pending[line]
 
-    def _handle(self, line: IrqLine, active: bool = False) -> bool:
+    def _handle(
+        self,
+        line: IrqLine,
+        active: bool = False,
+        wake: Callable[[IrqAction], None] | None = None,
+    ) -> bool:
         """Take one interrupt on ``line``; True if the line is still active (a level
         line whose device still asserts it: it must be taken again).  ``active``: the
-        caller knows it is (it was still active after the last one)."""
+        caller knows it is (it was still active after the last one).  ``wake`` gets
+        each action whose primary returned ``IRQ_WAKE_THREAD`` (default: its thread is
+        woken).  A line another thread is taking now is left to it: that thread looks at
+        the level again when its primaries return (Linux's ``irq_may_run``)."""
         with line.lock:
             actions = line.actions
             if line.depth or line.masked or not actions:
                 if line.edge:
                     line.replay = True
+                return False
+            if line.in_progress:
                 return False
             if not line.edge and not active and not line.active():
                 return False
@@ -312,35 +350,194 @@ class IrqDomain:
                 line.masked = True
             line.in_progress = True
             line.count += 1
+        if wake is None:
+            wake = self._wake_thread
         ret = 0
-        for action in actions:
-            try:
-                r = action.handler(line.irq, action.dev_id)
-            except Exception:
-                log.exception("irq %d (%s): primary handler raised", line.irq, action.name)
-                r = IRQ_NONE
-            if r & IRQ_WAKE_THREAD:
-                self._wake_thread(action)
-            ret |= r
-        if TRACER.enabled:
-            TRACER.event("irq", "handled", irq=line.irq, ret=ret)
         stuck = False
-        if self.spurious.enabled and not (actions[0].flags & IRQF_NO_DEBUG):
-            if ret & ~_VALID_RETURN:
-                self._report_bogus(line, ret)
+        me = threading.get_ident()
+        self._hardirq.add(me)
+        try:
+            for action in actions:
+                try:
+                    r = action.handler(line.irq, action.dev_id)
+                except Exception:
+                    log.exception("irq %d (%s): primary handler raised", line.irq, action.name)
+                    r = IRQ_NONE
+                if r & IRQ_WAKE_THREAD:
+                    wake(action)
+                ret |= r
+            if TRACER.enabled:
+                TRACER.event("irq", "handled", irq=line.irq, ret=ret)
+            if self.spurious.enabled and not (actions[0].flags & IRQF_NO_DEBUG):
+                if ret & ~_VALID_RETURN:
+                    self._report_bogus(line, ret)
+                else:
+                    stuck = line.spurious.note(ret, line.threads_handled, self.spurious)
+        finally:  # also when a taker's thread gets a KeyboardInterrupt meanwhile
+            self._hardirq.discard(me)
+            with line.lock:
+                line.in_progress = False
+                if stuck:
+                    self._disable_stuck(line)
+                if oneshot and line.masked and line.threads_oneshot == 0:
+                    line.masked = False
+                if line.waiters:
+                    line.cond.notify_all()
+                done = line.edge or line.depth or line.masked
+        return not done and line.active()
+
+    # -- a thread that takes a line's interrupts while it waits ----------------------
+    def take_while_waiting(
+        self,
+        irq: int,
+        fds: Sequence[int],
+        timeout: float | None,
+        ready: Callable[[], bool] | None = None,
+    ) -> bool | None:
+        """Sleep until one of ``fds`` is readable or ``ready()`` holds after an
+        interrupt (True), or until ``timeout`` s pass (False),
+        taking level-triggered line ``irq``'s interrupts in the calling thread
+        meanwhile: its primaries, and the thread functions they wake, run here instead
+        of in the dispatcher and the action threads (a thread function its own thread
+        is running already is left to that thread, which runs it again).
+
+        A waiter whose wake-up comes through this line (rpmsg's ``recv()``, a core's
+        event loop) so wakes on the peer's interrupt itself, as a Pipe's reader wakes
+        on the write, instead of through three threads (see docs/architecture.md,
+        "Waiting").  The dispatcher stops watching the line meanwhile, and watches it
+        again :data:`KEEP_TAKEN_NS` after this returns unless another wait takes it
+        first (so that an interrupt between two waits, while the waiter handles what
+        it got, goes to the next wait and not through the dispatcher: Linux's NAPI
+        keeps a device's interrupts suspended the same way while an application keeps
+        polling, ``irq_suspend_timeout``); what arrived in between it sees then, at
+        most that late.  One thread
+        takes a line at a time: None means the line is taken by another, is
+        edge-triggered, or the domain is closing, and the caller waits the ordinary
+        way.  Running from a line's thread function must not free or synchronize
+        that line (``EDEADLK``, as from the action's own thread)."""
+        line = self._lines.get(irq)
+        if line is None or line.edge or irq in self._taken:
+            return None
+        with self._lock:
+            if self._closing or irq in self._taken or line.fd < 0:
+                return None
+            self._taken.add(irq)
+            self._takers += 1
+            if irq in self._kept:  # not watched since a taker gave it back
+                self._kept.discard(irq)
+                if not self._kept:
+                    self._keep_timer.arm(0)  # disarmed: the dispatcher need not wake
             else:
-                stuck = line.spurious.note(ret, line.threads_handled, self.spurious)
+                self._ep.modify(line.fd, 0)
+        try:
+            return self._take_until(line, fds, timeout, ready)
+        finally:
+            with self._lock:
+                self._taken.discard(irq)
+                self._takers -= 1
+                if not self._closing:  # kept a while for the next wait (see _watch_kept)
+                    self._kept.add(irq)
+                    self._keep_timer.arm(KEEP_TAKEN_NS)
+                elif not self._takers:
+                    self._takers_gone.notify_all()
+
+    def _watch_kept(self) -> None:
+        """The dispatcher again watches the lines takers gave back, now that none took
+        them within :data:`KEEP_TAKEN_NS` (the timer was armed at the last give-back);
+        what arrived meanwhile it sees at once (the lines are level: still readable)."""
+        with self._lock:
+            for irq in self._kept:
+                line = self._lines.get(irq)
+                if line is not None and line.fd >= 0:
+                    self._ep.modify(line.fd, select.EPOLLIN)
+            self._kept.clear()
+
+    def _take_until(
+        self,
+        line: IrqLine,
+        fds: Sequence[int],
+        timeout: float | None,
+        ready: Callable[[], bool] | None,
+    ) -> bool:
+        key = (line.irq, *fds)
+        cached = getattr(self._takers_poll, "cached", None)
+        if cached is not None and cached[0] == key:
+            poller = cached[1]
+        else:  # a thread waits on the same descriptors again and again: keep its poll
+            poller = select.poll()
+            poller.register(line.fd, select.POLLIN)
+            poller.register(self._release, select.POLLIN)
+            for fd in fds:
+                poller.register(fd, select.POLLIN)
+            self._takers_poll.cached = (key, poller)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        active = False  # the line was still active after the last interrupt
+        while True:
+            if active:
+                wait_ms = 0
+            elif deadline is None:
+                wait_ms = -1
+            else:
+                wait_ms = max(0, math.ceil((deadline - time.monotonic()) * 1000))
+            woke = pulsed = False
+            for fd, _ev in poller.poll(wait_ms):
+                if fd == line.fd:
+                    drain(fd)
+                    pulsed = True
+                elif fd == self._release:
+                    return False
+                else:
+                    woke = True
+            if pulsed or active:
+                active = self._take(line, active and not pulsed)
+                if self._closing:
+                    return False  # close() may release the line's descriptor now
+                if ready is not None and ready():
+                    return True
+            if woke:
+                return True
+            if deadline is not None and time.monotonic() >= deadline:
+                return False  # also while a flood of interrupts keeps coming
+
+    def _take(self, line: IrqLine, active: bool) -> bool:
+        """One interrupt on ``line`` with its woken thread functions run here; True if
+        the line is still active (``active``: as :meth:`_handle`).  A KeyboardInterrupt
+        in this thread hands what was still to run to the action threads before it goes
+        on up."""
+        woken: list[IrqAction] = []
+        try:
+            active = self._handle(line, active, woken.append)
+            while woken:
+                self._run_here(woken.pop(0))
+        except BaseException:
+            for action in woken:
+                self._wake_thread(action)
+            raise
+        return active
+
+    def _run_here(self, action: IrqAction) -> None:
+        """Run a woken action's thread function in this thread, as its thread would
+        (or wake that thread if it is running the function now, or there is none)."""
+        thread = action.thread
+        line = action.line
         with line.lock:
-            line.in_progress = False
-            if stuck:
-                self._disable_stuck(line)
-            if oneshot and line.masked and line.threads_oneshot == 0:
-                line.masked = False
-            if line.waiters:
-                line.cond.notify_all()
-            if line.edge or line.depth or line.masked:
-                return False
-        return line.active()
+            busy = thread is None or action.runner or action.runthread
+            if not busy:
+                action.runner = threading.get_ident()
+                line.threads_oneshot |= action.thread_mask
+                line.threads_active += 1
+        if busy:
+            self._wake_thread(action)
+            return
+        ret: int = IRQ_NONE
+        done = False
+        try:
+            ret = _call_thread_fn(action, f"irq/{line.irq}-{action.name}")
+            done = True
+        finally:
+            self._thread_done(action, ret)
+            if not done:  # interrupted (KeyboardInterrupt): its thread runs it again
+                self._wake_thread(action)
 
     def _wake_thread(self, action: IrqAction) -> None:
         thread = action.thread
@@ -367,6 +564,7 @@ class IrqDomain:
         line = action.line
         unmasked = False
         with line.lock:
+            action.runner = 0
             if ret == IRQ_HANDLED:
                 line.threads_handled += 1
             if action.thread_mask and not action.runthread:
@@ -522,13 +720,21 @@ class IrqDomain:
             if not line.actions:
                 line.spurious.reset()
             line.wait_for(lambda: not line.in_progress, None)
+            if not line.wait_for(lambda: not action.runner, self.thread_stop_timeout):
+                log.error(
+                    "irq %d (%s): its thread function did not finish within %.1fs",
+                    irq,
+                    action.name,
+                    self.thread_stop_timeout,
+                )
         if action.thread is not None:
             action.thread.stop(self.thread_stop_timeout)
         return action.name
 
     def _refuse_in_irq(self, line: IrqLine, what: str) -> None:
+        me = threading.get_ident()
         if self.in_hardirq() or any(
-            a.thread is not None and a.thread.is_current() for a in line.actions
+            a.runner == me or (a.thread is not None and a.thread.is_current()) for a in line.actions
         ):
             raise IrqError(
                 errno.EDEADLK,
@@ -604,7 +810,15 @@ class IrqDomain:
         for line in list(self._lines.values()):
             for action in line.actions:
                 self.free_irq(line.irq, action.dev_id)
-        self._closing = True
+        with self._lock:
+            self._closing = True
+            os.eventfd_write(self._release, 1)  # takers let go of their lines
+            if not self._takers_gone.wait_for(lambda: not self._takers, self.thread_stop_timeout):
+                log.error(
+                    "%s: a thread taking interrupts did not finish its handler within %.1fs",
+                    self.name,
+                    self.thread_stop_timeout,
+                )
         self._poke()
         if self._dispatcher is not None and self._dispatcher is not threading.current_thread():
             self._dispatcher.join(self.thread_stop_timeout)
@@ -615,3 +829,5 @@ class IrqDomain:
         self._ep.close()
         os.close(self._ctl)
         self._ctl = -1
+        os.close(self._release)
+        self._keep_timer.close()

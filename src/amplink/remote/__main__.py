@@ -29,6 +29,7 @@ import signal
 import sys
 import threading
 import time
+from functools import partial
 
 from amplink.bindings import firmware_rpmsg
 from amplink.core_process import core_arguments, die_with_parent, pin_to_cpu
@@ -166,6 +167,7 @@ def main(argv: list[str] | None = None) -> int:
             shutdown_requested=shutdown_requested,
             trace=trace,
             watchdog_ms=features.watchdog_ms,
+            take_notifications=partial(path.domain.take_while_waiting, args.mu_irq),
         )
         core = Core(args.name, link, [wake_fd], hw, mailbox=path.controller.dev)
         try:

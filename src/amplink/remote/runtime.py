@@ -28,6 +28,7 @@ from amplink.hw.core_ctrl import STATUS_BOOTED, STATUS_HALTED, STATUS_WFI, CoreC
 from amplink.irq.line import drain
 from amplink.rpmsg.core import RPMSG_ADDR_ANY, Endpoint, EndpointCallback, announce
 from amplink.rpmsg.polled import PolledLink
+from amplink.wait import TakeNotifications
 from amplink.wire.protocol import RP_MBOX_CRASH, RP_MBOX_SHUTDOWN_ACK
 from amplink.wire.trace import TraceWriter
 
@@ -48,7 +49,10 @@ class FirmwarePlatform:
     device served over vhost-user): the control block with its status bits, a 32-bit
     word channel to the host (the kick channel), a way to disable the mailbox receive
     interrupt, the host's shutdown request, the trace buffer, and the watchdog period
-    the firmware promised (0: none)."""
+    the firmware promised (0: none).  ``take_notifications``: how the core's event loop,
+    when it has nothing to do, takes the host's kicks itself (its mailbox interrupt,
+    handled in the loop's own thread, as a core's WFI wakes into its ISR) instead of
+    being woken by the thread that took them (None: it sleeps on its wake fds)."""
 
     relink: Callable[[], Relinked | None]
     control: CoreControl | None = None
@@ -57,6 +61,7 @@ class FirmwarePlatform:
     shutdown_requested: threading.Event = field(default_factory=threading.Event)
     trace: TraceWriter | None = None
     watchdog_ms: int = 0
+    take_notifications: TakeNotifications | None = None
 
     def set_status(self, set_bits: int = 0, clear_bits: int = 0) -> None:
         """Update the control block's status bits, if there is one."""
@@ -102,6 +107,7 @@ class Core:
         self._poller = select.poll()
         self._poller.register(self._stop_fd, select.POLLIN)
         self._wake_fds: Sequence[int] = ()
+        self._wait_fds: tuple[int, ...] = ()  # what ends a sleep: a stop, a wake
         self._watch(wake_fds)
         self._trace_handler: logging.Handler | None = None
         if hw.trace is not None:
@@ -115,6 +121,7 @@ class Core:
         for fd in wake_fds:
             self._poller.register(fd, select.POLLIN)
         self._wake_fds = wake_fds
+        self._wait_fds = (self._stop_fd, *wake_fds)
 
     def _drain_wakes(self) -> None:
         for fd in self._wake_fds:
@@ -199,6 +206,8 @@ class Core:
         spin = link.spin
         hw = self.hw
         timeout_ms = hw.watchdog_ms // 2 if hw.watchdog_ms else -1
+        timeout = timeout_ms / 1000 if timeout_ms >= 0 else None
+        take = hw.take_notifications
         polling = False  # host notifications suppressed: we look at the ring ourselves
         while not self._stopping:
             if hw.shutdown_requested.is_set():
@@ -225,7 +234,8 @@ class Core:
             if link.unsuppress_rx():
                 continue
             hw.set_status(STATUS_WFI)
-            self._poller.poll(timeout_ms)
+            if take is None or take(self._wait_fds, timeout, link.rx_pending) is None:
+                self._poller.poll(timeout_ms)
             hw.set_status(clear_bits=STATUS_WFI)
             self._drain_wakes()
 

@@ -51,6 +51,16 @@ class RprocPlatform(ABC):
         """The OS process that is the core, while it runs (None if there is none)."""
         return None
 
+    def take_notifications(
+        self, fds: Sequence[int], timeout: float | None, ready: Callable[[], bool] | None
+    ) -> bool | None:
+        """Sleep until one of ``fds`` is readable or ``ready()`` holds after a kick
+        (True), or until ``timeout`` s pass (False), taking the core's kicks in the
+        calling thread meanwhile
+        (:data:`amplink.wait.TakeNotifications`); None: this platform cannot (the
+        caller waits for its kicks the ordinary way)."""
+        return None
+
     @property
     @abstractmethod
     def exit_code(self) -> int | None:

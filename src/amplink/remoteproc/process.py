@@ -25,7 +25,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 from amplink.errors import AmplinkError
@@ -287,6 +287,17 @@ class ProcessPlatform(RprocPlatform):
     def _extra_args(self) -> list[str]:
         """Arguments a platform adds to the core's command line."""
         return []
+
+    def take_notifications(
+        self, fds: Sequence[int], timeout: float | None, ready: Callable[[], bool] | None
+    ) -> bool | None:
+        """The host's MU line taken by the waiting thread itself
+        (:meth:`~amplink.irq.domain.IrqDomain.take_while_waiting`): the core's kick
+        wakes it, and the MU's handlers and the RX callback run in it."""
+        path = self.kick_path
+        if path is None:
+            return None
+        return path.domain.take_while_waiting(self.mailbox.host_irq, fds, timeout, ready)
 
     # -- words from the core ---------------------------------------------------------
     def kick(self, word: int) -> None:

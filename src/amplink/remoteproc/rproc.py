@@ -298,6 +298,7 @@ class Rproc:
             next_notifyid=itertools.count().__next__,
             spin=self.platform.spin,
             report_crash=self.report_crash,
+            take_notifications=self.platform.take_notifications,
         )
         self._subdevs = handle_resources(
             image.require_table(),

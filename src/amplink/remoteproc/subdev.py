@@ -24,6 +24,7 @@ from typing import ClassVar
 
 from amplink.remoteproc.devmem import DeviceMemory
 from amplink.virtio.bus import Binding
+from amplink.wait import TakeNotifications
 from amplink.wire import rsc_table as rt
 
 RSC_HANDLED = 0
@@ -92,7 +93,9 @@ class ResourceContext:
     with that id call ``handler``; ``next_notifyid()`` allocates notify ids (in table
     order from 0, as Linux's idr does); ``spin`` says whether polling the core's memory
     is worthwhile; ``report_crash(type, reason)`` reports a crash (a subdevice whose
-    memory the core broke: ``mmufault``)."""
+    memory the core broke: ``mmufault``); ``take_notifications``, where the platform
+    has one, lets a waiter take the core's kicks in its own thread
+    (:data:`amplink.wait.TakeNotifications`)."""
 
     name: str
     memory: DeviceMemory
@@ -102,6 +105,7 @@ class ResourceContext:
     next_notifyid: Callable[[], int]
     spin: bool
     report_crash: Callable[[int, str], None]
+    take_notifications: TakeNotifications | None = None
 
 
 class ResourceHandler(ABC):

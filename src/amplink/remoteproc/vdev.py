@@ -195,6 +195,7 @@ def handle_vdev(index: int, entry: rt.Vdev, ctx: ResourceContext, virtio: Virtio
         pool=memory.pools.get(entry.offset),
         report_crash=ctx.report_crash,
     )
+    vdev.take_notifications = ctx.take_notifications
     for notifyid in set(vdev.notifyids):
         ctx.route(notifyid, vdev.handle_notify)
     return vdev

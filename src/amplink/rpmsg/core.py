@@ -29,7 +29,7 @@ from amplink.errors import RpmsgError
 from amplink.ratelimit import log_ratelimited
 from amplink.rpmsg.config import UNLIMITED
 from amplink.tracing import TRACER
-from amplink.wait import Wakeup
+from amplink.wait import TakeNotifications, Wakeup
 from amplink.wire.rpmsg import RPMSG_NAME_SIZE, NsMessage, encode_name
 
 log = logging.getLogger(__name__)
@@ -103,6 +103,8 @@ class RpmsgLink(ABC):
         self.limits = UNLIMITED  # what the remote may make this side allocate (a host's
         # drivers set theirs)
         self.refused: dict[str, int] = {}  # what went beyond them, by limit
+        self.take_notifications: TakeNotifications | None = None  # from the transport:
+        # a blocked recv() sleeps on the peer's notification itself (see amplink.wait)
 
     def over_limit(self, limit: str, what: str) -> RpmsgError:
         """Count a refusal of ``what`` by limit ``limit`` (a field of
@@ -363,7 +365,10 @@ class Endpoint:
 
         Raises ``ETIMEDOUT`` on timeout and ``EPIPE`` once the endpoint is released and
         its queue is empty.  While it waits, the calling thread may poll the receive
-        ring itself for a short adaptive time (see ``AdaptiveSpin``) before it sleeps.
+        ring itself for a short adaptive time (see ``AdaptiveSpin``) before it sleeps,
+        and, where the transport allows it, it sleeps on the peer's notification and
+        handles it itself (``RpmsgLink.take_notifications``), running the receive path
+        (and other endpoints' callbacks) in this thread.
         """
         q = self._queue
         try:
@@ -401,7 +406,11 @@ class Endpoint:
                         errno.ETIMEDOUT,
                         f"no message for endpoint {self.addr} within {timeout}s",
                     )
-                wakeup.wait(remaining)
+                take = self.link.take_notifications
+                if take is None or take((wakeup.fileno(),), remaining, self._has_message) is None:
+                    wakeup.wait(remaining)
+                else:
+                    wakeup.clear()
         finally:
             with self._lock:
                 self._waiters -= 1

@@ -59,6 +59,7 @@ class RpmsgVirtioDriver(VirtioDriver):
 
         if vdev.role == DRIVER:
             link.limits = self.config.limits
+        link.take_notifications = vdev.take_notifications
 
         def failed(error: OSError) -> None:
             if isinstance(error, link.broken_by_peer):

@@ -31,6 +31,7 @@ from typing import Literal
 from amplink.errors import AmplinkError
 from amplink.memory.region import SharedRegion
 from amplink.virtio.virtqueue import VirtqueueDevice, VirtqueueDriver
+from amplink.wait import TakeNotifications
 from amplink.wire.vring import VringParts
 
 log = logging.getLogger(__name__)
@@ -52,6 +53,11 @@ class VirtioDevice(ABC):
     length, where the virtio spec and Linux write the bytes the device wrote (0 for a
     buffer it only read).  A transport whose drivers size their next buffer from it
     (OpenAMP's linux-machine hosts) says True."""
+
+    take_notifications: TakeNotifications | None = None
+    """How a waiter takes the peer's notifications in its own thread, when the
+    transport's notifications are an interrupt line (a remoteproc platform's mailbox);
+    the bound driver hands it to its waiters (:data:`amplink.wait.TakeNotifications`)."""
 
     def __init__(
         self, name: str, device_id: int, role: Role, window: SharedRegion, *, spin: bool

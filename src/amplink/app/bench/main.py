@@ -39,6 +39,7 @@ from amplink.app.bench import lifecycle as bench_lifecycle
 from amplink.app.bench import linux as bench_linux
 from amplink.app.bench import mailbox as bench_mailbox
 from amplink.app.bench import openamp as bench_openamp
+from amplink.app.bench.switches import context_switches
 from amplink.app.stats import latency_summary_us
 from amplink.firmware import bench as fw
 from amplink.host import Rproc, RprocConfig
@@ -67,6 +68,8 @@ class Result:
     rtt_p99_us: float
     msgs_per_s: float
     mb_per_s: float
+    wakeups_per_rt: float = 0.0  # voluntary context switches, both processes
+    preempted_per_rt: float = 0.0  # involuntary ones
 
 
 @dataclass
@@ -140,12 +143,17 @@ def bench_pipe(rounds: int, messages: int, placement: Placement) -> Result:
         ours.send_bytes(struct.pack("=Q", rounds + WARMUP))
         payload = bytes(RTT_SIZE)
         samples = []
+        pids = (os.getpid(), peer.pid or 0)
+        before = context_switches(pids)
         for i in range(rounds + WARMUP):
+            if i == WARMUP:
+                before = context_switches(pids)
             t = time.perf_counter_ns()
             ours.send_bytes(payload)
             ours.recv_bytes()
             if i >= WARMUP:
                 samples.append(time.perf_counter_ns() - t)
+        switches = _per_round(before, context_switches(pids), rounds)
         ours.send_bytes(b"SINK")
         ours.send_bytes(struct.pack("=Q", messages))
         payload = bytes(THROUGHPUT_SIZE)
@@ -161,20 +169,34 @@ def bench_pipe(rounds: int, messages: int, placement: Placement) -> Result:
             peer.kill()
             peer.join()
         ours.close()
-    return _result(PIPE, samples, count, nbytes, elapsed, messages)
+    return _result(PIPE, samples, count, nbytes, elapsed, messages, switches)
 
 
 # -- amplink --------------------------------------------------------------------------
-def _rtt(ept: Endpoint, rounds: int) -> list[int]:
+def _rtt(ept: Endpoint, rounds: int, pids: tuple[int, int]) -> tuple[list[int], Switches]:
+    """Round-trip samples (ns) and the context switches per round trip of ``pids``."""
     payload = bytes(RTT_SIZE)
     samples = []
+    before = context_switches(pids)
     for i in range(rounds + WARMUP):
+        if i == WARMUP:
+            before = context_switches(pids)
         t = time.perf_counter_ns()
         ept.send(payload)
         ept.recv(5.0)
         if i >= WARMUP:
             samples.append(time.perf_counter_ns() - t)
-    return samples
+    return samples, _per_round(before, context_switches(pids), rounds)
+
+
+Switches = tuple[float, float]  # (wake-ups, preemptions) per round trip
+
+
+def _per_round(before: tuple[int, int], after: tuple[int, int], rounds: int) -> Switches:
+    return (
+        round((after[0] - before[0]) / max(rounds, 1), 2),
+        round((after[1] - before[1]) / max(rounds, 1), 2),
+    )
 
 
 def _sink_run(
@@ -239,9 +261,9 @@ def bench_rpmsg(
     with Rproc("bench-rpmsg", "amplink.firmware.bench", config=config, table=table) as rp:
         echo = rp.wait_channel(fw.ECHO).create_ept()
         sink = rp.wait_channel(fw.SINK).create_ept()
-        samples = _rtt(echo, rounds)
+        samples, switches = _rtt(echo, rounds, (os.getpid(), rp.pid or 0))
         count, nbytes, elapsed = _sink_run(sink, messages, zero_copy=False)
-        result = _result(name, samples, count, nbytes, elapsed, messages)
+        result = _result(name, samples, count, nbytes, elapsed, messages, switches)
         if name != SPIN_OFF:
             mtu = sink.get_mtu()
             few = max(messages * THROUGHPUT_SIZE // mtu // 4, 10)
@@ -287,13 +309,24 @@ def bench_repetition(rounds: int, messages: int, placement: Placement, turn: int
 
 
 def _result(
-    name: str, samples: list[int], count: int, nbytes: int, elapsed: float, expected: int
+    name: str,
+    samples: list[int],
+    count: int,
+    nbytes: int,
+    elapsed: float,
+    expected: int,
+    switches: Switches = (0.0, 0.0),
 ) -> Result:
     if count != expected:
         raise RuntimeError(f"{name}: the sink counted {count} messages, {expected} were sent")
     p50, p99 = latency_summary_us(samples)
     return Result(
-        name, round(p50, 2), round(p99, 2), round(count / elapsed), round(nbytes / elapsed / 1e6, 2)
+        name,
+        round(p50, 2),
+        round(p99, 2),
+        round(count / elapsed),
+        round(nbytes / elapsed / 1e6, 2),
+        *switches,
     )
 
 
@@ -332,6 +365,8 @@ def _median_result(name: str, results: list[Result]) -> Result:
         _median([r.rtt_p99_us for r in results]),
         round(statistics.median(r.msgs_per_s for r in results)),
         _median([r.mb_per_s for r in results]),
+        _median([r.wakeups_per_rt for r in results]),
+        _median([r.preempted_per_rt for r in results]),
     )
 
 
@@ -461,6 +496,14 @@ def format_report(report: dict[str, Any]) -> str:
         cells = "".join(_ratio_cell(figs[k]) for k in ("rtt_p50", "rtt_p99", "msgs_per_s"))
         lines.append(f"{'  ' + name.removeprefix('amplink rpmsg '):<36}{cells}")
     lines.append("(latency: lower is better; throughput: higher is better)")
+    lines += [
+        "threads woken per round trip, both processes (preempted meanwhile):",
+        "  "
+        + "; ".join(
+            f"{_short(r['name'])} {r['wakeups_per_rt']:.1f} ({r['preempted_per_rt']:.1f})"
+            for r in report["results"]
+        ),
+    ]
     for big in report["largest"]:
         lines.append(
             f"{big['name']} at its largest message ({big['size']:,} B): "
@@ -522,6 +565,11 @@ def format_report(report: dict[str, Any]) -> str:
     lines += bench_linux.format_linux(report["linux"], prm["linux_rounds"])
     lines += bench_openamp.format_openamp(report["openamp"], prm["openamp_runs"])
     return "\n".join(lines)
+
+
+def _short(name: str) -> str:
+    """A transport's name in a line of figures: ``Pipe``, ``virtio``, ``glink``..."""
+    return "Pipe" if name == PIPE else name.removeprefix("amplink rpmsg ")
 
 
 def _ratio_cell(spread: dict[str, float]) -> str:
