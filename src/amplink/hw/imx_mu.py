@@ -88,7 +88,7 @@ class ImxMuSide:
     Besides ``readl``/``writel``, a driver on the message path uses the accessors they
     are made of: :meth:`status_bit` and :meth:`pending` compute only the SR bit asked
     for (reading SR has no side effects, so that is ``readl(MU_SR) & bit``), and
-    :meth:`read_rr`, :meth:`write_tr` and :meth:`write_cr` are the register accesses
+    :meth:`read_rr`, :meth:`write_tr` and :meth:`cr_update` are the register accesses
     without the decoding of an offset.
     """
 
@@ -209,7 +209,7 @@ class ImxMuSide:
         if not offset & 3 and MU_TR0 <= offset < MU_TR0 + 4 * NUM_CHANS:
             self.write_tr((offset - MU_TR0) >> 2, value)
         elif offset == MU_CR:
-            self.write_cr(value)
+            self.cr_update(value, MASK32)
         elif offset == MU_SR:
             if value & GIP_ALL:
                 w, me, peer = self._w, self._me, self._peer
@@ -230,8 +230,10 @@ class ImxMuSide:
         w[seq] = (w[seq] + 1) & MASK32
         self._peer_changed()
 
-    def write_cr(self, value: int) -> None:
-        """Write CR: the enables are kept, GIRn bits request general interrupts.
+    def cr_update(self, set_bits: int = 0, clear_bits: int = 0) -> None:
+        """Read-modify-write of CR (the caller serialises its own side's RMWs): writes
+        ``(CR & ~clear_bits) | set_bits``; the enables are kept, GIRn bits request
+        general interrupts.
 
         Only a write that sets an enable can activate this side's output, so only
         such a write fences and looks (clearing one cannot; an output that stays
@@ -239,6 +241,7 @@ class ImxMuSide:
         w = self._w
         cr = self._cr
         old = w[cr]
+        value = (old & ~clear_bits) | set_bits
         new = w[cr] = value & CR_ENABLES
         if new & ~old:
             self._self_changed()
@@ -248,10 +251,6 @@ class ImxMuSide:
                 if value & GIR(n):
                     w[me + _GIRSEQ + n] = (w[me + _GIRSEQ + n] + 1) & MASK32
             self._peer_changed()
-
-    def cr_update(self, set_bits: int = 0, clear_bits: int = 0) -> None:
-        """Read-modify-write of CR (the caller serialises its own side's RMWs)."""
-        self.write_cr((self._w[self._cr] & ~clear_bits) | set_bits)
 
 
 class ImxMu:

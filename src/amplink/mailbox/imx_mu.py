@@ -192,19 +192,11 @@ class ImxMuController(MboxController):
             self._bh = None
 
     # -- interrupt handlers ----------------------------------------------------------
-    def _pending(self, cp: _MuChan) -> int:
-        """The enable bit of ``cp``'s event if it is enabled and pending, else 0 (CR is
-        read first: SR only matters for an enabled event; the two bits have the same
-        position)."""
-        enable = cp.enable
-        if enable and self.side.pending(enable):
-            return enable
-        return 0
-
     def _isr(self, irq: int, chan: MboxChan) -> int:
-        """Threaded style, hard part: silence the event at the unit, wake the thread."""
-        enable = self._pending(chan.con_priv)
-        if not enable:
+        """Threaded style, hard part: silence the event at the unit, wake the thread.
+        (CR is read first: SR only matters for an enabled event.)"""
+        enable = chan.con_priv.enable
+        if not enable or not self.side.pending(enable):
             return IRQ_NONE
         self._cr(clear_bits=enable)
         return IRQ_WAKE_THREAD
@@ -219,8 +211,8 @@ class ImxMuController(MboxController):
     def _isr_hard(self, irq: int, chan: MboxChan) -> int:
         """Classic style: everything, including the client callback, in hard IRQ."""
         cp: _MuChan = chan.con_priv
-        enable = self._pending(cp)
-        if not enable:
+        enable = cp.enable
+        if not enable or not self.side.pending(enable):
             return IRQ_NONE
         if cp.type == IMX_MU_TYPE_TX:
             self._cr(clear_bits=enable)
