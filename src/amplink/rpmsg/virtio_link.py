@@ -248,11 +248,11 @@ class VirtioRpmsgLink(PolledLink):
         """Lend a send buffer to fill in place (:class:`TxBuffer`); waits like send."""
         if RPMSG_ADDR_ANY in (src, dst):
             raise RpmsgError(errno.EINVAL, "a send buffer needs a source and a destination")
-        if self.failure is not None:
-            raise self.dead_error()
         try:
             with self._tx_lock:
-                got = self._take_tx_alive()
+                if self.failure is not None:
+                    raise self.dead_error()
+                got = self._take_tx()
             if got is None:
                 if not block:
                     raise RpmsgError(errno.ENOMEM, f"no free TX buffer on {self.name}")
@@ -474,35 +474,32 @@ class VirtioRpmsgHost(VirtioRpmsgLink):
             return counts
 
     def _take_tx(self) -> tuple[int, int, int] | None:
-        token = self._take_token()
-        if token is None:
-            return None
+        """A free send buffer: one given back unsent, one never used yet, or one the
+        device has returned; TX lock held."""
+        if self._spare_tx:
+            token = self._spare_tx.pop()
+        elif self._next_unused_tx < self._n_tx:
+            token = self._n_rx + self._next_unused_tx
+            self._next_unused_tx += 1
+        else:
+            got = self._tx_vq.get()
+            if got is None:
+                return None
+            token = got[0]
         size = self._tx_size
         return token, self._pool_off + self._tx_base + token * size, size
-
-    def _take_token(self) -> int | None:
-        """A free send buffer's token: one given back unsent, one never used yet, or
-        one the device has returned; TX lock held."""
-        if self._spare_tx:
-            return self._spare_tx.pop()
-        if self._next_unused_tx < self._n_tx:
-            self._next_unused_tx += 1
-            return self._n_rx + self._next_unused_tx - 1
-        got = self._tx_vq.get()
-        return None if got is None else got[0]
 
     def _try_send(self, src: int, dst: int, data: bytes, n: int) -> bool | None:
         if self.failure is not None:
             raise self.dead_error()
-        token = self._take_token()
-        if token is None:
+        got = self._take_tx()
+        if got is None:
             return None
-        at = self._tx_base + token * self._tx_size  # n <= mtu: the buffer holds it
-        off = self._pool_off + at
+        token, off, _cap = got  # n <= mtu: the buffer holds it
         _HDR.pack_into(self._mem, off, src, dst, 0, n, 0)
         self._map[off + _HDR_SIZE : off + _HDR_SIZE + n] = data
         vq = self._tx_vq
-        vq.add(self._pool_da + at, _HDR_SIZE + n, False, token)
+        vq.add(self._pool_da + off - self._pool_off, _HDR_SIZE + n, False, token)
         if TRACER.enabled:  # in ring order: several senders pair their flows right
             TRACER.sent(self)
         return vq.kick_needed()
