@@ -75,6 +75,42 @@ def test_mu_general_interrupts_are_write_1_to_clear(wires):
             a.writel(0x22, 1)
 
 
+def test_mu_single_bit_accessors_read_what_sr_reads(wires):
+    """status_bit/pending (the drivers' message path) agree with readl(MU_SR)/(MU_CR) in
+    every state a few sends, reads, requests and enables reach; and only a CR write
+    that sets an enable looks at the output (clearing one cannot raise it)."""
+    with SharedRegion.create(mu.SIZE) as region:
+        unit = ImxMu(
+            "mu", region.cast(0, mu.SIZE, "I"), wire_a=IrqWire(wires[0]), wire_b=IrqWire(wires[1])
+        )
+        a, b = unit.a, unit.b
+        bits = [f(n) for n in range(4) for f in (mu.GIP, mu.RF, mu.TE)]
+        steps = [
+            lambda: a.write_tr(1, 7),
+            lambda: a.cr_update(set_bits=mu.GIR(2) | mu.TIE(1)),
+            lambda: b.cr_update(set_bits=mu.RIE(1) | mu.GIE(2)),
+            lambda: b.read_rr(1),
+            lambda: b.writel(mu.MU_SR, mu.GIP(2)),
+            lambda: b.write_tr(3, 9),
+            lambda: a.cr_update(clear_bits=mu.TIE(1)),
+        ]
+        for step in steps:
+            step()
+            for side in (a, b):
+                sr, cr = side.readl(mu.MU_SR), side.readl(mu.MU_CR)
+                for bit in bits:
+                    assert side.status_bit(bit) == bool(sr & bit)
+                    assert side.pending(bit) == bool(sr & cr & bit)
+        assert b.readl(mu.MU_TR0 + 12) == 9 and a.read_rr(3) == 9 and b.status_bit(mu.TE(3))
+        drain(wires[1])
+        b.writel(mu.MU_CR, mu.GIE(0))  # nothing pending: no pulse
+        assert not drain(wires[1])
+        a.cr_update(set_bits=mu.GIR(0))
+        assert b.irq_active() and drain(wires[1])
+        b.cr_update(clear_bits=mu.RIE(1))  # clears an enable, keeps GIE0: no new pulse
+        assert b.irq_active() and not drain(wires[1])
+
+
 def test_rockchip_registers(wires):
     with SharedRegion.create(rk.SIZE) as region:
         wire_b2a = [IrqWire(wires[0])] + [None] * 3

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from amplink.hw.mmio import MASK32, MmioError, pulse
+from amplink.hw.mmio import MASK32, MmioError
 from amplink.irq.line import IrqWire
 from amplink.memory.barrier import full_fence
 
@@ -84,6 +84,12 @@ class ImxMuSide:
     changed them).  Which words each status bit compares is worked out once, here, so
     that reading SR costs twelve word comparisons and the interrupt output only looks
     at the events CR enables.
+
+    Besides ``readl``/``writel``, a driver on the message path uses the accessors they
+    are made of: :meth:`status_bit` and :meth:`pending` compute only the SR bit asked
+    for (reading SR has no side effects, so that is ``readl(MU_SR) & bit``), and
+    :meth:`read_rr`, :meth:`write_tr` and :meth:`cr_update` are the register accesses
+    without the decoding of an offset.
     """
 
     def __init__(
@@ -113,6 +119,7 @@ class ImxMuSide:
                 (TE(n), me + _TXSEQ + n, peer + _RXACK + n, True),
             )
         )
+        self._event = {bit: (a, b, equal) for bit, a, b, equal in self._bits}
         self._enabled: dict[int, tuple[tuple[int, int, bool], ...]] = {}  # by CR value
 
     def __repr__(self) -> str:
@@ -126,6 +133,21 @@ class ImxMuSide:
             if (w[a] == w[b]) is equal:
                 sr |= bit
         return sr
+
+    def status_bit(self, bit: int) -> bool:
+        """Whether SR bit ``bit`` (one of ``GIP(n)``, ``RF(n)``, ``TE(n)``) is set now."""
+        a, b, equal = self._event[bit]
+        w = self._w
+        return (w[a] == w[b]) is equal
+
+    def pending(self, bit: int) -> bool:
+        """Whether the event of SR bit ``bit`` is pending and enabled (its CR enable bit
+        has the same position): ``readl(MU_SR) & readl(MU_CR) & bit``, CR read first."""
+        w = self._w
+        if not w[self._cr] & bit:
+            return False
+        a, b, equal = self._event[bit]
+        return (w[a] == w[b]) is equal
 
     def irq_active(self) -> bool:
         """The level of this side's interrupt output: an event CR enables is pending."""
@@ -147,58 +169,50 @@ class ImxMuSide:
         full_fence()
         peer = self.peer_side
         if peer is not None and peer.irq_active():
-            pulse(self.peer_wire)
+            wire = self.peer_wire
+            if wire is not None:
+                wire.pulse()
 
     def _self_changed(self) -> None:
         full_fence()
         if self.irq_active():
-            pulse(self.wire)
+            wire = self.wire
+            if wire is not None:
+                wire.pulse()
 
     def readl(self, offset: int) -> int:
         """Read a register of this side (reading RRn empties it and may raise TE on the peer)."""
-        w = self._w
         if offset == MU_SR:
             return self.status()
         if offset == MU_CR:
-            return w[self._cr]
+            return self._w[self._cr]
         if not offset & 3 and MU_RR0 <= offset < MU_RR0 + 4 * NUM_CHANS:
-            n = (offset - MU_RR0) >> 2
-            peer = self._peer
-            seq = w[peer + _TXSEQ + n]
-            value = w[peer + _DATA + n]
-            ack = self._me + _RXACK + n
-            if w[ack] != seq:
-                w[ack] = seq
-                self._peer_changed()
-            return value
+            return self.read_rr((offset - MU_RR0) >> 2)
         if not offset & 3 and MU_TR0 <= offset < MU_TR0 + 4 * NUM_CHANS:
-            return w[self._me + _DATA + ((offset - MU_TR0) >> 2)]
+            return self._w[self._me + _DATA + ((offset - MU_TR0) >> 2)]
         raise MmioError(self.name, offset, "readable")
+
+    def read_rr(self, n: int) -> int:
+        """Read RRn (``0 <= n < NUM_CHANS``): empties it, which may raise TEn on the peer."""
+        w = self._w
+        peer = self._peer
+        seq = w[peer + _TXSEQ + n]
+        value = w[peer + _DATA + n]
+        ack = self._me + _RXACK + n
+        if w[ack] != seq:
+            w[ack] = seq
+            self._peer_changed()
+        return value
 
     def writel(self, offset: int, value: int) -> None:
         """Write a register of this side (writing TRn fills the peer's RRn)."""
-        w, me = self._w, self._me
-        value &= MASK32
         if not offset & 3 and MU_TR0 <= offset < MU_TR0 + 4 * NUM_CHANS:
-            n = (offset - MU_TR0) >> 2
-            w[me + _DATA + n] = value
-            seq = me + _TXSEQ + n
-            w[seq] = (w[seq] + 1) & MASK32
-            self._peer_changed()
+            self.write_tr((offset - MU_TR0) >> 2, value)
         elif offset == MU_CR:
-            w[self._cr] = value & CR_ENABLES
-            requested = False
-            if value & GIR_ALL:
-                for n in range(NUM_CHANS):
-                    if value & GIR(n):
-                        w[me + _GIRSEQ + n] = (w[me + _GIRSEQ + n] + 1) & MASK32
-                        requested = True
-            self._self_changed()
-            if requested:
-                self._peer_changed()
+            self.cr_update(value, MASK32)
         elif offset == MU_SR:
             if value & GIP_ALL:
-                peer = self._peer
+                w, me, peer = self._w, self._me, self._peer
                 for n in range(NUM_CHANS):
                     if value & GIP(n):
                         w[me + _GIPACK + n] = w[peer + _GIRSEQ + n]
@@ -207,9 +221,36 @@ class ImxMuSide:
         else:
             raise MmioError(self.name, offset, "writable")
 
+    def write_tr(self, n: int, value: int) -> None:
+        """Write TRn (``0 <= n < NUM_CHANS``): fills the peer's RRn."""
+        w = self._w
+        me = self._me
+        w[me + _DATA + n] = value & MASK32
+        seq = me + _TXSEQ + n
+        w[seq] = (w[seq] + 1) & MASK32
+        self._peer_changed()
+
     def cr_update(self, set_bits: int = 0, clear_bits: int = 0) -> None:
-        """Read-modify-write of CR (the caller serialises its own side's RMWs)."""
-        self.writel(MU_CR, (self._w[self._cr] & ~clear_bits) | set_bits)
+        """Read-modify-write of CR (the caller serialises its own side's RMWs): writes
+        ``(CR & ~clear_bits) | set_bits``; the enables are kept, GIRn bits request
+        general interrupts.
+
+        Only a write that sets an enable can activate this side's output, so only
+        such a write fences and looks (clearing one cannot; an output that stays
+        active is taken again by its controller as a level)."""
+        w = self._w
+        cr = self._cr
+        old = w[cr]
+        value = (old & ~clear_bits) | set_bits
+        new = w[cr] = value & CR_ENABLES
+        if new & ~old:
+            self._self_changed()
+        if value & GIR_ALL:
+            me = self._me
+            for n in range(NUM_CHANS):
+                if value & GIR(n):
+                    w[me + _GIRSEQ + n] = (w[me + _GIRSEQ + n] + 1) & MASK32
+            self._peer_changed()
 
 
 class ImxMu:

@@ -36,7 +36,8 @@ Source = Callable[[], bool]
 
 
 _PULSE = (1).to_bytes(8, "little")  # what eventfd_write(fd, 1) writes: both kinds take it
-_SINK = bytearray(1 << 16)  # what a drain reads into (discarded): a whole pipe at once
+_SINK = [bytearray(1 << 16)]  # what a drain reads into (discarded): a whole pipe at once
+_ALWAYS: Source = True.__bool__  # the level of an edge line: active whenever it is pulsed
 
 
 class IrqWire:
@@ -61,7 +62,7 @@ def drain(fd: int) -> bool:
     """Consume what is pending on a line (an eventfd's count, or up to 64 KiB of a
     pipe's pulses); True if there was any."""
     try:
-        os.readv(fd, [_SINK])
+        os.readv(fd, _SINK)
     except BlockingIOError:
         return False
     return True
@@ -112,10 +113,11 @@ class IrqLine:
     ) -> None:
         self.irq = irq
         self.fd = fd
-        self.trigger = trigger  # also sets edge
+        self.sources: list[Source] = []
+        self.active: Source = _ALWAYS  # the level of the line (see _choose_active)
+        self.trigger = trigger  # also sets edge and active
         self.owns_fd = owns_fd
         self.counter = counter  # an eventfd whose count must be read to re-arm it
-        self.sources: list[Source] = []
         self.actions: tuple[IrqAction, ...] = ()
         self.lock = threading.Lock()
         self.cond = threading.Condition(self.lock)
@@ -144,6 +146,7 @@ class IrqLine:
     def trigger(self, value: int) -> None:
         self._trigger = value
         self.edge = is_edge(value)  # True for an edge-triggered line
+        self._choose_active()
 
     @property
     def wire(self) -> IrqWire:
@@ -153,11 +156,20 @@ class IrqLine:
     def add_source(self, source: Source) -> None:
         """Attach a device output; a level line is active while any source is."""
         self.sources.append(source)
+        self._choose_active()
 
-    def active(self) -> bool:
-        """The level of the line (edge lines: always considered active when pulsed)."""
+    def _choose_active(self) -> None:
+        """Make :attr:`active` (the level of the line; edge lines: always considered
+        active when pulsed) the cheapest callable that says it: a level line with one
+        source is that source's own output.  The controller asks twice per interrupt."""
         if self.edge:
-            return True
+            self.active = _ALWAYS
+        elif len(self.sources) == 1:
+            self.active = self.sources[0]
+        else:
+            self.active = self._any_source
+
+    def _any_source(self) -> bool:
         for src in self.sources:  # noqa: SIM110 (no generator on the hot path)
             if src():
                 return True

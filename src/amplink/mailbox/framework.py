@@ -146,36 +146,41 @@ class MboxChan:
     # -- the TX state machine --------------------------------------------------------
     def _submit(self) -> None:
         """Hand the oldest queued message to the hardware if it is idle."""
-        cl = self.cl
-        if cl is None:
-            return
-        poll = False
-        ended = None
         with self.lock:
-            if self.on_demand and self.active is not None and self.mbox.last_tx_done(self):
-                ended, self.active = self.active, None
-            while self.msg_count and self.active is None:
-                idx = (self.msg_free - self.msg_count) % MBOX_TX_QUEUE_LEN
-                slot = self.slots[idx]
-                if slot is None or slot.data is MBOX_NO_MSG:  # cancelled by a timed-out sender
-                    self.slots[idx] = None
-                    self.msg_count -= 1
-                    continue
-                if cl.tx_prepare is not None:
-                    cl.tx_prepare(cl, slot.data)
-                if self.mbox.send_data(self, slot.data) != 0:
-                    poll = bool(self.txdone_method & TXDONE_BY_POLL)  # retried by the poller
-                    break
-                self.slots[idx] = None
-                self.msg_count -= 1
-                self.active = slot
-                poll = bool(self.txdone_method & TXDONE_BY_POLL)
-            if self.on_demand and self.msg_count and self.active is not None:
-                self.mbox.arm_txdone(self)  # a message waits: let the hardware say when
+            poll = self._submit_locked()
         if poll:
             self.mbox._poll_arm()
-        if ended is not None and TRACER.enabled:
-            TRACER.event("mailbox", "txdone", chan=repr(self), msg=ended.data, r=0)
+
+    def _submit_locked(self) -> bool:
+        """:meth:`_submit` with the lock held (:func:`send_message` queues and submits
+        under one hold); True if the TX poller must run."""
+        cl = self.cl
+        if cl is None:
+            return False
+        poll = False
+        if self.on_demand and self.active is not None and self.mbox.last_tx_done(self):
+            ended, self.active = self.active, None
+            if TRACER.enabled:
+                TRACER.event("mailbox", "txdone", chan=repr(self), msg=ended.data, r=0)
+        while self.msg_count and self.active is None:
+            idx = (self.msg_free - self.msg_count) % MBOX_TX_QUEUE_LEN
+            slot = self.slots[idx]
+            if slot is None or slot.data is MBOX_NO_MSG:  # cancelled by a timed-out sender
+                self.slots[idx] = None
+                self.msg_count -= 1
+                continue
+            if cl.tx_prepare is not None:
+                cl.tx_prepare(cl, slot.data)
+            if self.mbox.send_data(self, slot.data) != 0:
+                poll = bool(self.txdone_method & TXDONE_BY_POLL)  # retried by the poller
+                break
+            self.slots[idx] = None
+            self.msg_count -= 1
+            self.active = slot
+            poll = bool(self.txdone_method & TXDONE_BY_POLL)
+        if self.on_demand and self.msg_count and self.active is not None:
+            self.mbox.arm_txdone(self)  # a message waits: let the hardware say when
+        return poll
 
     def _tick(self, r: int, expected: _Slot | None = None) -> bool:
         """End the active message with result ``r``; with ``expected``, only if that
@@ -478,7 +483,9 @@ def send_message(chan: MboxChan, msg: Any) -> int:
         chan.slots[idx] = slot
         chan.msg_free = (idx + 1) % MBOX_TX_QUEUE_LEN
         chan.msg_count += 1
-    chan._submit()
+        poll = chan._submit_locked()
+    if poll:
+        chan.mbox._poll_arm()
     if slot.event is None:
         return idx
     tout = cl.tx_tout or FOREVER_MS

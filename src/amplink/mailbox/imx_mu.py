@@ -31,10 +31,7 @@ from amplink.hw.imx_mu import (
     GIE,
     GIP,
     GIR,
-    MU_CR,
-    MU_RR0,
     MU_SR,
-    MU_TR0,
     RF,
     RIE,
     TE,
@@ -153,9 +150,10 @@ class ImxMuController(MboxController):
             if not isinstance(data, int) or not 0 <= data <= 0xFFFF_FFFF:
                 log.error("%s: a TX message is a 32-bit integer, not %r", cp.name, data)
                 return -errno.EINVAL
-            if not self.side.readl(MU_SR) & cp.status:
+            side = self.side
+            if not side.status_bit(cp.status):
                 return -errno.EBUSY  # the peer has not read the previous word yet
-            self.side.writel(MU_TR0 + 4 * cp.idx, data)
+            side.write_tr(cp.idx, data)
             if not chan.on_demand:
                 self._cr(set_bits=cp.enable)
             return 0
@@ -174,7 +172,7 @@ class ImxMuController(MboxController):
 
     def last_tx_done(self, chan: MboxChan) -> bool:
         cp: _MuChan = chan.con_priv
-        return bool(self.side.readl(MU_SR) & cp.status)
+        return self.side.status_bit(cp.status)
 
     def arm_txdone(self, chan: MboxChan) -> None:
         cp: _MuChan = chan.con_priv
@@ -182,9 +180,9 @@ class ImxMuController(MboxController):
 
     def peek_data(self, chan: MboxChan) -> bool:
         cp: _MuChan = chan.con_priv
-        if cp.type != IMX_MU_TYPE_RX or not self.side.readl(MU_SR) & RF(cp.idx):
+        if cp.type != IMX_MU_TYPE_RX or not self.side.status_bit(RF(cp.idx)):
             return False
-        chan.received_data(self.side.readl(MU_RR0 + 4 * cp.idx))
+        chan.received_data(self.side.read_rr(cp.idx))
         return True
 
     def unregister(self) -> None:
@@ -194,19 +192,11 @@ class ImxMuController(MboxController):
             self._bh = None
 
     # -- interrupt handlers ----------------------------------------------------------
-    def _pending(self, cp: _MuChan) -> int:
-        """The enable bit of ``cp``'s event if it is enabled and pending, else 0 (CR is
-        read first: SR only matters for an enabled event)."""
-        enable = cp.enable
-        side = self.side
-        if enable and side.readl(MU_CR) & enable and side.readl(MU_SR) & cp.status:
-            return enable
-        return 0
-
     def _isr(self, irq: int, chan: MboxChan) -> int:
-        """Threaded style, hard part: silence the event at the unit, wake the thread."""
-        enable = self._pending(chan.con_priv)
-        if not enable:
+        """Threaded style, hard part: silence the event at the unit, wake the thread.
+        (CR is read first: SR only matters for an enabled event.)"""
+        enable = chan.con_priv.enable
+        if not enable or not self.side.pending(enable):
             return IRQ_NONE
         self._cr(clear_bits=enable)
         return IRQ_WAKE_THREAD
@@ -221,8 +211,8 @@ class ImxMuController(MboxController):
     def _isr_hard(self, irq: int, chan: MboxChan) -> int:
         """Classic style: everything, including the client callback, in hard IRQ."""
         cp: _MuChan = chan.con_priv
-        enable = self._pending(cp)
-        if not enable:
+        enable = cp.enable
+        if not enable or not self.side.pending(enable):
             return IRQ_NONE
         if cp.type == IMX_MU_TYPE_TX:
             self._cr(clear_bits=enable)
@@ -234,7 +224,7 @@ class ImxMuController(MboxController):
         if cp.type == IMX_MU_TYPE_TX:
             chan.txdone(0)
         elif cp.type == IMX_MU_TYPE_RX:
-            chan.received_data(side.readl(MU_RR0 + 4 * cp.idx))
+            chan.received_data(side.read_rr(cp.idx))
         elif cp.type == IMX_MU_TYPE_RXDB:
             side.writel(MU_SR, GIP(cp.idx))
             chan.received_data(None)

@@ -32,6 +32,7 @@ from amplink.remoteproc.crash import CRASH_MMUFAULT
 from amplink.remoteproc.devmem import DmaPool
 from amplink.remoteproc.subdev import BoundSubdev, ResourceContext
 from amplink.virtio.bus import Binding, VirtioBus, VirtioDriver
+from amplink.virtio.constants import VIRTIO_CONFIG_S_DRIVER_OK
 from amplink.virtio.device import DRIVER, Role, VirtioDevice
 from amplink.virtio.vdev import VdevConfig
 from amplink.wire import rsc_table as rt
@@ -117,7 +118,7 @@ class RprocVdev(VirtioDevice, BoundSubdev):
         return self.config.driver_ok
 
     def peer_reset(self) -> bool:
-        return not self.config.driver_ok
+        return not self.config.status & VIRTIO_CONFIG_S_DRIVER_OK  # asked once a loop
 
     def dma_alloc(self, size: int) -> tuple[int, int]:
         if self._pool is None:

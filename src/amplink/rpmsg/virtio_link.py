@@ -161,8 +161,9 @@ class VirtioRpmsgLink(PolledLink):
         """A free send buffer as ``(token, offset, capacity)``; tx lock held."""
 
     @abstractmethod
-    def _commit_tx(self, token: int, nbytes: int) -> bool:
-        """Hand a filled send buffer to the peer; True if the peer wants a notification."""
+    def _commit_tx(self, token: int, off: int, nbytes: int) -> bool:
+        """Hand a filled send buffer to the peer (``token`` and ``off`` as :meth:`_take_tx`
+        gave them); True if the peer wants a notification."""
 
     @abstractmethod
     def _tx_returning(self) -> bool:
@@ -247,11 +248,11 @@ class VirtioRpmsgLink(PolledLink):
         """Lend a send buffer to fill in place (:class:`TxBuffer`); waits like send."""
         if RPMSG_ADDR_ANY in (src, dst):
             raise RpmsgError(errno.EINVAL, "a send buffer needs a source and a destination")
-        if self.failure is not None:
-            raise self.dead_error()
         try:
             with self._tx_lock:
-                got = self._take_tx_alive()
+                if self.failure is not None:
+                    raise self.dead_error()
+                got = self._take_tx()
             if got is None:
                 if not block:
                     raise RpmsgError(errno.ENOMEM, f"no free TX buffer on {self.name}")
@@ -265,16 +266,12 @@ class VirtioRpmsgLink(PolledLink):
         )
 
     def _take_tx_alive(self) -> tuple[int, int, int] | None:
-        return self._taken(self._take_tx)
-
-    def _taken(self, take: Callable[[], _T | None]) -> _T | None:
-        """What ``take`` takes from the send ring (TX lock held): ``EPIPE`` once the
-        link failed (its memory may be gone); a ring the peer broke raises
-        ``VirtqueueError``, which the caller turns into :meth:`fail` once the lock is
-        free."""
+        """:meth:`_take_tx` (TX lock held), ``EPIPE`` once the link failed (its memory
+        may be gone); a ring the peer broke raises ``VirtqueueError``, which the caller
+        turns into :meth:`fail` once the lock is free."""
         if self.failure is not None:
             raise self.dead_error()
-        return take()
+        return self._take_tx()
 
     def _lent_tx_done(self, buf: TxBuffer, length: int | None) -> None:
         """A lent send buffer comes back: sent with ``length`` payload bytes, or unused."""
@@ -291,7 +288,7 @@ class VirtioRpmsgLink(PolledLink):
                 self._return_tx(buf.token, buf.off, cap)
             else:
                 _HDR.pack_into(self._mem, buf.off, buf.src, buf.dst, 0, length, 0)
-                kick = self._commit_tx(buf.token, _HDR_SIZE + length)
+                kick = self._commit_tx(buf.token, buf.off, _HDR_SIZE + length)
                 if TRACER.enabled:
                     TRACER.sent(self)
         if kick:
@@ -477,32 +474,32 @@ class VirtioRpmsgHost(VirtioRpmsgLink):
             return counts
 
     def _take_tx(self) -> tuple[int, int, int] | None:
-        token = self._take_token()
-        if token is None:
-            return None
-        return token, self._pool_off + self._tx_offset(token), self._tx_size
-
-    def _take_token(self) -> int | None:
-        """A free send buffer's token: one given back unsent, one never used yet, or
-        one the device has returned; TX lock held."""
+        """A free send buffer: one given back unsent, one never used yet, or one the
+        device has returned; TX lock held."""
         if self._spare_tx:
-            return self._spare_tx.pop()
-        if self._next_unused_tx < self._n_tx:
+            token = self._spare_tx.pop()
+        elif self._next_unused_tx < self._n_tx:
+            token = self._n_rx + self._next_unused_tx
             self._next_unused_tx += 1
-            return self._n_rx + self._next_unused_tx - 1
-        got = self._tx_vq.get()
-        return None if got is None else got[0]
+        else:
+            got = self._tx_vq.get()
+            if got is None:
+                return None
+            token = got[0]
+        size = self._tx_size
+        return token, self._pool_off + self._tx_base + token * size, size
 
     def _try_send(self, src: int, dst: int, data: bytes, n: int) -> bool | None:
-        token = self._taken(self._take_token)
-        if token is None:
+        if self.failure is not None:
+            raise self.dead_error()
+        got = self._take_tx()
+        if got is None:
             return None
-        at = self._tx_base + token * self._tx_size  # n <= mtu: the buffer holds it
-        off = self._pool_off + at
+        token, off, _cap = got  # n <= mtu: the buffer holds it
         _HDR.pack_into(self._mem, off, src, dst, 0, n, 0)
         self._map[off + _HDR_SIZE : off + _HDR_SIZE + n] = data
         vq = self._tx_vq
-        vq.add(self._pool_da + at, _HDR_SIZE + n, False, token)
+        vq.add(self._pool_da + off - self._pool_off, _HDR_SIZE + n, False, token)
         if TRACER.enabled:  # in ring order: several senders pair their flows right
             TRACER.sent(self)
         return vq.kick_needed()
@@ -519,9 +516,10 @@ class VirtioRpmsgHost(VirtioRpmsgLink):
         self._rx_vq.add(self._pool_da + token * bs, bs, True, token)
         return self._rx_vq.kick_needed()
 
-    def _commit_tx(self, token: int, nbytes: int) -> bool:
-        self._tx_vq.add(self._pool_da + self._tx_offset(token), nbytes, False, token)
-        return self._tx_vq.kick_needed()
+    def _commit_tx(self, token: int, off: int, nbytes: int) -> bool:
+        vq = self._tx_vq
+        vq.add(self._pool_da + off - self._pool_off, nbytes, False, token)
+        return vq.kick_needed()
 
     def _peek_tx(self) -> bool:
         return bool(self._spare_tx) or self._next_unused_tx < self._n_tx or self._tx_vq.has_used()
@@ -605,7 +603,9 @@ class VirtioRpmsgRemote(VirtioRpmsgLink):
         return self._tx_vq.get()
 
     def _try_send(self, src: int, dst: int, data: bytes, n: int) -> bool | None:
-        got = self._taken(self._take_tx)
+        if self.failure is not None:
+            raise self.dead_error()
+        got = self._spare_tx.pop() if self._spare_tx else self._tx_vq.get()
         if got is None:
             return None
         head, off, cap = got
@@ -622,9 +622,10 @@ class VirtioRpmsgRemote(VirtioRpmsgLink):
             TRACER.sent(self)
         return vq.notify_needed()
 
-    def _commit_tx(self, token: int, nbytes: int) -> bool:
-        self._tx_vq.put(token, nbytes)
-        return self._tx_vq.notify_needed()
+    def _commit_tx(self, token: int, off: int, nbytes: int) -> bool:
+        vq = self._tx_vq
+        vq.put(token, nbytes)
+        return vq.notify_needed()
 
     def _return_tx(self, token: int, off: int, cap: int) -> None:
         # Kept for the next send, not given back unused: a host takes the header of a
