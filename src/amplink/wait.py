@@ -48,7 +48,6 @@ more context switches per hand-over (measured: 18 us for a thread ping-pong thro
 
 from __future__ import annotations
 
-import contextlib
 import os
 import select
 import threading
@@ -227,8 +226,7 @@ class Wakeup:
         Not after :meth:`close`."""
         if not self._ep.poll(-1.0 if timeout is None else max(timeout, 0.0)):
             return False
-        with contextlib.suppress(BlockingIOError):  # another sleeper took it: both look
-            os.eventfd_read(self._fd)
+        self.clear()  # another sleeper may have taken it: both look
         return True
 
     def fileno(self) -> int:

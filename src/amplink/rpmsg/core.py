@@ -484,6 +484,7 @@ class EndpointTable:
     def __init__(self, link: RpmsgLink) -> None:
         self._link = link
         self._by_addr: dict[int, Endpoint] = {}
+        self.lookup = self._by_addr.get  # the receive path's ``get``: no Python frame
         self._lock = threading.Lock()
         self._hint = RPMSG_RESERVED_ADDRESSES
         self._unknown_dst_logged = 0

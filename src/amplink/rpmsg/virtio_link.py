@@ -145,7 +145,7 @@ class VirtioRpmsgLink(PolledLink):
         self._tx_spin = AdaptiveSpin(self.spin.max_spin_ns, enabled=self.spin.enabled)
         self._space_waiters: list[Callable[[], None]] = []  # see when_can_send()
         self.fail_listeners.append(self._wake_space_waiters)
-        self._lookup = self.endpoints.get  # bound once: no allocation per message
+        self._lookup = self.endpoints.lookup  # the dict's own get: no frame per message
 
     @property
     def mtu(self) -> int:
