@@ -387,6 +387,8 @@ class Endpoint:
         if self.link.busy_poll(self._has_message) and q:
             with contextlib.suppress(IndexError):  # another recv() may have taken it
                 return q.popleft()
+        if timeout is not None and timeout <= 0:
+            raise self._timed_out(timeout)  # a poll: nothing to sleep on, so no wakeup
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._lock:
             wakeup = self._wakeup
@@ -402,10 +404,7 @@ class Endpoint:
                 self._check_alive()
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
-                    raise RpmsgError(
-                        errno.ETIMEDOUT,
-                        f"no message for endpoint {self.addr} within {timeout}s",
-                    )
+                    raise self._timed_out(timeout)
                 take = self.link.take_notifications
                 if take is None or take((wakeup.fileno(),), remaining, self._has_message) is None:
                     wakeup.wait(remaining)
@@ -417,6 +416,9 @@ class Endpoint:
                 if not self._waiters and self.released is not None:
                     wakeup.close()
                     self._wakeup = None
+
+    def _timed_out(self, timeout: float | None) -> RpmsgError:
+        return RpmsgError(errno.ETIMEDOUT, f"no message for endpoint {self.addr} within {timeout}s")
 
     def __iter__(self) -> Iterator[Message]:
         """Iterate over received messages until the endpoint is released."""

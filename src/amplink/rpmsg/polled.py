@@ -156,7 +156,8 @@ class PolledLink(RpmsgLink):
         what can help at once (ask for a notification that may have raced, read the
         peer's commands itself) and say whether to try again now; otherwise the thread
         releases the TX lock and sleeps until the receive context wakes it
-        (:meth:`_wake_senders`), for a slice that doubles from 50 us to 10 ms, so that
+        (:meth:`_wake_senders`; taking the peer's notification itself, see
+        :meth:`_sleep`), for a slice that doubles from 50 us to 10 ms, so that
         a sender that is itself the receive context (whom nobody else wakes) still
         looks again.  ``timed_out()`` is raised once ``deadline``
         (``time.monotonic()``) has passed."""
@@ -182,7 +183,7 @@ class PolledLink(RpmsgLink):
                     raise timed_out()
                 self._tx_lock.release()
                 try:
-                    wakeup.wait(min(wait, remaining))
+                    self._sleep(wakeup, min(wait, remaining))
                 finally:
                     self._tx_lock.acquire()
                 wait = min(wait * 2, MAX_WAIT_SLICE)
@@ -190,6 +191,20 @@ class PolledLink(RpmsgLink):
             self._tx_waiters -= 1
             if not self._tx_waiters and self.failure is not None:
                 self._close_tx_wakeup()
+
+    def _sleep(self, wakeup: Wakeup, timeout: float) -> None:
+        """A blocked sender's sleep: on the peer's notification itself where the
+        transport allows it (it then runs the receive path here, as ``recv()`` does),
+        unless this thread is the receive context (whose drain it would re-enter)."""
+        take = self.take_notifications
+        if (
+            take is None
+            or self._rx_owner == threading.get_ident()
+            or take((wakeup.fileno(),), timeout, None) is None
+        ):
+            wakeup.wait(timeout)
+        else:
+            wakeup.clear()
 
     def _close_tx_wakeup(self) -> None:
         """Once the link failed and no sender waits (TX lock held); a sender that comes
