@@ -4,6 +4,8 @@ import errno
 import logging
 import os
 import signal
+import subprocess
+import sys
 import threading
 from pathlib import Path
 from queue import SimpleQueue
@@ -265,3 +267,19 @@ def test_mailbox_channels_beside_the_kick_channel_cross_processes():
         for word in (0, 1, 0xFFFF_FFFF, 12345):
             mbox.send_message(tx, word)
             assert got.get(timeout=10) == word
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_ctrl_c_at_random_moments_in_recv_leaves_the_channel_working(seed):
+    """SIGINT strikes a main thread that takes the core's interrupt in recv() between
+    any two bytecodes (300 times in a real program): a Ctrl-C that comes while it runs
+    the MU's handlers is held until they are done (amplink.irq.held_signals), so no
+    event stays masked at the MU, no line stays taken, and the channel works on."""
+    program = Path(__file__).parent / "ctrl_c_program.py"
+    path = [str(Path(__file__).parent), *filter(None, [os.environ.get("PYTHONPATH")])]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(path)}
+    done = subprocess.run(
+        [sys.executable, str(program), "300", str(seed)],
+        check=False, capture_output=True, text=True, timeout=240, env=env,
+    )  # fmt: skip
+    assert done.returncode == 0 and done.stdout.startswith("OK"), done.stdout + done.stderr

@@ -48,6 +48,7 @@ from amplink.irq.flags import (
     IRQF_TRIGGER_MASK,
     is_edge,
 )
+from amplink.irq.held_signals import Held, HeldSignals
 from amplink.irq.line import IrqLine, drain, new_line_fd
 from amplink.irq.spurious import MAX_BOGUS_REPORTS, SpuriousPolicy
 from amplink.tracing import TRACER
@@ -404,22 +405,26 @@ class IrqDomain:
         line = self._lines.get(irq)
         if line is None or line.edge or irq in self._taken:
             return None
-        with self._lock:
-            if self._closing or irq in self._taken or line.fd < 0:
-                return None
-            self._taken.add(irq)
-            self._takers += 1
-            self._ep.modify(line.fd, 0)
-        try:
-            return self._take_until(line, fds, timeout, ready)
-        finally:
+        held = HeldSignals()  # a main thread's signal handlers wait for a safe point
+        with held:
             with self._lock:
-                self._taken.discard(irq)
-                self._takers -= 1
-                if not self._closing:
-                    self._ep.modify(line.fd, select.EPOLLIN)
-                elif not self._takers:
-                    self._takers_gone.notify_all()
+                if self._closing or irq in self._taken or line.fd < 0:
+                    return None
+                self._taken.add(irq)
+                self._takers += 1
+                self._ep.modify(line.fd, 0)
+            try:
+                return self._take_until(line, fds, timeout, ready, held)
+            except Held:  # a signal came while it slept: its handler runs as held exits
+                return True
+            finally:
+                with self._lock:
+                    self._taken.discard(irq)
+                    self._takers -= 1
+                    if not self._closing:
+                        self._ep.modify(line.fd, select.EPOLLIN)
+                    elif not self._takers:
+                        self._takers_gone.notify_all()
 
     def _take_until(
         self,
@@ -427,6 +432,7 @@ class IrqDomain:
         fds: Sequence[int],
         timeout: float | None,
         ready: Callable[[], bool] | None,
+        held: HeldSignals,
     ) -> bool:
         key = (line.irq, *fds)
         cached = getattr(self._takers_poll, "cached", None)
@@ -449,7 +455,14 @@ class IrqDomain:
             else:
                 wait_ms = max(0, math.ceil((deadline - time.monotonic()) * 1000))
             woke = pulsed = False
-            for fd, _ev in poller.poll(wait_ms):
+            try:  # only the sleep may be interrupted (by Held)
+                held.interruptible = True
+                if held.pending:
+                    return True
+                events = poller.poll(wait_ms)
+            finally:
+                held.interruptible = False
+            for fd, _ev in events:
                 if fd == line.fd:
                     drain(fd)
                     pulsed = True
