@@ -540,3 +540,27 @@ def test_ctrl_c_ends_a_takers_sleep_at_once(domain):
     t.join(5)
     assert time.monotonic() - t0 < 300  # not at its timeout
     assert not domain._taken and dev.line.fd >= 0
+
+
+def test_a_line_still_active_when_its_taker_returns_goes_to_the_dispatcher(domain):
+    """The taker's waiter is satisfied by the first interrupt while the device still
+    asserts the line (a second event pending): the line's descriptor is drained, so
+    no new pulse will come; the dispatcher must look at the level when it gets the line
+    back, or that event waits for the device's next one."""
+    dev = LevelDevice(domain.add_line(13))
+    runs = SimpleQueue()
+
+    def primary(irq, dev_id):
+        if not dev.asserted:
+            return IRQ_NONE
+        runs.put(threading.get_ident())
+        if runs.qsize() > 1:  # the second event: now the device is quiet
+            dev.ack()
+        return IRQ_HANDLED
+
+    domain.request_irq(13, primary, 0, "two-events", "me")
+    firing = _fire_once_taken(domain, dev)
+    assert domain.take_while_waiting(13, [], 30, lambda: not runs.empty()) is True
+    firing.join(5)
+    assert runs.get_nowait() == threading.get_ident()
+    assert runs.get(timeout=10) == domain._dispatcher.ident

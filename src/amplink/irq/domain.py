@@ -418,13 +418,25 @@ class IrqDomain:
             except Held:  # a signal came while it slept: its handler runs as held exits
                 return True
             finally:
-                with self._lock:
-                    self._taken.discard(irq)
-                    self._takers -= 1
-                    if not self._closing:
-                        self._ep.modify(line.fd, select.EPOLLIN)
-                    elif not self._takers:
-                        self._takers_gone.notify_all()
+                self._give_back(line)
+
+    def _give_back(self, line: IrqLine) -> None:
+        """The dispatcher watches ``line`` again; if the device still asserts it (the
+        taker's waiter was satisfied before the line was quiet: its descriptor is
+        drained, no pulse will come), the dispatcher is told to look at it now."""
+        with self._lock:
+            self._taken.discard(line.irq)
+            self._takers -= 1
+            if self._closing:
+                if not self._takers:
+                    self._takers_gone.notify_all()
+                return
+            self._ep.modify(line.fd, select.EPOLLIN)
+            still = line.active()
+            if still:
+                self._replay.add(line)
+        if still:
+            self._poke()
 
     def _take_until(
         self,
