@@ -1,6 +1,6 @@
 """A user's program whose main thread sits in ``recv()`` (spinning off, so it takes the
 core's interrupt itself) while SIGINT strikes it at random moments, ``COUNT`` times
-(argv[1]); then the channel must still carry messages, the stop be prompt and nothing
+(argv[1], then a random seed and the rpmsg backend: virtio or glink); then the channel must still carry messages, the stop be prompt and nothing
 be left behind.  Run by tests/test_rproc.py as a process of its own: no Ctrl-C may
 reach pytest.  Prints ``OK`` and what it measured on success."""
 
@@ -13,6 +13,7 @@ import threading
 import time
 
 from amplink.host import Rproc, RprocConfig
+from backends import table_for
 from resources import snapshot
 
 SERVICE = "rpmsg-openamp-demo-channel"
@@ -31,7 +32,12 @@ def main() -> None:
             time.sleep(random.uniform(0, 0.003))
             signal.pthread_kill(main_ident, signal.SIGINT)
 
-    rp = Rproc(f"ctrl-c-{os.getpid()}", "amplink.firmware.echo", config=RprocConfig(spin=False))
+    rp = Rproc(
+        f"ctrl-c-{os.getpid()}",
+        "amplink.firmware.echo",
+        config=RprocConfig(spin=False),
+        table=table_for(sys.argv[3]),
+    )
     rp.start()
     ept = rp.wait_channel(SERVICE, 10).create_ept()
     shooter = threading.Thread(target=shoot)
