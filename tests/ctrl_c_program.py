@@ -1,8 +1,9 @@
 """A user's program whose main thread sits in ``recv()`` (spinning off, so it takes the
-core's interrupt itself) while SIGINT strikes it at random moments, ``COUNT`` times
-(argv[1], then a random seed and the rpmsg backend: virtio or glink); then the channel must still carry messages, the stop be prompt and nothing
-be left behind.  Run by tests/test_rproc.py as a process of its own: no Ctrl-C may
-reach pytest.  Prints ``OK`` and what it measured on success."""
+core's interrupt itself) while SIGINT strikes it at random moments: argv is the count
+of interrupts, a random seed and the rpmsg backend (virtio or glink).  Then the channel
+must still carry messages, the stop be prompt and nothing be left behind.  Run by
+tests/test_rproc.py as a process of its own: no Ctrl-C may reach pytest.  Prints
+``OK`` and what it measured on success."""
 
 import contextlib
 import os
