@@ -4,6 +4,7 @@ import errno
 import logging
 import os
 import select
+import signal
 import threading
 import time
 from queue import SimpleQueue
@@ -492,3 +493,83 @@ def test_a_one_shot_timer_is_a_descriptor_that_can_be_disarmed():
     finally:
         timer.close()
         timer.close()  # idempotent
+
+
+def test_ctrl_c_in_a_main_thread_that_takes_a_line_waits_for_its_handlers(domain):
+    """Ctrl-C strikes a main thread between any two bytecodes: here just after the
+    primary silenced its device.  The KeyboardInterrupt is held until the primary and
+    the thread function it woke have run and the line is given back
+    (amplink.irq.held_signals); then it goes on up, and the line works on."""
+    assert threading.current_thread() is threading.main_thread()
+    dev = LevelDevice(domain.add_line(11))
+    runs = SimpleQueue()
+    first = [True]
+
+    def primary(irq, dev_id):
+        if not dev.asserted:
+            return IRQ_NONE
+        dev.ack()
+        if first[0]:
+            first[0] = False
+            signal.pthread_kill(threading.get_ident(), signal.SIGINT)
+        runs.put("primary")  # Python runs a pending SIGINT handler at a call like this
+        return IRQ_WAKE_THREAD
+
+    def thread_fn(irq, dev_id):
+        runs.put(threading.current_thread().name)
+        return IRQ_HANDLED
+
+    domain.request_threaded_irq(11, primary, thread_fn, 0, "ctrl-c", "me")
+    firing = _fire_once_taken(domain, dev)
+    with pytest.raises(KeyboardInterrupt):
+        domain.take_while_waiting(11, [], 30)
+    firing.join(5)
+    assert [runs.get_nowait(), runs.get_nowait()] == ["primary", "MainThread"]
+    assert not domain._taken
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    dev.fire()  # the dispatcher and the action's thread take it again
+    assert runs.get(timeout=5) == "primary"
+    assert runs.get(timeout=5) == "irq/11-ctrl-c"
+
+
+def test_ctrl_c_ends_a_takers_sleep_at_once(domain):
+    dev = LevelDevice(domain.add_line(12))
+    domain.request_irq(12, lambda irq, dev_id: IRQ_NONE, 0, "idle", "me")
+    main = threading.get_ident()
+
+    def ctrl_c():
+        wait_for(lambda: 12 in domain._taken, "the main thread to take line 12")
+        signal.pthread_kill(main, signal.SIGINT)
+
+    t = threading.Thread(target=ctrl_c)
+    t.start()
+    t0 = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        domain.take_while_waiting(12, [], 600)
+    t.join(5)
+    assert time.monotonic() - t0 < 300  # not at its timeout
+    assert not domain._taken and dev.line.fd >= 0
+
+
+def test_a_line_still_active_when_its_taker_returns_goes_to_the_dispatcher(domain):
+    """The taker's waiter is satisfied by the first interrupt while the device still
+    asserts the line (a second event pending): the line's descriptor is drained, so
+    no new pulse will come; the dispatcher must look at the level when it gets the line
+    back, or that event waits for the device's next one."""
+    dev = LevelDevice(domain.add_line(13))
+    runs = SimpleQueue()
+
+    def primary(irq, dev_id):
+        if not dev.asserted:
+            return IRQ_NONE
+        runs.put(threading.get_ident())
+        if runs.qsize() > 1:  # the second event: now the device is quiet
+            dev.ack()
+        return IRQ_HANDLED
+
+    domain.request_irq(13, primary, 0, "two-events", "me")
+    firing = _fire_once_taken(domain, dev)
+    assert domain.take_while_waiting(13, [], 30, lambda: not runs.empty()) is True
+    firing.join(5)
+    assert runs.get_nowait() == threading.get_ident()
+    assert runs.get(timeout=10) == domain._dispatcher.ident

@@ -4,7 +4,10 @@ import errno
 import logging
 import os
 import signal
+import subprocess
+import sys
 import threading
+import time
 from pathlib import Path
 from queue import SimpleQueue
 
@@ -15,9 +18,11 @@ from amplink.firmware import bench as fw
 from amplink.host import RpmsgConfig, Rproc, RprocConfig
 from amplink.mailbox import framework as mbox
 from amplink.remoteproc.elf import FirmwareError
+from amplink.remoteproc.process import ProcessPlatform
 from amplink.remoteproc.states import CRASHED, OFFLINE, RUNNING
 from resources import children, snapshot
 from rpmsg_helpers import send_in_thread
+from waiting import wait_for
 
 ECHO_FW = "amplink.firmware.echo"
 
@@ -265,3 +270,71 @@ def test_mailbox_channels_beside_the_kick_channel_cross_processes():
         for word in (0, 1, 0xFFFF_FFFF, 12345):
             mbox.send_message(tx, word)
             assert got.get(timeout=10) == word
+
+
+GLINK_CTRL_C = (
+    "not the taker's: a KeyboardInterrupt in GlinkLink.send (the caller's own thread) "
+    "between _TxSection.__enter__'s acquire and the with body leaves the tx lock held "
+    "(every later send hangs), or between take_intent and the write loses the intent "
+    "(ETIMEDOUT: no intent); it failed so before the taker too"
+)
+
+
+@pytest.mark.parametrize(
+    ("seed", "backend"),
+    [
+        (1, "virtio"),
+        pytest.param(2, "glink", marks=pytest.mark.xfail(strict=True, reason=GLINK_CTRL_C)),
+    ],
+)
+def test_ctrl_c_at_random_moments_in_recv_leaves_the_channel_working(seed, backend):
+    """SIGINT strikes a main thread that takes the core's interrupt in recv() between
+    any two bytecodes (300 times in a real program): a Ctrl-C that comes while it runs
+    the MU's handlers is held until they are done (amplink.irq.held_signals), so no
+    event stays masked at the MU, no line stays taken, and the channel works on."""
+    program = Path(__file__).parent / "ctrl_c_program.py"
+    path = [str(Path(__file__).parent), *filter(None, [os.environ.get("PYTHONPATH")])]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(path)}
+    with subprocess.Popen(
+        [sys.executable, str(program), "300", str(seed), backend],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+    ) as proc:  # fmt: skip
+        try:
+            out = proc.communicate(timeout=30)[0]
+        except subprocess.TimeoutExpired:
+            proc.kill()  # a hang: its cores die with it (die_with_parent)
+            out = proc.communicate()[0] + "\n(hung for 30 s)"
+    assert proc.returncode == 0 and out.startswith("OK"), out
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="the taker runs other endpoints' receive callbacks in the recv() caller's "
+    "thread (it ran them in the IRQ thread before), and cannot leave one halfway: a slow "
+    "callback keeps recv() past its timeout",
+)
+def test_recv_honours_its_timeout_while_another_endpoints_callback_is_slow():
+    with Rproc("slow-callback", ECHO_FW, config=RprocConfig(spin=False)) as rp:
+        channel = rp.wait_channel(SERVICE, 10)
+        waiting = channel.create_ept()
+        entered, release = threading.Event(), threading.Event()
+        other = channel.create_ept(callback=lambda *_: (entered.set(), release.wait(6)))
+        platform = rp.platform
+        assert isinstance(platform, ProcessPlatform) and platform.kick_path is not None
+        domain, irq = platform.kick_path.domain, platform.mailbox.host_irq
+
+        def send_once_taken() -> None:  # the echo comes while recv() takes the line
+            wait_for(lambda: irq in domain._taken, "recv() to take the MU's line")
+            other.send(b"for the slow callback")
+
+        sender = threading.Thread(target=send_once_taken)
+        sender.start()
+        t0 = time.monotonic()
+        with pytest.raises(RpmsgError) as exc:
+            waiting.recv(0.5)
+        elapsed = time.monotonic() - t0
+        release.set()
+        sender.join(10)
+        assert entered.wait(10)
+        assert exc.value.errno == errno.ETIMEDOUT
+        assert elapsed < 3, f"recv(0.5) returned after {elapsed:.1f} s"

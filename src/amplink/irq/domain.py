@@ -48,7 +48,8 @@ from amplink.irq.flags import (
     IRQF_TRIGGER_MASK,
     is_edge,
 )
-from amplink.irq.line import IrqLine, drain, new_line_fd
+from amplink.irq.held_signals import Held, HeldSignals
+from amplink.irq.line import IrqLine, IrqWire, drain, new_line_fd
 from amplink.irq.spurious import MAX_BOGUS_REPORTS, SpuriousPolicy
 from amplink.irq.timer import OneShotTimer
 from amplink.tracing import TRACER
@@ -418,28 +419,44 @@ class IrqDomain:
         line = self._lines.get(irq)
         if line is None or line.edge or irq in self._taken:
             return None
-        with self._lock:
-            if self._closing or irq in self._taken or line.fd < 0:
-                return None
-            self._taken.add(irq)
-            self._takers += 1
-            if irq in self._kept:  # not watched since a taker gave it back
-                self._kept.discard(irq)
-                if not self._kept:
-                    self._keep_timer.arm(0)  # disarmed: the dispatcher need not wake
-            else:
-                self._ep.modify(line.fd, 0)
-        try:
-            return self._take_until(line, fds, timeout, ready)
-        finally:
+        held = HeldSignals()  # a main thread's signal handlers wait for a safe point
+        with held:
             with self._lock:
-                self._taken.discard(irq)
-                self._takers -= 1
-                if not self._closing:  # kept a while for the next wait (see _watch_kept)
-                    self._kept.add(irq)
-                    self._keep_timer.arm(KEEP_TAKEN_NS)
-                elif not self._takers:
+                if self._closing or irq in self._taken or line.fd < 0:
+                    return None
+                self._taken.add(irq)
+                self._takers += 1
+                if irq in self._kept:  # not watched since a taker gave it back
+                    self._kept.discard(irq)
+                    if not self._kept:
+                        self._keep_timer.arm(0)  # disarmed: the dispatcher need not wake
+                else:
+                    self._ep.modify(line.fd, 0)
+            try:
+                return self._take_until(line, fds, timeout, ready, held)
+            except Held:  # a signal came while it slept: its handler runs as held exits
+                return True
+            finally:
+                self._give_back(line)
+
+    def _give_back(self, line: IrqLine) -> None:
+        """Kept from the dispatcher a while for the next wait (:data:`KEEP_TAKEN_NS`,
+        see :meth:`_watch_kept`).  If the device still asserts the line (the waiter was
+        satisfied before the line was quiet: its descriptor is drained, so no pulse
+        will come), it is pulsed again, so that whoever takes it next looks; this is
+        done while still counted as a taker, so that close() cannot release the
+        descriptor meanwhile."""
+        if not self._closing and line.active():
+            IrqWire(line.fd).pulse()
+        with self._lock:
+            self._taken.discard(line.irq)
+            self._takers -= 1
+            if self._closing:
+                if not self._takers:
                     self._takers_gone.notify_all()
+                return
+            self._kept.add(line.irq)
+            self._keep_timer.arm(KEEP_TAKEN_NS)
 
     def _watch_kept(self) -> None:
         """The dispatcher again watches the lines takers gave back, now that none took
@@ -458,6 +475,7 @@ class IrqDomain:
         fds: Sequence[int],
         timeout: float | None,
         ready: Callable[[], bool] | None,
+        held: HeldSignals,
     ) -> bool:
         key = (line.irq, *fds)
         cached = getattr(self._takers_poll, "cached", None)
@@ -480,7 +498,14 @@ class IrqDomain:
             else:
                 wait_ms = max(0, math.ceil((deadline - time.monotonic()) * 1000))
             woke = pulsed = False
-            for fd, _ev in poller.poll(wait_ms):
+            try:  # only the sleep may be interrupted (by Held)
+                held.interruptible = True
+                if held.pending:
+                    return True
+                events = poller.poll(wait_ms)
+            finally:
+                held.interruptible = False
+            for fd, _ev in events:
                 if fd == line.fd:
                     drain(fd)
                     pulsed = True
