@@ -14,12 +14,18 @@ stores in order and loads in order, which is all this needs (no fence: see
 Indices are read and written through a ``u32`` view of the header, one aligned 4-byte
 access each: ``struct.pack_into`` may copy byte by byte, and a peer on another CPU could
 then read half an old index and half a new one.
+
+Every message passes through :meth:`FifoWriter.write`, :meth:`FifoReader.available`,
+:meth:`FifoReader.unpack`, :meth:`FifoReader.peek` and :meth:`FifoReader.advance`, so
+those read and check the peer's index and publish ours inline rather than through
+helpers (a Python call costs about as much as the copy of a small message).
 """
 
 from __future__ import annotations
 
 import mmap
-from typing import Literal
+import struct
+from typing import Any, Literal
 
 from amplink.errors import FifoError
 from amplink.memory.barrier import full_fence
@@ -58,15 +64,13 @@ class _FifoEnd:
     def _peer(self) -> int:
         index: int = self._words[self._peer_at]
         if index > self._mask:
-            raise FifoError(
-                self.name, f"the peer's index {index} is outside the {self._size}-byte FIFO"
-            )
+            self._bad_index(index)
         return index
 
-    def _publish(self, pos: int, moved: int) -> None:
-        self._pos = pos
-        self.total += moved
-        self._words[self._mine_at] = pos
+    def _bad_index(self, index: int) -> None:
+        raise FifoError(
+            self.name, f"the peer's index {index} is outside the {self._size}-byte FIFO"
+        )
 
     def _copy(self, pos: int, n: int) -> bytes:
         mem, base = self._mem, self._base
@@ -81,7 +85,10 @@ class FifoWriter(_FifoEnd):
 
     def free(self) -> int:
         """Bytes that can be written now."""
-        return (self._peer() - self._pos - 1) & self._mask
+        tail: int = self._words[self._peer_at]
+        if tail > self._mask:
+            self._bad_index(tail)
+        return (tail - self._pos - 1) & self._mask
 
     def used(self) -> int:
         """Bytes written and not yet taken by the reader."""
@@ -102,7 +109,9 @@ class FifoWriter(_FifoEnd):
                 mem[base : base + n - first] = part[first:]
             pos = (pos + n) & self._mask
             moved += n
-        self._publish(pos, moved)  # after the bytes (x86 TSO: stores stay in order)
+        self._pos = pos
+        self.total += moved
+        self._words[self._mine_at] = pos  # after the bytes (x86 TSO: stores stay in order)
 
     def read_past(self, mark: int) -> bool:
         """Whether the reader has taken the first ``mark`` bytes ever written (a
@@ -121,15 +130,32 @@ class FifoReader(_FifoEnd):
     def available(self) -> int:
         """Bytes written by the peer and not yet taken (read before them: loads stay in
         order on x86-64)."""
-        return (self._peer() - self._pos) & self._mask
+        head: int = self._words[self._peer_at]
+        if head > self._mask:
+            self._bad_index(head)
+        return (head - self._pos) & self._mask
 
     def peek(self, n: int, at: int = 0) -> bytes:
         """``n`` bytes starting ``at`` bytes past the tail (the caller checked they exist)."""
-        return self._copy((self._pos + at) & self._mask, n)
+        pos = (self._pos + at) & self._mask
+        if pos + n <= self._size:
+            start = self._base + pos
+            return self._mem[start : start + n]
+        return self._copy(pos, n)
+
+    def unpack(self, layout: struct.Struct, at: int = 0) -> tuple[Any, ...]:
+        """``layout`` decoded from the bytes ``at`` past the tail (the caller checked
+        they exist), read in place unless they wrap."""
+        pos = (self._pos + at) & self._mask
+        if pos + layout.size <= self._size:
+            return layout.unpack_from(self._mem, self._base + pos)
+        return layout.unpack_from(self._copy(pos, layout.size))
 
     def advance(self, n: int) -> None:
         """Give ``n`` bytes back to the writer."""
-        self._publish((self._pos + n) & self._mask, n)
+        pos = self._pos = (self._pos + n) & self._mask
+        self.total += n
+        self._words[self._mine_at] = pos
 
 
 class EdgeFifos:

@@ -78,10 +78,13 @@ _READ_NOTIF = g.command(g.READ_NOTIF)
 _RESERVE = len(_READ_NOTIF)  # always free in the FIFO, for READ_NOTIF
 _PADS = [bytes(k) for k in range(8)]  # what pads a command to 8 bytes
 
+_DATA_CMDS = frozenset((g.TX_DATA, g.TX_DATA_CONT))
+_RX_DONE_CMDS = frozenset((g.RX_DONE_W_REUSE, g.RX_DONE))
+_HDR = g.HDR
+_DATA_HDR = g.DATA_HDR
 _HDR_SIZE = g.HDR.size
 _DATA_HDR_SIZE = g.DATA_HDR.size
-_HDR_UNPACK = g.HDR.unpack_from
-_DATA_HDR_UNPACK = g.DATA_HDR.unpack_from
+_DATA_HDR_PACK = g.DATA_HDR.pack
 
 ChannelListener = Callable[[str, bool, bool], None]
 
@@ -121,6 +124,7 @@ class GlinkLink(PolledLink):
         self.channel_listeners: list[ChannelListener] = []
         self._epts: dict[str, Endpoint] = {}  # channel name -> the endpoint bound to it
         self._names: dict[int, str] = {}  # endpoint address -> its channel's name
+        self._lcids: dict[str, int] = {}  # channel name -> our id, while it is bound
         self._read_notif_mark: int | None = None  # where our last READ_NOTIF ends
         self._space_waiters: list[tuple[str, Callable[[], None]]] = []
         self._wanted: dict[str, int] = {}  # channel -> size of the last send that could not go
@@ -160,7 +164,7 @@ class GlinkLink(PolledLink):
         if not ept.name:
             return
         with self._locked():
-            self.protocol.open(ept.name)
+            self._lcids[ept.name] = self.protocol.open(ept.name)
             self._epts[ept.name] = ept
             self._names[ept.addr] = ept.name
             self._flush()
@@ -172,6 +176,7 @@ class GlinkLink(PolledLink):
             if name is None or self._epts.get(name) is not ept:
                 return
             del self._epts[name]
+            del self._lcids[name]
             self.protocol.close(name, tell=self.failure is None)
             self._flush()
             self._wake_senders()
@@ -186,20 +191,36 @@ class GlinkLink(PolledLink):
                 f"on {self.name}",
             )
         name = self._channel_of(src)
-        deadline = time.monotonic() + (self.send_timeout if timeout is None else timeout)
+        deadline = None  # time.monotonic() + the timeout, once something waits
         proto = self.protocol
-        with self._locked():
+        # What _TxSection does, spelled out: it costs two Python calls per message.
+        lock = self._tx_lock
+        lock.acquire()
+        try:
             iid = proto.take_intent(name, n)
             if iid is None:
                 if not block:
                     self._refuse_now(name, n)
+                deadline = self._deadline(timeout)
                 iid = self._wait(partial(self._intent, name, n), deadline, name, "intent")
             try:
-                self._write_data(name, iid, data, block, deadline)
+                self._write_data(name, iid, data, block, deadline, timeout)
             except BaseException:
                 proto.give_back(name, iid)
                 raise
-            self._wanted.pop(name, None)
+            if self._wanted:
+                self._wanted.pop(name, None)
+            return
+        except FifoError as exc:
+            broken = exc
+        finally:
+            lock.release()
+        self.fail(broken)
+        raise self.dead_error() from broken
+
+    def _deadline(self, timeout: float | None) -> float:
+        """When a send that starts waiting now gives up (``time.monotonic()``)."""
+        return time.monotonic() + (self.send_timeout if timeout is None else timeout)
 
     def _refuse_now(self, name: str, n: int) -> None:
         """A send that must not wait found no intent of ``n`` bytes (tx lock held): ask
@@ -246,24 +267,34 @@ class GlinkLink(PolledLink):
             self._flush()
         return iid
 
-    def _write_data(self, name: str, iid: int, data: bytes, block: bool, deadline: float) -> None:
+    def _write_data(
+        self,
+        name: str,
+        iid: int,
+        data: bytes,
+        block: bool,
+        deadline: float | None,
+        timeout: float | None,
+    ) -> None:
         """Write ``data`` as TX_DATA and TX_DATA_CONT chunks.  Without blocking, all of
         it must fit now; once a chunk is out, the rest waits as long as it takes (a
-        half-sent message would hold the remote's intent forever)."""
+        half-sent message would hold the remote's intent forever).  ``deadline``: when
+        waiting for room gives up (None: ``timeout`` from the first wait)."""
         n, chunk = len(data), self._chunk
         if n <= chunk:  # one TX_DATA: the common case, in one write with queued replies
             total = (_DATA_HDR_SIZE + n + 7) & ~7
             out = self.protocol.output
-            replies = [out.popleft() for _ in range(len(out))] if out else []
-            room = self._tx.free() - _RESERVE - sum(len(r) for r in replies)
+            replies = list(out)
+            room = self._tx.free() - _RESERVE - sum(map(len, replies))
             if room >= total:
-                hdr = g.DATA_HDR.pack(g.TX_DATA, self.protocol.lcid(name), iid, n, 0)
+                out.clear()
+                hdr = _DATA_HDR_PACK(g.TX_DATA, self._lcids[name], iid, n, 0)
                 self._tx.write(*replies, hdr, data, _PADS[total - _DATA_HDR_SIZE - n])
                 if TRACER.enabled:
                     TRACER.sent(self)
-                self._kick()
+                if not self._fifos.peer_polling():
+                    self._notify()
                 return
-            out.extendleft(reversed(replies))
         sizes = [min(chunk, n - at) for at in range(0, max(n, 1), chunk)]
         need = [g.pad8(g.DATA_HDR.size + size) for size in sizes]
         if not block and not self._room(sum(need)):
@@ -283,6 +314,8 @@ class GlinkLink(PolledLink):
             if not self._room(total):
                 if at:
                     self._kick()  # the chunks so far: the reader can start on them
+                if deadline is None:
+                    deadline = self._deadline(timeout)
                 self._wait(partial(self._room_or_none, total), deadline, name, "room")
             left = n - at - size
             self._tx.write(
@@ -460,64 +493,85 @@ class GlinkLink(PolledLink):
     def _drain_rx(self) -> int:
         delivered = 0
         events = self.protocol.events  # found while reading: handled after, unlocked
+        lock = self._tx_lock
+        epts = self._epts
+        consumed = self._consumed
         while True:
-            with self._tx_lock:
+            with lock:
                 self._pump_locked(flush=False)
                 if not events:
                     self._flush()
                     return delivered
             while events:  # a reply sent from a callback takes the RX_DONEs along
-                delivered += self._handle(events.popleft())
+                event = events.popleft()
+                if not isinstance(event, MessageReceived):
+                    self._handle(event)
+                    continue
+                if TRACER.enabled:  # every message, in the order the peer sent them
+                    TRACER.received(self)
+                name, data, iid = event
+                ept = epts.get(name)
+                if ept is None:
+                    consumed.append((name, iid))
+                elif not ept.zero_copy:
+                    ept.deliver(data, RPMSG_ADDR_ANY)
+                    consumed.append((name, iid))
+                    delivered += 1
+                else:
+                    self._lend(ept, name, iid, data)
+                    delivered += 1
 
     def _pump_locked(self, flush: bool = True) -> None:
         """Give back the intents of consumed messages, then feed every complete
         command from the peer to the protocol; tx lock and rx context held (also by a
         sender waiting in a callback, so intents of messages delivered before it go
         back while it waits).  A stream that cannot be framed breaks the FIFO.  The
-        commands of every message (TX_DATA, RX_DONE) are decoded here, the payload
-        copied once; the rest go through :func:`~amplink.wire.glink.parse_command`.
-        What was read is given back to the writer once per batch.  The protocol's
-        answers are written at once, unless ``flush`` is False: then the caller, about
-        to handle the events, writes them (with the first reply a callback sends, or
-        after)."""
+        commands of every message (TX_DATA, RX_DONE) are decoded here, from the FIFO
+        in place, the payload copied once; the rest go through
+        :func:`~amplink.wire.glink.parse_command`.  What was read is given back to the
+        writer once per batch.  The protocol's answers are written at once, unless
+        ``flush`` is False: then the caller, about to handle the events, writes them
+        (with the first reply a callback sends, or after)."""
         rx = self._rx
         proto = self.protocol
         consumed = self._consumed
         handled = bool(consumed)
-        for name, iid in consumed:
-            proto.rx_done(name, iid)
-        consumed.clear()
-        while True:
-            avail = rx.available()
-            at = 0
-            while avail - at >= _HDR_SIZE:
-                head = rx.peek(_DATA_HDR_SIZE if avail - at >= _DATA_HDR_SIZE else _HDR_SIZE, at)
-                cmd, p1, p2 = _HDR_UNPACK(head)
-                if cmd in (g.TX_DATA, g.TX_DATA_CONT):
-                    if len(head) < _DATA_HDR_SIZE:
-                        break
-                    _cmd, _cid, _iid, size, left = _DATA_HDR_UNPACK(head)
-                    length = (_DATA_HDR_SIZE + size + 7) & ~7
-                    if length > avail - at:
-                        self._check_fits(length)
-                        break
-                    chunk = rx.peek(size, at + _DATA_HDR_SIZE)
-                    proto.receive_data(p1, p2, chunk, left, cmd == g.TX_DATA_CONT)
-                elif cmd in (g.RX_DONE_W_REUSE, g.RX_DONE):
-                    length = _HDR_SIZE
-                    proto.receive_rx_done(p1, p2, cmd == g.RX_DONE_W_REUSE)
-                else:
-                    try:
-                        length = g.frame_length(head)
-                    except WireError as exc:
-                        raise FifoError(rx.name, exc.strerror or str(exc)) from None
-                    if length > avail - at:
-                        self._check_fits(length)
-                        break
-                    proto.receive(g.parse_command(rx.peek(length, at)))
-                at += length
-            if not at:
-                break
+        if handled:
+            proto.rx_done(consumed)
+            consumed.clear()
+        avail = rx.available()
+        at = 0
+        while avail - at >= _HDR_SIZE:
+            whole = avail - at >= _DATA_HDR_SIZE  # a TX_DATA header is all there
+            # Unpacked as a data header when there is room for one (the last two
+            # fields then mean nothing unless it is one).
+            cmd, p1, p2, size, left = (
+                rx.unpack(_DATA_HDR, at) if whole else (*rx.unpack(_HDR, at), 0, 0)
+            )
+            if cmd in _DATA_CMDS:
+                if not whole:
+                    break
+                length = (_DATA_HDR_SIZE + size + 7) & ~7
+                if length > avail - at:
+                    self._check_fits(length)
+                    break
+                chunk = rx.peek(size, at + _DATA_HDR_SIZE)
+                proto.receive_data(p1, p2, chunk, left, cmd == g.TX_DATA_CONT)
+            elif cmd in _RX_DONE_CMDS:
+                length = _HDR_SIZE
+                proto.receive_rx_done(p1, p2, cmd == g.RX_DONE_W_REUSE)
+            else:
+                head = rx.peek(_DATA_HDR_SIZE if whole else _HDR_SIZE, at)
+                try:
+                    length = g.frame_length(head)
+                except WireError as exc:
+                    raise FifoError(rx.name, exc.strerror or str(exc)) from None
+                if length > avail - at:
+                    self._check_fits(length)
+                    break
+                proto.receive(g.parse_command(rx.peek(length, at)))
+            at += length
+        if at:
             rx.advance(at)
             handled = True
         if proto.kick_after_read:
@@ -526,32 +580,24 @@ class GlinkLink(PolledLink):
         if handled:
             if flush:
                 self._flush()
-            self._wake_senders()
+            if self._tx_waiters:
+                self._wake_senders()
 
     def _check_fits(self, length: int) -> None:
         """A command not all there yet must be able to fit in the FIFO at all."""
         if length >= self.spec.fifo_size:
             raise FifoError(self._rx.name, f"a {length}-byte command cannot fit in the FIFO")
 
-    def _handle(self, event: GlinkEvent) -> int:
-        """What the protocol found, outside the tx lock; 1 for a delivered message.
-        (The two events of every message come first.)"""
-        if isinstance(event, MessageReceived):
-            if TRACER.enabled:  # every message, in the order the peer sent them
-                TRACER.received(self)
-            ept = self._epts.get(event.name)
-            if ept is None:
-                self._consumed.append((event.name, event.iid))
-                return 0
-            if not ept.zero_copy:
-                ept.deliver(event.data, RPMSG_ADDR_ANY)
-                self._consumed.append((event.name, event.iid))
-                return 1
-            buf = GlinkRxBuffer(self, event.name, event.iid, event.data)
-            ept.deliver(buf, RPMSG_ADDR_ANY)  # type: ignore[arg-type]
-            if not buf.held:
-                self._consumed.append((event.name, event.iid))
-            return 1
+    def _lend(self, ept: Endpoint, name: str, iid: int, data: bytes) -> None:
+        """Deliver a message to a ``zero_copy`` endpoint with its intent lent, which goes
+        back now unless the endpoint holds the message."""
+        buf = GlinkRxBuffer(self, name, iid, data)
+        ept.deliver(buf, RPMSG_ADDR_ANY)  # type: ignore[arg-type]
+        if not buf.held:
+            self._consumed.append((name, iid))
+
+    def _handle(self, event: GlinkEvent) -> None:
+        """What the protocol found other than a message, outside the tx lock."""
         if isinstance(event, IntentsAvailable):
             self._wake_space_waiters(event.name)
         elif isinstance(event, RemoteOpened | RemoteClosed):
@@ -564,14 +610,13 @@ class GlinkLink(PolledLink):
             ept = self._epts.get(event.name)
             if ept is not None:
                 ept.flow_changed(event.paused)
-        return 0
 
     def _lent_rx_done(self, name: str, iid: int) -> None:
         """A held message was released (any thread): its intent goes back to the peer."""
         try:
             with self._locked():
                 if self.failure is None:
-                    self.protocol.rx_done(name, iid)
+                    self.protocol.rx_done([(name, iid)])
                     self._flush()
         except RpmsgError:
             pass  # the link failed: the peer is gone, nothing to give back
