@@ -32,7 +32,7 @@ from amplink.memory.barrier import full_fence
 from amplink.memory.region import SharedRegion
 from amplink.wire.glink_edge import EDGE_HEADER_SIZE, HOST_WORDS, REMOTE_WORDS
 
-_HEAD, _TAIL, _POLLING = 0, 1, 2  # u32 words within each side's line (see the layout)
+_HEAD, _TAIL, _POLLING, _AWAITING = 0, 1, 2, 3  # u32 words in each side's line (the layout)
 
 
 class _FifoEnd:
@@ -185,14 +185,29 @@ class EdgeFifos:
         )
         self._my_polling = mine + _POLLING
         self._peer_polling = theirs + _POLLING
+        self._my_awaiting = mine + _AWAITING
+        self._peer_awaiting = theirs + _AWAITING
         words[self._my_polling] = 0
+        words[self._my_awaiting] = 0
 
     def set_polling(self, polling: bool) -> None:
         """Tell the peer whether to skip its kick after writing (we are polling)."""
         self._words[self._my_polling] = int(polling)
         full_fence()
 
-    def peer_polling(self) -> bool:
-        """True while the peer polls its FIFO (a kick would be wasted)."""
+    def set_awaiting_intents(self, awaiting: bool) -> None:
+        """Tell the peer whether a sender here waits for an intent: then it kicks us
+        after writing only ``RX_DONE`` commands too.  Read our FIFO after setting it:
+        what the peer wrote before it saw the word came without a kick."""
+        self._words[self._my_awaiting] = int(awaiting)
         full_fence()
-        return bool(self._words[self._peer_polling])
+
+    def kick_needed(self, rx_done_only: bool = False) -> bool:
+        """After writing: whether to kick the peer.  Not while it polls its FIFO, and
+        not for ``rx_done_only`` (nothing but intents given back) unless it waits for
+        an intent."""
+        full_fence()
+        words = self._words
+        if words[self._peer_polling]:
+            return False
+        return not rx_done_only or bool(words[self._peer_awaiting])

@@ -78,6 +78,13 @@ _READ_NOTIF = g.command(g.READ_NOTIF)
 _RESERVE = len(_READ_NOTIF)  # always free in the FIFO, for READ_NOTIF
 _PADS = [bytes(k) for k in range(8)]  # what pads a command to 8 bytes
 
+
+def _is_rx_done(command: bytes) -> bool:
+    """Whether an encoded command from the protocol's output is an ``RX_DONE_W_REUSE``
+    (the only RX_DONE it writes: 8 bytes, cmd le16 first)."""
+    return command[0] == g.RX_DONE_W_REUSE and len(command) == _HDR_SIZE and not command[1]
+
+
 _DATA_CMDS = frozenset((g.TX_DATA, g.TX_DATA_CONT))
 _RX_DONE_CMDS = frozenset((g.RX_DONE_W_REUSE, g.RX_DONE))
 _HDR = g.HDR
@@ -127,6 +134,8 @@ class GlinkLink(PolledLink):
         self._lcids: dict[str, int] = {}  # channel name -> our id, while it is bound
         self._read_notif_mark: int | None = None  # where our last READ_NOTIF ends
         self._space_waiters: list[tuple[str, Callable[[], None]]] = []
+        self._intent_waiters = 0  # senders in _wait
+        self._awaiting = False  # what the peer was last told of both (set_awaiting_intents)
         self._wanted: dict[str, int] = {}  # channel -> size of the last send that could not go
         self._consumed: list[tuple[str, int]] = []  # (channel, intent): rx context only
         self.fail_listeners.append(self._wake_all)
@@ -198,6 +207,8 @@ class GlinkLink(PolledLink):
         lock.acquire()
         try:
             iid = proto.take_intent(name, n)
+            if iid is None and not block and self.rx_pending() and self._read_peer():
+                iid = proto.take_intent(name, n)  # given back without a kick
             if iid is None:
                 if not block:
                     self._refuse_now(name, n)
@@ -292,7 +303,7 @@ class GlinkLink(PolledLink):
                 self._tx.write(*replies, hdr, data, _PADS[total - _DATA_HDR_SIZE - n])
                 if TRACER.enabled:
                     TRACER.sent(self)
-                if not self._fifos.peer_polling():
+                if self._fifos.kick_needed():
                     self._notify()
                 return
         sizes = [min(chunk, n - at) for at in range(0, max(n, 1), chunk)]
@@ -356,16 +367,23 @@ class GlinkLink(PolledLink):
             self._check_open(name)
             return attempt()
 
-        return self._send_wait(
-            open_attempt,
-            deadline,
-            self._read_peer,
-            lambda: RpmsgError(
-                errno.ETIMEDOUT,
-                f"no {what} on GLINK channel {name!r} of {self.name} in time: "
-                "the remote is not consuming messages",
-            ),
-        )
+        self._intent_waiters += 1  # the peer kicks us for the intents it gives back,
+        self._set_awaiting()  # from now on: the first attempt reads what came before
+        try:
+            return self._send_wait(
+                open_attempt,
+                deadline,
+                self._read_peer,
+                lambda: RpmsgError(
+                    errno.ETIMEDOUT,
+                    f"no {what} on GLINK channel {name!r} of {self.name} in time: "
+                    "the remote is not consuming messages",
+                ),
+            )
+        finally:
+            self._intent_waiters -= 1
+            if self.failure is None:
+                self._set_awaiting()
 
     def _read_peer(self) -> bool:
         """Read the peer's commands from a waiting sender (tx lock held); False if the
@@ -413,12 +431,28 @@ class GlinkLink(PolledLink):
                     "it does not read its FIFO",
                 )
             self._ask_read_notif()
-        if batch:
-            self._kick()
+        if batch and self._fifos.kick_needed(all(map(_is_rx_done, batch))):
+            self._notify()
 
     def _kick(self) -> None:
-        if not self._fifos.peer_polling():
+        if self._fifos.kick_needed():
             self._notify()
+
+    def _set_awaiting(self) -> None:
+        """Publish whether anything here waits for the peer's intents: a sender in
+        :meth:`_wait` or a :meth:`when_can_send` waiter (tx lock held).  Only then does
+        the peer kick us for the intents it gives back (see
+        :mod:`amplink.wire.glink_edge`)."""
+        awaiting = bool(self._intent_waiters or self._space_waiters)
+        if awaiting != self._awaiting:
+            self._awaiting = awaiting
+            self._fifos.set_awaiting_intents(awaiting)
+
+    def _read_unkicked(self) -> None:
+        """Read the intents the peer gave back without kicking us (tx lock not held),
+        unless this thread is the receive context, whose drain reads them next."""
+        if not self.in_rx_context() and self.rx_pending():
+            self._drain(blocking=True)
 
     def set_flow_control(self, src: int, pause: bool, dst: int) -> None:
         """Send ``SIGNALS``: DTR|RTS asks the remote to pause, 0 lets it resume."""
@@ -429,12 +463,18 @@ class GlinkLink(PolledLink):
             self._flush()
 
     def can_send(self, src: int) -> bool:
-        with self._tx_lock:
-            name = self._names.get(src)
-            try:
-                return self.failure is None and name is not None and self._sendable(name)
-            except FifoError:
+        for last_look in (False, True):
+            with self._tx_lock:
+                name = self._names.get(src)
+                try:
+                    if self.failure is None and name is not None and self._sendable(name):
+                        return True
+                except FifoError:
+                    return False
+            if last_look or name is None:
                 return False
+            self._read_unkicked()  # intents may be back that we were not kicked for
+        return False
 
     def _sendable(self, name: str) -> bool:
         """Whether a send on ``name`` of the size that last could not go (or of any
@@ -452,15 +492,23 @@ class GlinkLink(PolledLink):
             if self.failure is None and name is not None and not self._sendable(name):
                 self._space_waiters.append((name, callback))
                 self.protocol.watch_intents = True
+                self._set_awaiting()
                 if not self.protocol.output and self._tx.free() >= _RESERVE:
                     self._ask_read_notif()  # the reader kicks us when it has made room
-                return
-        callback()
+                waiting = True
+            else:
+                waiting = False
+        if waiting:
+            self._read_unkicked()  # given back before the peer saw that we wait
+        else:
+            callback()
 
     def _wake_all(self, _error: OSError) -> None:
         with self._tx_lock:
             waiters, self._space_waiters = self._space_waiters, []
             self.protocol.watch_intents = False
+            if self.failure is None:
+                self._set_awaiting()
             self._wake_senders()
         for _name, cb in waiters:
             cb()
@@ -633,6 +681,7 @@ class GlinkLink(PolledLink):
             if ready:
                 self._space_waiters = [w for w in self._space_waiters if w not in ready]
                 self.protocol.watch_intents = bool(self._space_waiters)
+                self._set_awaiting()
         for _name, cb in ready:
             cb()
 
