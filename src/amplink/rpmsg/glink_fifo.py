@@ -15,10 +15,10 @@ Indices are read and written through a ``u32`` view of the header, one aligned 4
 access each: ``struct.pack_into`` may copy byte by byte, and a peer on another CPU could
 then read half an old index and half a new one.
 
-Every message passes through :meth:`FifoWriter.write`, :meth:`FifoReader.available`,
-:meth:`FifoReader.unpack`, :meth:`FifoReader.peek` and :meth:`FifoReader.advance`, so
-those read and check the peer's index and publish ours inline rather than through
-helpers (a Python call costs about as much as the copy of a small message).
+Every message passes through :meth:`FifoWriter.write`, :meth:`FifoReader.readable`
+and :meth:`FifoReader.advance`, so those read and check the peer's index and publish
+ours inline rather than through helpers (a Python call costs about as much as the copy
+of a small message), and a reader decodes the commands where they lie.
 """
 
 from __future__ import annotations
@@ -134,6 +134,25 @@ class FifoReader(_FifoEnd):
         if head > self._mask:
             self._bad_index(head)
         return (head - self._pos) & self._mask
+
+    def pending(self) -> bool:
+        """Whether the peer has written anything not yet taken (what a spinning poller
+        asks: not checked, the read that follows checks the index)."""
+        return bool(self._words[self._peer_at] != self._pos)
+
+    def readable(self) -> tuple[mmap.mmap, int, int, int]:
+        """What the peer wrote, in place: ``(mapping, start, flat, n)``: ``n`` bytes
+        (:meth:`available`) start at offset ``start`` of ``mapping``, the first
+        ``flat`` of them before the ring wraps.  A reader decodes those in place (no
+        Python call per command, one copy of the payload) and uses :meth:`peek` and
+        :meth:`unpack` for a command that wraps."""
+        head: int = self._words[self._peer_at]
+        if head > self._mask:
+            self._bad_index(head)
+        pos = self._pos
+        if head >= pos:
+            return self._mem, self._base + pos, head - pos, head - pos
+        return self._mem, self._base + pos, self._size - pos, (head - pos) & self._mask
 
     def peek(self, n: int, at: int = 0) -> bytes:
         """``n`` bytes starting ``at`` bytes past the tail (the caller checked they exist)."""

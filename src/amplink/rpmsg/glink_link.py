@@ -92,6 +92,7 @@ _DATA_HDR = g.DATA_HDR
 _HDR_SIZE = g.HDR.size
 _DATA_HDR_SIZE = g.DATA_HDR.size
 _DATA_HDR_PACK = g.DATA_HDR.pack
+_DATA_HDR_UNPACK = g.DATA_HDR.unpack_from
 
 ChannelListener = Callable[[str, bool, bool], None]
 
@@ -524,12 +525,9 @@ class GlinkLink(PolledLink):
         self.poll_rx()
 
     def rx_pending(self) -> bool:
-        if self.failure is not None:
-            return False  # nothing will be dispatched any more
-        try:
-            return self._rx.available() > 0
-        except FifoError:
-            return True  # let the drain find it and fail the link
+        # Failed: nothing will be dispatched any more.  A broken index reads as
+        # pending: the drain finds it and fails the link.
+        return self.failure is None and self._rx.pending()
 
     def suppress_rx(self) -> None:
         self._fifos.set_polling(True)
@@ -587,15 +585,18 @@ class GlinkLink(PolledLink):
         if handled:
             proto.rx_done(consumed)
             consumed.clear()
-        avail = rx.available()
+        mem, start, flat, avail = rx.readable()
         at = 0
         while avail - at >= _HDR_SIZE:
             whole = avail - at >= _DATA_HDR_SIZE  # a TX_DATA header is all there
             # Unpacked as a data header when there is room for one (the last two
-            # fields then mean nothing unless it is one).
-            cmd, p1, p2, size, left = (
-                rx.unpack(_DATA_HDR, at) if whole else (*rx.unpack(_HDR, at), 0, 0)
-            )
+            # fields then mean nothing unless it is one), in place unless it wraps.
+            if flat - at >= _DATA_HDR_SIZE:
+                cmd, p1, p2, size, left = _DATA_HDR_UNPACK(mem, start + at)
+            else:
+                cmd, p1, p2, size, left = (
+                    rx.unpack(_DATA_HDR, at) if whole else (*rx.unpack(_HDR, at), 0, 0)
+                )
             if cmd in _DATA_CMDS:
                 if not whole:
                     break
@@ -603,7 +604,11 @@ class GlinkLink(PolledLink):
                 if length > avail - at:
                     self._check_fits(length)
                     break
-                chunk = rx.peek(size, at + _DATA_HDR_SIZE)
+                begin = at + _DATA_HDR_SIZE
+                if begin + size <= flat:
+                    chunk = mem[start + begin : start + begin + size]
+                else:
+                    chunk = rx.peek(size, begin)
                 proto.receive_data(p1, p2, chunk, left, cmd == g.TX_DATA_CONT)
             elif cmd in _RX_DONE_CMDS:
                 length = _HDR_SIZE
