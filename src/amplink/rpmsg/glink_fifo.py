@@ -221,6 +221,11 @@ class EdgeFifos:
         self._words[self._my_awaiting] = int(awaiting)
         full_fence()
 
+    def peer_awaiting(self) -> bool:
+        """Whether a sender at the peer waits for an intent (see
+        :meth:`set_awaiting_intents`; it kicks us after setting it)."""
+        return bool(self._words[self._peer_awaiting])
+
     def kick_needed(self, rx_done_only: bool = False) -> bool:
         """After writing: whether to kick the peer.  Not while it polls its FIFO, and
         not for ``rx_done_only`` (nothing but intents given back) unless it waits for

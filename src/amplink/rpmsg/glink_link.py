@@ -42,6 +42,7 @@ events it finds are handled after the callback returns).
 from __future__ import annotations
 
 import errno
+import itertools
 import logging
 import os
 import time
@@ -136,6 +137,8 @@ class GlinkLink(PolledLink):
         self._read_notif_mark: int | None = None  # where our last READ_NOTIF ends
         self._space_waiters: list[tuple[str, Callable[[], None]]] = []
         self._intent_waiters = 0  # senders in _wait
+        self._refused_now = False  # a send or can_send found no intent since the last send
+        self._held = 0  # output entries found to be RX_DONEs held back (host, _flush)
         self._awaiting = False  # what the peer was last told of both (set_awaiting_intents)
         self._wanted: dict[str, int] = {}  # channel -> size of the last send that could not go
         self._consumed: list[tuple[str, int]] = []  # (channel, intent): rx context only
@@ -222,6 +225,9 @@ class GlinkLink(PolledLink):
                 raise
             if self._wanted:
                 self._wanted.pop(name, None)
+            if self._refused_now:
+                self._refused_now = False
+                self._set_awaiting()
             return
         except FifoError as exc:
             broken = exc
@@ -240,6 +246,8 @@ class GlinkLink(PolledLink):
         large), then ``EBUSY``; ``EMSGSIZE`` if the remote refused one and none that
         large is in use (no later try would do)."""
         self._wanted[name] = n
+        self._refused_now = True
+        self._set_awaiting()
         try:
             self._intent(name, n)
         except RpmsgError as exc:
@@ -300,6 +308,7 @@ class GlinkLink(PolledLink):
             room = self._tx.free() - _RESERVE - sum(map(len, replies))
             if room >= total:
                 out.clear()
+                self._held = 0
                 hdr = _DATA_HDR_PACK(g.TX_DATA, self._lcids[name], iid, n, 0)
                 self._tx.write(*replies, hdr, data, _PADS[total - _DATA_HDR_SIZE - n])
                 if TRACER.enabled:
@@ -354,7 +363,11 @@ class GlinkLink(PolledLink):
     def _room(self, nbytes: int) -> bool:
         """Whether ``nbytes`` fit after the queued replies (which go first)."""
         self._flush()
-        return not self.protocol.output and self._tx.free() >= nbytes + _RESERVE
+        held = self._held  # RX_DONEs the host holds back go first too
+        return (
+            len(self.protocol.output) == held
+            and self._tx.free() >= nbytes + _RESERVE + held * _HDR_SIZE
+        )
 
     def _wait(
         self, attempt: Callable[[], int | None], deadline: float, name: str, what: str
@@ -411,15 +424,22 @@ class GlinkLink(PolledLink):
             self._notify()
 
     def _flush(self) -> None:
-        """Write the protocol's queued commands while they fit; tx lock held."""
+        """Write the protocol's queued commands while they fit; tx lock held.  The
+        host holds back ``RX_DONE`` s while nothing else is queued and the remote
+        waits for no intent (they go with its next command)."""
         out = self.protocol.output
         if not out or self.failure is not None:
+            return
+        hold = self.role == "host" and not self._fifos.peer_awaiting()
+        if hold and all(map(_is_rx_done, itertools.islice(out, self._held, None))):
+            self._held = len(out)  # found to be RX_DONEs: not looked at again
             return
         room = self._tx.free() - _RESERVE
         batch = []
         while out and len(out[0]) <= room:
             room -= len(out[0])
             batch.append(out.popleft())
+        self._held = 0
         if batch:
             self._tx.write(b"".join(batch))  # one publish, one kick, for all of them
         if out:
@@ -441,13 +461,16 @@ class GlinkLink(PolledLink):
 
     def _set_awaiting(self) -> None:
         """Publish whether anything here waits for the peer's intents: a sender in
-        :meth:`_wait` or a :meth:`when_can_send` waiter (tx lock held).  Only then does
-        the peer kick us for the intents it gives back (see
-        :mod:`amplink.wire.glink_edge`)."""
-        awaiting = bool(self._intent_waiters or self._space_waiters)
+        :meth:`_wait`, a :meth:`when_can_send` waiter, or a send or :meth:`can_send`
+        that found none since the last send (tx lock held).  Only then does the peer
+        kick us for the intents it gives back, and does the host write those it holds
+        back (see :mod:`amplink.wire.glink_edge`)."""
+        awaiting = bool(self._intent_waiters or self._space_waiters or self._refused_now)
         if awaiting != self._awaiting:
             self._awaiting = awaiting
             self._fifos.set_awaiting_intents(awaiting)
+            if awaiting and self.role == "remote":
+                self._notify()  # the host may hold RX_DONEs back: now it writes them
 
     def _read_unkicked(self) -> None:
         """Read the intents the peer gave back without kicking us (tx lock not held),
@@ -472,6 +495,9 @@ class GlinkLink(PolledLink):
                         return True
                 except FifoError:
                     return False
+                if last_look and name is not None and self.failure is None:
+                    self._refused_now = True  # until a send goes: the peer gives them back
+                    self._set_awaiting()
             if last_look or name is None:
                 return False
             self._read_unkicked()  # intents may be back that we were not kicked for
@@ -494,7 +520,7 @@ class GlinkLink(PolledLink):
                 self._space_waiters.append((name, callback))
                 self.protocol.watch_intents = True
                 self._set_awaiting()
-                if not self.protocol.output and self._tx.free() >= _RESERVE:
+                if len(self.protocol.output) == self._held and self._tx.free() >= _RESERVE:
                     self._ask_read_notif()  # the reader kicks us when it has made room
                 waiting = True
             else:
