@@ -94,8 +94,10 @@ class FifoWriter(_FifoEnd):
         """Bytes written and not yet taken by the reader."""
         return (self._pos - self._peer()) & self._mask
 
-    def write(self, *parts: bytes | memoryview) -> None:
-        """Append ``parts`` and publish them together; the caller checked :meth:`free`."""
+    def write(self, *parts: bytes | memoryview, pad: int = 0) -> None:
+        """Append ``parts``, then skip ``pad`` bytes (left as they are, as Linux's
+        ``glink_smem_tx_write`` aligns its head), and publish them together; the
+        caller checked :meth:`free`."""
         mem, base, size = self._mem, self._base, self._size
         pos = self._pos
         moved = 0
@@ -109,6 +111,9 @@ class FifoWriter(_FifoEnd):
                 mem[base : base + n - first] = part[first:]
             pos = (pos + n) & self._mask
             moved += n
+        if pad:
+            pos = (pos + pad) & self._mask
+            moved += pad
         self._pos = pos
         self.total += moved
         self._words[self._mine_at] = pos  # after the bytes (x86 TSO: stores stay in order)
