@@ -184,7 +184,8 @@ class FifoReader(_FifoEnd):
 
 class EdgeFifos:
     """One side's view of the edge at ``base`` in ``region``: its FIFO to write and its
-    FIFO to read, and the "I am polling, do not kick me" words of both sides."""
+    FIFO to read, and the words of both sides that say when to kick ("I am polling,
+    do not kick me"; "I wait for an intent, kick me for RX_DONEs too")."""
 
     def __init__(
         self,

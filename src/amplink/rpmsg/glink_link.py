@@ -24,6 +24,11 @@ How rpmsg maps onto it, as in Linux's ``qcom_glink_native``:
   once its message was consumed: after the endpoint's callback returned (or the message
   was queued for ``recv``), or, on a ``zero_copy`` endpoint that held the message
   (:class:`GlinkRxBuffer`), when it is released, as Linux's ``qcom_glink_rx_done``.
+  The remote writes it at once (what a dead core never consumed is counted from the
+  intents that did not come back); the host lets its ``RX_DONE`` s go with its next
+  command unless the remote waits for an intent, and neither side kicks the other for
+  ``RX_DONE`` s alone unless it waits (see :mod:`amplink.wire.glink_edge`): one
+  notification per message, as over virtio.
 * **Chunking.**  Messages larger than a chunk (8 KiB, or half the FIFO if smaller) go as
   one ``TX_DATA`` and ``TX_DATA_CONT`` commands.
 * **Full FIFO.**  A sender that finds no room sends ``READ_NOTIF`` once (8 bytes are

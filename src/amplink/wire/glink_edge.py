@@ -33,9 +33,14 @@ offset word (all le32)
 ====== =============================================================================
 
 A side that writes nothing but ``RX_DONE`` commands (intents given back) kicks the
-other only while the other's word at 12/76 says a sender there waits for an intent:
+other only while the other's word at 12/76 says a sender there waits for an intent
+(a blocked send, a readiness waiter, or a send that found none since its last one):
 a side that has intents to spare reads them back when it next reads its FIFO, and
-one notification per message, not two, crosses the edge.
+one notification per message, not two, crosses the edge.  The host goes further and
+holds its ``RX_DONE`` s back until it writes another command or the remote's word
+says it waits; the remote kicks the host as it sets the word.  The remote writes
+its own at once: the host counts what a dead core never consumed from the intents
+that did not come back.
 """
 
 from __future__ import annotations
