@@ -85,10 +85,15 @@ _RESERVE = len(_READ_NOTIF)  # always free in the FIFO, for READ_NOTIF
 _NO_REPLIES: list[bytes] = []  # (never appended to)
 
 
-def _is_rx_done(command: bytes) -> bool:
-    """Whether an encoded command from the protocol's output is an ``RX_DONE_W_REUSE``
-    (the only RX_DONE it writes: 8 bytes, cmd le16 first)."""
-    return command[0] == g.RX_DONE_W_REUSE and len(command) == _HDR_SIZE and not command[1]
+def _only_rx_dones(joined: bytes, count: int) -> bool:
+    """Whether ``joined``, ``count`` commands from the protocol's output, holds nothing
+    but ``RX_DONE_W_REUSE`` (the only RX_DONE it writes: 8 bytes, cmd le16 first).
+    Looked at in whole, not command by command: it is on every message's path."""
+    return (
+        len(joined) == _HDR_SIZE * count
+        and joined[0::_HDR_SIZE].count(g.RX_DONE_W_REUSE) == count
+        and not any(joined[1::_HDR_SIZE])
+    )
 
 
 _DATA_CMDS = frozenset((g.TX_DATA, g.TX_DATA_CONT))
@@ -452,18 +457,20 @@ class GlinkLink(PolledLink):
         out = self.protocol.output
         if not out or self.failure is not None:
             return
-        hold = self.role == "host" and not self._fifos.peer_awaiting()
-        if hold and all(map(_is_rx_done, itertools.islice(out, self._held, None))):
-            self._held = len(out)  # found to be RX_DONEs: not looked at again
-            return
+        if self.role == "host" and not self._fifos.peer_awaiting():
+            new = b"".join(itertools.islice(out, self._held, None))
+            if _only_rx_dones(new, len(out) - self._held):
+                self._held = len(out)  # found to be RX_DONEs: not looked at again
+                return
         room = self._tx.free() - _RESERVE
         batch = []
         while out and len(out[0]) <= room:
             room -= len(out[0])
             batch.append(out.popleft())
         self._held = 0
+        joined = b"".join(batch)
         if batch:
-            self._tx.write(b"".join(batch))  # one publish, one kick, for all of them
+            self._tx.write(joined)  # one publish, one kick, for all of them
         if out:
             if sum(map(len, out)) > self.limits.queued_bytes:
                 self.refused["queued_bytes"] = self.refused.get("queued_bytes", 0) + 1
@@ -474,7 +481,7 @@ class GlinkLink(PolledLink):
                     "it does not read its FIFO",
                 )
             self._ask_read_notif()
-        if batch and self._fifos.kick_needed(all(map(_is_rx_done, batch))):
+        if batch and self._fifos.kick_needed(_only_rx_dones(joined, len(batch))):
             self._notify()
 
     def _kick(self) -> None:
