@@ -10,7 +10,8 @@ and checked on every read, because a hostile peer can write anything there.
 Ordering: a writer copies the bytes, then publishes the head; a reader reads the head,
 then the bytes, and publishes the tail after it has copied them out.  x86-64 keeps
 stores in order and loads in order, which is all this needs (no fence: see
-:mod:`amplink.memory.barrier`); only the "I am polling" handshake fences.
+:mod:`amplink.memory.barrier`); only the handshakes that decide a kick ("I am
+polling", "I wait for an intent") fence.
 Indices are read and written through a ``u32`` view of the header, one aligned 4-byte
 access each: ``struct.pack_into`` may copy byte by byte, and a peer on another CPU could
 then read half an old index and half a new one.

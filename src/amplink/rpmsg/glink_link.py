@@ -563,8 +563,6 @@ class GlinkLink(PolledLink):
         with self._tx_lock:
             waiters, self._space_waiters = self._space_waiters, []
             self.protocol.watch_intents = False
-            if self.failure is None:
-                self._set_awaiting()
             self._wake_senders()
         for _name, cb in waiters:
             cb()
