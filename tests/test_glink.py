@@ -306,3 +306,46 @@ def test_unconsumed_counts_messages_the_peer_never_read(edge):
     for _ in range(3):
         ept.trysend(b"lost")
     assert edge.host.unconsumed() == {ept.addr: 3}
+
+
+def test_rx_done_alone_kicks_no_one_and_the_host_sends_its_own_with_its_next_message(edge):
+    """One notification per message each way: the remote's RX_DONE after its echo and
+    the host's for the echo wake no one (no sender waits), and the host's goes out
+    with its next message."""
+    ept = edge.channel()
+    for data in (b"one", b"two"):
+        host_kicks, remote_kicks = edge.kicks["host"], edge.kicks["remote"]
+        ept.send(data)
+        edge.remote.poll_rx()  # echoes, then gives the intent back
+        edge.host.poll_rx()
+        assert ept.recv(0).data == data
+        assert edge.kicks["remote"] == remote_kicks + 1  # the message, not an RX_DONE
+        assert edge.kicks["host"] == host_kicks + 1  # the echo, not the RX_DONE
+        assert not edge.host.protocol.channel(NAME).used_intents
+        assert not edge.remote.rx_pending()  # the host holds its RX_DONE back...
+        # ...until its next message: the intent of the echo before this one is back
+        assert len(edge.remote.protocol.channel(NAME).used_intents) == 1
+
+
+def test_the_host_gives_its_held_rx_dones_back_when_the_remote_waits(edge):
+    """A remote that ran out of the host's intents says it waits and kicks the host,
+    which then writes the RX_DONEs it held back and kicks the remote."""
+    rept = edge.remote.endpoints.create(lambda e, d, s: None, name="up")
+    edge.pump()
+    (dev,) = edge.bus.devices("up")
+    ept = dev.create_ept()
+    edge.pump()
+    for _ in range(5):  # every intent the host offered
+        rept.trysend(b"up")
+    edge.host.poll_rx()
+    assert [ept.recv(0).data for _ in range(5)] == [b"up"] * 5
+    assert not edge.remote.rx_pending()  # the host holds its RX_DONEs back
+    host_kicks, remote_kicks = edge.kicks["host"], edge.kicks["remote"]
+    ready = threading.Event()
+    edge.remote.when_can_send(rept.addr, ready.set)
+    assert edge.kicks["host"] > host_kicks and not ready.is_set()
+    edge.host.handle_notify()  # that kick: the RX_DONEs go, with a kick to a waiter
+    assert edge.remote.rx_pending() and edge.kicks["remote"] > remote_kicks
+    edge.remote.handle_notify()
+    assert ready.is_set()
+    rept.trysend(b"again")

@@ -106,8 +106,8 @@ def test_a_message_uses_the_smallest_intent_and_comes_back_for_reuse_once_consum
     assert events(host) == [] and iid in host.channel("svc").used_intents
     remote.receive(g.parse_command(data(host.lcid("svc"), iid, b"again")))  # not free
     assert events(remote) == [] and "still holds an unconsumed message" in caplog.text
-    remote.rx_done("svc", iid)
-    remote.rx_done("svc", iid)  # once only
+    remote.rx_done([("svc", iid)])
+    remote.rx_done([("svc", iid)])  # once only
     settle(host, remote)  # RX_DONE_W_REUSE
     assert events(host) == typed(IntentsAvailable("svc"))
     assert iid in host.channel("svc").free_intents
@@ -121,7 +121,7 @@ def test_an_intent_lent_when_the_channel_closes_here_is_not_given_back(pair):
     iid = host.take_intent("svc", 100)
     remote.receive(g.parse_command(data(host.lcid("svc"), iid, b"hello")))
     remote.close("svc", tell=True)
-    remote.rx_done("svc", iid)
+    remote.rx_done([("svc", iid)])
     assert not any(isinstance(g.parse_command(raw), g.RxDone) for raw in remote.output)
 
 
@@ -135,7 +135,7 @@ def test_chunks_are_reassembled_and_an_overflow_is_dropped(pair, caplog):
     for raw in (data(lcid, iid, b"a" * 600, left=400), data(lcid, iid, b"b" * 400, cont=True)):
         remote.receive(g.parse_command(raw))
     assert events(remote) == typed(MessageReceived("svc", b"a" * 600 + b"b" * 400, iid))
-    remote.rx_done("svc", iid)
+    remote.rx_done([("svc", iid)])
     settle(host, remote)
     iid = host.take_intent("svc", 1024)
     remote.receive(g.parse_command(data(lcid, iid, b"x" * 600, left=600)))  # 1200 > 1024

@@ -10,23 +10,30 @@ and checked on every read, because a hostile peer can write anything there.
 Ordering: a writer copies the bytes, then publishes the head; a reader reads the head,
 then the bytes, and publishes the tail after it has copied them out.  x86-64 keeps
 stores in order and loads in order, which is all this needs (no fence: see
-:mod:`amplink.memory.barrier`); only the "I am polling" handshake fences.
+:mod:`amplink.memory.barrier`); only the handshakes that decide a kick ("I am
+polling", "I wait for an intent") fence.
 Indices are read and written through a ``u32`` view of the header, one aligned 4-byte
 access each: ``struct.pack_into`` may copy byte by byte, and a peer on another CPU could
 then read half an old index and half a new one.
+
+Every message passes through :meth:`FifoWriter.write`, :meth:`FifoReader.readable`
+and :meth:`FifoReader.advance`, so those read and check the peer's index and publish
+ours inline rather than through helpers (a Python call costs about as much as the copy
+of a small message), and a reader decodes the commands where they lie.
 """
 
 from __future__ import annotations
 
 import mmap
-from typing import Literal
+import struct
+from typing import Any, Literal
 
 from amplink.errors import FifoError
 from amplink.memory.barrier import full_fence
 from amplink.memory.region import SharedRegion
 from amplink.wire.glink_edge import EDGE_HEADER_SIZE, HOST_WORDS, REMOTE_WORDS
 
-_HEAD, _TAIL, _POLLING = 0, 1, 2  # u32 words within each side's line (see the layout)
+_HEAD, _TAIL, _POLLING, _AWAITING = 0, 1, 2, 3  # u32 words in each side's line (the layout)
 
 
 class _FifoEnd:
@@ -58,15 +65,13 @@ class _FifoEnd:
     def _peer(self) -> int:
         index: int = self._words[self._peer_at]
         if index > self._mask:
-            raise FifoError(
-                self.name, f"the peer's index {index} is outside the {self._size}-byte FIFO"
-            )
+            self._bad_index(index)
         return index
 
-    def _publish(self, pos: int, moved: int) -> None:
-        self._pos = pos
-        self.total += moved
-        self._words[self._mine_at] = pos
+    def _bad_index(self, index: int) -> None:
+        raise FifoError(
+            self.name, f"the peer's index {index} is outside the {self._size}-byte FIFO"
+        )
 
     def _copy(self, pos: int, n: int) -> bytes:
         mem, base = self._mem, self._base
@@ -81,14 +86,19 @@ class FifoWriter(_FifoEnd):
 
     def free(self) -> int:
         """Bytes that can be written now."""
-        return (self._peer() - self._pos - 1) & self._mask
+        tail: int = self._words[self._peer_at]
+        if tail > self._mask:
+            self._bad_index(tail)
+        return (tail - self._pos - 1) & self._mask
 
     def used(self) -> int:
         """Bytes written and not yet taken by the reader."""
         return (self._pos - self._peer()) & self._mask
 
-    def write(self, *parts: bytes | memoryview) -> None:
-        """Append ``parts`` and publish them together; the caller checked :meth:`free`."""
+    def write(self, *parts: bytes | memoryview, pad: int = 0) -> None:
+        """Append ``parts``, then skip ``pad`` bytes (left as they are, as Linux's
+        ``glink_smem_tx_write`` aligns its head), and publish them together; the
+        caller checked :meth:`free`."""
         mem, base, size = self._mem, self._base, self._size
         pos = self._pos
         moved = 0
@@ -102,7 +112,12 @@ class FifoWriter(_FifoEnd):
                 mem[base : base + n - first] = part[first:]
             pos = (pos + n) & self._mask
             moved += n
-        self._publish(pos, moved)  # after the bytes (x86 TSO: stores stay in order)
+        if pad:
+            pos = (pos + pad) & self._mask
+            moved += pad
+        self._pos = pos
+        self.total += moved
+        self._words[self._mine_at] = pos  # after the bytes (x86 TSO: stores stay in order)
 
     def read_past(self, mark: int) -> bool:
         """Whether the reader has taken the first ``mark`` bytes ever written (a
@@ -121,20 +136,57 @@ class FifoReader(_FifoEnd):
     def available(self) -> int:
         """Bytes written by the peer and not yet taken (read before them: loads stay in
         order on x86-64)."""
-        return (self._peer() - self._pos) & self._mask
+        head: int = self._words[self._peer_at]
+        if head > self._mask:
+            self._bad_index(head)
+        return (head - self._pos) & self._mask
+
+    def pending(self) -> bool:
+        """Whether the peer has written anything not yet taken (what a spinning poller
+        asks: not checked, the read that follows checks the index)."""
+        return bool(self._words[self._peer_at] != self._pos)
+
+    def readable(self) -> tuple[mmap.mmap, int, int, int]:
+        """What the peer wrote, in place: ``(mapping, start, flat, n)``: ``n`` bytes
+        (:meth:`available`) start at offset ``start`` of ``mapping``, the first
+        ``flat`` of them before the ring wraps.  A reader decodes those in place (no
+        Python call per command, one copy of the payload) and uses :meth:`peek` and
+        :meth:`unpack` for a command that wraps."""
+        head: int = self._words[self._peer_at]
+        if head > self._mask:
+            self._bad_index(head)
+        pos = self._pos
+        if head >= pos:
+            return self._mem, self._base + pos, head - pos, head - pos
+        return self._mem, self._base + pos, self._size - pos, (head - pos) & self._mask
 
     def peek(self, n: int, at: int = 0) -> bytes:
         """``n`` bytes starting ``at`` bytes past the tail (the caller checked they exist)."""
-        return self._copy((self._pos + at) & self._mask, n)
+        pos = (self._pos + at) & self._mask
+        if pos + n <= self._size:
+            start = self._base + pos
+            return self._mem[start : start + n]
+        return self._copy(pos, n)
+
+    def unpack(self, layout: struct.Struct, at: int = 0) -> tuple[Any, ...]:
+        """``layout`` decoded from the bytes ``at`` past the tail (the caller checked
+        they exist), read in place unless they wrap."""
+        pos = (self._pos + at) & self._mask
+        if pos + layout.size <= self._size:
+            return layout.unpack_from(self._mem, self._base + pos)
+        return layout.unpack_from(self._copy(pos, layout.size))
 
     def advance(self, n: int) -> None:
         """Give ``n`` bytes back to the writer."""
-        self._publish((self._pos + n) & self._mask, n)
+        pos = self._pos = (self._pos + n) & self._mask
+        self.total += n
+        self._words[self._mine_at] = pos
 
 
 class EdgeFifos:
     """One side's view of the edge at ``base`` in ``region``: its FIFO to write and its
-    FIFO to read, and the "I am polling, do not kick me" words of both sides."""
+    FIFO to read, and the words of both sides that say when to kick ("I am polling,
+    do not kick me"; "I wait for an intent, kick me for RX_DONEs too")."""
 
     def __init__(
         self,
@@ -159,14 +211,34 @@ class EdgeFifos:
         )
         self._my_polling = mine + _POLLING
         self._peer_polling = theirs + _POLLING
+        self._my_awaiting = mine + _AWAITING
+        self._peer_awaiting = theirs + _AWAITING
         words[self._my_polling] = 0
+        words[self._my_awaiting] = 0
 
     def set_polling(self, polling: bool) -> None:
         """Tell the peer whether to skip its kick after writing (we are polling)."""
         self._words[self._my_polling] = int(polling)
         full_fence()
 
-    def peer_polling(self) -> bool:
-        """True while the peer polls its FIFO (a kick would be wasted)."""
+    def set_awaiting_intents(self, awaiting: bool) -> None:
+        """Tell the peer whether a sender here waits for an intent: then it kicks us
+        after writing only ``RX_DONE`` commands too.  Read our FIFO after setting it:
+        what the peer wrote before it saw the word came without a kick."""
+        self._words[self._my_awaiting] = int(awaiting)
         full_fence()
-        return bool(self._words[self._peer_polling])
+
+    def peer_awaiting(self) -> bool:
+        """Whether a sender at the peer waits for an intent (see
+        :meth:`set_awaiting_intents`; it kicks us after setting it)."""
+        return bool(self._words[self._peer_awaiting])
+
+    def kick_needed(self, rx_done_only: bool = False) -> bool:
+        """After writing: whether to kick the peer.  Not while it polls its FIFO, and
+        not for ``rx_done_only`` (nothing but intents given back) unless it waits for
+        an intent."""
+        full_fence()
+        words = self._words
+        if words[self._peer_polling]:
+            return False
+        return not rx_done_only or bool(words[self._peer_awaiting])

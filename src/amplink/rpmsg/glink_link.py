@@ -24,6 +24,11 @@ How rpmsg maps onto it, as in Linux's ``qcom_glink_native``:
   once its message was consumed: after the endpoint's callback returned (or the message
   was queued for ``recv``), or, on a ``zero_copy`` endpoint that held the message
   (:class:`GlinkRxBuffer`), when it is released, as Linux's ``qcom_glink_rx_done``.
+  The remote writes it at once (what a dead core never consumed is counted from the
+  intents that did not come back); the host lets its ``RX_DONE`` s go with its next
+  command unless the remote waits for an intent, and neither side kicks the other for
+  ``RX_DONE`` s alone unless it waits (see :mod:`amplink.wire.glink_edge`): one
+  notification per message, as over virtio.
 * **Chunking.**  Messages larger than a chunk (8 KiB, or half the FIFO if smaller) go as
   one ``TX_DATA`` and ``TX_DATA_CONT`` commands.
 * **Full FIFO.**  A sender that finds no room sends ``READ_NOTIF`` once (8 bytes are
@@ -42,6 +47,7 @@ events it finds are handled after the callback returns).
 from __future__ import annotations
 
 import errno
+import itertools
 import logging
 import os
 import time
@@ -76,11 +82,27 @@ log = logging.getLogger(__name__)
 DEFAULT_SEND_TIMEOUT = 10.0  # Linux waits 10 s for an intent
 _READ_NOTIF = g.command(g.READ_NOTIF)
 _RESERVE = len(_READ_NOTIF)  # always free in the FIFO, for READ_NOTIF
-_PADS = [bytes(k) for k in range(8)]  # what pads a command to 8 bytes
+_NO_REPLIES: list[bytes] = []  # (never appended to)
 
+
+def _only_rx_dones(joined: bytes, count: int) -> bool:
+    """Whether ``joined``, ``count`` commands from the protocol's output, holds nothing
+    but ``RX_DONE_W_REUSE`` (the only RX_DONE it writes: 8 bytes, cmd le16 first).
+    Looked at in whole, not command by command: it is on every message's path."""
+    return (
+        len(joined) == _HDR_SIZE * count
+        and joined[0::_HDR_SIZE].count(g.RX_DONE_W_REUSE) == count
+        and not any(joined[1::_HDR_SIZE])
+    )
+
+
+_DATA_CMDS = frozenset((g.TX_DATA, g.TX_DATA_CONT))
+_RX_DONE_CMDS = frozenset((g.RX_DONE_W_REUSE, g.RX_DONE))
+_HDR = g.HDR
+_DATA_HDR = g.DATA_HDR
 _HDR_SIZE = g.HDR.size
 _DATA_HDR_SIZE = g.DATA_HDR.size
-_HDR_UNPACK = g.HDR.unpack_from
+_DATA_HDR_PACK = g.DATA_HDR.pack
 _DATA_HDR_UNPACK = g.DATA_HDR.unpack_from
 
 ChannelListener = Callable[[str, bool, bool], None]
@@ -121,8 +143,13 @@ class GlinkLink(PolledLink):
         self.channel_listeners: list[ChannelListener] = []
         self._epts: dict[str, Endpoint] = {}  # channel name -> the endpoint bound to it
         self._names: dict[int, str] = {}  # endpoint address -> its channel's name
+        self._lcids: dict[str, int] = {}  # channel name -> our id, while it is bound
         self._read_notif_mark: int | None = None  # where our last READ_NOTIF ends
         self._space_waiters: list[tuple[str, Callable[[], None]]] = []
+        self._intent_waiters = 0  # senders in _wait
+        self._refused_now = False  # a send or can_send found no intent since the last send
+        self._held = 0  # output entries found to be RX_DONEs held back (host, _flush)
+        self._awaiting = False  # what the peer was last told of both (set_awaiting_intents)
         self._wanted: dict[str, int] = {}  # channel -> size of the last send that could not go
         self._consumed: list[tuple[str, int]] = []  # (channel, intent): rx context only
         self.fail_listeners.append(self._wake_all)
@@ -160,7 +187,7 @@ class GlinkLink(PolledLink):
         if not ept.name:
             return
         with self._locked():
-            self.protocol.open(ept.name)
+            self._lcids[ept.name] = self.protocol.open(ept.name)
             self._epts[ept.name] = ept
             self._names[ept.addr] = ept.name
             self._flush()
@@ -172,6 +199,7 @@ class GlinkLink(PolledLink):
             if name is None or self._epts.get(name) is not ept:
                 return
             del self._epts[name]
+            del self._lcids[name]
             self.protocol.close(name, tell=self.failure is None)
             self._flush()
             self._wake_senders()
@@ -185,21 +213,73 @@ class GlinkLink(PolledLink):
                 f"message of {n} bytes exceeds the largest GLINK message ({self._mtu} bytes) "
                 f"on {self.name}",
             )
-        name = self._channel_of(src)
-        deadline = time.monotonic() + (self.send_timeout if timeout is None else timeout)
+        name = self._names.get(src)
+        if name is None or self.failure is not None:
+            name = self._channel_of(src)  # raises why not
+        deadline = None  # time.monotonic() + the timeout, once something waits
         proto = self.protocol
-        with self._locked():
+        # The common case, one TX_DATA that fits now, is written here, and the tx lock
+        # is taken by hand, not through _TxSection: each Python call saved is a few
+        # percent of a message's cost.
+        lock = self._tx_lock
+        lock.acquire()
+        try:
             iid = proto.take_intent(name, n)
             if iid is None:
-                if not block:
-                    self._refuse_now(name, n)
-                iid = self._wait(partial(self._intent, name, n), deadline, name, "intent")
+                iid, deadline = self._wait_intent(name, n, block, timeout)
             try:
-                self._write_data(name, iid, data, block, deadline)
+                total = (_DATA_HDR_SIZE + n + 7) & ~7
+                out = proto.output
+                replies = list(out) if out else _NO_REPLIES  # they go first, in one write
+                room = self._tx.free() - _RESERVE
+                if replies:
+                    room -= sum(map(len, replies))
+                if n <= self._chunk and room >= total:
+                    if replies:
+                        out.clear()
+                        self._held = 0
+                    hdr = _DATA_HDR_PACK(g.TX_DATA, self._lcids[name], iid, n, 0)
+                    self._tx.write(*replies, hdr, data, pad=total - _DATA_HDR_SIZE - n)
+                    if TRACER.enabled:
+                        TRACER.sent(self)
+                    if self._fifos.kick_needed():
+                        self._notify()
+                else:
+                    self._write_data(name, iid, data, block, deadline, timeout)
             except BaseException:
                 proto.give_back(name, iid)
                 raise
-            self._wanted.pop(name, None)
+            if self._wanted:
+                self._wanted.pop(name, None)
+            if self._refused_now:
+                self._refused_now = False
+                self._set_awaiting()
+            return
+        except FifoError as exc:
+            broken = exc
+        finally:
+            lock.release()
+        self.fail(broken)
+        raise self.dead_error() from broken
+
+    def _wait_intent(
+        self, name: str, n: int, block: bool, timeout: float | None
+    ) -> tuple[int, float]:
+        """No intent of ``n`` bytes was free (tx lock held): read what the peer gave
+        back without a kick, then refuse (without blocking, see :meth:`_refuse_now`) or
+        wait for one; the intent and the send's deadline."""
+        if not block and self.rx_pending() and self._read_peer():
+            iid = self.protocol.take_intent(name, n)
+            if iid is not None:
+                return iid, self._deadline(timeout)
+        if not block:
+            self._refuse_now(name, n)
+        deadline = self._deadline(timeout)
+        return self._wait(partial(self._intent, name, n), deadline, name, "intent"), deadline
+
+    def _deadline(self, timeout: float | None) -> float:
+        """When a send that starts waiting now gives up (``time.monotonic()``)."""
+        return time.monotonic() + (self.send_timeout if timeout is None else timeout)
 
     def _refuse_now(self, name: str, n: int) -> None:
         """A send that must not wait found no intent of ``n`` bytes (tx lock held): ask
@@ -207,6 +287,8 @@ class GlinkLink(PolledLink):
         large), then ``EBUSY``; ``EMSGSIZE`` if the remote refused one and none that
         large is in use (no later try would do)."""
         self._wanted[name] = n
+        self._refused_now = True
+        self._set_awaiting()
         try:
             self._intent(name, n)
         except RpmsgError as exc:
@@ -246,24 +328,21 @@ class GlinkLink(PolledLink):
             self._flush()
         return iid
 
-    def _write_data(self, name: str, iid: int, data: bytes, block: bool, deadline: float) -> None:
-        """Write ``data`` as TX_DATA and TX_DATA_CONT chunks.  Without blocking, all of
-        it must fit now; once a chunk is out, the rest waits as long as it takes (a
-        half-sent message would hold the remote's intent forever)."""
+    def _write_data(
+        self,
+        name: str,
+        iid: int,
+        data: bytes,
+        block: bool,
+        deadline: float | None,
+        timeout: float | None,
+    ) -> None:
+        """Write ``data`` as TX_DATA and TX_DATA_CONT chunks, when it is more than one
+        chunk or does not fit now (:meth:`send` writes the rest).  Without blocking, all
+        of it must fit now; once a chunk is out, the rest waits as long as it takes (a
+        half-sent message would hold the remote's intent forever).  ``deadline``: when
+        waiting for room gives up (None: ``timeout`` from the first wait)."""
         n, chunk = len(data), self._chunk
-        if n <= chunk:  # one TX_DATA: the common case, in one write with queued replies
-            total = (_DATA_HDR_SIZE + n + 7) & ~7
-            out = self.protocol.output
-            replies = [out.popleft() for _ in range(len(out))] if out else []
-            room = self._tx.free() - _RESERVE - sum(len(r) for r in replies)
-            if room >= total:
-                hdr = g.DATA_HDR.pack(g.TX_DATA, self.protocol.lcid(name), iid, n, 0)
-                self._tx.write(*replies, hdr, data, _PADS[total - _DATA_HDR_SIZE - n])
-                if TRACER.enabled:
-                    TRACER.sent(self)
-                self._kick()
-                return
-            out.extendleft(reversed(replies))
         sizes = [min(chunk, n - at) for at in range(0, max(n, 1), chunk)]
         need = [g.pad8(g.DATA_HDR.size + size) for size in sizes]
         if not block and not self._room(sum(need)):
@@ -283,12 +362,14 @@ class GlinkLink(PolledLink):
             if not self._room(total):
                 if at:
                     self._kick()  # the chunks so far: the reader can start on them
+                if deadline is None:
+                    deadline = self._deadline(timeout)
                 self._wait(partial(self._room_or_none, total), deadline, name, "room")
             left = n - at - size
             self._tx.write(
                 g.data_header(cmd, lcid, iid, size, left),
                 view[at : at + size],
-                bytes(total - g.DATA_HDR.size - size),
+                pad=total - g.DATA_HDR.size - size,
             )
             at += size
             cmd = g.TX_DATA_CONT
@@ -309,7 +390,11 @@ class GlinkLink(PolledLink):
     def _room(self, nbytes: int) -> bool:
         """Whether ``nbytes`` fit after the queued replies (which go first)."""
         self._flush()
-        return not self.protocol.output and self._tx.free() >= nbytes + _RESERVE
+        held = self._held  # RX_DONEs the host holds back go first too
+        return (
+            len(self.protocol.output) == held
+            and self._tx.free() >= nbytes + _RESERVE + held * _HDR_SIZE
+        )
 
     def _wait(
         self, attempt: Callable[[], int | None], deadline: float, name: str, what: str
@@ -323,16 +408,23 @@ class GlinkLink(PolledLink):
             self._check_open(name)
             return attempt()
 
-        return self._send_wait(
-            open_attempt,
-            deadline,
-            self._read_peer,
-            lambda: RpmsgError(
-                errno.ETIMEDOUT,
-                f"no {what} on GLINK channel {name!r} of {self.name} in time: "
-                "the remote is not consuming messages",
-            ),
-        )
+        self._intent_waiters += 1  # the peer kicks us for the intents it gives back,
+        self._set_awaiting()  # from now on: the first attempt reads what came before
+        try:
+            return self._send_wait(
+                open_attempt,
+                deadline,
+                self._read_peer,
+                lambda: RpmsgError(
+                    errno.ETIMEDOUT,
+                    f"no {what} on GLINK channel {name!r} of {self.name} in time: "
+                    "the remote is not consuming messages",
+                ),
+            )
+        finally:
+            self._intent_waiters -= 1
+            if self.failure is None:
+                self._set_awaiting()
 
     def _read_peer(self) -> bool:
         """Read the peer's commands from a waiting sender (tx lock held); False if the
@@ -359,17 +451,26 @@ class GlinkLink(PolledLink):
             self._notify()
 
     def _flush(self) -> None:
-        """Write the protocol's queued commands while they fit; tx lock held."""
+        """Write the protocol's queued commands while they fit; tx lock held.  The
+        host holds back ``RX_DONE`` s while nothing else is queued and the remote
+        waits for no intent (they go with its next command)."""
         out = self.protocol.output
         if not out or self.failure is not None:
             return
+        if self.role == "host" and not self._fifos.peer_awaiting():
+            new = b"".join(itertools.islice(out, self._held, None))
+            if _only_rx_dones(new, len(out) - self._held):
+                self._held = len(out)  # found to be RX_DONEs: not looked at again
+                return
         room = self._tx.free() - _RESERVE
         batch = []
         while out and len(out[0]) <= room:
             room -= len(out[0])
             batch.append(out.popleft())
+        self._held = 0
+        joined = b"".join(batch)
         if batch:
-            self._tx.write(b"".join(batch))  # one publish, one kick, for all of them
+            self._tx.write(joined)  # one publish, one kick, for all of them
         if out:
             if sum(map(len, out)) > self.limits.queued_bytes:
                 self.refused["queued_bytes"] = self.refused.get("queued_bytes", 0) + 1
@@ -380,12 +481,31 @@ class GlinkLink(PolledLink):
                     "it does not read its FIFO",
                 )
             self._ask_read_notif()
-        if batch:
-            self._kick()
+        if batch and self._fifos.kick_needed(_only_rx_dones(joined, len(batch))):
+            self._notify()
 
     def _kick(self) -> None:
-        if not self._fifos.peer_polling():
+        if self._fifos.kick_needed():
             self._notify()
+
+    def _set_awaiting(self) -> None:
+        """Publish whether anything here waits for the peer's intents: a sender in
+        :meth:`_wait`, a :meth:`when_can_send` waiter, or a send or :meth:`can_send`
+        that found none since the last send (tx lock held).  Only then does the peer
+        kick us for the intents it gives back, and does the host write those it holds
+        back (see :mod:`amplink.wire.glink_edge`)."""
+        awaiting = bool(self._intent_waiters or self._space_waiters or self._refused_now)
+        if awaiting != self._awaiting:
+            self._awaiting = awaiting
+            self._fifos.set_awaiting_intents(awaiting)
+            if awaiting and self.role == "remote":
+                self._notify()  # the host may hold RX_DONEs back: now it writes them
+
+    def _read_unkicked(self) -> None:
+        """Read the intents the peer gave back without kicking us (tx lock not held),
+        unless this thread is the receive context, whose drain reads them next."""
+        if not self.in_rx_context() and self.rx_pending():
+            self._drain(blocking=True)
 
     def set_flow_control(self, src: int, pause: bool, dst: int) -> None:
         """Send ``SIGNALS``: DTR|RTS asks the remote to pause, 0 lets it resume."""
@@ -396,12 +516,21 @@ class GlinkLink(PolledLink):
             self._flush()
 
     def can_send(self, src: int) -> bool:
-        with self._tx_lock:
-            name = self._names.get(src)
-            try:
-                return self.failure is None and name is not None and self._sendable(name)
-            except FifoError:
+        for last_look in (False, True):
+            with self._tx_lock:
+                name = self._names.get(src)
+                try:
+                    if self.failure is None and name is not None and self._sendable(name):
+                        return True
+                except FifoError:
+                    return False
+                if last_look and name is not None and self.failure is None:
+                    self._refused_now = True  # until a send goes: the peer gives them back
+                    self._set_awaiting()
+            if last_look or name is None:
                 return False
+            self._read_unkicked()  # intents may be back that we were not kicked for
+        return False
 
     def _sendable(self, name: str) -> bool:
         """Whether a send on ``name`` of the size that last could not go (or of any
@@ -419,10 +548,16 @@ class GlinkLink(PolledLink):
             if self.failure is None and name is not None and not self._sendable(name):
                 self._space_waiters.append((name, callback))
                 self.protocol.watch_intents = True
-                if not self.protocol.output and self._tx.free() >= _RESERVE:
+                self._set_awaiting()
+                if len(self.protocol.output) == self._held and self._tx.free() >= _RESERVE:
                     self._ask_read_notif()  # the reader kicks us when it has made room
-                return
-        callback()
+                waiting = True
+            else:
+                waiting = False
+        if waiting:
+            self._read_unkicked()  # given back before the peer saw that we wait
+        else:
+            callback()
 
     def _wake_all(self, _error: OSError) -> None:
         with self._tx_lock:
@@ -443,12 +578,9 @@ class GlinkLink(PolledLink):
         self.poll_rx()
 
     def rx_pending(self) -> bool:
-        if self.failure is not None:
-            return False  # nothing will be dispatched any more
-        try:
-            return self._rx.available() > 0
-        except FifoError:
-            return True  # let the drain find it and fail the link
+        # Failed: nothing will be dispatched any more.  A broken index reads as
+        # pending: the drain finds it and fails the link.
+        return self.failure is None and self._rx.pending()
 
     def suppress_rx(self) -> None:
         self._fifos.set_polling(True)
@@ -460,64 +592,92 @@ class GlinkLink(PolledLink):
     def _drain_rx(self) -> int:
         delivered = 0
         events = self.protocol.events  # found while reading: handled after, unlocked
+        lock = self._tx_lock
+        epts = self._epts
+        consumed = self._consumed
         while True:
-            with self._tx_lock:
+            with lock:
                 self._pump_locked(flush=False)
                 if not events:
                     self._flush()
                     return delivered
             while events:  # a reply sent from a callback takes the RX_DONEs along
-                delivered += self._handle(events.popleft())
+                event = events.popleft()
+                if not isinstance(event, MessageReceived):
+                    self._handle(event)
+                    continue
+                if TRACER.enabled:  # every message, in the order the peer sent them
+                    TRACER.received(self)
+                name, data, iid = event
+                ept = epts.get(name)
+                if ept is None:
+                    consumed.append((name, iid))
+                elif not ept.zero_copy:
+                    ept.deliver(data, RPMSG_ADDR_ANY)
+                    consumed.append((name, iid))
+                    delivered += 1
+                else:
+                    self._lend(ept, name, iid, data)
+                    delivered += 1
 
     def _pump_locked(self, flush: bool = True) -> None:
         """Give back the intents of consumed messages, then feed every complete
         command from the peer to the protocol; tx lock and rx context held (also by a
         sender waiting in a callback, so intents of messages delivered before it go
         back while it waits).  A stream that cannot be framed breaks the FIFO.  The
-        commands of every message (TX_DATA, RX_DONE) are decoded here, the payload
-        copied once; the rest go through :func:`~amplink.wire.glink.parse_command`.
-        What was read is given back to the writer once per batch.  The protocol's
-        answers are written at once, unless ``flush`` is False: then the caller, about
-        to handle the events, writes them (with the first reply a callback sends, or
-        after)."""
+        commands of every message (TX_DATA, RX_DONE) are decoded here, from the FIFO
+        in place, the payload copied once; the rest go through
+        :func:`~amplink.wire.glink.parse_command`.  What was read is given back to the
+        writer once per batch.  The protocol's answers are written at once, unless
+        ``flush`` is False: then the caller, about to handle the events, writes them
+        (with the first reply a callback sends, or after)."""
         rx = self._rx
         proto = self.protocol
         consumed = self._consumed
         handled = bool(consumed)
-        for name, iid in consumed:
-            proto.rx_done(name, iid)
-        consumed.clear()
-        while True:
-            avail = rx.available()
-            at = 0
-            while avail - at >= _HDR_SIZE:
-                head = rx.peek(_DATA_HDR_SIZE if avail - at >= _DATA_HDR_SIZE else _HDR_SIZE, at)
-                cmd, p1, p2 = _HDR_UNPACK(head)
-                if cmd in (g.TX_DATA, g.TX_DATA_CONT):
-                    if len(head) < _DATA_HDR_SIZE:
-                        break
-                    _cmd, _cid, _iid, size, left = _DATA_HDR_UNPACK(head)
-                    length = (_DATA_HDR_SIZE + size + 7) & ~7
-                    if length > avail - at:
-                        self._check_fits(length)
-                        break
-                    chunk = rx.peek(size, at + _DATA_HDR_SIZE)
-                    proto.receive_data(p1, p2, chunk, left, cmd == g.TX_DATA_CONT)
-                elif cmd in (g.RX_DONE_W_REUSE, g.RX_DONE):
-                    length = _HDR_SIZE
-                    proto.receive_rx_done(p1, p2, cmd == g.RX_DONE_W_REUSE)
+        if handled:
+            proto.rx_done(consumed)
+            consumed.clear()
+        mem, start, flat, avail = rx.readable()
+        at = 0
+        while avail - at >= _HDR_SIZE:
+            whole = avail - at >= _DATA_HDR_SIZE  # a TX_DATA header is all there
+            # Unpacked as a data header when there is room for one (the last two
+            # fields then mean nothing unless it is one), in place unless it wraps.
+            if flat - at >= _DATA_HDR_SIZE:
+                cmd, p1, p2, size, left = _DATA_HDR_UNPACK(mem, start + at)
+            else:
+                cmd, p1, p2, size, left = (
+                    rx.unpack(_DATA_HDR, at) if whole else (*rx.unpack(_HDR, at), 0, 0)
+                )
+            if cmd in _DATA_CMDS:
+                if not whole:
+                    break
+                length = (_DATA_HDR_SIZE + size + 7) & ~7
+                if length > avail - at:
+                    self._check_fits(length)
+                    break
+                begin = at + _DATA_HDR_SIZE
+                if begin + size <= flat:
+                    chunk = mem[start + begin : start + begin + size]
                 else:
-                    try:
-                        length = g.frame_length(head)
-                    except WireError as exc:
-                        raise FifoError(rx.name, exc.strerror or str(exc)) from None
-                    if length > avail - at:
-                        self._check_fits(length)
-                        break
-                    proto.receive(g.parse_command(rx.peek(length, at)))
-                at += length
-            if not at:
-                break
+                    chunk = rx.peek(size, begin)
+                proto.receive_data(p1, p2, chunk, left, cmd == g.TX_DATA_CONT)
+            elif cmd in _RX_DONE_CMDS:
+                length = _HDR_SIZE
+                proto.receive_rx_done(p1, p2, cmd == g.RX_DONE_W_REUSE)
+            else:
+                head = rx.peek(_DATA_HDR_SIZE if whole else _HDR_SIZE, at)
+                try:
+                    length = g.frame_length(head)
+                except WireError as exc:
+                    raise FifoError(rx.name, exc.strerror or str(exc)) from None
+                if length > avail - at:
+                    self._check_fits(length)
+                    break
+                proto.receive(g.parse_command(rx.peek(length, at)))
+            at += length
+        if at:
             rx.advance(at)
             handled = True
         if proto.kick_after_read:
@@ -526,32 +686,24 @@ class GlinkLink(PolledLink):
         if handled:
             if flush:
                 self._flush()
-            self._wake_senders()
+            if self._tx_waiters:
+                self._wake_senders()
 
     def _check_fits(self, length: int) -> None:
         """A command not all there yet must be able to fit in the FIFO at all."""
         if length >= self.spec.fifo_size:
             raise FifoError(self._rx.name, f"a {length}-byte command cannot fit in the FIFO")
 
-    def _handle(self, event: GlinkEvent) -> int:
-        """What the protocol found, outside the tx lock; 1 for a delivered message.
-        (The two events of every message come first.)"""
-        if isinstance(event, MessageReceived):
-            if TRACER.enabled:  # every message, in the order the peer sent them
-                TRACER.received(self)
-            ept = self._epts.get(event.name)
-            if ept is None:
-                self._consumed.append((event.name, event.iid))
-                return 0
-            if not ept.zero_copy:
-                ept.deliver(event.data, RPMSG_ADDR_ANY)
-                self._consumed.append((event.name, event.iid))
-                return 1
-            buf = GlinkRxBuffer(self, event.name, event.iid, event.data)
-            ept.deliver(buf, RPMSG_ADDR_ANY)  # type: ignore[arg-type]
-            if not buf.held:
-                self._consumed.append((event.name, event.iid))
-            return 1
+    def _lend(self, ept: Endpoint, name: str, iid: int, data: bytes) -> None:
+        """Deliver a message to a ``zero_copy`` endpoint with its intent lent, which goes
+        back now unless the endpoint holds the message."""
+        buf = GlinkRxBuffer(self, name, iid, data)
+        ept.deliver(buf, RPMSG_ADDR_ANY)  # type: ignore[arg-type]
+        if not buf.held:
+            self._consumed.append((name, iid))
+
+    def _handle(self, event: GlinkEvent) -> None:
+        """What the protocol found other than a message, outside the tx lock."""
         if isinstance(event, IntentsAvailable):
             self._wake_space_waiters(event.name)
         elif isinstance(event, RemoteOpened | RemoteClosed):
@@ -564,14 +716,13 @@ class GlinkLink(PolledLink):
             ept = self._epts.get(event.name)
             if ept is not None:
                 ept.flow_changed(event.paused)
-        return 0
 
     def _lent_rx_done(self, name: str, iid: int) -> None:
         """A held message was released (any thread): its intent goes back to the peer."""
         try:
             with self._locked():
                 if self.failure is None:
-                    self.protocol.rx_done(name, iid)
+                    self.protocol.rx_done([(name, iid)])
                     self._flush()
         except RpmsgError:
             pass  # the link failed: the peer is gone, nothing to give back
@@ -588,6 +739,7 @@ class GlinkLink(PolledLink):
             if ready:
                 self._space_waiters = [w for w in self._space_waiters if w not in ready]
                 self.protocol.watch_intents = bool(self._space_waiters)
+                self._set_awaiting()
         for _name, cb in ready:
             cb()
 

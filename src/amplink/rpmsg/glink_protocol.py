@@ -43,6 +43,7 @@ from amplink.wire import glink as g
 
 log = logging.getLogger(__name__)
 
+_RX_DONE_PACK = g.HDR.pack  # RX_DONE is a bare header
 DEFAULT_INTENTS = ((1024, 5),)  # (size, count) pairs advertised when a channel opens
 INTENTS_WANTED = 64  # a sender asks for intents until it has this many in flight
 
@@ -84,6 +85,7 @@ class FlowChanged(NamedTuple):
     paused: bool
 
 
+_new_tuple = tuple.__new__
 GlinkEvent = RemoteOpened | RemoteClosed | MessageReceived | IntentsAvailable | FlowChanged
 
 
@@ -266,15 +268,20 @@ class GlinkProtocol:
         if size is not None and ch.lcid:
             ch.free_intents[iid] = size
 
-    def rx_done(self, name: str, iid: int) -> None:
-        """The message received in our intent ``iid`` on ``name`` was consumed: give
-        the intent back for reuse (``RX_DONE_W_REUSE``), as Linux's GLINK does once the
-        endpoint's callback has returned; nothing if the channel closed here meanwhile."""
-        ch = self._channels.get(name)
-        if ch is None or not ch.lcid or iid not in ch.lent:
-            return
-        ch.lent.discard(iid)
-        self.output.append(g.command(g.RX_DONE_W_REUSE, ch.lcid, iid))
+    def rx_done(self, consumed: Iterable[tuple[str, int]]) -> None:
+        """The messages received in our intents, ``(channel name, iid)`` pairs, were
+        consumed: give each intent back for reuse (``RX_DONE_W_REUSE``), as Linux's
+        GLINK does once the endpoint's callback has returned; nothing for a channel
+        that closed here meanwhile.  (All of them at once: one call per batch of
+        messages, not per message.)"""
+        channels = self._channels
+        out = self.output
+        for name, iid in consumed:
+            ch = channels.get(name)
+            if ch is None or not ch.lcid or iid not in ch.lent:
+                continue
+            ch.lent.discard(iid)
+            out.append(_RX_DONE_PACK(g.RX_DONE_W_REUSE, ch.lcid, iid))  # 8 bytes: padded
 
     def in_flight(self, returned: Iterable[g.RxDone] = ()) -> dict[str, int]:
         """Per channel, the messages sent from here whose intent the peer has not given
@@ -542,7 +549,9 @@ class GlinkProtocol:
         if message is None:
             return
         ch.lent.add(iid)
-        self.events.append(MessageReceived(ch.name, message, iid))
+        # The tuple a MessageReceived(...) call makes, without the Python-level __new__
+        # that NamedTuple generates (one per message).
+        self.events.append(_new_tuple(MessageReceived, (ch.name, message, iid)))
 
     def _reassemble(self, ch: Channel, cmd: g.Data, size: int) -> bytes | None:
         """Add a chunk to the message in its intent; the message once it is whole."""

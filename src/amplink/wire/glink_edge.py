@@ -25,10 +25,22 @@ offset word (all le32)
 0      host→remote head (host writes)
 4      remote→host tail (host writes)
 8      host polls: do not kick it after writing (host writes)
+12     host waits for an intent: kick it after writing only ``RX_DONE`` s (host writes)
 64     remote→host head (remote writes)
 68     host→remote tail (remote writes)
 72     remote polls: do not kick it after writing (remote writes)
+76     remote waits for an intent: kick it after writing only ``RX_DONE`` s (remote writes)
 ====== =============================================================================
+
+A side that writes nothing but ``RX_DONE`` commands (intents given back) kicks the
+other only while the other's word at 12/76 says a sender there waits for an intent
+(a blocked send, a readiness waiter, or a send that found none since its last one):
+a side that has intents to spare reads them back when it next reads its FIFO, and
+one notification per message, not two, crosses the edge.  The host goes further and
+holds its ``RX_DONE`` s back until it writes another command or the remote's word
+says it waits; the remote kicks the host as it sets the word.  The remote writes
+its own at once: the host counts what a dead core never consumed from the intents
+that did not come back.
 """
 
 from __future__ import annotations
@@ -44,8 +56,8 @@ RSC_AMPLINK_GLINK = 129
 EDGE_BODY = struct.Struct("<IIII")
 EDGE_VERSION = 1
 EDGE_HEADER_SIZE = 128
-HOST_WORDS = 0  # host→remote head, remote→host tail, host polls
-REMOTE_WORDS = 64  # remote→host head, host→remote tail, remote polls
+HOST_WORDS = 0  # host→remote head, remote→host tail, host polls, host waits for an intent
+REMOTE_WORDS = 64  # remote→host head, host→remote tail, remote polls, remote waits...
 MIN_FIFO = 1024
 MAX_FIFO = 1 << 20
 DEFAULT_FIFO_SIZE = 32768
