@@ -339,3 +339,30 @@ def test_recv_honours_its_timeout_while_another_endpoints_callback_is_slow():
         assert entered.wait(10)
         assert exc.value.errno == errno.ETIMEDOUT
         assert elapsed < 3, f"recv(0.5) returned after {elapsed:.1f} s"
+
+
+def test_stop_from_a_receive_callback_is_edeadlk_not_a_hang():
+    """A stop waits for the receive callbacks to return; one called from a callback
+    (in the IRQ thread, or in a thread that took the interrupt in recv()) would wait
+    for itself for ever: EDEADLK, and the core can still be stopped from elsewhere."""
+    before = snapshot()
+    errors: SimpleQueue = SimpleQueue()
+
+    with Rproc("stop-in-cb", ECHO_FW, config=RprocConfig(spin=False)) as rp:
+        channel = rp.wait_channel(SERVICE, 10)
+
+        def stop_here(ept, data, src):
+            for call in (rp.stop, rp.shutdown, rp.detach):
+                try:
+                    call()
+                except AmplinkError as exc:
+                    errors.put(exc.errno)
+
+        ept = channel.create_ept(callback=stop_here)
+        waiter = channel.create_ept()
+        ept.send(b"stop please")
+        waiter.send(b"and me")  # a recv() that takes the line runs the callback too
+        assert waiter.recv(10).data == b"and me"
+        assert [errors.get(timeout=10) for _ in range(3)] == [errno.EDEADLK] * 3
+        assert rp.state == RUNNING
+    assert snapshot() == before

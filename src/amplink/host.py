@@ -98,6 +98,33 @@ class Rproc(remoteproc.Rproc):
         """The rpmsg links up to this core now (one per rpmsg vdev or GLINK edge)."""
         return self._links.all()
 
+    def stop(self) -> None:
+        """See :meth:`amplink.remoteproc.rproc.Rproc.stop`; ``EDEADLK`` from one of this
+        core's receive callbacks (a stop waits for them to return)."""
+        self._refuse_in_own_callback("stop")
+        super().stop()
+
+    def shutdown(self) -> None:
+        """See :meth:`amplink.remoteproc.rproc.Rproc.shutdown`; ``EDEADLK`` as :meth:`stop`."""
+        self._refuse_in_own_callback("shutdown")
+        super().shutdown()
+
+    def detach(self) -> None:
+        """See :meth:`amplink.remoteproc.rproc.Rproc.detach`; ``EDEADLK`` as :meth:`stop`."""
+        self._refuse_in_own_callback("detach")
+        super().detach()
+
+    def _refuse_in_own_callback(self, what: str) -> None:
+        """A receive callback runs in a link's receive context (an IRQ thread, or a
+        thread that took the core's interrupt while it waited in ``recv()``), which the
+        stop must wait for: from there it would wait for itself for ever."""
+        if any(link.in_rx_context() for link in self._links.all()):
+            raise AmplinkError(
+                errno.EDEADLK,
+                f"{self.name}: {what}() from a receive callback of this core would wait "
+                "for that callback to return; call it from another thread",
+            )
+
     @property
     def link(self) -> RpmsgLink | None:
         """The core's (first) rpmsg link, while it is up."""
