@@ -21,6 +21,9 @@ SERVICE = "rpmsg-openamp-demo-channel"
 
 
 def main() -> None:
+    # Python's own Ctrl-C: a parent that ignores SIGINT (a test process after an
+    # in-process amplink command ended) would have us inherit SIG_IGN.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     count = int(sys.argv[1])
     random.seed(int(sys.argv[2]))
     before = snapshot()

@@ -495,7 +495,16 @@ def test_a_one_shot_timer_is_a_descriptor_that_can_be_disarmed():
         timer.close()  # idempotent
 
 
-def test_ctrl_c_in_a_main_thread_that_takes_a_line_waits_for_its_handlers(domain):
+@pytest.fixture
+def python_ctrl_c():
+    """SIGINT raises KeyboardInterrupt (Python's own handler), whatever an earlier
+    test left installed (an in-process amplink command ignores SIGINT once it ended)."""
+    old = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, old)
+
+
+def test_ctrl_c_in_a_main_thread_that_takes_a_line_waits_for_its_handlers(domain, python_ctrl_c):
     """Ctrl-C strikes a main thread between any two bytecodes: here just after the
     primary silenced its device.  The KeyboardInterrupt is held until the primary and
     the thread function it woke have run and the line is given back
@@ -532,7 +541,7 @@ def test_ctrl_c_in_a_main_thread_that_takes_a_line_waits_for_its_handlers(domain
     assert runs.get(timeout=5) == "irq/11-ctrl-c"
 
 
-def test_ctrl_c_ends_a_takers_sleep_at_once(domain):
+def test_ctrl_c_ends_a_takers_sleep_at_once(domain, python_ctrl_c):
     dev = LevelDevice(domain.add_line(12))
     domain.request_irq(12, lambda irq, dev_id: IRQ_NONE, 0, "idle", "me")
     main = threading.get_ident()

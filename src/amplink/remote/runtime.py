@@ -225,15 +225,14 @@ class Core:
             if timeout_ms >= 0:
                 self.kick_watchdog()
             link.poll_rx()
-            if spin.enabled:  # else the host's notifications stay on: nothing to undo
-                if not polling:
-                    link.suppress_rx()
-                    polling = True
-                if spin.spin(link.rx_pending):
-                    continue
-                polling = False
-                if link.unsuppress_rx():
-                    continue
+            if not polling:
+                link.suppress_rx()
+                polling = True
+            if spin.spin(link.rx_pending):
+                continue
+            polling = False
+            if link.unsuppress_rx():
+                continue
             hw.set_status(STATUS_WFI)
             if take is None or take(self._wait_fds, timeout, link.rx_pending) is None:
                 self._poller.poll(timeout_ms)
