@@ -161,6 +161,7 @@ def test_bench_emulated_rows():
     ]
     table = "\n".join(bench_emulated.format_emulated(report, 300, 3000))
     assert "OpenAMP (emulated M7)" in table and "MIPS" in table
+    assert max(map(len, table.splitlines())) <= 100, table
 
 
 def test_bench_table_under_load(capsys, tmp_path, monkeypatch):
@@ -180,6 +181,7 @@ def test_bench_table_under_load(capsys, tmp_path, monkeypatch):
     assert "Linux guest: skipped (--linux-rounds 0)" in out
     assert "OpenAMP demos: skipped (--openamp-runs 0)" in out
     assert "(left out: the Cortex-M images are not built: run make firmware)" in out
+    assert max(map(len, out.splitlines())) <= 100, out  # fits a 100-column terminal
 
 
 def test_help_and_bad_usage():
