@@ -172,7 +172,7 @@ def test_bench_table_under_load(capsys, tmp_path, monkeypatch):
     before = children()
     assert cli.main(args) == 0
     out = capsys.readouterr().out
-    assert "not pinned" in out and "1 CPU-bound processes running" in out
+    assert "not pinned" in out and "1 CPU-bound process running" in out
     assert "ratio to the Pipe" in out and "  glink " in out and "  virtio, spin off " in out
     assert children() == before  # the load is gone
     assert "amplink rpmsg glink at its largest message (65,536 B)" in out

@@ -462,7 +462,8 @@ def format_report(report: dict[str, Any]) -> str:
         else "not pinned (scheduler places both processes)"
     )
     load = report["load"]["processes"]
-    busy = f"{load} CPU-bound processes running" if load else "no extra load"
+    hogs = counted(load, "CPU-bound process", "CPU-bound processes")
+    busy = f"{hogs} running" if load else "no extra load"
     prm = report["params"]
     lines = [
         f"amplink bench: {place}; {busy}",
