@@ -161,6 +161,7 @@ def test_bench_emulated_rows():
     ]
     table = "\n".join(bench_emulated.format_emulated(report, 300, 3000))
     assert "OpenAMP (emulated M7)" in table and "MIPS" in table
+    assert max(map(len, table.splitlines())) <= 100, table
 
 
 def test_bench_table_under_load(capsys, tmp_path, monkeypatch):
@@ -171,7 +172,7 @@ def test_bench_table_under_load(capsys, tmp_path, monkeypatch):
     before = children()
     assert cli.main(args) == 0
     out = capsys.readouterr().out
-    assert "not pinned" in out and "1 CPU-bound processes running" in out
+    assert "not pinned" in out and "1 CPU-bound process running" in out
     assert "ratio to the Pipe" in out and "  glink " in out and "  virtio, spin off " in out
     assert children() == before  # the load is gone
     assert "amplink rpmsg glink at its largest message (65,536 B)" in out
@@ -180,6 +181,7 @@ def test_bench_table_under_load(capsys, tmp_path, monkeypatch):
     assert "Linux guest: skipped (--linux-rounds 0)" in out
     assert "OpenAMP demos: skipped (--openamp-runs 0)" in out
     assert "(left out: the Cortex-M images are not built: run make firmware)" in out
+    assert max(map(len, out.splitlines())) <= 100, out  # fits a 100-column terminal
 
 
 def test_help_and_bad_usage():

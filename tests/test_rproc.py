@@ -366,3 +366,18 @@ def test_stop_from_a_receive_callback_is_edeadlk_not_a_hang():
         assert [errors.get(timeout=10) for _ in range(3)] == [errno.EDEADLK] * 3
         assert rp.state == RUNNING
     assert snapshot() == before
+
+
+@pytest.mark.parametrize(
+    ("setting", "says"),
+    [
+        ({"cpu": -1}, "RprocConfig.cpu = -1: not a CPU of this machine"),
+        ({"cpu": os.cpu_count()}, f"RprocConfig.cpu = {os.cpu_count()}: not a CPU"),
+        ({"spin": "yes"}, "RprocConfig.spin = 'yes': not True, False or None"),
+    ],
+)
+def test_a_setting_no_core_could_run_with_is_refused_before_a_start(setting, says):
+    """Not a core that starts, fails to pin itself and is reported crashed."""
+    with pytest.raises(AmplinkError) as info:
+        RprocConfig(**setting)
+    assert info.value.errno == errno.EINVAL and says in str(info.value)

@@ -156,3 +156,37 @@ def test_a_peer_given_name_cannot_send_escape_sequences_to_the_terminal(interact
     text = out.getvalue()
     assert "\x1b[2J" not in text and "\x07" not in text and "\x9b" not in text
     assert "evil\\x1b[2J\\x07\\x9bname" in text
+
+
+def test_ctrl_c_on_bench_leaves_no_traceback_and_no_process(tmp_path, tag):
+    """Ctrl-C while the bench's Pipe peer and its CPU hogs run: neither gets the
+    terminal's SIGINT (no traceback of theirs), the bench ends them and itself with 130."""
+    args = ["--rounds", "3000", "--messages", "30000", "--deliveries", "20", "--cycles", "1"]
+    args += ["--linux-rounds", "0", "--openamp-runs", "0", "--repeat", "1", "--load", "1"]
+    run = PtyRun("bench", *args, cols=100, rows=40, env=tagged_env(tag, tmp_path))
+    deadline = time.monotonic() + 60
+    while not any(_is_pipe_peer(pid) for pid in _children(run.proc.pid)):
+        if time.monotonic() > deadline or not run.pump(0.005):
+            run.close()
+            pytest.fail(f"no Pipe peer started:\n{run.text()}")
+    ctrl_c_ends_it(run)
+    assert tagged_processes(tag) == []
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    try:
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{tid}/children") as f:
+                found += map(int, f.read().split())
+    except OSError:
+        pass
+    return found
+
+
+def _is_pipe_peer(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return b"amplink.app.bench.pipe_peer" in f.read()
+    except OSError:
+        return False

@@ -9,6 +9,7 @@ sizes, send timeouts) belong to those drivers, not here.
 from __future__ import annotations
 
 import errno
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -92,6 +93,11 @@ class RprocConfig:
             raise self._invalid("boot_timeout", "not positive")
         if self.memory_size <= 0:
             raise self._invalid("memory_size", "not positive")
+        cpus = os.cpu_count() or 1
+        if self.cpu is not None and not 0 <= self.cpu < cpus:
+            raise self._invalid("cpu", f"not a CPU of this machine (0 to {cpus - 1})")
+        if self.spin not in (True, False, None):
+            raise self._invalid("spin", "not True, False or None")
         names = [m.name for m in self.memories]
         if len(set(names)) != len(names):
             raise self._invalid("memories", "two memories have the same name")

@@ -135,15 +135,16 @@ def format_emulated(report: dict[str, Any], rounds: int, messages: int) -> list[
         return [*lines, f"  (left out: {report['missing']})"]
     lines += [
         f"echo rtt: {rounds} x 64 B; echo msgs/s: {messages} x 496 B, {WINDOW} in flight; "
-        f"mailbox: {rounds} echo requests; MIPS: a busy loop, {BUSY_LOOPS:,} x 2 instructions",
-        f"{'core':<38}{'rtt p50 us':>11}{'rtt p99 us':>11}{'msgs/s':>9}{'mbox p50':>10}"
-        f"{'mbox p99':>10}{'boot ms':>9}{'MIPS':>7}",
+        f"mailbox: {rounds} echo requests",
+        f"mbox: the mailbox echo's rtt in us; MIPS: a busy loop, {BUSY_LOOPS:,} x 2 instructions",
+        f"{'core':<36}{'rtt p50 us':>11}{'rtt p99 us':>11}{'msgs/s':>9}{'mbox p50':>9}"
+        f"{'mbox p99':>9}{'boot ms':>8}{'MIPS':>6}",
     ]
     for r in report["rows"]:
         mips = "-" if r["mips"] is None else f"{r['mips']:.1f}"
         lines.append(
-            f"{r['name']:<38}{r['rtt_p50_us']:>11.1f}{r['rtt_p99_us']:>11.1f}"
-            f"{r['msgs_per_s']:>9,.0f}{r['mbox_p50_us']:>10.1f}{r['mbox_p99_us']:>10.1f}"
-            f"{r['boot_p50_ms']:>9.1f}{mips:>7}"
+            f"{r['name']:<36}{r['rtt_p50_us']:>11.1f}{r['rtt_p99_us']:>11.1f}"
+            f"{r['msgs_per_s']:>9,.0f}{r['mbox_p50_us']:>9.1f}{r['mbox_p99_us']:>9.1f}"
+            f"{r['boot_p50_ms']:>8.1f}{mips:>6}"
         )
     return lines

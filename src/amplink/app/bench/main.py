@@ -31,7 +31,6 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
-from multiprocessing.connection import Connection
 from typing import Any
 
 from amplink.app.bench import emulated as bench_emulated
@@ -46,6 +45,7 @@ from amplink.host import Rproc, RprocConfig
 from amplink.remoteproc.layout import glink_rsc_table
 from amplink.rpmsg.core import Endpoint
 from amplink.rpmsg.polled import PolledLink
+from amplink.wording import counted
 
 RTT_SIZE = 64
 THROUGHPUT_SIZE = 496
@@ -99,7 +99,11 @@ def cpu_load(processes: int) -> Iterator[None]:
     """``processes`` CPU-bound processes (``while True: pass``, placed by the scheduler)
     running until the block ends."""
     hogs = [
-        subprocess.Popen([sys.executable, "-c", "while True: pass"], stdin=subprocess.DEVNULL)
+        # A process group of its own, as a core's: a terminal's Ctrl-C reaches only the
+        # bench, which kills them (no KeyboardInterrupt traceback from each hog).
+        subprocess.Popen(
+            [sys.executable, "-c", "while True: pass"], stdin=subprocess.DEVNULL, process_group=0
+        )
         for _ in range(processes)
     ]
     try:
@@ -112,38 +116,23 @@ def cpu_load(processes: int) -> Iterator[None]:
 
 
 # -- baseline: multiprocessing.Pipe ---------------------------------------------------
-def _pipe_peer(conn: Connection, cpu: int | None) -> None:
-    if cpu is not None:
-        os.sched_setaffinity(0, {cpu})
-    while True:
-        cmd = conn.recv_bytes()
-        if cmd == b"ECHO":
-            n = struct.unpack("=Q", conn.recv_bytes())[0]
-            for _ in range(n):
-                conn.send_bytes(conn.recv_bytes())
-        elif cmd == b"SINK":
-            n = struct.unpack("=Q", conn.recv_bytes())[0]
-            total = 0
-            for _ in range(n):
-                total += len(conn.recv_bytes())
-            conn.send_bytes(struct.pack("=QQ", n, total))
-        else:
-            return
-
-
 def bench_pipe(rounds: int, messages: int, placement: Placement) -> Result:
     """The baseline: the same round trips and throughput over a ``multiprocessing.Pipe``."""
-    ctx = multiprocessing.get_context("spawn")
-    ours, theirs = ctx.Pipe()
-    peer = ctx.Process(target=_pipe_peer, args=(theirs, placement.peer_cpu), daemon=True)
-    peer.start()
+    ours, theirs = multiprocessing.Pipe()
+    cpu = [] if placement.peer_cpu is None else [str(placement.peer_cpu)]
+    peer = subprocess.Popen(
+        [sys.executable, "-m", "amplink.app.bench.pipe_peer", str(theirs.fileno()), *cpu],
+        stdin=subprocess.DEVNULL,
+        pass_fds=(theirs.fileno(),),
+        process_group=0,  # a terminal's Ctrl-C reaches only the bench, which ends it
+    )
     theirs.close()
     try:
         ours.send_bytes(b"ECHO")
         ours.send_bytes(struct.pack("=Q", rounds + WARMUP))
         payload = bytes(RTT_SIZE)
         samples = []
-        pids = (os.getpid(), peer.pid or 0)
+        pids = (os.getpid(), peer.pid)
         before = context_switches(pids)
         for i in range(rounds + WARMUP):
             if i == WARMUP:
@@ -164,11 +153,12 @@ def bench_pipe(rounds: int, messages: int, placement: Placement) -> Result:
         elapsed = time.perf_counter() - t0
         ours.send_bytes(b"EXIT")
     finally:
-        peer.join(5)
-        if peer.is_alive():
+        ours.close()  # an interrupted peer then ends with EOFError
+        try:
+            peer.wait(5)
+        except subprocess.TimeoutExpired:
             peer.kill()
-            peer.join()
-        ours.close()
+            peer.wait()
     return _result(PIPE, samples, count, nbytes, elapsed, messages, switches)
 
 
@@ -472,14 +462,16 @@ def format_report(report: dict[str, Any]) -> str:
         else "not pinned (scheduler places both processes)"
     )
     load = report["load"]["processes"]
-    busy = f"{load} CPU-bound processes running" if load else "no extra load"
+    hogs = counted(load, "CPU-bound process", "CPU-bound processes")
+    busy = f"{hogs} running" if load else "no extra load"
     prm = report["params"]
     lines = [
         f"amplink bench: {place}; {busy}",
         "rpmsg over both backends: virtio (vrings, 512 B buffers) and GLINK (FIFOs, intents)",
         f"round trip: {prm['rounds']} x {prm['rtt_size']} B; throughput: "
-        f"{prm['messages']} x {prm['throughput_size']} B one way; each taken "
-        f"{prm['repeat']} times: medians, ratios to the Pipe within each repetition",
+        f"{prm['messages']} x {prm['throughput_size']} B one way",
+        f"each taken {counted(prm['repeat'], 'time')} (--repeat): medians, and ratios to the "
+        "Pipe within each repetition",
         "",
         f"{'transport':<32}{'rtt p50 us':>12}{'rtt p99 us':>12}{'msgs/s':>12}{'MB/s':>9}",
     ]
@@ -488,13 +480,13 @@ def format_report(report: dict[str, Any]) -> str:
             f"{r['name']:<32}{r['rtt_p50_us']:>12.1f}{r['rtt_p99_us']:>12.1f}"
             f"{r['msgs_per_s']:>12,.0f}{r['mb_per_s']:>9.1f}"
         )
-    head = "ratio to the Pipe: median [min-max]"
-    lines += ["", f"{head:<36}{'rtt p50':>20}{'rtt p99':>20}{'msgs/s':>20}"]
+    lines += ["", "ratio to the Pipe: median [min-max]"]
+    lines.append(f"{'':<30}{'rtt p50':>23}{'rtt p99':>23}{'msgs/s':>23}")
     for name, figs in report["ratios"].items():
         if "rtt_p99" not in figs:
             continue
         cells = "".join(_ratio_cell(figs[k]) for k in ("rtt_p50", "rtt_p99", "msgs_per_s"))
-        lines.append(f"{'  ' + name.removeprefix('amplink rpmsg '):<36}{cells}")
+        lines.append(f"{'  ' + name.removeprefix('amplink rpmsg '):<30}{cells}")
     lines.append("(latency: lower is better; throughput: higher is better)")
     lines += [
         "threads woken per round trip, both processes (preempted meanwhile):",
@@ -511,20 +503,21 @@ def format_report(report: dict[str, Any]) -> str:
         )
     z = report["zero_copy"]
     zc = report["ratios"]["zero-copy send"]["msgs_per_s_vs_send"]
-    lines.append(
-        f"zero-copy send over virtio (buffer filled in place): {z['msgs_per_s']:,.0f} "
-        f"msgs/s vs {z['copy_msgs_per_s']:,.0f} with send() ({_ratio_cell(zc).strip()}); "
-        "GLINK lends no send buffers (data goes through its FIFO, as in Linux)"
-    )
+    lines += [
+        f"zero-copy send over virtio (buffer filled in place): {z['msgs_per_s']:,.0f} msgs/s,",
+        f"  {_ratio_cell(zc).strip()} the {z['copy_msgs_per_s']:,.0f} of send(); GLINK lends no "
+        "send buffers (its FIFO carries the data)",
+    ]
     spun: dict[str, list[int]] = {}
     for s in report["spinning"]:
         acc = spun.setdefault(s["name"], [0, 0, 0])
         for i, k in enumerate(("hits", "misses", "preempted")):
             acc[i] += s[k]
+    lines.append("host spinning (all repetitions): hits, misses, preempted")
     lines.append(
-        "host spinning (all repetitions): "
+        "  "
         + "; ".join(
-            f"{n.removeprefix('amplink rpmsg ')} {h} hits, {m} misses, {q} preempted"
+            f"{n.removeprefix('amplink rpmsg ')} {h}, {m}, {q}"
             for n, (h, m, q) in spun.items()
             if n != SPIN_OFF
         )
@@ -535,11 +528,12 @@ def format_report(report: dict[str, Any]) -> str:
     lines += [
         "",
         f"mailbox round trip: {prm['rounds']} x one 32-bit word, host -> core -> host",
-        f"{'transport':<32}{'rtt p50 us':>12}{'rtt p99 us':>12}{'msgs/s':>12}",
+        f"{'transport':<32}{'rtt p50 us':>12}{'rtt p99 us':>12}{'msgs/s':>12}{'p50 / Pipe':>24}",
         f"{base['name']:<32}{base['rtt_p50_us']:>12.1f}{base['rtt_p99_us']:>12.1f}"
-        f"{1e6 / base['rtt_p50_us']:>12,.0f}  (1/rtt p50)",
+        f"{1e6 / base['rtt_p50_us']:>12,.0f}",
         f"{m['name']:<32}{m['rtt_p50_us']:>12.1f}{m['rtt_p99_us']:>12.1f}{m['msgs_per_s']:>12,.0f}"
-        f"  (p50 {_ratio_cell(mr).strip()} the Pipe's)",
+        f"{_ratio_cell(mr):>24}",
+        "(the Pipe's msgs/s here: 1 / its rtt p50)",
         "",
         f"interrupt -> client callback: {prm['deliveries']} interrupts each; busy = "
         f"{prm['load_items']} other items of {prm['load_item_us']:.0f} us kept queued",
@@ -573,4 +567,4 @@ def _short(name: str) -> str:
 
 
 def _ratio_cell(spread: dict[str, float]) -> str:
-    return f"{spread['median']:.2f}x [{spread['min']:.2f}-{spread['max']:.2f}]".rjust(20)
+    return f"{spread['median']:.2f}x [{spread['min']:.2f}-{spread['max']:.2f}]".rjust(23)
