@@ -381,3 +381,15 @@ def test_a_setting_no_core_could_run_with_is_refused_before_a_start(setting, say
     with pytest.raises(AmplinkError) as info:
         RprocConfig(**setting)
     assert info.value.errno == errno.EINVAL and says in str(info.value)
+
+
+def test_a_negative_timeout_is_einval_and_zero_is_a_poll():
+    with Rproc("timeouts", ECHO_FW) as rp:
+        ept = rp.wait_channel(SERVICE, 10).create_ept()
+        for call in (lambda: ept.recv(-1), lambda: rp.wait_channel(SERVICE, -0.5)):
+            with pytest.raises(RpmsgError) as exc:
+                call()
+            assert exc.value.errno == errno.EINVAL and "timeout must be >= 0" in str(exc.value)
+        with pytest.raises(RpmsgError) as exc:
+            ept.recv(0)
+        assert exc.value.errno == errno.ETIMEDOUT

@@ -363,18 +363,20 @@ class Endpoint:
     def recv(self, timeout: float | None = None) -> Message:
         """Next queued message; wait up to ``timeout`` s (forever if None).
 
-        Raises ``ETIMEDOUT`` on timeout and ``EPIPE`` once the endpoint is released and
-        its queue is empty.  While it waits, the calling thread may poll the receive
-        ring itself for a short adaptive time (see ``AdaptiveSpin``) before it sleeps,
-        and, where the transport allows it, it sleeps on the peer's notification and
-        handles it itself (``RpmsgLink.take_notifications``), running the receive path
-        (and other endpoints' callbacks) in this thread.
+        Raises ``ETIMEDOUT`` on timeout, ``EPIPE`` once the endpoint is released and
+        its queue is empty, ``EINVAL`` for a negative ``timeout``.  While it waits, the
+        calling thread may poll the receive ring itself for a short adaptive time (see
+        ``AdaptiveSpin``) before it sleeps, and, where the transport allows it, it
+        sleeps on the peer's notification and handles it itself
+        (``RpmsgLink.take_notifications``), running the receive path (and other
+        endpoints' callbacks) in this thread.
         """
         q = self._queue
         try:
             return q.popleft()
         except IndexError:
             pass
+        _check_timeout(timeout)
         if self.callback is not None:
             raise RpmsgError(errno.EINVAL, "endpoint has a callback: messages are delivered there")
         self._check_alive()
@@ -469,6 +471,12 @@ class Endpoint:
 
     def __exit__(self, *exc: object) -> None:
         self.destroy()
+
+
+def _check_timeout(timeout: float | None) -> None:
+    """``EINVAL`` for a negative timeout (as ``queue.Queue.get`` refuses one)."""
+    if timeout is not None and timeout < 0:
+        raise RpmsgError(errno.EINVAL, f"timeout must be >= 0 s (or None: no limit), not {timeout}")
 
 
 def _fmt_addr(addr: int) -> str:
@@ -754,8 +762,9 @@ class RpmsgBus:
         ``timeout`` s.
 
         With ``link``, only that link's channels count, and ``EPIPE`` comes at once if
-        the link goes down while waiting.
+        the link goes down while waiting.  ``EINVAL`` for a negative ``timeout``.
         """
+        _check_timeout(timeout)
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._cond:
             while True:
