@@ -152,7 +152,10 @@ def _run(board: Board, ui: Terminal, result: DemoResult) -> None:
             st.result = f"got {result.raw_reply.decode(errors='replace')!r}"
     graceful, crash = _roles(board)
     if crash is not None:
-        with ui.step(f"crash {crash} and let remoteproc recover it") as st:
+        with ui.step(
+            f"crash {crash} on purpose and let remoteproc recover it (it logs the crash, "
+            "as Linux does)"
+        ) as st:
             st.result = _crash_and_recover(board, crash)
             results[crash].shown = "crash, recovered"
     if graceful is not None:
