@@ -3,7 +3,6 @@
 import errno
 import logging
 import os
-import select
 import signal
 import threading
 import time
@@ -25,7 +24,6 @@ from amplink.irq import (
     Work,
     Workqueue,
 )
-from amplink.irq.timer import OneShotTimer
 from irq_helpers import LevelDevice, LogEvent, started
 from resources import snapshot
 from waiting import wait_for
@@ -476,23 +474,6 @@ def test_a_storm_does_not_keep_a_taker_past_its_timeout(domain):
     finally:
         firing.join(5)
         domain.free_irq(10, "me")
-
-
-def test_a_one_shot_timer_is_a_descriptor_that_can_be_disarmed():
-    timer = OneShotTimer()
-    try:
-        poller = select.poll()
-        poller.register(timer.fd, select.POLLIN)
-        timer.arm(1_000_000)  # 1 ms
-        assert poller.poll(10_000)  # expired (within 10 s even on a loaded machine)
-        timer.consume()
-        assert not poller.poll(0)
-        timer.arm(50_000_000)
-        timer.arm(0)  # disarmed before it expires
-        assert not poller.poll(100)
-    finally:
-        timer.close()
-        timer.close()  # idempotent
 
 
 @pytest.fixture

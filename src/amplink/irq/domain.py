@@ -51,7 +51,6 @@ from amplink.irq.flags import (
 from amplink.irq.held_signals import Held, HeldSignals
 from amplink.irq.line import IrqLine, IrqWire, drain, new_line_fd
 from amplink.irq.spurious import MAX_BOGUS_REPORTS, SpuriousPolicy
-from amplink.irq.timer import OneShotTimer
 from amplink.tracing import TRACER
 
 log = logging.getLogger(__name__)
@@ -59,8 +58,6 @@ log = logging.getLogger(__name__)
 Handler = Callable[[int, Any], int]
 PR_SET_NAME = 15
 MAX_ONESHOT_SHARERS = 64
-KEEP_TAKEN_NS = 100_000  # a line a taker gives back stays with takers this long (the
-# spin budget's reasoning: a few wake-ups' worth, what an interrupt may wait at most)
 _VALID_RETURN = IRQ_HANDLED | IRQ_WAKE_THREAD
 
 
@@ -213,9 +210,6 @@ class IrqDomain:
         self._takers_poll = threading.local()  # each taker's poll object, kept
         self._takers_gone = threading.Condition(self._lock)
         self._release = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)  # set at close
-        self._kept: set[int] = set()  # lines given back, kept from the dispatcher a while
-        self._keep_timer = OneShotTimer()  # when the dispatcher watches them again
-        self._ep.register(self._keep_timer.fd, select.EPOLLIN)
         self._replay: set[IrqLine] = set()
         self._closing = False
         self._dispatcher: threading.Thread | None = None
@@ -302,9 +296,6 @@ class IrqDomain:
                             del by_fd[fd]
                             ep.unregister(fd)
                     pending.setdefault(line, False)
-                elif fd == self._keep_timer.fd:
-                    self._keep_timer.consume()
-                    self._watch_kept()
                 elif fd == ctl:
                     drain(ctl)
                     if self._closing:
@@ -406,13 +397,11 @@ class IrqDomain:
         event loop) so wakes on the peer's interrupt itself, as a Pipe's reader wakes
         on the write, instead of through three threads (see docs/architecture.md,
         "Waiting").  The dispatcher stops watching the line meanwhile, and watches it
-        again :data:`KEEP_TAKEN_NS` after this returns unless another wait takes it
-        first (so that an interrupt between two waits, while the waiter handles what
-        it got, goes to the next wait and not through the dispatcher: Linux's NAPI
-        keeps a device's interrupts suspended the same way while an application keeps
-        polling, ``irq_suspend_timeout``); what arrived in between it sees then, at
-        most that late.  One thread
-        takes a line at a time: None means the line is taken by another, is
+        again as this returns: an interrupt between two waits goes through the
+        dispatcher (keeping the line from it a while longer needs a timer, and arming a
+        timer shorter than the scheduler tick reprograms the CPU's timer: ~15 us of
+        CPU per wait measured in a VM, more than such rare interrupts cost).  One
+        thread takes a line at a time: None means the line is taken by another, is
         edge-triggered, or the domain is closing, and the caller waits the ordinary
         way.  Running from a line's thread function must not free or synchronize
         that line (``EDEADLK``, as from the action's own thread)."""
@@ -426,12 +415,7 @@ class IrqDomain:
                     return None
                 self._taken.add(irq)
                 self._takers += 1
-                if irq in self._kept:  # not watched since a taker gave it back
-                    self._kept.discard(irq)
-                    if not self._kept:
-                        self._keep_timer.arm(0)  # disarmed: the dispatcher need not wake
-                else:
-                    self._ep.modify(line.fd, 0)
+                self._ep.modify(line.fd, 0)
             try:
                 return self._take_until(line, fds, timeout, ready, held)
             except Held:  # a signal came while it slept: its handler runs as held exits
@@ -440,12 +424,11 @@ class IrqDomain:
                 self._give_back(line)
 
     def _give_back(self, line: IrqLine) -> None:
-        """Kept from the dispatcher a while for the next wait (:data:`KEEP_TAKEN_NS`,
-        see :meth:`_watch_kept`).  If the device still asserts the line (the waiter was
-        satisfied before the line was quiet: its descriptor is drained, so no pulse
-        will come), it is pulsed again, so that whoever takes it next looks; this is
-        done while still counted as a taker, so that close() cannot release the
-        descriptor meanwhile."""
+        """The dispatcher watches the line again.  If the device still asserts it (the
+        waiter was satisfied before the line was quiet: its descriptor is drained, so
+        no pulse will come), it is pulsed again, so that the dispatcher (or the next
+        taker) looks; this is done while still counted as a taker, so that close()
+        cannot release the descriptor meanwhile."""
         if not self._closing and line.active():
             IrqWire(line.fd).pulse()
         with self._lock:
@@ -455,19 +438,7 @@ class IrqDomain:
                 if not self._takers:
                     self._takers_gone.notify_all()
                 return
-            self._kept.add(line.irq)
-            self._keep_timer.arm(KEEP_TAKEN_NS)
-
-    def _watch_kept(self) -> None:
-        """The dispatcher again watches the lines takers gave back, now that none took
-        them within :data:`KEEP_TAKEN_NS` (the timer was armed at the last give-back);
-        what arrived meanwhile it sees at once (the lines are level: still readable)."""
-        with self._lock:
-            for irq in self._kept:
-                line = self._lines.get(irq)
-                if line is not None and line.fd >= 0:
-                    self._ep.modify(line.fd, select.EPOLLIN)
-            self._kept.clear()
+            self._ep.modify(line.fd, select.EPOLLIN)
 
     def _take_until(
         self,
@@ -855,4 +826,3 @@ class IrqDomain:
         os.close(self._ctl)
         self._ctl = -1
         os.close(self._release)
-        self._keep_timer.close()
