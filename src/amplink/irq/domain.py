@@ -59,9 +59,11 @@ log = logging.getLogger(__name__)
 Handler = Callable[[int, Any], int]
 PR_SET_NAME = 15
 MAX_ONESHOT_SHARERS = 64
-KEEP_TAKEN_NS = 100_000  # a line a taker gives back stays with takers this long (the
-# spin budget's reasoning: a few wake-ups' worth, what an interrupt may wait at most)
 _VALID_RETURN = IRQ_HANDLED | IRQ_WAKE_THREAD
+KEEP_TAKEN_NS = 100_000  # how long a line given back may stay with takers (the spin
+# budget's reasoning: a few wake-ups' worth, what an interrupt may wait at most)...
+KEEP_AFTER_MISS = 64  # ...for this many give-backs after the dispatcher took an
+# interrupt that came within that time of a give-back (see take_while_waiting)
 
 
 def _default_primary(irq: int, dev_id: Any) -> int:
@@ -216,6 +218,8 @@ class IrqDomain:
         self._kept: set[int] = set()  # lines given back, kept from the dispatcher a while
         self._keep_timer = OneShotTimer()  # when the dispatcher watches them again
         self._ep.register(self._keep_timer.fd, select.EPOLLIN)
+        self._given_back_at: dict[int, int] = {}  # irq -> when a taker last gave it back
+        self._keep_left: dict[int, int] = {}  # irq -> give-backs that keep it
         self._replay: set[IrqLine] = set()
         self._closing = False
         self._dispatcher: threading.Thread | None = None
@@ -290,11 +294,14 @@ class IrqDomain:
         ep = self._ep
         ctl = self._ctl
         by_fd = self._by_fd
+        given_back_at = self._given_back_at
         pending: dict[IrqLine, bool] = {}  # line -> known to be still active
         while True:
             for fd, _ev in ep.poll(0 if pending else -1):
                 line = by_fd.get(fd)
                 if line is not None:
+                    if time.monotonic_ns() - given_back_at.get(line.irq, 0) < KEEP_TAKEN_NS:
+                        self._keep_left[line.irq] = KEEP_AFTER_MISS  # a taker just missed it
                     if line.counter:
                         drain(fd)
                     else:  # readable once and for ever: take it as one edge
@@ -351,6 +358,8 @@ class IrqDomain:
                 line.masked = True
             line.in_progress = True
             line.count += 1
+            if wake is not None:  # only a taker passes its own
+                line.taken += 1
         if wake is None:
             wake = self._wake_thread
         ret = 0
@@ -406,13 +415,18 @@ class IrqDomain:
         event loop) so wakes on the peer's interrupt itself, as a Pipe's reader wakes
         on the write, instead of through three threads (see docs/architecture.md,
         "Waiting").  The dispatcher stops watching the line meanwhile, and watches it
-        again :data:`KEEP_TAKEN_NS` after this returns unless another wait takes it
-        first (so that an interrupt between two waits, while the waiter handles what
-        it got, goes to the next wait and not through the dispatcher: Linux's NAPI
-        keeps a device's interrupts suspended the same way while an application keeps
-        polling, ``irq_suspend_timeout``); what arrived in between it sees then, at
-        most that late.  One thread
-        takes a line at a time: None means the line is taken by another, is
+        again as this returns, unless it has just taken an interrupt that came less
+        than :data:`KEEP_TAKEN_NS` after a give-back (a waiter that comes back, as a
+        ping-pong does, was late: preempted on a busy machine): then the next
+        :data:`KEEP_AFTER_MISS` give-backs keep the line from the dispatcher for
+        :data:`KEEP_TAKEN_NS` unless another wait takes it first, so that what comes
+        between two waits goes to the next wait (Linux's NAPI keeps a device's
+        interrupts suspended so while an application keeps polling,
+        ``irq_suspend_timeout``), at most that late.  Not always: that takes a timer
+        armed per wait, and arming one shorter than the scheduler tick reprograms the
+        CPU's timer (~15 us of CPU measured in a VM, a sixth of a blocking round
+        trip), for interrupts that an idle machine never sends between two waits.
+        One thread takes a line at a time: None means the line is taken by another, is
         edge-triggered, or the domain is closing, and the caller waits the ordinary
         way.  Running from a line's thread function must not free or synchronize
         that line (``EDEADLK``, as from the action's own thread)."""
@@ -440,12 +454,11 @@ class IrqDomain:
                 self._give_back(line)
 
     def _give_back(self, line: IrqLine) -> None:
-        """Kept from the dispatcher a while for the next wait (:data:`KEEP_TAKEN_NS`,
-        see :meth:`_watch_kept`).  If the device still asserts the line (the waiter was
-        satisfied before the line was quiet: its descriptor is drained, so no pulse
-        will come), it is pulsed again, so that whoever takes it next looks; this is
-        done while still counted as a taker, so that close() cannot release the
-        descriptor meanwhile."""
+        """The dispatcher watches the line again.  If the device still asserts it (the
+        waiter was satisfied before the line was quiet: its descriptor is drained, so
+        no pulse will come), it is pulsed again, so that the dispatcher (or the next
+        taker) looks; this is done while still counted as a taker, so that close()
+        cannot release the descriptor meanwhile."""
         if not self._closing and line.active():
             IrqWire(line.fd).pulse()
         with self._lock:
@@ -455,8 +468,14 @@ class IrqDomain:
                 if not self._takers:
                     self._takers_gone.notify_all()
                 return
-            self._kept.add(line.irq)
-            self._keep_timer.arm(KEEP_TAKEN_NS)
+            left = self._keep_left.get(line.irq)
+            if left:
+                self._keep_left[line.irq] = left - 1
+                self._kept.add(line.irq)
+                self._keep_timer.arm(KEEP_TAKEN_NS)
+            else:
+                self._given_back_at[line.irq] = time.monotonic_ns()
+                self._ep.modify(line.fd, select.EPOLLIN)
 
     def _watch_kept(self) -> None:
         """The dispatcher again watches the lines takers gave back, now that none took
@@ -852,7 +871,7 @@ class IrqDomain:
         self._lines.clear()
         self._by_fd.clear()
         self._ep.close()
+        self._keep_timer.close()
         os.close(self._ctl)
         self._ctl = -1
         os.close(self._release)
-        self._keep_timer.close()

@@ -132,6 +132,7 @@ class IrqLine:
         self.spurious = SpuriousState()
         self.spurious_disabled = False
         self.count = 0  # hard interrupts taken (like a /proc/interrupts column)
+        self.taken = 0  # of them, taken by a waiting thread (take_while_waiting)
 
     def __repr__(self) -> str:
         names = ",".join(a.name for a in self.actions)
