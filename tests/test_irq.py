@@ -574,6 +574,38 @@ def test_ctrl_c_in_a_main_thread_that_takes_a_line_waits_for_its_handlers(domain
     assert runs.get(timeout=5) == "irq/11-ctrl-c"
 
 
+def test_a_signal_handler_installed_by_a_handler_a_taker_ran_stays(domain):
+    """The handlers a main-thread taker holds come back when it gives the line back,
+    except one that the code it ran (a thread function, a receive callback) installed
+    meanwhile: that one is not overwritten."""
+    dev = LevelDevice(domain.add_line(13))
+    ran = os.eventfd(0, os.EFD_NONBLOCK)
+
+    def before(signum, frame):
+        pass
+
+    def installed(signum, frame):
+        pass
+
+    def thread_fn(irq, dev_id):
+        signal.signal(signal.SIGUSR1, installed)
+        os.eventfd_write(ran, 1)
+        return IRQ_HANDLED
+
+    old = signal.signal(signal.SIGUSR1, before)
+    try:
+        domain.request_threaded_irq(13, _silencing_primary(dev), thread_fn, 0, "sig", "me")
+        firing = _fire_once_taken(domain, dev)
+        assert domain.take_while_waiting(13, [ran], 30) is True
+        firing.join(5)
+        assert signal.getsignal(signal.SIGUSR1) is installed
+        assert signal.getsignal(signal.SIGINT) is not None  # the others are back
+        assert "_hold" not in repr(signal.getsignal(signal.SIGINT))
+    finally:
+        signal.signal(signal.SIGUSR1, old)
+        os.close(ran)
+
+
 def test_ctrl_c_ends_a_takers_sleep_at_once(domain, python_ctrl_c):
     dev = LevelDevice(domain.add_line(12))
     domain.request_irq(12, lambda irq, dev_id: IRQ_NONE, 0, "idle", "me")

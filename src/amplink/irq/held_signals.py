@@ -61,8 +61,9 @@ class Held(BaseException):
 
 class HeldSignals:
     """A context: while it is entered (in the main thread), every signal with a Python
-    handler is recorded instead of handled; on exit the original handlers are back and
-    run for what was recorded, in order (what they raise goes on up).  One use each."""
+    handler is recorded instead of handled; on exit the original handlers are back
+    (except where the code it ran installed another meanwhile: that one stays) and run
+    for what was recorded, in order (what they raise goes on up).  One use each."""
 
     def __init__(self) -> None:
         self.interruptible = False  # set around the sleep: a signal then raises Held
@@ -97,8 +98,10 @@ class HeldSignals:
         if not self._holding:
             return
         self._holding = False  # from here a held handler forwards to its original
+        hold = self._hold
         for sig, handler in self._saved.items():
-            _setsignal(sig, handler)
+            if _getsignal(sig) == hold:  # not replaced meanwhile (by a handler it ran)
+                _setsignal(sig, handler)
         pending, self._pending = self._pending, []
         for signum, frame in pending:
             self._saved[signum](signum, frame)
