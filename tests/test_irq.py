@@ -3,7 +3,6 @@
 import errno
 import logging
 import os
-import select
 import signal
 import threading
 import time
@@ -11,7 +10,6 @@ from queue import SimpleQueue
 
 import pytest
 
-import amplink.irq.domain as domain_module
 from amplink.errors import IrqError
 from amplink.irq import (
     IRQ_HANDLED,
@@ -26,7 +24,6 @@ from amplink.irq import (
     Work,
     Workqueue,
 )
-from amplink.irq.timer import OneShotTimer
 from irq_helpers import LevelDevice, LogEvent, started
 from resources import snapshot
 from waiting import wait_for
@@ -369,38 +366,6 @@ def test_a_waiting_thread_takes_the_line_itself_and_gives_it_back(domain):
         os.close(dev.ran_fd)
 
 
-def test_a_line_the_dispatcher_took_just_after_a_give_back_is_kept_for_the_next_wait(
-    domain, monkeypatch
-):
-    """A waiter that comes back late (the dispatcher took an interrupt within
-    KEEP_TAKEN_NS of a give-back) makes the next give-backs keep the line from the
-    dispatcher: an interrupt between two waits then goes to the next wait; a line
-    nobody takes again goes back to the dispatcher when the keep time is over.  (2 s
-    here, so that a loaded machine cannot stretch a step past it.)"""
-    monkeypatch.setattr(domain_module, "KEEP_TAKEN_NS", 2_000_000_000)
-    dev, ran, action = _threaded_device(domain, 6)
-    done = os.eventfd(0, os.EFD_NONBLOCK)
-    try:
-        me = threading.get_ident()
-        assert domain.take_while_waiting(6, [done], 0.001) is False  # given back...
-        dev.fire()  # ...and the dispatcher takes this one: the waiter missed it
-        assert ran.get(timeout=5)[:2] == ("primary", domain._dispatcher.ident)
-        assert ran.get(timeout=5)[:2] == ("thread", action.thread._thread.ident)
-        os.eventfd_read(dev.ran_fd)
-        assert domain.take_while_waiting(6, [done], 0.001) is False  # given back, kept
-        assert 6 in domain._kept
-        dev.fire()  # between two waits
-        assert domain.take_while_waiting(6, [dev.ran_fd], 30) is True
-        assert [ran.get_nowait()[:2], ran.get_nowait()[:2]] == [("primary", me), ("thread", me)]
-        os.eventfd_read(dev.ran_fd)
-        dev.fire()  # nobody waits any more: the dispatcher takes it once the time is over
-        assert ran.get(timeout=30)[:2] == ("primary", domain._dispatcher.ident)
-        assert not domain._kept
-    finally:
-        os.close(done)
-        os.close(dev.ran_fd)
-
-
 def test_only_one_thread_takes_a_line_and_never_an_edge_line(domain):
     dev = _threaded_device(domain, 6)[0]
     os.close(dev.ran_fd)
@@ -509,23 +474,6 @@ def test_a_storm_does_not_keep_a_taker_past_its_timeout(domain):
     finally:
         firing.join(5)
         domain.free_irq(10, "me")
-
-
-def test_a_one_shot_timer_is_a_descriptor_that_can_be_disarmed():
-    timer = OneShotTimer()
-    try:
-        poller = select.poll()
-        poller.register(timer.fd, select.POLLIN)
-        timer.arm(1_000_000)  # 1 ms
-        assert poller.poll(10_000)  # expired (within 10 s even on a loaded machine)
-        timer.consume()
-        assert not poller.poll(0)
-        timer.arm(50_000_000)
-        timer.arm(0)  # disarmed before it expires
-        assert not poller.poll(100)
-    finally:
-        timer.close()
-        timer.close()  # idempotent
 
 
 @pytest.fixture

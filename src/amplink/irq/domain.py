@@ -51,7 +51,6 @@ from amplink.irq.flags import (
 from amplink.irq.held_signals import Held, HeldSignals
 from amplink.irq.line import IrqLine, IrqWire, drain, new_line_fd
 from amplink.irq.spurious import MAX_BOGUS_REPORTS, SpuriousPolicy
-from amplink.irq.timer import OneShotTimer
 from amplink.tracing import TRACER
 
 log = logging.getLogger(__name__)
@@ -60,10 +59,6 @@ Handler = Callable[[int, Any], int]
 PR_SET_NAME = 15
 MAX_ONESHOT_SHARERS = 64
 _VALID_RETURN = IRQ_HANDLED | IRQ_WAKE_THREAD
-KEEP_TAKEN_NS = 100_000  # how long a line given back may stay with takers (the spin
-# budget's reasoning: a few wake-ups' worth, what an interrupt may wait at most)...
-KEEP_AFTER_MISS = 64  # ...for this many give-backs after the dispatcher took an
-# interrupt that came within that time of a give-back (see take_while_waiting)
 
 
 def _default_primary(irq: int, dev_id: Any) -> int:
@@ -215,11 +210,6 @@ class IrqDomain:
         self._takers_poll = threading.local()  # each taker's poll object, kept
         self._takers_gone = threading.Condition(self._lock)
         self._release = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)  # set at close
-        self._kept: set[int] = set()  # lines given back, kept from the dispatcher a while
-        self._keep_timer = OneShotTimer()  # when the dispatcher watches them again
-        self._ep.register(self._keep_timer.fd, select.EPOLLIN)
-        self._given_back_at: dict[int, int] = {}  # irq -> when a taker last gave it back
-        self._keep_left: dict[int, int] = {}  # irq -> give-backs that keep it
         self._replay: set[IrqLine] = set()
         self._closing = False
         self._dispatcher: threading.Thread | None = None
@@ -294,14 +284,11 @@ class IrqDomain:
         ep = self._ep
         ctl = self._ctl
         by_fd = self._by_fd
-        given_back_at = self._given_back_at
         pending: dict[IrqLine, bool] = {}  # line -> known to be still active
         while True:
             for fd, _ev in ep.poll(0 if pending else -1):
                 line = by_fd.get(fd)
                 if line is not None:
-                    if time.monotonic_ns() - given_back_at.get(line.irq, 0) < KEEP_TAKEN_NS:
-                        self._keep_left[line.irq] = KEEP_AFTER_MISS  # a taker just missed it
                     if line.counter:
                         drain(fd)
                     else:  # readable once and for ever: take it as one edge
@@ -309,9 +296,6 @@ class IrqDomain:
                             del by_fd[fd]
                             ep.unregister(fd)
                     pending.setdefault(line, False)
-                elif fd == self._keep_timer.fd:
-                    self._keep_timer.consume()
-                    self._watch_kept()
                 elif fd == ctl:
                     drain(ctl)
                     if self._closing:
@@ -415,18 +399,10 @@ class IrqDomain:
         event loop) so wakes on the peer's interrupt itself, as a Pipe's reader wakes
         on the write, instead of through three threads (see docs/architecture.md,
         "Waiting").  The dispatcher stops watching the line meanwhile, and watches it
-        again as this returns, unless it has just taken an interrupt that came less
-        than :data:`KEEP_TAKEN_NS` after a give-back (a waiter that comes back, as a
-        ping-pong does, was late: preempted on a busy machine): then the next
-        :data:`KEEP_AFTER_MISS` give-backs keep the line from the dispatcher for
-        :data:`KEEP_TAKEN_NS` unless another wait takes it first, so that what comes
-        between two waits goes to the next wait (Linux's NAPI keeps a device's
-        interrupts suspended so while an application keeps polling,
-        ``irq_suspend_timeout``), at most that late.  Not always: that takes a timer
-        armed per wait, and arming one shorter than the scheduler tick reprograms the
-        CPU's timer (~15 us of CPU measured in a VM, a sixth of a blocking round
-        trip), for interrupts that an idle machine never sends between two waits.
-        One thread takes a line at a time: None means the line is taken by another, is
+        again as this returns: an interrupt between two waits goes through the
+        dispatcher (keeping the line from it a while longer needs a timer per wait,
+        which costs more than such interrupts: see docs/architecture.md).  One
+        thread takes a line at a time: None means the line is taken by another, is
         edge-triggered, or the domain is closing, and the caller waits the ordinary
         way.  Running from a line's thread function must not free or synchronize
         that line (``EDEADLK``, as from the action's own thread)."""
@@ -440,12 +416,7 @@ class IrqDomain:
                     return None
                 self._taken.add(irq)
                 self._takers += 1
-                if irq in self._kept:  # not watched since a taker gave it back
-                    self._kept.discard(irq)
-                    if not self._kept:
-                        self._keep_timer.arm(0)  # disarmed: the dispatcher need not wake
-                else:
-                    self._ep.modify(line.fd, 0)
+                self._ep.modify(line.fd, 0)
             try:
                 return self._take_until(line, fds, timeout, ready, held)
             except Held:  # a signal came while it slept: its handler runs as held exits
@@ -468,25 +439,7 @@ class IrqDomain:
                 if not self._takers:
                     self._takers_gone.notify_all()
                 return
-            left = self._keep_left.get(line.irq)
-            if left:
-                self._keep_left[line.irq] = left - 1
-                self._kept.add(line.irq)
-                self._keep_timer.arm(KEEP_TAKEN_NS)
-            else:
-                self._given_back_at[line.irq] = time.monotonic_ns()
-                self._ep.modify(line.fd, select.EPOLLIN)
-
-    def _watch_kept(self) -> None:
-        """The dispatcher again watches the lines takers gave back, now that none took
-        them within :data:`KEEP_TAKEN_NS` (the timer was armed at the last give-back);
-        what arrived meanwhile it sees at once (the lines are level: still readable)."""
-        with self._lock:
-            for irq in self._kept:
-                line = self._lines.get(irq)
-                if line is not None and line.fd >= 0:
-                    self._ep.modify(line.fd, select.EPOLLIN)
-            self._kept.clear()
+            self._ep.modify(line.fd, select.EPOLLIN)
 
     def _take_until(
         self,
@@ -871,7 +824,6 @@ class IrqDomain:
         self._lines.clear()
         self._by_fd.clear()
         self._ep.close()
-        self._keep_timer.close()
         os.close(self._ctl)
         self._ctl = -1
         os.close(self._release)
