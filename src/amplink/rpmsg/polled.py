@@ -61,7 +61,9 @@ class PolledLink(RpmsgLink):
 
     @abstractmethod
     def _drain_rx(self) -> int:
-        """Dispatch every received message; rx lock held. Returns how many."""
+        """Dispatch every message received so far (a backend may read its ring's index
+        once for the whole batch; what comes later, the next poll or notification
+        finds); rx lock held. Returns how many."""
 
     @abstractmethod
     def rx_pending(self) -> bool:
