@@ -55,9 +55,12 @@ class PolledLink(RpmsgLink):
         # _quiesced.
         self._users: list[None] = []
         self._quiesced: threading.Event | None = None
-        # rx_pending() without its failure test, for a poll that has just made it
-        # (a backend gives its ring's own test: one call less per poll)
+        # What busy_poll calls, where a backend can give its ring's own methods (one
+        # call less each): rx_pending() without its failure test (a poll has just made
+        # it), suppress_rx() and unsuppress_rx()
         self._rx_peek: Callable[[], bool] = self.rx_pending
+        self._suppress: Callable[[], None] = self.suppress_rx
+        self._unsuppress: Callable[[], bool] = self.unsuppress_rx
 
     @abstractmethod
     def _drain_rx(self) -> int:
@@ -136,11 +139,11 @@ class PolledLink(RpmsgLink):
         if not self.spin.enabled or not self._enter_memory():
             return False
         try:
-            self.suppress_rx()
+            self._suppress()
             try:
                 return self.spin.spin(lambda: self._poll_once(ready))
             finally:
-                if self.failure is None and self.unsuppress_rx():
+                if self.failure is None and self._unsuppress():
                     self._drain(blocking=True)
         finally:
             self._leave_memory()

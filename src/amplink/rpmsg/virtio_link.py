@@ -452,7 +452,9 @@ class VirtioRpmsgHost(VirtioRpmsgLink):
         self._da_to_off = self._pool_off - pool_da  # a buffer's offset minus its address
         self._next_unused_tx = 0
         self._spare_tx: list[int] = []  # taken for zero copy, then not sent
-        self._rx_peek = self._rx_vq.has_used
+        self._rx_peek = self._rx_vq.has_used  # (see PolledLink.__init__)
+        self._suppress = self._rx_vq.disable_cb
+        self._unsuppress = self._rx_vq.enable_cb
         self._rx_vq.reset_ring()
         self._tx_vq.reset_ring()
         for i in range(self._n_rx):
@@ -605,7 +607,9 @@ class VirtioRpmsgRemote(VirtioRpmsgLink):
         self._peer_reset = vdev.peer_reset
         self._tx_vq = tx
         self._rx_vq = rx
-        self._rx_peek = rx.has_avail
+        self._rx_peek = rx.has_avail  # (see PolledLink.__init__)
+        self._suppress = rx.disable_notify
+        self._unsuppress = rx.enable_notify
         self._spare_tx: list[tuple[int, int, int]] = []  # taken, then not sent: kept
         tx.disable_notify()  # no kick when the host returns RX buffers, unless we wait
 
