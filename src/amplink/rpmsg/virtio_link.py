@@ -507,10 +507,10 @@ class VirtioRpmsgHost(VirtioRpmsgLink):
             assert got is not None
             token = got[0]
         else:  # the common case: the buffer the device returned first
-            used = vq.get_many(1)
-            if not used:
+            used = vq.get()
+            if used is None:
                 return None
-            token = used[0][0]
+            token = used[0]
         off = self._tx_off0 + token * self._tx_size  # n <= mtu: the buffer holds it
         _HDR.pack_into(self._mem, off, src, dst, 0, n, 0)
         self._map[off + _HDR_SIZE : off + _HDR_SIZE + n] = data
@@ -616,19 +616,15 @@ class VirtioRpmsgRemote(VirtioRpmsgLink):
     def _take_tx(self) -> tuple[int, int, int] | None:
         if self._spare_tx:
             return self._spare_tx.pop()
-        got = self._tx_vq.get_many(1)
-        return got[0] if got else None
+        return self._tx_vq.get()
 
     def _try_send(self, src: int, dst: int, data: bytes, n: int) -> bool | None:
         if self.failure is not None:
             raise self.dead_error()
-        if self._spare_tx:
-            head, off, cap = self._spare_tx.pop()
-        else:
-            got = self._tx_vq.get_many(1)
-            if not got:
-                return None
-            head, off, cap = got[0]
+        got = self._spare_tx.pop() if self._spare_tx else self._tx_vq.get()
+        if got is None:
+            return None
+        head, off, cap = got
         if _HDR_SIZE + n > cap:
             self._return_tx(head, off, cap)
             raise RpmsgError(

@@ -163,9 +163,29 @@ class VirtqueueDriver(_Vring):
         return self._used_h[1] != self._last_used
 
     def get(self) -> tuple[int, int] | None:
-        """Reclaim the next used buffer as ``(token, written_len)``, or None if none."""
-        got = self.get_many(1)
-        return got[0] if got else None
+        """Reclaim the next used buffer as ``(token, written_len)``, or None if none.
+
+        The one-buffer case of :meth:`get_many` (a sender's), without a batch's list."""
+        if self.broken is not None:
+            raise self.broken
+        lu = self._last_used
+        ui = self._used_h[1]
+        if ui == lu:
+            return None
+        free = self._free
+        if (ui - lu) & 0xFFFF > self.num - len(free):
+            raise self._used_jump(lu, ui)
+        slot = 2 * (lu & self.mask)
+        d = self._used_e[slot]
+        written = self._used_e[slot + 1]
+        if d >= self.num or (token := self._tokens[d]) == _FREE or written > self._lens[d]:
+            raise self._bad_used(d, written)
+        self._tokens[d] = _FREE
+        free.append(d)
+        self._last_used = (lu + 1) & 0xFFFF
+        if TRACER.enabled:
+            TRACER.event("virtio", "get", vq=self.name, desc=d, len=written)
+        return token, written
 
     def get_many(self, limit: int = 0xFFFF) -> list[tuple[int, int]]:
         """Reclaim the used buffers the device has returned, up to ``limit``, as
@@ -183,10 +203,7 @@ class VirtqueueDriver(_Vring):
         free = self._free
         count = (ui - lu) & 0xFFFF
         if count > self.num - len(free):
-            raise self._break(
-                f"used index moved from {lu} to {ui} ({count} entries) but only "
-                f"{self.num - len(free)} buffers are outstanding"
-            )
+            raise self._used_jump(lu, ui)
         elems = self._used_e
         tokens = self._tokens
         lens = self._lens
@@ -209,6 +226,13 @@ class VirtqueueDriver(_Vring):
                 TRACER.event("virtio", "get", vq=self.name, desc=d, len=written)
         self._last_used = lu
         return got
+
+    def _used_jump(self, lu: int, ui: int) -> VirtqueueError:
+        """Break the queue: the used index moved past what is outstanding."""
+        return self._break(
+            f"used index moved from {lu} to {ui} ({(ui - lu) & 0xFFFF} entries) but only "
+            f"{self.num - len(self._free)} buffers are outstanding"
+        )
 
     def _bad_used(self, d: int, written: int) -> VirtqueueError:
         """Break the queue on used element ``(d, written)``, saying what is wrong."""
@@ -271,10 +295,36 @@ class VirtqueueDevice(_Vring):
         return self._avail[1] != self._last_avail
 
     def get(self) -> tuple[int, int, int] | None:
-        """Take the next buffer as ``(head, offset, length)``, or None (see
-        :meth:`get_many`)."""
-        got = self.get_many(1)
-        return got[0] if got else None
+        """Take the next buffer as ``(head, offset, length)``, or None: the one-buffer
+        case of :meth:`get_many` (a sender's), without a batch's list."""
+        if self.broken is not None:
+            raise self.broken
+        la = self._last_avail
+        ai = self._avail[1]
+        if ai == la:
+            return None
+        if (ai - la) & 0xFFFF > self.num - self._held_count:
+            raise self._avail_jump(la, ai)
+        head = self._avail[2 + (la & self.mask)]
+        if head >= self.num or self._held[head]:
+            raise self._break(self._bad_head(head))
+        flags = self._desc_h[8 * head + 6]  # read once: the driver may flip it meanwhile
+        if flags != self._want_write and (error := self._flags_error(head, flags)):
+            raise self._break(error)
+        addr = self._desc_q[2 * head]
+        length = self._desc_i[4 * head + 2]
+        xaddr, xlen, offset = self._xlated[head]
+        if xaddr != addr or xlen != length:
+            if error := self._translate_desc(head, addr, length):
+                raise self._break(error)
+            offset = self._xlated[head][2]
+        self._held[head] = 1
+        self._held_len[head] = length
+        self._held_count += 1
+        self._last_avail = (la + 1) & 0xFFFF
+        if TRACER.enabled:
+            TRACER.event("virtio", "get", vq=self.name, desc=head, len=length)
+        return head, offset, length
 
     def get_many(self, limit: int = 0xFFFF) -> list[tuple[int, int, int]]:
         """Take the buffers the driver made available, up to ``limit``, each as
@@ -296,46 +346,31 @@ class VirtqueueDevice(_Vring):
             return []
         count = (ai - la) & 0xFFFF
         if count > self.num - self._held_count:
-            raise self._break(
-                f"avail index moved from {la} to {ai} ({count} entries) but the "
-                f"driver can only have {self.num - self._held_count} buffers available"
-            )
+            raise self._avail_jump(la, ai)
         got: list[tuple[int, int, int]] = []
-        held = self._held
-        held_len = self._held_len
-        xlated = self._xlated
-        desc_q = self._desc_q
-        desc_i = self._desc_i
-        desc_h = self._desc_h
-        want = self._want_write
-        mask = self.mask
-        num = self.num
+        held = self._held  # (few locals: most calls take one buffer)
         for _ in range(count if count < limit else limit):
-            head = avail[2 + (la & mask)]
-            error = None
-            if head >= num or held[head]:
-                error = self._bad_head(head)
-            else:
-                flags = desc_h[8 * head + 6]  # read once: the driver may flip it meanwhile
-                if flags != want:
-                    error = self._flags_error(head, flags)
-            if error is not None:
+            head = avail[2 + (la & self.mask)]
+            if head >= self.num or held[head]:
                 if got:
                     break  # returned first; the next call breaks on it
+                raise self._break(self._bad_head(head))
+            flags = self._desc_h[8 * head + 6]  # read once: the driver may flip it meanwhile
+            if flags != self._want_write and (error := self._flags_error(head, flags)):
+                if got:
+                    break
                 raise self._break(error)
-            addr = desc_q[2 * head]
-            length = desc_i[4 * head + 2]
-            xaddr, xlen, offset = xlated[head]
+            addr = self._desc_q[2 * head]
+            length = self._desc_i[4 * head + 2]
+            xaddr, xlen, offset = self._xlated[head]
             if xaddr != addr or xlen != length:
-                try:
-                    offset = self._translate(addr, length)
-                except AddressError as exc:
+                if error := self._translate_desc(head, addr, length):
                     if got:
-                        break  # returned first; the next call breaks on it
-                    raise self._break(f"descriptor {head}: {exc.strerror}") from None
-                xlated[head] = (addr, length, offset)
+                        break
+                    raise self._break(error)
+                offset = self._xlated[head][2]
             held[head] = 1
-            held_len[head] = length
+            self._held_len[head] = length
             got.append((head, offset, length))
             la = (la + 1) & 0xFFFF
             if TRACER.enabled:
@@ -343,6 +378,23 @@ class VirtqueueDevice(_Vring):
         self._held_count += len(got)
         self._last_avail = la
         return got
+
+    def _translate_desc(self, head: int, addr: int, length: int) -> str | None:
+        """Find where descriptor ``head``'s buffer lies in the window and remember it
+        in ``_xlated`` (for the next time it comes with the same address and length);
+        what is wrong if it does not lie inside."""
+        try:
+            self._xlated[head] = (addr, length, self._translate(addr, length))
+        except AddressError as exc:
+            return f"descriptor {head}: {exc.strerror}"
+        return None
+
+    def _avail_jump(self, la: int, ai: int) -> VirtqueueError:
+        """Break the queue: the avail index moved past what the driver can have."""
+        return self._break(
+            f"avail index moved from {la} to {ai} ({(ai - la) & 0xFFFF} entries) but the "
+            f"driver can only have {self.num - self._held_count} buffers available"
+        )
 
     def _bad_head(self, head: int) -> str:
         """What is wrong with avail entry ``head`` (out of range, or held already)."""
@@ -377,24 +429,22 @@ class VirtqueueDevice(_Vring):
         if self.broken is not None:
             raise self.broken
         held = self._held
-        held_len = self._held_len
         elems = self._used_e
-        mask = self.mask
         ui = self._used_idx
         for head in heads:
             if not 0 <= head < self.num or not held[head]:
                 raise ValueError(f"descriptor {head} is not held by the device")
-            n = held_len[head] if self._whole_used else written
-            if not 0 <= n <= held_len[head]:
-                raise ValueError(f"written length {n} exceeds buffer {held_len[head]}")
-            slot = 2 * (ui & mask)
+            n = self._held_len[head] if self._whole_used else written
+            if not 0 <= n <= self._held_len[head]:
+                raise ValueError(f"written length {n} exceeds buffer {self._held_len[head]}")
+            slot = 2 * (ui & self.mask)
             elems[slot] = head
             elems[slot + 1] = n
             held[head] = 0
+            self._held_count -= 1
             ui = (ui + 1) & 0xFFFF
             if TRACER.enabled:
                 TRACER.event("virtio", "put", vq=self.name, desc=head, len=n)
-        self._held_count -= len(heads)
         self._used_idx = ui
         self._used_h[1] = ui  # publish after the elements (x86 TSO)
         if notify_needed:
