@@ -129,7 +129,16 @@ class AdaptiveSpin:
         while True:
             for _ in range(POLLS_PER_LOOK):
                 if ready():
-                    return self._hit(probing)
+                    self.hits += 1
+                    if probing:
+                        self.budget_ns = self.max_spin_ns
+                        self._window_hits = self._window_total = 0
+                        return True
+                    self._window_hits += 1
+                    self._window_total += 1
+                    if self._window_total >= WINDOW:
+                        self._close_window()
+                    return True
             t = now()
             if t - last > PREEMPTED_NS:
                 self._preempted()
@@ -140,15 +149,6 @@ class AdaptiveSpin:
         self.misses += 1
         self._missed_at = now()  # counted at the next spin, unless that is much later
         return False
-
-    def _hit(self, probing: bool) -> bool:
-        self.hits += 1
-        if probing:
-            self.budget_ns = self.max_spin_ns
-            self._window_hits = self._window_total = 0
-        else:
-            self._account(True)
-        return True
 
     def _preempted(self) -> None:
         """The CPU was taken away mid-spin: stop spinning for a while (see the module
@@ -161,14 +161,13 @@ class AdaptiveSpin:
     def _count_miss(self) -> None:
         """Count the last miss, unless the wait that followed it was an idle one."""
         if self._clock() - self._missed_at < IDLE_NS:
-            self._account(False)
+            self._window_total += 1
+            if self._window_total >= WINDOW:
+                self._close_window()
         self._missed_at = 0
 
-    def _account(self, hit: bool) -> None:
-        self._window_hits += hit
-        self._window_total += 1
-        if self._window_total < WINDOW:
-            return
+    def _close_window(self) -> None:
+        """A window of waits is complete: keep the full budget, or cut it."""
         if self._window_hits * 8 < self._window_total:
             budget = self.budget_ns // 4
             self.budget_ns = budget if budget >= MIN_USEFUL_SPIN_NS else 0

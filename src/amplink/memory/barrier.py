@@ -31,7 +31,22 @@ relies on what the hardware and CPython guarantee, and on nothing else:
 x86-64 (about 100 ns).  Each thread fences on a lock of its own, so the fence never
 waits for another thread: one lock for the whole process made every link, IRQ thread
 and spinning waiter contend for it, and a thread switch inside the fence then cost a
-futex wake-up.
+futex wake-up.  A virtqueue's producer side (``kick_needed`` after ``add``,
+``notify_needed`` after ``put``) fences the same way on a lock of the queue's own
+instead: its caller already serialises that side (the link's TX or receive lock), so
+no other thread ever holds it, and the message path saves the thread-local look-up
+and a call (each fence is two atomic instructions, acquire and release; a Python
+``with`` on a lock costs twice the two explicit calls, so the path uses the calls).
+
+How few fences the message path needs, and why no others: per message a sender
+fences once (after publishing its index, before reading the peer's suppression flag)
+and a receiver once per drain (after giving its buffers back, before reading the
+peer's flag), plus once when a poller re-enables notifications.  Everything else is
+publishing (store the entry, then the index) and consuming (load the index, then the
+entry), which x86-64 keeps in order by itself (point 3); batching a drain (one load
+of the index for everything it takes, one store of the used index for everything it
+gives back) keeps that order, since each index is still stored after, and loaded
+before, the entries it covers.
 
 Point 3 does not hold on weakly ordered CPUs (ARM, POWER, RISC-V), where the publishing
 stores and the consuming loads would need release and acquire barriers that Python

@@ -208,9 +208,10 @@ class Core:
         timeout_ms = hw.watchdog_ms // 2 if hw.watchdog_ms else -1
         timeout = timeout_ms / 1000 if timeout_ms >= 0 else None
         take = hw.take_notifications
+        shutdown_requested = hw.shutdown_requested.is_set
         polling = False  # host notifications suppressed: we look at the ring ourselves
-        while not self._stopping:
-            if hw.shutdown_requested.is_set():
+        while not self._stopping:  # once per message while messages keep coming
+            if shutdown_requested():
                 self._graceful_shutdown()
                 return
             if link.peer_reset():  # the host reset the vdev (it detached): before the

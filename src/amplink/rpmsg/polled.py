@@ -28,6 +28,8 @@ from amplink.errors import FifoError, VirtqueueError
 from amplink.rpmsg.core import RpmsgLink
 from amplink.wait import AdaptiveSpin, Wakeup
 
+get_ident = threading.get_ident
+
 _T = TypeVar("_T")
 FIRST_WAIT_SLICE = 50e-6  # a blocked sender's first sleep, doubled up to...
 MAX_WAIT_SLICE = 0.01  # ...this, between two looks when no notification woke it
@@ -47,13 +49,24 @@ class PolledLink(RpmsgLink):
         self._tx_waiters = 0  # senders waiting in _send_wait (counted under the TX lock)
         self._tx_wakeup: Wakeup | None = None  # what they sleep on (made by the first)
         self.fail_listeners.append(self._release_senders)
-        self._users = 0  # spinning waiters reading shared memory outside the locks
-        self._users_cond = threading.Condition(threading.Lock())
-        self._quiescing = False  # quiesce() waits: the last user must notify
+        # One entry per spinning waiter reading shared memory outside the locks (a list:
+        # append and pop are atomic under the GIL, a lock would cost two atomic
+        # instructions per wait); quiesce() waits until it is empty: the last user sets
+        # _quiesced.
+        self._users: list[None] = []
+        self._quiesced: threading.Event | None = None
+        # What busy_poll calls, where a backend can give its ring's own methods (one
+        # call less each): rx_pending() without its failure test (a poll has just made
+        # it), suppress_rx() and unsuppress_rx()
+        self._rx_peek: Callable[[], bool] = self.rx_pending
+        self._suppress: Callable[[], None] = self.suppress_rx
+        self._unsuppress: Callable[[], bool] = self.unsuppress_rx
 
     @abstractmethod
     def _drain_rx(self) -> int:
-        """Dispatch every received message; rx lock held. Returns how many."""
+        """Dispatch every message received so far (a backend may read its ring's index
+        once for the whole batch; what comes later, the next poll or notification
+        finds); rx lock held. Returns how many."""
 
     @abstractmethod
     def rx_pending(self) -> bool:
@@ -84,14 +97,21 @@ class PolledLink(RpmsgLink):
         """Take the receive context (or give up at once if it is busy and not
         ``blocking``) and drain; a ring the peer broke fails the link once the rx lock
         is free again, so that no failure listener runs under it."""
-        if not self._rx_lock.acquire(blocking):
+        lock = self._rx_lock
+        if not lock.acquire(blocking):
             return 0
         try:
-            return self._drain_locked()
+            if self.failure is not None:
+                return 0
+            self._rx_owner = get_ident()  # as _drain_locked, one call less per message
+            try:
+                return self._drain_rx()
+            finally:
+                self._rx_owner = 0
         except self.broken_by_peer as exc:
             broken = exc
         finally:
-            self._rx_lock.release()
+            lock.release()
         self.fail(broken)  # type: ignore[arg-type]
         return 0
 
@@ -99,19 +119,19 @@ class PolledLink(RpmsgLink):
         """Drain with the rx lock held; raises one of ``broken_by_peer``."""
         if self.failure is not None:
             return 0
-        self._rx_owner = threading.get_ident()
+        self._rx_owner = get_ident()
         try:
             return self._drain_rx()
         finally:
             self._rx_owner = 0
 
     def in_rx_context(self) -> bool:
-        return self._rx_owner == threading.get_ident()
+        return self._rx_owner == get_ident()
 
     def _poll_once(self, ready: Callable[[], bool]) -> bool:
         if self.failure is not None:
             return True  # stop spinning: the caller finds out why
-        if self.rx_pending():
+        if self._rx_peek():
             self._drain(blocking=False)
         return ready()
 
@@ -119,12 +139,12 @@ class PolledLink(RpmsgLink):
         if not self.spin.enabled or not self._enter_memory():
             return False
         try:
-            self.suppress_rx()
+            self._suppress()
             try:
                 return self.spin.spin(lambda: self._poll_once(ready))
             finally:
-                if self.failure is None and self.unsuppress_rx():
-                    self.poll_rx()
+                if self.failure is None and self._unsuppress():
+                    self._drain(blocking=True)
         finally:
             self._leave_memory()
 
@@ -199,7 +219,7 @@ class PolledLink(RpmsgLink):
         take = self.take_notifications
         if (
             take is None
-            or self._rx_owner == threading.get_ident()
+            or self._rx_owner == get_ident()
             or take((wakeup.fileno(),), timeout, None) is None
         ):
             wakeup.wait(timeout)
@@ -217,24 +237,27 @@ class PolledLink(RpmsgLink):
         """Count this thread as reading shared memory outside the locks (a spinning
         waiter), so that :meth:`quiesce` waits for it; False once the link has failed
         (then nothing is counted and the memory must not be touched)."""
-        with self._users_cond:
-            if self.failure is not None:
-                return False
-            self._users += 1
-            return True
+        self._users.append(None)  # first: quiesce() then waits for us, or...
+        if self.failure is not None:  # ...we see the failure it comes after
+            self._leave_memory()
+            return False
+        return True
 
     def _leave_memory(self) -> None:
-        with self._users_cond:
-            self._users -= 1
-            if self._quiescing:
-                self._users_cond.notify_all()
+        users = self._users
+        users.pop()
+        if not users and self._quiesced is not None:  # quiesce() made it before it looked
+            self._quiesced.set()
 
     def quiesce(self, timeout: float = 5.0) -> bool:
         """After :meth:`fail`: wait until no thread touches the shared memory any more,
         so that it can be unmapped.  False if some thread did not let go in time."""
-        with self._users_cond:
-            self._quiescing = True
-            done = self._users_cond.wait_for(lambda: self._users == 0, timeout)
+        quiesced = self._quiesced
+        if quiesced is None:
+            quiesced = self._quiesced = threading.Event()
+        if not self._users:  # looked at after the event exists: see _leave_memory
+            quiesced.set()
+        done = quiesced.wait(timeout)
         with self._rx_lock, self._tx_lock:
             pass  # whoever held them has checked the failure and let go
         return done

@@ -20,7 +20,8 @@ per buffer, and a device seeing a chain reports it as an error rather than guess
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Sequence
 from typing import Literal, Protocol
 
 from amplink.errors import AddressError, VirtqueueError
@@ -67,6 +68,9 @@ class _Vring:
         self._used_h = window.cast(parts.used, 4, "H")
         self._used_e = window.cast(parts.used + 4, parts.used_size - 6, "I")
         self.broken: VirtqueueError | None = None
+        # What the producer side fences on (kick_needed, notify_needed): the caller
+        # serialises a queue's producer side, so nobody else ever holds it.
+        self._fence = threading.Lock()
 
     def _break(self, message: str) -> VirtqueueError:
         self.broken = VirtqueueError(self.name, message)
@@ -108,8 +112,13 @@ class VirtqueueDriver(_Vring):
         """Descriptors not in use."""
         return len(self._free)
 
-    def add(self, addr: int, length: int, writable: bool, token: int) -> None:
-        """Post one buffer; ``token`` (>= 0) comes back from :meth:`get` with it."""
+    def add(
+        self, addr: int, length: int, writable: bool, token: int, *, kick_needed: bool = False
+    ) -> bool:
+        """Post one buffer; ``token`` (>= 0) comes back from :meth:`get` with it.
+
+        With ``kick_needed``, also answer :meth:`kick_needed` in the same call (a
+        sender's common case: one call per message instead of two); else False."""
         if self.broken is not None:
             raise self.broken
         free = self._free
@@ -134,10 +143,19 @@ class VirtqueueDriver(_Vring):
         avail[1] = ai  # publish: the entry above is written first (x86 TSO)
         if TRACER.enabled:
             TRACER.event("virtio", "add", vq=self.name, desc=d, len=length)
+        if kick_needed:
+            fence = self._fence
+            fence.acquire()
+            fence.release()
+            return not self._used_h[0] & VRING_USED_F_NO_NOTIFY
+        return False
 
     def kick_needed(self) -> bool:
-        """Whether the device asked to be notified (``VRING_USED_F_NO_NOTIFY`` clear)."""
-        full_fence()
+        """Whether the device asked to be notified (``VRING_USED_F_NO_NOTIFY`` clear);
+        the caller serialises it with :meth:`add`."""
+        fence = self._fence
+        fence.acquire()
+        fence.release()
         return not self._used_h[0] & VRING_USED_F_NO_NOTIFY
 
     def has_used(self) -> bool:
@@ -145,40 +163,86 @@ class VirtqueueDriver(_Vring):
         return self._used_h[1] != self._last_used
 
     def get(self) -> tuple[int, int] | None:
-        """Reclaim the next used buffer as ``(token, written_len)``, or None if none."""
+        """Reclaim the next used buffer as ``(token, written_len)``, or None if none.
+
+        The one-buffer case of :meth:`get_many` (a sender's), without a batch's list."""
         if self.broken is not None:
             raise self.broken
         lu = self._last_used
-        used = self._used_h
-        ui = used[1]
+        ui = self._used_h[1]
         if ui == lu:
             return None
         free = self._free
         if (ui - lu) & 0xFFFF > self.num - len(free):
-            raise self._break(
-                f"used index moved from {lu} to {ui} ({(ui - lu) & 0xFFFF} entries) but only "
-                f"{self.num - len(free)} buffers are outstanding"
-            )
+            raise self._used_jump(lu, ui)
         slot = 2 * (lu & self.mask)
-        elems = self._used_e
-        d = elems[slot]
-        written = elems[slot + 1]
-        if d >= self.num:
-            raise self._break(f"used id {d} is out of range (num {self.num})")
-        tokens = self._tokens
-        token = tokens[d]
-        if token == _FREE:
-            raise self._break(f"device returned descriptor {d}, which was not outstanding")
-        if written > self._lens[d]:
-            raise self._break(
-                f"device wrote {written} bytes into descriptor {d} of {self._lens[d]} bytes"
-            )
-        tokens[d] = _FREE
+        d = self._used_e[slot]
+        written = self._used_e[slot + 1]
+        if d >= self.num or (token := self._tokens[d]) == _FREE or written > self._lens[d]:
+            raise self._bad_used(d, written)
+        self._tokens[d] = _FREE
         free.append(d)
         self._last_used = (lu + 1) & 0xFFFF
         if TRACER.enabled:
             TRACER.event("virtio", "get", vq=self.name, desc=d, len=written)
         return token, written
+
+    def get_many(self, limit: int = 0xFFFF) -> list[tuple[int, int]]:
+        """Reclaim the used buffers the device has returned, up to ``limit``, as
+        ``(token, written_len)`` in ring order, reading the used index once.
+
+        Every entry is checked: one that cannot be right breaks the queue
+        (:class:`VirtqueueError`) when it is the first to take; after good ones, those
+        are returned and the next call breaks on it, as one :meth:`get` at a time would."""
+        if self.broken is not None:
+            raise self.broken
+        lu = self._last_used
+        ui = self._used_h[1]
+        if ui == lu:
+            return []
+        free = self._free
+        count = (ui - lu) & 0xFFFF
+        if count > self.num - len(free):
+            raise self._used_jump(lu, ui)
+        elems = self._used_e
+        tokens = self._tokens
+        lens = self._lens
+        mask = self.mask
+        num = self.num
+        got: list[tuple[int, int]] = []
+        for _ in range(count if count < limit else limit):
+            slot = 2 * (lu & mask)
+            d = elems[slot]
+            written = elems[slot + 1]
+            if d >= num or tokens[d] == _FREE or written > lens[d]:
+                if got:
+                    break  # returned first; the next call breaks on it
+                raise self._bad_used(d, written)
+            got.append((tokens[d], written))
+            tokens[d] = _FREE
+            free.append(d)
+            lu = (lu + 1) & 0xFFFF
+            if TRACER.enabled:
+                TRACER.event("virtio", "get", vq=self.name, desc=d, len=written)
+        self._last_used = lu
+        return got
+
+    def _used_jump(self, lu: int, ui: int) -> VirtqueueError:
+        """Break the queue: the used index moved past what is outstanding."""
+        return self._break(
+            f"used index moved from {lu} to {ui} ({(ui - lu) & 0xFFFF} entries) but only "
+            f"{self.num - len(self._free)} buffers are outstanding"
+        )
+
+    def _bad_used(self, d: int, written: int) -> VirtqueueError:
+        """Break the queue on used element ``(d, written)``, saying what is wrong."""
+        if d >= self.num:
+            return self._break(f"used id {d} is out of range (num {self.num})")
+        if self._tokens[d] == _FREE:
+            return self._break(f"device returned descriptor {d}, which was not outstanding")
+        return self._break(
+            f"device wrote {written} bytes into descriptor {d} of {self._lens[d]} bytes"
+        )
 
     def outstanding_tokens(self) -> list[int]:
         """Tokens of buffers the device has not returned (reclaim used ones first)."""
@@ -231,44 +295,30 @@ class VirtqueueDevice(_Vring):
         return self._avail[1] != self._last_avail
 
     def get(self) -> tuple[int, int, int] | None:
-        """Take the next buffer as ``(head, offset, length)``, or None.
-
-        ``offset`` is where the buffer lies in the window (already bounds-checked);
-        ``length`` is a private copy, immune to later rewrites of the descriptor.  Every
-        buffer of a queue goes one way (``writable`` at construction); a descriptor with
-        the other direction breaks the queue.
-        """
+        """Take the next buffer as ``(head, offset, length)``, or None: the one-buffer
+        case of :meth:`get_many` (a sender's), without a batch's list."""
         if self.broken is not None:
             raise self.broken
         la = self._last_avail
-        avail = self._avail
-        ai = avail[1]
+        ai = self._avail[1]
         if ai == la:
             return None
         if (ai - la) & 0xFFFF > self.num - self._held_count:
-            raise self._break(
-                f"avail index moved from {la} to {ai} ({(ai - la) & 0xFFFF} entries) but the "
-                f"driver can only have {self.num - self._held_count} buffers available"
-            )
-        head = avail[2 + (la & self.mask)]
-        if head >= self.num:
-            raise self._break(f"avail ring names descriptor {head}, out of range (num {self.num})")
-        held = self._held
-        if held[head]:
-            raise self._break(f"descriptor {head} made available again while the device holds it")
-        flags = self._desc_h[8 * head + 6]
-        if flags != self._want_write:
-            self._check_flags(head, flags)
+            raise self._avail_jump(la, ai)
+        head = self._avail[2 + (la & self.mask)]
+        if head >= self.num or self._held[head]:
+            raise self._break(self._bad_head(head))
+        flags = self._desc_h[8 * head + 6]  # read once: the driver may flip it meanwhile
+        if flags != self._want_write and (error := self._flags_error(head, flags)):
+            raise self._break(error)
         addr = self._desc_q[2 * head]
         length = self._desc_i[4 * head + 2]
         xaddr, xlen, offset = self._xlated[head]
         if xaddr != addr or xlen != length:
-            try:
-                offset = self._translate(addr, length)
-            except AddressError as exc:
-                raise self._break(f"descriptor {head}: {exc.strerror}") from None
-            self._xlated[head] = (addr, length, offset)
-        held[head] = 1
+            if error := self._translate_desc(head, addr, length):
+                raise self._break(error)
+            offset = self._xlated[head][2]
+        self._held[head] = 1
         self._held_len[head] = length
         self._held_count += 1
         self._last_avail = (la + 1) & 0xFFFF
@@ -276,47 +326,140 @@ class VirtqueueDevice(_Vring):
             TRACER.event("virtio", "get", vq=self.name, desc=head, len=length)
         return head, offset, length
 
-    def _check_flags(self, head: int, flags: int) -> None:
-        """Break the queue on a chained, indirect or wrong-way descriptor."""
+    def get_many(self, limit: int = 0xFFFF) -> list[tuple[int, int, int]]:
+        """Take the buffers the driver made available, up to ``limit``, each as
+        ``(head, offset, length)``, in ring order, reading the avail index once.
+
+        ``offset`` is where the buffer lies in the window (already bounds-checked);
+        ``length`` is a private copy, immune to later rewrites of the descriptor.  Every
+        buffer of a queue goes one way (``writable`` at construction); a descriptor with
+        the other direction breaks the queue.  An entry that cannot be right breaks the
+        queue (:class:`VirtqueueError`) when it is the first to take; after good ones,
+        those are returned and the next call breaks on it.
+        """
+        if self.broken is not None:
+            raise self.broken
+        la = self._last_avail
+        avail = self._avail
+        ai = avail[1]
+        if ai == la:
+            return []
+        count = (ai - la) & 0xFFFF
+        if count > self.num - self._held_count:
+            raise self._avail_jump(la, ai)
+        got: list[tuple[int, int, int]] = []
+        held = self._held  # (few locals: most calls take one buffer)
+        for _ in range(count if count < limit else limit):
+            head = avail[2 + (la & self.mask)]
+            if head >= self.num or held[head]:
+                if got:
+                    break  # returned first; the next call breaks on it
+                raise self._break(self._bad_head(head))
+            flags = self._desc_h[8 * head + 6]  # read once: the driver may flip it meanwhile
+            if flags != self._want_write and (error := self._flags_error(head, flags)):
+                if got:
+                    break
+                raise self._break(error)
+            addr = self._desc_q[2 * head]
+            length = self._desc_i[4 * head + 2]
+            xaddr, xlen, offset = self._xlated[head]
+            if xaddr != addr or xlen != length:
+                if error := self._translate_desc(head, addr, length):
+                    if got:
+                        break
+                    raise self._break(error)
+                offset = self._xlated[head][2]
+            held[head] = 1
+            self._held_len[head] = length
+            got.append((head, offset, length))
+            la = (la + 1) & 0xFFFF
+            if TRACER.enabled:
+                TRACER.event("virtio", "get", vq=self.name, desc=head, len=length)
+        self._held_count += len(got)
+        self._last_avail = la
+        return got
+
+    def _translate_desc(self, head: int, addr: int, length: int) -> str | None:
+        """Find where descriptor ``head``'s buffer lies in the window and remember it
+        in ``_xlated`` (for the next time it comes with the same address and length);
+        what is wrong if it does not lie inside."""
+        try:
+            self._xlated[head] = (addr, length, self._translate(addr, length))
+        except AddressError as exc:
+            return f"descriptor {head}: {exc.strerror}"
+        return None
+
+    def _avail_jump(self, la: int, ai: int) -> VirtqueueError:
+        """Break the queue: the avail index moved past what the driver can have."""
+        return self._break(
+            f"avail index moved from {la} to {ai} ({(ai - la) & 0xFFFF} entries) but the "
+            f"driver can only have {self.num - self._held_count} buffers available"
+        )
+
+    def _bad_head(self, head: int) -> str:
+        """What is wrong with avail entry ``head`` (out of range, or held already)."""
+        if head >= self.num:
+            return f"avail ring names descriptor {head}, out of range (num {self.num})"
+        return f"descriptor {head} made available again while the device holds it"
+
+    def _flags_error(self, head: int, flags: int) -> str | None:
+        """What is wrong with descriptor ``head``'s ``flags`` (chained, indirect or
+        the wrong way), if anything."""
         if flags & (VRING_DESC_F_NEXT | VRING_DESC_F_INDIRECT):
-            raise self._break(
+            return (
                 f"descriptor {head} has flags {flags:#x}: chained and indirect descriptors "
                 "are not supported"
             )
-        if flags & VRING_DESC_F_WRITE != self._want_write:
-            got, want = (
-                ("writable", "readable") if self._want_write == 0 else ("readable", "writable")
-            )
-            raise self._break(
-                f"descriptor {head} is device-{got} but this queue carries device-{want} buffers"
-            )
+        if flags & VRING_DESC_F_WRITE == self._want_write:
+            return None
+        got, want = ("writable", "readable") if self._want_write == 0 else ("readable", "writable")
+        return f"descriptor {head} is device-{got} but this queue carries device-{want} buffers"
 
-    def put(self, head: int, written: int) -> None:
+    def put(self, head: int, written: int, *, notify_needed: bool = False) -> bool:
         """Return buffer ``head`` to the driver, saying ``written`` bytes were written
-        (the buffer's whole length instead, on a ``whole_used_len`` queue)."""
+        (the buffer's whole length instead, on a ``whole_used_len`` queue).
+
+        With ``notify_needed``, also answer :meth:`notify_needed` in the same call (a
+        sender's common case); else False."""
+        return self.put_many((head,), written, notify_needed=notify_needed)
+
+    def put_many(self, heads: Sequence[int], written: int, *, notify_needed: bool = False) -> bool:
+        """Return buffers ``heads`` (in that order), each with ``written`` bytes, and
+        publish the used index once; ``notify_needed`` as :meth:`put`."""
         if self.broken is not None:
             raise self.broken
-        if not 0 <= head < self.num or not self._held[head]:
-            raise ValueError(f"descriptor {head} is not held by the device")
-        if self._whole_used:
-            written = self._held_len[head]
-        if not 0 <= written <= self._held_len[head]:
-            raise ValueError(f"written length {written} exceeds buffer {self._held_len[head]}")
+        held = self._held
+        elems = self._used_e
         ui = self._used_idx
-        slot = 2 * (ui & self.mask)
-        self._used_e[slot] = head
-        self._used_e[slot + 1] = written
-        self._held[head] = 0
-        self._held_count -= 1
-        ui = (ui + 1) & 0xFFFF
+        for head in heads:
+            if not 0 <= head < self.num or not held[head]:
+                raise ValueError(f"descriptor {head} is not held by the device")
+            n = self._held_len[head] if self._whole_used else written
+            if not 0 <= n <= self._held_len[head]:
+                raise ValueError(f"written length {n} exceeds buffer {self._held_len[head]}")
+            slot = 2 * (ui & self.mask)
+            elems[slot] = head
+            elems[slot + 1] = n
+            held[head] = 0
+            self._held_count -= 1
+            ui = (ui + 1) & 0xFFFF
+            if TRACER.enabled:
+                TRACER.event("virtio", "put", vq=self.name, desc=head, len=n)
         self._used_idx = ui
-        self._used_h[1] = ui  # publish after the element (x86 TSO)
-        if TRACER.enabled:
-            TRACER.event("virtio", "put", vq=self.name, desc=head, len=written)
+        self._used_h[1] = ui  # publish after the elements (x86 TSO)
+        if notify_needed:
+            fence = self._fence
+            fence.acquire()
+            fence.release()
+            return not self._avail[0] & VRING_AVAIL_F_NO_INTERRUPT
+        return False
 
     def notify_needed(self) -> bool:
-        """Whether the driver wants an interrupt (``VRING_AVAIL_F_NO_INTERRUPT`` clear)."""
-        full_fence()
+        """Whether the driver wants an interrupt (``VRING_AVAIL_F_NO_INTERRUPT`` clear);
+        the caller serialises it with :meth:`put`."""
+        fence = self._fence
+        fence.acquire()
+        fence.release()
         return not self._avail[0] & VRING_AVAIL_F_NO_INTERRUPT
 
     def disable_notify(self) -> None:
