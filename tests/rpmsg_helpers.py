@@ -7,6 +7,7 @@ Notifications are only counted; the tests pump the receive paths explicitly
 (:meth:`Loop.pump`), so every exchange is deterministic and needs no thread.
 """
 
+import errno
 import itertools
 import threading
 from collections.abc import Callable
@@ -53,6 +54,13 @@ class Loop:
         return ept
 
     def close(self) -> None:
+        """As a stop does: both links fail (which releases their endpoints and their
+        blocked senders' wakeups at once, not when the garbage collector gets to them)
+        and let go of the memory, which is then unmapped."""
+        for link in (self.host, self.remote):
+            if link.failure is None:
+                link.fail(RpmsgError(errno.ESHUTDOWN, "the loop is closed"))
+            link.quiesce(10)
         self.region.close()
 
 
