@@ -204,6 +204,7 @@ def test_grants_double_a_streaming_senders_intents_up_to_the_limit(pair):
     while run_dry_and_ask(in_callback=False):
         pass
     assert sizes == [5, 10, 20, 40, 80, 160]  # then INTENTS_WANTED (128) are in flight
+    assert set(local.values()) == {1024}  # a 10-byte request gets MIN_GRANT bytes
     assert run_dry_and_ask(in_callback=True)  # in a callback it asks all the same...
     assert len(local) == g.MAX_INTENTS  # ...granted up to the limit, not 320
     assert run_dry_and_ask(in_callback=True)  # refused

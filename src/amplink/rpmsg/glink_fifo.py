@@ -10,8 +10,10 @@ and checked on every read, because a hostile peer can write anything there.
 Ordering: a writer copies the bytes, then publishes the head; a reader reads the head,
 then the bytes, and publishes the tail after it has copied them out.  x86-64 keeps
 stores in order and loads in order, which is all this needs (no fence: see
-:mod:`amplink.memory.barrier`); only the handshakes that decide a kick ("I am
-polling", "I wait for an intent") fence.
+:mod:`amplink.memory.barrier`); only the handshakes that decide a kick fence: "I am
+polling", "I wait for an intent", and a writer's look at the reader's tail against a
+reader's last look at the head before it stops reading (see
+:meth:`EdgeFifos.kick_needed`).
 Indices are read and written through a ``u32`` view of the header, one aligned 4-byte
 access each: ``struct.pack_into`` may copy byte by byte, and a peer on another CPU could
 then read half an old index and half a new one.
@@ -276,20 +278,19 @@ class EdgeFifos:
         return bool(self._words[self._peer_awaiting])
 
     def kick_needed(self, rx_done_only: bool = False) -> bool:
-        """After writing: whether to kick the peer.  Not while it polls its FIFO, not
-        for ``rx_done_only`` (nothing but intents given back) unless it waits for an
-        intent, and not while it has not read all that our last kick was for: a
-        kicked reader reads until its FIFO is empty and then, after a fence, looks at
-        the head once more (:meth:`FifoReader.moved`), so it will find this too.  A
-        True answer counts as the kick."""
+        """After writing: whether to kick the peer.  Not while it polls its FIFO.
+        While it waits for an intent, yes (its waiting sender is not reading).
+        Otherwise not for ``rx_done_only`` (nothing but intents given back), and not
+        while it has not read all that our last kick was for: a kicked reader reads
+        until its FIFO is empty and then, after a fence, looks at the head once more
+        (:meth:`FifoReader.moved`), so it will find this too.  A True answer counts
+        as the kick."""
         full_fence()
         words = self._words
         if words[self._peer_polling]:
             return False
-        if rx_done_only and not words[self._peer_awaiting]:
-            return False
         tx = self.tx
-        if not tx.read_past(self._kicked):
+        if not words[self._peer_awaiting] and (rx_done_only or not tx.read_past(self._kicked)):
             return False
         self._kicked = tx.total
         return True

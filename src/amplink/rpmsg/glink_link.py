@@ -24,11 +24,15 @@ How rpmsg maps onto it, as in Linux's ``qcom_glink_native``:
   once its message was consumed: after the endpoint's callback returned (or the message
   was queued for ``recv``), or, on a ``zero_copy`` endpoint that held the message
   (:class:`GlinkRxBuffer`), when it is released, as Linux's ``qcom_glink_rx_done``.
-  The remote writes it at once (what a dead core never consumed is counted from the
-  intents that did not come back); the host lets its ``RX_DONE`` s go with its next
-  command unless the remote waits for an intent, and neither side kicks the other for
+  The remote writes them after each batch it read (what a dead core never consumed
+  is counted from the intents that did not come back; a sender streaming to it finds
+  them without waiting); the host lets its ``RX_DONE`` s go with its next command
+  unless the remote waits for an intent, and neither side kicks the other for
   ``RX_DONE`` s alone unless it waits (see :mod:`amplink.wire.glink_edge`): one
-  notification per message, as over virtio.
+  notification per message, as over virtio.  A side reading its FIFO is not kicked
+  (it reads until the FIFO is empty), and a writer kicks once until the reader has
+  read what that kick was for.  A sender outside a callback asks for intents until
+  128 are in flight; each grant doubles the channel's.
 * **Chunking.**  Messages larger than a chunk (8 KiB, or half the FIFO if smaller) go as
   one ``TX_DATA`` and ``TX_DATA_CONT`` commands.
 * **Full FIFO.**  A sender that finds no room sends ``READ_NOTIF`` once (8 bytes are
@@ -152,6 +156,7 @@ class GlinkLink(PolledLink):
         self._awaiting = False  # what the peer was last told of both (set_awaiting_intents)
         self._wanted: dict[str, int] = {}  # channel -> size of the last send that could not go
         self._consumed: list[tuple[str, int]] = []  # (channel, intent): rx context only
+        self._quiet = False  # a drain told the peer not to kick (rx context only)
         self.fail_listeners.append(self._wake_all)
         self._tx_section = _TxSection(self)
         with self._locked():
@@ -417,6 +422,11 @@ class GlinkLink(PolledLink):
             self._check_open(name)
             return attempt()
 
+        if self.in_rx_context() and self._fifos.polling:
+            # This thread's drain (or spin) told the peer not to kick, but it will not
+            # read on while it waits here: the kick must wake it.
+            self._quiet = False
+            self._fifos.set_polling(False)
         self._intent_waiters += 1  # the peer kicks us for the intents it gives back,
         self._set_awaiting()  # from now on: the first attempt reads what came before
         try:
@@ -612,14 +622,13 @@ class GlinkLink(PolledLink):
         consumed = self._consumed
         fifos = self._fifos
         rx = self._rx
-        quiet = False  # this drain told the peer not to kick
         try:
             while True:
                 with lock:
                     self._pump_locked(flush=bool(consumed))
                     if not events:
-                        if quiet:
-                            quiet = False
+                        if self._quiet:
+                            self._quiet = False
                             fifos.set_polling(False)  # (fences)
                         else:
                             full_fence()
@@ -627,9 +636,9 @@ class GlinkLink(PolledLink):
                             continue
                         self._flush()
                         return delivered
-                if not quiet and not fifos.polling:
+                if not self._quiet and not fifos.polling:
                     fifos.set_polling(True)
-                    quiet = True
+                    self._quiet = True
                 while events:  # a reply sent from a callback takes the RX_DONEs along
                     event = events.popleft()
                     if not isinstance(event, MessageReceived):
@@ -649,7 +658,8 @@ class GlinkLink(PolledLink):
                         self._lend(ept, name, iid, data)
                         delivered += 1
         finally:
-            if quiet:
+            if self._quiet:
+                self._quiet = False
                 fifos.set_polling(False)
 
     def _pump_locked(self, flush: bool = True) -> None:

@@ -46,6 +46,7 @@ log = logging.getLogger(__name__)
 _RX_DONE_PACK = g.HDR.pack  # RX_DONE is a bare header
 DEFAULT_INTENTS = ((1024, 5),)  # (size, count) pairs advertised when a channel opens
 INTENTS_WANTED = 128  # a sender asks for intents until it has this many in flight
+MIN_GRANT = 1024  # the smallest intent granted on request (as the default ones)
 
 
 class RemoteOpened(NamedTuple):
@@ -508,9 +509,11 @@ class GlinkProtocol:
         if ch is None or not ch.lcid:
             return
         size = cmd.size
-        # Rounded up to a power of two: a sender whose messages keep growing by a few
-        # bytes then asks log2 times, not once per size (and never hits the limit).
-        grant = min(self.max_message, 1 << max(0, size - 1).bit_length())
+        # Rounded up to a power of two, and at least MIN_GRANT: a sender whose messages
+        # keep growing by a few bytes then asks log2 times, not once per size, and the
+        # intents it is given (see below) do not fill the channel's limit with ones too
+        # small for its next message.
+        grant = min(self.max_message, 1 << max(MIN_GRANT - 1, size - 1).bit_length())
         have = len(ch.local_intents)
         granted = (
             size <= self.max_message
