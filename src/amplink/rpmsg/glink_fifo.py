@@ -223,7 +223,7 @@ class FifoReader(_FifoEnd):
 class EdgeFifos:
     """One side's view of the edge at ``base`` in ``region``: its FIFO to write and its
     FIFO to read, and the words of both sides that say when to kick ("I am polling,
-    do not kick me"; "I wait for an intent, kick me for RX_DONEs too")."""
+    do not kick me"; "I wait for an intent, kick me after every write")."""
 
     def __init__(
         self,
@@ -267,7 +267,7 @@ class EdgeFifos:
 
     def set_awaiting_intents(self, awaiting: bool) -> None:
         """Tell the peer whether a sender here waits for an intent: then it kicks us
-        after writing only ``RX_DONE`` commands too.  Read our FIFO after setting it:
+        after every write, ``RX_DONE`` s alone too.  Read our FIFO after setting it:
         what the peer wrote before it saw the word came without a kick."""
         self._words[self._my_awaiting] = int(awaiting)
         full_fence()

@@ -33,10 +33,12 @@ offset word (all le32)
 ====== =============================================================================
 
 A writer kicks the reader after writing unless the reader's polling word (8/72) is
-set (it spins on its FIFO, or is reading it until it is empty), and kicks once until
-the reader's tail has passed what that kick was for: a kicked reader reads until its
-FIFO is empty, clears its polling word, and after a fence looks at the head once more
-before it stops, so what was written meanwhile is found without a kick.
+set (it spins on its FIFO, or is reading it until it is empty), and, unless a sender
+there waits for an intent (12/76, below), kicks once until the reader's tail has
+passed what that kick was for: a kicked reader reads until its FIFO is empty, clears
+its polling word, and after a fence looks at the head once more before it stops, so
+what was written meanwhile is found without a kick.  A sender that waits inside its
+side's receive context clears that side's polling word first: it is not reading on.
 
 A side that writes nothing but ``RX_DONE`` commands (intents given back) kicks the
 other only while the other's word at 12/76 says a sender there waits for an intent
