@@ -349,3 +349,89 @@ def test_the_host_gives_its_held_rx_dones_back_when_the_remote_waits(edge):
     edge.remote.handle_notify()
     assert ready.is_set()
     rept.trysend(b"again")
+
+
+def sink_channel(edge, callback):
+    """A channel named "sink" the remote receives on with ``callback``, and the host's
+    endpoint on it."""
+    edge.remote.endpoints.create(callback, name="sink")
+    edge.pump()
+    (dev,) = edge.bus.devices("sink")
+    ept = dev.create_ept()
+    edge.pump()
+    return ept
+
+
+def test_a_reader_is_kicked_once_until_it_has_read_what_the_kick_was_for(edge):
+    """A kicked reader reads until its FIFO is empty, then looks once more: what is
+    written before it has read that far needs no kick of its own."""
+    ept = edge.channel()
+    to_remote, to_host = edge.kicks["remote"], edge.kicks["host"]
+    for data in (b"a", b"b", b"c"):
+        ept.send(data)
+    assert edge.kicks["remote"] == to_remote + 1
+    assert edge.remote.poll_rx() == 3  # three echoes: one kick of the host
+    assert edge.kicks["host"] == to_host + 1
+    ept.send(b"d")  # the remote has read what the first kick was for
+    assert edge.kicks["remote"] == to_remote + 2
+    edge.pump()
+    assert [ept.recv(0).data for _ in range(4)] == [b"a", b"b", b"c", b"d"]
+
+
+def test_a_draining_reader_is_not_kicked_and_gives_intents_back_as_it_goes(edge):
+    """While the remote reads a stream the host keeps writing, the host does not kick
+    it, and the remote gives the intents of each batch back before the stream pauses
+    (a streaming sender finds them without waiting); after it, the host kicks again."""
+    got = []
+    intents_back = []
+
+    def sink(_ept, data, _src):
+        got.append(data)
+        intents_back.append(edge.host.rx_pending())
+        if len(got) < 10:
+            ept.send(b"%d" % len(got))  # the host sends on meanwhile
+
+    ept = sink_channel(edge, sink)
+    kicks = edge.kicks["remote"]
+    ept.send(b"0")
+    assert edge.kicks["remote"] == kicks + 1
+    assert edge.remote.poll_rx() == 10  # one drain reads them all...
+    assert edge.kicks["remote"] == kicks + 1  # ...without a kick for any of them
+    assert not intents_back[0] and all(intents_back[1:])  # back after each batch
+    edge.host.poll_rx()
+    assert len(edge.host.protocol.channel("sink").used_intents) == 0
+    ept.send(b"after")
+    assert edge.kicks["remote"] == kicks + 2
+
+
+def test_a_blocking_send_takes_the_intents_given_back_without_waiting(edge):
+    """The remote gives intents back without kicking a host that does not wait; a
+    blocking send that finds none free reads them itself before it would wait (and
+    ask to be kicked)."""
+    ept = sink_channel(edge, lambda *_: None)
+    told = []
+    fifos = edge.host._fifos
+    publish = fifos.set_awaiting_intents
+    fifos.set_awaiting_intents = lambda awaiting: (told.append(awaiting), publish(awaiting))
+    ch = edge.host.protocol.channel("sink")
+    while ch.free_intents:
+        ept.send(b"x")
+    kicks = edge.kicks["host"]
+    edge.remote.poll_rx()  # consumed: RX_DONEs written, no kick
+    assert edge.kicks["host"] == kicks and edge.host.rx_pending()
+    ept.send(b"y", timeout=0)
+    assert told == [] and edge.kicks["host"] == kicks
+
+
+def test_a_command_the_peer_never_completes_does_not_keep_a_drain_reading(edge):
+    """A hostile remote publishes the header of a message whose bytes never come: the
+    host's drain returns (it reads on only while the head moves), the link stays up."""
+    ept = edge.channel()
+    with edge.remote._tx_lock:
+        edge.remote._tx.write(g.data_header(g.TX_DATA, 1, 1, 100, 0))
+    drain = threading.Thread(target=edge.host.poll_rx, daemon=True)
+    drain.start()
+    drain.join(5)
+    assert not drain.is_alive() and edge.host.failure is None
+    assert edge.host.rx_pending()  # still there, for when (if) it is completed
+    assert ept.released is None

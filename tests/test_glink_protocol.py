@@ -152,7 +152,8 @@ def test_intent_requests_are_granted_rounded_up_or_refused(pair, caplog):
     assert host.intent_or_request("svc", 3000) is None  # asks the remote
     settle(host, remote)
     granted = host.channel("svc").free_intents
-    assert 4096 in granted.values()  # 3000 rounded up to a power of two
+    # 3000 rounded up to a power of two, as many as the channel had (5): doubled
+    assert list(granted.values()).count(4096) == 5
     assert host.intent_or_request("svc", 3000) is not None
     caplog.set_level(logging.WARNING)
     assert host.intent_or_request("svc", 5000) is None  # more than max_message
@@ -173,10 +174,41 @@ def test_a_sender_in_a_callback_asks_for_intents_beyond_the_pipeline(pair):
     while len(host.channel("svc").used_intents) < INTENTS_WANTED:
         if host.intent_or_request("svc", 10) is None:
             settle(host, remote)  # granted
+    while host.take_intent("svc", 10) is not None:
+        pass  # the grants overshoot: they double the channel's intents
     assert host.intent_or_request("svc", 10) is None and not host.output  # waits
     assert host.intent_or_request("svc", 10, in_callback=True) is None
     settle(host, remote)
     assert host.intent_or_request("svc", 10, in_callback=True) is not None
+
+
+def test_grants_double_a_streaming_senders_intents_up_to_the_limit(pair):
+    """A sender that runs dry asks for one intent at a time; each grant doubles what
+    the channel has, so a deep pipeline takes a few requests, and stops at MAX_INTENTS."""
+    host, remote = pair
+    for side in (remote, host):
+        side.open("svc")
+    settle(host, remote)
+    local = remote.channel("svc").local_intents
+    sizes = []
+
+    def run_dry_and_ask(in_callback: bool) -> bool:
+        while host.take_intent("svc", 10) is not None:
+            pass
+        sizes.append(len(local))
+        assert host.intent_or_request("svc", 10, in_callback=in_callback) is None
+        asked = bool(host.output)
+        settle(host, remote)
+        return asked
+
+    while run_dry_and_ask(in_callback=False):
+        pass
+    assert sizes == [5, 10, 20, 40, 80, 160]  # then INTENTS_WANTED (128) are in flight
+    assert set(local.values()) == {1024}  # a 10-byte request gets MIN_GRANT bytes
+    assert run_dry_and_ask(in_callback=True)  # in a callback it asks all the same...
+    assert len(local) == g.MAX_INTENTS  # ...granted up to the limit, not 320
+    assert run_dry_and_ask(in_callback=True)  # refused
+    assert len(local) == g.MAX_INTENTS
 
 
 def test_signals_become_flow_events(pair):

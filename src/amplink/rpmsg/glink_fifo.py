@@ -10,8 +10,10 @@ and checked on every read, because a hostile peer can write anything there.
 Ordering: a writer copies the bytes, then publishes the head; a reader reads the head,
 then the bytes, and publishes the tail after it has copied them out.  x86-64 keeps
 stores in order and loads in order, which is all this needs (no fence: see
-:mod:`amplink.memory.barrier`); only the handshakes that decide a kick ("I am
-polling", "I wait for an intent") fence.
+:mod:`amplink.memory.barrier`); only the handshakes that decide a kick fence: "I am
+polling", "I wait for an intent", and a writer's look at the reader's tail against a
+reader's last look at the head before it stops reading (see
+:meth:`EdgeFifos.kick_needed`).
 Indices are read and written through a ``u32`` view of the header, one aligned 4-byte
 access each: ``struct.pack_into`` may copy byte by byte, and a peer on another CPU could
 then read half an old index and half a new one.
@@ -119,6 +121,32 @@ class FifoWriter(_FifoEnd):
         self.total += moved
         self._words[self._mine_at] = pos  # after the bytes (x86 TSO: stores stay in order)
 
+    def put(self, hdr: bytes, data: bytes, total: int, keep: int) -> bool:
+        """Write a command of ``total`` bytes (``hdr``, then ``data``, then padding) and
+        publish it, if that leaves ``keep`` bytes free; whether it was written.  What
+        :meth:`free` and :meth:`write` do, in one call: every message goes here."""
+        tail: int = self._words[self._peer_at]
+        mask = self._mask
+        if tail > mask:
+            self._bad_index(tail)
+        pos = self._pos
+        if (tail - pos - 1) & mask < total + keep:
+            return False
+        mem, base = self._mem, self._base
+        start = base + pos
+        middle = start + len(hdr)
+        end = middle + len(data)
+        if end > base + self._size:  # it wraps
+            self.write(hdr, data, pad=total - len(hdr) - len(data))
+            return True
+        mem[start:middle] = hdr
+        mem[middle:end] = data
+        pos = (pos + total) & mask
+        self._pos = pos
+        self.total += total
+        self._words[self._mine_at] = pos  # after the bytes (x86 TSO: stores stay in order)
+        return True
+
     def read_past(self, mark: int) -> bool:
         """Whether the reader has taken the first ``mark`` bytes ever written (a
         :attr:`total` value, so that it means the same after the ring wraps)."""
@@ -141,10 +169,18 @@ class FifoReader(_FifoEnd):
             self._bad_index(head)
         return (head - self._pos) & self._mask
 
+    _seen = 0  # the head the last readable() found
+
     def pending(self) -> bool:
         """Whether the peer has written anything not yet taken (what a spinning poller
         asks: not checked, the read that follows checks the index)."""
         return bool(self._words[self._peer_at] != self._pos)
+
+    def moved(self) -> bool:
+        """Whether the peer wrote more since the last :meth:`readable` (unlike
+        :meth:`pending`, a command left incomplete there does not count: a reader
+        that reads until this is False stops even if a hostile peer never ends it)."""
+        return bool(self._words[self._peer_at] != self._seen)
 
     def readable(self) -> tuple[mmap.mmap, int, int, int]:
         """What the peer wrote, in place: ``(mapping, start, flat, n)``: ``n`` bytes
@@ -155,6 +191,7 @@ class FifoReader(_FifoEnd):
         head: int = self._words[self._peer_at]
         if head > self._mask:
             self._bad_index(head)
+        self._seen = head
         pos = self._pos
         if head >= pos:
             return self._mem, self._base + pos, head - pos, head - pos
@@ -186,7 +223,7 @@ class FifoReader(_FifoEnd):
 class EdgeFifos:
     """One side's view of the edge at ``base`` in ``region``: its FIFO to write and its
     FIFO to read, and the words of both sides that say when to kick ("I am polling,
-    do not kick me"; "I wait for an intent, kick me for RX_DONEs too")."""
+    do not kick me"; "I wait for an intent, kick me after every write")."""
 
     def __init__(
         self,
@@ -215,15 +252,22 @@ class EdgeFifos:
         self._peer_awaiting = theirs + _AWAITING
         words[self._my_polling] = 0
         words[self._my_awaiting] = 0
+        self.polling = False
+        self._kicked = 0  # tx.total when we last kicked the peer for what we wrote
 
     def set_polling(self, polling: bool) -> None:
-        """Tell the peer whether to skip its kick after writing (we are polling)."""
+        """Tell the peer whether to skip its kick after writing (we are polling, or
+        reading until the FIFO is empty); :attr:`polling` says what it was last told.
+        Read the FIFO after clearing it: what the peer wrote before it saw the word
+        came without a kick."""
+        self.polling = polling
         self._words[self._my_polling] = int(polling)
-        full_fence()
+        if not polling:
+            full_fence()  # (setting it needs none: a peer that missed it kicks once more)
 
     def set_awaiting_intents(self, awaiting: bool) -> None:
         """Tell the peer whether a sender here waits for an intent: then it kicks us
-        after writing only ``RX_DONE`` commands too.  Read our FIFO after setting it:
+        after every write, ``RX_DONE`` s alone too.  Read our FIFO after setting it:
         what the peer wrote before it saw the word came without a kick."""
         self._words[self._my_awaiting] = int(awaiting)
         full_fence()
@@ -234,11 +278,19 @@ class EdgeFifos:
         return bool(self._words[self._peer_awaiting])
 
     def kick_needed(self, rx_done_only: bool = False) -> bool:
-        """After writing: whether to kick the peer.  Not while it polls its FIFO, and
-        not for ``rx_done_only`` (nothing but intents given back) unless it waits for
-        an intent."""
+        """After writing: whether to kick the peer.  Not while it polls its FIFO.
+        While it waits for an intent, yes (its waiting sender is not reading).
+        Otherwise not for ``rx_done_only`` (nothing but intents given back), and not
+        while it has not read all that our last kick was for: a kicked reader reads
+        until its FIFO is empty and then, after a fence, looks at the head once more
+        (:meth:`FifoReader.moved`), so it will find this too.  A True answer counts
+        as the kick."""
         full_fence()
         words = self._words
         if words[self._peer_polling]:
             return False
-        return not rx_done_only or bool(words[self._peer_awaiting])
+        tx = self.tx
+        if not words[self._peer_awaiting] and (rx_done_only or not tx.read_past(self._kicked)):
+            return False
+        self._kicked = tx.total
+        return True

@@ -24,11 +24,15 @@ How rpmsg maps onto it, as in Linux's ``qcom_glink_native``:
   once its message was consumed: after the endpoint's callback returned (or the message
   was queued for ``recv``), or, on a ``zero_copy`` endpoint that held the message
   (:class:`GlinkRxBuffer`), when it is released, as Linux's ``qcom_glink_rx_done``.
-  The remote writes it at once (what a dead core never consumed is counted from the
-  intents that did not come back); the host lets its ``RX_DONE`` s go with its next
-  command unless the remote waits for an intent, and neither side kicks the other for
+  The remote writes them after each batch it read (what a dead core never consumed
+  is counted from the intents that did not come back; a sender streaming to it finds
+  them without waiting); the host lets its ``RX_DONE`` s go with its next command
+  unless the remote waits for an intent, and neither side kicks the other for
   ``RX_DONE`` s alone unless it waits (see :mod:`amplink.wire.glink_edge`): one
-  notification per message, as over virtio.
+  notification per message, as over virtio.  A side reading its FIFO is not kicked
+  (it reads until the FIFO is empty), and a writer kicks once until the reader has
+  read what that kick was for.  A sender outside a callback asks for intents until
+  128 are in flight; each grant doubles the channel's.
 * **Chunking.**  Messages larger than a chunk (8 KiB, or half the FIFO if smaller) go as
   one ``TX_DATA`` and ``TX_DATA_CONT`` commands.
 * **Full FIFO.**  A sender that finds no room sends ``READ_NOTIF`` once (8 bytes are
@@ -56,6 +60,7 @@ from functools import partial
 from typing import Any, Literal
 
 from amplink.errors import FifoError, RpmsgError, WireError
+from amplink.memory.barrier import full_fence
 from amplink.memory.region import SharedRegion
 from amplink.ratelimit import log_ratelimited
 from amplink.rpmsg.config import UNLIMITED, RpmsgLimits
@@ -82,7 +87,6 @@ log = logging.getLogger(__name__)
 DEFAULT_SEND_TIMEOUT = 10.0  # Linux waits 10 s for an intent
 _READ_NOTIF = g.command(g.READ_NOTIF)
 _RESERVE = len(_READ_NOTIF)  # always free in the FIFO, for READ_NOTIF
-_NO_REPLIES: list[bytes] = []  # (never appended to)
 
 
 def _only_rx_dones(joined: bytes, count: int) -> bool:
@@ -152,6 +156,7 @@ class GlinkLink(PolledLink):
         self._awaiting = False  # what the peer was last told of both (set_awaiting_intents)
         self._wanted: dict[str, int] = {}  # channel -> size of the last send that could not go
         self._consumed: list[tuple[str, int]] = []  # (channel, intent): rx context only
+        self._quiet = False  # a drain told the peer not to kick (rx context only)
         self.fail_listeners.append(self._wake_all)
         self._tx_section = _TxSection(self)
         with self._locked():
@@ -230,16 +235,25 @@ class GlinkLink(PolledLink):
             try:
                 total = (_DATA_HDR_SIZE + n + 7) & ~7
                 out = proto.output
-                replies = list(out) if out else _NO_REPLIES  # they go first, in one write
-                room = self._tx.free() - _RESERVE
-                if replies:
-                    room -= sum(map(len, replies))
-                if n <= self._chunk and room >= total:
-                    if replies:
+                if out:  # they go first, in one write
+                    replies = list(out)
+                    sent = (
+                        n <= self._chunk
+                        and self._tx.free() - _RESERVE - sum(map(len, replies)) >= total
+                    )
+                    if sent:
                         out.clear()
                         self._held = 0
-                    hdr = _DATA_HDR_PACK(g.TX_DATA, self._lcids[name], iid, n, 0)
-                    self._tx.write(*replies, hdr, data, pad=total - _DATA_HDR_SIZE - n)
+                        hdr = _DATA_HDR_PACK(g.TX_DATA, self._lcids[name], iid, n, 0)
+                        self._tx.write(*replies, hdr, data, pad=total - _DATA_HDR_SIZE - n)
+                else:
+                    sent = n <= self._chunk and self._tx.put(
+                        _DATA_HDR_PACK(g.TX_DATA, self._lcids[name], iid, n, 0),
+                        data,
+                        total,
+                        _RESERVE,
+                    )
+                if sent:
                     if TRACER.enabled:
                         TRACER.sent(self)
                     if self._fifos.kick_needed():
@@ -268,7 +282,7 @@ class GlinkLink(PolledLink):
         """No intent of ``n`` bytes was free (tx lock held): read what the peer gave
         back without a kick, then refuse (without blocking, see :meth:`_refuse_now`) or
         wait for one; the intent and the send's deadline."""
-        if not block and self.rx_pending() and self._read_peer():
+        if self.rx_pending() and self._read_peer():
             iid = self.protocol.take_intent(name, n)
             if iid is not None:
                 return iid, self._deadline(timeout)
@@ -408,6 +422,11 @@ class GlinkLink(PolledLink):
             self._check_open(name)
             return attempt()
 
+        if self.in_rx_context() and self._fifos.polling:
+            # This thread's drain (or spin) told the peer not to kick, but it will not
+            # read on while it waits here: the kick must wake it.
+            self._quiet = False
+            self._fifos.set_polling(False)
         self._intent_waiters += 1  # the peer kicks us for the intents it gives back,
         self._set_awaiting()  # from now on: the first attempt reads what came before
         try:
@@ -590,35 +609,58 @@ class GlinkLink(PolledLink):
         return self.rx_pending()
 
     def _drain_rx(self) -> int:
+        """Dispatch what the peer writes until its FIFO stays empty.  While messages
+        come, the peer is told not to kick (it would wake our interrupt thread for
+        what this loop reads anyway); before returning, the head is looked at once
+        more after a fence, as :meth:`EdgeFifos.kick_needed` relies on.  The intents
+        of what was consumed go back after every batch (a sender streaming to us
+        finds them without waiting), not only once the stream pauses."""
         delivered = 0
         events = self.protocol.events  # found while reading: handled after, unlocked
         lock = self._tx_lock
         epts = self._epts
         consumed = self._consumed
-        while True:
-            with lock:
-                self._pump_locked(flush=False)
-                if not events:
-                    self._flush()
-                    return delivered
-            while events:  # a reply sent from a callback takes the RX_DONEs along
-                event = events.popleft()
-                if not isinstance(event, MessageReceived):
-                    self._handle(event)
-                    continue
-                if TRACER.enabled:  # every message, in the order the peer sent them
-                    TRACER.received(self)
-                name, data, iid = event
-                ept = epts.get(name)
-                if ept is None:
-                    consumed.append((name, iid))
-                elif not ept.zero_copy:
-                    ept.deliver(data, RPMSG_ADDR_ANY)
-                    consumed.append((name, iid))
-                    delivered += 1
-                else:
-                    self._lend(ept, name, iid, data)
-                    delivered += 1
+        fifos = self._fifos
+        rx = self._rx
+        try:
+            while True:
+                with lock:
+                    self._pump_locked(flush=bool(consumed))
+                    if not events:
+                        if self._quiet:
+                            self._quiet = False
+                            fifos.set_polling(False)  # (fences)
+                        else:
+                            full_fence()
+                        if rx.moved():
+                            continue
+                        self._flush()
+                        return delivered
+                if not self._quiet and not fifos.polling:
+                    fifos.set_polling(True)
+                    self._quiet = True
+                while events:  # a reply sent from a callback takes the RX_DONEs along
+                    event = events.popleft()
+                    if not isinstance(event, MessageReceived):
+                        self._handle(event)
+                        continue
+                    if TRACER.enabled:  # every message, in the order the peer sent them
+                        TRACER.received(self)
+                    name, data, iid = event
+                    ept = epts.get(name)
+                    if ept is None:
+                        consumed.append((name, iid))
+                    elif not ept.zero_copy:
+                        ept.deliver(data, RPMSG_ADDR_ANY)
+                        consumed.append((name, iid))
+                        delivered += 1
+                    else:
+                        self._lend(ept, name, iid, data)
+                        delivered += 1
+        finally:
+            if self._quiet:
+                self._quiet = False
+                fifos.set_polling(False)
 
     def _pump_locked(self, flush: bool = True) -> None:
         """Give back the intents of consumed messages, then feed every complete

@@ -45,7 +45,8 @@ log = logging.getLogger(__name__)
 
 _RX_DONE_PACK = g.HDR.pack  # RX_DONE is a bare header
 DEFAULT_INTENTS = ((1024, 5),)  # (size, count) pairs advertised when a channel opens
-INTENTS_WANTED = 64  # a sender asks for intents until it has this many in flight
+INTENTS_WANTED = 128  # a sender asks for intents until it has this many in flight
+MIN_GRANT = 1024  # the smallest intent granted on request (as the default ones)
 
 
 class RemoteOpened(NamedTuple):
@@ -399,6 +400,18 @@ class GlinkProtocol:
         log_ratelimited(log, logging.ERROR, self.name, "%s", exc.strerror)
         return True
 
+    def _room_for(self, size: int) -> int:
+        """How many more intents of ``size`` bytes the link's limits allow (silently:
+        :meth:`_refused` is what counts and logs a refusal)."""
+        link = self._link
+        if link is None:
+            return g.MAX_INTENTS
+        limits = link.limits
+        return min(
+            limits.intents - self._intent_count(),
+            (limits.intent_bytes - self._intent_bytes()) // size,
+        )
+
     def _intent_count(self) -> int:
         return sum(
             len(c.free_intents) + len(c.used_intents) + len(c.local_intents)
@@ -496,19 +509,25 @@ class GlinkProtocol:
         if ch is None or not ch.lcid:
             return
         size = cmd.size
+        # Rounded up to a power of two, and at least MIN_GRANT: a sender whose messages
+        # keep growing by a few bytes then asks log2 times, not once per size, and the
+        # intents it is given (see below) do not fill the channel's limit with ones too
+        # small for its next message.
+        grant = min(self.max_message, 1 << max(MIN_GRANT - 1, size - 1).bit_length())
+        have = len(ch.local_intents)
         granted = (
             size <= self.max_message
-            and len(ch.local_intents) < g.MAX_INTENTS
+            and have < g.MAX_INTENTS
             and not self._refused("intents", f"an intent of {size} bytes")
-            and not self._refused("intent_bytes", f"an intent of {size} bytes", size)
+            and not self._refused("intent_bytes", f"an intent of {size} bytes", grant)
         )
         if granted:
-            # Rounded up to a power of two: a sender whose messages keep growing by a
-            # few bytes then asks log2 times, not once per size (and never hits the limit).
-            size = min(self.max_message, 1 << max(0, size - 1).bit_length())
-            iid = next(self._iids)
-            ch.local_intents[iid] = size
-            self.output.append(g.intent_command(ch.lcid, [(size, iid)]))
+            # As many as the channel has (within the limits), in one INTENT: a sender
+            # that streams asks log2 times to reach a deep pipeline, not once per intent.
+            count = min(have, g.MAX_INTENTS - have, self._room_for(grant))
+            iids = [next(self._iids) for _ in range(max(count, 1))]
+            ch.local_intents.update(dict.fromkeys(iids, grant))
+            self.output.append(g.intent_command(ch.lcid, [(grant, iid) for iid in iids]))
         else:
             log_ratelimited(
                 log,

@@ -32,6 +32,14 @@ offset word (all le32)
 76     remote waits for an intent: kick it after writing only ``RX_DONE`` s (remote writes)
 ====== =============================================================================
 
+A writer kicks the reader after writing unless the reader's polling word (8/72) is
+set (it spins on its FIFO, or is reading it until it is empty), and, unless a sender
+there waits for an intent (12/76, below), kicks once until the reader's tail has
+passed what that kick was for: a kicked reader reads until its FIFO is empty, clears
+its polling word, and after a fence looks at the head once more before it stops, so
+what was written meanwhile is found without a kick.  A sender that waits inside its
+side's receive context clears that side's polling word first: it is not reading on.
+
 A side that writes nothing but ``RX_DONE`` commands (intents given back) kicks the
 other only while the other's word at 12/76 says a sender there waits for an intent
 (a blocked send, a readiness waiter, or a send that found none since its last one):
@@ -39,8 +47,8 @@ a side that has intents to spare reads them back when it next reads its FIFO, an
 one notification per message, not two, crosses the edge.  The host goes further and
 holds its ``RX_DONE`` s back until it writes another command or the remote's word
 says it waits; the remote kicks the host as it sets the word.  The remote writes
-its own at once: the host counts what a dead core never consumed from the intents
-that did not come back.
+its own after each batch it has read: the host counts what a dead core never
+consumed from the intents that did not come back.
 """
 
 from __future__ import annotations
@@ -60,7 +68,7 @@ HOST_WORDS = 0  # host→remote head, remote→host tail, host polls, host waits
 REMOTE_WORDS = 64  # remote→host head, host→remote tail, remote polls, remote waits...
 MIN_FIFO = 1024
 MAX_FIFO = 1 << 20
-DEFAULT_FIFO_SIZE = 32768
+DEFAULT_FIFO_SIZE = 131072
 DEFAULT_MAX_MESSAGE = 65536
 EDGE_DA_OFF = rt.TYPE_SIZE + 4  # in the loaded table, from the entry's type word
 EDGE_NOTIFYID = 0  # the kick word that means "look at the edge", both ways
