@@ -12,10 +12,12 @@ import pytest
 
 from amplink.app import cli
 from amplink.app.bench import emulated as bench_emulated
+from amplink.app.bench import main as bench_main
 from amplink.app.bench import openamp as bench_openamp
 from amplink.wording import counted
 from emulated import needs_firmware
 from resources import children, snapshot
+from waiting import wait_for
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
@@ -184,6 +186,61 @@ def test_bench_table_under_load(capsys, tmp_path, monkeypatch):
     assert "OpenAMP demos: skipped (--openamp-runs 0)" in out
     assert "(left out: the Cortex-M images are not built: run make firmware)" in out
     assert max(map(len, out.splitlines())) <= 100, out  # fits a 100-column terminal
+
+
+def test_bench_load_processes_go_however_the_bench_ends(monkeypatch):
+    """A signal while the load is starting kills those already started; a bench killed
+    outright takes its load with it (the kernel kills them: PR_SET_PDEATHSIG)."""
+    started = []
+    real_popen = subprocess.Popen
+
+    def popen(*args, **kwargs):
+        if len(started) == 2:
+            raise KeyboardInterrupt  # Ctrl-C while the third one starts
+        started.append(real_popen(*args, **kwargs))
+        return started[-1]
+
+    monkeypatch.setattr(bench_main.subprocess, "Popen", popen)
+    with pytest.raises(KeyboardInterrupt), bench_main.cpu_load(5):
+        pass
+    assert [p.poll() for p in started] == [-signal.SIGKILL] * 2
+    monkeypatch.undo()
+
+    program = "import sys, time\nfrom amplink.app.bench.main import cpu_load\n"
+    program += "with cpu_load(2):\n    print('started', flush=True)\n    time.sleep(600)\n"
+    bench = subprocess.Popen([sys.executable, "-c", program], stdout=subprocess.PIPE, text=True)
+    assert bench.stdout.readline() == "started\n"
+    children_file = Path(f"/proc/{bench.pid}/task/{bench.pid}/children")
+    hogs = [int(p) for p in children_file.read_text().split()]
+    assert len(hogs) == 2
+    bench.kill()
+    bench.wait()
+    bench.stdout.close()
+    for pid in hogs:
+        wait_for(lambda pid=pid: _dead(pid), f"load process {pid} to die")
+
+
+def _dead(pid: int) -> bool:
+    """Gone, or a zombie its new parent has not reaped yet."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return True
+    return stat.rsplit(")", 1)[1].split()[0] == "Z"
+
+
+def test_bench_load_has_a_limit():
+    proc = run_cli("bench", "--load", str(bench_main.MAX_LOAD + 1))
+    assert proc.returncode == 2 and f"must be <= {bench_main.MAX_LOAD}" in proc.stderr
+
+
+def test_an_unknown_option_is_told_with_the_commands_own_usage():
+    proc = run_cli("bench", "--bogus")
+    assert proc.returncode == 2, proc.stderr
+    assert "usage: amplink bench" in proc.stderr
+    assert "amplink bench: error: unrecognized arguments: --bogus" in proc.stderr
+    proc = run_cli("board", "check", "--bogus")
+    assert proc.returncode == 2 and "amplink board check: error: unrecognized" in proc.stderr
 
 
 def test_help_and_bad_usage():

@@ -55,8 +55,11 @@ class UsageError(AmplinkError):
 
 
 # -- argument types ----------------------------------------------------------------
-def number(low: float, *, integer: bool = False, above: bool = False) -> Callable[[str], Any]:
-    """An argparse type: a number at least ``low`` (greater, with ``above``)."""
+def number(
+    low: float, *, integer: bool = False, above: bool = False, high: float | None = None
+) -> Callable[[str], Any]:
+    """An argparse type: a number at least ``low`` (greater, with ``above``), and at
+    most ``high`` if given."""
 
     def parse(text: str) -> float:
         try:
@@ -69,6 +72,8 @@ def number(low: float, *, integer: bool = False, above: bool = False) -> Callabl
             raise argparse.ArgumentTypeError(
                 f"{text} is out of range (must be {'>' if above else '>='} {low:g})"
             )
+        if high is not None and value > high:
+            raise argparse.ArgumentTypeError(f"{text} is out of range (must be <= {high:g})")
         return value
 
     parse.__name__ = "integer" if integer else "number"
@@ -554,7 +559,7 @@ def _bench_commands(sub: Subcommands) -> None:
     b.add_argument("--no-pin", action="store_true", help="do not pin processes to CPUs")
     b.add_argument(
         "--load",
-        type=number(0, integer=True),
+        type=number(0, integer=True, high=bench.MAX_LOAD),
         default=0,
         metavar="N",
         help="run N CPU-bound processes during the measurements",
@@ -672,7 +677,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(argv: list[str] | None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # said by the command's own parser, with its usage line (exit 2)
+        _command_parser(parser, args).error(f"unrecognized arguments: {' '.join(extra)}")
     verbose = getattr(args, "verbose", 0)
     level = [logging.WARNING, logging.INFO, logging.DEBUG][min(verbose, 2)]
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
@@ -689,6 +697,16 @@ def _run(argv: list[str] | None) -> int:
     except OSError as exc:
         print(f"amplink {name}: error: {exc.strerror or exc}", file=sys.stderr)
         return EXIT_FAILED
+
+
+def _command_parser(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Any:
+    """The parser of the (sub)command ``args`` names."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            name = getattr(args, action.dest, None)
+            if name in action.choices:
+                return _command_parser(action.choices[name], args)
+    return parser
 
 
 if __name__ == "__main__":

@@ -94,19 +94,37 @@ def choose_placement(pin: bool) -> Placement:
     return Placement(cpus[0], cpus[1])
 
 
+MAX_LOAD = 64  # --load's limit: enough to swamp any desk machine, not to fork-bomb it
+
+# A load process: CPU-bound until killed, and killed by the kernel if the bench dies
+# first (PR_SET_PDEATHSIG; argv[1]: the bench's pid, in case it died before the prctl).
+_HOG = (
+    "import ctypes, os, signal, sys\n"
+    "ctypes.CDLL(None).prctl(1, signal.SIGKILL)\n"
+    "if os.getppid() != int(sys.argv[1]):\n"
+    "    sys.exit()\n"
+    "while True:\n"
+    "    pass\n"
+)
+
+
 @contextmanager
 def cpu_load(processes: int) -> Iterator[None]:
-    """``processes`` CPU-bound processes (``while True: pass``, placed by the scheduler)
-    running until the block ends."""
-    hogs = [
-        # A process group of its own, as a core's: a terminal's Ctrl-C reaches only the
-        # bench, which kills them (no KeyboardInterrupt traceback from each hog).
-        subprocess.Popen(
-            [sys.executable, "-c", "while True: pass"], stdin=subprocess.DEVNULL, process_group=0
-        )
-        for _ in range(processes)
-    ]
+    """``processes`` CPU-bound processes (placed by the scheduler) running until the
+    block ends; each one started is killed however the block ends (also if a signal
+    interrupts the starting), and dies with the bench if that is killed outright."""
+    hogs: list[subprocess.Popen[bytes]] = []
     try:
+        for _ in range(processes):
+            # A process group of its own, as a core's: a terminal's Ctrl-C reaches only
+            # the bench, which kills them (no KeyboardInterrupt traceback from each).
+            hogs.append(
+                subprocess.Popen(
+                    [sys.executable, "-c", _HOG, str(os.getpid())],
+                    stdin=subprocess.DEVNULL,
+                    process_group=0,
+                )
+            )
         yield
     finally:
         for hog in hogs:
