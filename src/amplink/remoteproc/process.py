@@ -415,9 +415,7 @@ class ProcessPlatform(RprocPlatform):
             return  # it exited instead of answering
         if not self._ack.is_set():
             log.error(
-                "%s: timeout waiting for the shutdown ACK (%.0f ms); the core keeps running",
-                self.name,
-                ack_timeout * 1000,
+                "%s: timeout waiting for the shutdown ACK (%.0f ms)", self.name, ack_timeout * 1000
             )
             raise AmplinkError(
                 errno.EBUSY,

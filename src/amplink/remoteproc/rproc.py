@@ -386,7 +386,7 @@ class Rproc:
             except AmplinkError as exc:
                 if event == SHUTDOWN:
                     raise
-                log.warning("%s: %s; resetting it anyway", self.name, exc.strerror)
+                log.warning("%s; resetting it anyway", exc.strerror)  # (names the core)
         self._release_locked(crashed=False)  # dumps belong to recovery, not to a stop
         self._states.fire(event)
 
