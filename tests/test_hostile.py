@@ -139,7 +139,7 @@ def test_what_a_core_provokes_is_logged_rate_limited_with_a_count(backend, caplo
         with caplog.at_level(logging.WARNING):
             ept.send(b"bad:500")
             assert ept.recv(30).data == b"bad:500"
-        kind = "header announces" if backend == "virtio" else "which the remote never opened"
+        kind = "header announces" if backend == "virtio" else "which is not open"
         logged = [r for r in caplog.records if kind in r.getMessage()]
         assert 1 <= len(logged) <= 2 * ratelimit.DEFAULT_BURST, len(logged)
         assert ratelimit.suppressed(source) - before + len(logged) >= 500

@@ -372,7 +372,8 @@ class GlinkProtocol:
                 log,
                 logging.WARNING,
                 self.name,
-                "%s: %s for channel id %d, which the remote never opened",
+                "%s: %s for channel id %d, which is not open (never opened, or its OPEN "
+                "was refused)",
                 self.name,
                 what,
                 rcid,
@@ -397,7 +398,7 @@ class GlinkProtocol:
         if have + adding <= getattr(link.limits, limit):
             return False
         exc = link.over_limit(limit, what)
-        log_ratelimited(log, logging.ERROR, self.name, "%s", exc.strerror)
+        log_ratelimited(log, logging.WARNING, self.name, "%s", exc.strerror)  # as virtio's
         return True
 
     def _room_for(self, size: int) -> int:
