@@ -1,6 +1,7 @@
-"""A user's program whose main thread sits in ``recv()`` (spinning off, so it takes the
-core's interrupt itself) while SIGINT strikes it at random moments: argv is the count
-of interrupts, a random seed and the rpmsg backend (virtio or glink).  Then the channel
+"""A user's program whose main thread sits in ``recv()`` (with spinning off it takes the
+core's interrupt itself; with it on, it drains the ring itself) while SIGINT strikes it
+at random moments: argv is the count of interrupts, a random seed, the rpmsg backend
+(virtio or glink) and ``spin`` or ``nospin``.  Then the channel
 must still carry messages, the stop be prompt and nothing be left behind.  Run by
 tests/test_rproc.py as a process of its own: no Ctrl-C may reach pytest.  Prints
 ``OK`` and what it measured on success."""
@@ -47,7 +48,7 @@ def main() -> None:
     rp = Rproc(
         f"ctrl-c-{os.getpid()}",
         "amplink.firmware.echo",
-        config=RprocConfig(spin=False),
+        config=RprocConfig(spin=sys.argv[4] == "spin"),
         table=table_for(sys.argv[3]),
     )
     rp.start()

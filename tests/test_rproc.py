@@ -3,6 +3,7 @@
 import errno
 import logging
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -292,40 +293,42 @@ def test_mailbox_channels_beside_the_kick_channel_cross_processes():
             assert got.get(timeout=10) == word
 
 
-GLINK_CTRL_C = (
-    "not the taker's: a KeyboardInterrupt in GlinkLink.send (the caller's own thread) "
-    "between _TxSection.__enter__'s acquire and the with body leaves the tx lock held "
-    "(every later send hangs), or between take_intent and the write loses the intent "
-    "(ETIMEDOUT: no intent); it failed so before the taker too"
-)
+NOT_IN_USE = r"\.glink: RX_DONE for intent \d+, which is not in use, ignored$"
 
 
 @pytest.mark.parametrize(
-    ("seed", "backend", "hang"),
-    [
-        (1, "virtio", 30.0),
-        # it hangs: a short wait, so that the expected failure costs the suite little
-        pytest.param(2, "glink", 8.0, marks=pytest.mark.xfail(strict=True, reason=GLINK_CTRL_C)),
-    ],
+    ("seed", "backend", "spin"),
+    # Spinning is not here: a Ctrl-C between a ring update and its kick, in the
+    # caller's own thread, can still lose the kick (see the stop's note), and the
+    # channel then waits for the next one.
+    [(1, "virtio", "nospin"), (2, "glink", "nospin")],
 )
-def test_ctrl_c_at_random_moments_in_recv_leaves_the_channel_working(seed, backend, hang):
-    """SIGINT strikes a main thread that takes the core's interrupt in recv() between
-    any two bytecodes (300 times in a real program): a Ctrl-C that comes while it runs
-    the MU's handlers is held until they are done (amplink.irq.held_signals), so no
-    event stays masked at the MU, no line stays taken, and the channel works on."""
+def test_ctrl_c_at_random_moments_in_recv_leaves_the_channel_working(seed, backend, spin):
+    """SIGINT strikes a main thread in send() and recv() between any two bytecodes (300
+    times in a real program): a Ctrl-C that comes while it runs the MU's handlers (spin
+    off: it takes the core's interrupt) is held until they are done
+    (amplink.irq.held_signals), so no event stays masked at the MU and no line stays
+    taken; one that comes while it drains the ring or writes (spinning) finds every
+    lock taken by `with`, so none stays held; and the channel works on."""
     program = Path(__file__).parent / "ctrl_c_program.py"
     path = [str(Path(__file__).parent), *filter(None, [os.environ.get("PYTHONPATH")])]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(path)}
     with subprocess.Popen(
-        [sys.executable, str(program), "300", str(seed), backend],
+        [sys.executable, str(program), "300", str(seed), backend, spin],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
     ) as proc:  # fmt: skip
         try:
-            out = proc.communicate(timeout=hang)[0]
+            out = proc.communicate(timeout=60)[0]
         except subprocess.TimeoutExpired:
             proc.kill()  # a hang: its cores die with it (die_with_parent)
-            out = proc.communicate()[0] + f"\n(hung for {hang:g} s)"
-    assert proc.returncode == 0 and out.startswith("OK"), out
+            out = proc.communicate()[0] + "\n(hung for 60 s)"
+    lines = out.splitlines()
+    assert proc.returncode == 0 and lines and lines[-1].startswith("OK"), out
+    # A Ctrl-C after a GLINK message was written but before send() returned gives its
+    # intent back (the send failed, as far as the caller knows); the peer's RX_DONE for
+    # it then finds it free, which is logged and ignored.
+    others = [line for line in lines[:-1] if not re.search(NOT_IN_USE, line)]
+    assert not others, out
 
 
 @pytest.mark.xfail(

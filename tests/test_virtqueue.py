@@ -251,6 +251,23 @@ def test_a_bad_used_entry_after_good_ones_breaks_on_the_next_call(pair):
     assert_broken(drv.get_many, "not outstanding")
 
 
+def test_a_duplicate_used_entry_breaks_the_queue_even_if_the_buffer_went_back(pair):
+    """The device returns one head twice in a batch: the first is taken, and the next
+    call breaks the queue, even though the driver has posted that buffer again
+    meanwhile (as a drain does), which makes the duplicate look outstanding again."""
+    drv, dev = pair.driver, pair.device
+    drv.add(pair.buf_addr(0), BUF, True, 0)
+    drv.add(pair.buf_addr(1), BUF, True, 1)
+    dev.get_many()
+    dev.put(0, 1)
+    used_elem(pair, 1)[0] = 0  # the same head again
+    used_elem(pair, 1)[1] = 1
+    used_idx(pair)[1] = 2
+    assert drv.get_many() == [(0, 1)]
+    drv.add(pair.buf_addr(0), BUF, True, 0)  # posted again: descriptor 0 is in use
+    assert_broken(drv.get_many, "not outstanding")
+
+
 def test_a_bad_avail_entry_after_good_ones_breaks_on_the_next_call(pair):
     dev = pair.device
     desc(pair, 0, pair.buf_addr(0), BUF, 2)

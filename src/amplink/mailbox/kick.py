@@ -75,8 +75,8 @@ class MboxKick:
         if notifyid in queued:
             self.coalesced += 1
             return
-        queued.add(notifyid)
-        try:
+        try:  # (the add inside: an id left queued by a Ctrl-C would swallow every kick)
+            queued.add(notifyid)
             send_message(self.tx, notifyid)
         except MailboxError as exc:
             queued.discard(notifyid)
@@ -86,6 +86,9 @@ class MboxKick:
                 raise
             log.debug("%s: TX queue full; kick %d coalesced with queued ones", self.dev, notifyid)
             return
+        except BaseException:  # a Ctrl-C: the next kick of this id goes out again
+            queued.discard(notifyid)
+            raise
         self.sent += 1
 
     def _handed_over(self, cl: MboxClient, msg: Any) -> None:

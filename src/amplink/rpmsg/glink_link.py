@@ -57,7 +57,7 @@ import os
 import time
 from collections.abc import Callable
 from functools import partial
-from typing import Any, Literal
+from typing import Literal
 
 from amplink.errors import FifoError, RpmsgError, WireError
 from amplink.memory.barrier import full_fence
@@ -158,13 +158,18 @@ class GlinkLink(PolledLink):
         self._consumed: list[tuple[str, int]] = []  # (channel, intent): rx context only
         self._quiet = False  # a drain told the peer not to kick (rx context only)
         self.fail_listeners.append(self._wake_all)
-        self._tx_section = _TxSection(self)
-        with self._locked():
-            self._flush()
+        try:
+            with self._tx_lock:
+                self._flush()
+        except FifoError as exc:
+            raise self._broken(exc) from exc
 
-    def _locked(self) -> _TxSection:
-        """The tx lock; a FIFO the peer broke fails the link once the lock is free."""
-        return self._tx_section
+    def _broken(self, exc: FifoError) -> OSError:
+        """A FIFO the peer broke (found under the tx lock, which the caller has let go
+        of: its ``with``, never a Python ``__enter__``, whose acquire a Ctrl-C could
+        leave held): fail the link; what the caller raises."""
+        self.fail(exc)
+        return self.dead_error()
 
     @property
     def mtu(self) -> int:
@@ -191,23 +196,29 @@ class GlinkLink(PolledLink):
         """Open the channel named like ``ept`` (unnamed endpoints open nothing)."""
         if not ept.name:
             return
-        with self._locked():
-            self._lcids[ept.name] = self.protocol.open(ept.name)
-            self._epts[ept.name] = ept
-            self._names[ept.addr] = ept.name
-            self._flush()
+        try:
+            with self._tx_lock:
+                self._lcids[ept.name] = self.protocol.open(ept.name)
+                self._epts[ept.name] = ept
+                self._names[ept.addr] = ept.name
+                self._flush()
+        except FifoError as exc:
+            raise self._broken(exc) from exc
 
     def unbind(self, ept: Endpoint) -> None:
         """Close the endpoint's channel (the peer acks; its endpoint stays bound)."""
-        with self._locked():
-            name = self._names.pop(ept.addr, None)
-            if name is None or self._epts.get(name) is not ept:
-                return
-            del self._epts[name]
-            del self._lcids[name]
-            self.protocol.close(name, tell=self.failure is None)
-            self._flush()
-            self._wake_senders()
+        try:
+            with self._tx_lock:
+                name = self._names.pop(ept.addr, None)
+                if name is None or self._epts.get(name) is not ept:
+                    return
+                del self._epts[name]
+                del self._lcids[name]
+                self.protocol.close(name, tell=self.failure is None)
+                self._flush()
+                self._wake_senders()
+        except FifoError as exc:
+            raise self._broken(exc) from exc
 
     # -- sending ---------------------------------------------------------------------
     def send(self, src: int, dst: int, data: bytes, *, block: bool, timeout: float | None) -> None:
@@ -223,58 +234,54 @@ class GlinkLink(PolledLink):
             name = self._channel_of(src)  # raises why not
         deadline = None  # time.monotonic() + the timeout, once something waits
         proto = self.protocol
-        # The common case, one TX_DATA that fits now, is written here, and the tx lock
-        # is taken by hand, not through _TxSection: each Python call saved is a few
-        # percent of a message's cost.
-        lock = self._tx_lock
-        lock.acquire()
+        # The common case, one TX_DATA that fits now, is written here (not in a helper:
+        # each Python call saved is a few percent of a message's cost).  The tx lock is
+        # taken by `with`, never by acquire() then try: a Ctrl-C between the two would
+        # leave it held and every later send hanging.
         try:
-            iid = proto.take_intent(name, n)
-            if iid is None:
-                iid, deadline = self._wait_intent(name, n, block, timeout)
-            try:
-                total = (_DATA_HDR_SIZE + n + 7) & ~7
-                out = proto.output
-                if out:  # they go first, in one write
-                    replies = list(out)
-                    sent = (
-                        n <= self._chunk
-                        and self._tx.free() - _RESERVE - sum(map(len, replies)) >= total
-                    )
+            with self._tx_lock:
+                iid = proto.take_intent(name, n)
+                if iid is None:
+                    iid, deadline = self._wait_intent(name, n, block, timeout)
+                try:
+                    total = (_DATA_HDR_SIZE + n + 7) & ~7
+                    out = proto.output
+                    if out:  # they go first, in one write
+                        replies = list(out)
+                        sent = (
+                            n <= self._chunk
+                            and self._tx.free() - _RESERVE - sum(map(len, replies)) >= total
+                        )
+                        if sent:
+                            out.clear()
+                            self._held = 0
+                            hdr = _DATA_HDR_PACK(g.TX_DATA, self._lcids[name], iid, n, 0)
+                            self._tx.write(*replies, hdr, data, pad=total - _DATA_HDR_SIZE - n)
+                    else:
+                        sent = n <= self._chunk and self._tx.put(
+                            _DATA_HDR_PACK(g.TX_DATA, self._lcids[name], iid, n, 0),
+                            data,
+                            total,
+                            _RESERVE,
+                        )
                     if sent:
-                        out.clear()
-                        self._held = 0
-                        hdr = _DATA_HDR_PACK(g.TX_DATA, self._lcids[name], iid, n, 0)
-                        self._tx.write(*replies, hdr, data, pad=total - _DATA_HDR_SIZE - n)
-                else:
-                    sent = n <= self._chunk and self._tx.put(
-                        _DATA_HDR_PACK(g.TX_DATA, self._lcids[name], iid, n, 0),
-                        data,
-                        total,
-                        _RESERVE,
-                    )
-                if sent:
-                    if TRACER.enabled:
-                        TRACER.sent(self)
-                    if self._fifos.kick_needed():
-                        self._notify()
-                else:
-                    self._write_data(name, iid, data, block, deadline, timeout)
-            except BaseException:
-                proto.give_back(name, iid)
-                raise
-            if self._wanted:
-                self._wanted.pop(name, None)
-            if self._refused_now:
-                self._refused_now = False
-                self._set_awaiting()
-            return
+                        if TRACER.enabled:
+                            TRACER.sent(self)
+                        if self._fifos.kick_needed():
+                            self._notify()
+                    else:
+                        self._write_data(name, iid, data, block, deadline, timeout)
+                except BaseException:
+                    proto.give_back(name, iid)
+                    raise
+                if self._wanted:
+                    self._wanted.pop(name, None)
+                if self._refused_now:
+                    self._refused_now = False
+                    self._set_awaiting()
+                return
         except FifoError as exc:
-            broken = exc
-        finally:
-            lock.release()
-        self.fail(broken)
-        raise self.dead_error() from broken
+            raise self._broken(exc) from exc
 
     def _wait_intent(
         self, name: str, n: int, block: bool, timeout: float | None
@@ -451,14 +458,15 @@ class GlinkLink(PolledLink):
         if self.in_rx_context():
             self._pump_locked()
             return True
-        if not self._rx_lock.acquire(blocking=False):
+        rx_lock = self._rx_lock
+        if rx_lock.locked():
             return False
         self._tx_lock.release()
         try:
-            self._drain_locked()
+            with rx_lock:  # (if another drain took it meanwhile: after that drain)
+                self._drain_locked()
         finally:
-            self._rx_lock.release()
-            self._tx_lock.acquire()
+            self._tx_lock.acquire()  # the caller's `with` releases it, however this ends
         return True
 
     def _ask_read_notif(self) -> None:
@@ -529,10 +537,13 @@ class GlinkLink(PolledLink):
     def set_flow_control(self, src: int, pause: bool, dst: int) -> None:
         """Send ``SIGNALS``: DTR|RTS asks the remote to pause, 0 lets it resume."""
         name = self._channel_of(src)
-        with self._locked():
-            self._check_open(name)
-            self.protocol.signals(name, pause)
-            self._flush()
+        try:
+            with self._tx_lock:
+                self._check_open(name)
+                self.protocol.signals(name, pause)
+                self._flush()
+        except FifoError as exc:
+            raise self._broken(exc) from exc
 
     def can_send(self, src: int) -> bool:
         for last_look in (False, True):
@@ -588,10 +599,13 @@ class GlinkLink(PolledLink):
 
     # -- receiving -------------------------------------------------------------------
     def handle_notify(self) -> None:
-        with self._locked():
-            if self._tx_waiters:
-                self._wake_senders()
-            self._flush()
+        try:
+            with self._tx_lock:
+                if self._tx_waiters:
+                    self._wake_senders()
+                self._flush()
+        except FifoError as exc:
+            raise self._broken(exc) from exc
         if self._space_waiters:  # the reader may have made room
             self._wake_space_waiters(None)
         self.poll_rx()
@@ -762,10 +776,12 @@ class GlinkLink(PolledLink):
     def _lent_rx_done(self, name: str, iid: int) -> None:
         """A held message was released (any thread): its intent goes back to the peer."""
         try:
-            with self._locked():
+            with self._tx_lock:
                 if self.failure is None:
                     self.protocol.rx_done([(name, iid)])
                     self._flush()
+        except FifoError as exc:
+            self.fail(exc)  # the peer broke its FIFO: nothing to give back
         except RpmsgError:
             pass  # the link failed: the peer is gone, nothing to give back
 
@@ -831,29 +847,6 @@ class GlinkRxBuffer(LentMessage):
 
     def _give_back(self) -> None:
         self._link._lent_rx_done(self.name, self.iid)
-
-
-class _TxSection:
-    """``with``: the link's tx lock held; a :class:`FifoError` inside (the peer broke a
-    FIFO) fails the link once the lock is free and is raised as its ``EPIPE``.  A class,
-    not a generator: it is on every message's path."""
-
-    __slots__ = ("_link", "_lock")
-
-    def __init__(self, link: GlinkLink) -> None:
-        self._link = link
-        self._lock = link._tx_lock
-
-    def __enter__(self) -> None:
-        self._lock.acquire()
-
-    def __exit__(
-        self, kind: type[BaseException] | None, exc: BaseException | None, tb: Any
-    ) -> None:
-        self._lock.release()
-        if isinstance(exc, FifoError):
-            self._link.fail(exc)
-            raise self._link.dead_error() from exc
 
 
 class GlinkChannels:

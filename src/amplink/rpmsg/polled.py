@@ -53,7 +53,7 @@ class PolledLink(RpmsgLink):
         # append and pop are atomic under the GIL, a lock would cost two atomic
         # instructions per wait); quiesce() waits until it is empty: the last user sets
         # _quiesced.
-        self._users: list[None] = []
+        self._users: list[int] = []
         self._quiesced: threading.Event | None = None
         # What busy_poll calls, where a backend can give its ring's own methods (one
         # call less each): rx_pending() without its failure test (a poll has just made
@@ -98,29 +98,30 @@ class PolledLink(RpmsgLink):
         ``blocking``) and drain; a ring the peer broke fails the link once the rx lock
         is free again, so that no failure listener runs under it."""
         lock = self._rx_lock
-        if not lock.acquire(blocking):
+        if not blocking and lock.locked():
             return 0
         try:
-            if self.failure is not None:
-                return 0
-            self._rx_owner = get_ident()  # as _drain_locked, one call less per message
-            try:
-                return self._drain_rx()
-            finally:
-                self._rx_owner = 0
+            # `with`, never acquire() then try: a Ctrl-C between the two would leave the
+            # lock held and the link deaf.  (Not blocking: if another thread took it
+            # since the look, this waits for that drain.)
+            with lock:
+                if self.failure is not None:
+                    return 0
+                try:  # (the owner is set inside: the finally must undo it whatever comes)
+                    self._rx_owner = get_ident()  # as _drain_locked, one call less
+                    return self._drain_rx()
+                finally:
+                    self._rx_owner = 0
         except self.broken_by_peer as exc:
-            broken = exc
-        finally:
-            lock.release()
-        self.fail(broken)  # type: ignore[arg-type]
-        return 0
+            self.fail(exc)  # type: ignore[arg-type]
+            return 0
 
     def _drain_locked(self) -> int:
         """Drain with the rx lock held; raises one of ``broken_by_peer``."""
         if self.failure is not None:
             return 0
-        self._rx_owner = get_ident()
         try:
+            self._rx_owner = get_ident()
             return self._drain_rx()
         finally:
             self._rx_owner = 0
@@ -136,11 +137,16 @@ class PolledLink(RpmsgLink):
         return ready()
 
     def busy_poll(self, ready: Callable[[], bool]) -> bool:
-        if not self.spin.enabled or not self._enter_memory():
+        if not self.spin.enabled:
             return False
+        # Every step that the finally clauses undo is taken inside their try: a Ctrl-C
+        # between the two would leave the thread counted or the peer's notifications
+        # off (and a blocked recv() deaf).
         try:
-            self._suppress()
+            if not self._enter_memory():
+                return False
             try:
+                self._suppress()
                 return self.spin.spin(lambda: self._poll_once(ready))
             finally:
                 if self.failure is None and self._unsuppress():
@@ -236,16 +242,18 @@ class PolledLink(RpmsgLink):
     def _enter_memory(self) -> bool:
         """Count this thread as reading shared memory outside the locks (a spinning
         waiter), so that :meth:`quiesce` waits for it; False once the link has failed
-        (then nothing is counted and the memory must not be touched)."""
-        self._users.append(None)  # first: quiesce() then waits for us, or...
-        if self.failure is not None:  # ...we see the failure it comes after
-            self._leave_memory()
-            return False
-        return True
+        (then the memory must not be touched).  Always followed by :meth:`_leave_memory`
+        in a ``finally`` whose ``try`` holds this call."""
+        self._users.append(get_ident())  # first: quiesce() then waits for us, or...
+        return self.failure is None  # ...we see the failure it comes after
 
     def _leave_memory(self) -> None:
+        """Undo :meth:`_enter_memory` (also after one that failed or was cut short)."""
         users = self._users
-        users.pop()
+        try:
+            users.remove(get_ident())
+        except ValueError:
+            return  # not counted (a Ctrl-C came before the append)
         if not users and self._quiesced is not None:  # quiesce() made it before it looked
             self._quiesced.set()
 
@@ -257,7 +265,11 @@ class PolledLink(RpmsgLink):
             quiesced = self._quiesced = threading.Event()
         if not self._users:  # looked at after the event exists: see _leave_memory
             quiesced.set()
+        deadline = time.monotonic() + timeout
         done = quiesced.wait(timeout)
-        with self._rx_lock, self._tx_lock:
-            pass  # whoever held them has checked the failure and let go
+        for lock in (self._rx_lock, self._tx_lock):  # whoever held them has checked the
+            if lock.acquire(timeout=max(deadline - time.monotonic(), 0)):  # failure and
+                lock.release()  # let go (bounded: never hang a stop on them)
+            else:
+                done = False
         return done

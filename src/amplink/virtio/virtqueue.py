@@ -68,6 +68,11 @@ class _Vring:
         self._used_h = window.cast(parts.used, 4, "H")
         self._used_e = window.cast(parts.used + 4, parts.used_size - 6, "I")
         self.broken: VirtqueueError | None = None
+        # What is wrong with the entry a batch stopped at, after good ones: the next
+        # take breaks the queue on it, whatever that slot holds by then (the good
+        # buffers may have been posted again meanwhile, which would make a duplicate of
+        # one of them look right).
+        self._break_next: str | None = None
         # What the producer side fences on (kick_needed, notify_needed): the caller
         # serialises a queue's producer side, so nobody else ever holds it.
         self._fence = threading.Lock()
@@ -79,6 +84,13 @@ class _Vring:
     def _check(self) -> None:
         if self.broken is not None:
             raise self.broken
+
+    def _check_take(self) -> None:
+        """Before a take: a broken queue, or the bad entry the last batch stopped at."""
+        if self.broken is not None:
+            raise self.broken
+        if self._break_next is not None:
+            raise self._break(self._break_next)
 
 
 class VirtqueueDriver(_Vring):
@@ -166,8 +178,8 @@ class VirtqueueDriver(_Vring):
         """Reclaim the next used buffer as ``(token, written_len)``, or None if none.
 
         The one-buffer case of :meth:`get_many` (a sender's), without a batch's list."""
-        if self.broken is not None:
-            raise self.broken
+        if self.broken is not None or self._break_next is not None:
+            self._check_take()
         lu = self._last_used
         ui = self._used_h[1]
         if ui == lu:
@@ -179,7 +191,7 @@ class VirtqueueDriver(_Vring):
         d = self._used_e[slot]
         written = self._used_e[slot + 1]
         if d >= self.num or (token := self._tokens[d]) == _FREE or written > self._lens[d]:
-            raise self._bad_used(d, written)
+            raise self._break(self._used_error(d, written))
         self._tokens[d] = _FREE
         free.append(d)
         self._last_used = (lu + 1) & 0xFFFF
@@ -193,9 +205,9 @@ class VirtqueueDriver(_Vring):
 
         Every entry is checked: one that cannot be right breaks the queue
         (:class:`VirtqueueError`) when it is the first to take; after good ones, those
-        are returned and the next call breaks on it, as one :meth:`get` at a time would."""
-        if self.broken is not None:
-            raise self.broken
+        are returned and the next call breaks the queue on it."""
+        if self.broken is not None or self._break_next is not None:
+            self._check_take()
         lu = self._last_used
         ui = self._used_h[1]
         if ui == lu:
@@ -216,8 +228,9 @@ class VirtqueueDriver(_Vring):
             written = elems[slot + 1]
             if d >= num or tokens[d] == _FREE or written > lens[d]:
                 if got:
+                    self._break_next = self._used_error(d, written)
                     break  # returned first; the next call breaks on it
-                raise self._bad_used(d, written)
+                raise self._break(self._used_error(d, written))
             got.append((tokens[d], written))
             tokens[d] = _FREE
             free.append(d)
@@ -234,15 +247,13 @@ class VirtqueueDriver(_Vring):
             f"{self.num - len(self._free)} buffers are outstanding"
         )
 
-    def _bad_used(self, d: int, written: int) -> VirtqueueError:
-        """Break the queue on used element ``(d, written)``, saying what is wrong."""
+    def _used_error(self, d: int, written: int) -> str:
+        """What is wrong with used element ``(d, written)``."""
         if d >= self.num:
-            return self._break(f"used id {d} is out of range (num {self.num})")
+            return f"used id {d} is out of range (num {self.num})"
         if self._tokens[d] == _FREE:
-            return self._break(f"device returned descriptor {d}, which was not outstanding")
-        return self._break(
-            f"device wrote {written} bytes into descriptor {d} of {self._lens[d]} bytes"
-        )
+            return f"device returned descriptor {d}, which was not outstanding"
+        return f"device wrote {written} bytes into descriptor {d} of {self._lens[d]} bytes"
 
     def outstanding_tokens(self) -> list[int]:
         """Tokens of buffers the device has not returned (reclaim used ones first)."""
@@ -297,8 +308,8 @@ class VirtqueueDevice(_Vring):
     def get(self) -> tuple[int, int, int] | None:
         """Take the next buffer as ``(head, offset, length)``, or None: the one-buffer
         case of :meth:`get_many` (a sender's), without a batch's list."""
-        if self.broken is not None:
-            raise self.broken
+        if self.broken is not None or self._break_next is not None:
+            self._check_take()
         la = self._last_avail
         ai = self._avail[1]
         if ai == la:
@@ -335,10 +346,10 @@ class VirtqueueDevice(_Vring):
         buffer of a queue goes one way (``writable`` at construction); a descriptor with
         the other direction breaks the queue.  An entry that cannot be right breaks the
         queue (:class:`VirtqueueError`) when it is the first to take; after good ones,
-        those are returned and the next call breaks on it.
+        those are returned and the next call breaks the queue on it.
         """
-        if self.broken is not None:
-            raise self.broken
+        if self.broken is not None or self._break_next is not None:
+            self._check_take()
         la = self._last_avail
         avail = self._avail
         ai = avail[1]
@@ -353,11 +364,13 @@ class VirtqueueDevice(_Vring):
             head = avail[2 + (la & self.mask)]
             if head >= self.num or held[head]:
                 if got:
+                    self._break_next = self._bad_head(head)
                     break  # returned first; the next call breaks on it
                 raise self._break(self._bad_head(head))
             flags = self._desc_h[8 * head + 6]  # read once: the driver may flip it meanwhile
             if flags != self._want_write and (error := self._flags_error(head, flags)):
                 if got:
+                    self._break_next = error
                     break
                 raise self._break(error)
             addr = self._desc_q[2 * head]
@@ -366,6 +379,7 @@ class VirtqueueDevice(_Vring):
             if xaddr != addr or xlen != length:
                 if error := self._translate_desc(head, addr, length):
                     if got:
+                        self._break_next = error
                         break
                     raise self._break(error)
                 offset = self._xlated[head][2]
