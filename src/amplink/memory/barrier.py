@@ -81,8 +81,8 @@ def full_fence() -> None:
     """Order every earlier load and store of this thread before every later one (x86-64:
     an ``mfence``-equivalent locked instruction); never waits for another thread."""
     lock = _fences.lock
-    lock.acquire()
-    lock.release()
+    with lock:  # (not acquire(); release(): a Ctrl-C between would leave it held)
+        pass
 
 
 def require_memory_model(machine: str | None = None) -> None:

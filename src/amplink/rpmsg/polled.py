@@ -33,6 +33,7 @@ get_ident = threading.get_ident
 _T = TypeVar("_T")
 FIRST_WAIT_SLICE = 50e-6  # a blocked sender's first sleep, doubled up to...
 MAX_WAIT_SLICE = 0.01  # ...this, between two looks when no notification woke it
+QUIESCE_POLL = 0.0005  # s between two looks at a lock quiesce() waits to see free
 
 
 class PolledLink(RpmsgLink):
@@ -268,8 +269,9 @@ class PolledLink(RpmsgLink):
         deadline = time.monotonic() + timeout
         done = quiesced.wait(timeout)
         for lock in (self._rx_lock, self._tx_lock):  # whoever held them has checked the
-            if lock.acquire(timeout=max(deadline - time.monotonic(), 0)):  # failure and
-                lock.release()  # let go (bounded: never hang a stop on them)
-            else:
-                done = False
+            while lock.locked():  # failure and let go (looked at, not taken: a Ctrl-C
+                if time.monotonic() >= deadline:  # cannot leave it held; and bounded)
+                    done = False
+                    break
+                time.sleep(QUIESCE_POLL)
         return done

@@ -157,8 +157,8 @@ class VirtqueueDriver(_Vring):
             TRACER.event("virtio", "add", vq=self.name, desc=d, len=length)
         if kick_needed:
             fence = self._fence
-            fence.acquire()
-            fence.release()
+            with fence:  # (not acquire(); release(): a Ctrl-C between would leave it held)
+                pass
             return not self._used_h[0] & VRING_USED_F_NO_NOTIFY
         return False
 
@@ -166,8 +166,8 @@ class VirtqueueDriver(_Vring):
         """Whether the device asked to be notified (``VRING_USED_F_NO_NOTIFY`` clear);
         the caller serialises it with :meth:`add`."""
         fence = self._fence
-        fence.acquire()
-        fence.release()
+        with fence:  # (not acquire(); release(): a Ctrl-C between would leave it held)
+            pass
         return not self._used_h[0] & VRING_USED_F_NO_NOTIFY
 
     def has_used(self) -> bool:
@@ -463,8 +463,8 @@ class VirtqueueDevice(_Vring):
         self._used_h[1] = ui  # publish after the elements (x86 TSO)
         if notify_needed:
             fence = self._fence
-            fence.acquire()
-            fence.release()
+            with fence:  # (not acquire(); release(): a Ctrl-C between would leave it held)
+                pass
             return not self._avail[0] & VRING_AVAIL_F_NO_INTERRUPT
         return False
 
@@ -472,8 +472,8 @@ class VirtqueueDevice(_Vring):
         """Whether the driver wants an interrupt (``VRING_AVAIL_F_NO_INTERRUPT`` clear);
         the caller serialises it with :meth:`put`."""
         fence = self._fence
-        fence.acquire()
-        fence.release()
+        with fence:  # (not acquire(); release(): a Ctrl-C between would leave it held)
+            pass
         return not self._avail[0] & VRING_AVAIL_F_NO_INTERRUPT
 
     def disable_notify(self) -> None:
