@@ -529,17 +529,21 @@ class GlinkProtocol:
             iids = [next(self._iids) for _ in range(max(count, 1))]
             ch.local_intents.update(dict.fromkeys(iids, grant))
             self.output.append(g.intent_command(ch.lcid, [(grant, iid) for iid in iids]))
-        else:
+        elif size > self.max_message or have >= g.MAX_INTENTS:  # (the link's limits
+            why = (  # said their own refusal)
+                f"larger than the largest message ({self.max_message} bytes)"
+                if size > self.max_message
+                else f"the channel has {have} intents, the most a channel may have"
+            )
             log_ratelimited(
                 log,
                 logging.WARNING,
                 self.name,
-                "%s: refused the remote an intent of %d bytes on %r (limit: %d bytes, %d intents)",
+                "%s: refused the remote an intent of %d bytes on %r: %s",
                 self.name,
                 size,
                 ch.name,
-                self.max_message,
-                g.MAX_INTENTS,
+                why,
             )
         self.output.append(g.command(g.RX_INTENT_REQ_ACK, ch.lcid, int(granted)))
 
