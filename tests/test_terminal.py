@@ -57,6 +57,16 @@ def test_up_live_view_at_100_columns_and_ctrl_c(tmp_path, tag):
         assert run.scrolled() == 0, run.text()  # nothing scrolled: drawn in place, in 100 cols
         crash_line = next(i for i, line in enumerate(lines) if "crash detected in m4" in line)
         assert crash_line < next(i for i, line in enumerate(lines) if HEADER.match(line))
+        # `status` at the same 100 columns: one line per core, cropped as the view is
+        env = tagged_env(tag, tmp_path)
+        status = PtyRun("status", "--socket", str(sock), cols=100, rows=30, env=env)
+        try:
+            assert status.finish() == 0, status.text()
+        finally:
+            status.close()
+        srows = core_rows(status)
+        assert len(srows) == 2 and status.scrolled() == 0, status.text()
+        assert srows[1].endswith("r5f/ttyRPMSG0, r5f/rpmsg0"), status.text()  # one line
     except BaseException:
         run.close()
         raise

@@ -191,7 +191,8 @@ def _cmd_status(args: argparse.Namespace) -> int:
         CoreStatus(**{**c, "channels": tuple(c["channels"]), "endpoints": tuple(c["endpoints"])})
         for c in result["cores"]
     ]
-    Terminal().show(up.status_table(rows, folder=folder))
+    terminal = Terminal()  # one line per core at a terminal (cropped to its width, as
+    terminal.show(up.status_table(rows, folder=folder, fit=terminal.interactive))  # `up`)
     return 0
 
 
