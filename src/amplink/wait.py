@@ -206,19 +206,21 @@ class Wakeup:
     descriptors (the eventfd and the epoll instance) live and die together: one that
     is dropped unclosed releases both when it is collected, never only the epoll."""
 
-    __slots__ = ("_ep", "_fd", "_lock")
+    __slots__ = ("_ep", "_fd", "_lock", "_set")
 
     def __init__(self) -> None:
         self._fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
         self._ep = select.epoll()  # several threads may sleep on it at once
         self._ep.register(self._fd, select.EPOLLIN)
         self._lock = threading.Lock()
+        self._set = False  # set since the last clear (the eventfd is read only then)
 
     def set(self) -> None:
         """Wake the sleepers (or the next one to sleep)."""
         with self._lock:
             if self._fd >= 0:
                 os.eventfd_write(self._fd, 1)
+                self._set = True  # after the write: a clear between reads it next time
 
     def wait(self, timeout: float | None) -> bool:
         """Sleep until :meth:`set` or ``timeout`` s (None: for ever); False on timeout.
@@ -234,7 +236,11 @@ class Wakeup:
         return self._fd
 
     def clear(self) -> None:
-        """Take a wake-up that is pending (after polling :meth:`fileno`)."""
+        """Take a wake-up that is pending (after polling :meth:`fileno`); no system
+        call when none was set since the last clear."""
+        if not self._set:
+            return
+        self._set = False  # before the read: a set meanwhile is read now or next time
         try:  # noqa: SIM105 (on the message path: no context manager)
             os.eventfd_read(self._fd)
         except BlockingIOError:

@@ -229,6 +229,7 @@ class Endpoint:
         self._lock = threading.Lock()
         self._waiters = 0  # threads sleeping in recv()
         self._wakeup: Wakeup | None = None  # what they sleep on (made by the first)
+        self._taker = 0  # the thread that takes the notifications in recv() now, if any
         self._release_callbacks: list[Callable[[Endpoint, OSError], object]] = []
         self.remote_paused = False  # the remote asked us to stop sending (flow control)
         self._flow_callbacks: list[Callable[[Endpoint, bool], object]] = []
@@ -354,7 +355,10 @@ class Endpoint:
                 **self._trace(src, data),
             )  # fmt: skip
         self._queue.append(_new_message((data, src)))
-        if self._waiters:
+        waiters = self._waiters
+        # The only waiter delivering to itself (it took the notification) finds the
+        # message as it returns: no wake-up to write and read back.
+        if waiters and (waiters > 1 or self._taker != threading.get_ident()):
             wakeup = self._wakeup
             if wakeup is not None:
                 wakeup.set()
@@ -424,7 +428,15 @@ class Endpoint:
                 if remaining is not None and remaining <= 0:
                     raise self._timed_out(timeout)
                 take = self.link.take_notifications
-                if take is None or take((wakeup.fileno(),), remaining, self._has_message) is None:
+                if take is None:
+                    wakeup.wait(remaining)
+                    continue
+                self._taker = threading.get_ident()
+                try:
+                    took = take((wakeup.fileno(),), remaining, self._has_message)
+                finally:
+                    self._taker = 0
+                if took is None:
                     wakeup.wait(remaining)
                 else:
                     wakeup.clear()
