@@ -168,6 +168,13 @@ def test_bench_emulated_rows():
     assert max(map(len, table.splitlines())) <= 100, table
 
 
+@pytest.mark.parametrize("ratio", [0.79, 20.99, 176.6, 4321.0])
+def test_bench_ratio_cells_stay_apart_however_large(ratio):
+    cells = [bench_main._ratio_cell({"median": ratio, "min": ratio, "max": ratio * 1.5})] * 3
+    row = f"{'  virtio, spin off':<30}" + "".join(cells)
+    assert len(row) <= 100 and len(row.split()) == 3 + 3 * 2  # name words + 3 x (x, [..])
+
+
 def test_bench_table_under_load(capsys, tmp_path, monkeypatch):
     monkeypatch.setenv("AMPLINK_FIRMWARE_CACHE", str(tmp_path))  # no emulated rows
     args = ["bench", "--rounds", "200", "--messages", "1000", "--deliveries", "20", "--no-pin"]

@@ -585,4 +585,11 @@ def _short(name: str) -> str:
 
 
 def _ratio_cell(spread: dict[str, float]) -> str:
-    return f"{spread['median']:.2f}x [{spread['min']:.2f}-{spread['max']:.2f}]".rjust(23)
+    """``median [min-max]``, right-aligned in 23 columns with at least one blank before
+    it (ratios of 10 and more get fewer decimals: a tick-long p99 is 100x and more)."""
+
+    def fig(x: float) -> str:
+        return f"{x:.2f}" if x < 10 else f"{x:.1f}" if x < 100 else f"{x:,.0f}"
+
+    cell = f"{fig(spread['median'])}x [{fig(spread['min'])}-{fig(spread['max'])}]"
+    return " " + cell.rjust(22)
