@@ -98,11 +98,11 @@ class Rproc(remoteproc.Rproc):
         """The rpmsg links up to this core now (one per rpmsg vdev or GLINK edge)."""
         return self._links.all()
 
-    def stop(self) -> None:
+    def stop(self, *, strict: bool = False) -> None:
         """See :meth:`amplink.remoteproc.rproc.Rproc.stop`; ``EDEADLK`` from one of this
         core's receive callbacks (a stop waits for them to return)."""
         self._refuse_in_own_callback("stop")
-        super().stop()
+        super().stop(strict=strict)
 
     def shutdown(self) -> None:
         """See :meth:`amplink.remoteproc.rproc.Rproc.shutdown`; ``EDEADLK`` as :meth:`stop`."""
