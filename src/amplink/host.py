@@ -18,7 +18,7 @@ from amplink.bindings import resource_handlers, virtio_drivers
 from amplink.errors import AmplinkError
 from amplink.remoteproc import loader
 from amplink.remoteproc import rproc as remoteproc
-from amplink.remoteproc.config import RprocConfig
+from amplink.remoteproc.config import CrashLoop, RprocConfig
 from amplink.remoteproc.drivers import RprocDrivers
 from amplink.remoteproc.emulated import EmulatedPlatformDriver
 from amplink.remoteproc.loader import BootedImage
@@ -32,6 +32,7 @@ from amplink.wire import rsc_table as rt
 
 __all__ = [
     "PLATFORMS",
+    "CrashLoop",
     "OpenAmpRemote",
     "RpmsgBuffers",
     "RpmsgConfig",

@@ -84,6 +84,7 @@ from amplink.wording import counted
 log = logging.getLogger(__name__)
 
 KEPT_COREDUMPS = 8
+KEPT_NOTES = 16  # distinct crash notes remembered, so that a repeat is not shown again
 
 
 @dataclass(frozen=True)
@@ -150,6 +151,7 @@ class Rproc:
         self._booted_at = 0.0  # time.monotonic() when the last boot completed
         self._crashes_at_start = 0  # the current run of crashes soon after booting
         self.gave_up: str | None = None  # why recovery gave up on the core, until it boots
+        self._notes_shown: dict[str, int] = {}  # crash notes logged: text -> crash number
         self._stopping = False  # stop() waits for the lock: an inline dump is dropped
         self._booted = attach
         self._clean_table: bytes | None = None
@@ -595,7 +597,7 @@ class Rproc:
                 return
             log.warning(
                 "%s: crash #%d came %.1f s after its boot (%d in a row at start); "
-                "recovering in %.1f s",
+                "recovering in %.3g s",
                 self.name,
                 self.crash_count,
                 max(0.0, report.at - self._booted_at),
@@ -622,13 +624,21 @@ class Rproc:
         if TRACER.enabled:
             TRACER.event("remoteproc", "crash", rproc=self.name, kind=crash_name(kind), why=why)
         self._states.fire(CRASH)  # after the count: who waits for it sees the cause
+        note = self.platform.crash_detail if self.platform is not None else ""
+        seen = self._notes_shown.get(note) if note else None
         log.error(
-            "crash detected in %s: type %s (%s); handling crash #%d",
+            "crash detected in %s: type %s (%s); handling crash #%d%s",
             self.name,
             crash_name(kind),
             why,
             self.crash_count,
+            f" (the same failure as crash #{seen})" if seen else "",
         )
+        if note and seen is None:  # each distinct failure's traceback once
+            if len(self._notes_shown) >= KEPT_NOTES:
+                self._notes_shown.pop(next(iter(self._notes_shown)))
+            self._notes_shown[note] = self.crash_count
+            log.error("%s: its firmware left at crash #%d:\n%s", self.name, self.crash_count, note)
         full = why
         lost = self.undelivered = self._salvage()
         if lost:
