@@ -590,7 +590,7 @@ class Rproc:
                 return
             delay = self._recovery_delay(report)
             if delay is None:
-                self._give_up_locked(report, why)
+                self._give_up_locked(why)
                 return
             if not delay:
                 self._recover_locked()
@@ -604,14 +604,10 @@ class Rproc:
                 self._crashes_at_start,
                 delay,
             )
-            crash = self.crash_count
-        with self._states.changed:  # a stop, a recovery asked for or a boot ends the wait
-            self._states.changed.wait_for(
-                lambda: self._stopping or self.state != CRASHED or self.crash_count != crash,
-                delay,
-            )
-        with self._lock:
-            if self.state == CRASHED and self.crash_count == crash and self.recovery:
+        with self._states.changed:  # a stop, or a recovery someone asked for, ends the wait
+            self._states.changed.wait_for(lambda: self._stopping or self.state != CRASHED, delay)
+        with self._lock:  # unless the core was stopped or booted again meanwhile
+            if self.state == CRASHED and self._boots == report.boot and self.recovery:
                 self._recover_locked()
 
     def _crashed_locked(self, report: CrashReport) -> str:
@@ -666,7 +662,7 @@ class Rproc:
         self._crashes_at_start += 1
         return policy.delay(self._crashes_at_start)
 
-    def _give_up_locked(self, report: CrashReport, why: str) -> None:
+    def _give_up_locked(self, why: str) -> None:
         """The core crashed at start too often: reset and dump it, and leave it offline."""
         policy = self.config.crash_loop
         assert policy is not None
