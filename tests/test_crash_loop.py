@@ -149,3 +149,31 @@ def test_the_state_never_reads_offline_while_the_core_is_being_recovered():
         watcher.join()
         rp.stop()
     assert seen <= {RUNNING, CRASHED} and CRASHED in seen
+
+
+def test_a_crash_during_a_stop_is_ignored_and_the_core_stays_offline():
+    """The core dies while stop() waits for its shutdown ACK: the stop finishes (the
+    exit ends the wait), and the crash the exit reports is not recovered."""
+    before = snapshot()
+    rp = Rproc("dies", str(FW / "stalled.py"), config=RprocConfig(shutdown_timeout=120.0))
+    rp.start()
+    rp.wait_channel("rpmsg-openamp-demo-channel", 10)
+    pid = rp.pid
+    assert pid is not None
+    errors: list[BaseException] = []
+
+    def stop() -> None:
+        try:
+            rp.stop(strict=True)
+        except BaseException as exc:  # reported by the test
+            errors.append(exc)
+
+    stopper = threading.Thread(target=stop)
+    stopper.start()
+    wait_for(lambda: rp.last_stop == "reset", "the stop to begin its shutdown handshake")
+    os.kill(pid, signal.SIGKILL)
+    stopper.join(60)
+    assert not stopper.is_alive() and errors == []
+    assert (rp.state, rp.crash_count, rp.pid) == (OFFLINE, 0, None)
+    assert rp.wait_crash_handled(timeout=5) is None
+    assert snapshot() == before
