@@ -43,7 +43,6 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Self
 
 from amplink.errors import AmplinkError
@@ -51,6 +50,7 @@ from amplink.remoteproc import coredump
 from amplink.remoteproc.config import RprocConfig
 from amplink.remoteproc.control import Debugfs, Sysfs
 from amplink.remoteproc.crash import crash_name
+from amplink.remoteproc.crash_queue import CrashQueue, CrashReport
 from amplink.remoteproc.devmem import DeviceMemory, Memory
 from amplink.remoteproc.drivers import RprocDrivers
 from amplink.remoteproc.elf import FirmwareImage
@@ -85,19 +85,6 @@ log = logging.getLogger(__name__)
 
 KEPT_COREDUMPS = 8
 KEPT_NOTES = 16  # distinct crash notes remembered, so that a repeat is not shown again
-
-
-@dataclass(frozen=True)
-class CrashReport:
-    """One ``rproc_report_crash``: about which boot of the core (``boot``, counted from
-    1), its type and reason, whether someone asked for it (debugfs ``crash``), and when
-    (``time.monotonic``)."""
-
-    boot: int
-    kind: int
-    reason: str
-    requested: bool
-    at: float
 
 
 class Rproc:
@@ -143,10 +130,7 @@ class Rproc:
         self._subdevs_started = False
         self._routes: dict[int, list[Callable[[], None]]] = {}  # notify id -> handlers
         self._exit_code: int | None = None
-        self._crash_lock = threading.Lock()  # the queue and the worker thread
-        self._crashes: collections.deque[CrashReport] = collections.deque()
-        self._crash_thread: threading.Thread | None = None  # while there are crashes
-        self._crash_busy = False  # a crash is being handled (under _states.changed)
+        self._crashes = CrashQueue(name, self._handle_crash, self._states.changed)
         self._boots = 0  # platforms adopted: the boot a crash report is about
         self._booted_at = 0.0  # time.monotonic() when the last boot completed
         self._crashes_at_start = 0  # the current run of crashes soon after booting
@@ -542,36 +526,7 @@ class Rproc:
         self._queue_crash(self._boots, kind, reason, requested)
 
     def _queue_crash(self, boot: int, kind: int, reason: str, requested: bool) -> None:
-        """Queue a crash report for the worker, starting it if it is not running (a
-        crash reported while the worker recovers the core is handled after it, as a
-        work item queued again on Linux's recovery workqueue)."""
-        report = CrashReport(boot, kind, reason, requested, time.monotonic())
-        with self._crash_lock:
-            self._crashes.append(report)
-            with self._states.changed:
-                self._crash_busy = True
-            if self._crash_thread is not None:
-                return
-            t = threading.Thread(
-                target=self._crash_work, name=f"rproc-{self.name}-crash", daemon=True
-            )
-            self._crash_thread = t
-            t.start()
-
-    def _crash_work(self) -> None:
-        while True:
-            with self._crash_lock:
-                if not self._crashes:
-                    self._crash_thread = None
-                    with self._states.changed:
-                        self._crash_busy = False
-                        self._states.changed.notify_all()
-                    return
-                report = self._crashes.popleft()
-            try:
-                self._handle_crash(report)
-            except Exception:  # the worker must go on: later crashes still count
-                log.exception("%s: handling a crash failed", self.name)
+        self._crashes.put(CrashReport(boot, kind, reason, requested, time.monotonic()))
 
     def _handle_crash(self, report: CrashReport) -> None:
         """``rproc_crash_handler_work``: what the core sent is delivered, its users get
@@ -742,18 +697,15 @@ class Rproc:
             )
         if or_dump_pending:
             self._states.wait_until(
-                lambda: not self._crash_busy or self.pending_coredump() is not None,
+                lambda: not self._crashes.busy or self.pending_coredump() is not None,
                 timeout,
                 "crash handling still runs",
             )
             pending = self.pending_coredump()
             if pending is not None:
                 return pending
-        t = self._crash_thread
-        if t is not None and t is not threading.current_thread():
-            t.join(timeout)
-            if t.is_alive():
-                raise AmplinkError(errno.ETIMEDOUT, f"{self.name}: crash handling still runs")
+        if not self._crashes.join(timeout):
+            raise AmplinkError(errno.ETIMEDOUT, f"{self.name}: crash handling still runs")
         return None
 
     # -- memory and trace ------------------------------------------------------------
