@@ -20,7 +20,16 @@ def _controlling_tty() -> None:  # in the child, after setsid: the pty becomes i
 class PtyRun:
     """``amplink ARGS`` with a pty of ``cols`` x ``rows`` as its controlling terminal."""
 
-    def __init__(self, *args: str, cols: int = 100, rows: int = 30, env: dict | None = None):
+    def __init__(
+        self,
+        *args: str,
+        cols: int = 100,
+        rows: int = 30,
+        env: dict | None = None,
+        screen_cols: int | None = None,
+    ):
+        """``screen_cols``: emulate a wider screen than the pty says it has (a line the
+        command writes wider than ``cols`` then shows as such, not wrapped by pyte)."""
         master, slave = os.openpty()
         fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
         self.proc = subprocess.Popen(
@@ -34,7 +43,7 @@ class PtyRun:
         )
         os.close(slave)
         self.master = master
-        self.screen = pyte.HistoryScreen(cols, rows, history=100_000)
+        self.screen = pyte.HistoryScreen(screen_cols or cols, rows, history=100_000)
         self.stream = pyte.ByteStream(self.screen)
         self.raw = b""
 
@@ -66,6 +75,14 @@ class PtyRun:
 
     def text(self) -> str:
         return "\n".join(self.lines())
+
+    def all_lines(self) -> list[str]:
+        """Every line written: those scrolled off the top, then the screen's."""
+        width = self.screen.columns
+        top = [
+            "".join(line[x].data for x in range(width)).rstrip() for line in self.screen.history.top
+        ]
+        return top + self.lines()
 
     def scrolled(self) -> int:
         """How many lines have scrolled off the top of the screen."""

@@ -35,7 +35,7 @@ EXPECTED = {
     (s.CRASH, s.CRASHED): None,
     (s.CRASH, s.DETACHED): None,
     (s.CRASH, s.DELETED): None,
-    (s.RECOVER, s.CRASHED): s.OFFLINE,
+    (s.RECOVER, s.CRASHED): s.RUNNING,
     (s.RECOVER, s.OFFLINE): None,
     (s.RECOVER, s.RUNNING): None,
     (s.RECOVER, s.ATTACHED): None,

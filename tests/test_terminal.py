@@ -75,6 +75,37 @@ def test_up_live_view_at_100_columns_and_ctrl_c(tmp_path, tag):
     assert not sock.exists() and not (tmp_path / "m4").exists()
 
 
+def test_every_line_of_the_demo_fits_100_columns(tmp_path, tag):
+    """The demo on a pty that says 100 columns, its screen emulated 300 wide: a line the
+    demo wrote wider than 100 would show so.  Long lines (a step's result, the log lines
+    of the crash step) are wrapped between words, the rest indented under the first."""
+    run = PtyRun("demo", cols=100, rows=40, env=tagged_env(tag, tmp_path), screen_cols=300)
+    try:
+        assert run.finish(120) == 0, run.text()
+    finally:
+        run.close()
+    lines = run.all_lines()
+    assert any("every core stopped" in line for line in lines), lines
+    assert [line for line in lines if len(line) > 100] == []
+    crash = next(i for i, line in enumerate(lines) if "ok  crash m4 on purpose" in line)
+    step = [lines[crash]]
+    for line in lines[crash + 1 :]:  # its continuation: indented under its label
+        if not line.startswith(" " * 10) or line[10] == " ":
+            break
+        step.append(line)
+    assert len(step) > 1  # (a long result: this test checks how it wraps)
+    said = " ".join(line.strip() for line in step)
+    assert re.search(
+        r"crash #1 \(watchdog: crash requested through debugfs\) handled, "
+        r"running again as pid \d+, echo works",
+        said,
+    ), step
+    logged = next(i for i, line in enumerate(lines) if "crash detected in m4" in line)
+    assert lines[logged + 1].startswith("    ") and not lines[logged + 1].startswith("     ")
+    whole = lines[logged] + " " + lines[logged + 1].strip()
+    assert "type watchdog (crash requested through debugfs); handling crash #1" in whole
+
+
 def test_ctrl_c_on_demo_stops_the_board_without_a_traceback(tmp_path, tag):
     run = PtyRun("demo", cols=100, rows=40, env=tagged_env(tag, tmp_path))
     try:

@@ -418,3 +418,66 @@ def test_the_lifecycle_commands_work_on_emulated_cores(tmp_path, capsys):
         if u.proc.poll() is None:
             u.proc.kill()
             u.proc.wait()
+
+
+def crash_loop_board(tmp_path: Path, limit: int) -> str:
+    """A board whose one core runs firmware that raises as soon as it runs."""
+    board = tmp_path / "loop.toml"
+    fw = Path(__file__).parent / "firmware" / "raises_at_start.py"
+    board.write_text(
+        f'[board]\nname = "loop"\n[[mailbox]]\nname = "mu0"\n'
+        f'[[core]]\nname = "c0"\nfirmware = "{fw}"\nmailbox = "mu0"\ncrash_loop_limit = {limit}\n'
+    )
+    return str(board)
+
+
+def test_up_gives_up_on_firmware_that_crashes_at_start_and_says_so_once(tmp_path, capsys):
+    u = Up(tmp_path / "ctl.sock", crash_loop_board(tmp_path, 3))
+    try:
+        wait_for(lambda: status(u)["c0"]["crashes"] == 3, "the third crash")
+        wait_for(lambda: status(u)["c0"]["state"] == "offline", "recovery to give up")
+        assert u.cli("stop", "c0") == 1
+        assert "c0 is offline: nothing to stop (recovery gave up after 3 crashes" in (
+            capsys.readouterr().err
+        )
+        u.proc.send_signal(signal.SIGINT)
+        out, err = u.proc.communicate(timeout=60)
+    finally:
+        if u.proc.poll() is None:
+            u.proc.kill()
+            u.proc.wait()
+    assert u.proc.returncode == 130
+    assert crash_report_counts(out, err) == (1, 1, 2)
+
+
+def crash_report_counts(out: str, err: str) -> tuple[int, int, int]:
+    """In up's output: the firmware's tracebacks, the gave-up lines, and the crashes
+    said to be the same failure as an earlier one."""
+    text = out + err
+    return (
+        text.count("Traceback"),
+        text.count("recovery gave up"),
+        text.count("(the same failure as crash #1)"),
+    )
+
+
+def test_up_stop_wins_against_a_core_rebooted_after_every_crash(tmp_path, capsys):
+    """crash_loop_limit = 0: Linux's recovery, at once and for ever.  `amplink stop`
+    stops it for good; status and firmware then agree that it is offline."""
+    u = Up(tmp_path / "ctl.sock", crash_loop_board(tmp_path, 0))
+    try:
+        wait_for(lambda: status(u)["c0"]["crashes"] >= 3, "three crashes")
+        assert u.cli("stop", "c0") == 0
+        assert capsys.readouterr().out == "c0, state offline\n"
+        after = status(u)["c0"]
+        assert (after["state"], after["pid"]) == ("offline", None)
+        assert u.cli("firmware", "c0", "amplink.firmware.echo") == 0  # only offline
+        assert status(u)["c0"]["crashes"] == after["crashes"]  # nothing rebooted it
+        assert u.cli("start", "c0") == 0
+        assert status(u)["c0"]["state"] == "running"
+        code, _out = u.stop()
+    finally:
+        if u.proc.poll() is None:
+            u.proc.kill()
+            u.proc.wait()
+    assert code == 130

@@ -1,6 +1,6 @@
 """What every core process amplink starts shares: its command line (what the host's
 platform driver passes: memory and MMIO fds, interrupt lines, the loaded table, the MU
-wiring), its CPU pinning and dying with its parent."""
+wiring), its CPU pinning, dying with its parent, and its crash note."""
 
 from __future__ import annotations
 
@@ -8,6 +8,23 @@ import argparse
 import os
 import select
 import threading
+
+CRASH_NOTE_ENV = "AMPLINK_CRASH_NOTE_FD"  # the pipe a core process leaves its crash note in
+CRASH_NOTE_MAX = 16384  # bytes of a crash note kept: less than a pipe holds, so it never blocks
+
+
+def write_crash_note(text: str) -> bool:
+    """Leave ``text`` (why this core process is about to fail: a traceback) for the host,
+    which reads it when the process has exited and shows it with the crash.  False if
+    the host gave no crash note (the caller then prints ``text`` itself)."""
+    fd = os.environ.get(CRASH_NOTE_ENV)
+    if fd is None:
+        return False
+    try:
+        os.write(int(fd), text.encode(errors="replace")[-CRASH_NOTE_MAX:])
+    except (OSError, ValueError):
+        return False
+    return True
 
 
 def die_with_parent(parent: int, exit_code: int) -> None:

@@ -18,7 +18,7 @@ from amplink.bindings import resource_handlers, virtio_drivers
 from amplink.errors import AmplinkError
 from amplink.remoteproc import loader
 from amplink.remoteproc import rproc as remoteproc
-from amplink.remoteproc.config import RprocConfig
+from amplink.remoteproc.config import CrashLoop, RprocConfig
 from amplink.remoteproc.drivers import RprocDrivers
 from amplink.remoteproc.emulated import EmulatedPlatformDriver
 from amplink.remoteproc.loader import BootedImage
@@ -32,6 +32,7 @@ from amplink.wire import rsc_table as rt
 
 __all__ = [
     "PLATFORMS",
+    "CrashLoop",
     "OpenAmpRemote",
     "RpmsgBuffers",
     "RpmsgConfig",
@@ -98,11 +99,11 @@ class Rproc(remoteproc.Rproc):
         """The rpmsg links up to this core now (one per rpmsg vdev or GLINK edge)."""
         return self._links.all()
 
-    def stop(self) -> None:
+    def stop(self, *, strict: bool = False) -> None:
         """See :meth:`amplink.remoteproc.rproc.Rproc.stop`; ``EDEADLK`` from one of this
         core's receive callbacks (a stop waits for them to return)."""
         self._refuse_in_own_callback("stop")
-        super().stop()
+        super().stop(strict=strict)
 
     def shutdown(self) -> None:
         """See :meth:`amplink.remoteproc.rproc.Rproc.shutdown`; ``EDEADLK`` as :meth:`stop`."""

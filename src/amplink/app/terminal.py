@@ -3,7 +3,10 @@ drawn with `rich <https://rich.readthedocs.io>`_.
 
 On a terminal a running step shows a spinner and its elapsed time, a live view is
 redrawn in place (cropped to the terminal, never scrolling), and every line written
-meanwhile, by this process or by a core process, is printed above it.  Written to a
+meanwhile, by this process or by a core process, is printed above it.  A line longer
+than the terminal is wrapped between words with a hanging indent (a step's result under
+its label, a log line's continuation by :data:`LOG_INDENT`), never folded mid-word by
+the terminal.  Written to a
 pipe or a file, the same calls give plain lines: a step is one line when it ends, a
 table is plain columns, and nothing is redrawn, so logs stay clean.
 """
@@ -30,6 +33,8 @@ from rich.text import Text
 from amplink.app.signals import Interrupted
 
 PLAIN_WIDTH = 1000  # a pipe has no width: never wrap or crop there
+LOG_INDENT = 4  # columns a wrapped log line's continuation is indented by
+VERDICT_WIDTH = 10  # "  FAILED  ": where a step's label begins
 _FRAMES_PER_S = 10
 
 
@@ -115,8 +120,10 @@ class Terminal:
         st = Step(label)
         spinner = Spinner("line", style="cyan")
 
-        def frame() -> RenderableType:
-            spinner.update(text=Text(f"{label} ... {st.elapsed:4.1f} s"))
+        def frame() -> RenderableType:  # one line, cropped: a transient line never wraps
+            spinner.update(
+                text=Text(f"{label} ... {st.elapsed:4.1f} s", no_wrap=True, overflow="ellipsis")
+            )
             return spinner
 
         display = (
@@ -148,7 +155,10 @@ class Terminal:
             text.stylize("green" if verdict == "ok" else "bold red", 2, 8)
         if detail:
             text.append(f": {detail}")
-        self.console.print(text, soft_wrap=not self.interactive)
+        if not self.interactive:
+            self.console.print(text, soft_wrap=True)
+            return
+        print_hanging(self.console, text, VERDICT_WIDTH)
 
     @contextlib.contextmanager
     def live(self, render: Callable[[], RenderableType], refresh: float) -> Iterator[None]:
@@ -181,6 +191,30 @@ class Terminal:
             yield
         finally:
             relay.close()
+
+
+def hanging(console: Console, text: Text, indent: int) -> list[Text]:
+    """``text`` wrapped between words to ``console``'s width, every line after the first
+    indented by ``indent`` columns (a word longer than a line is folded)."""
+    width = console.width
+    first = text.wrap(console, width, overflow="fold")
+    if len(first) <= 1 or width <= indent + 1:
+        return list(first)
+    head = first[0]
+    plain = text.plain
+    start = len(head.plain)
+    while start < len(plain) and plain[start] == " ":
+        start += 1
+    head.rstrip()
+    rest = text[start:].wrap(console, width - indent, overflow="fold")
+    return [head, *(Text(" " * indent) + line for line in rest)]
+
+
+def print_hanging(console: Console, text: Text, indent: int) -> None:
+    """Print ``text`` as :func:`hanging` wraps it: no line is wider than the console."""
+    for line in hanging(console, text, indent):
+        line.rstrip()
+        console.print(line, no_wrap=True, overflow="crop")
 
 
 @contextlib.contextmanager
@@ -253,8 +287,8 @@ class _Relay:
         if pending:
             self._print(pending)
 
-    def _print(self, line: bytes) -> None:  # wrapped between words to the terminal
-        self.console.print(Text(line.decode(errors="replace"), overflow="fold"))
+    def _print(self, line: bytes) -> None:
+        print_hanging(self.console, Text(line.decode(errors="replace")), LOG_INDENT)
 
     def close(self) -> None:
         sys.stdout.flush()

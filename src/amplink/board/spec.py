@@ -25,7 +25,7 @@ from amplink.emu.soc import CPUS, DEFAULT_CLOCK_HZ, NUM_IRQS, CortexMSoc, Window
 from amplink.errors import AmplinkError
 from amplink.mailbox.mu_path import MU_CHANNELS, MU_IRQ, MuWiring
 from amplink.remoteproc import coredump
-from amplink.remoteproc.config import DEFAULT_MEMORY_SIZE, DELIVERIES, RprocConfig
+from amplink.remoteproc.config import DEFAULT_MEMORY_SIZE, DELIVERIES, CrashLoop, RprocConfig
 from amplink.remoteproc.devmem import Memory
 from amplink.remoteproc.elf import FirmwareError
 from amplink.remoteproc.emulated import EmulatedPlatformDriver
@@ -124,6 +124,7 @@ class CoreSpec:
     delivery: str = "thread"
     rpmsg: str = "virtio"
     recovery: str = "enabled"
+    crash_loop_limit: int = CrashLoop().limit
     coredump: str = coredump.DISABLED
     cpu: int | None = None
     emulated: EmulatedSpec | None = None  # None: the core is a process
@@ -156,6 +157,7 @@ class CoreSpec:
         written to ``coredump_dir``)."""
         return RprocConfig(
             recovery=self.recovery == "enabled",
+            crash_loop=CrashLoop(limit=self.crash_loop_limit) if self.crash_loop_limit else None,
             coredump_mode=self.coredump,
             coredump_dir=coredump_dir,
             graceful_shutdown=self.graceful_shutdown,
@@ -390,6 +392,9 @@ class _Parser:
             delivery=self.choice(where, tbl, "delivery", DELIVERIES, "thread"),
             rpmsg=self.choice(where, tbl, "rpmsg", BACKENDS, "virtio"),
             recovery=self.choice(where, tbl, "recovery", RECOVERY, "enabled"),
+            crash_loop_limit=self.get(
+                where, tbl, "crash_loop_limit", int, CrashLoop().limit, check=_at_least(0)
+            ),
             coredump=self.choice(where, tbl, "coredump", coredump.MODES, coredump.DISABLED),
             cpu=cpu,
             emulated=emulated,
@@ -508,6 +513,7 @@ _CORE_KEYS = (
     "delivery",
     "rpmsg",
     "recovery",
+    "crash_loop_limit",
     "coredump",
     "cpu",
     "platform",

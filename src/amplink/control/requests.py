@@ -187,6 +187,11 @@ def handlers(server: Served) -> dict[str, Handler]:
         resolve(req["file"]).check()  # ENOENT now, naming what was looked for
         return sysfs(req, "firmware", req["file"])
 
+    def stop(req: dict[str, Any]) -> dict[str, Any]:
+        rp = server.core(req["core"])
+        rp.stop(strict=True)  # whatever it does (crashed, recovering): offline after it
+        return {"core": rp.name, "state": rp.state}
+
     def crash(req: dict[str, Any]) -> dict[str, Any]:
         rp = server.core(req["core"])
         before = rp.crash_count
@@ -262,7 +267,7 @@ def handlers(server: Served) -> dict[str, Handler]:
         "ping": lambda req: "pong",
         "status": lambda req: server.status(),
         "start": lambda req: sysfs(req, "state", "start"),
-        "stop": lambda req: sysfs(req, "state", "stop"),
+        "stop": stop,
         "recovery": lambda req: sysfs(req, "recovery", req["value"]),
         "coredump": dumps,
         "firmware": firmware,

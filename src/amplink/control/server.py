@@ -5,8 +5,10 @@ One thread runs an asyncio loop that accepts connections and reads each request 
 client that sends no complete line within :data:`READ_TIMEOUT` is disconnected, and at
 most :data:`MAX_CONNECTIONS` are open at once), so idle connections cost no thread.
 A request then runs in a small pool of worker threads and does what the matching
-sysfs or debugfs file would (``start``/``stop`` through ``state``, ``recovery``,
-``coredump``, ``firmware``, ``crash``), so the answers and errors are the kernel's.
+sysfs or debugfs file would (``start`` through ``state``, ``recovery``,
+``coredump``, ``firmware``, ``crash``), so the answers and errors are the kernel's;
+``stop`` also stops a crashed core and one being recovered (which sysfs ``state``
+refuses), and no recovery boots it again (:meth:`Rproc.stop`).
 Every argument is checked first: a malformed request gets ``EINVAL`` (or ``EPROTO``
 for a line that is not a JSON object) saying which argument and what it must be.
 

@@ -29,10 +29,11 @@ import signal
 import sys
 import threading
 import time
+import traceback
 from functools import partial
 
 from amplink.bindings import firmware_rpmsg
-from amplink.core_process import core_arguments, die_with_parent, pin_to_cpu
+from amplink.core_process import core_arguments, die_with_parent, pin_to_cpu, write_crash_note
 from amplink.errors import AmplinkError
 from amplink.hw.core_ctrl import STATUS_REPORTS_UNBOUND, STATUS_UNBOUND
 from amplink.hw.soc import core_control
@@ -174,7 +175,8 @@ def main(argv: list[str] | None = None) -> int:
             firmware = load_program(read_program(region, amap, args.boot_addr), args.firmware)
             firmware(core)
         except Exception:
-            log.exception("firmware %s crashed", args.firmware)
+            if not write_crash_note(traceback.format_exc()):  # the host shows it, once
+                log.exception("firmware %s crashed", args.firmware)
             return 1
         return 0
     finally:

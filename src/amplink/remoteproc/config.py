@@ -27,12 +27,50 @@ DELIVERIES = ("thread", "workqueue")
 
 
 @dataclass(frozen=True, kw_only=True)
+class CrashLoop:
+    """How recovery treats a core whose firmware keeps crashing right after it boots.
+
+    Linux recovers every crash at once (``rproc_crash_handler_work`` calls
+    ``rproc_trigger_recovery``, with no delay and no limit), so such firmware is
+    rebooted forever at full speed.  amplink bounds it: a crash within ``window`` s of
+    the boot it ended is a crash *at start*; the first of a run of them is recovered
+    at once, as Linux does, the n-th after ``backoff * 2**(n-2)`` s (0.1, 0.2, 0.4 s by
+    default), and the ``limit``-th is not recovered: the core is reset, dumped and
+    left ``offline`` with one log line saying so.  A crash later than ``window`` after
+    its boot, a crash requested through debugfs, and every ``start`` begin a new run.
+    """
+
+    limit: int = 5
+    window: float = 10.0
+    backoff: float = 0.1
+
+    def __post_init__(self) -> None:
+        if self.limit < 1:
+            raise AmplinkError(errno.EINVAL, f"CrashLoop.limit = {self.limit}: below 1")
+        for name in ("window", "backoff"):
+            if getattr(self, name) < 0:
+                raise AmplinkError(
+                    errno.EINVAL, f"CrashLoop.{name} = {getattr(self, name)!r}: negative"
+                )
+
+    def delay(self, run: int) -> float | None:
+        """How long to wait before recovering the ``run``-th crash at start in a row
+        (None: give up)."""
+        if run >= self.limit:
+            return None
+        return 0.0 if run < 2 else self.backoff * 2 ** (run - 2)
+
+
+@dataclass(frozen=True, kw_only=True)
 class RprocConfig:
     """The settings of one remote processor; every field has Linux's default or amplink's.
 
     Lifecycle:
 
     * ``recovery``: recover a crashed core (sysfs ``recovery``, initial value);
+    * ``crash_loop``: how recovery backs off from, and gives up on, firmware that
+      crashes right after each boot (:class:`CrashLoop`; None: recover every crash at
+      once, forever, as Linux does);
     * ``coredump_mode``: ``disabled``, ``enabled`` or ``inline`` (sysfs ``coredump``);
       dumps are kept in ``Rproc.coredumps`` and, with ``coredump_dir``, written there;
       ``inline_coredump_timeout`` (s) bounds how long recovery waits for an inline dump
@@ -64,6 +102,7 @@ class RprocConfig:
     """
 
     recovery: bool = True
+    crash_loop: CrashLoop | None = field(default_factory=CrashLoop)
     coredump_mode: str = coredump.DISABLED
     coredump_dir: str | None = None
     inline_coredump_timeout: float = INLINE_COREDUMP_TIMEOUT

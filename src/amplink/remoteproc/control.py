@@ -48,7 +48,7 @@ class ControlledRproc(Protocol):
     def recover(self) -> None:
         """Recover a crashed core now."""
 
-    def report_crash(self, kind: int, reason: str = "") -> None:
+    def report_crash(self, kind: int, reason: str = "", *, requested: bool = False) -> None:
         """``rproc_report_crash``."""
 
     def loaded_table(self) -> rt.ResourceTable | None:
@@ -156,7 +156,7 @@ class Debugfs:
             ) from None
         if value < 0:
             raise AmplinkError(errno.EINVAL, f"crash takes an unsigned integer, not {value}")
-        self._rp.report_crash(value, "crash requested through debugfs")
+        self._rp.report_crash(value, "crash requested through debugfs", requested=True)
 
     @property
     def resource_table(self) -> str:

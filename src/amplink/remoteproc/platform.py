@@ -45,6 +45,7 @@ class RprocPlatform(ABC):
         self.spin = spin  # whether polling the core's rings is worthwhile
         self.on_notify: NotifyHandler = lambda notifyid: None
         self.on_crash: CrashHandler = lambda kind, reason: None
+        self.crash_detail = ""  # what the core left about its crash (a traceback), if any
 
     @property
     def pid(self) -> int | None:

@@ -7,7 +7,11 @@ window (MU and core control) and two interrupt lines; *stop* is a reset (SIGKILL
 preceded, when the firmware supports it, by TI K3's graceful-shutdown handshake;
 *kick* sends a vring notify id through the MU.  The core's death arrives as an
 interrupt (its pidfd on line :data:`WDOG_IRQ`); an optional watchdog timer checks the
-heartbeat the firmware writes into core control.
+heartbeat the firmware writes into core control.  What the core process leaves about
+why it failed (a Python firmware's traceback) comes through a pipe named in
+:data:`~amplink.core_process.CRASH_NOTE_ENV`, read when it exits: its last line joins
+the crash's reason, as Qualcomm's remoteproc drivers log the crash reason the firmware
+left in SMEM.
 
 Words from the core on the kick channel are sorted here: ``RP_MBOX_SHUTDOWN_ACK``
 completes the handshake, ``RP_MBOX_CRASH`` is a crash report, ``RP_MBOX_ECHO_REPLY``
@@ -17,6 +21,7 @@ anything else is a notify id for the rproc core.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import os
@@ -28,6 +33,7 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
+from amplink.core_process import CRASH_NOTE_ENV, CRASH_NOTE_MAX
 from amplink.errors import AmplinkError
 from amplink.hw.core_ctrl import (
     CC_BOOT_ADDR,
@@ -153,6 +159,7 @@ class ProcessPlatform(RprocPlatform):
         self._host_undo: list[Callable[[], None]] = []  # connect steps
         self._mmio: SharedRegion | None = None
         self._line_fds = (-1, -1)
+        self._note_fd = -1  # the host's end of the crash-note pipe
         self._ack = threading.Event()
         self._echo_reply = threading.Event()
         self._resetting = False
@@ -193,12 +200,16 @@ class ProcessPlatform(RprocPlatform):
             raise
         fds = self._line_fds = (host_line, host_pulser)  # the host's own open files
         self._undo.append(lambda: _close(fds))
+        note, core_note = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)  # the core's end: blocking
+        os.set_blocking(core_note, True)
+        self._note_fd = note
+        self._undo.append(lambda: _close((note,)))
         try:
             self.proc = self._spawn(
-                region, mmio, core_line, core_pulser, table_da, table_len, entry
+                region, mmio, core_line, core_pulser, table_da, table_len, entry, core_note
             )
         finally:
-            _close((core_line, core_pulser))  # the core's: the host keeps no copy
+            _close((core_line, core_pulser, core_note))  # the core's: the host keeps no copy
         self._undo.append(self._reset)
 
     def connect(self, features: Features) -> None:
@@ -241,6 +252,7 @@ class ProcessPlatform(RprocPlatform):
         table_da: int,
         table_len: int,
         entry: int,
+        note_fd: int,
     ) -> subprocess.Popen[bytes]:
         cmd = [
             *self._executable(),
@@ -265,6 +277,7 @@ class ProcessPlatform(RprocPlatform):
             cmd.append("--no-spin")
         cmd += self._extra_args()
         env = dict(os.environ, AMPLINK_PARENT_PID=str(os.getpid()))
+        env[CRASH_NOTE_ENV] = str(note_fd)
         if TRACER.enabled:  # the core appends its events to a file the export merges
             env[ENV_VAR] = TRACER.core_file(self.name)
             env["AMPLINK_CORE_NAME"] = f"core {self.name}"
@@ -274,7 +287,7 @@ class ProcessPlatform(RprocPlatform):
         return _SPAWNER.submit(
             subprocess.Popen,
             cmd,
-            pass_fds=(region.fd, mmio.fd, core_fd, host_fd),
+            pass_fds=(region.fd, mmio.fd, core_fd, host_fd, note_fd),
             env=env,
             stdin=subprocess.DEVNULL,
             process_group=0,  # a terminal's Ctrl-C reaches the host only; it stops the core
@@ -320,6 +333,7 @@ class ProcessPlatform(RprocPlatform):
         """The core process exited (its pidfd became readable)."""
         proc = self.proc
         code = proc.wait() if proc is not None else None
+        self.crash_detail = self._read_note()
         self._exit_code = code
         self._ack.set()  # a graceful shutdown waiting for this core need not wait on
         if not self._resetting:
@@ -327,11 +341,26 @@ class ProcessPlatform(RprocPlatform):
         return IRQ_HANDLED
 
     def _exit_crash(self, code: int | None) -> tuple[int, str]:
-        """The crash a core process's exit is: its kind and reason."""
+        """The crash a core process's exit is: its kind and reason (with the last
+        line of what the core left in its crash note)."""
         why = f"the core process exited ({describe_exit(code)})"
         if code == 0 and self.RETURNED:
             why += f": {self.RETURNED}"
+        if self.crash_detail:
+            why += f": {self.crash_detail.splitlines()[-1]}"
         return CRASH_FATAL_ERROR, why
+
+    def _read_note(self) -> str:
+        """What the exited core wrote into its crash note (non-blocking: a process the
+        core started may still hold the pipe open)."""
+        if self._note_fd < 0:
+            return ""
+        chunks, size = [], 0
+        with contextlib.suppress(BlockingIOError):  # a child of the core holds it open
+            while size < CRASH_NOTE_MAX and (data := os.read(self._note_fd, 65536)):
+                chunks.append(data)
+                size += len(data)
+        return b"".join(chunks)[:CRASH_NOTE_MAX].decode(errors="replace").rstrip()
 
     def mailbox_ping(self, timeout: float) -> float:
         """``RP_MBOX_ECHO_REQUEST`` through the MU and ``RP_MBOX_ECHO_REPLY`` back: the

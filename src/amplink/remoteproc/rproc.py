@@ -13,10 +13,17 @@ subdevices only through their interfaces: which drivers bind to them is decided 
   handshake (``EBUSY`` if there is no ACK: the core keeps running), then reset.
 * **crash** (``rproc_report_crash``): the core process died, the firmware reported a
   fatal error, its watchdog expired, it broke its rings (an "mmufault"), or someone
-  wrote to debugfs ``crash``.  Only the first crash of an episode is handled, in a
-  worker thread: the subdevices take in what the core sent and fail their users, the
-  state becomes ``crashed``, and if recovery is enabled the core is reset, dumped, and
-  booted again with the same firmware.
+  wrote to debugfs ``crash``.  Crashes are handled one after another in a worker
+  thread (Linux's ``rproc_recovery_wq``), and only the first of an episode counts (a
+  report about an earlier boot of the core is dropped): the subdevices take in what
+  the core sent and fail their users, the state becomes ``crashed``, and if recovery
+  is enabled the core is reset, dumped, and booted again with the same firmware; the
+  state stays ``crashed`` until that boot has succeeded (``running``) or failed
+  (``offline``).  Firmware that crashes right after every boot is recovered with a
+  growing delay and then given up on (``RprocConfig.crash_loop``), which Linux does not.
+* **stop** wins over recovery: a stop waits for no delay, a recovery waiting for its
+  delay or for the lock finds the core stopped and does nothing, and a crash reported
+  during or after the stop is ignored.
 * **attach/detach** (``rproc_attach``/``rproc_detach``): take over a core a boot loader
   started (:func:`~amplink.remoteproc.loader.boot_core`), and let go of it again.
 
@@ -34,6 +41,7 @@ import itertools
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable
 from typing import Self
 
@@ -42,6 +50,7 @@ from amplink.remoteproc import coredump
 from amplink.remoteproc.config import RprocConfig
 from amplink.remoteproc.control import Debugfs, Sysfs
 from amplink.remoteproc.crash import crash_name
+from amplink.remoteproc.crash_queue import CrashQueue, CrashReport
 from amplink.remoteproc.devmem import DeviceMemory, Memory
 from amplink.remoteproc.drivers import RprocDrivers
 from amplink.remoteproc.elf import FirmwareImage
@@ -53,7 +62,9 @@ from amplink.remoteproc.states import (
     ATTACHED,
     BOOT,
     CRASH,
+    CRASHED,
     DELETE,
+    DELETED,
     DETACH,
     DETACHED,
     OFFLINE,
@@ -73,6 +84,7 @@ from amplink.wording import counted
 log = logging.getLogger(__name__)
 
 KEPT_COREDUMPS = 8
+KEPT_NOTES = 16  # distinct crash notes remembered, so that a repeat is not shown again
 
 
 class Rproc:
@@ -118,9 +130,12 @@ class Rproc:
         self._subdevs_started = False
         self._routes: dict[int, list[Callable[[], None]]] = {}  # notify id -> handlers
         self._exit_code: int | None = None
-        self._crash_lock = threading.Lock()
-        self._crash_thread: threading.Thread | None = None
-        self._crash_busy = False  # a crash is being handled (under _states.changed)
+        self._crashes = CrashQueue(name, self._handle_crash, self._states.changed)
+        self._boots = 0  # platforms adopted: the boot a crash report is about
+        self._booted_at = 0.0  # time.monotonic() when the last boot completed
+        self._crashes_at_start = 0  # the current run of crashes soon after booting
+        self.gave_up: str | None = None  # why recovery gave up on the core, until it boots
+        self._notes_shown: dict[str, int] = {}  # crash notes logged: text -> crash number
         self._stopping = False  # stop() waits for the lock: an inline dump is dropped
         self._booted = attach
         self._clean_table: bytes | None = None
@@ -234,14 +249,18 @@ class Rproc:
             self._states.check(BOOT)
             self.boot()
 
-    def stop(self) -> None:
-        """Stop the core whatever its state and release everything. Idempotent.
+    def stop(self, *, strict: bool = False) -> None:
+        """Stop the core whatever its state (``running``, ``crashed`` and waiting for
+        recovery, being recovered...) and release everything; once it returns the core
+        is ``offline`` and no recovery boots it again.  Idempotent, unless ``strict``:
+        then ``EINVAL`` if there was nothing to stop (``ENODEV`` once deleted).
 
         Gracefully if the core runs firmware that supports it; if the handshake fails,
         a warning is logged and the core is reset anyway.  Use :meth:`shutdown` to get
         the kernel's errors instead."""
         with self._states.changed:
-            self._stopping = True
+            self._stopping = True  # a recovery waiting for its delay wakes and gives way
+            self._states.changed.notify_all()
             pending = self.pending_coredump()
         if pending is not None:  # recovery waits for it while holding the lock
             pending.discard("before the core was stopped")
@@ -249,8 +268,17 @@ class Rproc:
             self._stopping = False
             if self._states.allows(STOP):
                 self._stop_locked(STOP)
+            elif strict:
+                raise self._nothing_to_stop()
             self.power = 0
         self.wait_crash_handled()
+
+    def _nothing_to_stop(self) -> AmplinkError:
+        state = self.state
+        if state == DELETED:
+            return AmplinkError(errno.ENODEV, f"{self.name} was deleted")
+        why = f" ({self.gave_up})" if self.gave_up else ""
+        return AmplinkError(errno.EINVAL, f"{self.name} is {state}: nothing to stop{why}")
 
     def __enter__(self) -> Self:
         self.start()
@@ -260,8 +288,9 @@ class Rproc:
         self.stop()
 
     # -- boot ------------------------------------------------------------------------
-    def _boot_locked(self) -> None:
-        """``rproc_fw_boot`` and ``rproc_start``: a failure releases what was made."""
+    def _boot_locked(self, event: str = BOOT) -> None:
+        """``rproc_fw_boot`` and ``rproc_start`` (``event``: a boot, or the one recovery
+        makes): a failure releases what was made."""
         self._exit_code = None
         try:
             image = self.image = read_firmware(self.name, self.firmware, self._table_given)
@@ -279,11 +308,20 @@ class Rproc:
         except BaseException:
             self._release_locked(crashed=False)
             raise
-        self._states.fire(BOOT)
+        self._mark_booted(event)
+
+    def _mark_booted(self, event: str) -> None:
+        self._booted_at = time.monotonic()
+        self.gave_up = None
+        if event == BOOT:  # a boot someone asked for: a new run of crashes at start
+            self._crashes_at_start = 0
+        self._states.fire(event)
 
     def _adopt_platform(self, platform: RprocPlatform) -> RprocPlatform:
+        self._boots += 1
+        boot = self._boots
         platform.on_notify = self._on_notify
-        platform.on_crash = self.report_crash
+        platform.on_crash = lambda kind, reason: self._queue_crash(boot, kind, reason, False)
         self.platform = platform
         return platform
 
@@ -297,7 +335,7 @@ class Rproc:
             route=self._route,
             next_notifyid=itertools.count().__next__,
             spin=self.platform.spin,
-            report_crash=self.report_crash,
+            report_crash=self.platform.on_crash,  # about this boot only
             take_notifications=self.platform.take_notifications,
         )
         self._subdevs = handle_resources(
@@ -340,7 +378,7 @@ class Rproc:
         except BaseException:
             self._disconnect_locked()
             raise
-        self._states.fire(BOOT)
+        self._mark_booted(BOOT)
 
     def detach(self) -> None:
         """``rproc_detach``: hand the core back (it keeps running); ``EINVAL`` unless
@@ -480,73 +518,126 @@ class Rproc:
             handler()
 
     # -- crashes and recovery --------------------------------------------------------
-    def report_crash(self, kind: int, reason: str = "") -> None:
-        """``rproc_report_crash``: callable from any thread, including IRQ threads; the
-        crash is handled in a worker.  Only the first crash of an episode counts."""
-        with self._crash_lock:
-            t = self._crash_thread
-            if t is not None and t.is_alive():
-                return
-            t = threading.Thread(
-                target=self._crash_work,
-                args=(kind, reason),
-                name=f"rproc-{self.name}-crash",
-                daemon=True,
-            )
-            self._crash_thread = t
-            with self._states.changed:
-                self._crash_busy = True
-            t.start()
+    def report_crash(self, kind: int, reason: str = "", *, requested: bool = False) -> None:
+        """``rproc_report_crash`` about the core as it runs now: callable from any
+        thread, including IRQ threads; the crash is handled in a worker.  Only the
+        first crash of an episode counts.  ``requested``: someone asked for it (debugfs
+        ``crash``), so it is no sign of firmware that crashes at start."""
+        self._queue_crash(self._boots, kind, reason, requested)
 
-    def _crash_work(self, kind: int, reason: str) -> None:
-        try:
-            self._handle_crash(kind, reason)
-        finally:
-            with self._states.changed:
-                self._crash_busy = False
-                self._states.changed.notify_all()
+    def _queue_crash(self, boot: int, kind: int, reason: str, requested: bool) -> None:
+        self._crashes.put(CrashReport(boot, kind, reason, requested, time.monotonic()))
 
-    def _handle_crash(self, kind: int, reason: str) -> None:
+    def _handle_crash(self, report: CrashReport) -> None:
         """``rproc_crash_handler_work``: what the core sent is delivered, its users get
-        ``EPIPE``, and it is recovered if recovery is enabled."""
+        ``EPIPE``, and it is recovered if recovery is enabled (after a delay, or not at
+        all, if it keeps crashing at start)."""
         with self._lock:
-            if not self._states.allows(CRASH):
-                return  # already crashed (this episode is being handled), or stopped
-            why = reason or crash_name(kind)
-            self.last_crash = (crash_name(kind), why)
-            self.crash_count += 1
-            if TRACER.enabled:
-                TRACER.event("remoteproc", "crash", rproc=self.name, kind=crash_name(kind), why=why)
-            self._states.fire(CRASH)  # after the count: who waits for it sees the cause
-            log.error(
-                "crash detected in %s: type %s (%s); handling crash #%d",
-                self.name,
-                crash_name(kind),
-                why,
-                self.crash_count,
-            )
-            lost = self.undelivered = self._salvage()
-            if lost:
-                n = sum(lost.values())
-                log.error(
-                    "%s crashed before consuming %s (per source address: %s); "
-                    "their senders' endpoints are released with EPIPE",
-                    self.name,
-                    counted(n, "sent message"),
-                    lost,
-                )
-                were = "was" if n == 1 else "were"
-                why += f"; {counted(n, 'sent message')} {were} never consumed"
-            error = AmplinkError(errno.EPIPE, f"remote core {self.name} crashed: {why}")
-            self._stop_subdevs(error, crashed=True)
-            if self.recovery:
-                self._recover_locked()
-            else:
+            if report.boot != self._boots or not self._states.allows(CRASH):
+                return  # about an earlier boot, already crashed (this episode), or stopped
+            why = self._crashed_locked(report)
+            if not self.recovery:
                 log.error(
                     "%s: recovery is disabled; it stays crashed until recovered "
                     "(sysfs recovery = 'recover' or 'enabled')",
                     self.name,
                 )
+                return
+            delay = self._recovery_delay(report)
+            if delay is None:
+                self._give_up_locked(why)
+                return
+            if not delay:
+                self._recover_locked()
+                return
+            log.warning(
+                "%s: crash #%d came %.1f s after its boot (%d in a row at start); "
+                "recovering in %.3g s",
+                self.name,
+                self.crash_count,
+                max(0.0, report.at - self._booted_at),
+                self._crashes_at_start,
+                delay,
+            )
+        with self._states.changed:  # a stop, or a recovery someone asked for, ends the wait
+            self._states.changed.wait_for(lambda: self._stopping or self.state != CRASHED, delay)
+        with self._lock:  # unless the core was stopped or booted again meanwhile
+            if self.state == CRASHED and self._boots == report.boot and self.recovery:
+                self._recover_locked()
+
+    def _crashed_locked(self, report: CrashReport) -> str:
+        """The crash's count, log lines and state; what the core sent is taken in and
+        its users fail.  Returns why it crashed."""
+        kind = report.kind
+        why = report.reason or crash_name(kind)
+        self.last_crash = (crash_name(kind), why)
+        self.crash_count += 1
+        if TRACER.enabled:
+            TRACER.event("remoteproc", "crash", rproc=self.name, kind=crash_name(kind), why=why)
+        self._states.fire(CRASH)  # after the count: who waits for it sees the cause
+        note = self.platform.crash_detail if self.platform is not None else ""
+        seen = self._notes_shown.get(note) if note else None
+        log.error(
+            "crash detected in %s: type %s (%s); handling crash #%d%s",
+            self.name,
+            crash_name(kind),
+            why,
+            self.crash_count,
+            f" (the same failure as crash #{seen})" if seen else "",
+        )
+        if note and seen is None:  # each distinct failure's traceback once
+            if len(self._notes_shown) >= KEPT_NOTES:
+                self._notes_shown.pop(next(iter(self._notes_shown)))
+            self._notes_shown[note] = self.crash_count
+            log.error("%s: its firmware left at crash #%d:\n%s", self.name, self.crash_count, note)
+        full = why
+        lost = self.undelivered = self._salvage()
+        if lost:
+            n = sum(lost.values())
+            log.error(
+                "%s crashed before consuming %s (per source address: %s); "
+                "their senders' endpoints are released with EPIPE",
+                self.name,
+                counted(n, "sent message"),
+                lost,
+            )
+            were = "was" if n == 1 else "were"
+            full += f"; {counted(n, 'sent message')} {were} never consumed"
+        error = AmplinkError(errno.EPIPE, f"remote core {self.name} crashed: {full}")
+        self._stop_subdevs(error, crashed=True)
+        return why
+
+    def _recovery_delay(self, report: CrashReport) -> float | None:
+        """How long to wait before recovering (``RprocConfig.crash_loop``); None: give up."""
+        policy = self.config.crash_loop
+        at_start = report.at - self._booted_at <= policy.window if policy is not None else False
+        if policy is None or report.requested or not at_start:
+            self._crashes_at_start = 0
+            return 0.0
+        self._crashes_at_start += 1
+        return policy.delay(self._crashes_at_start)
+
+    def _give_up_locked(self, why: str) -> None:
+        """The core crashed at start too often: reset and dump it, and leave it offline."""
+        policy = self.config.crash_loop
+        assert policy is not None
+        self.gave_up = (
+            f"recovery gave up after {self._crashes_at_start} crashes in a row, each within "
+            f"{policy.window:g} s of its boot"
+        )
+        self._release_locked(crashed=True)
+        self._states.fire(STOP)
+        self.power = 0
+        log.error(
+            "%s: %s (the last: %s); it stays offline. Fix its firmware (%s), then start it "
+            "again (amplink start %s; amplink firmware %s FILE first for another file)",
+            self.name,
+            self.gave_up,
+            why,
+            self.firmware,
+            self.name,
+            self.name,
+        )
 
     def _salvage(self) -> dict[int, int]:
         lost: dict[int, int] = {}
@@ -561,19 +652,24 @@ class Rproc:
             self._recover_locked()
 
     def _recover_locked(self) -> None:
-        """``rproc_trigger_recovery``: reset and dump the crashed core, then boot it."""
+        """``rproc_trigger_recovery``: reset and dump the crashed core, then boot it.
+        The state stays ``crashed`` until the boot succeeds (``running``) or fails
+        (``offline``, with one log line saying why)."""
         if not self._states.allows(RECOVER):
             return
         log.info("%s: recovering (crash #%d)", self.name, self.crash_count)
         self._release_locked(crashed=True)
         if self._stopping:
             return  # stop() waits for the lock: it finds the core crashed and released
-        self._states.fire(RECOVER)
         try:
-            self._boot_locked()
-        except Exception:
+            self._boot_locked(RECOVER)
+        except Exception as exc:
             self.power = 0
-            log.exception("%s: recovery failed; the core is offline", self.name)
+            self._states.fire(STOP)
+            if isinstance(exc, OSError) and exc.strerror:
+                log.error("%s: recovery failed, the core is offline: %s", self.name, exc.strerror)
+            else:
+                log.exception("%s: recovery failed; the core is offline", self.name)
 
     def wait_coredump(self, count: int = 1, timeout: float = 30.0) -> coredump.Coredump:
         """Wait until ``count`` dumps have been taken; returns the newest.  For
@@ -601,18 +697,15 @@ class Rproc:
             )
         if or_dump_pending:
             self._states.wait_until(
-                lambda: not self._crash_busy or self.pending_coredump() is not None,
+                lambda: not self._crashes.busy or self.pending_coredump() is not None,
                 timeout,
                 "crash handling still runs",
             )
             pending = self.pending_coredump()
             if pending is not None:
                 return pending
-        t = self._crash_thread
-        if t is not None and t is not threading.current_thread():
-            t.join(timeout)
-            if t.is_alive():
-                raise AmplinkError(errno.ETIMEDOUT, f"{self.name}: crash handling still runs")
+        if not self._crashes.join(timeout):
+            raise AmplinkError(errno.ETIMEDOUT, f"{self.name}: crash handling still runs")
         return None
 
     # -- memory and trace ------------------------------------------------------------

@@ -32,7 +32,7 @@ BOOT = "boot"  # rproc_boot's first power reference: load and start, or attach
 SHUTDOWN = "shutdown"  # rproc_shutdown's last power reference
 STOP = "stop"  # stop whatever the state (amplink's Rproc.stop): the core is reset
 CRASH = "crash"  # rproc_report_crash, once handled
-RECOVER = "recover"  # rproc_trigger_recovery: the crashed core is reset, then booted
+RECOVER = "recover"  # rproc_trigger_recovery: the crashed core is reset and booted again
 DETACH = "detach"  # rproc_detach's last power reference
 DELETE = "delete"  # rproc_del (after a stop)
 SET_FIRMWARE = "set firmware"  # rproc_set_firmware (sysfs firmware)
@@ -45,7 +45,7 @@ TRANSITIONS: dict[str, dict[str, str]] = {
     SHUTDOWN: {RUNNING: OFFLINE, ATTACHED: OFFLINE},
     STOP: {state: OFFLINE for state in _ALIVE},
     CRASH: {RUNNING: CRASHED, ATTACHED: CRASHED},
-    RECOVER: {CRASHED: OFFLINE},
+    RECOVER: {CRASHED: RUNNING},  # fired once the boot succeeded (failed: STOP)
     DETACH: {ATTACHED: DETACHED},
     DELETE: {OFFLINE: DELETED},
     SET_FIRMWARE: {OFFLINE: OFFLINE},
