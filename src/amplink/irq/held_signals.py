@@ -29,7 +29,7 @@ From then on ``signal.signal`` installs a handler wrapped at once, and it and
 ones that do this and call the originals).  A handler installed by other means (the
 original ``signal.signal`` bound before, ``_signal.signal``) is wrapped as a section
 begins: SIGINT's and SIGTERM's are looked at as every outermost section begins, the
-others at most :data:`LOOK_NS` apart.  A held signal runs the handler installed when it
+others every :data:`LOOK_EVERY` sections.  A held signal runs the handler installed when it
 is delivered (as a blocked signal does on Linux): ignored if that is ``SIG_IGN``, its
 default action if ``SIG_DFL``.  A signal that comes again while held is held once (a
 standard signal is pending or not).  In any other thread a section does nothing:
@@ -43,7 +43,6 @@ import functools
 import os
 import signal
 import threading
-import time
 from collections.abc import Callable
 from types import FrameType
 from typing import Any
@@ -52,7 +51,7 @@ _SIGNALS = tuple(int(s) for s in signal.valid_signals())
 _SIGINT = int(signal.SIGINT)
 _SIGTERM = int(signal.SIGTERM)
 _SIG_IGN = int(signal.SIG_IGN)
-LOOK_NS = 50_000_000  # ns between two looks at every handler (~2 us each)
+LOOK_EVERY = 4096  # outermost sections between two looks at every handler (~2 us each)
 
 PyHandler = Callable[[int, FrameType | None], Any]
 
@@ -61,7 +60,6 @@ PyHandler = Callable[[int, FrameType | None], Any]
 _getsignal: Callable[[int], object] = _signal.getsignal
 _setsignal: Callable[[int, object], object] = _signal.signal
 _get_ident = threading.get_ident
-_monotonic_ns = time.monotonic_ns
 
 
 class Held(BaseException):
@@ -101,7 +99,7 @@ class HeldSignals:
         self._interruptible = False
         self._sigint: object = None  # SIGINT's and SIGTERM's handlers, as last wrapped
         self._sigterm: object = None
-        self._look_at = 0  # when (monotonic ns) the next section looks at all handlers
+        self._looks_in = 0  # outermost sections until the next look at all handlers
         self._hooked = False  # signal.signal and signal.getsignal replaced (see _hook)
         os.register_at_fork(after_in_child=self._forked)
 
@@ -111,16 +109,17 @@ class HeldSignals:
         if self._depth:
             self._depth += 1
             return self
+        self._looks_in -= 1
         if (
             _getsignal(_SIGINT) is not self._sigint
             or _getsignal(_SIGTERM) is not self._sigterm
-            or _monotonic_ns() >= self._look_at
+            or self._looks_in <= 0
         ):
             self._wrap()  # (a handler that raises meanwhile raises outside the section)
         self._depth = 1
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
         if _get_ident() != self._main:
             return
         self._depth -= 1
@@ -189,7 +188,7 @@ class HeldSignals:
                 _setsignal(sig, HeldHandler(self, handler))
         self._sigint = _getsignal(_SIGINT)
         self._sigterm = _getsignal(_SIGTERM)
-        self._look_at = _monotonic_ns() + LOOK_NS
+        self._looks_in = LOOK_EVERY
 
     def _hook(self) -> None:
         """Replace ``signal.signal`` and ``signal.getsignal`` by functions that call
@@ -250,7 +249,7 @@ class _LetThrough:
                 return
             held._floor = 0
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
         held = self._held
         if _get_ident() == held._main and held._depth == 1:
             held._floor = 0
