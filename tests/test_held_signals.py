@@ -9,6 +9,7 @@ import threading
 import pytest
 
 from amplink.irq.held_signals import HELD_SIGNALS, HeldHandler
+from waiting import entered_in_another_thread
 
 USED = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2)
 
@@ -154,19 +155,6 @@ def test_let_through_delivers_what_was_held_before_it_and_does_nothing_when_nest
 def test_a_section_in_another_thread_holds_nothing():
     got: list[int] = []
     signal.signal(signal.SIGUSR1, recorder(got))
-    entered, release = threading.Event(), threading.Event()
-
-    def other() -> None:
-        with HELD_SIGNALS:
-            entered.set()
-            release.wait(10)
-
-    thread = threading.Thread(target=other)
-    thread.start()
-    try:
-        assert entered.wait(10)
+    with entered_in_another_thread(lambda: HELD_SIGNALS):
         signal.raise_signal(signal.SIGUSR1)
         assert got == [signal.SIGUSR1]
-    finally:
-        release.set()
-        thread.join()
