@@ -83,7 +83,6 @@ class TxBuffer:
             raise RpmsgError(errno.EINVAL, "this send buffer was already sent or discarded")
         if not 0 <= length <= len(self.data):
             raise RpmsgError(errno.EMSGSIZE, f"{length} bytes do not fit in {len(self.data)}")
-        self._done = True
         if TRACER.enabled:
             t0 = time.perf_counter_ns()
             self._link._lent_tx_done(self, length)
@@ -98,7 +97,6 @@ class TxBuffer:
     def discard(self) -> None:
         """Give the buffer back unsent. Idempotent."""
         if not self._done:
-            self._done = True
             self._link._lent_tx_done(self, None)
 
 
@@ -292,12 +290,14 @@ class VirtioRpmsgLink(PolledLink):
         return self._take_tx()
 
     def _lent_tx_done(self, buf: TxBuffer, length: int | None) -> None:
-        """A lent send buffer comes back: sent with ``length`` payload bytes, or unused."""
-        cap = _HDR_SIZE + len(buf.data)
-        self._region.forget(buf.data)
-        buf.data.release()
+        """A lent send buffer comes back: sent with ``length`` payload bytes, or unused
+        (marked done in the same section: cut short before it, it can be sent again)."""
         kick = False
-        with HELD_SIGNALS:  # the ring update and its kick
+        with HELD_SIGNALS:  # the buffer's return, the ring update and its kick
+            buf._done = True
+            cap = _HDR_SIZE + len(buf.data)
+            self._region.forget(buf.data)
+            buf.data.release()
             with self._tx_lock:
                 if self.failure is not None:
                     if length is not None:
@@ -316,12 +316,13 @@ class VirtioRpmsgLink(PolledLink):
 
     def _lent_rx_done(self, buf: RxBuffer) -> None:
         """A held receive buffer is released: give it back to the peer."""
-        self._region.forget(buf.data)
-        buf.data.release()
-        with self._rx_lock, HELD_SIGNALS:  # the ring update and its kick
-            if self.failure is None and self._return_rx(buf.token):
-                self._notify(self._rx_index)
-                self._rx_notified()
+        with HELD_SIGNALS:  # the buffer's return, the ring update and its kick
+            self._region.forget(buf.data)
+            buf.data.release()
+            with self._rx_lock:
+                if self.failure is None and self._return_rx(buf.token):
+                    self._notify(self._rx_index)
+                    self._rx_notified()
 
     @abstractmethod
     def _return_tx(self, token: int, off: int, cap: int) -> None:
