@@ -5,7 +5,8 @@ host in remoteproc); :class:`VirtqueueDevice` is the side that consumes them (th
 remote firmware).  Neither knows what the buffers carry, how the memory was mapped, or
 how a notification travels: the driver gets buffer addresses from its caller, the device
 gets a ``translate(addr, len) -> offset`` function, and both only *answer* whether the
-peer wants a notification; sending it is the caller's business.
+peer wants a notification; sending it is the caller's business, who says when it has
+(``notified()``: until then the notification is owed, and the next answer is yes).
 
 The peer is not trusted.  Every index and descriptor it writes is checked before use:
 a value that cannot be right breaks the queue with a :class:`VirtqueueError` naming the
