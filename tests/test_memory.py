@@ -10,6 +10,7 @@ import pytest
 
 from amplink.errors import AddressError, AmplinkError
 from amplink.memory import AddressMap, Mapping, SharedRegion, barrier
+from waiting import entered_in_another_thread
 
 CHILD = """
 import os, sys
@@ -97,26 +98,13 @@ def test_reserve_refuses_overlaps():
 def test_a_fence_never_waits_for_another_thread():
     """Each thread fences on a lock of its own: a thread stuck inside its fence (here:
     holding its lock) does not hold up another thread's fence."""
-    holding, release = threading.Event(), threading.Event()
-
-    def stuck_in_its_fence() -> None:
-        with barrier._fences.lock:
-            holding.set()
-            release.wait(10)
-
-    stuck = threading.Thread(target=stuck_in_its_fence)
-    stuck.start()
-    try:
-        assert holding.wait(10)
+    with entered_in_another_thread(lambda: barrier._fences.lock):  # stuck in its fence
         fenced = threading.Event()
         other = threading.Thread(target=lambda: (barrier.full_fence(), fenced.set()))
         other.start()
         assert fenced.wait(5)  # with one lock for the process this would wait for `stuck`
         other.join(5)
         barrier.full_fence()  # and so does this thread's
-    finally:
-        release.set()
-        stuck.join(10)
 
 
 @pytest.mark.parametrize("machine", ["aarch64", "armv7l", "riscv64", "ppc64le", ""])

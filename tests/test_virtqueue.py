@@ -58,6 +58,8 @@ def test_indices_are_free_running_past_65535(pair):
 def test_suppression_flags(pair):
     drv, dev = pair.driver, pair.device
     assert drv.kick_needed() and dev.notify_needed()
+    drv.notified()
+    dev.notified()
     dev.disable_notify()
     drv.disable_cb()
     assert not drv.kick_needed() and not dev.notify_needed()
@@ -226,14 +228,38 @@ def test_get_many_takes_what_is_there_in_ring_order_up_to_a_limit(pair):
 def test_fused_calls_answer_as_the_separate_ones(pair):
     drv, dev = pair.driver, pair.device
     assert drv.add(pair.buf_addr(0), BUF, True, 0, kick_needed=True) is True
+    drv.notified()
     dev.disable_notify()
     assert drv.add(pair.buf_addr(1), BUF, True, 1, kick_needed=True) is False
     assert drv.add(pair.buf_addr(2), BUF, True, 2) is False  # not asked
     (h0, _, _), (h1, _, _), (h2, _, _) = dev.get_many()
     assert dev.put(h0, 1, notify_needed=True) is True
+    dev.notified()
     drv.disable_cb()
     assert dev.put(h1, 1, notify_needed=True) is False
     assert dev.put_many((h2,), 1, notify_needed=True) is False
+
+
+def test_a_kick_not_said_to_be_sent_is_owed_by_the_next_update(pair):
+    """A kick that was asked for but not sent (an exception between the ring update
+    and the kick) is owed: the next update asks for it whatever the peer's
+    suppression says, until the caller says it sent one."""
+    drv, dev = pair.driver, pair.device
+    assert drv.add(pair.buf_addr(0), BUF, True, 0, kick_needed=True) is True
+    dev.disable_notify()  # the device polls now: it would not ask for the next one
+    assert drv.add(pair.buf_addr(1), BUF, True, 1, kick_needed=True) is True  # owed
+    assert drv.kick_needed() is True
+    drv.notified()
+    assert drv.add(pair.buf_addr(2), BUF, True, 2, kick_needed=True) is False
+    assert drv.kick_needed() is False
+    heads = [h for h, _, _ in dev.get_many()]
+    assert dev.put(heads[0], 1, notify_needed=True) is True
+    drv.disable_cb()
+    assert dev.put(heads[1], 1, notify_needed=True) is True  # owed
+    assert dev.notify_needed() is True
+    dev.notified()
+    assert dev.put(heads[2], 1, notify_needed=True) is False
+    assert dev.notify_needed() is False
 
 
 def test_a_bad_used_entry_after_good_ones_breaks_on_the_next_call(pair):

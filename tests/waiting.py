@@ -3,9 +3,12 @@ until it holds, failing with what was awaited after a timeout (never a bare slee
 
 from __future__ import annotations
 
+import contextlib
+import threading
 import time
-from collections.abc import Callable
-from typing import TypeVar
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
+from typing import Any, TypeVar
 
 T = TypeVar("T")
 
@@ -18,3 +21,24 @@ def wait_for(cond: Callable[[], T], what: str = "the condition", timeout: float 
         assert time.monotonic() < deadline, f"timed out after {timeout} s waiting for {what}"
         time.sleep(0.005)
     return got
+
+
+@contextlib.contextmanager
+def entered_in_another_thread(cm: Callable[[], AbstractContextManager[Any]]) -> Iterator[None]:
+    """Another thread enters the context ``cm()`` makes there and stays in it for the
+    ``with`` body (waited for, 10 s at most), then leaves it and ends."""
+    entered, release = threading.Event(), threading.Event()
+
+    def stay() -> None:
+        with cm():
+            entered.set()
+            release.wait(10)
+
+    thread = threading.Thread(target=stay)
+    thread.start()
+    try:
+        assert entered.wait(10), "the other thread did not enter"
+        yield
+    finally:
+        release.set()
+        thread.join(10)

@@ -48,7 +48,7 @@ from amplink.irq.flags import (
     IRQF_TRIGGER_MASK,
     is_edge,
 )
-from amplink.irq.held_signals import Held, HeldSignals
+from amplink.irq.held_signals import HELD_SIGNALS, Held, HeldSignals
 from amplink.irq.line import IrqLine, IrqWire, drain, new_line_fd
 from amplink.irq.spurious import MAX_BOGUS_REPORTS, SpuriousPolicy
 from amplink.tracing import TRACER
@@ -409,7 +409,7 @@ class IrqDomain:
         line = self._lines.get(irq)
         if line is None or line.edge or irq in self._taken:
             return None
-        held = HeldSignals()  # a main thread's signal handlers wait for a safe point
+        held = HELD_SIGNALS  # a main thread's signal handlers wait for a safe point
         with held:
             with self._lock:
                 if self._closing or irq in self._taken or line.fd < 0:

@@ -1,57 +1,66 @@
-"""Python signal handlers held back while a program's main thread runs interrupt
-handlers (Linux runs its handlers with interrupts off; nothing preempts them).
+"""Python signal handlers held back while a program's main thread is in a critical
+section (Linux runs its interrupt handlers, and a driver its ring updates, with
+interrupts off; nothing preempts them).
 
 Python runs signal handlers in the main thread, between any two bytecodes, and the
-default SIGINT handler raises ``KeyboardInterrupt`` there: in the middle of a primary
-that has just masked its device's event, of the domain's bookkeeping, of a vring drain
-that took a buffer off the ring.  A main thread that takes a line while it waits
-(:meth:`~amplink.irq.domain.IrqDomain.take_while_waiting`) therefore holds every Python
-handler back while it handles interrupts, and lets them interrupt only its sleep: a
-signal that comes while it sleeps ends the sleep at once (:class:`Held`), one that comes
-while it handles an interrupt is held until the handling is over; both run, with their
-original handlers, once the line is given back (so Ctrl-C still ends a blocked
-``recv()`` at once, and leaves the channel working).  In any other thread this does
-nothing: Python never runs a signal handler there.
+default SIGINT handler raises ``KeyboardInterrupt`` there (a SIGTERM handler may raise
+``SystemExit``): in the middle of a primary that has just masked its device's event, of
+a vring update before its kick, of a batch taken off a ring before its index moves, of
+a GLINK intent taken and not yet written.  Each of those is a *section* entered with
+``with HELD_SIGNALS:``; a signal that comes while the main thread is inside one is
+recorded, and its handler runs as the outermost section ends (what it raises goes on
+up from there).  Waiting is not held: a section that has to wait (a sender for a
+buffer or an intent) waits in ``with HELD_SIGNALS.let_through:``, where signals run
+their handlers as usual (a section's bookkeeping around the wait, and its clean-up when
+the wait ends with ``KeyboardInterrupt``, stay held).  A main thread that takes an
+interrupt line while it waits (:meth:`~amplink.irq.domain.IrqDomain.take_while_waiting`)
+makes only its sleep *interruptible*: a signal that comes then ends the sleep at once
+(:class:`Held`), so Ctrl-C still ends a blocked ``recv()`` at once and leaves the
+channel working.
+
+How, at the cost of about two uncontended ``with lock:`` per section (two Python
+calls, a thread check, a look at SIGINT's and SIGTERM's handlers): the handlers are not
+swapped at every section (a ``sigaction`` each, 0.4 us per signal) but wrapped once.  The
+first section the main thread enters puts a :class:`HeldHandler` in place of every
+Python handler; it calls the handler it wraps unless the main thread is in a section.
+From then on ``signal.signal`` installs a handler wrapped at once, and it and
+``signal.getsignal`` answer with the program's own handlers, never a wrapper (so
+``signal.getsignal(SIGINT) is signal.default_int_handler`` holds as before, which
+``asyncio.run`` relies on; those two functions are replaced in the ``signal`` module by
+ones that do this and call the originals).  A handler installed by other means (the
+original ``signal.signal`` bound before, ``_signal.signal``) is wrapped as a section
+begins: SIGINT's and SIGTERM's are looked at as every outermost section begins, the
+others every :data:`LOOK_EVERY` sections.  A held signal runs the handler installed when it
+is delivered (as a blocked signal does on Linux): ignored if that is ``SIG_IGN``, its
+default action if ``SIG_DFL``.  A signal that comes again while held is held once (a
+standard signal is pending or not).  In any other thread a section does nothing:
+Python never runs a signal handler there.
 """
 
 from __future__ import annotations
 
 import _signal  # type: ignore[import-not-found]  # no stub: see _getsignal
+import functools
+import os
 import signal
 import threading
 from collections.abc import Callable
 from types import FrameType
-from typing import Any, cast
+from typing import Any
 
 _SIGNALS = tuple(int(s) for s in signal.valid_signals())
+_SIGINT = int(signal.SIGINT)
+_SIGTERM = int(signal.SIGTERM)
+_SIG_IGN = int(signal.SIG_IGN)
+LOOK_EVERY = 4096  # outermost sections between two looks at every handler (~2 us each)
 
 PyHandler = Callable[[int, FrameType | None], Any]
 
 # signal's own C functions: signal.getsignal/signal wrap them in enum conversions that
-# cost 50 times more, on every recv() that sleeps.
+# cost 50 times more.
 _getsignal: Callable[[int], object] = _signal.getsignal
 _setsignal: Callable[[int, object], object] = _signal.signal
-
-
-class _PythonHandlers:
-    """``now()``: ``(signum, handler)`` for every signal that has a Python handler now
-    (main thread only).  Reading all handlers in one C-level pass and comparing them
-    with the last pass costs a third of a Python loop over them (~1.6 us, ~4.2 us)."""
-
-    def __init__(self) -> None:
-        self._handlers: tuple[object, ...] = ()
-        self._callables: tuple[tuple[int, PyHandler], ...] = ()
-
-    def now(self) -> tuple[tuple[int, PyHandler], ...]:
-        handlers = tuple(map(_getsignal, _SIGNALS))
-        if handlers != self._handlers:
-            self._handlers = handlers
-            pairs = zip(_SIGNALS, handlers, strict=True)
-            self._callables = tuple((s, cast(PyHandler, h)) for s, h in pairs if callable(h))
-        return self._callables
-
-
-_python_handlers = _PythonHandlers().now
+_get_ident = threading.get_ident
 
 
 class Held(BaseException):
@@ -59,49 +68,192 @@ class Held(BaseException):
     while :attr:`HeldSignals.interruptible` is set)."""
 
 
+class HeldHandler:
+    """A Python signal handler as :class:`HeldSignals` wraps it: calls :attr:`wrapped`
+    with the same arguments, or, while the main thread is in a section, records the
+    signal for the section's end."""
+
+    __slots__ = ("_held", "wrapped")
+
+    def __init__(self, held: HeldSignals, wrapped: PyHandler) -> None:
+        self._held = held
+        self.wrapped = wrapped
+
+    def __call__(self, signum: int, frame: FrameType | None) -> None:
+        self._held._came(signum, frame, self.wrapped)
+
+    def __repr__(self) -> str:
+        return f"<held {self.wrapped!r}>"
+
+
 class HeldSignals:
-    """A context: while it is entered (in the main thread), every signal with a Python
-    handler is recorded instead of handled; on exit the original handlers are back
-    (except where the code it ran installed another meanwhile: that one stays) and run
-    for what was recorded, in order (what they raise goes on up).  One use each."""
+    """Sections of the main thread in which its Python signal handlers are held (a
+    reentrant context manager, one for the process: :data:`HELD_SIGNALS`); see the
+    module docstring."""
 
     def __init__(self) -> None:
-        self.interruptible = False  # set around the sleep: a signal then raises Held
-        self._saved: dict[int, PyHandler] = {}
-        self._pending: list[tuple[int, FrameType | None]] = []
-        self._holding = False
+        self._main = threading.main_thread().ident
+        self._depth = 0  # the main thread's nesting of sections
+        self._floor = 0  # signals are held above this depth (1 in let_through, else 0)
+        self.let_through = _LetThrough(self)
+        self._pending: dict[int, FrameType | None] = {}  # in the order they came
+        self._interruptible = False
+        self._sigint: object = None  # SIGINT's and SIGTERM's handlers, as last wrapped
+        self._sigterm: object = None
+        self._looks_in = 0  # outermost sections until the next look at all handlers
+        self._hooked = False  # signal.signal and signal.getsignal replaced (see _hook)
+        os.register_at_fork(after_in_child=self._forked)
 
     def __enter__(self) -> HeldSignals:
-        if threading.get_ident() != threading.main_thread().ident:
+        if _get_ident() != self._main:
             return self
-        self._holding = True
-        for sig, handler in _python_handlers():
-            self._saved[sig] = handler  # first: a restore must find it
-            _setsignal(sig, self._hold)
+        if self._depth:
+            self._depth += 1
+            return self
+        self._looks_in -= 1
+        if (
+            _getsignal(_SIGINT) is not self._sigint
+            or _getsignal(_SIGTERM) is not self._sigterm
+            or self._looks_in <= 0
+        ):
+            self._wrap()  # (a handler that raises meanwhile raises outside the section)
+        self._depth = 1
         return self
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        if _get_ident() != self._main:
+            return
+        self._depth -= 1
+        if self._pending and self._depth == self._floor:
+            self._deliver()
+
+    @property
+    def interruptible(self) -> bool:
+        """Set around a sleep in the outermost section, or one right inside
+        :attr:`let_through` (main thread; elsewhere setting it does nothing): a signal
+        then raises :class:`Held` (once), to end the sleep."""
+        return self._interruptible
+
+    @interruptible.setter
+    def interruptible(self, value: bool) -> None:
+        if _get_ident() == self._main:
+            self._interruptible = value
 
     @property
     def pending(self) -> bool:
-        """Whether a signal is held (the caller should not go to sleep)."""
-        return bool(self._pending)
+        """Whether a signal is held that the end of the caller's section will deliver
+        (the outermost section, in the main thread): the caller should not sleep."""
+        return bool(self._pending) and self._depth == self._floor + 1 and _get_ident() == self._main
 
-    def _hold(self, signum: int, frame: FrameType | None) -> None:
-        if not self._holding:  # left installed by an exit cut short: act as the original
-            self._saved[signum](signum, frame)
-            return
-        self._pending.append((signum, frame))
-        if self.interruptible:
-            self.interruptible = False
-            raise Held
+    def _came(self, signum: int, frame: FrameType | None, handler: PyHandler) -> None:
+        """A wrapped handler's signal (main thread)."""
+        if self._depth > self._floor:
+            self._pending.setdefault(signum, frame)
+            if self._interruptible and self._depth == self._floor + 1:
+                self._interruptible = False
+                raise Held
+        elif self._pending:  # left by a handler that raised: they came first
+            self._pending.setdefault(signum, frame)
+            self._deliver()
+        else:
+            floor, self._floor = self._floor, 0  # (see _deliver)
+            handler(signum, frame)
+            self._floor = floor
 
-    def __exit__(self, *exc: object) -> None:
-        if not self._holding:
+    def _deliver(self) -> None:
+        """Run the handlers of the held signals, in the order they came, each popped
+        first: if one raises, the others wait for the next delivery.  Inside
+        :attr:`let_through` the section is held again while they run, and stays so if
+        one raises: the section's clean-up runs held."""
+        floor, self._floor = self._floor, 0
+        pending = self._pending
+        while pending:
+            signum = next(iter(pending))
+            frame = pending.pop(signum)
+            handler = _getsignal(signum)
+            if isinstance(handler, HeldHandler):
+                handler.wrapped(signum, frame)
+            elif callable(handler):
+                handler(signum, frame)
+            elif handler != _SIG_IGN:
+                signal.raise_signal(signum)  # its default action (or a C handler's)
+        self._floor = floor
+
+    def _wrap(self) -> None:
+        """Wrap every Python handler not wrapped yet (main thread, outside a section)."""
+        if not self._hooked:
+            self._hook()
+        for sig in _SIGNALS:
+            handler = _getsignal(sig)
+            if callable(handler) and not isinstance(handler, HeldHandler):
+                _setsignal(sig, HeldHandler(self, handler))
+        self._sigint = _getsignal(_SIGINT)
+        self._sigterm = _getsignal(_SIGTERM)
+        self._looks_in = LOOK_EVERY
+
+    def _hook(self) -> None:
+        """Replace ``signal.signal`` and ``signal.getsignal`` by functions that call
+        them, wrapping what is installed and unwrapping what they answer."""
+        self._hooked = True
+        install = signal.signal
+        look_up = signal.getsignal
+
+        @functools.wraps(install)
+        def signal_(signalnum: Any, handler: Any) -> Any:
+            if callable(handler) and not isinstance(handler, HeldHandler):
+                handler = HeldHandler(self, handler)
+            return _unwrapped(install(signalnum, handler))
+
+        @functools.wraps(look_up)
+        def getsignal(signalnum: Any) -> Any:
+            return _unwrapped(look_up(signalnum))
+
+        signal.signal = signal_
+        signal.getsignal = getsignal
+
+    def _forked(self) -> None:
+        """In a child: the forking thread is its main thread, in no section."""
+        self._main = threading.get_ident()
+        self._depth = 0
+        self._floor = 0
+        self._pending.clear()
+        self._interruptible = False
+
+
+def _unwrapped(handler: object) -> object:
+    """The program's own handler, where ``handler`` may be a :class:`HeldHandler`."""
+    return handler.wrapped if isinstance(handler, HeldHandler) else handler
+
+
+class _LetThrough:
+    """``HELD_SIGNALS.let_through``: in the outermost section of the main thread,
+    signals run their handlers as usual inside it (held ones first); anywhere else
+    (a section inside another, as a send from a receive callback; not in a section;
+    another thread) it does nothing.  A handler that raises in it leaves it held
+    again at once, so the section's ``finally`` clauses run held.  Not nested in
+    itself."""
+
+    __slots__ = ("_held",)
+
+    def __init__(self, held: HeldSignals) -> None:
+        self._held = held
+
+    def __enter__(self) -> None:
+        held = self._held
+        if _get_ident() != held._main or held._depth != 1 or held._floor:
             return
-        self._holding = False  # from here a held handler forwards to its original
-        hold = self._hold
-        for sig, handler in self._saved.items():
-            if _getsignal(sig) == hold:  # not replaced meanwhile (by a handler it ran)
-                _setsignal(sig, handler)
-        pending, self._pending = self._pending, []
-        for signum, frame in pending:
-            self._saved[signum](signum, frame)
+        while True:
+            if held._pending:
+                held._deliver()  # (what it raises goes up: not let through yet)
+            held._floor = 1
+            if not held._pending:  # none came since the look
+                return
+            held._floor = 0
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        held = self._held
+        if _get_ident() == held._main and held._depth == 1:
+            held._floor = 0
+
+
+HELD_SIGNALS = HeldSignals()

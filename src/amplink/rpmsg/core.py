@@ -26,6 +26,7 @@ from functools import partial
 from typing import Any, NamedTuple
 
 from amplink.errors import RpmsgError
+from amplink.irq.held_signals import HELD_SIGNALS
 from amplink.ratelimit import log_ratelimited
 from amplink.rpmsg.config import UNLIMITED
 from amplink.tracing import TRACER
@@ -412,12 +413,14 @@ class Endpoint:
         if timeout is not None and timeout <= 0:
             raise self._timed_out(timeout)  # a poll: nothing to sleep on, so no wakeup
         deadline = None if timeout is None else time.monotonic() + timeout
-        with self._lock:
-            wakeup = self._wakeup
-            if wakeup is None:
-                wakeup = self._wakeup = Wakeup()
-            self._waiters += 1
+        counted = False  # set with the count: a Ctrl-C as the lock is let go finds it
         try:
+            with self._lock, HELD_SIGNALS:  # (a Wakeup made half-way would leak its fds)
+                if self._wakeup is None:
+                    self._wakeup = Wakeup()
+                wakeup = self._wakeup
+                self._waiters += 1
+                counted = True
             while True:
                 try:  # no lock: several threads may sleep here and race for a message
                     return q.popleft()
@@ -441,11 +444,12 @@ class Endpoint:
                 else:
                     wakeup.clear()
         finally:
-            with self._lock:
-                self._waiters -= 1
-                if not self._waiters and self.released is not None:
-                    wakeup.close()
-                    self._wakeup = None
+            if counted:
+                with self._lock:
+                    self._waiters -= 1
+                    if not self._waiters and self.released is not None:
+                        wakeup.close()
+                        self._wakeup = None
 
     def _timed_out(self, timeout: float | None) -> RpmsgError:
         return RpmsgError(errno.ETIMEDOUT, f"no message for endpoint {self.addr} within {timeout}s")

@@ -60,6 +60,7 @@ from functools import partial
 from typing import Literal
 
 from amplink.errors import FifoError, RpmsgError, WireError
+from amplink.irq.held_signals import HELD_SIGNALS
 from amplink.memory.barrier import full_fence
 from amplink.memory.region import SharedRegion
 from amplink.ratelimit import log_ratelimited
@@ -197,7 +198,7 @@ class GlinkLink(PolledLink):
         if not ept.name:
             return
         try:
-            with self._tx_lock:
+            with self._tx_lock, HELD_SIGNALS:  # (what _flush takes from the output, it writes)
                 self._lcids[ept.name] = self.protocol.open(ept.name)
                 self._epts[ept.name] = ept
                 self._names[ept.addr] = ept.name
@@ -208,7 +209,7 @@ class GlinkLink(PolledLink):
     def unbind(self, ept: Endpoint) -> None:
         """Close the endpoint's channel (the peer acks; its endpoint stays bound)."""
         try:
-            with self._tx_lock:
+            with self._tx_lock, HELD_SIGNALS:  # (as bind's)
                 name = self._names.pop(ept.addr, None)
                 if name is None or self._epts.get(name) is not ept:
                     return
@@ -237,9 +238,12 @@ class GlinkLink(PolledLink):
         # The common case, one TX_DATA that fits now, is written here (not in a helper:
         # each Python call saved is a few percent of a message's cost).  The tx lock is
         # taken by `with`, never by acquire() then try: a Ctrl-C between the two would
-        # leave it held and every later send hanging.
+        # leave it held and every later send hanging.  A send is one section: a Ctrl-C
+        # waits until the intent it took is written and the peer kicked
+        # (amplink.irq.held_signals); only a wait for an intent or for room lets it
+        # through (it ends the wait, and the send).
         try:
-            with self._tx_lock:
+            with self._tx_lock, HELD_SIGNALS:
                 iid = proto.take_intent(name, n)
                 if iid is None:
                     iid, deadline = self._wait_intent(name, n, block, timeout)
@@ -264,16 +268,16 @@ class GlinkLink(PolledLink):
                             total,
                             _RESERVE,
                         )
-                    if sent:
-                        if TRACER.enabled:
-                            TRACER.sent(self)
-                        if self._fifos.kick_needed():
-                            self._notify()
-                    else:
-                        self._write_data(name, iid, data, block, deadline, timeout)
                 except BaseException:
-                    proto.give_back(name, iid)
+                    proto.give_back(name, iid)  # not written
                     raise
+                if sent:
+                    if TRACER.enabled:
+                        TRACER.sent(self)
+                    if self._fifos.kick_needed():
+                        self._notify()
+                else:
+                    self._write_data(name, iid, data, block, deadline, timeout)
                 if self._wanted:
                     self._wanted.pop(name, None)
                 if self._refused_now:
@@ -358,47 +362,55 @@ class GlinkLink(PolledLink):
         deadline: float | None,
         timeout: float | None,
     ) -> None:
-        """Write ``data`` as TX_DATA and TX_DATA_CONT chunks, when it is more than one
-        chunk or does not fit now (:meth:`send` writes the rest).  Without blocking, all
-        of it must fit now; once a chunk is out, the rest waits as long as it takes (a
-        half-sent message would hold the remote's intent forever).  ``deadline``: when
-        waiting for room gives up (None: ``timeout`` from the first wait)."""
-        n, chunk = len(data), self._chunk
-        sizes = [min(chunk, n - at) for at in range(0, max(n, 1), chunk)]
-        need = [g.pad8(g.DATA_HDR.size + size) for size in sizes]
-        if not block and not self._room(sum(need)):
-            if sum(need) + _RESERVE >= self.spec.fifo_size:
-                raise RpmsgError(
-                    errno.EINVAL,
-                    f"a {n}-byte message cannot be sent without blocking through the "
-                    f"{self.spec.fifo_size}-byte FIFO of {self.name}: use send()",
+        """Write ``data`` as TX_DATA and TX_DATA_CONT chunks in intent ``iid``, when it
+        is more than one chunk or does not fit now (:meth:`send` writes the rest).
+        Without blocking, all of it must fit now; once a chunk is out, the rest waits as
+        long as it takes (a half-sent message would hold the remote's intent forever).
+        ``deadline``: when waiting for room gives up (None: ``timeout`` from the first
+        wait).  The intent is given back if this raises before any of it is out."""
+        chunks = 0  # out so far
+        try:
+            n, chunk = len(data), self._chunk
+            sizes = [min(chunk, n - at) for at in range(0, max(n, 1), chunk)]
+            need = [g.pad8(g.DATA_HDR.size + size) for size in sizes]
+            if not block and not self._room(sum(need)):
+                if sum(need) + _RESERVE >= self.spec.fifo_size:
+                    raise RpmsgError(
+                        errno.EINVAL,
+                        f"a {n}-byte message cannot be sent without blocking through the "
+                        f"{self.spec.fifo_size}-byte FIFO of {self.name}: use send()",
+                    )
+                self._wanted[name] = n  # readiness now waits for room for all of it
+                self._ask_read_notif()
+                raise RpmsgError(errno.EAGAIN, f"the GLINK FIFO of {self.name} is full")
+            view = memoryview(data)
+            lcid = self.protocol.lcid(name)
+            at, cmd = 0, g.TX_DATA
+            for size, total in zip(sizes, need, strict=True):
+                if not self._room(total):
+                    if at:
+                        self._kick()  # the chunks so far: the reader can start on them
+                    if deadline is None:
+                        deadline = self._deadline(timeout)
+                    self._wait(partial(self._room_or_none, total), deadline, name, "room")
+                left = n - at - size
+                self._tx.write(
+                    g.data_header(cmd, lcid, iid, size, left),
+                    view[at : at + size],
+                    pad=total - g.DATA_HDR.size - size,
                 )
-            self._wanted[name] = n  # readiness now waits for room for all of it
-            self._ask_read_notif()
-            raise RpmsgError(errno.EAGAIN, f"the GLINK FIFO of {self.name} is full")
-        view = memoryview(data)
-        lcid = self.protocol.lcid(name)
-        at, cmd = 0, g.TX_DATA
-        for size, total in zip(sizes, need, strict=True):
-            if not self._room(total):
-                if at:
-                    self._kick()  # the chunks so far: the reader can start on them
-                if deadline is None:
-                    deadline = self._deadline(timeout)
-                self._wait(partial(self._room_or_none, total), deadline, name, "room")
-            left = n - at - size
-            self._tx.write(
-                g.data_header(cmd, lcid, iid, size, left),
-                view[at : at + size],
-                pad=total - g.DATA_HDR.size - size,
-            )
-            at += size
-            cmd = g.TX_DATA_CONT
-            if left and at == size:
-                deadline = float("inf")
-        if TRACER.enabled:  # its last chunk is out: the order in which the peer gets them
-            TRACER.sent(self)
-        self._kick()
+                chunks += 1
+                at += size
+                cmd = g.TX_DATA_CONT
+                if left and at == size:
+                    deadline = float("inf")
+            if TRACER.enabled:  # its last chunk is out: the order in which the peer gets them
+                TRACER.sent(self)
+            self._kick()
+        except BaseException:
+            if not chunks:  # none of it is out: the intent goes back
+                self.protocol.give_back(name, iid)
+            raise
 
     def _room_or_none(self, nbytes: int) -> int | None:
         """While waiting for room: 1 once there is, else make sure the reader will
@@ -520,13 +532,14 @@ class GlinkLink(PolledLink):
         :meth:`_wait`, a :meth:`when_can_send` waiter, or a send or :meth:`can_send`
         that found none since the last send (tx lock held).  Only then does the peer
         kick us for the intents it gives back, and does the host write those it holds
-        back (see :mod:`amplink.wire.glink_edge`)."""
+        back (see :mod:`amplink.wire.glink_edge`).  What was published is noted last:
+        cut short (a Ctrl-C outside a section), the next call publishes it again."""
         awaiting = bool(self._intent_waiters or self._space_waiters or self._refused_now)
         if awaiting != self._awaiting:
-            self._awaiting = awaiting
             self._fifos.set_awaiting_intents(awaiting)
             if awaiting and self.role == "remote":
                 self._notify()  # the host may hold RX_DONEs back: now it writes them
+            self._awaiting = awaiting
 
     def _read_unkicked(self) -> None:
         """Read the intents the peer gave back without kicking us (tx lock not held),
@@ -538,7 +551,7 @@ class GlinkLink(PolledLink):
         """Send ``SIGNALS``: DTR|RTS asks the remote to pause, 0 lets it resume."""
         name = self._channel_of(src)
         try:
-            with self._tx_lock:
+            with self._tx_lock, HELD_SIGNALS:  # (as bind's)
                 self._check_open(name)
                 self.protocol.signals(name, pause)
                 self._flush()
@@ -573,7 +586,7 @@ class GlinkLink(PolledLink):
     def when_can_send(self, src: int, callback: Callable[[], None]) -> None:
         """Call ``callback`` once a send from ``src`` would not wait: an intent as large
         as the last send that could not go, and room in the FIFO (or the link fails)."""
-        with self._tx_lock:
+        with self._tx_lock, HELD_SIGNALS:  # (a waiter added is published)
             name = self._names.get(src)
             if self.failure is None and name is not None and not self._sendable(name):
                 self._space_waiters.append((name, callback))
@@ -600,7 +613,7 @@ class GlinkLink(PolledLink):
     # -- receiving -------------------------------------------------------------------
     def handle_notify(self) -> None:
         try:
-            with self._tx_lock:
+            with self._tx_lock, HELD_SIGNALS:  # (as bind's)
                 if self._tx_waiters:
                     self._wake_senders()
                 self._flush()
@@ -776,7 +789,7 @@ class GlinkLink(PolledLink):
     def _lent_rx_done(self, name: str, iid: int) -> None:
         """A held message was released (any thread): its intent goes back to the peer."""
         try:
-            with self._tx_lock:
+            with self._tx_lock, HELD_SIGNALS:  # (as bind's)
                 if self.failure is None:
                     self.protocol.rx_done([(name, iid)])
                     self._flush()

@@ -25,6 +25,7 @@ from collections.abc import Callable
 from typing import ClassVar, TypeVar
 
 from amplink.errors import FifoError, VirtqueueError
+from amplink.irq.held_signals import HELD_SIGNALS
 from amplink.rpmsg.core import RpmsgLink
 from amplink.wait import AdaptiveSpin, Wakeup
 
@@ -92,12 +93,14 @@ class PolledLink(RpmsgLink):
 
     def poll_rx(self) -> int:
         """Dispatch every received message now; returns how many were dispatched."""
-        return self._drain(blocking=True)
+        with HELD_SIGNALS:  # see _drain
+            return self._drain(blocking=True)
 
     def _drain(self, *, blocking: bool) -> int:
         """Take the receive context (or give up at once if it is busy and not
         ``blocking``) and drain; a ring the peer broke fails the link once the rx lock
-        is free again, so that no failure listener runs under it."""
+        is free again, so that no failure listener runs under it.  Called in a section
+        (:mod:`amplink.irq.held_signals`, as :meth:`_drain_locked` is)."""
         lock = self._rx_lock
         if not blocking and lock.locked():
             return 0
@@ -118,12 +121,17 @@ class PolledLink(RpmsgLink):
             return 0
 
     def _drain_locked(self) -> int:
-        """Drain with the rx lock held; raises one of ``broken_by_peer``."""
+        """Drain with the rx lock held; raises one of ``broken_by_peer``.  The drain is
+        one section (:mod:`amplink.irq.held_signals`): a Ctrl-C in a main thread that
+        drains waits until the batch taken off the ring is dispatched, its buffers or
+        intents given back and the peer kicked, so none is lost half-way (the receive
+        callbacks it runs run in it too, as in an IRQ thread)."""
         if self.failure is not None:
             return 0
         try:
             self._rx_owner = get_ident()
-            return self._drain_rx()
+            with HELD_SIGNALS:
+                return self._drain_rx()
         finally:
             self._rx_owner = 0
 
@@ -140,20 +148,22 @@ class PolledLink(RpmsgLink):
     def busy_poll(self, ready: Callable[[], bool]) -> bool:
         if not self.spin.enabled:
             return False
-        # Every step that the finally clauses undo is taken inside their try: a Ctrl-C
-        # between the two would leave the thread counted or the peer's notifications
-        # off (and a blocked recv() deaf).
-        try:
-            if not self._enter_memory():
-                return False
+        # One section (amplink.irq.held_signals), the spin too (it is bounded by its
+        # budget): a Ctrl-C waits until the thread is no longer counted and the peer's
+        # notifications are on again (else a blocked recv() would be deaf), and until
+        # every drain in it is done.
+        with HELD_SIGNALS:
             try:
-                self._suppress()
-                return self.spin.spin(lambda: self._poll_once(ready))
+                if not self._enter_memory():
+                    return False
+                try:
+                    self._suppress()
+                    return self.spin.spin(lambda: self._poll_once(ready))
+                finally:
+                    if self.failure is None and self._unsuppress():
+                        self._drain(blocking=True)
             finally:
-                if self.failure is None and self._unsuppress():
-                    self._drain(blocking=True)
-        finally:
-            self._leave_memory()
+                self._leave_memory()
 
     def _release_senders(self, _error: OSError) -> None:
         """The link failed (never called under its locks): wake the waiting senders,
@@ -187,7 +197,8 @@ class PolledLink(RpmsgLink):
         :meth:`_sleep`), for a slice that doubles from 50 us to 10 ms, so that
         a sender that is itself the receive context (whom nobody else wakes) still
         looks again.  ``timed_out()`` is raised once ``deadline``
-        (``time.monotonic()``) has passed."""
+        (``time.monotonic()``) has passed.  A sender's section
+        (:mod:`amplink.irq.held_signals`) lets signals through only while it sleeps."""
         wait = FIRST_WAIT_SLICE
         retried = False
         if self.failure is not None:
@@ -210,7 +221,8 @@ class PolledLink(RpmsgLink):
                     raise timed_out()
                 self._tx_lock.release()
                 try:
-                    self._sleep(wakeup, min(wait, remaining))
+                    with HELD_SIGNALS.let_through:  # a Ctrl-C ends the wait, not the send
+                        self._sleep(wakeup, min(wait, remaining))
                 finally:
                     self._tx_lock.acquire()
                 wait = min(wait * 2, MAX_WAIT_SLICE)

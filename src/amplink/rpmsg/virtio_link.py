@@ -31,6 +31,7 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from amplink.errors import RpmsgError, VirtqueueError
+from amplink.irq.held_signals import HELD_SIGNALS
 from amplink.memory.region import SharedRegion
 from amplink.ratelimit import log_ratelimited
 from amplink.rpmsg.config import DEFAULT_BUFFERS, RPMSG_BUF_SIZE, RpmsgBuffers
@@ -82,7 +83,6 @@ class TxBuffer:
             raise RpmsgError(errno.EINVAL, "this send buffer was already sent or discarded")
         if not 0 <= length <= len(self.data):
             raise RpmsgError(errno.EMSGSIZE, f"{length} bytes do not fit in {len(self.data)}")
-        self._done = True
         if TRACER.enabled:
             t0 = time.perf_counter_ns()
             self._link._lent_tx_done(self, length)
@@ -97,7 +97,6 @@ class TxBuffer:
     def discard(self) -> None:
         """Give the buffer back unsent. Idempotent."""
         if not self._done:
-            self._done = True
             self._link._lent_tx_done(self, None)
 
 
@@ -146,6 +145,10 @@ class VirtioRpmsgLink(PolledLink):
         self._space_waiters: list[Callable[[], None]] = []  # see when_can_send()
         self.fail_listeners.append(self._wake_space_waiters)
         self._lookup = self.endpoints.lookup  # the dict's own get: no frame per message
+        # The rings' notified() (a role's queue to send on, and to receive from): said
+        # after each kick their answers asked for (see Virtqueue*.notified).
+        self._tx_notified: Callable[[], None]
+        self._rx_notified: Callable[[], None]
 
     @property
     def mtu(self) -> int:
@@ -178,20 +181,25 @@ class VirtioRpmsgLink(PolledLink):
         n = len(data)
         if n > self._mtu or RPMSG_ADDR_ANY in (src, dst) or self.failure is not None:
             raise self._refusal(src, dst, n)
+        # A send is one section: a Ctrl-C waits until the ring update and its kick
+        # are both done (amplink.irq.held_signals); only a wait for a buffer lets it
+        # through (it ends the wait, and the send).
         try:
-            with self._tx_lock:  # (not acquire() then try: a Ctrl-C between would leak it)
-                kick = self._try_send(src, dst, data, n)
-            if kick is None:
-                if not block:
-                    raise RpmsgError(
-                        errno.ENOMEM, f"no free TX buffer on {self.name} (the remote is behind)"
-                    )
-                kick = self._send_waiting(lambda: self._try_send(src, dst, data, n), timeout)
+            with HELD_SIGNALS:
+                with self._tx_lock:  # (not acquire() then try: a Ctrl-C between would leak it)
+                    kick = self._try_send(src, dst, data, n)
+                if kick is None:
+                    if not block:
+                        raise RpmsgError(
+                            errno.ENOMEM, f"no free TX buffer on {self.name} (the remote is behind)"
+                        )
+                    kick = self._send_waiting(lambda: self._try_send(src, dst, data, n), timeout)
+                if kick:
+                    self._notify(self._tx_index)
+                    self._tx_notified()
         except VirtqueueError as exc:
             self.fail(exc)  # not under the TX lock: the listeners take it
             raise
-        if kick:
-            self._notify(self._tx_index)
 
     def _refusal(self, src: int, dst: int, n: int) -> OSError:
         """Why a send of ``n`` bytes from ``src`` to ``dst`` cannot go at all."""
@@ -217,7 +225,9 @@ class VirtioRpmsgLink(PolledLink):
         free."""
 
     def _send_waiting(self, attempt: Callable[[], _T | None], timeout: float | None) -> _T:
-        """Retry ``attempt`` (under the TX lock) until it gets a buffer, or time out."""
+        """Retry ``attempt`` (under the TX lock) until it gets a buffer, or time out; in
+        the caller's section (:mod:`amplink.irq.held_signals`: only the sleeps let
+        signals through, so the count and the notifications are undone whatever comes)."""
         timeout = self.send_timeout if timeout is None else timeout
         deadline = time.monotonic() + timeout
         try:  # a spinning sender reads the ring without a lock: counted meanwhile
@@ -248,22 +258,28 @@ class VirtioRpmsgLink(PolledLink):
         """Lend a send buffer to fill in place (:class:`TxBuffer`); waits like send."""
         if RPMSG_ADDR_ANY in (src, dst):
             raise RpmsgError(errno.EINVAL, "a send buffer needs a source and a destination")
+        buf = None
         try:
-            with self._tx_lock:
-                if self.failure is not None:
-                    raise self.dead_error()
-                got = self._take_tx()
-            if got is None:
-                if not block:
-                    raise RpmsgError(errno.ENOMEM, f"no free TX buffer on {self.name}")
-                got = self._send_waiting(self._take_tx_alive, timeout)
+            with HELD_SIGNALS:  # one section, as send's
+                with self._tx_lock:
+                    if self.failure is not None:
+                        raise self.dead_error()
+                    got = self._take_tx()
+                if got is None:
+                    if not block:
+                        raise RpmsgError(errno.ENOMEM, f"no free TX buffer on {self.name}")
+                    got = self._send_waiting(self._take_tx_alive, timeout)
+                token, off, cap = got
+                view = self._region.view(off + _HDR_SIZE, cap - _HDR_SIZE)
+                buf = TxBuffer(self, token, off, view, src, dst)
         except VirtqueueError as exc:
             self.fail(exc)
             raise
-        token, off, cap = got
-        return TxBuffer(
-            self, token, off, self._region.view(off + _HDR_SIZE, cap - _HDR_SIZE), src, dst
-        )
+        except BaseException:
+            if buf is not None:  # a Ctrl-C held until the section's end: not lent after all
+                buf.discard()
+            raise
+        return buf
 
     def _take_tx_alive(self) -> tuple[int, int, int] | None:
         """:meth:`_take_tx` (TX lock held), ``EPIPE`` once the link failed (its memory
@@ -274,33 +290,39 @@ class VirtioRpmsgLink(PolledLink):
         return self._take_tx()
 
     def _lent_tx_done(self, buf: TxBuffer, length: int | None) -> None:
-        """A lent send buffer comes back: sent with ``length`` payload bytes, or unused."""
-        cap = _HDR_SIZE + len(buf.data)
-        self._region.forget(buf.data)
-        buf.data.release()
+        """A lent send buffer comes back: sent with ``length`` payload bytes, or unused
+        (marked done in the same section: cut short before it, it can be sent again)."""
         kick = False
-        with self._tx_lock:
-            if self.failure is not None:
-                if length is not None:
-                    raise self.dead_error()
-                return
-            if length is None:
-                self._return_tx(buf.token, buf.off, cap)
-            else:
-                _HDR.pack_into(self._mem, buf.off, buf.src, buf.dst, 0, length, 0)
-                kick = self._commit_tx(buf.token, buf.off, _HDR_SIZE + length)
-                if TRACER.enabled:
-                    TRACER.sent(self)
-        if kick:
-            self._notify(self._tx_index)
+        with HELD_SIGNALS:  # the buffer's return, the ring update and its kick
+            buf._done = True
+            cap = _HDR_SIZE + len(buf.data)
+            self._region.forget(buf.data)
+            buf.data.release()
+            with self._tx_lock:
+                if self.failure is not None:
+                    if length is not None:
+                        raise self.dead_error()
+                    return
+                if length is None:
+                    self._return_tx(buf.token, buf.off, cap)
+                else:
+                    _HDR.pack_into(self._mem, buf.off, buf.src, buf.dst, 0, length, 0)
+                    kick = self._commit_tx(buf.token, buf.off, _HDR_SIZE + length)
+                    if TRACER.enabled:
+                        TRACER.sent(self)
+            if kick:
+                self._notify(self._tx_index)
+                self._tx_notified()
 
     def _lent_rx_done(self, buf: RxBuffer) -> None:
         """A held receive buffer is released: give it back to the peer."""
-        self._region.forget(buf.data)
-        buf.data.release()
-        with self._rx_lock:
-            if self.failure is None and self._return_rx(buf.token):
-                self._notify(self._rx_index)
+        with HELD_SIGNALS:  # the buffer's return, the ring update and its kick
+            self._region.forget(buf.data)
+            buf.data.release()
+            with self._rx_lock:
+                if self.failure is None and self._return_rx(buf.token):
+                    self._notify(self._rx_index)
+                    self._rx_notified()
 
     @abstractmethod
     def _return_tx(self, token: int, off: int, cap: int) -> None:
@@ -449,6 +471,8 @@ class VirtioRpmsgHost(VirtioRpmsgLink):
         self._next_unused_tx = 0
         self._spare_tx: list[int] = []  # taken for zero copy, then not sent
         self._rx_peek = self._rx_vq.has_used  # (see PolledLink.__init__)
+        self._tx_notified = self._tx_vq.notified
+        self._rx_notified = self._rx_vq.notified
         self._suppress = self._rx_vq.disable_cb
         self._unsuppress = self._rx_vq.enable_cb
         self._rx_vq.reset_ring()
@@ -566,6 +590,7 @@ class VirtioRpmsgHost(VirtioRpmsgLink):
             vq.add(da + token * bs, bs, True, token)
         if vq.kick_needed():
             self._notify(self._rx_index)
+            vq.notified()
         return len(got)
 
 
@@ -604,6 +629,8 @@ class VirtioRpmsgRemote(VirtioRpmsgLink):
         self._tx_vq = tx
         self._rx_vq = rx
         self._rx_peek = rx.has_avail  # (see PolledLink.__init__)
+        self._tx_notified = tx.notified
+        self._rx_notified = rx.notified
         self._suppress = rx.disable_notify
         self._unsuppress = rx.enable_notify
         self._spare_tx: list[tuple[int, int, int]] = []  # taken, then not sent: kept
@@ -681,4 +708,5 @@ class VirtioRpmsgRemote(VirtioRpmsgLink):
                 done.append(head)
         if done and vq.put_many(done, 0, notify_needed=True):
             self._notify(self._rx_index)
+            vq.notified()
         return len(got)

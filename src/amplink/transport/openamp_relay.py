@@ -160,6 +160,15 @@ class Relay:
         kick_host = (to_host_tx and m_tx.notify_needed()) or (to_host_rx and m_rx.notify_needed())
         return kick_peer, kick_host
 
+    def notified(self, peer: bool, host: bool) -> None:
+        """The kicks :meth:`pump` asked for were sent (to the peer, to the host): one
+        covers both of that side's rings (see ``Virtqueue*.notified``)."""
+        for vq in ((self._s_tx, self._s_rx) if peer else ()) + (
+            (self._m_tx, self._m_rx) if host else ()
+        ):
+            if vq is not None:
+                vq.notified()
+
 
 def report_line(code: int, message: str) -> bytes:
     """The relay's last word to the host: an errno and what happened."""
@@ -188,6 +197,7 @@ def serve(relay: Relay, kicks: KickSocket, host_kick_fd: int, host_call_fd: int)
             kicks.kick()
         if kick_host:
             os.eventfd_write(host_call_fd, 1)
+        relay.notified(kick_peer, kick_host)
         if not alive:
             return EXIT_PEER_GONE, "the OpenAMP peer closed its socket (it exited or was killed)"
 

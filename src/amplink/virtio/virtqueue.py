@@ -5,7 +5,8 @@ host in remoteproc); :class:`VirtqueueDevice` is the side that consumes them (th
 remote firmware).  Neither knows what the buffers carry, how the memory was mapped, or
 how a notification travels: the driver gets buffer addresses from its caller, the device
 gets a ``translate(addr, len) -> offset`` function, and both only *answer* whether the
-peer wants a notification; sending it is the caller's business.
+peer wants a notification; sending it is the caller's business, who says when it has
+(``notified()``: until then the notification is owed, and the next answer is yes).
 
 The peer is not trusted.  Every index and descriptor it writes is checked before use:
 a value that cannot be right breaks the queue with a :class:`VirtqueueError` naming the
@@ -76,6 +77,9 @@ class _Vring:
         # What the producer side fences on (kick_needed, notify_needed): the caller
         # serialises a queue's producer side, so nobody else ever holds it.
         self._fence = threading.Lock()
+        # A notification this side was told to send and has not said it sent (see
+        # notified()): the next answer is yes whatever the peer's suppression says.
+        self._owed = False
 
     def _break(self, message: str) -> VirtqueueError:
         self.broken = VirtqueueError(self.name, message)
@@ -84,6 +88,14 @@ class _Vring:
     def _check(self) -> None:
         if self.broken is not None:
             raise self.broken
+
+    def notified(self) -> None:
+        """The caller sent the notification the last answer asked for.  Until then it
+        is *owed*: every answer (``kick_needed``, ``notify_needed``, and the fused forms
+        of ``add``, ``put``, ``put_many``) is yes, so a notification lost between a ring
+        update and its kick (an exception in between) goes with the next update, even
+        if the peer's suppression would skip that one."""
+        self._owed = False
 
     def _check_take(self) -> None:
         """Before a take: a broken queue, or the bad entry the last batch stopped at."""
@@ -159,16 +171,20 @@ class VirtqueueDriver(_Vring):
             fence = self._fence
             with fence:  # (not acquire(); release(): a Ctrl-C between would leave it held)
                 pass
-            return not self._used_h[0] & VRING_USED_F_NO_NOTIFY
+            kick = self._owed or not self._used_h[0] & VRING_USED_F_NO_NOTIFY
+            self._owed = kick
+            return kick
         return False
 
     def kick_needed(self) -> bool:
-        """Whether the device asked to be notified (``VRING_USED_F_NO_NOTIFY`` clear);
-        the caller serialises it with :meth:`add`."""
+        """Whether the device asked to be notified (``VRING_USED_F_NO_NOTIFY`` clear),
+        or a kick is owed (:meth:`notified`); the caller serialises it with :meth:`add`."""
         fence = self._fence
         with fence:  # (not acquire(); release(): a Ctrl-C between would leave it held)
             pass
-        return not self._used_h[0] & VRING_USED_F_NO_NOTIFY
+        kick = self._owed or not self._used_h[0] & VRING_USED_F_NO_NOTIFY
+        self._owed = kick
+        return kick
 
     def has_used(self) -> bool:
         """True if the device returned a buffer not yet taken."""
@@ -465,16 +481,20 @@ class VirtqueueDevice(_Vring):
             fence = self._fence
             with fence:  # (not acquire(); release(): a Ctrl-C between would leave it held)
                 pass
-            return not self._avail[0] & VRING_AVAIL_F_NO_INTERRUPT
+            notify = self._owed or not self._avail[0] & VRING_AVAIL_F_NO_INTERRUPT
+            self._owed = notify
+            return notify
         return False
 
     def notify_needed(self) -> bool:
-        """Whether the driver wants an interrupt (``VRING_AVAIL_F_NO_INTERRUPT`` clear);
-        the caller serialises it with :meth:`put`."""
+        """Whether the driver wants an interrupt (``VRING_AVAIL_F_NO_INTERRUPT`` clear),
+        or one is owed (:meth:`notified`); the caller serialises it with :meth:`put`."""
         fence = self._fence
         with fence:  # (not acquire(); release(): a Ctrl-C between would leave it held)
             pass
-        return not self._avail[0] & VRING_AVAIL_F_NO_INTERRUPT
+        notify = self._owed or not self._avail[0] & VRING_AVAIL_F_NO_INTERRUPT
+        self._owed = notify
+        return notify
 
     def disable_notify(self) -> None:
         """Ask the driver not to kick us (``VRING_USED_F_NO_NOTIFY``)."""
