@@ -52,11 +52,13 @@ HZ=1000): short against the timeouts users give ``recv()``, long against a messa
 cost (50-70 us), so a stream is cut into slices of dozens of messages."""
 
 
-def _unlist(waiting: list[int], me: int) -> None:
-    try:  # noqa: SIM105 (on the message path: no context manager)
+def _unlist(waiting: list[int], me: int) -> bool:
+    """Take ``me`` off ``waiting``; whether it was there."""
+    try:
         waiting.remove(me)
     except ValueError:
-        pass
+        return False
+    return True
 
 
 class PolledLink(RpmsgLink):
@@ -85,8 +87,8 @@ class PolledLink(RpmsgLink):
         self._rx_peek: Callable[[], bool] = self.rx_pending
         self._suppress: Callable[[], None] = self.suppress_rx
         self._unsuppress: Callable[[], bool] = self.unsuppress_rx
-        # Who runs the receive path again after a drain stopped on its budget (any
-        # thread, rx lock held): None, the link's own worker (self._rx_worker).
+        # Who runs the receive path again after a drain stopped on its budget (called
+        # from any thread): None, the link's own worker (self._rx_worker).
         self.rx_again: Callable[[], None] | None = None
         self._rx_slice = RX_SLICE  # the running drain's (rx lock held)
         # A drain stopped on its budget and the receive path runs again: a notification
@@ -94,6 +96,7 @@ class PolledLink(RpmsgLink):
         # this before it fences and looks a last time: see _drain's unless_owed).
         self._rx_owed = False
         self._rx_worker: Workqueue | None = None
+        self._rx_worker_ending: Workqueue | None = None  # for quiesce() to end
         self._rx_work = Work(self._run_again, f"{name}-rx")
         self._rx_waiting: list[int] = []  # threads waiting for the rx lock (a list: atomic)
         self._rx_worker_lock = threading.Lock()  # making it against stopping it
@@ -108,9 +111,9 @@ class PolledLink(RpmsgLink):
         calls :meth:`_rx_more` if it left anything."""
 
     def _rx_more(self) -> None:
-        """A drain stopped on its budget with messages left (rx lock held): have the
-        receive path run again soon, without a notification from the peer (which may
-        not come: it was told we poll, or its kick was for what was left)."""
+        """A drain stopped on its budget with messages left: have the receive path run
+        again soon, without a notification from the peer (which may not come: it was
+        told we poll, or its kick was for what was left)."""
         self._rx_owed = True
         again = self.rx_again
         if again is not None:
@@ -126,10 +129,16 @@ class PolledLink(RpmsgLink):
 
     def _stop_rx_worker(self, _error: OSError) -> None:
         """The link failed: its worker runs what is queued (which finds the failure)
-        and ends (not waited for from the worker itself, whose drain found it)."""
+        and ends.  From the receive context (a callback's send found the ring broken)
+        it cannot be waited for, as it may wait for the rx lock: :meth:`quiesce` ends
+        it then."""
         with self._rx_worker_lock:
             worker, self._rx_worker = self._rx_worker, None
-        if worker is not None:
+        if worker is None:
+            return
+        if self.in_rx_context():
+            self._rx_worker_ending = worker
+        else:
             worker.destroy()
 
     @abstractmethod
@@ -183,7 +192,7 @@ class PolledLink(RpmsgLink):
         waiting = self._rx_waiting
         me = get_ident()
         try:
-            if blocking and lock.locked():
+            if blocking:
                 waiting.append(me)  # in line: the worker does not take the lock first
             # `with`, never acquire() then try: a Ctrl-C between the two would leave the
             # lock held and the link deaf.  (Not blocking: if another thread took it
@@ -203,8 +212,10 @@ class PolledLink(RpmsgLink):
             self.fail(exc)  # type: ignore[arg-type]
             return 0
         finally:
-            if waiting:  # (a Ctrl-C before the lock was taken)
-                _unlist(waiting, me)
+            # A Ctrl-C before the lock was taken: the worker may have let this thread
+            # go first, so the run that is owed is asked for again.
+            if waiting and _unlist(waiting, me) and self._rx_owed:
+                self._rx_more()
 
     def _run_again(self) -> None:
         """The worker's run of the receive path: none if a thread waits for the rx
@@ -359,4 +370,7 @@ class PolledLink(RpmsgLink):
                     done = False
                     break
                 time.sleep(QUIESCE_POLL)
+        ending, self._rx_worker_ending = self._rx_worker_ending, None
+        if ending is not None:
+            ending.destroy(max(deadline - time.monotonic(), 0.0))
         return done
