@@ -21,7 +21,7 @@ import threading
 import time
 from abc import ABC, abstractmethod
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from functools import partial
 from typing import Any, NamedTuple
 
@@ -110,6 +110,28 @@ class RpmsgLink(ABC):
         self.refused: dict[str, int] = {}  # what went beyond them, by limit
         self.take_notifications: TakeNotifications | None = None  # from the transport:
         # a blocked recv() sleeps on the peer's notification itself (see amplink.wait)
+        self.takers: list[int] = []  # threads doing so now (a list: append and remove
+        # are atomic); the receive path they run calls no callback (see rpmsg.polled)
+
+    def take_as_taker(
+        self, fds: Sequence[int], timeout: float | None, ready: Callable[[], bool] | None
+    ) -> bool | None:
+        """:attr:`take_notifications` (there must be one), counted in :attr:`takers`
+        meanwhile: the receive path this thread runs then calls no receive callback
+        (a backend leaves those to another thread), so that none can keep the caller
+        past its timeout."""
+        take = self.take_notifications
+        assert take is not None
+        takers = self.takers
+        me = threading.get_ident()
+        try:
+            takers.append(me)
+            return take(fds, timeout, ready)
+        finally:
+            try:  # noqa: SIM105 (a Ctrl-C before the append leaves nothing to remove)
+                takers.remove(me)
+            except ValueError:
+                pass
 
     def over_limit(self, limit: str, what: str) -> RpmsgError:
         """Count a refusal of ``what`` by limit ``limit`` (a field of
@@ -423,8 +445,9 @@ class Endpoint:
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     raise self._timed_out(timeout)
-                take = self.link.take_notifications
-                if take is None or take((wakeup.fileno(),), remaining, self._has_message) is None:
+                if link.take_notifications is None or (
+                    link.take_as_taker((wakeup.fileno(),), remaining, self._has_message) is None
+                ):
                     wakeup.wait(remaining)
                 else:
                     wakeup.clear()

@@ -30,9 +30,10 @@ How rpmsg maps onto it, as in Linux's ``qcom_glink_native``:
   unless the remote waits for an intent, and neither side kicks the other for
   ``RX_DONE`` s alone unless it waits (see :mod:`amplink.wire.glink_edge`): one
   notification per message, as over virtio.  A side reading its FIFO is not kicked
-  (it reads until the FIFO is empty), and a writer kicks once until the reader has
-  read what that kick was for.  A sender outside a callback asks for intents until
-  128 are in flight; each grant doubles the channel's.
+  (it reads until the FIFO is empty, or until its drain's budget is spent and the
+  link runs its receive path again by itself), and a writer kicks once until the
+  reader has read what that kick was for.  A sender outside a callback asks for
+  intents until 128 are in flight; each grant doubles the channel's.
 * **Chunking.**  Messages larger than a chunk (8 KiB, or half the FIFO if smaller) go as
   one ``TX_DATA`` and ``TX_DATA_CONT`` commands.
 * **Full FIFO.**  A sender that finds no room sends ``READ_NOTIF`` once (8 bytes are
@@ -646,6 +647,7 @@ class GlinkLink(PolledLink):
         monotonic = time.monotonic
         budget = self.spec.fifo_size
         end = monotonic() + self._rx_slice
+        taker = self._rx_taker
         more = False  # the budget is spent and the peer wrote more
         try:
             while True:
@@ -676,6 +678,12 @@ class GlinkLink(PolledLink):
                             TRACER.received(self)
                         name, data, iid = event
                         ept = epts.get(name)
+                        if taker and ept is not None and ept.callback is not None:
+                            events.appendleft(event)  # for the worker (see _drain_as_taker)
+                            more = True
+                            with lock:
+                                self._give_back()
+                            return delivered
                         if ept is None:
                             consumed.append((name, iid))
                         elif not ept.zero_copy:

@@ -91,6 +91,7 @@ class PolledLink(RpmsgLink):
         # from any thread): None, the link's own worker (self._rx_worker).
         self.rx_again: Callable[[], None] | None = None
         self._rx_slice = RX_SLICE  # the running drain's (rx lock held)
+        self._rx_taker = False  # the running drain calls no callback (rx lock held)
         # A drain stopped on its budget and the receive path runs again: a notification
         # needs no drain of its own until a drain finds the ring empty (which clears
         # this before it fences and looks a last time: see _drain's unless_owed).
@@ -108,7 +109,11 @@ class PolledLink(RpmsgLink):
         once for the whole batch; what comes later, the next poll or notification
         finds); rx lock held. Returns how many.  A backend whose peer can keep it
         reading stops once it has read its budget or after ``self._rx_slice`` s, and
-        calls :meth:`_rx_more` if it left anything."""
+        calls :meth:`_rx_more` if it left anything; so does one that stops before a
+        message for an endpoint with a callback when ``self._rx_taker`` (see
+        :meth:`_drain_as_taker`).  It clears ``_rx_owed`` once nothing is left and
+        before its last look at the ring (or where a drain starts, if what the last
+        one left is taken in first there)."""
 
     def _rx_more(self) -> None:
         """A drain stopped on its budget with messages left: have the receive path run
@@ -189,8 +194,11 @@ class PolledLink(RpmsgLink):
         lock = self._rx_lock
         if (not blocking and lock.locked()) or (unless_owed and self._rx_owed):
             return 0
-        waiting = self._rx_waiting
         me = get_ident()
+        takers = self.takers
+        if takers and me in takers:
+            return self._drain_as_taker(me)
+        waiting = self._rx_waiting
         try:
             if blocking:
                 waiting.append(me)  # in line: the worker does not take the lock first
@@ -200,14 +208,7 @@ class PolledLink(RpmsgLink):
             with lock:
                 if waiting:
                     _unlist(waiting, me)
-                if self.failure is not None:
-                    return 0
-                try:  # (the owner is set inside: the finally must undo it whatever comes)
-                    self._rx_owner = me
-                    self._rx_slice = rx_slice
-                    return self._drain_rx()
-                finally:
-                    self._rx_owner = 0
+                return self._drain_held(me, rx_slice, taker=False)
         except self.broken_by_peer as exc:
             self.fail(exc)  # type: ignore[arg-type]
             return 0
@@ -216,6 +217,39 @@ class PolledLink(RpmsgLink):
             # go first, so the run that is owed is asked for again.
             if waiting and _unlist(waiting, me) and self._rx_owed:
                 self._rx_more()
+
+    def _drain_as_taker(self, me: int) -> int:
+        """The drain of a thread that takes the peer's notifications while it waits
+        (:meth:`~amplink.rpmsg.core.RpmsgLink.take_as_taker`): it never waits for the
+        rx lock (held: the worker drains after its holder), and the backend stops
+        before a message for an endpoint with a callback and leaves the rest to the
+        worker, so that no callback, however slow, runs in a thread that has a
+        deadline.  ``acquire`` then ``try`` is safe here: a taker runs the line's
+        handlers with its signals held (:class:`~amplink.irq.held_signals.HeldSignals`)."""
+        lock = self._rx_lock
+        if not lock.acquire(blocking=False):
+            self._rx_more()
+            return 0
+        try:
+            return self._drain_held(me, RX_SLICE, taker=True)
+        except self.broken_by_peer as exc:
+            failed = exc
+        finally:
+            lock.release()
+        self.fail(failed)  # type: ignore[arg-type]
+        return 0
+
+    def _drain_held(self, me: int, rx_slice: float, *, taker: bool) -> int:
+        """Drain (rx lock held) as ``_drain_rx`` says, in a slice of ``rx_slice`` s."""
+        if self.failure is not None:
+            return 0
+        try:  # (the owner is set inside: the finally must undo it whatever comes)
+            self._rx_owner = me
+            self._rx_slice = rx_slice
+            self._rx_taker = taker
+            return self._drain_rx()
+        finally:
+            self._rx_owner = 0
 
     def _run_again(self) -> None:
         """The worker's run of the receive path: none if a thread waits for the rx
@@ -319,11 +353,10 @@ class PolledLink(RpmsgLink):
         """A blocked sender's sleep: on the peer's notification itself where the
         transport allows it (it then runs the receive path here, as ``recv()`` does),
         unless this thread is the receive context (whose drain it would re-enter)."""
-        take = self.take_notifications
         if (
-            take is None
+            self.take_notifications is None
             or self._rx_owner == get_ident()
-            or take((wakeup.fileno(),), timeout, None) is None
+            or self.take_as_taker((wakeup.fileno(),), timeout, None) is None
         ):
             wakeup.wait(timeout)
         else:
