@@ -576,7 +576,6 @@ class VirtioRpmsgHost(VirtioRpmsgLink):
             self._notify(self._rx_index)
         return len(got)
 
-
     def _before_callbacks(self, got: list[tuple[int, int]]) -> list[tuple[int, int]]:
         """A taker's drain (see :meth:`PolledLink._drain_as_taker`): the buffers before
         the first message for an endpoint with a callback; that one and the rest are
