@@ -652,10 +652,6 @@ class GlinkLink(PolledLink):
         try:
             while True:
                 with lock:
-                    if (budget <= 0 or monotonic() >= end) and rx.moved():
-                        more = True
-                        self._give_back()
-                        return delivered
                     budget -= self._pump_locked(flush=bool(consumed))
                     if not events:
                         self._rx_owed = False  # (before the fence: see _drain)
@@ -664,9 +660,13 @@ class GlinkLink(PolledLink):
                             fifos.set_polling(False)  # (fences)
                         else:
                             full_fence()
-                        if rx.moved():
+                        if not rx.moved():
+                            self._flush()
+                            return delivered
+                        if budget > 0 and monotonic() < end:
                             continue
-                        self._flush()
+                        more = True  # commands that are no messages, a FIFO's worth
+                        self._give_back()
                         return delivered
                 if not self._quiet and not fifos.polling:
                     fifos.set_polling(True)
@@ -700,9 +700,14 @@ class GlinkLink(PolledLink):
                         with lock:
                             self._give_back()
                         return delivered
+                if (budget <= 0 or monotonic() >= end) and rx.moved():
+                    more = True  # the peer wrote more than the budget lets this take
+                    with lock:
+                        self._give_back()
+                    return delivered
         finally:
             if more:
-                self._rx_more()  # (still quiet: the peer need not kick, we come back)
+                self._rx_more()  # (we come back by ourselves: no kick is needed)
             elif self._quiet:
                 self._quiet = False
                 fifos.set_polling(False)

@@ -200,7 +200,7 @@ class PolledLink(RpmsgLink):
             return self._drain_as_taker(me)
         waiting = self._rx_waiting
         try:
-            if blocking:
+            if blocking and (self._rx_worker is not None or lock.locked()):
                 waiting.append(me)  # in line: the worker does not take the lock first
             # `with`, never acquire() then try: a Ctrl-C between the two would leave the
             # lock held and the link deaf.  (Not blocking: if another thread took it
