@@ -8,9 +8,11 @@ there).  Everything else (address allocation, driver matching, the name service,
 notification, queue-mode receive) lives here and works over any backend, as Linux's
 ``rpmsg_core`` does over virtio, SMD and GLINK.
 
-Callbacks run in the backend's receive context (a notification thread, or a thread
-that is busy-polling in :meth:`Endpoint.recv`); they may send, but must not block
-waiting for another received message.
+Callbacks run in the backend's receive context (a notification thread, the link's
+worker that takes over a drain its budget or a waiter left, or a thread that is
+busy-polling in :meth:`Endpoint.recv`; never in one that sleeps on the peer's
+notification in ``recv()``); they may send, but must not block waiting for another
+received message.
 """
 
 from __future__ import annotations
@@ -400,8 +402,9 @@ class Endpoint:
         calling thread may poll the receive ring itself for a short adaptive time (see
         ``AdaptiveSpin``) before it sleeps, and, where the transport allows it, it
         sleeps on the peer's notification and handles it itself
-        (``RpmsgLink.take_notifications``), running the receive path (and other
-        endpoints' callbacks) in this thread.
+        (``RpmsgLink.take_notifications``), running the receive path in this thread,
+        except other endpoints' callbacks, which it leaves to another thread
+        (:meth:`RpmsgLink.take_as_taker`), so that none keeps it past ``timeout``.
         """
         q = self._queue
         if q:  # (a failed popleft raises: slow, and the spin path's common case)
