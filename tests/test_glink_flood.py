@@ -4,8 +4,9 @@ bytes), and what it leaves, the receive path reads in its next run, which the li
 schedules itself (see amplink.rpmsg.polled).  Driven by ``firmware/glink_flood.py``.
 
 The bounds asserted are generous on purpose: what they separate is a drain that
-returns after its slice (2 ms, plus one callback and the scheduler: tens of ms beside
-two CPU hogs) from one that runs as long as the flood (seconds)."""
+returns after its slice (2 ms, plus one callback, plus getting the GIL back from a
+thread running callbacks: a few ms, up to 0.3 s measured on a loaded machine) from one
+that runs as long as the flood (4 to 25 s here)."""
 
 import errno
 import threading
