@@ -101,11 +101,17 @@ class Core:
         self.hw = hw
         self.log = log
         self._stop_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+        # A drain that stopped on its budget left messages (PolledLink.rx_again): the
+        # loop looks again, whichever thread drained.
+        self._again_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+        self._again = False
+        link.rx_again = self._look_again
         self._stopping = False
         self._shutdown_hooks: list[Callable[[], None]] = []
         self._announced: dict[int, tuple[str, EndpointCallback | None]] = {}
         self._poller = select.poll()
         self._poller.register(self._stop_fd, select.POLLIN)
+        self._poller.register(self._again_fd, select.POLLIN)
         self._wake_fds: Sequence[int] = ()
         self._wait_fds: tuple[int, ...] = ()  # what ends a sleep: a stop, a wake
         self._watch(wake_fds)
@@ -121,11 +127,19 @@ class Core:
         for fd in wake_fds:
             self._poller.register(fd, select.POLLIN)
         self._wake_fds = wake_fds
-        self._wait_fds = (self._stop_fd, *wake_fds)
+        self._wait_fds = (self._stop_fd, self._again_fd, *wake_fds)
 
     def _drain_wakes(self) -> None:
+        if self._again:  # (a system call less per wake when no drain asked)
+            self._again = False
+            drain(self._again_fd)
         for fd in self._wake_fds:
             drain(fd)
+
+    def _look_again(self) -> None:
+        if self._again_fd >= 0:  # (none after close())
+            os.eventfd_write(self._again_fd, 1)
+            self._again = True  # after the write: a drain that misses it drains next time
 
     @property
     def mtu(self) -> int:
@@ -250,6 +264,7 @@ class Core:
             return None
         link, wake_fds = relinked
         self.link = link
+        link.rx_again = self._look_again
         self._watch(wake_fds)
         for addr, (name, callback) in list(self._announced.items()):
             ept = link.endpoints.create(callback, addr, name=name, learn_dst=True)
@@ -285,3 +300,6 @@ class Core:
         if self._stop_fd >= 0:
             os.close(self._stop_fd)
             self._stop_fd = -1
+        if self._again_fd >= 0:
+            os.close(self._again_fd)
+            self._again_fd = -1

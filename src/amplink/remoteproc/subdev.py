@@ -76,7 +76,7 @@ class BoundSubdev(RprocSubdev):
         binding = self.binding
         if binding is None:
             return {}
-        binding.handle_notify()
+        binding.take_in_last()
         return binding.unconsumed()
 
 

@@ -8,9 +8,11 @@ there).  Everything else (address allocation, driver matching, the name service,
 notification, queue-mode receive) lives here and works over any backend, as Linux's
 ``rpmsg_core`` does over virtio, SMD and GLINK.
 
-Callbacks run in the backend's receive context (a notification thread, or a thread
-that is busy-polling in :meth:`Endpoint.recv`); they may send, but must not block
-waiting for another received message.
+Callbacks run in the backend's receive context (a notification thread, the link's
+worker that takes over a drain its budget or a waiter left, or a thread that is
+busy-polling in :meth:`Endpoint.recv`; never in one that sleeps on the peer's
+notification in ``recv()``); they may send, but must not block waiting for another
+received message.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import threading
 import time
 from abc import ABC, abstractmethod
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from functools import partial
 from typing import Any, NamedTuple
 
@@ -111,6 +113,28 @@ class RpmsgLink(ABC):
         self.refused: dict[str, int] = {}  # what went beyond them, by limit
         self.take_notifications: TakeNotifications | None = None  # from the transport:
         # a blocked recv() sleeps on the peer's notification itself (see amplink.wait)
+        self.takers: list[int] = []  # threads doing so now (a list: append and remove
+        # are atomic); the receive path they run calls no callback (see rpmsg.polled)
+
+    def take_as_taker(
+        self, fds: Sequence[int], timeout: float | None, ready: Callable[[], bool] | None
+    ) -> bool | None:
+        """:attr:`take_notifications` (there must be one), counted in :attr:`takers`
+        meanwhile: the receive path this thread runs then calls no receive callback
+        (a backend leaves those to another thread), so that none can keep the caller
+        past its timeout."""
+        take = self.take_notifications
+        assert take is not None
+        takers = self.takers
+        me = threading.get_ident()
+        try:
+            takers.append(me)
+            return take(fds, timeout, ready)
+        finally:
+            try:  # noqa: SIM105 (a Ctrl-C before the append leaves nothing to remove)
+                takers.remove(me)
+            except ValueError:
+                pass
 
     def over_limit(self, limit: str, what: str) -> RpmsgError:
         """Count a refusal of ``what`` by limit ``limit`` (a field of
@@ -383,8 +407,9 @@ class Endpoint:
         calling thread may poll the receive ring itself for a short adaptive time (see
         ``AdaptiveSpin``) before it sleeps, and, where the transport allows it, it
         sleeps on the peer's notification and handles it itself
-        (``RpmsgLink.take_notifications``), running the receive path (and other
-        endpoints' callbacks) in this thread.
+        (``RpmsgLink.take_notifications``), running the receive path in this thread,
+        except other endpoints' callbacks, which it leaves to another thread
+        (:meth:`RpmsgLink.take_as_taker`), so that none keeps it past ``timeout``.
         """
         q = self._queue
         if q:  # (a failed popleft raises: slow, and the spin path's common case)
@@ -430,13 +455,12 @@ class Endpoint:
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     raise self._timed_out(timeout)
-                take = self.link.take_notifications
-                if take is None:
+                if link.take_notifications is None:
                     wakeup.wait(remaining)
                     continue
                 self._taker = threading.get_ident()
                 try:
-                    took = take((wakeup.fileno(),), remaining, self._has_message)
+                    took = link.take_as_taker((wakeup.fileno(),), remaining, self._has_message)
                 finally:
                     self._taker = 0
                 if took is None:

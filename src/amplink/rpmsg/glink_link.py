@@ -30,9 +30,10 @@ How rpmsg maps onto it, as in Linux's ``qcom_glink_native``:
   unless the remote waits for an intent, and neither side kicks the other for
   ``RX_DONE`` s alone unless it waits (see :mod:`amplink.wire.glink_edge`): one
   notification per message, as over virtio.  A side reading its FIFO is not kicked
-  (it reads until the FIFO is empty), and a writer kicks once until the reader has
-  read what that kick was for.  A sender outside a callback asks for intents until
-  128 are in flight; each grant doubles the channel's.
+  (it reads until the FIFO is empty, or until its drain's budget is spent and the
+  link runs its receive path again by itself), and a writer kicks once until the
+  reader has read what that kick was for.  A sender outside a callback asks for
+  intents until 128 are in flight; each grant doubles the channel's.
 * **Chunking.**  Messages larger than a chunk (8 KiB, or half the FIFO if smaller) go as
   one ``TX_DATA`` and ``TX_DATA_CONT`` commands.
 * **Full FIFO.**  A sender that finds no room sends ``READ_NOTIF`` once (8 bytes are
@@ -474,9 +475,8 @@ class GlinkLink(PolledLink):
         if rx_lock.locked():
             return False
         self._tx_lock.release()
-        try:
-            with rx_lock:  # (if another drain took it meanwhile: after that drain)
-                self._drain_locked()
+        try:  # (if another drain took it meanwhile: after that drain; a broken FIFO
+            self._drain(blocking=True)  # fails the link, which the next attempt sees)
         finally:
             self._tx_lock.acquire()  # the caller's `with` releases it, however this ends
         return True
@@ -545,7 +545,7 @@ class GlinkLink(PolledLink):
         """Read the intents the peer gave back without kicking us (tx lock not held),
         unless this thread is the receive context, whose drain reads them next."""
         if not self.in_rx_context() and self.rx_pending():
-            self._drain(blocking=True)
+            self._drain(blocking=True, unless_owed=True)
 
     def set_flow_control(self, src: int, pause: bool, dst: int) -> None:
         """Send ``SIGNALS``: DTR|RTS asks the remote to pause, 0 lets it resume."""
@@ -621,12 +621,13 @@ class GlinkLink(PolledLink):
             raise self._broken(exc) from exc
         if self._space_waiters:  # the reader may have made room
             self._wake_space_waiters(None)
-        self.poll_rx()
+        self._drain(blocking=True, unless_owed=True)
 
     def rx_pending(self) -> bool:
         # Failed: nothing will be dispatched any more.  A broken index reads as
-        # pending: the drain finds it and fails the link.
-        return self.failure is None and self._rx.pending()
+        # pending: the drain finds it and fails the link.  So do events a drain that
+        # stopped on its budget left.
+        return self.failure is None and (self._rx.pending() or bool(self.protocol.events))
 
     def suppress_rx(self) -> None:
         self._fifos.set_polling(True)
@@ -636,12 +637,19 @@ class GlinkLink(PolledLink):
         return self.rx_pending()
 
     def _drain_rx(self) -> int:
-        """Dispatch what the peer writes until its FIFO stays empty.  While messages
-        come, the peer is told not to kick (it would wake our interrupt thread for
-        what this loop reads anyway); before returning, the head is looked at once
-        more after a fence, as :meth:`EdgeFifos.kick_needed` relies on.  The intents
-        of what was consumed go back after every batch (a sender streaming to us
-        finds them without waiting), not only once the stream pauses."""
+        """Dispatch what the peer writes until its FIFO stays empty, or until the
+        drain's budget is spent: one FIFO's worth of bytes read (all that a peer that
+        stopped writing can have left) or ``self._rx_slice`` s (see
+        :data:`~amplink.rpmsg.polled.RX_SLICE`); what is left, the next run of the
+        receive path dispatches (:meth:`_rx_more`), so that a peer that writes as fast
+        as we read cannot keep this thread here (Linux's ``qcom_glink_native_rx``
+        reads on while the head moves).  While messages come, the peer is told not to
+        kick (it would wake our interrupt thread for what this loop reads anyway;
+        after a drain that stopped on its budget it stays told, as we come back);
+        before returning, the head is looked at once more after a fence, as
+        :meth:`EdgeFifos.kick_needed` relies on.  The intents of what was consumed go
+        back after every batch (a sender streaming to us finds them without waiting),
+        not only once the stream pauses."""
         delivered = 0
         events = self.protocol.events  # found while reading: handled after, unlocked
         lock = self._tx_lock
@@ -649,47 +657,83 @@ class GlinkLink(PolledLink):
         consumed = self._consumed
         fifos = self._fifos
         rx = self._rx
+        monotonic = time.monotonic
+        budget = self.spec.fifo_size
+        end = monotonic() + self._rx_slice
+        taker = self._rx_taker
+        more = False  # the budget is spent and the peer wrote more
         try:
             while True:
                 with lock:
-                    self._pump_locked(flush=bool(consumed))
+                    budget -= self._pump_locked(flush=bool(consumed))
                     if not events:
+                        self._rx_owed = False  # (before the fence: see _drain)
                         if self._quiet:
                             self._quiet = False
                             fifos.set_polling(False)  # (fences)
                         else:
                             full_fence()
-                        if rx.moved():
+                        if not rx.moved():
+                            self._flush()
+                            return delivered
+                        if budget > 0 and monotonic() < end:
                             continue
-                        self._flush()
+                        more = True  # commands that are no messages, a FIFO's worth
+                        self._give_back()
                         return delivered
                 if not self._quiet and not fifos.polling:
                     fifos.set_polling(True)
                     self._quiet = True
                 while events:  # a reply sent from a callback takes the RX_DONEs along
                     event = events.popleft()
-                    if not isinstance(event, MessageReceived):
-                        self._handle(event)
-                        continue
-                    if TRACER.enabled:  # every message, in the order the peer sent them
-                        TRACER.received(self)
-                    name, data, iid = event
-                    ept = epts.get(name)
-                    if ept is None:
-                        consumed.append((name, iid))
-                    elif not ept.zero_copy:
-                        ept.deliver(data, RPMSG_ADDR_ANY)
-                        consumed.append((name, iid))
-                        delivered += 1
+                    if isinstance(event, MessageReceived):
+                        if TRACER.enabled:  # every message, in the order the peer sent them
+                            TRACER.received(self)
+                        name, data, iid = event
+                        ept = epts.get(name)
+                        if taker and ept is not None and ept.callback is not None:
+                            events.appendleft(event)  # for the worker (see _drain_as_taker)
+                            more = True
+                            with lock:
+                                self._give_back()
+                            return delivered
+                        if ept is None:
+                            consumed.append((name, iid))
+                        elif not ept.zero_copy:
+                            ept.deliver(data, RPMSG_ADDR_ANY)
+                            consumed.append((name, iid))
+                            delivered += 1
+                        else:
+                            self._lend(ept, name, iid, data)
+                            delivered += 1
                     else:
-                        self._lend(ept, name, iid, data)
-                        delivered += 1
+                        self._handle(event)
+                    if events and monotonic() >= end:  # (at least one per drain)
+                        more = True  # the events left go first in the next drain
+                        with lock:
+                            self._give_back()
+                        return delivered
+                if (budget <= 0 or monotonic() >= end) and rx.moved():
+                    more = True  # the peer wrote more than the budget lets this take
+                    with lock:
+                        self._give_back()
+                    return delivered
         finally:
-            if self._quiet:
+            if more:
+                self._rx_more()  # (we come back by ourselves: no kick is needed)
+            elif self._quiet:
                 self._quiet = False
                 fifos.set_polling(False)
 
-    def _pump_locked(self, flush: bool = True) -> None:
+    def _give_back(self) -> None:
+        """A drain stops on its budget (tx lock held): the intents of what it consumed
+        go back now, with whatever else the protocol has to say."""
+        if self._consumed:
+            self.protocol.rx_done(self._consumed)
+            self._consumed.clear()
+        self._flush()
+
+    def _pump_locked(self, flush: bool = True) -> int:
         """Give back the intents of consumed messages, then feed every complete
         command from the peer to the protocol; tx lock and rx context held (also by a
         sender waiting in a callback, so intents of messages delivered before it go
@@ -699,7 +743,8 @@ class GlinkLink(PolledLink):
         :func:`~amplink.wire.glink.parse_command`.  What was read is given back to the
         writer once per batch.  The protocol's answers are written at once, unless
         ``flush`` is False: then the caller, about to handle the events, writes them
-        (with the first reply a callback sends, or after)."""
+        (with the first reply a callback sends, or after).  Returns how many bytes it
+        read."""
         rx = self._rx
         proto = self.protocol
         consumed = self._consumed
@@ -757,6 +802,7 @@ class GlinkLink(PolledLink):
                 self._flush()
             if self._tx_waiters:
                 self._wake_senders()
+        return at
 
     def _check_fits(self, length: int) -> None:
         """A command not all there yet must be able to fit in the FIFO at all."""

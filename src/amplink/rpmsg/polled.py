@@ -8,6 +8,14 @@ thread that handles the peer's notification, a thread polling explicitly
 Busy-polling follows the suppression protocol both backends share: tell the peer not
 to notify (:meth:`~PolledLink.suppress_rx`), poll, then ask for notifications again and
 drain once more if something slipped in between (:meth:`~PolledLink.unsuppress_rx`).
+A drain is bounded (see :data:`RX_SLICE`): a peer that writes as fast as the host
+reads must not keep a host thread in it, be it an interrupt thread, a ``recv()`` caller
+that took the interrupt line, or a crash handler taking in what a core sent.  A drain
+that stops on its budget with data left asks for the receive path to run again
+(:meth:`PolledLink._rx_more`): the link's :attr:`~PolledLink.rx_again` if its owner gave
+one (a core's event loop is woken), else the link's own worker thread (made when first
+needed, as NAPI's softirq leaves what its budget did not cover to ``ksoftirqd``); no
+notification from the peer is needed for it.
 A backend whose memory the peer broke raises one of ``broken_by_peer`` from its drain;
 that fails the link (its users see ``EPIPE``), never the process.  :meth:`fail` is
 never called with the TX lock held, nor with the rx lock held by a drain (its
@@ -18,6 +26,7 @@ receive context, as any other callback code.
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from abc import abstractmethod
@@ -26,6 +35,7 @@ from typing import ClassVar, TypeVar
 
 from amplink.errors import FifoError, VirtqueueError
 from amplink.irq.held_signals import HELD_SIGNALS
+from amplink.irq.workqueue import Work, Workqueue
 from amplink.rpmsg.core import RpmsgLink
 from amplink.wait import AdaptiveSpin, Wakeup
 
@@ -35,6 +45,22 @@ _T = TypeVar("_T")
 FIRST_WAIT_SLICE = 50e-6  # a blocked sender's first sleep, doubled up to...
 MAX_WAIT_SLICE = 0.01  # ...this, between two looks when no notification woke it
 QUIESCE_POLL = 0.0005  # s between two looks at a lock quiesce() waits to see free
+RX_SLICE = 0.002
+"""s: the longest a drain keeps dispatching before it leaves the rest to the next run
+of the receive path (looked at between messages and between batches, so a callback
+that runs longer still runs to its end).  NAPI's ``netdev_budget_usecs`` (2 ms at
+HZ=1000): short against the timeouts users give ``recv()``, long against a message's
+cost (3-4 us of CPU per side in a stream, 50-70 us in a round trip), so a stream is
+cut into slices of hundreds of messages."""
+
+
+def _unlist(waiting: list[int], me: int) -> bool:
+    """Take ``me`` off ``waiting``; whether it was there."""
+    try:
+        waiting.remove(me)
+    except ValueError:
+        return False
+    return True
 
 
 class PolledLink(RpmsgLink):
@@ -63,12 +89,64 @@ class PolledLink(RpmsgLink):
         self._rx_peek: Callable[[], bool] = self.rx_pending
         self._suppress: Callable[[], None] = self.suppress_rx
         self._unsuppress: Callable[[], bool] = self.unsuppress_rx
+        # Who runs the receive path again after a drain stopped on its budget (called
+        # from any thread): None, the link's own worker (self._rx_worker).
+        self.rx_again: Callable[[], None] | None = None
+        self._rx_slice = RX_SLICE  # the running drain's (rx lock held)
+        self._rx_taker = False  # the running drain calls no callback (rx lock held)
+        # A drain stopped on its budget and the receive path runs again: a notification
+        # needs no drain of its own until a drain finds the ring empty (which clears
+        # this before it fences and looks a last time: see _drain's unless_owed).
+        self._rx_owed = False
+        self._rx_worker: Workqueue | None = None
+        self._rx_worker_ending: Workqueue | None = None  # for quiesce() to end
+        self._rx_work = Work(self._run_again, f"{name}-rx")
+        self._rx_waiting: list[int] = []  # threads waiting for the rx lock (a list: atomic)
+        self._rx_worker_lock = threading.Lock()  # making it against stopping it
+        self.fail_listeners.append(self._stop_rx_worker)
 
     @abstractmethod
     def _drain_rx(self) -> int:
         """Dispatch every message received so far (a backend may read its ring's index
         once for the whole batch; what comes later, the next poll or notification
-        finds); rx lock held. Returns how many."""
+        finds); rx lock held. Returns how many.  A backend whose peer can keep it
+        reading stops once it has read its budget or after ``self._rx_slice`` s, and
+        calls :meth:`_rx_more` if it left anything; so does one that stops before a
+        message for an endpoint with a callback when ``self._rx_taker`` (see
+        :meth:`_drain_as_taker`).  It clears ``_rx_owed`` once nothing is left and
+        before its last look at the ring (or where a drain starts, if what the last
+        one left is taken in first there)."""
+
+    def _rx_more(self) -> None:
+        """A drain stopped on its budget with messages left: have the receive path run
+        again soon, without a notification from the peer (which may not come: it was
+        told we poll, or its kick was for what was left)."""
+        self._rx_owed = True
+        again = self.rx_again
+        if again is not None:
+            again()
+            return
+        with self._rx_worker_lock:
+            if self.failure is not None:
+                return  # (_stop_rx_worker has run, or will find no worker)
+            worker = self._rx_worker
+            if worker is None:
+                worker = self._rx_worker = Workqueue(f"{self.name}-rx")
+            worker.queue_work(self._rx_work)
+
+    def _stop_rx_worker(self, _error: OSError) -> None:
+        """The link failed: its worker runs what is queued (which finds the failure)
+        and ends.  From the receive context (a callback's send found the ring broken)
+        it cannot be waited for, as it may wait for the rx lock: :meth:`quiesce` ends
+        it then."""
+        with self._rx_worker_lock:
+            worker, self._rx_worker = self._rx_worker, None
+        if worker is None:
+            return
+        if self.in_rx_context():
+            self._rx_worker_ending = worker
+        else:
+            worker.destroy()
 
     @abstractmethod
     def rx_pending(self) -> bool:
@@ -92,48 +170,100 @@ class PolledLink(RpmsgLink):
         return False
 
     def poll_rx(self) -> int:
-        """Dispatch every received message now; returns how many were dispatched."""
-        with HELD_SIGNALS:  # see _drain
+        """Dispatch the received messages now (one bounded drain: what its budget left
+        is dispatched by the next, see :meth:`_rx_more`); returns how many were
+        dispatched."""
+        with HELD_SIGNALS:  # see _drain_held
             return self._drain(blocking=True)
 
-    def _drain(self, *, blocking: bool) -> int:
+    def take_in_last(self) -> None:
+        """The peer died, or is being stopped as crashed: dispatch what it had sent.  A
+        drain with no time slice, so that nothing a dead peer left is cut off by a slow
+        callback; still bounded by what the rings hold (a backend whose peer could keep
+        it reading stops after one ring's worth), so a crashed core that keeps writing
+        cannot keep the crash handler here."""
+        self._drain(blocking=True, rx_slice=math.inf)
+
+    def _drain(
+        self, *, blocking: bool, rx_slice: float = RX_SLICE, unless_owed: bool = False
+    ) -> int:
         """Take the receive context (or give up at once if it is busy and not
-        ``blocking``) and drain; a ring the peer broke fails the link once the rx lock
-        is free again, so that no failure listener runs under it.  Called in a section
-        (:mod:`amplink.irq.held_signals`, as :meth:`_drain_locked` is)."""
+        ``blocking``) and drain for at most ``rx_slice`` s (:data:`RX_SLICE`); a ring
+        the peer broke fails the link once the rx lock is free again, so that no
+        failure listener runs under it.  ``unless_owed``: give up if a drain stopped on
+        its budget and the receive path runs again anyway (a notification, or a look
+        for what came unnotified, then need not wait for the rx lock, which a worker
+        draining a stream in slices could take again and again before it)."""
         lock = self._rx_lock
-        if not blocking and lock.locked():
+        if (not blocking and lock.locked()) or (unless_owed and self._rx_owed):
             return 0
+        me = get_ident()
+        takers = self.takers
+        if takers and me in takers:
+            return self._drain_as_taker(me)
+        waiting = self._rx_waiting
         try:
+            if blocking and (self._rx_worker is not None or lock.locked()):
+                waiting.append(me)  # in line: the worker does not take the lock first
             # `with`, never acquire() then try: a Ctrl-C between the two would leave the
             # lock held and the link deaf.  (Not blocking: if another thread took it
             # since the look, this waits for that drain.)
             with lock:
-                if self.failure is not None:
-                    return 0
-                try:  # (the owner is set inside: the finally must undo it whatever comes)
-                    self._rx_owner = get_ident()  # as _drain_locked, one call less
-                    return self._drain_rx()
-                finally:
-                    self._rx_owner = 0
+                if waiting:
+                    _unlist(waiting, me)
+                return self._drain_held(me, rx_slice, taker=False)
         except self.broken_by_peer as exc:
             self.fail(exc)  # type: ignore[arg-type]
             return 0
+        finally:
+            # A Ctrl-C before the lock was taken: the worker may have let this thread
+            # go first, so the run that is owed is asked for again.
+            if waiting and _unlist(waiting, me) and self._rx_owed:
+                self._rx_more()
 
-    def _drain_locked(self) -> int:
-        """Drain with the rx lock held; raises one of ``broken_by_peer``.  The drain is
-        one section (:mod:`amplink.irq.held_signals`): a Ctrl-C in a main thread that
-        drains waits until the batch taken off the ring is dispatched, its buffers or
-        intents given back and the peer kicked, so none is lost half-way (the receive
-        callbacks it runs run in it too, as in an IRQ thread)."""
-        if self.failure is not None:
+    def _drain_as_taker(self, me: int) -> int:
+        """The drain of a thread that takes the peer's notifications while it waits
+        (:meth:`~amplink.rpmsg.core.RpmsgLink.take_as_taker`): it never waits for the
+        rx lock (held: the worker drains after its holder), and the backend stops
+        before a message for an endpoint with a callback and leaves the rest to the
+        worker, so that no callback, however slow, runs in a thread that has a
+        deadline.  ``acquire`` then ``try`` is safe here: a taker runs the line's
+        handlers with its signals held (:class:`~amplink.irq.held_signals.HeldSignals`)."""
+        lock = self._rx_lock
+        if not lock.acquire(blocking=False):
+            self._rx_more()
             return 0
         try:
-            self._rx_owner = get_ident()
+            return self._drain_held(me, RX_SLICE, taker=True)
+        except self.broken_by_peer as exc:
+            failed = exc
+        finally:
+            lock.release()
+        self.fail(failed)  # type: ignore[arg-type]
+        return 0
+
+    def _drain_held(self, me: int, rx_slice: float, *, taker: bool) -> int:
+        """Drain (rx lock held) as ``_drain_rx`` says, in a slice of ``rx_slice`` s.  The
+        drain is one section (:mod:`amplink.irq.held_signals`): a Ctrl-C in a main
+        thread that drains waits until the batch taken off the ring is dispatched, its
+        buffers or intents given back and the peer kicked, so none is lost half-way (the
+        receive callbacks it runs run in it too, as in an IRQ thread)."""
+        if self.failure is not None:
+            return 0
+        try:  # (the owner is set inside: the finally must undo it whatever comes)
+            self._rx_owner = me
+            self._rx_slice = rx_slice
+            self._rx_taker = taker
             with HELD_SIGNALS:
                 return self._drain_rx()
         finally:
             self._rx_owner = 0
+
+    def _run_again(self) -> None:
+        """The worker's run of the receive path: none if a thread waits for the rx
+        lock (its drain reads on, and asks again if it too stops on its budget)."""
+        if not self._rx_waiting:
+            self._drain(blocking=True)
 
     def in_rx_context(self) -> bool:
         return self._rx_owner == get_ident()
@@ -161,7 +291,7 @@ class PolledLink(RpmsgLink):
                     return self.spin.spin(lambda: self._poll_once(ready))
                 finally:
                     if self.failure is None and self._unsuppress():
-                        self._drain(blocking=True)
+                        self._drain(blocking=True, unless_owed=True)
             finally:
                 self._leave_memory()
 
@@ -235,11 +365,10 @@ class PolledLink(RpmsgLink):
         """A blocked sender's sleep: on the peer's notification itself where the
         transport allows it (it then runs the receive path here, as ``recv()`` does),
         unless this thread is the receive context (whose drain it would re-enter)."""
-        take = self.take_notifications
         if (
-            take is None
+            self.take_notifications is None
             or self._rx_owner == get_ident()
-            or take((wakeup.fileno(),), timeout, None) is None
+            or self.take_as_taker((wakeup.fileno(),), timeout, None) is None
         ):
             wakeup.wait(timeout)
         else:
@@ -286,4 +415,7 @@ class PolledLink(RpmsgLink):
                     done = False
                     break
                 time.sleep(QUIESCE_POLL)
+        ending, self._rx_worker_ending = self._rx_worker_ending, None
+        if ending is not None:
+            ending.destroy(max(deadline - time.monotonic(), 0.0))
         return done

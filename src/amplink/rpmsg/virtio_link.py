@@ -346,7 +346,7 @@ class VirtioRpmsgLink(PolledLink):
                         self._tx_notifications(False)
             for cb in callbacks:
                 cb()
-        self.poll_rx()
+        self._drain(blocking=True, unless_owed=True)
 
     def when_can_send(self, src: int, callback: Callable[[], None]) -> None:
         """Call ``callback`` once a send would not wait (now, if it would not now).
@@ -473,6 +473,7 @@ class VirtioRpmsgHost(VirtioRpmsgLink):
         self._rx_peek = self._rx_vq.has_used  # (see PolledLink.__init__)
         self._tx_notified = self._tx_vq.notified
         self._rx_notified = self._rx_vq.notified
+        self._rx_left: list[tuple[int, int]] = []  # taken, left by a taker's drain
         self._suppress = self._rx_vq.disable_cb
         self._unsuppress = self._rx_vq.enable_cb
         self._rx_vq.reset_ring()
@@ -577,12 +578,19 @@ class VirtioRpmsgHost(VirtioRpmsgLink):
 
     def _drain_rx(self) -> int:
         vq = self._rx_vq
+        self._rx_owed = False  # (before the index is read: it takes in what was skipped)
         got = vq.get_many()  # what the device returned so far: one read of its index
+        left = self._rx_left
+        if left:  # what a taker's drain left goes first
+            got = left + got
+            self._rx_left = []
         if not got:
             return 0
         base = self._pool_off
         da = self._pool_da
         bs = self._rx_size
+        if self._rx_taker:
+            got = self._before_callbacks(got)
         for token, written in got:
             # a zero-length buffer carries nothing (a device's refused send)
             if written and self._dispatch_buffer(base + token * bs, written, token):
@@ -592,6 +600,20 @@ class VirtioRpmsgHost(VirtioRpmsgLink):
             self._notify(self._rx_index)
             vq.notified()
         return len(got)
+
+    def _before_callbacks(self, got: list[tuple[int, int]]) -> list[tuple[int, int]]:
+        """A taker's drain (see :meth:`PolledLink._drain_as_taker`): the buffers before
+        the first message for an endpoint with a callback; that one and the rest are
+        kept for the worker's drain."""
+        base, bs, mem = self._pool_off, self._rx_size, self._mem
+        for i, (token, written) in enumerate(got):
+            if written >= _HDR_SIZE:
+                ept = self._lookup(_HDR.unpack_from(mem, base + token * bs)[1])
+                if ept is not None and ept.callback is not None:
+                    self._rx_left = got[i:]
+                    self._rx_more()
+                    return got[:i]
+        return got
 
 
 class VirtioRpmsgRemote(VirtioRpmsgLink):

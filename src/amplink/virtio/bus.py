@@ -30,6 +30,11 @@ class Binding(Protocol):
     def handle_notify(self) -> None:
         """The peer notified one of the device's vrings: take in what changed."""
 
+    def take_in_last(self) -> None:
+        """For a peer that died (or is stopped as crashed): take in what it had sent,
+        at most what the rings hold, so that a peer still writing cannot keep the
+        caller here."""
+
     def unconsumed(self) -> dict[int, int]:
         """For a peer that died: what was sent to it and never consumed, counted by a
         key of the driver's (rpmsg: the source address)."""
