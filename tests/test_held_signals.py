@@ -158,3 +158,22 @@ def test_a_section_in_another_thread_holds_nothing():
     with entered_in_another_thread(lambda: HELD_SIGNALS):
         signal.raise_signal(signal.SIGUSR1)
         assert got == [signal.SIGUSR1]
+
+
+def test_a_signal_that_comes_while_held_ones_are_delivered_waits_for_its_turn():
+    """One that comes while a held handler runs is delivered after it returns, by the
+    same delivery: a nested delivery would pop what the outer one is about to pop
+    (a KeyError out of a send() under a signal rain, found by a hostile review)."""
+    order: list[str] = []
+
+    def first(signum: int, frame: object) -> None:
+        order.append("first begins")
+        signal.raise_signal(signal.SIGUSR2)
+        order.append("first ends")
+
+    signal.signal(signal.SIGUSR1, first)
+    signal.signal(signal.SIGUSR2, lambda s, f: order.append("second"))
+    with HELD_SIGNALS:
+        signal.raise_signal(signal.SIGUSR1)
+        assert order == []
+    assert order == ["first begins", "first ends", "second"]

@@ -98,6 +98,7 @@ class HeldSignals:
         self.let_through = _LetThrough(self)
         self._pending: dict[int, FrameType | None] = {}  # in the order they came
         self._interruptible = False
+        self._delivering = False  # _deliver runs: a signal that comes meanwhile waits
         self._sigint: object = None  # SIGINT's and SIGTERM's handlers, as last wrapped
         self._sigterm: object = None
         self._looks_in = 0  # outermost sections until the next look at all handlers
@@ -147,9 +148,9 @@ class HeldSignals:
 
     def _came(self, signum: int, frame: FrameType | None, handler: PyHandler) -> None:
         """A wrapped handler's signal (main thread)."""
-        if self._depth > self._floor:
-            self._pending.setdefault(signum, frame)
-            if self._interruptible and self._depth == self._floor + 1:
+        if self._depth > self._floor or self._delivering:
+            self._pending.setdefault(signum, frame)  # (while delivering: delivered next)
+            if self._interruptible and self._depth == self._floor + 1 and not self._delivering:
                 self._interruptible = False
                 raise Held
         elif self._pending:  # left by a handler that raised: they came first
@@ -167,17 +168,23 @@ class HeldSignals:
         one raises: the section's clean-up runs held."""
         floor, self._floor = self._floor, 0
         pending = self._pending
-        while pending:
-            signum = next(iter(pending))
-            frame = pending.pop(signum)
-            handler = _getsignal(signum)
-            if isinstance(handler, HeldHandler):
-                handler.wrapped(signum, frame)
-            elif callable(handler):
-                handler(signum, frame)
-            elif handler != _SIG_IGN:
-                signal.raise_signal(signum)  # its default action (or a C handler's)
+        self._delivering = True  # a signal that comes meanwhile is added, not delivered
+        try:  # in a nested call that would pop what this one is about to pop
+            while pending:
+                signum = next(iter(pending))
+                frame = pending.pop(signum)
+                handler = _getsignal(signum)
+                if isinstance(handler, HeldHandler):
+                    handler.wrapped(signum, frame)
+                elif callable(handler):
+                    handler(signum, frame)
+                elif handler != _SIG_IGN:
+                    signal.raise_signal(signum)  # its default action (or a C handler's)
+        finally:
+            self._delivering = False
         self._floor = floor
+        if pending and self._depth == floor:  # came after the last look: not held now
+            self._deliver()
 
     def _wrap(self) -> None:
         """Wrap every Python handler not wrapped yet (main thread, outside a section)."""
@@ -218,6 +225,7 @@ class HeldSignals:
         self._floor = 0
         self._pending.clear()
         self._interruptible = False
+        self._delivering = False
 
 
 def _unwrapped(handler: object) -> object:
