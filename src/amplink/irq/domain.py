@@ -103,8 +103,9 @@ class _IrqThread:
         self._started = threading.Event()
 
     def start(self) -> None:
-        self._thread.start()
-        self._started.wait()
+        with HELD_SIGNALS:  # started whole, or (before) not at all: stop() joins it
+            self._thread.start()
+            self._started.wait()
 
     def wake(self) -> None:
         with self._fd_lock:  # never into a number the thread closed (and another reused)
@@ -114,8 +115,8 @@ class _IrqThread:
     def stop(self, timeout: float) -> None:
         self._stopping = True
         self.wake()
-        if threading.current_thread() is self._thread:
-            return
+        if threading.current_thread() is self._thread or self._thread.ident is None:
+            return  # (never started: its start failed)
         self._thread.join(timeout)
         if self._thread.is_alive():
             log.error("%s did not finish its handler within %.1fs", self.name, timeout)
@@ -263,8 +264,9 @@ class IrqDomain:
         if self._dispatcher is not None:
             return
         t = threading.Thread(target=self._dispatch_loop, name=f"irq-{self.name}", daemon=True)
-        self._dispatcher = t
-        t.start()
+        with HELD_SIGNALS:  # a Ctrl-C meanwhile must not lose the thread close() joins
+            t.start()
+            self._dispatcher = t
 
     def in_hardirq(self) -> bool:
         """Whether the caller is running a primary handler of this domain."""

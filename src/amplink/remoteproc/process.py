@@ -46,6 +46,7 @@ from amplink.hw.core_ctrl import (
 )
 from amplink.hw.soc import core_control, mmio_region
 from amplink.irq.flags import IRQ_HANDLED, IRQF_ONESHOT, IRQF_TRIGGER_RISING
+from amplink.irq.held_signals import HELD_SIGNALS
 from amplink.irq.line import shared_line_fds
 from amplink.mailbox.mu_path import DEFAULT_WIRING, Delivery, MuKickPath, MuWiring
 from amplink.memory.region import SharedRegion
@@ -204,13 +205,14 @@ class ProcessPlatform(RprocPlatform):
         os.set_blocking(core_note, True)
         self._note_fd = note
         self._undo.append(lambda: _close((note,)))
-        try:
-            self.proc = self._spawn(
-                region, mmio, core_line, core_pulser, table_da, table_len, entry, core_note
-            )
-        finally:
-            _close((core_line, core_pulser, core_note))  # the core's: the host keeps no copy
-        self._undo.append(self._reset)
+        with HELD_SIGNALS:  # a Ctrl-C meanwhile must not lose the process it started
+            try:
+                self.proc = self._spawn(
+                    region, mmio, core_line, core_pulser, table_da, table_len, entry, core_note
+                )
+            finally:
+                _close((core_line, core_pulser, core_note))  # the core's: the host keeps none
+            self._undo.append(self._reset)
 
     def connect(self, features: Features) -> None:
         """The host side: the MU kick path, the core's death as interrupt line
@@ -218,26 +220,29 @@ class ProcessPlatform(RprocPlatform):
         :meth:`disconnect`, which leaves the core running (a detach)."""
         assert self.proc is not None and self._mmio is not None
         self._resetting = False
-        path = MuKickPath(  # owns these duplicates, even if it fails
-            self.name,
-            self._mmio,
-            "a",
-            os.dup(self._line_fds[0]),
-            os.dup(self._line_fds[1]),
-            self._on_word,
-            delivery=self.delivery,
-            rt_priority=self.rt_priority,
-            wiring=self.mailbox,
-        )
-        self.kick_path = path
-        self._host_undo.append(self._close_path)
-        pidfd = os.pidfd_open(self.proc.pid)
-        path.domain.add_line(WDOG_IRQ, trigger=IRQF_TRIGGER_RISING, fd=pidfd, counter=False)
-        path.domain.request_threaded_irq(
-            WDOG_IRQ, None, self._exit_irq, IRQF_ONESHOT, f"{self.name}-wdog", self
-        )
-        if features.watchdog_ms:
-            self._start_watchdog(features.watchdog_ms / 1000)
+        # One section: a Ctrl-C meanwhile must not leave a thread or descriptor made
+        # here unknown to disconnect() (nothing here waits for the core).
+        with HELD_SIGNALS:
+            path = MuKickPath(  # owns these duplicates, even if it fails
+                self.name,
+                self._mmio,
+                "a",
+                os.dup(self._line_fds[0]),
+                os.dup(self._line_fds[1]),
+                self._on_word,
+                delivery=self.delivery,
+                rt_priority=self.rt_priority,
+                wiring=self.mailbox,
+            )
+            self.kick_path = path
+            self._host_undo.append(self._close_path)
+            pidfd = os.pidfd_open(self.proc.pid)
+            path.domain.add_line(WDOG_IRQ, trigger=IRQF_TRIGGER_RISING, fd=pidfd, counter=False)
+            path.domain.request_threaded_irq(
+                WDOG_IRQ, None, self._exit_irq, IRQF_ONESHOT, f"{self.name}-wdog", self
+            )
+            if features.watchdog_ms:
+                self._start_watchdog(features.watchdog_ms / 1000)
 
     def disconnect(self) -> None:
         """Release the host side only; the core keeps running. Idempotent."""
@@ -493,12 +498,13 @@ def _close(fds: tuple[int, ...]) -> None:
 
 
 def _unwind(undo: list[Callable[[], None]], name: str) -> None:
-    while undo:
-        step = undo.pop()
-        try:
-            step()
-        except Exception:
-            log.exception("%s: error while releasing resources", name)
+    with HELD_SIGNALS:  # a Ctrl-C waits until every step ran (see Rproc._release_locked)
+        while undo:
+            step = undo.pop()
+            try:
+                step()
+            except Exception:
+                log.exception("%s: error while releasing resources", name)
 
 
 def describe_exit(code: int | None) -> str:

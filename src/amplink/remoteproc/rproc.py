@@ -46,6 +46,7 @@ from collections.abc import Callable
 from typing import Self
 
 from amplink.errors import AmplinkError
+from amplink.irq.held_signals import HELD_SIGNALS
 from amplink.remoteproc import coredump
 from amplink.remoteproc.config import RprocConfig
 from amplink.remoteproc.control import Debugfs, Sysfs
@@ -223,7 +224,8 @@ class Rproc:
             try:
                 self._stop_locked(SHUTDOWN)
             except BaseException:
-                self.power += 1
+                if self.state in (RUNNING, ATTACHED):  # (a Ctrl-C reset it: not)
+                    self.power += 1
                 raise
 
     def set_firmware(self, name: str) -> None:
@@ -266,11 +268,13 @@ class Rproc:
             pending.discard("before the core was stopped")
         with self._lock:
             self._stopping = False
-            if self._states.allows(STOP):
-                self._stop_locked(STOP)
-            elif strict:
-                raise self._nothing_to_stop()
-            self.power = 0
+            try:
+                if self._states.allows(STOP):
+                    self._stop_locked(STOP)
+                elif strict:
+                    raise self._nothing_to_stop()
+            finally:  # also after a Ctrl-C: the core was reset all the same
+                self.power = 0
         self.wait_crash_handled()
 
     def _nothing_to_stop(self) -> AmplinkError:
@@ -425,6 +429,12 @@ class Rproc:
                 if event == SHUTDOWN:
                     raise
                 log.warning("%s; resetting it anyway", exc.strerror)  # (names the core)
+            except BaseException:  # a Ctrl-C in the handshake: the core is reset anyway
+                self._reset_locked(event)
+                raise
+        self._reset_locked(event)
+
+    def _reset_locked(self, event: str) -> None:
         self._release_locked(crashed=False)  # dumps belong to recovery, not to a stop
         self._states.fire(event)
 
@@ -433,7 +443,13 @@ class Rproc:
 
     def _release_locked(self, *, crashed: bool) -> None:
         """Reset the core and release everything a boot created (dumping it first if
-        it crashed), or the core a boot loader started if it was never attached."""
+        it crashed), or the core a boot loader started if it was never attached.  One
+        section (:mod:`amplink.irq.held_signals`): a Ctrl-C waits until all is released
+        (its waits are bounded by their timeouts), so that none of it is left behind."""
+        with HELD_SIGNALS:
+            self._release_held(crashed=crashed)
+
+    def _release_held(self, *, crashed: bool) -> None:
         if self.platform is None and self._booted is not None:
             self.platform, self._memory = self._booted.platform, self._booted.memory
         self._stop_subdevs(AmplinkError(errno.ESHUTDOWN, f"remote core {self.name} was stopped"))
