@@ -177,3 +177,22 @@ def test_a_crash_during_a_stop_is_ignored_and_the_core_stays_offline():
     assert (rp.state, rp.crash_count, rp.pid) == (OFFLINE, 0, None)
     assert rp.wait_crash_handled(timeout=5) is None
     assert snapshot() == before
+
+
+def test_a_crash_note_reaches_the_log_without_terminal_escapes(caplog):
+    """The host logs the core's traceback and puts its last line in the crash reason:
+    control characters a hostile core wrote there are shown as U+FFFD, so no terminal
+    obeys them (found by a hostile review)."""
+    rp = Rproc("escapes", str(FW / "raises_escapes.py"), config=RprocConfig(crash_loop=None))
+    rp.sysfs.recovery = "disabled"
+    with caplog.at_level(logging.INFO, logger=RPROC_LOG):
+        rp.start()
+        rp.wait_crash_handled(1, timeout=60)
+    try:
+        assert rp.last_crash is not None and "boom" in rp.last_crash[1]
+        logged = "".join(r.getMessage() for r in caplog.records)
+        for text in (rp.last_crash[1], logged):
+            assert not any(c in text for c in "\x1b\x07\r"), repr(text)
+        assert "\ufffd[2J" in rp.last_crash[1]
+    finally:
+        rp.stop()

@@ -357,7 +357,9 @@ class ProcessPlatform(RprocPlatform):
 
     def _read_note(self) -> str:
         """What the exited core wrote into its crash note (non-blocking: a process the
-        core started may still hold the pipe open)."""
+        core started may still hold the pipe open), its control characters but line
+        breaks and tabs shown as U+FFFD: the host logs it, and a terminal would obey
+        escape sequences a hostile core put there."""
         if self._note_fd < 0:
             return ""
         chunks, size = [], 0
@@ -365,7 +367,8 @@ class ProcessPlatform(RprocPlatform):
             while size < CRASH_NOTE_MAX and (data := os.read(self._note_fd, 65536)):
                 chunks.append(data)
                 size += len(data)
-        return b"".join(chunks)[:CRASH_NOTE_MAX].decode(errors="replace").rstrip()
+        text = b"".join(chunks)[:CRASH_NOTE_MAX].decode(errors="replace")
+        return "".join(c if c.isprintable() or c in "\n\t" else "\ufffd" for c in text).rstrip()
 
     def mailbox_ping(self, timeout: float) -> float:
         """``RP_MBOX_ECHO_REQUEST`` through the MU and ``RP_MBOX_ECHO_REPLY`` back: the
