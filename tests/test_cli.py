@@ -168,6 +168,25 @@ def test_bench_emulated_rows():
     assert max(map(len, table.splitlines())) <= 100, table
 
 
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (["send", "m4", "rpmsg-raw", "hi", "--timeout", "inf"], "inf is not a finite number"),
+        (["send", "m4", "rpmsg-raw", "hi", "--timeout", "nan"], "nan is not a finite number"),
+        (["send", "m4", "rpmsg-raw", "hi", "--timeout", "1e308"], "must be <= 1,000,000"),
+        (["bench", "--messages", "99999999999999999999"], "must be <= 10,000,000"),
+        (["bench", "--rounds", "99999999999999999999"], "must be <= 10,000,000"),
+        (["bench", "--cycles", "100000"], "must be <= 10,000"),
+        (["trace", "m4", "--index", "99999999"], "must be <= 255"),
+    ],
+)
+def test_numbers_out_of_any_sane_range_are_usage_errors_not_tracebacks(args, said):
+    """Found by a new user: a huge, infinite or NaN number reached the OS (a socket
+    timeout) or a struct and came back as a traceback."""
+    proc = run_cli(*args)
+    assert proc.returncode == 2 and said in proc.stderr and "Traceback" not in proc.stderr
+
+
 @pytest.mark.parametrize("ratio", [0.79, 20.99, 176.6, 4321.0])
 def test_bench_ratio_cells_stay_apart_however_large(ratio):
     cells = [bench_main._ratio_cell({"median": ratio, "min": ratio, "max": ratio * 1.5})] * 3

@@ -15,6 +15,7 @@ import contextlib
 import errno
 import json
 import logging
+import math
 import os
 import sys
 import time
@@ -55,6 +56,12 @@ class UsageError(AmplinkError):
 
 
 # -- argument types ----------------------------------------------------------------
+MAX_WAIT = 1e6  # s (11.6 days): a wait longer than any run (the OS refuses ~1e10)
+MAX_BENCH_COUNT = 10_000_000  # round trips, messages, interrupts: minutes, and memory
+MAX_REPEAT = 100
+MAX_CYCLES = 10_000
+
+
 def number(
     low: float, *, integer: bool = False, above: bool = False, high: float | None = None
 ) -> Callable[[str], Any]:
@@ -68,12 +75,15 @@ def number(
             raise argparse.ArgumentTypeError(
                 f"{text!r} is not {'an integer' if integer else 'a number'}"
             ) from None
+        if not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"{text} is not a finite number")
         if value < low or (above and value == low):
             raise argparse.ArgumentTypeError(
                 f"{text} is out of range (must be {'>' if above else '>='} {low:g})"
             )
         if high is not None and value > high:
-            raise argparse.ArgumentTypeError(f"{text} is out of range (must be <= {high:g})")
+            limit = f"{int(high):,}" if high == int(high) else f"{high:g}"
+            raise argparse.ArgumentTypeError(f"{text} is out of range (must be <= {limit})")
         return value
 
     parse.__name__ = "integer" if integer else "number"
@@ -516,7 +526,10 @@ def _control_commands(sub: Subcommands) -> None:
     se.add_argument("--hex", action="store_true", help="DATA is hexadecimal bytes")
     se.add_argument("--no-reply", action="store_true", help="do not wait for a reply")
     se.add_argument(
-        "--timeout", type=number(0, above=True), default=5.0, help="seconds to wait for the reply"
+        "--timeout",
+        type=number(0, above=True, high=MAX_WAIT),
+        default=5.0,
+        help="seconds to wait for the reply",
     )
     se.add_argument("--json", action="store_true", help="print the result as JSON")
     li = command("listen", "print every message a core sends on a channel", _cmd_listen)
@@ -531,29 +544,36 @@ def _control_commands(sub: Subcommands) -> None:
         _cmd_tty,
     )
     t = command("trace", "print a core's firmware trace buffer (debugfs trace0)", _cmd_trace)
-    t.add_argument("--index", type=number(0, integer=True), default=0, help="which trace buffer")
+    t.add_argument(
+        "--index", type=number(0, integer=True, high=255), default=0, help="which trace buffer"
+    )
 
 
 def _bench_commands(sub: Subcommands) -> None:
     b = add_command(
         sub, "bench", _cmd_bench, "measure latency and throughput against a Pipe baseline"
     )
-    positive = number(1, integer=True)
-    b.add_argument("--rounds", type=positive, default=10_000, help="round trips")
-    b.add_argument("--messages", type=positive, default=50_000, help="messages for throughput")
+    count = number(1, integer=True, high=MAX_BENCH_COUNT)
+    b.add_argument("--rounds", type=count, default=10_000, help="round trips")
+    b.add_argument("--messages", type=count, default=50_000, help="messages for throughput")
     b.add_argument(
-        "--deliveries", type=positive, default=2000, help="interrupts per delivery measurement"
+        "--deliveries", type=count, default=2000, help="interrupts per delivery measurement"
     )
-    b.add_argument("--cycles", type=positive, default=20, help="boot/stop cycles for lifecycle")
+    b.add_argument(
+        "--cycles",
+        type=number(1, integer=True, high=MAX_CYCLES),
+        default=20,
+        help="boot/stop cycles for lifecycle",
+    )
     b.add_argument(
         "--linux-rounds",
-        type=number(0, integer=True),
+        type=number(0, integer=True, high=MAX_BENCH_COUNT),
         default=2000,
         help="round trips per size against a UML Linux guest when its kernel is built (0 skips)",
     )
     b.add_argument(
         "--openamp-runs",
-        type=number(0, integer=True),
+        type=number(0, integer=True, high=MAX_CYCLES),
         default=20,
         help="whole runs of OpenAMP's echo demos per pair when they are built (0 skips)",
     )
@@ -567,7 +587,7 @@ def _bench_commands(sub: Subcommands) -> None:
     )
     b.add_argument(
         "--repeat",
-        type=positive,
+        type=number(1, integer=True, high=MAX_REPEAT),
         default=3,
         metavar="R",
         help="take every figure R times; medians and ratio ranges",
@@ -598,7 +618,7 @@ def _serve_linux_commands(sub: Subcommands) -> None:
     )
     sl.add_argument(
         "--setup-timeout",
-        type=number(0, above=True),
+        type=number(0, above=True, high=MAX_WAIT),
         default=120.0,
         help="seconds a guest may take from connecting until its rpmsg driver is up",
     )
