@@ -12,6 +12,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -440,6 +441,10 @@ def test_up_gives_up_on_firmware_that_crashes_at_start_and_says_so_once(tmp_path
         assert "c0 is offline: nothing to stop (recovery gave up after 3 crashes" in (
             capsys.readouterr().err
         )
+        started = time.monotonic()  # an offline core cannot crash: said at once
+        assert u.cli("crash", "c0") == 1
+        assert time.monotonic() - started < 10  # not the 30 s a crash is waited for
+        assert "c0 is offline: nothing to crash" in capsys.readouterr().err
         u.proc.send_signal(signal.SIGINT)
         out, err = u.proc.communicate(timeout=60)
     finally:

@@ -194,6 +194,11 @@ def handlers(server: Served) -> dict[str, Handler]:
 
     def crash(req: dict[str, Any]) -> dict[str, Any]:
         rp = server.core(req["core"])
+        if rp.state not in ("running", "attached"):  # the crash handler ignores it
+            raise AmplinkError(  # (Linux's rproc_crash_handler_work): no waiting for it
+                errno.EINVAL,
+                f"{rp.name} is {rp.state}: nothing to crash (only a running core can crash)",
+            )
         before = rp.crash_count
         rp.debugfs.crash(req.get("kind", 0))
         waiting = None
