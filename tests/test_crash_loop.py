@@ -69,6 +69,11 @@ def test_firmware_that_crashes_at_start_is_recovered_with_backoff_then_given_up_
         rp.stop(strict=True)
     assert exc.value.errno == errno.EINVAL and "nothing to stop (recovery gave up" in str(exc.value)
     assert snapshot() == before
+    rp.firmware = "no-such-firmware.py"  # a start that fails: the old reason is history
+    with pytest.raises(OSError):
+        rp.start()
+    assert rp.gave_up is None
+    rp.firmware = RAISES
     rp.start()  # a start begins a new run: four more crashes before it gives up again
     rp.wait_crash_handled(8, timeout=120)
     assert (rp.state, rp.crash_count, rp.pid) == (OFFLINE, 8, None)

@@ -135,7 +135,7 @@ class Rproc:
         self._boots = 0  # platforms adopted: the boot a crash report is about
         self._booted_at = 0.0  # time.monotonic() when the last boot completed
         self._crashes_at_start = 0  # the current run of crashes soon after booting
-        self.gave_up: str | None = None  # why recovery gave up on the core, until it boots
+        self.gave_up: str | None = None  # why recovery gave up on the core, until a boot
         self._notes_shown: dict[str, int] = {}  # crash notes logged: text -> crash number
         self._stopping = False  # stop() waits for the lock: an inline dump is dropped
         self._booted = attach
@@ -296,6 +296,8 @@ class Rproc:
         """``rproc_fw_boot`` and ``rproc_start`` (``event``: a boot, or the one recovery
         makes): a failure releases what was made."""
         self._exit_code = None
+        if event == BOOT:  # a new attempt: why recovery once gave up is history now
+            self.gave_up = None
         try:
             image = self.image = read_firmware(self.name, self.firmware, self._table_given)
             driver = choose_platform(self.drivers.platforms, self.name, image)
@@ -316,7 +318,6 @@ class Rproc:
 
     def _mark_booted(self, event: str) -> None:
         self._booted_at = time.monotonic()
-        self.gave_up = None
         if event == BOOT:  # a boot someone asked for: a new run of crashes at start
             self._crashes_at_start = 0
         self._states.fire(event)
