@@ -188,30 +188,32 @@ class ProcessPlatform(RprocPlatform):
     def power_on(self, region: SharedRegion, table_da: int, table_len: int, entry: int) -> None:
         """What a boot loader does: the MMIO window, the interrupt lines, and the core
         process, running from ``entry``.  The host side is :meth:`connect`."""
-        mmio = mmio_region(self.name)
-        self._undo.append(mmio.close)
-        self.control = core_control(mmio, self.name)
-        self.control.writel(CC_BOOT_ADDR, entry)
-        self._mmio = mmio
-        host_line, core_pulser = shared_line_fds()
-        try:
-            core_line, host_pulser = shared_line_fds()
-        except BaseException:
-            _close((host_line, core_pulser))
-            raise
-        fds = self._line_fds = (host_line, host_pulser)  # the host's own open files
-        self._undo.append(lambda: _close(fds))
-        note, core_note = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)  # the core's end: blocking
-        os.set_blocking(core_note, True)
-        self._note_fd = note
-        self._undo.append(lambda: _close((note,)))
-        with HELD_SIGNALS:  # a Ctrl-C meanwhile must not lose the process it started
+        # One section: a Ctrl-C meanwhile must not leave what is made here (the core
+        # process above all) unknown to the release (nothing here waits for the core).
+        with HELD_SIGNALS:
+            mmio = mmio_region(self.name)
+            self._undo.append(mmio.close)
+            self.control = core_control(mmio, self.name)
+            self.control.writel(CC_BOOT_ADDR, entry)
+            self._mmio = mmio
+            host_line, core_pulser = shared_line_fds()
+            try:
+                core_line, host_pulser = shared_line_fds()
+            except BaseException:
+                _close((host_line, core_pulser))
+                raise
+            fds = self._line_fds = (host_line, host_pulser)  # the host's own open files
+            self._undo.append(lambda: _close(fds))
+            note, core_note = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)  # the core's end: blocking
+            os.set_blocking(core_note, True)
+            self._note_fd = note
+            self._undo.append(lambda: _close((note,)))
             try:
                 self.proc = self._spawn(
                     region, mmio, core_line, core_pulser, table_da, table_len, entry, core_note
                 )
             finally:
-                _close((core_line, core_pulser, core_note))  # the core's: the host keeps none
+                _close((core_line, core_pulser, core_note))  # the core's: the host keeps no copy
             self._undo.append(self._reset)
 
     def connect(self, features: Features) -> None:
