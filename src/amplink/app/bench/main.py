@@ -486,8 +486,9 @@ def format_report(report: dict[str, Any]) -> str:
     busy = f"{hogs} running" if load else "no extra load"
     prm = report["params"]
     lines = [
-        f"amplink bench: {place}; {busy}; {report['virtqueue']} virtqueue",
-        "rpmsg over both backends: virtio (vrings, 512 B buffers) and GLINK (FIFOs, intents)",
+        f"amplink bench: {place}; {busy}",
+        f"rpmsg over virtio (vrings, 512 B buffers, {report['virtqueue']} virtqueue) and GLINK "
+        "(FIFOs, intents)",
         f"round trip: {prm['rounds']} x {prm['rtt_size']} B; throughput: "
         f"{prm['messages']} x {prm['throughput_size']} B one way",
         f"each taken {counted(prm['repeat'], 'time')} (--repeat): medians, and ratios to the "
