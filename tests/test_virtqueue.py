@@ -216,6 +216,21 @@ def test_device_put_checks_its_own_arguments(pair):
         pair.device.put(head + 1, 1)
 
 
+def test_a_batch_put_with_a_wrong_head_gives_nothing_back(pair):
+    """put_many checks every head first: one not held, or one named twice, raises
+    ValueError and leaves every buffer held and the used ring as it was."""
+    drv, dev = pair.driver, pair.device
+    for i in range(3):
+        drv.add(pair.buf_addr(i), BUF, True, i)
+    heads = [h for h, _, _ in dev.get_many()]
+    for bad in ([heads[0], heads[1], 7], [heads[0], heads[1], heads[0]]):
+        with pytest.raises(ValueError, match="not held"):
+            dev.put_many(bad, 1)
+        assert drv.get() is None  # nothing published
+    dev.put_many(heads, 1)  # all three still held: they go back now
+    assert drv.get_many() == [(0, 1), (1, 1), (2, 1)]
+
+
 # -- batches and fused calls (the message path's) ----------------------------------------
 def test_get_many_takes_what_is_there_in_ring_order_up_to_a_limit(pair):
     drv, dev = pair.driver, pair.device

@@ -1031,27 +1031,32 @@ static int device_notify_answer(Device *self, const uint8_t *avail) {
  * bad head changes nothing (ValueError). */
 static int device_put(Device *self, const long long *heads, Py_ssize_t count,
                       long long written) {
-    for (Py_ssize_t i = 0; i < count; i++) {
-        long long h = heads[i];
-        if (h < 0 || h >= (long long)self->r.num || !self->held[h]) {
+    /* Checked first, each head marked 2 as it is seen (a head twice is not held the
+     * second time), the marks undone if one is wrong. */
+    Py_ssize_t seen = 0;
+    for (; seen < count; seen++) {
+        long long h = heads[seen];
+        if (h < 0 || h >= (long long)self->r.num || self->held[h] != 1) {
             PyErr_Format(PyExc_ValueError, "descriptor %lld is not held by the device", h);
-            return -1;
-        }
-        for (Py_ssize_t j = 0; j < i; j++) {
-            if (heads[j] == h) {
-                PyErr_Format(PyExc_ValueError, "descriptor %lld is not held by the device", h);
-                return -1;
-            }
+            break;
         }
         long long n = self->whole_used ? (long long)self->held_len[h] : written;
         if (n < 0 || n > (long long)self->held_len[h]) {
             PyErr_Format(PyExc_ValueError, "written length %lld exceeds buffer %u", n,
                          self->held_len[h]);
-            return -1;
+            break;
         }
+        self->held[h] = 2;
     }
-    uint8_t *used_h = mv_ptr(self->r.used_h), *used_e = mv_ptr(self->r.used_e);
-    if (!used_h || !used_e) return -1;
+    uint8_t *used_h = NULL, *used_e = NULL;
+    if (seen == count) {
+        used_h = mv_ptr(self->r.used_h);
+        used_e = used_h ? mv_ptr(self->r.used_e) : NULL;
+    }
+    if (used_e == NULL) {
+        for (Py_ssize_t i = 0; i < seen; i++) self->held[heads[i]] = 1;
+        return -1;
+    }
     uint16_t ui = self->used_idx;
     for (Py_ssize_t i = 0; i < count; i++) {
         long long h = heads[i];

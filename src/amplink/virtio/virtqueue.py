@@ -512,14 +512,19 @@ class VirtqueueDevice(_Vring):
         if self.broken is not None:
             raise self.broken
         held = self._held
-        elems = self._used_e
-        ui = self._used_idx
-        for head in heads:
+        for head in heads:  # all checked first: a wrong one changes nothing
             if not 0 <= head < self.num or not held[head]:
                 raise ValueError(f"descriptor {head} is not held by the device")
             n = self._held_len[head] if self._whole_used else written
             if not 0 <= n <= self._held_len[head]:
                 raise ValueError(f"written length {n} exceeds buffer {self._held_len[head]}")
+        if len(heads) > 1 and len(set(heads)) != len(heads):
+            twice = next(h for i, h in enumerate(heads) if h in heads[:i])
+            raise ValueError(f"descriptor {twice} is not held by the device")
+        elems = self._used_e
+        ui = self._used_idx
+        for head in heads:
+            n = self._held_len[head] if self._whole_used else written
             slot = 2 * (ui & self.mask)
             elems[slot] = head
             elems[slot + 1] = n
