@@ -101,7 +101,7 @@ def test_both_implementations_agree_step_by_step_under_scribbling(seed, writable
     try:
         for step in range(3000):
             op = _step(rnd, tokens, writable)
-            outcomes = [_outcome(lambda s=s: op(s.pair)) for s in sides]
+            outcomes = [_outcome(lambda s=s, op=op: op(s.pair)) for s in sides]
             assert outcomes[0] == outcomes[1], f"seed {seed} step {step}"
             assert sides[0].ring() == sides[1].ring(), f"seed {seed} step {step}: memory"
             kinds[outcomes[0][0]] = kinds.get(outcomes[0][0], 0) + 1
