@@ -5,9 +5,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-linux test-openamp firmware test-firmware lint bench clean
+.PHONY: demo test test-pure test-linux test-openamp firmware test-firmware lint bench clean
 
-$(STAMP): pyproject.toml
+# The compiled virtqueue is built by the install: rebuilt when its source changes.
+$(STAMP): pyproject.toml src/amplink/virtio/_vring.c
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
@@ -19,6 +20,11 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/pytest
 
+# The same suite on the pure-Python virtqueue (what runs where the compiled one could
+# not be built): CI runs both.
+test-pure: $(STAMP)
+	AMPLINK_PURE_PYTHON=1 $(BIN)/pytest
+
 lint: $(STAMP)
 	$(BIN)/ruff check src tests examples
 	$(BIN)/ruff format --check src tests examples
@@ -29,6 +35,7 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -f src/amplink/virtio/_vring.*.so
 
 # The conformance tests against a real Linux kernel (User-Mode Linux); builds the
 # kernel into ~/.cache/amplink-uml first when it is not there (several minutes).

@@ -1,17 +1,25 @@
 """Virtqueue halves: normal flow, notification suppression, and hostile peers."""
 
+import os
 import struct
 
 import pytest
 
 from amplink.errors import VirtqueueError
+from amplink.virtio import rings
 from amplink.virtio.constants import VRING_DESC_F_INDIRECT, VRING_DESC_F_NEXT
-from vq_helpers import BUF, make_pair
+from vq_helpers import BUF, HALVES, make_pair
+
+
+@pytest.fixture(params=sorted(HALVES))
+def halves(request):
+    """Every test here runs on each implementation of the halves."""
+    return HALVES[request.param]
 
 
 @pytest.fixture
-def pair():
-    p = make_pair()
+def pair(halves):
+    p = make_pair(halves=halves)
     yield p
     p.region.close()
 
@@ -31,11 +39,11 @@ def test_buffer_goes_round(pair):
 
 
 @pytest.mark.parametrize("writable", [False, True], ids=["read", "written"])
-def test_whole_used_len_gives_read_buffers_back_whole(writable):
+def test_whole_used_len_gives_read_buffers_back_whole(writable, halves):
     """A device that says ``whole_used_len`` (OpenAMP's linux-machine transport) returns
     a buffer it only read with its whole length, as OpenAMP's device does; what it
     wrote into is still returned with the bytes written."""
-    p = make_pair(writable=writable, whole_used_len=True)
+    p = make_pair(writable=writable, whole_used_len=True, halves=halves)
     try:
         p.driver.add(p.buf_addr(0), 48, writable, token=7)
         head, _, _ = p.device.get()
@@ -208,6 +216,21 @@ def test_device_put_checks_its_own_arguments(pair):
         pair.device.put(head + 1, 1)
 
 
+def test_a_batch_put_with_a_wrong_head_gives_nothing_back(pair):
+    """put_many checks every head first: one not held, or one named twice, raises
+    ValueError and leaves every buffer held and the used ring as it was."""
+    drv, dev = pair.driver, pair.device
+    for i in range(3):
+        drv.add(pair.buf_addr(i), BUF, True, i)
+    heads = [h for h, _, _ in dev.get_many()]
+    for bad in ([heads[0], heads[1], 7], [heads[0], heads[1], heads[0]]):
+        with pytest.raises(ValueError, match="not held"):
+            dev.put_many(bad, 1)
+        assert drv.get() is None  # nothing published
+    dev.put_many(heads, 1)  # all three still held: they go back now
+    assert drv.get_many() == [(0, 1), (1, 1), (2, 1)]
+
+
 # -- batches and fused calls (the message path's) ----------------------------------------
 def test_get_many_takes_what_is_there_in_ring_order_up_to_a_limit(pair):
     drv, dev = pair.driver, pair.device
@@ -312,3 +335,89 @@ def test_unknown_descriptor_flags_are_tolerated(pair):
     desc(pair, 0, pair.buf_addr(0), BUF, 2 | 0x8)
     avail(pair)[1] = 1
     assert [h for h, _, _ in pair.device.get_many()] == [0]
+
+
+def test_send_copy_writes_the_message_and_posts_the_buffer_again(halves):
+    """The driver's fused send: the buffer the device gave back first is filled with
+    the header and the payload and posted again, device-readable, with their length;
+    the answer is the kick answer of a separate add."""
+    pair = make_pair(writable=False, halves=halves)
+    drv, dev, mem = pair.driver, pair.device, pair.region.mem
+    assert drv.send_copy(mem, b"", b"", pair.pool, BUF, 0) == rings.SEND_NO_BUFFER
+    drv.add(pair.buf_addr(2), BUF, False, 2)
+    head, _, _ = dev.get()
+    dev.put(head, 0)
+    dev.disable_notify()
+    assert drv.send_copy(mem, b"HEAD", b"payload", pair.pool, BUF, 0) == 0
+    got_head, off, length = dev.get()
+    assert (off, length) == (pair.buf_addr(2), 11)
+    assert bytes(mem[off : off + 11]) == b"HEADpayload"
+    dev.put(got_head, 0)
+    dev.enable_notify()
+    assert drv.send_copy(mem, b"H", bytearray(b"xy"), pair.pool, BUF, 0) == 1
+    pair.region.close()
+
+
+def test_send_copy_on_the_device_side_fits_the_message_or_leaves_the_buffer(pair):
+    """The device's fused send: the next buffer takes the header and the payload and
+    goes back with their length; one too small stays on the ring for a smaller
+    message; none at all is said so."""
+    drv, dev, mem = pair.driver, pair.device, pair.region.mem
+    assert dev.send_copy(mem, b"", b"x") == rings.SEND_NO_BUFFER
+    drv.add(pair.buf_addr(0), 8, True, 70)
+    assert dev.send_copy(mem, b"HEAD", b"12345") == rings.SEND_TOO_SMALL
+    assert dev.peek_len() == 8  # untaken
+    drv.disable_cb()
+    assert dev.send_copy(mem, b"HEAD", b"1234") == 0
+    assert drv.get() == (70, 8)
+    assert bytes(mem[pair.buf_addr(0) : pair.buf_addr(0) + 8]) == b"HEAD1234"
+
+
+def test_send_copy_checks_the_ring_as_a_get_does(pair):
+    """A fused send takes a buffer with every check a get makes: a broken ring says
+    so, and stays broken, on both sides."""
+    drv, dev, mem = pair.driver, pair.device, pair.region.mem
+    used_idx(pair)[1] = 3  # nothing outstanding
+    assert_broken(lambda: drv.send_copy(mem, b"", b"x", pair.pool, BUF, 0), "only 0")
+    avail(pair)[1] = 100
+    assert_broken(lambda: dev.send_copy(mem, b"", b"x"), "can only have 8")
+
+
+def test_the_compiled_halves_run_when_they_were_built():
+    """amplink runs the compiled halves when the build made them, unless the
+    environment asks for the pure-Python ones; a clean checkout's `make` builds them
+    (gcc and the Python headers are on a fresh machine)."""
+    pure = os.environ.get(rings.PURE_PYTHON_ENV, "") not in ("", "0")
+    assert "compiled" in HALVES  # built: else `pip install` went on without it
+    assert rings.COMPILED is not pure
+    expected = HALVES["python" if pure else "compiled"]
+    assert rings.VirtqueueDriver is expected.VirtqueueDriver
+    assert rings.VirtqueueDevice is expected.VirtqueueDevice
+
+
+def test_a_queue_whose_memory_is_unmapped_refuses_every_call(halves):
+    """Once the region is closed (a stop unmaps it while another thread still holds
+    the queue), every call that would touch the ring raises ValueError, never reads
+    or writes the unmapped memory."""
+    pair = make_pair(halves=halves)
+    drv, dev = pair.driver, pair.device
+    drv.add(pair.buf_addr(0), BUF, True, 0)
+    mem = bytearray(4096)
+    pair.region.close()
+    for call in (
+        lambda: drv.add(pair.buf_addr(1), BUF, True, 1),
+        drv.get,
+        drv.get_many,
+        drv.has_used,
+        drv.kick_needed,
+        drv.enable_cb,
+        lambda: drv.send_copy(mem, b"", b"x", 0, BUF, 0),
+        dev.get,
+        dev.get_many,
+        dev.has_avail,
+        dev.enable_notify,
+        dev.peek_len,
+        lambda: dev.send_copy(mem, b"", b"x"),
+    ):
+        with pytest.raises(ValueError, match="released"):
+            call()

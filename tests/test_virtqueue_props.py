@@ -2,17 +2,22 @@
 
 import random
 
+import pytest
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from vq_helpers import BUF, make_pair
+from vq_helpers import BUF, HALVES, make_pair
 
 
 class VirtqueueMachine(RuleBasedStateMachine):
+    """Both halves of one implementation (``halves``: a key of ``HALVES``)."""
+
+    halves = "python"
+
     def __init__(self) -> None:
         super().__init__()
-        self.pair = make_pair(num=8)
+        self.pair = make_pair(num=8, halves=HALVES[self.halves])
         self.next_token = 0
         self.posted: dict[int, int] = {}  # token -> buffer length
         self.held: list[tuple[int, int]] = []  # (head, length) held by the device
@@ -88,14 +93,25 @@ class VirtqueueMachine(RuleBasedStateMachine):
         assert sorted(self.returned) == list(range(self.next_token))
 
 
+class CompiledMachine(VirtqueueMachine):
+    halves = "compiled"
+
+
 class TestVirtqueue(VirtqueueMachine.TestCase):
     settings = settings(max_examples=150, stateful_step_count=60, deadline=None)
 
 
-def test_everything_returns_after_random_prefix():
+@pytest.mark.skipif("compiled" not in HALVES, reason="the compiled halves were not built")
+class TestCompiledVirtqueue(CompiledMachine.TestCase):
+    settings = settings(max_examples=150, stateful_step_count=60, deadline=None)
+
+
+@pytest.mark.parametrize("halves", sorted(HALVES))
+def test_everything_returns_after_random_prefix(halves):
     """Drive a fixed-seed random run, then drain: every buffer exactly once."""
     rnd = random.Random(1234)
-    m = VirtqueueMachine()
+    machine = CompiledMachine if halves == "compiled" else VirtqueueMachine
+    m = machine()
     try:
         for _ in range(5000):
             op = rnd.randrange(4)

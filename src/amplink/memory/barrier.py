@@ -48,6 +48,12 @@ of the index for everything it takes, one store of the used index for everything
 gives back) keeps that order, since each index is still stored after, and loaded
 before, the entries it covers.
 
+The compiled virtqueue (``amplink/virtio/_vring.c``) keeps the same four points in C:
+one volatile aligned load or store per word (point 1), a compiler barrier before each
+index it publishes and after each index it reads (point 2: the C compiler may not move
+the entries across them), TSO for the rest (point 3), and
+``__atomic_thread_fence(__ATOMIC_SEQ_CST)`` (``mfence``) where point 4 needs a fence.
+
 Point 3 does not hold on weakly ordered CPUs (ARM, POWER, RISC-V), where the publishing
 stores and the consuming loads would need release and acquire barriers that Python
 cannot issue.  :func:`require_memory_model` refuses such a host with a clear error, and

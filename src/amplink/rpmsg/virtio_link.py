@@ -46,6 +46,7 @@ from amplink.virtio.constants import (
     VIRTIO_RPMSG_F_NS,
 )
 from amplink.virtio.device import VirtioDevice
+from amplink.virtio.rings import SEND_NO_BUFFER, SEND_TOO_SMALL
 from amplink.wait import AdaptiveSpin
 from amplink.wire.rpmsg import RPMSG_HDR, RPMSG_HDR_SIZE
 
@@ -522,20 +523,21 @@ class VirtioRpmsgHost(VirtioRpmsgLink):
     def _try_send(self, src: int, dst: int, data: bytes, n: int) -> bool | None:
         if self.failure is not None:
             raise self.dead_error()
-        vq = self._tx_vq
+        head = _HDR.pack(src, dst, 0, n, 0)
         if self._spare_tx or self._next_unused_tx < self._n_tx:
             got = self._take_tx()
             assert got is not None
-            token = got[0]
-        else:  # the common case: the buffer the device returned first
-            used = vq.get()
-            if used is None:
+            token, off, _ = got  # n <= mtu: the buffer holds it
+            self._map[off : off + _HDR_SIZE] = head
+            self._map[off + _HDR_SIZE : off + _HDR_SIZE + n] = data
+            kick = self._commit_tx(token, off, _HDR_SIZE + n)
+        else:  # the common case: the buffer the device returned first, in one call
+            sent = self._tx_vq.send_copy(
+                self._mem, head, data, self._tx_off0, self._tx_size, self._da_to_off
+            )
+            if sent == SEND_NO_BUFFER:
                 return None
-            token = used[0]
-        off = self._tx_off0 + token * self._tx_size  # n <= mtu: the buffer holds it
-        _HDR.pack_into(self._mem, off, src, dst, 0, n, 0)
-        self._map[off + _HDR_SIZE : off + _HDR_SIZE + n] = data
-        kick = vq.add(off - self._da_to_off, _HDR_SIZE + n, False, token, kick_needed=True)
+            kick = sent > 0
         if TRACER.enabled:  # in ring order: several senders pair their flows right
             TRACER.sent(self)
         return kick
@@ -666,24 +668,34 @@ class VirtioRpmsgRemote(VirtioRpmsgLink):
     def _try_send(self, src: int, dst: int, data: bytes, n: int) -> bool | None:
         if self.failure is not None:
             raise self.dead_error()
-        got = self._spare_tx.pop() if self._spare_tx else self._tx_vq.get()
-        if got is None:
-            return None
-        head, off, cap = got
-        if _HDR_SIZE + n > cap:
-            self._return_tx(head, off, cap)
-            raise RpmsgError(
-                errno.EMSGSIZE, f"the peer's buffer holds {cap - _HDR_SIZE} payload bytes, not {n}"
-            )
-        _HDR.pack_into(self._mem, off, src, dst, 0, n, 0)
-        self._map[off + _HDR_SIZE : off + _HDR_SIZE + n] = data
-        kick = self._tx_vq.put_many((head,), _HDR_SIZE + n, notify_needed=True)
+        head = _HDR.pack(src, dst, 0, n, 0)
+        if self._spare_tx:  # taken for zero copy, then not sent
+            desc, off, cap = self._spare_tx.pop()
+            if _HDR_SIZE + n > cap:
+                self._return_tx(desc, off, cap)
+                raise self._too_big(cap, n)
+            self._map[off : off + _HDR_SIZE] = head
+            self._map[off + _HDR_SIZE : off + _HDR_SIZE + n] = data
+            kick = self._commit_tx(desc, off, _HDR_SIZE + n)
+        else:  # the common case: the next buffer the host posted, in one call
+            sent = self._tx_vq.send_copy(self._mem, head, data)
+            if sent == SEND_NO_BUFFER:
+                return None
+            if sent == SEND_TOO_SMALL:
+                raise self._too_big(self._tx_vq.peek_len(), n)
+            kick = sent > 0
         if TRACER.enabled:  # in ring order: several senders pair their flows right
             TRACER.sent(self)
         return kick
 
     def _commit_tx(self, token: int, off: int, nbytes: int) -> bool:
         return self._tx_vq.put(token, nbytes, notify_needed=True)
+
+    @staticmethod
+    def _too_big(cap: int | None, n: int) -> RpmsgError:
+        """``EMSGSIZE``: the host's next buffer (``cap`` bytes) cannot hold ``n`` bytes."""
+        holds = "fewer" if cap is None else str(max(cap - _HDR_SIZE, 0))
+        return RpmsgError(errno.EMSGSIZE, f"the peer's buffer holds {holds} payload bytes, not {n}")
 
     def _return_tx(self, token: int, off: int, cap: int) -> None:
         # Kept for the next send, not given back unused: a host takes the header of a

@@ -52,8 +52,8 @@ from amplink.virtio.constants import (
     VIRTIO_CONFIG_S_DRIVER,
     VIRTIO_CONFIG_S_DRIVER_OK,
 )
+from amplink.virtio.rings import VirtqueueDevice, VirtqueueDriver
 from amplink.virtio.vdev import VdevConfig
-from amplink.virtio.virtqueue import VirtqueueDevice, VirtqueueDriver
 from amplink.wire import openamp_linux as ol
 from amplink.wire import rsc_table as rt
 from amplink.wire.vring import VringLayout

@@ -30,7 +30,7 @@ from typing import Literal
 
 from amplink.errors import AmplinkError
 from amplink.memory.region import SharedRegion
-from amplink.virtio.virtqueue import VirtqueueDevice, VirtqueueDriver
+from amplink.virtio.rings import VirtqueueDevice, VirtqueueDriver
 from amplink.wait import TakeNotifications
 from amplink.wire.vring import VringParts
 

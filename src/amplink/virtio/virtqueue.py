@@ -39,6 +39,12 @@ from amplink.wire.vring import VringParts
 
 _FREE = -1
 
+SEND_NO_BUFFER = -1
+"""``send_copy``'s answer when no buffer is free (the peer has not given one back)."""
+SEND_TOO_SMALL = -2
+"""``VirtqueueDevice.send_copy``'s answer when the next buffer cannot hold the message
+(it stays on the ring, untaken)."""
+
 
 class Window(Protocol):
     """Memory a vring lives in: typed views at byte offsets (e.g. a SharedRegion)."""
@@ -175,6 +181,27 @@ class VirtqueueDriver(_Vring):
             self._owed = kick
             return kick
         return False
+
+    def send_copy(
+        self, mem: memoryview, head: bytes, data: bytes, off0: int, stride: int, da_to_off: int
+    ) -> int:
+        """A sender's whole step in one call: reclaim the next used buffer (as
+        :meth:`get`), write ``head`` then ``data`` into it at ``off0 + token * stride``
+        of ``mem`` (the window's bytes), and post it again, device-readable, at address
+        ``offset - da_to_off`` (as :meth:`add` with ``kick_needed``).
+
+        Returns :data:`SEND_NO_BUFFER` if the device has given no buffer back, else
+        whether it wants a kick (1 or 0); errors as :meth:`get` and :meth:`add`."""
+        got = self.get()
+        if got is None:
+            return SEND_NO_BUFFER
+        token = got[0]
+        off = off0 + token * stride
+        mid = off + len(head)
+        end = mid + len(data)
+        mem[off:mid] = head
+        mem[mid:end] = data
+        return int(self.add(off - da_to_off, end - off, False, token, kick_needed=True))
 
     def kick_needed(self) -> bool:
         """Whether the device asked to be notified (``VRING_USED_F_NO_NOTIFY`` clear),
@@ -445,6 +472,32 @@ class VirtqueueDevice(_Vring):
         got, want = ("writable", "readable") if self._want_write == 0 else ("readable", "writable")
         return f"descriptor {head} is device-{got} but this queue carries device-{want} buffers"
 
+    def send_copy(self, mem: memoryview, head: bytes, data: bytes) -> int:
+        """A sender's whole step in one call: take the next buffer (as :meth:`get`) if
+        ``head`` and ``data`` fit in it, write them at its start in ``mem`` (the
+        window's bytes) and return it with their length (as :meth:`put` with
+        ``notify_needed``).
+
+        Returns :data:`SEND_NO_BUFFER` if none is available, :data:`SEND_TOO_SMALL` if
+        the next one cannot hold them (it stays on the ring, untaken: a smaller
+        message fits), else whether the driver wants a notification (1 or 0); errors as
+        :meth:`get`."""
+        la = self._last_avail
+        got = self.get()
+        if got is None:
+            return SEND_NO_BUFFER
+        desc, off, length = got
+        n = len(head) + len(data)
+        if length < n:  # not taken after all
+            self._held[desc] = 0
+            self._held_count -= 1
+            self._last_avail = la
+            return SEND_TOO_SMALL
+        mid = off + len(head)
+        mem[off:mid] = head
+        mem[mid : mid + len(data)] = data
+        return int(self.put_many((desc,), n, notify_needed=True))
+
     def put(self, head: int, written: int, *, notify_needed: bool = False) -> bool:
         """Return buffer ``head`` to the driver, saying ``written`` bytes were written
         (the buffer's whole length instead, on a ``whole_used_len`` queue).
@@ -459,14 +512,19 @@ class VirtqueueDevice(_Vring):
         if self.broken is not None:
             raise self.broken
         held = self._held
-        elems = self._used_e
-        ui = self._used_idx
-        for head in heads:
+        for head in heads:  # all checked first: a wrong one changes nothing
             if not 0 <= head < self.num or not held[head]:
                 raise ValueError(f"descriptor {head} is not held by the device")
             n = self._held_len[head] if self._whole_used else written
             if not 0 <= n <= self._held_len[head]:
                 raise ValueError(f"written length {n} exceeds buffer {self._held_len[head]}")
+        if len(heads) > 1 and len(set(heads)) != len(heads):
+            twice = next(h for i, h in enumerate(heads) if h in heads[:i])
+            raise ValueError(f"descriptor {twice} is not held by the device")
+        elems = self._used_e
+        ui = self._used_idx
+        for head in heads:
+            n = self._held_len[head] if self._whole_used else written
             slot = 2 * (ui & self.mask)
             elems[slot] = head
             elems[slot + 1] = n

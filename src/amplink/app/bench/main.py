@@ -45,6 +45,7 @@ from amplink.host import Rproc, RprocConfig
 from amplink.remoteproc.layout import glink_rsc_table
 from amplink.rpmsg.core import Endpoint
 from amplink.rpmsg.polled import PolledLink
+from amplink.virtio import rings
 from amplink.wording import counted
 
 RTT_SIZE = 64
@@ -424,6 +425,7 @@ def run(
             "cpus_online": os.cpu_count(),
         },
         "load": {"processes": load},
+        "virtqueue": "compiled" if rings.COMPILED else "pure Python",
         "params": {
             "rounds": rounds,
             "rtt_size": RTT_SIZE,
@@ -485,7 +487,8 @@ def format_report(report: dict[str, Any]) -> str:
     prm = report["params"]
     lines = [
         f"amplink bench: {place}; {busy}",
-        "rpmsg over both backends: virtio (vrings, 512 B buffers) and GLINK (FIFOs, intents)",
+        f"rpmsg over virtio (vrings, 512 B buffers, {report['virtqueue']} virtqueue) and GLINK "
+        "(FIFOs, intents)",
         f"round trip: {prm['rounds']} x {prm['rtt_size']} B; throughput: "
         f"{prm['messages']} x {prm['throughput_size']} B one way",
         f"each taken {counted(prm['repeat'], 'time')} (--repeat): medians, and ratios to the "
