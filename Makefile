@@ -7,11 +7,14 @@ STAMP := $(VENV)/.installed
 
 .PHONY: demo test test-pure test-linux test-openamp firmware test-firmware lint bench clean
 
-# The compiled virtqueue is built by the install: rebuilt when its source changes.
+# The compiled virtqueue is built by the install (the old one removed first: never a
+# stale one), which goes on without it if it cannot be built; the last line says which.
 $(STAMP): pyproject.toml src/amplink/virtio/_vring.c
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
+	rm -f src/amplink/virtio/_vring.*.so
 	$(BIN)/pip install --quiet -e '.[dev]'
+	@$(BIN)/python -c 'import importlib.util as u; print("amplink: the compiled virtqueue is built" if u.find_spec("amplink.virtio._vring") else "amplink: WARNING: the compiled virtqueue could not be built (no C compiler or Python headers?): the pure-Python one runs")'
 	touch $(STAMP)
 
 demo: $(STAMP)

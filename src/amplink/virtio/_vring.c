@@ -43,6 +43,10 @@ static PyObject *str_vq, *str_desc, *str_len, *str_strerror, *str_cast, *str_vie
 
 /* The bytes of a memoryview the window handed out; NULL (ValueError) once released. */
 static inline uint8_t *mv_ptr(PyObject *mv) {
+    if (mv == NULL) {  /* (never initialised: made by __new__ alone, or __init__ failed) */
+        PyErr_SetString(PyExc_ValueError, "the virtqueue was not initialised");
+        return NULL;
+    }
     PyMemoryViewObject *m = (PyMemoryViewObject *)mv;
     if (m->flags & _Py_MEMORYVIEW_RELEASED) {
         PyErr_SetString(PyExc_ValueError, "operation forbidden on released memoryview object");
@@ -62,6 +66,20 @@ static inline void st64(uint8_t *p, uint64_t v) { *(volatile uint64_t *)p = v; }
 static PyObject *window_cast(PyObject *window, Py_ssize_t offset, Py_ssize_t length,
                              const char *fmt) {
     return PyObject_CallMethod(window, "cast", "nns", offset, length, fmt);
+}
+
+/* ``*out`` = ``v`` if it is an int in [0, top], else ValueError (as the Python half's). */
+static int in_range(PyObject *v, unsigned long long top, const char *what,
+                    unsigned long long *out) {
+    unsigned long long x = PyLong_Check(v) ? PyLong_AsUnsignedLongLong(v) : (unsigned long long)-1;
+    if (PyLong_Check(v) && !(x == (unsigned long long)-1 && PyErr_Occurred()) && x <= top) {
+        *out = x;
+        return 0;
+    }
+    if (PyErr_Occurred() && !PyErr_ExceptionMatches(PyExc_OverflowError)) return -1;
+    PyErr_Clear();
+    PyErr_Format(PyExc_ValueError, "%s %R is out of range [0, %llu]", what, v, top);
+    return -1;
 }
 
 static int tracing(void) {
@@ -111,7 +129,22 @@ typedef struct {
     unsigned num;
     unsigned mask;
     int owed;
+    int ready;            /* __init__ finished: the arrays are there, num long */
 } Vring;
+
+/* Every method starts here: an object __init__ never finished has no arrays. */
+#define READY_OR(self, ret)                                                         \
+    if (!(self)->r.ready) {                                                         \
+        PyErr_SetString(PyExc_ValueError, "the virtqueue was not initialised");      \
+        return ret;                                                                 \
+    }
+
+/* Raise the queue's stored error again, with a traceback of this raise only (else each
+ * raise would add to the last one's, without bound). */
+static void raise_broken(PyObject *broken) {
+    PyException_SetTraceback(broken, Py_None);
+    PyErr_SetObject(VirtqueueError, broken);
+}
 
 static PyObject *vring_break(Vring *self, PyObject *message) {
     /* Break the queue with ``message`` (a str, consumed); returns NULL with it raised. */
@@ -126,7 +159,7 @@ static PyObject *vring_break(Vring *self, PyObject *message) {
 
 static int vring_check_take(Vring *self) {
     if (self->broken != Py_None) {
-        PyErr_SetObject(VirtqueueError, self->broken);
+        raise_broken(self->broken);
         return -1;
     }
     if (self->break_next != Py_None) {
@@ -228,8 +261,9 @@ static PyObject *vring_notified(Vring *self, PyObject *Py_UNUSED(ignored)) {
 }
 
 static PyObject *vring_get_broken(Vring *self, void *Py_UNUSED(closure)) {
-    Py_INCREF(self->broken);
-    return self->broken;
+    PyObject *broken = self->broken ? self->broken : Py_None;
+    Py_INCREF(broken);
+    return broken;
 }
 
 static PyObject *vring_get_owed(Vring *self, void *Py_UNUSED(closure)) {
@@ -304,6 +338,10 @@ static int Driver_init(Driver *self, PyObject *args, PyObject *kwds) {
     PyObject *window, *parts, *name;
     if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOO", kwlist, &window, &parts, &name))
         return -1;
+    if (self->r.ready || self->r.num) {
+        PyErr_SetString(PyExc_TypeError, "a virtqueue is initialised once");
+        return -1;
+    }
     if (vring_init_views(&self->r, window, parts, name) < 0) return -1;
     unsigned n = self->r.num;
     driver_free_arrays(self);
@@ -332,6 +370,7 @@ static int Driver_init(Driver *self, PyObject *args, PyObject *kwds) {
     self->nfree = n;
     self->avail_idx = 0;
     self->last_used = 0;
+    self->r.ready = 1;
     return 0;
 }
 
@@ -352,6 +391,7 @@ static void Driver_dealloc(Driver *self) {
 }
 
 static PyObject *Driver_reset_ring(Driver *self, PyObject *Py_UNUSED(ignored)) {
+    READY_OR(self, NULL)
     PyObject *views[] = {self->r.desc_q, self->r.avail, self->r.used_h, self->r.used_e};
     for (int i = 0; i < 4; i++) {
         uint8_t *p = mv_ptr(views[i]);
@@ -406,26 +446,22 @@ static int driver_post(Driver *self, uint8_t *desc, uint8_t *avail, uint64_t add
 }
 
 static PyObject *Driver_add(Driver *self, PyObject *args, PyObject *kwds) {
+    READY_OR(self, NULL)
     static char *kwlist[] = {"addr", "length", "writable", "token", "kick_needed", NULL};
-    unsigned long long addr;
-    unsigned long length;
+    PyObject *addr_o, *length_o, *token_o;
+    unsigned long long addr, length, token;
     int writable, kick_needed = 0;
-    long long token;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "Kkp" "L|$p", kwlist, &addr, &length,
-                                     &writable, &token, &kick_needed))
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOpO|$p", kwlist, &addr_o, &length_o,
+                                     &writable, &token_o, &kick_needed))
         return NULL;
     if (self->r.broken != Py_None) {
-        PyErr_SetObject(VirtqueueError, self->r.broken);
+        raise_broken(self->r.broken);
         return NULL;
     }
-    if (length > 0xFFFFFFFFUL) {
-        PyErr_Format(PyExc_OverflowError, "buffer length %lu does not fit in 32 bits", length);
+    if (in_range(addr_o, UINT64_MAX, "address", &addr) < 0 ||
+        in_range(length_o, UINT32_MAX, "length", &length) < 0 ||
+        in_range(token_o, INT64_MAX, "token", &token) < 0)
         return NULL;
-    }
-    if (token < 0) {
-        PyErr_Format(PyExc_ValueError, "token %lld is negative", token);
-        return NULL;
-    }
     if (self->nfree == 0) {
         PyObject *err = PyObject_CallFunction(VirtqueueError, "Os", self->r.name,
                                               "no free descriptor (ring full)");
@@ -438,7 +474,7 @@ static PyObject *Driver_add(Driver *self, PyObject *args, PyObject *kwds) {
     uint8_t *desc = mv_ptr(self->r.desc_q), *avail = mv_ptr(self->r.avail);
     uint8_t *used_h = mv_ptr(self->r.used_h);
     if (!desc || !avail || !used_h) return NULL;
-    int d = driver_post(self, desc, avail, addr, (uint32_t)length, writable, token);
+    int d = driver_post(self, desc, avail, addr, (uint32_t)length, writable, (long long)token);
     int kick = kick_needed ? driver_kick_answer(self, used_h) : 0;
     /* (traced last: the tracer runs Python, in which another thread may unmap) */
     if (tracing() && trace(str_add, self->r.name, d, length) < 0) return NULL;
@@ -446,12 +482,14 @@ static PyObject *Driver_add(Driver *self, PyObject *args, PyObject *kwds) {
 }
 
 static PyObject *Driver_kick_needed(Driver *self, PyObject *Py_UNUSED(ignored)) {
+    READY_OR(self, NULL)
     uint8_t *used_h = mv_ptr(self->r.used_h);
     if (used_h == NULL) return NULL;
     return PyBool_FromLong(driver_kick_answer(self, used_h));
 }
 
 static PyObject *Driver_has_used(Driver *self, PyObject *Py_UNUSED(ignored)) {
+    READY_OR(self, NULL)
     uint8_t *used_h = mv_ptr(self->r.used_h);
     if (used_h == NULL) return NULL;
     return PyBool_FromLong(ld16(used_h + 2) != self->last_used);
@@ -522,6 +560,7 @@ static Py_ssize_t driver_take(Driver *self, Py_ssize_t limit, long long *tok, ui
 }
 
 static PyObject *Driver_get(Driver *self, PyObject *Py_UNUSED(ignored)) {
+    READY_OR(self, NULL)
     long long tok;
     uint32_t wr;
     int d;
@@ -533,9 +572,12 @@ static PyObject *Driver_get(Driver *self, PyObject *Py_UNUSED(ignored)) {
 }
 
 static PyObject *Driver_get_many(Driver *self, PyObject *args, PyObject *kwds) {
+    READY_OR(self, NULL)
     static char *kwlist[] = {"limit", NULL};
-    Py_ssize_t limit = 0xFFFF;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "|n", kwlist, &limit)) return NULL;
+    PyObject *limit_o = NULL;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "|O", kwlist, &limit_o)) return NULL;
+    Py_ssize_t limit = limit_o ? PyNumber_AsSsize_t(limit_o, NULL) : 0xFFFF;  /* (clipped) */
+    if (limit == -1 && PyErr_Occurred()) return NULL;
     if (limit > (Py_ssize_t)self->r.num) limit = self->r.num;
     if (limit < 0) limit = 0;
     long long *tok = self->s_tok;
@@ -559,6 +601,7 @@ static PyObject *Driver_get_many(Driver *self, PyObject *args, PyObject *kwds) {
 }
 
 static PyObject *Driver_outstanding_tokens(Driver *self, PyObject *Py_UNUSED(ignored)) {
+    READY_OR(self, NULL)
     PyObject *list = PyList_New(0);
     if (list == NULL) return NULL;
     for (unsigned i = 0; i < self->r.num; i++) {
@@ -575,6 +618,7 @@ static PyObject *Driver_outstanding_tokens(Driver *self, PyObject *Py_UNUSED(ign
 }
 
 static PyObject *Driver_disable_cb(Driver *self, PyObject *Py_UNUSED(ignored)) {
+    READY_OR(self, NULL)
     uint8_t *avail = mv_ptr(self->r.avail);
     if (avail == NULL) return NULL;
     st16(avail, VRING_AVAIL_F_NO_INTERRUPT);
@@ -582,6 +626,7 @@ static PyObject *Driver_disable_cb(Driver *self, PyObject *Py_UNUSED(ignored)) {
 }
 
 static PyObject *Driver_enable_cb(Driver *self, PyObject *Py_UNUSED(ignored)) {
+    READY_OR(self, NULL)
     uint8_t *avail = mv_ptr(self->r.avail), *used_h = mv_ptr(self->r.used_h);
     if (!avail || !used_h) return NULL;
     st16(avail, 0);
@@ -597,12 +642,13 @@ static int copy_out(Py_buffer *mem, Py_ssize_t off, Py_buffer *head, Py_buffer *
                      "window of %zd bytes", off, head->len + data->len, mem->len);
         return -1;
     }
-    memcpy((uint8_t *)mem->buf + off, head->buf, (size_t)head->len);
-    memcpy((uint8_t *)mem->buf + off + head->len, data->buf, (size_t)data->len);
+    memmove((uint8_t *)mem->buf + off, head->buf, (size_t)head->len);
+    memmove((uint8_t *)mem->buf + off + head->len, data->buf, (size_t)data->len);
     return 0;
 }
 
 static PyObject *Driver_send_copy(Driver *self, PyObject *const *args, Py_ssize_t nargs) {
+    READY_OR(self, NULL)
     Py_buffer mem, head, data;
     Py_ssize_t off0, stride, da_to_off;
     if (nargs != 6) {
@@ -641,6 +687,11 @@ static PyObject *Driver_send_copy(Driver *self, PyObject *const *args, Py_ssize_
      * bug, not the device's doing) */
     if (!desc || !avail || !used_h || copy_out(&mem, off, &head, &data) < 0) goto done;
     uint32_t length = (uint32_t)(head.len + data.len);
+    if (off - da_to_off < 0) {
+        PyErr_Format(PyExc_ValueError, "address %zd is out of range [0, %llu]", off - da_to_off,
+                     (unsigned long long)UINT64_MAX);
+        goto done;
+    }
     d = driver_post(self, desc, avail, (uint64_t)(off - da_to_off), length, 0, tok);
     result = PyLong_FromLong(driver_kick_answer(self, used_h));
     PyBuffer_Release(&data);
@@ -765,6 +816,10 @@ static int Device_init(Device *self, PyObject *args, PyObject *kwds) {
         PyErr_SetString(PyExc_TypeError, "translate must be callable");
         return -1;
     }
+    if (self->r.ready || self->r.num) {
+        PyErr_SetString(PyExc_TypeError, "a virtqueue is initialised once");
+        return -1;
+    }
     if (vring_init_views(&self->r, window, parts, name) < 0) return -1;
     Py_INCREF(translate);
     Py_XSETREF(self->translate, translate);
@@ -779,7 +834,7 @@ static int Device_init(Device *self, PyObject *args, PyObject *kwds) {
     self->s_heads = ALLOC(unsigned, n);
     self->s_offs = ALLOC(Py_ssize_t, n);
     self->s_lens = ALLOC(uint32_t, n);
-    self->s_put = ALLOC(long long, n);
+    self->s_put = ALLOC(long long, n + 1);  /* (one more: see Device_put_many) */
     if (!self->held || !self->held_len || !self->x_addr || !self->x_len || !self->x_off ||
         !self->x_known || !self->s_heads || !self->s_offs || !self->s_lens || !self->s_put) {
         PyErr_NoMemory();
@@ -793,6 +848,7 @@ static int Device_init(Device *self, PyObject *args, PyObject *kwds) {
     self->used_idx = 0;
     self->want_write = writable ? VRING_DESC_F_WRITE : 0;
     self->whole_used = whole_used_len && !writable;
+    self->r.ready = 1;
     return 0;
 }
 
@@ -817,6 +873,7 @@ static void Device_dealloc(Device *self) {
 }
 
 static PyObject *Device_has_avail(Device *self, PyObject *Py_UNUSED(ignored)) {
+    READY_OR(self, NULL)
     uint8_t *avail = mv_ptr(self->r.avail);
     if (avail == NULL) return NULL;
     return PyBool_FromLong(ld16(avail + 2) != self->last_avail);
@@ -881,6 +938,10 @@ static Py_ssize_t device_translate(Device *self, unsigned head, uint64_t addr, u
     Py_ssize_t o = PyLong_AsSsize_t(off);
     Py_DECREF(off);
     if (o == -1 && PyErr_Occurred()) return -2;
+    if (o < 0) {
+        PyErr_Format(PyExc_ValueError, "translate() gave the negative offset %zd", o);
+        return -2;
+    }
     self->x_addr[head] = addr;
     self->x_len[head] = length;
     self->x_off[head] = o;
@@ -984,6 +1045,7 @@ static Py_ssize_t device_take(Device *self, Py_ssize_t limit, unsigned *heads, P
 }
 
 static PyObject *Device_get(Device *self, PyObject *Py_UNUSED(ignored)) {
+    READY_OR(self, NULL)
     unsigned head;
     Py_ssize_t off;
     uint32_t len;
@@ -995,9 +1057,12 @@ static PyObject *Device_get(Device *self, PyObject *Py_UNUSED(ignored)) {
 }
 
 static PyObject *Device_get_many(Device *self, PyObject *args, PyObject *kwds) {
+    READY_OR(self, NULL)
     static char *kwlist[] = {"limit", NULL};
-    Py_ssize_t limit = 0xFFFF;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "|n", kwlist, &limit)) return NULL;
+    PyObject *limit_o = NULL;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "|O", kwlist, &limit_o)) return NULL;
+    Py_ssize_t limit = limit_o ? PyNumber_AsSsize_t(limit_o, NULL) : 0xFFFF;  /* (clipped) */
+    if (limit == -1 && PyErr_Occurred()) return NULL;
     if (limit > (Py_ssize_t)self->r.num) limit = self->r.num;
     if (limit < 0) limit = 0;
     unsigned *heads = self->s_heads;
@@ -1030,7 +1095,7 @@ static int device_notify_answer(Device *self, const uint8_t *avail) {
 /* Return ``count`` held buffers, publishing the used index once; checked first, so a
  * bad head changes nothing (ValueError). */
 static int device_put(Device *self, const long long *heads, Py_ssize_t count,
-                      long long written) {
+                      long long written, PyObject *written_o) {
     /* Checked first, each head marked 2 as it is seen (a head twice is not held the
      * second time), the marks undone if one is wrong. */
     Py_ssize_t seen = 0;
@@ -1041,9 +1106,13 @@ static int device_put(Device *self, const long long *heads, Py_ssize_t count,
             break;
         }
         long long n = self->whole_used ? (long long)self->held_len[h] : written;
-        if (n < 0 || n > (long long)self->held_len[h]) {
-            PyErr_Format(PyExc_ValueError, "written length %lld exceeds buffer %u", n,
-                         self->held_len[h]);
+        if (n < 0 || n > (long long)self->held_len[h] || (written_o && !self->whole_used)) {
+            if (written_o && !self->whole_used)  /* (an int beyond 64 bits, as given) */
+                PyErr_Format(PyExc_ValueError, "written length %R exceeds buffer %u", written_o,
+                             self->held_len[h]);
+            else
+                PyErr_Format(PyExc_ValueError, "written length %lld exceeds buffer %u", n,
+                             self->held_len[h]);
             break;
         }
         self->held[h] = 2;
@@ -1075,6 +1144,23 @@ static int device_put(Device *self, const long long *heads, Py_ssize_t count,
     return 0;
 }
 
+/* A written length as given: ``*n``, or ``*big`` (borrowed) for an int beyond 64 bits,
+ * which no buffer holds (the check says so, naming it as given). */
+static int as_written(PyObject *v, long long *n, PyObject **big) {
+    if (!PyLong_Check(v)) {
+        PyErr_Format(PyExc_TypeError, "a written length is an int, not %.100s",
+                     Py_TYPE(v)->tp_name);
+        return -1;
+    }
+    *n = PyLong_AsLongLong(v);
+    if (*n == -1 && PyErr_Occurred()) {
+        if (!PyErr_ExceptionMatches(PyExc_OverflowError)) return -1;
+        PyErr_Clear();
+        *big = v;
+    }
+    return 0;
+}
+
 /* The trace events of a put (last: the tracer runs Python, in which another thread may
  * unmap the ring). */
 static int device_trace_put(Device *self, const long long *heads, Py_ssize_t count,
@@ -1088,36 +1174,43 @@ static int device_trace_put(Device *self, const long long *heads, Py_ssize_t cou
 }
 
 static PyObject *Device_put_many(Device *self, PyObject *args, PyObject *kwds) {
+    READY_OR(self, NULL)
     static char *kwlist[] = {"heads", "written", "notify_needed", NULL};
-    PyObject *heads;
+    PyObject *heads, *written_o;
     long long written;
     int notify_needed = 0;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OL|$p", kwlist, &heads, &written,
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OO|$p", kwlist, &heads, &written_o,
                                      &notify_needed))
         return NULL;
+    PyObject *big = NULL;
+    if (as_written(written_o, &written, &big) < 0) return NULL;
     if (self->r.broken != Py_None) {
-        PyErr_SetObject(VirtqueueError, self->r.broken);
+        raise_broken(self->r.broken);
         return NULL;
     }
-    PyObject *seq = PySequence_Fast(heads, "heads must be a sequence of descriptor indices");
+    PyObject *seq = PySequence_Tuple(heads);  /* (a copy: converting an item runs Python) */
     if (seq == NULL) return NULL;
-    Py_ssize_t count = PySequence_Fast_GET_SIZE(seq);
-    if (count > (Py_ssize_t)self->r.num) {
-        Py_DECREF(seq);
-        PyErr_Format(PyExc_ValueError, "%zd descriptors returned at once, more than the ring's %u",
-                     count, self->r.num);
-        return NULL;
-    }
+    Py_ssize_t count = PyTuple_GET_SIZE(seq);
+    /* More than num heads cannot all be held: the first num + 1 have a wrong one, which
+     * the check below names (as the Python half's does). */
+    if (count > (Py_ssize_t)self->r.num) count = (Py_ssize_t)self->r.num + 1;
     long long *hs = self->s_put;
     for (Py_ssize_t i = 0; i < count; i++) {
-        hs[i] = PyLong_AsLongLong(PySequence_Fast_GET_ITEM(seq, i));
-        if (hs[i] == -1 && PyErr_Occurred()) {
+        PyObject *item = PyTuple_GET_ITEM(seq, i);
+        hs[i] = PyLong_Check(item) ? PyLong_AsLongLong(item) : -1;
+        if (hs[i] == -1 && (PyErr_Occurred() || !PyLong_Check(item))) {
+            if (PyErr_Occurred() && !PyErr_ExceptionMatches(PyExc_OverflowError)) {
+                Py_DECREF(seq);
+                return NULL;
+            }
+            PyErr_Clear();  /* not a descriptor index this ring has */
+            PyErr_Format(PyExc_ValueError, "descriptor %R is not held by the device", item);
             Py_DECREF(seq);
             return NULL;
         }
     }
     Py_DECREF(seq);
-    if (device_put(self, hs, count, written) < 0) return NULL;
+    if (device_put(self, hs, count, written, big) < 0) return NULL;
     int notify = 0;
     if (notify_needed) {
         uint8_t *avail = mv_ptr(self->r.avail);
@@ -1129,17 +1222,28 @@ static PyObject *Device_put_many(Device *self, PyObject *args, PyObject *kwds) {
 }
 
 static PyObject *Device_put(Device *self, PyObject *args, PyObject *kwds) {
+    READY_OR(self, NULL)
     static char *kwlist[] = {"head", "written", "notify_needed", NULL};
-    long long head, written;
+    PyObject *head_o, *written_o;
+    long long written;
     int notify_needed = 0;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "LL|$p", kwlist, &head, &written,
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OO|$p", kwlist, &head_o, &written_o,
                                      &notify_needed))
         return NULL;
+    PyObject *big = NULL;
+    if (as_written(written_o, &written, &big) < 0) return NULL;
     if (self->r.broken != Py_None) {
-        PyErr_SetObject(VirtqueueError, self->r.broken);
+        raise_broken(self->r.broken);
         return NULL;
     }
-    if (device_put(self, &head, 1, written) < 0) return NULL;
+    long long head = PyLong_Check(head_o) ? PyLong_AsLongLong(head_o) : -1;
+    if (head == -1 && (PyErr_Occurred() || !PyLong_Check(head_o))) {
+        if (PyErr_Occurred() && !PyErr_ExceptionMatches(PyExc_OverflowError)) return NULL;
+        PyErr_Clear();
+        PyErr_Format(PyExc_ValueError, "descriptor %R is not held by the device", head_o);
+        return NULL;
+    }
+    if (device_put(self, &head, 1, written, big) < 0) return NULL;
     int notify = 0;
     if (notify_needed) {
         uint8_t *avail = mv_ptr(self->r.avail);
@@ -1151,12 +1255,14 @@ static PyObject *Device_put(Device *self, PyObject *args, PyObject *kwds) {
 }
 
 static PyObject *Device_notify_needed(Device *self, PyObject *Py_UNUSED(ignored)) {
+    READY_OR(self, NULL)
     uint8_t *avail = mv_ptr(self->r.avail);
     if (avail == NULL) return NULL;
     return PyBool_FromLong(device_notify_answer(self, avail));
 }
 
 static PyObject *Device_disable_notify(Device *self, PyObject *Py_UNUSED(ignored)) {
+    READY_OR(self, NULL)
     uint8_t *used_h = mv_ptr(self->r.used_h);
     if (used_h == NULL) return NULL;
     st16(used_h, VRING_USED_F_NO_NOTIFY);
@@ -1164,6 +1270,7 @@ static PyObject *Device_disable_notify(Device *self, PyObject *Py_UNUSED(ignored
 }
 
 static PyObject *Device_enable_notify(Device *self, PyObject *Py_UNUSED(ignored)) {
+    READY_OR(self, NULL)
     uint8_t *used_h = mv_ptr(self->r.used_h), *avail = mv_ptr(self->r.avail);
     if (!used_h || !avail) return NULL;
     st16(used_h, 0);
@@ -1172,6 +1279,7 @@ static PyObject *Device_enable_notify(Device *self, PyObject *Py_UNUSED(ignored)
 }
 
 static PyObject *Device_peek_len(Device *self, PyObject *Py_UNUSED(ignored)) {
+    READY_OR(self, NULL)
     uint8_t *avail = mv_ptr(self->r.avail), *desc = mv_ptr(self->r.desc_q);
     if (!avail || !desc) return NULL;
     uint16_t la = self->last_avail;
@@ -1183,6 +1291,7 @@ static PyObject *Device_peek_len(Device *self, PyObject *Py_UNUSED(ignored)) {
 }
 
 static PyObject *Device_send_copy(Device *self, PyObject *const *args, Py_ssize_t nargs) {
+    READY_OR(self, NULL)
     if (nargs != 3) {
         PyErr_SetString(PyExc_TypeError, "send_copy(mem, head, data)");
         return NULL;
@@ -1227,7 +1336,7 @@ static PyObject *Device_send_copy(Device *self, PyObject *const *args, Py_ssize_
     device_hold(self, head, cap);
     self->last_avail = (uint16_t)(la + 1);
     long long h = head;
-    if (device_put(self, &h, 1, n) < 0) goto done;
+    if (device_put(self, &h, 1, n, NULL) < 0) goto done;
     result = PyLong_FromLong(device_notify_answer(self, avail));
     PyBuffer_Release(&db);
     PyBuffer_Release(&hb);

@@ -38,6 +38,9 @@ from amplink.virtio.constants import (
 from amplink.wire.vring import VringParts
 
 _FREE = -1
+_U64 = (1 << 64) - 1
+_U32 = (1 << 32) - 1
+_I64 = (1 << 63) - 1
 
 SEND_NO_BUFFER = -1
 """``send_copy``'s answer when no buffer is free (the peer has not given one back)."""
@@ -54,6 +57,18 @@ class Window(Protocol):
 
     def cast(self, offset: int, length: int, fmt: Literal["H", "I", "Q"]) -> memoryview:
         """The same bytes as 16-, 32- or 64-bit words."""
+
+
+def _out_of_range(addr: int, length: int, token: int) -> ValueError:
+    """What of an ``add``'s arguments is out of range (checked before anything moves)."""
+    for value, top, what in (
+        (addr, _U64, "address"),
+        (length, _U32, "length"),
+        (token, _I64, "token"),
+    ):
+        if not 0 <= value <= top:
+            return ValueError(f"{what} {value!r} is out of range [0, {top}]")
+    return ValueError("in range")  # (not reached: called when one is out)
 
 
 class _Vring:
@@ -91,9 +106,11 @@ class _Vring:
         self.broken = VirtqueueError(self.name, message)
         return self.broken
 
-    def _check(self) -> None:
-        if self.broken is not None:
-            raise self.broken
+    def _raise_broken(self) -> VirtqueueError:
+        """The queue's error, to raise again with a traceback of that raise only (each
+        raise would otherwise add to the last one's, without bound)."""
+        assert self.broken is not None
+        return self.broken.with_traceback(None)
 
     def notified(self) -> None:
         """The caller sent the notification the last answer asked for.  Until then it
@@ -106,7 +123,7 @@ class _Vring:
     def _check_take(self) -> None:
         """Before a take: a broken queue, or the bad entry the last batch stopped at."""
         if self.broken is not None:
-            raise self.broken
+            raise self._raise_broken()
         if self._break_next is not None:
             raise self._break(self._break_next)
 
@@ -150,7 +167,9 @@ class VirtqueueDriver(_Vring):
         With ``kick_needed``, also answer :meth:`kick_needed` in the same call (a
         sender's common case: one call per message instead of two); else False."""
         if self.broken is not None:
-            raise self.broken
+            raise self._raise_broken()
+        if not (0 <= addr <= _U64 and 0 <= length <= _U32 and 0 <= token <= _I64):
+            raise _out_of_range(addr, length, token)
         free = self._free
         if not free:
             raise VirtqueueError(self.name, "no free descriptor (ring full)")
@@ -265,21 +284,26 @@ class VirtqueueDriver(_Vring):
         mask = self.mask
         num = self.num
         got: list[tuple[int, int]] = []
-        for _ in range(count if count < limit else limit):
-            slot = 2 * (lu & mask)
-            d = elems[slot]
-            written = elems[slot + 1]
-            if d >= num or tokens[d] == _FREE or written > lens[d]:
-                if got:
-                    self._break_next = self._used_error(d, written)
-                    break  # returned first; the next call breaks on it
-                raise self._break(self._used_error(d, written))
-            got.append((tokens[d], written))
-            tokens[d] = _FREE
-            free.append(d)
-            lu = (lu + 1) & 0xFFFF
-            if TRACER.enabled:
-                TRACER.event("virtio", "get", vq=self.name, desc=d, len=written)
+        try:
+            for _ in range(count if count < limit else limit):
+                slot = 2 * (lu & mask)
+                d = elems[slot]
+                written = elems[slot + 1]
+                if d >= num or tokens[d] == _FREE or written > lens[d]:
+                    if got:
+                        self._break_next = self._used_error(d, written)
+                        break  # returned first; the next call breaks on it
+                    raise self._break(self._used_error(d, written))
+                got.append((tokens[d], written))
+                tokens[d] = _FREE
+                free.append(d)
+                lu = (lu + 1) & 0xFFFF
+                if TRACER.enabled:
+                    TRACER.event("virtio", "get", vq=self.name, desc=d, len=written)
+        except BaseException:  # (a tracer's, or a released view's): nothing was taken
+            for token, _ in reversed(got):
+                tokens[free.pop()] = token
+            raise
         self._last_used = lu
         return got
 
@@ -403,35 +427,40 @@ class VirtqueueDevice(_Vring):
             raise self._avail_jump(la, ai)
         got: list[tuple[int, int, int]] = []
         held = self._held  # (few locals: most calls take one buffer)
-        for _ in range(count if count < limit else limit):
-            head = avail[2 + (la & self.mask)]
-            if head >= self.num or held[head]:
-                if got:
-                    self._break_next = self._bad_head(head)
-                    break  # returned first; the next call breaks on it
-                raise self._break(self._bad_head(head))
-            flags = self._desc_h[8 * head + 6]  # read once: the driver may flip it meanwhile
-            if flags != self._want_write and (error := self._flags_error(head, flags)):
-                if got:
-                    self._break_next = error
-                    break
-                raise self._break(error)
-            addr = self._desc_q[2 * head]
-            length = self._desc_i[4 * head + 2]
-            xaddr, xlen, offset = self._xlated[head]
-            if xaddr != addr or xlen != length:
-                if error := self._translate_desc(head, addr, length):
+        try:
+            for _ in range(count if count < limit else limit):
+                head = avail[2 + (la & self.mask)]
+                if head >= self.num or held[head]:
+                    if got:
+                        self._break_next = self._bad_head(head)
+                        break  # returned first; the next call breaks on it
+                    raise self._break(self._bad_head(head))
+                flags = self._desc_h[8 * head + 6]  # read once: the driver may flip it meanwhile
+                if flags != self._want_write and (error := self._flags_error(head, flags)):
                     if got:
                         self._break_next = error
                         break
                     raise self._break(error)
-                offset = self._xlated[head][2]
-            held[head] = 1
-            self._held_len[head] = length
-            got.append((head, offset, length))
-            la = (la + 1) & 0xFFFF
-            if TRACER.enabled:
-                TRACER.event("virtio", "get", vq=self.name, desc=head, len=length)
+                addr = self._desc_q[2 * head]
+                length = self._desc_i[4 * head + 2]
+                xaddr, xlen, offset = self._xlated[head]
+                if xaddr != addr or xlen != length:
+                    if error := self._translate_desc(head, addr, length):
+                        if got:
+                            self._break_next = error
+                            break
+                        raise self._break(error)
+                    offset = self._xlated[head][2]
+                held[head] = 1
+                self._held_len[head] = length
+                got.append((head, offset, length))
+                la = (la + 1) & 0xFFFF
+                if TRACER.enabled:
+                    TRACER.event("virtio", "get", vq=self.name, desc=head, len=length)
+        except BaseException:  # (a translation's, a tracer's): nothing was taken
+            for head, _, _ in got:
+                held[head] = 0
+            raise
         self._held_count += len(got)
         self._last_avail = la
         return got
@@ -488,11 +517,15 @@ class VirtqueueDevice(_Vring):
             return SEND_NO_BUFFER
         desc, off, length = got
         n = len(head) + len(data)
-        if length < n:  # not taken after all
+        if length < n or off + n > len(mem):  # not taken after all
             self._held[desc] = 0
             self._held_count -= 1
             self._last_avail = la
-            return SEND_TOO_SMALL
+            if length < n:
+                return SEND_TOO_SMALL
+            raise ValueError(
+                f"a buffer at offset {off} of {n} bytes lies outside the window of {len(mem)} bytes"
+            )
         mid = off + len(head)
         mem[off:mid] = head
         mem[mid : mid + len(data)] = data
@@ -510,17 +543,17 @@ class VirtqueueDevice(_Vring):
         """Return buffers ``heads`` (in that order), each with ``written`` bytes, and
         publish the used index once; ``notify_needed`` as :meth:`put`."""
         if self.broken is not None:
-            raise self.broken
+            raise self._raise_broken()
         held = self._held
+        seen: set[int] | None = set() if len(heads) > 1 else None  # (a head twice: not held)
         for head in heads:  # all checked first: a wrong one changes nothing
-            if not 0 <= head < self.num or not held[head]:
+            if not 0 <= head < self.num or not held[head] or (seen is not None and head in seen):
                 raise ValueError(f"descriptor {head} is not held by the device")
             n = self._held_len[head] if self._whole_used else written
             if not 0 <= n <= self._held_len[head]:
                 raise ValueError(f"written length {n} exceeds buffer {self._held_len[head]}")
-        if len(heads) > 1 and len(set(heads)) != len(heads):
-            twice = next(h for i, h in enumerate(heads) if h in heads[:i])
-            raise ValueError(f"descriptor {twice} is not held by the device")
+            if seen is not None:
+                seen.add(head)
         elems = self._used_e
         ui = self._used_idx
         for head in heads:
