@@ -367,7 +367,7 @@ class IrqDomain:
             if self.spurious.enabled and not (actions[0].flags & IRQF_NO_DEBUG):
                 if ret & ~_VALID_RETURN:
                     self._report_bogus(line, ret)
-                else:
+                elif ret != IRQ_HANDLED or line.spurious.unhandled:  # else note() is a no-op
                     stuck = line.spurious.note(ret, line.threads_handled, self.spurious)
         finally:  # also when a taker's thread gets a KeyboardInterrupt meanwhile
             self._hardirq.discard(me)
