@@ -242,6 +242,8 @@ class Core:
             if timeout_ms >= 0:
                 self.kick_watchdog()
             link.poll_rx()
+            if link.failure is not None:
+                continue  # the drain found the rings broken: ended above, not slept on
             if spin.enabled:  # (never spinning: the host's notifications stay on)
                 if not polling:
                     link.suppress_rx()
