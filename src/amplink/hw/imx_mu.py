@@ -89,7 +89,10 @@ class ImxMuSide:
     are made of: :meth:`status_bit` and :meth:`pending` compute only the SR bit asked
     for (reading SR has no side effects, so that is ``readl(MU_SR) & bit``), and
     :meth:`read_rr`, :meth:`write_tr` and :meth:`cr_update` are the register accesses
-    without the decoding of an offset.
+    without the decoding of an offset.  A driver that tests one event on every
+    interrupt of a shared line may take the words it compares once
+    (:meth:`event_words`) and compare them itself, as :meth:`pending` does, without a
+    call per test.
     """
 
     def __init__(
@@ -139,6 +142,13 @@ class ImxMuSide:
         a, b, equal = self._event[bit]
         w = self._w
         return (w[a] == w[b]) is equal
+
+    def event_words(self, bit: int) -> tuple[memoryview, int, int, int, bool]:
+        """How SR bit ``bit`` and its CR enable are computed: ``(words, cr, a, b,
+        equal)``: the bit is set while ``(words[a] == words[b]) is equal``, and enabled
+        while ``words[cr] & bit``."""
+        a, b, equal = self._event[bit]
+        return self._w, self._cr, a, b, equal
 
     def pending(self, bit: int) -> bool:
         """Whether the event of SR bit ``bit`` is pending and enabled (its CR enable bit
@@ -201,7 +211,10 @@ class ImxMuSide:
         ack = self._me + _RXACK + n
         if w[ack] != seq:
             w[ack] = seq
-            self._peer_changed()
+            full_fence()  # (:meth:`_peer_changed`, inline on the message path)
+            other = self.peer_side
+            if other is not None and other.irq_active() and self.peer_wire is not None:
+                self.peer_wire.pulse()
         return value
 
     def writel(self, offset: int, value: int) -> None:
@@ -228,7 +241,10 @@ class ImxMuSide:
         w[me + _DATA + n] = value & MASK32
         seq = me + _TXSEQ + n
         w[seq] = (w[seq] + 1) & MASK32
-        self._peer_changed()
+        full_fence()  # (:meth:`_peer_changed`, inline on the message path)
+        other = self.peer_side
+        if other is not None and other.irq_active() and self.peer_wire is not None:
+            self.peer_wire.pulse()
 
     def cr_update(self, set_bits: int = 0, clear_bits: int = 0) -> None:
         """Read-modify-write of CR (the caller serialises its own side's RMWs): writes

@@ -367,7 +367,7 @@ class IrqDomain:
             if self.spurious.enabled and not (actions[0].flags & IRQF_NO_DEBUG):
                 if ret & ~_VALID_RETURN:
                     self._report_bogus(line, ret)
-                else:
+                elif ret != IRQ_HANDLED or line.spurious.unhandled:  # else note() is a no-op
                     stuck = line.spurious.note(ret, line.threads_handled, self.spurious)
         finally:  # also when a taker's thread gets a KeyboardInterrupt meanwhile
             self._hardirq.discard(me)
@@ -419,20 +419,24 @@ class IrqDomain:
                 self._taken.add(irq)
                 self._takers += 1
                 self._ep.modify(line.fd, 0)
+            quiet = [False]
             try:
-                return self._take_until(line, fds, timeout, ready, held)
+                return self._take_until(line, fds, timeout, ready, held, quiet)
             except Held:  # a signal came while it slept: its handler runs as held exits
                 return True
             finally:
-                self._give_back(line)
+                self._give_back(line, quiet[0])
 
-    def _give_back(self, line: IrqLine) -> None:
+    def _give_back(self, line: IrqLine, quiet: bool) -> None:
         """The dispatcher watches the line again.  If the device still asserts it (the
         waiter was satisfied before the line was quiet: its descriptor is drained, so
         no pulse will come), it is pulsed again, so that the dispatcher (or the next
         taker) looks; this is done while still counted as a taker, so that close()
-        cannot release the descriptor meanwhile."""
-        if not self._closing and line.active():
+        cannot release the descriptor meanwhile.  ``quiet``: the last interrupt taken
+        found the line inactive (or left it to the thread taking it then), so the level
+        is not looked at again: whatever changed it since pulsed the line after its
+        last drain, and that pulse is still on the descriptor for the dispatcher."""
+        if not quiet and not self._closing and line.active():
             IrqWire(line.fd).pulse()
         with self._lock:
             self._taken.discard(line.irq)
@@ -450,7 +454,10 @@ class IrqDomain:
         timeout: float | None,
         ready: Callable[[], bool] | None,
         held: HeldSignals,
+        quiet: list[bool],
     ) -> bool:
+        """:meth:`take_while_waiting`'s loop; ``quiet[0]`` is set to whether the line
+        was inactive after the last interrupt taken (see :meth:`_give_back`)."""
         key = (line.irq, *fds)
         cached = getattr(self._takers_poll, "cached", None)
         if cached is not None and cached[0] == key:
@@ -472,13 +479,9 @@ class IrqDomain:
             else:
                 wait_ms = max(0, math.ceil((deadline - time.monotonic()) * 1000))
             woke = pulsed = False
-            try:  # only the sleep may be interrupted (by Held)
-                held.interruptible = True
-                if held.pending:
-                    return True
-                events = poller.poll(wait_ms)
-            finally:
-                held.interruptible = False
+            events = held.poll(poller, wait_ms)  # only the sleep may be interrupted (Held)
+            if events is None:
+                return True  # a signal is held: its handler runs as the section ends
             for fd, _ev in events:
                 if fd == line.fd:
                     drain(fd)
@@ -488,7 +491,9 @@ class IrqDomain:
                 else:
                     woke = True
             if pulsed or active:
+                quiet[0] = False  # (until it returns: a handler may raise)
                 active = self._take(line, active and not pulsed)
+                quiet[0] = not active
                 if self._closing:
                     return False  # close() may release the line's descriptor now
                 if ready is not None and ready():

@@ -14,9 +14,9 @@ buffer or an intent) waits in ``with HELD_SIGNALS.let_through:``, where signals 
 their handlers as usual (a section's bookkeeping around the wait, and its clean-up when
 the wait ends with ``KeyboardInterrupt``, stay held).  A main thread that takes an
 interrupt line while it waits (:meth:`~amplink.irq.domain.IrqDomain.take_while_waiting`)
-makes only its sleep *interruptible*: a signal that comes then ends the sleep at once
-(:class:`Held`), so Ctrl-C still ends a blocked ``recv()`` at once and leaves the
-channel working.
+makes only its sleep (:meth:`HeldSignals.poll`) *interruptible*: a signal that comes
+then ends the sleep at once (:class:`Held`), so Ctrl-C still ends a blocked ``recv()``
+at once and leaves the channel working.
 
 How, at the cost of about two uncontended ``with lock:`` per section (two Python
 calls, a thread check, a look at SIGINT's and SIGTERM's handlers): the handlers are not
@@ -42,6 +42,7 @@ from __future__ import annotations
 import _signal  # type: ignore[import-not-found]  # no stub: see _getsignal
 import functools
 import os
+import select
 import signal
 import threading
 from collections.abc import Callable
@@ -65,7 +66,7 @@ _get_ident = threading.get_ident
 
 class Held(BaseException):
     """Not an error: a signal came while the taker slept (raised by a held handler
-    while :attr:`HeldSignals.interruptible` is set)."""
+    during :meth:`HeldSignals.poll`)."""
 
 
 class HeldHandler:
@@ -128,23 +129,22 @@ class HeldSignals:
         if self._pending and self._depth == self._floor:
             self._deliver()
 
-    @property
-    def interruptible(self) -> bool:
-        """Set around a sleep in the outermost section, or one right inside
-        :attr:`let_through` (main thread; elsewhere setting it does nothing): a signal
-        then raises :class:`Held` (once), to end the sleep."""
-        return self._interruptible
-
-    @interruptible.setter
-    def interruptible(self, value: bool) -> None:
-        if _get_ident() == self._main:
-            self._interruptible = value
-
-    @property
-    def pending(self) -> bool:
-        """Whether a signal is held that the end of the caller's section will deliver
-        (the outermost section, in the main thread): the caller should not sleep."""
-        return bool(self._pending) and self._depth == self._floor + 1 and _get_ident() == self._main
+    def poll(self, poller: select.poll, timeout_ms: int) -> list[tuple[int, int]] | None:
+        """``poller.poll(timeout_ms)``, a sleep that a signal may end: in the main
+        thread's outermost section (or one right inside :attr:`let_through`), a signal
+        that comes during it raises :class:`Held` (once).  None, without sleeping, when
+        a signal is held already that the end of that section will deliver (the caller
+        should not sleep).  In any other thread it is just the poll.  One call, not a
+        flag set and cleared around the sleep: it is on every taker's wait."""
+        if _get_ident() != self._main:
+            return poller.poll(timeout_ms)
+        self._interruptible = True  # before the look: a signal after it ends the sleep
+        try:
+            if self._pending and self._depth == self._floor + 1:
+                return None
+            return poller.poll(timeout_ms)
+        finally:
+            self._interruptible = False
 
     def _came(self, signum: int, frame: FrameType | None, handler: PyHandler) -> None:
         """A wrapped handler's signal (main thread)."""

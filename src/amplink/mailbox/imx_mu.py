@@ -58,13 +58,24 @@ class _MuChan:
     type: int
     idx: int
     name: str
+    side: ImxMuSide
     shutting_down: bool = False
     txdb_work: Work | None = None
     status: int = 0  # the SR bit of the event this channel's interrupt is about
     enable: int = 0  # the CR bit that enables it
+    # How the side computes that bit and its enable (ImxMuSide.event_words): every
+    # interrupt of the shared line tests every channel's event, so the driver makes
+    # that test itself (as ImxMuSide.pending would), without a call per channel.
+    words: memoryview | None = None
+    cr: int = 0
+    a: int = 0
+    b: int = 0
+    equal: bool = False
 
     def __post_init__(self) -> None:
         self.status, self.enable = _event_bits(self.type, self.idx)
+        if self.status:
+            self.words, self.cr, self.a, self.b, self.equal = self.side.event_words(self.status)
 
 
 def _event_bits(kind: int, idx: int) -> tuple[int, int]:
@@ -99,7 +110,7 @@ class ImxMuController(MboxController):
         self._bh: Workqueue | None = None
         for chan in self.chans:
             t, i = divmod(chan.index, _PER_TYPE)
-            chan.con_priv = _MuChan(t, i, f"{dev}_chan[{t}-{i}]")
+            chan.con_priv = _MuChan(t, i, f"{dev}_chan[{t}-{i}]", side)
 
     def of_xlate(self, spec: tuple[Any, ...]) -> MboxChan:
         if len(spec) != 2 or not all(isinstance(v, int) for v in spec):
@@ -150,10 +161,11 @@ class ImxMuController(MboxController):
             if not isinstance(data, int) or not 0 <= data <= 0xFFFF_FFFF:
                 log.error("%s: a TX message is a 32-bit integer, not %r", cp.name, data)
                 return -errno.EINVAL
-            side = self.side
-            if not side.status_bit(cp.status):
+            w = cp.words
+            assert w is not None  # (every TX channel has its TE event)
+            if (w[cp.a] == w[cp.b]) is not cp.equal:  # TEn clear (side.status_bit)
                 return -errno.EBUSY  # the peer has not read the previous word yet
-            side.write_tr(cp.idx, data)
+            self.side.write_tr(cp.idx, data)
             if not chan.on_demand:
                 self._cr(set_bits=cp.enable)
             return 0
@@ -172,7 +184,8 @@ class ImxMuController(MboxController):
 
     def last_tx_done(self, chan: MboxChan) -> bool:
         cp: _MuChan = chan.con_priv
-        return self.side.status_bit(cp.status)
+        w = cp.words  # TEn (side.status_bit), on every send of an on-demand client
+        return w is not None and (w[cp.a] == w[cp.b]) is cp.equal
 
     def arm_txdone(self, chan: MboxChan) -> None:
         cp: _MuChan = chan.con_priv
@@ -195,10 +208,11 @@ class ImxMuController(MboxController):
     def _isr(self, irq: int, chan: MboxChan) -> int:
         """Threaded style, hard part: silence the event at the unit, wake the thread.
         (CR is read first: SR only matters for an enabled event.)"""
-        enable = chan.con_priv.enable
-        if not enable or not self.side.pending(enable):
+        cp: _MuChan = chan.con_priv
+        w = cp.words  # side.pending(enable), inline: every sharer's primary runs
+        if w is None or not w[cp.cr] & cp.enable or (w[cp.a] == w[cp.b]) is not cp.equal:
             return IRQ_NONE
-        self._cr(clear_bits=enable)
+        self._cr(clear_bits=cp.enable)
         return IRQ_WAKE_THREAD
 
     def _isr_thread(self, irq: int, chan: MboxChan) -> int:
@@ -211,11 +225,11 @@ class ImxMuController(MboxController):
     def _isr_hard(self, irq: int, chan: MboxChan) -> int:
         """Classic style: everything, including the client callback, in hard IRQ."""
         cp: _MuChan = chan.con_priv
-        enable = cp.enable
-        if not enable or not self.side.pending(enable):
+        w = cp.words  # side.pending(enable), inline: every sharer's primary runs
+        if w is None or not w[cp.cr] & cp.enable or (w[cp.a] == w[cp.b]) is not cp.equal:
             return IRQ_NONE
         if cp.type == IMX_MU_TYPE_TX:
-            self._cr(clear_bits=enable)
+            self._cr(clear_bits=cp.enable)
         self._work(chan, cp)
         return IRQ_HANDLED
 

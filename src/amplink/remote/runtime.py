@@ -223,6 +223,8 @@ class Core:
         timeout = timeout_ms / 1000 if timeout_ms >= 0 else None
         take = hw.take_notifications
         shutdown_requested = hw.shutdown_requested.is_set
+        # (the control block is the platform's for the core's life: bound once)
+        set_status = hw.control.set_status if hw.control is not None else None
         polling = False  # host notifications suppressed: we look at the ring ourselves
         while not self._stopping:  # once per message while messages keep coming
             if shutdown_requested():
@@ -240,18 +242,23 @@ class Core:
             if timeout_ms >= 0:
                 self.kick_watchdog()
             link.poll_rx()
-            if not polling:
-                link.suppress_rx()
-                polling = True
-            if spin.spin(link.rx_pending):
-                continue
-            polling = False
-            if link.unsuppress_rx():
-                continue
-            hw.set_status(STATUS_WFI)
+            if link.failure is not None:
+                continue  # the drain found the rings broken: ended above, not slept on
+            if spin.enabled:  # (never spinning: the host's notifications stay on)
+                if not polling:
+                    link.suppress_rx()
+                    polling = True
+                if spin.spin(link.rx_pending):
+                    continue
+                polling = False
+                if link.unsuppress_rx():
+                    continue
+            if set_status is not None:
+                set_status(STATUS_WFI)
             if take is None or take(self._wait_fds, timeout, link.rx_pending) is None:
                 self._poller.poll(timeout_ms)
-            hw.set_status(clear_bits=STATUS_WFI)
+            if set_status is not None:
+                set_status(0, STATUS_WFI)
             self._drain_wakes()
 
     def _relink(self) -> PolledLink | None:

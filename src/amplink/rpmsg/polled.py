@@ -173,8 +173,8 @@ class PolledLink(RpmsgLink):
         """Dispatch the received messages now (one bounded drain: what its budget left
         is dispatched by the next, see :meth:`_rx_more`); returns how many were
         dispatched."""
-        with HELD_SIGNALS:  # see _drain_held
-            return self._drain(blocking=True)
+        with HELD_SIGNALS:  # see _drain_held (the drain's own section is this one)
+            return self._drain(blocking=True, held=True)
 
     def take_in_last(self) -> None:
         """The peer died, or is being stopped as crashed: dispatch what it had sent.  A
@@ -185,7 +185,12 @@ class PolledLink(RpmsgLink):
         self._drain(blocking=True, rx_slice=math.inf)
 
     def _drain(
-        self, *, blocking: bool, rx_slice: float = RX_SLICE, unless_owed: bool = False
+        self,
+        *,
+        blocking: bool,
+        rx_slice: float = RX_SLICE,
+        unless_owed: bool = False,
+        held: bool = False,
     ) -> int:
         """Take the receive context (or give up at once if it is busy and not
         ``blocking``) and drain for at most ``rx_slice`` s (:data:`RX_SLICE`); a ring
@@ -193,14 +198,16 @@ class PolledLink(RpmsgLink):
         failure listener runs under it.  ``unless_owed``: give up if a drain stopped on
         its budget and the receive path runs again anyway (a notification, or a look
         for what came unnotified, then need not wait for the rx lock, which a worker
-        draining a stream in slices could take again and again before it)."""
+        draining a stream in slices could take again and again before it).
+        ``held``: the caller is in a section of :data:`HELD_SIGNALS` already, which
+        the drain then needs not enter (see :meth:`_drain_held`)."""
         lock = self._rx_lock
         if (not blocking and lock.locked()) or (unless_owed and self._rx_owed):
             return 0
         me = get_ident()
         takers = self.takers
         if takers and me in takers:
-            return self._drain_as_taker(me)
+            return self._drain_as_taker(me)  # (its signals are held: see there)
         waiting = self._rx_waiting
         try:
             if blocking and (self._rx_worker is not None or lock.locked()):
@@ -211,7 +218,7 @@ class PolledLink(RpmsgLink):
             with lock:
                 if waiting:
                     _unlist(waiting, me)
-                return self._drain_held(me, rx_slice, taker=False)
+                return self._drain_held(me, rx_slice, taker=False, held=held)
         except self.broken_by_peer as exc:
             self.fail(exc)  # type: ignore[arg-type]
             return 0
@@ -234,7 +241,7 @@ class PolledLink(RpmsgLink):
             self._rx_more()
             return 0
         try:
-            return self._drain_held(me, RX_SLICE, taker=True)
+            return self._drain_held(me, RX_SLICE, taker=True, held=True)
         except self.broken_by_peer as exc:
             failed = exc
         finally:
@@ -242,18 +249,22 @@ class PolledLink(RpmsgLink):
         self.fail(failed)  # type: ignore[arg-type]
         return 0
 
-    def _drain_held(self, me: int, rx_slice: float, *, taker: bool) -> int:
+    def _drain_held(self, me: int, rx_slice: float, *, taker: bool, held: bool) -> int:
         """Drain (rx lock held) as ``_drain_rx`` says, in a slice of ``rx_slice`` s.  The
         drain is one section (:mod:`amplink.irq.held_signals`): a Ctrl-C in a main
         thread that drains waits until the batch taken off the ring is dispatched, its
         buffers or intents given back and the peer kicked, so none is lost half-way (the
-        receive callbacks it runs run in it too, as in an IRQ thread)."""
+        receive callbacks it runs run in it too, as in an IRQ thread).  A caller in a
+        section already (``held``) makes it the drain's: one section per drain, not a
+        section in a section."""
         if self.failure is not None:
             return 0
         try:  # (the owner is set inside: the finally must undo it whatever comes)
             self._rx_owner = me
             self._rx_slice = rx_slice
             self._rx_taker = taker
+            if held:
+                return self._drain_rx()
             with HELD_SIGNALS:
                 return self._drain_rx()
         finally:
@@ -272,7 +283,7 @@ class PolledLink(RpmsgLink):
         if self.failure is not None:
             return True  # stop spinning: the caller finds out why
         if self._rx_peek():
-            self._drain(blocking=False)
+            self._drain(blocking=False, held=True)  # (in busy_poll's section)
         return ready()
 
     def busy_poll(self, ready: Callable[[], bool]) -> bool:
@@ -291,7 +302,7 @@ class PolledLink(RpmsgLink):
                     return self.spin.spin(lambda: self._poll_once(ready))
                 finally:
                     if self.failure is None and self._unsuppress():
-                        self._drain(blocking=True, unless_owed=True)
+                        self._drain(blocking=True, unless_owed=True, held=True)
             finally:
                 self._leave_memory()
 
