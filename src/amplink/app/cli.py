@@ -196,13 +196,13 @@ def _cmd_status(args: argparse.Namespace) -> int:
         print(json.dumps(result, indent=2))
         return 0
     folder = os.path.dirname(result["socket"])
-    print(f"board {result['board']} ({result['source']}): devices in {folder}")
+    terminal = Terminal()  # as wide as the terminal, or $COLUMNS on a pipe
+    terminal.wrapped(f"board {result['board']} ({result['source']}): devices in {folder}")
     rows = [
         CoreStatus(**{**c, "channels": tuple(c["channels"]), "endpoints": tuple(c["endpoints"])})
         for c in result["cores"]
     ]
-    terminal = Terminal()  # one line per core at a terminal (cropped to its width, as
-    terminal.show(up.status_table(rows, folder=folder, fit=terminal.interactive))  # `up`)
+    terminal.show(up.status_table(rows, folder=folder))
     return 0
 
 

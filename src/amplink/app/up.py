@@ -7,9 +7,10 @@ state, pid, firmware, channels, rpmsg messages in and out since its last boot,
 crashes, console) and serves the control socket, so that ``amplink status``,
 ``stop``, ``crash``, ``send``, ``listen``... in another terminal reach it.
 
-On a terminal the view is redrawn in place twice a second, cropped to the terminal's
-width and height, with every log line (also the core processes') printed above it; on
-a pipe, the table is printed once and then one line per change.  Ctrl-C (SIGINT) or
+On a terminal the view is redrawn in place twice a second, wrapped to the terminal's
+width (names are never cropped) and cropped to its height, with every log line (also
+the core processes') printed above it; on a pipe, the table is printed once ($COLUMNS
+wide) and then one line per change.  Ctrl-C (SIGINT) or
 SIGTERM stops every core, closes the socket and ends the command (exit code 130 or
 143, see :mod:`amplink.app.signals`).
 """
@@ -34,17 +35,13 @@ from amplink.control.server import ControlServer
 REFRESH = 0.5  # seconds between looks at the board
 READY = "ready:"  # the line a script waits for before using the socket
 HEADERS = ("#", "core", "state", "pid", "firmware", "channels", "in", "out", "crashes", "devices")
-KEEP = ("#", "core", "state", "pid", "devices")  # never shortened to fit the terminal
 
 
-def status_table(
-    rows: Sequence[CoreStatus], *, fit: bool = False, folder: str | None = None
-) -> Table:
-    """The status view's table (``fit``: one line per core, cropped to the terminal);
-    ``#`` is N of the core's ``remoteprocN`` alias; ``devices`` are the console and the
-    endpoint files by their stable names (relative to ``folder``, when given), one per
-    line unless ``fit``."""
-    sep = ", " if fit else "\n"
+def status_table(rows: Sequence[CoreStatus], *, folder: str | None = None) -> Table:
+    """The status view's table: one row per core, its channels and devices one per
+    line, wrapped (never cropped) to fit the terminal.  ``#`` is N of the core's
+    ``remoteprocN`` alias; ``devices`` are the console and the endpoint files by their
+    stable names (relative to ``folder``, when given)."""
     return table(
         HEADERS,
         [
@@ -54,16 +51,14 @@ def status_table(
                 s.state,
                 str(s.pid or "-"),
                 _short_firmware(s.firmware),
-                sep.join(s.channels) or "-",
+                "\n".join(s.channels) or "-",
                 s.messages_in,
                 s.messages_out,
                 s.crashes,
-                sep.join(_devices(s, folder)) or "-",
+                "\n".join(_devices(s, folder)) or "-",
             ]
             for s in rows
         ],
-        fit=fit,
-        keep=KEEP,
     )
 
 
@@ -140,7 +135,7 @@ def _serve(
 def _view(board: Board, server: ControlServer) -> RenderableType:
     return Group(
         Text(f"board {board.spec.name}: devices in {server.folder}", style="bold"),
-        status_table(server.annotate(board.status()), fit=True, folder=str(server.folder)),
+        status_table(server.annotate(board.status()), folder=str(server.folder)),
     )
 
 
