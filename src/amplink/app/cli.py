@@ -203,6 +203,8 @@ def _cmd_status(args: argparse.Namespace) -> int:
         for c in result["cores"]
     ]
     terminal.show(up.status_table(rows, folder=folder))
+    for line in up.offline_reasons(rows):
+        terminal.wrapped(line)
     return 0
 
 

@@ -17,9 +17,10 @@ SIGTERM stops every core, closes the socket and ends the command (exit code 130 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TextIO
 
@@ -30,6 +31,7 @@ from rich.text import Text
 from amplink.app import signals
 from amplink.app.terminal import Terminal, table
 from amplink.board import Board, BoardSpec, CoreStatus
+from amplink.control.protocol import default_socket
 from amplink.control.server import ControlServer
 
 REFRESH = 0.5  # seconds between looks at the board
@@ -70,6 +72,35 @@ def _devices(s: CoreStatus, folder: str | None) -> list[str]:
 def _short_firmware(firmware: str) -> str:
     """A firmware file by its name (the full path is in ``status --json``)."""
     return os.path.basename(firmware) if "/" in firmware else firmware
+
+
+def offline_reasons(rows: Sequence[CoreStatus]) -> list[str]:
+    """One line per core that recovery gave up on: why it is offline."""
+    return [
+        f"{s.name} is {s.state}: {s.gave_up}"
+        + (f" (the last: {s.last_crash})" * bool(s.last_crash))
+        for s in rows
+        if s.gave_up
+    ]
+
+
+def start_hints(seen: dict[str, str], rows: Sequence[CoreStatus], socket_path: Path) -> list[str]:
+    """What to type to start again a core recovery has just given up on (one line per
+    core, once per give-up; ``seen`` remembers them), with ``--socket`` unless
+    ``socket_path`` is where the commands look by default."""
+    given = (
+        "" if socket_path.absolute() == default_socket().absolute() else f" --socket {socket_path}"
+    )
+    out = []
+    for s in rows:
+        if s.gave_up and seen.get(s.name) != s.gave_up:
+            out.append(
+                f"{s.name} stays offline: once its firmware is fixed, start it again with "
+                f"amplink start {s.name}{given} (amplink firmware {s.name} FILE{given} first "
+                "for another file)"
+            )
+        seen[s.name] = s.gave_up
+    return out
 
 
 def changes(before: Sequence[CoreStatus], after: Sequence[CoreStatus]) -> list[str]:
@@ -133,24 +164,36 @@ def _serve(
 
 
 def _view(board: Board, server: ControlServer) -> RenderableType:
+    rows = server.annotate(board.status())
     return Group(
         Text(f"board {board.spec.name}: devices in {server.folder}", style="bold"),
-        status_table(server.annotate(board.status()), folder=str(server.folder)),
+        status_table(rows, folder=str(server.folder)),
+        *(Text(line) for line in offline_reasons(rows)),
     )
 
 
 def _watch(board: Board, server: ControlServer, term: Terminal, stop: threading.Event) -> None:
-    if term.interactive:
-        with term.live(lambda: _view(board, server), REFRESH):
-            stop.wait()
-        return
     last = server.annotate(board.status())
-    term.show(status_table(last, folder=str(server.folder)))
-    while True:
-        stopping = stop.wait(REFRESH)
-        now = server.annotate(board.status())
-        for line in changes(last, now):  # a last look after the stop: nothing goes unsaid
-            term.say(line)
-        last = now
-        if stopping:
-            return
+    seen: dict[str, str] = {}
+    say = term.wrapped if term.interactive else term.say  # a log on a pipe is not wrapped
+    with (
+        term.live(lambda: _view(board, server), REFRESH)
+        if term.interactive
+        else _table(term, last, server)
+    ):
+        while True:
+            stopping = stop.wait(REFRESH)
+            now = server.annotate(board.status())
+            lines = [] if term.interactive else changes(last, now)
+            for line in lines + start_hints(seen, now, server.path):
+                say(line)  # a last look after the stop: nothing goes unsaid
+            last = now
+            if stopping:
+                return
+
+
+@contextlib.contextmanager
+def _table(term: Terminal, rows: Sequence[CoreStatus], server: ControlServer) -> Iterator[None]:
+    """On a pipe: the table once, then one line per change."""
+    term.show(status_table(rows, folder=str(server.folder)))
+    yield
