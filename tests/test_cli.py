@@ -323,6 +323,11 @@ def _exit_code(argv: list[str]) -> int:
         (["fw", "pack", "{t}/ok.py", "-o", "{t}/ok.py"], 2, "{t}/ok.py is the program itself"),
         (["openamp"], 2, "amplink openamp: error: the following arguments are required: COMMAND"),
         (["board"], 2, "amplink board: error: the following arguments are required: COMMAND"),
+        ([], 2, "amplink: error: the following arguments are required: COMMAND (one of demo, up"),
+        (["--bogus"], 2, "amplink: error: unrecognized arguments: --bogus; a COMMAND is required"),
+        (["-v", "--x=1"], 2, "unrecognized arguments: --x=1; a COMMAND is required (one of demo"),
+        (["fw", "--zz"], 2, "amplink fw: error: unrecognized arguments: --zz; a COMMAND is"),
+        (["board"], 2, "amplink board: error: the following arguments are required: COMMAND (one"),
         (["openamp", "remote", "no.such.module"], 1, "amplink openamp remote: error: firmware"),
     ],
 )

@@ -21,7 +21,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from amplink import __version__
 from amplink.app import demo, signals, up
@@ -402,6 +402,41 @@ def _socket_option() -> argparse.ArgumentParser:
     return s
 
 
+class _Parser(argparse.ArgumentParser):
+    """A parser that, when its command is missing, names an option it does not know
+    (``amplink --bogus``) rather than only the missing command, and lists the commands
+    either way."""
+
+    _argv: tuple[str, ...] = ()  # what the last parse was given
+
+    def parse_known_args(  # type: ignore[override]
+        self, args: Any = None, namespace: Any = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        self._argv = tuple(sys.argv[1:] if args is None else args)
+        return super().parse_known_args(args, namespace)
+
+    def error(self, message: str) -> NoReturn:
+        commands = self._commands()
+        if commands and message == "the following arguments are required: COMMAND":
+            unknown = [a for a in self._argv if a.startswith("-") and not self._knows(a)]
+            choose = f"(one of {', '.join(commands)})"
+            message = (
+                f"unrecognized arguments: {' '.join(unknown)}; a COMMAND is required {choose}"
+                if unknown
+                else f"{message} {choose}"
+            )
+        super().error(message)
+
+    def _commands(self) -> list[str]:
+        for action in self._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                return list(action.choices)
+        return []
+
+    def _knows(self, arg: str) -> bool:
+        return arg.split("=", 1)[0] in self._option_string_actions
+
+
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
     """States each option's default, unless it has none (``None``, ``False``) or its
     help already says it."""
@@ -671,7 +706,7 @@ REGISTRARS: list[Callable[[Subcommands], None]] = [
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every ``amplink`` command."""
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="amplink",
         description="The Linux AMP IPC stack (remoteproc, rpmsg, virtio) over real shared "
         "memory between processes.",
