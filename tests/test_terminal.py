@@ -3,8 +3,10 @@ live view and `amplink demo`, each on a real pty whose screen pyte emulates, wit
 Ctrl-C typed on the terminal (SIGINT to its foreground process group)."""
 
 import io
+import json
 import os
 import re
+import select
 import signal
 import subprocess
 import sys
@@ -272,3 +274,52 @@ def _is_pipe_peer(pid: int) -> bool:
             return b"amplink.app.bench.pipe_peer" in f.read()
     except OSError:
         return False
+
+
+BENCH_QUICK = ["--rounds", "300", "--messages", "3000", "--deliveries", "20", "--cycles", "1"]
+BENCH_QUICK += ["--linux-rounds", "0", "--openamp-runs", "0", "--repeat", "1"]
+
+
+def test_bench_says_what_it_measures_on_a_terminal_and_the_line_goes(tmp_path, tag):
+    run = PtyRun("bench", *BENCH_QUICK, cols=100, rows=40, env=tagged_env(tag, tmp_path))
+    try:
+        run.wait_for(lambda r: "measuring round trips and throughput over" in r.text(), 60)
+        assert run.finish(180) == 0, run.text()
+    finally:
+        run.close()
+    shown = "\n".join(run.all_lines())
+    assert "measuring" not in shown and "p50" in shown, shown  # transient: the report stays
+
+
+def test_bench_json_on_a_pipe_is_json_alone_while_a_terminal_stderr_shows_progress(tmp_path):
+    """stdout a pipe, stderr a terminal: the progress goes to the terminal only."""
+    master, slave = os.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "amplink.app.cli", "bench", "--json", *BENCH_QUICK],
+        stdout=subprocess.PIPE,
+        stderr=slave,
+        env=dict(os.environ, XDG_STATE_HOME=str(tmp_path), COLUMNS="", LINES=""),
+    )
+    os.close(slave)
+    said = b""
+    try:
+        while True:  # the terminal until the bench closes it
+            ready, _, _ = select.select([master], [], [], 180)
+            assert ready, said
+            try:
+                data = os.read(master, 65536)
+            except OSError:  # EIO: the bench closed it
+                break
+            if not data:
+                break
+            said += data
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        os.close(master)
+    assert proc.returncode == 0
+    assert json.loads(out)["baseline"] == "multiprocessing.Pipe"
+    assert b"measuring round trips and throughput over multiprocessing.Pipe" in said
+    assert b"measuring" not in out

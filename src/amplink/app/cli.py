@@ -316,7 +316,17 @@ def _cmd_trace(args: argparse.Namespace) -> int:
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
-    report = bench.run(
+    with Terminal(sys.stderr).status() as progress:  # on a terminal only; stdout is the
+        report = _bench(args, progress)  # report's alone
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        print(bench.format_report(report))
+    return 0
+
+
+def _bench(args: argparse.Namespace, progress: bench.Progress) -> dict[str, Any]:
+    return bench.run(
         rounds=args.rounds,
         messages=args.messages,
         pin=not args.no_pin,
@@ -326,12 +336,8 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         openamp_runs=args.openamp_runs,
         load=args.load,
         repeat=args.repeat,
+        progress=progress,
     )
-    if args.json:
-        print(json.dumps(report, indent=2))
-    else:
-        print(bench.format_report(report))
-    return 0
 
 
 def _cmd_serve_linux(args: argparse.Namespace) -> int:

@@ -147,23 +147,8 @@ class Terminal:
         """Run the ``with`` body as one step: ``ok`` (or ``FAILED`` and the error)
         when it ends, the step's :attr:`Step.result` after it."""
         st = Step(label)
-        spinner = Spinner("line", style="cyan")
-
-        def frame() -> RenderableType:  # one line, cropped: a transient line never wraps
-            spinner.update(
-                text=Text(f"{label} ... {st.elapsed:4.1f} s", no_wrap=True, overflow="ellipsis")
-            )
-            return spinner
-
         display = (
-            Live(
-                get_renderable=frame,
-                console=self.console,
-                transient=True,
-                refresh_per_second=_FRAMES_PER_S,
-                redirect_stdout=False,
-                redirect_stderr=False,
-            )
+            self._spinning(lambda: f"{label} ... {st.elapsed:4.1f} s")
             if self.interactive
             else contextlib.nullcontext()
         )
@@ -188,6 +173,40 @@ class Terminal:
             self.console.print(text, soft_wrap=True)
             return
         print_hanging(self.console, text, VERDICT_WIDTH)
+
+    @contextlib.contextmanager
+    def status(self) -> Iterator[Callable[[str], None]]:
+        """A one-line status while the ``with`` body runs: a spinner, what the function
+        it gives was last told, and for how long; gone when the body ends.  Nothing
+        unless interactive."""
+        if not self.interactive:
+            yield lambda _what: None
+            return
+        st = Step("")
+
+        def tell(what: str) -> None:
+            st.label, st.started = what, time.perf_counter()
+
+        with self._spinning(lambda: f"measuring {st.label} ... {st.elapsed:4.1f} s"):
+            yield tell
+
+    def _spinning(self, text: Callable[[], str]) -> Live:
+        """A transient line redrawn in place: a spinner and ``text()``, cropped (a
+        transient line never wraps)."""
+        spinner = Spinner("line", style="cyan")
+
+        def frame() -> RenderableType:
+            spinner.update(text=Text(text(), no_wrap=True, overflow="ellipsis"))
+            return spinner
+
+        return Live(
+            get_renderable=frame,
+            console=self.console,
+            transient=True,
+            refresh_per_second=_FRAMES_PER_S,
+            redirect_stdout=False,
+            redirect_stderr=False,
+        )
 
     @contextlib.contextmanager
     def live(self, render: Callable[[], RenderableType], refresh: float) -> Iterator[None]:
