@@ -8,8 +8,8 @@ than the terminal is wrapped between words with a hanging indent (a step's resul
 its label, a log line's continuation by :data:`LOG_INDENT`), never folded mid-word by
 the terminal.  A table's long cells wrap too (:class:`Name`): nothing is cropped.
 Written to a pipe or a file, the same calls give plain lines: a step is one line when
-it ends, a table is plain columns as wide as ``$COLUMNS`` says (else
-:data:`PLAIN_WIDTH`), and nothing is redrawn, so logs stay clean.
+it ends, a table is plain columns as wide as ``$COLUMNS`` says (else unwrapped: a
+log or a ``grep`` gets whole rows), and nothing is redrawn, so logs stay clean.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from rich.text import Text
 
 from amplink.app.signals import Interrupted
 
-PLAIN_WIDTH = 80  # a table's width on a pipe when COLUMNS does not say
+PLAIN_WIDTH = 1000  # a pipe has no width: unless COLUMNS says one, never wrap there
 LOG_INDENT = 4  # columns a wrapped log line's continuation is indented by
 VERDICT_WIDTH = 10  # "  FAILED  ": where a step's label begins
 _FRAMES_PER_S = 10
@@ -243,7 +243,8 @@ class Terminal:
 
 def plain_width() -> int:
     """The width of a table written to a pipe or a file: ``$COLUMNS``, else
-    :data:`PLAIN_WIDTH`."""
+    :data:`PLAIN_WIDTH` (a table wrapped to a guessed width would help no reader of a
+    file, and split the rows a ``grep`` looks for)."""
     columns = os.environ.get("COLUMNS", "")
     return int(columns) if columns.isdigit() and int(columns) > 0 else PLAIN_WIDTH
 

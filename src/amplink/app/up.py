@@ -9,8 +9,8 @@ crashes, console) and serves the control socket, so that ``amplink status``,
 
 On a terminal the view is redrawn in place twice a second, wrapped to the terminal's
 width (names are never cropped) and cropped to its height, with every log line (also
-the core processes') printed above it; on a pipe, the table is printed once ($COLUMNS
-wide) and then one line per change.  Ctrl-C (SIGINT) or
+the core processes') printed above it; on a pipe, the table is printed once (as wide as
+$COLUMNS says) and then one line per change.  Ctrl-C (SIGINT) or
 SIGTERM stops every core, closes the socket and ends the command (exit code 130 or
 143, see :mod:`amplink.app.signals`).
 """
