@@ -320,9 +320,18 @@ def _exit_code(argv: list[str]) -> int:
         (["listen", "--socket", "{t}/s", "--count", "-1", "m4", "x"], 2, "out of range"),
         (["serve-linux", "{t}/ok.py", "--socket", "{t}/no/v.sock"], 1, "listen on {t}/no/v.sock"),
         (["serve-linux", "/usr/bin/true", "--socket", "{t}/v.sock"], 1, "runs Python firmware: a"),
+        (["serve-linux", "{t}/exits.py", "--socket", "{t}/v.sock"], 1, "called sys.exit(3) while"),
+        (["openamp", "remote", "{t}/exits.py"], 1, "exits.py' called sys.exit(3) while it was"),
+        (["fw", "pack", "{t}/script.py", "-o", "{t}/x.elf"], 1, "no main(core) function, which a"),
+        (["fw", "pack", "{t}/script.py", "-o", "{t}/x.elf"], 1, "(line 3 ends the program while"),
         (["fw", "pack", "{t}/ok.py", "-o", "{t}/ok.py"], 2, "{t}/ok.py is the program itself"),
         (["openamp"], 2, "amplink openamp: error: the following arguments are required: COMMAND"),
         (["board"], 2, "amplink board: error: the following arguments are required: COMMAND"),
+        ([], 2, "amplink: error: the following arguments are required: COMMAND (one of demo, up"),
+        (["--bogus"], 2, "amplink: error: unrecognized arguments: --bogus; a COMMAND is required"),
+        (["-v", "--x=1"], 2, "unrecognized arguments: --x=1; a COMMAND is required (one of demo"),
+        (["fw", "--zz"], 2, "amplink fw: error: unrecognized arguments: --zz; a COMMAND is"),
+        (["board"], 2, "amplink board: error: the following arguments are required: COMMAND (one"),
         (["openamp", "remote", "no.such.module"], 1, "amplink openamp remote: error: firmware"),
     ],
 )
@@ -331,6 +340,8 @@ def test_bad_input_is_one_line_naming_it_with_the_usage_exit_code(
 ):
     (tmp_path / "ok.py").write_text("def main(core):\n    pass\n")
     (tmp_path / "nomain.py").write_text("x = 1\n")
+    (tmp_path / "script.py").write_text("import sys\nprint('hi')\nsys.exit(main())\n")
+    (tmp_path / "exits.py").write_text("import sys\nsys.exit(3)\ndef main(core):\n    pass\n")
     (tmp_path / "hostname").write_text("vm\n")
     before = sorted(tmp_path.iterdir())
     assert _exit_code([a.format(t=tmp_path) for a in argv]) == code

@@ -60,7 +60,7 @@ def test_firmware_that_crashes_at_start_is_recovered_with_backoff_then_given_up_
     assert waits == [0.05, 0.1] and took >= 0.15
     gave_up = messages(caplog, "gave up")
     assert (
-        len(gave_up) == 1 and "stays offline" in gave_up[0] and "amplink start loop" in gave_up[0]
+        len(gave_up) == 1 and "stays offline" in gave_up[0] and "then start it again" in gave_up[0]
     )
     # the traceback once; the repeats say they are the same failure
     assert len(messages(caplog, "Traceback")) == 1

@@ -210,7 +210,17 @@ def test_grants_double_a_streaming_senders_intents_up_to_the_limit(pair, caplog)
     caplog.set_level(logging.WARNING)
     assert run_dry_and_ask(in_callback=True)  # refused, saying why
     assert len(local) == g.MAX_INTENTS
-    assert f"the channel has {g.MAX_INTENTS} intents, the most" in caplog.text
+    assert f"'svc', but the channel's {g.MAX_INTENTS} intents (the most" in caplog.text
+    refusals = 0
+    for _ in range(50):  # a message no intent in use fits: each send asks, and is refused
+        try:
+            assert host.intent_or_request("svc", 2000) is None
+        except RpmsgError as exc:
+            assert exc.errno == errno.EAGAIN
+            refusals += 1
+        settle(host, remote)
+    assert refusals == 25  # every other call: asked, then told it was refused...
+    assert caplog.text.count("the most a channel may have") == 1, caplog.text  # ...said once
 
 
 def test_signals_become_flow_events(pair):

@@ -5,9 +5,11 @@ import _signal
 import asyncio
 import signal
 import threading
+import traceback
 
 import pytest
 
+from amplink.irq import held_signals
 from amplink.irq.held_signals import HELD_SIGNALS, HeldHandler
 from waiting import entered_in_another_thread
 
@@ -40,6 +42,57 @@ def test_a_ctrl_c_in_a_section_is_raised_as_it_ends():
     assert done == ["the rest of the section"]
     with pytest.raises(KeyboardInterrupt):  # outside a section: at once, as always
         signal.raise_signal(signal.SIGINT)
+
+
+def frames(exc: BaseException) -> list[str]:
+    """The functions a traceback goes through, outermost first."""
+    return [f.name for f in traceback.extract_tb(exc.__traceback__)]
+
+
+def section_then_ctrl_c() -> None:
+    with HELD_SIGNALS:
+        signal.raise_signal(signal.SIGINT)
+
+
+def let_through_after_ctrl_c() -> None:
+    with HELD_SIGNALS:
+        signal.raise_signal(signal.SIGINT)
+        with HELD_SIGNALS.let_through:
+            pass
+
+
+def ctrl_c_outside() -> None:
+    signal.raise_signal(signal.SIGINT)
+
+
+def user_handler(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+@pytest.mark.parametrize(
+    ("program", "handler", "ends_in"),
+    [
+        (section_then_ctrl_c, None, "section_then_ctrl_c"),
+        (let_through_after_ctrl_c, None, "let_through_after_ctrl_c"),
+        (ctrl_c_outside, None, "ctrl_c_outside"),
+        (section_then_ctrl_c, user_handler, "user_handler"),
+        (ctrl_c_outside, user_handler, "user_handler"),
+    ],
+)
+def test_a_ctrl_c_traceback_ends_in_the_program_not_in_the_delivery(program, handler, ends_in):
+    """What a held (or wrapped) handler raises shows from the section's end, or where
+    the signal came, on to the handler's own frames: never amplink's delivery, which
+    would look like amplink failed."""
+    if handler is not None:
+        signal.signal(signal.SIGINT, handler)
+    with HELD_SIGNALS:  # every handler wrapped from now on
+        pass
+    with pytest.raises(KeyboardInterrupt) as exc:
+        program()
+    names = frames(exc.value)
+    assert names[-1] == ends_in, names
+    files = {f.filename for f in traceback.extract_tb(exc.value.__traceback__)}
+    assert held_signals.__file__ not in files, names
 
 
 def test_nested_sections_deliver_at_the_outermost_end_and_a_signal_twice_once():

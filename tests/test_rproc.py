@@ -137,6 +137,25 @@ def test_firmware_that_dies_at_start_fails_wait_channel_at_once():
         assert rp.exit_code == 1
 
 
+def test_firmware_that_exits_at_import_is_reported_as_such(caplog):
+    """sys.exit() while the program is imported: the crash says so, with the status
+    it gave, as a raise at import would (not as a missing main, not a bare exit)."""
+    with (
+        caplog.at_level(logging.ERROR),
+        Rproc(
+            "exits",
+            str(FW / "exits_at_import.py"),
+            config=RprocConfig(boot_timeout=60, recovery=False),
+        ) as rp,
+    ):
+        with pytest.raises(RpmsgError) as exc:
+            rp.wait_channel(SERVICE)
+        assert exc.value.errno == errno.EPIPE
+        rp.wait_crash_handled(1, timeout=30)
+        assert "called sys.exit(3) while it was imported" in rp.last_crash[1], rp.last_crash
+    assert 'exits_at_import.py", line 6, in <module>' in caplog.text  # where it exited
+
+
 def test_firmware_without_main_is_refused_before_a_process_starts(tmp_path):
     program = tmp_path / "nomain.py"
     program.write_text('"""No main()."""\n')

@@ -3,8 +3,10 @@ live view and `amplink demo`, each on a real pty whose screen pyte emulates, wit
 Ctrl-C typed on the terminal (SIGINT to its foreground process group)."""
 
 import io
+import json
 import os
 import re
+import select
 import signal
 import subprocess
 import sys
@@ -36,17 +38,47 @@ def tag():
     assert tagged_processes(t) == []  # the command and its cores are gone
 
 
+def column_cells(lines: list[str], column: str, after: str | None) -> dict[str, str]:
+    """Per core, the text of the table's ``column`` (the next column is ``after``, None
+    for the last): the pieces of its wrapped lines joined, as a user reads them."""
+    header = next(line for line in lines if HEADER.match(line))
+    start, end = header.index(column), header.index(after) if after else None
+    cells: dict[str, list[str]] = {}
+    row = None
+    for line in lines[lines.index(header) + 2 :]:
+        if not line.strip():
+            break
+        if m := re.match(r"^\d+\s+(\S+)", line):
+            row = cells.setdefault(m.group(1), [])
+        if row is not None:
+            row.append(line[start:end].strip())
+    return {core: "".join(pieces) for core, pieces in cells.items()}
+
+
+def names_are_whole(lines: list[str]) -> None:
+    """The firmware and every channel name can be read in full: wrapped, never cropped."""
+    assert not any("…" in line for line in lines), lines
+    assert set(column_cells(lines, "firmware", "channels").values()) == {"amplink.firmware.demo"}, (
+        lines
+    )
+    channels = "rpmsg-openamp-demo-channelrpmsg-rawrpmsg-tty"
+    assert set(column_cells(lines, "channels", " in ").values()) == {channels}, lines
+    assert set(column_cells(lines, "devices", None).values()) >= {"m4/ttyRPMSG0m4/rpmsg0"}, lines
+
+
 def test_up_live_view_at_100_columns_and_ctrl_c(tmp_path, tag):
     sock = tmp_path / "ctl.sock"
     run = PtyRun("up", "--socket", str(sock), cols=100, rows=30, env=tagged_env(tag, tmp_path))
     try:
         run.wait_for(lambda r: any(HEADER.match(line) for line in r.lines()), 60)
         run.wait_for(lambda r: len(core_rows(r)) == 2, 30)
+        run.wait_for(lambda r: "rpmsg-tty" in r.text(), 30)
         # A crash logs lines while the view is redrawn: they go above it.
         assert request(Path(sock), "crash", core="m4", kind=1)["crashes"] == 1
         run.wait_for(lambda r: "crash detected in m4" in r.text(), 30)
-        recovered = " 1   m4/ttyRPMSG0, m4/rpmsg0"  # one crash; its devices back
+        recovered = " 1   m4/ttyRPMSG0"  # one crash; its devices back
         run.wait_for(lambda r: any(row.endswith(recovered) for row in core_rows(r)), 30)
+        run.wait_for(lambda r: r.text().count("rpmsg-tty") == 2, 30)
         for _ in range(8):  # four redraws at least (two a second)
             run.pump(0.25)
         lines = run.lines()
@@ -54,19 +86,30 @@ def test_up_live_view_at_100_columns_and_ctrl_c(tmp_path, tag):
         rows = core_rows(run)
         assert len(rows) == 2, run.text()
         assert rows[0].endswith(recovered), rows
+        names_are_whole(lines)
         assert run.scrolled() == 0, run.text()  # nothing scrolled: drawn in place, in 100 cols
         crash_line = next(i for i, line in enumerate(lines) if "crash detected in m4" in line)
         assert crash_line < next(i for i, line in enumerate(lines) if HEADER.match(line))
-        # `status` at the same 100 columns: one line per core, cropped as the view is
+        # `status` at the same 100 columns: the same table, names whole
         env = tagged_env(tag, tmp_path)
         status = PtyRun("status", "--socket", str(sock), cols=100, rows=30, env=env)
         try:
             assert status.finish() == 0, status.text()
         finally:
             status.close()
-        srows = core_rows(status)
-        assert len(srows) == 2 and status.scrolled() == 0, status.text()
-        assert srows[1].endswith("r5f/ttyRPMSG0, r5f/rpmsg0"), status.text()  # one line
+        assert len(core_rows(status)) == 2 and status.scrolled() == 0, status.text()
+        names_are_whole(status.lines())
+        # and on a pipe, as wide as COLUMNS says
+        piped = subprocess.run(
+            [sys.executable, "-m", "amplink.app.cli", "status", "--socket", str(sock)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=dict(env, COLUMNS="100"),
+            check=True,
+        ).stdout.splitlines()
+        assert max(len(line) for line in piped) <= 100, piped
+        names_are_whole(piped)
     except BaseException:
         run.close()
         raise
@@ -231,3 +274,52 @@ def _is_pipe_peer(pid: int) -> bool:
             return b"amplink.app.bench.pipe_peer" in f.read()
     except OSError:
         return False
+
+
+BENCH_QUICK = ["--rounds", "300", "--messages", "3000", "--deliveries", "20", "--cycles", "1"]
+BENCH_QUICK += ["--linux-rounds", "0", "--openamp-runs", "0", "--repeat", "1"]
+
+
+def test_bench_says_what_it_measures_on_a_terminal_and_the_line_goes(tmp_path, tag):
+    run = PtyRun("bench", *BENCH_QUICK, cols=100, rows=40, env=tagged_env(tag, tmp_path))
+    try:
+        run.wait_for(lambda r: "measuring round trips and throughput over" in r.text(), 60)
+        assert run.finish(180) == 0, run.text()
+    finally:
+        run.close()
+    shown = "\n".join(run.all_lines())
+    assert "measuring" not in shown and "p50" in shown, shown  # transient: the report stays
+
+
+def test_bench_json_on_a_pipe_is_json_alone_while_a_terminal_stderr_shows_progress(tmp_path):
+    """stdout a pipe, stderr a terminal: the progress goes to the terminal only."""
+    master, slave = os.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "amplink.app.cli", "bench", "--json", *BENCH_QUICK],
+        stdout=subprocess.PIPE,
+        stderr=slave,
+        env=dict(os.environ, XDG_STATE_HOME=str(tmp_path), COLUMNS="", LINES=""),
+    )
+    os.close(slave)
+    said = b""
+    try:
+        while True:  # the terminal until the bench closes it
+            ready, _, _ = select.select([master], [], [], 180)
+            assert ready, said
+            try:
+                data = os.read(master, 65536)
+            except OSError:  # EIO: the bench closed it
+                break
+            if not data:
+                break
+            said += data
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        os.close(master)
+    assert proc.returncode == 0
+    assert json.loads(out)["baseline"] == "multiprocessing.Pipe"
+    assert b"measuring round trips and throughput over multiprocessing.Pipe" in said
+    assert b"measuring" not in out

@@ -445,6 +445,10 @@ def test_up_gives_up_on_firmware_that_crashes_at_start_and_says_so_once(tmp_path
         assert u.cli("crash", "c0") == 1
         assert time.monotonic() - started < 10  # not the 30 s a crash is waited for
         assert "c0 is offline: nothing to crash" in capsys.readouterr().err
+        assert u.cli("status") == 0  # says why it is offline
+        said = " ".join(capsys.readouterr().out.split())
+        assert "c0 is offline: recovery gave up after 3 crashes in a row" in said, said
+        assert "(the last: the core process exited (exit code 1)" in said, said
         u.proc.send_signal(signal.SIGINT)
         out, err = u.proc.communicate(timeout=60)
     finally:
@@ -453,6 +457,9 @@ def test_up_gives_up_on_firmware_that_crashes_at_start_and_says_so_once(tmp_path
             u.proc.wait()
     assert u.proc.returncode == 130
     assert crash_report_counts(out, err) == (1, 1, 2)
+    # the hint reaches this `up`, not the default socket's
+    given = f"--socket {u.socket}"
+    assert f"amplink start c0 {given} (amplink firmware c0 FILE {given} first" in out, out
 
 
 def crash_report_counts(out: str, err: str) -> tuple[int, int, int]:

@@ -21,7 +21,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from amplink import __version__
 from amplink.app import demo, signals, up
@@ -196,13 +196,15 @@ def _cmd_status(args: argparse.Namespace) -> int:
         print(json.dumps(result, indent=2))
         return 0
     folder = os.path.dirname(result["socket"])
-    print(f"board {result['board']} ({result['source']}): devices in {folder}")
+    terminal = Terminal()  # as wide as the terminal, or $COLUMNS on a pipe
+    terminal.wrapped(f"board {result['board']} ({result['source']}): devices in {folder}")
     rows = [
         CoreStatus(**{**c, "channels": tuple(c["channels"]), "endpoints": tuple(c["endpoints"])})
         for c in result["cores"]
     ]
-    terminal = Terminal()  # one line per core at a terminal (cropped to its width, as
-    terminal.show(up.status_table(rows, folder=folder, fit=terminal.interactive))  # `up`)
+    terminal.show(up.status_table(rows, folder=folder))
+    for line in up.offline_reasons(rows):
+        terminal.wrapped(line)
     return 0
 
 
@@ -314,7 +316,17 @@ def _cmd_trace(args: argparse.Namespace) -> int:
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
-    report = bench.run(
+    with Terminal(sys.stderr).status() as progress:  # on a terminal only; stdout is the
+        report = _bench(args, progress)  # report's alone
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        print(bench.format_report(report))
+    return 0
+
+
+def _bench(args: argparse.Namespace, progress: bench.Progress) -> dict[str, Any]:
+    return bench.run(
         rounds=args.rounds,
         messages=args.messages,
         pin=not args.no_pin,
@@ -324,12 +336,8 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         openamp_runs=args.openamp_runs,
         load=args.load,
         repeat=args.repeat,
+        progress=progress,
     )
-    if args.json:
-        print(json.dumps(report, indent=2))
-    else:
-        print(bench.format_report(report))
-    return 0
 
 
 def _cmd_serve_linux(args: argparse.Namespace) -> int:
@@ -398,6 +406,41 @@ def _socket_option() -> argparse.ArgumentParser:
         f"{default_socket()})",
     )
     return s
+
+
+class _Parser(argparse.ArgumentParser):
+    """A parser that, when its command is missing, names an option it does not know
+    (``amplink --bogus``) rather than only the missing command, and lists the commands
+    either way."""
+
+    _argv: tuple[str, ...] = ()  # what the last parse was given
+
+    def parse_known_args(  # type: ignore[override]
+        self, args: Any = None, namespace: Any = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        self._argv = tuple(sys.argv[1:] if args is None else args)
+        return super().parse_known_args(args, namespace)
+
+    def error(self, message: str) -> NoReturn:
+        commands = self._commands()
+        if commands and message == "the following arguments are required: COMMAND":
+            unknown = [a for a in self._argv if a.startswith("-") and not self._knows(a)]
+            choose = f"(one of {', '.join(commands)})"
+            message = (
+                f"unrecognized arguments: {' '.join(unknown)}; a COMMAND is required {choose}"
+                if unknown
+                else f"{message} {choose}"
+            )
+        super().error(message)
+
+    def _commands(self) -> list[str]:
+        for action in self._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                return list(action.choices)
+        return []
+
+    def _knows(self, arg: str) -> bool:
+        return arg.split("=", 1)[0] in self._option_string_actions
 
 
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -669,7 +712,7 @@ REGISTRARS: list[Callable[[Subcommands], None]] = [
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every ``amplink`` command."""
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="amplink",
         description="The Linux AMP IPC stack (remoteproc, rpmsg, virtio) over real shared "
         "memory between processes.",

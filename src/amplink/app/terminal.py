@@ -6,15 +6,17 @@ redrawn in place (cropped to the terminal, never scrolling), and every line writ
 meanwhile, by this process or by a core process, is printed above it.  A line longer
 than the terminal is wrapped between words with a hanging indent (a step's result under
 its label, a log line's continuation by :data:`LOG_INDENT`), never folded mid-word by
-the terminal.  Written to a
-pipe or a file, the same calls give plain lines: a step is one line when it ends, a
-table is plain columns, and nothing is redrawn, so logs stay clean.
+the terminal.  A table's long cells wrap too (:class:`Name`): nothing is cropped.
+Written to a pipe or a file, the same calls give plain lines: a step is one line when
+it ends, a table is plain columns as wide as ``$COLUMNS`` says (else unwrapped: a
+log or a ``grep`` gets whole rows), and nothing is redrawn, so logs stay clean.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
 import select
 import sys
 import termios
@@ -24,15 +26,16 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import TextIO
 
 from rich import box
-from rich.console import Console, ConsoleDimensions, RenderableType
+from rich.console import Console, ConsoleDimensions, ConsoleOptions, RenderableType, RenderResult
 from rich.live import Live
+from rich.measure import Measurement
 from rich.spinner import Spinner
 from rich.table import Table
 from rich.text import Text
 
 from amplink.app.signals import Interrupted
 
-PLAIN_WIDTH = 1000  # a pipe has no width: never wrap or crop there
+PLAIN_WIDTH = 1000  # a pipe has no width: unless COLUMNS says one, never wrap there
 LOG_INDENT = 4  # columns a wrapped log line's continuation is indented by
 VERDICT_WIDTH = 10  # "  FAILED  ": where a step's label begins
 _FRAMES_PER_S = 10
@@ -52,30 +55,51 @@ class Step:
         return time.perf_counter() - self.started
 
 
-def table(
-    headers: Sequence[str],
-    rows: Sequence[Sequence[object]],
-    *,
-    fit: bool = False,
-    keep: Sequence[str] = (),
-) -> Table:
-    """A table of ``rows``; numbers right-aligned with thousands separators.  With
-    ``fit``, every row stays on one line: the columns of text not named in ``keep`` are
-    shortened (with an ellipsis) to fit the terminal, numbers and ``keep`` never."""
+def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> Table:
+    """A table of ``rows``; numbers right-aligned with thousands separators.  Too wide
+    for the console, its text cells wrap (between words, and after a ``.``, ``-``,
+    ``/`` or ``_`` of a long name), numbers never: nothing is cropped."""
     numeric = [bool(rows) and all(_is_number(row[i]) for row in rows) for i in range(len(headers))]
     t = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=(0, 1))
     for header, num in zip(headers, numeric, strict=True):
-        t.add_column(
-            header,
-            justify="right" if num else "left",
-            no_wrap=fit and (num or header in keep),  # a no_wrap column is never shortened
-            overflow="ellipsis" if fit else "fold",
-        )
+        t.add_column(header, justify="right" if num else "left", no_wrap=num)
     for row in rows:
-        t.add_row(
-            *(Text(_cell(v), no_wrap=fit, overflow="ellipsis" if fit else "fold") for v in row)
-        )
+        t.add_row(*(Text(_cell(v), no_wrap=True) if _is_number(v) else Name(_cell(v)) for v in row))
     return t
+
+
+class Name:
+    """A cell's text that wraps between words and also after the ``.``, ``-``, ``/``
+    and ``_`` of a long name (``amplink.firmware.`` / ``demo``), which rich's own
+    wrapping breaks only at spaces; a piece longer than the column is folded."""
+
+    _PIECE = re.compile(r"[^\s./_-]*[./_-]+|\S+|\s+")
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def __rich_measure__(self, console: Console, options: ConsoleOptions) -> Measurement:
+        lines = self.text.splitlines() or [""]
+        pieces = [len(p.strip()) for line in lines for p in self._PIECE.findall(line)]
+        return Measurement(max(pieces, default=0) or 1, max(len(line) for line in lines) or 1)
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        width = max(options.max_width, 1)
+        out: list[str] = []
+        for line in self.text.splitlines() or [""]:
+            current = ""
+            for piece in self._PIECE.findall(line):
+                if len(current) + len(piece.rstrip()) <= width:
+                    current += piece
+                    continue
+                if current.strip():
+                    out.append(current.rstrip())
+                current = piece.lstrip()
+                while len(current) > width:  # one piece wider than the column: folded
+                    out.append(current[:width])
+                    current = current[width:]
+            out.append(current.rstrip())
+        yield Text("\n".join(out), no_wrap=True, overflow="crop")
 
 
 class Terminal:
@@ -88,7 +112,7 @@ class Terminal:
         self.console = _Console(
             file=stream,
             force_terminal=self.interactive,
-            width=None if self.interactive else PLAIN_WIDTH,
+            width=None if self.interactive else plain_width(),
             color_system="auto" if self.interactive else None,
             highlight=False,
             emoji=False,
@@ -99,6 +123,11 @@ class Terminal:
         """Print a line."""
         self.console.print(Text(text), soft_wrap=not self.interactive)
 
+    def wrapped(self, text: str) -> None:
+        """Print a line wrapped between words to the width (on a pipe too), the rest
+        indented by :data:`LOG_INDENT`."""
+        print_hanging(self.console, Text(text), LOG_INDENT)
+
     def show(self, renderable: RenderableType) -> None:
         """Print a table (or any renderable): plain columns on a pipe."""
         if isinstance(renderable, Table) and not self.interactive:
@@ -108,7 +137,7 @@ class Terminal:
         self.console.print(renderable)
 
     def _plain(self, t: Table) -> list[str]:
-        probe = Console(width=PLAIN_WIDTH, color_system=None, highlight=False, markup=False)
+        probe = Console(width=self.console.width, color_system=None, highlight=False, markup=False)
         with probe.capture() as cap:
             probe.print(t)
         return [line.rstrip() for line in cap.get().splitlines()]
@@ -118,23 +147,8 @@ class Terminal:
         """Run the ``with`` body as one step: ``ok`` (or ``FAILED`` and the error)
         when it ends, the step's :attr:`Step.result` after it."""
         st = Step(label)
-        spinner = Spinner("line", style="cyan")
-
-        def frame() -> RenderableType:  # one line, cropped: a transient line never wraps
-            spinner.update(
-                text=Text(f"{label} ... {st.elapsed:4.1f} s", no_wrap=True, overflow="ellipsis")
-            )
-            return spinner
-
         display = (
-            Live(
-                get_renderable=frame,
-                console=self.console,
-                transient=True,
-                refresh_per_second=_FRAMES_PER_S,
-                redirect_stdout=False,
-                redirect_stderr=False,
-            )
+            self._spinning(lambda: f"{label} ... {st.elapsed:4.1f} s")
             if self.interactive
             else contextlib.nullcontext()
         )
@@ -159,6 +173,40 @@ class Terminal:
             self.console.print(text, soft_wrap=True)
             return
         print_hanging(self.console, text, VERDICT_WIDTH)
+
+    @contextlib.contextmanager
+    def status(self) -> Iterator[Callable[[str], None]]:
+        """A one-line status while the ``with`` body runs: a spinner, what the function
+        it gives was last told, and for how long; gone when the body ends.  Nothing
+        unless interactive."""
+        if not self.interactive:
+            yield lambda _what: None
+            return
+        st = Step("")
+
+        def tell(what: str) -> None:
+            st.label, st.started = what, time.perf_counter()
+
+        with self._spinning(lambda: f"measuring {st.label} ... {st.elapsed:4.1f} s"):
+            yield tell
+
+    def _spinning(self, text: Callable[[], str]) -> Live:
+        """A transient line redrawn in place: a spinner and ``text()``, cropped (a
+        transient line never wraps)."""
+        spinner = Spinner("line", style="cyan")
+
+        def frame() -> RenderableType:
+            spinner.update(text=Text(text(), no_wrap=True, overflow="ellipsis"))
+            return spinner
+
+        return Live(
+            get_renderable=frame,
+            console=self.console,
+            transient=True,
+            refresh_per_second=_FRAMES_PER_S,
+            redirect_stdout=False,
+            redirect_stderr=False,
+        )
 
     @contextlib.contextmanager
     def live(self, render: Callable[[], RenderableType], refresh: float) -> Iterator[None]:
@@ -191,6 +239,14 @@ class Terminal:
             yield
         finally:
             relay.close()
+
+
+def plain_width() -> int:
+    """The width of a table written to a pipe or a file: ``$COLUMNS``, else
+    :data:`PLAIN_WIDTH` (a table wrapped to a guessed width would help no reader of a
+    file, and split the rows a ``grep`` looks for)."""
+    columns = os.environ.get("COLUMNS", "")
+    return int(columns) if columns.isdigit() and int(columns) > 0 else PLAIN_WIDTH
 
 
 def hanging(console: Console, text: Text, indent: int) -> list[Text]:

@@ -7,18 +7,20 @@ state, pid, firmware, channels, rpmsg messages in and out since its last boot,
 crashes, console) and serves the control socket, so that ``amplink status``,
 ``stop``, ``crash``, ``send``, ``listen``... in another terminal reach it.
 
-On a terminal the view is redrawn in place twice a second, cropped to the terminal's
-width and height, with every log line (also the core processes') printed above it; on
-a pipe, the table is printed once and then one line per change.  Ctrl-C (SIGINT) or
+On a terminal the view is redrawn in place twice a second, wrapped to the terminal's
+width (names are never cropped) and cropped to its height, with every log line (also
+the core processes') printed above it; on a pipe, the table is printed once (as wide as
+$COLUMNS says) and then one line per change.  Ctrl-C (SIGINT) or
 SIGTERM stops every core, closes the socket and ends the command (exit code 130 or
 143, see :mod:`amplink.app.signals`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TextIO
 
@@ -29,22 +31,19 @@ from rich.text import Text
 from amplink.app import signals
 from amplink.app.terminal import Terminal, table
 from amplink.board import Board, BoardSpec, CoreStatus
+from amplink.control.protocol import default_socket
 from amplink.control.server import ControlServer
 
 REFRESH = 0.5  # seconds between looks at the board
 READY = "ready:"  # the line a script waits for before using the socket
 HEADERS = ("#", "core", "state", "pid", "firmware", "channels", "in", "out", "crashes", "devices")
-KEEP = ("#", "core", "state", "pid", "devices")  # never shortened to fit the terminal
 
 
-def status_table(
-    rows: Sequence[CoreStatus], *, fit: bool = False, folder: str | None = None
-) -> Table:
-    """The status view's table (``fit``: one line per core, cropped to the terminal);
-    ``#`` is N of the core's ``remoteprocN`` alias; ``devices`` are the console and the
-    endpoint files by their stable names (relative to ``folder``, when given), one per
-    line unless ``fit``."""
-    sep = ", " if fit else "\n"
+def status_table(rows: Sequence[CoreStatus], *, folder: str | None = None) -> Table:
+    """The status view's table: one row per core, its channels and devices one per
+    line, wrapped (never cropped) to fit the terminal.  ``#`` is N of the core's
+    ``remoteprocN`` alias; ``devices`` are the console and the endpoint files by their
+    stable names (relative to ``folder``, when given)."""
     return table(
         HEADERS,
         [
@@ -54,16 +53,14 @@ def status_table(
                 s.state,
                 str(s.pid or "-"),
                 _short_firmware(s.firmware),
-                sep.join(s.channels) or "-",
+                "\n".join(s.channels) or "-",
                 s.messages_in,
                 s.messages_out,
                 s.crashes,
-                sep.join(_devices(s, folder)) or "-",
+                "\n".join(_devices(s, folder)) or "-",
             ]
             for s in rows
         ],
-        fit=fit,
-        keep=KEEP,
     )
 
 
@@ -75,6 +72,35 @@ def _devices(s: CoreStatus, folder: str | None) -> list[str]:
 def _short_firmware(firmware: str) -> str:
     """A firmware file by its name (the full path is in ``status --json``)."""
     return os.path.basename(firmware) if "/" in firmware else firmware
+
+
+def offline_reasons(rows: Sequence[CoreStatus]) -> list[str]:
+    """One line per core that recovery gave up on: why it is offline."""
+    return [
+        f"{s.name} is {s.state}: {s.gave_up}"
+        + (f" (the last: {s.last_crash})" * bool(s.last_crash))
+        for s in rows
+        if s.gave_up
+    ]
+
+
+def start_hints(seen: dict[str, str], rows: Sequence[CoreStatus], socket_path: Path) -> list[str]:
+    """What to type to start again a core recovery has just given up on (one line per
+    core, once per give-up; ``seen`` remembers them), with ``--socket`` unless
+    ``socket_path`` is where the commands look by default."""
+    given = (
+        "" if socket_path.absolute() == default_socket().absolute() else f" --socket {socket_path}"
+    )
+    out = []
+    for s in rows:
+        if s.gave_up and seen.get(s.name) != s.gave_up:
+            out.append(
+                f"{s.name} stays offline: once its firmware is fixed, start it again with "
+                f"amplink start {s.name}{given} (amplink firmware {s.name} FILE{given} first "
+                "for another file)"
+            )
+        seen[s.name] = s.gave_up
+    return out
 
 
 def changes(before: Sequence[CoreStatus], after: Sequence[CoreStatus]) -> list[str]:
@@ -138,24 +164,36 @@ def _serve(
 
 
 def _view(board: Board, server: ControlServer) -> RenderableType:
+    rows = server.annotate(board.status())
     return Group(
         Text(f"board {board.spec.name}: devices in {server.folder}", style="bold"),
-        status_table(server.annotate(board.status()), fit=True, folder=str(server.folder)),
+        status_table(rows, folder=str(server.folder)),
+        *(Text(line) for line in offline_reasons(rows)),
     )
 
 
 def _watch(board: Board, server: ControlServer, term: Terminal, stop: threading.Event) -> None:
-    if term.interactive:
-        with term.live(lambda: _view(board, server), REFRESH):
-            stop.wait()
-        return
     last = server.annotate(board.status())
-    term.show(status_table(last, folder=str(server.folder)))
-    while True:
-        stopping = stop.wait(REFRESH)
-        now = server.annotate(board.status())
-        for line in changes(last, now):  # a last look after the stop: nothing goes unsaid
-            term.say(line)
-        last = now
-        if stopping:
-            return
+    seen: dict[str, str] = {}
+    say = term.wrapped if term.interactive else term.say  # a log on a pipe is not wrapped
+    with (
+        term.live(lambda: _view(board, server), REFRESH)
+        if term.interactive
+        else _table(term, last, server)
+    ):
+        while True:
+            stopping = stop.wait(REFRESH)
+            now = server.annotate(board.status())
+            lines = [] if term.interactive else changes(last, now)
+            for line in lines + start_hints(seen, now, server.path):
+                say(line)  # a last look after the stop: nothing goes unsaid
+            last = now
+            if stopping:
+                return
+
+
+@contextlib.contextmanager
+def _table(term: Terminal, rows: Sequence[CoreStatus], server: ControlServer) -> Iterator[None]:
+    """On a pipe: the table once, then one line per change."""
+    term.show(status_table(rows, folder=str(server.folder)))
+    yield

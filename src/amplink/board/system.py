@@ -51,6 +51,7 @@ class CoreStatus:
     endpoints: tuple[str, ...] = ()  # stable names of its endpoint files (amplink up's)
     refused: dict[str, int] = field(default_factory=dict)  # by limit (RpmsgLimits), this boot
     logs_suppressed: int = 0  # log lines it provoked that the rate limit held back, in all
+    gave_up: str = ""  # why recovery gave up on it (it is offline), until it boots again
 
 
 def make_rproc(spec: CoreSpec, bus: RpmsgBus, coredump_dir: str | None = None) -> Rproc:
@@ -164,6 +165,7 @@ class Board:
                     alias=f"remoteproc{i}",
                     refused=_sum_counts(link.refused for link in links),
                     logs_suppressed=sum(ratelimit.suppressed(link.name) for link in links),
+                    gave_up=rp.gave_up or "",
                 )
             )
         return out

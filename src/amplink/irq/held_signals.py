@@ -9,7 +9,8 @@ a vring update before its kick, of a batch taken off a ring before its index mov
 a GLINK intent taken and not yet written.  Each of those is a *section* entered with
 ``with HELD_SIGNALS:``; a signal that comes while the main thread is inside one is
 recorded, and its handler runs as the outermost section ends (what it raises goes on
-up from there).  Waiting is not held: a section that has to wait (a sender for a
+up from there: its traceback ends at the section's ``with``, or in the handler, never
+in the delivery).  Waiting is not held: a section that has to wait (a sender for a
 buffer or an intent) waits in ``with HELD_SIGNALS.let_through:``, where signals run
 their handlers as usual (a section's bookkeeping around the wait, and its clean-up when
 the wait ends with ``KeyboardInterrupt``, stay held).  A main thread that takes an
@@ -81,7 +82,11 @@ class HeldHandler:
         self.wrapped = wrapped
 
     def __call__(self, signum: int, frame: FrameType | None) -> None:
-        self._held._came(signum, frame, self.wrapped)
+        try:
+            self._held._came(signum, frame, self.wrapped)
+        except BaseException as raised:  # the program's handler's (Ctrl-C): not amplink's
+            _cut_delivery(raised)
+            raise
 
     def __repr__(self) -> str:
         return f"<held {self.wrapped!r}>"
@@ -127,7 +132,11 @@ class HeldSignals:
             return
         self._depth -= 1
         if self._pending and self._depth == self._floor:
-            self._deliver()
+            try:
+                self._deliver()
+            except BaseException as raised:  # a held handler's (Ctrl-C): not amplink's
+                _cut_delivery(raised)
+                raise
 
     def poll(self, poller: select.poll, timeout_ms: int) -> list[tuple[int, int]] | None:
         """``poller.poll(timeout_ms)``, a sleep that a signal may end: in the main
@@ -228,6 +237,17 @@ class HeldSignals:
         self._delivering = False
 
 
+def _cut_delivery(raised: BaseException) -> None:
+    """Cut this module's frames (the delivery) from the traceback of what a handler
+    raised, before a bare ``raise`` (which adds none) sends it on: it then shows from
+    the section's end, or where the signal came, on to the handler's own frames, and a
+    Ctrl-C's traceback does not end in amplink's internals."""
+    tb = raised.__traceback__
+    while tb is not None and tb.tb_frame.f_code.co_filename == __file__:
+        tb = tb.tb_next
+    raised.with_traceback(tb)
+
+
 def _unwrapped(handler: object) -> object:
     """The program's own handler, where ``handler`` may be a :class:`HeldHandler`."""
     return handler.wrapped if isinstance(handler, HeldHandler) else handler
@@ -252,7 +272,11 @@ class _LetThrough:
             return
         while True:
             if held._pending:
-                held._deliver()  # (what it raises goes up: not let through yet)
+                try:
+                    held._deliver()  # (what it raises goes up: not let through yet)
+                except BaseException as raised:  # a held handler's (Ctrl-C)
+                    _cut_delivery(raised)
+                    raise
             held._floor = 1
             if not held._pending:  # none came since the look
                 return

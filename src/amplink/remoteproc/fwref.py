@@ -152,11 +152,34 @@ def check_program(source: str, filename: str) -> None:
             "entry", f"{filename}:{exc.lineno}: not valid Python: {exc.msg}", errno.ENOEXEC
         ) from None
     if "main" not in _top_level_names(tree):
+        exits = _exit_at_import(tree)
         raise FirmwareError(
             "entry",
-            f"{filename} defines no main(core) function, which a firmware program must",
+            f"{filename} defines no main(core) function, which a firmware program must"
+            + (
+                f" (line {exits} ends the program while it is imported: a firmware program "
+                "is imported, then its main(core) runs)"
+                if exits
+                else ""
+            ),
             errno.ENOEXEC,
         )
+
+
+def _exit_at_import(tree: ast.Module) -> int | None:
+    """The line of a top-level ``sys.exit()`` (``exit()``, ``quit()``, ``raise
+    SystemExit``), if the program has one."""
+    for node in tree.body:
+        if isinstance(node, ast.Raise) and node.exc is not None:
+            target = node.exc.func if isinstance(node.exc, ast.Call) else node.exc
+            if isinstance(target, ast.Name) and target.id == "SystemExit":
+                return node.lineno
+        if isinstance(node, ast.Expr) and isinstance(node.value, ast.Call):
+            func = node.value.func
+            name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+            if name in ("exit", "quit", "_exit"):
+                return node.lineno
+    return None
 
 
 def _top_level_names(tree: ast.Module) -> set[str]:

@@ -646,14 +646,11 @@ class Rproc:
         self._states.fire(STOP)
         self.power = 0
         log.error(
-            "%s: %s (the last: %s); it stays offline. Fix its firmware (%s), then start it "
-            "again (amplink start %s; amplink firmware %s FILE first for another file)",
+            "%s: %s (the last: %s); it stays offline. Fix its firmware (%s), then start it again",
             self.name,
             self.gave_up,
             why,
             self.firmware,
-            self.name,
-            self.name,
         )
 
     def _salvage(self) -> dict[int, int]:

@@ -106,6 +106,7 @@ class Channel:
     intent_request: bool | None = None  # None: none pending; then granted or not
     grow: bool = True  # ask for more intents than the remote gave (until it refuses)
     smallest_offered: int = 0  # the smallest intent the peer ever offered (0: none yet)
+    full_said: bool = False  # a request refused for MAX_INTENTS was logged (once)
 
 
 class GlinkProtocol:
@@ -179,6 +180,7 @@ class GlinkProtocol:
         ch.local_intents.clear()
         ch.lent.clear()
         ch.rx.clear()
+        ch.full_said = False
         lcid, ch.lcid = ch.lcid, 0
         if tell:
             self.output.append(g.command(g.CLOSE, lcid))
@@ -523,27 +525,39 @@ class GlinkProtocol:
             and not self._refused("intent_bytes", f"an intent of {size} bytes", grant)
         )
         if granted:
+            ch.full_said = False
             # As many as the channel has (within the limits), in one INTENT: a sender
             # that streams asks log2 times to reach a deep pipeline, not once per intent.
             count = min(have, g.MAX_INTENTS - have, self._room_for(grant))
             iids = [next(self._iids) for _ in range(max(count, 1))]
             ch.local_intents.update(dict.fromkeys(iids, grant))
             self.output.append(g.intent_command(ch.lcid, [(grant, iid) for iid in iids]))
-        elif size > self.max_message or have >= g.MAX_INTENTS:  # (the link's limits
-            why = (  # said their own refusal)
-                f"larger than the largest message ({self.max_message} bytes)"
-                if size > self.max_message
-                else f"the channel has {have} intents, the most a channel may have"
-            )
+        elif size > self.max_message:  # (the link's limits said their own refusal)
             log_ratelimited(
                 log,
                 logging.WARNING,
                 self.name,
-                "%s: refused the remote an intent of %d bytes on %r: %s",
+                "%s: refused the remote an intent of %d bytes on %r: larger than the "
+                "largest message (%d bytes)",
                 self.name,
                 size,
                 ch.name,
-                why,
+                self.max_message,
+            )
+        elif have >= g.MAX_INTENTS and not ch.full_said:  # a stuck reader asks on and on:
+            ch.full_said = True  # said once (until an intent is granted again)
+            log_ratelimited(
+                log,
+                logging.WARNING,
+                self.name,
+                "%s: the remote asked for one more receive buffer on %r, but the channel's "
+                "%d intents (the most a channel may have) are all in use, %d of them "
+                "holding messages not consumed here yet (a reader that stopped reading?): "
+                "the remote's sends on it wait until they are (said once)",
+                self.name,
+                ch.name,
+                have,
+                len(ch.lent),
             )
         self.output.append(g.command(g.RX_INTENT_REQ_ACK, ch.lcid, int(granted)))
 

@@ -28,7 +28,7 @@ import struct
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -58,6 +58,11 @@ VIRTIO = "amplink rpmsg virtio"
 GLINK = "amplink rpmsg glink"
 SPIN_OFF = "amplink rpmsg virtio, spin off"
 TRANSPORTS = (PIPE, VIRTIO, GLINK, SPIN_OFF)
+Progress = Callable[[str], None]  # told what is measured next, in a few words
+
+
+def _quiet(_what: str) -> None:
+    pass
 
 
 @dataclass
@@ -293,8 +298,17 @@ def bench_rpmsg(
     return result, largest, zero_copy, mbox, spinning
 
 
-def bench_repetition(rounds: int, messages: int, placement: Placement, turn: int) -> Repetition:
-    """Every transport once, starting at ``turn`` in the rotation (the Pipe first)."""
+def _nth(progress: Progress, n: int, of: int) -> Progress:
+    """``progress`` with the repetition's number appended."""
+    return lambda what: progress(f"{what} ({n} of {of})")
+
+
+def bench_repetition(
+    rounds: int, messages: int, placement: Placement, turn: int, progress: Progress = _quiet
+) -> Repetition:
+    """Every transport once, starting at ``turn`` in the rotation (the Pipe first);
+    ``progress`` is told which."""
+    progress(f"round trips and throughput over {PIPE}")
     results: dict[str, Result] = {PIPE: bench_pipe(rounds, messages, placement)}
     largest: list[Largest] = []
     spinning: list[Spinning] = []
@@ -302,6 +316,7 @@ def bench_repetition(rounds: int, messages: int, placement: Placement, turn: int
     mbox: bench_mailbox.MboxRtt | None = None
     ours = TRANSPORTS[1:]
     for name in ours[turn % len(ours) :] + ours[: turn % len(ours)]:
+        progress(f"round trips and throughput over {name}")
         result, big, zc, mb, spun = bench_rpmsg(name, rounds, messages, placement)
         results[name] = result
         spinning.append(spun)
@@ -389,11 +404,13 @@ def run(
     openamp_runs: int = 20,
     load: int = 0,
     repeat: int = 3,
+    progress: Progress = _quiet,
 ) -> dict[str, Any]:
     """Run every benchmark; returns the report that ``--json`` prints.  ``load``: CPU-bound
     processes running meanwhile (not during the Linux guest figures, taken when a UML
     kernel is available, ``linux_rounds`` 0: never; nor the OpenAMP ones, taken when its
-    demos are built, ``openamp_runs`` 0: never)."""
+    demos are built, ``openamp_runs`` 0: never).  ``progress`` is told what each step
+    measures before it begins."""
     if repeat < 1:
         raise ValueError("repeat must be at least 1")
     placement = choose_placement(pin)
@@ -402,9 +419,17 @@ def run(
         if placement.host_cpu is not None:
             os.sched_setaffinity(0, {placement.host_cpu})
         try:
-            reps = [bench_repetition(rounds, messages, placement, turn) for turn in range(repeat)]
+            reps = [
+                bench_repetition(
+                    rounds, messages, placement, turn, _nth(progress, turn + 1, repeat)
+                )
+                for turn in range(repeat)
+            ]
+            progress("interrupt delivery latency (IRQ thread, workqueue)")
             delivery = bench_mailbox.bench_deliveries(deliveries)
+            progress(f"{cycles} boot/stop cycles")
             lifecycle = bench_lifecycle.bench_lifecycle(cycles)
+            progress("emulated Cortex-M cores (when their firmware is built)")
             emulated = bench_emulated.bench_emulated(
                 min(rounds, EMULATED_ROUNDS),
                 min(messages, EMULATED_MESSAGES),
@@ -413,7 +438,11 @@ def run(
             )
         finally:
             os.sched_setaffinity(0, saved)
+    if linux_rounds:
+        progress("round trips with a Linux guest (when its kernel is built)")
     linux = bench_linux.bench_linux(linux_rounds) if linux_rounds else None
+    if openamp_runs:
+        progress("OpenAMP's echo demos (when they are built)")
     openamp = bench_openamp.bench_openamp(openamp_runs, rounds // 5) if openamp_runs else None
     results = [_median_result(n, [rep.results[n] for rep in reps]) for n in TRANSPORTS]
     mbox = reps[0].mailbox
