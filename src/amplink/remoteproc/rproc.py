@@ -302,9 +302,12 @@ class Rproc:
             image = self.image = read_firmware(self.name, self.firmware, self._table_given)
             driver = choose_platform(self.drivers.platforms, self.name, image)
             platform = self._adopt_platform(driver.create(self.name, image, self.config))
-            memory = self._memory = load_image(
-                self.name, image, self.config, self.drivers, platform.memory_map()
-            )
+            # The region made and kept for release in one section: a Ctrl-C between its
+            # memfd made and self._memory set would leak the memfd.
+            with HELD_SIGNALS:
+                memory = self._memory = load_image(
+                    self.name, image, self.config, self.drivers, platform.memory_map()
+                )
             self._handle_resources(image, placing=True)
             self._prepare_subdevs()
             platform.start(
