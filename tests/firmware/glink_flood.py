@@ -46,7 +46,7 @@ def main(core: Core) -> None:
             with link._tx_lock:
                 if link._tx.free() >= len(RAW_BLOCK) + 64:
                     link._tx.write(RAW_BLOCK)
-            if link._fifos.kick_needed():
+            if link._tx.kick_needed():
                 link._notify()
         sys.setswitchinterval(0.005)
 
