@@ -327,47 +327,53 @@ class FifoReader(_FifoEnd):
             return 0
         mem = self._mem
         start = self._base + pos
-        flat = avail if head >= pos else self._size - pos  # before the ring wraps
-        at = 0
-        while avail - at >= _HDR_SIZE:
-            whole = avail - at >= _DATA_HDR_SIZE  # a TX_DATA header is all there
+        # Offsets into the mapping: at (the next command), end (of the bytes before
+        # the ring wraps), stop (of all of them)
+        at = start
+        end = start + (avail if head >= pos else self._size - pos)
+        stop = start + avail
+        while stop - at >= _HDR_SIZE:
             # Unpacked as a data header when there is room for one (the last two
             # fields then mean nothing unless it is one), in place unless it wraps.
-            if flat - at >= _DATA_HDR_SIZE:
-                cmd, p1, p2, size, left = _DATA_HDR_UNPACK(mem, start + at)
-            elif not whole and flat - at >= _HDR_SIZE:  # (the last 8 bytes, unwrapped)
-                cmd, p1, p2 = _HDR_UNPACK(mem, start + at)
+            if end - at >= _DATA_HDR_SIZE:
+                cmd, p1, p2, size, left = _DATA_HDR_UNPACK(mem, at)
+            elif stop - at < _DATA_HDR_SIZE and end - at >= _HDR_SIZE:  # the last 8 bytes
+                cmd, p1, p2 = _HDR_UNPACK(mem, at)
                 size = left = 0
+            elif stop - at >= _DATA_HDR_SIZE:
+                cmd, p1, p2, size, left = self.unpack(_DATA_HDR, at - start)
             else:
-                cmd, p1, p2, size, left = (
-                    self.unpack(_DATA_HDR, at) if whole else (*self.unpack(_HDR, at), 0, 0)
-                )
+                cmd, p1, p2 = self.unpack(_HDR, at - start)
+                size = left = 0
             if cmd in _DATA_CMDS:
-                if not whole:
-                    break
                 length = (_DATA_HDR_SIZE + size + 7) & ~7
-                if length > avail - at:
-                    self._check_fits(length)
+                if at + length > stop:  # (a header not all there counts as too long)
+                    if stop - at >= _DATA_HDR_SIZE:
+                        self._check_fits(length)
                     break
-                begin = at + _DATA_HDR_SIZE
-                if begin + size <= flat:
-                    chunk = mem[start + begin : start + begin + size]
+                data = at + _DATA_HDR_SIZE
+                if data + size <= end:
+                    chunk = mem[data : data + size]
                 else:
-                    chunk = self.peek(size, begin)
+                    chunk = self.peek(size, data - start)
                 proto.receive_data(p1, p2, chunk, left, cmd == g.TX_DATA_CONT)
             elif cmd in _RX_DONE_CMDS:
                 length = _HDR_SIZE
                 proto.receive_rx_done(p1, p2, cmd == g.RX_DONE_W_REUSE)
             else:
+                whole = stop - at >= _DATA_HDR_SIZE
                 try:
-                    length = g.frame_length(self.peek(_DATA_HDR_SIZE if whole else _HDR_SIZE, at))
+                    length = g.frame_length(
+                        self.peek(_DATA_HDR_SIZE if whole else _HDR_SIZE, at - start)
+                    )
                 except WireError as exc:
                     raise FifoError(self.name, exc.strerror or str(exc)) from None
-                if length > avail - at:
+                if at + length > stop:
                     self._check_fits(length)
                     break
-                proto.receive(g.parse_command(self.peek(length, at)))
+                proto.receive(g.parse_command(self.peek(length, at - start)))
             at += length
+        at -= start
         if at:
             pos = self._pos = (pos + at) & mask
             self.total += at
