@@ -263,12 +263,14 @@ class FifoReader(_FifoEnd):
             full_fence()  # (setting it needs none: a peer that missed it kicks once more)
 
     def settle(self, quiet: bool) -> bool:
-        """Whether the peer wrote more since the last :meth:`feed`, looked at as a
-        reader that stops must (its caller serialises the reader): if ``quiet`` (it
+        """Whether the peer wrote more since the last :meth:`feed` (a command left
+        incomplete there does not count: a reader that reads until this is False
+        stops even if a hostile peer never ends it), looked at as a reader that
+        stops must (its caller serialises the reader): if ``quiet`` (it
         told the peer not to kick), tell it to kick again, and then, after a fence,
         look at the head (:meth:`FifoWriter.kick_needed` relies on this look).  If
         the peer wrote more, a ``quiet`` reader reads on and the peer is told not to
-        kick again.  :meth:`set_polling`, a fence and :meth:`moved` in one call; the
+        kick again.  :meth:`set_polling`, a fence and a look at the head in one call; the
         fence is on this reader's own lock, as :meth:`FifoWriter.kick_needed`'s."""
         words = self._words
         polling_at = self._polling_at
@@ -299,12 +301,6 @@ class FifoReader(_FifoEnd):
         """Whether the peer has written anything not yet taken (what a spinning poller
         asks: not checked, the read that follows checks the index)."""
         return bool(self._words[self._peer_at] != self._pos)
-
-    def moved(self) -> bool:
-        """Whether the peer wrote more since the last :meth:`feed` (unlike
-        :meth:`pending`, a command left incomplete there does not count: a reader
-        that reads until this is False stops even if a hostile peer never ends it)."""
-        return bool(self._words[self._peer_at] != self._seen)
 
     def feed(self, proto: GlinkProtocol) -> int:
         """Frame every complete command the peer wrote and hand it to ``proto``, in

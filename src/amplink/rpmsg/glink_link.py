@@ -659,13 +659,16 @@ class GlinkLink(PolledLink):
         try:
             while True:
                 with lock:
-                    flushed = bool(consumed)  # (the replies are written then)
                     if read:
+                        flushed = bool(consumed)  # (the replies are written then)
                         budget -= self._pump_locked(flushed)
-                    elif flushed:  # the events were handled: their intents go back
+                    elif consumed:  # the events were handled: their intents go back
+                        flushed = True
                         proto.rx_done(consumed)
                         consumed.clear()
                         self._flush()
+                    else:
+                        flushed = False
                     if not events:
                         self._rx_owed = False  # (before the fence: see _drain)
                         if not rx.settle(self._quiet):  # (polling off if we set it, a fence)
@@ -676,7 +679,7 @@ class GlinkLink(PolledLink):
                         read = True  # the peer wrote more
                         if budget > 0 and monotonic() < end:
                             continue
-                        more = True  # commands that are no messages, a FIFO's worth
+                        more = True  # the budget is spent: the next run reads on
                         self._give_back()
                         return delivered
                 if not rx.polling:
@@ -711,12 +714,9 @@ class GlinkLink(PolledLink):
                         with lock:
                             self._give_back()
                         return delivered
-                if (budget <= 0 or monotonic() >= end) and rx.moved():
-                    more = True  # the peer wrote more than the budget lets this take
-                    with lock:
-                        self._give_back()
-                    return delivered
-                read = False  # (the look after the intents go back says if it moved)
+                # The intents go back, then a look at the head says whether to read
+                # on (if the budget allows: else the next run of the receive path does).
+                read = False
         finally:
             if more:
                 self._rx_more()  # (we come back by ourselves: no kick is needed)
