@@ -29,7 +29,7 @@ from __future__ import annotations
 import mmap
 import struct
 import threading
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from amplink.errors import FifoError, WireError
 from amplink.memory.barrier import full_fence
@@ -52,8 +52,12 @@ _DATA_HDR_UNPACK = g.DATA_HDR.unpack_from
 
 
 class _FifoEnd:
-    """What both ends share: the ring, our own index (kept locally and published) and
-    the peer's (read from shared memory and checked every time)."""
+    """What both ends share: the ring, our own index (kept locally and published), the
+    peer's (read from shared memory and checked every time) and the reader's words that
+    decide a kick (its polling and awaiting words); ``writer`` and ``reader`` are where
+    each side's line of words starts in ``words``."""
+
+    writes: ClassVar[bool]
 
     def __init__(
         self,
@@ -62,9 +66,11 @@ class _FifoEnd:
         base: int,
         size: int,
         words: memoryview,
-        mine_at: int,
-        peer_at: int,
+        writer: int,
+        reader: int,
     ):
+        head, tail = writer + _HEAD, reader + _TAIL
+        mine_at, peer_at = (head, tail) if self.writes else (tail, head)
         self.name = name
         self._mem = mem  # the mapping: a slice of it is bytes, copied in one step
         self._base = base
@@ -77,6 +83,8 @@ class _FifoEnd:
         self._pos = 0
         self.total = 0  # bytes this end ever wrote or took: positions that do not wrap
         self._fence = threading.Lock()  # this end's own (see kick_needed, settle)
+        self._polling_at = reader + _POLLING
+        self._awaiting_at = reader + _AWAITING
         words[mine_at] = 0
 
     def _peer(self) -> int:
@@ -99,26 +107,10 @@ class _FifoEnd:
 
 
 class FifoWriter(_FifoEnd):
-    """The producing end of one FIFO: its index is the head, the peer's the tail;
-    ``peer_polling_at`` and ``peer_awaiting_at`` are the reader's words that decide a
-    kick (see :meth:`kick_needed`)."""
+    """The producing end of one FIFO: its index is the head, the peer's the tail."""
 
-    def __init__(
-        self,
-        name: str,
-        mem: mmap.mmap,
-        base: int,
-        size: int,
-        words: memoryview,
-        mine_at: int,
-        peer_at: int,
-        peer_polling_at: int,
-        peer_awaiting_at: int,
-    ):
-        super().__init__(name, mem, base, size, words, mine_at, peer_at)
-        self._peer_polling_at = peer_polling_at
-        self._peer_awaiting_at = peer_awaiting_at
-        self._kicked = 0  # total when we last kicked the peer for what we wrote
+    writes = True
+    _kicked = 0  # total when we last kicked the peer for what we wrote
 
     def free(self) -> int:
         """Bytes that can be written now."""
@@ -187,9 +179,9 @@ class FifoWriter(_FifoEnd):
         fence = self._fence
         with fence:  # (not acquire(); release(): a Ctrl-C between would leave it held)
             pass
-        if words[self._peer_polling_at]:
+        if words[self._polling_at]:
             return False
-        if not words[self._peer_awaiting_at]:
+        if not words[self._awaiting_at]:
             if rx_done_only:
                 return False
             tail = words[self._peer_at]
@@ -213,9 +205,9 @@ class FifoWriter(_FifoEnd):
         with fence:  # (not acquire(); release(): a Ctrl-C between would leave it held)
             pass
         words = self._words
-        if words[self._peer_polling_at]:
+        if words[self._polling_at]:
             return False
-        if not words[self._peer_awaiting_at] and (rx_done_only or not self.read_past(self._kicked)):
+        if not words[self._awaiting_at] and (rx_done_only or not self.read_past(self._kicked)):
             return False
         self._kicked = self.total
         return True
@@ -232,25 +224,11 @@ class FifoWriter(_FifoEnd):
 
 
 class FifoReader(_FifoEnd):
-    """The consuming end of one FIFO: its index is the tail, the peer's the head;
-    ``polling_at`` is our word that tells the writer not to kick (see
-    :meth:`set_polling`)."""
+    """The consuming end of one FIFO: its index is the tail, the peer's the head; its
+    polling word tells the writer not to kick (see :meth:`set_polling`)."""
 
-    def __init__(
-        self,
-        name: str,
-        mem: mmap.mmap,
-        base: int,
-        size: int,
-        words: memoryview,
-        mine_at: int,
-        peer_at: int,
-        polling_at: int,
-    ):
-        super().__init__(name, mem, base, size, words, mine_at, peer_at)
-        self._polling_at = polling_at
-        words[polling_at] = 0
-        self.polling = False
+    writes = False
+    polling = False  # what the peer was last told (set_polling)
 
     def set_polling(self, polling: bool) -> None:
         """Tell the peer whether to skip its kick after writing (we are polling, or
@@ -419,29 +397,11 @@ class EdgeFifos:
         host, remote = HOST_WORDS // 4, REMOTE_WORDS // 4
         mine, theirs = (host, remote) if role == "host" else (remote, host)
         tx_fifo, rx_fifo = (h2r, r2h) if role == "host" else (r2h, h2r)
-        self.tx = FifoWriter(
-            f"{name}.tx",
-            mem,
-            tx_fifo,
-            fifo_size,
-            words,
-            mine + _HEAD,
-            theirs + _TAIL,
-            theirs + _POLLING,
-            theirs + _AWAITING,
-        )
-        self.rx = FifoReader(
-            f"{name}.rx",
-            mem,
-            rx_fifo,
-            fifo_size,
-            words,
-            mine + _TAIL,
-            theirs + _HEAD,
-            mine + _POLLING,
-        )
+        self.tx = FifoWriter(f"{name}.tx", mem, tx_fifo, fifo_size, words, mine, theirs)
+        self.rx = FifoReader(f"{name}.rx", mem, rx_fifo, fifo_size, words, theirs, mine)
         self._my_awaiting = mine + _AWAITING
         self._peer_awaiting = theirs + _AWAITING
+        words[mine + _POLLING] = 0
         words[self._my_awaiting] = 0
 
     def set_awaiting_intents(self, awaiting: bool) -> None:
