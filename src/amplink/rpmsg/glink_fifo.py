@@ -13,7 +13,9 @@ stores in order and loads in order, which is all this needs (no fence: see
 :mod:`amplink.memory.barrier`); only the handshakes that decide a kick fence: "I am
 polling", "I wait for an intent", and a writer's look at the reader's tail against a
 reader's last look at the head before it stops reading (see
-:meth:`EdgeFifos.kick_needed`).
+:meth:`FifoWriter.kick_needed` and :meth:`FifoReader.settle`, which fence on a lock of
+their FIFO end's own: the link's tx lock serialises each end, so no other thread
+ever holds it).
 Indices are read and written through a ``u32`` view of the header, one aligned 4-byte
 access each: ``struct.pack_into`` may copy byte by byte, and a peer on another CPU could
 then read half an old index and half a new one.
