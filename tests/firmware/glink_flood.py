@@ -43,10 +43,11 @@ def main(core: Core) -> None:
         sys.setswitchinterval(5.0)  # this thread keeps the core's CPU
         end = time.monotonic() + secs
         while time.monotonic() < end and link.failure is None:
-            with link._tx_lock:
+            with link._tx_lock:  # (which serialises the writer, its kick decision too)
                 if link._tx.free() >= len(RAW_BLOCK) + 64:
                     link._tx.write(RAW_BLOCK)
-            if link._fifos.kick_needed():
+                kick = link._tx.kick_needed()
+            if kick:
                 link._notify()
         sys.setswitchinterval(0.005)
 

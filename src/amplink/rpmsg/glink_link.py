@@ -52,7 +52,6 @@ events it finds are handled after the callback returns).
 from __future__ import annotations
 
 import errno
-import itertools
 import logging
 import os
 import time
@@ -62,7 +61,6 @@ from typing import Literal
 
 from amplink.errors import FifoError, RpmsgError, WireError
 from amplink.irq.held_signals import HELD_SIGNALS
-from amplink.memory.barrier import full_fence
 from amplink.memory.region import SharedRegion
 from amplink.ratelimit import log_ratelimited
 from amplink.rpmsg.config import UNLIMITED, RpmsgLimits
@@ -91,25 +89,8 @@ _READ_NOTIF = g.command(g.READ_NOTIF)
 _RESERVE = len(_READ_NOTIF)  # always free in the FIFO, for READ_NOTIF
 
 
-def _only_rx_dones(joined: bytes, count: int) -> bool:
-    """Whether ``joined``, ``count`` commands from the protocol's output, holds nothing
-    but ``RX_DONE_W_REUSE`` (the only RX_DONE it writes: 8 bytes, cmd le16 first).
-    Looked at in whole, not command by command: it is on every message's path."""
-    return (
-        len(joined) == _HDR_SIZE * count
-        and joined[0::_HDR_SIZE].count(g.RX_DONE_W_REUSE) == count
-        and not any(joined[1::_HDR_SIZE])
-    )
-
-
-_DATA_CMDS = frozenset((g.TX_DATA, g.TX_DATA_CONT))
-_RX_DONE_CMDS = frozenset((g.RX_DONE_W_REUSE, g.RX_DONE))
-_HDR = g.HDR
-_DATA_HDR = g.DATA_HDR
-_HDR_SIZE = g.HDR.size
 _DATA_HDR_SIZE = g.DATA_HDR.size
 _DATA_HDR_PACK = g.DATA_HDR.pack
-_DATA_HDR_UNPACK = g.DATA_HDR.unpack_from
 
 ChannelListener = Callable[[str, bool, bool], None]
 
@@ -133,6 +114,7 @@ class GlinkLink(PolledLink):
     ) -> None:
         super().__init__(name, ns_supported=False, spin=spin)
         self.role = role
+        self._holds_rx_dones = role == "host"  # (see _flush)
         self.spec = spec
         self.limits = limits
         self.protocol = GlinkProtocol(
@@ -154,7 +136,6 @@ class GlinkLink(PolledLink):
         self._space_waiters: list[tuple[str, Callable[[], None]]] = []
         self._intent_waiters = 0  # senders in _wait
         self._refused_now = False  # a send or can_send found no intent since the last send
-        self._held = 0  # output entries found to be RX_DONEs held back (host, _flush)
         self._awaiting = False  # what the peer was last told of both (set_awaiting_intents)
         self._wanted: dict[str, int] = {}  # channel -> size of the last send that could not go
         self._consumed: list[tuple[str, int]] = []  # (channel, intent): rx context only
@@ -248,37 +229,34 @@ class GlinkLink(PolledLink):
                 iid = proto.take_intent(name, n)
                 if iid is None:
                     iid, deadline = self._wait_intent(name, n, block, timeout)
+                kick = None  # not written (yet)
                 try:
-                    total = (_DATA_HDR_SIZE + n + 7) & ~7
-                    out = proto.output
-                    if out:  # they go first, in one write
-                        replies = list(out)
-                        sent = (
-                            n <= self._chunk
-                            and self._tx.free() - _RESERVE - sum(map(len, replies)) >= total
-                        )
-                        if sent:
-                            out.clear()
-                            self._held = 0
-                            hdr = _DATA_HDR_PACK(g.TX_DATA, self._lcids[name], iid, n, 0)
-                            self._tx.write(*replies, hdr, data, pad=total - _DATA_HDR_SIZE - n)
-                    else:
-                        sent = n <= self._chunk and self._tx.put(
-                            _DATA_HDR_PACK(g.TX_DATA, self._lcids[name], iid, n, 0),
-                            data,
-                            total,
-                            _RESERVE,
-                        )
+                    if n <= self._chunk:
+                        hdr = _DATA_HDR_PACK(g.TX_DATA, self._lcids[name], iid, n, 0)
+                        total = (_DATA_HDR_SIZE + n + 7) & ~7
+                        out = proto.output
+                        if out:  # they go first, in one write
+                            out.append(hdr)
+                            head = b"".join(out)
+                            out.pop()
+                            kick = self._tx.put(
+                                head, data, total - _DATA_HDR_SIZE + len(head), _RESERVE, False
+                            )
+                            if kick is not None:
+                                out.clear()
+                                proto.rx_done_run = 0
+                        else:
+                            kick = self._tx.put(hdr, data, total, _RESERVE, False)
                 except BaseException:
                     proto.give_back(name, iid)  # not written
                     raise
-                if sent:
+                if kick is None:
+                    self._write_data(name, iid, data, block, deadline, timeout)
+                else:
                     if TRACER.enabled:
                         TRACER.sent(self)
-                    if self._fifos.kick_needed():
+                    if kick:
                         self._notify()
-                else:
-                    self._write_data(name, iid, data, block, deadline, timeout)
                 if self._wanted:
                     self._wanted.pop(name, None)
                 if self._refused_now:
@@ -424,10 +402,10 @@ class GlinkLink(PolledLink):
     def _room(self, nbytes: int) -> bool:
         """Whether ``nbytes`` fit after the queued replies (which go first)."""
         self._flush()
-        held = self._held  # RX_DONEs the host holds back go first too
+        held = len(self.protocol.output)  # RX_DONEs the host holds back go first too
         return (
-            len(self.protocol.output) == held
-            and self._tx.free() >= nbytes + _RESERVE + held * _HDR_SIZE
+            held == self.protocol.rx_done_run
+            and self._tx.free() >= nbytes + _RESERVE + held * g.HDR.size
         )
 
     def _wait(
@@ -442,11 +420,11 @@ class GlinkLink(PolledLink):
             self._check_open(name)
             return attempt()
 
-        if self.in_rx_context() and self._fifos.polling:
+        if self.in_rx_context() and self._rx.polling:
             # This thread's drain (or spin) told the peer not to kick, but it will not
             # read on while it waits here: the kick must wake it.
             self._quiet = False
-            self._fifos.set_polling(False)
+            self._rx.set_polling(False)
         self._intent_waiters += 1  # the peer kicks us for the intents it gives back,
         self._set_awaiting()  # from now on: the first attempt reads what came before
         try:
@@ -493,38 +471,50 @@ class GlinkLink(PolledLink):
         """Write the protocol's queued commands while they fit; tx lock held.  The
         host holds back ``RX_DONE`` s while nothing else is queued and the remote
         waits for no intent (they go with its next command)."""
-        out = self.protocol.output
+        proto = self.protocol
+        out = proto.output
         if not out or self.failure is not None:
             return
-        if self.role == "host" and not self._fifos.peer_awaiting():
-            new = b"".join(itertools.islice(out, self._held, None))
-            if _only_rx_dones(new, len(out) - self._held):
-                self._held = len(out)  # found to be RX_DONEs: not looked at again
-                return
+        rx_dones = len(out) == proto.rx_done_run  # nothing but intents given back
+        if rx_dones and self._holds_rx_dones and not self._fifos.peer_awaiting():
+            return
+        joined = b"".join(out)  # one publish, one kick, for all of them
+        kick = self._tx.put(joined, b"", len(joined), _RESERVE, rx_dones)
+        if kick is None:  # not all of them fit
+            kick = self._flush_some(rx_dones)
+        else:
+            out.clear()
+            proto.rx_done_run = 0
+        if kick:
+            self._notify()
+
+    def _flush_some(self, rx_dones: bool) -> bool:
+        """What :meth:`_flush` does when not all of the output fits: write the commands
+        that do, ask the reader to kick us once it has read (``READ_NOTIF``), and fail
+        the FIFO if the peer leaves too much unread; whether to kick it."""
+        proto = self.protocol
+        out = proto.output
         room = self._tx.free() - _RESERVE
         batch = []
         while out and len(out[0]) <= room:
             room -= len(out[0])
             batch.append(out.popleft())
-        self._held = 0
-        joined = b"".join(batch)
+        proto.rx_done_run = min(proto.rx_done_run, len(out))
         if batch:
-            self._tx.write(joined)  # one publish, one kick, for all of them
-        if out:
-            if sum(map(len, out)) > self.limits.queued_bytes:
-                self.refused["queued_bytes"] = self.refused.get("queued_bytes", 0) + 1
-                raise FifoError(
-                    self._tx.name,
-                    f"the remote left {sum(map(len, out))} bytes of replies unread, beyond "
-                    f"its limit of {self.limits.queued_bytes} (RpmsgLimits.queued_bytes): "
-                    "it does not read its FIFO",
-                )
-            self._ask_read_notif()
-        if batch and self._fifos.kick_needed(_only_rx_dones(joined, len(batch))):
-            self._notify()
+            self._tx.write(b"".join(batch))
+        if sum(map(len, out)) > self.limits.queued_bytes:
+            self.refused["queued_bytes"] = self.refused.get("queued_bytes", 0) + 1
+            raise FifoError(
+                self._tx.name,
+                f"the remote left {sum(map(len, out))} bytes of replies unread, beyond "
+                f"its limit of {self.limits.queued_bytes} (RpmsgLimits.queued_bytes): "
+                "it does not read its FIFO",
+            )
+        self._ask_read_notif()
+        return bool(batch) and self._tx.kick_needed(rx_dones)
 
     def _kick(self) -> None:
-        if self._fifos.kick_needed():
+        if self._tx.kick_needed():
             self._notify()
 
     def _set_awaiting(self) -> None:
@@ -592,7 +582,10 @@ class GlinkLink(PolledLink):
                 self._space_waiters.append((name, callback))
                 self.protocol.watch_intents = True
                 self._set_awaiting()
-                if len(self.protocol.output) == self._held and self._tx.free() >= _RESERVE:
+                if (
+                    len(self.protocol.output) == self.protocol.rx_done_run
+                    and self._tx.free() >= _RESERVE
+                ):
                     self._ask_read_notif()  # the reader kicks us when it has made room
                 waiting = True
             else:
@@ -630,10 +623,10 @@ class GlinkLink(PolledLink):
         return self.failure is None and (self._rx.pending() or bool(self.protocol.events))
 
     def suppress_rx(self) -> None:
-        self._fifos.set_polling(True)
+        self._rx.set_polling(True)
 
     def unsuppress_rx(self) -> bool:
-        self._fifos.set_polling(False)
+        self._rx.set_polling(False)
         return self.rx_pending()
 
     def _drain_rx(self) -> int:
@@ -647,42 +640,50 @@ class GlinkLink(PolledLink):
         kick (it would wake our interrupt thread for what this loop reads anyway;
         after a drain that stopped on its budget it stays told, as we come back);
         before returning, the head is looked at once more after a fence, as
-        :meth:`EdgeFifos.kick_needed` relies on.  The intents of what was consumed go
-        back after every batch (a sender streaming to us finds them without waiting),
-        not only once the stream pauses."""
+        :meth:`~amplink.rpmsg.glink_fifo.FifoWriter.kick_needed` relies on.  The
+        intents of what was consumed go back after every batch (a sender streaming to
+        us finds them without waiting), not only once the stream pauses."""
         delivered = 0
-        events = self.protocol.events  # found while reading: handled after, unlocked
+        proto = self.protocol
+        events = proto.events  # found while reading: handled after, unlocked
         lock = self._tx_lock
         epts = self._epts
         consumed = self._consumed
-        fifos = self._fifos
         rx = self._rx
         monotonic = time.monotonic
         budget = self.spec.fifo_size
         end = monotonic() + self._rx_slice
         taker = self._rx_taker
         more = False  # the budget is spent and the peer wrote more
+        read = True  # read the FIFO: first, and then once the head moved
         try:
             while True:
                 with lock:
-                    budget -= self._pump_locked(flush=bool(consumed))
+                    if read:
+                        flushed = bool(consumed)  # (the replies are written then)
+                        budget -= self._pump_locked(flushed)
+                    elif consumed:  # the events were handled: their intents go back
+                        flushed = True
+                        proto.rx_done(consumed)
+                        consumed.clear()
+                        self._flush()
+                    else:
+                        flushed = False
                     if not events:
                         self._rx_owed = False  # (before the fence: see _drain)
-                        if self._quiet:
+                        if not rx.settle(self._quiet):  # (polling off if we set it, a fence)
                             self._quiet = False
-                            fifos.set_polling(False)  # (fences)
-                        else:
-                            full_fence()
-                        if not rx.moved():
-                            self._flush()
+                            if not flushed and proto.output:
+                                self._flush()
                             return delivered
+                        read = True  # the peer wrote more
                         if budget > 0 and monotonic() < end:
                             continue
-                        more = True  # commands that are no messages, a FIFO's worth
+                        more = True  # the budget is spent: the next run reads on
                         self._give_back()
                         return delivered
-                if not self._quiet and not fifos.polling:
-                    fifos.set_polling(True)
+                if not rx.polling:
+                    rx.set_polling(True)
                     self._quiet = True
                 while events:  # a reply sent from a callback takes the RX_DONEs along
                     event = events.popleft()
@@ -713,17 +714,15 @@ class GlinkLink(PolledLink):
                         with lock:
                             self._give_back()
                         return delivered
-                if (budget <= 0 or monotonic() >= end) and rx.moved():
-                    more = True  # the peer wrote more than the budget lets this take
-                    with lock:
-                        self._give_back()
-                    return delivered
+                # The intents go back, then a look at the head says whether to read
+                # on (if the budget allows: else the next run of the receive path does).
+                read = False
         finally:
             if more:
                 self._rx_more()  # (we come back by ourselves: no kick is needed)
             elif self._quiet:
                 self._quiet = False
-                fifos.set_polling(False)
+                rx.set_polling(False)
 
     def _give_back(self) -> None:
         """A drain stops on its budget (tx lock held): the intents of what it consumed
@@ -735,79 +734,30 @@ class GlinkLink(PolledLink):
 
     def _pump_locked(self, flush: bool = True) -> int:
         """Give back the intents of consumed messages, then feed every complete
-        command from the peer to the protocol; tx lock and rx context held (also by a
-        sender waiting in a callback, so intents of messages delivered before it go
-        back while it waits).  A stream that cannot be framed breaks the FIFO.  The
-        commands of every message (TX_DATA, RX_DONE) are decoded here, from the FIFO
-        in place, the payload copied once; the rest go through
-        :func:`~amplink.wire.glink.parse_command`.  What was read is given back to the
-        writer once per batch.  The protocol's answers are written at once, unless
+        command from the peer to the protocol (:meth:`FifoReader.feed
+        <amplink.rpmsg.glink_fifo.FifoReader.feed>`, which breaks the FIFO if the
+        stream cannot be framed); tx lock and rx context held (also by a sender
+        waiting in a callback, so intents of messages delivered before it go back
+        while it waits).  The protocol's answers are written at once, unless
         ``flush`` is False: then the caller, about to handle the events, writes them
         (with the first reply a callback sends, or after).  Returns how many bytes it
         read."""
-        rx = self._rx
         proto = self.protocol
         consumed = self._consumed
         handled = bool(consumed)
         if handled:
             proto.rx_done(consumed)
             consumed.clear()
-        mem, start, flat, avail = rx.readable()
-        at = 0
-        while avail - at >= _HDR_SIZE:
-            whole = avail - at >= _DATA_HDR_SIZE  # a TX_DATA header is all there
-            # Unpacked as a data header when there is room for one (the last two
-            # fields then mean nothing unless it is one), in place unless it wraps.
-            if flat - at >= _DATA_HDR_SIZE:
-                cmd, p1, p2, size, left = _DATA_HDR_UNPACK(mem, start + at)
-            else:
-                cmd, p1, p2, size, left = (
-                    rx.unpack(_DATA_HDR, at) if whole else (*rx.unpack(_HDR, at), 0, 0)
-                )
-            if cmd in _DATA_CMDS:
-                if not whole:
-                    break
-                length = (_DATA_HDR_SIZE + size + 7) & ~7
-                if length > avail - at:
-                    self._check_fits(length)
-                    break
-                begin = at + _DATA_HDR_SIZE
-                if begin + size <= flat:
-                    chunk = mem[start + begin : start + begin + size]
-                else:
-                    chunk = rx.peek(size, begin)
-                proto.receive_data(p1, p2, chunk, left, cmd == g.TX_DATA_CONT)
-            elif cmd in _RX_DONE_CMDS:
-                length = _HDR_SIZE
-                proto.receive_rx_done(p1, p2, cmd == g.RX_DONE_W_REUSE)
-            else:
-                head = rx.peek(_DATA_HDR_SIZE if whole else _HDR_SIZE, at)
-                try:
-                    length = g.frame_length(head)
-                except WireError as exc:
-                    raise FifoError(rx.name, exc.strerror or str(exc)) from None
-                if length > avail - at:
-                    self._check_fits(length)
-                    break
-                proto.receive(g.parse_command(rx.peek(length, at)))
-            at += length
-        if at:
-            rx.advance(at)
-            handled = True
+        at = self._rx.feed(proto)
         if proto.kick_after_read:
             proto.kick_after_read = False
             self._notify()
-        if handled:
+        if handled or at:
             if flush:
                 self._flush()
             if self._tx_waiters:
                 self._wake_senders()
         return at
-
-    def _check_fits(self, length: int) -> None:
-        """A command not all there yet must be able to fit in the FIFO at all."""
-        if length >= self.spec.fifo_size:
-            raise FifoError(self._rx.name, f"a {length}-byte command cannot fit in the FIFO")
 
     def _lend(self, ept: Endpoint, name: str, iid: int, data: bytes) -> None:
         """Deliver a message to a ``zero_copy`` endpoint with its intent lent, which goes

@@ -133,12 +133,21 @@ class GlinkProtocol:
         self.kick_after_read = False
         self.watch_intents = False  # whether to report IntentsAvailable (someone waits)
         self.output: deque[bytes] = deque([g.command(g.VERSION, g.GLINK_VERSION, 0)])
+        # How many commands at the end of the output are RX_DONE_W_REUSEs :meth:`rx_done`
+        # queued (a caller that takes commands off the front keeps it at most
+        # len(output)): when it is all of it, the output is only intents given back.
+        self.rx_done_run = 0
         self.events: deque[GlinkEvent] = deque()
         self._channels: dict[str, Channel] = {}
         self._lcids: dict[int, Channel] = {}
         self._rcids: dict[int, Channel] = {}
         self._next_lcid = 1
         self._iids = itertools.count(1)
+
+    def _say(self, command: bytes) -> None:
+        """Queue ``command`` (any but :meth:`rx_done`'s) for the peer."""
+        self.output.append(command)
+        self.rx_done_run = 0
 
     def channel(self, name: str) -> Channel | None:
         """The state of channel ``name``, if it is known."""
@@ -167,8 +176,8 @@ class GlinkProtocol:
                 iid = next(self._iids)
                 ch.local_intents[iid] = size
                 pairs.append((size, iid))
-        self.output.append(g.open_command(lcid, name))
-        self.output.append(g.intent_command(lcid, pairs))
+        self._say(g.open_command(lcid, name))
+        self._say(g.intent_command(lcid, pairs))
         return lcid
 
     def close(self, name: str, *, tell: bool) -> None:
@@ -183,7 +192,7 @@ class GlinkProtocol:
         ch.full_said = False
         lcid, ch.lcid = ch.lcid, 0
         if tell:
-            self.output.append(g.command(g.CLOSE, lcid))
+            self._say(g.command(g.CLOSE, lcid))
         else:
             self._lcids.pop(lcid, None)
             self._forget_if_unused(ch)
@@ -259,7 +268,7 @@ class GlinkProtocol:
         )
         if ch.intent_request is None and ch.rcid and wanted:
             ch.intent_request = True
-            self.output.append(g.command(g.RX_INTENT_REQ, ch.lcid, n))
+            self._say(g.command(g.RX_INTENT_REQ, ch.lcid, n))
         return None
 
     def give_back(self, name: str, iid: int) -> None:
@@ -279,12 +288,14 @@ class GlinkProtocol:
         messages, not per message.)"""
         channels = self._channels
         out = self.output
+        queued = len(out)
         for name, iid in consumed:
             ch = channels.get(name)
             if ch is None or not ch.lcid or iid not in ch.lent:
                 continue
             ch.lent.discard(iid)
             out.append(_RX_DONE_PACK(g.RX_DONE_W_REUSE, ch.lcid, iid))  # 8 bytes: padded
+        self.rx_done_run += len(out) - queued
 
     def in_flight(self, returned: Iterable[g.RxDone] = ()) -> dict[str, int]:
         """Per channel, the messages sent from here whose intent the peer has not given
@@ -302,7 +313,7 @@ class GlinkProtocol:
         """Ask the peer to pause (DTR|RTS) or resume (0) sending on ``name``."""
         self.check_open(name)
         sigs = g.SIG_DTR_DSR | g.SIG_RTS_CTS if pause else 0
-        self.output.append(g.command(g.SIGNALS, self._channels[name].lcid, sigs))
+        self._say(g.command(g.SIGNALS, self._channels[name].lcid, sigs))
 
     # -- the peer's commands ---------------------------------------------------------
     def receive(self, cmd: g.Command) -> None:
@@ -347,7 +358,7 @@ class GlinkProtocol:
         elif isinstance(cmd, g.Version):
             self.peer_version = cmd.version
             if not cmd.ack:
-                self.output.append(g.command(g.VERSION_ACK, g.GLINK_VERSION, 0))
+                self._say(g.command(g.VERSION_ACK, g.GLINK_VERSION, 0))
             if cmd.version != g.GLINK_VERSION:
                 log_ratelimited(
                     log,
@@ -443,12 +454,12 @@ class GlinkProtocol:
         ch.rcid = cmd.cid
         ch.peer_closed = False
         self._rcids[cmd.cid] = ch
-        self.output.append(g.command(g.OPEN_ACK, cmd.cid))
+        self._say(g.command(g.OPEN_ACK, cmd.cid))
         self.events.append(RemoteOpened(ch.name, bool(ch.lcid)))
 
     def _rx_close(self, cmd: g.Close) -> None:
         ch = self._peer_channel(cmd.cid, "CLOSE")
-        self.output.append(g.command(g.CLOSE_ACK, cmd.cid))
+        self._say(g.command(g.CLOSE_ACK, cmd.cid))
         if ch is None:
             return
         del self._rcids[cmd.cid]
@@ -531,7 +542,7 @@ class GlinkProtocol:
             count = min(have, g.MAX_INTENTS - have, self._room_for(grant))
             iids = [next(self._iids) for _ in range(max(count, 1))]
             ch.local_intents.update(dict.fromkeys(iids, grant))
-            self.output.append(g.intent_command(ch.lcid, [(grant, iid) for iid in iids]))
+            self._say(g.intent_command(ch.lcid, [(grant, iid) for iid in iids]))
         elif size > self.max_message:  # (the link's limits said their own refusal)
             log_ratelimited(
                 log,
@@ -559,7 +570,7 @@ class GlinkProtocol:
                 have,
                 len(ch.lent),
             )
-        self.output.append(g.command(g.RX_INTENT_REQ_ACK, ch.lcid, int(granted)))
+        self._say(g.command(g.RX_INTENT_REQ_ACK, ch.lcid, int(granted)))
 
     def receive_data(self, cid: int, iid: int, chunk: bytes, left: int, cont: bool) -> None:
         """TX_DATA (``cont`` False) or TX_DATA_CONT: what :meth:`receive` does with a
@@ -622,7 +633,7 @@ class GlinkProtocol:
                 ch.name,
                 size,
             )
-            self.output.append(g.command(g.RX_DONE_W_REUSE, ch.lcid, cmd.iid))
+            self._say(g.command(g.RX_DONE_W_REUSE, ch.lcid, cmd.iid))
             return None
         if cmd.left:
             return None
