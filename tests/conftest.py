@@ -1,5 +1,7 @@
 """Fixtures shared by the test modules."""
 
+import signal
+
 import pytest
 
 from backends import BACKENDS
@@ -26,6 +28,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    # A suite started in the background of a shell without job control (`cmd &`,
+    # nohup, some CI runners) starts with SIGINT ignored, and Python then installs no
+    # KeyboardInterrupt handler: the Ctrl-C tests would fail, or test nothing (their
+    # children inherit the ignored signal).  A Python program's own start is the case
+    # they are about.
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     config.addinivalue_line("markers", "linux: needs the UML kernel (run with --linux)")
     config.addinivalue_line("markers", "openamp: needs OpenAMP's demos (run with --openamp)")
     config.addinivalue_line(
