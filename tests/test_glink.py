@@ -438,3 +438,34 @@ def test_a_command_the_peer_never_completes_does_not_keep_a_drain_reading(edge):
     assert not drain.is_alive() and edge.host.failure is None
     assert edge.host.rx_pending()  # still there, for when (if) it is completed
     assert ept.released is None
+
+
+@pytest.mark.parametrize("rewrite", ["command", "count"])
+def test_a_command_the_peer_rewrites_while_it_is_read_fails_the_link(edge, rewrite, caplog):
+    """The reader frames a command, then copies it: a peer that rewrites the bytes in
+    between (an unknown command number, or an INTENT count that no longer fits the
+    frame) fails the link with FifoError, never lets a WireError or struct.error out
+    of the drain (found by a hostile review: they came out of the IRQ thread)."""
+    edge.channel()
+    intent = g.intent_command(1, [(64, 7)])  # framed as 16 bytes
+    reader = edge.remote._rx
+    mem = edge.region.map
+    at = reader._base + reader._pos  # where the host's next command will lie
+    real_peek = reader.peek
+    peeks = []
+
+    def peek_then_rewrite(n, off=0):
+        got = real_peek(n, off)
+        peeks.append(n)
+        if len(peeks) == 1:  # the peer writes between the framing read and the copy
+            new = (0x3378, 1, 1) if rewrite == "command" else (g.INTENT, 1, 0xFFFF)
+            mem[at : at + g.HDR.size] = g.HDR.pack(*new)
+        return got
+
+    reader.peek = peek_then_rewrite
+    with edge.host._tx_lock:
+        edge.host._tx.write(intent)
+    caplog.set_level(logging.WARNING)
+    edge.pump()
+    assert isinstance(edge.remote.failure, FifoError), edge.remote.failure
+    assert "rewrote a command" in str(edge.remote.failure)

@@ -658,3 +658,30 @@ def test_reattach_waits_until_the_core_has_let_go_of_its_rings():
         rp.stop()
         rp.delete()
     assert snapshot() == before
+
+
+AFTER_MAIN = """
+import threading, time
+from amplink.host import Rproc
+
+def worker():
+    time.sleep(0.3)  # the main thread has returned by now
+    with Rproc("after-main", "amplink.firmware.echo") as rp:
+        ept = rp.wait_channel("rpmsg-openamp-demo-channel", 10).create_ept()
+        ept.send(b"late")
+        print(ept.recv(10).data.decode(), flush=True)
+
+threading.Thread(target=worker).start()
+"""
+
+
+def test_a_core_starts_from_a_thread_that_outlives_the_main_thread():
+    """Python shuts its thread-pool executors down as the main thread ends: a core
+    started later by another thread (a server's worker, a crash recovered after main
+    returned) must still start (found by a hostile review: RuntimeError, the core left
+    offline)."""
+    done = subprocess.run(
+        [sys.executable, "-c", AFTER_MAIN], check=False, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "late", done.stderr

@@ -25,13 +25,15 @@ import contextlib
 import errno
 import logging
 import os
+import queue
 import signal
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future
+from typing import Any, TypeVar
 
 from amplink.core_process import CRASH_NOTE_ENV, CRASH_NOTE_MAX
 from amplink.errors import AmplinkError
@@ -68,11 +70,45 @@ from amplink.wire.protocol import (
 )
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 WDOG_IRQ = 33
 WFI_POLL = 0.0002  # K3: poll core control for WFI every 200 us
 _ARMING_POLL = 0.01  # how often the watchdog looks for the first heartbeat
-_SPAWNER = ThreadPoolExecutor(1, thread_name_prefix="amplink-spawn")  # lives with the process
+
+
+class _Spawner:
+    """One thread that lives with the process and runs what is given to it, in order
+    (every core is forked by it: see ``_spawn``).  Not a ``ThreadPoolExecutor``: Python
+    shuts those down as the main thread ends, and a program whose worker threads go on
+    (a server, a crash recovered after ``main`` returned) could then start no core."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+        self._queue: queue.SimpleQueue[tuple[Future[Any], Callable[[], Any]]] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def run(self, fn: Callable[[], _T]) -> _T:
+        """``fn()`` in the spawner thread; its result, or what it raised."""
+        with self._lock:
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._serve, name=self._name, daemon=True)
+                self._thread.start()
+        done: Future[_T] = Future()
+        self._queue.put((done, fn))
+        return done.result()
+
+    def _serve(self) -> None:
+        while True:
+            done, fn = self._queue.get()
+            try:
+                done.set_result(fn())
+            except BaseException as exc:  # handed to the caller
+                done.set_exception(exc)
+
+
+_SPAWNER = _Spawner("amplink-spawn_0")  # lives with the process
 
 
 class ProcessPlatformDriver:
@@ -291,14 +327,15 @@ class ProcessPlatform(RprocPlatform):
         # Forked by one long-lived thread: the core dies with the thread that forked it
         # (PR_SET_PDEATHSIG follows the parent *thread*), and the thread that boots a
         # core may be a short-lived one (a control request's worker, a user's thread).
-        return _SPAWNER.submit(
-            subprocess.Popen,
-            cmd,
-            pass_fds=(region.fd, mmio.fd, core_fd, host_fd, note_fd),
-            env=env,
-            stdin=subprocess.DEVNULL,
-            process_group=0,  # a terminal's Ctrl-C reaches the host only; it stops the core
-        ).result()
+        return _SPAWNER.run(
+            lambda: subprocess.Popen(
+                cmd,
+                pass_fds=(region.fd, mmio.fd, core_fd, host_fd, note_fd),
+                env=env,
+                stdin=subprocess.DEVNULL,
+                process_group=0,  # a terminal's Ctrl-C reaches the host only; it stops the core
+            )
+        )
 
     def _executable(self) -> list[str]:
         """The command that runs the core (its arguments follow)."""

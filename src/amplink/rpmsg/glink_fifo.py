@@ -347,7 +347,17 @@ class FifoReader(_FifoEnd):
                 if at + length > stop:
                     self._check_fits(length)
                     break
-                proto.receive(g.parse_command(self.peek(length, at - start)))
+                # Parsed from one copy, framed again from it: the peer may rewrite the
+                # bytes between two reads of shared memory.
+                command = self.peek(length, at - start)
+                try:
+                    if g.frame_length(command[:_DATA_HDR_SIZE]) != length:
+                        raise WireError("frame", "the command changed while it was read")
+                    parsed = g.parse_command(command)
+                except (WireError, struct.error) as exc:
+                    why = exc.strerror if isinstance(exc, WireError) else str(exc)
+                    raise FifoError(self.name, f"{why} (the peer rewrote a command)") from None
+                proto.receive(parsed)
             at += length
         at -= start
         if at:

@@ -232,7 +232,14 @@ class GlinkLink(PolledLink):
                 kick = None  # not written (yet)
                 try:
                     if n <= self._chunk:
-                        hdr = _DATA_HDR_PACK(g.TX_DATA, self._lcids[name], iid, n, 0)
+                        lcid = self._lcids.get(name)
+                        if lcid is None:  # released, or the link failed, while it waited
+                            self._check_open(name)
+                            raise RpmsgError(
+                                errno.EPIPE,
+                                f"{self.name}: channel {name!r} was closed while a send waited",
+                            )
+                        hdr = _DATA_HDR_PACK(g.TX_DATA, lcid, iid, n, 0)
                         total = (_DATA_HDR_SIZE + n + 7) & ~7
                         out = proto.output
                         if out:  # they go first, in one write

@@ -384,7 +384,9 @@ class VirtioRpmsgLink(PolledLink):
                 if ept is None:
                     self.endpoints.no_recipient(src, dst)
                     return False
-                if not ept.zero_copy:
+                # Lent in place only to a callback (the buffer is valid during it, or
+                # until released): a message queued for recv() is a copy, as GLINK's.
+                if not ept.zero_copy or ept.callback is None:
                     start = off + _HDR_SIZE
                     ept.deliver(self._map[start : start + ln], src)
                     return False
