@@ -68,3 +68,13 @@ def test_a_name_found_nowhere_is_enoent_naming_the_folders(folders):
         locate_firmware("nowhere.elf")
     assert exc.value.errno == errno.ENOENT
     assert f"{first}, {second}" in str(exc.value) and "make firmware" in str(exc.value)
+
+
+def test_a_directory_given_as_firmware_is_said_to_be_one(tmp_path):
+    """Not "not found" (found by a new user: `amplink firmware r5f DIR.elf`)."""
+    folder = tmp_path / "dir.elf"
+    folder.mkdir()
+    with pytest.raises(FirmwareError) as exc:
+        resolve(str(folder)).source_path()
+    assert exc.value.errno == errno.EISDIR
+    assert "is a directory" in str(exc.value)

@@ -57,8 +57,14 @@ class FirmwareRef:
 
     def source_path(self) -> str:
         """The file that holds the firmware (a module's ``.py`` source); ``ENOENT``
-        naming what was looked for and where."""
+        naming what was looked for and where (``EISDIR`` for a directory)."""
         if self.kind == "file":
+            if os.path.isdir(self.name):
+                raise FirmwareError(
+                    "missing",
+                    f"firmware file {self.name} is a directory: give the firmware file in it",
+                    errno.EISDIR,
+                )
             if not os.path.isfile(self.name):
                 where = "" if self.spec == self.name else f" (given as {self.spec!r})"
                 if _bare_elf(self.spec):
@@ -84,7 +90,8 @@ class FirmwareRef:
         return found.origin
 
     def check(self) -> None:
-        """``ENOENT`` if the firmware is not there (cheap: nothing is parsed)."""
+        """``ENOENT`` if the firmware is not there, ``EISDIR`` if it is a directory
+        (cheap: nothing is parsed)."""
         self.source_path()
 
     def program(self) -> tuple[str, str]:
