@@ -337,27 +337,10 @@ class FifoReader(_FifoEnd):
                 length = _HDR_SIZE
                 proto.receive_rx_done(p1, p2, cmd == g.RX_DONE_W_REUSE)
             else:
-                whole = stop - at >= _DATA_HDR_SIZE
-                try:
-                    length = g.frame_length(
-                        self.peek(_DATA_HDR_SIZE if whole else _HDR_SIZE, at - start)
-                    )
-                except WireError as exc:
-                    raise FifoError(self.name, exc.strerror or str(exc)) from None
-                if at + length > stop:
-                    self._check_fits(length)
+                framed = self._feed_other(proto, at - start, stop - at)
+                if framed is None:
                     break
-                # Parsed from one copy, framed again from it: the peer may rewrite the
-                # bytes between two reads of shared memory.
-                command = self.peek(length, at - start)
-                try:
-                    if g.frame_length(command[:_DATA_HDR_SIZE]) != length:
-                        raise WireError("frame", "the command changed while it was read")
-                    parsed = g.parse_command(command)
-                except (WireError, struct.error) as exc:
-                    why = exc.strerror if isinstance(exc, WireError) else str(exc)
-                    raise FifoError(self.name, f"{why} (the peer rewrote a command)") from None
-                proto.receive(parsed)
+                length = framed
             at += length
         at -= start
         if at:
@@ -365,6 +348,31 @@ class FifoReader(_FifoEnd):
             self.total += at
             words[self._mine_at] = pos  # after the bytes were copied out
         return at
+
+    def _feed_other(self, proto: GlinkProtocol, at: int, left: int) -> int | None:
+        """Frame and parse the command (one not of a message) ``at`` bytes past the
+        tail, with ``left`` bytes written from there on, and hand it to ``proto``; its
+        length, or None if it is not all there yet (what :meth:`feed` does with it)."""
+        try:
+            head = self.peek(_DATA_HDR_SIZE if left >= _DATA_HDR_SIZE else _HDR_SIZE, at)
+            length = g.frame_length(head)
+        except WireError as exc:
+            raise FifoError(self.name, exc.strerror or str(exc)) from None
+        if length > left:
+            self._check_fits(length)
+            return None
+        # Parsed from one copy, framed again from it: the peer may rewrite the bytes
+        # between two reads of shared memory.
+        command = self.peek(length, at)
+        try:
+            if g.frame_length(command[:_DATA_HDR_SIZE]) != length:
+                raise WireError("frame", "the command changed while it was read")
+            parsed = g.parse_command(command)
+        except (WireError, struct.error) as exc:
+            why = exc.strerror if isinstance(exc, WireError) else str(exc)
+            raise FifoError(self.name, f"{why} (the peer rewrote a command)") from None
+        proto.receive(parsed)
+        return length
 
     def _check_fits(self, length: int) -> None:
         """A command not all there yet must be able to fit in the FIFO at all."""
@@ -392,7 +400,8 @@ class EdgeFifos:
     """One side's view of the edge at ``base`` in ``region``: its FIFO to write and its
     FIFO to read, and the words of both sides that say when to kick ("I am polling,
     do not kick me": :meth:`FifoReader.set_polling`; "I wait for an intent, kick me
-    after every write": :meth:`set_awaiting_intents`)."""
+    after every write": :meth:`set_awaiting_intents`).  ``ends``: the classes of the
+    two ends (:mod:`amplink.rpmsg.glink_ends` chooses the compiled ones)."""
 
     def __init__(
         self,
@@ -401,7 +410,9 @@ class EdgeFifos:
         base: int,
         fifo_size: int,
         role: Literal["host", "remote"],
+        ends: tuple[type[FifoWriter], type[FifoReader]] = (FifoWriter, FifoReader),
     ):
+        writer, reader = ends
         mem = region.map
         words = self._words = region.cast(base, EDGE_HEADER_SIZE, "I")
         h2r = base + EDGE_HEADER_SIZE
@@ -409,8 +420,8 @@ class EdgeFifos:
         host, remote = HOST_WORDS // 4, REMOTE_WORDS // 4
         mine, theirs = (host, remote) if role == "host" else (remote, host)
         tx_fifo, rx_fifo = (h2r, r2h) if role == "host" else (r2h, h2r)
-        self.tx = FifoWriter(f"{name}.tx", mem, tx_fifo, fifo_size, words, mine, theirs)
-        self.rx = FifoReader(f"{name}.rx", mem, rx_fifo, fifo_size, words, theirs, mine)
+        self.tx = writer(f"{name}.tx", mem, tx_fifo, fifo_size, words, mine, theirs)
+        self.rx = reader(f"{name}.rx", mem, rx_fifo, fifo_size, words, theirs, mine)
         self._my_awaiting = mine + _AWAITING
         self._peer_awaiting = theirs + _AWAITING
         words[mine + _POLLING] = 0

@@ -65,6 +65,7 @@ from amplink.memory.region import SharedRegion
 from amplink.ratelimit import log_ratelimited
 from amplink.rpmsg.config import UNLIMITED, RpmsgLimits
 from amplink.rpmsg.core import RPMSG_ADDR_ANY, Endpoint, LentMessage, RpmsgBus, RpmsgDevice
+from amplink.rpmsg import glink_ends
 from amplink.rpmsg.glink_fifo import EdgeFifos
 from amplink.rpmsg.glink_protocol import (
     DEFAULT_INTENTS,
@@ -120,7 +121,14 @@ class GlinkLink(PolledLink):
         self.protocol = GlinkProtocol(
             name, max_message=spec.max_message, intents=intents, link=self
         )
-        self._fifos = EdgeFifos(name, region, edge_offset, spec.fifo_size, role)
+        self._fifos = EdgeFifos(
+            name,
+            region,
+            edge_offset,
+            spec.fifo_size,
+            role,
+            (glink_ends.FifoWriter, glink_ends.FifoReader),
+        )
         self.trace_key = f"{name}@{os.fstat(region.fd).st_ino}"  # this boot's memory
         self._tx = self._fifos.tx
         self._rx = self._fifos.rx
