@@ -63,9 +63,9 @@ from amplink.errors import FifoError, RpmsgError, WireError
 from amplink.irq.held_signals import HELD_SIGNALS
 from amplink.memory.region import SharedRegion
 from amplink.ratelimit import log_ratelimited
+from amplink.rpmsg import glink_ends
 from amplink.rpmsg.config import UNLIMITED, RpmsgLimits
 from amplink.rpmsg.core import RPMSG_ADDR_ANY, Endpoint, LentMessage, RpmsgBus, RpmsgDevice
-from amplink.rpmsg import glink_ends
 from amplink.rpmsg.glink_fifo import EdgeFifos
 from amplink.rpmsg.glink_protocol import (
     DEFAULT_INTENTS,
@@ -127,7 +127,7 @@ class GlinkLink(PolledLink):
             edge_offset,
             spec.fifo_size,
             role,
-            (glink_ends.FifoWriter, glink_ends.FifoReader),
+            glink_ends.ENDS,
         )
         self.trace_key = f"{name}@{os.fstat(region.fd).st_ino}"  # this boot's memory
         self._tx = self._fifos.tx
