@@ -37,6 +37,9 @@
 
 static PyObject *FifoError;  /* amplink.errors.FifoError */
 static PyObject *str_receive_data, *str_receive_rx_done, *str_feed_other;
+static PyObject *str_rcids, *str_local_intents, *str_used_intents, *str_free_intents, *str_lent;
+static PyObject *str_events, *str_watch_intents, *str_name, *str_append;
+static PyObject *GlinkProtocol, *MessageReceived;  /* from amplink.rpmsg.glink_protocol */
 
 typedef struct {
     PyObject_HEAD
@@ -340,17 +343,23 @@ static PyObject *Reader_settle(FifoEnd *s, PyObject *arg) {
     return Py_NewRef(more ? Py_True : Py_False);
 }
 
-/* proto.<method>(args[1:]...) with the buffer let go around it and taken again after
- * (the call runs Python: another thread may close the region meanwhile); -1 on error,
- * with no buffer held. */
+/* proto.<method>(args[1:]...) (args[0] is set here); -1 on error. */
+static int call_method(PyObject *proto, PyObject *method, PyObject **args, size_t nargs) {
+    args[0] = proto;
+    PyObject *r = PyObject_VectorcallMethod(method, args, nargs, NULL);
+    if (r == NULL) return -1;
+    Py_DECREF(r);
+    return 0;
+}
+
+/* call_method with the buffer let go around it and taken again after (the call runs
+ * Python: another thread may close the region meanwhile); -1 on error, with no buffer
+ * held. */
 static int call_proto(FifoEnd *s, Access *a, PyObject *proto, PyObject *method,
                       PyObject **args, size_t nargs) {
     finish(a);
-    args[0] = proto;
-    PyObject *r = PyObject_VectorcallMethod(method, args, nargs, NULL);
-    if (r == NULL) return -1;  /* (no buffer held) */
-    Py_DECREF(r);
-    return begin(s, a);  /* (none held if it fails) */
+    if (call_method(proto, method, args, nargs) < 0) return -1;
+    return begin(s, a);
 }
 
 static PyObject *fifo_error(FifoEnd *s, PyObject *msg) {
@@ -364,7 +373,133 @@ static PyObject *fifo_error(FifoEnd *s, PyObject *msg) {
     return NULL;
 }
 
+/* ---- the protocol's common cases (amplink.rpmsg.glink_protocol) ---------------------- */
+
+/* GlinkProtocol and MessageReceived, imported at the first feed (the protocol module
+ * imports the rpmsg core: not while this module is being imported). */
+static int protocol_types(void) {
+    if (GlinkProtocol != NULL) return 0;
+    PyObject *m = PyImport_ImportModule("amplink.rpmsg.glink_protocol");
+    if (m == NULL) return -1;
+    PyObject *proto = PyObject_GetAttrString(m, "GlinkProtocol");
+    PyObject *msg = PyObject_GetAttrString(m, "MessageReceived");
+    Py_DECREF(m);
+    if (proto == NULL || msg == NULL || !PyType_Check(proto) || !PyType_Check(msg) ||
+        !PyType_IsSubtype((PyTypeObject *)msg, &PyTuple_Type)) {
+        Py_XDECREF(proto);
+        Py_XDECREF(msg);
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_TypeError, "unexpected amplink.rpmsg.glink_protocol types");
+        return -1;
+    }
+    GlinkProtocol = proto;
+    MessageReceived = msg;
+    return 0;
+}
+
+/* getattr(obj, name) if it is exactly of ``type`` (new reference); NULL with no error
+ * set if it is not. */
+static PyObject *attr_of(PyObject *obj, PyObject *name, PyTypeObject *type) {
+    PyObject *v = PyObject_GetAttr(obj, name);
+    if (v != NULL && Py_TYPE(v) != type) Py_CLEAR(v);
+    return v;
+}
+
+/* The peer's channel ``cid`` (new reference); NULL with no error: not open. */
+static PyObject *peer_channel(PyObject *proto, PyObject *cid) {
+    PyObject *rcids = attr_of(proto, str_rcids, &PyDict_Type);
+    if (rcids == NULL) return NULL;
+    PyObject *ch = PyDict_GetItemWithError(rcids, cid);
+    Py_XINCREF(ch);
+    Py_DECREF(rcids);
+    return ch;
+}
+
+/* What GlinkProtocol.receive_data does with a whole message in one chunk for an
+ * intent it gave and that holds none: lent, and a MessageReceived event.  1: done;
+ * 0: not that case, the Python method must run (nothing was changed); -1: error. */
+static int fast_data(PyObject *proto, PyObject *cid, PyObject *iid, PyObject *chunk) {
+    int done = 0;
+    PyObject *ch = NULL, *local = NULL, *lent = NULL, *name = NULL, *events = NULL;
+    PyObject *fields = NULL, *args = NULL, *event = NULL;
+    if ((ch = peer_channel(proto, cid)) == NULL) goto out;
+    if ((local = attr_of(ch, str_local_intents, &PyDict_Type)) == NULL) goto out;
+    if ((lent = attr_of(ch, str_lent, &PySet_Type)) == NULL) goto out;
+    PyObject *size = PyDict_GetItemWithError(local, iid);  /* (borrowed) */
+    if (size == NULL || !PyLong_CheckExact(size)) goto out;
+    Py_ssize_t room = PyLong_AsSsize_t(size);
+    if (room == -1 && PyErr_Occurred()) {
+        PyErr_Clear();
+        goto out;
+    }
+    int held = PySet_Contains(lent, iid);
+    if (held != 0 || PyBytes_GET_SIZE(chunk) > room) {
+        done = held < 0 ? -1 : 0;
+        goto out;
+    }
+    if ((name = PyObject_GetAttr(ch, str_name)) == NULL) goto out;
+    if ((events = PyObject_GetAttr(proto, str_events)) == NULL) goto out;
+    done = -1;
+    if (PySet_Add(lent, iid) < 0) goto out;
+    if ((fields = PyTuple_Pack(3, name, chunk, iid)) == NULL) goto out;
+    if ((args = PyTuple_Pack(1, fields)) == NULL) goto out;
+    /* tuple.__new__(MessageReceived, fields), as the protocol makes it */
+    if ((event = PyTuple_Type.tp_new((PyTypeObject *)MessageReceived, args, NULL)) == NULL)
+        goto out;
+    PyObject *r = PyObject_CallMethodOneArg(events, str_append, event);
+    if (r == NULL) goto out;
+    Py_DECREF(r);
+    done = 1;
+out:
+    if (done == 0 && PyErr_Occurred()) done = -1;
+    Py_XDECREF(ch);
+    Py_XDECREF(local);
+    Py_XDECREF(lent);
+    Py_XDECREF(name);
+    Py_XDECREF(events);
+    Py_XDECREF(fields);
+    Py_XDECREF(args);
+    Py_XDECREF(event);
+    return done;
+}
+
+/* What GlinkProtocol.receive_rx_done does with an intent in use on an open channel
+ * while no IntentsAvailable is watched for: given back (and free again if ``reuse``).
+ * As fast_data: 1, 0 or -1. */
+static int fast_rx_done(PyObject *proto, PyObject *cid, PyObject *iid, int reuse) {
+    int done = 0;
+    PyObject *ch = NULL, *used = NULL, *free_ = NULL, *size = NULL;
+    if (reuse) {
+        PyObject *watch = PyObject_GetAttr(proto, str_watch_intents);
+        if (watch == NULL) return -1;
+        int watched = PyObject_IsTrue(watch);
+        Py_DECREF(watch);
+        if (watched != 0) return watched < 0 ? -1 : 0;
+    }
+    if ((ch = peer_channel(proto, cid)) == NULL) goto out;
+    if ((used = attr_of(ch, str_used_intents, &PyDict_Type)) == NULL) goto out;
+    if ((free_ = attr_of(ch, str_free_intents, &PyDict_Type)) == NULL) goto out;
+    size = PyDict_GetItemWithError(used, iid);
+    if (size == NULL) goto out;
+    Py_INCREF(size);
+    done = -1;
+    if (PyDict_DelItem(used, iid) < 0) goto out;
+    if (reuse && PyDict_SetItem(free_, iid, size) < 0) goto out;
+    done = 1;
+out:
+    if (done == 0 && PyErr_Occurred()) done = -1;
+    Py_XDECREF(ch);
+    Py_XDECREF(used);
+    Py_XDECREF(free_);
+    Py_XDECREF(size);
+    return done;
+}
+
 static PyObject *Reader_feed(FifoEnd *s, PyObject *proto) {
+    if (protocol_types() < 0) return NULL;
+    /* The common cases are done here for a GlinkProtocol itself (a subclass may
+     * override the methods). */
+    int fast = Py_TYPE(proto) == (PyTypeObject *)GlinkProtocol;
     Access a;
     if (begin(s, &a) < 0) return NULL;
     int64_t head = peer_index(s, &a);
@@ -431,7 +566,15 @@ static PyObject *Reader_feed(FifoEnd *s, PyObject *proto) {
             stack[3] = chunk;
             stack[4] = vl;
             stack[5] = cmd == TX_DATA_CONT ? Py_True : Py_False;
-            int rc = call_proto(s, &a, proto, str_receive_data, stack, 6);
+            int rc = 0;
+            if (fast && cmd == TX_DATA && left == 0) {
+                finish(&a);  /* (it allocates: a collection may run Python) */
+                rc = fast_data(proto, v1, v2, chunk);
+                if (rc == 0) rc = call_method(proto, str_receive_data, stack, 6);
+                if (rc >= 0) rc = begin(s, &a);
+            } else {
+                rc = call_proto(s, &a, proto, str_receive_data, stack, 6);
+            }
             Py_DECREF(v1);
             Py_DECREF(v2);
             Py_DECREF(vl);
@@ -449,7 +592,15 @@ static PyObject *Reader_feed(FifoEnd *s, PyObject *proto) {
             stack[1] = v1;
             stack[2] = v2;
             stack[3] = cmd == RX_DONE_W_REUSE ? Py_True : Py_False;
-            int rc = call_proto(s, &a, proto, str_receive_rx_done, stack, 4);
+            int rc = 0;
+            if (fast) {
+                finish(&a);
+                rc = fast_rx_done(proto, v1, v2, cmd == RX_DONE_W_REUSE);
+                if (rc == 0) rc = call_method(proto, str_receive_rx_done, stack, 4);
+                if (rc >= 0) rc = begin(s, &a);
+            } else {
+                rc = call_proto(s, &a, proto, str_receive_rx_done, stack, 4);
+            }
             Py_DECREF(v1);
             Py_DECREF(v2);
             if (rc < 0) return NULL;
@@ -551,6 +702,15 @@ static int glink_exec(PyObject *m) {
     INTERN(str_receive_data, "receive_data")
     INTERN(str_receive_rx_done, "receive_rx_done")
     INTERN(str_feed_other, "_feed_other")
+    INTERN(str_rcids, "_rcids")
+    INTERN(str_local_intents, "local_intents")
+    INTERN(str_used_intents, "used_intents")
+    INTERN(str_free_intents, "free_intents")
+    INTERN(str_lent, "lent")
+    INTERN(str_events, "events")
+    INTERN(str_watch_intents, "watch_intents")
+    INTERN(str_name, "name")
+    INTERN(str_append, "append")
 #undef INTERN
     PyObject *writer = PyType_FromModuleAndSpec(m, &Writer_spec, NULL);
     if (writer == NULL || PyModule_AddObject(m, "FifoWriter", writer) < 0) {
