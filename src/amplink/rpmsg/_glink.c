@@ -1,5 +1,5 @@
-/* The hot methods of a GLINK FIFO's two ends, compiled: FifoWriter.put, .kick_needed,
- * .free and FifoReader.feed, .settle, .set_polling, .pending, with the same answers,
+/* The hot methods of a GLINK FIFO's two ends, compiled: FifoWriter.put, .put_data,
+ * .kick_needed, .free and FifoReader.feed, .settle, .set_polling, .pending, with the same answers,
  * errors, checks of the peer's index and bytes in shared memory as the pure-Python
  * reference amplink.rpmsg.glink_fifo.  The types here are bases: amplink.rpmsg.
  * glink_ends puts each before its pure-Python class, whose __init__ and other methods
@@ -36,7 +36,8 @@
 #define FENCE() __atomic_thread_fence(__ATOMIC_SEQ_CST)
 
 static PyObject *FifoError;  /* amplink.errors.FifoError */
-static PyObject *str_receive_data, *str_receive_rx_done, *str_feed_other;
+static PyObject *StructError;  /* struct.error */
+static PyObject *str_receive_data, *str_receive_rx_done, *str_feed_other, *str_clear;
 static PyObject *str_rcids, *str_local_intents, *str_used_intents, *str_free_intents, *str_lent;
 static PyObject *str_events, *str_watch_intents, *str_name, *str_append;
 static PyObject *GlinkProtocol, *MessageReceived;  /* from amplink.rpmsg.glink_protocol */
@@ -294,7 +295,100 @@ static PyObject *Writer_free(FifoEnd *s, PyObject *Py_UNUSED(ignored)) {
     return PyLong_FromSsize_t((tail - s->pos - 1) & s->mask);
 }
 
+#define MAX_PARTS 64  /* commands written ahead of a message in one call (else two calls) */
+
+static PyObject *Writer_put_data(FifoEnd *s, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 5) {
+        PyErr_SetString(PyExc_TypeError, "put_data(out, lcid, iid, data, keep)");
+        return NULL;
+    }
+    PyObject *out = args[0];
+    unsigned long lcid = PyLong_AsUnsignedLong(args[1]);
+    if (lcid == (unsigned long)-1 && PyErr_Occurred()) return NULL;
+    unsigned long iid = PyLong_AsUnsignedLong(args[2]);
+    if (iid == (unsigned long)-1 && PyErr_Occurred()) return NULL;
+    if (lcid > 0xFFFF || iid > 0xFFFFFFFFul) {
+        PyErr_SetString(StructError, "a channel or intent id is out of range");
+        return NULL;
+    }
+    Py_ssize_t keep;
+    if (arg_ssize(args[4], &keep) < 0) return NULL;
+    Py_buffer data;
+    if (PyObject_GetBuffer(args[3], &data, PyBUF_SIMPLE) < 0) return NULL;
+    if (data.len > 0xFFFFFFFFll) {
+        PyBuffer_Release(&data);
+        PyErr_SetString(StructError, "the message is too large for a TX_DATA");
+        return NULL;
+    }
+    PyObject *parts = PySequence_Fast(out, "out must be a sequence of bytes");
+    if (parts == NULL) {
+        PyBuffer_Release(&data);
+        return NULL;
+    }
+    Py_ssize_t nparts = PySequence_Fast_GET_SIZE(parts), got = 0, queued = 0;
+    int queued_any = nparts > 0;
+    Py_buffer bufs[MAX_PARTS];
+    PyObject *result = NULL;
+    Access a;
+    int held = 0;
+    if (nparts > MAX_PARTS) {  /* (many RX_DONEs held back): joined first, as one part */
+        PyObject *empty = PyBytes_FromStringAndSize(NULL, 0);
+        PyObject *joined = empty ? PyObject_CallMethod(empty, "join", "O", parts) : NULL;
+        Py_XDECREF(empty);
+        PyObject *one = joined ? PyTuple_Pack(1, joined) : NULL;
+        Py_XDECREF(joined);
+        if (one == NULL) goto out;
+        Py_SETREF(parts, one);
+        nparts = 1;
+    }
+    for (; got < nparts; got++) {
+        if (PyObject_GetBuffer(PySequence_Fast_GET_ITEM(parts, got), &bufs[got], PyBUF_SIMPLE) < 0)
+            goto out;
+        queued += bufs[got].len;
+    }
+    uint8_t hdr[DATA_HDR_SIZE];
+    uint32_t n32 = (uint32_t)data.len, zero = 0, iid32 = (uint32_t)iid;
+    uint16_t cmd16 = TX_DATA, lcid16 = (uint16_t)lcid;
+    memcpy(hdr, &cmd16, 2);
+    memcpy(hdr + 2, &lcid16, 2);
+    memcpy(hdr + 4, &iid32, 4);
+    memcpy(hdr + 8, &n32, 4);
+    memcpy(hdr + 12, &zero, 4);
+    Py_ssize_t total = queued + ((DATA_HDR_SIZE + data.len + 7) & ~(Py_ssize_t)7);
+    if (begin(s, &a) < 0) goto out;
+    held = 1;
+    int64_t tail = peer_index(s, &a);
+    if (tail < 0) goto out;
+    if (((tail - s->pos - 1) & s->mask) < total + keep) {
+        result = Py_NewRef(Py_None);
+        goto out;
+    }
+    Py_ssize_t pos = s->pos;
+    for (Py_ssize_t i = 0; i < nparts; i++) pos = ring_write(s, &a, pos, bufs[i].buf, bufs[i].len);
+    pos = ring_write(s, &a, pos, hdr, DATA_HDR_SIZE);
+    ring_write(s, &a, pos, data.buf, data.len);
+    s->pos = (s->pos + total) & s->mask;  /* (the padding is left as it is) */
+    s->total += total;
+    BARRIER();
+    a.words[s->mine_at] = (uint32_t)s->pos;  /* after the bytes (x86 TSO) */
+    int kick = kick_answer(s, &a, 0);
+    if (kick >= 0) result = Py_NewRef(kick ? Py_True : Py_False);
+out:
+    if (held) finish(&a);
+    for (Py_ssize_t i = 0; i < got; i++) PyBuffer_Release(&bufs[i]);
+    PyBuffer_Release(&data);
+    Py_DECREF(parts);
+    if (result != NULL && result != Py_None && queued_any) {  /* written: they are taken off */
+        PyObject *r = PyObject_CallMethodNoArgs(out, str_clear);
+        if (r == NULL) Py_CLEAR(result);
+        Py_XDECREF(r);
+    }
+    return result;
+}
+
 static PyMethodDef Writer_methods[] = {
+    {"put_data", (PyCFunction)(void (*)(void))Writer_put_data, METH_FASTCALL,
+     "FifoWriter.put_data, compiled."},
     {"put", (PyCFunction)(void (*)(void))Writer_put, METH_FASTCALL,
      "FifoWriter.put, compiled."},
     {"kick_needed", (PyCFunction)(void (*)(void))Writer_kick_needed,
@@ -698,10 +792,16 @@ static int glink_exec(PyObject *m) {
     FifoError = PyObject_GetAttrString(errors, "FifoError");
     Py_DECREF(errors);
     if (FifoError == NULL) return -1;
+    PyObject *st = PyImport_ImportModule("struct");
+    if (st == NULL) return -1;
+    StructError = PyObject_GetAttrString(st, "error");
+    Py_DECREF(st);
+    if (StructError == NULL) return -1;
 #define INTERN(var, s) if ((var = PyUnicode_InternFromString(s)) == NULL) return -1;
     INTERN(str_receive_data, "receive_data")
     INTERN(str_receive_rx_done, "receive_rx_done")
     INTERN(str_feed_other, "_feed_other")
+    INTERN(str_clear, "clear")
     INTERN(str_rcids, "_rcids")
     INTERN(str_local_intents, "local_intents")
     INTERN(str_used_intents, "used_intents")

@@ -2,7 +2,7 @@
 
 :mod:`amplink.rpmsg.glink_fifo` is the reference, in pure Python.  ``_glink.c`` compiles
 the methods every message goes through (:meth:`~amplink.rpmsg.glink_fifo.FifoWriter.put`,
-``kick_needed``, ``free``; :meth:`~amplink.rpmsg.glink_fifo.FifoReader.feed`, ``settle``,
+``put_data``, ``kick_needed``, ``free``; :meth:`~amplink.rpmsg.glink_fifo.FifoReader.feed`, ``settle``,
 ``set_polling``, ``pending``) with the same answers, errors, checks of the peer's index
 and bytes in shared memory, and a real ``mfence`` where the kick handshakes need one.
 Its types are bases: a compiled end is its pure-Python class with the compiled methods

@@ -31,6 +31,7 @@ from __future__ import annotations
 import mmap
 import struct
 import threading
+from collections import deque
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from amplink.errors import FifoError, WireError
@@ -51,6 +52,7 @@ _HDR_SIZE = g.HDR.size
 _DATA_HDR_SIZE = g.DATA_HDR.size
 _HDR_UNPACK = g.HDR.unpack_from
 _DATA_HDR_UNPACK = g.DATA_HDR.unpack_from
+_DATA_HDR_PACK = g.DATA_HDR.pack
 
 
 class _FifoEnd:
@@ -193,6 +195,27 @@ class FifoWriter(_FifoEnd):
                 return False
         self._kicked = written
         return True
+
+    def put_data(
+        self, out: deque[bytes], lcid: int, iid: int, data: bytes | memoryview, keep: int
+    ) -> bool | None:
+        """The commands queued in ``out``, then one ``TX_DATA`` of ``data`` (in intent
+        ``iid`` of channel ``lcid``, padded to 8 bytes), in one :meth:`put`: None if
+        that would not leave ``keep`` bytes free (nothing written, ``out`` as it was);
+        else they are written and taken off ``out``, and whether to kick the peer.
+        What a send of one chunk does."""
+        n = len(data)
+        hdr = _DATA_HDR_PACK(g.TX_DATA, lcid, iid, n, 0)
+        total = (_DATA_HDR_SIZE + n + 7) & ~7
+        if not out:
+            return self.put(hdr, data, total, keep, False)
+        out.append(hdr)
+        head = b"".join(out)  # they go first, in one write
+        out.pop()
+        kick = self.put(head, data, total - _DATA_HDR_SIZE + len(head), keep, False)
+        if kick is not None:
+            out.clear()
+        return kick
 
     def kick_needed(self, rx_done_only: bool = False) -> bool:
         """After writing: whether to kick the peer.  Not while it polls its FIFO.
