@@ -1,9 +1,12 @@
 /* The hot methods of a GLINK FIFO's two ends, compiled: FifoWriter.put, .put_data,
- * .kick_needed, .free and FifoReader.feed, .settle, .set_polling, .pending, with the same answers,
- * errors, checks of the peer's index and bytes in shared memory as the pure-Python
- * reference amplink.rpmsg.glink_fifo.  The types here are bases: amplink.rpmsg.
- * glink_ends puts each before its pure-Python class, whose __init__ and other methods
- * run unchanged on the fields stored here (member descriptors of the same names).
+ * .kick_needed, .free and FifoReader.feed, .settle, .set_polling, .pending, with the
+ * same answers, errors, checks of the peer's index and bytes in shared memory as the
+ * pure-Python reference amplink.rpmsg.glink_fifo.  The types here are bases:
+ * amplink.rpmsg.glink_ends puts each before its pure-Python class, whose __init__ and
+ * other methods run unchanged on the fields stored here (member descriptors of the
+ * same names).  For a GlinkProtocol, feed() also does the common cases of
+ * receive_data and receive_rx_done on the protocol's own state (fast_data,
+ * fast_rx_done: kept in step with amplink.rpmsg.glink_protocol).
  *
  * Shared memory is reached through the mapping (a buffer taken again at every call, so
  * a closed mapping raises ValueError, never touches unmapped memory) and the header's

@@ -2,9 +2,12 @@
 
 :mod:`amplink.rpmsg.glink_fifo` is the reference, in pure Python.  ``_glink.c`` compiles
 the methods every message goes through (:meth:`~amplink.rpmsg.glink_fifo.FifoWriter.put`,
-``put_data``, ``kick_needed``, ``free``; :meth:`~amplink.rpmsg.glink_fifo.FifoReader.feed`, ``settle``,
-``set_polling``, ``pending``) with the same answers, errors, checks of the peer's index
-and bytes in shared memory, and a real ``mfence`` where the kick handshakes need one.
+``put_data``, ``kick_needed``, ``free``; :meth:`~amplink.rpmsg.glink_fifo.FifoReader.feed`,
+``settle``, ``set_polling``, ``pending``) with the same answers, errors, checks of the
+peer's index and bytes in shared memory, and a real ``mfence`` where the kick handshakes
+need one; for a :class:`~amplink.rpmsg.glink_protocol.GlinkProtocol` its ``feed`` does
+the protocol's common cases of a message and of an intent given back itself, on the
+protocol's own state.
 Its types are bases: a compiled end is its pure-Python class with the compiled methods
 put first (:func:`compiled_ends`), so everything else (``__init__``, ``write``,
 ``peek``...) is the reference's own code, on fields the C type stores.  The compiled

@@ -23,7 +23,9 @@ then read half an old index and half a new one.
 Every message passes through :meth:`FifoWriter.put` and :meth:`FifoReader.feed`, so
 those read and check the peer's index, publish ours and decide the kick inline rather
 than through helpers (a Python call costs about as much as the copy of a small
-message), and a reader decodes the commands where they lie.
+message), and a reader decodes the commands where they lie.  Those methods are also
+compiled (``_glink.c``; :mod:`amplink.rpmsg.glink_ends` chooses): the classes here are
+the reference both must agree with.
 """
 
 from __future__ import annotations
