@@ -109,10 +109,8 @@ static int begin(FifoEnd *s, Access *a) {
 
 static inline void finish(Access *a) { PyBuffer_Release(&a->buf); }
 
-/* FifoError(name, "the peer's index ... is outside the ...-byte FIFO"); returns NULL. */
-static PyObject *bad_index(FifoEnd *s, uint32_t index) {
-    PyObject *msg = PyUnicode_FromFormat("the peer's index %u is outside the %zd-byte FIFO",
-                                         (unsigned)index, s->size);
+/* FifoError(name, msg) raised (msg, a str, consumed); returns NULL. */
+static PyObject *fifo_error(FifoEnd *s, PyObject *msg) {
     if (msg == NULL) return NULL;
     PyObject *err = PyObject_CallFunctionObjArgs(FifoError, s->name, msg, NULL);
     Py_DECREF(msg);
@@ -121,6 +119,12 @@ static PyObject *bad_index(FifoEnd *s, uint32_t index) {
         Py_DECREF(err);
     }
     return NULL;
+}
+
+/* FifoError(name, "the peer's index ... is outside the ...-byte FIFO"); returns NULL. */
+static PyObject *bad_index(FifoEnd *s, uint32_t index) {
+    return fifo_error(s, PyUnicode_FromFormat("the peer's index %u is outside the %zd-byte FIFO",
+                                              (unsigned)index, s->size));
 }
 
 /* The peer's index, checked (-1 with FifoError set if it lies outside the FIFO). */
@@ -231,6 +235,12 @@ static PyObject *Writer_put(FifoEnd *s, PyObject *const *args, Py_ssize_t nargs)
     }
     Py_ssize_t total, keep;
     if (arg_ssize(args[2], &total) < 0 || arg_ssize(args[3], &keep) < 0) return NULL;
+    /* What is written is at most total <= free - keep < size bytes (never more than
+     * the ring, whatever the caller passes) */
+    if (keep < 0 || total < 0) {
+        PyErr_SetString(PyExc_ValueError, "total and keep must not be negative");
+        return NULL;
+    }
     int rx_done_only = PyObject_IsTrue(args[4]);
     if (rx_done_only < 0) return NULL;
     Py_buffer head, data;
@@ -244,11 +254,12 @@ static PyObject *Writer_put(FifoEnd *s, PyObject *const *args, Py_ssize_t nargs)
     if (begin(s, &a) < 0) goto out;
     int64_t tail = peer_index(s, &a);
     if (tail < 0) goto done;
-    if (((tail - s->pos - 1) & s->mask) < total + keep) {
+    Py_ssize_t room = (tail - s->pos - 1) & s->mask;
+    if (total > room || keep > room - total) {
         result = Py_NewRef(Py_None);
         goto done;
     }
-    if (total < head.len + data.len || total < 0 || keep < 0) {
+    if (total < head.len + data.len) {
         PyErr_SetString(PyExc_ValueError, "total must hold head and data");
         goto done;
     }
@@ -316,6 +327,10 @@ static PyObject *Writer_put_data(FifoEnd *s, PyObject *const *args, Py_ssize_t n
     }
     Py_ssize_t keep;
     if (arg_ssize(args[4], &keep) < 0) return NULL;
+    if (keep < 0) {  /* (a bound on what is written: see put) */
+        PyErr_SetString(PyExc_ValueError, "keep must not be negative");
+        return NULL;
+    }
     Py_buffer data;
     if (PyObject_GetBuffer(args[3], &data, PyBUF_SIMPLE) < 0) return NULL;
     if (data.len > 0xFFFFFFFFll) {
@@ -362,7 +377,8 @@ static PyObject *Writer_put_data(FifoEnd *s, PyObject *const *args, Py_ssize_t n
     held = 1;
     int64_t tail = peer_index(s, &a);
     if (tail < 0) goto out;
-    if (((tail - s->pos - 1) & s->mask) < total + keep) {
+    Py_ssize_t room = (tail - s->pos - 1) & s->mask;
+    if (total > room || keep > room - total) {
         result = Py_NewRef(Py_None);
         goto out;
     }
@@ -457,17 +473,6 @@ static int call_proto(FifoEnd *s, Access *a, PyObject *proto, PyObject *method,
     finish(a);
     if (call_method(proto, method, args, nargs) < 0) return -1;
     return begin(s, a);
-}
-
-static PyObject *fifo_error(FifoEnd *s, PyObject *msg) {
-    if (msg == NULL) return NULL;
-    PyObject *err = PyObject_CallFunctionObjArgs(FifoError, s->name, msg, NULL);
-    Py_DECREF(msg);
-    if (err != NULL) {
-        PyErr_SetObject(FifoError, err);
-        Py_DECREF(err);
-    }
-    return NULL;
 }
 
 /* ---- the protocol's common cases (amplink.rpmsg.glink_protocol) ---------------------- */
