@@ -18,9 +18,16 @@ from amplink.rpmsg.glink_link import GlinkChannels, GlinkLink
 from amplink.wait import AdaptiveSpin
 from amplink.wire import glink as g
 from amplink.wire.glink_edge import GlinkEdgeSpec
+from glink_ends_helpers import ENDS, use_ends
 from resources import snapshot
 
 NAME = "svc"
+
+
+@pytest.fixture(autouse=True, params=sorted(ENDS))
+def fifo_ends(request, monkeypatch):
+    """Every test here runs on each implementation of the FIFO ends."""
+    return use_ends(request, monkeypatch)
 
 
 class Edge:

@@ -20,11 +20,18 @@ from amplink.remoteproc.layout import glink_rsc_table
 from amplink.remoteproc.process import ProcessPlatform
 from amplink.remoteproc.states import CRASHED
 from amplink.wire.protocol import Features
+from glink_ends_helpers import ENDS, use_ends
 from resources import snapshot
 from waiting import wait_for
 
 FLOOD_FW = str(Path(__file__).parent / "firmware" / "glink_flood.py")
 SLACK = 1.0  # s: far above a slice and a tick or two, far below a flood
+
+
+@pytest.fixture(autouse=True, params=sorted(ENDS))
+def fifo_ends(request, monkeypatch):
+    """Every test here runs on each implementation of the FIFO ends."""
+    return use_ends(request, monkeypatch)
 
 
 def test_recv_keeps_its_timeout_while_a_stream_floods_another_endpoint():

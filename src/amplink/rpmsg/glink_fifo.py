@@ -23,7 +23,9 @@ then read half an old index and half a new one.
 Every message passes through :meth:`FifoWriter.put` and :meth:`FifoReader.feed`, so
 those read and check the peer's index, publish ours and decide the kick inline rather
 than through helpers (a Python call costs about as much as the copy of a small
-message), and a reader decodes the commands where they lie.
+message), and a reader decodes the commands where they lie.  Those methods are also
+compiled (``_glink.c``; :mod:`amplink.rpmsg.glink_ends` chooses): the classes here are
+the reference both must agree with.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from __future__ import annotations
 import mmap
 import struct
 import threading
+from collections import deque
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from amplink.errors import FifoError, WireError
@@ -51,6 +54,7 @@ _HDR_SIZE = g.HDR.size
 _DATA_HDR_SIZE = g.DATA_HDR.size
 _HDR_UNPACK = g.HDR.unpack_from
 _DATA_HDR_UNPACK = g.DATA_HDR.unpack_from
+_DATA_HDR_PACK = g.DATA_HDR.pack
 
 
 class _FifoEnd:
@@ -193,6 +197,27 @@ class FifoWriter(_FifoEnd):
                 return False
         self._kicked = written
         return True
+
+    def put_data(
+        self, out: deque[bytes], lcid: int, iid: int, data: bytes | memoryview, keep: int
+    ) -> bool | None:
+        """The commands queued in ``out``, then one ``TX_DATA`` of ``data`` (in intent
+        ``iid`` of channel ``lcid``, padded to 8 bytes), in one :meth:`put`: None if
+        that would not leave ``keep`` bytes free (nothing written, ``out`` as it was);
+        else they are written and taken off ``out``, and whether to kick the peer.
+        What a send of one chunk does."""
+        n = len(data)
+        hdr = _DATA_HDR_PACK(g.TX_DATA, lcid, iid, n, 0)
+        total = (_DATA_HDR_SIZE + n + 7) & ~7
+        if not out:
+            return self.put(hdr, data, total, keep, False)
+        out.append(hdr)
+        head = b"".join(out)  # they go first, in one write
+        out.pop()
+        kick = self.put(head, data, total - _DATA_HDR_SIZE + len(head), keep, False)
+        if kick is not None:
+            out.clear()
+        return kick
 
     def kick_needed(self, rx_done_only: bool = False) -> bool:
         """After writing: whether to kick the peer.  Not while it polls its FIFO.
@@ -337,27 +362,10 @@ class FifoReader(_FifoEnd):
                 length = _HDR_SIZE
                 proto.receive_rx_done(p1, p2, cmd == g.RX_DONE_W_REUSE)
             else:
-                whole = stop - at >= _DATA_HDR_SIZE
-                try:
-                    length = g.frame_length(
-                        self.peek(_DATA_HDR_SIZE if whole else _HDR_SIZE, at - start)
-                    )
-                except WireError as exc:
-                    raise FifoError(self.name, exc.strerror or str(exc)) from None
-                if at + length > stop:
-                    self._check_fits(length)
+                framed = self._feed_other(proto, at - start, stop - at)
+                if framed is None:
                     break
-                # Parsed from one copy, framed again from it: the peer may rewrite the
-                # bytes between two reads of shared memory.
-                command = self.peek(length, at - start)
-                try:
-                    if g.frame_length(command[:_DATA_HDR_SIZE]) != length:
-                        raise WireError("frame", "the command changed while it was read")
-                    parsed = g.parse_command(command)
-                except (WireError, struct.error) as exc:
-                    why = exc.strerror if isinstance(exc, WireError) else str(exc)
-                    raise FifoError(self.name, f"{why} (the peer rewrote a command)") from None
-                proto.receive(parsed)
+                length = framed
             at += length
         at -= start
         if at:
@@ -365,6 +373,31 @@ class FifoReader(_FifoEnd):
             self.total += at
             words[self._mine_at] = pos  # after the bytes were copied out
         return at
+
+    def _feed_other(self, proto: GlinkProtocol, at: int, left: int) -> int | None:
+        """Frame and parse the command (one not of a message) ``at`` bytes past the
+        tail, with ``left`` bytes written from there on, and hand it to ``proto``; its
+        length, or None if it is not all there yet (what :meth:`feed` does with it)."""
+        try:
+            head = self.peek(_DATA_HDR_SIZE if left >= _DATA_HDR_SIZE else _HDR_SIZE, at)
+            length = g.frame_length(head)
+        except WireError as exc:
+            raise FifoError(self.name, exc.strerror or str(exc)) from None
+        if length > left:
+            self._check_fits(length)
+            return None
+        # Parsed from one copy, framed again from it: the peer may rewrite the bytes
+        # between two reads of shared memory.
+        command = self.peek(length, at)
+        try:
+            if g.frame_length(command[:_DATA_HDR_SIZE]) != length:
+                raise WireError("frame", "the command changed while it was read")
+            parsed = g.parse_command(command)
+        except (WireError, struct.error) as exc:
+            why = exc.strerror if isinstance(exc, WireError) else str(exc)
+            raise FifoError(self.name, f"{why} (the peer rewrote a command)") from None
+        proto.receive(parsed)
+        return length
 
     def _check_fits(self, length: int) -> None:
         """A command not all there yet must be able to fit in the FIFO at all."""
@@ -392,7 +425,8 @@ class EdgeFifos:
     """One side's view of the edge at ``base`` in ``region``: its FIFO to write and its
     FIFO to read, and the words of both sides that say when to kick ("I am polling,
     do not kick me": :meth:`FifoReader.set_polling`; "I wait for an intent, kick me
-    after every write": :meth:`set_awaiting_intents`)."""
+    after every write": :meth:`set_awaiting_intents`).  ``ends``: the classes of the
+    two ends (:mod:`amplink.rpmsg.glink_ends` chooses the compiled ones)."""
 
     def __init__(
         self,
@@ -401,7 +435,9 @@ class EdgeFifos:
         base: int,
         fifo_size: int,
         role: Literal["host", "remote"],
+        ends: tuple[type[FifoWriter], type[FifoReader]] = (FifoWriter, FifoReader),
     ):
+        writer, reader = ends
         mem = region.map
         words = self._words = region.cast(base, EDGE_HEADER_SIZE, "I")
         h2r = base + EDGE_HEADER_SIZE
@@ -409,8 +445,8 @@ class EdgeFifos:
         host, remote = HOST_WORDS // 4, REMOTE_WORDS // 4
         mine, theirs = (host, remote) if role == "host" else (remote, host)
         tx_fifo, rx_fifo = (h2r, r2h) if role == "host" else (r2h, h2r)
-        self.tx = FifoWriter(f"{name}.tx", mem, tx_fifo, fifo_size, words, mine, theirs)
-        self.rx = FifoReader(f"{name}.rx", mem, rx_fifo, fifo_size, words, theirs, mine)
+        self.tx = writer(f"{name}.tx", mem, tx_fifo, fifo_size, words, mine, theirs)
+        self.rx = reader(f"{name}.rx", mem, rx_fifo, fifo_size, words, theirs, mine)
         self._my_awaiting = mine + _AWAITING
         self._peer_awaiting = theirs + _AWAITING
         words[mine + _POLLING] = 0

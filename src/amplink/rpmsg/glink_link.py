@@ -63,6 +63,7 @@ from amplink.errors import FifoError, RpmsgError, WireError
 from amplink.irq.held_signals import HELD_SIGNALS
 from amplink.memory.region import SharedRegion
 from amplink.ratelimit import log_ratelimited
+from amplink.rpmsg import glink_ends
 from amplink.rpmsg.config import UNLIMITED, RpmsgLimits
 from amplink.rpmsg.core import RPMSG_ADDR_ANY, Endpoint, LentMessage, RpmsgBus, RpmsgDevice
 from amplink.rpmsg.glink_fifo import EdgeFifos
@@ -87,10 +88,6 @@ log = logging.getLogger(__name__)
 DEFAULT_SEND_TIMEOUT = 10.0  # Linux waits 10 s for an intent
 _READ_NOTIF = g.command(g.READ_NOTIF)
 _RESERVE = len(_READ_NOTIF)  # always free in the FIFO, for READ_NOTIF
-
-
-_DATA_HDR_SIZE = g.DATA_HDR.size
-_DATA_HDR_PACK = g.DATA_HDR.pack
 
 ChannelListener = Callable[[str, bool, bool], None]
 
@@ -120,7 +117,14 @@ class GlinkLink(PolledLink):
         self.protocol = GlinkProtocol(
             name, max_message=spec.max_message, intents=intents, link=self
         )
-        self._fifos = EdgeFifos(name, region, edge_offset, spec.fifo_size, role)
+        self._fifos = EdgeFifos(
+            name,
+            region,
+            edge_offset,
+            spec.fifo_size,
+            role,
+            glink_ends.ENDS,
+        )
         self.trace_key = f"{name}@{os.fstat(region.fd).st_ino}"  # this boot's memory
         self._tx = self._fifos.tx
         self._rx = self._fifos.rx
@@ -239,21 +243,10 @@ class GlinkLink(PolledLink):
                                 errno.EPIPE,
                                 f"{self.name}: channel {name!r} was closed while a send waited",
                             )
-                        hdr = _DATA_HDR_PACK(g.TX_DATA, lcid, iid, n, 0)
-                        total = (_DATA_HDR_SIZE + n + 7) & ~7
-                        out = proto.output
-                        if out:  # they go first, in one write
-                            out.append(hdr)
-                            head = b"".join(out)
-                            out.pop()
-                            kick = self._tx.put(
-                                head, data, total - _DATA_HDR_SIZE + len(head), _RESERVE, False
-                            )
-                            if kick is not None:
-                                out.clear()
-                                proto.rx_done_run = 0
-                        else:
-                            kick = self._tx.put(hdr, data, total, _RESERVE, False)
+                        # The queued replies go first, in one write.
+                        kick = self._tx.put_data(proto.output, lcid, iid, data, _RESERVE)
+                        if kick is not None:
+                            proto.rx_done_run = 0
                 except BaseException:
                     proto.give_back(name, iid)  # not written
                     raise

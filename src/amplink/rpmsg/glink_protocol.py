@@ -498,7 +498,11 @@ class GlinkProtocol:
     def receive_rx_done(self, cid: int, iid: int, reuse: bool) -> None:
         """RX_DONE (``reuse`` False) or RX_DONE_W_REUSE on the peer's channel ``cid``:
         what :meth:`receive` does with an :class:`~amplink.wire.glink.RxDone`, without
-        the tuple (the link decodes the commands of every message itself)."""
+        the tuple (the link decodes the commands of every message itself).  The
+        compiled FIFO reader does the case of an intent in use while nobody watches
+        for intents itself, on this object's state (``fast_rx_done`` in
+        ``amplink/rpmsg/_glink.c``): a change here is made there too (the
+        differential test compares them)."""
         ch = self._rcids.get(cid) or self._peer_channel(cid, "RX_DONE")
         if ch is None:
             return
@@ -574,7 +578,10 @@ class GlinkProtocol:
 
     def receive_data(self, cid: int, iid: int, chunk: bytes, left: int, cont: bool) -> None:
         """TX_DATA (``cont`` False) or TX_DATA_CONT: what :meth:`receive` does with a
-        :class:`~amplink.wire.glink.Data`, without the tuple."""
+        :class:`~amplink.wire.glink.Data`, without the tuple.  The compiled FIFO
+        reader does the common case (a whole message in one chunk for an intent given
+        and not holding one) itself, on this object's state (``fast_data`` in
+        ``amplink/rpmsg/_glink.c``): a change here is made there too."""
         ch = self._rcids.get(cid) or self._peer_channel(cid, "TX_DATA")
         if ch is None:
             return
