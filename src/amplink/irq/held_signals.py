@@ -99,8 +99,13 @@ class HeldSignals:
 
     def __init__(self) -> None:
         self._main = threading.main_thread().ident
-        self._depth = 0  # the main thread's nesting of sections
-        self._floor = 0  # signals are held above this depth (1 in let_through, else 0)
+        # The main thread's nesting of sections, and the depth above which signals are
+        # held (1 in let_through, else 0): ``depth > floor`` says that the main thread's
+        # signals are held now, so that code that would enter a section inside one (a
+        # counter bump) may skip it (from any other thread it may skip it too: a
+        # section does nothing there).
+        self.depth = 0
+        self.floor = 0
         self.let_through = _LetThrough(self)
         self._pending: dict[int, FrameType | None] = {}  # in the order they came
         self._interruptible = False
@@ -114,24 +119,27 @@ class HeldSignals:
     def __enter__(self) -> HeldSignals:
         if _get_ident() != self._main:
             return self
-        if self._depth:
-            self._depth += 1
+        depth = self.depth
+        if depth:
+            self.depth = depth + 1
             return self
-        self._looks_in -= 1
+        looks_in = self._looks_in - 1
+        self._looks_in = looks_in
         if (
-            _getsignal(_SIGINT) is not self._sigint
+            looks_in <= 0
+            or _getsignal(_SIGINT) is not self._sigint
             or _getsignal(_SIGTERM) is not self._sigterm
-            or self._looks_in <= 0
         ):
             self._wrap()  # (a handler that raises meanwhile raises outside the section)
-        self._depth = 1
+        self.depth = 1
         return self
 
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
         if _get_ident() != self._main:
             return
-        self._depth -= 1
-        if self._pending and self._depth == self._floor:
+        depth = self.depth - 1
+        self.depth = depth
+        if self._pending and depth == self.floor:
             try:
                 self._deliver()
             except BaseException as raised:  # a held handler's (Ctrl-C): not amplink's
@@ -149,7 +157,7 @@ class HeldSignals:
             return poller.poll(timeout_ms)
         self._interruptible = True  # before the look: a signal after it ends the sleep
         try:
-            if self._pending and self._depth == self._floor + 1:
+            if self._pending and self.depth == self.floor + 1:
                 return None
             return poller.poll(timeout_ms)
         finally:
@@ -157,25 +165,25 @@ class HeldSignals:
 
     def _came(self, signum: int, frame: FrameType | None, handler: PyHandler) -> None:
         """A wrapped handler's signal (main thread)."""
-        if self._depth > self._floor or self._delivering:
+        if self.depth > self.floor or self._delivering:
             self._pending.setdefault(signum, frame)  # (while delivering: delivered next)
-            if self._interruptible and self._depth == self._floor + 1 and not self._delivering:
+            if self._interruptible and self.depth == self.floor + 1 and not self._delivering:
                 self._interruptible = False
                 raise Held
         elif self._pending:  # left by a handler that raised: they came first
             self._pending.setdefault(signum, frame)
             self._deliver()
         else:
-            floor, self._floor = self._floor, 0  # (see _deliver)
+            floor, self.floor = self.floor, 0  # (see _deliver)
             handler(signum, frame)
-            self._floor = floor
+            self.floor = floor
 
     def _deliver(self) -> None:
         """Run the handlers of the held signals, in the order they came, each popped
         first: if one raises, the others wait for the next delivery.  Inside
         :attr:`let_through` the section is held again while they run, and stays so if
         one raises: the section's clean-up runs held."""
-        floor, self._floor = self._floor, 0
+        floor, self.floor = self.floor, 0
         pending = self._pending
         self._delivering = True  # a signal that comes meanwhile is added, not delivered
         try:  # in a nested call that would pop what this one is about to pop
@@ -191,8 +199,8 @@ class HeldSignals:
                     signal.raise_signal(signum)  # its default action (or a C handler's)
         finally:
             self._delivering = False
-        self._floor = floor
-        if pending and self._depth == floor:  # came after the last look: not held now
+        self.floor = floor
+        if pending and self.depth == floor:  # came after the last look: not held now
             self._deliver()
 
     def _wrap(self) -> None:
@@ -230,8 +238,8 @@ class HeldSignals:
     def _forked(self) -> None:
         """In a child: the forking thread is its main thread, in no section."""
         self._main = threading.get_ident()
-        self._depth = 0
-        self._floor = 0
+        self.depth = 0
+        self.floor = 0
         self._pending.clear()
         self._interruptible = False
         self._delivering = False
@@ -268,7 +276,7 @@ class _LetThrough:
 
     def __enter__(self) -> None:
         held = self._held
-        if _get_ident() != held._main or held._depth != 1 or held._floor:
+        if _get_ident() != held._main or held.depth != 1 or held.floor:
             return
         while True:
             if held._pending:
@@ -277,15 +285,15 @@ class _LetThrough:
                 except BaseException as raised:  # a held handler's (Ctrl-C)
                     _cut_delivery(raised)
                     raise
-            held._floor = 1
+            held.floor = 1
             if not held._pending:  # none came since the look
                 return
-            held._floor = 0
+            held.floor = 0
 
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
         held = self._held
-        if _get_ident() == held._main and held._depth == 1:
-            held._floor = 0
+        if _get_ident() == held._main and held.depth == 1:
+            held.floor = 0
 
 
 HELD_SIGNALS = HeldSignals()

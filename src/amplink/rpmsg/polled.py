@@ -173,8 +173,8 @@ class PolledLink(RpmsgLink):
         """Dispatch the received messages now (one bounded drain: what its budget left
         is dispatched by the next, see :meth:`_rx_more`); returns how many were
         dispatched."""
-        with HELD_SIGNALS:  # see _drain_held (the drain's own section is this one)
-            return self._drain(blocking=True, held=True)
+        with HELD_SIGNALS:  # see _drain (the drain's own section is this one)
+            return self._drain(True, RX_SLICE, False, True)
 
     def take_in_last(self) -> None:
         """The peer died, or is being stopped as crashed: dispatch what it had sent.  A
@@ -186,7 +186,6 @@ class PolledLink(RpmsgLink):
 
     def _drain(
         self,
-        *,
         blocking: bool,
         rx_slice: float = RX_SLICE,
         unless_owed: bool = False,
@@ -199,8 +198,12 @@ class PolledLink(RpmsgLink):
         its budget and the receive path runs again anyway (a notification, or a look
         for what came unnotified, then need not wait for the rx lock, which a worker
         draining a stream in slices could take again and again before it).
-        ``held``: the caller is in a section of :data:`HELD_SIGNALS` already, which
-        the drain then needs not enter (see :meth:`_drain_held`)."""
+        The drain is one section (:mod:`amplink.irq.held_signals`): a Ctrl-C in a main
+        thread that drains waits until the batch taken off the ring is dispatched, its
+        buffers or intents given back and the peer kicked, so none is lost half-way (the
+        receive callbacks it runs run in it too, as in an IRQ thread).  ``held``: the
+        caller is in a section already, which is then the drain's (one section per
+        drain, not a section in a section)."""
         lock = self._rx_lock
         if (not blocking and lock.locked()) or (unless_owed and self._rx_owed):
             return 0
@@ -218,7 +221,18 @@ class PolledLink(RpmsgLink):
             with lock:
                 if waiting:
                     _unlist(waiting, me)
-                return self._drain_held(me, rx_slice, taker=False, held=held)
+                if self.failure is not None:
+                    return 0
+                try:
+                    self._rx_owner = me
+                    self._rx_slice = rx_slice
+                    self._rx_taker = False
+                    if held:
+                        return self._drain_rx()
+                    with HELD_SIGNALS:
+                        return self._drain_rx()
+                finally:
+                    self._rx_owner = 0
         except self.broken_by_peer as exc:
             self.fail(exc)  # type: ignore[arg-type]
             return 0
@@ -241,34 +255,21 @@ class PolledLink(RpmsgLink):
             self._rx_more()
             return 0
         try:
-            return self._drain_held(me, RX_SLICE, taker=True, held=True)
+            if self.failure is not None:
+                return 0
+            try:  # (the owner is set inside: the finally must undo it whatever comes)
+                self._rx_owner = me
+                self._rx_slice = RX_SLICE
+                self._rx_taker = True
+                return self._drain_rx()
+            finally:
+                self._rx_owner = 0
         except self.broken_by_peer as exc:
             failed = exc
         finally:
             lock.release()
         self.fail(failed)  # type: ignore[arg-type]
         return 0
-
-    def _drain_held(self, me: int, rx_slice: float, *, taker: bool, held: bool) -> int:
-        """Drain (rx lock held) as ``_drain_rx`` says, in a slice of ``rx_slice`` s.  The
-        drain is one section (:mod:`amplink.irq.held_signals`): a Ctrl-C in a main
-        thread that drains waits until the batch taken off the ring is dispatched, its
-        buffers or intents given back and the peer kicked, so none is lost half-way (the
-        receive callbacks it runs run in it too, as in an IRQ thread).  A caller in a
-        section already (``held``) makes it the drain's: one section per drain, not a
-        section in a section."""
-        if self.failure is not None:
-            return 0
-        try:  # (the owner is set inside: the finally must undo it whatever comes)
-            self._rx_owner = me
-            self._rx_slice = rx_slice
-            self._rx_taker = taker
-            if held:
-                return self._drain_rx()
-            with HELD_SIGNALS:
-                return self._drain_rx()
-        finally:
-            self._rx_owner = 0
 
     def _run_again(self) -> None:
         """The worker's run of the receive path: none if a thread waits for the rx
@@ -283,7 +284,7 @@ class PolledLink(RpmsgLink):
         if self.failure is not None:
             return True  # stop spinning: the caller finds out why
         if self._rx_peek():
-            self._drain(blocking=False, held=True)  # (in busy_poll's section)
+            self._drain(False, RX_SLICE, False, True)  # (not blocking, in busy_poll's section)
         return ready()
 
     def busy_poll(self, ready: Callable[[], bool]) -> bool:
@@ -302,7 +303,7 @@ class PolledLink(RpmsgLink):
                     return self.spin.spin(lambda: self._poll_once(ready))
                 finally:
                     if self.failure is None and self._unsuppress():
-                        self._drain(blocking=True, unless_owed=True, held=True)
+                        self._drain(True, RX_SLICE, True, True)  # (unless owed, held)
             finally:
                 self._leave_memory()
 
