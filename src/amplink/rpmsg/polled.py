@@ -280,13 +280,6 @@ class PolledLink(RpmsgLink):
     def in_rx_context(self) -> bool:
         return self._rx_owner == get_ident()
 
-    def _poll_once(self, ready: Callable[[], bool]) -> bool:
-        if self.failure is not None:
-            return True  # stop spinning: the caller finds out why
-        if self._rx_peek():
-            self._drain(False, RX_SLICE, False, True)  # (not blocking, in busy_poll's section)
-        return ready()
-
     def busy_poll(self, ready: Callable[[], bool]) -> bool:
         if not self.spin.enabled:
             return False
@@ -300,7 +293,17 @@ class PolledLink(RpmsgLink):
                     return False
                 try:
                     self._suppress()
-                    return self.spin.spin(lambda: self._poll_once(ready))
+                    peek = self._rx_peek
+                    drain = self._drain
+
+                    def poll_once() -> bool:  # (one frame per look at the ring)
+                        if self.failure is not None:
+                            return True  # stop spinning: the caller finds out why
+                        if peek():
+                            drain(False, RX_SLICE, False, True)  # (in this section)
+                        return ready()
+
+                    return self.spin.spin(poll_once)
                 finally:
                     if self.failure is None and self._unsuppress():
                         self._drain(True, RX_SLICE, True, True)  # (unless owed, held)
