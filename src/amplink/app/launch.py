@@ -18,7 +18,10 @@ import _signal  # type: ignore[import-not-found]  # no stubs; the API of signal
 
 def main() -> int:
     """Run the ``amplink`` command."""
-    _signal.signal(_signal.SIGINT, _signal.SIG_DFL)
+    try:
+        _signal.signal(_signal.SIGINT, _signal.SIG_DFL)
+    except KeyboardInterrupt:  # a Ctrl-C that came before: signal.signal() runs the
+        return 130  # old handler of a pending signal first (seen on a loaded machine)
     from amplink.app import cli  # noqa: PLC0415 - imported once SIGINT ends us quietly
 
     return cli.main()  # takes SIGINT over at its first line

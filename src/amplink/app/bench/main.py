@@ -43,6 +43,7 @@ from amplink.app.stats import latency_summary_us
 from amplink.firmware import bench as fw
 from amplink.host import Rproc, RprocConfig
 from amplink.remoteproc.layout import glink_rsc_table
+from amplink.rpmsg import glink_ends
 from amplink.rpmsg.core import Endpoint
 from amplink.rpmsg.polled import PolledLink
 from amplink.virtio import rings
@@ -455,6 +456,7 @@ def run(
         },
         "load": {"processes": load},
         "virtqueue": "compiled" if rings.COMPILED else "pure Python",
+        "glink_fifo": "compiled" if glink_ends.COMPILED else "pure Python",
         "params": {
             "rounds": rounds,
             "rtt_size": RTT_SIZE,
@@ -517,7 +519,7 @@ def format_report(report: dict[str, Any]) -> str:
     lines = [
         f"amplink bench: {place}; {busy}",
         f"rpmsg over virtio (vrings, 512 B buffers, {report['virtqueue']} virtqueue) and GLINK "
-        "(FIFOs, intents)",
+        f"(FIFOs, intents, {report['glink_fifo']} FIFO ends)",
         f"round trip: {prm['rounds']} x {prm['rtt_size']} B; throughput: "
         f"{prm['messages']} x {prm['throughput_size']} B one way",
         f"each taken {counted(prm['repeat'], 'time')} (--repeat): medians, and ratios to the "
