@@ -518,8 +518,8 @@ def format_report(report: dict[str, Any]) -> str:
     prm = report["params"]
     lines = [
         f"amplink bench: {place}; {busy}",
-        f"rpmsg over virtio (vrings, 512 B buffers, {report['virtqueue']} virtqueue) and GLINK "
-        f"(FIFOs, intents, {report['glink_fifo']} FIFO ends)",
+        f"rpmsg over virtio (vrings, 512 B buffers; {report['virtqueue']} virtqueue)",
+        f"  and over GLINK (FIFOs, intents; {report['glink_fifo']} FIFO ends)",
         f"round trip: {prm['rounds']} x {prm['rtt_size']} B; throughput: "
         f"{prm['messages']} x {prm['throughput_size']} B one way",
         f"each taken {counted(prm['repeat'], 'time')} (--repeat): medians, and ratios to the "
