@@ -20,6 +20,7 @@ from amplink.irq import (
     IRQF_SHARED,
     IRQF_TRIGGER_HIGH,
     IRQF_TRIGGER_RISING,
+    IrqDomain,
     SpuriousPolicy,
     Work,
     Workqueue,
@@ -364,6 +365,77 @@ def test_a_waiting_thread_takes_the_line_itself_and_gives_it_back(domain):
     finally:
         os.close(done)
         os.close(dev.ran_fd)
+
+
+def test_start_runs_once_the_line_is_taken_so_the_answer_cannot_go_to_the_dispatcher(domain):
+    """What makes the device answer (``start``) goes out after the waiter took the
+    line: the interrupt it raises at once is the waiter's, never the dispatcher's."""
+    dev, ran, action = _threaded_device(domain, 6)
+    me = threading.get_ident()
+    started = []
+
+    def start():
+        started.append(6 in domain._taken)
+        dev.fire()  # the answer comes before the waiter even sleeps
+
+    try:
+        for _ in range(20):
+            assert domain.take_while_waiting(6, [dev.ran_fd], 30, None, start) is True
+            os.eventfd_read(dev.ran_fd)
+            assert ran.get_nowait() == ("primary", me, True)
+            assert ran.get_nowait() == ("thread", me, False)
+        assert started == [True] * 20
+        assert action.line.taken == action.line.count == 20
+    finally:
+        os.close(dev.ran_fd)
+
+
+def test_start_is_not_called_when_the_line_cannot_be_taken(domain):
+    domain.add_line(7, trigger=IRQF_TRIGGER_RISING)
+    called = []
+    assert domain.take_while_waiting(7, [], 0.01, None, lambda: called.append(1)) is None
+    assert called == []
+
+
+def test_the_dispatcher_leaves_a_pulse_on_a_taken_line_to_its_taker():
+    """A pulse the dispatcher's epoll reported just before a waiter took the line is
+    not drained by the dispatcher once the line is taken: the taker's poll sees it and
+    runs the handlers (no wake-up of the action's thread)."""
+    before = snapshot()
+    domain = IrqDomain("slow-look", spurious=QUICK)  # started below, looking slowly
+    dev, ran, action = _threaded_device(domain, 6)
+    line = action.line
+    looking = threading.Event()
+    go_on = threading.Event()
+
+    class SlowLookup(dict):
+        def get(self, fd, default=None):  # the dispatcher, between its poll and the look
+            if fd == line.fd:
+                looking.set()
+                go_on.wait(10)
+            return super().get(fd, default)
+
+    domain._by_fd = SlowLookup(domain._by_fd)
+    domain.start()
+    answers = SimpleQueue()
+    try:
+        dev.fire()
+        assert looking.wait(10)  # the dispatcher has the event in hand
+        taker = threading.Thread(
+            target=lambda: answers.put(domain.take_while_waiting(6, [dev.ran_fd], 30))
+        )
+        taker.start()
+        wait_for(lambda: 6 in domain._taken, "the waiter to take the line")
+        go_on.set()
+        taker.join(30)
+        assert answers.get_nowait() is True
+        assert ran.get_nowait() == ("primary", taker.ident, True)
+        assert ran.get_nowait() == ("thread", taker.ident, False)
+    finally:
+        go_on.set()
+        os.close(dev.ran_fd)
+        domain.close()
+    assert snapshot() == before
 
 
 def test_only_one_thread_takes_a_line_and_never_an_edge_line(domain):
