@@ -20,7 +20,6 @@ from amplink.irq import (
     IRQF_SHARED,
     IRQF_TRIGGER_HIGH,
     IRQF_TRIGGER_RISING,
-    IrqDomain,
     SpuriousPolicy,
     Work,
     Workqueue,
@@ -408,51 +407,6 @@ def test_start_is_not_called_when_the_line_cannot_be_taken(domain):
     called = []
     assert domain.take_while_waiting(7, [], 0.01, None, lambda: called.append(1)) is None
     assert called == []
-
-
-def test_the_dispatcher_leaves_a_pulse_on_a_taken_line_to_its_taker():
-    """A pulse the dispatcher's epoll reported just before a waiter took the line is
-    not drained by the dispatcher once the line is taken: the taker's poll sees it and
-    runs the handlers (no wake-up of the action's thread)."""
-    before = snapshot()
-    domain = IrqDomain("slow-look", spurious=QUICK)  # started below, looking slowly
-    dev, ran, action = _threaded_device(domain, 6)
-    looking = threading.Event()
-    go_on = threading.Event()
-
-    class SlowLook(set):
-        def __contains__(self, irq):  # the dispatcher's look, held until the take
-            if threading.current_thread().name == "irq-slow-look":
-                looking.set()
-                go_on.wait(30)
-            return super().__contains__(irq)
-
-    domain._taken = SlowLook()
-    domain.start()
-    answers = SimpleQueue()
-
-    def start():  # the line taken: the device asserts it, the dispatcher looks on
-        dev.asserted = True
-        go_on.set()
-
-    try:
-        _dispatcher_idle(domain)  # (the request's replay must not see the device)
-        dev.line.wire.pulse()  # a pulse that the device will stand behind
-        assert looking.wait(30)  # the dispatcher has the event in hand, looks now
-        taker = threading.Thread(
-            target=lambda: answers.put(domain.take_while_waiting(6, [dev.ran_fd], 30, None, start))
-        )
-        taker.start()
-        taker.join(60)
-        assert answers.get_nowait() is True
-        assert ran.get_nowait() == ("primary", taker.ident, True)
-        assert ran.get_nowait() == ("thread", taker.ident, False)
-        assert action.line.count == action.line.taken == 1
-    finally:
-        go_on.set()
-        os.close(dev.ran_fd)
-        domain.close()
-    assert snapshot() == before
 
 
 def test_only_one_thread_takes_a_line_and_never_an_edge_line(domain):

@@ -291,8 +291,6 @@ class IrqDomain:
             for fd, _ev in ep.poll(0 if pending else -1):
                 line = by_fd.get(fd)
                 if line is not None:
-                    if line.irq in self._taken:
-                        continue  # its taker polls the pulse (it took the line meanwhile)
                     if line.counter:
                         drain(fd)
                     else:  # readable once and for ever: take it as one edge
