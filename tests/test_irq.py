@@ -366,6 +366,49 @@ def test_a_waiting_thread_takes_the_line_itself_and_gives_it_back(domain):
         os.close(dev.ran_fd)
 
 
+def _dispatcher_idle(domain):
+    """Wait until the dispatcher has nothing left to look at (the replay of a request
+    included) and sleeps in epoll_wait (x86-64 232, epoll_pwait 281)."""
+    tid = domain._dispatcher.native_id
+
+    def sleeping():
+        with open(f"/proc/self/task/{tid}/syscall") as f:
+            return not domain._replay and f.read().split()[0] in ("232", "281")
+
+    wait_for(sleeping, "the dispatcher to sleep in epoll_wait")
+
+
+def test_start_runs_once_the_line_is_taken_so_the_answer_cannot_go_to_the_dispatcher(domain):
+    """What makes the device answer (``start``) goes out after the waiter took the
+    line: the interrupt it raises at once is the waiter's, never the dispatcher's."""
+    dev, ran, action = _threaded_device(domain, 6)
+    me = threading.get_ident()
+    started = []
+
+    def start():
+        started.append(6 in domain._taken)
+        dev.fire()  # the answer comes before the waiter even sleeps
+
+    try:
+        _dispatcher_idle(domain)  # (the request's replay could take the first answer)
+        for _ in range(20):
+            assert domain.take_while_waiting(6, [dev.ran_fd], 30, None, start) is True
+            os.eventfd_read(dev.ran_fd)
+            assert ran.get_nowait() == ("primary", me, True)
+            assert ran.get_nowait() == ("thread", me, False)
+        assert started == [True] * 20
+        assert action.line.taken == action.line.count == 20
+    finally:
+        os.close(dev.ran_fd)
+
+
+def test_start_is_not_called_when_the_line_cannot_be_taken(domain):
+    domain.add_line(7, trigger=IRQF_TRIGGER_RISING)
+    called = []
+    assert domain.take_while_waiting(7, [], 0.01, None, lambda: called.append(1)) is None
+    assert called == []
+
+
 def test_only_one_thread_takes_a_line_and_never_an_edge_line(domain):
     dev = _threaded_device(domain, 6)[0]
     os.close(dev.ran_fd)

@@ -389,6 +389,7 @@ class IrqDomain:
         fds: Sequence[int],
         timeout: float | None,
         ready: Callable[[], bool] | None = None,
+        start: Callable[[], object] | None = None,
     ) -> bool | None:
         """Sleep until one of ``fds`` is readable or ``ready()`` holds after an
         interrupt (True), or until ``timeout`` s pass (False),
@@ -407,7 +408,12 @@ class IrqDomain:
         thread takes a line at a time: None means the line is taken by another, is
         edge-triggered, or the domain is closing, and the caller waits the ordinary
         way.  Running from a line's thread function must not free or synchronize
-        that line (``EDEADLK``, as from the action's own thread)."""
+        that line (``EDEADLK``, as from the action's own thread).
+
+        ``start``, if given, is called once the line is taken, before the sleep: what
+        makes the peer answer (a send) goes out after this thread took the line, so the
+        answer cannot reach the dispatcher first (prepare to wait, then ask).  It is not
+        called when the result is None."""
         line = self._lines.get(irq)
         if line is None or line.edge or irq in self._taken:
             return None
@@ -421,6 +427,8 @@ class IrqDomain:
                 self._ep.modify(line.fd, 0)
             quiet = [False]
             try:
+                if start is not None:
+                    start()
                 return self._take_until(line, fds, timeout, ready, held, quiet)
             except Held:  # a signal came while it slept: its handler runs as held exits
                 return True

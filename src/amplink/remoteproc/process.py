@@ -346,15 +346,21 @@ class ProcessPlatform(RprocPlatform):
         return []
 
     def take_notifications(
-        self, fds: Sequence[int], timeout: float | None, ready: Callable[[], bool] | None
+        self,
+        fds: Sequence[int],
+        timeout: float | None,
+        ready: Callable[[], bool] | None,
+        start: Callable[[], object] | None = None,
     ) -> bool | None:
         """The host's MU line taken by the waiting thread itself
         (:meth:`~amplink.irq.domain.IrqDomain.take_while_waiting`): the core's kick
-        wakes it, and the MU's handlers and the RX callback run in it."""
+        wakes it, and the MU's handlers and the RX callback run in it.  ``start``:
+        called once the line is taken (what makes the core answer), not if None is
+        returned."""
         path = self.kick_path
         if path is None:
             return None
-        return path.domain.take_while_waiting(self.mailbox.host_irq, fds, timeout, ready)
+        return path.domain.take_while_waiting(self.mailbox.host_irq, fds, timeout, ready, start)
 
     # -- words from the core ---------------------------------------------------------
     def kick(self, word: int) -> None:

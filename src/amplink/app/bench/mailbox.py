@@ -4,7 +4,8 @@
   the mailbox framework; the core's interrupt handler sends it back on the same
   channel; the host's RX callback hands it to the waiting sender, which takes the
   MU's interrupt itself while it waits (``take_notifications``: the RX callback runs
-  in its thread), as an rpmsg ``recv()`` does.
+  in its thread), as an rpmsg ``recv()`` does; it sends the word once it has taken
+  the line, so that the echo cannot reach the dispatcher first.
   Two real processes, two interrupt lines, both drivers.
 * **Callback delivery**: the time from raising the interrupt (the peer writing the MU
   data register) to the client's callback running, when the RX callback is called
@@ -19,7 +20,9 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from queue import Empty, SimpleQueue
 from typing import Literal
 
@@ -97,13 +100,18 @@ def bench_mbox_rtt(rp: Rproc, rounds: int) -> MboxRtt:
             if i == WARMUP:
                 t0 = time.perf_counter()
             t = time.perf_counter_ns()
-            send_message(tx, i)
+            word: Callable[[], object] | None = partial(send_message, tx, i)
             while not replies:  # taking the MU's interrupt in this thread, if it can
-                got = platform.take_notifications(waiting, 5.0, has_reply)
+                # (the word goes out once the line is taken: its echo cannot reach the
+                # dispatcher first, which would cost two more thread wake-ups)
+                got = platform.take_notifications(waiting, 5.0, has_reply, word)
                 if got is None:
+                    if word is not None:
+                        word()
                     got = arrived.wait(5.0)
                 else:
                     arrived.clear()
+                word = None
                 if not got and not replies:
                     raise RuntimeError("no mailbox echo within 5 s")
             if replies.popleft() != i:
