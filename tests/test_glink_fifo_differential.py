@@ -3,6 +3,7 @@ FIFO memory, with a hostile peer scribbling its indices, its kick words and the 
 in between, give the same answers, the same errors, the same commands handed to the
 protocol and the same bytes in shared memory, step by step."""
 
+import os
 import random
 from collections import deque
 
@@ -10,10 +11,13 @@ import pytest
 
 from amplink.errors import FifoError
 from amplink.memory import SharedRegion
+from amplink.rpmsg import glink_ends
 from amplink.rpmsg.glink_fifo import EdgeFifos
 from amplink.rpmsg.glink_protocol import GlinkProtocol
+from amplink.virtio.rings import PURE_PYTHON_ENV
 from amplink.wire import glink as g
 from amplink.wire.glink_edge import EDGE_HEADER_SIZE
+from build_helpers import can_compile
 from glink_ends_helpers import ENDS
 
 pytestmark = pytest.mark.skipif("compiled" not in ENDS, reason="the compiled ends were not built")
@@ -359,3 +363,15 @@ def test_a_send_after_many_held_replies_writes_them_all_first():
     finally:
         for s in sides:
             s.region.close()
+
+
+def test_the_compiled_ends_run_when_they_were_built():
+    """amplink runs the compiled GLINK FIFO ends when the build made them, unless the
+    environment asks for the pure-Python ones; where a C compiler and the Python
+    headers are, `make` must have built them (as the virtqueue's)."""
+    pure = os.environ.get(PURE_PYTHON_ENV, "") not in ("", "0")
+    if "compiled" not in ENDS:
+        assert not can_compile(), "a compiler is here, but the install did not build _glink"
+        pytest.skip("no C compiler or Python headers: the pure-Python ends run")
+    assert glink_ends.COMPILED is not pure
+    assert (glink_ends.ENDS == glink_ends.PYTHON_ENDS) is pure

@@ -1,11 +1,8 @@
 """Virtqueue halves: normal flow, notification suppression, and hostile peers."""
 
 import os
-import shutil
 import struct
-import sysconfig
 import traceback
-from pathlib import Path
 
 import pytest
 
@@ -14,6 +11,7 @@ from amplink.memory import SharedRegion
 from amplink.virtio import rings
 from amplink.virtio.constants import VRING_DESC_F_INDIRECT, VRING_DESC_F_NEXT
 from amplink.wire.vring import VringLayout
+from build_helpers import can_compile
 from vq_helpers import BUF, HALVES, make_pair
 
 
@@ -389,20 +387,13 @@ def test_send_copy_checks_the_ring_as_a_get_does(pair):
     assert_broken(lambda: dev.send_copy(mem, b"", b"x"), "can only have 8")
 
 
-def _can_compile() -> bool:
-    """Whether this machine has what the install compiles the virtqueue with."""
-    cc = (sysconfig.get_config_var("CC") or "cc").split()[0]
-    headers = Path(sysconfig.get_paths()["include"]) / "Python.h"
-    return shutil.which(cc) is not None and headers.exists()
-
-
 def test_the_compiled_halves_run_when_they_were_built():
     """amplink runs the compiled halves when the build made them, unless the
     environment asks for the pure-Python ones; where a C compiler and the Python
     headers are (a fresh Debian machine has both), `make` must have built them."""
     pure = os.environ.get(rings.PURE_PYTHON_ENV, "") not in ("", "0")
     if "compiled" not in HALVES:
-        assert not _can_compile(), "a compiler is here, but the install did not build _vring"
+        assert not can_compile(), "a compiler is here, but the install did not build _vring"
         pytest.skip("no C compiler or Python headers: the pure-Python halves run")
     assert rings.COMPILED is not pure
     expected = HALVES["python" if pure else "compiled"]

@@ -91,8 +91,11 @@ static int begin(FifoEnd *s, Access *a) {
         PyErr_SetString(PyExc_IndexError, "index out of bounds on dimension 1");
         return -1;
     }
+    /* (total and kicked count bytes ever written: bounded so that no sum or difference
+     * of them can overflow; 2**62 bytes is 146 years at 1 GB/s) */
     if (s->size < DATA_HDR_SIZE || (s->size & (s->size - 1)) || s->mask != s->size - 1 ||
-        s->pos < 0 || s->pos > s->mask || s->base < 0) {
+        s->pos < 0 || s->pos > s->mask || s->base < 0 || s->total < 0 ||
+        s->total > ((Py_ssize_t)1 << 62) || s->kicked < 0 || s->kicked > s->total) {
         PyErr_SetString(PyExc_ValueError, "the FIFO end's fields are inconsistent");
         return -1;
     }
