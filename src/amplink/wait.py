@@ -8,7 +8,7 @@ which is the classic competitive bound for spin-then-block.
 
 Spinning only pays while the spinner and its peer each have a CPU: a spinner holds
 its CPU, and the peer that is to write what it polls for may need that very CPU.
-Three mechanisms protect against that:
+Four mechanisms protect against that:
 
 * placement: :func:`spin_worthwhile` says no when we and the peer can only run on one
   and the same CPU, and spinning is then off;
