@@ -1,7 +1,9 @@
 """Adaptive spinning (the budget logic, independent of timing) and the GIL-free wake-up."""
 
 import os
+import subprocess
 import threading
+import time
 
 from amplink.wait import (
     FIRST_SUSPEND,
@@ -11,6 +13,7 @@ from amplink.wait import (
     WINDOW,
     AdaptiveSpin,
     Wakeup,
+    peer_waits_for_cpu,
     spin_worthwhile,
 )
 
@@ -131,6 +134,61 @@ def test_suspension_doubles_while_spins_keep_being_preempted_and_resets():
     s._clock = PreemptingClock(at=2)
     s.spin(lambda: False)
     assert s._suspended == FIRST_SUSPEND
+
+
+def test_a_miss_while_the_peer_waits_for_our_cpu_suspends_spinning():
+    asked = []
+
+    def starved(pid: int) -> bool:
+        asked.append(pid)
+        return True
+
+    s = AdaptiveSpin(8_000, enabled=True, peer=lambda: 42, clock=FakeClock(), starved=starved)
+    assert s.spin(lambda: True) and asked == []  # a hit never looks at the peer
+    assert not s.spin(lambda: False)
+    assert asked == [42]  # once per miss, not per poll
+    assert s.misses == 1 and s.preempted == 1 and s.starving == 1
+    for _ in range(FIRST_SUSPEND):  # it blocks at once, as after a preemption
+        assert not s.spin(lambda: 1 / 0)
+    assert s.spin(lambda: True)
+
+
+def test_a_miss_while_the_peer_runs_elsewhere_is_an_ordinary_miss():
+    asked = []
+
+    def starved(pid: int) -> bool:
+        asked.append(pid)
+        return False
+
+    peer: list[int | None] = [None]
+    s = AdaptiveSpin(8_000, enabled=True, peer=lambda: peer[0], clock=FakeClock(), starved=starved)
+    assert not s.spin(lambda: False)
+    assert asked == []  # no peer known yet (the core is not started): nothing to look at
+    peer[0] = 7
+    for _ in range(WINDOW):
+        assert not s.spin(lambda: False)
+    assert asked == [7] * WINDOW and s.preempted == 0 and s._suspended == 0
+    assert s.budget_ns == 2_000  # the window of misses cut the budget as before
+
+
+def _state(pid: int) -> str:
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().rsplit(")", 1)[1].split()[0]
+
+
+def test_peer_waits_for_cpu_reads_the_peer():
+    assert peer_waits_for_cpu(os.getpid())  # we run (R), on the CPU we run on
+    child = subprocess.Popen(["sleep", "60"])
+    try:
+        deadline = time.monotonic() + 10
+        while _state(child.pid) != "S":  # until it sleeps (it runs while it starts)
+            assert time.monotonic() < deadline
+            time.sleep(0.001)
+        assert not peer_waits_for_cpu(child.pid)  # asleep: it waits for no CPU
+    finally:
+        child.kill()
+        child.wait()
+    assert not peer_waits_for_cpu(2**22 + 1)  # past pid_max: no such process
 
 
 def test_wakeup_is_never_lost_and_closes():

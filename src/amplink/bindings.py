@@ -195,7 +195,7 @@ class GlinkEdge(BoundSubdev):
             "host",
             lambda: ctx.kick(notifyid),
             send_timeout=DEFAULT_SEND_TIMEOUT if timeout is None else timeout,
-            spin=AdaptiveSpin(enabled=ctx.spin),
+            spin=AdaptiveSpin(enabled=ctx.spin, peer=ctx.peer_pid),
             limits=handler.config.limits,
         )
         link.take_notifications = ctx.take_notifications

@@ -8,7 +8,7 @@ which is the classic competitive bound for spin-then-block.
 
 Spinning only pays while the spinner and its peer each have a CPU: a spinner holds
 its CPU, and the peer that is to write what it polls for may need that very CPU.
-Three mechanisms protect against that:
+Four mechanisms protect against that:
 
 * placement: :func:`spin_worthwhile` says no when we and the peer can only run on one
   and the same CPU, and spinning is then off;
@@ -22,6 +22,12 @@ Three mechanisms protect against that:
   calls ``sched_yield()``: that hands the CPU to a CPU-bound neighbour for the rest of
   its time slice (a whole tick, 4 ms at HZ=250), with notifications suppressed, so
   nothing would wake the spinner before (see docs/architecture.md, "Waiting");
+* a starved peer: a spinner that is never preempted may still hold the CPU its peer
+  waits for (the scheduler put both on one CPU, CPU hogs on the others).  After a
+  miss (once per miss, never per poll) the spinner looks where the peer's thread is
+  (:func:`peer_waits_for_cpu`, the ``peer`` given to :class:`AdaptiveSpin`): runnable
+  and last on our CPU means it waited for the CPU we spun on, and that miss counts
+  as a preemption;
 * adaptation: over each window of waits, if almost no spin saw its event (the peer is
   idle, slow, or shares our CPU after all), the budget drops to a quarter, down to zero.
   At zero, one wait in ``probe_every`` still spins with the full budget, and a probe
@@ -48,6 +54,7 @@ more context switches per hand-over (measured: 18 us for a thread ping-pong thro
 
 from __future__ import annotations
 
+import ctypes
 import os
 import select
 import threading
@@ -75,6 +82,22 @@ def spin_worthwhile(mine: set[int] | None = None, peer: set[int] | None = None) 
     return len(mine | peer) > 1
 
 
+_sched_getcpu = ctypes.CDLL(None, use_errno=True).sched_getcpu  # (vDSO: no system call)
+
+
+def peer_waits_for_cpu(pid: int) -> bool:
+    """Whether the main thread of process ``pid`` is runnable (state R) and last ran on
+    the CPU the calling thread runs on: it waits for the CPU we hold (fields 3 and 39
+    of ``/proc/PID/stat``, proc(5)).  False if that cannot be read (the peer is gone)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:
+        return False
+    fields = stat[stat.rindex(b")") + 2 :].split()
+    return fields[0] == b"R" and int(fields[36]) == _sched_getcpu()
+
+
 class AdaptiveSpin:
     """Spin on a predicate for an adaptive budget; the caller blocks if this fails."""
 
@@ -84,9 +107,14 @@ class AdaptiveSpin:
         *,
         enabled: bool | None = None,
         probe_every: int = 64,
+        peer: Callable[[], int | None] | None = None,
         clock: Callable[[], int] = time.perf_counter_ns,
+        starved: Callable[[int], bool] = peer_waits_for_cpu,
     ) -> None:
-        """``clock`` (ns) is only replaced by tests that play with time."""
+        """``peer`` gives the pid of the process whose main thread writes what we poll
+        for (None while unknown; it may be set later, as :attr:`peer`): after each miss
+        ``starved(pid)`` says whether it waited for our CPU (then the miss counts as a
+        preemption).  ``clock`` (ns) and ``starved`` are only replaced by tests."""
         if enabled is None:
             enabled = spin_worthwhile()
         self.enabled = enabled and max_spin_ns > 0
@@ -96,13 +124,16 @@ class AdaptiveSpin:
         self._since_probe = 0
         self._window_hits = 0
         self._window_total = 0
+        self.peer = peer
         self._clock = clock
+        self._starved = starved
         self._missed_at = 0  # when the last miss ended, until it is counted or forgiven
         self._suspended = 0  # waits left without spinning (the CPU was contended)
         self._suspend_next = FIRST_SUSPEND
         self.hits = 0
         self.misses = 0
-        self.preempted = 0  # spins cut short because the spinner lost its CPU
+        self.preempted = 0  # spins cut short because the spinner lost its CPU...
+        self.starving = 0  # ...or missed while the peer waited for it (among those)
 
     def spin(self, ready: Callable[[], bool]) -> bool:
         """Call ``ready`` until it returns True (-> True) or the budget runs out, or the
@@ -147,6 +178,11 @@ class AdaptiveSpin:
                 break
             last = t
         self.misses += 1
+        pid = self.peer() if self.peer is not None else None
+        if pid is not None and self._starved(pid):
+            self.starving += 1
+            self._preempted()  # we held the CPU the peer needed (see the docstring)
+            return False
         self._missed_at = now()  # counted at the next spin, unless that is much later
         return False
 

@@ -218,6 +218,7 @@ class Core:
         shuts the core down (then this waits for the reset and does not return)."""
         link = self.link
         spin = link.spin
+        spin.peer = os.getppid  # the host started us: its main thread answers
         hw = self.hw
         timeout_ms = hw.watchdog_ms // 2 if hw.watchdog_ms else -1
         timeout = timeout_ms / 1000 if timeout_ms >= 0 else None
@@ -235,6 +236,7 @@ class Core:
                 if relinked is None:
                     return
                 link, spin = relinked, relinked.spin
+                spin.peer = os.getppid
                 polling = False
                 continue
             if link.failure is not None:

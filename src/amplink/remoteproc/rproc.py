@@ -345,6 +345,7 @@ class Rproc:
             spin=self.platform.spin,
             report_crash=self.platform.on_crash,  # about this boot only
             take_notifications=self.platform.take_notifications,
+            peer_pid=lambda: self.pid,
         )
         self._subdevs = handle_resources(
             image.require_table(),

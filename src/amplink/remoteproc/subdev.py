@@ -95,7 +95,8 @@ class ResourceContext:
     is worthwhile; ``report_crash(type, reason)`` reports a crash (a subdevice whose
     memory the core broke: ``mmufault``); ``take_notifications``, where the platform
     has one, lets a waiter take the core's kicks in its own thread
-    (:data:`amplink.wait.TakeNotifications`)."""
+    (:data:`amplink.wait.TakeNotifications`); ``peer_pid()`` is the core's process
+    (None when it has none), whose spinners watch it (:class:`amplink.wait.AdaptiveSpin`)."""
 
     name: str
     memory: DeviceMemory
@@ -106,6 +107,7 @@ class ResourceContext:
     spin: bool
     report_crash: Callable[[int, str], None]
     take_notifications: TakeNotifications | None = None
+    peer_pid: Callable[[], int | None] | None = None
 
 
 class ResourceHandler(ABC):

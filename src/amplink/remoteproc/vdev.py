@@ -197,6 +197,7 @@ def handle_vdev(index: int, entry: rt.Vdev, ctx: ResourceContext, virtio: Virtio
         report_crash=ctx.report_crash,
     )
     vdev.take_notifications = ctx.take_notifications
+    vdev.spin_peer = ctx.peer_pid
     for notifyid in set(vdev.notifyids):
         ctx.route(notifyid, vdev.handle_notify)
     return vdev

@@ -466,7 +466,7 @@ class VirtioRpmsgHost(VirtioRpmsgLink):
             ns_supported=bool(features & SUPPORTED_FEATURES),
             mtu=buffers.tx_size - _HDR_SIZE,
             send_timeout=send_timeout,
-            spin=AdaptiveSpin(enabled=vdev.spin),
+            spin=AdaptiveSpin(enabled=vdev.spin, peer=vdev.spin_peer),
         )
         self.vdev = vdev
         self.buffers = buffers

@@ -26,6 +26,7 @@ from __future__ import annotations
 import errno
 import logging
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from typing import Literal
 
 from amplink.errors import AmplinkError
@@ -67,6 +68,7 @@ class VirtioDevice(ABC):
         self.role = role
         self.window = window
         self.spin = spin
+        self.spin_peer: Callable[[], int | None] | None = None  # (AdaptiveSpin's peer)
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name} id {self.device_id} ({self.role} side)>"
