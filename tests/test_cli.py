@@ -137,6 +137,10 @@ def test_bench_json(capsys, tmp_path, monkeypatch):
     assert report["params"]["rounds"] == 300
     assert report["mailbox"]["msgs_per_s"] > 0
     assert report["zero_copy"]["msgs_per_s"] > 0
+    for s in report["spinning"]:  # a starving miss counts as a miss and a preemption
+        assert 0 <= s["starving"] <= min(s["misses"], s["preempted"])
+    spun = {s["name"]: s for s in report["spinning"]}
+    assert spun["amplink rpmsg virtio"]["hits"] > 0
     assert report["mailbox"]["rtt_p99_us"] >= report["mailbox"]["rtt_p50_us"] > 0
     combos = [(d["path"], d["load"]) for d in report["delivery"]]
     assert combos == [

@@ -246,12 +246,15 @@ class Largest:
 
 @dataclass
 class Spinning:
-    """What the host's adaptive spinning did during one transport's measurements."""
+    """What the host's adaptive spinning did during one transport's measurements
+    (:class:`amplink.wait.AdaptiveSpin`'s counters): ``starving`` counts the misses at
+    which the peer waited for the spinner's CPU (each also counts in ``preempted``)."""
 
     name: str
     hits: int
     misses: int
     preempted: int
+    starving: int
 
 
 @dataclass
@@ -294,7 +297,8 @@ def bench_rpmsg(
         link = echo.link
         spin = link.spin if isinstance(link, PolledLink) else None
         spinning = Spinning(
-            name, *((spin.hits, spin.misses, spin.preempted) if spin else (0, 0, 0))
+            name,
+            *((spin.hits, spin.misses, spin.preempted, spin.starving) if spin else (0, 0, 0, 0)),
         )
     return result, largest, zero_copy, mbox, spinning
 
@@ -562,15 +566,15 @@ def format_report(report: dict[str, Any]) -> str:
     ]
     spun: dict[str, list[int]] = {}
     for s in report["spinning"]:
-        acc = spun.setdefault(s["name"], [0, 0, 0])
-        for i, k in enumerate(("hits", "misses", "preempted")):
+        acc = spun.setdefault(s["name"], [0, 0, 0, 0])
+        for i, k in enumerate(("hits", "misses", "preempted", "starving")):
             acc[i] += s[k]
-    lines.append("host spinning (all repetitions): hits, misses, preempted")
+    lines.append("host spinning (all repetitions): hits, misses, preempted (the peer starved)")
     lines.append(
         "  "
         + "; ".join(
-            f"{n.removeprefix('amplink rpmsg ')} {h}, {m}, {q}"
-            for n, (h, m, q) in spun.items()
+            f"{n.removeprefix('amplink rpmsg ')} {h}, {m}, {q} ({st})"
+            for n, (h, m, q, st) in spun.items()
             if n != SPIN_OFF
         )
     )
