@@ -144,6 +144,7 @@ class GlinkLink(PolledLink):
         self._wanted: dict[str, int] = {}  # channel -> size of the last send that could not go
         self._consumed: list[tuple[str, int]] = []  # (channel, intent): rx context only
         self._quiet = False  # a drain told the peer not to kick (rx context only)
+        self._rx_peek = self._rx_wanted  # (see PolledLink.__init__)
         self.fail_listeners.append(self._wake_all)
         try:
             with self._tx_lock:
@@ -627,7 +628,14 @@ class GlinkLink(PolledLink):
 
     def unsuppress_rx(self) -> bool:
         self._rx.set_polling(False)
-        return self.rx_pending()
+        return self._rx_wanted()
+
+    def _rx_wanted(self) -> bool:
+        """:meth:`rx_pending`, except for intents the peer gave back while nothing here
+        waits for one (:meth:`FifoReader.pending_data
+        <amplink.rpmsg.glink_fifo.FifoReader.pending_data>`): what a spinning receiver
+        looks for, and one that stops spinning.  The next drain reads them first."""
+        return self.failure is None and (self._rx.pending_data() or bool(self.protocol.events))
 
     def _drain_rx(self) -> int:
         """Dispatch what the peer writes until its FIFO stays empty, or until the
