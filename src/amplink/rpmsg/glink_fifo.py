@@ -311,8 +311,8 @@ class FifoReader(_FifoEnd):
         if not n or n % _HDR_SIZE or n > LEFT_RX_DONES * _HDR_SIZE:
             return False
         size, mask = self._size, self._mask
-        for at in range(self._pos, self._pos + n, _HDR_SIZE):
-            at &= mask
+        for off in range(self._pos, self._pos + n, _HDR_SIZE):
+            at = off & mask
             if at + 2 <= size:
                 cmd = _CMD_UNPACK(self._mem, self._base + at)[0]
             else:

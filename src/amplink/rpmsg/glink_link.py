@@ -60,7 +60,7 @@ from functools import partial
 from typing import Literal
 
 from amplink.errors import FifoError, RpmsgError, WireError
-from amplink.irq.held_signals import HELD_SIGNALS
+from amplink.irq.held_signals import HELD_SIGNALS, HeldSignals
 from amplink.memory.region import SharedRegion
 from amplink.ratelimit import log_ratelimited
 from amplink.rpmsg import glink_ends
@@ -220,52 +220,87 @@ class GlinkLink(PolledLink):
         name = self._names.get(src)
         if name is None or self.failure is not None:
             name = self._channel_of(src)  # raises why not
-        deadline = None  # time.monotonic() + the timeout, once something waits
-        proto = self.protocol
         # The common case, one TX_DATA that fits now, is written here (not in a helper:
-        # each Python call saved is a few percent of a message's cost).  The tx lock is
-        # taken by `with`, never by acquire() then try: a Ctrl-C between the two would
-        # leave it held and every later send hanging.  A send is one section: a Ctrl-C
-        # waits until the intent it took is written and the peer kicked
-        # (amplink.irq.held_signals); only a wait for an intent or for room lets it
-        # through (it ends the wait, and the send).
+        # each Python call saved is a few percent of a message's cost).  A send is one
+        # section: a Ctrl-C waits until the intent it took is written and the peer
+        # kicked (amplink.irq.held_signals); only a wait for an intent or for room lets
+        # it through (it ends the wait, and the send).  A send in a section already (a
+        # reply from a receive callback, in its drain's) enters none for the write (one
+        # inside would only be counted), but does for a wait, so that the wait does not
+        # let a signal through inside the callback.
+        held = HELD_SIGNALS
         try:
-            with self._tx_lock, HELD_SIGNALS:
-                iid = proto.take_intent(name, n)
-                if iid is None:
-                    iid, deadline = self._wait_intent(name, n, block, timeout)
-                kick = None  # not written (yet)
-                try:
-                    if n <= self._chunk:
-                        lcid = self._lcids.get(name)
-                        if lcid is None:  # released, or the link failed, while it waited
-                            self._check_open(name)
-                            raise RpmsgError(
-                                errno.EPIPE,
-                                f"{self.name}: channel {name!r} was closed while a send waited",
-                            )
-                        # The queued replies go first, in one write.
-                        kick = self._tx.put_data(proto.output, lcid, iid, data, _RESERVE)
-                        if kick is not None:
-                            proto.rx_done_run = 0
-                except BaseException:
-                    proto.give_back(name, iid)  # not written
-                    raise
-                if kick is None:
-                    self._write_data(name, iid, data, block, deadline, timeout)
-                else:
-                    if TRACER.enabled:
-                        TRACER.sent(self)
+            if held.depth > held.floor:
+                kick = self._send_locked(name, data, n, block, timeout, held)
+            else:
+                with held:
+                    kick = self._send_locked(name, data, n, block, timeout, None)
                     if kick:
-                        self._notify()
-                if self._wanted:
-                    self._wanted.pop(name, None)
-                if self._refused_now:
-                    self._refused_now = False
-                    self._set_awaiting()
-                return
+                        self._notify()  # (after the tx lock: see _send_locked)
+                    return
+            if kick:
+                self._notify()
         except FifoError as exc:
             raise self._broken(exc) from exc
+
+    def _send_locked(
+        self,
+        name: str,
+        data: bytes,
+        n: int,
+        block: bool,
+        timeout: float | None,
+        wait_section: HeldSignals | None,
+    ) -> bool:
+        """:meth:`send` under the tx lock (taken by `with`, never by acquire() then try:
+        a Ctrl-C between the two would leave it held and every later send hanging):
+        whether to kick the peer, which the caller does once the lock is let go (a
+        peer woken on this CPU would otherwise run while we hold it, and our receive
+        context, wanting it next, would wait for us).  A send of more than a chunk, or
+        one that waited for room, has kicked already.  ``wait_section``: the section
+        to enter for a wait for an intent or for room (a send in one already)."""
+        proto = self.protocol
+        with self._tx_lock:
+            iid = proto.take_intent(name, n)
+            deadline = None  # time.monotonic() + the timeout, once something waits
+            if iid is None:
+                if wait_section is None:
+                    iid, deadline = self._wait_intent(name, n, block, timeout)
+                else:
+                    with wait_section:
+                        iid, deadline = self._wait_intent(name, n, block, timeout)
+            kick = None  # not written (yet)
+            try:
+                if n <= self._chunk:
+                    lcid = self._lcids.get(name)
+                    if lcid is None:  # released, or the link failed, while it waited
+                        self._check_open(name)
+                        raise RpmsgError(
+                            errno.EPIPE,
+                            f"{self.name}: channel {name!r} was closed while a send waited",
+                        )
+                    # The queued replies go first, in one write.
+                    kick = self._tx.put_data(proto.output, lcid, iid, data, _RESERVE)
+                    if kick is not None:
+                        proto.rx_done_run = 0
+            except BaseException:
+                proto.give_back(name, iid)  # not written
+                raise
+            if kick is None:
+                if wait_section is None:
+                    self._write_data(name, iid, data, block, deadline, timeout)
+                else:
+                    with wait_section:
+                        self._write_data(name, iid, data, block, deadline, timeout)
+                kick = False
+            elif TRACER.enabled:
+                TRACER.sent(self)
+            if self._wanted:
+                self._wanted.pop(name, None)
+            if self._refused_now:
+                self._refused_now = False
+                self._set_awaiting()
+            return kick
 
     def _wait_intent(
         self, name: str, n: int, block: bool, timeout: float | None
