@@ -29,7 +29,8 @@ How rpmsg maps onto it, as in Linux's ``qcom_glink_native``:
   them without waiting); the host lets its ``RX_DONE`` s go with its next command
   unless the remote waits for an intent, and neither side kicks the other for
   ``RX_DONE`` s alone unless it waits (see :mod:`amplink.wire.glink_edge`): one
-  notification per message, as over virtio.  A side reading its FIFO is not kicked
+  notification per message, as over virtio; nor does a reader read on, or a spinner
+  stop to look, for ``RX_DONE`` s alone unless it waits (its next drain reads them).  A side reading its FIFO is not kicked
   (it reads until the FIFO is empty, or until its drain's budget is spent and the
   link runs its receive path again by itself), and a writer kicks once until the
   reader has read what that kick was for.  A sender outside a callback asks for
