@@ -30,11 +30,12 @@ How rpmsg maps onto it, as in Linux's ``qcom_glink_native``:
   unless the remote waits for an intent, and neither side kicks the other for
   ``RX_DONE`` s alone unless it waits (see :mod:`amplink.wire.glink_edge`): one
   notification per message, as over virtio; nor does a reader read on, or a spinner
-  stop to look, for ``RX_DONE`` s alone unless it waits (its next drain reads them).  A side reading its FIFO is not kicked
-  (it reads until the FIFO is empty, or until its drain's budget is spent and the
-  link runs its receive path again by itself), and a writer kicks once until the
-  reader has read what that kick was for.  A sender outside a callback asks for
-  intents until 128 are in flight; each grant doubles the channel's.
+  stop to look, for ``RX_DONE`` s alone unless it waits (its next drain reads them).
+  A side reading its FIFO is not kicked (it reads until the FIFO is empty, or until
+  its drain's budget is spent and the link runs its receive path again by itself),
+  and a writer kicks once until the reader has read what that kick was for.  A
+  sender outside a callback asks for intents until 128 are in flight; each grant
+  doubles the channel's.
 * **Chunking.**  Messages larger than a chunk (8 KiB, or half the FIFO if smaller) go as
   one ``TX_DATA`` and ``TX_DATA_CONT`` commands.
 * **Full FIFO.**  A sender that finds no room sends ``READ_NOTIF`` once (8 bytes are
@@ -221,14 +222,14 @@ class GlinkLink(PolledLink):
         name = self._names.get(src)
         if name is None or self.failure is not None:
             name = self._channel_of(src)  # raises why not
-        # The common case, one TX_DATA that fits now, is written here (not in a helper:
-        # each Python call saved is a few percent of a message's cost).  A send is one
-        # section: a Ctrl-C waits until the intent it took is written and the peer
-        # kicked (amplink.irq.held_signals); only a wait for an intent or for room lets
-        # it through (it ends the wait, and the send).  A send in a section already (a
-        # reply from a receive callback, in its drain's) enters none for the write (one
-        # inside would only be counted), but does for a wait, so that the wait does not
-        # let a signal through inside the callback.
+        # The common case, one TX_DATA that fits now, is written in one helper (not in
+        # several: each Python call saved is a few percent of a message's cost).  A
+        # send is one section: a Ctrl-C waits until the intent it took is written and
+        # the peer kicked (amplink.irq.held_signals); only a wait for an intent or for
+        # room lets it through (it ends the wait, and the send).  A send in a section
+        # already (a reply from a receive callback, in its drain's) enters none for the
+        # write (one inside would only be counted), but does for a wait, so that the
+        # wait does not let a signal through inside the callback.
         held = HELD_SIGNALS
         try:
             if held.depth > held.floor:
