@@ -151,10 +151,16 @@ def _step(rnd: random.Random):
         on = rnd.random() < 0.5
         return lambda s: (s.remote.rx.set_polling(on), s.host.rx.set_polling(not on))
     if op == 10:
-        return lambda s: (s.remote.rx.pending(), s.host.rx.pending())
+        return lambda s: (
+            s.remote.rx.pending(),
+            s.host.rx.pending(),
+            s.remote.rx.pending_data(),
+            s.host.rx.pending_data(),
+        )
     if op == 11:
         awaiting = rnd.random() < 0.5
-        return lambda s: s.remote.set_awaiting_intents(awaiting)
+        side = rnd.choice(("host", "remote"))
+        return lambda s: getattr(s, side).set_awaiting_intents(awaiting)
     if rnd.random() < 0.5:
         return lambda s: None
     # the hostile peer: a word of the header (indices, polling and awaiting words),
@@ -213,6 +219,7 @@ def test_a_closed_region_raises_value_error_not_a_crash(impl):
         lambda: rx.settle(True),
         lambda: rx.set_polling(True),
         rx.pending,
+        rx.pending_data,
     ):
         with pytest.raises(ValueError):
             call()
@@ -375,3 +382,29 @@ def test_the_compiled_ends_run_when_they_were_built():
         pytest.skip("no C compiler or Python headers: the pure-Python ends run")
     assert glink_ends.COMPILED is not pure
     assert (glink_ends.ENDS == glink_ends.PYTHON_ENDS) is pure
+
+
+@pytest.mark.parametrize("impl", sorted(ENDS))
+def test_a_reader_leaves_intents_given_back_unless_it_waits_for_one(impl):
+    """What came after the last read counts as more (settle, pending_data) unless it is
+    only RX_DONEs (8 at most) and our awaiting word is clear; pending() counts all."""
+    side = Side(impl, fifo=1024)
+    try:
+        tx, rx = side.remote.tx, side.host.rx
+        rx_done = g.command(g.RX_DONE_W_REUSE, 1, 3)
+        assert tx.put(rx_done * 2, b"", 16, 8, True) is not None
+        assert rx.pending() and not rx.pending_data() and not rx.settle(True)
+        side.host.set_awaiting_intents(True)  # a sender here waits: they count
+        assert rx.pending_data() and rx.settle(False)
+        side.host.set_awaiting_intents(False)
+        assert tx.put(g.command(g.RX_DONE, 1, 4) * 7, b"", 56, 8, True) is not None
+        assert rx.pending_data() and rx.settle(False)  # 9 of them: more than may be left
+        assert rx.feed(side.proto) == 72 and not rx.pending()
+        assert tx.put(rx_done, b"", 8, 8, True) is not None
+        assert not rx.settle(False) and not rx.pending_data()
+        assert tx.put(g.command(g.CLOSE, 2), b"", 8, 8, False) is not None
+        assert rx.settle(False) and rx.pending_data()  # anything else: read on
+        assert rx.feed(side.proto) == 16
+        assert [cmd[0] for cmd in side.proto.got[-2:]] == ["rx_done", "other"]
+    finally:
+        side.region.close()

@@ -34,6 +34,7 @@
 #define RX_DONE_W_REUSE 14
 #define HDR_SIZE 8
 #define DATA_HDR_SIZE 16
+#define LEFT_RX_DONES 8 /* glink_fifo.LEFT_RX_DONES */
 
 #define BARRIER() __asm__ __volatile__("" ::: "memory")
 #define FENCE() __atomic_thread_fence(__ATOMIC_SEQ_CST)
@@ -421,12 +422,38 @@ static PyMethodDef Writer_methods[] = {
 
 /* ---- the reader ---------------------------------------------------------------------- */
 
+/* Whether the bytes from the tail to head (unchecked) are whole RX_DONE(_W_REUSE)
+ * commands, LEFT_RX_DONES at most (FifoReader._rx_dones_to). */
+static int rx_dones_to(FifoEnd *s, const Access *a, uint32_t head) {
+    if (head > (uint64_t)s->mask) return 0;  /* (the read that follows finds it broken) */
+    Py_ssize_t n = ((Py_ssize_t)head - s->pos) & s->mask;
+    if (n == 0 || n % HDR_SIZE || n > LEFT_RX_DONES * HDR_SIZE) return 0;
+    for (Py_ssize_t off = 0; off < n; off += HDR_SIZE) {
+        uint8_t b[2];
+        ring_read(s, a, (s->pos + off) & s->mask, b, 2);
+        unsigned cmd = (unsigned)b[0] | ((unsigned)b[1] << 8);
+        if (cmd != RX_DONE && cmd != RX_DONE_W_REUSE) return 0;
+    }
+    return 1;
+}
+
 static PyObject *Reader_pending(FifoEnd *s, PyObject *Py_UNUSED(ignored)) {
     Access a;
     if (begin(s, &a) < 0) return NULL;
     uint32_t head = word(&a, s->peer_at);
     finish(&a);
     return Py_NewRef(head != (uint64_t)s->pos ? Py_True : Py_False);
+}
+
+static PyObject *Reader_pending_data(FifoEnd *s, PyObject *Py_UNUSED(ignored)) {
+    Access a;
+    if (begin(s, &a) < 0) return NULL;
+    uint32_t head = word(&a, s->peer_at);
+    BARRIER();
+    int more = head != (uint64_t)s->pos &&
+               (word(&a, s->awaiting_at) || !rx_dones_to(s, &a, head));
+    finish(&a);
+    return Py_NewRef(more ? Py_True : Py_False);
 }
 
 static PyObject *Reader_set_polling(FifoEnd *s, PyObject *arg) {
@@ -449,7 +476,9 @@ static PyObject *Reader_settle(FifoEnd *s, PyObject *arg) {
     if (quiet) a.words[s->polling_at] = 0;
     FENCE();
     uint32_t head = word(&a, s->peer_at);
-    int more = head != (uint64_t)s->seen;
+    BARRIER();
+    int more = head != (uint64_t)s->seen &&
+               (word(&a, s->awaiting_at) || !rx_dones_to(s, &a, head));
     if (!more) {
         if (quiet) s->polling = 0;
     } else if (quiet) {
@@ -756,6 +785,8 @@ static PyObject *Reader_feed(FifoEnd *s, PyObject *proto) {
 static PyMethodDef Reader_methods[] = {
     {"feed", (PyCFunction)Reader_feed, METH_O, "FifoReader.feed, compiled."},
     {"settle", (PyCFunction)Reader_settle, METH_O, "FifoReader.settle, compiled."},
+    {"pending_data", (PyCFunction)Reader_pending_data, METH_NOARGS,
+     "FifoReader.pending_data, compiled."},
     {"set_polling", (PyCFunction)Reader_set_polling, METH_O, "FifoReader.set_polling, compiled."},
     {"pending", (PyCFunction)Reader_pending, METH_NOARGS, "FifoReader.pending, compiled."},
     {NULL, NULL, 0, NULL},

@@ -55,6 +55,8 @@ _DATA_HDR_SIZE = g.DATA_HDR.size
 _HDR_UNPACK = g.HDR.unpack_from
 _DATA_HDR_UNPACK = g.DATA_HDR.unpack_from
 _DATA_HDR_PACK = g.DATA_HDR.pack
+_CMD_UNPACK = struct.Struct("<H").unpack_from
+LEFT_RX_DONES = 8  # RX_DONEs a reader may leave for its next look (FifoReader.settle)
 
 
 class _FifoEnd:
@@ -276,7 +278,14 @@ class FifoReader(_FifoEnd):
         look at the head (:meth:`FifoWriter.kick_needed` relies on this look).  If
         the peer wrote more, a ``quiet`` reader reads on and the peer is told not to
         kick again.  :meth:`set_polling`, a fence and a look at the head in one call; the
-        fence is on this reader's own lock, as :meth:`FifoWriter.kick_needed`'s."""
+        fence is on this reader's own lock, as :meth:`FifoWriter.kick_needed`'s.
+
+        What came since counts as nothing while it is only intents given back
+        (:data:`LEFT_RX_DONES` at most) and nothing here waits for an intent (our
+        awaiting word is clear): the writer kicks for those only when it is set, a
+        reader that looks at the FIFO again (its next drain, or a sender that wants an
+        intent) takes them, and the caller, typically a receiver whose message is in,
+        does not wait for the peer's ``RX_DONE`` written just after its reply."""
         words = self._words
         polling_at = self._polling_at
         if quiet:
@@ -284,12 +293,32 @@ class FifoReader(_FifoEnd):
         fence = self._fence
         with fence:  # (not acquire(); release(): a Ctrl-C between would leave it held)
             pass
-        if words[self._peer_at] == self._seen:
+        head: int = words[self._peer_at]
+        if head == self._seen or (not words[self._awaiting_at] and self._rx_dones_to(head)):
             if quiet:
                 self.polling = False
             return False
         if quiet:
             words[polling_at] = 1  # (needs no fence: a peer that missed it kicks once more)
+        return True
+
+    def _rx_dones_to(self, head: int) -> bool:
+        """Whether the bytes from the tail to ``head`` (the peer's index, unchecked)
+        are whole ``RX_DONE`` (``_W_REUSE``) commands, :data:`LEFT_RX_DONES` at most."""
+        if head > self._mask:
+            return False  # (the read that follows finds it broken)
+        n = (head - self._pos) & self._mask
+        if not n or n % _HDR_SIZE or n > LEFT_RX_DONES * _HDR_SIZE:
+            return False
+        size, mask = self._size, self._mask
+        for off in range(self._pos, self._pos + n, _HDR_SIZE):
+            at = off & mask
+            if at + 2 <= size:
+                cmd = _CMD_UNPACK(self._mem, self._base + at)[0]
+            else:
+                cmd = _CMD_UNPACK(self._copy(at, 2))[0]
+            if cmd not in _RX_DONE_CMDS:
+                return False
         return True
 
     def available(self) -> int:
@@ -306,6 +335,14 @@ class FifoReader(_FifoEnd):
         """Whether the peer has written anything not yet taken (what a spinning poller
         asks: not checked, the read that follows checks the index)."""
         return bool(self._words[self._peer_at] != self._pos)
+
+    def pending_data(self) -> bool:
+        """:meth:`pending`, except for what :meth:`settle` may leave: intents given
+        back while nothing here waits for one (what a spinning receiver asks, and one
+        that stops spinning: it waits for the peer's message, not for those)."""
+        words = self._words
+        head: int = words[self._peer_at]
+        return head != self._pos and (bool(words[self._awaiting_at]) or not self._rx_dones_to(head))
 
     def feed(self, proto: GlinkProtocol) -> int:
         """Frame every complete command the peer wrote and hand it to ``proto``, in

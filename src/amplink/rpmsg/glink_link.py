@@ -29,11 +29,13 @@ How rpmsg maps onto it, as in Linux's ``qcom_glink_native``:
   them without waiting); the host lets its ``RX_DONE`` s go with its next command
   unless the remote waits for an intent, and neither side kicks the other for
   ``RX_DONE`` s alone unless it waits (see :mod:`amplink.wire.glink_edge`): one
-  notification per message, as over virtio.  A side reading its FIFO is not kicked
-  (it reads until the FIFO is empty, or until its drain's budget is spent and the
-  link runs its receive path again by itself), and a writer kicks once until the
-  reader has read what that kick was for.  A sender outside a callback asks for
-  intents until 128 are in flight; each grant doubles the channel's.
+  notification per message, as over virtio; nor does a reader read on, or a spinner
+  stop to look, for ``RX_DONE`` s alone unless it waits (its next drain reads them).
+  A side reading its FIFO is not kicked (it reads until the FIFO is empty, or until
+  its drain's budget is spent and the link runs its receive path again by itself),
+  and a writer kicks once until the reader has read what that kick was for.  A
+  sender outside a callback asks for intents until 128 are in flight; each grant
+  doubles the channel's.
 * **Chunking.**  Messages larger than a chunk (8 KiB, or half the FIFO if smaller) go as
   one ``TX_DATA`` and ``TX_DATA_CONT`` commands.
 * **Full FIFO.**  A sender that finds no room sends ``READ_NOTIF`` once (8 bytes are
@@ -60,7 +62,7 @@ from functools import partial
 from typing import Literal
 
 from amplink.errors import FifoError, RpmsgError, WireError
-from amplink.irq.held_signals import HELD_SIGNALS
+from amplink.irq.held_signals import HELD_SIGNALS, HeldSignals
 from amplink.memory.region import SharedRegion
 from amplink.ratelimit import log_ratelimited
 from amplink.rpmsg import glink_ends
@@ -144,6 +146,7 @@ class GlinkLink(PolledLink):
         self._wanted: dict[str, int] = {}  # channel -> size of the last send that could not go
         self._consumed: list[tuple[str, int]] = []  # (channel, intent): rx context only
         self._quiet = False  # a drain told the peer not to kick (rx context only)
+        self._rx_peek = self._rx_wanted  # (see PolledLink.__init__)
         self.fail_listeners.append(self._wake_all)
         try:
             with self._tx_lock:
@@ -219,52 +222,87 @@ class GlinkLink(PolledLink):
         name = self._names.get(src)
         if name is None or self.failure is not None:
             name = self._channel_of(src)  # raises why not
-        deadline = None  # time.monotonic() + the timeout, once something waits
-        proto = self.protocol
-        # The common case, one TX_DATA that fits now, is written here (not in a helper:
-        # each Python call saved is a few percent of a message's cost).  The tx lock is
-        # taken by `with`, never by acquire() then try: a Ctrl-C between the two would
-        # leave it held and every later send hanging.  A send is one section: a Ctrl-C
-        # waits until the intent it took is written and the peer kicked
-        # (amplink.irq.held_signals); only a wait for an intent or for room lets it
-        # through (it ends the wait, and the send).
+        # The common case, one TX_DATA that fits now, is written in one helper (not in
+        # several: each Python call saved is a few percent of a message's cost).  A
+        # send is one section: a Ctrl-C waits until the intent it took is written and
+        # the peer kicked (amplink.irq.held_signals); only a wait for an intent or for
+        # room lets it through (it ends the wait, and the send).  A send in a section
+        # already (a reply from a receive callback, in its drain's) enters none for the
+        # write (one inside would only be counted), but does for a wait, so that the
+        # wait does not let a signal through inside the callback.
+        held = HELD_SIGNALS
         try:
-            with self._tx_lock, HELD_SIGNALS:
-                iid = proto.take_intent(name, n)
-                if iid is None:
-                    iid, deadline = self._wait_intent(name, n, block, timeout)
-                kick = None  # not written (yet)
-                try:
-                    if n <= self._chunk:
-                        lcid = self._lcids.get(name)
-                        if lcid is None:  # released, or the link failed, while it waited
-                            self._check_open(name)
-                            raise RpmsgError(
-                                errno.EPIPE,
-                                f"{self.name}: channel {name!r} was closed while a send waited",
-                            )
-                        # The queued replies go first, in one write.
-                        kick = self._tx.put_data(proto.output, lcid, iid, data, _RESERVE)
-                        if kick is not None:
-                            proto.rx_done_run = 0
-                except BaseException:
-                    proto.give_back(name, iid)  # not written
-                    raise
-                if kick is None:
-                    self._write_data(name, iid, data, block, deadline, timeout)
-                else:
-                    if TRACER.enabled:
-                        TRACER.sent(self)
+            if held.depth > held.floor:
+                kick = self._send_locked(name, data, n, block, timeout, held)
+            else:
+                with held:
+                    kick = self._send_locked(name, data, n, block, timeout, None)
                     if kick:
-                        self._notify()
-                if self._wanted:
-                    self._wanted.pop(name, None)
-                if self._refused_now:
-                    self._refused_now = False
-                    self._set_awaiting()
-                return
+                        self._notify()  # (after the tx lock: see _send_locked)
+                    return
+            if kick:
+                self._notify()
         except FifoError as exc:
             raise self._broken(exc) from exc
+
+    def _send_locked(
+        self,
+        name: str,
+        data: bytes,
+        n: int,
+        block: bool,
+        timeout: float | None,
+        wait_section: HeldSignals | None,
+    ) -> bool:
+        """:meth:`send` under the tx lock (taken by `with`, never by acquire() then try:
+        a Ctrl-C between the two would leave it held and every later send hanging):
+        whether to kick the peer, which the caller does once the lock is let go (a
+        peer woken on this CPU would otherwise run while we hold it, and our receive
+        context, wanting it next, would wait for us).  A send of more than a chunk, or
+        one that waited for room, has kicked already.  ``wait_section``: the section
+        to enter for a wait for an intent or for room (a send in one already)."""
+        proto = self.protocol
+        with self._tx_lock:
+            iid = proto.take_intent(name, n)
+            deadline = None  # time.monotonic() + the timeout, once something waits
+            if iid is None:
+                if wait_section is None:
+                    iid, deadline = self._wait_intent(name, n, block, timeout)
+                else:
+                    with wait_section:
+                        iid, deadline = self._wait_intent(name, n, block, timeout)
+            kick = None  # not written (yet)
+            try:
+                if n <= self._chunk:
+                    lcid = self._lcids.get(name)
+                    if lcid is None:  # released, or the link failed, while it waited
+                        self._check_open(name)
+                        raise RpmsgError(
+                            errno.EPIPE,
+                            f"{self.name}: channel {name!r} was closed while a send waited",
+                        )
+                    # The queued replies go first, in one write.
+                    kick = self._tx.put_data(proto.output, lcid, iid, data, _RESERVE)
+                    if kick is not None:
+                        proto.rx_done_run = 0
+            except BaseException:
+                proto.give_back(name, iid)  # not written
+                raise
+            if kick is None:
+                if wait_section is None:
+                    self._write_data(name, iid, data, block, deadline, timeout)
+                else:
+                    with wait_section:
+                        self._write_data(name, iid, data, block, deadline, timeout)
+                kick = False
+            elif TRACER.enabled:
+                TRACER.sent(self)
+            if self._wanted:
+                self._wanted.pop(name, None)
+            if self._refused_now:
+                self._refused_now = False
+                self._set_awaiting()
+            return kick
 
     def _wait_intent(
         self, name: str, n: int, block: bool, timeout: float | None
@@ -627,7 +665,14 @@ class GlinkLink(PolledLink):
 
     def unsuppress_rx(self) -> bool:
         self._rx.set_polling(False)
-        return self.rx_pending()
+        return self._rx_wanted()
+
+    def _rx_wanted(self) -> bool:
+        """:meth:`rx_pending`, except for intents the peer gave back while nothing here
+        waits for one (:meth:`FifoReader.pending_data
+        <amplink.rpmsg.glink_fifo.FifoReader.pending_data>`): what a spinning receiver
+        looks for, and one that stops spinning.  The next drain reads them first."""
+        return self.failure is None and (self._rx.pending_data() or bool(self.protocol.events))
 
     def _drain_rx(self) -> int:
         """Dispatch what the peer writes until its FIFO stays empty, or until the

@@ -37,14 +37,19 @@ set (it spins on its FIFO, or is reading it until it is empty), and, unless a se
 there waits for an intent (12/76, below), kicks once until the reader's tail has
 passed what that kick was for: a kicked reader reads until its FIFO is empty, clears
 its polling word, and after a fence looks at the head once more before it stops, so
-what was written meanwhile is found without a kick.  A sender that waits inside its
+what was written meanwhile is found without a kick (but ``RX_DONE`` s alone, below).
+A sender that waits inside its
 side's receive context clears that side's polling word first: it is not reading on.
 
 A side that writes nothing but ``RX_DONE`` commands (intents given back) kicks the
 other only while the other's word at 12/76 says a sender there waits for an intent
 (a blocked send, a readiness waiter, or a send that found none since its last one):
 a side that has intents to spare reads them back when it next reads its FIFO, and
-one notification per message, not two, crosses the edge.  The host goes further and
+one notification per message, not two, crosses the edge.  So a reader that stops (or a
+spinning one) counts up to 8 ``RX_DONE`` s written after its last read as nothing while
+its own word at 12/76 is clear, and takes them first when it next reads: a receiver
+whose message is in does not wait for the one the peer writes after its reply (that
+peer's callback returned).  The host goes further and
 holds its ``RX_DONE`` s back until it writes another command or the remote's word
 says it waits; the remote kicks the host as it sets the word.  The remote writes
 its own after each batch it has read: the host counts what a dead core never
