@@ -233,6 +233,7 @@ class TakeNotifications(Protocol):
         /,
     ) -> bool | None: ...
 
+
 SEND_RETRY_DELAYS = (0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01)  # s
 
 
