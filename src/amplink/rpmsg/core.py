@@ -42,6 +42,10 @@ RPMSG_NS_ADDR = 53
 RPMSG_RESERVED_ADDRESSES = 1024
 
 EndpointCallback = Callable[["Endpoint", bytes, int], object]
+ASK_WAIT = 0.002
+"""s: the longest an asking :meth:`Endpoint.send` waits for the answer before it
+returns (the ``recv()`` that follows waits on): short against the timeouts users give
+``recv()``, long against a blocking round trip (60-200 us on this machine, idle)."""
 
 
 class Message(NamedTuple):
@@ -117,19 +121,23 @@ class RpmsgLink(ABC):
         # are atomic); the receive path they run calls no callback (see rpmsg.polled)
 
     def take_as_taker(
-        self, fds: Sequence[int], timeout: float | None, ready: Callable[[], bool] | None
+        self,
+        fds: Sequence[int],
+        timeout: float | None,
+        ready: Callable[[], bool] | None,
+        start: Callable[[], object] | None = None,
     ) -> bool | None:
         """:attr:`take_notifications` (there must be one), counted in :attr:`takers`
         meanwhile: the receive path this thread runs then calls no receive callback
         (a backend leaves those to another thread), so that none can keep the caller
-        past its timeout."""
+        past its timeout.  ``start``: see :class:`~amplink.wait.TakeNotifications`."""
         take = self.take_notifications
         assert take is not None
         takers = self.takers
         me = threading.get_ident()
         try:
             takers.append(me)
-            return take(fds, timeout, ready)
+            return take(fds, timeout, ready, start)
         finally:
             try:  # noqa: SIM105 (a Ctrl-C before the append leaves nothing to remove)
                 takers.remove(me)
@@ -179,6 +187,11 @@ class RpmsgLink(ABC):
         endpoint, ``RPMSG_ADDR_ANY`` where the backend has no addresses).
         ``EOPNOTSUPP`` on backends that cannot tell."""
         raise RpmsgError(errno.EOPNOTSUPP, f"{type(self).__name__} {self.name} announces nothing")
+
+    def sleeps(self) -> bool:
+        """Whether a waiter sleeps at once, without busy-polling first (spinning is
+        off)."""
+        return True
 
     def busy_poll(self, ready: Callable[[], bool]) -> bool:
         """Poll the receive path in the calling thread until ``ready()`` (optional)."""
@@ -255,6 +268,11 @@ class Endpoint:
         self._waiters = 0  # threads sleeping in recv()
         self._wakeup: Wakeup | None = None  # what they sleep on (made by the first)
         self._taker = 0  # the thread that takes the notifications in recv() now, if any
+        # Asking (see _ask): a send() came since the last recv(); sends from _asker are
+        # questions whose answer that thread's next recv() waits for.
+        self._sent = False
+        self._asks = False
+        self._asker = 0
         self._release_callbacks: list[Callable[[Endpoint, OSError], object]] = []
         self.remote_paused = False  # the remote asked us to stop sending (flow control)
         self._flow_callbacks: list[Callable[[Endpoint, bool], object]] = []
@@ -274,9 +292,69 @@ class Endpoint:
         if self.released is not None or TRACER.enabled:
             self.sendto(data, self.dst, timeout)
             return
+        if self._asks:
+            self._ask(data, timeout)
+            return
         link = self.link  # sendto's common case, one call less per message
         link.send(self.addr, self.dst, data, block=True, timeout=timeout)
         link.messages_out += 1
+        self._sent = True
+
+    def _ask(self, data: bytes, timeout: float | None) -> None:
+        """:meth:`send` once a ``recv()`` right after a send by the same thread found
+        nothing and slept (see :meth:`recv`): the sends are questions.  Where the link
+        sleeps for messages (spinning off) and its waiters take the peer's notifications
+        themselves, the message goes out from inside such a take, which then waits up to
+        :data:`ASK_WAIT` s (at most ``timeout``) for a message to this endpoint (prepare
+        to wait, then ask), so that the answer cannot reach the transport's interrupt
+        dispatcher and thread before the ``recv()`` that wants it (when the peer runs on
+        this CPU or answers fast: three wake-ups instead of one).  The answer stays
+        queued for that ``recv()``.  A second send before a ``recv()`` (a stream), or
+        spinning again, ends asking; another thread's send, or one from a receive
+        callback, is a plain one."""
+        link = self.link
+        if self._sent or not link.sleeps():
+            self._asks = False
+        if (
+            not self._asks
+            or self._asker != threading.get_ident()
+            or link.take_notifications is None
+            or link.in_rx_context()
+        ):
+            link.send(self.addr, self.dst, data, block=True, timeout=timeout)
+            link.messages_out += 1
+            self._sent = True
+            return
+        sent = False
+
+        def ask() -> None:
+            nonlocal sent
+            link.send(self.addr, self.dst, data, block=True, timeout=timeout)
+            sent = True
+
+        counted = False  # set with the count: a Ctrl-C as the lock is let go finds it
+        try:
+            with self._lock, HELD_SIGNALS:  # (a Wakeup made half-way would leak its fds)
+                if self._wakeup is None:
+                    self._wakeup = Wakeup()
+                wakeup = self._wakeup
+                self._waiters += 1
+                counted = True
+            self._taker = self._asker
+            try:
+                wait = ASK_WAIT if timeout is None else min(ASK_WAIT, timeout)
+                took = link.take_as_taker((wakeup.fileno(),), wait, self._has_message, ask)
+            finally:
+                self._taker = 0
+            if took is not None:
+                wakeup.clear()
+        finally:
+            if counted:
+                self._uncount(wakeup)
+        if not sent:  # (the line was taken by another thread: no take, so no ask())
+            link.send(self.addr, self.dst, data, block=True, timeout=timeout)
+        link.messages_out += 1
+        self._sent = True
 
     def sendto(self, data: bytes, dst: int, timeout: float | None = None) -> None:
         """Send to ``dst``; wait up to ``timeout`` s (backend default if None) for a buffer."""
@@ -412,6 +490,7 @@ class Endpoint:
         (:meth:`RpmsgLink.take_as_taker`), so that none keeps it past ``timeout``.
         """
         q = self._queue
+        sent, self._sent = self._sent, False
         if q:  # (a failed popleft raises: slow, and the spin path's common case)
             try:
                 return q.popleft()
@@ -438,6 +517,11 @@ class Endpoint:
         if timeout is not None and timeout <= 0:
             raise self._timed_out(timeout)  # a poll: nothing to sleep on, so no wakeup
         deadline = None if timeout is None else time.monotonic() + timeout
+        me = threading.get_ident()
+        if sent and not self._asks and link.take_notifications is not None and link.sleeps():
+            self._asks = True  # a question's answer: the next send asks (see _ask)
+            self._asker = me
+        has_message = self._has_message
         counted = False  # set with the count: a Ctrl-C as the lock is let go finds it
         try:
             with self._lock, HELD_SIGNALS:  # (a Wakeup made half-way would leak its fds)
@@ -447,20 +531,25 @@ class Endpoint:
                 self._waiters += 1
                 counted = True
             while True:
-                try:  # no lock: several threads may sleep here and race for a message
-                    return q.popleft()
-                except IndexError:
-                    pass
-                self._check_alive()
-                remaining = None if deadline is None else deadline - time.monotonic()
-                if remaining is not None and remaining <= 0:
-                    raise self._timed_out(timeout)
+                if q:  # no lock: several threads may sleep here and race for a message
+                    try:
+                        return q.popleft()
+                    except IndexError:
+                        pass
+                if self.released is not None:
+                    self._check_alive()
+                if deadline is None:
+                    remaining = None
+                else:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        raise self._timed_out(timeout)
                 if link.take_notifications is None:
                     wakeup.wait(remaining)
                     continue
-                self._taker = threading.get_ident()
+                self._taker = me
                 try:
-                    took = link.take_as_taker((wakeup.fileno(),), remaining, self._has_message)
+                    took = link.take_as_taker((wakeup.fileno(),), remaining, has_message)
                 finally:
                     self._taker = 0
                 if took is None:
@@ -469,11 +558,16 @@ class Endpoint:
                     wakeup.clear()
         finally:
             if counted:
-                with self._lock:
-                    self._waiters -= 1
-                    if not self._waiters and self.released is not None:
-                        wakeup.close()
-                        self._wakeup = None
+                self._uncount(wakeup)
+
+    def _uncount(self, wakeup: Wakeup) -> None:
+        """A waiter counted in :attr:`_waiters` leaves (the last after a release closes
+        the wakeup)."""
+        with self._lock:
+            self._waiters -= 1
+            if not self._waiters and self.released is not None:
+                wakeup.close()
+                self._wakeup = None
 
     def _timed_out(self, timeout: float | None) -> RpmsgError:
         return RpmsgError(errno.ETIMEDOUT, f"no message for endpoint {self.addr} within {timeout}s")
