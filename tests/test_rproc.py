@@ -307,12 +307,14 @@ def _spy_asks(link) -> list[bool]:
     return asks
 
 
-def _arm(ept, asks: list[bool]) -> None:
+def _arm(ept, question: bytes | None = None) -> None:
     """Round trips until a recv() slept right after its send (it nearly always does
-    with spinning off; a reply that beat the recv() to the queue does not arm)."""
+    with spinning off; a reply that beat the recv() to the queue does not arm); an
+    echo's, or ``question``'s (answered once)."""
     for i in range(50):
-        ept.send(b"arm %d" % i)
-        assert ept.recv(10).data == b"arm %d" % i
+        ept.send(question or b"arm %d" % i)
+        answer = ept.recv(10).data
+        assert question or answer == b"arm %d" % i
         if ept._asks:
             return
     raise AssertionError("no recv() slept after its send in 50 round trips")
@@ -328,7 +330,7 @@ def test_a_plain_send_then_recv_asks_and_the_waiter_takes_every_answer(monkeypat
     with Rproc("ask", ECHO_FW, config=RprocConfig(spin=False)) as rp:
         ept = rp.wait_channel(SERVICE, 10).create_ept()
         asks = _spy_asks(ept.link)
-        _arm(ept, asks)
+        _arm(ept)
         line = rp.platform.kick_path.domain.line(32)
         count, taken, took = line.count, line.taken, len(asks)
         for i in range(20):
@@ -339,6 +341,23 @@ def test_a_plain_send_then_recv_asks_and_the_waiter_takes_every_answer(monkeypat
         assert line.count - count == line.taken - taken >= 20  # all the waiter's
 
 
+def test_a_question_with_no_answer_in_time_ends_asking(monkeypatch):
+    """The bench firmware's sink answers only ``DONE``: the send after that answer asks,
+    waits ASK_WAIT for nothing, and ends asking (the next send is a plain one)."""
+    monkeypatch.setattr(rpmsg_core, "ASK_WAIT", 0.05)
+    with Rproc("ask-sink", "amplink.firmware.bench", config=RprocConfig(spin=False)) as rp:
+        sink = rp.wait_channel(fw.SINK, 10).create_ept()
+        asks = _spy_asks(sink.link)
+        _arm(sink, fw.DONE)
+        took = len(asks)
+        sink.send(b"unanswered")
+        assert asks[took:] == [True] and not sink._asks and not sink.pending()
+        sink.send(b"plain")
+        assert asks[took:] == [True]
+        sink.send(fw.DONE)
+        assert fw.COUNTS.unpack(sink.recv(10).data) == (2, len(b"unanswered" + b"plain"))
+
+
 def test_asking_ends_with_a_stream_and_is_only_the_asking_threads(monkeypatch):
     """A second send before a recv() (a stream) sends plainly and ends asking; another
     thread's send never asks (its answer is for the thread that waits); a link that
@@ -347,7 +366,7 @@ def test_asking_ends_with_a_stream_and_is_only_the_asking_threads(monkeypatch):
     with Rproc("ask-stream", ECHO_FW, config=RprocConfig(spin=False)) as rp:
         ept = rp.wait_channel(SERVICE, 10).create_ept()
         asks = _spy_asks(ept.link)
-        _arm(ept, asks)
+        _arm(ept)
         took = len(asks)
         other = threading.Thread(target=ept.send, args=(b"other",))
         other.start()

@@ -42,10 +42,12 @@ RPMSG_NS_ADDR = 53
 RPMSG_RESERVED_ADDRESSES = 1024
 
 EndpointCallback = Callable[["Endpoint", bytes, int], object]
-ASK_WAIT = 0.002
+ASK_WAIT = 0.001
 """s: the longest an asking :meth:`Endpoint.send` waits for the answer before it
-returns (the ``recv()`` that follows waits on): short against the timeouts users give
-``recv()``, long against a blocking round trip (60-200 us on this machine, idle)."""
+returns (the ``recv()`` that follows waits on, and asking ends until a ``recv()`` sleeps
+after a send again): short against the timeouts users give ``recv()``, long against a
+blocking round trip (60-200 us at the median on a 2-CPU VM, idle or beside two CPU
+hogs); what a stream's first send waits once after a question's answer."""
 
 
 class Message(NamedTuple):
@@ -309,11 +311,12 @@ class Endpoint:
         to wait, then ask), so that the answer cannot reach the transport's interrupt
         dispatcher and thread before the ``recv()`` that wants it (when the peer runs on
         this CPU or answers fast: three wake-ups instead of one).  The answer stays
-        queued for that ``recv()``.  A second send before a ``recv()`` (a stream), or
-        spinning again, ends asking; another thread's send, or one from a receive
-        callback, is a plain one."""
+        queued for that ``recv()``.  A second send before a ``recv()`` (a stream), or no
+        answer within the wait, ends asking; another thread's send, or one from a
+        receive callback, is a plain one.  A Ctrl-C while it waits raises here, after
+        the message went out (as if it came just after ``send()`` returned)."""
         link = self.link
-        if self._sent or not link.sleeps():
+        if self._sent:
             self._asks = False
         if (
             not self._asks
@@ -325,13 +328,7 @@ class Endpoint:
             link.messages_out += 1
             self._sent = True
             return
-        sent = False
-
-        def ask() -> None:
-            nonlocal sent
-            link.send(self.addr, self.dst, data, block=True, timeout=timeout)
-            sent = True
-
+        ask = partial(link.send, self.addr, self.dst, data, block=True, timeout=timeout)
         counted = False  # set with the count: a Ctrl-C as the lock is let go finds it
         try:
             with self._lock, HELD_SIGNALS:  # (a Wakeup made half-way would leak its fds)
@@ -348,11 +345,13 @@ class Endpoint:
                 self._taker = 0
             if took is not None:
                 wakeup.clear()
+                if not took:
+                    self._asks = False  # no answer in time: the recv() that comes waits
         finally:
             if counted:
                 self._uncount(wakeup)
-        if not sent:  # (the line was taken by another thread: no take, so no ask())
-            link.send(self.addr, self.dst, data, block=True, timeout=timeout)
+        if took is None:  # (the line was taken by another thread: ask() did not run)
+            ask()
         link.messages_out += 1
         self._sent = True
 
