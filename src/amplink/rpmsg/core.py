@@ -25,7 +25,7 @@ from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from functools import partial
-from typing import Any, NamedTuple
+from typing import Any, Concatenate, NamedTuple, ParamSpec, TypeVar
 
 from amplink.errors import RpmsgError
 from amplink.irq.held_signals import HELD_SIGNALS
@@ -42,6 +42,8 @@ RPMSG_NS_ADDR = 53
 RPMSG_RESERVED_ADDRESSES = 1024
 
 EndpointCallback = Callable[["Endpoint", bytes, int], object]
+_P = ParamSpec("_P")
+_T = TypeVar("_T")
 ASK_WAIT = 0.001
 """s: the longest an asking :meth:`Endpoint.send` waits for the answer before it
 returns (the ``recv()`` that follows waits on, and asking ends until a ``recv()`` sleeps
@@ -329,6 +331,32 @@ class Endpoint:
             self._sent = True
             return
         ask = partial(link.send, self.addr, self.dst, data, block=True, timeout=timeout)
+        wait = ASK_WAIT if timeout is None else min(ASK_WAIT, timeout)
+        took = self._as_waiter(self._take_asking, ask, wait)
+        if took is None:  # (the line was taken by another thread: ask() did not run)
+            ask()
+        elif not took:
+            self._asks = False  # no answer in time: the recv() that comes waits
+        link.messages_out += 1
+        self._sent = True
+
+    def _take_asking(self, wakeup: Wakeup, ask: Callable[[], object], wait: float) -> bool | None:
+        """:meth:`_ask`'s take (counted as a waiter): ``ask()`` once the notifications
+        are taken, then up to ``wait`` s for a message."""
+        self._taker = self._asker
+        try:
+            took = self.link.take_as_taker((wakeup.fileno(),), wait, self._has_message, ask)
+        finally:
+            self._taker = 0
+        if took is not None:
+            wakeup.clear()
+        return took
+
+    def _as_waiter(
+        self, body: Callable[Concatenate[Wakeup, _P], _T], *args: _P.args, **kwargs: _P.kwargs
+    ) -> _T:
+        """``body(wakeup, ...)`` counted in :attr:`_waiters` (whom a delivery in another
+        thread wakes through ``wakeup``); the last waiter after a release closes it."""
         counted = False  # set with the count: a Ctrl-C as the lock is let go finds it
         try:
             with self._lock, HELD_SIGNALS:  # (a Wakeup made half-way would leak its fds)
@@ -337,23 +365,14 @@ class Endpoint:
                 wakeup = self._wakeup
                 self._waiters += 1
                 counted = True
-            self._taker = self._asker
-            try:
-                wait = ASK_WAIT if timeout is None else min(ASK_WAIT, timeout)
-                took = link.take_as_taker((wakeup.fileno(),), wait, self._has_message, ask)
-            finally:
-                self._taker = 0
-            if took is not None:
-                wakeup.clear()
-                if not took:
-                    self._asks = False  # no answer in time: the recv() that comes waits
+            return body(wakeup, *args, **kwargs)
         finally:
             if counted:
-                self._uncount(wakeup)
-        if took is None:  # (the line was taken by another thread: ask() did not run)
-            ask()
-        link.messages_out += 1
-        self._sent = True
+                with self._lock:
+                    self._waiters -= 1
+                    if not self._waiters and self.released is not None:
+                        wakeup.close()
+                        self._wakeup = None
 
     def sendto(self, data: bytes, dst: int, timeout: float | None = None) -> None:
         """Send to ``dst``; wait up to ``timeout`` s (backend default if None) for a buffer."""
@@ -520,53 +539,41 @@ class Endpoint:
         if sent and not self._asks and link.take_notifications is not None and link.sleeps():
             self._asks = True  # a question's answer: the next send asks (see _ask)
             self._asker = me
-        has_message = self._has_message
-        counted = False  # set with the count: a Ctrl-C as the lock is let go finds it
-        try:
-            with self._lock, HELD_SIGNALS:  # (a Wakeup made half-way would leak its fds)
-                if self._wakeup is None:
-                    self._wakeup = Wakeup()
-                wakeup = self._wakeup
-                self._waiters += 1
-                counted = True
-            while True:
-                if q:  # no lock: several threads may sleep here and race for a message
-                    try:
-                        return q.popleft()
-                    except IndexError:
-                        pass
-                if self.released is not None:
-                    self._check_alive()
-                if deadline is None:
-                    remaining = None
-                else:
-                    remaining = deadline - time.monotonic()
-                    if remaining <= 0:
-                        raise self._timed_out(timeout)
-                if link.take_notifications is None:
-                    wakeup.wait(remaining)
-                    continue
-                self._taker = me
-                try:
-                    took = link.take_as_taker((wakeup.fileno(),), remaining, has_message)
-                finally:
-                    self._taker = 0
-                if took is None:
-                    wakeup.wait(remaining)
-                else:
-                    wakeup.clear()
-        finally:
-            if counted:
-                self._uncount(wakeup)
+        return self._as_waiter(self._wait_for_message, me, deadline, timeout)
 
-    def _uncount(self, wakeup: Wakeup) -> None:
-        """A waiter counted in :attr:`_waiters` leaves (the last after a release closes
-        the wakeup)."""
-        with self._lock:
-            self._waiters -= 1
-            if not self._waiters and self.released is not None:
-                wakeup.close()
-                self._wakeup = None
+    def _wait_for_message(
+        self, wakeup: Wakeup, me: int, deadline: float | None, timeout: float | None
+    ) -> Message:
+        """:meth:`recv`'s sleep (counted as a waiter), until a message is queued."""
+        q = self._queue
+        link = self.link
+        has_message = self._has_message
+        while True:
+            if q:  # no lock: several threads may sleep here and race for a message
+                try:
+                    return q.popleft()
+                except IndexError:
+                    pass
+            if self.released is not None:
+                self._check_alive()
+            if deadline is None:
+                remaining = None
+            else:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise self._timed_out(timeout)
+            if link.take_notifications is None:
+                wakeup.wait(remaining)
+                continue
+            self._taker = me
+            try:
+                took = link.take_as_taker((wakeup.fileno(),), remaining, has_message)
+            finally:
+                self._taker = 0
+            if took is None:
+                wakeup.wait(remaining)
+            else:
+                wakeup.clear()
 
     def _timed_out(self, timeout: float | None) -> RpmsgError:
         return RpmsgError(errno.ETIMEDOUT, f"no message for endpoint {self.addr} within {timeout}s")
