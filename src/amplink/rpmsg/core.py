@@ -292,7 +292,9 @@ class Endpoint:
             )
 
     def send(self, data: bytes, timeout: float | None = None) -> None:
-        """Send to the endpoint's destination; wait up to ``timeout`` s for a buffer."""
+        """Send to the endpoint's destination; wait up to ``timeout`` s for a buffer.
+        Once a ``recv()`` right after a send slept, sends ask: they may wait here for
+        the answer, up to :data:`ASK_WAIT` (see :meth:`_ask`)."""
         if self.released is not None or TRACER.enabled:
             self.sendto(data, self.dst, timeout)
             return
