@@ -20,6 +20,7 @@ from amplink.mailbox import framework as mbox
 from amplink.remoteproc.elf import FirmwareError
 from amplink.remoteproc.process import ProcessPlatform
 from amplink.remoteproc.states import CRASHED, OFFLINE, RUNNING
+from amplink.rpmsg import core as rpmsg_core
 from resources import children, snapshot
 from rpmsg_helpers import send_in_thread
 from waiting import wait_for
@@ -291,6 +292,99 @@ def test_a_blocking_round_trip_wakes_no_thread_but_the_two_waiters():
                 f"host dispatcher took {line.count - count - line.taken + taken}) "
                 f"{ {tid: after[tid] - n for tid, n in before.items()} }"
             )
+
+
+def _spy_asks(link) -> list[bool]:
+    """Wrap ``link``'s take: one entry per take, whether it was an asking send's."""
+    take = link.take_notifications
+    asks: list[bool] = []
+
+    def spy(fds, timeout, ready, start=None):
+        asks.append(start is not None)
+        return take(fds, timeout, ready, start)
+
+    link.take_notifications = spy
+    return asks
+
+
+def _arm(ept, question: bytes | None = None) -> None:
+    """Round trips until a recv() slept right after its send (it nearly always does
+    with spinning off; a reply that beat the recv() to the queue does not arm); an
+    echo's, or ``question``'s (answered once)."""
+    for i in range(50):
+        ept.send(question or b"arm %d" % i)
+        answer = ept.recv(10).data
+        assert question or answer == b"arm %d" % i
+        if ept._asks:
+            return
+    raise AssertionError("no recv() slept after its send in 50 round trips")
+
+
+def test_a_plain_send_then_recv_asks_and_the_waiter_takes_every_answer(monkeypatch):
+    """Spinning off, ``send(); recv()``: once a recv() slept right after the send, the
+    next sends go out from inside the waiter's own take of the MU's line (start=), which
+    waits for the answer (ASK_WAIT, made long here so that a loaded machine cannot end
+    it first): the answer is queued when send() returns, and no answer goes through the
+    dispatcher and an IRQ thread (before: up to half of them unpinned)."""
+    monkeypatch.setattr(rpmsg_core, "ASK_WAIT", 30.0)
+    with Rproc("ask", ECHO_FW, config=RprocConfig(spin=False)) as rp:
+        ept = rp.wait_channel(SERVICE, 10).create_ept()
+        asks = _spy_asks(ept.link)
+        _arm(ept)
+        line = rp.platform.kick_path.domain.line(32)
+        count, taken, took = line.count, line.taken, len(asks)
+        for i in range(20):
+            ept.send(b"%d" % i)
+            assert ept.pending() == 1  # the answer came while the send waited for it
+            assert ept.recv(10).data == b"%d" % i
+        assert asks[took:] == [True] * 20  # every send asked; no recv() had to take
+        assert line.count - count == line.taken - taken >= 20  # all the waiter's
+
+
+def test_a_question_with_no_answer_in_time_ends_asking(monkeypatch):
+    """The bench firmware's sink answers only ``DONE``: the send after that answer asks,
+    waits ASK_WAIT for nothing, and ends asking (the next send is a plain one)."""
+    monkeypatch.setattr(rpmsg_core, "ASK_WAIT", 0.05)
+    with Rproc("ask-sink", "amplink.firmware.bench", config=RprocConfig(spin=False)) as rp:
+        sink = rp.wait_channel(fw.SINK, 10).create_ept()
+        asks = _spy_asks(sink.link)
+        _arm(sink, fw.DONE)
+        took = len(asks)
+        sink.send(b"unanswered")
+        assert asks[took:] == [True] and not sink._asks and not sink.pending()
+        sink.send(b"plain")
+        assert asks[took:] == [True]
+        sink.send(fw.DONE)
+        assert fw.COUNTS.unpack(sink.recv(10).data) == (2, len(b"unanswered" + b"plain"))
+
+
+def test_asking_ends_with_a_stream_and_is_only_the_asking_threads(monkeypatch):
+    """A second send before a recv() (a stream) sends plainly and ends asking; another
+    thread's send never asks (its answer is for the thread that waits); a link that
+    spins never asks (its recv() polls the ring)."""
+    monkeypatch.setattr(rpmsg_core, "ASK_WAIT", 30.0)
+    with Rproc("ask-stream", ECHO_FW, config=RprocConfig(spin=False)) as rp:
+        ept = rp.wait_channel(SERVICE, 10).create_ept()
+        asks = _spy_asks(ept.link)
+        _arm(ept)
+        took = len(asks)
+        other = threading.Thread(target=ept.send, args=(b"other",))
+        other.start()
+        other.join(10)
+        assert ept.recv(10).data == b"other"
+        assert len(asks) - took <= 1 and True not in asks[took:]  # (the recv may take)
+        took = len(asks)
+        ept.send(b"1")
+        ept.send(b"2")  # a stream: plain, and asking ends
+        assert asks[took] is True and not ept._asks
+        assert [ept.recv(10).data for _ in range(2)] == [b"1", b"2"]
+    with Rproc("ask-spin", ECHO_FW, config=RprocConfig(spin=True)) as rp:
+        ept = rp.wait_channel(SERVICE, 10).create_ept()
+        asks = _spy_asks(ept.link)
+        for i in range(50):
+            ept.send(b"%d" % i)
+            assert ept.recv(10).data == b"%d" % i
+        assert True not in asks and not ept._asks
 
 
 def test_mailbox_channels_beside_the_kick_channel_cross_processes():

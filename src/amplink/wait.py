@@ -60,6 +60,7 @@ import select
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from typing import Protocol
 
 DEFAULT_MAX_SPIN_NS = 100_000
 MIN_USEFUL_SPIN_NS = 2_000
@@ -213,15 +214,25 @@ class AdaptiveSpin:
         self._window_hits = self._window_total = 0
 
 
-TakeNotifications = Callable[
-    [Sequence[int], "float | None", "Callable[[], bool] | None"], "bool | None"
-]
-"""How a waiter takes its peer's notifications itself: ``(fds, timeout, ready)``,
-sleep until one of the descriptors is readable or ``ready()`` holds after a
-notification (True), or until the timeout (s) passes (False), handling the peer's
-notifications in the calling thread meanwhile; None if that cannot be done now (then
-the caller waits the ordinary way).  A transport whose notifications arrive as an
-interrupt gives one (:meth:`amplink.irq.domain.IrqDomain.take_while_waiting`)."""
+class TakeNotifications(Protocol):
+    """How a waiter takes its peer's notifications itself: ``(fds, timeout, ready,
+    start=None)``, sleep until one of the descriptors is readable or ``ready()`` holds
+    after a notification (True), or until the timeout (s) passes (False), handling the
+    peer's notifications in the calling thread meanwhile; None if that cannot be done
+    now (then the caller waits the ordinary way).  ``start``, if given, is called once
+    the notifications are taken, before the sleep (what makes the peer answer), and not
+    when None is returned.  A transport whose notifications arrive as an interrupt
+    gives one (:meth:`amplink.irq.domain.IrqDomain.take_while_waiting`)."""
+
+    def __call__(
+        self,
+        fds: Sequence[int],
+        timeout: float | None,
+        ready: Callable[[], bool] | None,
+        start: Callable[[], object] | None = None,
+        /,
+    ) -> bool | None: ...
+
 
 SEND_RETRY_DELAYS = (0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01)  # s
 

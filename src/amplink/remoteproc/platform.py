@@ -53,13 +53,18 @@ class RprocPlatform(ABC):
         return None
 
     def take_notifications(
-        self, fds: Sequence[int], timeout: float | None, ready: Callable[[], bool] | None
+        self,
+        fds: Sequence[int],
+        timeout: float | None,
+        ready: Callable[[], bool] | None,
+        start: Callable[[], object] | None = None,
     ) -> bool | None:
         """Sleep until one of ``fds`` is readable or ``ready()`` holds after a kick
         (True), or until ``timeout`` s pass (False), taking the core's kicks in the
         calling thread meanwhile
-        (:data:`amplink.wait.TakeNotifications`); None: this platform cannot (the
-        caller waits for its kicks the ordinary way)."""
+        (:class:`amplink.wait.TakeNotifications`; ``start`` is called once they are
+        taken); None: this platform cannot (the caller waits for its kicks the
+        ordinary way, and ``start`` is not called)."""
         return None
 
     @property

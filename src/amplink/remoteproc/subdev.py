@@ -95,7 +95,7 @@ class ResourceContext:
     is worthwhile; ``report_crash(type, reason)`` reports a crash (a subdevice whose
     memory the core broke: ``mmufault``); ``take_notifications``, where the platform
     has one, lets a waiter take the core's kicks in its own thread
-    (:data:`amplink.wait.TakeNotifications`); ``peer_pid()`` is the core's process
+    (:class:`amplink.wait.TakeNotifications`); ``peer_pid()`` is the core's process
     (None when it has none), whose spinners watch it (:class:`amplink.wait.AdaptiveSpin`)."""
 
     name: str

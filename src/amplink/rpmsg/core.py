@@ -25,7 +25,7 @@ from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from functools import partial
-from typing import Any, NamedTuple
+from typing import Any, Concatenate, NamedTuple, ParamSpec, TypeVar
 
 from amplink.errors import RpmsgError
 from amplink.irq.held_signals import HELD_SIGNALS
@@ -42,6 +42,14 @@ RPMSG_NS_ADDR = 53
 RPMSG_RESERVED_ADDRESSES = 1024
 
 EndpointCallback = Callable[["Endpoint", bytes, int], object]
+_P = ParamSpec("_P")
+_T = TypeVar("_T")
+ASK_WAIT = 0.001
+"""s: the longest an asking :meth:`Endpoint.send` waits for the answer before it
+returns (the ``recv()`` that follows waits on, and asking ends until a ``recv()`` sleeps
+after a send again): short against the timeouts users give ``recv()``, long against a
+blocking round trip (60-200 us at the median on a 2-CPU VM, idle or beside two CPU
+hogs); what a stream's first send waits once after a question's answer."""
 
 
 class Message(NamedTuple):
@@ -117,19 +125,23 @@ class RpmsgLink(ABC):
         # are atomic); the receive path they run calls no callback (see rpmsg.polled)
 
     def take_as_taker(
-        self, fds: Sequence[int], timeout: float | None, ready: Callable[[], bool] | None
+        self,
+        fds: Sequence[int],
+        timeout: float | None,
+        ready: Callable[[], bool] | None,
+        start: Callable[[], object] | None = None,
     ) -> bool | None:
         """:attr:`take_notifications` (there must be one), counted in :attr:`takers`
         meanwhile: the receive path this thread runs then calls no receive callback
         (a backend leaves those to another thread), so that none can keep the caller
-        past its timeout."""
+        past its timeout.  ``start``: see :class:`~amplink.wait.TakeNotifications`."""
         take = self.take_notifications
         assert take is not None
         takers = self.takers
         me = threading.get_ident()
         try:
             takers.append(me)
-            return take(fds, timeout, ready)
+            return take(fds, timeout, ready, start)
         finally:
             try:  # noqa: SIM105 (a Ctrl-C before the append leaves nothing to remove)
                 takers.remove(me)
@@ -179,6 +191,11 @@ class RpmsgLink(ABC):
         endpoint, ``RPMSG_ADDR_ANY`` where the backend has no addresses).
         ``EOPNOTSUPP`` on backends that cannot tell."""
         raise RpmsgError(errno.EOPNOTSUPP, f"{type(self).__name__} {self.name} announces nothing")
+
+    def sleeps(self) -> bool:
+        """Whether a waiter sleeps at once, without busy-polling first (spinning is
+        off)."""
+        return True
 
     def busy_poll(self, ready: Callable[[], bool]) -> bool:
         """Poll the receive path in the calling thread until ``ready()`` (optional)."""
@@ -255,6 +272,11 @@ class Endpoint:
         self._waiters = 0  # threads sleeping in recv()
         self._wakeup: Wakeup | None = None  # what they sleep on (made by the first)
         self._taker = 0  # the thread that takes the notifications in recv() now, if any
+        # Asking (see _ask): a send() came since the last recv(); sends from _asker are
+        # questions whose answer that thread's next recv() waits for.
+        self._sent = False
+        self._asks = False
+        self._asker = 0
         self._release_callbacks: list[Callable[[Endpoint, OSError], object]] = []
         self.remote_paused = False  # the remote asked us to stop sending (flow control)
         self._flow_callbacks: list[Callable[[Endpoint, bool], object]] = []
@@ -270,13 +292,89 @@ class Endpoint:
             )
 
     def send(self, data: bytes, timeout: float | None = None) -> None:
-        """Send to the endpoint's destination; wait up to ``timeout`` s for a buffer."""
+        """Send to the endpoint's destination; wait up to ``timeout`` s for a buffer.
+        Once a ``recv()`` right after a send slept, sends ask: they may wait here for
+        the answer, up to :data:`ASK_WAIT` (see :meth:`_ask`)."""
         if self.released is not None or TRACER.enabled:
             self.sendto(data, self.dst, timeout)
+            return
+        if self._asks:
+            self._ask(data, timeout)
             return
         link = self.link  # sendto's common case, one call less per message
         link.send(self.addr, self.dst, data, block=True, timeout=timeout)
         link.messages_out += 1
+        self._sent = True
+
+    def _ask(self, data: bytes, timeout: float | None) -> None:
+        """:meth:`send` once a ``recv()`` right after a send by the same thread found
+        nothing and slept (see :meth:`recv`): the sends are questions.  Where the link
+        sleeps for messages (spinning off) and its waiters take the peer's notifications
+        themselves, the message goes out from inside such a take, which then waits up to
+        :data:`ASK_WAIT` s (at most ``timeout``) for a message to this endpoint (prepare
+        to wait, then ask), so that the answer cannot reach the transport's interrupt
+        dispatcher and thread before the ``recv()`` that wants it (when the peer runs on
+        this CPU or answers fast: three wake-ups instead of one).  The answer stays
+        queued for that ``recv()``.  A second send before a ``recv()`` (a stream), or no
+        answer within the wait, ends asking; another thread's send, or one from a
+        receive callback, is a plain one.  A Ctrl-C while it waits raises here, after
+        the message went out (as if it came just after ``send()`` returned)."""
+        link = self.link
+        if self._sent:
+            self._asks = False
+        if (
+            not self._asks
+            or self._asker != threading.get_ident()
+            or link.take_notifications is None
+            or link.in_rx_context()
+        ):
+            link.send(self.addr, self.dst, data, block=True, timeout=timeout)
+            link.messages_out += 1
+            self._sent = True
+            return
+        ask = partial(link.send, self.addr, self.dst, data, block=True, timeout=timeout)
+        wait = ASK_WAIT if timeout is None else min(ASK_WAIT, timeout)
+        took = self._as_waiter(self._take_asking, ask, wait)
+        if took is None:  # (the line was taken by another thread: ask() did not run)
+            ask()
+        elif not took:
+            self._asks = False  # no answer in time: the recv() that comes waits
+        link.messages_out += 1
+        self._sent = True
+
+    def _take_asking(self, wakeup: Wakeup, ask: Callable[[], object], wait: float) -> bool | None:
+        """:meth:`_ask`'s take (counted as a waiter): ``ask()`` once the notifications
+        are taken, then up to ``wait`` s for a message."""
+        self._taker = self._asker
+        try:
+            took = self.link.take_as_taker((wakeup.fileno(),), wait, self._has_message, ask)
+        finally:
+            self._taker = 0
+        if took is not None:
+            wakeup.clear()
+        return took
+
+    def _as_waiter(
+        self, body: Callable[Concatenate[Wakeup, _P], _T], *args: _P.args, **kwargs: _P.kwargs
+    ) -> _T:
+        """``body(wakeup, ...)`` counted in :attr:`_waiters` (whom a delivery in another
+        thread wakes through ``wakeup``); the last waiter after a release closes it."""
+        counted = False  # set with the count: a Ctrl-C as the lock is let go finds it
+        try:
+            with self._lock, HELD_SIGNALS:  # (a Wakeup made half-way would leak its fds)
+                if self._wakeup is None:
+                    self._wakeup = Wakeup()
+                wakeup = self._wakeup
+                self._waiters += 1
+                counted = True
+            return body(wakeup, *args, **kwargs)
+        finally:
+            if counted:
+                with self._lock:
+                    self._waiters -= 1
+                    if not self._waiters and self.released is not None:
+                        wakeup.close()
+                        self._wakeup = None
 
     def sendto(self, data: bytes, dst: int, timeout: float | None = None) -> None:
         """Send to ``dst``; wait up to ``timeout`` s (backend default if None) for a buffer."""
@@ -412,6 +510,7 @@ class Endpoint:
         (:meth:`RpmsgLink.take_as_taker`), so that none keeps it past ``timeout``.
         """
         q = self._queue
+        sent, self._sent = self._sent, False
         if q:  # (a failed popleft raises: slow, and the spin path's common case)
             try:
                 return q.popleft()
@@ -438,42 +537,45 @@ class Endpoint:
         if timeout is not None and timeout <= 0:
             raise self._timed_out(timeout)  # a poll: nothing to sleep on, so no wakeup
         deadline = None if timeout is None else time.monotonic() + timeout
-        counted = False  # set with the count: a Ctrl-C as the lock is let go finds it
-        try:
-            with self._lock, HELD_SIGNALS:  # (a Wakeup made half-way would leak its fds)
-                if self._wakeup is None:
-                    self._wakeup = Wakeup()
-                wakeup = self._wakeup
-                self._waiters += 1
-                counted = True
-            while True:
-                try:  # no lock: several threads may sleep here and race for a message
+        me = threading.get_ident()
+        if sent and not self._asks and link.take_notifications is not None and link.sleeps():
+            self._asks = True  # a question's answer: the next send asks (see _ask)
+            self._asker = me
+        return self._as_waiter(self._wait_for_message, me, deadline, timeout)
+
+    def _wait_for_message(
+        self, wakeup: Wakeup, me: int, deadline: float | None, timeout: float | None
+    ) -> Message:
+        """:meth:`recv`'s sleep (counted as a waiter), until a message is queued."""
+        q = self._queue
+        link = self.link
+        has_message = self._has_message
+        while True:
+            if q:  # no lock: several threads may sleep here and race for a message
+                try:
                     return q.popleft()
                 except IndexError:
                     pass
+            if self.released is not None:
                 self._check_alive()
-                remaining = None if deadline is None else deadline - time.monotonic()
-                if remaining is not None and remaining <= 0:
+            if deadline is None:
+                remaining = None
+            else:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
                     raise self._timed_out(timeout)
-                if link.take_notifications is None:
-                    wakeup.wait(remaining)
-                    continue
-                self._taker = threading.get_ident()
-                try:
-                    took = link.take_as_taker((wakeup.fileno(),), remaining, self._has_message)
-                finally:
-                    self._taker = 0
-                if took is None:
-                    wakeup.wait(remaining)
-                else:
-                    wakeup.clear()
-        finally:
-            if counted:
-                with self._lock:
-                    self._waiters -= 1
-                    if not self._waiters and self.released is not None:
-                        wakeup.close()
-                        self._wakeup = None
+            if link.take_notifications is None:
+                wakeup.wait(remaining)
+                continue
+            self._taker = me
+            try:
+                took = link.take_as_taker((wakeup.fileno(),), remaining, has_message)
+            finally:
+                self._taker = 0
+            if took is None:
+                wakeup.wait(remaining)
+            else:
+                wakeup.clear()
 
     def _timed_out(self, timeout: float | None) -> RpmsgError:
         return RpmsgError(errno.ETIMEDOUT, f"no message for endpoint {self.addr} within {timeout}s")

@@ -280,6 +280,12 @@ class PolledLink(RpmsgLink):
     def in_rx_context(self) -> bool:
         return self._rx_owner == get_ident()
 
+    def sleeps(self) -> bool:
+        """Spinning is off (``spin=False``, or not worthwhile here): a waiter sleeps
+        at once.  (A policy that only suspends or cuts spinning for a while is not off:
+        its waits must keep calling it, to learn when spinning pays again.)"""
+        return not self.spin.enabled
+
     def busy_poll(self, ready: Callable[[], bool]) -> bool:
         if not self.spin.enabled:
             return False
