@@ -68,6 +68,32 @@ class PolledLink(RpmsgLink):
 
     broken_by_peer: ClassVar[tuple[type[Exception], ...]] = (VirtqueueError, FifoError)
 
+    # Slots: a link has over 30 attributes with its backend's, past what CPython keeps
+    # in a shared-key instance dict, and they are read on every message (the base's
+    # few stay in the dict, where a backend's own may go too)
+    __slots__ = (
+        "_quiesced",
+        "_rx_lock",
+        "_rx_owed",
+        "_rx_owner",
+        "_rx_peek",
+        "_rx_slice",
+        "_rx_taker",
+        "_rx_waiting",
+        "_rx_work",
+        "_rx_worker",
+        "_rx_worker_ending",
+        "_rx_worker_lock",
+        "_suppress",
+        "_tx_lock",
+        "_tx_waiters",
+        "_tx_wakeup",
+        "_unsuppress",
+        "_users",
+        "rx_again",
+        "spin",
+    )
+
     def __init__(self, name: str, *, ns_supported: bool, spin: AdaptiveSpin | None) -> None:
         super().__init__(name, ns_supported=ns_supported)
         self.spin = spin if spin is not None else AdaptiveSpin()

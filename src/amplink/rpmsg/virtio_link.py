@@ -56,6 +56,7 @@ DEFAULT_SEND_TIMEOUT = 15.0  # Linux waits 15 s for a TX buffer
 SUPPORTED_FEATURES = 1 << VIRTIO_RPMSG_F_NS
 _HDR = RPMSG_HDR
 _HDR_SIZE = RPMSG_HDR_SIZE
+_unpack_hdr = RPMSG_HDR.unpack_from
 
 
 _T = TypeVar("_T")
@@ -119,6 +120,23 @@ class RxBuffer(LentMessage):
 
 class VirtioRpmsgLink(PolledLink):
     """What both roles share; the roles supply the ring-specific hooks."""
+
+    # (see PolledLink's)
+    __slots__ = (
+        "_lookup",
+        "_map",
+        "_mem",
+        "_mtu",
+        "_notify",
+        "_region",
+        "_rx_index",
+        "_rx_notified",
+        "_space_waiters",
+        "_tx_index",
+        "_tx_notified",
+        "_tx_spin",
+        "send_timeout",
+    )
 
     def __init__(
         self,
@@ -439,6 +457,25 @@ class VirtioRpmsgLink(PolledLink):
 class VirtioRpmsgHost(VirtioRpmsgLink):
     """The virtio driver side: what Linux's ``virtio_rpmsg_bus`` does on the host."""
 
+    __slots__ = (
+        "_da_to_off",
+        "_n_rx",
+        "_n_tx",
+        "_next_unused_tx",
+        "_pool_da",
+        "_pool_off",
+        "_rx_left",
+        "_rx_size",
+        "_rx_vq",
+        "_spare_tx",
+        "_tx_base",
+        "_tx_off0",
+        "_tx_size",
+        "_tx_vq",
+        "buffers",
+        "vdev",
+    )
+
     def __init__(
         self,
         name: str,
@@ -607,10 +644,22 @@ class VirtioRpmsgHost(VirtioRpmsgLink):
         bs = self._rx_size
         if self._rx_taker:
             got = self._before_callbacks(got)
+        mem, cmap, lookup, plain = self._mem, self._map, self._lookup, not TRACER.enabled
         for token, written in got:
             # a zero-length buffer carries nothing (a device's refused send)
-            if written and self._dispatch_buffer(base + token * bs, written, token):
-                continue  # held by a zero-copy receiver: posted again on release
+            if written:
+                off = base + token * bs
+                # The common case inline (see _dispatch_buffer, which does the rest):
+                # a well-formed message copied to an endpoint that takes copies.
+                if plain and written >= _HDR_SIZE:
+                    src, dst, _res, ln, _flags = _unpack_hdr(mem, off)
+                    ept = lookup(dst)
+                    if ept is not None and ln <= written - _HDR_SIZE and not ept.zero_copy:
+                        ept.deliver(cmap[off + _HDR_SIZE : off + _HDR_SIZE + ln], src)
+                        vq.add(da + token * bs, bs, True, token)
+                        continue
+                if self._dispatch_buffer(off, written, token):
+                    continue  # held by a zero-copy receiver: posted again on release
             vq.add(da + token * bs, bs, True, token)
         if vq.kick_needed():
             self._notify(self._rx_index)
@@ -641,6 +690,8 @@ class VirtioRpmsgRemote(VirtioRpmsgLink):
     of the receive buffers the host posted, as in OpenAMP.  :meth:`peer_reset` says
     when the driver has gone (the vdev was reset, the front end disconnected).
     """
+
+    __slots__ = ("_peer_reset", "_rx_vq", "_spare_tx", "_tx_vq")
 
     def __init__(
         self, name: str, vdev: VirtioDevice, *, send_timeout: float = DEFAULT_SEND_TIMEOUT
@@ -751,7 +802,16 @@ class VirtioRpmsgRemote(VirtioRpmsgLink):
         if not got:
             return 0
         done = []  # given back together (one used index store), unless zero-copy
+        mem, cmap, lookup, plain = self._mem, self._map, self._lookup, not TRACER.enabled
         for head, off, length in got:  # receivers hold them
+            # The common case inline, as the host's (see _dispatch_buffer)
+            if plain and length >= _HDR_SIZE:
+                src, dst, _res, ln, _flags = _unpack_hdr(mem, off)
+                ept = lookup(dst)
+                if ept is not None and ln <= length - _HDR_SIZE and not ept.zero_copy:
+                    ept.deliver(cmap[off + _HDR_SIZE : off + _HDR_SIZE + ln], src)
+                    done.append(head)
+                    continue
             if not self._dispatch_buffer(off, length, head):
                 done.append(head)
         if done and vq.put_many(done, 0, notify_needed=True):
