@@ -204,33 +204,31 @@ class VirtioRpmsgLink(PolledLink):
         # are both done (amplink.irq.held_signals); only a wait for a buffer lets it
         # through (it ends the wait, and the send).  A send in a section already (a
         # reply from a receive callback, in its drain's) enters none: one inside would
-        # only be counted.
+        # only be counted.  (The section's methods are called, not `with`: no frame
+        # for a body of its own; its exit runs last, as a `with`'s would.)
         held = HELD_SIGNALS
+        entered = held.depth <= held.floor
         try:
-            if held.depth > held.floor:
-                self._send_held(src, dst, data, n, block, timeout)
-            else:
-                with held:
-                    self._send_held(src, dst, data, n, block, timeout)
+            if entered:
+                held.__enter__()
+            try:
+                with self._tx_lock:  # (not acquire() then try: a Ctrl-C would leak it)
+                    kick = self._try_send(src, dst, data, n)
+                if kick is None:
+                    if not block:
+                        raise RpmsgError(
+                            errno.ENOMEM, f"no free TX buffer on {self.name} (the remote is behind)"
+                        )
+                    kick = self._send_waiting(lambda: self._try_send(src, dst, data, n), timeout)
+                if kick:
+                    self._notify(self._tx_index)
+                    self._tx_notified()
+            finally:
+                if entered:
+                    held.__exit__(None, None, None)
         except VirtqueueError as exc:
-            self.fail(exc)  # not under the TX lock: the listeners take it
+            self.fail(exc)  # not under the TX lock (its listeners take it), nor held
             raise
-
-    def _send_held(
-        self, src: int, dst: int, data: bytes, n: int, block: bool, timeout: float | None
-    ) -> None:
-        """:meth:`send`'s ring update and kick, in its section."""
-        with self._tx_lock:  # (not acquire() then try: a Ctrl-C between would leak it)
-            kick = self._try_send(src, dst, data, n)
-        if kick is None:
-            if not block:
-                raise RpmsgError(
-                    errno.ENOMEM, f"no free TX buffer on {self.name} (the remote is behind)"
-                )
-            kick = self._send_waiting(lambda: self._try_send(src, dst, data, n), timeout)
-        if kick:
-            self._notify(self._tx_index)
-            self._tx_notified()
 
     def _refusal(self, src: int, dst: int, n: int) -> OSError:
         """Why a send of ``n`` bytes from ``src`` to ``dst`` cannot go at all."""
