@@ -336,6 +336,30 @@ class PolledLink(RpmsgLink):
             finally:
                 self._leave_memory()
 
+    def spin_rx(self, reset: Callable[[], bool]) -> bool:
+        """A core's spin (its event loop's, the peer's notifications suppressed by the
+        caller): poll the receive ring for at most the spin's budget (:attr:`spin`) and
+        drain what comes at once, in one section with the spin (as :meth:`busy_poll`):
+        no return to the loop, no section of its own between a message's arrival and
+        its dispatch.  ``reset()`` is asked once something is there and before any
+        read of it: True leaves it unread (the peer reset the link; the loop brings a
+        new one up).  True if something came (dispatched, unless ``reset()`` said no,
+        or the link failed), False when the spin gave up (as ``spin.spin``)."""
+        peek = self._rx_peek
+        drain = self._drain
+
+        def look() -> bool:  # (one frame per look at the ring, as rx_pending's)
+            if self.failure is not None:
+                return True  # the caller finds out why
+            if not peek():
+                return False
+            if not reset():
+                drain(False, RX_SLICE, False, True)  # (in this section)
+            return True
+
+        with HELD_SIGNALS:
+            return self.spin.spin(look)
+
     def _release_senders(self, _error: OSError) -> None:
         """The link failed (never called under its locks): wake the waiting senders,
         the last of which closes their wakeup as it leaves, or close it now."""
