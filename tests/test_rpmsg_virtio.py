@@ -322,6 +322,29 @@ def test_send_from_receive_callback(loop):
     assert replies == [b"ball"] * 100
 
 
+def test_a_cores_spin_dispatches_what_comes_unless_the_host_reset_the_link(loop):
+    """``spin_rx`` (a core's event loop): a message that comes while it spins is
+    dispatched in the spin, once ``reset()`` has said the host did not reset the link;
+    if it did, nothing is read; with nothing there, the spin gives up on its budget."""
+    got = []
+    rept = loop.remote_ept(SERVICE, lambda e, data, src: got.append(bytes(data)))
+    loop.pump()
+    hept = loop.host.endpoints.create(None, name="to-the-spin")
+    hept.dst = rept.addr
+    remote = loop.remote
+    # a clock that moves 1 us a look: the budget (20 us) runs out, never "preempted"
+    remote.spin = AdaptiveSpin(20_000, enabled=True, clock=itertools.count(0, 1_000).__next__)
+    remote.suppress_rx()
+    hept.send(b"one")
+    asked = []
+    assert remote.spin_rx(lambda: asked.append(1) is None) is True  # reset: not read
+    assert asked == [1] and got == [] and remote.rx_pending()
+    assert remote.spin_rx(lambda: False) is True
+    assert got == [b"one"] and not remote.rx_pending()
+    assert remote.spin_rx(asked.clear) is False  # nothing came: reset() never asked
+    assert asked == [1] and (remote.spin.hits, remote.spin.misses) == (2, 1)
+
+
 def test_iterating_an_endpoint_ends_at_release(loop):
     rept = loop.remote_ept(SERVICE, echo)
     loop.pump()

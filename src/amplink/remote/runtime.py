@@ -227,6 +227,7 @@ class Core:
         # (the control block is the platform's for the core's life: bound once)
         set_status = hw.control.set_status if hw.control is not None else None
         polling = False  # host notifications suppressed: we look at the ring ourselves
+        spun = False  # the last spin dispatched what came: no drain needed before the next
         while not self._stopping:  # once per message while messages keep coming
             if shutdown_requested():
                 self._graceful_shutdown()
@@ -237,20 +238,25 @@ class Core:
                     return
                 link, spin = relinked, relinked.spin
                 spin.peer = os.getppid
-                polling = False
+                polling = spun = False
                 continue
             if link.failure is not None:
                 return
             if timeout_ms >= 0:
                 self.kick_watchdog()
-            link.poll_rx()
-            if link.failure is not None:
-                continue  # the drain found the rings broken: ended above, not slept on
+            if not spun:
+                link.poll_rx()
+                if link.failure is not None:
+                    continue  # the drain found the rings broken: ended above, not slept on
             if spin.enabled:  # (never spinning: the host's notifications stay on)
                 if not polling:
                     link.suppress_rx()
                     polling = True
-                if spin.spin(link.rx_pending):
+                # A message is dispatched inside the spin, once the host's reset is
+                # ruled out (as above: before the rings are read); then the checks
+                # above run again, and the spin, with no drain between.
+                spun = link.spin_rx(link.peer_reset)
+                if spun:
                     continue
                 polling = False
                 if link.unsuppress_rx():

@@ -68,6 +68,32 @@ class PolledLink(RpmsgLink):
 
     broken_by_peer: ClassVar[tuple[type[Exception], ...]] = (VirtqueueError, FifoError)
 
+    # Slots: a link has over 30 attributes with its backend's, past what CPython keeps
+    # in a shared-key instance dict, and they are read on every message (the base's
+    # few stay in the dict, where a backend's own may go too)
+    __slots__ = (
+        "_quiesced",
+        "_rx_lock",
+        "_rx_owed",
+        "_rx_owner",
+        "_rx_peek",
+        "_rx_slice",
+        "_rx_taker",
+        "_rx_waiting",
+        "_rx_work",
+        "_rx_worker",
+        "_rx_worker_ending",
+        "_rx_worker_lock",
+        "_suppress",
+        "_tx_lock",
+        "_tx_waiters",
+        "_tx_wakeup",
+        "_unsuppress",
+        "_users",
+        "rx_again",
+        "spin",
+    )
+
     def __init__(self, name: str, *, ns_supported: bool, spin: AdaptiveSpin | None) -> None:
         super().__init__(name, ns_supported=ns_supported)
         self.spin = spin if spin is not None else AdaptiveSpin()
@@ -315,6 +341,30 @@ class PolledLink(RpmsgLink):
                         self._drain(True, RX_SLICE, True, True)  # (unless owed, held)
             finally:
                 self._leave_memory()
+
+    def spin_rx(self, reset: Callable[[], bool]) -> bool:
+        """A core's spin (its event loop's, the peer's notifications suppressed by the
+        caller): poll the receive ring for at most the spin's budget (:attr:`spin`) and
+        drain what comes at once, in one section with the spin (as :meth:`busy_poll`):
+        no return to the loop, no section of its own between a message's arrival and
+        its dispatch.  ``reset()`` is asked once something is there and before any
+        read of it: True leaves it unread (the peer reset the link; the loop brings a
+        new one up).  True if something came (dispatched, unless ``reset()`` said no,
+        or the link failed), False when the spin gave up (as ``spin.spin``)."""
+        peek = self._rx_peek
+        drain = self._drain
+
+        def look() -> bool:  # (one frame per look at the ring, as rx_pending's)
+            if self.failure is not None:
+                return True  # the caller finds out why
+            if not peek():
+                return False
+            if not reset():
+                drain(False, RX_SLICE, False, True)  # (in this section)
+            return True
+
+        with HELD_SIGNALS:
+            return self.spin.spin(look)
 
     def _release_senders(self, _error: OSError) -> None:
         """The link failed (never called under its locks): wake the waiting senders,

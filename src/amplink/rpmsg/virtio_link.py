@@ -56,6 +56,7 @@ DEFAULT_SEND_TIMEOUT = 15.0  # Linux waits 15 s for a TX buffer
 SUPPORTED_FEATURES = 1 << VIRTIO_RPMSG_F_NS
 _HDR = RPMSG_HDR
 _HDR_SIZE = RPMSG_HDR_SIZE
+_unpack_hdr = RPMSG_HDR.unpack_from
 
 
 _T = TypeVar("_T")
@@ -119,6 +120,23 @@ class RxBuffer(LentMessage):
 
 class VirtioRpmsgLink(PolledLink):
     """What both roles share; the roles supply the ring-specific hooks."""
+
+    # (see PolledLink's)
+    __slots__ = (
+        "_lookup",
+        "_map",
+        "_mem",
+        "_mtu",
+        "_notify",
+        "_region",
+        "_rx_index",
+        "_rx_notified",
+        "_space_waiters",
+        "_tx_index",
+        "_tx_notified",
+        "_tx_spin",
+        "send_timeout",
+    )
 
     def __init__(
         self,
@@ -186,33 +204,31 @@ class VirtioRpmsgLink(PolledLink):
         # are both done (amplink.irq.held_signals); only a wait for a buffer lets it
         # through (it ends the wait, and the send).  A send in a section already (a
         # reply from a receive callback, in its drain's) enters none: one inside would
-        # only be counted.
+        # only be counted.  (The section's methods are called, not `with`: no frame
+        # for a body of its own; its exit runs last, as a `with`'s would.)
         held = HELD_SIGNALS
+        entered = held.depth <= held.floor
         try:
-            if held.depth > held.floor:
-                self._send_held(src, dst, data, n, block, timeout)
-            else:
-                with held:
-                    self._send_held(src, dst, data, n, block, timeout)
+            if entered:
+                held.__enter__()
+            try:
+                with self._tx_lock:  # (not acquire() then try: a Ctrl-C would leak it)
+                    kick = self._try_send(src, dst, data, n)
+                if kick is None:
+                    if not block:
+                        raise RpmsgError(
+                            errno.ENOMEM, f"no free TX buffer on {self.name} (the remote is behind)"
+                        )
+                    kick = self._send_waiting(lambda: self._try_send(src, dst, data, n), timeout)
+                if kick:
+                    self._notify(self._tx_index)
+                    self._tx_notified()
+            finally:
+                if entered:
+                    held.__exit__(None, None, None)
         except VirtqueueError as exc:
-            self.fail(exc)  # not under the TX lock: the listeners take it
+            self.fail(exc)  # not under the TX lock (its listeners take it), nor held
             raise
-
-    def _send_held(
-        self, src: int, dst: int, data: bytes, n: int, block: bool, timeout: float | None
-    ) -> None:
-        """:meth:`send`'s ring update and kick, in its section."""
-        with self._tx_lock:  # (not acquire() then try: a Ctrl-C between would leak it)
-            kick = self._try_send(src, dst, data, n)
-        if kick is None:
-            if not block:
-                raise RpmsgError(
-                    errno.ENOMEM, f"no free TX buffer on {self.name} (the remote is behind)"
-                )
-            kick = self._send_waiting(lambda: self._try_send(src, dst, data, n), timeout)
-        if kick:
-            self._notify(self._tx_index)
-            self._tx_notified()
 
     def _refusal(self, src: int, dst: int, n: int) -> OSError:
         """Why a send of ``n`` bytes from ``src`` to ``dst`` cannot go at all."""
@@ -439,6 +455,25 @@ class VirtioRpmsgLink(PolledLink):
 class VirtioRpmsgHost(VirtioRpmsgLink):
     """The virtio driver side: what Linux's ``virtio_rpmsg_bus`` does on the host."""
 
+    __slots__ = (
+        "_da_to_off",
+        "_n_rx",
+        "_n_tx",
+        "_next_unused_tx",
+        "_pool_da",
+        "_pool_off",
+        "_rx_left",
+        "_rx_size",
+        "_rx_vq",
+        "_spare_tx",
+        "_tx_base",
+        "_tx_off0",
+        "_tx_size",
+        "_tx_vq",
+        "buffers",
+        "vdev",
+    )
+
     def __init__(
         self,
         name: str,
@@ -607,10 +642,22 @@ class VirtioRpmsgHost(VirtioRpmsgLink):
         bs = self._rx_size
         if self._rx_taker:
             got = self._before_callbacks(got)
+        mem, cmap, lookup, plain = self._mem, self._map, self._lookup, not TRACER.enabled
         for token, written in got:
             # a zero-length buffer carries nothing (a device's refused send)
-            if written and self._dispatch_buffer(base + token * bs, written, token):
-                continue  # held by a zero-copy receiver: posted again on release
+            if written:
+                off = base + token * bs
+                # The common case inline (see _dispatch_buffer, which does the rest):
+                # a well-formed message copied to an endpoint that takes copies.
+                if plain and written >= _HDR_SIZE:
+                    src, dst, _res, ln, _flags = _unpack_hdr(mem, off)
+                    ept = lookup(dst)
+                    if ept is not None and ln <= written - _HDR_SIZE and not ept.zero_copy:
+                        ept.deliver(cmap[off + _HDR_SIZE : off + _HDR_SIZE + ln], src)
+                        vq.add(da + token * bs, bs, True, token)
+                        continue
+                if self._dispatch_buffer(off, written, token):
+                    continue  # held by a zero-copy receiver: posted again on release
             vq.add(da + token * bs, bs, True, token)
         if vq.kick_needed():
             self._notify(self._rx_index)
@@ -641,6 +688,8 @@ class VirtioRpmsgRemote(VirtioRpmsgLink):
     of the receive buffers the host posted, as in OpenAMP.  :meth:`peer_reset` says
     when the driver has gone (the vdev was reset, the front end disconnected).
     """
+
+    __slots__ = ("_peer_reset", "_rx_vq", "_spare_tx", "_tx_vq")
 
     def __init__(
         self, name: str, vdev: VirtioDevice, *, send_timeout: float = DEFAULT_SEND_TIMEOUT
@@ -751,7 +800,16 @@ class VirtioRpmsgRemote(VirtioRpmsgLink):
         if not got:
             return 0
         done = []  # given back together (one used index store), unless zero-copy
+        mem, cmap, lookup, plain = self._mem, self._map, self._lookup, not TRACER.enabled
         for head, off, length in got:  # receivers hold them
+            # The common case inline, as the host's (see _dispatch_buffer)
+            if plain and length >= _HDR_SIZE:
+                src, dst, _res, ln, _flags = _unpack_hdr(mem, off)
+                ept = lookup(dst)
+                if ept is not None and ln <= length - _HDR_SIZE and not ept.zero_copy:
+                    ept.deliver(cmap[off + _HDR_SIZE : off + _HDR_SIZE + ln], src)
+                    done.append(head)
+                    continue
             if not self._dispatch_buffer(off, length, head):
                 done.append(head)
         if done and vq.put_many(done, 0, notify_needed=True):
