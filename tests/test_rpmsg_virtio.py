@@ -3,6 +3,7 @@
 import errno
 import itertools
 import logging
+import signal
 import threading
 import time
 
@@ -380,3 +381,50 @@ def test_firmware_vrings_overlapping_refused(vring_da):
         vr.da = da
     with pytest.raises(AddressError, match="overlaps"):
         make_loop(table=table)
+
+
+def test_a_reply_waiting_for_a_buffer_in_a_callback_lets_no_ctrl_c_through_there():
+    """A send from a receive callback runs in its drain's section and enters none for
+    the ring update; its wait for a buffer gets one of its own, so that a Ctrl-C that
+    comes meanwhile is raised as the drain's section ends, not inside the callback
+    (where it would cut the drain short)."""
+    loop = make_loop(num=4)
+    outcome: list[BaseException] = []
+    try:
+        rept = loop.remote_ept("echo")
+        loop.pump()
+
+        def reply(ept, data, src):
+            try:
+                ept.send(b"reply", timeout=1.0)
+            except BaseException as exc:  # what reaches the callback is the point
+                outcome.append(exc)
+
+        hept = loop.host.endpoints.create(reply, name="h")
+        hept.dst = rept.addr
+        for _ in range(4):  # the host's TX ring, full: the remote reads nothing yet
+            loop.host.send(hept.addr, rept.addr, b"x", block=False, timeout=0)
+        loop.remote.send(rept.addr, hept.addr, b"ask", block=False, timeout=0)
+        main = threading.get_ident()
+
+        def interrupt_the_wait():
+            deadline = time.monotonic() + 10
+            while not loop.host._tx_waiters and time.monotonic() < deadline:
+                time.sleep(0.001)
+            signal.pthread_kill(main, signal.SIGINT)
+
+        t = threading.Thread(target=interrupt_the_wait)
+        t.start()
+        try:
+            with pytest.raises(KeyboardInterrupt):
+                loop.host.poll_rx()
+        finally:
+            t.join()
+        assert len(outcome) == 1 and isinstance(outcome[0], RpmsgError)
+        assert outcome[0].errno == errno.ETIMEDOUT
+        loop.pump()  # the channel still works
+        hept.send(b"after")
+        loop.pump()
+        assert [rept.recv(0).data for _ in range(5)] == [b"x"] * 4 + [b"after"]
+    finally:
+        loop.close()

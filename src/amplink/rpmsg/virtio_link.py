@@ -203,9 +203,10 @@ class VirtioRpmsgLink(PolledLink):
         # A send is one section: a Ctrl-C waits until the ring update and its kick
         # are both done (amplink.irq.held_signals); only a wait for a buffer lets it
         # through (it ends the wait, and the send).  A send in a section already (a
-        # reply from a receive callback, in its drain's) enters none: one inside would
-        # only be counted.  (The section's methods are called, not `with`: no frame
-        # for a body of its own; its exit runs last, as a `with`'s would.)
+        # reply from a receive callback, in its drain's) enters none for the ring update
+        # (one inside would only be counted), but does for a wait, so that the wait lets
+        # no signal through inside the callback.  (The section's methods are called, not
+        # `with`: no frame for a body of its own; its exit runs last, as a `with`'s would.)
         held = HELD_SIGNALS
         entered = held.depth <= held.floor
         try:
@@ -219,7 +220,15 @@ class VirtioRpmsgLink(PolledLink):
                         raise RpmsgError(
                             errno.ENOMEM, f"no free TX buffer on {self.name} (the remote is behind)"
                         )
-                    kick = self._send_waiting(lambda: self._try_send(src, dst, data, n), timeout)
+
+                    def attempt() -> bool | None:
+                        return self._try_send(src, dst, data, n)
+
+                    if entered:
+                        kick = self._send_waiting(attempt, timeout)
+                    else:
+                        with held:
+                            kick = self._send_waiting(attempt, timeout)
                 if kick:
                     self._notify(self._tx_index)
                     self._tx_notified()
