@@ -167,13 +167,19 @@ class ImxMuSide:
             return False
         events = self._enabled.get(cr)
         if events is None:
-            events = self._enabled[cr] = tuple(
-                (a, b, equal) for bit, a, b, equal in self._bits if cr & bit
-            )
+            events = self._events(cr)
         for a, b, equal in events:  # noqa: SIM110 (no generator on the hot path)
             if (w[a] == w[b]) is equal:
                 return True
         return False
+
+    def _events(self, mask: int) -> tuple[tuple[int, int, bool], ...]:
+        """How the SR bits in ``mask`` are computed (a CR value's enabled events),
+        worked out once per mask."""
+        events = self._enabled[mask] = tuple(
+            (a, b, equal) for bit, a, b, equal in self._bits if mask & bit
+        )
+        return events
 
     def _peer_changed(self) -> None:
         full_fence()
@@ -183,12 +189,21 @@ class ImxMuSide:
             if wire is not None:
                 wire.pulse()
 
-    def _self_changed(self) -> None:
+    def _enabled_now(self, gained: int) -> None:
+        """CR just enabled the events in ``gained``: if one of them is pending, this
+        side's output became active (events enabled before that were pending already
+        had their pulse when they were raised)."""
         full_fence()
-        if self.irq_active():
-            wire = self.wire
-            if wire is not None:
-                wire.pulse()
+        w = self._w
+        events = self._enabled.get(gained)
+        if events is None:
+            events = self._events(gained)
+        for a, b, equal in events:
+            if (w[a] == w[b]) is equal:
+                wire = self.wire
+                if wire is not None:
+                    wire.pulse()
+                return
 
     def readl(self, offset: int) -> int:
         """Read a register of this side (reading RRn empties it and may raise TE on the peer)."""
@@ -211,10 +226,9 @@ class ImxMuSide:
         ack = self._me + _RXACK + n
         if w[ack] != seq:
             w[ack] = seq
-            full_fence()  # (:meth:`_peer_changed`, inline on the message path)
-            other = self.peer_side
-            if other is not None and other.irq_active() and self.peer_wire is not None:
-                self.peer_wire.pulse()
+            full_fence()  # (a Dekker handshake with the peer's CR write: see hw/mmio.py)
+            if w[peer + _CR] & TIE(n) and self.peer_wire is not None:
+                self.peer_wire.pulse()  # the peer's TEn is set now, and enabled
         return value
 
     def writel(self, offset: int, value: int) -> None:
@@ -241,10 +255,9 @@ class ImxMuSide:
         w[me + _DATA + n] = value & MASK32
         seq = me + _TXSEQ + n
         w[seq] = (w[seq] + 1) & MASK32
-        full_fence()  # (:meth:`_peer_changed`, inline on the message path)
-        other = self.peer_side
-        if other is not None and other.irq_active() and self.peer_wire is not None:
-            self.peer_wire.pulse()
+        full_fence()  # (a Dekker handshake with the peer's CR write: see hw/mmio.py)
+        if w[self._peer + _CR] & RIE(n) and self.peer_wire is not None:
+            self.peer_wire.pulse()  # the peer's RFn is set now, and enabled
 
     def cr_update(self, set_bits: int = 0, clear_bits: int = 0) -> None:
         """Read-modify-write of CR (the caller serialises its own side's RMWs): writes
@@ -260,7 +273,7 @@ class ImxMuSide:
         value = (old & ~clear_bits) | set_bits
         new = w[cr] = value & CR_ENABLES
         if new & ~old:
-            self._self_changed()
+            self._enabled_now(new & ~old)
         if value & GIR_ALL:
             me = self._me
             for n in range(NUM_CHANS):
