@@ -22,6 +22,8 @@ requests it has cleared, and CR.  See :mod:`amplink.hw.mmio` for why.
 
 from __future__ import annotations
 
+import importlib
+import os
 from typing import Literal
 
 from amplink.hw.mmio import MASK32, MmioError
@@ -162,7 +164,7 @@ class ImxMuSide:
     def irq_active(self) -> bool:
         """The level of this side's interrupt output: an event CR enables is pending."""
         w = self._w
-        cr = w[self._cr]
+        cr = w[self._cr] & CR_ENABLES  # (the peer may scribble it: at most 4096 keys)
         if not cr:
             return False
         events = self._enabled.get(cr)
@@ -282,11 +284,36 @@ class ImxMuSide:
             self._peer_changed()
 
 
+PURE_PYTHON_ENV = "AMPLINK_PURE_PYTHON"  # (amplink.virtio.rings's switch: the same floor)
+
+
+def compiled_side() -> type[ImxMuSide] | None:
+    """:class:`ImxMuSide` with the compiled accessors of ``_mu.c`` put first
+    (``irq_active``, ``read_rr``, ``write_tr``, ``cr_update``: the same answers, word
+    updates, fences and pulses); None if ``_mu`` was not built."""
+    try:
+        _mu = importlib.import_module("amplink.hw._mu")
+    except ImportError:  # not built (no compiler when it was installed)
+        return None
+
+    class CompiledMuSide(_mu.MuSide, ImxMuSide):  # type: ignore[name-defined,misc]
+        __doc__ = ImxMuSide.__doc__
+
+    return CompiledMuSide
+
+
+_compiled = None if os.environ.get(PURE_PYTHON_ENV, "") not in ("", "0") else compiled_side()
+COMPILED = _compiled is not None  # whether the MU sides amplink makes are compiled
+SIDE: type[ImxMuSide] = _compiled or ImxMuSide  # what ImxMu makes by default
+
+
 class ImxMu:
     """Both sides of one unit over ``words`` (a ``'I'`` view of :data:`SIZE` bytes).
 
     ``wire_a``/``wire_b`` are the two interrupt outputs; a process passes the wires it
     can reach (both, normally: its own to re-trigger itself, the peer's to signal it).
+    ``side_type``: the class of the two sides (default :data:`SIDE`: the compiled
+    accessors when they were built, unless ``AMPLINK_PURE_PYTHON=1``).
     """
 
     def __init__(
@@ -296,12 +323,14 @@ class ImxMu:
         *,
         wire_a: IrqWire | None = None,
         wire_b: IrqWire | None = None,
+        side_type: type[ImxMuSide] | None = None,
     ) -> None:
         if len(words) < 2 * SIDE_WORDS:
             raise ValueError(f"an MU needs {SIZE} bytes of state, got {len(words) * 4}")
         self.name = name
-        self.a = ImxMuSide(f"{name}.a", words, 0, SIDE_WORDS, wire_a, wire_b)
-        self.b = ImxMuSide(f"{name}.b", words, SIDE_WORDS, 0, wire_b, wire_a)
+        side = side_type if side_type is not None else SIDE
+        self.a = side(f"{name}.a", words, 0, SIDE_WORDS, wire_a, wire_b)
+        self.b = side(f"{name}.b", words, SIDE_WORDS, 0, wire_b, wire_a)
         self.a.peer_side = self.b
         self.b.peer_side = self.a
 
