@@ -95,8 +95,17 @@ static int any_pending(volatile uint32_t *w, Py_ssize_t me, Py_ssize_t peer, uin
 /* IrqWire.pulse on ``wire`` (None: no wire): one 8-byte write, the GIL released, a
  * full or closed line ignored; another type of wire gets its own pulse() called.
  * Called with no buffer held.  0, or -1 with an exception set. */
+static int pulse_wire(PyObject *wire);
+
 static int pulse(PyObject *wire) {
     if (wire == NULL || wire == Py_None) return 0;
+    Py_INCREF(wire); /* (Python it runs may replace the side's wire meanwhile) */
+    int r = pulse_wire(wire);
+    Py_DECREF(wire);
+    return r;
+}
+
+static int pulse_wire(PyObject *wire) {
     if ((PyObject *)Py_TYPE(wire) != IrqWireType) {
         PyObject *r = PyObject_CallMethodNoArgs(wire, str_pulse);
         if (r == NULL) return -1;
