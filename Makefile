@@ -24,8 +24,8 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/pytest
 
-# The same suite on the pure-Python virtqueue (what runs where the compiled one could
-# not be built): CI runs both.
+# The same suite on the pure-Python virtqueue, GLINK FIFO ends and MU accessors (what
+# runs where the compiled ones could not be built): CI runs both.
 test-pure: $(STAMP)
 	AMPLINK_PURE_PYTHON=1 $(BIN)/pytest
 
