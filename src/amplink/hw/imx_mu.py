@@ -22,6 +22,8 @@ requests it has cleared, and CR.  See :mod:`amplink.hw.mmio` for why.
 
 from __future__ import annotations
 
+import importlib
+import os
 from typing import Literal
 
 from amplink.hw.mmio import MASK32, MmioError
@@ -162,18 +164,24 @@ class ImxMuSide:
     def irq_active(self) -> bool:
         """The level of this side's interrupt output: an event CR enables is pending."""
         w = self._w
-        cr = w[self._cr]
+        cr = w[self._cr] & CR_ENABLES  # (the peer may scribble it: at most 4096 keys)
         if not cr:
             return False
         events = self._enabled.get(cr)
         if events is None:
-            events = self._enabled[cr] = tuple(
-                (a, b, equal) for bit, a, b, equal in self._bits if cr & bit
-            )
+            events = self._events(cr)
         for a, b, equal in events:  # noqa: SIM110 (no generator on the hot path)
             if (w[a] == w[b]) is equal:
                 return True
         return False
+
+    def _events(self, mask: int) -> tuple[tuple[int, int, bool], ...]:
+        """How the SR bits in ``mask`` are computed (a CR value's enabled events),
+        worked out once per mask."""
+        events = self._enabled[mask] = tuple(
+            (a, b, equal) for bit, a, b, equal in self._bits if mask & bit
+        )
+        return events
 
     def _peer_changed(self) -> None:
         full_fence()
@@ -183,12 +191,21 @@ class ImxMuSide:
             if wire is not None:
                 wire.pulse()
 
-    def _self_changed(self) -> None:
+    def _enabled_now(self, gained: int) -> None:
+        """CR just enabled the events in ``gained``: if one of them is pending, this
+        side's output became active (events enabled before that were pending already
+        had their pulse when they were raised)."""
         full_fence()
-        if self.irq_active():
-            wire = self.wire
-            if wire is not None:
-                wire.pulse()
+        w = self._w
+        events = self._enabled.get(gained)
+        if events is None:
+            events = self._events(gained)
+        for a, b, equal in events:
+            if (w[a] == w[b]) is equal:
+                wire = self.wire
+                if wire is not None:
+                    wire.pulse()
+                return
 
     def readl(self, offset: int) -> int:
         """Read a register of this side (reading RRn empties it and may raise TE on the peer)."""
@@ -211,10 +228,9 @@ class ImxMuSide:
         ack = self._me + _RXACK + n
         if w[ack] != seq:
             w[ack] = seq
-            full_fence()  # (:meth:`_peer_changed`, inline on the message path)
-            other = self.peer_side
-            if other is not None and other.irq_active() and self.peer_wire is not None:
-                self.peer_wire.pulse()
+            full_fence()  # (a Dekker handshake with the peer's CR write: see hw/mmio.py)
+            if w[peer + _CR] & TIE(n) and self.peer_wire is not None:
+                self.peer_wire.pulse()  # the peer's TEn is set now, and enabled
         return value
 
     def writel(self, offset: int, value: int) -> None:
@@ -241,10 +257,9 @@ class ImxMuSide:
         w[me + _DATA + n] = value & MASK32
         seq = me + _TXSEQ + n
         w[seq] = (w[seq] + 1) & MASK32
-        full_fence()  # (:meth:`_peer_changed`, inline on the message path)
-        other = self.peer_side
-        if other is not None and other.irq_active() and self.peer_wire is not None:
-            self.peer_wire.pulse()
+        full_fence()  # (a Dekker handshake with the peer's CR write: see hw/mmio.py)
+        if w[self._peer + _CR] & RIE(n) and self.peer_wire is not None:
+            self.peer_wire.pulse()  # the peer's RFn is set now, and enabled
 
     def cr_update(self, set_bits: int = 0, clear_bits: int = 0) -> None:
         """Read-modify-write of CR (the caller serialises its own side's RMWs): writes
@@ -260,7 +275,7 @@ class ImxMuSide:
         value = (old & ~clear_bits) | set_bits
         new = w[cr] = value & CR_ENABLES
         if new & ~old:
-            self._self_changed()
+            self._enabled_now(new & ~old)
         if value & GIR_ALL:
             me = self._me
             for n in range(NUM_CHANS):
@@ -269,11 +284,36 @@ class ImxMuSide:
             self._peer_changed()
 
 
+PURE_PYTHON_ENV = "AMPLINK_PURE_PYTHON"  # (amplink.virtio.rings's switch: the same floor)
+
+
+def compiled_side() -> type[ImxMuSide] | None:
+    """:class:`ImxMuSide` with the compiled accessors of ``_mu.c`` put first
+    (``irq_active``, ``read_rr``, ``write_tr``, ``cr_update``: the same answers, word
+    updates, fences and pulses); None if ``_mu`` was not built."""
+    try:
+        _mu = importlib.import_module("amplink.hw._mu")
+    except ImportError:  # not built (no compiler when it was installed)
+        return None
+
+    class CompiledMuSide(_mu.MuSide, ImxMuSide):  # type: ignore[name-defined,misc]
+        __doc__ = ImxMuSide.__doc__
+
+    return CompiledMuSide
+
+
+_compiled = None if os.environ.get(PURE_PYTHON_ENV, "") not in ("", "0") else compiled_side()
+COMPILED = _compiled is not None  # whether the MU sides amplink makes are compiled
+SIDE: type[ImxMuSide] = _compiled or ImxMuSide  # what ImxMu makes by default
+
+
 class ImxMu:
     """Both sides of one unit over ``words`` (a ``'I'`` view of :data:`SIZE` bytes).
 
     ``wire_a``/``wire_b`` are the two interrupt outputs; a process passes the wires it
     can reach (both, normally: its own to re-trigger itself, the peer's to signal it).
+    ``side_type``: the class of the two sides (default :data:`SIDE`: the compiled
+    accessors when they were built, unless ``AMPLINK_PURE_PYTHON=1``).
     """
 
     def __init__(
@@ -283,12 +323,14 @@ class ImxMu:
         *,
         wire_a: IrqWire | None = None,
         wire_b: IrqWire | None = None,
+        side_type: type[ImxMuSide] | None = None,
     ) -> None:
         if len(words) < 2 * SIDE_WORDS:
             raise ValueError(f"an MU needs {SIZE} bytes of state, got {len(words) * 4}")
         self.name = name
-        self.a = ImxMuSide(f"{name}.a", words, 0, SIDE_WORDS, wire_a, wire_b)
-        self.b = ImxMuSide(f"{name}.b", words, SIDE_WORDS, 0, wire_b, wire_a)
+        side = side_type if side_type is not None else SIDE
+        self.a = side(f"{name}.a", words, 0, SIDE_WORDS, wire_a, wire_b)
+        self.b = side(f"{name}.b", words, SIDE_WORDS, 0, wire_b, wire_a)
         self.a.peer_side = self.b
         self.b.peer_side = self.a
 

@@ -13,7 +13,10 @@ across processes, so no update can be lost.
 
 After a change that may activate an interrupt output, the writer fences (the reader
 of the enable bits does the same on its side: a Dekker handshake) and pulses the
-output's wire if it is now active.
+output's wire if the event it raised is enabled.  Events that were pending before
+had their pulse when they were raised, so that is when the output becomes active; a
+pulse only says "look" (level lines), and the controller takes the line again for as
+long as it stays active.
 """
 
 from __future__ import annotations

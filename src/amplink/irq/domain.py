@@ -57,6 +57,8 @@ log = logging.getLogger(__name__)
 
 Handler = Callable[[int, Any], int]
 PR_SET_NAME = 15
+_get_ident = threading.get_ident
+_monotonic = time.monotonic
 MAX_ONESHOT_SHARERS = 64
 _VALID_RETURN = IRQ_HANDLED | IRQ_WAKE_THREAD
 
@@ -140,10 +142,10 @@ class _IrqThread:
                 with line.lock:  # a taker may be running fn: one run at a time
                     line.wait_for(lambda: not action.runner, None)
                     action.runthread = False
-                    action.runner = threading.get_ident()
+                    action.runner = _get_ident()
                 ret: int = IRQ_NONE
                 try:
-                    ret = _call_thread_fn(action, self.name)
+                    ret = _call_thread_fn(action)
                 finally:
                     self.domain._thread_done(action, ret)
         finally:
@@ -158,7 +160,7 @@ class _IrqThread:
                 line.cond.notify_all()
 
 
-def _call_thread_fn(action: IrqAction, who: str) -> int:
+def _call_thread_fn(action: IrqAction) -> int:
     """Run ``action``'s thread function once (its ``runner`` set); what it returned."""
     fn = action.thread_fn
     assert fn is not None
@@ -168,7 +170,7 @@ def _call_thread_fn(action: IrqAction, who: str) -> int:
     try:
         ret = fn(line.irq, action.dev_id)
     except Exception:
-        log.exception("%s: thread handler raised", who)
+        log.exception("irq/%d-%s: thread handler raised", line.irq, action.name)
         ret = IRQ_NONE
     if t0:
         TRACER.span("irq", "thread", t0, irq=line.irq, action=action.name, ret=ret)
@@ -339,7 +341,8 @@ class IrqDomain:
                 return False
             if not line.edge and not active and not line.active():
                 return False
-            oneshot = bool(actions[0].flags & IRQF_ONESHOT)
+            flags = actions[0].flags  # (a shared line's sharers agree on these)
+            oneshot = bool(flags & IRQF_ONESHOT)
             if oneshot:
                 line.masked = True
             line.in_progress = True
@@ -350,27 +353,29 @@ class IrqDomain:
             wake = self._wake_thread
         ret = 0
         stuck = False
-        me = threading.get_ident()
-        self._hardirq.add(me)
+        irq = line.irq
+        me = _get_ident()
+        hardirq = self._hardirq
+        hardirq.add(me)
         try:
             for action in actions:
                 try:
-                    r = action.handler(line.irq, action.dev_id)
+                    r = action.handler(irq, action.dev_id)
                 except Exception:
-                    log.exception("irq %d (%s): primary handler raised", line.irq, action.name)
+                    log.exception("irq %d (%s): primary handler raised", irq, action.name)
                     r = IRQ_NONE
                 if r & IRQ_WAKE_THREAD:
                     wake(action)
                 ret |= r
             if TRACER.enabled:
-                TRACER.event("irq", "handled", irq=line.irq, ret=ret)
-            if self.spurious.enabled and not (actions[0].flags & IRQF_NO_DEBUG):
+                TRACER.event("irq", "handled", irq=irq, ret=ret)
+            if self.spurious.enabled and not flags & IRQF_NO_DEBUG:
                 if ret & ~_VALID_RETURN:
                     self._report_bogus(line, ret)
                 elif ret != IRQ_HANDLED or line.spurious.unhandled:  # else note() is a no-op
                     stuck = line.spurious.note(ret, line.threads_handled, self.spurious)
         finally:  # also when a taker's thread gets a KeyboardInterrupt meanwhile
-            self._hardirq.discard(me)
+            hardirq.discard(me)
             with line.lock:
                 line.in_progress = False
                 if stuck:
@@ -477,7 +482,7 @@ class IrqDomain:
             for fd in fds:
                 poller.register(fd, select.POLLIN)
             self._takers_poll.cached = (key, poller)
-        deadline = None if timeout is None else time.monotonic() + timeout
+        deadline = None if timeout is None else _monotonic() + timeout
         active = False  # the line was still active after the last interrupt
         while True:
             if active:
@@ -485,7 +490,7 @@ class IrqDomain:
             elif deadline is None:
                 wait_ms = -1
             else:
-                wait_ms = max(0, math.ceil((deadline - time.monotonic()) * 1000))
+                wait_ms = max(0, math.ceil((deadline - _monotonic()) * 1000))
             woke = pulsed = False
             events = held.poll(poller, wait_ms)  # only the sleep may be interrupted (Held)
             if events is None:
@@ -508,7 +513,7 @@ class IrqDomain:
                     return True
             if woke:
                 return True
-            if deadline is not None and time.monotonic() >= deadline:
+            if deadline is not None and _monotonic() >= deadline:
                 return False  # also while a flood of interrupts keeps coming
 
     def _take(self, line: IrqLine, active: bool) -> bool:
@@ -535,7 +540,7 @@ class IrqDomain:
         with line.lock:
             busy = thread is None or action.runner or action.runthread
             if not busy:
-                action.runner = threading.get_ident()
+                action.runner = _get_ident()
                 line.threads_oneshot |= action.thread_mask
                 line.threads_active += 1
         if busy:
@@ -544,7 +549,7 @@ class IrqDomain:
         ret: int = IRQ_NONE
         done = False
         try:
-            ret = _call_thread_fn(action, f"irq/{line.irq}-{action.name}")
+            ret = _call_thread_fn(action)
             done = True
         finally:
             self._thread_done(action, ret)
