@@ -343,15 +343,23 @@ def test_a_plain_send_then_recv_asks_and_the_waiter_takes_every_answer(monkeypat
 
 def test_a_question_with_no_answer_in_time_ends_asking(monkeypatch):
     """The bench firmware's sink answers only ``DONE``: the send after that answer asks,
-    waits ASK_WAIT for nothing, and ends asking (the next send is a plain one)."""
+    waits ASK_WAIT for nothing, and ends asking (the next send is a plain one).  (A
+    question whose take found the line busy in another thread goes out plainly and
+    asking goes on, as it does when a notification that is no answer ends the wait:
+    then the test asks again.)"""
     monkeypatch.setattr(rpmsg_core, "ASK_WAIT", 0.05)
     with Rproc("ask-sink", "amplink.firmware.bench", config=RprocConfig(spin=False)) as rp:
         sink = rp.wait_channel(fw.SINK, 10).create_ept()
         asks = _spy_asks(sink.link)
-        _arm(sink, fw.DONE)
-        took = len(asks)
-        sink.send(b"unanswered")
-        assert asks[took:] == [True] and not sink._asks and not sink.pending()
+        for _ in range(10):
+            _arm(sink, fw.DONE)
+            took = len(asks)
+            sink.send(b"unanswered")
+            assert asks[took:] == [True] and not sink.pending()
+            if not sink._asks:
+                break
+        else:
+            raise AssertionError("no unanswered question ended asking in 10 tries")
         sink.send(b"plain")
         assert asks[took:] == [True]
         sink.send(fw.DONE)
