@@ -395,6 +395,45 @@ def test_asking_ends_with_a_stream_and_is_only_the_asking_threads(monkeypatch):
         assert True not in asks and not ept._asks
 
 
+def test_an_asking_send_that_must_wait_for_a_buffer_waits_outside_the_take():
+    """An asking send takes the MU's line only to send at once: with no send buffer free
+    it hands the line back and waits as a plain send, so that a Ctrl-C ends the wait at
+    once (inside the take it was held until a buffer came: here the core's stall)."""
+    stall = 6.0
+    config = RprocConfig(spin=False, graceful_shutdown=False)
+    with Rproc("ask-full", str(FW / "stalling_echo.py"), config=config) as rp:
+        channel = rp.wait_channel(SERVICE, 10)
+        ept, other = channel.create_ept(), channel.create_ept()
+        _arm(ept)
+        other.send(b"stall:%g" % stall)
+        assert other.recv(10).data == b"stalling"  # earlier buffers are all back
+        with pytest.raises(RpmsgError) as full:
+            for _ in range(10_000):  # the core reads nothing now: its ring fills
+                other.trysend(b"fill")
+        assert full.value.errno == errno.ENOMEM
+        asks = _spy_asks(ept.link)
+        main = threading.get_ident()
+
+        def interrupt_the_wait() -> None:
+            wait_for(lambda: ept.link._tx_waiters, timeout=stall)
+            signal.pthread_kill(main, signal.SIGINT)
+
+        t = threading.Thread(target=interrupt_the_wait)
+        t.start()
+        t0 = time.monotonic()
+        try:
+            with pytest.raises(KeyboardInterrupt):
+                ept.send(b"question")
+            assert time.monotonic() - t0 < stall / 2  # not when the core read again
+        finally:
+            t.join()
+        # It asked (that take found no buffer and let go); its wait took the line after,
+        # as a blocked sender's does, asking nothing
+        assert asks[0] is True and True not in asks[1:]
+        ept.send(b"after")  # the channel works on, once the core reads again
+        assert ept.recv(stall + 10).data == b"after"
+
+
 def test_mailbox_channels_beside_the_kick_channel_cross_processes():
     """The bench firmware echoes words on MU data channel 1 from its interrupt handler."""
     with Rproc("mbox", "amplink.firmware.bench") as rp:

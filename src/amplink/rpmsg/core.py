@@ -17,6 +17,7 @@ received message.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import threading
@@ -50,6 +51,10 @@ returns (the ``recv()`` that follows waits on, and asking ends until a ``recv()`
 after a send again): short against the timeouts users give ``recv()``, long against a
 blocking round trip (60-200 us at the median on a 2-CPU VM, idle or beside two CPU
 hogs); what a stream's first send waits once after a question's answer."""
+
+
+class _NoBufferNow(Exception):
+    """An asking send's message could not go out at once (see ``Endpoint._ask``)."""
 
 
 class Message(NamedTuple):
@@ -318,27 +323,38 @@ class Endpoint:
         queued for that ``recv()``.  A second send before a ``recv()`` (a stream), or no
         answer within the wait, ends asking; another thread's send, or one from a
         receive callback, is a plain one.  A Ctrl-C while it waits raises here, after
-        the message went out (as if it came just after ``send()`` returned)."""
+        the message went out (as if it came just after ``send()`` returned).  Inside the
+        take the message goes out only if it can at once: a send that would wait for a
+        buffer (or an intent) hands the line back first and waits as a plain one, so that
+        a Ctrl-C ends that wait and the peer's other notifications (another endpoint's
+        messages, a crash report) reach the dispatcher meanwhile."""
         link = self.link
         if self._sent:
             self._asks = False
+        took = None
         if (
-            not self._asks
-            or self._asker != threading.get_ident()
-            or link.take_notifications is None
-            or link.in_rx_context()
+            self._asks
+            and self._asker == threading.get_ident()
+            and link.take_notifications is not None
+            and not link.in_rx_context()
         ):
+            addr, dst = self.addr, self.dst
+
+            def ask() -> None:
+                try:
+                    link.send(addr, dst, data, block=False, timeout=0)
+                except RpmsgError as exc:
+                    if exc.errno not in (errno.ENOMEM, errno.EBUSY, errno.EAGAIN):
+                        raise
+                    raise _NoBufferNow from None
+
+            wait = ASK_WAIT if timeout is None else min(ASK_WAIT, timeout)
+            with contextlib.suppress(_NoBufferNow):  # (then took is None: sent below)
+                took = self._as_waiter(self._take_asking, ask, wait)
+            if took is False:
+                self._asks = False  # no answer in time: the recv() that comes waits
+        if took is None:  # not asking, the line was another thread's, or no buffer
             link.send(self.addr, self.dst, data, block=True, timeout=timeout)
-            link.messages_out += 1
-            self._sent = True
-            return
-        ask = partial(link.send, self.addr, self.dst, data, block=True, timeout=timeout)
-        wait = ASK_WAIT if timeout is None else min(ASK_WAIT, timeout)
-        took = self._as_waiter(self._take_asking, ask, wait)
-        if took is None:  # (the line was taken by another thread: ask() did not run)
-            ask()
-        elif not took:
-            self._asks = False  # no answer in time: the recv() that comes waits
         link.messages_out += 1
         self._sent = True
 
