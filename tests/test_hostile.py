@@ -22,6 +22,7 @@ from amplink.rpmsg.core import RpmsgBus
 from amplink.rpmsg.tty import RpmsgTtyDriver
 from backends import table_for
 from resources import snapshot
+from waiting import wait_for
 
 SERVICE = "rpmsg-openamp-demo-channel"
 ECHO_FW = "amplink.firmware.echo"
@@ -143,6 +144,26 @@ def test_what_a_core_provokes_is_logged_rate_limited_with_a_count(backend, caplo
         logged = [r for r in caplog.records if kind in r.getMessage()]
         assert 1 <= len(logged) <= 2 * ratelimit.DEFAULT_BURST, len(logged)
         assert ratelimit.suppressed(source) - before + len(logged) >= 500
+        ept.send(b"after")
+        assert ept.recv(10).data == b"after"
+
+
+def test_kick_words_naming_no_notify_id_are_logged_rate_limited(caplog):
+    """The core writes 20,000 words naming a notify id the host never gave out into the
+    MU's data registers: at most a burst of those the host reads is logged (a core may
+    send any word), the rest are counted as suppressed."""
+    with Rproc("hostile-words", HOSTILE) as rp:
+        ept = rp.wait_channel(SERVICE, 10).create_ept()
+        before = ratelimit.suppressed(rp.name)
+
+        def logged() -> list[logging.LogRecord]:
+            return [r for r in caplog.records if "unknown notify id" in r.getMessage()]
+
+        with caplog.at_level(logging.WARNING):
+            ept.send(b"words:20000")
+            assert ept.recv(30).data == b"words:20000"
+            wait_for(lambda: ratelimit.suppressed(rp.name) > before, "suppressed kicks")
+        assert 1 <= len(logged()) <= 2 * ratelimit.DEFAULT_BURST, len(logged())
         ept.send(b"after")
         assert ept.recv(10).data == b"after"
 

@@ -29,7 +29,9 @@ addresses); ``intents:<n>`` (GLINK): advertise ``n`` intents of 4 GiB with fresh
 ``noread:<n>`` (GLINK): ``n`` commands that each need a reply, and never a read of
 the host's FIFO again.
 
-``kicks:<n>``: notify the host ``n`` times without sending anything;
+``kicks:<n>``: notify the host ``n`` times without sending anything; ``words:<n>``:
+write ``n`` words naming a notify id the host never gave out into the MU's data
+registers (without waiting for the host to read them);
 ``scribble``: write random bytes over the rings (or FIFOs) the host reads from, and
 stop.
 
@@ -45,11 +47,14 @@ import random
 import threading
 import time
 
+from amplink.hw.imx_mu import NUM_CHANS, SIDE_WORDS, ImxMuSide
 from amplink.irq.domain import IrqDomain
 from amplink.remote import Core
 from amplink.rpmsg.core import RPMSG_NS_ADDR
 from amplink.wire import glink
 from amplink.wire.rpmsg import RPMSG_HDR, RPMSG_NS_MSG
+
+UNKNOWN_NOTIFY_ID = 0x7FF
 
 
 def main(core: Core) -> None:
@@ -82,6 +87,14 @@ def main(core: Core) -> None:
             notify = core.link._notify
             for _ in range(int(data[6:])):
                 notify(0) if hasattr(core.link, "_tx_vq") else notify()
+            return
+        if data.startswith(b"words:"):
+            ept.sendto(data, src)
+            mu = next(  # the core's side of its MU (side B: its words come second)
+                o for o in gc.get_objects() if isinstance(o, ImxMuSide) and o._me == SIDE_WORDS
+            )
+            for i in range(int(data[6:])):  # written over each other: many reach the host
+                mu.write_tr(i % NUM_CHANS, UNKNOWN_NOTIFY_ID)
             return
         if data == b"scribble":
             ept.sendto(data, src)

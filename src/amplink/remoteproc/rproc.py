@@ -47,6 +47,7 @@ from typing import Self
 
 from amplink.errors import AmplinkError
 from amplink.irq.held_signals import HELD_SIGNALS
+from amplink.ratelimit import log_ratelimited
 from amplink.remoteproc import coredump
 from amplink.remoteproc.config import RprocConfig
 from amplink.remoteproc.control import Debugfs, Sysfs
@@ -532,8 +533,15 @@ class Rproc:
         """A kick from the core (in the mailbox RX IRQ thread): to whoever routed it."""
         handlers = self._routes.get(notifyid)
         if handlers is None:
-            if self._subdevs_started:
-                log.warning("%s: kick with unknown notify id %#x ignored", self.name, notifyid)
+            if self._subdevs_started:  # (a core may send any word: at most a burst logged)
+                log_ratelimited(
+                    log,
+                    logging.WARNING,
+                    self.name,
+                    "%s: kick with unknown notify id %#x ignored",
+                    self.name,
+                    notifyid,
+                )
             return
         for handler in handlers:
             handler()
