@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml src/amplink/virtio/_vring.c src/amplink/rpmsg/_glink.c 
 	$(BIN)/pip install --quiet --upgrade pip
 	rm -f src/amplink/virtio/_vring.*.so src/amplink/rpmsg/_glink.*.so src/amplink/hw/_mu.*.so
 	$(BIN)/pip install --quiet -e '.[dev]'
-	@$(BIN)/python -c 'import importlib.util as u; [print(f"amplink: the compiled {w} {v} built" if u.find_spec(m) else f"amplink: WARNING: the compiled {w} could not be built (no C compiler or Python headers?): the pure-Python one runs") for m, w, v in (("amplink.virtio._vring", "virtqueue", "is"), ("amplink.rpmsg._glink", "GLINK FIFO ends", "are"), ("amplink.hw._mu", "MU register accessors", "are"))]'
+	@$(BIN)/python -c 'import importlib.util as u; [print(f"amplink: the compiled {w} {v} built" if u.find_spec(m) else f"amplink: WARNING: the compiled {w} could not be built (no C compiler or Python headers?): the pure-Python {w} {r}") for m, w, v, r in (("amplink.virtio._vring", "virtqueue", "is", "runs"), ("amplink.rpmsg._glink", "GLINK FIFO ends", "are", "run"), ("amplink.hw._mu", "MU register accessors", "are", "run"))]'
 	touch $(STAMP)
 
 demo: $(STAMP)

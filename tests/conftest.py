@@ -14,6 +14,14 @@ def backend(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
+@pytest.fixture(autouse=True)
+def _terminal_size_of_no_user(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests see the width the code picks for a pipe, not the one a user exported
+    (``COLUMNS=100 make test``); a test that wants a width sets it."""
+    monkeypatch.delenv("COLUMNS", raising=False)
+    monkeypatch.delenv("LINES", raising=False)
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption(
         "--linux",

@@ -316,12 +316,12 @@ class Endpoint:
         nothing and slept (see :meth:`recv`): the sends are questions.  Where the link
         sleeps for messages (spinning off) and its waiters take the peer's notifications
         themselves, the message goes out from inside such a take, which then waits up to
-        :data:`ASK_WAIT` s (at most ``timeout``) for a message to this endpoint (prepare
-        to wait, then ask), so that the answer cannot reach the transport's interrupt
-        dispatcher and thread before the ``recv()`` that wants it (when the peer runs on
-        this CPU or answers fast: three wake-ups instead of one).  The answer stays
-        queued for that ``recv()``.  A second send before a ``recv()`` (a stream), or no
-        answer within the wait, ends asking; another thread's send, or one from a
+        :data:`ASK_WAIT` s (a send given a shorter ``timeout`` does not ask) for a message
+        to this endpoint (prepare to wait, then ask), so that the answer cannot reach the
+        transport's interrupt dispatcher and thread before the ``recv()`` that wants it
+        (when the peer runs on this CPU or answers fast: three wake-ups instead of one).
+        The answer stays queued for that ``recv()``.  A second send before a ``recv()``
+        (a stream), or no answer within the wait, ends asking; another thread's send, or one from a
         receive callback, is a plain one.  A Ctrl-C while it waits raises here, after
         the message went out (as if it came just after ``send()`` returned).  Inside the
         take the message goes out only if it can at once: a send that would wait for a
@@ -335,6 +335,7 @@ class Endpoint:
         if (
             self._asks
             and self._asker == threading.get_ident()
+            and (timeout is None or timeout >= ASK_WAIT)
             and link.take_notifications is not None
             and not link.in_rx_context()
         ):
@@ -348,9 +349,8 @@ class Endpoint:
                         raise
                     raise _NoBufferNow from None
 
-            wait = ASK_WAIT if timeout is None else min(ASK_WAIT, timeout)
             with contextlib.suppress(_NoBufferNow):  # (then took is None: sent below)
-                took = self._as_waiter(self._take_asking, ask, wait)
+                took = self._as_waiter(self._take_asking, ask, ASK_WAIT)
             if took is False:
                 self._asks = False  # no answer in time: the recv() that comes waits
         if took is None:  # not asking, the line was another thread's, or no buffer

@@ -42,6 +42,7 @@ from amplink.app.bench.switches import context_switches
 from amplink.app.stats import latency_summary_us
 from amplink.firmware import bench as fw
 from amplink.host import Rproc, RprocConfig
+from amplink.hw import imx_mu
 from amplink.remoteproc.layout import glink_rsc_table
 from amplink.rpmsg import glink_ends
 from amplink.rpmsg.core import Endpoint
@@ -461,6 +462,7 @@ def run(
         "load": {"processes": load},
         "virtqueue": "compiled" if rings.COMPILED else "pure Python",
         "glink_fifo": "compiled" if glink_ends.COMPILED else "pure Python",
+        "mu": "compiled" if imx_mu.COMPILED else "pure Python",
         "params": {
             "rounds": rounds,
             "rtt_size": RTT_SIZE,
@@ -569,21 +571,23 @@ def format_report(report: dict[str, Any]) -> str:
         acc = spun.setdefault(s["name"], [0, 0, 0, 0])
         for i, k in enumerate(("hits", "misses", "preempted", "starving")):
             acc[i] += s[k]
-    lines.append("host spinning (all repetitions): hits, misses, preempted (the peer starved)")
-    lines.append(
-        "  "
-        + "; ".join(
-            f"{n.removeprefix('amplink rpmsg ')} {h}, {m}, {q} ({st})"
-            for n, (h, m, q, st) in spun.items()
-            if n != SPIN_OFF
-        )
-    )
+    lines += [
+        "host's spins before it slept (all repetitions): hit = the answer came, missed = it",
+        "  did not, cut short = preempted, or starving the core (which wanted the host's CPU)",
+    ]
+    lines += [
+        f"  {n.removeprefix('amplink rpmsg ')}: {h:,} hit, {m:,} missed, {q:,} cut short "
+        f"({st:,} starving)"
+        for n, (h, m, q, st) in spun.items()
+        if n != SPIN_OFF
+    ]
     base = report["results"][0]
     m = report["mailbox"]
     mr = report["ratios"]["amplink mailbox (MU+IRQ)"]["rtt_p50"]
     lines += [
         "",
-        f"mailbox round trip: {prm['rounds']} x one 32-bit word, host -> core -> host",
+        f"mailbox round trip: {prm['rounds']} x one 32-bit word, host -> core -> host "
+        f"({report['mu']} MU register accessors)",
         f"{'transport':<32}{'rtt p50 us':>12}{'rtt p99 us':>12}{'msgs/s':>12}{'p50 / Pipe':>24}",
         f"{base['name']:<32}{base['rtt_p50_us']:>12.1f}{base['rtt_p99_us']:>12.1f}"
         f"{1e6 / base['rtt_p50_us']:>12,.0f}",
