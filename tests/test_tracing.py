@@ -206,3 +206,49 @@ def test_name_service_announcements_are_flows_too(tmp_path):
     assert announce["args"]["name"] == SERVICE and announce["pid"] != os.getpid()
     assert ns["pid"] == os.getpid() and ns["name"] == "callback"
     assert ns["args"]["ept"] == 0x35 and ns["args"]["len"] == announce["args"]["len"] == 40
+
+
+_FORGETFUL = """
+import os, sys, time
+from amplink.host import Rproc
+from amplink.tracing import TRACER
+TRACER.start()  # and never TRACER.stop(): the process's exit must remove the folder
+with Rproc(sys.argv[1], "amplink.firmware.echo") as rp:
+    print(os.path.dirname(TRACER.core_file(sys.argv[1])), flush=True)
+    if sys.argv[2] == "wait":
+        time.sleep(60)  # until Ctrl-C
+    if sys.argv[2] == "raise":
+        raise RuntimeError("the script failed")
+TRACER.export(sys.argv[3])
+"""
+
+
+@pytest.mark.parametrize("end", ["exit", "raise", "ctrl-c"])
+def test_a_script_that_never_stops_the_tracer_leaves_no_trace_folder(tmp_path, end):
+    """A traced script that exits (normally, on an exception or on Ctrl-C) without
+    ``TRACER.stop()`` leaves none of its cores' event files behind in /tmp."""
+    import subprocess
+    import sys
+
+    name = f"forget{os.getpid()}{end.replace('-', '')}"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _FORGETFUL, name, "wait" if end == "ctrl-c" else end,
+         str(tmp_path / "t.json")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # as from a shell
+    )  # fmt: skip
+    try:
+        folder = proc.stdout.readline().strip()
+        assert folder, proc.stderr.read()
+        assert os.path.isdir(folder)  # where the core appends its events
+        if end == "ctrl-c":
+            proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == {"exit": 0, "raise": 1, "ctrl-c": -signal.SIGINT}[end]
+    assert not os.path.exists(folder)

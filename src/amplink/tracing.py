@@ -36,6 +36,7 @@ import shutil
 import tempfile
 import threading
 import time
+import weakref
 from typing import Any
 
 ENV_VAR = "AMPLINK_TRACE_FILE"
@@ -59,6 +60,7 @@ class Tracer:
         self._lock = threading.Lock()
         self._file: Any = None
         self._dir: str | None = None
+        self._dir_release: weakref.finalize[Any, Any] | None = None
         self._core_files: list[str] = []
         self.local = threading.local()  # flow ids handed from a link to the enclosing slice
 
@@ -87,16 +89,20 @@ class Tracer:
             if self._file is not None:
                 self._file.close()
                 self._file = None
-            if self._dir is not None:
-                shutil.rmtree(self._dir, ignore_errors=True)
-                self._dir = None
+            if self._dir_release is not None:
+                self._dir_release()
+                self._dir_release = None
+            self._dir = None
             self._core_files = []
 
     def core_file(self, core: str) -> str:
-        """Where a core process started now appends its events."""
+        """Where a core process started now appends its events: a file in a temporary
+        folder that :meth:`stop` removes, and the process's exit too if nothing called
+        it (normal end, uncaught exception, Ctrl-C: anything but a fatal signal)."""
         with self._lock:
             if self._dir is None:
                 self._dir = tempfile.mkdtemp(prefix="amplink-trace-")
+                self._dir_release = weakref.finalize(self, _remove_dir, self._dir, os.getpid())
             path = os.path.join(self._dir, f"{core}-{len(self._core_files)}.jsonl")
             self._core_files.append(path)
             return path
@@ -182,6 +188,13 @@ class Tracer:
 
 
 TRACER = Tracer()
+
+
+def _remove_dir(path: str, owner: int) -> None:
+    """Remove a tracer's folder of core files, in the process that made it only (not in
+    a child forked meanwhile)."""
+    if os.getpid() == owner:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def start_from_environment() -> None:
