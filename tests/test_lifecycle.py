@@ -330,12 +330,31 @@ def test_coredump_enabled_is_an_elf_core_of_device_memory(tmp_path):
     memory = seg.data()
     assert memory[0x1000 : 0x1000 + len(PY_MAGIC)] == PY_MAGIC  # the loaded program
     path = tmp_path / "dumped-crash1.core"
-    assert path.read_bytes() == dump.data
+    assert path.read_bytes() == dump.data and dump.written == str(path)
     if shutil.which("readelf"):
         out = subprocess.run(
             ["readelf", "-h", str(path)], capture_output=True, text=True, check=True
         )
         assert "CORE (Core file)" in out.stdout and not out.stderr
+
+
+def test_a_coredump_that_cannot_be_written_says_why_and_recovery_goes_on(tmp_path, caplog):
+    """The dump folder is a file: the write fails (ENOTDIR), the dump stays in memory,
+    the error is logged and kept, and the core is recovered as without a dump."""
+    folder = tmp_path / "not-a-folder"
+    folder.write_text("")
+    config = RprocConfig(coredump_mode="enabled", coredump_dir=str(folder))
+    with Rproc("unwritten", ECHO_FW, config=config) as rp:
+        echo_once(rp)
+        rp.debugfs.crash(2)
+        rp.wait_crash_handled(1)
+        assert rp.state == RUNNING
+        (dump,) = rp.coredumps
+        echo_once(rp)
+    path = folder / "unwritten-crash1.core"
+    assert dump.written is None and dump.data is not None
+    assert dump.write_error == f"cannot write {path}: Not a directory"
+    assert f"unwritten: core dump of crash #1: cannot write {path}" in caplog.text
 
 
 def test_inline_coredump_holds_recovery_until_read():

@@ -160,7 +160,9 @@ def test_lifecycle_commands(board_up, capsys):
         f"r5f: coredump enabled, 0 taken since amplink up started\n  none in {session} yet\n"
     )
     assert u.cli("crash", "r5f") == 0
-    capsys.readouterr()
+    assert capsys.readouterr().out == (
+        f"r5f: crash #1 handled (dump: {session}/r5f-crash1.core), now running\n"
+    )
     assert u.cli("coredump", "r5f") == 0
     out = capsys.readouterr().out
     assert out.endswith(f"1 taken since amplink up started\n  {session}/r5f-crash1.core\n")
@@ -176,6 +178,19 @@ def test_lifecycle_commands(board_up, capsys):
     assert code == 130
     assert re.search(r"^m4: .*crash #[12]: crash requested through debugfs", out, re.M), out
     assert [p.name for p in session.iterdir()] == ["r5f-crash1.core"]  # the dump stays
+
+
+def test_crash_says_why_no_dump_was_written(board_up, capsys):
+    u = board_up
+    (session,) = (u.state / "amplink" / "coredumps" / "amplink-default").iterdir()
+    session.rmdir()
+    session.write_text("")  # the session's dump folder is gone: a file stands there
+    assert u.cli("crash", "r5f") == 0
+    assert capsys.readouterr().out == (
+        f"r5f: crash #1 handled (no dump written: cannot write {session}/r5f-crash1.core: "
+        "Not a directory), now running\n"
+    )
+    session.unlink()
 
 
 def test_an_inline_coredump_is_read_by_the_coredump_command_and_never_holds_up_a_stop(

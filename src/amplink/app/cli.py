@@ -247,6 +247,15 @@ def _cmd_crash(args: argparse.Namespace) -> int:
             f"to be read before recovery goes on; `amplink coredump {r['core']}` reads and "
             "saves it"
         )
+    elif r.get("coredump"):
+        print(
+            f"{r['core']}: crash #{r['crashes']} handled (dump: {r['coredump']}), now {r['state']}"
+        )
+    elif r.get("coredump_error"):
+        print(
+            f"{r['core']}: crash #{r['crashes']} handled (no dump written: "
+            f"{r['coredump_error']}), now {r['state']}"
+        )
     else:
         print(f"{r['core']}: crash #{r['crashes']} handled, now {r['state']}")
     return 0

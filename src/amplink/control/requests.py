@@ -204,11 +204,14 @@ def handlers(server: Served) -> dict[str, Handler]:
         waiting = None
         if req.get("wait", True):
             waiting = rp.wait_crash_handled(before + 1, CRASH_TIMEOUT, or_dump_pending=True)
+        dump = next((d for d in reversed(rp.coredumps) if d.crash == rp.crash_count), None)
         return {
             "core": rp.name,
             "crashes": rp.crash_count,
             "state": rp.state,
             "coredump_waiting": waiting is not None,  # recovery waits for it to be read
+            "coredump": dump.written if dump is not None else None,  # the file written
+            "coredump_error": dump.write_error if dump is not None else "",
         }
 
     def dumps(req: dict[str, Any]) -> dict[str, Any]:

@@ -47,6 +47,7 @@ class Coredump:
     notes: tuple[Note, ...] = ()
     path: str | None = None
     data: bytes | None = None
+    write_error: str = ""  # why the file at ``path`` could not be written, if it could not
     discarded: bool = False
     released: threading.Event = field(default_factory=threading.Event)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
@@ -66,10 +67,17 @@ class Coredump:
             elfclass=self.elfclass, notes=self.notes,
         )  # fmt: skip
 
+    @property
+    def written(self) -> str | None:
+        """The file the dump was written to, or None (not yet, no :attr:`path`, or the
+        write failed: :attr:`write_error` says why)."""
+        return self.path if self.data is not None and not self.write_error else None
+
     def read(self) -> bytes:
         """The ELF core file, written to :attr:`path` at the first read (for ``inline``,
         reading is what lets recovery go on, as reading devcoredump's ``data`` does);
-        ``ENODATA`` once discarded unread; ``OSError`` if the file cannot be written."""
+        ``ENODATA`` once discarded unread.  A file that cannot be written loses nothing
+        else: the dump is returned, and :attr:`write_error` (also logged) says why."""
         with self._lock:
             try:
                 if self.data is None:
@@ -82,12 +90,20 @@ class Coredump:
                     self.data = self._build()
                     self.ranges = []  # device memory may go away once recovery continues
                     if self.path is not None:
-                        with open(self.path, "wb") as f:
-                            f.write(self.data)
-                        log.info("%s: core dump written to %s", self.name, self.path)
+                        self._write(self.path, self.data)
                 return self.data
             finally:
                 self.released.set()
+
+    def _write(self, path: str, data: bytes) -> None:
+        try:
+            with open(path, "wb") as f:
+                f.write(data)
+        except OSError as exc:
+            self.write_error = f"cannot write {path}: {exc.strerror or exc}"
+            log.error("%s: core dump of crash #%d: %s", self.name, self.crash, self.write_error)
+            return
+        log.info("%s: core dump written to %s", self.name, path)
 
     def discard(self, why: str) -> bool:
         """Drop an unread dump (devcoredump's release), logging ``why``; recovery goes
