@@ -385,6 +385,49 @@ def test_without_up_and_with_a_second_up(tmp_path, board_up):
     assert board_up.cli("status") == 0
 
 
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_up_leaves_nothing_in_its_folder(tmp_path, sig):
+    u = Up(tmp_path / "ctl.sock")
+    assert {"ctl.sock", "up.lock", "m4", "remoteproc0"} <= {p.name for p in tmp_path.iterdir()}
+    u.proc.send_signal(sig)
+    u.proc.communicate(timeout=60)
+    assert u.proc.returncode == 128 + sig
+    assert [p.name for p in tmp_path.iterdir()] == ["state"]  # XDG_STATE_HOME, made by Up
+
+
+def test_a_second_up_that_opened_the_lock_as_the_first_let_go_takes_it_on_the_new_file(
+    tmp_path, monkeypatch
+):
+    """The classic race of a lock file removed at exit: B opens the file, A removes it
+    and lets go, B locks the removed file.  B must notice (the path no longer names its
+    file) and lock the file the path names, so that a third one is refused."""
+    from amplink.control import server as srv
+
+    first = ControlServer(tmp_path / "ctl.sock")
+    real_flock = srv.fcntl.flock
+    raced = []
+
+    def first_exits_between_open_and_flock(fd: int, op: int) -> None:
+        if not raced:
+            raced.append(fd)
+            first.close()
+        real_flock(fd, op)
+
+    monkeypatch.setattr(srv.fcntl, "flock", first_exits_between_open_and_flock)
+    second = ControlServer(tmp_path / "ctl.sock")
+    try:
+        assert raced  # the second had opened the first's file before it was removed
+        lock = tmp_path / srv.LOCK_NAME
+        held = os.fstat(second._lock_fd)
+        assert (lock.stat().st_dev, lock.stat().st_ino) == (held.st_dev, held.st_ino)
+        assert lock.read_text() == f"{os.getpid()}\n"
+        with pytest.raises(AmplinkError, match="another amplink up"):
+            ControlServer(tmp_path / "ctl.sock")
+    finally:
+        second.close()
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_a_stale_socket_file_is_replaced(tmp_path):
     stale = tmp_path / "ctl.sock"
     s = socket.socket(socket.AF_UNIX)

@@ -68,7 +68,7 @@ class ControlServer:
         try:
             self._sock = _bind(path)
         except BaseException:
-            os.close(self._lock_fd)
+            _unlock(self.folder / LOCK_NAME, self._lock_fd)
             raise
         self.board: Board | None = None
         self.names: DeviceNames | None = None
@@ -135,7 +135,7 @@ class ControlServer:
         with contextlib.suppress(FileNotFoundError):
             self.path.unlink()
         if self._lock_fd >= 0:
-            os.close(self._lock_fd)  # releases the lock; the file stays (unlinking races)
+            _unlock(self.folder / LOCK_NAME, self._lock_fd)
             self._lock_fd = -1
 
     # -- one connection --------------------------------------------------------------
@@ -310,22 +310,48 @@ def _error(exc: OSError) -> dict[str, Any]:
 
 def _lock(lock_path: Path, socket_path: Path) -> int:
     """Hold the folder's lock (one ``amplink up`` per folder: its socket and device
-    names live there); ``EADDRINUSE`` naming the holder otherwise."""
-    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "?"
-        os.close(fd)
-        raise AmplinkError(
-            errno.EADDRINUSE,
-            f"another amplink up (pid {holder}) is running in {lock_path.parent} (its socket "
-            f"and devices live there); stop it, or give this one a socket in another folder "
-            f"with --socket (this one was to be {socket_path})",
-        ) from None
+    names live there); ``EADDRINUSE`` naming the holder otherwise.  The lock is the
+    file ``lock_path`` names *now*: its holder removes it before letting go
+    (:func:`_unlock`), so a lock taken on a file that was removed (or replaced)
+    meanwhile is let go and taken again on the file the path names."""
+    while True:
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "?"
+            os.close(fd)
+            raise AmplinkError(
+                errno.EADDRINUSE,
+                f"another amplink up (pid {holder}) is running in {lock_path.parent} (its "
+                f"socket and devices live there); stop it, or give this one a socket in "
+                f"another folder with --socket (this one was to be {socket_path})",
+            ) from None
+        if _names(lock_path, fd):
+            break
+        os.close(fd)  # its holder removed it after we opened it: the path is free again
     os.ftruncate(fd, 0)
     os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
     return fd
+
+
+def _names(path: Path, fd: int) -> bool:
+    """True if ``path`` names the file open at ``fd``."""
+    try:
+        st = path.lstat()
+    except FileNotFoundError:
+        return False
+    held = os.fstat(fd)
+    return (st.st_dev, st.st_ino) == (held.st_dev, held.st_ino)
+
+
+def _unlock(lock_path: Path, fd: int) -> None:
+    """Remove the lock file, then let go of the lock (in this order: whoever waits on
+    the removed file notices it, see :func:`_lock`); nothing is left in the folder."""
+    if _names(lock_path, fd):
+        with contextlib.suppress(FileNotFoundError):
+            lock_path.unlink()
+    os.close(fd)
 
 
 def _bind(path: Path) -> socket.socket:
