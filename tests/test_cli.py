@@ -67,6 +67,18 @@ def test_demo_on_a_board_file(tmp_path, capsys):
     assert "crash dsp on purpose and let remoteproc recover it" in out
 
 
+def test_the_demo_says_it_skipped_the_echo_of_a_core_without_the_echo_channel(capsys):
+    board = Path(__file__).resolve().parent.parent / "examples" / "sensor-board.toml"
+    assert cli.main(["demo", str(board)]) == 0
+    out = capsys.readouterr().out
+    assert (
+        "skip  echo on sensor: its firmware offers no rpmsg-openamp-demo-channel channel" in out
+    )
+    (row,) = [line.split() for line in out.splitlines() if line.startswith("sensor ")]
+    # core, personality, boot ms, then echoed, bytes, rtt p50, rtt p99: none measured
+    assert row[3:7] == ["-", "-", "-", "-"], row
+
+
 def test_demo_failure_exit_codes(tmp_path):
     board = tmp_path / "bad.toml"
     board.write_text('[board]\nname = "x"\n[[core]]\nname = "m4"\nfirmware = "f"\n')

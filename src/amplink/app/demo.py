@@ -43,10 +43,10 @@ class CoreResult:
     name: str
     personality: str
     boot_ms: float = 0.0
-    messages: int = 0
-    bytes_each_way: int = 0
-    rtt_p50_us: float = 0.0
-    rtt_p99_us: float = 0.0
+    messages: int | None = None  # None (shown "-"): no echo ran on it
+    bytes_each_way: int | None = None
+    rtt_p50_us: float | None = None
+    rtt_p99_us: float | None = None
     shown: str = ""  # what the demo showed with it: a graceful stop, a crash...
     final: str = ""
 
@@ -134,12 +134,15 @@ def _run(board: Board, ui: Terminal, result: DemoResult) -> None:
         with ui.step(f"channels of {name}") as st:
             services = _offered(board, name)
             st.result = ", ".join(services) or "none"
-    for name in board.cores:
+    for name, rp in board.cores.items():
+        label = f"echo on {name}, sizes 1..{VIRTIO_MTU} and up, every byte checked"
         if ECHO_SERVICE in board.channels(name):
-            with ui.step(f"echo on {name}, sizes 1..{VIRTIO_MTU} and up, every byte checked") as st:
+            with ui.step(label) as st:
                 _echo(board.core(name), results[name])
                 r = results[name]
-                st.result = f"{r.messages} messages, rtt p50 {r.rtt_p50_us:.1f} us"
+                st.result = f"{r.messages} messages, rtt p50 {r.rtt_p50_us or 0:.1f} us"
+        elif rp.state == "running":
+            ui.skipped(f"echo on {name}", f"its firmware offers no {ECHO_SERVICE} channel")
     console = next((n for n in board.cores if board.tty(n) is not None), None)
     if console is not None:
         with ui.step(f"console on {_tty_label(board, console)}: type {CONSOLE_COMMAND!r}") as st:
@@ -205,6 +208,7 @@ def echo_sizes(mtu: int) -> list[int]:
 
 def _echo(rp: Rproc, r: CoreResult) -> None:
     chan = rp.wait_channel(ECHO_SERVICE, TIMEOUT)
+    r.bytes_each_way = 0
     with chan.create_ept() as ept:
         samples = []
         for size in echo_sizes(ept.get_mtu()):

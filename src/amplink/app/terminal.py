@@ -56,15 +56,22 @@ class Step:
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> Table:
-    """A table of ``rows``; numbers right-aligned with thousands separators.  Too wide
+    """A table of ``rows``; numbers right-aligned with thousands separators (None in
+    a column of numbers: ``-``, nothing was measured).  Too wide
     for the console, its text cells wrap (between words, and after a ``.``, ``-``,
     ``/`` or ``_`` of a long name), numbers never: nothing is cropped."""
-    numeric = [bool(rows) and all(_is_number(row[i]) for row in rows) for i in range(len(headers))]
+    numeric = [
+        any(_is_number(row[i]) for row in rows)
+        and all(_is_number(row[i]) or row[i] is None for row in rows)
+        for i in range(len(headers))
+    ]
     t = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=(0, 1))
     for header, num in zip(headers, numeric, strict=True):
         t.add_column(header, justify="right" if num else "left", no_wrap=num)
     for row in rows:
-        t.add_row(*(Text(_cell(v), no_wrap=True) if _is_number(v) else Name(_cell(v)) for v in row))
+        t.add_row(
+            *(Text(_cell(v), no_wrap=True) if num else Name(_cell(v)) for v, num in zip(row, numeric))
+        )
     return t
 
 
@@ -162,6 +169,10 @@ class Terminal:
             self._end(st, "FAILED", str(exc) or type(exc).__name__)
             raise
         self._end(st, "ok", st.result)
+
+    def skipped(self, label: str, why: str) -> None:
+        """Say that a step was not run, and why (``skip  label: why``)."""
+        self._end(Step(label), "skip", why)
 
     def _end(self, st: Step, verdict: str, detail: str) -> None:
         text = Text(f"  {verdict:>6}  {st.label}")
