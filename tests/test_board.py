@@ -215,6 +215,22 @@ def test_memory_must_fit_the_cores_memory():
         parse_board(text)
 
 
+def test_memory_is_bounded_by_what_a_resource_table_can_describe():
+    """A carveout's da and len are 32-bit: a core has at most 4 GiB of device memory."""
+    core = MINIMAL.replace('mailbox = "mu"\n', 'mailbox = "mu"\nmemory_size = 1000000000000000\n')
+    with pytest.raises(BoardError) as info:
+        parse_board(core, "big.toml")
+    assert info.value.strerror == (
+        "big.toml: core 'm4'.memory_size: must be at most 0x100000000 (4 GiB: a resource "
+        "table's carveout da and len are 32-bit), got 1000000000000000 (0x38d7ea4c68000)"
+    )
+    exact = MINIMAL.replace('mailbox = "mu"\n', 'mailbox = "mu"\nmemory_size = 0x100000000\n')
+    assert parse_board(exact).cores[0].memory_size == 1 << 32
+    far = MINIMAL + "[[memory]]\nname = 'm'\nbase = 0xffffff00\nsize = 0x200\n"
+    with pytest.raises(BoardError, match=r"memory 'm'.size: the memory ends at 0x100000100, "):
+        parse_board(far)
+
+
 def test_firmware_references_follow_one_rule_and_must_exist(tmp_path):
     """A dotted name is a module; a path or a name ending in .py/.elf is a file, taken
     from the board file's folder; a missing one is an error naming what and where."""

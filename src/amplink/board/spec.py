@@ -336,6 +336,12 @@ class _Parser:
         self.table(where, tbl, ("name", "base", "size"))
         base = self.get(where, tbl, "base", int, check=_at_least(0))
         size = self.get(where, tbl, "size", int, check=_at_least(1))
+        if base + size > DEVICE_ADDRESS_SPACE:
+            raise self.fail(
+                f"{where}.size",
+                f"the memory ends at {base + size:#x}, beyond {DEVICE_ADDRESS_SPACE:#x}: "
+                f"{_WHY_32_BITS}",
+            )
         return MemorySpec(tbl["name"], base, size)
 
     def mailbox(self, where: str, tbl: dict[str, Any]) -> MailboxSpec:
@@ -364,7 +370,7 @@ class _Parser:
                 if key in tbl:
                     raise self.fail(f"{where}.{key}", 'only for a core with platform = "emulated"')
         channel = _at_most(MU_CHANNELS - 1, at_least=0)
-        size = self.get(where, tbl, "memory_size", int, DEFAULT_MEMORY_SIZE, check=_at_least(1))
+        size = self.get(where, tbl, "memory_size", int, DEFAULT_MEMORY_SIZE, check=_address_space)
         mems = self.memories(where, tbl, "memories", memories)
         for i, mem in enumerate(mems):
             if mem.base + mem.size > size:
@@ -560,6 +566,23 @@ def _one_of(options: tuple[str, ...]) -> Callable[[str], str | None]:
 
 def _at_least(low: int) -> Callable[[int], str | None]:
     return lambda v: None if v >= low else f"must be at least {low}, got {v}"
+
+
+# A core's device addresses: a resource table's carveout gives its ``da`` and ``len`` in
+# 32 bits (struct fw_rsc_carveout), so no core memory reaches past 4 GiB.
+DEVICE_ADDRESS_SPACE = 1 << 32
+_WHY_32_BITS = "a resource table's carveout da and len are 32-bit"
+
+
+def _address_space(v: int) -> str | None:
+    if v < 1:
+        return f"must be at least 1, got {v}"
+    if v > DEVICE_ADDRESS_SPACE:
+        return (
+            f"must be at most {DEVICE_ADDRESS_SPACE:#x} (4 GiB: {_WHY_32_BITS}), "
+            f"got {v} ({v:#x})"
+        )
+    return None
 
 
 def _usable_cpu(v: int) -> str | None:
