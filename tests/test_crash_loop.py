@@ -201,3 +201,27 @@ def test_a_crash_note_reaches_the_log_without_terminal_escapes(caplog):
         assert "\ufffd[2J" in rp.last_crash[1]
     finally:
         rp.stop()
+
+
+@pytest.mark.parametrize(
+    ("firmware", "frames", "says"),
+    [
+        ("raises_chained.py", ["in main", "in read_setting"],
+         ["KeyError: 'rate'", "direct cause", "RuntimeError: no rate configured"]),
+        ("broken_import.py", ["in <module>"], ["ModuleNotFoundError"]),
+    ],
+)  # fmt: skip
+def test_a_crash_at_start_shows_the_firmwares_frames_only(caplog, firmware, frames, says):
+    """As Python hides runpy's frames: the traceback starts in the firmware (at import
+    or in its main), amplink's loader frames are not shown, the chain is kept."""
+    rp = Rproc("frames", str(FW / firmware), config=RprocConfig(recovery="disabled"))
+    with caplog.at_level(logging.INFO, logger=RPROC_LOG):
+        rp.start()
+        rp.wait_crash_handled(1, timeout=60)
+    rp.stop()
+    (tb,) = messages(caplog, "Traceback")
+    assert "amplink/remote/" not in tb, tb
+    for text in frames + says:
+        assert text in tb, (text, tb)
+    shown = re.findall(r'File "([^"]+)", line \d+, in (\S+)', tb)
+    assert shown[0][0] == str(FW / firmware), shown

@@ -41,6 +41,7 @@ from amplink.irq.line import drain
 from amplink.mailbox.mu_path import MU_IRQ, MuKickPath, MuWiring
 from amplink.memory.addrmap import AddressMap
 from amplink.memory.region import SharedRegion
+from amplink.remote import program
 from amplink.remote.program import load_program
 from amplink.remote.runtime import Core, FirmwarePlatform
 from amplink.rpmsg.polled import PolledLink
@@ -174,8 +175,8 @@ def main(argv: list[str] | None = None) -> int:
         try:
             firmware = load_program(read_program(region, amap, args.boot_addr), args.firmware)
             firmware(core)
-        except Exception:
-            if not write_crash_note(traceback.format_exc()):  # the host shows it, once
+        except Exception as exc:
+            if not write_crash_note(firmware_traceback(exc)):  # the host shows it, once
                 log.exception("firmware %s crashed", args.firmware)
             return 1
         return 0
@@ -187,6 +188,35 @@ def main(argv: list[str] | None = None) -> int:
         os.close(wake_fd)
         mmio.close()
         region.close()
+
+
+_LOADER_FILES = frozenset(
+    os.path.normcase(os.path.abspath(m.__file__ or "")) for m in (sys.modules[__name__], program)
+)
+
+
+def firmware_traceback(exc: BaseException) -> str:
+    """The traceback of what a firmware raised, from its own first frame: the loader's
+    frames before it (this module's ``main``, :func:`load_program`) are left out, as
+    Python leaves out runpy's; every exception of the chain is shown, each trimmed so."""
+    seen: set[int] = set()
+    todo: list[BaseException | None] = [exc]
+    while todo:
+        e = todo.pop()
+        if e is None or id(e) in seen:
+            continue
+        seen.add(id(e))
+        tb = e.__traceback__
+        while tb is not None and _is_loader(tb.tb_frame.f_code.co_filename):
+            tb = tb.tb_next
+        if tb is not None:  # all of it the loader's: a fault of amplink's, shown whole
+            e.__traceback__ = tb
+        todo += [e.__cause__, e.__context__]
+    return "".join(traceback.format_exception(exc))
+
+
+def _is_loader(filename: str) -> bool:
+    return os.path.normcase(os.path.abspath(filename)) in _LOADER_FILES
 
 
 def read_program(region: SharedRegion, amap: AddressMap, entry: int) -> str:
