@@ -71,9 +71,7 @@ def test_the_demo_says_it_skipped_the_echo_of_a_core_without_the_echo_channel(ca
     board = Path(__file__).resolve().parent.parent / "examples" / "sensor-board.toml"
     assert cli.main(["demo", str(board)]) == 0
     out = capsys.readouterr().out
-    assert (
-        "skip  echo on sensor: its firmware offers no rpmsg-openamp-demo-channel channel" in out
-    )
+    assert "skip  echo on sensor: its firmware offers no rpmsg-openamp-demo-channel channel" in out
     (row,) = [line.split() for line in out.splitlines() if line.startswith("sensor ")]
     # core, personality, boot ms, then echoed, bytes, rtt p50, rtt p99: none measured
     assert row[3:7] == ["-", "-", "-", "-"], row

@@ -4,6 +4,8 @@ timeline in which one message's journey is in causal order."""
 import json
 import os
 import signal
+import subprocess
+import sys
 import threading
 
 import pytest
@@ -223,13 +225,15 @@ TRACER.export(sys.argv[3])
 """
 
 
+def _default_sigint() -> None:
+    """In the child: Ctrl-C as a shell leaves it (a background job may ignore it)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.parametrize("end", ["exit", "raise", "ctrl-c"])
 def test_a_script_that_never_stops_the_tracer_leaves_no_trace_folder(tmp_path, end):
     """A traced script that exits (normally, on an exception or on Ctrl-C) without
     ``TRACER.stop()`` leaves none of its cores' event files behind in /tmp."""
-    import subprocess
-    import sys
-
     name = f"forget{os.getpid()}{end.replace('-', '')}"
     proc = subprocess.Popen(
         [sys.executable, "-c", _FORGETFUL, name, "wait" if end == "ctrl-c" else end,
@@ -237,7 +241,7 @@ def test_a_script_that_never_stops_the_tracer_leaves_no_trace_folder(tmp_path, e
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # as from a shell
+        preexec_fn=_default_sigint,  # noqa: PLW1509 - as a shell starts it
     )  # fmt: skip
     try:
         folder = proc.stdout.readline().strip()

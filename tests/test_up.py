@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from amplink.app import cli, up
+from amplink.control import server as srv
 from amplink.control.protocol import request
 from amplink.control.server import ControlServer
 from amplink.errors import AmplinkError
@@ -401,8 +402,6 @@ def test_a_second_up_that_opened_the_lock_as_the_first_let_go_takes_it_on_the_ne
     """The classic race of a lock file removed at exit: B opens the file, A removes it
     and lets go, B locks the removed file.  B must notice (the path no longer names its
     file) and lock the file the path names, so that a third one is refused."""
-    from amplink.control import server as srv
-
     first = ControlServer(tmp_path / "ctl.sock")
     real_flock = srv.fcntl.flock
     raced = []

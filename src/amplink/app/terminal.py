@@ -69,9 +69,8 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> Table:
     for header, num in zip(headers, numeric, strict=True):
         t.add_column(header, justify="right" if num else "left", no_wrap=num)
     for row in rows:
-        t.add_row(
-            *(Text(_cell(v), no_wrap=True) if num else Name(_cell(v)) for v, num in zip(row, numeric))
-        )
+        cells = zip(row, numeric, strict=True)
+        t.add_row(*(Text(_cell(v), no_wrap=True) if num else Name(_cell(v)) for v, num in cells))
     return t
 
 

@@ -579,8 +579,7 @@ def _address_space(v: int) -> str | None:
         return f"must be at least 1, got {v}"
     if v > DEVICE_ADDRESS_SPACE:
         return (
-            f"must be at most {DEVICE_ADDRESS_SPACE:#x} (4 GiB: {_WHY_32_BITS}), "
-            f"got {v} ({v:#x})"
+            f"must be at most {DEVICE_ADDRESS_SPACE:#x} (4 GiB: {_WHY_32_BITS}), got {v} ({v:#x})"
         )
     return None
 
