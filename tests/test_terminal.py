@@ -2,6 +2,7 @@
 live view and `amplink demo`, each on a real pty whose screen pyte emulates, with
 Ctrl-C typed on the terminal (SIGINT to its foreground process group)."""
 
+import contextlib
 import io
 import json
 import os
@@ -10,6 +11,7 @@ import select
 import signal
 import subprocess
 import sys
+import termios
 import time
 import uuid
 from pathlib import Path
@@ -255,6 +257,65 @@ def test_ctrl_c_on_bench_leaves_no_traceback_and_no_process(tmp_path, tag):
             pytest.fail(f"no Pipe peer started:\n{run.text()}")
     ctrl_c_ends_it(run)
     assert tagged_processes(tag) == []
+
+
+def test_ctrl_c_on_bench_prints_what_was_measured_and_leaves_the_terminal_as_it_was(tmp_path, tag):
+    """Ctrl-C once the Pipe is measured, while rpmsg is: the bench says it was
+    interrupted, prints the rows it has (the Pipe's), ends its hogs and exits 130."""
+    args = ["--rounds", "3000", "--messages", "200000", "--deliveries", "20", "--cycles", "1"]
+    args += ["--linux-rounds", "0", "--openamp-runs", "0", "--repeat", "1", "--load", "1"]
+    run = PtyRun("bench", *args, cols=100, rows=40, env=tagged_env(tag, tmp_path))
+    before = termios.tcgetattr(run.master)
+    try:
+        run.wait_for(lambda r: "measuring round trips and throughput over amplink" in r.text(), 120)
+        assert termios.tcgetattr(run.master) == before
+    except BaseException:
+        run.close()
+        raise
+    out = ctrl_c_ends_it(run)
+    shown = "\n".join(run.all_lines())
+    assert "amplink bench: interrupted (SIGINT)" in shown, shown
+    (pipe,) = [line for line in shown.splitlines() if line.startswith("multiprocessing.Pipe ")]
+    assert len(pipe.split()) == 5 and float(pipe.split()[1]) > 0, pipe  # p50, p99, msgs/s, MB/s
+    assert "interrupted: the figures above are what was measured before" in shown
+    assert "measuring" not in shown and "Traceback" not in out
+    assert tagged_processes(tag) == []  # the bench, its peers and its hogs
+
+
+def test_an_interrupted_bench_json_is_valid_json_of_what_was_measured(tmp_path):
+    """stdout a pipe (stderr a terminal, to see the progress): SIGINT once the Pipe is
+    measured gives a JSON report with the Pipe's row and ``"interrupted": true``."""
+    master, slave = os.openpty()
+    args = ["--json", "--rounds", "3000", "--messages", "200000", "--repeat", "2"]
+    args += ["--linux-rounds", "0", "--openamp-runs", "0", "--load", "1"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "amplink.app.cli", "bench", *args],
+        stdout=subprocess.PIPE,
+        stderr=slave,
+        env=dict(os.environ, XDG_STATE_HOME=str(tmp_path), COLUMNS="", LINES=""),
+    )
+    os.close(slave)
+    said = b""
+    try:
+        while b"throughput over amplink" not in said:
+            ready, _, _ = select.select([master], [], [], 120)
+            assert ready, said
+            said += os.read(master, 65536)
+        proc.send_signal(signal.SIGINT)  # to the bench only, as `kill -INT` does
+        out, _ = proc.communicate(timeout=60)
+        with contextlib.suppress(OSError):
+            said += os.read(master, 65536)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        os.close(master)
+    assert proc.returncode == 130
+    assert b"amplink bench: interrupted (SIGINT)" in said and b"Traceback" not in said
+    report = json.loads(out)
+    assert report["interrupted"] is True
+    assert report["results"][0]["name"] == "multiprocessing.Pipe"
+    assert "delivery" not in report and "lifecycle" not in report  # never reached
 
 
 def _children(pid: int) -> list[int]:

@@ -325,13 +325,24 @@ def _cmd_trace(args: argparse.Namespace) -> int:
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
-    with Terminal(sys.stderr).status() as progress:  # on a terminal only; stdout is the
-        report = _bench(args, progress)  # report's alone
-    if args.json:
-        print(json.dumps(report, indent=2))
-    else:
-        print(bench.format_report(report))
+    try:
+        with Terminal(sys.stderr).status() as progress:  # on a terminal only; stdout is
+            report = _bench(args, progress)  # the report's alone
+    except bench.Interrupted as stop:
+        with signals.shielded("printing what was measured"):
+            name = stop.signal.args[0] if stop.signal.args else "SIGINT"
+            print(f"amplink bench: interrupted ({name})", file=sys.stderr, flush=True)
+            _print_report(args, stop.report)
+        raise stop.signal from None
+    _print_report(args, report)
     return 0
+
+
+def _print_report(args: argparse.Namespace, report: dict[str, Any]) -> None:
+    if args.json:
+        print(json.dumps(report, indent=2), flush=True)
+    else:
+        print(bench.format_report(report), flush=True)
 
 
 def _bench(args: argparse.Namespace, progress: bench.Progress) -> dict[str, Any]:

@@ -30,9 +30,10 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from amplink.app import signals
 from amplink.app.bench import emulated as bench_emulated
 from amplink.app.bench import lifecycle as bench_lifecycle
 from amplink.app.bench import linux as bench_linux
@@ -60,6 +61,8 @@ VIRTIO = "amplink rpmsg virtio"
 GLINK = "amplink rpmsg glink"
 SPIN_OFF = "amplink rpmsg virtio, spin off"
 TRANSPORTS = (PIPE, VIRTIO, GLINK, SPIN_OFF)
+MAILBOX = "amplink mailbox (MU+IRQ)"  # keys of the report's ratios besides TRANSPORTS
+ZERO_COPY = "zero-copy send"
 Progress = Callable[[str], None]  # told what is measured next, in a few words
 
 
@@ -260,13 +263,25 @@ class Spinning:
 
 @dataclass
 class Repetition:
-    """Everything measured once: per transport, and the virtio extras."""
+    """Everything measured once: per transport, and the virtio extras (filled in as
+    they are measured: an interrupted repetition holds what was)."""
 
-    results: dict[str, Result]
-    largest: list[Largest]
-    zero_copy: float
-    mailbox: bench_mailbox.MboxRtt
-    spinning: list[Spinning]
+    results: dict[str, Result] = field(default_factory=dict)
+    largest: list[Largest] = field(default_factory=list)
+    zero_copy: float = 0.0
+    mailbox: bench_mailbox.MboxRtt | None = None
+    spinning: list[Spinning] = field(default_factory=list)
+
+
+class Interrupted(BaseException):
+    """The bench was interrupted (by ``signal``: a KeyboardInterrupt or
+    :class:`amplink.app.signals.Interrupted`); :attr:`report` holds what was measured
+    before, as :func:`run` reports it, with ``"interrupted": true``."""
+
+    def __init__(self, report: dict[str, Any], signal: BaseException) -> None:
+        super().__init__(*signal.args)
+        self.report = report
+        self.signal = signal
 
 
 def bench_rpmsg(
@@ -310,32 +325,33 @@ def _nth(progress: Progress, n: int, of: int) -> Progress:
 
 
 def bench_repetition(
-    rounds: int, messages: int, placement: Placement, turn: int, progress: Progress = _quiet
+    rounds: int,
+    messages: int,
+    placement: Placement,
+    turn: int,
+    progress: Progress = _quiet,
+    rep: Repetition | None = None,
 ) -> Repetition:
-    """Every transport once, starting at ``turn`` in the rotation (the Pipe first);
-    ``progress`` is told which."""
+    """Every transport once, starting at ``turn`` in the rotation (the Pipe first),
+    into ``rep`` (a new one if None) as each is measured; ``progress`` is told which."""
+    rep = Repetition() if rep is None else rep
     progress(f"round trips and throughput over {PIPE}")
-    results: dict[str, Result] = {PIPE: bench_pipe(rounds, messages, placement)}
-    largest: list[Largest] = []
-    spinning: list[Spinning] = []
-    zero_copy = 0.0
-    mbox: bench_mailbox.MboxRtt | None = None
+    rep.results[PIPE] = bench_pipe(rounds, messages, placement)
     ours = TRANSPORTS[1:]
     for name in ours[turn % len(ours) :] + ours[: turn % len(ours)]:
         progress(f"round trips and throughput over {name}")
         result, big, zc, mb, spun = bench_rpmsg(name, rounds, messages, placement)
-        results[name] = result
-        spinning.append(spun)
+        rep.results[name] = result
+        rep.spinning.append(spun)
+        rep.spinning.sort(key=lambda s: TRANSPORTS.index(s.name))
         if big is not None:
-            largest.append(big)
+            rep.largest.append(big)
+            rep.largest.sort(key=lambda b: TRANSPORTS.index(b.name))
         if zc is not None:
-            zero_copy = zc
+            rep.zero_copy = zc
         if mb is not None:
-            mbox = mb
-    assert mbox is not None
-    largest.sort(key=lambda b: TRANSPORTS.index(b.name))
-    spinning.sort(key=lambda s: TRANSPORTS.index(s.name))
-    return Repetition(results, largest, zero_copy, mbox, spinning)
+            rep.mailbox = mb
+    return rep
 
 
 def _result(
@@ -371,20 +387,30 @@ def _spread(values: list[float]) -> dict[str, float]:
 
 
 def _ratios(reps: list[Repetition]) -> dict[str, dict[str, dict[str, float]]]:
-    """Per amplink transport: each figure over the Pipe's of the same repetition."""
+    """Per amplink transport: each figure over the Pipe's of the same repetition (of
+    the repetitions that measured both: all but in an interrupted run)."""
     out: dict[str, dict[str, dict[str, float]]] = {}
     for name in TRANSPORTS[1:]:
         per: dict[str, list[float]] = {"rtt_p50": [], "rtt_p99": [], "msgs_per_s": []}
         for rep in reps:
+            if name not in rep.results or PIPE not in rep.results:
+                continue
             r, base = rep.results[name], rep.results[PIPE]
             per["rtt_p50"].append(r.rtt_p50_us / base.rtt_p50_us)
             per["rtt_p99"].append(r.rtt_p99_us / base.rtt_p99_us)
             per["msgs_per_s"].append(r.msgs_per_s / base.msgs_per_s)
-        out[name] = {k: _spread(v) for k, v in per.items()}
-    mbox = [rep.mailbox.rtt_p50_us / rep.results[PIPE].rtt_p50_us for rep in reps]
-    out["amplink mailbox (MU+IRQ)"] = {"rtt_p50": _spread(mbox)}
-    zc = [rep.zero_copy / rep.results[VIRTIO].msgs_per_s for rep in reps]
-    out["zero-copy send"] = {"msgs_per_s_vs_send": _spread(zc)}
+        if per["rtt_p50"]:
+            out[name] = {k: _spread(v) for k, v in per.items()}
+    mbox = [
+        rep.mailbox.rtt_p50_us / rep.results[PIPE].rtt_p50_us
+        for rep in reps
+        if rep.mailbox is not None and PIPE in rep.results
+    ]
+    if mbox:
+        out[MAILBOX] = {"rtt_p50": _spread(mbox)}
+    zc = [rep.zero_copy / rep.results[VIRTIO].msgs_per_s for rep in reps if rep.zero_copy]
+    if zc:
+        out[ZERO_COPY] = {"msgs_per_s_vs_send": _spread(zc)}
     return out
 
 
@@ -416,27 +442,68 @@ def run(
     processes running meanwhile (not during the Linux guest figures, taken when a UML
     kernel is available, ``linux_rounds`` 0: never; nor the OpenAMP ones, taken when its
     demos are built, ``openamp_runs`` 0: never).  ``progress`` is told what each step
-    measures before it begins."""
+    measures before it begins.  Interrupted (Ctrl-C, SIGTERM), it raises
+    :class:`Interrupted` holding the report of what was measured before: the transports
+    measured, and the sections that ended; the others are left out."""
     if repeat < 1:
         raise ValueError("repeat must be at least 1")
     placement = choose_placement(pin)
+    params = {
+        "rounds": rounds,
+        "rtt_size": RTT_SIZE,
+        "messages": messages,
+        "throughput_size": THROUGHPUT_SIZE,
+        "repeat": repeat,
+        "deliveries": deliveries,
+        "load_items": bench_mailbox.LOAD_ITEMS,
+        "load_item_us": bench_mailbox.LOAD_ITEM_S * 1e6,
+        "cycles": cycles,
+        "linux_rounds": linux_rounds,
+        "openamp_runs": openamp_runs,
+    }
+    reps: list[Repetition] = []
+    sections: dict[str, Any] = {}  # delivery, lifecycle... as each ends
+    try:
+        _measure(reps, sections, params, placement, load, progress)
+    except (KeyboardInterrupt, signals.Interrupted) as exc:
+        report = _report(reps, sections, params, placement, load)
+        raise Interrupted({**report, "interrupted": True}, exc) from exc
+    return _report(reps, sections, params, placement, load)
+
+
+def _measure(
+    reps: list[Repetition],
+    sections: dict[str, Any],
+    params: dict[str, Any],
+    placement: Placement,
+    load: int,
+    progress: Progress,
+) -> None:
+    """Every measurement, each result put into ``reps`` or ``sections`` as it is had."""
+    rounds, messages, cycles = params["rounds"], params["messages"], params["cycles"]
+    repeat, linux_rounds, openamp_runs = (
+        params["repeat"],
+        params["linux_rounds"],
+        params["openamp_runs"],
+    )
     saved = os.sched_getaffinity(0)
     with cpu_load(load):
         if placement.host_cpu is not None:
             os.sched_setaffinity(0, {placement.host_cpu})
         try:
-            reps = [
+            for turn in range(repeat):
+                reps.append(Repetition())
                 bench_repetition(
-                    rounds, messages, placement, turn, _nth(progress, turn + 1, repeat)
+                    rounds, messages, placement, turn, _nth(progress, turn + 1, repeat), reps[-1]
                 )
-                for turn in range(repeat)
-            ]
             progress("interrupt delivery latency (IRQ thread, workqueue)")
-            delivery = bench_mailbox.bench_deliveries(deliveries)
+            sections["delivery"] = [
+                asdict(d) for d in bench_mailbox.bench_deliveries(params["deliveries"])
+            ]
             progress(f"{cycles} boot/stop cycles")
-            lifecycle = bench_lifecycle.bench_lifecycle(cycles)
+            sections["lifecycle"] = [asdict(t) for t in bench_lifecycle.bench_lifecycle(cycles)]
             progress("emulated Cortex-M cores (when their firmware is built)")
-            emulated = bench_emulated.bench_emulated(
+            sections["emulated"] = bench_emulated.bench_emulated(
                 min(rounds, EMULATED_ROUNDS),
                 min(messages, EMULATED_MESSAGES),
                 cycles,
@@ -446,13 +513,32 @@ def run(
             os.sched_setaffinity(0, saved)
     if linux_rounds:
         progress("round trips with a Linux guest (when its kernel is built)")
-    linux = bench_linux.bench_linux(linux_rounds) if linux_rounds else None
+    sections["linux"] = bench_linux.bench_linux(linux_rounds) if linux_rounds else None
     if openamp_runs:
         progress("OpenAMP's echo demos (when they are built)")
-    openamp = bench_openamp.bench_openamp(openamp_runs, rounds // 5) if openamp_runs else None
-    results = [_median_result(n, [rep.results[n] for rep in reps]) for n in TRANSPORTS]
-    mbox = reps[0].mailbox
-    return {
+    sections["openamp"] = (
+        bench_openamp.bench_openamp(openamp_runs, rounds // 5) if openamp_runs else None
+    )
+
+
+def _report(
+    reps: list[Repetition],
+    sections: dict[str, Any],
+    params: dict[str, Any],
+    placement: Placement,
+    load: int,
+) -> dict[str, Any]:
+    """The report of what ``reps`` and ``sections`` hold (all of it, or an interrupted
+    run's part: a transport no repetition measured, and a section not ended, are left
+    out)."""
+    measured = [n for n in TRANSPORTS if any(n in rep.results for rep in reps)]
+    results = [
+        _median_result(n, [rep.results[n] for rep in reps if n in rep.results]) for n in measured
+    ]
+    mboxes = [rep.mailbox for rep in reps if rep.mailbox is not None]
+    zero_copies = [rep.zero_copy for rep in reps if rep.zero_copy]
+    copied = next((r.msgs_per_s for r in results if r.name == VIRTIO), 0)
+    report: dict[str, Any] = {
         "placement": {
             "pinned": placement.pinned,
             "host_cpu": placement.host_cpu,
@@ -463,46 +549,34 @@ def run(
         "virtqueue": "compiled" if rings.COMPILED else "pure Python",
         "glink_fifo": "compiled" if glink_ends.COMPILED else "pure Python",
         "mu": "compiled" if imx_mu.COMPILED else "pure Python",
-        "params": {
-            "rounds": rounds,
-            "rtt_size": RTT_SIZE,
-            "messages": messages,
-            "throughput_size": THROUGHPUT_SIZE,
-            "repeat": repeat,
-            "deliveries": deliveries,
-            "load_items": bench_mailbox.LOAD_ITEMS,
-            "load_item_us": bench_mailbox.LOAD_ITEM_S * 1e6,
-            "cycles": cycles,
-            "linux_rounds": linux_rounds,
-            "openamp_runs": openamp_runs,
-        },
+        "params": params,
         "baseline": PIPE,
         "results": [asdict(r) for r in results],
-        "repetitions": [[asdict(rep.results[n]) for n in TRANSPORTS] for rep in reps],
+        "repetitions": [
+            [asdict(rep.results[n]) for n in TRANSPORTS if n in rep.results] for rep in reps
+        ],
         "ratios": _ratios(reps),
         "largest": [
-            asdict(Largest(b.name, b.size, *_largest_medians(reps, b.name)))
-            for b in reps[0].largest
+            asdict(Largest(name, size, *_largest_medians(reps, name)))
+            for name, size in dict((b.name, b.size) for rep in reps for b in rep.largest).items()
         ],
-        "zero_copy": {
-            "msgs_per_s": round(statistics.median(rep.zero_copy for rep in reps)),
-            "copy_msgs_per_s": results[1].msgs_per_s,
-        },
-        "mailbox": asdict(
-            bench_mailbox.MboxRtt(
-                mbox.name,
-                _median([rep.mailbox.rtt_p50_us for rep in reps]),
-                _median([rep.mailbox.rtt_p99_us for rep in reps]),
-                round(statistics.median(rep.mailbox.msgs_per_s for rep in reps)),
-            )
-        ),
-        "spinning": [asdict(s) for rep in reps for s in rep.spinning],
-        "delivery": [asdict(d) for d in delivery],
-        "lifecycle": [asdict(t) for t in lifecycle],
-        "emulated": emulated,
-        "linux": linux,
-        "openamp": openamp,
     }
+    if zero_copies:
+        report["zero_copy"] = {
+            "msgs_per_s": round(statistics.median(zero_copies)),
+            "copy_msgs_per_s": copied,
+        }
+    if mboxes:
+        report["mailbox"] = asdict(
+            bench_mailbox.MboxRtt(
+                mboxes[0].name,
+                _median([m.rtt_p50_us for m in mboxes]),
+                _median([m.rtt_p99_us for m in mboxes]),
+                round(statistics.median(m.msgs_per_s for m in mboxes)),
+            )
+        )
+    report["spinning"] = [asdict(s) for rep in reps for s in rep.spinning]
+    return report | sections
 
 
 def _largest_medians(reps: list[Repetition], name: str) -> tuple[float, float]:
@@ -559,13 +633,14 @@ def format_report(report: dict[str, Any]) -> str:
             f"{big['name']} at its largest message ({big['size']:,} B): "
             f"{big['msgs_per_s']:,.0f} msgs/s, {big['mb_per_s']:,.1f} MB/s"
         )
-    z = report["zero_copy"]
-    zc = report["ratios"]["zero-copy send"]["msgs_per_s_vs_send"]
-    lines += [
-        f"zero-copy send over virtio (buffer filled in place): {z['msgs_per_s']:,.0f} msgs/s,",
-        f"  {_ratio_cell(zc).strip()} the {z['copy_msgs_per_s']:,.0f} of send(); GLINK lends no "
-        "send buffers (its FIFO carries the data)",
-    ]
+    if "zero_copy" in report:
+        z = report["zero_copy"]
+        zc = report["ratios"][ZERO_COPY]["msgs_per_s_vs_send"]
+        lines += [
+            f"zero-copy send over virtio (buffer filled in place): {z['msgs_per_s']:,.0f} msgs/s,",
+            f"  {_ratio_cell(zc).strip()} the {z['copy_msgs_per_s']:,.0f} of send(); GLINK lends "
+            "no send buffers (its FIFO carries the data)",
+        ]
     spun: dict[str, list[int]] = {}
     for s in report["spinning"]:
         acc = spun.setdefault(s["name"], [0, 0, 0, 0])
@@ -581,10 +656,49 @@ def format_report(report: dict[str, Any]) -> str:
         for n, (h, m, q, st) in spun.items()
         if n != SPIN_OFF
     ]
+    if "mailbox" in report:
+        lines += _format_mailbox(report)
+    if "delivery" in report:
+        lines += [
+            "",
+            f"interrupt -> client callback: {prm['deliveries']} interrupts each; busy = "
+            f"{prm['load_items']} other items of {prm['load_item_us']:.0f} us kept queued",
+            f"{'delivery':<14}{'workqueue':<16}{'p50 us':>10}{'p99 us':>10}{'max us':>10}",
+        ]
+        for d in report["delivery"]:
+            lines.append(
+                f"{d['path']:<14}{d['load']:<16}{d['p50_us']:>10.1f}{d['p99_us']:>10.1f}"
+                f"{d['max_us']:>10.1f}"
+            )
+    if "lifecycle" in report:
+        lines += [
+            "",
+            f"lifecycle: {prm['cycles']} cycles each (baseline: the bare process spawn)",
+            f"{'phase':<26}{'p50 ms':>10}{'p99 ms':>10}",
+        ]
+        for t in report["lifecycle"]:
+            lines.append(f"{t['name']:<26}{t['p50_ms']:>10.1f}{t['p99_ms']:>10.1f}")
+    if "emulated" in report:
+        lines += bench_emulated.format_emulated(
+            report["emulated"],
+            min(prm["rounds"], EMULATED_ROUNDS),
+            min(prm["messages"], EMULATED_MESSAGES),
+        )
+    if "linux" in report:
+        lines += bench_linux.format_linux(report["linux"], prm["linux_rounds"])
+    if "openamp" in report:
+        lines += bench_openamp.format_openamp(report["openamp"], prm["openamp_runs"])
+    if report.get("interrupted"):
+        lines += ["", "interrupted: the figures above are what was measured before"]
+    return "\n".join(lines)
+
+
+def _format_mailbox(report: dict[str, Any]) -> list[str]:
+    """The mailbox round trip's lines, beside the Pipe's."""
+    prm, m = report["params"], report["mailbox"]
     base = report["results"][0]
-    m = report["mailbox"]
-    mr = report["ratios"]["amplink mailbox (MU+IRQ)"]["rtt_p50"]
-    lines += [
+    mr = report["ratios"][MAILBOX]["rtt_p50"]
+    return [
         "",
         f"mailbox round trip: {prm['rounds']} x one 32-bit word, host -> core -> host "
         f"({report['mu']} MU register accessors)",
@@ -594,31 +708,7 @@ def format_report(report: dict[str, Any]) -> str:
         f"{m['name']:<32}{m['rtt_p50_us']:>12.1f}{m['rtt_p99_us']:>12.1f}{m['msgs_per_s']:>12,.0f}"
         f"{_ratio_cell(mr):>24}",
         "(the Pipe's msgs/s here: 1 / its rtt p50)",
-        "",
-        f"interrupt -> client callback: {prm['deliveries']} interrupts each; busy = "
-        f"{prm['load_items']} other items of {prm['load_item_us']:.0f} us kept queued",
-        f"{'delivery':<14}{'workqueue':<16}{'p50 us':>10}{'p99 us':>10}{'max us':>10}",
     ]
-    for d in report["delivery"]:
-        lines.append(
-            f"{d['path']:<14}{d['load']:<16}{d['p50_us']:>10.1f}{d['p99_us']:>10.1f}"
-            f"{d['max_us']:>10.1f}"
-        )
-    lines += [
-        "",
-        f"lifecycle: {prm['cycles']} cycles each (baseline: the bare process spawn)",
-        f"{'phase':<26}{'p50 ms':>10}{'p99 ms':>10}",
-    ]
-    for t in report["lifecycle"]:
-        lines.append(f"{t['name']:<26}{t['p50_ms']:>10.1f}{t['p99_ms']:>10.1f}")
-    lines += bench_emulated.format_emulated(
-        report["emulated"],
-        min(prm["rounds"], EMULATED_ROUNDS),
-        min(prm["messages"], EMULATED_MESSAGES),
-    )
-    lines += bench_linux.format_linux(report["linux"], prm["linux_rounds"])
-    lines += bench_openamp.format_openamp(report["openamp"], prm["openamp_runs"])
-    return "\n".join(lines)
 
 
 def _short(name: str) -> str:
