@@ -4,6 +4,7 @@ Each test boots a core running ``firmware/hostile.py``, tells it to attack, and 
 that the host survives: the core's link fails with a clear error (a crash is reported),
 every call returns within its timeout, and stop() leaves nothing behind."""
 
+import contextlib
 import errno
 import logging
 import os
@@ -160,8 +161,14 @@ def test_kick_words_naming_no_notify_id_are_logged_rate_limited(caplog):
             return [r for r in caplog.records if "unknown notify id" in r.getMessage()]
 
         with caplog.at_level(logging.WARNING):
-            ept.send(b"words:20000")
-            assert ept.recv(30).data == b"words:20000"
+            # The words are written over each other: on a loaded machine the host may
+            # read no more than a burst of one attack's; it is repeated until more came.
+            for _ in range(5):
+                ept.send(b"words:20000")
+                assert ept.recv(30).data == b"words:20000"
+                with contextlib.suppress(AssertionError):
+                    wait_for(lambda: ratelimit.suppressed(rp.name) > before, "", timeout=2.0)
+                    break
             wait_for(lambda: ratelimit.suppressed(rp.name) > before, "suppressed kicks")
         assert 1 <= len(logged()) <= 2 * ratelimit.DEFAULT_BURST, len(logged())
         ept.send(b"after")

@@ -35,7 +35,8 @@ registers (without waiting for the host to read them);
 ``scribble``: write random bytes over the rings (or FIFOs) the host reads from, and
 stop.
 
-Each attack is acknowledged by echoing its name (``irq-fds``: before it).
+Each attack is acknowledged by echoing its name (``irq-fds``: before it; ``words``: after
+it, so that its kick is not written over).
 """
 
 import contextlib
@@ -89,12 +90,12 @@ def main(core: Core) -> None:
                 notify(0) if hasattr(core.link, "_tx_vq") else notify()
             return
         if data.startswith(b"words:"):
-            ept.sendto(data, src)
             mu = next(  # the core's side of its MU (side B: its words come second)
                 o for o in gc.get_objects() if isinstance(o, ImxMuSide) and o._me == SIDE_WORDS
             )
             for i in range(int(data[6:])):  # written over each other: many reach the host
                 mu.write_tr(i % NUM_CHANS, UNKNOWN_NOTIFY_ID)
+            ept.sendto(data, src)  # after: its kick is not written over
             return
         if data == b"scribble":
             ept.sendto(data, src)
