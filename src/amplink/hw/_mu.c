@@ -5,7 +5,9 @@
  * read_rr, write_tr and cr_update run here, with the same answers, the same state-word
  * updates, the same full fences and the same pulses; everything else (__init__, readl,
  * writel, status...) is the reference's own code, on the fields this type stores under
- * the reference's names (_w, _me, _peer, _cr, wire, peer_wire).
+ * the reference's names (_w, _me, _peer, _cr, wire, peer_wire).  MuEvent is the
+ * compiled twin of ImxMuSide.event_handler: an interrupt primary that answers
+ * IRQ_NONE for an event that is not pending without running any Python.
  *
  * The state words are shared memory that the peer writes, so:
  *  - every call takes the buffer of _w again (a released view raises ValueError, as
