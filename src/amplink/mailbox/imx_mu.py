@@ -230,7 +230,10 @@ class ImxMuController(MboxController):
 
     def _isr_thread(self, irq: int, chan: MboxChan) -> int:
         cp: _MuChan = chan.con_priv
-        self._work(chan, cp)
+        if cp.type == IMX_MU_TYPE_RX:  # (the message path: read here, no _work frame)
+            chan.received_data(self.side.read_rr(cp.idx))
+        else:
+            self._work(chan, cp)
         if cp.type != IMX_MU_TYPE_TX and not cp.shutting_down:
             self._cr(set_bits=cp.enable)  # TX is re-armed by the next send
         return IRQ_HANDLED
@@ -239,17 +242,18 @@ class ImxMuController(MboxController):
         """Classic style (its event pending): everything, including the client
         callback, in hard IRQ."""
         cp: _MuChan = chan.con_priv
+        if cp.type == IMX_MU_TYPE_RX:  # (the message path: read here, no _work frame)
+            chan.received_data(self.side.read_rr(cp.idx))
+            return IRQ_HANDLED
         if cp.type == IMX_MU_TYPE_TX:
             self._cr(clear_bits=cp.enable)
         self._work(chan, cp)
         return IRQ_HANDLED
 
     def _work(self, chan: MboxChan, cp: _MuChan) -> None:
-        side = self.side
+        """A pending event's work, but RX's (which the handlers do themselves)."""
         if cp.type == IMX_MU_TYPE_TX:
             chan.txdone(0)
-        elif cp.type == IMX_MU_TYPE_RX:
-            chan.received_data(side.read_rr(cp.idx))
         elif cp.type == IMX_MU_TYPE_RXDB:
-            side.writel(MU_SR, GIP(cp.idx))
+            self.side.writel(MU_SR, GIP(cp.idx))
             chan.received_data(None)
