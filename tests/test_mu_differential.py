@@ -1,9 +1,12 @@
 """The compiled MU accessors (``_mu.c``) against their pure-Python twin
 (:class:`amplink.hw.imx_mu.ImxMuSide`): the same registers, state words, answers and
-pulses, step by step, with a peer that scribbles the shared words between the steps."""
+pulses, and the same interrupt primaries (``event_handler``: what they answer and
+whether they call the driver's handler), step by step, with a peer that scribbles the
+shared words between the steps."""
 
 from __future__ import annotations
 
+import importlib
 import os
 import random
 
@@ -46,6 +49,19 @@ class _Unit:
             side_type=side_type,
         )
 
+        self.calls: list[tuple[int, object]] = []
+        self.ret = 0
+        # every event's interrupt primary (ImxMuSide.event_handler), on both sides
+        self.primaries = {
+            (which, bit): self.unit.side(which).event_handler(bit, self._handler)
+            for which in "ab"
+            for bit in _EVENT_BITS
+        }
+
+    def _handler(self, irq: int, dev_id: object) -> int:
+        self.calls.append((irq, dev_id))
+        return self.ret
+
     def pulses(self) -> tuple[int, int]:
         got = []
         for fd in self.fds:
@@ -62,7 +78,9 @@ class _Unit:
             os.close(fd)
 
 
+_EVENT_BITS = tuple(bit for n in range(4) for bit in (mu.GIP(n), mu.RF(n), mu.TE(n)))
 _KINDS = (
+    "primary",
     "write_tr",
     "read_rr",
     "cr_update",
@@ -89,6 +107,8 @@ def _step(rng: random.Random) -> tuple[str, str, tuple[int, ...]]:
     if kind == "writel":
         offset = rng.choice((MU_SR, MU_CR, MU_TR0 + 4 * rng.randrange(4)))
         return side, kind, (offset, rng.getrandbits(32) & rng.choice((GIP_ALL, 0xFFFF_FFFF)))
+    if kind == "primary":  # an event's interrupt primary, and what its handler returns
+        return side, kind, (rng.choice(_EVENT_BITS), rng.choice((0, 1, 2, 7)))
     if kind == "scribble":  # the peer writes any word, its own or ours
         return side, kind, (rng.randrange(2 * SIDE_WORDS), rng.choice((0, 1, rng.getrandbits(32))))
     return side, kind, ()
@@ -99,6 +119,11 @@ def _apply(u: _Unit, side: str, kind: str, args: tuple[int, ...]) -> object:
     if kind == "scribble":
         u.words[args[0]] = args[1]
         return None
+    if kind == "primary":
+        u.ret = args[1]
+        got = u.primaries[(side, args[0])](32, ("dev", args[0]))
+        calls, u.calls = u.calls, []
+        return got, calls
     if kind == "cr_update":
         if args[1] & 1:  # both calling conventions
             return s.cr_update(set_bits=args[0], clear_bits=args[1])
@@ -157,6 +182,45 @@ def test_a_released_or_short_state_buffer_raises_instead_of_reaching_memory() ->
     for call in (a.irq_active, lambda: a.read_rr(0), lambda: a.write_tr(0, 1), a.cr_update):
         with pytest.raises(ValueError):
             call()
+
+
+@needs_compiled
+def test_an_event_primary_refuses_what_is_not_an_event_and_checks_its_words() -> None:
+    """``event_handler`` takes one SR event bit (both twins); the compiled primary
+    takes the words again at every call (a released view or a misplaced side raises
+    before any word is read), takes only a compiled side, and passes on what its
+    handler raises."""
+    assert COMPILED is not None
+    u, p = _Unit(COMPILED, "ev"), _Unit(ImxMuSide, "evp")
+    a = u.unit.a
+    try:
+        for side in (a, p.unit.a):
+            for bad in (0, mu.GIR(0), mu.RF(0) | mu.TE(0), 1 << 40):
+                with pytest.raises(ValueError, match="not one SR event bit"):
+                    side.event_handler(bad, u._handler)
+        with pytest.raises(TypeError):
+            importlib.import_module("amplink.hw._mu").MuEvent(p.unit.a, mu.RF(0), u._handler)
+
+        def boom(irq: int, dev_id: object) -> int:
+            raise RuntimeError("handler")
+
+        primary = a.event_handler(mu.RF(0), boom)
+        assert primary(32, None) == 0  # nothing pending
+        a.cr_update(mu.RIE(0))
+        u.unit.b.write_tr(0, 9)
+        with pytest.raises(RuntimeError, match="handler"):
+            primary(32, None)
+        with pytest.raises(TypeError):
+            primary(32)  # type: ignore[call-arg]
+        a._me = 2 * SIDE_WORDS
+        with pytest.raises(ValueError, match="outside"):
+            primary(32, None)
+        a._me = 0
+    finally:
+        u.close()
+        p.close()
+    with pytest.raises(ValueError):
+        primary(32, None)
 
 
 @needs_compiled

@@ -5,7 +5,9 @@
  * read_rr, write_tr and cr_update run here, with the same answers, the same state-word
  * updates, the same full fences and the same pulses; everything else (__init__, readl,
  * writel, status...) is the reference's own code, on the fields this type stores under
- * the reference's names (_w, _me, _peer, _cr, wire, peer_wire).
+ * the reference's names (_w, _me, _peer, _cr, wire, peer_wire).  MuEvent is the
+ * compiled twin of ImxMuSide.event_handler: an interrupt primary that answers
+ * IRQ_NONE for an event that is not pending without running any Python.
  *
  * The state words are shared memory that the peer writes, so:
  *  - every call takes the buffer of _w again (a released view raises ValueError, as
@@ -44,6 +46,7 @@
 #define FENCE() __atomic_thread_fence(__ATOMIC_SEQ_CST)
 
 static PyObject *IrqWireType; /* amplink.irq.line.IrqWire: pulsed by a write of its own */
+static PyTypeObject *MuSideType; /* MuEvent's side must be one (its fields are read) */
 static PyObject *str_fd, *str_pulse, *str_peer_side, *str_irq_active;
 
 typedef struct {
@@ -265,6 +268,113 @@ static PyObject *MuSide_cr_update(MuSide *s, PyObject *args, PyObject *kwargs) {
     Py_RETURN_NONE;
 }
 
+/* MuEvent: an interrupt primary for one event of a side (ImxMuSide.event_handler's
+ * compiled twin).  Called as handler(irq, dev_id) on every interrupt of the shared
+ * line: it answers IRQ_NONE (0) itself when the event is not pending and enabled, and
+ * calls the driver's handler(irq, dev_id) (and returns what that returns) when it is.
+ * The words are taken, compared and released before the handler runs. */
+typedef struct {
+    PyObject_HEAD
+    MuSide *side;
+    uint32_t bit; /* the SR bit (its CR enable bit has the same position) */
+    PyObject *handler;
+    vectorcallfunc vectorcall;
+} MuEvent;
+
+static PyObject *MuEvent_vectorcall(PyObject *self, PyObject *const *args, size_t nargsf,
+                                    PyObject *kwnames) {
+    MuEvent *e = (MuEvent *)self;
+    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+    if (nargs != 2 || (kwnames != NULL && PyTuple_GET_SIZE(kwnames) != 0)) {
+        PyErr_SetString(PyExc_TypeError, "an interrupt primary takes (irq, dev_id)");
+        return NULL;
+    }
+    MuSide *s = e->side;
+    Words a;
+    if (take(s, &a) < 0) return NULL;
+    int pending = (a.w[s->cr] & e->bit) && any_pending(a.w, s->me, s->peer, e->bit);
+    give_back(&a);
+    if (!pending) return PyLong_FromLong(0); /* IRQ_NONE */
+    return PyObject_Vectorcall(e->handler, args, nargs, NULL);
+}
+
+static PyObject *MuEvent_new(PyTypeObject *tp, PyObject *args, PyObject *kwargs) {
+    static char *names[] = {"side", "bit", "handler", NULL};
+    PyObject *side, *bit_o, *handler;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OOO:MuEvent", names, &side, &bit_o,
+                                     &handler))
+        return NULL;
+    if (!PyObject_TypeCheck(side, MuSideType)) {
+        PyErr_SetString(PyExc_TypeError, "side must be a compiled MU side");
+        return NULL;
+    }
+    uint64_t bit;
+    if (arg_mask(bit_o, &bit) < 0) return NULL;
+    if (bit == 0 || (bit & (bit - 1)) != 0 || (bit & ~(uint64_t)CR_ENABLES) != 0) {
+        PyErr_Format(PyExc_ValueError, "%#llx is not one SR event bit", (unsigned long long)bit);
+        return NULL;
+    }
+    if (!PyCallable_Check(handler)) {
+        PyErr_SetString(PyExc_TypeError, "handler must be callable");
+        return NULL;
+    }
+    MuEvent *e = (MuEvent *)tp->tp_alloc(tp, 0);
+    if (e == NULL) return NULL;
+    Py_INCREF(side);
+    e->side = (MuSide *)side;
+    e->bit = (uint32_t)bit;
+    Py_INCREF(handler);
+    e->handler = handler;
+    e->vectorcall = MuEvent_vectorcall;
+    return (PyObject *)e;
+}
+
+static int MuEvent_traverse(MuEvent *e, visitproc visit, void *arg) {
+    Py_VISIT(Py_TYPE(e));
+    Py_VISIT(e->side);
+    Py_VISIT(e->handler);
+    return 0;
+}
+
+static int MuEvent_clear(MuEvent *e) {
+    Py_CLEAR(e->side);
+    Py_CLEAR(e->handler);
+    return 0;
+}
+
+static void MuEvent_dealloc(MuEvent *e) {
+    PyTypeObject *tp = Py_TYPE(e);
+    PyObject_GC_UnTrack(e);
+    MuEvent_clear(e);
+    tp->tp_free((PyObject *)e);
+    Py_DECREF(tp);
+}
+
+static PyMemberDef MuEvent_members[] = {
+    {"handler", T_OBJECT, offsetof(MuEvent, handler), READONLY, NULL},
+    {"bit", T_UINT, offsetof(MuEvent, bit), READONLY, NULL},
+    {"__vectorcalloffset__", T_PYSSIZET, offsetof(MuEvent, vectorcall), READONLY, NULL},
+    {NULL, 0, 0, 0, NULL},
+};
+
+static PyType_Slot MuEvent_slots[] = {
+    {Py_tp_doc, "An MU event's interrupt primary (amplink.hw.imx_mu.ImxMuSide.event_handler)."},
+    {Py_tp_new, MuEvent_new},
+    {Py_tp_call, PyVectorcall_Call},
+    {Py_tp_dealloc, MuEvent_dealloc},
+    {Py_tp_traverse, MuEvent_traverse},
+    {Py_tp_clear, MuEvent_clear},
+    {Py_tp_members, MuEvent_members},
+    {0, NULL},
+};
+
+static PyType_Spec MuEvent_spec = {
+    .name = "amplink.hw._mu.MuEvent",
+    .basicsize = sizeof(MuEvent),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL,
+    .slots = MuEvent_slots,
+};
+
 static int MuSide_traverse(MuSide *s, visitproc visit, void *arg) {
     Py_VISIT(Py_TYPE(s));
     Py_VISIT(s->w);
@@ -339,6 +449,12 @@ static int mu_exec(PyObject *m) {
     PyObject *side = PyType_FromModuleAndSpec(m, &MuSide_spec, NULL);
     if (side == NULL || PyModule_AddObject(m, "MuSide", side) < 0) {
         Py_XDECREF(side);
+        return -1;
+    }
+    MuSideType = (PyTypeObject *)side; /* (the module holds the reference) */
+    PyObject *event = PyType_FromModuleAndSpec(m, &MuEvent_spec, NULL);
+    if (event == NULL || PyModule_AddObject(m, "MuEvent", event) < 0) {
+        Py_XDECREF(event);
         return -1;
     }
     return 0;

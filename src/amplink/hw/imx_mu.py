@@ -24,7 +24,8 @@ from __future__ import annotations
 
 import importlib
 import os
-from typing import Literal
+from collections.abc import Callable
+from typing import Any, Literal
 
 from amplink.hw.mmio import MASK32, MmioError
 from amplink.irq.line import IrqWire
@@ -77,6 +78,7 @@ SIDE_WORDS = 21
 SIZE = 2 * SIDE_WORDS * 4
 
 Side = Literal["a", "b"]
+Handler = Callable[[int, Any], int]  # an interrupt primary (amplink.irq.domain.Handler)
 
 
 class ImxMuSide:
@@ -160,6 +162,26 @@ class ImxMuSide:
             return False
         a, b, equal = self._event[bit]
         return (w[a] == w[b]) is equal
+
+    def event_handler(self, bit: int, handler: Handler) -> Handler:
+        """An interrupt primary for the event of SR bit ``bit``: called as
+        ``primary(irq, dev_id)`` on every interrupt of the shared line, it returns
+        ``IRQ_NONE`` (0) while the event is not pending and enabled (:meth:`pending`),
+        and otherwise ``handler(irq, dev_id)``'s result.  The compiled side answers the
+        not-pending case without running Python (``_mu.MuEvent``); this is its twin.
+        ``ValueError`` if ``bit`` is not one event bit."""
+        if bit not in self._event:
+            raise ValueError(f"{bit:#x} is not one SR event bit")
+        w = self._w
+        cr = self._cr
+        a, b, equal = self._event[bit]
+
+        def primary(irq: int, dev_id: Any) -> int:
+            if not w[cr] & bit or (w[a] == w[b]) is not equal:
+                return 0  # IRQ_NONE
+            return handler(irq, dev_id)
+
+        return primary
 
     def irq_active(self) -> bool:
         """The level of this side's interrupt output: an event CR enables is pending."""
@@ -290,7 +312,8 @@ PURE_PYTHON_ENV = "AMPLINK_PURE_PYTHON"  # (amplink.virtio.rings's switch: the s
 def compiled_side() -> type[ImxMuSide] | None:
     """:class:`ImxMuSide` with the compiled accessors of ``_mu.c`` put first
     (``irq_active``, ``read_rr``, ``write_tr``, ``cr_update``: the same answers, word
-    updates, fences and pulses); None if ``_mu`` was not built."""
+    updates, fences and pulses; ``event_handler`` makes a ``_mu.MuEvent``); None if
+    ``_mu`` was not built."""
     try:
         _mu = importlib.import_module("amplink.hw._mu")
     except ImportError:  # not built (no compiler when it was installed)
@@ -298,6 +321,13 @@ def compiled_side() -> type[ImxMuSide] | None:
 
     class CompiledMuSide(_mu.MuSide, ImxMuSide):  # type: ignore[name-defined,misc]
         __doc__ = ImxMuSide.__doc__
+
+        def event_handler(self, bit: int, handler: Handler) -> Handler:
+            if bit not in self._event:
+                raise ValueError(f"{bit:#x} is not one SR event bit")
+            return _mu.MuEvent(self, bit, handler)  # type: ignore[no-any-return]
+
+        event_handler.__doc__ = ImxMuSide.event_handler.__doc__
 
     return CompiledMuSide
 

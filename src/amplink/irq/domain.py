@@ -484,6 +484,11 @@ class IrqDomain:
             self._takers_poll.cached = (key, poller)
         deadline = None if timeout is None else _monotonic() + timeout
         active = False  # the line was still active after the last interrupt
+        line_fd = line.fd
+        release = self._release
+        handle = self._handle
+        woken: list[IrqAction] = []  # the actions an interrupt's primaries woke
+        wake = woken.append
         while True:
             if active:
                 wait_ms = 0
@@ -496,16 +501,26 @@ class IrqDomain:
             if events is None:
                 return True  # a signal is held: its handler runs as the section ends
             for fd, _ev in events:
-                if fd == line.fd:
+                if fd == line_fd:
                     drain(fd)
                     pulsed = True
-                elif fd == self._release:
+                elif fd == release:
                     return False
                 else:
                     woke = True
             if pulsed or active:
                 quiet[0] = False  # (until it returns: a handler may raise)
-                active = self._take(line, active and not pulsed)
+                # One interrupt, the thread functions it woke run here.  A
+                # KeyboardInterrupt in this thread hands what was still to run to the
+                # action threads before it goes on up.
+                try:
+                    active = handle(line, active and not pulsed, wake)
+                    while woken:
+                        self._run_here(woken.pop(0))
+                except BaseException:
+                    for action in woken:
+                        self._wake_thread(action)
+                    raise
                 quiet[0] = not active
                 if self._closing:
                     return False  # close() may release the line's descriptor now
@@ -515,22 +530,6 @@ class IrqDomain:
                 return True
             if deadline is not None and _monotonic() >= deadline:
                 return False  # also while a flood of interrupts keeps coming
-
-    def _take(self, line: IrqLine, active: bool) -> bool:
-        """One interrupt on ``line`` with its woken thread functions run here; True if
-        the line is still active (``active``: as :meth:`_handle`).  A KeyboardInterrupt
-        in this thread hands what was still to run to the action threads before it goes
-        on up."""
-        woken: list[IrqAction] = []
-        try:
-            active = self._handle(line, active, woken.append)
-            while woken:
-                self._run_here(woken.pop(0))
-        except BaseException:
-            for action in woken:
-                self._wake_thread(action)
-            raise
-        return active
 
     def _run_here(self, action: IrqAction) -> None:
         """Run a woken action's thread function in this thread, as its thread would

@@ -152,35 +152,46 @@ class MboxChan:
             self.mbox._poll_arm()
 
     def _submit_locked(self) -> bool:
-        """:meth:`_submit` with the lock held (:func:`send_message` queues and submits
-        under one hold); True if the TX poller must run."""
+        """:meth:`_submit` with the lock held; True if the TX poller must run."""
         cl = self.cl
         if cl is None:
             return False
+        if self.on_demand and self.active is not None:
+            self._reap_locked()
         poll = False
-        if self.on_demand and self.active is not None and self.mbox.last_tx_done(self):
-            ended, self.active = self.active, None
-            if TRACER.enabled:
-                TRACER.event("mailbox", "txdone", chan=repr(self), msg=ended.data, r=0)
         while self.msg_count and self.active is None:
             idx = (self.msg_free - self.msg_count) % MBOX_TX_QUEUE_LEN
             slot = self.slots[idx]
-            if slot is None or slot.data is MBOX_NO_MSG:  # cancelled by a timed-out sender
-                self.slots[idx] = None
-                self.msg_count -= 1
-                continue
-            if cl.tx_prepare is not None:
-                cl.tx_prepare(cl, slot.data)
-            if self.mbox.send_data(self, slot.data) != 0:
-                poll = bool(self.txdone_method & TXDONE_BY_POLL)  # retried by the poller
-                break
             self.slots[idx] = None
             self.msg_count -= 1
-            self.active = slot
-            poll = bool(self.txdone_method & TXDONE_BY_POLL)
+            if slot is None or slot.data is MBOX_NO_MSG:  # cancelled by a timed-out sender
+                continue
+            poll = self._start_locked(cl, slot, idx)
+            if self.active is None:
+                break  # not taken (put back at the head): retried by the poller or a txdone
         if self.on_demand and self.msg_count and self.active is not None:
             self.mbox.arm_txdone(self)  # a message waits: let the hardware say when
         return poll
+
+    def _reap_locked(self) -> None:
+        """TX-done on demand: end the active message if the hardware says it is done."""
+        if self.mbox.last_tx_done(self):
+            ended, self.active = self.active, None
+            if TRACER.enabled and ended is not None:
+                TRACER.event("mailbox", "txdone", chan=repr(self), msg=ended.data, r=0)
+
+    def _start_locked(self, cl: MboxClient, slot: _Slot, idx: int) -> bool:
+        """Hand ``slot`` (taken off the head of the queue, at ``idx``) to the hardware;
+        if the controller refuses it, it goes back to the head.  True if the TX poller
+        must run."""
+        if cl.tx_prepare is not None:
+            cl.tx_prepare(cl, slot.data)
+        if self.mbox.send_data(self, slot.data) == 0:
+            self.active = slot
+        else:
+            self.slots[idx] = slot
+            self.msg_count += 1
+        return bool(self.txdone_method & TXDONE_BY_POLL)
 
     def _tick(self, r: int, expected: _Slot | None = None) -> bool:
         """End the active message with result ``r``; with ``expected``, only if that
@@ -480,10 +491,15 @@ def send_message(chan: MboxChan, msg: Any) -> int:
             )
             raise MailboxError(errno.ENOBUFS, f"{chan!r}: TX queue of {MBOX_TX_QUEUE_LEN} is full")
         idx = chan.msg_free
-        chan.slots[idx] = slot
         chan.msg_free = (idx + 1) % MBOX_TX_QUEUE_LEN
-        chan.msg_count += 1
-        poll = chan._submit_locked()
+        if chan.on_demand and chan.active is not None:
+            chan._reap_locked()
+        if chan.msg_count or chan.active is not None:  # it waits its turn in the queue
+            chan.slots[idx] = slot
+            chan.msg_count += 1
+            poll = chan._submit_locked()
+        else:  # nothing before it: straight to the hardware (the queue's head is idx)
+            poll = chan._start_locked(cl, slot, idx)
     if poll:
         chan.mbox._poll_arm()
     if slot.event is None:

@@ -38,7 +38,7 @@ from amplink.hw.imx_mu import (
     TIE,
     ImxMuSide,
 )
-from amplink.irq.domain import IrqDomain
+from amplink.irq.domain import Handler, IrqDomain
 from amplink.irq.flags import IRQ_HANDLED, IRQ_NONE, IRQ_WAKE_THREAD, IRQF_SHARED
 from amplink.irq.workqueue import Work, Workqueue
 from amplink.mailbox.framework import MboxChan, MboxController
@@ -63,9 +63,8 @@ class _MuChan:
     txdb_work: Work | None = None
     status: int = 0  # the SR bit of the event this channel's interrupt is about
     enable: int = 0  # the CR bit that enables it
-    # How the side computes that bit and its enable (ImxMuSide.event_words): every
-    # interrupt of the shared line tests every channel's event, so the driver makes
-    # that test itself (as ImxMuSide.pending would), without a call per channel.
+    # How the side computes that bit and its enable (ImxMuSide.event_words): a send
+    # tests TEn itself (as ImxMuSide.status_bit would), without a call.
     words: memoryview | None = None
     cr: int = 0
     a: int = 0
@@ -87,6 +86,11 @@ def _event_bits(kind: int, idx: int) -> tuple[int, int]:
     if kind == IMX_MU_TYPE_RXDB:
         return GIP(idx), GIE(idx)
     return 0, 0
+
+
+def _no_event(irq: int, chan: MboxChan) -> int:
+    """The primary of a channel without an event (TXDB: the hardware never acks)."""
+    return IRQ_NONE
 
 
 class ImxMuController(MboxController):
@@ -132,11 +136,13 @@ class ImxMuController(MboxController):
         cp.shutting_down = False
         try:
             if self.threaded:
+                primary = self._primary(cp, self._isr)
                 self.domain.request_threaded_irq(
-                    self.irq, self._isr, self._isr_thread, IRQF_SHARED, cp.name, chan
+                    self.irq, primary, self._isr_thread, IRQF_SHARED, cp.name, chan
                 )
             else:
-                self.domain.request_irq(self.irq, self._isr_hard, IRQF_SHARED, cp.name, chan)
+                primary = self._primary(cp, self._isr_hard)
+                self.domain.request_irq(self.irq, primary, IRQF_SHARED, cp.name, chan)
         except IrqError as exc:
             log.error("%s: cannot request irq %d: %s", cp.name, self.irq, exc)
             return -(exc.errno or errno.EINVAL)
@@ -205,40 +211,49 @@ class ImxMuController(MboxController):
             self._bh = None
 
     # -- interrupt handlers ----------------------------------------------------------
+    def _primary(self, cp: _MuChan, handler: Handler) -> Handler:
+        """The primary of ``cp``'s action: ``handler`` runs only while its event is
+        pending and enabled (``side.pending``, CR read first: SR only matters for an
+        enabled event); otherwise the answer is ``IRQ_NONE``.  Every sharer's primary
+        runs on every interrupt of the line: the side's ``event_handler`` makes that
+        test without running Python when the MU accessors are compiled."""
+        if not cp.status:
+            return _no_event  # (a TXDB channel: no event of its own)
+        return self.side.event_handler(cp.status, handler)
+
     def _isr(self, irq: int, chan: MboxChan) -> int:
-        """Threaded style, hard part: silence the event at the unit, wake the thread.
-        (CR is read first: SR only matters for an enabled event.)"""
+        """Threaded style, hard part (its event pending): silence the event at the
+        unit, wake the thread."""
         cp: _MuChan = chan.con_priv
-        w = cp.words  # side.pending(enable), inline: every sharer's primary runs
-        if w is None or not w[cp.cr] & cp.enable or (w[cp.a] == w[cp.b]) is not cp.equal:
-            return IRQ_NONE
         self._cr(clear_bits=cp.enable)
         return IRQ_WAKE_THREAD
 
     def _isr_thread(self, irq: int, chan: MboxChan) -> int:
         cp: _MuChan = chan.con_priv
-        self._work(chan, cp)
+        if cp.type == IMX_MU_TYPE_RX:  # (the message path: read here, no _work frame)
+            chan.received_data(self.side.read_rr(cp.idx))
+        else:
+            self._work(chan, cp)
         if cp.type != IMX_MU_TYPE_TX and not cp.shutting_down:
             self._cr(set_bits=cp.enable)  # TX is re-armed by the next send
         return IRQ_HANDLED
 
     def _isr_hard(self, irq: int, chan: MboxChan) -> int:
-        """Classic style: everything, including the client callback, in hard IRQ."""
+        """Classic style (its event pending): everything, including the client
+        callback, in hard IRQ."""
         cp: _MuChan = chan.con_priv
-        w = cp.words  # side.pending(enable), inline: every sharer's primary runs
-        if w is None or not w[cp.cr] & cp.enable or (w[cp.a] == w[cp.b]) is not cp.equal:
-            return IRQ_NONE
+        if cp.type == IMX_MU_TYPE_RX:  # (the message path: read here, no _work frame)
+            chan.received_data(self.side.read_rr(cp.idx))
+            return IRQ_HANDLED
         if cp.type == IMX_MU_TYPE_TX:
             self._cr(clear_bits=cp.enable)
         self._work(chan, cp)
         return IRQ_HANDLED
 
     def _work(self, chan: MboxChan, cp: _MuChan) -> None:
-        side = self.side
+        """A pending event's work, but RX's (which the handlers do themselves)."""
         if cp.type == IMX_MU_TYPE_TX:
             chan.txdone(0)
-        elif cp.type == IMX_MU_TYPE_RX:
-            chan.received_data(side.read_rr(cp.idx))
         elif cp.type == IMX_MU_TYPE_RXDB:
-            side.writel(MU_SR, GIP(cp.idx))
+            self.side.writel(MU_SR, GIP(cp.idx))
             chan.received_data(None)
