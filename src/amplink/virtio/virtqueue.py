@@ -21,6 +21,7 @@ per buffer, and a device seeing a chain reports it as an error rather than guess
 
 from __future__ import annotations
 
+import struct
 import threading
 from collections.abc import Callable, Sequence
 from typing import Literal, Protocol
@@ -38,6 +39,7 @@ from amplink.virtio.constants import (
 from amplink.wire.rpmsg import RPMSG_HDR
 from amplink.wire.vring import VringParts
 
+_pack_hdr = RPMSG_HDR.pack
 _FREE = -1
 _U64 = (1 << 64) - 1
 _U32 = (1 << 32) - 1
@@ -54,13 +56,16 @@ def rpmsg_header(src: int, dst: int, data: bytes) -> bytes:
     """The rpmsg header ``send_copy`` writes before ``data`` (``struct rpmsg_hdr``:
     ``src``, ``dst``, reserved 0, the payload's length, flags 0): ``OverflowError`` for
     an address that is not 32 bits, ``ValueError`` for a payload longer than its 16-bit
-    length field says."""
+    length field says (``TypeError`` for an address that is no integer)."""
+    try:
+        return _pack_hdr(src, dst, 0, len(data), 0)
+    except struct.error:
+        pass
+    if not (isinstance(src, int) and isinstance(dst, int)):
+        raise TypeError("an rpmsg address is an integer")
     if not (0 <= src <= _U32 and 0 <= dst <= _U32):
         raise OverflowError("an rpmsg address is 32 bits")
-    n = len(data)
-    if n > 0xFFFF:
-        raise ValueError(f"a payload of {n} bytes is longer than an rpmsg header can say")
-    return RPMSG_HDR.pack(src, dst, 0, n, 0)
+    raise ValueError(f"a payload of {len(data)} bytes is longer than an rpmsg header can say")
 
 
 class Window(Protocol):
@@ -234,7 +239,10 @@ class VirtqueueDriver(_Vring):
         Returns :data:`SEND_NO_BUFFER` if the device has given no buffer back, else
         whether it wants a kick (1 or 0); errors as :meth:`get` and :meth:`add`, and
         those of :func:`rpmsg_header` before anything is taken."""
-        head = rpmsg_header(src, dst, data)
+        try:  # (the common case inline: a frame less per send)
+            head = _pack_hdr(src, dst, 0, len(data), 0)
+        except struct.error:
+            head = rpmsg_header(src, dst, data)  # raises what this cannot say
         got = self.get()
         if got is None:
             return SEND_NO_BUFFER
@@ -535,7 +543,10 @@ class VirtqueueDevice(_Vring):
         the next one cannot hold them (it stays on the ring, untaken: a smaller
         message fits), else whether the driver wants a notification (1 or 0); errors as
         :meth:`get`, and those of :func:`rpmsg_header` before anything is taken."""
-        head = rpmsg_header(src, dst, data)
+        try:  # (as the driver's)
+            head = _pack_hdr(src, dst, 0, len(data), 0)
+        except struct.error:
+            head = rpmsg_header(src, dst, data)
         la = self._last_avail
         got = self.get()
         if got is None:
