@@ -10,6 +10,7 @@ from amplink.errors import VirtqueueError
 from amplink.memory import SharedRegion
 from amplink.virtio import rings
 from amplink.virtio.constants import VRING_DESC_F_INDIRECT, VRING_DESC_F_NEXT
+from amplink.wire.rpmsg import RPMSG_HDR
 from amplink.wire.vring import VringLayout
 from build_helpers import can_compile
 from vq_helpers import BUF, HALVES, make_pair
@@ -341,40 +342,68 @@ def test_unknown_descriptor_flags_are_tolerated(pair):
     assert [h for h, _, _ in pair.device.get_many()] == [0]
 
 
+def hdr(src: int, dst: int, n: int) -> bytes:
+    return RPMSG_HDR.pack(src, dst, 0, n, 0)
+
+
 def test_send_copy_writes_the_message_and_posts_the_buffer_again(halves):
     """The driver's fused send: the buffer the device gave back first is filled with
-    the header and the payload and posted again, device-readable, with their length;
-    the answer is the kick answer of a separate add."""
+    an rpmsg header and the payload and posted again, device-readable, with their
+    length; the answer is the kick answer of a separate add."""
     pair = make_pair(writable=False, halves=halves)
     drv, dev, mem = pair.driver, pair.device, pair.region.mem
-    assert drv.send_copy(mem, b"", b"", pair.pool, BUF, 0) == rings.SEND_NO_BUFFER
+    assert drv.send_copy(mem, 1, 2, b"", pair.pool, BUF, 0) == rings.SEND_NO_BUFFER
     drv.add(pair.buf_addr(2), BUF, False, 2)
     head, _, _ = dev.get()
     dev.put(head, 0)
     dev.disable_notify()
-    assert drv.send_copy(mem, b"HEAD", b"payload", pair.pool, BUF, 0) == 0
+    assert drv.send_copy(mem, 0x400, 0xFFFFFFFE, b"payload", pair.pool, BUF, 0) == 0
     got_head, off, length = dev.get()
-    assert (off, length) == (pair.buf_addr(2), 11)
-    assert bytes(mem[off : off + 11]) == b"HEADpayload"
+    assert (off, length) == (pair.buf_addr(2), 23)
+    assert bytes(mem[off : off + 23]) == hdr(0x400, 0xFFFFFFFE, 7) + b"payload"
     dev.put(got_head, 0)
     dev.enable_notify()
-    assert drv.send_copy(mem, b"H", bytearray(b"xy"), pair.pool, BUF, 0) == 1
+    assert drv.send_copy(mem, 5, 6, bytearray(b"xy"), pair.pool, BUF, 0) == 1
     pair.region.close()
 
 
 def test_send_copy_on_the_device_side_fits_the_message_or_leaves_the_buffer(pair):
-    """The device's fused send: the next buffer takes the header and the payload and
-    goes back with their length; one too small stays on the ring for a smaller
+    """The device's fused send: the next buffer takes an rpmsg header and the payload
+    and goes back with their length; one too small stays on the ring for a smaller
     message; none at all is said so."""
     drv, dev, mem = pair.driver, pair.device, pair.region.mem
-    assert dev.send_copy(mem, b"", b"x") == rings.SEND_NO_BUFFER
-    drv.add(pair.buf_addr(0), 8, True, 70)
-    assert dev.send_copy(mem, b"HEAD", b"12345") == rings.SEND_TOO_SMALL
-    assert dev.peek_len() == 8  # untaken
+    assert dev.send_copy(mem, 1, 2, b"x") == rings.SEND_NO_BUFFER
+    drv.add(pair.buf_addr(0), 20, True, 70)
+    assert dev.send_copy(mem, 1, 2, b"12345") == rings.SEND_TOO_SMALL
+    assert dev.peek_len() == 20  # untaken
     drv.disable_cb()
-    assert dev.send_copy(mem, b"HEAD", b"1234") == 0
-    assert drv.get() == (70, 8)
-    assert bytes(mem[pair.buf_addr(0) : pair.buf_addr(0) + 8]) == b"HEAD1234"
+    assert dev.send_copy(mem, 3, 4, b"1234") == 0
+    assert drv.get() == (70, 20)
+    assert bytes(mem[pair.buf_addr(0) : pair.buf_addr(0) + 20]) == hdr(3, 4, 4) + b"1234"
+
+
+def test_send_copy_refuses_what_an_rpmsg_header_cannot_say_before_taking_a_buffer(halves):
+    """An address past 32 bits or a payload past the header's 16-bit length is refused
+    before any buffer is taken, on both sides."""
+    pair = make_pair(writable=False, halves=halves)
+    drv, dev, mem = pair.driver, pair.device, pair.region.mem
+    drv.add(pair.buf_addr(0), BUF, False, 0)
+    head, _, _ = dev.get()
+    dev.put(head, 0)
+    with pytest.raises(OverflowError):
+        drv.send_copy(mem, 1 << 32, 2, b"x", pair.pool, BUF, 0)
+    with pytest.raises(OverflowError):
+        drv.send_copy(mem, 1, -1, b"x", pair.pool, BUF, 0)
+    with pytest.raises(ValueError, match="longer than an rpmsg header"):
+        drv.send_copy(mem, 1, 2, bytes(0x10000), pair.pool, BUF, 0)
+    assert drv.has_used()  # still there to take
+    drv.add(pair.buf_addr(1), BUF, False, 1)
+    with pytest.raises(OverflowError):
+        dev.send_copy(mem, 1, 1 << 32, b"x")
+    with pytest.raises(ValueError, match="longer than an rpmsg header"):
+        dev.send_copy(mem, 1, 2, bytes(0x10000))
+    assert dev.peek_len() == BUF  # untaken
+    pair.region.close()
 
 
 def test_send_copy_checks_the_ring_as_a_get_does(pair):
@@ -382,9 +411,9 @@ def test_send_copy_checks_the_ring_as_a_get_does(pair):
     so, and stays broken, on both sides."""
     drv, dev, mem = pair.driver, pair.device, pair.region.mem
     used_idx(pair)[1] = 3  # nothing outstanding
-    assert_broken(lambda: drv.send_copy(mem, b"", b"x", pair.pool, BUF, 0), "only 0")
+    assert_broken(lambda: drv.send_copy(mem, 1, 2, b"x", pair.pool, BUF, 0), "only 0")
     avail(pair)[1] = 100
-    assert_broken(lambda: dev.send_copy(mem, b"", b"x"), "can only have 8")
+    assert_broken(lambda: dev.send_copy(mem, 1, 2, b"x"), "can only have 8")
 
 
 def test_the_compiled_halves_run_when_they_were_built():
@@ -417,13 +446,13 @@ def test_a_queue_whose_memory_is_unmapped_refuses_every_call(halves):
         drv.has_used,
         drv.kick_needed,
         drv.enable_cb,
-        lambda: drv.send_copy(mem, b"", b"x", 0, BUF, 0),
+        lambda: drv.send_copy(mem, 1, 2, b"x", 0, BUF, 0),
         dev.get,
         dev.get_many,
         dev.has_avail,
         dev.enable_notify,
         dev.peek_len,
-        lambda: dev.send_copy(mem, b"", b"x"),
+        lambda: dev.send_copy(mem, 1, 2, b"x"),
     ):
         with pytest.raises(ValueError, match="released"):
             call()

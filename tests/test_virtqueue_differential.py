@@ -72,10 +72,12 @@ def _step(rnd: random.Random, tokens: list[int], writable: bool):
         return lambda p: p.device.peek_len()
     if op == 11:
         data = bytes(rnd.randrange(256) for _ in range(rnd.randrange(BUF)))
-        return lambda p: p.device.send_copy(p.region.mem, b"HDR", data)
+        src, dst = rnd.randrange(1 << 32), rnd.randrange(1 << 32)
+        return lambda p: p.device.send_copy(p.region.mem, src, dst, data)
     if op == 12:
-        data = bytes(rnd.randrange(256) for _ in range(rnd.randrange(BUF - 4)))
-        return lambda p: p.driver.send_copy(p.region.mem, b"HD", data, p.pool, 0, 0)
+        data = bytes(rnd.randrange(256) for _ in range(rnd.randrange(BUF - 16)))
+        src, dst = rnd.randrange(1 << 32), rnd.randrange(1 << 32)
+        return lambda p: p.driver.send_copy(p.region.mem, src, dst, data, p.pool, 0, 0)
     if rnd.random() < 0.7:  # (the peer scribbles now and then; else nothing happens)
         return lambda p: None
     # the hostile peer: a random word anywhere in the ring (indices, flags, entries,

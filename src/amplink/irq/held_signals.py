@@ -36,12 +36,18 @@ is delivered (as a blocked signal does on Linux): ignored if that is ``SIG_IGN``
 default action if ``SIG_DFL``.  A signal that comes again while held is held once (a
 standard signal is pending or not).  In any other thread a section does nothing:
 Python never runs a signal handler there.
+
+A section's entry and exit (three per round trip of a message) are compiled in
+``_held.c`` when it was built (:func:`compiled_sections`; ``AMPLINK_PURE_PYTHON=1``
+picks this module's own, its twin, as :mod:`amplink.virtio.rings` does):
+:data:`COMPILED` says which runs.
 """
 
 from __future__ import annotations
 
 import _signal  # type: ignore[import-not-found]  # no stub: see _getsignal
 import functools
+import importlib
 import os
 import select
 import signal
@@ -145,6 +151,16 @@ class HeldSignals:
             except BaseException as raised:  # a held handler's (Ctrl-C): not amplink's
                 _cut_delivery(raised)
                 raise
+
+    def _deliver_held(self) -> None:
+        """The compiled :meth:`__exit__`'s delivery (its outermost exit with signals
+        held): :meth:`_deliver`, with this module's frames cut from what a handler
+        raises (the pure ``__exit__`` does it inline: a call would add its own frame)."""
+        try:
+            self._deliver()
+        except BaseException as raised:  # a held handler's (Ctrl-C): not amplink's
+            _cut_delivery(raised)
+            raise
 
     def poll(self, poller: select.poll, timeout_ms: int) -> list[tuple[int, int]] | None:
         """``poller.poll(timeout_ms)``, a sleep that a signal may end: in the main
@@ -296,4 +312,24 @@ class _LetThrough:
             held.floor = 0
 
 
-HELD_SIGNALS = HeldSignals()
+PURE_PYTHON_ENV = "AMPLINK_PURE_PYTHON"  # (amplink.virtio.rings's switch: the same floor)
+
+
+def compiled_sections() -> type[HeldSignals] | None:
+    """:class:`HeldSignals` with the compiled ``__enter__`` and ``__exit__`` of
+    ``_held.c`` put first (the same answers and updates of the same fields); None if
+    ``_held`` was not built."""
+    try:
+        _held = importlib.import_module("amplink.irq._held")
+    except ImportError:  # not built (no compiler when it was installed)
+        return None
+
+    class CompiledHeldSignals(_held.Sections, HeldSignals):  # type: ignore[name-defined,misc]
+        __doc__ = HeldSignals.__doc__
+
+    return CompiledHeldSignals
+
+
+_compiled = None if os.environ.get(PURE_PYTHON_ENV, "") not in ("", "0") else compiled_sections()
+COMPILED = _compiled is not None  # whether HELD_SIGNALS's entry and exit are compiled
+HELD_SIGNALS: HeldSignals = (_compiled or HeldSignals)()

@@ -581,17 +581,16 @@ class VirtioRpmsgHost(VirtioRpmsgLink):
     def _try_send(self, src: int, dst: int, data: bytes, n: int) -> bool | None:
         if self.failure is not None:
             raise self.dead_error()
-        head = _HDR.pack(src, dst, 0, n, 0)
         if self._spare_tx or self._next_unused_tx < self._n_tx:
             got = self._take_tx()
             assert got is not None
             token, off, _ = got  # n <= mtu: the buffer holds it
-            self._map[off : off + _HDR_SIZE] = head
+            self._map[off : off + _HDR_SIZE] = _HDR.pack(src, dst, 0, n, 0)
             self._map[off + _HDR_SIZE : off + _HDR_SIZE + n] = data
             kick = self._commit_tx(token, off, _HDR_SIZE + n)
         else:  # the common case: the buffer the device returned first, in one call
             sent = self._tx_vq.send_copy(
-                self._mem, head, data, self._tx_off0, self._tx_size, self._da_to_off
+                self._mem, src, dst, data, self._tx_off0, self._tx_size, self._da_to_off
             )
             if sent == SEND_NO_BUFFER:
                 return None
@@ -740,17 +739,16 @@ class VirtioRpmsgRemote(VirtioRpmsgLink):
     def _try_send(self, src: int, dst: int, data: bytes, n: int) -> bool | None:
         if self.failure is not None:
             raise self.dead_error()
-        head = _HDR.pack(src, dst, 0, n, 0)
         if self._spare_tx:  # taken for zero copy, then not sent
             desc, off, cap = self._spare_tx.pop()
             if _HDR_SIZE + n > cap:
                 self._return_tx(desc, off, cap)
                 raise self._too_big(cap, n)
-            self._map[off : off + _HDR_SIZE] = head
+            self._map[off : off + _HDR_SIZE] = _HDR.pack(src, dst, 0, n, 0)
             self._map[off + _HDR_SIZE : off + _HDR_SIZE + n] = data
             kick = self._commit_tx(desc, off, _HDR_SIZE + n)
         else:  # the common case: the next buffer the host posted, in one call
-            sent = self._tx_vq.send_copy(self._mem, head, data)
+            sent = self._tx_vq.send_copy(self._mem, src, dst, data)
             if sent == SEND_NO_BUFFER:
                 return None
             if sent == SEND_TOO_SMALL:

@@ -634,39 +634,70 @@ static PyObject *Driver_enable_cb(Driver *self, PyObject *Py_UNUSED(ignored)) {
     return PyBool_FromLong(ld16(used_h + 2) != self->last_used);
 }
 
-/* Copy head then data into the window at ``off``; -1 (ValueError) if it does not lie
- * inside ``mem``. */
-static int copy_out(Py_buffer *mem, Py_ssize_t off, Py_buffer *head, Py_buffer *data) {
-    if (off < 0 || head->len + data->len > mem->len - off) {
-        PyErr_Format(PyExc_ValueError, "a buffer at offset %zd of %zd bytes lies outside the "
-                     "window of %zd bytes", off, head->len + data->len, mem->len);
+#define RPMSG_HDR_SIZE 16
+
+/* An rpmsg address (u32) from ``v``; -1 (OverflowError, TypeError) if it is not one. */
+static int as_addr(PyObject *v, uint32_t *addr) {
+    unsigned long a = PyLong_AsUnsignedLong(v);
+    if (a == (unsigned long)-1 && PyErr_Occurred()) return -1;
+    if (a > UINT32_MAX) {
+        PyErr_SetString(PyExc_OverflowError, "an rpmsg address is 32 bits");
         return -1;
     }
-    memmove((uint8_t *)mem->buf + off, head->buf, (size_t)head->len);
-    memmove((uint8_t *)mem->buf + off + head->len, data->buf, (size_t)data->len);
+    *addr = (uint32_t)a;
+    return 0;
+}
+
+/* Copy an rpmsg header (struct rpmsg_hdr: src, dst, reserved 0, len, flags 0, native
+ * order as wire.rpmsg.RPMSG_HDR) then ``data`` into the window at ``off``; -1
+ * (ValueError) if it does not lie inside ``mem``. */
+static int copy_out(Py_buffer *mem, Py_ssize_t off, uint32_t src, uint32_t dst, Py_buffer *data) {
+    if (off < 0 || RPMSG_HDR_SIZE + data->len > mem->len - off) {
+        PyErr_Format(PyExc_ValueError, "a buffer at offset %zd of %zd bytes lies outside the "
+                     "window of %zd bytes", off, RPMSG_HDR_SIZE + data->len, mem->len);
+        return -1;
+    }
+    uint8_t hdr[RPMSG_HDR_SIZE] = {0};
+    uint16_t len = (uint16_t)data->len;
+    memcpy(hdr, &src, 4);
+    memcpy(hdr + 4, &dst, 4);
+    memcpy(hdr + 12, &len, 2);
+    memmove((uint8_t *)mem->buf + off, hdr, RPMSG_HDR_SIZE);
+    memmove((uint8_t *)mem->buf + off + RPMSG_HDR_SIZE, data->buf, (size_t)data->len);
+    return 0;
+}
+
+/* The message's payload (``data``) for an rpmsg header: -1 (ValueError) if its length
+ * does not fit the header's 16-bit field. */
+static int get_payload(PyObject *v, Py_buffer *data) {
+    if (PyObject_GetBuffer(v, data, PyBUF_SIMPLE) < 0) return -1;
+    if (data->len > UINT16_MAX) {
+        PyErr_Format(PyExc_ValueError, "a payload of %zd bytes is longer than an rpmsg "
+                     "header can say", data->len);
+        PyBuffer_Release(data);
+        return -1;
+    }
     return 0;
 }
 
 static PyObject *Driver_send_copy(Driver *self, PyObject *const *args, Py_ssize_t nargs) {
     READY_OR(self, NULL)
-    Py_buffer mem, head, data;
+    Py_buffer mem, data;
     Py_ssize_t off0, stride, da_to_off;
-    if (nargs != 6) {
-        PyErr_SetString(PyExc_TypeError, "send_copy(mem, head, data, off0, stride, da_to_off)");
+    uint32_t src, dst;
+    if (nargs != 7) {
+        PyErr_SetString(PyExc_TypeError,
+                        "send_copy(mem, src, dst, data, off0, stride, da_to_off)");
         return NULL;
     }
-    off0 = PyLong_AsSsize_t(args[3]);
-    stride = PyLong_AsSsize_t(args[4]);
-    da_to_off = PyLong_AsSsize_t(args[5]);
+    if (as_addr(args[1], &src) < 0 || as_addr(args[2], &dst) < 0) return NULL;
+    off0 = PyLong_AsSsize_t(args[4]);
+    stride = PyLong_AsSsize_t(args[5]);
+    da_to_off = PyLong_AsSsize_t(args[6]);
     if (PyErr_Occurred()) return NULL;
-    if (PyObject_GetBuffer(args[0], &mem, PyBUF_WRITABLE) < 0) return NULL;
-    if (PyObject_GetBuffer(args[1], &head, PyBUF_SIMPLE) < 0) {
-        PyBuffer_Release(&mem);
-        return NULL;
-    }
-    if (PyObject_GetBuffer(args[2], &data, PyBUF_SIMPLE) < 0) {
-        PyBuffer_Release(&head);
-        PyBuffer_Release(&mem);
+    if (get_payload(args[3], &data) < 0) return NULL;
+    if (PyObject_GetBuffer(args[0], &mem, PyBUF_WRITABLE) < 0) {
+        PyBuffer_Release(&data);
         return NULL;
     }
     PyObject *result = NULL;
@@ -685,8 +716,8 @@ static PyObject *Driver_send_copy(Driver *self, PyObject *const *args, Py_ssize_
     uint8_t *used_h = mv_ptr(self->r.used_h);
     /* (the offset follows from a token of this queue's own: a bad one is the caller's
      * bug, not the device's doing) */
-    if (!desc || !avail || !used_h || copy_out(&mem, off, &head, &data) < 0) goto done;
-    uint32_t length = (uint32_t)(head.len + data.len);
+    if (!desc || !avail || !used_h || copy_out(&mem, off, src, dst, &data) < 0) goto done;
+    uint32_t length = (uint32_t)(RPMSG_HDR_SIZE + data.len);
     if (off - da_to_off < 0) {
         PyErr_Format(PyExc_ValueError, "address %zd is out of range [0, %llu]", off - da_to_off,
                      (unsigned long long)UINT64_MAX);
@@ -695,7 +726,6 @@ static PyObject *Driver_send_copy(Driver *self, PyObject *const *args, Py_ssize_
     d = driver_post(self, desc, avail, (uint64_t)(off - da_to_off), length, 0, tok);
     result = PyLong_FromLong(driver_kick_answer(self, used_h));
     PyBuffer_Release(&data);
-    PyBuffer_Release(&head);
     PyBuffer_Release(&mem);
     /* (traced last: the tracer runs Python, in which another thread may unmap) */
     if (result != NULL && tracing() &&
@@ -705,7 +735,6 @@ static PyObject *Driver_send_copy(Driver *self, PyObject *const *args, Py_ssize_
     return result;
 done:
     PyBuffer_Release(&data);
-    PyBuffer_Release(&head);
     PyBuffer_Release(&mem);
     return result;
 }
@@ -1292,10 +1321,12 @@ static PyObject *Device_peek_len(Device *self, PyObject *Py_UNUSED(ignored)) {
 
 static PyObject *Device_send_copy(Device *self, PyObject *const *args, Py_ssize_t nargs) {
     READY_OR(self, NULL)
-    if (nargs != 3) {
-        PyErr_SetString(PyExc_TypeError, "send_copy(mem, head, data)");
+    uint32_t src, dst;
+    if (nargs != 4) {
+        PyErr_SetString(PyExc_TypeError, "send_copy(mem, src, dst, data)");
         return NULL;
     }
+    if (as_addr(args[1], &src) < 0 || as_addr(args[2], &dst) < 0) return NULL;
     if ((self->r.broken != Py_None || self->r.break_next != Py_None) &&
         vring_check_take(&self->r) < 0)
         return NULL;
@@ -1315,31 +1346,25 @@ static PyObject *Device_send_copy(Device *self, PyObject *const *args, Py_ssize_
         return error == NULL ? NULL : vring_break(&self->r, error);
     /* (again: a translation runs Python, in which another thread may unmap) */
     if ((avail = mv_ptr(self->r.avail)) == NULL) return NULL;
-    Py_buffer mem, hb, db;
-    if (PyObject_GetBuffer(args[0], &mem, PyBUF_WRITABLE) < 0) return NULL;
-    if (PyObject_GetBuffer(args[1], &hb, PyBUF_SIMPLE) < 0) {
-        PyBuffer_Release(&mem);
-        return NULL;
-    }
-    if (PyObject_GetBuffer(args[2], &db, PyBUF_SIMPLE) < 0) {
-        PyBuffer_Release(&hb);
-        PyBuffer_Release(&mem);
+    Py_buffer mem, db;
+    if (get_payload(args[3], &db) < 0) return NULL;
+    if (PyObject_GetBuffer(args[0], &mem, PyBUF_WRITABLE) < 0) {
+        PyBuffer_Release(&db);
         return NULL;
     }
     PyObject *result = NULL;
-    Py_ssize_t n = hb.len + db.len;
+    Py_ssize_t n = RPMSG_HDR_SIZE + db.len;
     if (n > (Py_ssize_t)cap) {  /* left on the ring, untaken: a smaller message fits */
         result = PyLong_FromLong(SEND_TOO_SMALL);
         goto done;
     }
-    if (copy_out(&mem, off, &hb, &db) < 0) goto done;
+    if (copy_out(&mem, off, src, dst, &db) < 0) goto done;
     device_hold(self, head, cap);
     self->last_avail = (uint16_t)(la + 1);
     long long h = head;
     if (device_put(self, &h, 1, n, NULL) < 0) goto done;
     result = PyLong_FromLong(device_notify_answer(self, avail));
     PyBuffer_Release(&db);
-    PyBuffer_Release(&hb);
     PyBuffer_Release(&mem);
     /* (traced last: the tracer runs Python, in which another thread may unmap) */
     if (tracing() && (trace(str_get, self->r.name, head, cap) < 0 ||
@@ -1348,7 +1373,6 @@ static PyObject *Device_send_copy(Device *self, PyObject *const *args, Py_ssize_
     return result;
 done:
     PyBuffer_Release(&db);
-    PyBuffer_Release(&hb);
     PyBuffer_Release(&mem);
     return result;
 }

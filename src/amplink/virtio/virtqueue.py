@@ -21,6 +21,7 @@ per buffer, and a device seeing a chain reports it as an error rather than guess
 
 from __future__ import annotations
 
+import struct
 import threading
 from collections.abc import Callable, Sequence
 from typing import Literal, Protocol
@@ -35,8 +36,10 @@ from amplink.virtio.constants import (
     VRING_DESC_F_WRITE,
     VRING_USED_F_NO_NOTIFY,
 )
+from amplink.wire.rpmsg import RPMSG_HDR
 from amplink.wire.vring import VringParts
 
+_pack_hdr = RPMSG_HDR.pack
 _FREE = -1
 _U64 = (1 << 64) - 1
 _U32 = (1 << 32) - 1
@@ -47,6 +50,22 @@ SEND_NO_BUFFER = -1
 SEND_TOO_SMALL = -2
 """``VirtqueueDevice.send_copy``'s answer when the next buffer cannot hold the message
 (it stays on the ring, untaken)."""
+
+
+def rpmsg_header(src: int, dst: int, data: bytes) -> bytes:
+    """The rpmsg header ``send_copy`` writes before ``data`` (``struct rpmsg_hdr``:
+    ``src``, ``dst``, reserved 0, the payload's length, flags 0): ``OverflowError`` for
+    an address that is not 32 bits, ``ValueError`` for a payload longer than its 16-bit
+    length field says (``TypeError`` for an address that is no integer)."""
+    try:
+        return _pack_hdr(src, dst, 0, len(data), 0)
+    except struct.error:
+        pass
+    if not (isinstance(src, int) and isinstance(dst, int)):
+        raise TypeError("an rpmsg address is an integer")
+    if not (0 <= src <= _U32 and 0 <= dst <= _U32):
+        raise OverflowError("an rpmsg address is 32 bits")
+    raise ValueError(f"a payload of {len(data)} bytes is longer than an rpmsg header can say")
 
 
 class Window(Protocol):
@@ -202,15 +221,28 @@ class VirtqueueDriver(_Vring):
         return False
 
     def send_copy(
-        self, mem: memoryview, head: bytes, data: bytes, off0: int, stride: int, da_to_off: int
+        self,
+        mem: memoryview,
+        src: int,
+        dst: int,
+        data: bytes,
+        off0: int,
+        stride: int,
+        da_to_off: int,
     ) -> int:
         """A sender's whole step in one call: reclaim the next used buffer (as
-        :meth:`get`), write ``head`` then ``data`` into it at ``off0 + token * stride``
-        of ``mem`` (the window's bytes), and post it again, device-readable, at address
+        :meth:`get`), write an rpmsg header (``struct rpmsg_hdr``: ``src``, ``dst``, the
+        payload's length) then ``data`` into it at ``off0 + token * stride`` of ``mem``
+        (the window's bytes), and post it again, device-readable, at address
         ``offset - da_to_off`` (as :meth:`add` with ``kick_needed``).
 
         Returns :data:`SEND_NO_BUFFER` if the device has given no buffer back, else
-        whether it wants a kick (1 or 0); errors as :meth:`get` and :meth:`add`."""
+        whether it wants a kick (1 or 0); errors as :meth:`get` and :meth:`add`, and
+        those of :func:`rpmsg_header` before anything is taken."""
+        try:  # (the common case inline: a frame less per send)
+            head = _pack_hdr(src, dst, 0, len(data), 0)
+        except struct.error:
+            head = rpmsg_header(src, dst, data)  # raises what this cannot say
         got = self.get()
         if got is None:
             return SEND_NO_BUFFER
@@ -501,16 +533,20 @@ class VirtqueueDevice(_Vring):
         got, want = ("writable", "readable") if self._want_write == 0 else ("readable", "writable")
         return f"descriptor {head} is device-{got} but this queue carries device-{want} buffers"
 
-    def send_copy(self, mem: memoryview, head: bytes, data: bytes) -> int:
+    def send_copy(self, mem: memoryview, src: int, dst: int, data: bytes) -> int:
         """A sender's whole step in one call: take the next buffer (as :meth:`get`) if
-        ``head`` and ``data`` fit in it, write them at its start in ``mem`` (the
-        window's bytes) and return it with their length (as :meth:`put` with
-        ``notify_needed``).
+        an rpmsg header (``struct rpmsg_hdr``: ``src``, ``dst``, the payload's length)
+        and ``data`` fit in it, write them at its start in ``mem`` (the window's bytes)
+        and return it with their length (as :meth:`put` with ``notify_needed``).
 
         Returns :data:`SEND_NO_BUFFER` if none is available, :data:`SEND_TOO_SMALL` if
         the next one cannot hold them (it stays on the ring, untaken: a smaller
         message fits), else whether the driver wants a notification (1 or 0); errors as
-        :meth:`get`."""
+        :meth:`get`, and those of :func:`rpmsg_header` before anything is taken."""
+        try:  # (as the driver's)
+            head = _pack_hdr(src, dst, 0, len(data), 0)
+        except struct.error:
+            head = rpmsg_header(src, dst, data)
         la = self._last_avail
         got = self.get()
         if got is None:
