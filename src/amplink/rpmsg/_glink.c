@@ -342,7 +342,11 @@ static PyObject *Writer_put_data(FifoEnd *s, PyObject *const *args, Py_ssize_t n
         PyErr_SetString(StructError, "the message is too large for a TX_DATA");
         return NULL;
     }
-    PyObject *parts = PySequence_Fast(out, "out must be a sequence of bytes");
+    /* (an empty queue, the common case, makes no list: 1,000 instructions a call) */
+    Py_ssize_t queued_n = PyObject_Length(out);
+    PyObject *parts = queued_n < 0 ? NULL
+                      : queued_n ? PySequence_Fast(out, "out must be a sequence of bytes")
+                                 : PyTuple_New(0);
     if (parts == NULL) {
         PyBuffer_Release(&data);
         return NULL;
@@ -555,7 +559,7 @@ static PyObject *peer_channel(PyObject *proto, PyObject *cid) {
 static int fast_data(PyObject *proto, PyObject *cid, PyObject *iid, PyObject *chunk) {
     int done = 0;
     PyObject *ch = NULL, *local = NULL, *lent = NULL, *name = NULL, *events = NULL;
-    PyObject *fields = NULL, *args = NULL, *event = NULL;
+    PyObject *event = NULL;
     if ((ch = peer_channel(proto, cid)) == NULL) goto out;
     if ((local = attr_of(ch, str_local_intents, &PyDict_Type)) == NULL) goto out;
     if ((lent = attr_of(ch, str_lent, &PySet_Type)) == NULL) goto out;
@@ -575,11 +579,13 @@ static int fast_data(PyObject *proto, PyObject *cid, PyObject *iid, PyObject *ch
     if ((events = PyObject_GetAttr(proto, str_events)) == NULL) goto out;
     done = -1;
     if (PySet_Add(lent, iid) < 0) goto out;
-    if ((fields = PyTuple_Pack(3, name, chunk, iid)) == NULL) goto out;
-    if ((args = PyTuple_Pack(1, fields)) == NULL) goto out;
-    /* tuple.__new__(MessageReceived, fields), as the protocol makes it */
-    if ((event = PyTuple_Type.tp_new((PyTypeObject *)MessageReceived, args, NULL)) == NULL)
-        goto out;
+    /* MessageReceived(name, chunk, iid), made as tuple.__new__ makes a tuple
+     * subclass's instance (the protocol's way), without the argument tuples */
+    PyTypeObject *type = (PyTypeObject *)MessageReceived;
+    if ((event = type->tp_alloc(type, 3)) == NULL) goto out;
+    PyTuple_SET_ITEM(event, 0, Py_NewRef(name));
+    PyTuple_SET_ITEM(event, 1, Py_NewRef(chunk));
+    PyTuple_SET_ITEM(event, 2, Py_NewRef(iid));
     PyObject *r = PyObject_CallMethodOneArg(events, str_append, event);
     if (r == NULL) goto out;
     Py_DECREF(r);
@@ -591,8 +597,6 @@ out:
     Py_XDECREF(lent);
     Py_XDECREF(name);
     Py_XDECREF(events);
-    Py_XDECREF(fields);
-    Py_XDECREF(args);
     Py_XDECREF(event);
     return done;
 }

@@ -516,7 +516,7 @@ class GlinkLink(PolledLink):
         rx_dones = len(out) == proto.rx_done_run  # nothing but intents given back
         if rx_dones and self._holds_rx_dones and not self._fifos.peer_awaiting():
             return
-        joined = b"".join(out)  # one publish, one kick, for all of them
+        joined = out[0] if len(out) == 1 else b"".join(out)  # one publish, one kick
         kick = self._tx.put(joined, b"", len(joined), _RESERVE, rx_dones)
         if kick is None:  # not all of them fit
             kick = self._flush_some(rx_dones)
