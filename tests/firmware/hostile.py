@@ -35,8 +35,7 @@ registers (without waiting for the host to read them);
 ``scribble``: write random bytes over the rings (or FIFOs) the host reads from, and
 stop.
 
-Each attack is acknowledged by echoing its name (``irq-fds``: before it; ``words``: after
-it, so that its kick is not written over).
+Each attack is acknowledged by echoing its name (``irq-fds``: before it).
 """
 
 import contextlib
@@ -48,7 +47,7 @@ import random
 import threading
 import time
 
-from amplink.hw.imx_mu import NUM_CHANS, SIDE_WORDS, ImxMuSide
+from amplink.hw.imx_mu import NUM_CHANS, SIDE_WORDS, TE, ImxMuSide
 from amplink.irq.domain import IrqDomain
 from amplink.remote import Core
 from amplink.rpmsg.core import RPMSG_NS_ADDR
@@ -56,6 +55,7 @@ from amplink.wire import glink
 from amplink.wire.rpmsg import RPMSG_HDR, RPMSG_NS_MSG
 
 UNKNOWN_NOTIFY_ID = 0x7FF
+WORDS_READ = 50  # words:<n> waits for the host to read each of its first ones
 
 
 def main(core: Core) -> None:
@@ -94,8 +94,19 @@ def main(core: Core) -> None:
                 o for o in gc.get_objects() if isinstance(o, ImxMuSide) and o._me == SIDE_WORDS
             )
             for i in range(int(data[6:])):  # written over each other: many reach the host
-                mu.write_tr(i % NUM_CHANS, UNKNOWN_NOTIFY_ID)
-            ept.sendto(data, src)  # after: its kick is not written over
+                n = i % NUM_CHANS
+                if i < WORDS_READ:  # one by one on TR0, which the host reads (its kick
+                    # channel): each waits (a while) for the host to read the last, so
+                    # that more than a burst reach it however loaded the machine; the
+                    # rest are written as fast as the core can.
+                    n = 0
+                    deadline = time.monotonic() + 0.5
+                    while not mu.status_bit(TE(0)) and time.monotonic() < deadline:
+                        time.sleep(0.0001)
+                mu.write_tr(n, UNKNOWN_NOTIFY_ID)
+            # The answer after the words: sent before them, its kick could be written
+            # over by them before the host read it (a core may lose its own kicks).
+            ept.sendto(data, src)
             return
         if data == b"scribble":
             ept.sendto(data, src)

@@ -183,14 +183,19 @@ class MboxChan:
     def _start_locked(self, cl: MboxClient, slot: _Slot, idx: int) -> bool:
         """Hand ``slot`` (taken off the head of the queue, at ``idx``) to the hardware;
         if the controller refuses it, it goes back to the head.  True if the TX poller
-        must run."""
-        if cl.tx_prepare is not None:
-            cl.tx_prepare(cl, slot.data)
-        if self.mbox.send_data(self, slot.data) == 0:
-            self.active = slot
-        else:
-            self.slots[idx] = slot
-            self.msg_count += 1
+        must run.  (If the client's or controller's code raises, the message is back
+        at the head too, as if it had never left the queue.)"""
+        taken = False
+        try:
+            if cl.tx_prepare is not None:
+                cl.tx_prepare(cl, slot.data)
+            taken = self.mbox.send_data(self, slot.data) == 0
+        finally:
+            if taken:
+                self.active = slot
+            else:
+                self.slots[idx] = slot
+                self.msg_count += 1
         return bool(self.txdone_method & TXDONE_BY_POLL)
 
     def _tick(self, r: int, expected: _Slot | None = None) -> bool:
