@@ -35,7 +35,8 @@ registers (without waiting for the host to read them);
 ``scribble``: write random bytes over the rings (or FIFOs) the host reads from, and
 stop.
 
-Each attack is acknowledged by echoing its name (``irq-fds``: before it).
+Each attack is acknowledged by echoing its name (``irq-fds``: before it; ``words``: after
+it, so that its kick is not written over).
 """
 
 import contextlib
