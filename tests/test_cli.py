@@ -15,6 +15,7 @@ from amplink.app.bench import emulated as bench_emulated
 from amplink.app.bench import main as bench_main
 from amplink.app.bench import openamp as bench_openamp
 from amplink.hw import imx_mu
+from amplink.irq import held_signals
 from amplink.rpmsg import glink_ends
 from amplink.virtio import rings
 from amplink.wording import counted
@@ -145,6 +146,7 @@ def test_bench_json(capsys, tmp_path, monkeypatch):
     assert set(report["placement"]) >= {"pinned", "host_cpu", "peer_cpu"}
     assert report["virtqueue"] == ("compiled" if rings.COMPILED else "pure Python")
     assert report["glink_fifo"] == ("compiled" if glink_ends.COMPILED else "pure Python")
+    assert report["sections"] == ("compiled" if held_signals.COMPILED else "pure Python")
     assert report["mu"] == ("compiled" if imx_mu.COMPILED else "pure Python")
     assert report["params"]["rounds"] == 300
     assert report["mailbox"]["msgs_per_s"] > 0

@@ -14,6 +14,8 @@ import pytest
 from amplink.host import Rproc
 from backends import table_for
 from resources import snapshot
+from signal_at import ctrl_c_as_c_call_returns
+from waiting import wait_for
 
 ROUNDS = 8
 LATEST = 0.02  # s: the interrupt comes within this of the call's start
@@ -55,3 +57,23 @@ def test_a_ctrl_c_in_start_or_stop_leaves_nothing_behind(backend, phase):
     echo(rp)
     rp.stop()
     assert snapshot() == before
+
+
+@pytest.mark.parametrize("backend", ["virtio", "glink"])
+def test_a_ctrl_c_as_recv_takes_a_message_leaves_it_queued(backend):
+    """A SIGINT that arrives while ``recv()`` takes the queued message off its queue
+    (CPython runs the handler as the C call returns, before the value is stored) raises
+    KeyboardInterrupt with the message back at the head: the next ``recv()`` gets it,
+    in order (found by a hostile review: it was lost)."""
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    with Rproc(f"ctrl-c-recv-{backend}", "amplink.firmware.echo", table=table_for(backend)) as rp:
+        ept = rp.wait_channel("rpmsg-openamp-demo-channel", 10).create_ept()
+        ept.send(b"one")
+        ept.send(b"two")
+        wait_for(lambda: ept.pending() == 2, "both answers queued")
+        with pytest.raises(KeyboardInterrupt), ctrl_c_as_c_call_returns("popleft") as fired:
+            ept.recv(10)
+        assert fired[0]
+        assert [ept.recv(10).data, ept.recv(10).data] == [b"one", b"two"]
+        ept.send(b"after")
+        assert ept.recv(10).data == b"after"

@@ -5,6 +5,7 @@ import asyncio
 import errno
 import os
 import select
+import signal
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -22,6 +23,7 @@ from amplink.rpmsg.core import RPMSG_ADDR_ANY
 from amplink.rpmsg.glink_protocol import DEFAULT_INTENTS
 from backends import table_for
 from resources import snapshot
+from signal_at import ctrl_c_as_c_call_returns
 
 PEER = str(Path(__file__).parent / "firmware" / "chardev_peer.py")
 
@@ -287,3 +289,19 @@ def test_buffer_sizes_and_counts_per_direction(tmp_path):
     with pytest.raises(RpmsgError) as exc:
         RpmsgBuffers(rx_size=16)
     assert exc.value.errno == errno.EINVAL
+
+
+def test_a_ctrl_c_as_read_takes_a_message_leaves_it_queued_and_readable(raw):
+    """A SIGINT that arrives as ``read()`` takes the message off its queue raises
+    KeyboardInterrupt with the message back at the head and the descriptor readable
+    (found by a hostile review: it was lost)."""
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    rp, f = raw
+    f.write(b"one")
+    assert readable(f.fileno(), 10)
+    with pytest.raises(KeyboardInterrupt), ctrl_c_as_c_call_returns("popleft") as fired:
+        f.read(timeout=10)
+    assert fired[0]
+    assert readable(f.fileno(), 0)
+    assert f.read(timeout=10) == b"one"
+    assert not readable(f.fileno(), 0)

@@ -28,6 +28,7 @@ import weakref
 from collections import deque
 
 from amplink.errors import RpmsgError
+from amplink.irq.held_signals import HELD_SIGNALS
 from amplink.irq.line import drain
 from amplink.rpmsg.core import RPMSG_ADDR_ANY, Endpoint, RpmsgBus, RpmsgDevice, announce
 from amplink.rpmsg.per_device import PerDeviceDriver
@@ -140,9 +141,18 @@ class RpmsgEptFile:
                     raise RpmsgError(errno.ETIMEDOUT, f"no message within {timeout}s")
                 if not self._queue:
                     raise RpmsgError(errno.EPIPE, f"endpoint {self.ept.addr} is gone")
-            data = self._queue.popleft()
-            if not self._queue and self.ept.released is None and self._rfd >= 0:
-                drain(self._rfd)
+            data = None
+            try:  # with handlers held: a signal must not drop the message (pop_held)
+                with HELD_SIGNALS:
+                    data = self._queue.popleft()
+                    if not self._queue and self.ept.released is None and self._rfd >= 0:
+                        drain(self._rfd)
+            except BaseException:
+                if data is not None:  # back at the head, and readable again
+                    self._queue.appendleft(data)
+                    if len(self._queue) == 1 and self._rfd >= 0:
+                        os.eventfd_write(self._rfd, 1)
+                raise
             return data
 
     def write(self, data: bytes, timeout: float | None = None) -> int:

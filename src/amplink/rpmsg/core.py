@@ -530,7 +530,7 @@ class Endpoint:
         sent, self._sent = self._sent, False
         if q:  # (a failed popleft raises: slow, and the spin path's common case)
             try:
-                return q.popleft()
+                return pop_held(q)
             except IndexError:
                 pass
         if timeout is not None and timeout < 0:
@@ -548,7 +548,7 @@ class Endpoint:
             )
         if link.busy_poll(self._has_message) and q:
             try:  # another recv() may have taken it (no contextlib: 3 calls)
-                return q.popleft()
+                return pop_held(q)
             except IndexError:
                 pass
         if timeout is not None and timeout <= 0:
@@ -570,7 +570,7 @@ class Endpoint:
         while True:
             if q:  # no lock: several threads may sleep here and race for a message
                 try:
-                    return q.popleft()
+                    return pop_held(q)
                 except IndexError:
                     pass
             if self.released is not None:
@@ -646,6 +646,24 @@ class Endpoint:
 
     def __exit__(self, *exc: object) -> None:
         self.destroy()
+
+
+def pop_held(q: deque[_T]) -> _T:
+    """``q.popleft()`` that a signal cannot lose: Python runs a signal handler right
+    after a C call returns, before its value is stored, so a ``KeyboardInterrupt``
+    there would drop the item.  The pop runs with handlers held; one that comes
+    meanwhile raises as the section ends, with the item back at the head of ``q``.
+    (Only the few bytecodes between this return and the caller's use stay open, as
+    for any Python function that returns a value.)  ``IndexError`` if ``q`` is empty."""
+    item: _T | None = None
+    try:
+        with HELD_SIGNALS:
+            item = q.popleft()
+    except BaseException:
+        if item is not None:
+            q.appendleft(item)
+        raise
+    return item
 
 
 def _check_timeout(timeout: float | None) -> None:

@@ -44,6 +44,7 @@ from amplink.app.stats import latency_summary_us
 from amplink.firmware import bench as fw
 from amplink.host import Rproc, RprocConfig
 from amplink.hw import imx_mu
+from amplink.irq import held_signals
 from amplink.remoteproc.layout import glink_rsc_table
 from amplink.rpmsg import glink_ends
 from amplink.rpmsg.core import Endpoint
@@ -549,6 +550,7 @@ def _report(
         "virtqueue": "compiled" if rings.COMPILED else "pure Python",
         "glink_fifo": "compiled" if glink_ends.COMPILED else "pure Python",
         "mu": "compiled" if imx_mu.COMPILED else "pure Python",
+        "sections": "compiled" if held_signals.COMPILED else "pure Python",
         "params": params,
         "baseline": PIPE,
         "results": [asdict(r) for r in results],
@@ -598,7 +600,8 @@ def format_report(report: dict[str, Any]) -> str:
     prm = report["params"]
     lines = [
         f"amplink bench: {place}; {busy}",
-        f"rpmsg over virtio (vrings, 512 B buffers; {report['virtqueue']} virtqueue)",
+        f"rpmsg over virtio (vrings, 512 B buffers; {report['virtqueue']} virtqueue, "
+        f"{report['sections']} sections)",
         f"  and over GLINK (FIFOs, intents; {report['glink_fifo']} FIFO ends)",
         f"round trip: {prm['rounds']} x {prm['rtt_size']} B; throughput: "
         f"{prm['messages']} x {prm['throughput_size']} B one way",
