@@ -367,6 +367,21 @@ class VirtioRpmsgLink(PolledLink):
         """Keep a send buffer that was taken but not sent (``off`` and ``cap`` as
         :meth:`_take_tx` gave them) for the next send; tx lock held."""
 
+    def _fill_tx(
+        self, token: int, off: int, cap: int, src: int, dst: int, data: bytes, n: int
+    ) -> None:
+        """Write the header and payload of a message into the send buffer taken at
+        ``off``; if they cannot be written (an address past 32 bits, a payload that is
+        not bytes-like or not contiguous: the error raised), the buffer is kept for
+        the next send instead of being lost (hostile review: 256 refused sends left a
+        core with none).  TX lock held."""
+        try:
+            self._map[off : off + _HDR_SIZE] = _HDR.pack(src, dst, 0, n, 0)
+            self._map[off + _HDR_SIZE : off + _HDR_SIZE + n] = data
+        except BaseException:
+            self._return_tx(token, off, cap)
+            raise
+
     @abstractmethod
     def _return_rx(self, token: int) -> bool:
         """Give a receive buffer back to the peer; True if the peer wants a kick."""
@@ -584,9 +599,8 @@ class VirtioRpmsgHost(VirtioRpmsgLink):
         if self._spare_tx or self._next_unused_tx < self._n_tx:
             got = self._take_tx()
             assert got is not None
-            token, off, _ = got  # n <= mtu: the buffer holds it
-            self._map[off : off + _HDR_SIZE] = _HDR.pack(src, dst, 0, n, 0)
-            self._map[off + _HDR_SIZE : off + _HDR_SIZE + n] = data
+            token, off, cap = got  # n <= mtu: the buffer holds it
+            self._fill_tx(token, off, cap, src, dst, data, n)
             kick = self._commit_tx(token, off, _HDR_SIZE + n)
         else:  # the common case: the buffer the device returned first, in one call
             sent = self._tx_vq.send_copy(
@@ -744,8 +758,7 @@ class VirtioRpmsgRemote(VirtioRpmsgLink):
             if _HDR_SIZE + n > cap:
                 self._return_tx(desc, off, cap)
                 raise self._too_big(cap, n)
-            self._map[off : off + _HDR_SIZE] = _HDR.pack(src, dst, 0, n, 0)
-            self._map[off + _HDR_SIZE : off + _HDR_SIZE + n] = data
+            self._fill_tx(desc, off, cap, src, dst, data, n)
             kick = self._commit_tx(desc, off, _HDR_SIZE + n)
         else:  # the common case: the next buffer the host posted, in one call
             sent = self._tx_vq.send_copy(self._mem, src, dst, data)
