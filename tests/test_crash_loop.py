@@ -225,3 +225,25 @@ def test_a_crash_at_start_shows_the_firmwares_frames_only(caplog, firmware, fram
         assert text in tb, (text, tb)
     shown = re.findall(r'File "([^"]+)", line \d+, in (\S+)', tb)
     assert shown[0][0] == str(FW / firmware), shown
+
+
+@pytest.mark.parametrize(
+    ("name", "says"),
+    [
+        ("odd-halt", "amplink_firmware.Halt: halted at start"),
+        ("odd-unshowable", "amplink_firmware.Unshowable (its traceback could not be formatted)"),
+    ],
+)
+def test_a_crash_at_start_is_reported_however_odd_its_exception(caplog, name, says):
+    """A BaseException that is no Exception, and one whose traceback cannot be read, are
+    crashes like any other: the crash note names them (hostile review: the first went
+    to the core's stderr unreported, the second broke the note's formatting)."""
+    fw = str(FW / "raises_oddly.py")
+    rp = Rproc(name, fw, config=RprocConfig(recovery="disabled"))
+    with caplog.at_level(logging.INFO, logger=RPROC_LOG):
+        rp.start()
+        rp.wait_crash_handled(1, timeout=60)
+    rp.stop()
+    assert any(says in r.getMessage() for r in caplog.records), [
+        r.getMessage() for r in caplog.records
+    ]

@@ -21,6 +21,7 @@ table, 3 when the host never set DRIVER_OK, 1 when the firmware raised.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import faulthandler
 import logging
 import os
@@ -175,7 +176,9 @@ def main(argv: list[str] | None = None) -> int:
         try:
             firmware = load_program(read_program(region, amap, args.boot_addr), args.firmware)
             firmware(core)
-        except Exception as exc:
+        except SystemExit:
+            raise  # the firmware chose its exit status
+        except BaseException as exc:  # (KeyboardInterrupt too: a terminal's goes to the host)
             if not write_crash_note(firmware_traceback(exc)):  # the host shows it, once
                 log.exception("firmware %s crashed", args.firmware)
             return 1
@@ -198,7 +201,18 @@ _LOADER_FILES = frozenset(
 def firmware_traceback(exc: BaseException) -> str:
     """The traceback of what a firmware raised, from its own first frame: the loader's
     frames before it (this module's ``main``, :func:`load_program`) are left out, as
-    Python leaves out runpy's; every exception of the chain is shown, each trimmed so."""
+    Python leaves out runpy's; every exception of the chain is shown, each trimmed so.
+    An exception that cannot be trimmed or formatted (a ``__traceback__`` or ``__str__``
+    that raises) is shown as far as Python's own formatting manages, else by its type."""
+    with contextlib.suppress(Exception):  # the firmware's exception misbehaves
+        return _trimmed_traceback(exc)
+    with contextlib.suppress(Exception):
+        return "".join(traceback.format_exception(exc))
+    kind = type(exc)
+    return f"{kind.__module__}.{kind.__qualname__} (its traceback could not be formatted)\n"
+
+
+def _trimmed_traceback(exc: BaseException) -> str:
     seen: set[int] = set()
     todo: list[BaseException | None] = [exc]
     while todo:
