@@ -296,7 +296,7 @@ def test_a_ctrl_c_as_read_takes_a_message_leaves_it_queued_and_readable(raw):
     KeyboardInterrupt with the message back at the head and the descriptor readable
     (found by a hostile review: it was lost)."""
     signal.signal(signal.SIGINT, signal.default_int_handler)
-    rp, f = raw
+    _rp, f = raw
     f.write(b"one")
     assert readable(f.fileno(), 10)
     with pytest.raises(KeyboardInterrupt), ctrl_c_as_c_call_returns("popleft") as fired:
