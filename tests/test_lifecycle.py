@@ -357,6 +357,32 @@ def test_a_coredump_that_cannot_be_written_says_why_and_recovery_goes_on(tmp_pat
     assert f"unwritten: core dump of crash #1: cannot write {path}" in caplog.text
 
 
+_FULL_DISK = """
+import resource, signal, sys
+from amplink.remoteproc.coredump import Coredump
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # past the limit a write fails (EFBIG)
+resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))
+dump = Coredump("full", 1, "enabled", 40, 0, [(0, memoryview(bytes(65536)), "mem")],
+                path=sys.argv[1])
+assert dump.read() == dump.data and dump.written is None
+print(dump.write_error)
+"""
+
+
+def test_a_coredump_cut_short_by_a_full_disk_leaves_no_file(tmp_path):
+    """A dump whose file is opened but cannot be written whole (a full disk: here a
+    file-size limit, so the kernel refuses past 4 KiB) is removed, not left truncated
+    for ``amplink coredump`` to list (hostile review, a 64 KiB tmpfs); the dump stays in
+    memory and the error says why."""
+    path = tmp_path / "full-crash1.core"
+    out = subprocess.run(
+        [sys.executable, "-c", _FULL_DISK, str(path)], capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith(f"cannot write {path}: File too large"), out.stdout
+    assert not path.exists()
+
+
 def test_inline_coredump_holds_recovery_until_read():
     with Rproc("inline", ECHO_FW, config=RprocConfig(coredump_mode="inline")) as rp:
         rp.wait_channel(SERVICE, 10)

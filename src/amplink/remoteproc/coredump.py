@@ -16,8 +16,10 @@ pyelftools read it.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
+import os
 import threading
 from dataclasses import dataclass, field
 
@@ -96,10 +98,14 @@ class Coredump:
                 self.released.set()
 
     def _write(self, path: str, data: bytes) -> None:
+        f = None
         try:
             with open(path, "wb") as f:
                 f.write(data)
         except OSError as exc:
+            if f is not None:  # opened, then not written whole (a full disk): no
+                with contextlib.suppress(OSError):  # truncated dump is left to list
+                    os.unlink(path)
             self.write_error = f"cannot write {path}: {exc.strerror or exc}"
             log.error("%s: core dump of crash #%d: %s", self.name, self.crash, self.write_error)
             return
