@@ -439,3 +439,22 @@ def test_raw_client_on_linux_without_an_rpmsg_bus_says_so_at_once():
 
 def test_the_package_ships_py_typed():
     assert importlib.resources.files("amplink").joinpath("py.typed").is_file()
+
+
+def test_a_bench_interrupted_before_its_first_row_says_nothing_was_measured():
+    """The report of a bench stopped before any transport's figures is its header and
+    one line saying so, not empty tables (user review)."""
+    report = {
+        "placement": {"pinned": False, "host_cpu": None, "peer_cpu": None},
+        "load": {"processes": 0},
+        "virtqueue": "compiled",
+        "sections": "compiled",
+        "glink_fifo": "compiled",
+        "params": {"rounds": 10, "rtt_size": 64, "messages": 10, "throughput_size": 496,
+                   "repeat": 1},
+        "results": [],
+        "interrupted": True,
+    }  # fmt: skip
+    text = bench_main.format_report(report)
+    assert text.splitlines()[-1] == "nothing was measured yet"
+    assert "transport" not in text and "ratio to the Pipe" not in text

@@ -204,7 +204,7 @@ def test_an_inline_coredump_is_read_by_the_coredump_command_and_never_holds_up_a
     assert u.cli("crash", "m4") == 0
     assert capsys.readouterr().out == (
         "m4: crash #1, now crashed: its inline core dump waits to be read before recovery "
-        "goes on; `amplink coredump m4` reads and saves it\n"
+        f"goes on; `amplink coredump m4 --socket {u.socket}` reads and saves it\n"
     )
     assert status(u)["m4"]["state"] == "crashed"
     assert u.cli("coredump", "m4") == 0

@@ -242,10 +242,11 @@ def _cmd_coredump(args: argparse.Namespace) -> int:
 def _cmd_crash(args: argparse.Namespace) -> int:
     r = _ask(args, "crash", 30.0, core=args.core, kind=crash_type(args.kind))
     if r["coredump_waiting"]:
+        given = f" --socket {args.socket}" if args.socket else ""  # (as it was reached)
         print(
             f"{r['core']}: crash #{r['crashes']}, now {r['state']}: its inline core dump waits "
-            f"to be read before recovery goes on; `amplink coredump {r['core']}` reads and "
-            "saves it"
+            f"to be read before recovery goes on; `amplink coredump {r['core']}{given}` reads "
+            "and saves it"
         )
     elif r.get("coredump"):
         print(

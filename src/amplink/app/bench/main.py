@@ -608,8 +608,10 @@ def format_report(report: dict[str, Any]) -> str:
         f"each taken {counted(prm['repeat'], 'time')} (--repeat): medians, and ratios to the "
         "Pipe within each repetition",
         "",
-        f"{'transport':<32}{'rtt p50 us':>12}{'rtt p99 us':>12}{'msgs/s':>12}{'MB/s':>9}",
     ]
+    if not report["results"]:  # interrupted before the first row
+        return "\n".join([*lines, "nothing was measured yet"])
+    lines.append(f"{'transport':<32}{'rtt p50 us':>12}{'rtt p99 us':>12}{'msgs/s':>12}{'MB/s':>9}")
     for r in report["results"]:
         lines.append(
             f"{r['name']:<32}{r['rtt_p50_us']:>12.1f}{r['rtt_p99_us']:>12.1f}"
@@ -705,12 +707,13 @@ def _format_mailbox(report: dict[str, Any]) -> list[str]:
         "",
         f"mailbox round trip: {prm['rounds']} x one 32-bit word, host -> core -> host "
         f"({report['mu']} MU register accessors)",
-        f"{'transport':<32}{'rtt p50 us':>12}{'rtt p99 us':>12}{'msgs/s':>12}{'p50 / Pipe':>24}",
+        f"{'transport':<32}{'rtt p50 us':>12}{'rtt p99 us':>12}{'1/p50 /s':>12}{'p50 / Pipe':>24}",
         f"{base['name']:<32}{base['rtt_p50_us']:>12.1f}{base['rtt_p99_us']:>12.1f}"
         f"{1e6 / base['rtt_p50_us']:>12,.0f}",
-        f"{m['name']:<32}{m['rtt_p50_us']:>12.1f}{m['rtt_p99_us']:>12.1f}{m['msgs_per_s']:>12,.0f}"
-        f"{_ratio_cell(mr):>24}",
-        "(the Pipe's msgs/s here: 1 / its rtt p50)",
+        f"{m['name']:<32}{m['rtt_p50_us']:>12.1f}{m['rtt_p99_us']:>12.1f}"
+        f"{1e6 / m['rtt_p50_us']:>12,.0f}{_ratio_cell(mr):>24}",
+        f"(1/p50 /s: round trips a second at the median; the whole run's rate, tail included: "
+        f"{m['msgs_per_s']:,.0f}/s)",
     ]
 
 
