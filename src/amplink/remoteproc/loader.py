@@ -59,10 +59,18 @@ def load_image(
     if windows is None:
         size = image_region_size(image, memories, drivers)
         if size > config.memory_size:
+            top = max([image.extent(), *(m.da + m.len for m in memories.values())])
+            above = (
+                f"its highest segment ends at {image.extent():#x}"
+                if top == image.extent()
+                else f"the highest platform memory ([[memory]]) ends at {top:#x}"
+            )
             raise FirmwareError(
                 "segment-da",
-                f"{image.name} needs {size:#x} bytes of device memory from da 0 (its highest "
-                f"segment ends at {image.extent():#x}); {name} has {config.memory_size:#x}",
+                f"{image.name} needs {size:#x} bytes of device memory from da 0: {above}, "
+                f"and the resource table, vrings, buffers and carveouts are placed after it; "
+                f"{name} has {config.memory_size:#x} (raise its memory_size"
+                + (")" if top == image.extent() else ", or place that memory lower)"),
             )
         windows = [Mapping(0, size, 0, "shm")]
     region = SharedRegion.create(max(w.offset + w.size for w in windows), name)
