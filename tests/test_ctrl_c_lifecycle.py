@@ -14,7 +14,7 @@ import pytest
 from amplink.host import Rproc
 from backends import table_for
 from resources import snapshot
-from signal_at import ctrl_c_as_c_call_returns
+from signal_at import CtrlCAsLockIsLetGo, ctrl_c_as_c_call_returns
 from waiting import wait_for
 
 ROUNDS = 8
@@ -77,3 +77,30 @@ def test_a_ctrl_c_as_recv_takes_a_message_leaves_it_queued(backend):
         assert [ept.recv(10).data, ept.recv(10).data] == [b"one", b"two"]
         ept.send(b"after")
         assert ept.recv(10).data == b"after"
+
+
+@pytest.mark.parametrize("backend", ["virtio", "glink"])
+def test_a_ctrl_c_as_a_waiting_recv_ends_its_wait_takes_no_message(backend):
+    """A SIGINT that arrives as a ``recv()`` that slept lets go of the endpoint's lock
+    (its wait's end) raises KeyboardInterrupt with the answer still queued: the next
+    ``recv()`` gets it, in order (found by a hostile review: the message was taken
+    before that point and lost)."""
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    with Rproc(f"ctrl-c-wait-{backend}", "amplink.firmware.echo", table=table_for(backend)) as rp:
+        ept = rp.wait_channel("rpmsg-openamp-demo-channel", 10).create_ept()
+        trap = CtrlCAsLockIsLetGo(ept._lock, "_as_waiter", skip=1)  # the wait's end
+        ept._lock = trap
+        interrupted = 0
+        for i in range(20):
+            sender = threading.Timer(0.005, ept.send, args=(b"%d" % i,))
+            sender.start()
+            trap.armed = True
+            try:
+                got = ept.recv(10)
+            except KeyboardInterrupt:
+                interrupted += 1
+                got = ept.recv(10)
+            trap.armed = False
+            sender.join()
+            assert got.data == b"%d" % i
+        assert interrupted >= 1 and trap.fired == interrupted

@@ -23,7 +23,7 @@ from amplink.rpmsg.core import RPMSG_ADDR_ANY
 from amplink.rpmsg.glink_protocol import DEFAULT_INTENTS
 from backends import table_for
 from resources import snapshot
-from signal_at import ctrl_c_as_c_call_returns
+from signal_at import CtrlCAsLockIsLetGo, ctrl_c_as_c_call_returns
 
 PEER = str(Path(__file__).parent / "firmware" / "chardev_peer.py")
 
@@ -305,3 +305,21 @@ def test_a_ctrl_c_as_read_takes_a_message_leaves_it_queued_and_readable(raw):
     assert readable(f.fileno(), 0)
     assert f.read(timeout=10) == b"one"
     assert not readable(f.fileno(), 0)
+
+
+def test_a_ctrl_c_as_read_lets_go_of_its_lock_takes_no_message(raw):
+    """A SIGINT that arrives as ``read()`` lets go of the file's lock raises
+    KeyboardInterrupt with the message still queued and readable (found by a hostile
+    review: the message was taken under that lock and lost)."""
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    _rp, f = raw
+    trap = CtrlCAsLockIsLetGo(f._lock, "read")
+    f._lock = trap
+    for i in range(5):
+        f.write(b"%d" % i)
+        assert readable(f.fileno(), 10)
+        trap.armed = True
+        with pytest.raises(KeyboardInterrupt):
+            f.read(timeout=10)
+        assert trap.fired == i + 1 and readable(f.fileno(), 0)
+        assert f.read(timeout=10) == b"%d" % i

@@ -17,6 +17,7 @@ import json
 import logging
 import math
 import os
+import shlex
 import sys
 import time
 from collections.abc import Callable
@@ -242,7 +243,7 @@ def _cmd_coredump(args: argparse.Namespace) -> int:
 def _cmd_crash(args: argparse.Namespace) -> int:
     r = _ask(args, "crash", 30.0, core=args.core, kind=crash_type(args.kind))
     if r["coredump_waiting"]:
-        given = f" --socket {args.socket}" if args.socket else ""  # (as it was reached)
+        given = f" --socket {shlex.quote(args.socket)}" if args.socket else ""  # as reached
         print(
             f"{r['core']}: crash #{r['crashes']}, now {r['state']}: its inline core dump waits "
             f"to be read before recovery goes on; `amplink coredump {r['core']}{given}` reads "

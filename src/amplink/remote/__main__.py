@@ -204,9 +204,9 @@ def firmware_traceback(exc: BaseException) -> str:
     Python leaves out runpy's; every exception of the chain is shown, each trimmed so.
     An exception that cannot be trimmed or formatted (a ``__traceback__`` or ``__str__``
     that raises) is shown as far as Python's own formatting manages, else by its type."""
-    with contextlib.suppress(Exception):  # the firmware's exception misbehaves
-        return _trimmed_traceback(exc)
-    with contextlib.suppress(Exception):
+    with contextlib.suppress(BaseException):  # the firmware's exception misbehaves
+        return _trimmed_traceback(exc)  # (a property of it may raise anything)
+    with contextlib.suppress(BaseException):
         return "".join(traceback.format_exception(exc))
     kind = type(exc)
     return f"{kind.__module__}.{kind.__qualname__} (its traceback could not be formatted)\n"

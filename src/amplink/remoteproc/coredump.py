@@ -20,6 +20,7 @@ import contextlib
 import errno
 import logging
 import os
+import tempfile
 import threading
 from dataclasses import dataclass, field
 
@@ -98,14 +99,18 @@ class Coredump:
                 self.released.set()
 
     def _write(self, path: str, data: bytes) -> None:
-        f = None
+        """Write ``data`` to a new file beside ``path`` and rename it there: a write cut
+        short (a full disk) removes only that new file, never one that was there."""
+        tmp = None
         try:
-            with open(path, "wb") as f:
+            fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path) or ".", suffix=".part")
+            with open(fd, "wb") as f:
                 f.write(data)
+            os.replace(tmp, path)
         except OSError as exc:
-            if f is not None:  # opened, then not written whole (a full disk): no
-                with contextlib.suppress(OSError):  # truncated dump is left to list
-                    os.unlink(path)
+            if tmp is not None:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
             self.write_error = f"cannot write {path}: {exc.strerror or exc}"
             log.error("%s: core dump of crash #%d: %s", self.name, self.crash, self.write_error)
             return

@@ -24,6 +24,7 @@ import errno
 import os
 import select
 import threading
+import time
 import weakref
 from collections import deque
 
@@ -129,31 +130,36 @@ class RpmsgEptFile:
     def read(self, timeout: float | None = None) -> bytes:
         """The next message: ``EAGAIN`` if none and non-blocking, ``ETIMEDOUT`` after
         ``timeout`` s, ``EPIPE`` once the endpoint is gone and nothing is queued."""
-        with self._lock:
-            if not self._queue:
-                if self.ept.released is not None:
-                    raise RpmsgError(errno.EPIPE, f"endpoint {self.ept.addr} is gone")
-                if self.nonblocking:
-                    raise RpmsgError(errno.EAGAIN, "no message queued")
-                if not self._lock.wait_for(
-                    lambda: self._queue or self.ept.released is not None, timeout
-                ):
-                    raise RpmsgError(errno.ETIMEDOUT, f"no message within {timeout}s")
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:  # wait with the lock, then take the message in a section of its own
+            with self._lock:  # (a Ctrl-C as this lock is let go takes nothing with it)
                 if not self._queue:
-                    raise RpmsgError(errno.EPIPE, f"endpoint {self.ept.addr} is gone")
+                    if self.ept.released is not None:
+                        raise RpmsgError(errno.EPIPE, f"endpoint {self.ept.addr} is gone")
+                    if self.nonblocking:
+                        raise RpmsgError(errno.EAGAIN, "no message queued")
+                    remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+                    if not self._lock.wait_for(
+                        lambda: self._queue or self.ept.released is not None, remaining
+                    ):
+                        raise RpmsgError(errno.ETIMEDOUT, f"no message within {timeout}s")
+                    if not self._queue:
+                        raise RpmsgError(errno.EPIPE, f"endpoint {self.ept.addr} is gone")
             data = None
-            try:  # with handlers held: a signal must not drop the message (pop_held)
-                with HELD_SIGNALS:
-                    data = self._queue.popleft()
-                    if not self._queue and self.ept.released is None and self._rfd >= 0:
-                        drain(self._rfd)
+            try:  # with handlers held, the lock let go inside: a signal must not drop it
+                with HELD_SIGNALS, self._lock:
+                    if self._queue:  # (another reader may have taken it meanwhile)
+                        data = self._queue.popleft()
+                        if not self._queue and self.ept.released is None and self._rfd >= 0:
+                            drain(self._rfd)
             except BaseException:
                 if data is not None:  # back at the head, and readable again
                     self._queue.appendleft(data)
                     if len(self._queue) == 1 and self._rfd >= 0:
                         os.eventfd_write(self._rfd, 1)
                 raise
-            return data
+            if data is not None:
+                return data
 
     def write(self, data: bytes, timeout: float | None = None) -> int:
         """Send ``data`` as one message to :attr:`dst`; returns its length.  Non-blocking:

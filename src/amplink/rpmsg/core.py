@@ -558,21 +558,24 @@ class Endpoint:
         if sent and not self._asks and link.take_notifications is not None and link.sleeps():
             self._asks = True  # a question's answer: the next send asks (see _ask)
             self._asker = me
-        return self._as_waiter(self._wait_for_message, me, deadline, timeout)
+        while True:  # the wait ends (its count let go) before the message is taken:
+            # a Ctrl-C in that ending then takes nothing with it
+            self._as_waiter(self._wait_for_message, me, deadline, timeout)
+            try:
+                return pop_held(q)
+            except IndexError:  # another thread took it first: wait on, to the deadline
+                pass
 
     def _wait_for_message(
         self, wakeup: Wakeup, me: int, deadline: float | None, timeout: float | None
-    ) -> Message:
+    ) -> None:
         """:meth:`recv`'s sleep (counted as a waiter), until a message is queued."""
         q = self._queue
         link = self.link
         has_message = self._has_message
         while True:
             if q:  # no lock: several threads may sleep here and race for a message
-                try:
-                    return pop_held(q)
-                except IndexError:
-                    pass
+                return
             if self.released is not None:
                 self._check_alive()
             if deadline is None:
