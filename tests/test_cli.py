@@ -458,3 +458,11 @@ def test_a_bench_interrupted_before_its_first_row_says_nothing_was_measured():
     text = bench_main.format_report(report)
     assert text.splitlines()[-1] == "nothing was measured yet"
     assert "transport" not in text and "ratio to the Pipe" not in text
+    # Stopped after the Pipe's row: that row, and no headings without rows (rvx4).
+    pipe = {"name": "multiprocessing.Pipe", "rtt_p50_us": 40.0, "rtt_p99_us": 90.0,
+            "msgs_per_s": 1e5, "mb_per_s": 49.6, "wakeups_per_rt": 2.0,
+            "preempted_per_rt": 0.0}  # fmt: skip
+    report |= {"results": [pipe], "ratios": {}, "largest": [], "spinning": []}
+    text = bench_main.format_report(report)
+    assert "multiprocessing.Pipe" in text
+    assert "ratio to the Pipe" not in text and "host's spins" not in text

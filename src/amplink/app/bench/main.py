@@ -617,14 +617,14 @@ def format_report(report: dict[str, Any]) -> str:
             f"{r['name']:<32}{r['rtt_p50_us']:>12.1f}{r['rtt_p99_us']:>12.1f}"
             f"{r['msgs_per_s']:>12,.0f}{r['mb_per_s']:>9.1f}"
         )
-    lines += ["", "ratio to the Pipe: median [min-max]"]
-    lines.append(f"{'':<30}{'rtt p50':>23}{'rtt p99':>23}{'msgs/s':>23}")
-    for name, figs in report["ratios"].items():
-        if "rtt_p99" not in figs:
-            continue
-        cells = "".join(_ratio_cell(figs[k]) for k in ("rtt_p50", "rtt_p99", "msgs_per_s"))
-        lines.append(f"{'  ' + name.removeprefix('amplink rpmsg '):<30}{cells}")
-    lines.append("(latency: lower is better; throughput: higher is better)")
+    ratios = [(name, figs) for name, figs in report["ratios"].items() if "rtt_p99" in figs]
+    if ratios:  # (none yet in a bench interrupted after the Pipe's row)
+        lines += ["", "ratio to the Pipe: median [min-max]"]
+        lines.append(f"{'':<30}{'rtt p50':>23}{'rtt p99':>23}{'msgs/s':>23}")
+        for name, figs in ratios:
+            cells = "".join(_ratio_cell(figs[k]) for k in ("rtt_p50", "rtt_p99", "msgs_per_s"))
+            lines.append(f"{'  ' + name.removeprefix('amplink rpmsg '):<30}{cells}")
+        lines.append("(latency: lower is better; throughput: higher is better)")
     lines += [
         "threads woken per round trip, both processes (preempted meanwhile):",
         "  "
@@ -651,10 +651,11 @@ def format_report(report: dict[str, Any]) -> str:
         acc = spun.setdefault(s["name"], [0, 0, 0, 0])
         for i, k in enumerate(("hits", "misses", "preempted", "starving")):
             acc[i] += s[k]
-    lines += [
-        "host's spins before it slept (all repetitions): hit = the answer came, missed = it",
-        "  did not, cut short = preempted, or starving the core (which wanted the host's CPU)",
-    ]
+    if any(n != SPIN_OFF for n in spun):  # (none yet after the Pipe's row alone)
+        lines += [
+            "host's spins before it slept (all repetitions): hit = the answer came, missed = it",
+            "  did not, cut short = preempted, or starving the core (which wanted the host's CPU)",
+        ]
     lines += [
         f"  {n.removeprefix('amplink rpmsg ')}: {h:,} hit, {m:,} missed, {q:,} cut short "
         f"({st:,} starving)"
