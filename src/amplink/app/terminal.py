@@ -187,17 +187,18 @@ class Terminal:
     @contextlib.contextmanager
     def status(self) -> Iterator[Callable[[str], None]]:
         """A one-line status while the ``with`` body runs: a spinner, what the function
-        it gives was last told, and for how long; gone when the body ends.  Nothing
-        unless interactive."""
+        it gives was last told (drawn at once, however short the step), and for how
+        long; gone when the body ends.  Nothing unless interactive."""
         if not self.interactive:
             yield lambda _what: None
             return
         st = Step("")
+        with self._spinning(lambda: f"measuring {st.label} ... {st.elapsed:4.1f} s") as line:
 
-        def tell(what: str) -> None:
-            st.label, st.started = what, time.perf_counter()
+            def tell(what: str) -> None:
+                st.label, st.started = what, time.perf_counter()
+                line.refresh()  # drawn now: a step shorter than a frame is still seen
 
-        with self._spinning(lambda: f"measuring {st.label} ... {st.elapsed:4.1f} s"):
             yield tell
 
     def _spinning(self, text: Callable[[], str]) -> Live:
