@@ -63,6 +63,29 @@ def test_announce_creates_device_and_echo_works(loop):
     assert exc.value.errno == errno.ETIMEDOUT
 
 
+def test_a_send_counts_bytes_and_refuses_what_it_cannot_write_alike(loop):
+    """A payload's length is its bytes, whatever its item size (a view of 4-byte items
+    longer than the MTU in bytes was taken for its item count and written past its
+    buffer); a strided view and a negative address are refused before any buffer is
+    taken, with the same error and text from the first sends (buffers never used yet)
+    as from later ones (the ring's), compiled or not."""
+    rept = loop.remote_ept(SERVICE)
+    loop.pump()
+    ept = loop.bus.wait_for_device(SERVICE, 0).create_ept()
+    with pytest.raises(RpmsgError) as exc:
+        ept.send(memoryview(bytes(800)).cast("I"))  # 200 items, 800 bytes
+    assert exc.value.errno == errno.EMSGSIZE
+    for _ in range(2 * loop.host._n_tx):  # unused buffers first, then the ring's
+        with pytest.raises(BufferError, match="not a strided view"):
+            ept.send(memoryview(bytes(8))[::2])
+        with pytest.raises(OverflowError, match=r"^an rpmsg address is 32 bits$"):
+            ept.sendto(b"x", -1)
+        ept.send(memoryview(bytes(range(8))).cast("I"))
+        loop.pump()
+        assert rept.recv(0).data == bytes(range(8))
+    assert rept.pending() == 0
+
+
 def test_remote_learns_destination_from_first_message(loop):
     seen = []
     rept = loop.remote_ept(SERVICE, lambda e, d, s: seen.append((d, s)))

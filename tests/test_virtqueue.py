@@ -382,6 +382,50 @@ def test_send_copy_on_the_device_side_fits_the_message_or_leaves_the_buffer(pair
     assert bytes(mem[pair.buf_addr(0) : pair.buf_addr(0) + 20]) == hdr(3, 4, 4) + b"1234"
 
 
+def test_both_halves_refuse_a_send_with_the_same_error_and_text():
+    """Review rvx4: the pure halves took a strided view the compiled ones refused, and a
+    negative address raised with another text in each.  Every refusal is now the same
+    exception with the same text in both, in the same order (the payload, then the
+    addresses, then the length), and a view of wider items counts its bytes."""
+    cases = [
+        (memoryview(bytes(12))[::2], 1, 2),
+        ("text", 1, 2),
+        (b"x", -1, 2),
+        (b"x", 1, -5),
+        (b"x", -1, "a"),
+        (b"x", 1 << 32, 2),
+        (bytes(0x10000), 1, 2),
+        (bytes(0x10000), -1, 2),
+        (memoryview(bytes(12))[::2], -1, 2),
+        (memoryview(bytes(8)).cast("I"), 1, 2),
+    ]
+    answers = {}
+    for name, halves in HALVES.items():
+        got = []
+        for data, src, dst in cases:
+            pair = make_pair(writable=False, halves=halves)
+            drv, dev, mem = pair.driver, pair.device, pair.region.mem
+            drv.add(pair.buf_addr(0), BUF, False, 0)
+            dev.put(dev.get()[0], 0)
+            drv.add(pair.buf_addr(1), BUF, False, 1)
+            for half, more in ((drv, (pair.pool, BUF, 0)), (dev, ())):
+                try:
+                    got.append(("sent", half.send_copy(mem, src, dst, data, *more)))
+                except (TypeError, BufferError, OverflowError, ValueError) as exc:
+                    got.append((type(exc).__name__, str(exc)))
+            got.append(RPMSG_HDR.unpack_from(mem, pair.buf_addr(1))[3])  # the length said
+            pair.region.close()
+        answers[name] = got
+    first = answers["python"]
+    strided = "a payload is one contiguous run of bytes, not a strided view: copy it"
+    assert first[0] == first[1] == ("BufferError", strided)
+    assert first[3] == first[4] == ("TypeError", "a payload is a bytes-like object, not 'str'")
+    assert first[6] == first[9] == first[10] == ("OverflowError", "an rpmsg address is 32 bits")
+    assert first[24] == ("BufferError", first[0][1])  # the payload before the address
+    assert first[-3:] == [("sent", 1), ("sent", 1), 8]  # two 4-byte items: 8 bytes
+    assert all(got == first for got in answers.values())
+
+
 def test_send_copy_refuses_what_an_rpmsg_header_cannot_say_before_taking_a_buffer(halves):
     """An address past 32 bits or a payload past the header's 16-bit length is refused
     before any buffer is taken, on both sides."""

@@ -35,13 +35,65 @@ class Side:
         return bytes(self.pair.region.mem[: self.pair.pool + NUM * BUF])
 
 
+class Recipient:
+    """An endpoint for ``recv_copies``: records what it is given in the side's log."""
+
+    def __init__(self, log: list, dst: int, zero_copy: bool, callback: bool) -> None:
+        self.log, self.dst, self.zero_copy = log, dst, zero_copy
+        self.callback = print if callback else None
+
+    def deliver(self, data: bytes, src: int) -> None:
+        self.log.append(("deliver", self.dst, data, src))
+        if src % 3 == 1:  # (now and then a receiver raises: the batch ends there)
+            raise RuntimeError("a receiver failed")
+
+
+def _recv_copies(rnd: random.Random, device: bool):
+    """A receive step with random endpoints (a few addresses, some zero-copy or with a
+    callback), a dispatch that holds or not, as a taker or not; the answer is the count
+    and everything that was called, in order."""
+    spec = {dst: (rnd.random() < 0.3, rnd.random() < 0.3) for dst in range(4) if rnd.random() < 0.7}
+    holds = rnd.random() < 0.3
+    taker = rnd.random() < 0.3
+
+    def run(p):
+        log: list = []
+        endpoints = {dst: Recipient(log, dst, *flags) for dst, flags in spec.items()}
+
+        def dispatch(off: int, length: int, token: int) -> bool:
+            log.append(("dispatch", off, length, token))
+            return holds
+
+        args = (endpoints, dispatch, lambda: log.append("kick"))
+        more = (lambda: log.append("more")) if taker else None
+        try:
+            if device:
+                n = p.device.recv_copies(p.region.map, *args, more)
+            else:
+                n = p.driver.recv_copies(p.region.map, p.pool, p.pool, BUF, *args, more)
+        except RuntimeError:
+            n = -1
+        return n, log, p.driver._owed, p.device._owed
+
+    return run
+
+
+def _addr(rnd: random.Random) -> int:
+    """An rpmsg address: mostly one of the few the receive steps have endpoints for."""
+    return rnd.randrange(4) if rnd.random() < 0.7 else rnd.randrange(1 << 32)
+
+
 def _step(rnd: random.Random, tokens: list[int], writable: bool):
     """A random operation as (name, function of a Pair), the same for both sides."""
-    op = rnd.randrange(16)
+    op = rnd.randrange(18)
+    if op == 16:
+        return _recv_copies(rnd, device=False)
+    if op == 17:
+        return _recv_copies(rnd, device=True)
     if op == 0:
         slot = rnd.randrange(NUM)
         length = rnd.randrange(BUF + 1)
-        token = tokens[0]
+        token = tokens[0] if rnd.random() < 0.5 else slot  # (a receive step's: in the pool)
         tokens[0] += 1
         return lambda p: p.driver.add(p.buf_addr(slot), length, writable, token)
     if op == 1:
@@ -72,11 +124,11 @@ def _step(rnd: random.Random, tokens: list[int], writable: bool):
         return lambda p: p.device.peek_len()
     if op == 11:
         data = bytes(rnd.randrange(256) for _ in range(rnd.randrange(BUF)))
-        src, dst = rnd.randrange(1 << 32), rnd.randrange(1 << 32)
+        src, dst = rnd.randrange(1 << 32), _addr(rnd)
         return lambda p: p.device.send_copy(p.region.mem, src, dst, data)
     if op == 12:
         data = bytes(rnd.randrange(256) for _ in range(rnd.randrange(BUF - 16)))
-        src, dst = rnd.randrange(1 << 32), rnd.randrange(1 << 32)
+        src, dst = rnd.randrange(1 << 32), _addr(rnd)
         return lambda p: p.driver.send_copy(p.region.mem, src, dst, data, p.pool, 0, 0)
     if rnd.random() < 0.7:  # (the peer scribbles now and then; else nothing happens)
         return lambda p: None
@@ -93,20 +145,28 @@ def _step(rnd: random.Random, tokens: list[int], writable: bool):
     return scribble
 
 
-@pytest.mark.parametrize("writable", [True, False], ids=["written", "read"])
-@pytest.mark.parametrize("seed", range(6))
-def test_both_implementations_agree_step_by_step_under_scribbling(seed, writable):
+def _run(seed: int, writable: bool) -> tuple[dict[str, int], dict[str, int]]:
+    """Both implementations step by step (see the test below): what the steps answered,
+    and what the receive steps called."""
     rnd = random.Random(seed)
     sides = [Side(name, writable) for name in ("python", "compiled")]
     tokens = [0]
     kinds: dict[str, int] = {}
+    calls: dict[str, int] = {}
     try:
         for step in range(3000):
             op = _step(rnd, tokens, writable)
             outcomes = [_outcome(lambda s=s, op=op: op(s.pair)) for s in sides]
             assert outcomes[0] == outcomes[1], f"seed {seed} step {step}"
             assert sides[0].ring() == sides[1].ring(), f"seed {seed} step {step}: memory"
-            kinds[outcomes[0][0]] = kinds.get(outcomes[0][0], 0) + 1
+            kind, answer = outcomes[0]
+            kinds[kind] = kinds.get(kind, 0) + 1
+            if kind == "ok" and isinstance(answer, tuple) and len(answer) == 4:  # a receive step
+                if answer[0] == -1:
+                    kinds["raised"] = kinds.get("raised", 0) + 1
+                for call in answer[1]:
+                    what = call if isinstance(call, str) else call[0]
+                    calls[what] = calls.get(what, 0) + 1
             broken = [(s.pair.driver.broken is None, s.pair.device.broken is None) for s in sides]
             assert broken[0] == broken[1], f"seed {seed} step {step}: which half broke"
             if broken[0] != (True, True):  # both broke alike: start again
@@ -116,5 +176,27 @@ def test_both_implementations_agree_step_by_step_under_scribbling(seed, writable
     finally:
         for s in sides:
             s.pair.region.close()
+    return kinds, calls
+
+
+@pytest.mark.parametrize("writable", [True, False], ids=["written", "read"])
+@pytest.mark.parametrize("seed", range(6))
+def test_both_implementations_agree_step_by_step_under_scribbling(seed, writable):
+    kinds, calls = _run(seed, writable)
     # the run went well past the checks, and into them
     assert kinds["ok"] > 1500 and kinds.get("VirtqueueError", 0) > 20, kinds
+    # the receive steps delivered, dispatched and kicked
+    assert all(calls.get(what, 0) > 0 for what in ("deliver", "dispatch", "kick")), calls
+
+
+def test_receive_steps_agree_when_a_receiver_raises_or_a_taker_stops():
+    """The rarer ends of a receive step, over several runs: a ``deliver`` that raises,
+    and a taker that stops before an endpoint with a callback."""
+    kinds: dict[str, int] = {}
+    calls: dict[str, int] = {}
+    for seed in range(100, 106):
+        k, c = _run(seed, seed % 2 == 0)
+        for total, part in ((kinds, k), (calls, c)):
+            for key, n in part.items():
+                total[key] = total.get(key, 0) + n
+    assert kinds.get("raised", 0) > 0 and calls.get("more", 0) > 0, (kinds, calls)

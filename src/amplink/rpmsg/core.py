@@ -690,6 +690,7 @@ class EndpointTable:
     def __init__(self, link: RpmsgLink) -> None:
         self._link = link
         self._by_addr: dict[int, Endpoint] = {}
+        self.by_addr = self._by_addr  # read only: the receive steps look endpoints up in it
         self.lookup = self._by_addr.get  # the receive path's ``get``: no Python frame
         self._lock = threading.Lock()
         self._hint = RPMSG_RESERVED_ADDRESSES

@@ -23,6 +23,7 @@ can slip between the two.
 from __future__ import annotations
 
 import errno
+import functools
 import logging
 import os
 import time
@@ -46,7 +47,7 @@ from amplink.virtio.constants import (
     VIRTIO_RPMSG_F_NS,
 )
 from amplink.virtio.device import VirtioDevice
-from amplink.virtio.rings import SEND_NO_BUFFER, SEND_TOO_SMALL
+from amplink.virtio.rings import SEND_NO_BUFFER, SEND_TOO_SMALL, rpmsg_header, rpmsg_payload
 from amplink.wait import AdaptiveSpin
 from amplink.wire.rpmsg import RPMSG_HDR, RPMSG_HDR_SIZE
 
@@ -56,7 +57,6 @@ DEFAULT_SEND_TIMEOUT = 15.0  # Linux waits 15 s for a TX buffer
 SUPPORTED_FEATURES = 1 << VIRTIO_RPMSG_F_NS
 _HDR = RPMSG_HDR
 _HDR_SIZE = RPMSG_HDR_SIZE
-_unpack_hdr = RPMSG_HDR.unpack_from
 
 
 _T = TypeVar("_T")
@@ -123,6 +123,8 @@ class VirtioRpmsgLink(PolledLink):
 
     # (see PolledLink's)
     __slots__ = (
+        "_by_addr",
+        "_kick_rx",
         "_lookup",
         "_map",
         "_mem",
@@ -158,12 +160,14 @@ class VirtioRpmsgLink(PolledLink):
         self._notify = notify
         self._tx_index = tx_index
         self._rx_index = 1 - tx_index
+        self._kick_rx = functools.partial(notify, self._rx_index)  # receive buffers back
         self._mtu = mtu
         self.send_timeout = send_timeout
         self._tx_spin = AdaptiveSpin(self.spin.max_spin_ns, enabled=self.spin.enabled)
         self._space_waiters: list[Callable[[], None]] = []  # see when_can_send()
         self.fail_listeners.append(self._wake_space_waiters)
         self._lookup = self.endpoints.lookup  # the dict's own get: no frame per message
+        self._by_addr = self.endpoints.by_addr  # what the receive step looks up
         # The rings' notified() (a role's queue to send on, and to receive from): said
         # after each kick their answers asked for (see Virtqueue*.notified).
         self._tx_notified: Callable[[], None]
@@ -197,6 +201,8 @@ class VirtioRpmsgLink(PolledLink):
 
     # -- sending ---------------------------------------------------------------------
     def send(self, src: int, dst: int, data: bytes, *, block: bool, timeout: float | None) -> None:
+        if type(data) is not bytes:  # (its length in bytes, whatever its item size)
+            data = rpmsg_payload(data)  # type: ignore[assignment]
         n = len(data)
         if n > self._mtu or RPMSG_ADDR_ANY in (src, dst) or self.failure is not None:
             raise self._refusal(src, dst, n)
@@ -216,19 +222,7 @@ class VirtioRpmsgLink(PolledLink):
                 with self._tx_lock:  # (not acquire() then try: a Ctrl-C would leak it)
                     kick = self._try_send(src, dst, data, n)
                 if kick is None:
-                    if not block:
-                        raise RpmsgError(
-                            errno.ENOMEM, f"no free TX buffer on {self.name} (the remote is behind)"
-                        )
-
-                    def attempt() -> bool | None:
-                        return self._try_send(src, dst, data, n)
-
-                    if entered:
-                        kick = self._send_waiting(attempt, timeout)
-                    else:
-                        with held:
-                            kick = self._send_waiting(attempt, timeout)
+                    kick = self._send_blocked(src, dst, data, n, block, timeout, entered)
                 if kick:
                     self._notify(self._tx_index)
                     self._tx_notified()
@@ -238,6 +232,25 @@ class VirtioRpmsgLink(PolledLink):
         except VirtqueueError as exc:
             self.fail(exc)  # not under the TX lock (its listeners take it), nor held
             raise
+
+    def _send_blocked(
+        self, src: int, dst: int, data: bytes, n: int, block: bool, timeout: float | None,
+        entered: bool,
+    ) -> bool:  # fmt: skip
+        """:meth:`send` found no free buffer: ``ENOMEM`` unless ``block``, else wait for
+        one (in a section of its own unless the send ``entered`` one)."""
+        if not block:
+            raise RpmsgError(
+                errno.ENOMEM, f"no free TX buffer on {self.name} (the remote is behind)"
+            )
+
+        def attempt() -> bool | None:
+            return self._try_send(src, dst, data, n)
+
+        if entered:
+            return self._send_waiting(attempt, timeout)
+        with HELD_SIGNALS:
+            return self._send_waiting(attempt, timeout)
 
     def _refusal(self, src: int, dst: int, n: int) -> OSError:
         """Why a send of ``n`` bytes from ``src`` to ``dst`` cannot go at all."""
@@ -375,8 +388,8 @@ class VirtioRpmsgLink(PolledLink):
         not bytes-like or not contiguous: the error raised), the buffer is kept for
         the next send instead of being lost (hostile review: 256 refused sends left a
         core with none).  TX lock held."""
-        try:
-            self._map[off : off + _HDR_SIZE] = _HDR.pack(src, dst, 0, n, 0)
+        try:  # (the errors of send_copy's: rpmsg_header's)
+            self._map[off : off + _HDR_SIZE] = rpmsg_header(src, dst, data)
             self._map[off + _HDR_SIZE : off + _HDR_SIZE + n] = data
         except BaseException:
             self._return_tx(token, off, cap)
@@ -486,7 +499,6 @@ class VirtioRpmsgHost(VirtioRpmsgLink):
         "_next_unused_tx",
         "_pool_da",
         "_pool_off",
-        "_rx_left",
         "_rx_size",
         "_rx_vq",
         "_spare_tx",
@@ -547,7 +559,6 @@ class VirtioRpmsgHost(VirtioRpmsgLink):
         self._rx_peek = self._rx_vq.has_used  # (see PolledLink.__init__)
         self._tx_notified = self._tx_vq.notified
         self._rx_notified = self._rx_vq.notified
-        self._rx_left: list[tuple[int, int]] = []  # taken, left by a taker's drain
         self._suppress = self._rx_vq.disable_cb
         self._unsuppress = self._rx_vq.enable_cb
         self._rx_vq.reset_ring()
@@ -650,55 +661,13 @@ class VirtioRpmsgHost(VirtioRpmsgLink):
         return self._rx_vq.enable_cb()
 
     def _drain_rx(self) -> int:
-        vq = self._rx_vq
         self._rx_owed = False  # (before the index is read: it takes in what was skipped)
-        got = vq.get_many()  # what the device returned so far: one read of its index
-        left = self._rx_left
-        if left:  # what a taker's drain left goes first
-            got = left + got
-            self._rx_left = []
-        if not got:
-            return 0
-        base = self._pool_off
-        da = self._pool_da
-        bs = self._rx_size
-        if self._rx_taker:
-            got = self._before_callbacks(got)
-        mem, cmap, lookup, plain = self._mem, self._map, self._lookup, not TRACER.enabled
-        for token, written in got:
-            # a zero-length buffer carries nothing (a device's refused send)
-            if written:
-                off = base + token * bs
-                # The common case inline (see _dispatch_buffer, which does the rest):
-                # a well-formed message copied to an endpoint that takes copies.
-                if plain and written >= _HDR_SIZE:
-                    src, dst, _res, ln, _flags = _unpack_hdr(mem, off)
-                    ept = lookup(dst)
-                    if ept is not None and ln <= written - _HDR_SIZE and not ept.zero_copy:
-                        ept.deliver(cmap[off + _HDR_SIZE : off + _HDR_SIZE + ln], src)
-                        vq.add(da + token * bs, bs, True, token)
-                        continue
-                if self._dispatch_buffer(off, written, token):
-                    continue  # held by a zero-copy receiver: posted again on release
-            vq.add(da + token * bs, bs, True, token)
-        if vq.kick_needed():
-            self._notify(self._rx_index)
-            vq.notified()
-        return len(got)
-
-    def _before_callbacks(self, got: list[tuple[int, int]]) -> list[tuple[int, int]]:
-        """A taker's drain (see :meth:`PolledLink._drain_as_taker`): the buffers before
-        the first message for an endpoint with a callback; that one and the rest are
-        kept for the worker's drain."""
-        base, bs, mem = self._pool_off, self._rx_size, self._mem
-        for i, (token, written) in enumerate(got):
-            if written >= _HDR_SIZE:
-                ept = self._lookup(_HDR.unpack_from(mem, base + token * bs)[1])
-                if ept is not None and ept.callback is not None:
-                    self._rx_left = got[i:]
-                    self._rx_more()
-                    return got[:i]
-        return got
+        # One call for the whole batch (Virtqueue*.recv_copies): a taker's drain stops
+        # before a message for an endpoint with a callback (see _drain_as_taker)
+        return self._rx_vq.recv_copies(
+            self._map, self._pool_off, self._pool_da, self._rx_size, self._by_addr,
+            self._dispatch_buffer, self._kick_rx, self._rx_more if self._rx_taker else None,
+        )  # fmt: skip
 
 
 class VirtioRpmsgRemote(VirtioRpmsgLink):
@@ -815,24 +784,7 @@ class VirtioRpmsgRemote(VirtioRpmsgLink):
         return self._rx_vq.enable_notify()
 
     def _drain_rx(self) -> int:
-        vq = self._rx_vq
-        got = vq.get_many()  # what the driver made available so far: one read of its index
-        if not got:
-            return 0
-        done = []  # given back together (one used index store), unless zero-copy
-        mem, cmap, lookup, plain = self._mem, self._map, self._lookup, not TRACER.enabled
-        for head, off, length in got:  # receivers hold them
-            # The common case inline, as the host's (see _dispatch_buffer)
-            if plain and length >= _HDR_SIZE:
-                src, dst, _res, ln, _flags = _unpack_hdr(mem, off)
-                ept = lookup(dst)
-                if ept is not None and ln <= length - _HDR_SIZE and not ept.zero_copy:
-                    ept.deliver(cmap[off + _HDR_SIZE : off + _HDR_SIZE + ln], src)
-                    done.append(head)
-                    continue
-            if not self._dispatch_buffer(off, length, head):
-                done.append(head)
-        if done and vq.put_many(done, 0, notify_needed=True):
-            self._notify(self._rx_index)
-            vq.notified()
-        return len(got)
+        return self._rx_vq.recv_copies(
+            self._map, self._by_addr, self._dispatch_buffer, self._kick_rx,
+            self._rx_more if self._rx_taker else None,
+        )  # fmt: skip

@@ -29,6 +29,7 @@
 
 #define SEND_NO_BUFFER (-1)
 #define SEND_TOO_SMALL (-2)
+#define RPMSG_HDR_SIZE 16
 
 #define BARRIER() __asm__ __volatile__("" ::: "memory")
 #define ALLOC(type, n) ((type *)PyMem_Calloc((size_t)(n), sizeof(type)))
@@ -38,6 +39,7 @@ static PyObject *AddressError;    /* amplink.errors.AddressError */
 static PyObject *TRACER;          /* amplink.tracing.TRACER */
 static PyObject *str_enabled, *str_event, *str_virtio, *str_add, *str_get, *str_put;
 static PyObject *str_vq, *str_desc, *str_len, *str_strerror, *str_cast, *str_view;
+static PyObject *str_deliver, *str_callback, *str_zero_copy;
 
 /* ---- shared memory ------------------------------------------------------------------ */
 
@@ -293,6 +295,116 @@ static PyObject *vring_get_num(Vring *self, void *Py_UNUSED(closure)) {
     {"_owed", (getter)vring_get_owed, NULL, NULL, NULL},                           \
     {"num", (getter)vring_get_num, NULL, NULL, NULL},                              \
     {"mask", (getter)vring_get_mask, NULL, NULL, NULL}
+
+/* ---- the receive step both halves share (recv_copies) -------------------------------- */
+
+/* A received buffer's rpmsg header, read from the caller's mapping ``cmap`` at ``off``
+ * (``length`` bytes valid there; the header only if it holds one: ``*has``): -1
+ * (ValueError, as the Python halves' _outside) if the buffer does not lie inside. */
+static int rx_header(PyObject *cmap, Py_ssize_t off, Py_ssize_t length, int *has,
+                     uint32_t *src, uint32_t *dst, uint32_t *ln) {
+    Py_buffer mb;
+    if (PyObject_GetBuffer(cmap, &mb, PyBUF_SIMPLE) < 0) return -1;
+    if (off < 0 || off + length > mb.len) {
+        PyErr_Format(PyExc_ValueError, "a buffer at offset %zd of %zd bytes lies outside the "
+                     "window of %zd bytes", off, length, mb.len);
+        PyBuffer_Release(&mb);
+        return -1;
+    }
+    *has = length >= RPMSG_HDR_SIZE;
+    if (*has) {
+        const uint8_t *p = (const uint8_t *)mb.buf + off;
+        uint16_t l;
+        memcpy(src, p, 4);
+        memcpy(dst, p + 4, 4);
+        memcpy(&l, p + 12, 2);
+        *ln = l;
+    }
+    PyBuffer_Release(&mb);
+    return 0;
+}
+
+/* The endpoint of ``endpoints`` for ``dst`` (a new reference), NULL if none (or -1
+ * raised: ``*failed``). */
+static PyObject *rx_endpoint(PyObject *endpoints, uint32_t dst, int *failed) {
+    PyObject *key = PyLong_FromUnsignedLong(dst);
+    *failed = key == NULL;
+    if (key == NULL) return NULL;
+    PyObject *ept = PyDict_GetItemWithError(endpoints, key);
+    Py_DECREF(key);
+    if (ept == NULL) *failed = PyErr_Occurred() != NULL;
+    Py_XINCREF(ept);
+    return ept;
+}
+
+/* 1 if ``ept``'s attribute ``name`` is true (``zero_copy``) or, with ``not_none``, is not
+ * None (``callback``); -1 raised. */
+static int rx_flag(PyObject *ept, PyObject *name, int not_none) {
+    PyObject *v = PyObject_GetAttr(ept, name);
+    if (v == NULL) return -1;
+    int yes = not_none ? v != Py_None : PyObject_IsTrue(v);
+    Py_DECREF(v);
+    return yes;
+}
+
+/* ``more()`` when a receiver that runs no callback reaches a message for an endpoint
+ * with one: 1 (stop there, the buffer untaken), 0 (go on), -1 raised. */
+static int rx_stop_for_callback(PyObject *more, PyObject *ept) {
+    if (more == NULL || ept == NULL) return 0;
+    int cb = rx_flag(ept, str_callback, 1);
+    if (cb <= 0) return cb;
+    PyObject *r = PyObject_CallNoArgs(more);
+    if (r == NULL) return -1;
+    Py_DECREF(r);
+    return 1;
+}
+
+/* The payload of a well-formed message, copied out of ``cmap`` (bounds checked by
+ * rx_header on the same call's mapping: checked again, Python ran since). */
+static PyObject *rx_payload(PyObject *cmap, Py_ssize_t off, uint32_t ln) {
+    Py_buffer mb;
+    if (PyObject_GetBuffer(cmap, &mb, PyBUF_SIMPLE) < 0) return NULL;
+    PyObject *payload = NULL;
+    if (off + RPMSG_HDR_SIZE + (Py_ssize_t)ln > mb.len)
+        PyErr_Format(PyExc_ValueError, "a buffer at offset %zd of %zd bytes lies outside the "
+                     "window of %zd bytes", off, RPMSG_HDR_SIZE + (Py_ssize_t)ln, mb.len);
+    else
+        payload = PyBytes_FromStringAndSize((const char *)mb.buf + off + RPMSG_HDR_SIZE, ln);
+    PyBuffer_Release(&mb);
+    return payload;
+}
+
+/* ``ept.deliver(payload, src)``; -1 raised. */
+static int rx_deliver(PyObject *ept, PyObject *payload, uint32_t src) {
+    PyObject *src_o = PyLong_FromUnsignedLong(src);
+    if (src_o == NULL) return -1;
+    PyObject *argv[] = {ept, payload, src_o};
+    PyObject *r = PyObject_VectorcallMethod(str_deliver, argv,
+                                            3 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+    Py_DECREF(src_o);
+    if (r == NULL) return -1;
+    Py_DECREF(r);
+    return 0;
+}
+
+/* ``dispatch(off, length, token)``: 1 if the receiver holds the buffer, 0, -1 raised. */
+static int rx_dispatch(PyObject *dispatch, Py_ssize_t off, unsigned long length,
+                       long long token) {
+    PyObject *r = PyObject_CallFunction(dispatch, "nkL", off, length, token);
+    if (r == NULL) return -1;
+    int held = PyObject_IsTrue(r);
+    Py_DECREF(r);
+    return held;
+}
+
+/* ``kick()`` after a batch whose answer was yes; the notification is then sent. */
+static int rx_kick(Vring *r, PyObject *kick) {
+    PyObject *res = PyObject_CallNoArgs(kick);
+    if (res == NULL) return -1;
+    Py_DECREF(res);
+    r->owed = 0;
+    return 0;
+}
 
 /* ---- the driver half ---------------------------------------------------------------- */
 
@@ -634,13 +746,18 @@ static PyObject *Driver_enable_cb(Driver *self, PyObject *Py_UNUSED(ignored)) {
     return PyBool_FromLong(ld16(used_h + 2) != self->last_used);
 }
 
-#define RPMSG_HDR_SIZE 16
 
-/* An rpmsg address (u32) from ``v``; -1 (OverflowError, TypeError) if it is not one. */
+/* An rpmsg address (u32) from ``v``; -1 if it is not one: TypeError, OverflowError
+ * (the texts of the Python halves' rpmsg_header). */
 static int as_addr(PyObject *v, uint32_t *addr) {
-    unsigned long a = PyLong_AsUnsignedLong(v);
-    if (a == (unsigned long)-1 && PyErr_Occurred()) return -1;
-    if (a > UINT32_MAX) {
+    if (!PyLong_Check(v)) {
+        PyErr_SetString(PyExc_TypeError, "an rpmsg address is an integer");
+        return -1;
+    }
+    int overflow;
+    long long a = PyLong_AsLongLongAndOverflow(v, &overflow);
+    if (a == -1 && PyErr_Occurred()) return -1;
+    if (overflow || a < 0 || a > UINT32_MAX) {
         PyErr_SetString(PyExc_OverflowError, "an rpmsg address is 32 bits");
         return -1;
     }
@@ -667,10 +784,31 @@ static int copy_out(Py_buffer *mem, Py_ssize_t off, uint32_t src, uint32_t dst, 
     return 0;
 }
 
-/* The message's payload (``data``) for an rpmsg header: -1 (ValueError) if its length
- * does not fit the header's 16-bit field. */
-static int get_payload(PyObject *v, Py_buffer *data) {
-    if (PyObject_GetBuffer(v, data, PyBUF_SIMPLE) < 0) return -1;
+/* The message's payload (``data``) as one contiguous run of bytes, then its addresses:
+ * -1 (the errors of the Python halves' rpmsg_payload, then of rpmsg_header, in that
+ * order) if it cannot go; else ``data`` holds the buffer (to release). */
+static int get_payload(PyObject *v, PyObject *src_o, PyObject *dst_o, Py_buffer *data,
+                       uint32_t *src, uint32_t *dst) {
+    if (!PyObject_CheckBuffer(v)) {
+        PyErr_Format(PyExc_TypeError, "a payload is a bytes-like object, not '%.100s'",
+                     Py_TYPE(v)->tp_name);
+        return -1;
+    }
+    if (PyObject_GetBuffer(v, data, PyBUF_SIMPLE) < 0) {
+        if (!PyErr_ExceptionMatches(PyExc_BufferError)) return -1;
+        PyErr_SetString(PyExc_BufferError, "a payload is one contiguous run of bytes, not a "
+                                           "strided view: copy it");
+        return -1;
+    }
+    if (!PyLong_Check(src_o) || !PyLong_Check(dst_o)) {  /* (both first, as rpmsg_header) */
+        PyErr_SetString(PyExc_TypeError, "an rpmsg address is an integer");
+        PyBuffer_Release(data);
+        return -1;
+    }
+    if (as_addr(src_o, src) < 0 || as_addr(dst_o, dst) < 0) {
+        PyBuffer_Release(data);
+        return -1;
+    }
     if (data->len > UINT16_MAX) {
         PyErr_Format(PyExc_ValueError, "a payload of %zd bytes is longer than an rpmsg "
                      "header can say", data->len);
@@ -690,12 +828,11 @@ static PyObject *Driver_send_copy(Driver *self, PyObject *const *args, Py_ssize_
                         "send_copy(mem, src, dst, data, off0, stride, da_to_off)");
         return NULL;
     }
-    if (as_addr(args[1], &src) < 0 || as_addr(args[2], &dst) < 0) return NULL;
     off0 = PyLong_AsSsize_t(args[4]);
     stride = PyLong_AsSsize_t(args[5]);
     da_to_off = PyLong_AsSsize_t(args[6]);
     if (PyErr_Occurred()) return NULL;
-    if (get_payload(args[3], &data) < 0) return NULL;
+    if (get_payload(args[3], args[1], args[2], &data, &src, &dst) < 0) return NULL;
     if (PyObject_GetBuffer(args[0], &mem, PyBUF_WRITABLE) < 0) {
         PyBuffer_Release(&data);
         return NULL;
@@ -739,6 +876,138 @@ done:
     return result;
 }
 
+/* Post receive buffer ``token`` again at ``da + token * size`` (as add(), writable). */
+static int driver_repost(Driver *self, long long da, long long token, Py_ssize_t size,
+                         int traced) {
+    long long addr = da + token * (long long)size;
+    if (addr < 0 || size < 0 || size > (Py_ssize_t)UINT32_MAX) {
+        if (addr < 0)
+            PyErr_Format(PyExc_ValueError, "address %lld is out of range [0, %llu]", addr,
+                         (unsigned long long)UINT64_MAX);
+        else
+            PyErr_Format(PyExc_ValueError, "length %zd is out of range [0, %lu]", size,
+                         (unsigned long)UINT32_MAX);
+        return -1;
+    }
+    if (self->nfree == 0) {  /* (not reached: the buffer was just taken) */
+        PyErr_SetString(PyExc_ValueError, "no free descriptor");
+        return -1;
+    }
+    uint8_t *desc = mv_ptr(self->r.desc_q), *avail = mv_ptr(self->r.avail);
+    if (!desc || !avail) return -1;
+    int d = driver_post(self, desc, avail, (uint64_t)addr, (uint32_t)size, 1, token);
+    if (traced && trace(str_add, self->r.name, d, (unsigned long long)size) < 0) return -1;
+    return 0;
+}
+
+static PyObject *Driver_recv_copies(Driver *self, PyObject *const *args, Py_ssize_t nargs) {
+    READY_OR(self, NULL)
+    if (nargs != 8) {
+        PyErr_SetString(PyExc_TypeError, "recv_copies(cmap, base, da, size, endpoints, "
+                                         "dispatch, kick, more)");
+        return NULL;
+    }
+    PyObject *cmap = args[0], *endpoints = args[4], *dispatch = args[5], *kick = args[6];
+    PyObject *more = args[7] == Py_None ? NULL : args[7];
+    Py_ssize_t base = PyLong_AsSsize_t(args[1]);
+    long long da = PyLong_AsLongLong(args[2]);
+    Py_ssize_t size = PyLong_AsSsize_t(args[3]);
+    if (PyErr_Occurred()) return NULL;
+    if (!PyDict_Check(endpoints)) {
+        PyErr_SetString(PyExc_TypeError, "endpoints must be a dict");
+        return NULL;
+    }
+    if ((self->r.broken != Py_None || self->r.break_next != Py_None) &&
+        vring_check_take(&self->r) < 0)
+        return NULL;
+    uint8_t *used_h = mv_ptr(self->r.used_h);
+    if (used_h == NULL) return NULL;
+    uint16_t lu = self->last_used;
+    uint16_t ui = ld16(used_h + 2);
+    BARRIER();
+    if (ui == lu) return PyLong_FromLong(0);
+    unsigned count = (uint16_t)(ui - lu);
+    if (count > self->r.num - self->nfree) return driver_used_jump(self, lu, ui);
+    int traced = tracing();
+    unsigned taken = 0;
+    int posted = 0;
+    while (taken < count) {
+        uint8_t *used_e = mv_ptr(self->r.used_e);  /* (again: Python ran since) */
+        if (used_e == NULL) goto fail;
+        unsigned slot = 8 * (lu & self->r.mask);
+        uint32_t d = ld32(used_e + slot);
+        uint32_t written = ld32(used_e + slot + 4);
+        if (d >= self->r.num || self->tokens[d] == -1 || written > self->lens[d]) {
+            PyObject *msg = driver_used_error(self, d, written);
+            if (taken) {
+                if (msg == NULL) goto fail;
+                Py_XSETREF(self->r.break_next, msg);
+                break;  /* the next call breaks on it */
+            }
+            vring_break(&self->r, msg);
+            goto fail;
+        }
+        long long token = self->tokens[d];
+        Py_ssize_t off = base + (Py_ssize_t)token * size;
+        int has, failed, rc;
+        uint32_t src = 0, dst = 0, ln = 0;
+        if (rx_header(cmap, off, written, &has, &src, &dst, &ln) < 0) goto fail;
+        PyObject *ept = has ? rx_endpoint(endpoints, dst, &failed) : NULL;
+        if (has && failed) goto fail;
+        if ((rc = rx_stop_for_callback(more, ept)) != 0) {
+            Py_XDECREF(ept);
+            if (rc < 0) goto fail;
+            break;  /* left on the ring, untaken */
+        }
+        self->tokens[d] = -1;
+        self->free[self->nfree++] = (uint16_t)d;
+        lu = (uint16_t)(lu + 1);
+        self->last_used = lu;
+        taken++;
+        if (traced && trace(str_get, self->r.name, (long)d, written) < 0) goto fail_ept;
+        int fast = 0;
+        if (written && !traced && ept != NULL && ln <= written - RPMSG_HDR_SIZE) {
+            int zc = rx_flag(ept, str_zero_copy, 0);
+            if (zc < 0) goto fail_ept;
+            fast = !zc;
+        }
+        if (!written) {
+            posted = 1;
+            if (driver_repost(self, da, token, size, traced) < 0) goto fail_ept;
+        } else if (fast) {
+            PyObject *payload = rx_payload(cmap, off, ln);
+            if (payload == NULL) goto fail_ept;
+            posted = 1;
+            if (driver_repost(self, da, token, size, traced) < 0 ||
+                rx_deliver(ept, payload, src) < 0) {
+                Py_DECREF(payload);
+                goto fail_ept;
+            }
+            Py_DECREF(payload);
+        } else {
+            int held = rx_dispatch(dispatch, off, written, token);
+            if (held < 0) goto fail_ept;
+            if (!held) {
+                posted = 1;
+                if (driver_repost(self, da, token, size, traced) < 0) goto fail_ept;
+            }
+        }
+        Py_XDECREF(ept);
+        continue;
+    fail_ept:
+        Py_XDECREF(ept);
+        goto fail;
+    }
+    if (taken) {
+        if ((used_h = mv_ptr(self->r.used_h)) == NULL) goto fail;
+        if (driver_kick_answer(self, used_h) && rx_kick(&self->r, kick) < 0) return NULL;
+    }
+    return PyLong_FromUnsignedLong(taken);
+fail:
+    if (posted) self->r.owed = 1;
+    return NULL;
+}
+
 static PyMethodDef Driver_methods[] = {
     {"notified", (PyCFunction)vring_notified, METH_NOARGS, NULL},
     {"reset_ring", (PyCFunction)Driver_reset_ring, METH_NOARGS, NULL},
@@ -752,6 +1021,7 @@ static PyMethodDef Driver_methods[] = {
     {"disable_cb", (PyCFunction)Driver_disable_cb, METH_NOARGS, NULL},
     {"enable_cb", (PyCFunction)Driver_enable_cb, METH_NOARGS, NULL},
     {"send_copy", (PyCFunction)(void (*)(void))Driver_send_copy, METH_FASTCALL, NULL},
+    {"recv_copies", (PyCFunction)(void (*)(void))Driver_recv_copies, METH_FASTCALL, NULL},
     {NULL, NULL, 0, NULL},
 };
 
@@ -804,6 +1074,7 @@ typedef struct {
     Py_ssize_t *s_offs;
     uint32_t *s_lens;
     long long *s_put;
+    long long *s_done;    /* a receive step's buffers to give back (num entries) */
 } Device;
 
 static void device_free_arrays(Device *self) {
@@ -817,6 +1088,8 @@ static void device_free_arrays(Device *self) {
     PyMem_Free(self->s_offs);
     PyMem_Free(self->s_lens);
     PyMem_Free(self->s_put);
+    PyMem_Free(self->s_done);
+    self->s_done = NULL;
     self->s_heads = NULL;
     self->s_offs = NULL;
     self->s_lens = NULL;
@@ -864,8 +1137,10 @@ static int Device_init(Device *self, PyObject *args, PyObject *kwds) {
     self->s_offs = ALLOC(Py_ssize_t, n);
     self->s_lens = ALLOC(uint32_t, n);
     self->s_put = ALLOC(long long, n + 1);  /* (one more: see Device_put_many) */
+    self->s_done = ALLOC(long long, n);
     if (!self->held || !self->held_len || !self->x_addr || !self->x_len || !self->x_off ||
-        !self->x_known || !self->s_heads || !self->s_offs || !self->s_lens || !self->s_put) {
+        !self->x_known || !self->s_heads || !self->s_offs || !self->s_lens || !self->s_put ||
+        !self->s_done) {
         PyErr_NoMemory();
         return -1;
     }
@@ -1326,33 +1601,48 @@ static PyObject *Device_send_copy(Device *self, PyObject *const *args, Py_ssize_
         PyErr_SetString(PyExc_TypeError, "send_copy(mem, src, dst, data)");
         return NULL;
     }
-    if (as_addr(args[1], &src) < 0 || as_addr(args[2], &dst) < 0) return NULL;
+    Py_buffer db;
+    if (get_payload(args[3], args[1], args[2], &db, &src, &dst) < 0) return NULL;
     if ((self->r.broken != Py_None || self->r.break_next != Py_None) &&
-        vring_check_take(&self->r) < 0)
+        vring_check_take(&self->r) < 0) {
+        PyBuffer_Release(&db);
         return NULL;
+    }
     uint8_t *avail = mv_ptr(self->r.avail), *desc = mv_ptr(self->r.desc_q);
-    if (!avail || !desc) return NULL;
+    if (!avail || !desc) {
+        PyBuffer_Release(&db);
+        return NULL;
+    }
     uint16_t la = self->last_avail;
     uint16_t ai = ld16(avail + 2);
     BARRIER();
-    if (ai == la) return PyLong_FromLong(SEND_NO_BUFFER);
-    if ((unsigned)(uint16_t)(ai - la) > self->r.num - self->held_count)
+    PyObject *result = NULL;
+    if (ai == la) {
+        PyBuffer_Release(&db);
+        return PyLong_FromLong(SEND_NO_BUFFER);
+    }
+    if ((unsigned)(uint16_t)(ai - la) > self->r.num - self->held_count) {
+        PyBuffer_Release(&db);
         return device_avail_jump(self, la, ai);
+    }
     unsigned head;
     Py_ssize_t off;
     uint32_t cap;
     PyObject *error = NULL;
-    if (device_look(self, avail, desc, la, ai, &head, &off, &cap, &error) < 0)
+    if (device_look(self, avail, desc, la, ai, &head, &off, &cap, &error) < 0) {
+        PyBuffer_Release(&db);
         return error == NULL ? NULL : vring_break(&self->r, error);
+    }
     /* (again: a translation runs Python, in which another thread may unmap) */
-    if ((avail = mv_ptr(self->r.avail)) == NULL) return NULL;
-    Py_buffer mem, db;
-    if (get_payload(args[3], &db) < 0) return NULL;
+    Py_buffer mem;
+    if ((avail = mv_ptr(self->r.avail)) == NULL) {
+        PyBuffer_Release(&db);
+        return NULL;
+    }
     if (PyObject_GetBuffer(args[0], &mem, PyBUF_WRITABLE) < 0) {
         PyBuffer_Release(&db);
         return NULL;
     }
-    PyObject *result = NULL;
     Py_ssize_t n = RPMSG_HDR_SIZE + db.len;
     if (n > (Py_ssize_t)cap) {  /* left on the ring, untaken: a smaller message fits */
         result = PyLong_FromLong(SEND_TOO_SMALL);
@@ -1377,6 +1667,113 @@ done:
     return result;
 }
 
+/* Give back the ``count`` buffers of a receive step (used length 0, as put_many). */
+static int device_give_back(Device *self, Py_ssize_t count) {
+    if (count == 0) return 0;
+    if (device_put(self, self->s_done, count, 0, NULL) < 0) return -1;
+    return device_trace_put(self, self->s_done, count, 0);
+}
+
+static PyObject *Device_recv_copies(Device *self, PyObject *const *args, Py_ssize_t nargs) {
+    READY_OR(self, NULL)
+    if (nargs != 5) {
+        PyErr_SetString(PyExc_TypeError, "recv_copies(cmap, endpoints, dispatch, kick, more)");
+        return NULL;
+    }
+    PyObject *cmap = args[0], *endpoints = args[1], *dispatch = args[2], *kick = args[3];
+    PyObject *more = args[4] == Py_None ? NULL : args[4];
+    if (!PyDict_Check(endpoints)) {
+        PyErr_SetString(PyExc_TypeError, "endpoints must be a dict");
+        return NULL;
+    }
+    if ((self->r.broken != Py_None || self->r.break_next != Py_None) &&
+        vring_check_take(&self->r) < 0)
+        return NULL;
+    uint8_t *avail = mv_ptr(self->r.avail);
+    if (avail == NULL) return NULL;
+    uint16_t la = self->last_avail;
+    uint16_t ai = ld16(avail + 2);
+    BARRIER();
+    if (ai == la) return PyLong_FromLong(0);
+    unsigned count = (uint16_t)(ai - la);
+    if (count > self->r.num - self->held_count) return device_avail_jump(self, la, ai);
+    int traced = tracing();
+    unsigned taken = 0;
+    Py_ssize_t ndone = 0;
+    while (taken < count) {
+        uint8_t *desc = mv_ptr(self->r.desc_q);  /* (again: Python ran since) */
+        if ((avail = mv_ptr(self->r.avail)) == NULL || desc == NULL) goto fail;
+        unsigned head;
+        Py_ssize_t off;
+        uint32_t length;
+        PyObject *error = NULL;
+        if (device_look(self, avail, desc, la, ai, &head, &off, &length, &error) < 0) {
+            if (error == NULL) goto fail;  /* raised */
+            if (taken) {
+                Py_XSETREF(self->r.break_next, error);
+                break;  /* the next call breaks on it */
+            }
+            vring_break(&self->r, error);
+            goto fail;
+        }
+        int has, failed, rc;
+        uint32_t src = 0, dst = 0, ln = 0;
+        if (rx_header(cmap, off, length, &has, &src, &dst, &ln) < 0) goto fail;
+        PyObject *ept = has ? rx_endpoint(endpoints, dst, &failed) : NULL;
+        if (has && failed) goto fail;
+        if ((rc = rx_stop_for_callback(more, ept)) != 0) {
+            Py_XDECREF(ept);
+            if (rc < 0) goto fail;
+            break;  /* left on the ring, untaken */
+        }
+        device_hold(self, head, length);
+        la = (uint16_t)(la + 1);
+        self->last_avail = la;
+        taken++;
+        if (traced && trace(str_get, self->r.name, (long)head, length) < 0) goto fail_ept;
+        int fast = 0;
+        if (has && !traced && ept != NULL && ln <= length - RPMSG_HDR_SIZE) {
+            int zc = rx_flag(ept, str_zero_copy, 0);
+            if (zc < 0) goto fail_ept;
+            fast = !zc;
+        }
+        if (fast) {
+            PyObject *payload = rx_payload(cmap, off, ln);
+            if (payload == NULL) goto fail_ept;
+            self->s_done[ndone++] = head;
+            int r = rx_deliver(ept, payload, src);
+            Py_DECREF(payload);
+            if (r < 0) goto fail_ept;
+        } else {
+            int held = rx_dispatch(dispatch, off, length, head);
+            if (held < 0) goto fail_ept;
+            if (!held) self->s_done[ndone++] = head;
+        }
+        Py_XDECREF(ept);
+        continue;
+    fail_ept:
+        Py_XDECREF(ept);
+        goto fail;
+    }
+    if (ndone) {
+        if (device_put(self, self->s_done, ndone, 0, NULL) < 0) return NULL;
+        if ((avail = mv_ptr(self->r.avail)) == NULL) return NULL;
+        int notify = device_notify_answer(self, avail);
+        if (device_trace_put(self, self->s_done, ndone, 0) < 0) return NULL;
+        if (notify && rx_kick(&self->r, kick) < 0) return NULL;
+    }
+    return PyLong_FromUnsignedLong(taken);
+fail:
+    if (ndone) {  /* what was taken and is not held goes back, and its notification is owed */
+        PyObject *type, *value, *tb;
+        PyErr_Fetch(&type, &value, &tb);
+        if (device_give_back(self, ndone) < 0) PyErr_Clear();
+        self->r.owed = 1;
+        PyErr_Restore(type, value, tb);
+    }
+    return NULL;
+}
+
 static PyMethodDef Device_methods[] = {
     {"notified", (PyCFunction)vring_notified, METH_NOARGS, NULL},
     {"has_avail", (PyCFunction)Device_has_avail, METH_NOARGS, NULL},
@@ -1391,6 +1788,7 @@ static PyMethodDef Device_methods[] = {
     {"enable_notify", (PyCFunction)Device_enable_notify, METH_NOARGS, NULL},
     {"peek_len", (PyCFunction)Device_peek_len, METH_NOARGS, NULL},
     {"send_copy", (PyCFunction)(void (*)(void))Device_send_copy, METH_FASTCALL, NULL},
+    {"recv_copies", (PyCFunction)(void (*)(void))Device_recv_copies, METH_FASTCALL, NULL},
     {NULL, NULL, 0, NULL},
 };
 
@@ -1466,6 +1864,9 @@ static int vring_exec(PyObject *m) {
     INTERN(str_strerror, "strerror")
     INTERN(str_cast, "cast")
     INTERN(str_view, "view")
+    INTERN(str_deliver, "deliver")
+    INTERN(str_callback, "callback")
+    INTERN(str_zero_copy, "zero_copy")
 #undef INTERN
     PyObject *driver = PyType_FromModuleAndSpec(m, &Driver_spec, NULL);
     if (driver == NULL || PyModule_AddObject(m, "VirtqueueDriver", driver) < 0) {

@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING
 
-from amplink.virtio.virtqueue import SEND_NO_BUFFER, SEND_TOO_SMALL
+from amplink.virtio.virtqueue import SEND_NO_BUFFER, SEND_TOO_SMALL, rpmsg_header, rpmsg_payload
 
 PURE_PYTHON_ENV = "AMPLINK_PURE_PYTHON"
 
@@ -36,4 +36,12 @@ else:
     VirtqueueDriver = (_compiled or _python).VirtqueueDriver
     VirtqueueDevice = (_compiled or _python).VirtqueueDevice
 
-__all__ = ["COMPILED", "SEND_NO_BUFFER", "SEND_TOO_SMALL", "VirtqueueDevice", "VirtqueueDriver"]
+__all__ = [
+    "COMPILED",
+    "SEND_NO_BUFFER",
+    "SEND_TOO_SMALL",
+    "VirtqueueDevice",
+    "VirtqueueDriver",
+    "rpmsg_header",
+    "rpmsg_payload",
+]

@@ -21,9 +21,10 @@ per buffer, and a device seeing a chain reports it as an error rather than guess
 
 from __future__ import annotations
 
+import mmap
 import struct
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Literal, Protocol
 
 from amplink.errors import AddressError, VirtqueueError
@@ -36,10 +37,12 @@ from amplink.virtio.constants import (
     VRING_DESC_F_WRITE,
     VRING_USED_F_NO_NOTIFY,
 )
-from amplink.wire.rpmsg import RPMSG_HDR
+from amplink.wire.rpmsg import RPMSG_HDR, RPMSG_HDR_SIZE
 from amplink.wire.vring import VringParts
 
 _pack_hdr = RPMSG_HDR.pack
+_unpack_hdr = RPMSG_HDR.unpack_from
+_HDR = RPMSG_HDR_SIZE
 _FREE = -1
 _U64 = (1 << 64) - 1
 _U32 = (1 << 32) - 1
@@ -52,7 +55,7 @@ SEND_TOO_SMALL = -2
 (it stays on the ring, untaken)."""
 
 
-def rpmsg_header(src: int, dst: int, data: bytes) -> bytes:
+def rpmsg_header(src: int, dst: int, data: bytes | memoryview) -> bytes:
     """The rpmsg header ``send_copy`` writes before ``data`` (``struct rpmsg_hdr``:
     ``src``, ``dst``, reserved 0, the payload's length, flags 0): ``OverflowError`` for
     an address that is not 32 bits, ``ValueError`` for a payload longer than its 16-bit
@@ -66,6 +69,21 @@ def rpmsg_header(src: int, dst: int, data: bytes) -> bytes:
     if not (0 <= src <= _U32 and 0 <= dst <= _U32):
         raise OverflowError("an rpmsg address is 32 bits")
     raise ValueError(f"a payload of {len(data)} bytes is longer than an rpmsg header can say")
+
+
+def rpmsg_payload(data: object) -> memoryview:
+    """``data``'s bytes as one contiguous run, for a send: the payload's length is its
+    size in bytes (``nbytes``), whatever its item size.  ``TypeError`` for an object
+    that is no bytes-like object, ``BufferError`` for one whose bytes are not one
+    contiguous run (a strided view: the compiled halves cannot take it, and a copy
+    would hide a cost the caller can pay once)."""
+    try:
+        view = memoryview(data)  # type: ignore[arg-type]
+    except TypeError:
+        raise TypeError(f"a payload is a bytes-like object, not {type(data).__name__!r}") from None
+    if not view.c_contiguous:
+        raise BufferError("a payload is one contiguous run of bytes, not a strided view: copy it")
+    return view if view.format == "B" and view.ndim == 1 else view.cast("B")
 
 
 class Window(Protocol):
@@ -88,6 +106,30 @@ def _out_of_range(addr: int, length: int, token: int) -> ValueError:
         if not 0 <= value <= top:
             return ValueError(f"{what} {value!r} is out of range [0, {top}]")
     return ValueError("in range")  # (not reached: called when one is out)
+
+
+class Recipient(Protocol):
+    """What :meth:`VirtqueueDriver.recv_copies` and :meth:`VirtqueueDevice.recv_copies`
+    deliver to (an rpmsg endpoint)."""
+
+    @property
+    def zero_copy(self) -> bool:
+        """True: it takes messages in place (``dispatch`` lends them), not copies."""
+
+    @property
+    def callback(self) -> object:
+        """None unless it has a receive callback (which a taker's step does not run)."""
+
+    def deliver(self, data: bytes, src: int) -> None:
+        """Take one message's payload (a copy) from ``src``."""
+
+
+def _outside(off: int, length: int, size: int) -> ValueError:
+    """A buffer that does not lie inside the caller's mapping (the caller's bug: its
+    offsets come from its own tokens or the queue's checked translations)."""
+    return ValueError(
+        f"a buffer at offset {off} of {length} bytes lies outside the window of {size} bytes"
+    )
 
 
 class _Vring:
@@ -225,7 +267,7 @@ class VirtqueueDriver(_Vring):
         mem: memoryview,
         src: int,
         dst: int,
-        data: bytes,
+        data: bytes | memoryview,
         off0: int,
         stride: int,
         da_to_off: int,
@@ -238,7 +280,10 @@ class VirtqueueDriver(_Vring):
 
         Returns :data:`SEND_NO_BUFFER` if the device has given no buffer back, else
         whether it wants a kick (1 or 0); errors as :meth:`get` and :meth:`add`, and
-        those of :func:`rpmsg_header` before anything is taken."""
+        those of :func:`rpmsg_payload` and :func:`rpmsg_header` before anything is
+        taken."""
+        if type(data) is not bytes:
+            data = rpmsg_payload(data)
         try:  # (the common case inline: a frame less per send)
             head = _pack_hdr(src, dst, 0, len(data), 0)
         except struct.error:
@@ -338,6 +383,105 @@ class VirtqueueDriver(_Vring):
             raise
         self._last_used = lu
         return got
+
+    def recv_copies(
+        self,
+        cmap: mmap.mmap,
+        base: int,
+        da: int,
+        size: int,
+        endpoints: Mapping[int, Recipient],
+        dispatch: Callable[[int, int, int], bool],
+        kick: Callable[[], object],
+        more: Callable[[], object] | None,
+    ) -> int:
+        """A receiver's whole step over its receive buffers (``size`` bytes each; buffer
+        ``token`` at offset ``base + token * size`` of ``cmap``, the window's bytes, and
+        at address ``da + token * size``), the used index read once: for each buffer
+        the device returned, in ring order, its rpmsg header (``struct rpmsg_hdr``) is
+        read and
+
+        * a well-formed message for an endpoint of ``endpoints`` (by ``dst``) that
+          takes copies (not ``zero_copy``) is copied out, its buffer posted again (as
+          :meth:`add`, device-writable) and the copy delivered
+          (``endpoint.deliver(payload, src)``), as ``rpmsg_recv_single`` does;
+        * a buffer with nothing written is posted again;
+        * anything else (no such endpoint, a header whose length does not fit in what
+          the device wrote, a zero-copy endpoint, or every buffer while the tracer is
+          on) goes to ``dispatch(offset, written, token)``, and its buffer is posted
+          again unless that returns True (a zero-copy receiver holds it).
+
+        With ``more`` (a receiver that must run no callback), it stops before a buffer
+        whose endpoint has a callback, leaves it and the rest on the ring and calls
+        ``more()``.  After a batch that took anything, ``kick()`` if the device asked
+        to be notified or a notification is owed (as :meth:`kick_needed`, then
+        :meth:`notified`).  Returns how many buffers it took.
+
+        Errors: as :meth:`get_many` (a bad entry after good ones ends the batch, and
+        the next call breaks the queue on it), ``ValueError`` for a buffer outside
+        ``cmap``; an exception from ``deliver``, ``dispatch`` or a tracer ends the
+        batch with the buffers it took handled (a delivered copy's buffer was posted
+        again first; a dispatched one is not) and the notification for what was
+        posted owed (:meth:`notified`).  Linux: ``rpmsg_recv_done``."""
+        if self.broken is not None or self._break_next is not None:
+            self._check_take()
+        lu = self._last_used
+        ui = self._used_h[1]
+        if ui == lu:
+            return 0
+        count = (ui - lu) & 0xFFFF
+        if count > self.num - len(self._free):
+            raise self._used_jump(lu, ui)
+        plain = not TRACER.enabled
+        elems = self._used_e
+        taken = 0
+        posted = False
+        try:
+            while taken < count:
+                slot = 2 * (lu & self.mask)
+                d = elems[slot]
+                written = elems[slot + 1]
+                if d >= self.num or self._tokens[d] == _FREE or written > self._lens[d]:
+                    if taken:
+                        self._break_next = self._used_error(d, written)
+                        break  # the next call breaks on it
+                    raise self._break(self._used_error(d, written))
+                token = self._tokens[d]
+                off = base + token * size
+                if off < 0 or off + written > len(cmap):
+                    raise _outside(off, written, len(cmap))
+                ept = None
+                if written >= _HDR:
+                    src, dst, _res, ln, _flags = _unpack_hdr(cmap, off)
+                    ept = endpoints.get(dst)
+                    if more is not None and ept is not None and ept.callback is not None:
+                        more()
+                        break  # left on the ring, untaken
+                self._tokens[d] = _FREE
+                self._free.append(d)
+                lu = self._last_used = (lu + 1) & 0xFFFF
+                taken += 1
+                if not plain:
+                    TRACER.event("virtio", "get", vq=self.name, desc=d, len=written)
+                if not written:
+                    posted = True
+                    self.add(da + token * size, size, True, token)
+                elif plain and ept is not None and ln <= written - _HDR and not ept.zero_copy:
+                    payload = bytes(cmap[off + _HDR : off + _HDR + ln])
+                    posted = True
+                    self.add(da + token * size, size, True, token)
+                    ept.deliver(payload, src)
+                elif not dispatch(off, written, token):
+                    posted = True
+                    self.add(da + token * size, size, True, token)
+        except BaseException:
+            if posted:
+                self._owed = True
+            raise
+        if taken and self.kick_needed():
+            kick()
+            self._owed = False
+        return taken
 
     def _used_jump(self, lu: int, ui: int) -> VirtqueueError:
         """Break the queue: the used index moved past what is outstanding."""
@@ -497,6 +641,91 @@ class VirtqueueDevice(_Vring):
         self._last_avail = la
         return got
 
+    def recv_copies(
+        self,
+        cmap: mmap.mmap,
+        endpoints: Mapping[int, Recipient],
+        dispatch: Callable[[int, int, int], bool],
+        kick: Callable[[], object],
+        more: Callable[[], object] | None,
+    ) -> int:
+        """A receiver's whole step (the device side of
+        :meth:`VirtqueueDriver.recv_copies`, over the buffers the driver made available,
+        ``cmap`` the window's bytes): each buffer is taken (as :meth:`get_many`, the
+        avail index read once), its rpmsg header read, a well-formed message for a
+        copying endpoint copied out and delivered, anything else given to
+        ``dispatch(offset, length, head)``; the buffers not held by a zero-copy
+        receiver (``dispatch`` returned True) go back together with a used length of 0
+        (as :meth:`put_many`), then ``kick()`` if the driver wants an interrupt or one
+        is owed.  ``more``, the return value and the errors as the driver's; after an
+        exception, the buffers taken (but not a dispatched one) are given back.
+        OpenAMP: ``rpmsg_virtio_rx_callback``."""
+        if self.broken is not None or self._break_next is not None:
+            self._check_take()
+        la = self._last_avail
+        ai = self._avail[1]
+        if ai == la:
+            return 0
+        count = (ai - la) & 0xFFFF
+        if count > self.num - self._held_count:
+            raise self._avail_jump(la, ai)
+        plain = not TRACER.enabled
+        done: list[int] = []
+        taken = 0
+        try:
+            while taken < count:
+                head = self._avail[2 + (la & self.mask)]
+                if head >= self.num or self._held[head]:
+                    error: str | None = self._bad_head(head)
+                else:
+                    flags = self._desc_h[8 * head + 6]  # read once
+                    error = None
+                    if flags != self._want_write:
+                        error = self._flags_error(head, flags)
+                    if error is None:
+                        addr = self._desc_q[2 * head]
+                        length = self._desc_i[4 * head + 2]
+                        xaddr, xlen, off = self._xlated[head]
+                        if xaddr != addr or xlen != length:
+                            error = self._translate_desc(head, addr, length)
+                            off = self._xlated[head][2]
+                if error is not None:
+                    if taken:
+                        self._break_next = error
+                        break  # the next call breaks on it
+                    raise self._break(error)
+                if off + length > len(cmap):
+                    raise _outside(off, length, len(cmap))
+                ept = None
+                if length >= _HDR:
+                    src, dst, _res, ln, _flags = _unpack_hdr(cmap, off)
+                    ept = endpoints.get(dst)
+                    if more is not None and ept is not None and ept.callback is not None:
+                        more()
+                        break  # left on the ring, untaken
+                self._held[head] = 1
+                self._held_len[head] = length
+                self._held_count += 1
+                la = self._last_avail = (la + 1) & 0xFFFF
+                taken += 1
+                if not plain:
+                    TRACER.event("virtio", "get", vq=self.name, desc=head, len=length)
+                if plain and ept is not None and ln <= length - _HDR and not ept.zero_copy:
+                    payload = bytes(cmap[off + _HDR : off + _HDR + ln])
+                    done.append(head)
+                    ept.deliver(payload, src)
+                elif not dispatch(off, length, head):
+                    done.append(head)
+        except BaseException:
+            if done:
+                self.put_many(done, 0)
+                self._owed = True
+            raise
+        if done and self.put_many(done, 0, notify_needed=True):
+            kick()
+            self._owed = False
+        return taken
+
     def _translate_desc(self, head: int, addr: int, length: int) -> str | None:
         """Find where descriptor ``head``'s buffer lies in the window and remember it
         in ``_xlated`` (for the next time it comes with the same address and length);
@@ -533,7 +762,7 @@ class VirtqueueDevice(_Vring):
         got, want = ("writable", "readable") if self._want_write == 0 else ("readable", "writable")
         return f"descriptor {head} is device-{got} but this queue carries device-{want} buffers"
 
-    def send_copy(self, mem: memoryview, src: int, dst: int, data: bytes) -> int:
+    def send_copy(self, mem: memoryview, src: int, dst: int, data: bytes | memoryview) -> int:
         """A sender's whole step in one call: take the next buffer (as :meth:`get`) if
         an rpmsg header (``struct rpmsg_hdr``: ``src``, ``dst``, the payload's length)
         and ``data`` fit in it, write them at its start in ``mem`` (the window's bytes)
@@ -542,7 +771,10 @@ class VirtqueueDevice(_Vring):
         Returns :data:`SEND_NO_BUFFER` if none is available, :data:`SEND_TOO_SMALL` if
         the next one cannot hold them (it stays on the ring, untaken: a smaller
         message fits), else whether the driver wants a notification (1 or 0); errors as
-        :meth:`get`, and those of :func:`rpmsg_header` before anything is taken."""
+        :meth:`get`, and those of :func:`rpmsg_payload` and :func:`rpmsg_header` before
+        anything is taken."""
+        if type(data) is not bytes:
+            data = rpmsg_payload(data)
         try:  # (as the driver's)
             head = _pack_hdr(src, dst, 0, len(data), 0)
         except struct.error:
