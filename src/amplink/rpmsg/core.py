@@ -659,9 +659,13 @@ def pop_held(q: deque[_T]) -> _T:
     (Only the few bytecodes between this return and the caller's use stay open, as
     for any Python function that returns a value.)  ``IndexError`` if ``q`` is empty."""
     item: _T | None = None
+    held = HELD_SIGNALS  # (its methods called: `with` would make two bound methods)
     try:
-        with HELD_SIGNALS:
+        held.__enter__()
+        try:
             item = q.popleft()
+        finally:
+            held.__exit__(None, None, None)
     except BaseException:
         if item is not None:
             q.appendleft(item)

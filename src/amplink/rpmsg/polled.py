@@ -199,8 +199,12 @@ class PolledLink(RpmsgLink):
         """Dispatch the received messages now (one bounded drain: what its budget left
         is dispatched by the next, see :meth:`_rx_more`); returns how many were
         dispatched."""
-        with HELD_SIGNALS:  # see _drain (the drain's own section is this one)
+        held = HELD_SIGNALS  # see _drain (the drain's own section is this one; its
+        held.__enter__()  # methods called, as send's: `with` would make two bound methods)
+        try:
             return self._drain(True, RX_SLICE, False, True)
+        finally:
+            held.__exit__(None, None, None)
 
     def take_in_last(self) -> None:
         """The peer died, or is being stopped as crashed: dispatch what it had sent.  A
@@ -241,24 +245,19 @@ class PolledLink(RpmsgLink):
         try:
             if blocking and (self._rx_worker is not None or lock.locked()):
                 waiting.append(me)  # in line: the worker does not take the lock first
-            # `with`, never acquire() then try: a Ctrl-C between the two would leave the
-            # lock held and the link deaf.  (Not blocking: if another thread took it
-            # since the look, this waits for that drain.)
-            with lock:
-                if waiting:
-                    _unlist(waiting, me)
-                if self.failure is not None:
-                    return 0
+            # Outside a section `with`, never acquire() then try: a Ctrl-C between the
+            # two would leave the lock held and the link deaf; in one (``held``) no
+            # signal handler runs between them, and `with` would make two bound methods.
+            # (Not blocking: if another thread took it since the look, this waits for
+            # that drain.)
+            if held:
+                lock.acquire()
                 try:
-                    self._rx_owner = me
-                    self._rx_slice = rx_slice
-                    self._rx_taker = False
-                    if held:
-                        return self._drain_rx()
-                    with HELD_SIGNALS:
-                        return self._drain_rx()
+                    return self._drain_locked(me, rx_slice)
                 finally:
-                    self._rx_owner = 0
+                    lock.release()
+            with lock, HELD_SIGNALS:
+                return self._drain_locked(me, rx_slice)
         except self.broken_by_peer as exc:
             self.fail(exc)  # type: ignore[arg-type]
             return 0
@@ -267,6 +266,21 @@ class PolledLink(RpmsgLink):
             # go first, so the run that is owed is asked for again.
             if waiting and _unlist(waiting, me) and self._rx_owed:
                 self._rx_more()
+
+    def _drain_locked(self, me: int, rx_slice: float) -> int:
+        """:meth:`_drain`'s drain, the rx lock taken, in a section."""
+        waiting = self._rx_waiting
+        if waiting:
+            _unlist(waiting, me)
+        if self.failure is not None:
+            return 0
+        try:
+            self._rx_owner = me
+            self._rx_slice = rx_slice
+            self._rx_taker = False
+            return self._drain_rx()
+        finally:
+            self._rx_owner = 0
 
     def _drain_as_taker(self, me: int) -> int:
         """The drain of a thread that takes the peer's notifications while it waits

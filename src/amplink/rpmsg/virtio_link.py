@@ -219,8 +219,12 @@ class VirtioRpmsgLink(PolledLink):
             if entered:
                 held.__enter__()
             try:
-                with self._tx_lock:  # (not acquire() then try: a Ctrl-C would leak it)
+                lock = self._tx_lock
+                lock.acquire()  # (then try: safe in a section; `with` makes two methods)
+                try:
                     kick = self._try_send(src, dst, data, n)
+                finally:
+                    lock.release()
                 if kick is None:
                     kick = self._send_blocked(src, dst, data, n, block, timeout, entered)
                 if kick:
