@@ -231,14 +231,25 @@ class VirtqueueDriver(_Vring):
             raise self._raise_broken()
         if not (0 <= addr <= _U64 and 0 <= length <= _U32 and 0 <= token <= _I64):
             raise _out_of_range(addr, length, token)
-        free = self._free
-        if not free:
+        if not self._free:
             raise VirtqueueError(self.name, "no free descriptor (ring full)")
-        d = free.pop()
+        self._post(addr, length, VRING_DESC_F_WRITE if writable else 0, token)
+        if kick_needed:
+            fence = self._fence
+            with fence:  # (not acquire(); release(): a Ctrl-C between would leave it held)
+                pass
+            kick = self._owed or not self._used_h[0] & VRING_USED_F_NO_NOTIFY
+            self._owed = kick
+            return kick
+        return False
+
+    def _post(self, addr: int, length: int, flags: int, token: int) -> None:
+        """:meth:`add`'s update, its arguments checked and a descriptor free: the
+        descriptor (only what changed), then the avail entry and index."""
+        d = self._free.pop()
         if self._addrs[d] != addr:
             self._desc_q[2 * d] = addr
             self._addrs[d] = addr
-        flags = VRING_DESC_F_WRITE if writable else 0
         if self._flags[d] != flags:
             self._desc_h[8 * d + 6] = flags  # next [8*d + 7] stays 0 (no chains)
             self._flags[d] = flags
@@ -253,14 +264,6 @@ class VirtqueueDriver(_Vring):
         avail[1] = ai  # publish: the entry above is written first (x86 TSO)
         if TRACER.enabled:
             TRACER.event("virtio", "add", vq=self.name, desc=d, len=length)
-        if kick_needed:
-            fence = self._fence
-            with fence:  # (not acquire(); release(): a Ctrl-C between would leave it held)
-                pass
-            kick = self._owed or not self._used_h[0] & VRING_USED_F_NO_NOTIFY
-            self._owed = kick
-            return kick
-        return False
 
     def send_copy(
         self,
@@ -297,7 +300,11 @@ class VirtqueueDriver(_Vring):
         end = mid + len(data)
         mem[off:mid] = head
         mem[mid:end] = data
-        return int(self.add(off - da_to_off, end - off, False, token, kick_needed=True))
+        addr = off - da_to_off
+        if not 0 <= addr <= _U64:
+            raise _out_of_range(addr, end - off, token)
+        self._post(addr, end - off, 0, token)  # (a descriptor is free: get() freed one)
+        return int(self.kick_needed())
 
     def kick_needed(self) -> bool:
         """Whether the device asked to be notified (``VRING_USED_F_NO_NOTIFY`` clear),
@@ -469,7 +476,10 @@ class VirtqueueDriver(_Vring):
                 elif plain and ept is not None and ln <= written - _HDR and not ept.zero_copy:
                     payload = bytes(cmap[off + _HDR : off + _HDR + ln])
                     posted = True
-                    self.add(da + token * size, size, True, token)
+                    addr = da + token * size
+                    if not (0 <= addr <= _U64 and 0 <= size <= _U32):
+                        raise _out_of_range(addr, size, token)
+                    self._post(addr, size, VRING_DESC_F_WRITE, token)
                     ept.deliver(payload, src)
                 elif not dispatch(off, written, token):
                     posted = True
@@ -672,30 +682,31 @@ class VirtqueueDevice(_Vring):
         plain = not TRACER.enabled
         done: list[int] = []
         taken = 0
+        avail, desc_h, held, xlated = self._avail, self._desc_h, self._held, self._xlated
+        mask, num, want = self.mask, self.num, self._want_write
+        size = len(cmap)
         try:
             while taken < count:
-                head = self._avail[2 + (la & self.mask)]
-                if head >= self.num or self._held[head]:
+                head = avail[2 + (la & mask)]
+                if head >= num or held[head]:
                     error: str | None = self._bad_head(head)
                 else:
-                    flags = self._desc_h[8 * head + 6]  # read once
-                    error = None
-                    if flags != self._want_write:
-                        error = self._flags_error(head, flags)
+                    flags = desc_h[8 * head + 6]  # read once
+                    error = self._flags_error(head, flags) if flags != want else None
                     if error is None:
                         addr = self._desc_q[2 * head]
                         length = self._desc_i[4 * head + 2]
-                        xaddr, xlen, off = self._xlated[head]
+                        xaddr, xlen, off = xlated[head]
                         if xaddr != addr or xlen != length:
                             error = self._translate_desc(head, addr, length)
-                            off = self._xlated[head][2]
+                            off = xlated[head][2]
                 if error is not None:
                     if taken:
                         self._break_next = error
                         break  # the next call breaks on it
                     raise self._break(error)
-                if off + length > len(cmap):
-                    raise _outside(off, length, len(cmap))
+                if off + length > size:
+                    raise _outside(off, length, size)
                 ept = None
                 if length >= _HDR:
                     src, dst, _res, ln, _flags = _unpack_hdr(cmap, off)
@@ -703,7 +714,7 @@ class VirtqueueDevice(_Vring):
                     if more is not None and ept is not None and ept.callback is not None:
                         more()
                         break  # left on the ring, untaken
-                self._held[head] = 1
+                held[head] = 1
                 self._held_len[head] = length
                 self._held_count += 1
                 la = self._last_avail = (la + 1) & 0xFFFF
@@ -718,12 +729,14 @@ class VirtqueueDevice(_Vring):
                     done.append(head)
         except BaseException:
             if done:
-                self.put_many(done, 0)
+                self._put_held(done, 0)
                 self._owed = True
             raise
-        if done and self.put_many(done, 0, notify_needed=True):
-            kick()
-            self._owed = False
+        if done:
+            self._put_held(done, 0)
+            if self.notify_needed():
+                kick()
+                self._owed = False
         return taken
 
     def _translate_desc(self, head: int, addr: int, length: int) -> str | None:
@@ -822,20 +835,7 @@ class VirtqueueDevice(_Vring):
                 raise ValueError(f"written length {n} exceeds buffer {self._held_len[head]}")
             if seen is not None:
                 seen.add(head)
-        elems = self._used_e
-        ui = self._used_idx
-        for head in heads:
-            n = self._held_len[head] if self._whole_used else written
-            slot = 2 * (ui & self.mask)
-            elems[slot] = head
-            elems[slot + 1] = n
-            held[head] = 0
-            self._held_count -= 1
-            ui = (ui + 1) & 0xFFFF
-            if TRACER.enabled:
-                TRACER.event("virtio", "put", vq=self.name, desc=head, len=n)
-        self._used_idx = ui
-        self._used_h[1] = ui  # publish after the elements (x86 TSO)
+        self._put_held(heads, written)
         if notify_needed:
             fence = self._fence
             with fence:  # (not acquire(); release(): a Ctrl-C between would leave it held)
@@ -844,6 +844,27 @@ class VirtqueueDevice(_Vring):
             self._owed = notify
             return notify
         return False
+
+    def _put_held(self, heads: Sequence[int], written: int) -> None:
+        """:meth:`put_many`'s update, for ``heads`` known to be held (checked, or taken
+        by the caller's own step): the used elements, then the index published once."""
+        held, held_len, whole = self._held, self._held_len, self._whole_used
+        elems = self._used_e
+        mask = self.mask
+        ui = self._used_idx
+        traced = TRACER.enabled
+        for head in heads:
+            n = held_len[head] if whole else written
+            slot = 2 * (ui & mask)
+            elems[slot] = head
+            elems[slot + 1] = n
+            held[head] = 0
+            ui = (ui + 1) & 0xFFFF
+            if traced:
+                TRACER.event("virtio", "put", vq=self.name, desc=head, len=n)
+        self._held_count -= len(heads)
+        self._used_idx = ui
+        self._used_h[1] = ui  # publish after the elements (x86 TSO)
 
     def notify_needed(self) -> bool:
         """Whether the driver wants an interrupt (``VRING_AVAIL_F_NO_INTERRUPT`` clear),
