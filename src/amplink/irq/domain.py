@@ -312,6 +312,8 @@ class IrqDomain:
                         return
                     with self._lock:
                         replay, self._replay = self._replay, set()
+                        for line in replay:
+                            self._watch(line)
                     for line in replay:
                         if line.edge:  # an edge is replayed only if one was missed
                             with line.lock:
@@ -346,6 +348,11 @@ class IrqDomain:
             if line.in_progress:
                 return False
             if not active and not line.edge and not line.active():
+                # A pulse with nothing pending: an interrupt no handler claims (a
+                # peer that pulses the line in a loop is a storm, as a stuck device is).
+                if actions[0].debug and self.spurious.enabled:
+                    if line.spurious.note(IRQ_NONE, line.threads_handled, self.spurious):
+                        self._disable_stuck(line)
                 return False
             oneshot = actions[0].oneshot  # (a shared line's sharers agree on it)
             if oneshot:
@@ -442,7 +449,7 @@ class IrqDomain:
         held = HELD_SIGNALS  # a main thread's signal handlers wait for a safe point
         with held:
             with self._lock:
-                if self._closing or irq in self._taken or line.fd < 0:
+                if self._closing or irq in self._taken or line.fd < 0 or line.spurious_disabled:
                     return None
                 self._taken.add(irq)
                 self._takers += 1
@@ -529,7 +536,7 @@ class IrqDomain:
                         if not self._takers:
                             self._takers_gone.notify_all()
                     else:
-                        self._ep.modify(line.fd, select.EPOLLIN)
+                        self._watch(line)
 
     def _run_here(self, action: IrqAction) -> None:
         """Run a woken action's thread function in this thread, as its thread would
@@ -607,14 +614,29 @@ class IrqDomain:
             ", ".join(a.name for a in line.actions),
         )
 
+    def _watch(self, line: IrqLine) -> None:
+        """Whether the dispatcher's epoll watches ``line`` (``_lock`` held): not while
+        a taker has it, nor while the spurious detector keeps it disabled (a storm
+        must not wake anyone, or it goes on costing the CPU it was disabled for)."""
+        if not line.counter or line.fd < 0:
+            return  # (a once-readable line is unregistered after its one edge)
+        off = line.spurious_disabled or line.irq in self._taken
+        self._ep.modify(line.fd, 0 if off else select.EPOLLIN)
+
     def _disable_stuck(self, line: IrqLine) -> None:
         line.spurious_disabled = True
         line.depth += 1
+        with self._lock:  # (the only lock order: a line's lock, then the domain's)
+            if not self._closing:
+                self._watch(line)
         policy = self.spurious
         log.error(
-            "irq %d: nobody cared: more than %d of the last %d interrupts were not handled; "
-            "disabling irq %d. Handlers: %s. A device keeps this level-triggered line "
-            "active and no handler clears it: fix the driver that should acknowledge it.",
+            "%s: irq %d: nobody cared: more than %d of the last %d interrupts were not "
+            "handled; disabling irq %d. Handlers: %s. A device keeps this level-triggered "
+            "line active and no handler clears it (fix the driver that should acknowledge "
+            "it), or the peer pulses the line with no event pending (restart the remote "
+            "processor; its line is enabled again when a handler is requested anew).",
+            self.name,
             line.irq,
             policy.threshold,
             policy.window,
