@@ -13,7 +13,6 @@ from queue import SimpleQueue
 import pytest
 
 from amplink.errors import IrqError
-from amplink.irq.line import shared_line_fds
 from amplink.irq import (
     IRQ_HANDLED,
     IRQ_NONE,
@@ -27,6 +26,7 @@ from amplink.irq import (
     Work,
     Workqueue,
 )
+from amplink.irq.line import shared_line_fds
 from irq_helpers import LevelDevice, LogEvent, started
 from resources import snapshot
 from waiting import wait_for

@@ -24,9 +24,10 @@ def _unread(fd: int) -> int:
 
 def test_a_core_pulsing_its_line_is_disabled_and_the_other_core_keeps_working(caplog):
     bus = RpmsgBus()
-    with Rproc("storm-good", "amplink.firmware.echo", bus=bus) as good, Rproc(
-        "storm-bad", STORM_FW, bus=bus
-    ) as bad:
+    with (
+        Rproc("storm-good", "amplink.firmware.echo", bus=bus) as good,
+        Rproc("storm-bad", STORM_FW, bus=bus) as bad,
+    ):
         echo = good.wait_channel(SERVICE, 10).create_ept()
         ept = bad.wait_channel(SERVICE, 10).create_ept()
         platform = bad.platform

@@ -350,9 +350,13 @@ class IrqDomain:
             if not active and not line.edge and not line.active():
                 # A pulse with nothing pending: an interrupt no handler claims (a
                 # peer that pulses the line in a loop is a storm, as a stuck device is).
-                if actions[0].debug and self.spurious.enabled:
-                    if line.spurious.note(IRQ_NONE, line.threads_handled, self.spurious):
-                        self._disable_stuck(line)
+                policy = self.spurious
+                if (
+                    actions[0].debug
+                    and policy.enabled
+                    and line.spurious.note(IRQ_NONE, line.threads_handled, policy)
+                ):
+                    self._disable_stuck(line)
                 return False
             oneshot = actions[0].oneshot  # (a shared line's sharers agree on it)
             if oneshot:
