@@ -49,7 +49,7 @@ from amplink.irq.flags import (
     is_edge,
 )
 from amplink.irq.held_signals import HELD_SIGNALS, Held
-from amplink.irq.line import IrqLine, IrqWire, drain, new_line_fd
+from amplink.irq.line import _SINK, IrqLine, IrqWire, drain, new_line_fd
 from amplink.irq.spurious import MAX_BOGUS_REPORTS, SpuriousPolicy
 from amplink.tracing import TRACER
 
@@ -58,6 +58,7 @@ log = logging.getLogger(__name__)
 Handler = Callable[[int, Any], int]
 PR_SET_NAME = 15
 _get_ident = threading.get_ident
+readv = os.readv
 _monotonic = time.monotonic
 MAX_ONESHOT_SHARERS = 64
 _VALID_RETURN = IRQ_HANDLED | IRQ_WAKE_THREAD
@@ -294,7 +295,10 @@ class IrqDomain:
         ep = self._ep
         ctl = self._ctl
         by_fd = self._by_fd
-        pending: dict[IrqLine, bool] = {}  # line -> known to be still active
+        # line -> known to be still active (True), pulsed (False), or looked at again
+        # after an unmask or enable (None: no pulse, so an inactive level is no
+        # interrupt at all)
+        pending: dict[IrqLine, bool | None] = {}
         while True:
             for fd, _ev in ep.poll(0 if pending else -1):
                 line = by_fd.get(fd)
@@ -320,7 +324,7 @@ class IrqDomain:
                                 missed, line.replay = line.replay, False
                             if not missed:
                                 continue
-                        pending.setdefault(line, False)
+                        pending.setdefault(line, None)
             for line, active in list(pending.items()):
                 if self._handle(line, active):
                     pending[line] = True
@@ -330,12 +334,13 @@ class IrqDomain:
     def _handle(
         self,
         line: IrqLine,
-        active: bool = False,
+        active: bool | None = False,
         wake: Callable[[IrqAction], None] | None = None,
     ) -> bool:
         """Take one interrupt on ``line``; True if the line is still active (a level
         line whose device still asserts it: it must be taken again).  ``active``: the
-        caller knows it is (it was still active after the last one).  ``wake`` gets
+        caller knows it is (it was still active after the last one); False: the line
+        was pulsed; None: no pulse, only a look (after an unmask or enable).  ``wake`` gets
         each action whose primary returned ``IRQ_WAKE_THREAD`` (default: its thread is
         woken).  A line another thread is taking now is left to it: that thread looks at
         the level again when its primaries return (Linux's ``irq_may_run``)."""
@@ -352,7 +357,8 @@ class IrqDomain:
                 # peer that pulses the line in a loop is a storm, as a stuck device is).
                 policy = self.spurious
                 if (
-                    actions[0].debug
+                    active is False
+                    and actions[0].debug
                     and policy.enabled
                     and line.spurious.note(IRQ_NONE, line.threads_handled, policy)
                 ):
@@ -495,7 +501,10 @@ class IrqDomain:
                         return True  # a signal is held: its handler runs as held exits
                     for fd, _ev in events:
                         if fd == line_fd:
-                            drain(fd)
+                            try:  # (drain(fd), without its frame)
+                                readv(fd, _SINK)
+                            except BlockingIOError:
+                                pass
                             pulsed = True
                         elif fd == release:
                             return False
@@ -539,12 +548,13 @@ class IrqDomain:
                     if self._closing:
                         if not self._takers:
                             self._takers_gone.notify_all()
-                    else:
-                        self._watch(line)
+                    elif not line.spurious_disabled:  # (_watch(line), without its frame)
+                        self._ep.modify(line.fd, select.EPOLLIN)
 
     def _run_here(self, action: IrqAction) -> None:
         """Run a woken action's thread function in this thread, as its thread would
-        (or wake that thread if it is running the function now, or there is none)."""
+        (or wake that thread if it is running the function now, or there is none):
+        ``_call_thread_fn`` and ``_thread_done`` without their frames."""
         line = action.line
         with line.lock:
             if action.thread is None or action.runner or action.runthread:
@@ -560,10 +570,31 @@ class IrqDomain:
         ret: int = IRQ_NONE
         done = False
         try:
-            ret = _call_thread_fn(action)
+            if TRACER.enabled:
+                ret = _call_thread_fn(action)
+            else:
+                try:
+                    ret = action.thread_fn(line.irq, action.dev_id)  # type: ignore[misc]
+                except Exception:
+                    log.exception("irq/%d-%s: thread handler raised", line.irq, action.name)
+                    ret = IRQ_NONE
             done = True
         finally:
-            self._thread_done(action, ret)
+            unmasked = False
+            with line.lock:
+                action.runner = 0
+                if ret == IRQ_HANDLED:
+                    line.threads_handled += 1
+                if action.thread_mask and not action.runthread:
+                    line.threads_oneshot &= ~action.thread_mask
+                    if line.threads_oneshot == 0 and line.masked and not line.in_progress:
+                        line.masked = False
+                        unmasked = line.depth == 0
+                line.threads_active -= 1
+                if line.waiters:
+                    line.cond.notify_all()
+            if unmasked:
+                self._repoll(line)
             if not done:  # interrupted (KeyboardInterrupt): its thread runs it again
                 self._wake_thread(action)
 
