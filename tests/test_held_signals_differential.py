@@ -1,6 +1,7 @@
-"""The compiled section entry and exit (``_held.c``) against their pure-Python twin
-(:class:`amplink.irq.held_signals.HeldSignals`): the same answers, the same fields
-after each step and the same calls of ``_wrap`` and ``_deliver``, from random states
+"""The compiled section entry and exit and a taker's sleep (``_held.c``) against their
+pure-Python twin (:class:`amplink.irq.held_signals.HeldSignals`): the same answers,
+the same fields after each step and the same calls of ``_wrap``, ``_deliver`` and the
+poller (with what ``_interruptible`` said during the sleep), from random states
 (nesting, floor, a look at the handlers due or not, SIGINT's and SIGTERM's handlers
 known or changed, signals held or not, the main thread or another), on instances of
 their own whose ``_wrap`` and ``_deliver`` record instead of touching the process's
@@ -22,7 +23,24 @@ from build_helpers import can_compile
 
 COMPILED = hs.compiled_sections()
 needs_compiled = pytest.mark.skipif(COMPILED is None, reason="_held was not built")
-FIELDS = ("_main", "depth", "floor", "_looks_in", "_sigint", "_sigterm")
+FIELDS = ("_main", "depth", "floor", "_looks_in", "_sigint", "_sigterm", "_interruptible")
+
+
+class _Poller:
+    """A ``select.poll`` stand-in: records each sleep's timeout and whether the sleep
+    was interruptible then, and answers, or raises (as a held signal's handler does)."""
+
+    def __init__(self, s: HeldSignals, calls: list[str]) -> None:
+        self.s = s
+        self.calls = calls
+        self.raise_held = False
+
+    def poll(self, timeout_ms: int) -> list[tuple[int, int]]:
+        self.calls.append(f"poll {timeout_ms} interruptible={self.s._interruptible}")
+        if self.raise_held:
+            self.s._interruptible = False  # (as _came does before it raises)
+            raise hs.Held
+        return [(timeout_ms, 1)]
 
 
 class _Recorded:
@@ -73,10 +91,16 @@ def _step(r: _Recorded, calls: list[str], op: str) -> tuple[object, ...]:
     try:
         if op == "enter":
             got: object = "self" if s.__enter__() is s else "other"
+        elif op == "poll":
+            poller = _Poller(s, calls)
+            poller.raise_held = r.raise_in == "poll"
+            got = s.poll(poller, len(calls) % 5 - 1)  # type: ignore[arg-type]
         else:
             got = s.__exit__(None, None, None)
     except KeyboardInterrupt:
         got = "KeyboardInterrupt"
+    except hs.Held:
+        got = "Held"
     return (got, *(getattr(s, f) for f in FIELDS), dict(s._pending), tuple(calls))
 
 
@@ -94,9 +118,9 @@ def test_compiled_entry_and_exit_match_the_pure_ones_step_by_step(seed: int) -> 
             for r in (pure, comp):
                 for k, v in state.items():
                     setattr(r.s, k, dict(v) if isinstance(v, dict) else v)
-        raise_in = rng.choice((None, None, None, "wrap", "deliver"))
+        raise_in = rng.choice((None, None, None, "wrap", "deliver", "poll"))
         pure.raise_in = comp.raise_in = raise_in
-        op = rng.choice(("enter", "exit"))
+        op = rng.choice(("enter", "exit", "poll"))
         a = _step(pure, pure_calls, op)
         b = _step(comp, c_calls, op)
         assert a == b, (seed, i, op, raise_in)

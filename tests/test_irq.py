@@ -1,9 +1,11 @@
 """The interrupt core: request rules, threads, ONESHOT, sharing, storms, the workqueue."""
 
 import errno
+import fcntl
 import logging
 import os
 import signal
+import termios
 import threading
 import time
 from queue import SimpleQueue
@@ -24,6 +26,7 @@ from amplink.irq import (
     Work,
     Workqueue,
 )
+from amplink.irq.line import shared_line_fds
 from irq_helpers import LevelDevice, LogEvent, started
 from resources import snapshot
 from waiting import wait_for
@@ -252,6 +255,54 @@ def test_nobody_cared_disables_the_stuck_line_only(domain):
     ok.fire()
     assert served.get(timeout=5)[0] == 10  # the other line still works
     assert domain.line(9).count == count  # and the stuck one is no longer taken
+
+
+def test_pulses_with_nothing_pending_are_a_storm_and_a_disabled_line_is_not_read(domain):
+    """A peer that pulses a level line in a loop with no event pending: each pulse is
+    an interrupt nobody handled, the line is disabled like a stuck one, and its
+    descriptor is no longer read (the storm costs the dispatcher nothing any more)."""
+    owner, pulser = shared_line_fds()
+    line = domain.add_line(13, fd=owner)
+    line.add_source(lambda: False)  # its device never asserts it
+    ok = LevelDevice(domain.add_line(14))
+    served = SimpleQueue()
+    domain.request_irq(13, lambda irq, d: IRQ_NONE, 0, "quiet", None)
+    domain.request_irq(14, _ack_handler(ok, served), 0, "fine", None)
+    stop = threading.Event()
+
+    def storm():
+        while not stop.is_set():
+            try:
+                os.write(pulser, b"\1" * 8)
+            except BlockingIOError:
+                stop.wait(0.001)
+
+    t = threading.Thread(target=storm)
+    try:
+        with LogEvent("nobody cared") as seen:
+            t.start()
+            assert seen.event.wait(60)
+        assert "irq 13: nobody cared" in seen.messages[-1] and "quiet" in seen.messages[-1]
+        assert line.spurious_disabled and line.depth == 1
+        assert line.count == 0  # (no handler ever ran: nothing was pending)
+        # Nobody reads the line now: the pulses fill its pipe.
+        wait_for(lambda: _unread(owner) >= 4096, "the disabled line's pulses to pile up")
+        ok.fire()
+        assert served.get(timeout=5)[0] == 14  # the other line still works
+        assert domain.take_while_waiting(13, (), 0.01) is None  # nor is it taken
+    finally:
+        stop.set()
+        t.join()
+        os.close(pulser)
+    domain.enable_irq(13)  # enabled again: read again
+    wait_for(lambda: _unread(owner) == 0, "the enabled line's descriptor to be read")
+    assert not line.spurious_disabled
+
+
+def _unread(fd: int) -> int:
+    buf = bytearray(4)
+    fcntl.ioctl(fd, termios.FIONREAD, buf)
+    return int.from_bytes(buf, "little")
 
 
 def test_threaded_storm_is_judged_by_thread_results(domain):

@@ -215,11 +215,36 @@ static PyObject *MuSide_write_tr(MuSide *s, PyObject *const *args, Py_ssize_t na
     Py_RETURN_NONE;
 }
 
-static PyObject *MuSide_cr_update(MuSide *s, PyObject *args, PyObject *kwargs) {
-    static char *names[] = {"set_bits", "clear_bits", NULL};
+static PyObject *MuSide_cr_update(MuSide *s, PyObject *const *args, size_t nargsf,
+                                  PyObject *kwnames) {
+    /* cr_update(set_bits=0, clear_bits=0), positional or by keyword (a vectorcall: no
+     * argument tuple on the message path) */
     PyObject *set_o = NULL, *clear_o = NULL;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|OO:cr_update", names, &set_o, &clear_o))
+    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+    Py_ssize_t nkw = kwnames == NULL ? 0 : PyTuple_GET_SIZE(kwnames);
+    if (nargs > 2) {
+        PyErr_SetString(PyExc_TypeError, "cr_update() takes at most 2 arguments");
         return NULL;
+    }
+    if (nargs > 0) set_o = args[0];
+    if (nargs > 1) clear_o = args[1];
+    for (Py_ssize_t i = 0; i < nkw; i++) {
+        PyObject *key = PyTuple_GET_ITEM(kwnames, i);
+        PyObject **slot = NULL;
+        if (PyUnicode_CompareWithASCIIString(key, "set_bits") == 0) slot = &set_o;
+        else if (PyUnicode_CompareWithASCIIString(key, "clear_bits") == 0) slot = &clear_o;
+        if (slot == NULL) {
+            PyErr_Format(PyExc_TypeError, "cr_update() got an unexpected keyword argument '%U'",
+                         key);
+            return NULL;
+        }
+        if (*slot != NULL) {
+            PyErr_Format(PyExc_TypeError, "cr_update() got multiple values for argument '%U'",
+                         key);
+            return NULL;
+        }
+        *slot = args[nargs + i];
+    }
     uint64_t set_bits = 0, clear_bits = 0;
     if ((set_o && arg_mask(set_o, &set_bits) < 0) || (clear_o && arg_mask(clear_o, &clear_bits) < 0))
         return NULL;
@@ -412,7 +437,7 @@ static PyMethodDef MuSide_methods[] = {
     {"irq_active", (PyCFunction)MuSide_irq_active, METH_NOARGS, NULL},
     {"read_rr", (PyCFunction)MuSide_read_rr, METH_O, NULL},
     {"write_tr", (PyCFunction)(void (*)(void))MuSide_write_tr, METH_FASTCALL, NULL},
-    {"cr_update", (PyCFunction)(void (*)(void))MuSide_cr_update, METH_VARARGS | METH_KEYWORDS,
+    {"cr_update", (PyCFunction)(void (*)(void))MuSide_cr_update, METH_FASTCALL | METH_KEYWORDS,
      NULL},
     {NULL, NULL, 0, NULL},
 };

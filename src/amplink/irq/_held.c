@@ -1,12 +1,13 @@
 /* A section's entry and exit (amplink.irq.held_signals.HeldSignals.__enter__ and
- * __exit__), compiled: three of each per round trip of a message, on both sides.
+ * __exit__), compiled: three of each per round trip of a message, on both sides; and
+ * a taker's interruptible sleep (HeldSignals.poll), once per wait.
  *
  * amplink.irq.held_signals.HeldSignals is the reference, in pure Python.  This
  * module's Sections type is a base of it (amplink.irq.held_signals.compiled_sections
- * puts it first): __enter__ and __exit__ run here, with the same answers and the same
- * updates of the fields this type stores under the reference's names (_main, depth,
- * floor, _looks_in, _sigint, _sigterm, _pending); everything else (__init__, _wrap,
- * _deliver, poll, let_through...) is the reference's own code.  What is not on the
+ * puts it first): __enter__, __exit__ and poll run here, with the same answers and the
+ * same updates of the fields this type stores under the reference's names (_main,
+ * depth, floor, _looks_in, _sigint, _sigterm, _pending, _interruptible); everything
+ * else (__init__, _wrap, _deliver, _came, let_through...) is the reference's own code.  What is not on the
  * common path calls the reference's Python methods: _wrap (an outermost entry that
  * finds SIGINT's or SIGTERM's handler changed, or whose look at every handler is due)
  * and _deliver_held (an outermost exit with signals held).  No shared memory is read
@@ -26,11 +27,12 @@ typedef struct {
     PyObject *sigint;  /* SIGINT's and SIGTERM's handlers, as last wrapped */
     PyObject *sigterm;
     PyObject *pending; /* a dict: the held signals */
+    char interruptible; /* a signal now ends the sleep (HeldSignals.poll) */
 } Sections;
 
 static PyObject *getsignal; /* _signal.getsignal */
 static PyObject *int_sigint, *int_sigterm;
-static PyObject *str_wrap, *str_deliver_held;
+static PyObject *str_wrap, *str_deliver_held, *str_poll;
 
 /* Whether signal `sig`'s handler is not `known` (1), is (0), or an error (-1). */
 static int changed(PyObject *sig, PyObject *known) {
@@ -79,6 +81,31 @@ static PyObject *Sections_exit(Sections *s, PyObject *const *args, Py_ssize_t na
     return PyObject_CallMethodNoArgs((PyObject *)s, str_deliver_held);
 }
 
+/* HeldSignals.poll: poller.poll(timeout_ms), a sleep a signal may end (its handler,
+ * run by the poll's signal check, raises Held while `interruptible` is set). */
+static PyObject *Sections_poll(Sections *s, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "poll(poller, timeout_ms)");
+        return NULL;
+    }
+    PyObject *call[2] = {args[0], args[1]};
+    if (PyThread_get_thread_ident() != s->main)
+        return PyObject_VectorcallMethod(str_poll, call, 2 | PY_VECTORCALL_ARGUMENTS_OFFSET,
+                                         NULL);
+    s->interruptible = 1; /* before the look: a signal after it ends the sleep */
+    PyObject *r;
+    int any = 0;
+    if (s->pending != NULL && s->depth == s->floor + 1) {
+        any = PyDict_CheckExact(s->pending) ? PyDict_GET_SIZE(s->pending) != 0
+                                            : PyObject_IsTrue(s->pending);
+    }
+    if (any < 0) r = NULL;
+    else if (any) r = Py_NewRef(Py_None);
+    else r = PyObject_VectorcallMethod(str_poll, call, 2 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+    s->interruptible = 0;
+    return r;
+}
+
 static int Sections_traverse(Sections *s, visitproc visit, void *arg) {
     Py_VISIT(Py_TYPE(s));
     Py_VISIT(s->sigint);
@@ -110,12 +137,14 @@ static PyMemberDef Sections_members[] = {
     {"_sigint", T_OBJECT, offsetof(Sections, sigint), 0, NULL},
     {"_sigterm", T_OBJECT, offsetof(Sections, sigterm), 0, NULL},
     {"_pending", T_OBJECT_EX, offsetof(Sections, pending), 0, NULL},
+    {"_interruptible", T_BOOL, offsetof(Sections, interruptible), 0, NULL},
     {NULL, 0, 0, 0, NULL},
 };
 
 static PyMethodDef Sections_methods[] = {
     {"__enter__", (PyCFunction)Sections_enter, METH_NOARGS, NULL},
     {"__exit__", (PyCFunction)(void (*)(void))Sections_exit, METH_FASTCALL, NULL},
+    {"poll", (PyCFunction)(void (*)(void))Sections_poll, METH_FASTCALL, NULL},
     {NULL, NULL, 0, NULL},
 };
 
@@ -147,6 +176,7 @@ static int held_exec(PyObject *m) {
     if ((int_sigterm = PyLong_FromLong(SIGTERM)) == NULL) return -1;
     if ((str_wrap = PyUnicode_InternFromString("_wrap")) == NULL) return -1;
     if ((str_deliver_held = PyUnicode_InternFromString("_deliver_held")) == NULL) return -1;
+    if ((str_poll = PyUnicode_InternFromString("poll")) == NULL) return -1;
     PyObject *sections = PyType_FromModuleAndSpec(m, &Sections_spec, NULL);
     if (sections == NULL || PyModule_AddObject(m, "Sections", sections) < 0) {
         Py_XDECREF(sections);

@@ -26,7 +26,7 @@ import select
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from amplink.errors import IrqError
@@ -48,8 +48,8 @@ from amplink.irq.flags import (
     IRQF_TRIGGER_MASK,
     is_edge,
 )
-from amplink.irq.held_signals import HELD_SIGNALS, Held, HeldSignals
-from amplink.irq.line import IrqLine, IrqWire, drain, new_line_fd
+from amplink.irq.held_signals import HELD_SIGNALS, Held
+from amplink.irq.line import _SINK, IrqLine, IrqWire, drain, new_line_fd
 from amplink.irq.spurious import MAX_BOGUS_REPORTS, SpuriousPolicy
 from amplink.tracing import TRACER
 
@@ -58,6 +58,7 @@ log = logging.getLogger(__name__)
 Handler = Callable[[int, Any], int]
 PR_SET_NAME = 15
 _get_ident = threading.get_ident
+readv = os.readv
 _monotonic = time.monotonic
 MAX_ONESHOT_SHARERS = 64
 _VALID_RETURN = IRQ_HANDLED | IRQ_WAKE_THREAD
@@ -68,7 +69,7 @@ def _default_primary(irq: int, dev_id: Any) -> int:
     return IRQ_WAKE_THREAD
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class IrqAction:
     """One handler registered on a line (Linux's ``struct irqaction``)."""
 
@@ -83,6 +84,12 @@ class IrqAction:
     runthread: bool = False
     runner: int = 0  # the thread running thread_fn now (its own, or a taker)
     warned_no_thread: bool = False
+    oneshot: bool = field(init=False)  # flags & IRQF_ONESHOT (read per interrupt)
+    debug: bool = field(init=False)  # not flags & IRQF_NO_DEBUG: spurious accounting
+
+    def __post_init__(self) -> None:
+        self.oneshot = bool(self.flags & IRQF_ONESHOT)
+        self.debug = not self.flags & IRQF_NO_DEBUG
 
 
 class _IrqThread:
@@ -288,7 +295,10 @@ class IrqDomain:
         ep = self._ep
         ctl = self._ctl
         by_fd = self._by_fd
-        pending: dict[IrqLine, bool] = {}  # line -> known to be still active
+        # line -> known to be still active (True), pulsed (False), or looked at again
+        # after an unmask or enable (None: no pulse, so an inactive level is no
+        # interrupt at all)
+        pending: dict[IrqLine, bool | None] = {}
         while True:
             for fd, _ev in ep.poll(0 if pending else -1):
                 line = by_fd.get(fd)
@@ -306,13 +316,15 @@ class IrqDomain:
                         return
                     with self._lock:
                         replay, self._replay = self._replay, set()
+                        for line in replay:
+                            self._watch(line)
                     for line in replay:
                         if line.edge:  # an edge is replayed only if one was missed
                             with line.lock:
                                 missed, line.replay = line.replay, False
                             if not missed:
                                 continue
-                        pending.setdefault(line, False)
+                        pending.setdefault(line, None)
             for line, active in list(pending.items()):
                 if self._handle(line, active):
                     pending[line] = True
@@ -322,12 +334,13 @@ class IrqDomain:
     def _handle(
         self,
         line: IrqLine,
-        active: bool = False,
+        active: bool | None = False,
         wake: Callable[[IrqAction], None] | None = None,
     ) -> bool:
         """Take one interrupt on ``line``; True if the line is still active (a level
         line whose device still asserts it: it must be taken again).  ``active``: the
-        caller knows it is (it was still active after the last one).  ``wake`` gets
+        caller knows it is (it was still active after the last one); False: the line
+        was pulsed; None: no pulse, only a look (after an unmask or enable).  ``wake`` gets
         each action whose primary returned ``IRQ_WAKE_THREAD`` (default: its thread is
         woken).  A line another thread is taking now is left to it: that thread looks at
         the level again when its primaries return (Linux's ``irq_may_run``)."""
@@ -339,10 +352,19 @@ class IrqDomain:
                 return False
             if line.in_progress:
                 return False
-            if not line.edge and not active and not line.active():
+            if not active and not line.edge and not line.active():
+                # A pulse with nothing pending: an interrupt no handler claims (a
+                # peer that pulses the line in a loop is a storm, as a stuck device is).
+                policy = self.spurious
+                if (
+                    active is False
+                    and actions[0].debug
+                    and policy.enabled
+                    and line.spurious.note(IRQ_NONE, line.threads_handled, policy)
+                ):
+                    self._disable_stuck(line)
                 return False
-            flags = actions[0].flags  # (a shared line's sharers agree on these)
-            oneshot = bool(flags & IRQF_ONESHOT)
+            oneshot = actions[0].oneshot  # (a shared line's sharers agree on it)
             if oneshot:
                 line.masked = True
             line.in_progress = True
@@ -369,11 +391,23 @@ class IrqDomain:
                 ret |= r
             if TRACER.enabled:
                 TRACER.event("irq", "handled", irq=irq, ret=ret)
-            if self.spurious.enabled and not flags & IRQF_NO_DEBUG:
+            if actions[0].debug and self.spurious.enabled:
+                sp = line.spurious
                 if ret & ~_VALID_RETURN:
                     self._report_bogus(line, ret)
-                elif ret != IRQ_HANDLED or line.spurious.unhandled:  # else note() is a no-op
-                    stuck = line.spurious.note(ret, line.threads_handled, self.spurious)
+                elif sp.unhandled or ret == IRQ_NONE:
+                    stuck = sp.note(ret, line.threads_handled, self.spurious)
+                elif ret == IRQ_WAKE_THREAD:  # (note()'s common cases, without its call)
+                    if not sp.deferred:
+                        sp.deferred = True
+                    else:
+                        handled = line.threads_handled
+                        if handled == sp.threads_handled_last:
+                            stuck = sp.note(ret, handled, self.spurious)
+                        else:
+                            sp.threads_handled_last = handled
+                elif ret & IRQ_WAKE_THREAD:
+                    sp.deferred = False
         finally:  # also when a taker's thread gets a KeyboardInterrupt meanwhile
             hardirq.discard(me)
             with line.lock:
@@ -425,120 +459,108 @@ class IrqDomain:
         held = HELD_SIGNALS  # a main thread's signal handlers wait for a safe point
         with held:
             with self._lock:
-                if self._closing or irq in self._taken or line.fd < 0:
+                if self._closing or irq in self._taken or line.fd < 0 or line.spurious_disabled:
                     return None
                 self._taken.add(irq)
                 self._takers += 1
                 self._ep.modify(line.fd, 0)
-            quiet = [False]
+            # ``quiet``: the last interrupt taken found the line inactive (or left it to
+            # the thread taking it then), so the level is not looked at again as the
+            # line is given back: whatever changed it since pulsed the line after its
+            # last drain, and that pulse is still on the descriptor for the dispatcher.
+            quiet = False
             try:
                 if start is not None:
                     start()
-                return self._take_until(line, fds, timeout, ready, held, quiet)
+                cached = self._takers_poll.__dict__.get("cached")
+                if cached is not None and cached[0] == irq and cached[1] == fds:
+                    poller = cached[2]
+                else:  # a thread waits on the same descriptors again and again: keep it
+                    poller = select.poll()
+                    poller.register(line.fd, select.POLLIN)
+                    poller.register(self._release, select.POLLIN)
+                    for fd in fds:
+                        poller.register(fd, select.POLLIN)
+                    self._takers_poll.cached = (irq, tuple(fds), poller)
+                deadline = None if timeout is None else _monotonic() + timeout
+                active = False  # the line was still active after the last interrupt
+                line_fd = line.fd
+                release = self._release
+                woken: list[IrqAction] = []  # the actions an interrupt's primaries woke
+                wake = woken.append
+                while True:
+                    if active:
+                        wait_ms = 0
+                    elif deadline is None:
+                        wait_ms = -1
+                    else:
+                        wait_ms = max(0, math.ceil((deadline - _monotonic()) * 1000))
+                    woke = pulsed = False
+                    events = held.poll(poller, wait_ms)  # only the sleep may be interrupted
+                    if events is None:
+                        return True  # a signal is held: its handler runs as held exits
+                    for fd, _ev in events:
+                        if fd == line_fd:
+                            try:  # noqa: SIM105 (drain(fd) without its frame; no suppress())
+                                readv(fd, _SINK)
+                            except BlockingIOError:
+                                pass
+                            pulsed = True
+                        elif fd == release:
+                            return False
+                        else:
+                            woke = True
+                    if pulsed or active:
+                        quiet = False  # (until it returns: a handler may raise)
+                        # One interrupt, the thread functions it woke run here.  A
+                        # KeyboardInterrupt in this thread hands what was still to run
+                        # to the action threads before it goes on up.
+                        try:
+                            active = self._handle(line, active and not pulsed, wake)
+                            while woken:
+                                self._run_here(woken.pop(0))
+                        except BaseException:
+                            for action in woken:
+                                self._wake_thread(action)
+                            raise
+                        quiet = not active
+                        if self._closing:
+                            return False  # close() may release the line's descriptor now
+                        if ready is not None and ready():
+                            return True
+                    if woke:
+                        return True
+                    if deadline is not None and _monotonic() >= deadline:
+                        return False  # also while a flood of interrupts keeps coming
             except Held:  # a signal came while it slept: its handler runs as held exits
                 return True
             finally:
-                self._give_back(line, quiet[0])
-
-    def _give_back(self, line: IrqLine, quiet: bool) -> None:
-        """The dispatcher watches the line again.  If the device still asserts it (the
-        waiter was satisfied before the line was quiet: its descriptor is drained, so
-        no pulse will come), it is pulsed again, so that the dispatcher (or the next
-        taker) looks; this is done while still counted as a taker, so that close()
-        cannot release the descriptor meanwhile.  ``quiet``: the last interrupt taken
-        found the line inactive (or left it to the thread taking it then), so the level
-        is not looked at again: whatever changed it since pulsed the line after its
-        last drain, and that pulse is still on the descriptor for the dispatcher."""
-        if not quiet and not self._closing and line.active():
-            IrqWire(line.fd).pulse()
-        with self._lock:
-            self._taken.discard(line.irq)
-            self._takers -= 1
-            if self._closing:
-                if not self._takers:
-                    self._takers_gone.notify_all()
-                return
-            self._ep.modify(line.fd, select.EPOLLIN)
-
-    def _take_until(
-        self,
-        line: IrqLine,
-        fds: Sequence[int],
-        timeout: float | None,
-        ready: Callable[[], bool] | None,
-        held: HeldSignals,
-        quiet: list[bool],
-    ) -> bool:
-        """:meth:`take_while_waiting`'s loop; ``quiet[0]`` is set to whether the line
-        was inactive after the last interrupt taken (see :meth:`_give_back`)."""
-        key = (line.irq, *fds)
-        cached = getattr(self._takers_poll, "cached", None)
-        if cached is not None and cached[0] == key:
-            poller = cached[1]
-        else:  # a thread waits on the same descriptors again and again: keep its poll
-            poller = select.poll()
-            poller.register(line.fd, select.POLLIN)
-            poller.register(self._release, select.POLLIN)
-            for fd in fds:
-                poller.register(fd, select.POLLIN)
-            self._takers_poll.cached = (key, poller)
-        deadline = None if timeout is None else _monotonic() + timeout
-        active = False  # the line was still active after the last interrupt
-        line_fd = line.fd
-        release = self._release
-        handle = self._handle
-        woken: list[IrqAction] = []  # the actions an interrupt's primaries woke
-        wake = woken.append
-        while True:
-            if active:
-                wait_ms = 0
-            elif deadline is None:
-                wait_ms = -1
-            else:
-                wait_ms = max(0, math.ceil((deadline - _monotonic()) * 1000))
-            woke = pulsed = False
-            events = held.poll(poller, wait_ms)  # only the sleep may be interrupted (Held)
-            if events is None:
-                return True  # a signal is held: its handler runs as the section ends
-            for fd, _ev in events:
-                if fd == line_fd:
-                    drain(fd)
-                    pulsed = True
-                elif fd == release:
-                    return False
-                else:
-                    woke = True
-            if pulsed or active:
-                quiet[0] = False  # (until it returns: a handler may raise)
-                # One interrupt, the thread functions it woke run here.  A
-                # KeyboardInterrupt in this thread hands what was still to run to the
-                # action threads before it goes on up.
-                try:
-                    active = handle(line, active and not pulsed, wake)
-                    while woken:
-                        self._run_here(woken.pop(0))
-                except BaseException:
-                    for action in woken:
-                        self._wake_thread(action)
-                    raise
-                quiet[0] = not active
-                if self._closing:
-                    return False  # close() may release the line's descriptor now
-                if ready is not None and ready():
-                    return True
-            if woke:
-                return True
-            if deadline is not None and _monotonic() >= deadline:
-                return False  # also while a flood of interrupts keeps coming
+                # The dispatcher watches the line again.  If the device still asserts it
+                # (the waiter was satisfied before the line was quiet: its descriptor is
+                # drained, so no pulse will come), it is pulsed again, so that the
+                # dispatcher (or the next taker) looks; this is done while still counted
+                # as a taker, so that close() cannot release the descriptor meanwhile.
+                if not quiet and not self._closing and line.active():
+                    IrqWire(line.fd).pulse()
+                with self._lock:
+                    self._taken.discard(irq)
+                    self._takers -= 1
+                    if self._closing:
+                        if not self._takers:
+                            self._takers_gone.notify_all()
+                    elif not line.spurious_disabled:  # (_watch(line), without its frame)
+                        self._ep.modify(line.fd, select.EPOLLIN)
 
     def _run_here(self, action: IrqAction) -> None:
         """Run a woken action's thread function in this thread, as its thread would
-        (or wake that thread if it is running the function now, or there is none)."""
-        thread = action.thread
+        (or wake that thread if it is running the function now, or there is none):
+        ``_call_thread_fn`` and ``_thread_done`` without their frames."""
         line = action.line
         with line.lock:
-            busy = thread is None or action.runner or action.runthread
-            if not busy:
+            if action.thread is None or action.runner or action.runthread:
+                busy = True
+            else:
+                busy = False
                 action.runner = _get_ident()
                 line.threads_oneshot |= action.thread_mask
                 line.threads_active += 1
@@ -548,10 +570,31 @@ class IrqDomain:
         ret: int = IRQ_NONE
         done = False
         try:
-            ret = _call_thread_fn(action)
+            if TRACER.enabled:
+                ret = _call_thread_fn(action)
+            else:
+                try:
+                    ret = action.thread_fn(line.irq, action.dev_id)  # type: ignore[misc]
+                except Exception:
+                    log.exception("irq/%d-%s: thread handler raised", line.irq, action.name)
+                    ret = IRQ_NONE
             done = True
         finally:
-            self._thread_done(action, ret)
+            unmasked = False
+            with line.lock:
+                action.runner = 0
+                if ret == IRQ_HANDLED:
+                    line.threads_handled += 1
+                if action.thread_mask and not action.runthread:
+                    line.threads_oneshot &= ~action.thread_mask
+                    if line.threads_oneshot == 0 and line.masked and not line.in_progress:
+                        line.masked = False
+                        unmasked = line.depth == 0
+                line.threads_active -= 1
+                if line.waiters:
+                    line.cond.notify_all()
+            if unmasked:
+                self._repoll(line)
             if not done:  # interrupted (KeyboardInterrupt): its thread runs it again
                 self._wake_thread(action)
 
@@ -606,14 +649,29 @@ class IrqDomain:
             ", ".join(a.name for a in line.actions),
         )
 
+    def _watch(self, line: IrqLine) -> None:
+        """Whether the dispatcher's epoll watches ``line`` (``_lock`` held): not while
+        a taker has it, nor while the spurious detector keeps it disabled (a storm
+        must not wake anyone, or it goes on costing the CPU it was disabled for)."""
+        if not line.counter or line.fd < 0:
+            return  # (a once-readable line is unregistered after its one edge)
+        off = line.spurious_disabled or line.irq in self._taken
+        self._ep.modify(line.fd, 0 if off else select.EPOLLIN)
+
     def _disable_stuck(self, line: IrqLine) -> None:
         line.spurious_disabled = True
         line.depth += 1
+        with self._lock:  # (the only lock order: a line's lock, then the domain's)
+            if not self._closing:
+                self._watch(line)
         policy = self.spurious
         log.error(
-            "irq %d: nobody cared: more than %d of the last %d interrupts were not handled; "
-            "disabling irq %d. Handlers: %s. A device keeps this level-triggered line "
-            "active and no handler clears it: fix the driver that should acknowledge it.",
+            "%s: irq %d: nobody cared: more than %d of the last %d interrupts were not "
+            "handled; disabling irq %d. Handlers: %s. A device keeps this level-triggered "
+            "line active and no handler clears it (fix the driver that should acknowledge "
+            "it), or the peer pulses the line with no event pending (restart the remote "
+            "processor; its line is enabled again when a handler is requested anew).",
+            self.name,
             line.irq,
             policy.threshold,
             policy.window,

@@ -37,8 +37,9 @@ default action if ``SIG_DFL``.  A signal that comes again while held is held onc
 standard signal is pending or not).  In any other thread a section does nothing:
 Python never runs a signal handler there.
 
-A section's entry and exit (three per round trip of a message) are compiled in
-``_held.c`` when it was built (:func:`compiled_sections`; ``AMPLINK_PURE_PYTHON=1``
+A section's entry and exit (three per round trip of a message) and a taker's sleep
+(:meth:`HeldSignals.poll`) are compiled in ``_held.c`` when it was built
+(:func:`compiled_sections`; ``AMPLINK_PURE_PYTHON=1``
 picks this module's own, its twin, as :mod:`amplink.virtio.rings` does):
 :data:`COMPILED` says which runs.
 """
@@ -316,7 +317,7 @@ PURE_PYTHON_ENV = "AMPLINK_PURE_PYTHON"  # (amplink.virtio.rings's switch: the s
 
 
 def compiled_sections() -> type[HeldSignals] | None:
-    """:class:`HeldSignals` with the compiled ``__enter__`` and ``__exit__`` of
+    """:class:`HeldSignals` with the compiled ``__enter__``, ``__exit__`` and ``poll`` of
     ``_held.c`` put first (the same answers and updates of the same fields); None if
     ``_held`` was not built."""
     try:

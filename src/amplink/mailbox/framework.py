@@ -497,9 +497,13 @@ def send_message(chan: MboxChan, msg: Any) -> int:
             raise MailboxError(errno.ENOBUFS, f"{chan!r}: TX queue of {MBOX_TX_QUEUE_LEN} is full")
         idx = chan.msg_free
         chan.msg_free = (idx + 1) % MBOX_TX_QUEUE_LEN
-        if chan.on_demand and chan.active is not None:
-            chan._reap_locked()
-        if chan.msg_count or chan.active is not None:  # it waits its turn in the queue
+        active = chan.active
+        if active is not None and chan.on_demand and chan.mbox.last_tx_done(chan):
+            chan.active = None  # (_reap_locked, without its frame)
+            if TRACER.enabled:
+                TRACER.event("mailbox", "txdone", chan=repr(chan), msg=active.data, r=0)
+            active = None
+        if chan.msg_count or active is not None:  # it waits its turn in the queue
             chan.slots[idx] = slot
             chan.msg_count += 1
             poll = chan._submit_locked()

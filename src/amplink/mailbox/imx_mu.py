@@ -225,7 +225,8 @@ class ImxMuController(MboxController):
         """Threaded style, hard part (its event pending): silence the event at the
         unit, wake the thread."""
         cp: _MuChan = chan.con_priv
-        self._cr(clear_bits=cp.enable)
+        with self._xcr_lock:  # (self._cr, without its frame)
+            self.side.cr_update(0, cp.enable)
         return IRQ_WAKE_THREAD
 
     def _isr_thread(self, irq: int, chan: MboxChan) -> int:
@@ -235,7 +236,8 @@ class ImxMuController(MboxController):
         else:
             self._work(chan, cp)
         if cp.type != IMX_MU_TYPE_TX and not cp.shutting_down:
-            self._cr(set_bits=cp.enable)  # TX is re-armed by the next send
+            with self._xcr_lock:  # (self._cr, without its frame; TX: re-armed by a send)
+                self.side.cr_update(cp.enable, 0)
         return IRQ_HANDLED
 
     def _isr_hard(self, irq: int, chan: MboxChan) -> int:
