@@ -525,7 +525,7 @@ class GlinkLink(PolledLink):
         try:  # (if another drain took it meanwhile: after that drain; a broken FIFO
             self._drain(blocking=True)  # fails the link, which the next attempt sees)
         finally:
-            self._tx_lock.acquire()  # the caller's `with` releases it, however this ends
+            self._tx_lock.acquire()  # the caller lets it go, however this ends
         return True
 
     def _ask_read_notif(self) -> None:
@@ -674,11 +674,21 @@ class GlinkLink(PolledLink):
 
     # -- receiving -------------------------------------------------------------------
     def handle_notify(self) -> None:
+        # (The section's and the lock's methods are called, not `with`: see send.)
+        held = HELD_SIGNALS
+        lock = self._tx_lock
         try:
-            with self._tx_lock, HELD_SIGNALS:  # (as bind's)
-                if self._tx_waiters:
-                    self._wake_senders()
-                self._flush()
+            held.__enter__()
+            try:
+                lock.acquire()
+                try:
+                    if self._tx_waiters:
+                        self._wake_senders()
+                    self._flush()
+                finally:
+                    lock.release()
+            finally:
+                held.__exit__(None, None, None)
         except FifoError as exc:
             raise self._broken(exc) from exc
         if self._space_waiters:  # the reader may have made room
@@ -718,10 +728,14 @@ class GlinkLink(PolledLink):
         before returning, the head is looked at once more after a fence, as
         :meth:`~amplink.rpmsg.glink_fifo.FifoWriter.kick_needed` relies on.  The
         intents of what was consumed go back after every batch (a sender streaming to
-        us finds them without waiting), not only once the stream pauses."""
+        us finds them without waiting), not only once the stream pauses.  A message
+        for an endpoint that only queues it (no callback, not ``zero_copy``: queueing
+        runs no user code) is queued in the tx-lock section that read it, and its
+        intent given back in the same section; the others are handled with the lock
+        let go (their callbacks send)."""
         delivered = 0
         proto = self.protocol
-        events = proto.events  # found while reading: handled after, unlocked
+        events = proto.events  # found while reading: handled after, unlocked (most)
         lock = self._tx_lock
         epts = self._epts
         consumed = self._consumed
@@ -736,7 +750,7 @@ class GlinkLink(PolledLink):
             while True:
                 lock.acquire()  # (the drain is a section: see send)
                 try:
-                    if read:  # (as _pump_locked, which this frame saves a call of)
+                    if read:  # (as _pump_locked, in this frame: one call less)
                         flushed = bool(consumed)  # (the replies are written then)
                         if flushed:
                             proto.rx_done(consumed)
@@ -844,16 +858,13 @@ class GlinkLink(PolledLink):
             self._consumed.clear()
         self._flush()
 
-    def _pump_locked(self, flush: bool = True) -> int:
-        """Give back the intents of consumed messages, then feed every complete
-        command from the peer to the protocol (:meth:`FifoReader.feed
+    def _pump_locked(self) -> None:
+        """Read for a sender waiting in the receive context (tx lock held): give back
+        the intents of the messages delivered before it, feed every complete command
+        from the peer to the protocol (:meth:`FifoReader.feed
         <amplink.rpmsg.glink_fifo.FifoReader.feed>`, which breaks the FIFO if the
-        stream cannot be framed); tx lock and rx context held (also by a sender
-        waiting in a callback, so intents of messages delivered before it go back
-        while it waits).  The protocol's answers are written at once, unless
-        ``flush`` is False: then the caller, about to handle the events, writes them
-        (with the first reply a callback sends, or after).  Returns how many bytes it
-        read."""
+        stream cannot be framed) and write the protocol's answers.  A drain does the
+        same in its own frame (:meth:`_drain_rx`)."""
         proto = self.protocol
         consumed = self._consumed
         handled = bool(consumed)
@@ -865,11 +876,9 @@ class GlinkLink(PolledLink):
             proto.kick_after_read = False
             self._notify()
         if handled or at:
-            if flush:
-                self._flush()
+            self._flush()
             if self._tx_waiters:
                 self._wake_senders()
-        return at
 
     def _lend(self, ept: Endpoint, name: str, iid: int, data: bytes) -> None:
         """Deliver a message to a ``zero_copy`` endpoint with its intent lent, which goes
