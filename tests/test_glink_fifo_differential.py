@@ -13,7 +13,7 @@ from amplink.errors import FifoError
 from amplink.memory import SharedRegion
 from amplink.rpmsg import glink_ends
 from amplink.rpmsg.glink_fifo import EdgeFifos
-from amplink.rpmsg.glink_protocol import GlinkProtocol
+from amplink.rpmsg.glink_protocol import GlinkProtocol, MessageReceived
 from amplink.virtio.rings import PURE_PYTHON_ENV
 from amplink.wire import glink as g
 from amplink.wire.glink_edge import EDGE_HEADER_SIZE
@@ -291,22 +291,39 @@ def _protocol_write(command: bytes):
     return write
 
 
-def _protocol_step(rnd: random.Random):
-    op = rnd.randrange(12)
+def _protocol_step(rnd: random.Random, peer: dict[str, int]):
+    """A random operation; ``peer["cid"]``: the id the peer has the channel open as
+    now (7 or 9, see op 12; 8 is never open), which most commands use."""
+    op = rnd.randrange(13)
+    cids = (peer["cid"],) * 4 + (7, 9, 8)
     if op < 4:
         size = rnd.choice((rnd.randrange(70), rnd.randrange(200)))
         left = rnd.choice((0, 0, 0, rnd.randrange(80)))
         cmd = rnd.choice((g.TX_DATA, g.TX_DATA, g.TX_DATA, g.TX_DATA_CONT))
-        cid = rnd.choice((7, 7, 7, 8))
+        cid = rnd.choice(cids)
         iid = rnd.randrange(8)
         body = bytes(rnd.randrange(256) for _ in range(size))
         return _protocol_write(g.data_header(cmd, cid, iid, size, left) + body)
     if op < 6:
         cmd = rnd.choice((g.RX_DONE, g.RX_DONE_W_REUSE, g.RX_DONE_W_REUSE))
-        cid, iid = rnd.choice((7, 7, 7, 8)), rnd.randrange(8)
+        cid, iid = rnd.choice(cids), rnd.randrange(8)
         if rnd.random() < 0.1:  # the peer offers intents again
-            return _protocol_write(g.intent_command(7, [(64, i) for i in range(1, 7)]))
+            return _protocol_write(
+                g.intent_command(rnd.choice(cids), [(64, i) for i in range(1, 7)])
+            )
         return _protocol_write(g.command(cmd, cid, iid))
+    if (
+        op == 12 and rnd.random() < 0.3
+    ):  # the peer closes the channel and opens it again under the other id,
+        # between commands for both ids (the compiled reader's cache of the channel
+        # must not outlive it)
+        old = peer["cid"]
+        new = peer["cid"] = 16 - old
+        return _protocol_write(
+            g.command(g.CLOSE, old)
+            + g.open_command(new, NAME)
+            + g.intent_command(new, [(64, i) for i in range(1, 7)])
+        )
     if op in (6, 7):
         n = rnd.randrange(80)
         return lambda s: s.proto.take_intent(NAME, n)
@@ -338,9 +355,10 @@ def test_the_protocols_common_cases_agree_with_its_methods(seed):
     rnd = random.Random(seed)
     sides = [ProtocolSide(impl) for impl in ("python", "compiled")]
     kinds: dict[str, int] = {}
+    peer = {"cid": 7}
     try:
         for step in range(2000):
-            op = _protocol_step(rnd)
+            op = _protocol_step(rnd, peer)
             outcomes = [_outcome(lambda s=s, op=op: op(s)) for s in sides]
             assert outcomes[0] == outcomes[1], f"seed {seed} step {step}"
             assert sides[0].state() == sides[1].state(), f"seed {seed} step {step}: state"
@@ -351,6 +369,34 @@ def test_the_protocols_common_cases_agree_with_its_methods(seed):
         for s in sides:
             s.region.close()
     assert kinds.get("MessageReceived", 0) > 50 and kinds.get("IntentsAvailable", 0) > 10, kinds
+    assert kinds.get("RemoteOpened", 0) > 5, kinds
+
+
+def test_a_channel_reopened_within_one_read_is_not_mistaken_for_the_old_one():
+    """One read holds a message on the peer's channel 7, its CLOSE and an OPEN of the
+    same name as 9, then messages on 7 (closed: dropped) and on 9: the compiled
+    reader, which keeps the channel it looked up for the rest of a read, delivers only
+    what the protocol's own methods deliver."""
+    sides = [ProtocolSide(impl) for impl in ("python", "compiled")]
+    try:
+        for s in sides:
+            for cmd in (
+                g.data_header(g.TX_DATA, 7, 1, 4, 0) + b"old1",
+                g.command(g.CLOSE, 7),
+                g.open_command(9, NAME),
+                g.intent_command(9, [(64, i) for i in range(1, 7)]),
+                g.data_header(g.TX_DATA, 7, 2, 4, 0) + b"old2",
+                g.data_header(g.TX_DATA, 9, 3, 4, 0) + b"new3",
+            ):
+                _protocol_write(cmd)(s)
+            s.me.rx.feed(s.proto)
+        got = [[e for e in s.proto.events if isinstance(e, MessageReceived)] for s in sides]
+        assert got[0] == got[1]
+        assert [(e.data, e.iid) for e in got[0]] == [(b"old1", 1), (b"new3", 3)]
+        assert sides[0].state() == sides[1].state()
+    finally:
+        for s in sides:
+            s.region.close()
 
 
 def test_a_send_after_many_held_replies_writes_them_all_first():

@@ -543,26 +543,66 @@ static PyObject *attr_of(PyObject *obj, PyObject *name, PyTypeObject *type) {
     return v;
 }
 
-/* The peer's channel ``cid`` (new reference); NULL with no error: not open. */
-static PyObject *peer_channel(PyObject *proto, PyObject *cid) {
-    PyObject *rcids = attr_of(proto, str_rcids, &PyDict_Type);
-    if (rcids == NULL) return NULL;
-    PyObject *ch = PyDict_GetItemWithError(rcids, cid);
-    Py_XINCREF(ch);
-    Py_DECREF(rcids);
-    return ch;
+/* What the common cases looked up, kept for the rest of one feed: the protocol's
+ * ``_rcids`` and ``events``, and the last channel's fields (a stream is all on one
+ * channel).  The protocol never rebinds these attributes (it changes the dicts and
+ * sets in place); the cache is dropped whenever the protocol's own Python runs (a
+ * method called, another command parsed), which may open or close channels. */
+typedef struct {
+    PyObject *rcids, *events;  /* proto._rcids (a dict), proto.events */
+    long cid;  /* the channel cached below (-1: none) */
+    PyObject *ch, *local, *lent, *name, *used, *free_;  /* each fetched when first needed */
+} Cache;
+#define CACHE_INIT {NULL, NULL, -1, NULL, NULL, NULL, NULL, NULL, NULL}
+
+static void cache_channel_clear(Cache *c) {
+    c->cid = -1;
+    Py_CLEAR(c->ch);
+    Py_CLEAR(c->local);
+    Py_CLEAR(c->lent);
+    Py_CLEAR(c->name);
+    Py_CLEAR(c->used);
+    Py_CLEAR(c->free_);
+}
+
+static void cache_clear(Cache *c) {
+    cache_channel_clear(c);
+    Py_CLEAR(c->rcids);
+    Py_CLEAR(c->events);
+}
+
+/* The peer's channel ``cid`` (``vcid`` its int) into the cache: 1, or 0 with no error
+ * set if it is not open, -1 on error. */
+static int peer_channel(PyObject *proto, long cid, PyObject *vcid, Cache *c) {
+    if (c->cid == cid) return 1;
+    cache_channel_clear(c);
+    if (c->rcids == NULL && (c->rcids = attr_of(proto, str_rcids, &PyDict_Type)) == NULL)
+        return PyErr_Occurred() ? -1 : 0;
+    PyObject *ch = PyDict_GetItemWithError(c->rcids, vcid);  /* (borrowed) */
+    if (ch == NULL) return PyErr_Occurred() ? -1 : 0;
+    c->ch = Py_NewRef(ch);
+    c->cid = cid;
+    return 1;
+}
+
+/* The cached channel's field ``name`` if it is exactly of ``type`` (borrowed, kept in
+ * ``*slot``); NULL with no error set if it is not. */
+static PyObject *channel_field(Cache *c, PyObject **slot, PyObject *name, PyTypeObject *type) {
+    if (*slot == NULL) *slot = attr_of(c->ch, name, type);
+    return *slot;
 }
 
 /* What GlinkProtocol.receive_data does with a whole message in one chunk for an
  * intent it gave and that holds none: lent, and a MessageReceived event.  1: done;
  * 0: not that case, the Python method must run (nothing was changed); -1: error. */
-static int fast_data(PyObject *proto, PyObject *cid, PyObject *iid, PyObject *chunk) {
-    int done = 0;
-    PyObject *ch = NULL, *local = NULL, *lent = NULL, *name = NULL, *events = NULL;
-    PyObject *event = NULL;
-    if ((ch = peer_channel(proto, cid)) == NULL) goto out;
-    if ((local = attr_of(ch, str_local_intents, &PyDict_Type)) == NULL) goto out;
-    if ((lent = attr_of(ch, str_lent, &PySet_Type)) == NULL) goto out;
+static int fast_data(PyObject *proto, long cid, PyObject *vcid, PyObject *iid, PyObject *chunk,
+                     Cache *c) {
+    int done = peer_channel(proto, cid, vcid, c);
+    if (done <= 0) return done;
+    done = 0;
+    PyObject *local, *lent, *event = NULL;
+    if ((local = channel_field(c, &c->local, str_local_intents, &PyDict_Type)) == NULL) goto out;
+    if ((lent = channel_field(c, &c->lent, str_lent, &PySet_Type)) == NULL) goto out;
     PyObject *size = PyDict_GetItemWithError(local, iid);  /* (borrowed) */
     if (size == NULL || !PyLong_CheckExact(size)) goto out;
     Py_ssize_t room = PyLong_AsSsize_t(size);
@@ -575,28 +615,23 @@ static int fast_data(PyObject *proto, PyObject *cid, PyObject *iid, PyObject *ch
         done = held < 0 ? -1 : 0;
         goto out;
     }
-    if ((name = PyObject_GetAttr(ch, str_name)) == NULL) goto out;
-    if ((events = PyObject_GetAttr(proto, str_events)) == NULL) goto out;
+    if (c->name == NULL && (c->name = PyObject_GetAttr(c->ch, str_name)) == NULL) goto out;
+    if (c->events == NULL && (c->events = PyObject_GetAttr(proto, str_events)) == NULL) goto out;
     done = -1;
     if (PySet_Add(lent, iid) < 0) goto out;
     /* MessageReceived(name, chunk, iid), made as tuple.__new__ makes a tuple
      * subclass's instance (the protocol's way), without the argument tuples */
     PyTypeObject *type = (PyTypeObject *)MessageReceived;
     if ((event = type->tp_alloc(type, 3)) == NULL) goto out;
-    PyTuple_SET_ITEM(event, 0, Py_NewRef(name));
+    PyTuple_SET_ITEM(event, 0, Py_NewRef(c->name));
     PyTuple_SET_ITEM(event, 1, Py_NewRef(chunk));
     PyTuple_SET_ITEM(event, 2, Py_NewRef(iid));
-    PyObject *r = PyObject_CallMethodOneArg(events, str_append, event);
+    PyObject *r = PyObject_CallMethodOneArg(c->events, str_append, event);
     if (r == NULL) goto out;
     Py_DECREF(r);
     done = 1;
 out:
     if (done == 0 && PyErr_Occurred()) done = -1;
-    Py_XDECREF(ch);
-    Py_XDECREF(local);
-    Py_XDECREF(lent);
-    Py_XDECREF(name);
-    Py_XDECREF(events);
     Py_XDECREF(event);
     return done;
 }
@@ -604,9 +639,8 @@ out:
 /* What GlinkProtocol.receive_rx_done does with an intent in use on an open channel
  * while no IntentsAvailable is watched for: given back (and free again if ``reuse``).
  * As fast_data: 1, 0 or -1. */
-static int fast_rx_done(PyObject *proto, PyObject *cid, PyObject *iid, int reuse) {
-    int done = 0;
-    PyObject *ch = NULL, *used = NULL, *free_ = NULL, *size = NULL;
+static int fast_rx_done(PyObject *proto, long cid, PyObject *vcid, PyObject *iid, int reuse,
+                        Cache *c) {
     if (reuse) {
         PyObject *watch = PyObject_GetAttr(proto, str_watch_intents);
         if (watch == NULL) return -1;
@@ -614,9 +648,12 @@ static int fast_rx_done(PyObject *proto, PyObject *cid, PyObject *iid, int reuse
         Py_DECREF(watch);
         if (watched != 0) return watched < 0 ? -1 : 0;
     }
-    if ((ch = peer_channel(proto, cid)) == NULL) goto out;
-    if ((used = attr_of(ch, str_used_intents, &PyDict_Type)) == NULL) goto out;
-    if ((free_ = attr_of(ch, str_free_intents, &PyDict_Type)) == NULL) goto out;
+    int done = peer_channel(proto, cid, vcid, c);
+    if (done <= 0) return done;
+    done = 0;
+    PyObject *used, *free_, *size = NULL;
+    if ((used = channel_field(c, &c->used, str_used_intents, &PyDict_Type)) == NULL) goto out;
+    if ((free_ = channel_field(c, &c->free_, str_free_intents, &PyDict_Type)) == NULL) goto out;
     size = PyDict_GetItemWithError(used, iid);
     if (size == NULL) goto out;
     Py_INCREF(size);
@@ -626,15 +663,11 @@ static int fast_rx_done(PyObject *proto, PyObject *cid, PyObject *iid, int reuse
     done = 1;
 out:
     if (done == 0 && PyErr_Occurred()) done = -1;
-    Py_XDECREF(ch);
-    Py_XDECREF(used);
-    Py_XDECREF(free_);
     Py_XDECREF(size);
     return done;
 }
 
-static PyObject *Reader_feed(FifoEnd *s, PyObject *proto) {
-    if (protocol_types() < 0) return NULL;
+static PyObject *feed(FifoEnd *s, PyObject *proto, Cache *c) {
     /* The common cases are done here for a GlinkProtocol itself (a subclass may
      * override the methods). */
     int fast = Py_TYPE(proto) == (PyTypeObject *)GlinkProtocol;
@@ -707,10 +740,14 @@ static PyObject *Reader_feed(FifoEnd *s, PyObject *proto) {
             int rc = 0;
             if (fast && cmd == TX_DATA && left == 0) {
                 finish(&a);  /* (it allocates: a collection may run Python) */
-                rc = fast_data(proto, v1, v2, chunk);
-                if (rc == 0) rc = call_method(proto, str_receive_data, stack, 6);
+                rc = fast_data(proto, p1, v1, v2, chunk, c);
+                if (rc == 0) {
+                    cache_clear(c);  /* (the protocol's Python runs) */
+                    rc = call_method(proto, str_receive_data, stack, 6);
+                }
                 if (rc >= 0) rc = begin(s, &a);
             } else {
+                cache_clear(c);
                 rc = call_proto(s, &a, proto, str_receive_data, stack, 6);
             }
             Py_DECREF(v1);
@@ -733,10 +770,14 @@ static PyObject *Reader_feed(FifoEnd *s, PyObject *proto) {
             int rc = 0;
             if (fast) {
                 finish(&a);
-                rc = fast_rx_done(proto, v1, v2, cmd == RX_DONE_W_REUSE);
-                if (rc == 0) rc = call_method(proto, str_receive_rx_done, stack, 4);
+                rc = fast_rx_done(proto, p1, v1, v2, cmd == RX_DONE_W_REUSE, c);
+                if (rc == 0) {
+                    cache_clear(c);
+                    rc = call_method(proto, str_receive_rx_done, stack, 4);
+                }
                 if (rc >= 0) rc = begin(s, &a);
             } else {
+                cache_clear(c);
                 rc = call_proto(s, &a, proto, str_receive_rx_done, stack, 4);
             }
             Py_DECREF(v1);
@@ -756,6 +797,7 @@ static PyObject *Reader_feed(FifoEnd *s, PyObject *proto) {
             stack[2] = vat;
             stack[3] = vleft;
             finish(&a);
+            cache_clear(c);
             PyObject *r = PyObject_VectorcallMethod(str_feed_other, stack, 4, NULL);
             Py_DECREF(vat);
             Py_DECREF(vleft);
@@ -784,6 +826,14 @@ static PyObject *Reader_feed(FifoEnd *s, PyObject *proto) {
     }
     finish(&a);
     return PyLong_FromSsize_t(at);
+}
+
+static PyObject *Reader_feed(FifoEnd *s, PyObject *proto) {
+    if (protocol_types() < 0) return NULL;
+    Cache c = CACHE_INIT;
+    PyObject *r = feed(s, proto, &c);
+    cache_clear(&c);
+    return r;
 }
 
 static PyMethodDef Reader_methods[] = {

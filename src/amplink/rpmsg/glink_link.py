@@ -222,30 +222,62 @@ class GlinkLink(PolledLink):
         name = self._names.get(src)
         if name is None or self.failure is not None:
             name = self._channel_of(src)  # raises why not
-        # The common case, one TX_DATA that fits now, is written in one helper (not in
-        # several: each Python call saved is a few percent of a message's cost).  A
-        # send is one section: a Ctrl-C waits until the intent it took is written and
-        # the peer kicked (amplink.irq.held_signals); only a wait for an intent or for
-        # room lets it through (it ends the wait, and the send).  A send in a section
-        # already (a reply from a receive callback, in its drain's) enters none for the
-        # write (one inside would only be counted), but does for a wait, so that the
-        # wait does not let a signal through inside the callback.
+        # The common case, one TX_DATA that fits now, is written here, in this frame
+        # (each Python call saved is a few percent of a message's cost); the rest in
+        # _send_slow.  A send is one section: a Ctrl-C waits until the intent it took
+        # is written and the peer kicked (amplink.irq.held_signals); only a wait for an
+        # intent or for room lets it through (it ends the wait, and the send).  A send
+        # in a section already (a reply from a receive callback, in its drain's) enters
+        # none for the write (one inside would only be counted), but does for a wait,
+        # so that the wait does not let a signal through inside the callback.  The
+        # section's methods are called, not `with` (whose lookups of them cost as much
+        # as the write), and so are the tx lock's: in the section, no Ctrl-C comes
+        # between its acquire() and the try that lets it go.  The peer is kicked once
+        # the lock is let go (a peer woken on this CPU would otherwise run while we hold
+        # it, and our receive context, wanting it next, would wait for us).
         held = HELD_SIGNALS
+        entered = held.depth <= held.floor
         try:
-            if held.depth > held.floor:
-                kick = self._send_locked(name, data, n, block, timeout, held)
-            else:
-                with held:
-                    kick = self._send_locked(name, data, n, block, timeout, None)
-                    if kick:
-                        self._notify()  # (after the tx lock: see _send_locked)
-                    return
-            if kick:
-                self._notify()
+            if entered:
+                held.__enter__()
+            try:
+                lock = self._tx_lock
+                lock.acquire()
+                try:
+                    proto = self.protocol
+                    iid = proto.take_intent(name, n)
+                    lcid = self._lcids.get(name)
+                    kick = None  # not written (yet)
+                    if iid is not None and n <= self._chunk and lcid is not None:
+                        try:  # (the queued replies go first, in the same write)
+                            kick = self._tx.put_data(proto.output, lcid, iid, data, _RESERVE)
+                        except BaseException:
+                            proto.give_back(name, iid)  # not written
+                            raise
+                    if kick is None:
+                        kick = self._send_slow(
+                            name, data, n, block, timeout, None if entered else held, iid
+                        )
+                    else:
+                        proto.rx_done_run = 0
+                        if TRACER.enabled:
+                            TRACER.sent(self)
+                        if self._wanted:
+                            self._wanted.pop(name, None)
+                        if self._refused_now:
+                            self._refused_now = False
+                            self._set_awaiting()
+                finally:
+                    lock.release()
+                if kick:
+                    self._notify()
+            finally:
+                if entered:
+                    held.__exit__(None, None, None)
         except FifoError as exc:
             raise self._broken(exc) from exc
 
-    def _send_locked(
+    def _send_slow(
         self,
         name: str,
         data: bytes,
@@ -253,56 +285,55 @@ class GlinkLink(PolledLink):
         block: bool,
         timeout: float | None,
         wait_section: HeldSignals | None,
+        iid: int | None,
     ) -> bool:
-        """:meth:`send` under the tx lock (taken by `with`, never by acquire() then try:
-        a Ctrl-C between the two would leave it held and every later send hanging):
-        whether to kick the peer, which the caller does once the lock is let go (a
-        peer woken on this CPU would otherwise run while we hold it, and our receive
-        context, wanting it next, would wait for us).  A send of more than a chunk, or
-        one that waited for room, has kicked already.  ``wait_section``: the section
-        to enter for a wait for an intent or for room (a send in one already)."""
+        """:meth:`send` (tx lock held) when its common case did not go: no intent was
+        free (``iid`` None: wait for one), the message is more than a chunk, or it did
+        not fit now (``iid`` is taken and given back if this raises before any of it is
+        out); whether to kick the peer, which the caller does once the lock is let go.
+        A send of more than a chunk, or one that waited for room, has kicked already.
+        ``wait_section``: the section to enter for a wait for an intent or for room (a
+        send in one already)."""
         proto = self.protocol
-        with self._tx_lock:
-            iid = proto.take_intent(name, n)
-            deadline = None  # time.monotonic() + the timeout, once something waits
-            if iid is None:
-                if wait_section is None:
+        deadline = None  # time.monotonic() + the timeout, once something waits
+        if iid is None:
+            if wait_section is None:
+                iid, deadline = self._wait_intent(name, n, block, timeout)
+            else:
+                with wait_section:
                     iid, deadline = self._wait_intent(name, n, block, timeout)
-                else:
-                    with wait_section:
-                        iid, deadline = self._wait_intent(name, n, block, timeout)
-            kick = None  # not written (yet)
-            try:
-                if n <= self._chunk:
-                    lcid = self._lcids.get(name)
-                    if lcid is None:  # released, or the link failed, while it waited
-                        self._check_open(name)
-                        raise RpmsgError(
-                            errno.EPIPE,
-                            f"{self.name}: channel {name!r} was closed while a send waited",
-                        )
-                    # The queued replies go first, in one write.
-                    kick = self._tx.put_data(proto.output, lcid, iid, data, _RESERVE)
-                    if kick is not None:
-                        proto.rx_done_run = 0
-            except BaseException:
-                proto.give_back(name, iid)  # not written
-                raise
-            if kick is None:
-                if wait_section is None:
+        kick = None  # not written (yet)
+        try:
+            if n <= self._chunk:
+                lcid = self._lcids.get(name)
+                if lcid is None:  # released, or the link failed, while it waited
+                    self._check_open(name)
+                    raise RpmsgError(
+                        errno.EPIPE,
+                        f"{self.name}: channel {name!r} was closed while a send waited",
+                    )
+                # The queued replies go first, in one write.
+                kick = self._tx.put_data(proto.output, lcid, iid, data, _RESERVE)
+                if kick is not None:
+                    proto.rx_done_run = 0
+        except BaseException:
+            proto.give_back(name, iid)  # not written
+            raise
+        if kick is None:
+            if wait_section is None:
+                self._write_data(name, iid, data, block, deadline, timeout)
+            else:
+                with wait_section:
                     self._write_data(name, iid, data, block, deadline, timeout)
-                else:
-                    with wait_section:
-                        self._write_data(name, iid, data, block, deadline, timeout)
-                kick = False
-            elif TRACER.enabled:
-                TRACER.sent(self)
-            if self._wanted:
-                self._wanted.pop(name, None)
-            if self._refused_now:
-                self._refused_now = False
-                self._set_awaiting()
-            return kick
+            kick = False
+        elif TRACER.enabled:
+            TRACER.sent(self)
+        if self._wanted:
+            self._wanted.pop(name, None)
+        if self._refused_now:
+            self._refused_now = False
+            self._set_awaiting()
+        return kick
 
     def _wait_intent(
         self, name: str, n: int, block: bool, timeout: float | None
@@ -494,7 +525,7 @@ class GlinkLink(PolledLink):
         try:  # (if another drain took it meanwhile: after that drain; a broken FIFO
             self._drain(blocking=True)  # fails the link, which the next attempt sees)
         finally:
-            self._tx_lock.acquire()  # the caller's `with` releases it, however this ends
+            self._tx_lock.acquire()  # the caller lets it go, however this ends
         return True
 
     def _ask_read_notif(self) -> None:
@@ -643,11 +674,21 @@ class GlinkLink(PolledLink):
 
     # -- receiving -------------------------------------------------------------------
     def handle_notify(self) -> None:
+        # (The section's and the lock's methods are called, not `with`: see send.)
+        held = HELD_SIGNALS
+        lock = self._tx_lock
         try:
-            with self._tx_lock, HELD_SIGNALS:  # (as bind's)
-                if self._tx_waiters:
-                    self._wake_senders()
-                self._flush()
+            held.__enter__()
+            try:
+                lock.acquire()
+                try:
+                    if self._tx_waiters:
+                        self._wake_senders()
+                    self._flush()
+                finally:
+                    lock.release()
+            finally:
+                held.__exit__(None, None, None)
         except FifoError as exc:
             raise self._broken(exc) from exc
         if self._space_waiters:  # the reader may have made room
@@ -687,10 +728,14 @@ class GlinkLink(PolledLink):
         before returning, the head is looked at once more after a fence, as
         :meth:`~amplink.rpmsg.glink_fifo.FifoWriter.kick_needed` relies on.  The
         intents of what was consumed go back after every batch (a sender streaming to
-        us finds them without waiting), not only once the stream pauses."""
+        us finds them without waiting), not only once the stream pauses.  A message
+        for an endpoint that only queues it (no callback, not ``zero_copy``: queueing
+        runs no user code) is queued in the tx-lock section that read it, and its
+        intent given back in the same section; the others are handled with the lock
+        let go (their callbacks send)."""
         delivered = 0
         proto = self.protocol
-        events = proto.events  # found while reading: handled after, unlocked
+        events = proto.events  # found while reading: handled after, unlocked (most)
         lock = self._tx_lock
         epts = self._epts
         consumed = self._consumed
@@ -703,10 +748,44 @@ class GlinkLink(PolledLink):
         read = True  # read the FIFO: first, and then once the head moved
         try:
             while True:
-                with lock:
-                    if read:
+                lock.acquire()  # (the drain is a section: see send)
+                try:
+                    if read:  # (as _pump_locked, in this frame: one call less)
                         flushed = bool(consumed)  # (the replies are written then)
-                        budget -= self._pump_locked(flushed)
+                        if flushed:
+                            proto.rx_done(consumed)
+                            consumed.clear()
+                        at = rx.feed(proto)
+                        budget -= at
+                        if proto.kick_after_read:
+                            proto.kick_after_read = False
+                            self._notify()
+                        if flushed:
+                            self._flush()
+                        if (flushed or at) and self._tx_waiters:
+                            self._wake_senders()
+                        # Messages for endpoints that only queue them (no callback, no
+                        # zero copy) are queued here, in this section, and their intents
+                        # go back in it: no second section for them.
+                        while events:
+                            event = events[0]
+                            if event.__class__ is not MessageReceived:
+                                break
+                            name, data, iid = event
+                            ept = epts.get(name)
+                            if ept is None or ept.callback is not None or ept.zero_copy:
+                                break
+                            events.popleft()
+                            if TRACER.enabled:
+                                TRACER.received(self)
+                            ept.deliver(data, RPMSG_ADDR_ANY)
+                            consumed.append((name, iid))
+                            delivered += 1
+                        if consumed and not events:
+                            flushed = True
+                            proto.rx_done(consumed)
+                            consumed.clear()
+                            self._flush()
                     elif consumed:  # the events were handled: their intents go back
                         flushed = True
                         proto.rx_done(consumed)
@@ -727,6 +806,8 @@ class GlinkLink(PolledLink):
                         more = True  # the budget is spent: the next run reads on
                         self._give_back()
                         return delivered
+                finally:
+                    lock.release()
                 if not rx.polling:
                     rx.set_polling(True)
                     self._quiet = True
@@ -777,16 +858,13 @@ class GlinkLink(PolledLink):
             self._consumed.clear()
         self._flush()
 
-    def _pump_locked(self, flush: bool = True) -> int:
-        """Give back the intents of consumed messages, then feed every complete
-        command from the peer to the protocol (:meth:`FifoReader.feed
+    def _pump_locked(self) -> None:
+        """Read for a sender waiting in the receive context (tx lock held): give back
+        the intents of the messages delivered before it, feed every complete command
+        from the peer to the protocol (:meth:`FifoReader.feed
         <amplink.rpmsg.glink_fifo.FifoReader.feed>`, which breaks the FIFO if the
-        stream cannot be framed); tx lock and rx context held (also by a sender
-        waiting in a callback, so intents of messages delivered before it go back
-        while it waits).  The protocol's answers are written at once, unless
-        ``flush`` is False: then the caller, about to handle the events, writes them
-        (with the first reply a callback sends, or after).  Returns how many bytes it
-        read."""
+        stream cannot be framed) and write the protocol's answers.  A drain does the
+        same in its own frame (:meth:`_drain_rx`)."""
         proto = self.protocol
         consumed = self._consumed
         handled = bool(consumed)
@@ -798,11 +876,9 @@ class GlinkLink(PolledLink):
             proto.kick_after_read = False
             self._notify()
         if handled or at:
-            if flush:
-                self._flush()
+            self._flush()
             if self._tx_waiters:
                 self._wake_senders()
-        return at
 
     def _lend(self, ept: Endpoint, name: str, iid: int, data: bytes) -> None:
         """Deliver a message to a ``zero_copy`` endpoint with its intent lent, which goes
