@@ -76,6 +76,8 @@ def test_the_demo_says_it_skipped_the_echo_of_a_core_without_the_echo_channel(ca
     (row,) = [line.split() for line in out.splitlines() if line.startswith("sensor ")]
     # core, personality, boot ms, then echoed, bytes, rtt p50, rtt p99: none measured
     assert row[3:7] == ["-", "-", "-", "-"], row
+    # and the "-" is explained under the table
+    assert "- for sensor: no echo ran (its firmware offers no rpmsg-openamp-demo-channel" in out
 
 
 def test_demo_failure_exit_codes(tmp_path):
