@@ -468,3 +468,48 @@ def test_a_bench_interrupted_before_its_first_row_says_nothing_was_measured():
     text = bench_main.format_report(report)
     assert "multiprocessing.Pipe" in text
     assert "ratio to the Pipe" not in text and "host's spins" not in text
+
+
+TOP_MEMORY_BOARD = """
+[board]
+name = "top"
+[[mailbox]]
+name = "mu"
+[[memory]]
+name = "top"
+base = 0xFFF0_0000
+size = 0x10_0000
+[[core]]
+name = "m4"
+firmware = "amplink.firmware.echo"
+mailbox = "mu"
+memory_size = 0x1_0000_0000
+memories = ["top"]
+"""
+
+
+def test_board_check_refuses_a_memory_at_the_top_of_4_gib_saying_what_to_move(tmp_path):
+    board = tmp_path / "top.toml"
+    board.write_text(TOP_MEMORY_BOARD)
+    proc = run_cli("board", "check", str(board))
+    assert proc.returncode == 1, proc.stdout
+    said = proc.stderr
+    assert f"{board}: core 'm4'.memory_size:" in said
+    assert "platform memory 'top' ([[memory]]) ends at 0x100000000" in said
+    assert "place memory 'top' lower" in said
+    assert "raise its memory_size" not in said  # 4 GiB is its most: that would not help
+    # below 4 GiB, raising memory_size is the other way out, and said so
+    board.write_text(TOP_MEMORY_BOARD.replace("0x1_0000_0000", "0x1000_0000").replace(
+        "0xFFF0_0000", "0x0FF0_0000"))  # fmt: skip
+    said = run_cli("board", "check", str(board)).stderr
+    assert "raise its memory_size to at least 0x10047000, or place memory 'top' lower" in said
+
+
+def test_a_failed_boot_step_says_the_error_in_words_without_errno(tmp_path):
+    board = tmp_path / "top.toml"
+    board.write_text(TOP_MEMORY_BOARD)
+    proc = run_cli("demo", str(board))
+    assert proc.returncode == 1
+    (failed,) = [line for line in proc.stdout.splitlines() if "FAILED" in line]
+    assert "boot m4 (amplink.firmware.echo): " in failed and "needs 0x100047000 bytes" in failed
+    assert "[Errno" not in proc.stdout + proc.stderr

@@ -30,6 +30,7 @@ from amplink.app import openamp as cli_openamp
 from amplink.app.bench import main as bench
 from amplink.app.terminal import Terminal
 from amplink.board import BoardSpec, CoreStatus, load_board
+from amplink.board.system import check_firmware
 from amplink.control.protocol import NotRunning, default_socket, request, stream
 from amplink.errors import AmplinkError
 from amplink.remoteproc.crash import crash_type, crash_words
@@ -37,8 +38,7 @@ from amplink.remoteproc.describe import describe_image, table_invalid
 from amplink.remoteproc.elf import FirmwareImage
 from amplink.remoteproc.fwpack import pack_python
 from amplink.remoteproc.fwref import resolve
-from amplink.remoteproc.layout import default_rsc_table, glink_rsc_table
-from amplink.remoteproc.loader import read_firmware
+from amplink.remoteproc.layout import default_rsc_table
 from amplink.tracing import TRACER
 from amplink.wording import counted
 
@@ -168,12 +168,11 @@ def session_coredump_dir(spec: BoardSpec) -> str:
 def _cmd_board_check(args: argparse.Namespace) -> int:
     spec = _board(args)
     problems = []
-    for c in spec.cores:  # read every firmware as a boot would, without booting
-        table = glink_rsc_table() if c.rpmsg == "glink" else None
+    for c in spec.cores:  # every firmware as a boot would check it, without booting
         try:
-            read_firmware(c.name, c.firmware, table if resolve(c.firmware).is_program else None)
+            check_firmware(c, spec.source)
         except AmplinkError as exc:
-            problems.append(f"{spec.source}: core {c.name!r}.firmware: {exc.strerror}")
+            problems.append(exc.strerror or str(exc))
     if problems:
         raise AmplinkError(errno.EINVAL, "\n".join(problems))
     print(f"{spec.source}: board {spec.name}, {counted(len(spec.cores), 'core')}, valid")
