@@ -756,5 +756,14 @@ class Rproc:
         with self._lock:
             traces = [s for s in self._subdevs if isinstance(s, TraceBuffer)]
             if not 0 <= index < len(traces):
-                raise AmplinkError(errno.ENODEV, f"{self.name}: trace{index} not available")
+                why = self._traces_are(len(traces))
+                raise AmplinkError(errno.ENODEV, f"{self.name}: trace{index} not available: {why}")
             return traces[index].read()
+
+    def _traces_are(self, count: int) -> str:
+        """Which trace buffers there are, in words."""
+        if self.state not in (RUNNING, ATTACHED):
+            return f"{self.name} is {self.state} (its trace buffers exist while it runs)"
+        if not count:
+            return "its firmware's resource table has no trace buffer (RSC_TRACE)"
+        return f"its firmware has {'trace0' if count == 1 else f'trace0 to trace{count - 1}'}"
