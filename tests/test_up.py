@@ -136,6 +136,8 @@ def test_lifecycle_commands(board_up, capsys):
     assert u.cli("stop", "r5f") == 1
     assert "r5f is offline: nothing to stop" in capsys.readouterr().err
 
+    assert u.cli("firmware", "r5f", "/etc/passwd") == 1  # refused now, not at the start
+    assert "/etc/passwd is not an ELF image" in capsys.readouterr().err
     assert u.cli("firmware", "r5f", "amplink.firmware.echo") == 0
     assert u.cli("start", "r5f") == 0
     capsys.readouterr()
@@ -239,6 +241,8 @@ def test_tty_trace_and_listen(board_up, capsys):
     assert os.readlink(path).startswith("/dev/pts/") and os.path.exists(path)
     assert u.cli("trace", "r5f") == 0  # the demo firmware's r5f logged nothing
     assert "r5f: trace0 is empty" in capsys.readouterr().err
+    assert u.cli("trace", "r5f", "--index", "3") == 1  # says which there are
+    assert "r5f: trace3 not available: its firmware has trace0\n" in capsys.readouterr().err
 
     listener = subprocess.Popen(
         [

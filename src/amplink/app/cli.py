@@ -30,7 +30,7 @@ from amplink.app import openamp as cli_openamp
 from amplink.app.bench import main as bench
 from amplink.app.terminal import Terminal
 from amplink.board import BoardSpec, CoreStatus, load_board
-from amplink.board.system import check_firmware
+from amplink.board.system import MEMORY_FIT_RULES, check_firmware
 from amplink.control.protocol import NotRunning, default_socket, request, stream
 from amplink.errors import AmplinkError
 from amplink.remoteproc.crash import crash_type, crash_words
@@ -170,9 +170,10 @@ def _cmd_board_check(args: argparse.Namespace) -> int:
     problems = []
     for c in spec.cores:  # every firmware as a boot would check it, without booting
         try:
-            check_firmware(c, spec.source)
+            check_firmware(c)
         except AmplinkError as exc:
-            problems.append(exc.strerror or str(exc))
+            key = "memory_size" if getattr(exc, "rule", "") in MEMORY_FIT_RULES else "firmware"
+            problems.append(f"{spec.source}: core {c.name!r}.{key}: {exc.strerror}")
     if problems:
         raise AmplinkError(errno.EINVAL, "\n".join(problems))
     print(f"{spec.source}: board {spec.name}, {counted(len(spec.cores), 'core')}, valid")

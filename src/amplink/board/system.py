@@ -16,7 +16,7 @@ from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 
 from amplink import ratelimit
-from amplink.board.spec import BoardError, BoardSpec, CoreSpec
+from amplink.board.spec import BoardSpec, CoreSpec
 from amplink.errors import AmplinkError
 from amplink.host import Rproc, host_drivers
 from amplink.remoteproc.fwref import resolve
@@ -70,28 +70,25 @@ def make_rproc(spec: CoreSpec, bus: RpmsgBus, coredump_dir: str | None = None) -
     )
 
 
-def check_firmware(spec: CoreSpec, source: str) -> None:
+MEMORY_FIT_RULES = ("segment-da", "memory-da")  # check_firmware: too little memory_size
+
+
+def check_firmware(spec: CoreSpec) -> None:
     """Check core ``spec``'s firmware as its boot would, without booting: read it
-    (``request_firmware``; an image without a resource table is refused), find a
-    platform that runs it and, for a core whose memory is one range from da 0, check
-    that the image, the board's memories and what its resource table places fit in
-    ``memory_size``.  A :class:`~amplink.board.spec.BoardError` of board file
-    ``source`` naming the key (``core 'm4'.firmware``, ``.memory_size``) otherwise."""
-    where = f"core {spec.name!r}"
-    try:
-        program = resolve(spec.firmware).is_program
-        table = glink_rsc_table() if spec.rpmsg == "glink" and program else None
-        image = read_firmware(spec.name, spec.firmware, table)
-        platforms = spec.platforms()
-        choose_platform(platforms, spec.name, image)
-    except AmplinkError as exc:
-        raise BoardError(source, f"{where}.firmware", exc.strerror or str(exc)) from None
+    (``request_firmware``: ``ENOENT``, ``ENOEXEC`` for a file that is neither an ELF
+    image nor a Python program, ``EINVAL`` for an image without a resource table), find
+    a platform that runs it (``ENOEXEC``) and, for a core whose memory is one range
+    from da 0, check that the image, the board's memories and what its resource table
+    places fit in ``memory_size`` (a :class:`~amplink.remoteproc.elf.FirmwareError`
+    in :data:`MEMORY_FIT_RULES`, saying what reaches too high and what to change)."""
+    program = resolve(spec.firmware).is_program
+    table = glink_rsc_table() if spec.rpmsg == "glink" and program else None
+    image = read_firmware(spec.name, spec.firmware, table)
+    platforms = spec.platforms()
+    choose_platform(platforms, spec.name, image)
     if spec.emulated is None:  # an emulated core's memory map was checked with the board
         drivers = host_drivers(platforms, None, RpmsgConfig(limits=spec.limits))
-        try:
-            device_memory_size(spec.name, image, spec.rproc_config(), drivers)
-        except AmplinkError as exc:
-            raise BoardError(source, f"{where}.memory_size", exc.strerror or str(exc)) from None
+        device_memory_size(spec.name, image, spec.rproc_config(), drivers)
 
 
 class Board:

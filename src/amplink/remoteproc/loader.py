@@ -49,9 +49,9 @@ def device_memory_size(
     """Bytes of device memory from da 0 that core ``name`` needs for ``image`` on a
     platform without a memory map of its own: its segments and platform memories, then
     its resource table, vrings, buffers and carveouts, placed after the highest of them
-    (:func:`~.layout.image_region_size`).  A :class:`FirmwareError` (``EINVAL``) that
-    says what reaches how high and what to change if that is more than
-    ``config.memory_size``."""
+    (:func:`~.layout.image_region_size`).  If that is more than ``config.memory_size``,
+    a :class:`FirmwareError` (``EINVAL``; rule ``"segment-da"`` or ``"memory-da"``,
+    whichever reaches highest) that says how high and what to change."""
     memories = {m.name: m for m in config.memories}
     size = image_region_size(image, memories, drivers)
     if size <= config.memory_size:
@@ -61,15 +61,17 @@ def device_memory_size(
         top = highest.da + highest.len
         above = f"platform memory {highest.name!r} ([[memory]]) ends at {top:#x}"
         fix = f"place memory {highest.name!r} lower (its base {highest.da:#x})"
+        rule = "memory-da"
     else:
         top = image.extent()
         above = f"its highest segment ends at {top:#x}"
         fix = "link the image lower"
+        rule = "segment-da"
     room = size - align_up(top, PAGE_SIZE)
     if size <= MAX_MEMORY_SIZE:
         fix = f"raise its memory_size to at least {size:#x}, or {fix}"
     raise FirmwareError(
-        "segment-da",
+        rule,
         f"{image.name} needs {size:#x} bytes of device memory from da 0: {above}, and "
         f"its resource table, vrings, buffers and carveouts ({room:#x} bytes) are placed "
         f"after it; {name} has {config.memory_size:#x}: {fix}",
