@@ -26,6 +26,7 @@ from emulated import needs_firmware
 from waiting import wait_for
 
 READY_TIMEOUT = 60.0
+WHY = "(watchdog: crash requested through debugfs)"  # what `amplink crash` says by default
 
 
 def read_line_within(stream, timeout: float) -> str:
@@ -147,10 +148,15 @@ def test_lifecycle_commands(board_up, capsys):
     assert st["firmware"] == "amplink.firmware.echo" and st["state"] == "running"
 
     assert u.cli("crash", "m4") == 0
-    assert capsys.readouterr().out == "m4: crash #1 handled, now running\n"
+    assert capsys.readouterr().out == (  # why, and why no dump, and how to get one
+        f"m4: crash #1 {WHY} handled, now running; no dump written: core dumps are disabled "
+        f"for m4 (`amplink coredump m4 enabled --socket {u.socket}` turns them on)\n"
+    )
     assert u.cli("recovery", "m4", "disabled") == 0
     assert u.cli("crash", "m4", "--kind", "fatal") == 0
-    assert "crash #2 handled, now crashed" in capsys.readouterr().out
+    assert "crash #2 (fatal error: crash requested through debugfs) handled, now crashed" in (
+        capsys.readouterr().out
+    )
     assert status(u)["m4"]["last_crash"] == "crash requested through debugfs"
     assert u.cli("recovery", "m4", "recover") == 0
     assert status(u)["m4"]["state"] == "running"
@@ -164,7 +170,7 @@ def test_lifecycle_commands(board_up, capsys):
     )
     assert u.cli("crash", "r5f") == 0
     assert capsys.readouterr().out == (
-        f"r5f: crash #1 handled (dump: {session}/r5f-crash1.core), now running\n"
+        f"r5f: crash #1 {WHY} handled (dump: {session}/r5f-crash1.core), now running\n"
     )
     assert u.cli("coredump", "r5f") == 0
     out = capsys.readouterr().out
@@ -190,7 +196,8 @@ def test_crash_says_why_no_dump_was_written(board_up, capsys):
     session.write_text("")  # the session's dump folder is gone: a file stands there
     assert u.cli("crash", "r5f") == 0
     assert capsys.readouterr().out == (
-        f"r5f: crash #1 handled (no dump written: cannot write {session}/r5f-crash1.core: "
+        f"r5f: crash #1 {WHY} handled (no dump written: cannot write "
+        f"{session}/r5f-crash1.core: "
         "Not a directory), now running\n"
     )
     session.unlink()
@@ -205,8 +212,8 @@ def test_an_inline_coredump_is_read_by_the_coredump_command_and_never_holds_up_a
     capsys.readouterr()
     assert u.cli("crash", "m4") == 0
     assert capsys.readouterr().out == (
-        "m4: crash #1, now crashed: its inline core dump waits to be read before recovery "
-        f"goes on; `amplink coredump m4 --socket {u.socket}` reads and saves it\n"
+        f"m4: crash #1 {WHY}, now crashed: its inline core dump waits to be read before "
+        f"recovery goes on; `amplink coredump m4 --socket {u.socket}` reads and saves it\n"
     )
     assert status(u)["m4"]["state"] == "crashed"
     assert u.cli("coredump", "m4") == 0
@@ -219,7 +226,7 @@ def test_an_inline_coredump_is_read_by_the_coredump_command_and_never_holds_up_a
     wait_for(lambda: status(u)["m4"]["state"] == "running", "m4 recovered")
 
     assert u.cli("crash", "m4") == 0  # this one nobody reads: the stop drops it at once
-    assert "crash #2, now crashed: its inline core dump waits" in capsys.readouterr().out
+    assert f"crash #2 {WHY}, now crashed: its inline core dump waits" in capsys.readouterr().out
     u.proc.send_signal(signal.SIGINT)
     out, err = u.proc.communicate(timeout=60)  # not the 300 s recovery would wait
     assert u.proc.returncode == 130 and "ok  stop the board" in out
@@ -467,7 +474,7 @@ def test_the_lifecycle_commands_work_on_emulated_cores(tmp_path, capsys):
             assert u.cli("send", core, "rpmsg-openamp-demo-channel", f"to {core}") == 0
             assert capsys.readouterr().out == f"to {core}\n"
         assert u.cli("crash", "lite") == 0
-        assert capsys.readouterr().out == "lite: crash #1 handled, now running\n"
+        assert capsys.readouterr().out.startswith(f"lite: crash #1 {WHY} handled, now running")
         assert u.cli("stop", "openamp") == 0
         assert "openamp, state offline" in capsys.readouterr().out
         assert u.cli("start", "openamp") == 0
@@ -525,6 +532,12 @@ def test_up_gives_up_on_firmware_that_crashes_at_start_and_says_so_once(tmp_path
     # the hint reaches this `up`, not the default socket's
     given = f"--socket {u.socket}"
     assert f"amplink start c0 {given} (amplink firmware c0 FILE {given} first" in out, out
+    # dumps are off: each crash's log says that no dump was taken, and how to get one, once
+    assert (out + err).count("handling crash #") == 3
+    assert (out + err).count("; no core dump: coredump is disabled") == 3
+    hint = f"dumps are disabled for it; amplink coredump c0 enabled {given} turns them on"
+    assert out.count(hint) == 1, out
+    assert "c0 crashed (the core process exited (exit code 1): RuntimeError: boom at start)" in out
 
 
 def crash_report_counts(out: str, err: str) -> tuple[int, int, int]:

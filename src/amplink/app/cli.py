@@ -242,24 +242,24 @@ def _cmd_coredump(args: argparse.Namespace) -> int:
 
 def _cmd_crash(args: argparse.Namespace) -> int:
     r = _ask(args, "crash", 30.0, core=args.core, kind=crash_type(args.kind))
+    given = f" --socket {shlex.quote(args.socket)}" if args.socket else ""  # as reached
+    crash = f"{r['core']}: crash #{r['crashes']}" + (f" ({r['why']})" if r.get("why") else "")
     if r["coredump_waiting"]:
-        given = f" --socket {shlex.quote(args.socket)}" if args.socket else ""  # as reached
         print(
-            f"{r['core']}: crash #{r['crashes']}, now {r['state']}: its inline core dump waits "
-            f"to be read before recovery goes on; `amplink coredump {r['core']}{given}` reads "
-            "and saves it"
+            f"{crash}, now {r['state']}: its inline core dump waits to be read before "
+            f"recovery goes on; `amplink coredump {r['core']}{given}` reads and saves it"
         )
     elif r.get("coredump"):
-        print(
-            f"{r['core']}: crash #{r['crashes']} handled (dump: {r['coredump']}), now {r['state']}"
-        )
+        print(f"{crash} handled (dump: {r['coredump']}), now {r['state']}")
     elif r.get("coredump_error"):
+        print(f"{crash} handled (no dump written: {r['coredump_error']}), now {r['state']}")
+    elif r.get("coredump_mode") == "disabled":
         print(
-            f"{r['core']}: crash #{r['crashes']} handled (no dump written: "
-            f"{r['coredump_error']}), now {r['state']}"
+            f"{crash} handled, now {r['state']}; no dump written: core dumps are disabled for "
+            f"{r['core']} (`amplink coredump {r['core']} enabled{given}` turns them on)"
         )
     else:
-        print(f"{r['core']}: crash #{r['crashes']} handled, now {r['state']}")
+        print(f"{crash} handled, now {r['state']}")
     return 0
 
 

@@ -217,6 +217,8 @@ def handlers(server: Served) -> dict[str, Handler]:
             "coredump_waiting": waiting is not None,  # recovery waits for it to be read
             "coredump": dump.written if dump is not None else None,  # the file written
             "coredump_error": dump.write_error if dump is not None else "",
+            "coredump_mode": rp.sysfs.coredump,  # "disabled": no dump was taken
+            "why": ": ".join(rp.last_crash) if rp.last_crash else "",  # kind: reason
         }
 
     def dumps(req: dict[str, Any]) -> dict[str, Any]:

@@ -607,12 +607,13 @@ class Rproc:
         note = self.platform.crash_detail if self.platform is not None else ""
         seen = self._notes_shown.get(note) if note else None
         log.error(
-            "crash detected in %s: type %s (%s); handling crash #%d%s",
+            "crash detected in %s: type %s (%s); handling crash #%d%s%s",
             self.name,
             crash_name(kind),
             why,
             self.crash_count,
             f" (the same failure as crash #{seen})" if seen else "",
+            "; no core dump: coredump is disabled" * (self.coredump_mode == coredump.DISABLED),
         )
         if note and seen is None:  # each distinct failure's traceback once
             if len(self._notes_shown) >= KEPT_NOTES:
