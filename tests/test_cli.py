@@ -513,3 +513,24 @@ def test_a_failed_boot_step_says_the_error_in_words_without_errno(tmp_path):
     (failed,) = [line for line in proc.stdout.splitlines() if "FAILED" in line]
     assert "boot m4 (amplink.firmware.echo): " in failed and "needs 0x100047000 bytes" in failed
     assert "[Errno" not in proc.stdout + proc.stderr
+
+
+def test_the_emulated_bench_table_says_what_each_column_is_and_fits_100_columns():
+    row = {
+        "name": "python core (amplink.firmware.echo)",
+        "rtt_p50_us": 20.1,
+        "rtt_p99_us": 40.2,
+        "msgs_per_s": 123_456,
+        "mbox_p50_us": 50.5,
+        "mbox_p99_us": 99.9,
+        "boot_p50_ms": 80.1,
+        "mips": None,
+    }
+    lines = bench_emulated.format_emulated({"missing": "", "rows": [row]}, 300, 3000)
+    text = "\n".join(lines)
+    assert "echo: 300 round trips of 64 B; msgs/s: 3000 echoes of 496 B" in text
+    assert "mailbox: 300 round trips of one word through the core's interrupt handler" in text
+    head, cols = lines[-3].split(), lines[-2].split()
+    assert head == ["echo", "rtt", "us", "mailbox", "rtt", "us", "boot"]  # units above
+    assert cols == ["core", "p50", "p99", "msgs/s", "p50", "p99", "ms", "MIPS"]
+    assert max(map(len, lines)) <= 100, text
