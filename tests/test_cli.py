@@ -20,6 +20,7 @@ from amplink.rpmsg import glink_ends
 from amplink.virtio import rings
 from amplink.wording import counted
 from emulated import needs_firmware
+from pty_run import PtyRun
 from resources import children, snapshot
 from waiting import wait_for
 
@@ -534,3 +535,21 @@ def test_the_emulated_bench_table_says_what_each_column_is_and_fits_100_columns(
     assert head == ["echo", "rtt", "us", "mailbox", "rtt", "us", "boot"]  # units above
     assert cols == ["core", "p50", "p99", "msgs/s", "p50", "p99", "ms", "MIPS"]
     assert max(map(len, lines)) <= 100, text
+
+
+def test_a_file_that_is_no_firmware_is_refused_at_the_command_wrapped_to_the_terminal(tmp_path):
+    """Before any `amplink up` is asked (none runs here: that would be exit 3), and in a
+    100-column terminal each line is wrapped between words, not folded mid-word."""
+    run = PtyRun(
+        "firmware", "m4", "/etc/passwd", "--socket", str(tmp_path / "ctl.sock"), screen_cols=300
+    )
+    try:
+        code = run.finish()
+    finally:
+        run.close()
+    lines = [line for line in run.all_lines() if line]
+    assert code == 1, lines
+    assert max(map(len, lines)) <= 100, lines  # the command wrapped them itself
+    said = " ".join(line.strip() for line in lines)
+    assert said.startswith("amplink firmware: error: /etc/passwd is not an ELF image"), said
+    assert "a firmware is an ELF image with a .resource_table section" in said

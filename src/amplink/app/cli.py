@@ -39,6 +39,7 @@ from amplink.remoteproc.elf import FirmwareImage
 from amplink.remoteproc.fwpack import pack_python
 from amplink.remoteproc.fwref import resolve
 from amplink.remoteproc.layout import default_rsc_table
+from amplink.remoteproc.loader import read_firmware
 from amplink.tracing import TRACER
 from amplink.wording import counted
 
@@ -215,7 +216,10 @@ def _cmd_sysfs(args: argparse.Namespace) -> int:
     if args.command == "recovery":
         extra["value"] = args.value
     elif args.command == "firmware":  # a file is named from the caller's directory
-        extra["file"] = resolve(args.file).name
+        ref = resolve(args.file)
+        if ref.kind == "file":  # read here, before up is asked (which checks it again)
+            read_firmware(args.core, ref.name, None)
+        extra["file"] = ref.name
     result = _ask(args, args.command, 0.0, core=args.core, **extra)
     print(", ".join(f"{k} {v}" if k != "core" else str(v) for k, v in result.items()))
     return 0
@@ -454,6 +458,12 @@ class _Parser(argparse.ArgumentParser):
                 else f"{message} {choose}"
             )
         super().error(message)
+
+    def _print_message(self, message: str, file: Any = None) -> None:
+        if message and (file is None or file is sys.stderr):  # usage and error: wrapped
+            tell(message.rstrip("\n"))  # on a terminal
+            return
+        super()._print_message(message, file)
 
     def _commands(self) -> list[str]:
         for action in self._actions:
@@ -775,14 +785,25 @@ def _run(argv: list[str] | None) -> int:
     try:
         return int(args.func(args))
     except UsageError as exc:
-        print(f"amplink {name}: error: {exc.strerror}", file=sys.stderr)
+        tell(f"amplink {name}: error: {exc.strerror}")
         return EXIT_USAGE
     except NotRunning as exc:
-        print(f"amplink {name}: {exc.strerror}", file=sys.stderr)
+        tell(f"amplink {name}: {exc.strerror}")
         return EXIT_NOT_RUNNING
     except OSError as exc:
-        print(f"amplink {name}: error: {exc.strerror or exc}", file=sys.stderr)
+        tell(f"amplink {name}: error: {exc.strerror or exc}")
         return EXIT_FAILED
+
+
+def tell(text: str) -> None:
+    """Print ``text`` on stderr: on a terminal each line wrapped between words to its
+    width (never folded mid-word by the terminal), on a pipe as it is."""
+    if not sys.stderr.isatty():
+        print(text, file=sys.stderr, flush=True)
+        return
+    term = Terminal(sys.stderr)
+    for line in text.splitlines():
+        term.wrapped(line)
 
 
 def _command_parser(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Any:
