@@ -160,6 +160,10 @@ def test_lifecycle_commands(board_up, capsys):
     assert status(u)["m4"]["last_crash"] == "crash requested through debugfs"
     assert u.cli("recovery", "m4", "recover") == 0
     assert status(u)["m4"]["state"] == "running"
+    capsys.readouterr()
+    assert u.cli("coredump", "m4") == 0  # off: none will come until it is turned on
+    assert f"  none in {u.state}" in (out := capsys.readouterr().out)
+    assert f": dumps are off (`amplink coredump m4 enabled --socket {u.socket}` turns" in out
     assert u.cli("coredump", "m4", "enabled") == 0
     assert status(u)["m4"]["coredump"] == "enabled"
     capsys.readouterr()

@@ -22,7 +22,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TextIO
 
 from amplink import __version__
 from amplink.app import demo, signals, up
@@ -239,6 +239,12 @@ def _cmd_coredump(args: argparse.Namespace) -> int:
     elif r["files"]:
         for f in r["files"]:
             print(f"  {f}")
+    elif r["coredump"] == "disabled":
+        given = f" --socket {shlex.quote(args.socket)}" if args.socket else ""
+        say(
+            f"  none in {r['folder']}: dumps are off (`amplink coredump {r['core']} enabled"
+            f"{given}` turns them on)"
+        )
     else:
         print(f"  none in {r['folder']} yet")
     return 0
@@ -249,21 +255,21 @@ def _cmd_crash(args: argparse.Namespace) -> int:
     given = f" --socket {shlex.quote(args.socket)}" if args.socket else ""  # as reached
     crash = f"{r['core']}: crash #{r['crashes']}" + (f" ({r['why']})" if r.get("why") else "")
     if r["coredump_waiting"]:
-        print(
+        say(
             f"{crash}, now {r['state']}: its inline core dump waits to be read before "
             f"recovery goes on; `amplink coredump {r['core']}{given}` reads and saves it"
         )
     elif r.get("coredump"):
-        print(f"{crash} handled (dump: {r['coredump']}), now {r['state']}")
+        say(f"{crash} handled (dump: {r['coredump']}), now {r['state']}")
     elif r.get("coredump_error"):
-        print(f"{crash} handled (no dump written: {r['coredump_error']}), now {r['state']}")
+        say(f"{crash} handled (no dump written: {r['coredump_error']}), now {r['state']}")
     elif r.get("coredump_mode") == "disabled":
-        print(
+        say(
             f"{crash} handled, now {r['state']}; no dump written: core dumps are disabled for "
             f"{r['core']} (`amplink coredump {r['core']} enabled{given}` turns them on)"
         )
     else:
-        print(f"{crash} handled, now {r['state']}")
+        say(f"{crash} handled, now {r['state']}")
     return 0
 
 
@@ -795,15 +801,21 @@ def _run(argv: list[str] | None) -> int:
         return EXIT_FAILED
 
 
-def tell(text: str) -> None:
-    """Print ``text`` on stderr: on a terminal each line wrapped between words to its
-    width (never folded mid-word by the terminal), on a pipe as it is."""
-    if not sys.stderr.isatty():
-        print(text, file=sys.stderr, flush=True)
+def tell(text: str, out: TextIO | None = None) -> None:
+    """Print ``text`` on ``out`` (stderr): on a terminal each line wrapped between words
+    to its width (never folded mid-word by the terminal), on a pipe as it is."""
+    out = out if out is not None else sys.stderr
+    if not out.isatty():
+        print(text, file=out, flush=True)
         return
-    term = Terminal(sys.stderr)
+    term = Terminal(out)
     for line in text.splitlines():
         term.wrapped(line)
+
+
+def say(text: str) -> None:
+    """Print ``text`` on stdout as :func:`tell` does."""
+    tell(text, sys.stdout)
 
 
 def _command_parser(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Any:
