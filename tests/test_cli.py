@@ -553,3 +553,25 @@ def test_a_file_that_is_no_firmware_is_refused_at_the_command_wrapped_to_the_ter
     said = " ".join(line.strip() for line in lines)
     assert said.startswith("amplink firmware: error: /etc/passwd is not an ELF image"), said
     assert "a firmware is an ELF image with a .resource_table section" in said
+
+
+def test_a_ctrl_c_during_the_demos_echo_warns_of_no_reply_left_without_its_endpoint(tmp_path):
+    """The echo in flight when Ctrl-C comes (2 ms per message here) is taken by the
+    board's stop with its endpoint, not logged as a message to no recipient."""
+    slow = Path(__file__).parent / "firmware" / "slow_echo.py"
+    board = tmp_path / "slow.toml"
+    board.write_text(
+        f'[board]\nname = "slow"\n[[mailbox]]\nname = "mu"\n[[core]]\nname = "c0"\n'
+        f'firmware = "{slow}"\nmailbox = "mu"\n'
+    )
+    run = PtyRun("demo", str(board))
+    try:
+        run.wait_for(lambda r: "echo on c0, sizes" in r.text(), 120)  # its spinner: it runs
+        run.ctrl_c()
+        code = run.finish()
+    finally:
+        run.close()
+    said = "\n".join(run.all_lines())
+    assert code == 130, said
+    assert "--  echo on c0, sizes 1..496 and up, every byte checked: interrupted" in said, said
+    assert "ok  stop the board" in said and "no recipient" not in said, said

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import TextIO
 
 from amplink.app import signals
+from amplink.app.signals import Interrupted
 from amplink.app.stats import latency_summary_us
 from amplink.app.terminal import Terminal, table
 from amplink.board import Board, BoardSpec
@@ -227,8 +228,9 @@ def echo_sizes(mtu: int) -> list[int]:
 def _echo(rp: Rproc, r: CoreResult) -> None:
     chan = rp.wait_channel(ECHO_SERVICE, TIMEOUT)
     r.bytes_each_way = 0
-    with chan.create_ept() as ept:
-        samples = []
+    ept = chan.create_ept()  # kept if interrupted: the board's stop takes it with the
+    samples = []  # echo then in flight, not an rpmsg warning of a reply to no endpoint
+    try:
         for size in echo_sizes(ept.get_mtu()):
             payload = pattern(size)
             t = time.perf_counter_ns()
@@ -242,6 +244,12 @@ def _echo(rp: Rproc, r: CoreResult) -> None:
                     errno.EIO, f"{rp.name}: echo came from address {reply.src}, not {chan.dst}"
                 )
             r.bytes_each_way += size
+    except (Interrupted, KeyboardInterrupt):
+        raise  # the endpoint stays (see above)
+    except Exception:
+        ept.destroy()
+        raise
+    ept.destroy()
     r.messages = len(samples)
     r.rtt_p50_us, r.rtt_p99_us = latency_summary_us(samples)
 
