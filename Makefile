@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 # The compiled virtqueue, GLINK FIFO ends, MU accessors and section entry/exit are built
 # by the install (the old ones removed first: never a stale one), which goes on without
 # them if they cannot be built; the last lines say which.
-$(STAMP): pyproject.toml src/amplink/virtio/_vring.c src/amplink/rpmsg/_glink.c src/amplink/hw/_mu.c src/amplink/irq/_held.c
+$(STAMP): pyproject.toml setup.py src/amplink/virtio/_vring.c src/amplink/rpmsg/_glink.c src/amplink/hw/_mu.c src/amplink/irq/_held.c
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	rm -f src/amplink/virtio/_vring.*.so src/amplink/rpmsg/_glink.*.so src/amplink/hw/_mu.*.so src/amplink/irq/_held.*.so

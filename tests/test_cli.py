@@ -20,6 +20,7 @@ from amplink.rpmsg import glink_ends
 from amplink.virtio import rings
 from amplink.wording import counted
 from emulated import needs_firmware
+from pty_run import PtyRun
 from resources import children, snapshot
 from waiting import wait_for
 
@@ -76,6 +77,8 @@ def test_the_demo_says_it_skipped_the_echo_of_a_core_without_the_echo_channel(ca
     (row,) = [line.split() for line in out.splitlines() if line.startswith("sensor ")]
     # core, personality, boot ms, then echoed, bytes, rtt p50, rtt p99: none measured
     assert row[3:7] == ["-", "-", "-", "-"], row
+    # and the "-" is explained under the table
+    assert "- for sensor: no echo ran (its firmware offers no rpmsg-openamp-demo-channel" in out
 
 
 def test_demo_failure_exit_codes(tmp_path):
@@ -466,3 +469,109 @@ def test_a_bench_interrupted_before_its_first_row_says_nothing_was_measured():
     text = bench_main.format_report(report)
     assert "multiprocessing.Pipe" in text
     assert "ratio to the Pipe" not in text and "host's spins" not in text
+
+
+TOP_MEMORY_BOARD = """
+[board]
+name = "top"
+[[mailbox]]
+name = "mu"
+[[memory]]
+name = "top"
+base = 0xFFF0_0000
+size = 0x10_0000
+[[core]]
+name = "m4"
+firmware = "amplink.firmware.echo"
+mailbox = "mu"
+memory_size = 0x1_0000_0000
+memories = ["top"]
+"""
+
+
+def test_board_check_refuses_a_memory_at_the_top_of_4_gib_saying_what_to_move(tmp_path):
+    board = tmp_path / "top.toml"
+    board.write_text(TOP_MEMORY_BOARD)
+    proc = run_cli("board", "check", str(board))
+    assert proc.returncode == 1, proc.stdout
+    said = proc.stderr
+    assert f"{board}: core 'm4'.memory_size:" in said
+    assert "platform memory 'top' ([[memory]]) ends at 0x100000000" in said
+    assert "place memory 'top' lower" in said
+    assert "raise its memory_size" not in said  # 4 GiB is its most: that would not help
+    # below 4 GiB, raising memory_size is the other way out, and said so
+    board.write_text(TOP_MEMORY_BOARD.replace("0x1_0000_0000", "0x1000_0000").replace(
+        "0xFFF0_0000", "0x0FF0_0000"))  # fmt: skip
+    said = run_cli("board", "check", str(board)).stderr
+    assert "raise its memory_size to at least 0x10047000, or place memory 'top' lower" in said
+
+
+def test_a_failed_boot_step_says_the_error_in_words_without_errno(tmp_path):
+    board = tmp_path / "top.toml"
+    board.write_text(TOP_MEMORY_BOARD)
+    proc = run_cli("demo", str(board))
+    assert proc.returncode == 1
+    (failed,) = [line for line in proc.stdout.splitlines() if "FAILED" in line]
+    assert "boot m4 (amplink.firmware.echo): " in failed and "needs 0x100047000 bytes" in failed
+    assert "[Errno" not in proc.stdout + proc.stderr
+
+
+def test_the_emulated_bench_table_says_what_each_column_is_and_fits_100_columns():
+    row = {
+        "name": "python core (amplink.firmware.echo)",
+        "rtt_p50_us": 20.1,
+        "rtt_p99_us": 40.2,
+        "msgs_per_s": 123_456,
+        "mbox_p50_us": 50.5,
+        "mbox_p99_us": 99.9,
+        "boot_p50_ms": 80.1,
+        "mips": None,
+    }
+    lines = bench_emulated.format_emulated({"missing": "", "rows": [row]}, 300, 3000)
+    text = "\n".join(lines)
+    assert "echo: 300 round trips of 64 B; msgs/s: 3000 echoes of 496 B" in text
+    assert "mailbox: 300 round trips of one word through the core's interrupt handler" in text
+    head, cols = lines[-3].split(), lines[-2].split()
+    assert head == ["echo", "rtt", "us", "mailbox", "rtt", "us", "boot"]  # units above
+    assert cols == ["core", "p50", "p99", "msgs/s", "p50", "p99", "ms", "MIPS"]
+    assert max(map(len, lines)) <= 100, text
+
+
+def test_a_file_that_is_no_firmware_is_refused_at_the_command_wrapped_to_the_terminal(tmp_path):
+    """Before any `amplink up` is asked (none runs here: that would be exit 3), and in a
+    100-column terminal each line is wrapped between words, not folded mid-word."""
+    run = PtyRun(
+        "firmware", "m4", "/etc/passwd", "--socket", str(tmp_path / "ctl.sock"), screen_cols=300
+    )
+    try:
+        code = run.finish()
+    finally:
+        run.close()
+    lines = [line for line in run.all_lines() if line]
+    assert code == 1, lines
+    assert max(map(len, lines)) <= 100, lines  # the command wrapped them itself
+    said = " ".join(line.strip() for line in lines)
+    assert said.startswith("amplink firmware: error: /etc/passwd is not an ELF image"), said
+    assert "a firmware is an ELF image with a .resource_table section" in said
+
+
+def test_a_ctrl_c_during_the_demos_echo_warns_of_no_reply_left_without_its_endpoint(tmp_path):
+    """The echo in flight when Ctrl-C comes (2 ms per message here) is taken by the
+    board's stop with its endpoint, not logged as a message to no recipient."""
+    slow = Path(__file__).parent / "firmware" / "slow_echo.py"
+    board = tmp_path / "slow.toml"
+    board.write_text(
+        f'[board]\nname = "slow"\n[[mailbox]]\nname = "mu"\n[[core]]\nname = "c0"\n'
+        f'firmware = "{slow}"\nmailbox = "mu"\n'
+    )
+    run = PtyRun("demo", str(board))
+    try:
+        run.wait_for(lambda r: "echo on c0, sizes" in r.text(), 120)  # its spinner: it runs
+        run.ctrl_c()
+        code = run.finish()
+    finally:
+        run.close()
+    said = "\n".join(run.all_lines())
+    assert code == 130, said
+    assert "--  echo on c0, sizes 1..496 and up, every byte checked: interrupted" in said, said
+    assert "ok  stop the board" in said and "no recipient" not in said, said

@@ -100,6 +100,21 @@ def test_a_missing_firmware_is_named_when_it_is_set(served, tmp_path):
         request(served.path, "firmware", core="m4", file="no.such.fw")
 
 
+def test_a_file_that_is_no_firmware_is_refused_when_it_is_set_not_at_start(served, tmp_path):
+    with pytest.raises(AmplinkError) as info:
+        request(served.path, "firmware", core="m4", file="/etc/passwd")
+    assert info.value.errno == errno.ENOEXEC
+    said = str(info.value)
+    assert "/etc/passwd is not an ELF image (it starts with b'root'" in said
+    assert "nor a Python program (.py); a firmware is an ELF image with a .resource_table" in said
+    no_main = tmp_path / "fw.py"
+    no_main.write_text("x = 1\n")
+    with pytest.raises(AmplinkError, match=r"fw\.py defines no main\(core\) function"):
+        request(served.path, "firmware", core="m4", file=str(no_main))
+    assert request(served.path, "status")["cores"][0]["firmware"] == "amplink.firmware.demo"
+    request(served.path, "firmware", core="m4", file="amplink.firmware.echo")  # a good one
+
+
 def control_threads() -> list[str]:
     return [t.name for t in threading.enumerate() if t.name.startswith("amplink-control")]
 

@@ -306,3 +306,29 @@ def test_elf32_images_are_read_and_loaded():
         region.mem[0x1000:0x1048] = b"\xff" * 0x48
         image.load(region, AddressMap.identity(region.size))
         assert bytes(region.mem[0x1000:0x1048]) == b"\x00\xbf" * 4 + bytes(64)
+
+
+@pytest.mark.parametrize(
+    ("data", "said"),
+    [
+        (b"", "x.elf: an empty file, not an ELF file"),
+        (b"\x7fEL", "x.elf: a truncated ELF header: the file has 3 bytes, an ELF header takes 52"),
+        (b"root:x:0:0" * 10, "x.elf: not an ELF file (100 bytes, starting with b'root', not b'"),
+        (
+            b"\x7fELF" + bytes([152]) + bytes(59),
+            "x.elf: not a valid ELF file (64 bytes): after the ELF magic, its class byte is 152, "
+            "not 1 (ELF32) or 2 (ELF64); a damaged or truncated ELF header",
+        ),
+    ],
+)
+def test_what_is_not_an_elf_or_a_truncated_one_is_said_in_words_with_its_size(data, said):
+    with pytest.raises(FirmwareError) as exc:
+        FirmwareImage.parse(data, "x.elf")
+    assert said in str(exc.value)
+
+
+def test_a_truncated_elf_file_is_called_truncated():
+    data = write_elf([OutSegment(0x100, b"\xaa" * 8)], elf_type=ET_EXEC)
+    with pytest.raises(FirmwareError) as exc:
+        FirmwareImage.parse(data[:100], "cut.elf")
+    assert "cut.elf: a malformed or truncated ELF file (100 bytes): " in str(exc.value)

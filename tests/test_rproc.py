@@ -126,6 +126,18 @@ def test_crashing_firmware_is_reported(caplog):
         assert "exit code 7" in caplog.text
 
 
+def test_a_firmware_exit_with_a_message_shows_the_message_as_python_does(caplog):
+    rp = Rproc("quits", str(FW / "exits_with_message.py"), config=RprocConfig(recovery=False))
+    with caplog.at_level(logging.ERROR), rp:  # boots it
+        rp.wait_crash_handled(1, timeout=60)
+        assert rp.exit_code == 1  # as `python -c 'raise SystemExit("...")'` exits
+        assert rp.last_crash == (
+            "fatal error",
+            "the core process exited (exit code 1): fatal: no sensor on I2C bus 2",
+        )
+    assert "fatal: no sensor on I2C bus 2" in caplog.text
+
+
 def test_firmware_that_dies_at_start_fails_wait_channel_at_once():
     with Rproc(
         "badimport",

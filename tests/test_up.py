@@ -26,6 +26,7 @@ from emulated import needs_firmware
 from waiting import wait_for
 
 READY_TIMEOUT = 60.0
+WHY = "(watchdog: crash requested through debugfs)"  # what `amplink crash` says by default
 
 
 def read_line_within(stream, timeout: float) -> str:
@@ -136,6 +137,8 @@ def test_lifecycle_commands(board_up, capsys):
     assert u.cli("stop", "r5f") == 1
     assert "r5f is offline: nothing to stop" in capsys.readouterr().err
 
+    assert u.cli("firmware", "r5f", "/etc/passwd") == 1  # refused now, not at the start
+    assert "/etc/passwd is not an ELF image" in capsys.readouterr().err
     assert u.cli("firmware", "r5f", "amplink.firmware.echo") == 0
     assert u.cli("start", "r5f") == 0
     capsys.readouterr()
@@ -145,13 +148,22 @@ def test_lifecycle_commands(board_up, capsys):
     assert st["firmware"] == "amplink.firmware.echo" and st["state"] == "running"
 
     assert u.cli("crash", "m4") == 0
-    assert capsys.readouterr().out == "m4: crash #1 handled, now running\n"
+    assert capsys.readouterr().out == (  # why, and why no dump, and how to get one
+        f"m4: crash #1 {WHY} handled, now running; no dump written: core dumps are disabled "
+        f"for m4 (`amplink coredump m4 enabled --socket {u.socket}` turns them on)\n"
+    )
     assert u.cli("recovery", "m4", "disabled") == 0
     assert u.cli("crash", "m4", "--kind", "fatal") == 0
-    assert "crash #2 handled, now crashed" in capsys.readouterr().out
+    assert "crash #2 (fatal error: crash requested through debugfs) handled, now crashed" in (
+        capsys.readouterr().out
+    )
     assert status(u)["m4"]["last_crash"] == "crash requested through debugfs"
     assert u.cli("recovery", "m4", "recover") == 0
     assert status(u)["m4"]["state"] == "running"
+    capsys.readouterr()
+    assert u.cli("coredump", "m4") == 0  # off: none will come until it is turned on
+    assert f"  none in {u.state}" in (out := capsys.readouterr().out)
+    assert f": dumps are off (`amplink coredump m4 enabled --socket {u.socket}` turns" in out
     assert u.cli("coredump", "m4", "enabled") == 0
     assert status(u)["m4"]["coredump"] == "enabled"
     capsys.readouterr()
@@ -162,7 +174,7 @@ def test_lifecycle_commands(board_up, capsys):
     )
     assert u.cli("crash", "r5f") == 0
     assert capsys.readouterr().out == (
-        f"r5f: crash #1 handled (dump: {session}/r5f-crash1.core), now running\n"
+        f"r5f: crash #1 {WHY} handled (dump: {session}/r5f-crash1.core), now running\n"
     )
     assert u.cli("coredump", "r5f") == 0
     out = capsys.readouterr().out
@@ -188,7 +200,8 @@ def test_crash_says_why_no_dump_was_written(board_up, capsys):
     session.write_text("")  # the session's dump folder is gone: a file stands there
     assert u.cli("crash", "r5f") == 0
     assert capsys.readouterr().out == (
-        f"r5f: crash #1 handled (no dump written: cannot write {session}/r5f-crash1.core: "
+        f"r5f: crash #1 {WHY} handled (no dump written: cannot write "
+        f"{session}/r5f-crash1.core: "
         "Not a directory), now running\n"
     )
     session.unlink()
@@ -203,8 +216,8 @@ def test_an_inline_coredump_is_read_by_the_coredump_command_and_never_holds_up_a
     capsys.readouterr()
     assert u.cli("crash", "m4") == 0
     assert capsys.readouterr().out == (
-        "m4: crash #1, now crashed: its inline core dump waits to be read before recovery "
-        f"goes on; `amplink coredump m4 --socket {u.socket}` reads and saves it\n"
+        f"m4: crash #1 {WHY}, now crashed: its inline core dump waits to be read before "
+        f"recovery goes on; `amplink coredump m4 --socket {u.socket}` reads and saves it\n"
     )
     assert status(u)["m4"]["state"] == "crashed"
     assert u.cli("coredump", "m4") == 0
@@ -217,7 +230,7 @@ def test_an_inline_coredump_is_read_by_the_coredump_command_and_never_holds_up_a
     wait_for(lambda: status(u)["m4"]["state"] == "running", "m4 recovered")
 
     assert u.cli("crash", "m4") == 0  # this one nobody reads: the stop drops it at once
-    assert "crash #2, now crashed: its inline core dump waits" in capsys.readouterr().out
+    assert f"crash #2 {WHY}, now crashed: its inline core dump waits" in capsys.readouterr().out
     u.proc.send_signal(signal.SIGINT)
     out, err = u.proc.communicate(timeout=60)  # not the 300 s recovery would wait
     assert u.proc.returncode == 130 and "ok  stop the board" in out
@@ -239,6 +252,8 @@ def test_tty_trace_and_listen(board_up, capsys):
     assert os.readlink(path).startswith("/dev/pts/") and os.path.exists(path)
     assert u.cli("trace", "r5f") == 0  # the demo firmware's r5f logged nothing
     assert "r5f: trace0 is empty" in capsys.readouterr().err
+    assert u.cli("trace", "r5f", "--index", "3") == 1  # says which there are
+    assert "r5f: trace3 not available: its firmware has trace0\n" in capsys.readouterr().err
 
     listener = subprocess.Popen(
         [
@@ -463,7 +478,7 @@ def test_the_lifecycle_commands_work_on_emulated_cores(tmp_path, capsys):
             assert u.cli("send", core, "rpmsg-openamp-demo-channel", f"to {core}") == 0
             assert capsys.readouterr().out == f"to {core}\n"
         assert u.cli("crash", "lite") == 0
-        assert capsys.readouterr().out == "lite: crash #1 handled, now running\n"
+        assert capsys.readouterr().out.startswith(f"lite: crash #1 {WHY} handled, now running")
         assert u.cli("stop", "openamp") == 0
         assert "openamp, state offline" in capsys.readouterr().out
         assert u.cli("start", "openamp") == 0
@@ -521,6 +536,12 @@ def test_up_gives_up_on_firmware_that_crashes_at_start_and_says_so_once(tmp_path
     # the hint reaches this `up`, not the default socket's
     given = f"--socket {u.socket}"
     assert f"amplink start c0 {given} (amplink firmware c0 FILE {given} first" in out, out
+    # dumps are off: each crash's log says that no dump was taken, and how to get one, once
+    assert (out + err).count("handling crash #") == 3
+    assert (out + err).count("; no core dump: coredump is disabled") == 3
+    hint = f"dumps are disabled for it; amplink coredump c0 enabled {given} turns them on"
+    assert out.count(hint) == 1, out
+    assert "c0 crashed (the core process exited (exit code 1): RuntimeError: boom at start)" in out
 
 
 def crash_report_counts(out: str, err: str) -> tuple[int, int, int]:

@@ -22,7 +22,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TextIO
 
 from amplink import __version__
 from amplink.app import demo, signals, up
@@ -30,6 +30,7 @@ from amplink.app import openamp as cli_openamp
 from amplink.app.bench import main as bench
 from amplink.app.terminal import Terminal
 from amplink.board import BoardSpec, CoreStatus, load_board
+from amplink.board.system import MEMORY_FIT_RULES, check_firmware
 from amplink.control.protocol import NotRunning, default_socket, request, stream
 from amplink.errors import AmplinkError
 from amplink.remoteproc.crash import crash_type, crash_words
@@ -37,7 +38,7 @@ from amplink.remoteproc.describe import describe_image, table_invalid
 from amplink.remoteproc.elf import FirmwareImage
 from amplink.remoteproc.fwpack import pack_python
 from amplink.remoteproc.fwref import resolve
-from amplink.remoteproc.layout import default_rsc_table, glink_rsc_table
+from amplink.remoteproc.layout import default_rsc_table
 from amplink.remoteproc.loader import read_firmware
 from amplink.tracing import TRACER
 from amplink.wording import counted
@@ -168,12 +169,12 @@ def session_coredump_dir(spec: BoardSpec) -> str:
 def _cmd_board_check(args: argparse.Namespace) -> int:
     spec = _board(args)
     problems = []
-    for c in spec.cores:  # read every firmware as a boot would, without booting
-        table = glink_rsc_table() if c.rpmsg == "glink" else None
+    for c in spec.cores:  # every firmware as a boot would check it, without booting
         try:
-            read_firmware(c.name, c.firmware, table if resolve(c.firmware).is_program else None)
+            check_firmware(c)
         except AmplinkError as exc:
-            problems.append(f"{spec.source}: core {c.name!r}.firmware: {exc.strerror}")
+            key = "memory_size" if getattr(exc, "rule", "") in MEMORY_FIT_RULES else "firmware"
+            problems.append(f"{spec.source}: core {c.name!r}.{key}: {exc.strerror}")
     if problems:
         raise AmplinkError(errno.EINVAL, "\n".join(problems))
     print(f"{spec.source}: board {spec.name}, {counted(len(spec.cores), 'core')}, valid")
@@ -215,7 +216,10 @@ def _cmd_sysfs(args: argparse.Namespace) -> int:
     if args.command == "recovery":
         extra["value"] = args.value
     elif args.command == "firmware":  # a file is named from the caller's directory
-        extra["file"] = resolve(args.file).name
+        ref = resolve(args.file)
+        if ref.kind == "file":  # read here, before up is asked (which checks it again)
+            read_firmware(args.core, ref.name, None)
+        extra["file"] = ref.name
     result = _ask(args, args.command, 0.0, core=args.core, **extra)
     print(", ".join(f"{k} {v}" if k != "core" else str(v) for k, v in result.items()))
     return 0
@@ -235,6 +239,12 @@ def _cmd_coredump(args: argparse.Namespace) -> int:
     elif r["files"]:
         for f in r["files"]:
             print(f"  {f}")
+    elif r["coredump"] == "disabled":
+        given = f" --socket {shlex.quote(args.socket)}" if args.socket else ""
+        say(
+            f"  none in {r['folder']}: dumps are off (`amplink coredump {r['core']} enabled"
+            f"{given}` turns them on)"
+        )
     else:
         print(f"  none in {r['folder']} yet")
     return 0
@@ -242,24 +252,24 @@ def _cmd_coredump(args: argparse.Namespace) -> int:
 
 def _cmd_crash(args: argparse.Namespace) -> int:
     r = _ask(args, "crash", 30.0, core=args.core, kind=crash_type(args.kind))
+    given = f" --socket {shlex.quote(args.socket)}" if args.socket else ""  # as reached
+    crash = f"{r['core']}: crash #{r['crashes']}" + (f" ({r['why']})" if r.get("why") else "")
     if r["coredump_waiting"]:
-        given = f" --socket {shlex.quote(args.socket)}" if args.socket else ""  # as reached
-        print(
-            f"{r['core']}: crash #{r['crashes']}, now {r['state']}: its inline core dump waits "
-            f"to be read before recovery goes on; `amplink coredump {r['core']}{given}` reads "
-            "and saves it"
+        say(
+            f"{crash}, now {r['state']}: its inline core dump waits to be read before "
+            f"recovery goes on; `amplink coredump {r['core']}{given}` reads and saves it"
         )
     elif r.get("coredump"):
-        print(
-            f"{r['core']}: crash #{r['crashes']} handled (dump: {r['coredump']}), now {r['state']}"
-        )
+        say(f"{crash} handled (dump: {r['coredump']}), now {r['state']}")
     elif r.get("coredump_error"):
-        print(
-            f"{r['core']}: crash #{r['crashes']} handled (no dump written: "
-            f"{r['coredump_error']}), now {r['state']}"
+        say(f"{crash} handled (no dump written: {r['coredump_error']}), now {r['state']}")
+    elif r.get("coredump_mode") == "disabled":
+        say(
+            f"{crash} handled, now {r['state']}; no dump written: core dumps are disabled for "
+            f"{r['core']} (`amplink coredump {r['core']} enabled{given}` turns them on)"
         )
     else:
-        print(f"{r['core']}: crash #{r['crashes']} handled, now {r['state']}")
+        say(f"{crash} handled, now {r['state']}")
     return 0
 
 
@@ -454,6 +464,12 @@ class _Parser(argparse.ArgumentParser):
                 else f"{message} {choose}"
             )
         super().error(message)
+
+    def _print_message(self, message: str, file: Any = None) -> None:
+        if message and (file is None or file is sys.stderr):  # usage and error: wrapped
+            tell(message.rstrip("\n"))  # on a terminal
+            return
+        super()._print_message(message, file)
 
     def _commands(self) -> list[str]:
         for action in self._actions:
@@ -775,14 +791,31 @@ def _run(argv: list[str] | None) -> int:
     try:
         return int(args.func(args))
     except UsageError as exc:
-        print(f"amplink {name}: error: {exc.strerror}", file=sys.stderr)
+        tell(f"amplink {name}: error: {exc.strerror}")
         return EXIT_USAGE
     except NotRunning as exc:
-        print(f"amplink {name}: {exc.strerror}", file=sys.stderr)
+        tell(f"amplink {name}: {exc.strerror}")
         return EXIT_NOT_RUNNING
     except OSError as exc:
-        print(f"amplink {name}: error: {exc.strerror or exc}", file=sys.stderr)
+        tell(f"amplink {name}: error: {exc.strerror or exc}")
         return EXIT_FAILED
+
+
+def tell(text: str, out: TextIO | None = None) -> None:
+    """Print ``text`` on ``out`` (stderr): on a terminal each line wrapped between words
+    to its width (never folded mid-word by the terminal), on a pipe as it is."""
+    out = out if out is not None else sys.stderr
+    if not out.isatty():
+        print(text, file=out, flush=True)
+        return
+    term = Terminal(out)
+    for line in text.splitlines():
+        term.wrapped(line)
+
+
+def say(text: str) -> None:
+    """Print ``text`` on stdout as :func:`tell` does."""
+    tell(text, sys.stdout)
 
 
 def _command_parser(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Any:

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import TextIO
 
 from amplink.app import signals
+from amplink.app.signals import Interrupted
 from amplink.app.stats import latency_summary_us
 from amplink.app.terminal import Terminal, table
 from amplink.board import Board, BoardSpec
@@ -49,6 +50,7 @@ class CoreResult:
     rtt_p99_us: float | None = None
     shown: str = ""  # what the demo showed with it: a graceful stop, a crash...
     final: str = ""
+    no_echo: str = ""  # why no echo ran on it (its row's "-"), said under the table
 
 
 @dataclass
@@ -102,9 +104,18 @@ def run(spec: BoardSpec, out: TextIO | None = None) -> DemoResult:
             ],
         )
     )
+    for line in no_echo_notes(result):
+        ui.say(line)
     ui.say()
     ui.say("every core stopped; every process, thread, fd and shared memory released")
     return result
+
+
+def no_echo_notes(result: DemoResult) -> list[str]:
+    """One line per core whose echo figures the table shows as ``-``: why none ran."""
+    return [
+        f"- for {r.name}: no echo ran ({r.no_echo})" for r in result.cores if r.messages is None
+    ]
 
 
 def _demo(spec: BoardSpec, ui: Terminal) -> DemoResult:
@@ -141,8 +152,16 @@ def _run(board: Board, ui: Terminal, result: DemoResult) -> None:
                 _echo(board.core(name), results[name])
                 r = results[name]
                 st.result = f"{r.messages} messages, rtt p50 {r.rtt_p50_us or 0:.1f} us"
-        elif rp.state == "running":
-            ui.skipped(f"echo on {name}", f"its firmware offers no {ECHO_SERVICE} channel")
+        else:
+            results[name].no_echo = (
+                f"its firmware offers no {ECHO_SERVICE} channel"
+                if rp.state == "running"
+                else "not booted: auto_boot = false"
+                if not board.spec.core(name).auto_boot
+                else f"it is {rp.state}"
+            )
+            if rp.state == "running":
+                ui.skipped(f"echo on {name}", results[name].no_echo)
     console = next((n for n in board.cores if board.tty(n) is not None), None)
     if console is not None:
         with ui.step(f"console on {_tty_label(board, console)}: type {CONSOLE_COMMAND!r}") as st:
@@ -209,8 +228,9 @@ def echo_sizes(mtu: int) -> list[int]:
 def _echo(rp: Rproc, r: CoreResult) -> None:
     chan = rp.wait_channel(ECHO_SERVICE, TIMEOUT)
     r.bytes_each_way = 0
-    with chan.create_ept() as ept:
-        samples = []
+    ept = chan.create_ept()  # kept if interrupted: the board's stop takes it with the
+    samples = []  # echo then in flight, not an rpmsg warning of a reply to no endpoint
+    try:
         for size in echo_sizes(ept.get_mtu()):
             payload = pattern(size)
             t = time.perf_counter_ns()
@@ -224,6 +244,12 @@ def _echo(rp: Rproc, r: CoreResult) -> None:
                     errno.EIO, f"{rp.name}: echo came from address {reply.src}, not {chan.dst}"
                 )
             r.bytes_each_way += size
+    except (Interrupted, KeyboardInterrupt):
+        raise  # the endpoint stays (see above)
+    except Exception:
+        ept.destroy()
+        raise
+    ept.destroy()
     r.messages = len(samples)
     r.rtt_p50_us, r.rtt_p99_us = latency_summary_us(samples)
 

@@ -55,6 +55,15 @@ class Step:
         return time.perf_counter() - self.started
 
 
+def in_words(exc: BaseException) -> str:
+    """What an error says to a person: an ``OSError``'s message without the
+    ``[Errno 22]`` prefix ``str()`` gives it (with the file it names, if any), else
+    ``str(exc)``, else the exception's type."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"{exc.filename}: {exc.strerror}" if exc.filename else exc.strerror
+    return str(exc) or type(exc).__name__
+
+
 def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> Table:
     """A table of ``rows``; numbers right-aligned with thousands separators (None in
     a column of numbers: ``-``, nothing was measured).  Too wide
@@ -165,7 +174,7 @@ class Terminal:
             self._end(st, "--", f"interrupted ({exc.args[0] if exc.args else 'SIGINT'})")
             raise
         except BaseException as exc:
-            self._end(st, "FAILED", str(exc) or type(exc).__name__)
+            self._end(st, "FAILED", in_words(exc))
             raise
         self._end(st, "ok", st.result)
 

@@ -88,9 +88,7 @@ def start_hints(seen: dict[str, str], rows: Sequence[CoreStatus], socket_path: P
     """What to type to start again a core recovery has just given up on (one line per
     core, once per give-up; ``seen`` remembers them), with ``--socket`` unless
     ``socket_path`` is where the commands look by default."""
-    given = (
-        "" if socket_path.absolute() == default_socket().absolute() else f" --socket {socket_path}"
-    )
+    given = _given(socket_path)
     out = []
     for s in rows:
         if s.gave_up and seen.get(s.name) != s.gave_up:
@@ -101,6 +99,28 @@ def start_hints(seen: dict[str, str], rows: Sequence[CoreStatus], socket_path: P
             )
         seen[s.name] = s.gave_up
     return out
+
+
+def dump_hints(told: set[str], rows: Sequence[CoreStatus], socket_path: Path) -> list[str]:
+    """How to get a core dump, once per core (``told`` remembers which), for each core
+    that has crashed with dumps disabled: its crash was logged, and that no dump was
+    written."""
+    out = []
+    for s in rows:
+        if s.crashes and s.coredump == "disabled" and s.name not in told:
+            told.add(s.name)
+            out.append(
+                f"{s.name} crashed ({s.last_crash}) and no core dump was written: dumps are "
+                f"disabled for it; amplink coredump {s.name} enabled{_given(socket_path)} "
+                'turns them on (coredump = "enabled" in the board file, from its start)'
+            )
+    return out
+
+
+def _given(socket_path: Path) -> str:
+    """`` --socket PATH`` unless the commands look there by default."""
+    default = socket_path.absolute() == default_socket().absolute()
+    return "" if default else f" --socket {socket_path}"
 
 
 def changes(before: Sequence[CoreStatus], after: Sequence[CoreStatus]) -> list[str]:
@@ -175,6 +195,7 @@ def _view(board: Board, server: ControlServer) -> RenderableType:
 def _watch(board: Board, server: ControlServer, term: Terminal, stop: threading.Event) -> None:
     last = server.annotate(board.status())
     seen: dict[str, str] = {}
+    told: set[str] = set()
     say = term.wrapped if term.interactive else term.say  # a log on a pipe is not wrapped
     with (
         term.live(lambda: _view(board, server), REFRESH)
@@ -185,7 +206,8 @@ def _watch(board: Board, server: ControlServer, term: Terminal, stop: threading.
             stopping = stop.wait(REFRESH)
             now = server.annotate(board.status())
             lines = [] if term.interactive else changes(last, now)
-            for line in lines + start_hints(seen, now, server.path):
+            hints = start_hints(seen, now, server.path) + dump_hints(told, now, server.path)
+            for line in lines + hints:
                 say(line)  # a last look after the stop: nothing goes unsaid
             last = now
             if stopping:

@@ -25,7 +25,13 @@ from amplink.emu.soc import CPUS, DEFAULT_CLOCK_HZ, NUM_IRQS, CortexMSoc, Window
 from amplink.errors import AmplinkError
 from amplink.mailbox.mu_path import MU_CHANNELS, MU_IRQ, MuWiring
 from amplink.remoteproc import coredump
-from amplink.remoteproc.config import DEFAULT_MEMORY_SIZE, DELIVERIES, CrashLoop, RprocConfig
+from amplink.remoteproc.config import (
+    DEFAULT_MEMORY_SIZE,
+    DELIVERIES,
+    MAX_MEMORY_SIZE,
+    CrashLoop,
+    RprocConfig,
+)
 from amplink.remoteproc.devmem import Memory
 from amplink.remoteproc.elf import FirmwareError
 from amplink.remoteproc.emulated import EmulatedPlatformDriver
@@ -568,9 +574,7 @@ def _at_least(low: int) -> Callable[[int], str | None]:
     return lambda v: None if v >= low else f"must be at least {low}, got {v}"
 
 
-# A core's device addresses: a resource table's carveout gives its ``da`` and ``len`` in
-# 32 bits (struct fw_rsc_carveout), so no core memory reaches past 4 GiB.
-DEVICE_ADDRESS_SPACE = 1 << 32
+DEVICE_ADDRESS_SPACE = MAX_MEMORY_SIZE
 _WHY_32_BITS = "a resource table's carveout da and len are 32-bit"
 
 

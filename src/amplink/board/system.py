@@ -18,8 +18,11 @@ from dataclasses import dataclass, field
 from amplink import ratelimit
 from amplink.board.spec import BoardSpec, CoreSpec
 from amplink.errors import AmplinkError
-from amplink.host import Rproc
+from amplink.host import Rproc, host_drivers
+from amplink.remoteproc.fwref import resolve
 from amplink.remoteproc.layout import glink_rsc_table
+from amplink.remoteproc.loader import device_memory_size, read_firmware
+from amplink.remoteproc.platform import choose_platform
 from amplink.rpmsg.chardev import RpmsgCharDriver
 from amplink.rpmsg.config import RpmsgConfig
 from amplink.rpmsg.core import RpmsgBus
@@ -65,6 +68,27 @@ def make_rproc(spec: CoreSpec, bus: RpmsgBus, coredump_dir: str | None = None) -
         platforms=spec.platforms(),
         rpmsg=RpmsgConfig(limits=spec.limits),
     )
+
+
+MEMORY_FIT_RULES = ("segment-da", "memory-da")  # check_firmware: too little memory_size
+
+
+def check_firmware(spec: CoreSpec) -> None:
+    """Check core ``spec``'s firmware as its boot would, without booting: read it
+    (``request_firmware``: ``ENOENT``, ``ENOEXEC`` for a file that is neither an ELF
+    image nor a Python program, ``EINVAL`` for an image without a resource table), find
+    a platform that runs it (``ENOEXEC``) and, for a core whose memory is one range
+    from da 0, check that the image, the board's memories and what its resource table
+    places fit in ``memory_size`` (a :class:`~amplink.remoteproc.elf.FirmwareError`
+    in :data:`MEMORY_FIT_RULES`, saying what reaches too high and what to change)."""
+    program = resolve(spec.firmware).is_program
+    table = glink_rsc_table() if spec.rpmsg == "glink" and program else None
+    image = read_firmware(spec.name, spec.firmware, table)
+    platforms = spec.platforms()
+    choose_platform(platforms, spec.name, image)
+    if spec.emulated is None:  # an emulated core's memory map was checked with the board
+        drivers = host_drivers(platforms, None, RpmsgConfig(limits=spec.limits))
+        device_memory_size(spec.name, image, spec.rproc_config(), drivers)
 
 
 class Board:
@@ -178,7 +202,7 @@ class Board:
             try:
                 rp.stop()
             except Exception as exc:  # stop the others anyway
-                errors.append(f"{rp.name}: {exc}")
+                errors.append(f"{rp.name}: {exc.strerror if isinstance(exc, OSError) else exc}")
         if not self._closed:
             self._closed = True
             self.bus.unregister_driver(self.ttys)

@@ -14,10 +14,11 @@ import glob
 import os
 import queue
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from amplink.board import Board
+from amplink.board.system import check_firmware
 from amplink.control.tap import Event, Tap
 from amplink.errors import AmplinkError
 from amplink.host import Rproc
@@ -184,7 +185,11 @@ def handlers(server: Served) -> dict[str, Handler]:
         return {"core": rp.name, attr: getattr(rp.sysfs, attr)}
 
     def firmware(req: dict[str, Any]) -> dict[str, Any]:
-        resolve(req["file"]).check()  # ENOENT now, naming what was looked for
+        rp = server.core(req["core"])
+        ref = resolve(req["file"])
+        ref.check()  # ENOENT now, naming what was looked for
+        if server.board is not None:  # what its next boot would refuse, refused now
+            check_firmware(replace(server.board.spec.core(rp.name), firmware=ref.name))
         return sysfs(req, "firmware", req["file"])
 
     def stop(req: dict[str, Any]) -> dict[str, Any]:
@@ -212,6 +217,8 @@ def handlers(server: Served) -> dict[str, Handler]:
             "coredump_waiting": waiting is not None,  # recovery waits for it to be read
             "coredump": dump.written if dump is not None else None,  # the file written
             "coredump_error": dump.write_error if dump is not None else "",
+            "coredump_mode": rp.sysfs.coredump,  # "disabled": no dump was taken
+            "why": ": ".join(rp.last_crash) if rp.last_crash else "",  # kind: reason
         }
 
     def dumps(req: dict[str, Any]) -> dict[str, Any]:

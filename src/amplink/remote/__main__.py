@@ -15,7 +15,9 @@ leaves a core process behind.
 ``kill -USR2 <pid>`` prints every thread's stack to stderr (where a firmware is stuck).
 
 Exit codes: 0 after a requested stop, 2 for bad arguments or an unusable resource
-table, 3 when the host never set DRIVER_OK, 1 when the firmware raised.
+table, 3 when the host never set DRIVER_OK, 1 when the firmware raised (or raised
+``SystemExit`` with a message, which goes to the host with the crash, as Python prints
+it), the firmware's own status when it raised ``SystemExit`` with one.
 """
 
 from __future__ import annotations
@@ -176,8 +178,13 @@ def main(argv: list[str] | None = None) -> int:
         try:
             firmware = load_program(read_program(region, amap, args.boot_addr), args.firmware)
             firmware(core)
-        except SystemExit:
-            raise  # the firmware chose its exit status
+        except SystemExit as exc:
+            if exc.code is None or isinstance(exc.code, int):
+                raise  # the firmware chose its exit status
+            text = f"{exc.code}\n"  # SystemExit("text"): Python prints it and exits 1
+            if not write_crash_note(text):
+                sys.stderr.write(text)
+            return 1
         except BaseException as exc:  # (KeyboardInterrupt too: a terminal's goes to the host)
             if not write_crash_note(firmware_traceback(exc)):  # the host shows it, once
                 log.exception("firmware %s crashed", args.firmware)

@@ -20,6 +20,9 @@ from amplink.remoteproc.devmem import Memory
 from amplink.remoteproc.subdev import VendorHook
 
 DEFAULT_MEMORY_SIZE = 64 << 20
+# A core's device addresses: a resource table's carveout gives its ``da`` and ``len`` in
+# 32 bits (struct fw_rsc_carveout), so no core memory reaches past 4 GiB.
+MAX_MEMORY_SIZE = 1 << 32
 SHUTDOWN_ACK_TIMEOUT = 5.0  # K3: 5000 ms for RP_MBOX_SHUTDOWN_ACK
 WFI_TIMEOUT = 0.002  # K3: poll for WFI up to 2 ms
 INLINE_COREDUMP_TIMEOUT = 300.0  # devcoredump's 5 minutes

@@ -121,15 +121,34 @@ class FirmwareImage:
     def parse(cls, data: bytes, name: str = "firmware") -> FirmwareImage:
         """Check ``data`` as Linux's ELF loader does, then read it with pyelftools."""
         size = len(data)
+        if not size:
+            raise FirmwareError("size", f"{name}: an empty file, not an ELF file")
+        if not data.startswith(ELF_MAGIC[: min(size, len(ELF_MAGIC))]):
+            raise FirmwareError(
+                "size" if size < ELF32_HDR_SIZE else "magic",
+                f"{name}: not an ELF file ({_bytes(size)}, starting with {data[:4]!r}, not "
+                f"{ELF_MAGIC!r})",
+            )
         if size < ELF32_HDR_SIZE:
-            raise FirmwareError("size", f"{name}: {size} bytes is too small for an ELF header")
-        if data[:4] != ELF_MAGIC:
-            raise FirmwareError("magic", f"{name}: not an ELF file (bad magic {data[:4]!r})")
+            raise FirmwareError(
+                "size",
+                f"{name}: a truncated ELF header: the file has {_bytes(size)}, an ELF header "
+                f"takes {ELF32_HDR_SIZE} (ELF32) or {ELF64_HDR_SIZE} (ELF64)",
+            )
         elfclass, encoding = data[4], data[5]
         if elfclass not in (ELFCLASS32, ELFCLASS64):
-            raise FirmwareError("class", f"{name}: unsupported ELF class {elfclass}")
+            raise FirmwareError(
+                "class",
+                f"{name}: not a valid ELF file ({_bytes(size)}): after the ELF magic, its class "
+                f"byte is {elfclass}, not {ELFCLASS32} (ELF32) or {ELFCLASS64} (ELF64); a "
+                "damaged or truncated ELF header",
+            )
         if elfclass == ELFCLASS64 and size < ELF64_HDR_SIZE:
-            raise FirmwareError("size", f"{name}: {size} bytes is too small for an ELF64 header")
+            raise FirmwareError(
+                "size",
+                f"{name}: a truncated ELF64 header: the file has {_bytes(size)}, the header "
+                f"takes {ELF64_HDR_SIZE}",
+            )
         host = ELFDATA2LSB if sys.byteorder == "little" else ELFDATA2MSB
         if encoding != host:
             raise FirmwareError(
@@ -142,13 +161,17 @@ class FirmwareImage:
             hdr = elf.header
             if size < hdr["e_shoff"] + hdr["e_shentsize"]:
                 raise FirmwareError(
-                    "shoff", f"{name}: section headers at {hdr['e_shoff']:#x} lie beyond the file"
+                    "shoff",
+                    f"{name}: a truncated ELF file ({_bytes(size)}): its section headers at "
+                    f"{hdr['e_shoff']:#x} lie beyond its end",
                 )
             if hdr["e_phnum"] == 0:
                 raise FirmwareError("phnum", f"{name}: no program headers, nothing to load")
             if hdr["e_phoff"] > size:
                 raise FirmwareError(
-                    "phoff", f"{name}: program headers at {hdr['e_phoff']:#x} lie beyond the file"
+                    "phoff",
+                    f"{name}: a truncated ELF file ({_bytes(size)}): its program headers at "
+                    f"{hdr['e_phoff']:#x} lie beyond its end",
                 )
             image = cls(
                 name,
@@ -165,7 +188,9 @@ class FirmwareImage:
             image._find_table(elf, data)
             image._read_arm_attributes(elf)
         except ELFError as exc:
-            raise FirmwareError("elf", f"{name}: malformed ELF: {exc}") from None
+            raise FirmwareError(
+                "elf", f"{name}: a malformed or truncated ELF file ({_bytes(size)}): {exc}"
+            ) from None
         return image
 
     def _find_table(self, elf: ELFFile, data: bytes) -> None:
@@ -277,3 +302,7 @@ def _segments(elf: ELFFile, data: bytes, name: str) -> list[Segment]:
             )
         )
     return out
+
+
+def _bytes(n: int) -> str:
+    return f"{n} byte" if n == 1 else f"{n:,} bytes"

@@ -34,6 +34,10 @@ from amplink.remoteproc.fwpack import image_program, pack_python
 from amplink.remoteproc.layout import default_rsc_table
 from amplink.wire import rsc_table as rt
 
+EXPECTED = (
+    "a firmware is an ELF image with a .resource_table section (amplink fw pack makes "
+    "one from a program), a .py program defining main(core), or a module name (a.b.c)"
+)
 FILE_SUFFIXES = ("py", "elf", "out", "axf", "bin", "img", "mbn", "so")
 _MODULE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*\Z")
 
@@ -120,8 +124,8 @@ class FirmwareRef:
         if magic != ELF_MAGIC:
             raise FirmwareError(
                 "magic",
-                f"{path} is not an ELF image (it starts with {magic!r}) and not a Python "
-                "program (.py)",
+                f"{path} is not an ELF image (it starts with {magic!r}, not b'\\x7fELF') "
+                f"nor a Python program (.py); {EXPECTED}",
                 errno.ENOEXEC,
             )
         return FirmwareImage.from_file(path)

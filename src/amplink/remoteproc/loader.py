@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 from amplink.errors import AddressError, AmplinkError
 from amplink.memory.addrmap import AddressMap, Mapping
-from amplink.memory.region import SharedRegion
-from amplink.remoteproc.config import RprocConfig
+from amplink.memory.region import PAGE_SIZE, SharedRegion
+from amplink.remoteproc.config import MAX_MEMORY_SIZE, RprocConfig
 from amplink.remoteproc.devmem import DeviceMemory
 from amplink.remoteproc.drivers import RprocDrivers
 from amplink.remoteproc.elf import FirmwareError, FirmwareImage
@@ -23,6 +23,7 @@ from amplink.remoteproc.platform import RprocPlatform, choose_platform
 from amplink.remoteproc.resources import handle_resources, reserve_platform_memories
 from amplink.remoteproc.subdev import ResourceContext
 from amplink.wire import rsc_table as rt
+from amplink.wire.vring import align_up
 
 
 def read_firmware(name: str, spec: str, table: rt.ResourceTable | None) -> FirmwareImage:
@@ -42,6 +43,41 @@ def read_firmware(name: str, spec: str, table: rt.ResourceTable | None) -> Firmw
     return image
 
 
+def device_memory_size(
+    name: str, image: FirmwareImage, config: RprocConfig, drivers: RprocDrivers
+) -> int:
+    """Bytes of device memory from da 0 that core ``name`` needs for ``image`` on a
+    platform without a memory map of its own: its segments and platform memories, then
+    its resource table, vrings, buffers and carveouts, placed after the highest of them
+    (:func:`~.layout.image_region_size`).  If that is more than ``config.memory_size``,
+    a :class:`FirmwareError` (``EINVAL``; rule ``"segment-da"`` or ``"memory-da"``,
+    whichever reaches highest) that says how high and what to change."""
+    memories = {m.name: m for m in config.memories}
+    size = image_region_size(image, memories, drivers)
+    if size <= config.memory_size:
+        return size
+    highest = max(memories.values(), key=lambda m: m.da + m.len, default=None)
+    if highest is not None and highest.da + highest.len > image.extent():
+        top = highest.da + highest.len
+        above = f"platform memory {highest.name!r} ([[memory]]) ends at {top:#x}"
+        fix = f"place memory {highest.name!r} lower (its base {highest.da:#x})"
+        rule = "memory-da"
+    else:
+        top = image.extent()
+        above = f"its highest segment ends at {top:#x}"
+        fix = "link the image lower"
+        rule = "segment-da"
+    room = size - align_up(top, PAGE_SIZE)
+    if size <= MAX_MEMORY_SIZE:
+        fix = f"raise its memory_size to at least {size:#x}, or {fix}"
+    raise FirmwareError(
+        rule,
+        f"{image.name} needs {size:#x} bytes of device memory from da 0: {above}, and "
+        f"its resource table, vrings, buffers and carveouts ({room:#x} bytes) are placed "
+        f"after it; {name} has {config.memory_size:#x}: {fix}",
+    )
+
+
 def load_image(
     name: str,
     image: FirmwareImage,
@@ -57,21 +93,7 @@ def load_image(
     bytes."""
     memories = {m.name: m for m in config.memories}
     if windows is None:
-        size = image_region_size(image, memories, drivers)
-        if size > config.memory_size:
-            top = max([image.extent(), *(m.da + m.len for m in memories.values())])
-            above = (
-                f"its highest segment ends at {image.extent():#x}"
-                if top == image.extent()
-                else f"the highest platform memory ([[memory]]) ends at {top:#x}"
-            )
-            raise FirmwareError(
-                "segment-da",
-                f"{image.name} needs {size:#x} bytes of device memory from da 0: {above}, "
-                f"and the resource table, vrings, buffers and carveouts are placed after it; "
-                f"{name} has {config.memory_size:#x} (raise its memory_size"
-                + (")" if top == image.extent() else ", or place that memory lower)"),
-            )
+        size = device_memory_size(name, image, config, drivers)
         windows = [Mapping(0, size, 0, "shm")]
     region = SharedRegion.create(max(w.offset + w.size for w in windows), name)
     try:

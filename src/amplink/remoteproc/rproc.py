@@ -607,12 +607,13 @@ class Rproc:
         note = self.platform.crash_detail if self.platform is not None else ""
         seen = self._notes_shown.get(note) if note else None
         log.error(
-            "crash detected in %s: type %s (%s); handling crash #%d%s",
+            "crash detected in %s: type %s (%s); handling crash #%d%s%s",
             self.name,
             crash_name(kind),
             why,
             self.crash_count,
             f" (the same failure as crash #{seen})" if seen else "",
+            "; no core dump: coredump is disabled" * (self.coredump_mode == coredump.DISABLED),
         )
         if note and seen is None:  # each distinct failure's traceback once
             if len(self._notes_shown) >= KEPT_NOTES:
@@ -756,5 +757,14 @@ class Rproc:
         with self._lock:
             traces = [s for s in self._subdevs if isinstance(s, TraceBuffer)]
             if not 0 <= index < len(traces):
-                raise AmplinkError(errno.ENODEV, f"{self.name}: trace{index} not available")
+                why = self._traces_are(len(traces))
+                raise AmplinkError(errno.ENODEV, f"{self.name}: trace{index} not available: {why}")
             return traces[index].read()
+
+    def _traces_are(self, count: int) -> str:
+        """Which trace buffers there are, in words."""
+        if self.state not in (RUNNING, ATTACHED):
+            return f"{self.name} is {self.state} (its trace buffers exist while it runs)"
+        if not count:
+            return "its firmware's resource table has no trace buffer (RSC_TRACE)"
+        return f"its firmware has {'trace0' if count == 1 else f'trace0 to trace{count - 1}'}"

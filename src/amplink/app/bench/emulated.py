@@ -130,15 +130,21 @@ def bench_emulated(rounds: int, messages: int, cycles: int, cpu: int | None) -> 
 
 def format_emulated(report: dict[str, Any], rounds: int, messages: int) -> list[str]:
     """The report's lines for the emulated cores."""
-    lines = ["", "real Cortex-M firmware on emulated cores, next to a Python core:"]
+    lines = [
+        "",
+        "real Cortex-M firmware on emulated cores, next to a Python core running the echo:",
+    ]
     if report["missing"]:
         return [*lines, f"  (left out: {report['missing']})"]
     lines += [
-        f"echo rtt: {rounds} x 64 B; echo msgs/s: {messages} x 496 B, {WINDOW} in flight; "
-        f"mailbox: {rounds} echo requests",
-        f"mbox: the mailbox echo's rtt in us; MIPS: a busy loop, {BUSY_LOOPS:,} x 2 instructions",
-        f"{'core':<36}{'rtt p50 us':>11}{'rtt p99 us':>11}{'msgs/s':>9}{'mbox p50':>9}"
-        f"{'mbox p99':>9}{'boot ms':>8}{'MIPS':>6}",
+        f"echo: {rounds} round trips of 64 B; msgs/s: {messages} echoes of 496 B, {WINDOW} in "
+        "flight",
+        f"mailbox: {rounds} round trips of one word through the core's interrupt handler",
+        "boot: the median time from start until the echo channel is announced",
+        f"MIPS: millions of emulated instructions per second, a busy loop of {BUSY_LOOPS:,} x 2 "
+        "(- : no emulator)",
+        f"{'':<36}{'echo rtt us':>22}{'':>9}{'mailbox rtt us':>18}{'boot':>8}",
+        f"{'core':<36}{'p50':>11}{'p99':>11}{'msgs/s':>9}{'p50':>9}{'p99':>9}{'ms':>8}{'MIPS':>6}",
     ]
     for r in report["rows"]:
         mips = "-" if r["mips"] is None else f"{r['mips']:.1f}"
